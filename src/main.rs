@@ -1,0 +1,159 @@
+//! The `edgegate` command: argument parsing, wiring and exit codes only. Every error is
+//! printed here, once: 2 for usage and settings errors, 1 for runtime failures.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use edgegate::agent::{load_config_file, Agent};
+use edgegate::config::{self, ConfigSource};
+use edgegate::proxy::server::Server;
+use edgegate::proxy::token;
+use edgegate::settings::{GatewaySettings, LocalMetrics, SettingError};
+use edgegate::status::SyncState;
+use edgegate::sys;
+
+const USAGE: &str = "usage:
+  edgegate gateway [--settings FILE] [--config FILE] [--set key=value]...
+  edgegate check FILE
+  edgegate version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("gateway") => gateway(&args[1..]),
+        Some("check") => check(&args[1..]),
+        Some("version" | "--version" | "-V") => {
+            println!("{}", edgegate::version_line());
+            ExitCode::SUCCESS
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage_error(&format!("unknown command '{other}'")),
+        None => usage_error("no command given"),
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("edgegate: {message}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn check(args: &[String]) -> ExitCode {
+    let [path] = args else { return usage_error("check takes exactly one FILE") };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("edgegate: cannot read {path}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match config::compile(&text, ConfigSource::Local) {
+        Ok(rt) => {
+            let ops: usize = rt.apis.iter().map(|a| a.operations.len()).sum();
+            println!("{path}: ok (version {}, {} apis, {ops} operations)", rt.version, rt.apis.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{path}: {e}");
+            }
+            println!("{path}: {} error(s)", errors.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Settings from every source, in order: defaults < file < environment < flags.
+fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
+    let mut settings_file: Option<&str> = None;
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).ok_or_else(|| format!("{} needs a value", args[i]))?;
+        match args[i].as_str() {
+            "--settings" => settings_file = Some(value),
+            "--config" => flags.push(("config.local.path".into(), value.clone())),
+            "--set" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| format!("--set {value}: expected key=value"))?;
+                flags.push((k.trim().to_string(), v.to_string()));
+            }
+            other => return Err(format!("unknown option '{other}'")),
+        }
+        i += 2;
+    }
+    let mut s = GatewaySettings::defaults(sys::is_root());
+    if let Some(path) = settings_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SettingError::Unreadable { path: path.into(), reason: e.to_string() }.to_string())?;
+        s.apply_file_text(&text, path).map_err(|e| e.to_string())?;
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    s.apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| e.to_string())?;
+    for (k, v) in &flags {
+        s.apply(k, v, "--set").map_err(|e| e.to_string())?;
+    }
+    if s.service_endpoint.is_some() {
+        return Err("setting 'config.service.endpoint': a management plane is not supported by this version of edgegate; use config.local.path".into());
+    }
+    if s.metrics_local == LocalMetrics::Prometheus {
+        return Err("setting 'telemetry.metrics.local': prometheus is not supported by this version of edgegate".into());
+    }
+    if s.local_path.is_none() {
+        return Err("no config source: set config.local.path (or pass --config FILE)".into());
+    }
+    Ok(s)
+}
+
+fn gateway(args: &[String]) -> ExitCode {
+    let settings = match gateway_settings(args) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("edgegate: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    sys::init_logging(settings.logs_std, settings.log_level);
+    match run_gateway(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("edgegate: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
+    let Some(path) = settings.local_path.clone() else { return Err("no config source".into()) };
+    let runtime = load_config_file(&path, ConfigSource::Local).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
+        format!("config rejected:\n{}", lines.join("\n"))
+    })?;
+    let listener = mio::net::TcpListener::bind(settings.http_listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let poll = mio::Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
+    let (agent, from_agent) = Agent::spawn_local(path, waker).map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    log::info!("config version {} (local) loaded, {} apis", runtime.version, runtime.apis.len());
+    let sync = SyncState { last_sync_at: Some(std::time::SystemTime::now()), ..SyncState::default() };
+    let server = Server::new(
+        poll,
+        listener,
+        settings,
+        Some(Arc::new(runtime)),
+        sync,
+        from_agent,
+        agent.sender.clone(),
+    )
+    .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    log::info!("listening on http://{bound}");
+    let result = server.run().map_err(|e| format!("event loop failed: {e}"));
+    log::info!("stopped");
+    agent.stop();
+    result
+}

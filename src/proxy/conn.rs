@@ -1,0 +1,1090 @@
+//! One client connection and the exchange it may be running with a backend. The loop
+//! calls `drive` after readiness events (and `on_timeout` when the deadline passes);
+//! `drive` moves bytes until it is blocked and returns whether the connection stays
+//! open. Readiness is tracked per socket (mio is edge-triggered): a flag is set by an
+//! event and cleared by WouldBlock or a short read/write.
+//!
+//! ```text
+//!            ┌────────── keep-alive ◀──────────────────────────┐
+//!            ▼                                                 │
+//!  Waiting ──bytes──▶ Head ──parsed──▶ Proxy(Exchange) ──done──┤
+//!     │                 │ error / status / 404 ──▶ Reply ──────┘ (or close)
+//!     └─ idle timeout ──┴─ head timeout (408) ──▶ Reply ──▶ close
+//!
+//!  Exchange: connect ─▶ send head ─▶ [100 Continue] ─▶ stream request body
+//!            ─▶ await response head (1xx skipped) ─▶ send head ─▶ stream body ─▶ done
+//!            failure before the response head went out ─▶ Reply (502/504/…)
+//!            failure after it ─▶ close (the client sees a truncated body)
+//! ```
+//! Invariants: bytes of the next pipelined request are never forwarded with the current
+//! one (bodies are counted exactly); buffers are held only while data is in flight.
+//! Must not touch: listeners, the poll (except register/deregister through Backends),
+//! config loading, disk.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpStream;
+use mio::Registry;
+
+use super::backend::Backends;
+use super::buffer::{Buf, Pool};
+use crate::config::Runtime;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::failure::{failure_body, render_json};
+use crate::http::forward::{self, BackendRequest, ClientFraming, SliceWriter};
+use crate::http::request::{self, BodyKind, MAX_HEADERS};
+use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
+use crate::http::Failure;
+use crate::status::{self, SyncState};
+use crate::telemetry::{redact_query, Record, RequestLog};
+
+/// Limits the connection obeys (from settings).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub head_max: usize,
+    pub body_max: u64,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub trust_forwarded_proto: bool,
+}
+
+/// What `drive` may use besides the connection itself.
+pub struct Ctx<'a> {
+    pub now: Instant,
+    pub registry: &'a Registry,
+    pub backends: &'a mut Backends,
+    pub pool: &'a mut Pool,
+    pub runtime: Option<&'a Arc<Runtime>>,
+    pub sync: &'a SyncState,
+    pub limits: &'a Limits,
+    pub log: &'a mut RequestLog,
+    pub draining: bool,
+    pub seq: &'a mut u64,
+    pub id_prefix: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Open,
+    /// The drive stopped at its step bound with work left: drive again soon.
+    Again,
+    Close,
+}
+
+enum Step {
+    Progress,
+    Blocked,
+    Close,
+}
+
+/// Most state transitions per `drive` call, so one busy connection cannot starve others.
+const MAX_STEPS: usize = 64;
+
+pub struct Client {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub readable: bool,
+    pub writable: bool,
+    eof: bool,
+    inbuf: Option<Buf>,
+    phase: Phase,
+    pub deadline: Instant,
+    phase_since: Instant,
+    /// The client connection closes once the current answer is written.
+    close_after: bool,
+}
+
+enum Phase {
+    /// Between requests. `fresh`: no request seen on this connection yet.
+    Waiting { fresh: bool },
+    /// Some head bytes have arrived.
+    Head,
+    /// An answer from the gateway itself.
+    Reply { out: Buf },
+    Proxy(Box<Exchange>),
+    /// Nothing more can be said on this connection; the next drive closes it.
+    Closing,
+}
+
+/// Log fields captured when logging is on (no allocation otherwise).
+struct Trace {
+    id: String,
+    method: String,
+    url: String,
+    wall: SystemTime,
+}
+
+enum ReqBody {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+enum RespBody {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Dechunk(ChunkedDecoder),
+    UntilClose,
+}
+
+enum Resp {
+    AwaitHead,
+    SendHead { body: RespBody, reusable: bool },
+    Body { body: RespBody, reusable: bool },
+}
+
+struct Exchange {
+    rt: Arc<Runtime>,
+    api: u32,
+    op: u32,
+    backend: usize,
+    addr: SocketAddr,
+    retried: bool,
+    retryable: bool,
+    /// Request head for the backend; after the response head arrives, the response head
+    /// for the client.
+    head: Option<Buf>,
+    head_sent: usize,
+    continue_left: usize,
+    req: ReqBody,
+    req_sendable: usize,
+    resp_buf: Option<Buf>,
+    resp: Resp,
+    resp_sendable: usize,
+    backend_eof: bool,
+    http10: bool,
+    is_head: bool,
+    started: Instant,
+    connect_started: Instant,
+    backend_started: Option<Instant>,
+    last_client: Instant,
+    last_backend: Instant,
+    status: u16,
+    backend_status: Option<u16>,
+    bytes_in: u64,
+    bytes_out: u64,
+    trace: Option<Box<Trace>>,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+enum Io {
+    Done(usize),
+    Eof,
+    Blocked,
+    Failed,
+}
+
+/// Reads into `buf`; a short read clears the readiness flag (edge-triggered epoll
+/// reports new data with a new event).
+fn read_some(sock: &mut TcpStream, buf: &mut Buf, ready: &mut bool) -> Io {
+    let space = buf.space();
+    let want = space.len();
+    if want == 0 {
+        return Io::Blocked;
+    }
+    loop {
+        match sock.read(space) {
+            Ok(0) => return Io::Eof,
+            Ok(n) => {
+                if n < want {
+                    *ready = false;
+                }
+                buf.filled(n);
+                return Io::Done(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *ready = false;
+                return Io::Blocked;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Io::Failed,
+        }
+    }
+}
+
+fn write_some(sock: &mut TcpStream, data: &[u8], ready: &mut bool) -> Io {
+    loop {
+        match sock.write(data) {
+            Ok(0) => return Io::Failed,
+            Ok(n) => {
+                if n < data.len() {
+                    *ready = false;
+                }
+                return Io::Done(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *ready = false;
+                return Io::Blocked;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Io::Failed,
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Client {
+    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant, limits: &Limits) -> Client {
+        Client {
+            sock,
+            peer,
+            readable: false,
+            writable: false,
+            eof: false,
+            inbuf: None,
+            phase: Phase::Waiting { fresh: true },
+            deadline: now + limits.header_timeout,
+            phase_since: now,
+            close_after: false,
+        }
+    }
+
+    /// True when no request is in progress and nothing is buffered (shutdown closes it).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { .. }) && self.inbuf.as_ref().is_none_or(Buf::is_empty)
+    }
+
+    /// The backend this connection is using, if any (to route backend events).
+    pub fn backend(&self) -> Option<usize> {
+        match &self.phase {
+            Phase::Proxy(x) => Some(x.backend),
+            _ => None,
+        }
+    }
+
+    /// Returns every buffer and closes the backend; call before dropping the client.
+    pub fn release(&mut self, ctx: &mut Ctx) {
+        ctx.pool.put_opt(&mut self.inbuf);
+        match std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
+            Phase::Reply { out } => ctx.pool.put(out),
+            Phase::Proxy(mut x) => {
+                if x.status == 0 {
+                    x.status = 499;
+                }
+                log_exchange(&x, self.peer, ctx, Some("client_closed_or_aborted"));
+                ctx.pool.put_opt(&mut x.head);
+                ctx.pool.put_opt(&mut x.resp_buf);
+                ctx.backends.remove(x.backend, ctx.registry);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn drive(&mut self, ctx: &mut Ctx) -> Outcome {
+        for _ in 0..MAX_STEPS {
+            let step = match self.phase {
+                Phase::Waiting { .. } | Phase::Head => self.read_head(ctx),
+                Phase::Reply { .. } => self.write_reply(ctx),
+                Phase::Proxy(_) => self.step_exchange(ctx),
+                Phase::Closing => Step::Close,
+            };
+            match step {
+                Step::Progress => continue,
+                Step::Blocked => {
+                    self.update_deadline(ctx);
+                    return Outcome::Open;
+                }
+                Step::Close => {
+                    self.release(ctx);
+                    return Outcome::Close;
+                }
+            }
+        }
+        self.update_deadline(ctx);
+        Outcome::Again
+    }
+
+    /// The deadline passed: answer 408/502/504 where an answer is still possible.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx) -> Outcome {
+        let failure = match &self.phase {
+            Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing => None,
+            Phase::Head => Some(Failure::HeadTimeout),
+            Phase::Proxy(x) => {
+                let head_out = !matches!(x.resp, Resp::AwaitHead);
+                let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
+                if head_out {
+                    None
+                } else if !connected {
+                    Some(Failure::BackendConnectTimeout)
+                } else if self.waiting_on_client_body() {
+                    Some(Failure::BodyTimeout)
+                } else {
+                    Some(Failure::BackendTimeout)
+                }
+            }
+        };
+        match failure {
+            None => {
+                self.release(ctx);
+                Outcome::Close
+            }
+            Some(f) => {
+                if let Phase::Proxy(_) = self.phase {
+                    self.fail_exchange(f, ctx);
+                } else {
+                    self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+                    self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", ctx);
+                }
+                self.drive(ctx)
+            }
+        }
+    }
+
+    fn waiting_on_client_body(&self) -> bool {
+        match &self.phase {
+            Phase::Proxy(x) => !matches!(x.req, ReqBody::Done) && x.req_sendable == 0,
+            _ => false,
+        }
+    }
+
+    fn update_deadline(&mut self, ctx: &Ctx) {
+        let l = ctx.limits;
+        self.deadline = match &self.phase {
+            Phase::Waiting { fresh: true } => self.phase_since + l.header_timeout,
+            Phase::Waiting { fresh: false } => self.phase_since + l.idle_timeout,
+            Phase::Head => self.phase_since + l.header_timeout,
+            Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
+            Phase::Proxy(x) => {
+                let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
+                if !connected {
+                    x.connect_started + l.connect_timeout
+                } else if self.waiting_on_client_body() || x.resp_sendable > 0 {
+                    x.last_client + l.idle_timeout
+                } else {
+                    x.last_backend + l.response_timeout
+                }
+            }
+        };
+    }
+
+    fn set_phase(&mut self, phase: Phase, now: Instant) {
+        self.phase = phase;
+        self.phase_since = now;
+    }
+
+    // ------------------------------------------------------------------ head reading
+
+    fn read_head(&mut self, ctx: &mut Ctx) -> Step {
+        if self.inbuf.as_ref().is_some_and(|b| !b.is_empty()) {
+            if let Some(step) = self.dispatch(ctx) {
+                return step;
+            }
+        }
+        if !self.readable {
+            if self.eof {
+                return Step::Close;
+            }
+            if self.inbuf.as_ref().is_some_and(Buf::is_empty) {
+                ctx.pool.put_opt(&mut self.inbuf);
+            }
+            return Step::Blocked;
+        }
+        if self.inbuf.is_none() {
+            match ctx.pool.get() {
+                Some(b) => self.inbuf = Some(b),
+                None => return Step::Close,
+            }
+        }
+        let Some(buf) = self.inbuf.as_mut() else { return Step::Close };
+        match read_some(&mut self.sock, buf, &mut self.readable) {
+            Io::Done(_) => {
+                if let Phase::Waiting { .. } = self.phase {
+                    self.set_phase(Phase::Head, ctx.now);
+                }
+                Step::Progress
+            }
+            Io::Blocked => Step::Progress,
+            Io::Eof | Io::Failed => Step::Close,
+        }
+    }
+
+    /// Parses the buffered head and starts the answer. `None` = need more bytes.
+    fn dispatch(&mut self, ctx: &mut Ctx) -> Option<Step> {
+        let inbuf = self.inbuf.as_ref()?;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match request::parse(inbuf.bytes(), &mut headers, ctx.limits.head_max) {
+            Ok(None) => return None,
+            Ok(Some(h)) => h,
+            Err(f) => {
+                self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+                self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", ctx);
+                return Some(Step::Progress);
+            }
+        };
+        let head_len = head.head_len;
+        let has_body = head.body != BodyKind::None;
+        let close = !head.keep_alive || ctx.draining;
+        let is_head = head.is_head();
+        let decision = decide(&head, self.peer, ctx);
+        match decision {
+            Decision::Reply { status, body, failure, method, url, api } => {
+                if let Some(b) = self.inbuf.as_mut() {
+                    b.consume(head_len);
+                }
+                // A body we will not read makes the connection unusable.
+                let close = close || has_body || failure.is_some_and(Failure::closes_connection);
+                self.start_reply(status, &body, close, is_head, ctx);
+                self.log_local(status, api, "", failure.map(Failure::reason), &method, &url, ctx);
+            }
+            Decision::Proxy(mut x) => {
+                if let Some(b) = self.inbuf.as_mut() {
+                    b.consume(head_len);
+                }
+                self.close_after = close;
+                match ctx.backends.checkout(x.addr, ctx.registry) {
+                    Ok(key) => {
+                        x.backend = key;
+                        x.connect_started = ctx.now;
+                        x.last_backend = ctx.now;
+                        self.set_phase(Phase::Proxy(x), ctx.now);
+                    }
+                    Err(_) => {
+                        ctx.pool.put_opt(&mut x.head);
+                        let f = Failure::BackendConnect;
+                        x.status = f.status();
+                        log_exchange(&x, self.peer, ctx, Some(f.reason()));
+                        self.start_reply(f.status(), &failure_body(f), close || has_body, is_head, ctx);
+                    }
+                }
+            }
+        }
+        Some(Step::Progress)
+    }
+
+    fn start_reply(&mut self, status: u16, body: &str, close: bool, head_only: bool, ctx: &mut Ctx) {
+        let mut bytes = Vec::with_capacity(160 + body.len());
+        render_json(status, body, close, head_only, &mut bytes);
+        let Some(mut out) = ctx.pool.get() else {
+            self.close_after = true;
+            return;
+        };
+        let n = bytes.len().min(out.capacity());
+        out.whole_mut()[..n].copy_from_slice(&bytes[..n]);
+        out.filled(n);
+        self.close_after = close;
+        if let Phase::Reply { out } = std::mem::replace(&mut self.phase, Phase::Head) {
+            ctx.pool.put(out);
+        }
+        self.set_phase(Phase::Reply { out }, ctx.now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_local(
+        &self,
+        status: u16,
+        api: &str,
+        op: &str,
+        error: Option<&str>,
+        method: &str,
+        url: &str,
+        ctx: &mut Ctx,
+    ) {
+        if !ctx.log.enabled() {
+            return;
+        }
+        *ctx.seq += 1;
+        let id = request_id(ctx.id_prefix, *ctx.seq);
+        ctx.log.push(&Record {
+            time: SystemTime::now(),
+            request_id: &id,
+            client_ip: self.peer.ip(),
+            method,
+            url,
+            api,
+            operation: op,
+            subscription: "",
+            status,
+            backend_status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            total_ms: 0.0,
+            backend_ms: None,
+            error,
+        });
+    }
+
+    fn write_reply(&mut self, ctx: &mut Ctx) -> Step {
+        let Phase::Reply { out } = &mut self.phase else { return Step::Close };
+        if !out.is_empty() {
+            if !self.writable {
+                return Step::Blocked;
+            }
+            match write_some(&mut self.sock, out.bytes(), &mut self.writable) {
+                Io::Done(n) => {
+                    out.consume(n);
+                    return Step::Progress;
+                }
+                Io::Blocked => return Step::Blocked,
+                Io::Eof | Io::Failed => return Step::Close,
+            }
+        }
+        if self.close_after {
+            return Step::Close;
+        }
+        if let Phase::Reply { out } = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
+            ctx.pool.put(out);
+        }
+        self.phase_since = ctx.now;
+        Step::Progress
+    }
+
+    // ------------------------------------------------------------------ the exchange
+
+    fn step_exchange(&mut self, ctx: &mut Ctx) -> Step {
+        let Phase::Proxy(x) = &mut self.phase else { return Step::Close };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else { return Step::Close };
+        let mut progress = false;
+
+        // 1. connection established?
+        if !b.connected {
+            if !b.writable {
+                return Step::Blocked;
+            }
+            let ok = match b.sock.take_error() {
+                Ok(None) => match b.sock.peer_addr() {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        b.writable = false;
+                        return Step::Blocked;
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            if !ok {
+                self.fail_exchange(Failure::BackendConnect, ctx);
+                return Step::Progress;
+            }
+            b.connected = true;
+            x.backend_started = Some(ctx.now);
+            x.last_backend = ctx.now;
+        }
+
+        // 2. request head to the backend
+        if let (Resp::AwaitHead, Some(head)) = (&x.resp, x.head.as_ref()) {
+            if x.head_sent < head.len() {
+                if !b.writable {
+                    return Step::Blocked;
+                }
+                match write_some(&mut b.sock, &head.bytes()[x.head_sent..], &mut b.writable) {
+                    Io::Done(n) => {
+                        x.head_sent += n;
+                        x.last_backend = ctx.now;
+                        progress = true;
+                    }
+                    Io::Blocked => return Step::Blocked,
+                    Io::Eof | Io::Failed => return self.backend_broke(ctx),
+                }
+                if x.head_sent < head.len() {
+                    return if progress { Step::Progress } else { Step::Blocked };
+                }
+            }
+        }
+
+        // 3. 100 Continue to the client, once the request is on its way
+        if x.continue_left > 0 && self.writable {
+            let from = CONTINUE.len() - x.continue_left;
+            match write_some(&mut self.sock, &CONTINUE[from..], &mut self.writable) {
+                Io::Done(n) => {
+                    x.continue_left -= n;
+                    progress = true;
+                }
+                Io::Blocked => {}
+                Io::Eof | Io::Failed => return Step::Close,
+            }
+        }
+
+        // 4. request body
+        if !matches!(x.req, ReqBody::Done) {
+            if self.inbuf.is_none() {
+                self.inbuf = ctx.pool.get();
+            }
+            let Some(inbuf) = self.inbuf.as_mut() else { return Step::Close };
+            if x.req_sendable == 0 && !inbuf.is_empty() {
+                match &mut x.req {
+                    ReqBody::Length(rem) => {
+                        let n = (*rem).min(inbuf.len() as u64);
+                        *rem -= n;
+                        x.req_sendable = n as usize;
+                    }
+                    ReqBody::Chunked(dec) => match dec.feed(inbuf.bytes()) {
+                        Ok(step) => x.req_sendable = step.consumed,
+                        Err(e) => {
+                            self.fail_exchange(Failure::BadRequest(e.reason()), ctx);
+                            return Step::Progress;
+                        }
+                    },
+                    ReqBody::Done => {}
+                }
+                if let ReqBody::Chunked(dec) = &x.req {
+                    if ctx.limits.body_max > 0 && dec.payload > ctx.limits.body_max {
+                        self.fail_exchange(Failure::BodyTooLarge, ctx);
+                        return Step::Progress;
+                    }
+                }
+            }
+            if x.req_sendable > 0 && b.writable {
+                match write_some(&mut b.sock, &inbuf.bytes()[..x.req_sendable], &mut b.writable) {
+                    Io::Done(n) => {
+                        inbuf.consume(n);
+                        x.req_sendable -= n;
+                        x.bytes_in += n as u64;
+                        x.last_backend = ctx.now;
+                        progress = true;
+                    }
+                    Io::Blocked => {}
+                    Io::Eof | Io::Failed => return self.backend_broke(ctx),
+                }
+            }
+            let body_complete = match &x.req {
+                ReqBody::Length(0) => true,
+                ReqBody::Chunked(d) => d.is_done(),
+                _ => false,
+            };
+            if body_complete && x.req_sendable == 0 {
+                x.req = ReqBody::Done;
+                progress = true;
+            } else if x.req_sendable == 0 && self.readable && inbuf.has_space() {
+                match read_some(&mut self.sock, inbuf, &mut self.readable) {
+                    Io::Done(_) => {
+                        x.last_client = ctx.now;
+                        progress = true;
+                    }
+                    Io::Blocked => {}
+                    // the client went away mid-body
+                    Io::Eof | Io::Failed => return Step::Close,
+                }
+            }
+        }
+
+        // 5. response from the backend
+        if x.resp_buf.is_none() {
+            x.resp_buf = ctx.pool.get();
+        }
+        let Some(rbuf) = x.resp_buf.as_mut() else { return Step::Close };
+        if b.readable && !x.backend_eof && rbuf.has_space() && x.resp_sendable == 0 {
+            match read_some(&mut b.sock, rbuf, &mut b.readable) {
+                Io::Done(_) => {
+                    x.last_backend = ctx.now;
+                    progress = true;
+                }
+                Io::Blocked => {}
+                Io::Eof => {
+                    x.backend_eof = true;
+                    progress = true;
+                }
+                Io::Failed => {
+                    if matches!(x.resp, Resp::AwaitHead) {
+                        return self.backend_broke(ctx);
+                    }
+                    return Step::Close;
+                }
+            }
+        }
+
+        match &mut x.resp {
+            Resp::AwaitHead => {
+                let head_sent = x.head.as_ref().is_none_or(|h| x.head_sent >= h.len());
+                if !head_sent {
+                    return if progress { Step::Progress } else { Step::Blocked };
+                }
+                let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+                let parsed = response::parse(rbuf.bytes(), &mut headers, x.is_head, ctx.pool.buffer_size());
+                match parsed {
+                    Ok(None) => {
+                        if x.backend_eof {
+                            if rbuf.is_empty() {
+                                return self.backend_broke(ctx);
+                            }
+                            self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
+                            return Step::Progress;
+                        }
+                    }
+                    Err(f) => {
+                        self.fail_exchange(f, ctx);
+                        return Step::Progress;
+                    }
+                    Ok(Some(r)) if (100..200).contains(&r.status) => {
+                        let n = r.head_len;
+                        let switching = r.status == 101;
+                        if switching {
+                            self.fail_exchange(Failure::BackendBadResponse("backend_upgrade_unsupported"), ctx);
+                            return Step::Progress;
+                        }
+                        rbuf.consume(n);
+                        return Step::Progress;
+                    }
+                    Ok(Some(r)) => {
+                        let dechunk = x.http10 && r.body == ResponseBody::Chunked;
+                        let close = self.close_after
+                            || ctx.draining
+                            || dechunk
+                            || (r.body == ResponseBody::UntilClose)
+                            || !matches!(x.req, ReqBody::Done);
+                        self.close_after = close;
+                        let connection = if close {
+                            Some("close")
+                        } else if x.http10 {
+                            Some("keep-alive")
+                        } else {
+                            None
+                        };
+                        let framing = if dechunk { ClientFraming::Dechunk } else { ClientFraming::AsIs };
+                        let Some(out) = x.head.as_mut() else { return Step::Close };
+                        let mut w = SliceWriter::new(out.whole_mut());
+                        let wrote =
+                            forward::write_client_response(&mut w, r.status, r.reason, r.headers, framing, connection);
+                        let len = w.len;
+                        if wrote.is_err() {
+                            self.fail_exchange(Failure::BackendBadResponse("backend_head_too_large"), ctx);
+                            return Step::Progress;
+                        }
+                        out.filled(len);
+                        x.head_sent = 0;
+                        x.status = r.status;
+                        x.backend_status = Some(r.status);
+                        let body = match r.body {
+                            ResponseBody::None => RespBody::Done,
+                            ResponseBody::Length(0) => RespBody::Done,
+                            ResponseBody::Length(n) => RespBody::Length(n),
+                            ResponseBody::Chunked if dechunk => RespBody::Dechunk(ChunkedDecoder::new()),
+                            ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
+                            ResponseBody::UntilClose => RespBody::UntilClose,
+                        };
+                        let reusable = r.reusable;
+                        let n = r.head_len;
+                        rbuf.consume(n);
+                        x.resp = Resp::SendHead { body, reusable };
+                        return Step::Progress;
+                    }
+                }
+            }
+            Resp::SendHead { .. } => {
+                let Some(out) = x.head.as_mut() else { return Step::Close };
+                if x.head_sent < out.len() {
+                    if !self.writable {
+                        return Step::Blocked;
+                    }
+                    match write_some(&mut self.sock, &out.bytes()[x.head_sent..], &mut self.writable) {
+                        Io::Done(n) => {
+                            x.head_sent += n;
+                            x.last_client = ctx.now;
+                            progress = true;
+                        }
+                        Io::Blocked => return Step::Blocked,
+                        Io::Eof | Io::Failed => return Step::Close,
+                    }
+                }
+                if x.head_sent >= out.len() {
+                    ctx.pool.put_opt(&mut x.head);
+                    if let Resp::SendHead { body, reusable } =
+                        std::mem::replace(&mut x.resp, Resp::Body { body: RespBody::Done, reusable: false })
+                    {
+                        x.resp = Resp::Body { body, reusable };
+                    }
+                    progress = true;
+                }
+            }
+            Resp::Body { body, reusable } => {
+                if x.resp_sendable == 0 && !rbuf.is_empty() {
+                    match body {
+                        RespBody::Done => {
+                            // bytes after a complete response: the backend is confused
+                            *reusable = false;
+                        }
+                        RespBody::Length(rem) => {
+                            let n = (*rem).min(rbuf.len() as u64);
+                            *rem -= n;
+                            x.resp_sendable = n as usize;
+                        }
+                        RespBody::Chunked(dec) => match dec.feed(rbuf.bytes()) {
+                            Ok(s) => x.resp_sendable = s.consumed,
+                            Err(_) => return Step::Close,
+                        },
+                        RespBody::Dechunk(dec) => match dec.feed(rbuf.bytes()) {
+                            Ok(s) => {
+                                rbuf.consume(s.data.0);
+                                x.resp_sendable = s.data.1 - s.data.0;
+                                progress = true;
+                            }
+                            Err(_) => return Step::Close,
+                        },
+                        RespBody::UntilClose => x.resp_sendable = rbuf.len(),
+                    }
+                }
+                if x.resp_sendable > 0 && self.writable {
+                    match write_some(&mut self.sock, &rbuf.bytes()[..x.resp_sendable], &mut self.writable) {
+                        Io::Done(n) => {
+                            rbuf.consume(n);
+                            x.resp_sendable -= n;
+                            x.bytes_out += n as u64;
+                            x.last_client = ctx.now;
+                            progress = true;
+                        }
+                        Io::Blocked => {}
+                        Io::Eof | Io::Failed => return Step::Close,
+                    }
+                }
+                let complete = x.resp_sendable == 0
+                    && match body {
+                        RespBody::Done | RespBody::Length(0) => true,
+                        RespBody::Chunked(d) | RespBody::Dechunk(d) => d.is_done(),
+                        RespBody::UntilClose => x.backend_eof && rbuf.is_empty(),
+                        RespBody::Length(_) => false,
+                    };
+                if complete {
+                    let reusable = *reusable && rbuf.is_empty() && !x.backend_eof;
+                    return self.finish_exchange(reusable, ctx);
+                }
+                if x.backend_eof && x.resp_sendable == 0 && rbuf.is_empty() {
+                    // truncated body: the client must not take it as complete
+                    return Step::Close;
+                }
+            }
+        }
+        if progress {
+            Step::Progress
+        } else {
+            Step::Blocked
+        }
+    }
+
+    /// The backend failed before answering: retry once on a fresh connection when that is
+    /// safe (reused connection, idempotent request without body), else 502.
+    fn backend_broke(&mut self, ctx: &mut Ctx) -> Step {
+        let Phase::Proxy(x) = &mut self.phase else { return Step::Close };
+        let was_reused = ctx.backends.slab.get(x.backend).is_some_and(|b| b.reused);
+        let nothing_received = x.resp_buf.as_ref().is_none_or(Buf::is_empty);
+        if was_reused && x.retryable && !x.retried && nothing_received && matches!(x.resp, Resp::AwaitHead) {
+            ctx.backends.remove(x.backend, ctx.registry);
+            if let Ok(key) = ctx.backends.checkout(x.addr, ctx.registry) {
+                x.backend = key;
+                x.retried = true;
+                x.head_sent = 0;
+                x.backend_eof = false;
+                x.connect_started = ctx.now;
+                x.last_backend = ctx.now;
+                return Step::Progress;
+            }
+        }
+        let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
+        self.fail_exchange(if connected { Failure::BackendReset } else { Failure::BackendConnect }, ctx);
+        Step::Progress
+    }
+
+    /// Ends the exchange with a gateway answer when none of the response went out yet;
+    /// otherwise the connection closes.
+    fn fail_exchange(&mut self, failure: Failure, ctx: &mut Ctx) {
+        let Phase::Proxy(mut x) = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) else { return };
+        ctx.backends.remove(x.backend, ctx.registry);
+        ctx.pool.put_opt(&mut x.head);
+        ctx.pool.put_opt(&mut x.resp_buf);
+        x.status = failure.status();
+        log_exchange(&x, self.peer, ctx, Some(failure.reason()));
+        if !matches!(x.resp, Resp::AwaitHead) {
+            self.phase = Phase::Closing;
+            return;
+        }
+        let close = self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
+        self.start_reply(failure.status(), &failure_body(failure), close, x.is_head, ctx);
+    }
+
+    fn finish_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Step {
+        let Phase::Proxy(mut x) = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) else {
+            return Step::Close;
+        };
+        let reusable = reusable && matches!(x.req, ReqBody::Done);
+        if reusable {
+            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
+        } else {
+            ctx.backends.remove(x.backend, ctx.registry);
+        }
+        ctx.pool.put_opt(&mut x.head);
+        ctx.pool.put_opt(&mut x.resp_buf);
+        log_exchange(&x, self.peer, ctx, None);
+        self.phase_since = ctx.now;
+        if self.close_after || !matches!(x.req, ReqBody::Done) {
+            return Step::Close;
+        }
+        Step::Progress
+    }
+}
+
+fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&str>) {
+    let Some(t) = x.trace.as_ref() else { return };
+    let api = x.rt.apis.get(x.api as usize);
+    ctx.log.push(&Record {
+        time: t.wall,
+        request_id: &t.id,
+        client_ip: peer.ip(),
+        method: &t.method,
+        url: &t.url,
+        api: api.map_or("", |a| a.id.as_str()),
+        operation: api.and_then(|a| a.operations.get(x.op as usize)).map_or("", |o| o.id.as_str()),
+        subscription: "",
+        status: x.status,
+        backend_status: x.backend_status,
+        bytes_in: x.bytes_in,
+        bytes_out: x.bytes_out,
+        total_ms: ms(ctx.now.duration_since(x.started)),
+        backend_ms: x.backend_started.map(|s| ms(ctx.now.duration_since(s))),
+        error,
+    });
+}
+
+fn request_id(prefix: u32, seq: u64) -> String {
+    format!("{prefix:08x}-{seq:016x}")
+}
+
+enum Decision<'h> {
+    Reply { status: u16, body: String, failure: Option<Failure>, method: String, url: String, api: &'h str },
+    Proxy(Box<Exchange>),
+}
+
+fn is_idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
+}
+
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| match pair.split_once('=') {
+        Some((k, v)) if k == name => Some(v),
+        None if pair == name => Some(""),
+        _ => None,
+    })
+}
+
+/// Routing and admission for one parsed head: a gateway answer or a ready exchange.
+fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) -> Decision<'h> {
+    let logging = ctx.log.enabled();
+    let url_of = |secret: &str| {
+        if !logging {
+            return String::new();
+        }
+        match head.query {
+            Some(q) => format!("{}?{}", head.path, redact_query(q, secret)),
+            None => head.path.to_string(),
+        }
+    };
+    let reply = |f: Failure, api: &'h str, url: String| Decision::Reply {
+        status: f.status(),
+        body: failure_body(f),
+        failure: Some(f),
+        method: if logging { head.method.to_string() } else { String::new() },
+        url,
+        api,
+    };
+    if status::STATUS_PATHS.contains(&head.path) {
+        let (code, body) = status::render(ctx.runtime.map(|r| &**r), ctx.sync, SystemTime::now());
+        return Decision::Reply {
+            status: code,
+            body,
+            failure: None,
+            method: head.method.to_string(),
+            url: head.path.to_string(),
+            api: "",
+        };
+    }
+    let Some(rt) = ctx.runtime else { return reply(Failure::NoConfig, "", url_of("")) };
+    let Some(found) = rt.api_table.find(head.path, head.host_name(), false) else {
+        return reply(Failure::OperationNotFound, "", url_of(""));
+    };
+    let Some(api) = rt.apis.get(found.api as usize) else { return reply(Failure::OperationNotFound, "", url_of("")) };
+    let rest = &head.path[found.rest_offset..];
+    let Some(op) = api.op_table.find(rest, head.method) else {
+        return reply(Failure::OperationNotFound, "", url_of(&api.key_query));
+    };
+    if api.subscription_required {
+        let key = head.header(&api.key_header).map(|_| ()).or_else(|| query_param(head.query, &api.key_query).map(|_| ()));
+        // No subscriptions exist in this version, so any key presented is invalid.
+        let f = if key.is_some() { Failure::InvalidSubscriptionKey } else { Failure::MissingSubscriptionKey };
+        return reply(f, "", url_of(&api.key_query));
+    }
+    if let BodyKind::Length(n) = head.body {
+        if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
+            return reply(Failure::BodyTooLarge, "", url_of(&api.key_query));
+        }
+    }
+    let addrs = &api.backend.addrs;
+    if addrs.is_empty() {
+        return reply(Failure::BackendUnresolved, "", url_of(&api.key_query));
+    }
+    *ctx.seq += 1;
+    let addr = addrs[(*ctx.seq as usize) % addrs.len()];
+    let Some(mut out) = ctx.pool.get() else { return reply(Failure::Overloaded, "", url_of("")) };
+    let mut w = SliceWriter::new(out.whole_mut());
+    let backend_req = BackendRequest {
+        method: head.method,
+        base_path: &api.backend.base_path,
+        rest,
+        query: head.query,
+        authority: &api.backend.authority,
+        client_ip: peer.ip(),
+        proto: "http",
+        original_host: head.host,
+        chunked: head.body == BodyKind::Chunked,
+        length: match head.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        },
+    };
+    let written = forward::write_backend_request(&mut w, &backend_req, head.headers, ctx.limits.trust_forwarded_proto);
+    let len = w.len;
+    if written.is_err() {
+        ctx.pool.put(out);
+        return reply(Failure::HeadTooLarge, "", url_of(&api.key_query));
+    }
+    out.filled(len);
+    let trace = logging.then(|| {
+        Box::new(Trace {
+            id: request_id(ctx.id_prefix, *ctx.seq),
+            method: head.method.to_string(),
+            url: url_of(&api.key_query),
+            wall: SystemTime::now(),
+        })
+    });
+    let req = match head.body {
+        BodyKind::None => ReqBody::Done,
+        BodyKind::Length(n) => ReqBody::Length(n),
+        BodyKind::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
+    };
+    Decision::Proxy(Box::new(Exchange {
+        rt: Arc::clone(rt),
+        api: found.api,
+        op,
+        backend: usize::MAX,
+        addr,
+        retried: false,
+        retryable: is_idempotent(head.method) && head.body == BodyKind::None,
+        head: Some(out),
+        head_sent: 0,
+        continue_left: if head.expect_continue && head.body != BodyKind::None { CONTINUE.len() } else { 0 },
+        req,
+        req_sendable: 0,
+        resp_buf: None,
+        resp: Resp::AwaitHead,
+        resp_sendable: 0,
+        backend_eof: false,
+        http10: head.minor == 0,
+        is_head: head.is_head(),
+        started: ctx.now,
+        connect_started: ctx.now,
+        backend_started: None,
+        last_client: ctx.now,
+        last_backend: ctx.now,
+        status: 0,
+        backend_status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        trace,
+    }))
+}

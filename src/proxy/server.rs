@@ -1,0 +1,332 @@
+//! The event loop. Owns the poll, the listener, the client and backend slabs, the buffer
+//! pool and the running `Arc<Runtime>`. Routes readiness events to connections, accepts
+//! up to `limits.connections.max` (then pauses accepting until a slot frees), swaps in
+//! configs handed over by the agent between events, sweeps deadlines every 100 ms,
+//! hands request-log batches to the agent, and drains on SIGTERM/SIGINT.
+//! Must not touch: disk, DNS, blocking channel operations (only `try_send`/`try_recv`).
+
+use std::io;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::backend::Backends;
+use super::buffer::Pool;
+use super::conn::{Client, Ctx, Limits, Outcome};
+use super::token::{self, Kind};
+use crate::agent::{ToAgent, ToLoop};
+use crate::config::Runtime;
+use crate::settings::GatewaySettings;
+use crate::status::SyncState;
+use crate::telemetry::RequestLog;
+
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Free buffers kept for reuse; beyond this they are returned to the allocator.
+const MAX_FREE_BUFFERS: usize = 256;
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    listener_ready: bool,
+    clients: Slab<Client>,
+    backends: Backends,
+    pool: Pool,
+    runtime: Option<Arc<Runtime>>,
+    sync: SyncState,
+    limits: Limits,
+    log: RequestLog,
+    seq: u64,
+    id_prefix: u32,
+    max_clients: usize,
+    from_agent: Receiver<ToLoop>,
+    to_agent: SyncSender<ToAgent>,
+    signals: Signals,
+    shutdown_deadline: Option<Instant>,
+    shutdown_timeout: Duration,
+    again: Vec<usize>,
+    now: Instant,
+}
+
+impl Server {
+    /// Builds the loop around an already bound listener and an already registered waker
+    /// (the agent holds the waker). `runtime` is the config loaded at start, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        settings: &GatewaySettings,
+        runtime: Option<Arc<Runtime>>,
+        sync: SyncState,
+        from_agent: Receiver<ToLoop>,
+        to_agent: SyncSender<ToAgent>,
+    ) -> io::Result<Server> {
+        poll.registry().register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
+        let limits = Limits {
+            head_max: settings.head_max,
+            body_max: settings.body_max,
+            header_timeout: settings.client_header_timeout,
+            idle_timeout: settings.client_idle_timeout,
+            connect_timeout: settings.backend_connect_timeout,
+            response_timeout: settings.backend_response_timeout,
+            trust_forwarded_proto: settings.forwarded_proto_enabled,
+        };
+        let max = settings.connections_max;
+        let now = Instant::now();
+        let id_prefix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+            ^ std::process::id().rotate_left(16);
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            listener_ready: false,
+            clients: Slab::with_capacity(64),
+            backends: Backends::new(max * 2),
+            // head + slack for the headers the gateway adds; 3 buffers per busy client.
+            pool: Pool::new(settings.head_max + 4096, MAX_FREE_BUFFERS, max * 3 + 16),
+            runtime,
+            sync,
+            limits,
+            log: RequestLog::new(settings.logs_std),
+            seq: 0,
+            id_prefix,
+            max_clients: max,
+            from_agent,
+            to_agent,
+            signals,
+            shutdown_deadline: None,
+            shutdown_timeout: settings.shutdown_timeout,
+            again: Vec::new(),
+            now,
+        })
+    }
+
+    pub fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    /// Runs until drained after SIGTERM/SIGINT.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let timeout = if !self.again.is_empty() || (self.listener_ready && self.can_accept()) {
+                Duration::ZERO
+            } else if self.clients.is_empty() && self.shutdown_deadline.is_none() {
+                Duration::from_secs(1)
+            } else {
+                SWEEP_EVERY
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    token::HTTP_LISTENER => self.listener_ready = true,
+                    token::WAKER => self.take_agent_messages(),
+                    token::SIGNALS => self.take_signals(),
+                    t => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        match token::kind(t) {
+                            Kind::Client(k) => {
+                                if let Some(c) = self.clients.get_mut(k) {
+                                    c.readable |= readable;
+                                    c.writable |= writable;
+                                    self.drive(k, false);
+                                }
+                            }
+                            Kind::Backend(b) => self.backend_event(b, readable, writable),
+                        }
+                    }
+                }
+            }
+            if self.listener_ready {
+                self.accept();
+            }
+            for k in std::mem::take(&mut self.again) {
+                self.drive(k, false);
+            }
+            if self.now >= next_sweep {
+                next_sweep = self.now + SWEEP_EVERY;
+                self.sweep();
+            }
+            self.flush_logs();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.clients.is_empty() || self.now >= deadline {
+                    if !self.clients.is_empty() {
+                        log::warn!("shutdown deadline reached with {} connections open; closing them", self.clients.len());
+                    }
+                    break;
+                }
+            }
+        }
+        self.flush_logs();
+        if self.log.dropped > 0 {
+            log::warn!("{} request log records were dropped because stderr was too slow", self.log.dropped);
+        }
+        Ok(())
+    }
+
+    fn can_accept(&self) -> bool {
+        self.listener.is_some() && self.clients.len() < self.max_clients
+    }
+
+    fn accept(&mut self) {
+        while self.can_accept() {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((mut sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.clients.vacant_entry();
+                    let key = entry.key();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self.poll.registry().register(&mut sock, token::client(key), interest).is_ok() {
+                        entry.insert(Client::new(sock, peer, self.now, &self.limits));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // e.g. EMFILE: the connection stays queued; retry on the next sweep.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn backend_event(&mut self, key: usize, readable: bool, writable: bool) {
+        if self.backends.is_idle(key) {
+            if readable {
+                self.backends.on_idle_event(key, self.poll.registry());
+            }
+            return;
+        }
+        let Some(b) = self.backends.slab.get_mut(key) else { return };
+        b.readable |= readable;
+        b.writable |= writable;
+        let owner = b.owner;
+        if self.clients.get(owner).and_then(Client::backend) == Some(key) {
+            self.drive(owner, false);
+        }
+    }
+
+    fn drive(&mut self, key: usize, timed_out: bool) {
+        let Some(client) = self.clients.get_mut(key) else { return };
+        let mut ctx = Ctx {
+            now: self.now,
+            registry: self.poll.registry(),
+            backends: &mut self.backends,
+            pool: &mut self.pool,
+            runtime: self.runtime.as_ref(),
+            sync: &self.sync,
+            limits: &self.limits,
+            log: &mut self.log,
+            draining: self.shutdown_deadline.is_some(),
+            seq: &mut self.seq,
+            id_prefix: self.id_prefix,
+        };
+        let outcome = if timed_out { client.on_timeout(&mut ctx) } else { client.drive(&mut ctx) };
+        match outcome {
+            Outcome::Close => {
+                let mut c = self.clients.remove(key);
+                let _ = self.poll.registry().deregister(&mut c.sock);
+            }
+            Outcome::Open | Outcome::Again => {
+                if let Some(b) = client.backend() {
+                    if let Some(conn) = self.backends.slab.get_mut(b) {
+                        conn.owner = key;
+                    }
+                }
+                if outcome == Outcome::Again {
+                    self.again.push(key);
+                }
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.now;
+        let expired: Vec<usize> = self.clients.iter().filter(|(_, c)| c.deadline <= now).map(|(k, _)| k).collect();
+        for key in expired {
+            self.drive(key, true);
+        }
+        self.backends.sweep(now, self.poll.registry());
+    }
+
+    fn take_agent_messages(&mut self) {
+        while let Ok(msg) = self.from_agent.try_recv() {
+            match msg {
+                ToLoop::Apply(rt) => {
+                    log::info!("config version {} ({}) applied, {} apis", rt.version, rt.source.as_str(), rt.apis.len());
+                    self.runtime = Some(rt);
+                    self.sync.last_sync_at = Some(SystemTime::now());
+                    self.sync.last_error = None;
+                }
+                ToLoop::Rejected(reason) => {
+                    self.sync.last_sync_at = Some(SystemTime::now());
+                    self.sync.last_error = Some(reason);
+                }
+            }
+        }
+    }
+
+    fn take_signals(&mut self) {
+        let mut reload = false;
+        let mut stop = false;
+        for signal in self.signals.pending() {
+            match signal {
+                SIGHUP => reload = true,
+                SIGTERM | SIGINT => stop = true,
+                _ => {}
+            }
+        }
+        if reload {
+            if let Err(TrySendError::Full(_)) = self.to_agent.try_send(ToAgent::Reload) {
+                log::warn!("reload already queued");
+            }
+        }
+        if stop && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        log::info!("shutting down: no new connections, draining {} open ones", self.clients.len());
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown_deadline = Some(self.now + self.shutdown_timeout);
+        let idle: Vec<usize> = self.clients.iter().filter(|(_, c)| c.is_idle()).map(|(k, _)| k).collect();
+        for key in idle {
+            let mut c = self.clients.remove(key);
+            let _ = self.poll.registry().deregister(&mut c.sock);
+        }
+    }
+
+    fn flush_logs(&mut self) {
+        if let Some(batch) = self.log.take() {
+            match self.to_agent.try_send(ToAgent::Logs(batch)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(ToAgent::Logs(batch))) | Err(TrySendError::Disconnected(ToAgent::Logs(batch))) => {
+                    // keep it for the next turn; RequestLog bounds the batch
+                    self.log.batch = batch;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The routing table: built once per config, read by the event loop for every request.
+//! Two segment tries, so a lookup costs one hash probe per path segment whatever the
+//! number of APIs or operations: the API trie finds the longest API `path` prefix on a
+//! segment boundary (then hostname and scheme), the API's operation trie finds the
+//! operation by `urlTemplate` (literal segments before `{param}`, then a trailing `/*`)
+//! and method (exact before `*`).
+//! Must not touch: sockets, headers, the config document (compile.rs feeds it).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a: keys come from the config, not from clients, and segments are short.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// One segment of a URL template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A parsed `urlTemplate`: `/items/{id}/*` = [Literal(items), Param(id)] + wildcard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub segments: Vec<Segment>,
+    pub wildcard: bool,
+}
+
+/// Most segments a template may have; also bounds the matcher's recursion.
+pub const MAX_TEMPLATE_SEGMENTS: usize = 32;
+
+impl Template {
+    /// Parses a template; the error text is shown after the JSON path.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let rest = text.strip_prefix('/').ok_or("must start with '/'")?;
+        if text.contains('?') {
+            return Err("query parameters in urlTemplate are not supported".into());
+        }
+        let mut segments = Vec::new();
+        let mut wildcard = false;
+        if !rest.is_empty() {
+            let parts: Vec<&str> = rest.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let last = i + 1 == parts.len();
+                if *part == "*" {
+                    if !last {
+                        return Err("'*' is only allowed as the last segment".into());
+                    }
+                    wildcard = true;
+                } else if part.is_empty() {
+                    if !last {
+                        return Err("empty segment".into());
+                    }
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                        return Err(format!("bad parameter name in segment '{part}'"));
+                    }
+                    if segments.iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+                        return Err(format!("parameter '{name}' appears twice"));
+                    }
+                    segments.push(Segment::Param(name.to_string()));
+                } else if part.contains(['{', '}', '*']) {
+                    return Err(format!("segment '{part}' mixes text and a parameter, which is not supported"));
+                } else {
+                    segments.push(Segment::Literal(part.to_string()));
+                }
+            }
+        }
+        if segments.len() > MAX_TEMPLATE_SEGMENTS {
+            return Err(format!("more than {MAX_TEMPLATE_SEGMENTS} segments"));
+        }
+        Ok(Template { segments, wildcard })
+    }
+
+    /// The template with parameter names erased: two operations with the same shape
+    /// and method can never both be reached.
+    pub fn shape(&self) -> String {
+        let mut s = String::new();
+        for seg in &self.segments {
+            s.push('/');
+            match seg {
+                Segment::Literal(l) => s.push_str(l),
+                Segment::Param(_) => s.push_str("{}"),
+            }
+        }
+        if self.wildcard {
+            s.push_str("/*");
+        }
+        s
+    }
+}
+
+#[derive(Default)]
+struct OpNode {
+    literal: FnvMap<Box<str>, u32>,
+    param: Option<u32>,
+    /// Operations whose template ends here: (method or "*", operation index).
+    terminal: Vec<(Box<str>, u32)>,
+    /// Operations whose template ends here with `/*`.
+    wildcard: Vec<(Box<str>, u32)>,
+}
+
+/// The operations of one API.
+#[derive(Default)]
+pub struct OpTable {
+    nodes: Vec<OpNode>,
+}
+
+fn pick(candidates: &[(Box<str>, u32)], method: &str) -> Option<u32> {
+    candidates
+        .iter()
+        .find(|(m, _)| &**m == method)
+        .or_else(|| candidates.iter().find(|(m, _)| &**m == "*"))
+        .map(|(_, op)| *op)
+}
+
+impl OpTable {
+    pub fn build<'t>(ops: impl Iterator<Item = (&'t str, &'t Template)>) -> OpTable {
+        let mut table = OpTable { nodes: vec![OpNode::default()] };
+        for (index, (method, template)) in ops.enumerate() {
+            let mut node = 0usize;
+            for seg in &template.segments {
+                let next = match seg {
+                    Segment::Literal(l) => table.nodes[node].literal.get(l.as_str()).copied(),
+                    Segment::Param(_) => table.nodes[node].param,
+                };
+                node = match next {
+                    Some(n) => n as usize,
+                    None => {
+                        let n = table.nodes.len();
+                        table.nodes.push(OpNode::default());
+                        match seg {
+                            Segment::Literal(l) => {
+                                table.nodes[node].literal.insert(l.as_str().into(), n as u32);
+                            }
+                            Segment::Param(_) => table.nodes[node].param = Some(n as u32),
+                        }
+                        n
+                    }
+                };
+            }
+            let entry = (Box::<str>::from(method), index as u32);
+            if template.wildcard {
+                table.nodes[node].wildcard.push(entry);
+            } else {
+                table.nodes[node].terminal.push(entry);
+            }
+        }
+        table
+    }
+
+    /// The operation for `rest` (the path after the API path, without query) and method.
+    pub fn find(&self, rest: &str, method: &str) -> Option<u32> {
+        self.match_from(0, rest.strip_prefix('/').unwrap_or(rest), method)
+    }
+
+    fn match_from(&self, node: usize, rest: &str, method: &str) -> Option<u32> {
+        let n = &self.nodes[node];
+        if rest.is_empty() {
+            if let Some(op) = pick(&n.terminal, method) {
+                return Some(op);
+            }
+        } else {
+            let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some(child) = n.literal.get(segment) {
+                if let Some(op) = self.match_from(*child as usize, tail, method) {
+                    return Some(op);
+                }
+            }
+            if let (Some(child), false) = (n.param, segment.is_empty()) {
+                if let Some(op) = self.match_from(child as usize, tail, method) {
+                    return Some(op);
+                }
+            }
+        }
+        pick(&n.wildcard, method)
+    }
+}
+
+/// What the API trie needs to know of each API.
+pub struct ApiKey<'a> {
+    pub path: &'a str,
+    pub hostnames: &'a [String],
+    pub http: bool,
+    pub https: bool,
+}
+
+#[derive(Default)]
+struct ApiNode {
+    children: FnvMap<Box<str>, u32>,
+    apis: Vec<u32>,
+}
+
+/// The APIs of a config, by path prefix.
+pub struct ApiTable {
+    nodes: Vec<ApiNode>,
+    hostnames: Vec<Vec<String>>,
+    schemes: Vec<(bool, bool)>,
+}
+
+/// An API match: its index and where in the path the rest (for the operation) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiMatch {
+    pub api: u32,
+    pub rest_offset: usize,
+}
+
+impl ApiTable {
+    pub fn build<'a>(apis: impl Iterator<Item = ApiKey<'a>>) -> ApiTable {
+        let mut table = ApiTable { nodes: vec![ApiNode::default()], hostnames: Vec::new(), schemes: Vec::new() };
+        for (index, api) in apis.enumerate() {
+            let mut node = 0usize;
+            for seg in api.path.split('/').filter(|s| !s.is_empty()) {
+                node = match table.nodes[node].children.get(seg) {
+                    Some(n) => *n as usize,
+                    None => {
+                        let n = table.nodes.len();
+                        table.nodes.push(ApiNode::default());
+                        table.nodes[node].children.insert(seg.into(), n as u32);
+                        n
+                    }
+                };
+            }
+            table.nodes[node].apis.push(index as u32);
+            table.hostnames.push(api.hostnames.to_vec());
+            table.schemes.push((api.http, api.https));
+        }
+        table
+    }
+
+    /// Best API at one trie node: one naming this host first, then one with no hostnames.
+    fn pick(&self, node: &ApiNode, host: &str, https: bool) -> Option<u32> {
+        let usable = |a: &&u32| {
+            let (http_ok, https_ok) = self.schemes[**a as usize];
+            if https {
+                https_ok
+            } else {
+                http_ok
+            }
+        };
+        let named = node
+            .apis
+            .iter()
+            .filter(usable)
+            .find(|a| self.hostnames[**a as usize].iter().any(|h| h.eq_ignore_ascii_case(host)));
+        named.or_else(|| node.apis.iter().filter(usable).find(|a| self.hostnames[**a as usize].is_empty())).copied()
+    }
+
+    /// The longest API path that prefixes `path` on a segment boundary.
+    /// `host` is the request's host without port.
+    pub fn find(&self, path: &str, host: &str, https: bool) -> Option<ApiMatch> {
+        let mut node = &self.nodes[0];
+        let mut best = self.pick(node, host, https).map(|api| ApiMatch { api, rest_offset: 0 });
+        let mut offset = 0;
+        let bytes = path.as_bytes();
+        loop {
+            // skip one '/'
+            while offset < bytes.len() && bytes[offset] == b'/' {
+                offset += 1;
+            }
+            if offset >= bytes.len() {
+                return best;
+            }
+            let end = path[offset..].find('/').map_or(path.len(), |i| offset + i);
+            let Some(child) = node.children.get(&path[offset..end]) else { return best };
+            node = &self.nodes[*child as usize];
+            if let Some(api) = self.pick(node, host, https) {
+                best = Some(ApiMatch { api, rest_offset: end });
+            }
+            offset = end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(list: &[(&str, &str)]) -> OpTable {
+        let parsed: Vec<(String, Template)> =
+            list.iter().map(|(m, t)| (m.to_string(), Template::parse(t).unwrap())).collect();
+        OpTable::build(parsed.iter().map(|(m, t)| (m.as_str(), t)))
+    }
+
+    #[test]
+    fn templates() {
+        let t = Template::parse("/items/{id}/*").unwrap();
+        assert_eq!(t.segments, vec![Segment::Literal("items".into()), Segment::Param("id".into())]);
+        assert!(t.wildcard);
+        assert_eq!(t.shape(), "/items/{}/*");
+        assert_eq!(Template::parse("/").unwrap().segments.len(), 0);
+        assert!(Template::parse("items").is_err());
+        assert!(Template::parse("/a/*/b").is_err());
+        assert!(Template::parse("/a//b").is_err());
+        assert!(Template::parse("/{id}.json").is_err());
+        assert!(Template::parse("/{a}/{a}").is_err());
+        assert!(Template::parse("/a?b={b}").is_err());
+    }
+
+    #[test]
+    fn operation_matching_table() {
+        let t = ops(&[
+            ("GET", "/items/{id}"),
+            ("GET", "/items/special"),
+            ("*", "/items/{id}"),
+            ("GET", "/files/*"),
+            ("POST", "/"),
+            ("GET", "/items"),
+        ]);
+        let cases = [
+            ("/items/7", "GET", Some(0)),
+            ("/items/special", "GET", Some(1)),
+            ("/items/special", "PUT", Some(2)),
+            ("/items/7", "DELETE", Some(2)),
+            ("/files", "GET", Some(3)),
+            ("/files/a/b/c", "GET", Some(3)),
+            ("/files/a", "POST", None),
+            ("/", "POST", Some(4)),
+            ("", "POST", Some(4)),
+            ("/items", "GET", Some(5)),
+            ("/items/", "GET", Some(5)),
+            ("/items/7/x", "GET", None),
+            ("/nope", "GET", None),
+        ];
+        for (path, method, want) in cases {
+            assert_eq!(t.find(path, method), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn api_longest_prefix_on_segment_boundary() {
+        let none: Vec<String> = vec![];
+        let host = vec!["api.example.com".to_string()];
+        let keys = [
+            ApiKey { path: "", hostnames: &none, http: true, https: true },
+            ApiKey { path: "echo", hostnames: &none, http: true, https: true },
+            ApiKey { path: "echo/v2", hostnames: &none, http: true, https: true },
+            ApiKey { path: "secure", hostnames: &none, http: false, https: true },
+            ApiKey { path: "echo", hostnames: &host, http: true, https: true },
+        ];
+        let t = ApiTable::build(keys.into_iter());
+        let m = |p: &str, h: &str, s: bool| t.find(p, h, s).map(|m| (m.api, m.rest_offset));
+        assert_eq!(m("/echo/items", "x", false), Some((1, 5)));
+        assert_eq!(m("/echo", "x", false), Some((1, 5)));
+        assert_eq!(m("/echoes", "x", false), Some((0, 0)));
+        assert_eq!(m("/echo/v2/a", "x", false), Some((2, 8)));
+        assert_eq!(m("/echo/v3", "x", false), Some((1, 5)));
+        assert_eq!(m("/secure/a", "x", false), Some((0, 0)));
+        assert_eq!(m("/secure/a", "x", true), Some((3, 7)));
+        assert_eq!(m("/echo/a", "API.example.com", false), Some((4, 5)));
+        assert_eq!(m("/", "x", false), Some((0, 0)));
+    }
+}

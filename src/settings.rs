@@ -1,0 +1,415 @@
+//! Gateway settings: built-in defaults < settings file < environment < `--set` flags
+//! (DESIGN.md §2). Owns key names, value syntax (durations, sizes, addresses) and the
+//! error that names the offending key. Pure: the caller passes file text and the
+//! environment in, so it is tested without touching the process.
+//! Must not touch: sockets, the config document, logging setup.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where request log records and events go on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    None,
+    Text,
+    Json,
+}
+
+/// Local metrics exposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalMetrics {
+    None,
+    Prometheus,
+}
+
+/// Everything `edgegate gateway` can be told. Field names follow the setting keys.
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    pub service_endpoint: Option<String>,
+    /// Secret: never printed (see the `Debug` caveat on [`Secret`]).
+    pub service_auth: Option<Secret>,
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub integration_timeout: Duration,
+    pub service_ca: Option<PathBuf>,
+    pub local_path: Option<PathBuf>,
+    pub backup_enabled: bool,
+    pub backup_path: PathBuf,
+    pub backup_versions: u32,
+    pub http_listen: SocketAddr,
+    pub https_listen: SocketAddr,
+    pub forwarded_proto_enabled: bool,
+    pub logs_std: LogFormat,
+    pub log_level: log::LevelFilter,
+    pub metrics_local: LocalMetrics,
+    pub prometheus_listen: SocketAddr,
+    pub metrics_cloud: bool,
+    pub head_max: usize,
+    /// 0 = no limit.
+    pub body_max: u64,
+    pub client_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub backend_connect_timeout: Duration,
+    pub backend_response_timeout: Duration,
+    pub connections_max: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// A value that must never reach a log line; `Debug` prints a placeholder.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Every key `edgegate gateway` accepts, in DESIGN.md order.
+pub const GATEWAY_KEYS: &[&str] = &[
+    "config.service.endpoint",
+    "config.service.auth",
+    "config.service.poll.interval",
+    "config.service.heartbeat.interval",
+    "config.service.integration.timeout",
+    "config.service.ca",
+    "config.local.path",
+    "config.backup.enabled",
+    "config.backup.path",
+    "config.backup.versions",
+    "net.server.http.listen",
+    "net.server.https.listen",
+    "net.server.http.forwarded.proto.enabled",
+    "telemetry.logs.std",
+    "telemetry.logs.std.level",
+    "telemetry.metrics.local",
+    "telemetry.metrics.local.prometheus.listen",
+    "telemetry.metrics.cloud",
+    "limits.request.head.max",
+    "limits.request.body.max",
+    "limits.client.header.timeout",
+    "limits.client.idle.timeout",
+    "limits.backend.connect.timeout",
+    "limits.backend.response.timeout",
+    "limits.connections.max",
+    "limits.shutdown.timeout",
+];
+
+/// Keys of `edgegate manage`; a gateway ignores them in the environment.
+pub const MANAGE_KEYS: &[&str] = &[
+    "manage.listen",
+    "manage.db.path",
+    "manage.admin.token",
+    "manage.tls.cert",
+    "manage.tls.key",
+];
+
+/// A setting that could not be applied. Display is the one line the user sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingError {
+    UnknownKey { key: String, origin: String },
+    BadValue { key: String, value: String, expected: &'static str, origin: String },
+    BadLine { line: usize, origin: String },
+    Unreadable { path: String, reason: String },
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingError::UnknownKey { key, origin } => write!(f, "unknown setting '{key}' ({origin})"),
+            SettingError::BadValue { key, value, expected, origin } => {
+                write!(f, "setting '{key}' ({origin}): invalid value '{value}', expected {expected}")
+            }
+            SettingError::BadLine { line, origin } => {
+                write!(f, "{origin} line {line}: expected 'key = value'")
+            }
+            SettingError::Unreadable { path, reason } => write!(f, "cannot read settings file {path}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+fn default_backup_path(is_root: bool) -> PathBuf {
+    if is_root {
+        PathBuf::from("/var/lib/edgegate/backup.db")
+    } else {
+        PathBuf::from("./edgegate-backup.db")
+    }
+}
+
+impl GatewaySettings {
+    /// The built-in defaults of DESIGN.md §2.
+    pub fn defaults(is_root: bool) -> Self {
+        GatewaySettings {
+            service_endpoint: None,
+            service_auth: None,
+            poll_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(60),
+            integration_timeout: Duration::from_secs(100),
+            service_ca: None,
+            local_path: None,
+            backup_enabled: true,
+            backup_path: default_backup_path(is_root),
+            backup_versions: 10,
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            forwarded_proto_enabled: false,
+            logs_std: LogFormat::Text,
+            log_level: log::LevelFilter::Info,
+            metrics_local: LocalMetrics::None,
+            prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            metrics_cloud: true,
+            head_max: 32 * 1024,
+            body_max: 0,
+            client_header_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(60),
+            backend_connect_timeout: Duration::from_secs(5),
+            backend_response_timeout: Duration::from_secs(300),
+            connections_max: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Applies one `key = value`. `origin` says where it came from, for the error line.
+    pub fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
+        let value = value.trim();
+        let bad = |expected: &'static str| SettingError::BadValue {
+            key: key.to_string(),
+            value: if key == "config.service.auth" { "***".into() } else { value.to_string() },
+            expected,
+            origin: origin.to_string(),
+        };
+        match key {
+            "config.service.endpoint" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(bad("an http:// or https:// URL"));
+                }
+                self.service_endpoint = Some(value.trim_end_matches('/').to_string());
+            }
+            "config.service.auth" => {
+                if value.is_empty() {
+                    return Err(bad("'GatewayKey …' or '@/path/file'"));
+                }
+                self.service_auth = Some(Secret(value.to_string()));
+            }
+            "config.service.poll.interval" => self.poll_interval = parse_duration(value).ok_or_else(|| bad(DURATION))?,
+            "config.service.heartbeat.interval" => {
+                self.heartbeat_interval = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
+            "config.service.integration.timeout" => {
+                self.integration_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
+            "config.service.ca" => self.service_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
+            "config.local.path" => self.local_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
+            "config.backup.enabled" => self.backup_enabled = parse_bool(value).ok_or_else(|| bad(BOOL))?,
+            "config.backup.path" => self.backup_path = parse_path(value).ok_or_else(|| bad(PATH))?,
+            "config.backup.versions" => {
+                self.backup_versions = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a whole number ≥ 1"))?
+            }
+            "net.server.http.listen" => self.http_listen = value.parse().map_err(|_| bad(ADDR))?,
+            "net.server.https.listen" => self.https_listen = value.parse().map_err(|_| bad(ADDR))?,
+            "net.server.http.forwarded.proto.enabled" => {
+                self.forwarded_proto_enabled = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
+            "telemetry.logs.std" => {
+                self.logs_std = match value {
+                    "none" => LogFormat::None,
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(bad("none, text or json")),
+                }
+            }
+            "telemetry.logs.std.level" => {
+                self.log_level = match value {
+                    "debug" => log::LevelFilter::Debug,
+                    "info" => log::LevelFilter::Info,
+                    "warn" => log::LevelFilter::Warn,
+                    "error" => log::LevelFilter::Error,
+                    _ => return Err(bad("debug, info, warn or error")),
+                }
+            }
+            "telemetry.metrics.local" => {
+                self.metrics_local = match value {
+                    "none" => LocalMetrics::None,
+                    "prometheus" => LocalMetrics::Prometheus,
+                    _ => return Err(bad("none or prometheus")),
+                }
+            }
+            "telemetry.metrics.local.prometheus.listen" => self.prometheus_listen = value.parse().map_err(|_| bad(ADDR))?,
+            "telemetry.metrics.cloud" => self.metrics_cloud = parse_bool(value).ok_or_else(|| bad(BOOL))?,
+            "limits.request.head.max" => {
+                self.head_max = parse_size(value)
+                    .filter(|n| (1024..=1024 * 1024).contains(n))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| bad("a size from 1KiB to 1MiB"))?
+            }
+            "limits.request.body.max" => self.body_max = parse_size(value).ok_or_else(|| bad(SIZE))?,
+            "limits.client.header.timeout" => {
+                self.client_header_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+            }
+            "limits.client.idle.timeout" => {
+                self.client_idle_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+            }
+            "limits.backend.connect.timeout" => {
+                self.backend_connect_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+            }
+            "limits.backend.response.timeout" => {
+                self.backend_response_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+            }
+            "limits.connections.max" => {
+                self.connections_max = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| bad("a whole number from 1 to 1000000"))?
+            }
+            "limits.shutdown.timeout" => self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?,
+            _ => return Err(SettingError::UnknownKey { key: key.to_string(), origin: origin.to_string() }),
+        }
+        Ok(())
+    }
+
+    /// Applies a settings file's text: `key = value` lines, `#` comments, blank lines.
+    pub fn apply_file_text(&mut self, text: &str, origin: &str) -> Result<(), SettingError> {
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) =
+                line.split_once('=').ok_or(SettingError::BadLine { line: index + 1, origin: origin.to_string() })?;
+            self.apply(key.trim(), value, &format!("{origin} line {}", index + 1))?;
+        }
+        Ok(())
+    }
+
+    /// Applies `EDGEGATE_*` variables. A variable that matches no gateway or manage key
+    /// is an error that names it, so a typo never goes unnoticed.
+    pub fn apply_env<'a>(&mut self, vars: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), SettingError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if let Some(key) = GATEWAY_KEYS.iter().find(|k| env_suffix(k) == rest) {
+                self.apply(key, value, &format!("environment {name}"))?;
+            } else if !MANAGE_KEYS.iter().any(|k| env_suffix(k) == rest) {
+                return Err(SettingError::UnknownKey { key: name.to_string(), origin: "environment".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+const DURATION: &str = "a duration such as 500ms, 10s or 5m";
+const SIZE: &str = "a size such as 512, 32KiB or 1MiB";
+const BOOL: &str = "true or false";
+const ADDR: &str = "an address such as 0.0.0.0:8080";
+const PATH: &str = "a file path";
+pub const ENV_PREFIX: &str = "EDGEGATE_";
+
+fn nonzero(d: &Duration) -> bool {
+    !d.is_zero()
+}
+
+/// `config.service.poll.interval` → `CONFIG_SERVICE_POLL_INTERVAL`.
+pub fn env_suffix(key: &str) -> String {
+    key.chars().map(|c| if c == '.' || c == '-' { '_' } else { c.to_ascii_uppercase() }).collect()
+}
+
+fn parse_path(value: &str) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
+}
+
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h`. A unit is required.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// `512`, `32KiB`, `1MiB`, `2GiB` (binary units).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("32KiB"), Some(32768));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("1kb"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn layering_file_then_env_then_flag() {
+        let mut s = GatewaySettings::defaults(false);
+        s.apply_file_text("# c\nlimits.client.idle.timeout = 5s\n\nnet.server.http.listen=127.0.0.1:1\n", "f")
+            .unwrap();
+        assert_eq!(s.client_idle_timeout, Duration::from_secs(5));
+        s.apply_env([("EDGEGATE_LIMITS_CLIENT_IDLE_TIMEOUT", "7s"), ("PATH", "/bin")].into_iter()).unwrap();
+        assert_eq!(s.client_idle_timeout, Duration::from_secs(7));
+        s.apply("limits.client.idle.timeout", "9s", "--set").unwrap();
+        assert_eq!(s.client_idle_timeout, Duration::from_secs(9));
+        assert_eq!(s.http_listen, "127.0.0.1:1".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut s = GatewaySettings::defaults(false);
+        let e = s.apply("limits.nope", "1", "--set").unwrap_err();
+        assert_eq!(e.to_string(), "unknown setting 'limits.nope' (--set)");
+        let e = s.apply("limits.client.idle.timeout", "ten", "--set").unwrap_err();
+        assert!(e.to_string().starts_with("setting 'limits.client.idle.timeout' (--set): invalid value 'ten'"));
+        let e = s.apply_env([("EDGEGATE_LIMITS_NOPE", "1")].into_iter()).unwrap_err();
+        assert!(e.to_string().contains("EDGEGATE_LIMITS_NOPE"));
+        assert!(s.apply_env([("EDGEGATE_MANAGE_ADMIN_TOKEN", "x")].into_iter()).is_ok());
+        let e = s.apply_file_text("garbage\n", "s.conf").unwrap_err();
+        assert_eq!(e.to_string(), "s.conf line 1: expected 'key = value'");
+        let e = s.apply("config.service.auth", "", "--set").unwrap_err();
+        assert!(!e.to_string().contains("GatewayKey x"));
+    }
+
+    #[test]
+    fn secret_is_not_printed() {
+        let mut s = GatewaySettings::defaults(false);
+        s.apply("config.service.auth", "GatewayKey sekrit", "--set").unwrap();
+        assert!(!format!("{s:?}").contains("sekrit"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Request log records and their formats (text, JSON), field names in one place, and the
+//! bounded batch the event loop fills and hands to the agent thread, which writes it to
+//! stderr. The loop never writes a record itself, so a slow log reader cannot stall
+//! traffic; when the agent falls behind, records are dropped and counted.
+//! Must not touch: sockets, files; subscription keys never enter a record (URLs are
+//! redacted by the caller with `redact_query`).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::settings::LogFormat;
+
+/// Field names of a request record, shared by the text and JSON formats.
+pub mod field {
+    pub const TIME: &str = "time";
+    pub const REQUEST_ID: &str = "requestId";
+    pub const CLIENT_IP: &str = "clientIp";
+    pub const METHOD: &str = "method";
+    pub const URL: &str = "url";
+    pub const API: &str = "apiId";
+    pub const OPERATION: &str = "operationId";
+    pub const SUBSCRIPTION: &str = "subscriptionId";
+    pub const STATUS: &str = "responseCode";
+    pub const BACKEND_STATUS: &str = "backendResponseCode";
+    pub const BYTES_IN: &str = "requestSize";
+    pub const BYTES_OUT: &str = "responseSize";
+    pub const TOTAL_MS: &str = "totalTimeMs";
+    pub const BACKEND_MS: &str = "backendTimeMs";
+    pub const ERROR: &str = "errorReason";
+}
+
+/// One call, as logged.
+pub struct Record<'a> {
+    pub time: SystemTime,
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub api: &'a str,
+    pub operation: &'a str,
+    pub subscription: &'a str,
+    pub status: u16,
+    pub backend_status: Option<u16>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub total_ms: f64,
+    pub backend_ms: Option<f64>,
+    pub error: Option<&'a str>,
+}
+
+/// Most bytes of records buffered on the loop before new ones are dropped.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The loop's side of request logging.
+pub struct RequestLog {
+    pub format: LogFormat,
+    pub batch: String,
+    pub dropped: u64,
+}
+
+impl RequestLog {
+    pub fn new(format: LogFormat) -> Self {
+        RequestLog { format, batch: String::new(), dropped: 0 }
+    }
+    pub fn enabled(&self) -> bool {
+        self.format != LogFormat::None
+    }
+    pub fn push(&mut self, rec: &Record) {
+        if !self.enabled() {
+            return;
+        }
+        if self.batch.len() >= MAX_BATCH_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        format_record(&mut self.batch, rec, self.format);
+    }
+    pub fn take(&mut self) -> Option<String> {
+        (!self.batch.is_empty()).then(|| std::mem::take(&mut self.batch))
+    }
+}
+
+pub fn format_record(out: &mut String, r: &Record, format: LogFormat) {
+    let opt_num = |v: Option<u16>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+    match format {
+        LogFormat::None => {}
+        LogFormat::Text => {
+            let _ = writeln!(
+                out,
+                "{} request {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={} {}={:.3} {}={} {}={}",
+                rfc3339(r.time),
+                field::REQUEST_ID,
+                r.request_id,
+                field::CLIENT_IP,
+                r.client_ip,
+                field::METHOD,
+                r.method,
+                field::URL,
+                r.url,
+                field::API,
+                dash(r.api),
+                field::OPERATION,
+                dash(r.operation),
+                field::SUBSCRIPTION,
+                dash(r.subscription),
+                field::STATUS,
+                r.status,
+                field::BACKEND_STATUS,
+                opt_num(r.backend_status),
+                field::BYTES_IN,
+                r.bytes_in,
+                field::BYTES_OUT,
+                r.bytes_out,
+                field::TOTAL_MS,
+                r.total_ms,
+                field::BACKEND_MS,
+                r.backend_ms.map_or_else(|| "-".to_string(), |v| format!("{v:.3}")),
+                field::ERROR,
+                r.error.unwrap_or("-"),
+            );
+        }
+        LogFormat::Json => {
+            out.push('{');
+            let mut first = true;
+            let mut key = |out: &mut String, k: &str| {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                push_json_str(out, k);
+                out.push(':');
+            };
+            key(out, field::TIME);
+            push_json_str(out, &rfc3339(r.time));
+            key(out, field::REQUEST_ID);
+            push_json_str(out, r.request_id);
+            key(out, field::CLIENT_IP);
+            push_json_str(out, &r.client_ip.to_string());
+            key(out, field::METHOD);
+            push_json_str(out, r.method);
+            key(out, field::URL);
+            push_json_str(out, r.url);
+            key(out, field::API);
+            push_json_str(out, r.api);
+            key(out, field::OPERATION);
+            push_json_str(out, r.operation);
+            key(out, field::SUBSCRIPTION);
+            push_json_str(out, r.subscription);
+            key(out, field::STATUS);
+            let _ = write!(out, "{}", r.status);
+            key(out, field::BACKEND_STATUS);
+            match r.backend_status {
+                Some(s) => {
+                    let _ = write!(out, "{s}");
+                }
+                None => out.push_str("null"),
+            }
+            key(out, field::BYTES_IN);
+            let _ = write!(out, "{}", r.bytes_in);
+            key(out, field::BYTES_OUT);
+            let _ = write!(out, "{}", r.bytes_out);
+            key(out, field::TOTAL_MS);
+            let _ = write!(out, "{:.3}", r.total_ms);
+            key(out, field::BACKEND_MS);
+            match r.backend_ms {
+                Some(v) => {
+                    let _ = write!(out, "{v:.3}");
+                }
+                None => out.push_str("null"),
+            }
+            key(out, field::ERROR);
+            match r.error {
+                Some(e) => push_json_str(out, e),
+                None => out.push_str("null"),
+            }
+            out.push_str("}\n");
+        }
+    }
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `2026-11-26T12:00:00.123Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The query with the value of `secret_param` replaced by `***`.
+pub fn redact_query(query: &str, secret_param: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k == secret_param => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_694_400_123)), "2026-11-26T12:00:00.123Z");
+    }
+
+    #[test]
+    fn redaction_and_escaping() {
+        assert_eq!(redact_query("a=1&subscription-key=s3cret&b", "subscription-key"), "a=1&subscription-key=***&b");
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\\n\u{1}");
+        assert_eq!(s, r#""a\"b\\\n\u0001""#);
+    }
+
+    #[test]
+    fn json_record_parses() {
+        let rec = Record {
+            time: UNIX_EPOCH,
+            request_id: "r1",
+            client_ip: "127.0.0.1".parse().unwrap(),
+            method: "GET",
+            url: "/x?\"",
+            api: "a",
+            operation: "o",
+            subscription: "",
+            status: 200,
+            backend_status: Some(200),
+            bytes_in: 1,
+            bytes_out: 2,
+            total_ms: 1.5,
+            backend_ms: None,
+            error: None,
+        };
+        let mut s = String::new();
+        format_record(&mut s, &rec, LogFormat::Json);
+        let v: miniserde::json::Value = miniserde::json::from_str(s.trim()).unwrap();
+        let miniserde::json::Value::Object(o) = v else { panic!() };
+        assert!(matches!(o.get("url"), Some(miniserde::json::Value::String(u)) if u == "/x?\""));
+        let mut t = String::new();
+        format_record(&mut t, &rec, LogFormat::Text);
+        assert!(t.starts_with("1970-01-01T00:00:00.000Z request requestId=r1 clientIp=127.0.0.1 method=GET"));
+    }
+}
