@@ -53,9 +53,9 @@ impl Backends {
         }
     }
 
-    /// An idle connection to `addr`, or a new non-blocking connect.
-    pub fn checkout(&mut self, addr: SocketAddr, registry: &Registry) -> io::Result<usize> {
-        if let Some(list) = self.idle.get_mut(&addr) {
+    /// An idle connection to `addr` (unless `fresh`), or a new non-blocking connect.
+    pub fn checkout(&mut self, addr: SocketAddr, fresh: bool, registry: &Registry) -> io::Result<usize> {
+        if let Some(list) = self.idle.get_mut(&addr).filter(|_| !fresh) {
             while let Some(key) = list.pop() {
                 let Some(c) = self.slab.get_mut(key) else { continue };
                 c.idle_since = None;
@@ -72,6 +72,8 @@ impl Backends {
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, "backend connection limit"));
         }
         let mut sock = TcpStream::connect(addr)?;
+        // Heads and bodies go out in separate writes: never let Nagle hold the second.
+        let _ = sock.set_nodelay(true);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         registry.register(&mut sock, token::backend(key), Interest::READABLE | Interest::WRITABLE)?;

@@ -441,11 +441,14 @@ impl Client {
                     b.consume(head_len);
                 }
                 self.close_after = close;
-                match ctx.backends.checkout(x.addr, ctx.registry) {
+                match ctx.backends.checkout(x.addr, false, ctx.registry) {
                     Ok(key) => {
                         x.backend = key;
                         x.connect_started = ctx.now;
                         x.last_backend = ctx.now;
+                        if ctx.backends.slab.get(key).is_some_and(|b| b.connected) {
+                            x.backend_started = Some(ctx.now);
+                        }
                         self.set_phase(Phase::Proxy(x), ctx.now);
                     }
                     Err(_) => {
@@ -479,6 +482,7 @@ impl Client {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Logs an answer the gateway gave itself (its size is what is queued to write).
     fn log_local(
         &self,
         status: u16,
@@ -506,8 +510,11 @@ impl Client {
             status,
             backend_status: None,
             bytes_in: 0,
-            bytes_out: 0,
-            total_ms: 0.0,
+            bytes_out: match &self.phase {
+                Phase::Reply { out } => out.len() as u64,
+                _ => 0,
+            },
+            total_ms: ms(ctx.now.duration_since(self.phase_since)),
             backend_ms: None,
             error,
         });
@@ -867,7 +874,7 @@ impl Client {
         let nothing_received = x.resp_buf.as_ref().is_none_or(Buf::is_empty);
         if was_reused && x.retryable && !x.retried && nothing_received && matches!(x.resp, Resp::AwaitHead) {
             ctx.backends.remove(x.backend, ctx.registry);
-            if let Ok(key) = ctx.backends.checkout(x.addr, ctx.registry) {
+            if let Ok(key) = ctx.backends.checkout(x.addr, true, ctx.registry) {
                 x.backend = key;
                 x.retried = true;
                 x.head_sent = 0;

@@ -1,0 +1,383 @@
+//! Test harness: the real `edgegate` binary on 127.0.0.1 ephemeral ports, real origin
+//! servers on std sockets, and raw-socket clients. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_edgegate");
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system temp dir, unique per test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "edgegate-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A config document with one API forwarding everything under `path` to `origin`.
+pub fn simple_config(version: &str, path: &str, service_url: &str) -> String {
+    format!(
+        r#"{{"schemaVersion": 1, "version": "{version}", "apis": [
+            {{"id": "echo", "path": "{path}", "serviceUrl": "{service_url}", "protocols": ["http"],
+              "subscriptionRequired": false,
+              "operations": [
+                {{"id": "get-item", "method": "GET", "urlTemplate": "/items/{{id}}"}},
+                {{"id": "any", "method": "*", "urlTemplate": "/*"}}]}}]}}"#
+    )
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    pub dir: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts the gateway on `config` with extra `--set` settings; waits for its listener.
+    pub fn start(config: &str, settings: &[&str]) -> Gateway {
+        let dir = temp_dir("gw");
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gateway").arg("--config").arg(&config_path);
+        cmd.args(["--set", "net.server.http.listen=127.0.0.1:0"]);
+        for s in settings {
+            cmd.args(["--set", s]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let found = lines.lock().unwrap().iter().find_map(|l| {
+                l.split("listening on http://").nth(1).map(|a| a.trim().trim_end_matches('"').trim_end_matches('}'))
+                    .and_then(|a| a.trim_end_matches('"').parse::<SocketAddr>().ok())
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("gateway exited early with {status}: {:?}", lines.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "gateway did not start: {:?}", lines.lock().unwrap());
+            thread::sleep(Duration::from_millis(20));
+        };
+        Gateway { child, addr, config_path, dir, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until a stderr line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:?}", self.log_lines());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A request as the origin received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub conn_id: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
+    }
+}
+
+/// What the origin does with a request: write raw bytes (or not) and say whether the
+/// connection stays open.
+pub type Handler = dyn Fn(&Seen, &mut TcpStream) -> bool + Send + Sync;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Origin {
+    /// An origin running `handler` for each request, one thread per connection.
+    pub fn start(handler: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (seen2, conns2) = (seen.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let id = conns2.fetch_add(1, Ordering::SeqCst);
+                let (seen, handler) = (seen2.clone(), handler.clone());
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let Some(req) = read_request(&mut reader, id) else { return };
+                        seen.lock().unwrap().push(req.clone());
+                        if !handler(&req, &mut stream) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Origin { addr, seen, connections }
+    }
+
+    /// Echoes the request as JSON-ish text: `METHOD TARGET\nbody`.
+    pub fn echo() -> Origin {
+        Origin::start(|req, s| {
+            let mut body = format!("{} {}\n", req.method, req.target).into_bytes();
+            body.extend_from_slice(&req.body);
+            respond(s, 200, &[("Content-Type", "text/plain")], &body);
+            true
+        })
+    }
+
+    pub fn url(&self, base: &str) -> String {
+        format!("http://{}{}", self.addr, base)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub fn respond(s: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = s.write_all(&bytes);
+}
+
+/// Reads one request (Content-Length or chunked body, decoded). `None` at EOF.
+pub fn read_request(r: &mut BufReader<TcpStream>, conn_id: usize) -> Option<Seen> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if n == 0 {
+                let mut end = String::new();
+                loop {
+                    end.clear();
+                    r.read_line(&mut end).ok()?;
+                    if end == "\r\n" || end.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; n];
+        r.read_exact(&mut body).ok()?;
+    }
+    Some(Seen { method, target, headers, body, conn_id })
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response from a stream (Content-Length, chunked, or until close).
+pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option<Resp> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut lines = head.lines();
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect();
+    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+    } else if get("transfer-encoding").is_some() {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; n];
+        r.read_exact(&mut body).ok()?;
+    } else {
+        r.read_to_end(&mut body).ok()?;
+    }
+    Some(Resp { status, head, headers, body })
+}
+
+/// Sends raw bytes on a new connection and reads everything until the gateway closes.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// One request on a new connection; returns the parsed response.
+pub fn request(addr: SocketAddr, raw: &str) -> Resp {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (&s).write_all(raw.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    read_response(&mut r, raw.starts_with("HEAD ")).expect("a response")
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"))
+}
+
+/// The JSON error body the gateway writes.
+pub fn error_body(status: u16, message: &str) -> String {
+    format!("{{\"statusCode\": {status}, \"message\": \"{message}\"}}")
+}
