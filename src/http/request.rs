@@ -83,14 +83,14 @@ pub fn parse<'b>(
         Err(httparse::Error::HeaderValue) => return Err(Failure::BadRequest("bad_header_value")),
         Err(_) => return Err(Failure::BadRequest("malformed_head")),
     };
-    if head_len > head_max {
-        return Err(Failure::HeadTooLarge);
-    }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Failure::BadRequest("malformed_head"));
     };
-    if target.len() > MAX_REQUEST_LINE {
+    if target.len() > MAX_REQUEST_LINE.min(head_max) {
         return Err(Failure::UriTooLong);
+    }
+    if head_len > head_max {
+        return Err(Failure::HeadTooLarge);
     }
     let headers: &'b [httparse::Header<'b>] = req.headers;
 
