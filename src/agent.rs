@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,7 +16,8 @@ use mio::Waker;
 
 use crate::config::{self, ConfigError, ConfigSource, Runtime};
 
-/// Loop → agent. Bounded: the loop only ever `try_send`s.
+/// Loop → agent. Bounded: the loop only ever `try_send`s. A reload is also flagged in
+/// `Agent::reload`, so it is never lost when the queue is full of log batches.
 pub enum ToAgent {
     Reload,
     Logs(String),
@@ -29,8 +31,8 @@ pub enum ToLoop {
     Rejected(String),
 }
 
-/// Queue depth loop → agent.
-pub const AGENT_QUEUE: usize = 64;
+/// Queue depth loop → agent (each log batch is at most `telemetry::MAX_BATCH_BYTES`).
+pub const AGENT_QUEUE: usize = 16;
 
 /// Reads, compiles and resolves a config file. Blocking: never call on the loop.
 pub fn load_config_file(path: &Path, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
@@ -46,6 +48,8 @@ pub fn load_config_file(path: &Path, source: ConfigSource) -> Result<Runtime, Ve
 
 pub struct Agent {
     pub sender: SyncSender<ToAgent>,
+    /// Set by the loop on SIGHUP; the agent clears it when it reloads.
+    pub reload: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
@@ -54,10 +58,12 @@ impl Agent {
     pub fn spawn_local(config_path: PathBuf, waker: Arc<Waker>) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
         let (sender, inbox) = mpsc::sync_channel(AGENT_QUEUE);
         let (outbox, receiver) = mpsc::channel();
+        let reload = Arc::new(AtomicBool::new(false));
+        let flag = reload.clone();
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
-            .spawn(move || run_local(&config_path, &inbox, &outbox, &waker))?;
-        Ok((Agent { sender, handle }, receiver))
+            .spawn(move || run_local(&config_path, &inbox, &flag, &outbox, &waker))?;
+        Ok((Agent { sender, reload, handle }, receiver))
     }
 
     /// Asks the agent to finish (after writing what it holds) and waits for it.
@@ -67,14 +73,18 @@ impl Agent {
     }
 }
 
-fn run_local(path: &Path, inbox: &Receiver<ToAgent>, outbox: &Sender<ToLoop>, waker: &Waker) {
+fn run_local(path: &Path, inbox: &Receiver<ToAgent>, reload: &AtomicBool, outbox: &Sender<ToLoop>, waker: &Waker) {
     let mut stderr = std::io::stderr();
     while let Ok(msg) = inbox.recv() {
         match msg {
             ToAgent::Logs(batch) => {
                 let _ = stderr.write_all(batch.as_bytes());
             }
-            ToAgent::Reload => {
+            ToAgent::Reload => {}
+            ToAgent::Shutdown => return,
+        }
+        if reload.swap(false, Ordering::SeqCst) {
+            {
                 log::info!("reloading {}", path.display());
                 let msg = match load_config_file(path, ConfigSource::Local) {
                     Ok(rt) => ToLoop::Apply(Arc::new(rt)),
@@ -91,7 +101,6 @@ fn run_local(path: &Path, inbox: &Receiver<ToAgent>, outbox: &Sender<ToLoop>, wa
                 }
                 let _ = waker.wake();
             }
-            ToAgent::Shutdown => return,
         }
     }
 }

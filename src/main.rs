@@ -149,6 +149,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         sync,
         from_agent,
         agent.sender.clone(),
+        agent.reload.clone(),
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     log::info!("listening on http://{bound}");

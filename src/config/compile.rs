@@ -179,7 +179,11 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
     if !id.is_empty() && !valid_id(id) {
         errors.push(&f.path("id"), "may hold only letters, digits and - _ . ~ (at most 256)");
     }
-    let api_path = f.required_str("path", errors).map(normalise_api_path).unwrap_or(Ok(String::new()));
+    // "" is a valid API path (the API serves from the root), so not `required_str`.
+    if f.get("path").is_none() {
+        errors.push(&f.path("path"), "required");
+    }
+    let api_path = f.str("path", errors).map(normalise_api_path).unwrap_or(Ok(String::new()));
     let api_path = api_path.unwrap_or_else(|e| {
         errors.push(&f.path("path"), e);
         String::new()

@@ -89,12 +89,18 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A string that must be present and non-empty.
     pub fn required_str(&self, key: &str, errors: &mut Errors) -> Option<&'a str> {
         if self.get(key).is_none() {
             errors.push(&self.path(key), "required");
             return None;
         }
-        self.str(key, errors)
+        let s = self.str(key, errors)?;
+        if s.is_empty() {
+            errors.push(&self.path(key), "must not be empty");
+            return None;
+        }
+        Some(s)
     }
 
     pub fn bool(&self, key: &str, errors: &mut Errors) -> Option<bool> {

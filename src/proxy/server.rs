@@ -6,6 +6,7 @@
 //! Must not touch: disk, DNS, blocking channel operations (only `try_send`/`try_recv`).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,6 +28,8 @@ use crate::status::SyncState;
 use crate::telemetry::RequestLog;
 
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Request-log batches go to the agent at this size, or at the next sweep.
+const LOG_FLUSH_BYTES: usize = 32 * 1024;
 /// Free buffers kept for reuse; beyond this they are returned to the allocator.
 const MAX_FREE_BUFFERS: usize = 256;
 
@@ -46,6 +49,7 @@ pub struct Server {
     max_clients: usize,
     from_agent: Receiver<ToLoop>,
     to_agent: SyncSender<ToAgent>,
+    reload: Arc<AtomicBool>,
     signals: Signals,
     shutdown_deadline: Option<Instant>,
     shutdown_timeout: Duration,
@@ -65,6 +69,7 @@ impl Server {
         sync: SyncState,
         from_agent: Receiver<ToLoop>,
         to_agent: SyncSender<ToAgent>,
+        reload: Arc<AtomicBool>,
     ) -> io::Result<Server> {
         poll.registry().register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -99,6 +104,7 @@ impl Server {
             max_clients: max,
             from_agent,
             to_agent,
+            reload,
             signals,
             shutdown_deadline: None,
             shutdown_timeout: settings.shutdown_timeout,
@@ -159,8 +165,11 @@ impl Server {
             if self.now >= next_sweep {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
+                self.flush_logs();
             }
-            self.flush_logs();
+            if self.log.batch.len() >= LOG_FLUSH_BYTES {
+                self.flush_logs();
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.clients.is_empty() || self.now >= deadline {
                     if !self.clients.is_empty() {
@@ -295,9 +304,9 @@ impl Server {
             }
         }
         if reload {
-            if let Err(TrySendError::Full(_)) = self.to_agent.try_send(ToAgent::Reload) {
-                log::warn!("reload already queued");
-            }
+            // The flag is what counts; the message only wakes an idle agent.
+            self.reload.store(true, Ordering::SeqCst);
+            let _ = self.to_agent.try_send(ToAgent::Reload);
         }
         if stop && self.shutdown_deadline.is_none() {
             self.begin_shutdown();

@@ -102,14 +102,23 @@ impl Gateway {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Waits (bounded) until a stderr line contains `needle`.
+    /// Waits (bounded) until a stderr line contains `needle`; scans each line once.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut scanned = 0;
         loop {
-            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
+            {
+                let lines = self.lines.lock().unwrap();
+                if let Some(l) = lines[scanned..].iter().find(|l| l.contains(needle)) {
+                    return l.clone();
+                }
+                scanned = lines.len();
             }
-            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:?}", self.log_lines());
+            if Instant::now() >= deadline {
+                let lines = self.log_lines();
+                let tail: Vec<&String> = lines.iter().rev().take(20).collect();
+                panic!("no log line with {needle:?} among {} lines; last ones: {tail:?}", lines.len());
+            }
             thread::sleep(Duration::from_millis(20));
         }
     }
