@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mio::Waker;
 
@@ -21,6 +22,9 @@ use crate::config::{self, ConfigError, ConfigSource, Runtime};
 pub enum ToAgent {
     Reload,
     Logs(String),
+    /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
+    /// it until it holds the last reference and frees it here, off the loop.
+    Retire(Arc<Runtime>),
     Shutdown,
 }
 
@@ -37,7 +41,10 @@ pub const AGENT_QUEUE: usize = 16;
 /// Reads, compiles and resolves a config file. Blocking: never call on the loop.
 pub fn load_config_file(path: &Path, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }]
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
     })?;
     let mut runtime = config::compile(&text, source)?;
     for host in runtime.resolve() {
@@ -55,7 +62,10 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent thread for local mode; the receiver is the loop's end.
-    pub fn spawn_local(config_path: PathBuf, waker: Arc<Waker>) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
+    pub fn spawn_local(
+        config_path: PathBuf,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
         let (sender, inbox) = mpsc::sync_channel(AGENT_QUEUE);
         let (outbox, receiver) = mpsc::channel();
         let reload = Arc::new(AtomicBool::new(false));
@@ -63,7 +73,14 @@ impl Agent {
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
             .spawn(move || run_local(&config_path, &inbox, &flag, &outbox, &waker))?;
-        Ok((Agent { sender, reload, handle }, receiver))
+        Ok((
+            Agent {
+                sender,
+                reload,
+                handle,
+            },
+            receiver,
+        ))
     }
 
     /// Asks the agent to finish (after writing what it holds) and waits for it.
@@ -73,16 +90,26 @@ impl Agent {
     }
 }
 
-fn run_local(path: &Path, inbox: &Receiver<ToAgent>, reload: &AtomicBool, outbox: &Sender<ToLoop>, waker: &Waker) {
+fn run_local(
+    path: &Path,
+    inbox: &Receiver<ToAgent>,
+    reload: &AtomicBool,
+    outbox: &Sender<ToLoop>,
+    waker: &Waker,
+) {
     let mut stderr = std::io::stderr();
-    while let Ok(msg) = inbox.recv() {
-        match msg {
-            ToAgent::Logs(batch) => {
+    let mut retired: Vec<Arc<Runtime>> = Vec::new();
+    loop {
+        match inbox.recv_timeout(Duration::from_secs(1)) {
+            Ok(ToAgent::Logs(batch)) => {
                 let _ = stderr.write_all(batch.as_bytes());
             }
-            ToAgent::Reload => {}
-            ToAgent::Shutdown => return,
+            Ok(ToAgent::Retire(runtime)) => retired.push(runtime),
+            Ok(ToAgent::Reload) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+        // Requests in flight may still hold a retired runtime; free it once they are done.
+        retired.retain(|r| Arc::strong_count(r) > 1);
         if reload.swap(false, Ordering::SeqCst) {
             {
                 log::info!("reloading {}", path.display());
@@ -93,7 +120,11 @@ fn run_local(path: &Path, inbox: &Receiver<ToAgent>, reload: &AtomicBool, outbox
                             log::error!("config rejected, running config kept: {e}");
                         }
                         let first = errors.first().map(ToString::to_string).unwrap_or_default();
-                        ToLoop::Rejected(format!("{} error(s) in {}; first: {first}", errors.len(), path.display()))
+                        ToLoop::Rejected(format!(
+                            "{} error(s) in {}; first: {first}",
+                            errors.len(),
+                            path.display()
+                        ))
                     }
                 };
                 if outbox.send(msg).is_err() {

@@ -2,7 +2,10 @@
 //! printed here, once: 2 for usage and settings errors, 1 for runtime failures.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,7 +47,9 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 fn check(args: &[String]) -> ExitCode {
-    let [path] = args else { return usage_error("check takes exactly one FILE") };
+    let [path] = args else {
+        return usage_error("check takes exactly one FILE");
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -55,7 +60,11 @@ fn check(args: &[String]) -> ExitCode {
     match config::compile(&text, ConfigSource::Local) {
         Ok(rt) => {
             let ops: usize = rt.apis.iter().map(|a| a.operations.len()).sum();
-            println!("{path}: ok (version {}, {} apis, {ops} operations)", rt.version, rt.apis.len());
+            println!(
+                "{path}: ok (version {}, {} apis, {ops} operations)",
+                rt.version,
+                rt.apis.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -74,12 +83,16 @@ fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
     let mut flags: Vec<(String, String)> = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let value = args.get(i + 1).ok_or_else(|| format!("{} needs a value", args[i]))?;
+        let value = args
+            .get(i + 1)
+            .ok_or_else(|| format!("{} needs a value", args[i]))?;
         match args[i].as_str() {
             "--settings" => settings_file = Some(value),
             "--config" => flags.push(("config.local.path".into(), value.clone())),
             "--set" => {
-                let (k, v) = value.split_once('=').ok_or_else(|| format!("--set {value}: expected key=value"))?;
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set {value}: expected key=value"))?;
                 flags.push((k.trim().to_string(), v.to_string()));
             }
             other => return Err(format!("unknown option '{other}'")),
@@ -88,12 +101,18 @@ fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
     }
     let mut s = GatewaySettings::defaults(sys::is_root());
     if let Some(path) = settings_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SettingError::Unreadable { path: path.into(), reason: e.to_string() }.to_string())?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SettingError::Unreadable {
+                path: path.into(),
+                reason: e.to_string(),
+            }
+            .to_string()
+        })?;
         s.apply_file_text(&text, path).map_err(|e| e.to_string())?;
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
-    s.apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| e.to_string())?;
+    s.apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| e.to_string())?;
     for (k, v) in &flags {
         s.apply(k, v, "--set").map_err(|e| e.to_string())?;
     }
@@ -128,19 +147,33 @@ fn gateway(args: &[String]) -> ExitCode {
 }
 
 fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
-    let Some(path) = settings.local_path.clone() else { return Err("no config source".into()) };
+    let Some(path) = settings.local_path.clone() else {
+        return Err("no config source".into());
+    };
     let runtime = load_config_file(&path, ConfigSource::Local).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{}: {e}", path.display())).collect();
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect();
         format!("config rejected:\n{}", lines.join("\n"))
     })?;
     let listener = mio::net::TcpListener::bind(settings.http_listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let poll = mio::Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
-    let (agent, from_agent) = Agent::spawn_local(path, waker).map_err(|e| format!("cannot start the agent thread: {e}"))?;
-    log::info!("config version {} (local) loaded, {} apis", runtime.version, runtime.apis.len());
-    let sync = SyncState { last_sync_at: Some(std::time::SystemTime::now()), ..SyncState::default() };
+    let waker =
+        Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
+    let (agent, from_agent) = Agent::spawn_local(path, waker)
+        .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    log::info!(
+        "config version {} (local) loaded, {} apis",
+        runtime.version,
+        runtime.apis.len()
+    );
+    let sync = SyncState {
+        last_sync_at: Some(std::time::SystemTime::now()),
+        ..SyncState::default()
+    };
     let server = Server::new(
         poll,
         listener,

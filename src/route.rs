@@ -18,7 +18,11 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x100_0000_01b3);
@@ -68,16 +72,26 @@ impl Template {
                     if !last {
                         return Err("empty segment".into());
                     }
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+                {
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    {
                         return Err(format!("bad parameter name in segment '{part}'"));
                     }
-                    if segments.iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+                    if segments
+                        .iter()
+                        .any(|s| matches!(s, Segment::Param(n) if n == name))
+                    {
                         return Err(format!("parameter '{name}' appears twice"));
                     }
                     segments.push(Segment::Param(name.to_string()));
                 } else if part.contains(['{', '}', '*']) {
-                    return Err(format!("segment '{part}' mixes text and a parameter, which is not supported"));
+                    return Err(format!(
+                        "segment '{part}' mixes text and a parameter, which is not supported"
+                    ));
                 } else {
                     segments.push(Segment::Literal(part.to_string()));
                 }
@@ -133,7 +147,9 @@ fn pick(candidates: &[(Box<str>, u32)], method: &str) -> Option<u32> {
 
 impl OpTable {
     pub fn build<'t>(ops: impl Iterator<Item = (&'t str, &'t Template)>) -> OpTable {
-        let mut table = OpTable { nodes: vec![OpNode::default()] };
+        let mut table = OpTable {
+            nodes: vec![OpNode::default()],
+        };
         for (index, (method, template)) in ops.enumerate() {
             let mut node = 0usize;
             for seg in &template.segments {
@@ -148,7 +164,9 @@ impl OpTable {
                         table.nodes.push(OpNode::default());
                         match seg {
                             Segment::Literal(l) => {
-                                table.nodes[node].literal.insert(l.as_str().into(), n as u32);
+                                table.nodes[node]
+                                    .literal
+                                    .insert(l.as_str().into(), n as u32);
                             }
                             Segment::Param(_) => table.nodes[node].param = Some(n as u32),
                         }
@@ -224,7 +242,11 @@ pub struct ApiMatch {
 
 impl ApiTable {
     pub fn build<'a>(apis: impl Iterator<Item = ApiKey<'a>>) -> ApiTable {
-        let mut table = ApiTable { nodes: vec![ApiNode::default()], hostnames: Vec::new(), schemes: Vec::new() };
+        let mut table = ApiTable {
+            nodes: vec![ApiNode::default()],
+            hostnames: Vec::new(),
+            schemes: Vec::new(),
+        };
         for (index, api) in apis.enumerate() {
             let mut node = 0usize;
             for seg in api.path.split('/').filter(|s| !s.is_empty()) {
@@ -255,19 +277,29 @@ impl ApiTable {
                 http_ok
             }
         };
-        let named = node
-            .apis
-            .iter()
-            .filter(usable)
-            .find(|a| self.hostnames[**a as usize].iter().any(|h| h.eq_ignore_ascii_case(host)));
-        named.or_else(|| node.apis.iter().filter(usable).find(|a| self.hostnames[**a as usize].is_empty())).copied()
+        let named = node.apis.iter().filter(usable).find(|a| {
+            self.hostnames[**a as usize]
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+        });
+        named
+            .or_else(|| {
+                node.apis
+                    .iter()
+                    .filter(usable)
+                    .find(|a| self.hostnames[**a as usize].is_empty())
+            })
+            .copied()
     }
 
     /// The longest API path that prefixes `path` on a segment boundary.
     /// `host` is the request's host without port.
     pub fn find(&self, path: &str, host: &str, https: bool) -> Option<ApiMatch> {
         let mut node = &self.nodes[0];
-        let mut best = self.pick(node, host, https).map(|api| ApiMatch { api, rest_offset: 0 });
+        let mut best = self.pick(node, host, https).map(|api| ApiMatch {
+            api,
+            rest_offset: 0,
+        });
         let mut offset = 0;
         let bytes = path.as_bytes();
         loop {
@@ -279,10 +311,15 @@ impl ApiTable {
                 return best;
             }
             let end = path[offset..].find('/').map_or(path.len(), |i| offset + i);
-            let Some(child) = node.children.get(&path[offset..end]) else { return best };
+            let Some(child) = node.children.get(&path[offset..end]) else {
+                return best;
+            };
             node = &self.nodes[*child as usize];
             if let Some(api) = self.pick(node, host, https) {
-                best = Some(ApiMatch { api, rest_offset: end });
+                best = Some(ApiMatch {
+                    api,
+                    rest_offset: end,
+                });
             }
             offset = end;
         }
@@ -294,15 +331,23 @@ mod tests {
     use super::*;
 
     fn ops(list: &[(&str, &str)]) -> OpTable {
-        let parsed: Vec<(String, Template)> =
-            list.iter().map(|(m, t)| (m.to_string(), Template::parse(t).unwrap())).collect();
+        let parsed: Vec<(String, Template)> = list
+            .iter()
+            .map(|(m, t)| (m.to_string(), Template::parse(t).unwrap()))
+            .collect();
         OpTable::build(parsed.iter().map(|(m, t)| (m.as_str(), t)))
     }
 
     #[test]
     fn templates() {
         let t = Template::parse("/items/{id}/*").unwrap();
-        assert_eq!(t.segments, vec![Segment::Literal("items".into()), Segment::Param("id".into())]);
+        assert_eq!(
+            t.segments,
+            vec![
+                Segment::Literal("items".into()),
+                Segment::Param("id".into())
+            ]
+        );
         assert!(t.wildcard);
         assert_eq!(t.shape(), "/items/{}/*");
         assert_eq!(Template::parse("/").unwrap().segments.len(), 0);
@@ -349,11 +394,36 @@ mod tests {
         let none: Vec<String> = vec![];
         let host = vec!["api.example.com".to_string()];
         let keys = [
-            ApiKey { path: "", hostnames: &none, http: true, https: true },
-            ApiKey { path: "echo", hostnames: &none, http: true, https: true },
-            ApiKey { path: "echo/v2", hostnames: &none, http: true, https: true },
-            ApiKey { path: "secure", hostnames: &none, http: false, https: true },
-            ApiKey { path: "echo", hostnames: &host, http: true, https: true },
+            ApiKey {
+                path: "",
+                hostnames: &none,
+                http: true,
+                https: true,
+            },
+            ApiKey {
+                path: "echo",
+                hostnames: &none,
+                http: true,
+                https: true,
+            },
+            ApiKey {
+                path: "echo/v2",
+                hostnames: &none,
+                http: true,
+                https: true,
+            },
+            ApiKey {
+                path: "secure",
+                hostnames: &none,
+                http: false,
+                https: true,
+            },
+            ApiKey {
+                path: "echo",
+                hostnames: &host,
+                http: true,
+                https: true,
+            },
         ];
         let t = ApiTable::build(keys.into_iter());
         let m = |p: &str, h: &str, s: bool| t.find(p, h, s).map(|m| (m.api, m.rest_offset));

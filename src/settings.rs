@@ -109,23 +109,49 @@ pub const MANAGE_KEYS: &[&str] = &[
 /// A setting that could not be applied. Display is the one line the user sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingError {
-    UnknownKey { key: String, origin: String },
-    BadValue { key: String, value: String, expected: &'static str, origin: String },
-    BadLine { line: usize, origin: String },
-    Unreadable { path: String, reason: String },
+    UnknownKey {
+        key: String,
+        origin: String,
+    },
+    BadValue {
+        key: String,
+        value: String,
+        expected: &'static str,
+        origin: String,
+    },
+    BadLine {
+        line: usize,
+        origin: String,
+    },
+    Unreadable {
+        path: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SettingError::UnknownKey { key, origin } => write!(f, "unknown setting '{key}' ({origin})"),
-            SettingError::BadValue { key, value, expected, origin } => {
-                write!(f, "setting '{key}' ({origin}): invalid value '{value}', expected {expected}")
+            SettingError::UnknownKey { key, origin } => {
+                write!(f, "unknown setting '{key}' ({origin})")
+            }
+            SettingError::BadValue {
+                key,
+                value,
+                expected,
+                origin,
+            } => {
+                write!(
+                    f,
+                    "setting '{key}' ({origin}): invalid value '{value}', expected {expected}"
+                )
             }
             SettingError::BadLine { line, origin } => {
                 write!(f, "{origin} line {line}: expected 'key = value'")
             }
-            SettingError::Unreadable { path, reason } => write!(f, "cannot read settings file {path}: {reason}"),
+            SettingError::Unreadable { path, reason } => {
+                write!(f, "cannot read settings file {path}: {reason}")
+            }
         }
     }
 }
@@ -178,7 +204,11 @@ impl GatewaySettings {
         let value = value.trim();
         let bad = |expected: &'static str| SettingError::BadValue {
             key: key.to_string(),
-            value: if key == "config.service.auth" { "***".into() } else { value.to_string() },
+            value: if key == "config.service.auth" {
+                "***".into()
+            } else {
+                value.to_string()
+            },
             expected,
             origin: origin.to_string(),
         };
@@ -195,22 +225,38 @@ impl GatewaySettings {
                 }
                 self.service_auth = Some(Secret(value.to_string()));
             }
-            "config.service.poll.interval" => self.poll_interval = parse_duration(value).ok_or_else(|| bad(DURATION))?,
+            "config.service.poll.interval" => {
+                self.poll_interval = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
             "config.service.heartbeat.interval" => {
                 self.heartbeat_interval = parse_duration(value).ok_or_else(|| bad(DURATION))?
             }
             "config.service.integration.timeout" => {
                 self.integration_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
             }
-            "config.service.ca" => self.service_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
-            "config.local.path" => self.local_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
-            "config.backup.enabled" => self.backup_enabled = parse_bool(value).ok_or_else(|| bad(BOOL))?,
-            "config.backup.path" => self.backup_path = parse_path(value).ok_or_else(|| bad(PATH))?,
+            "config.service.ca" => {
+                self.service_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "config.local.path" => {
+                self.local_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "config.backup.enabled" => {
+                self.backup_enabled = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
+            "config.backup.path" => {
+                self.backup_path = parse_path(value).ok_or_else(|| bad(PATH))?
+            }
             "config.backup.versions" => {
-                self.backup_versions = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a whole number ≥ 1"))?
+                self.backup_versions = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| bad("a whole number ≥ 1"))?
             }
             "net.server.http.listen" => self.http_listen = value.parse().map_err(|_| bad(ADDR))?,
-            "net.server.https.listen" => self.https_listen = value.parse().map_err(|_| bad(ADDR))?,
+            "net.server.https.listen" => {
+                self.https_listen = value.parse().map_err(|_| bad(ADDR))?
+            }
             "net.server.http.forwarded.proto.enabled" => {
                 self.forwarded_proto_enabled = parse_bool(value).ok_or_else(|| bad(BOOL))?
             }
@@ -238,26 +284,40 @@ impl GatewaySettings {
                     _ => return Err(bad("none or prometheus")),
                 }
             }
-            "telemetry.metrics.local.prometheus.listen" => self.prometheus_listen = value.parse().map_err(|_| bad(ADDR))?,
-            "telemetry.metrics.cloud" => self.metrics_cloud = parse_bool(value).ok_or_else(|| bad(BOOL))?,
+            "telemetry.metrics.local.prometheus.listen" => {
+                self.prometheus_listen = value.parse().map_err(|_| bad(ADDR))?
+            }
+            "telemetry.metrics.cloud" => {
+                self.metrics_cloud = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
             "limits.request.head.max" => {
                 self.head_max = parse_size(value)
                     .filter(|n| (1024..=1024 * 1024).contains(n))
                     .and_then(|n| usize::try_from(n).ok())
                     .ok_or_else(|| bad("a size from 1KiB to 1MiB"))?
             }
-            "limits.request.body.max" => self.body_max = parse_size(value).ok_or_else(|| bad(SIZE))?,
+            "limits.request.body.max" => {
+                self.body_max = parse_size(value).ok_or_else(|| bad(SIZE))?
+            }
             "limits.client.header.timeout" => {
-                self.client_header_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+                self.client_header_timeout = parse_duration(value)
+                    .filter(nonzero)
+                    .ok_or_else(|| bad(DURATION))?
             }
             "limits.client.idle.timeout" => {
-                self.client_idle_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+                self.client_idle_timeout = parse_duration(value)
+                    .filter(nonzero)
+                    .ok_or_else(|| bad(DURATION))?
             }
             "limits.backend.connect.timeout" => {
-                self.backend_connect_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+                self.backend_connect_timeout = parse_duration(value)
+                    .filter(nonzero)
+                    .ok_or_else(|| bad(DURATION))?
             }
             "limits.backend.response.timeout" => {
-                self.backend_response_timeout = parse_duration(value).filter(nonzero).ok_or_else(|| bad(DURATION))?
+                self.backend_response_timeout = parse_duration(value)
+                    .filter(nonzero)
+                    .ok_or_else(|| bad(DURATION))?
             }
             "limits.connections.max" => {
                 self.connections_max = value
@@ -266,8 +326,15 @@ impl GatewaySettings {
                     .filter(|n| (1..=1_000_000).contains(n))
                     .ok_or_else(|| bad("a whole number from 1 to 1000000"))?
             }
-            "limits.shutdown.timeout" => self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?,
-            _ => return Err(SettingError::UnknownKey { key: key.to_string(), origin: origin.to_string() }),
+            "limits.shutdown.timeout" => {
+                self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: key.to_string(),
+                    origin: origin.to_string(),
+                })
+            }
         }
         Ok(())
     }
@@ -279,8 +346,10 @@ impl GatewaySettings {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, value) =
-                line.split_once('=').ok_or(SettingError::BadLine { line: index + 1, origin: origin.to_string() })?;
+            let (key, value) = line.split_once('=').ok_or(SettingError::BadLine {
+                line: index + 1,
+                origin: origin.to_string(),
+            })?;
             self.apply(key.trim(), value, &format!("{origin} line {}", index + 1))?;
         }
         Ok(())
@@ -288,13 +357,21 @@ impl GatewaySettings {
 
     /// Applies `EDGEGATE_*` variables. A variable that matches no gateway or manage key
     /// is an error that names it, so a typo never goes unnoticed.
-    pub fn apply_env<'a>(&mut self, vars: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), SettingError> {
+    pub fn apply_env<'a>(
+        &mut self,
+        vars: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), SettingError> {
         for (name, value) in vars {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if let Some(key) = GATEWAY_KEYS.iter().find(|k| env_suffix(k) == rest) {
                 self.apply(key, value, &format!("environment {name}"))?;
             } else if !MANAGE_KEYS.iter().any(|k| env_suffix(k) == rest) {
-                return Err(SettingError::UnknownKey { key: name.to_string(), origin: "environment".into() });
+                return Err(SettingError::UnknownKey {
+                    key: name.to_string(),
+                    origin: "environment".into(),
+                });
             }
         }
         Ok(())
@@ -314,7 +391,15 @@ fn nonzero(d: &Duration) -> bool {
 
 /// `config.service.poll.interval` → `CONFIG_SERVICE_POLL_INTERVAL`.
 pub fn env_suffix(key: &str) -> String {
-    key.chars().map(|c| if c == '.' || c == '-' { '_' } else { c.to_ascii_uppercase() }).collect()
+    key.chars()
+        .map(|c| {
+            if c == '.' || c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
 }
 
 fn parse_path(value: &str) -> Option<PathBuf> {
@@ -345,7 +430,9 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
 
 /// `512`, `32KiB`, `1MiB`, `2GiB` (binary units).
 pub fn parse_size(value: &str) -> Option<u64> {
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let factor: u64 = match unit {
@@ -380,12 +467,23 @@ mod tests {
     #[test]
     fn layering_file_then_env_then_flag() {
         let mut s = GatewaySettings::defaults(false);
-        s.apply_file_text("# c\nlimits.client.idle.timeout = 5s\n\nnet.server.http.listen=127.0.0.1:1\n", "f")
-            .unwrap();
+        s.apply_file_text(
+            "# c\nlimits.client.idle.timeout = 5s\n\nnet.server.http.listen=127.0.0.1:1\n",
+            "f",
+        )
+        .unwrap();
         assert_eq!(s.client_idle_timeout, Duration::from_secs(5));
-        s.apply_env([("EDGEGATE_LIMITS_CLIENT_IDLE_TIMEOUT", "7s"), ("PATH", "/bin")].into_iter()).unwrap();
+        s.apply_env(
+            [
+                ("EDGEGATE_LIMITS_CLIENT_IDLE_TIMEOUT", "7s"),
+                ("PATH", "/bin"),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
         assert_eq!(s.client_idle_timeout, Duration::from_secs(7));
-        s.apply("limits.client.idle.timeout", "9s", "--set").unwrap();
+        s.apply("limits.client.idle.timeout", "9s", "--set")
+            .unwrap();
         assert_eq!(s.client_idle_timeout, Duration::from_secs(9));
         assert_eq!(s.http_listen, "127.0.0.1:1".parse().unwrap());
     }
@@ -395,11 +493,19 @@ mod tests {
         let mut s = GatewaySettings::defaults(false);
         let e = s.apply("limits.nope", "1", "--set").unwrap_err();
         assert_eq!(e.to_string(), "unknown setting 'limits.nope' (--set)");
-        let e = s.apply("limits.client.idle.timeout", "ten", "--set").unwrap_err();
-        assert!(e.to_string().starts_with("setting 'limits.client.idle.timeout' (--set): invalid value 'ten'"));
-        let e = s.apply_env([("EDGEGATE_LIMITS_NOPE", "1")].into_iter()).unwrap_err();
+        let e = s
+            .apply("limits.client.idle.timeout", "ten", "--set")
+            .unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("setting 'limits.client.idle.timeout' (--set): invalid value 'ten'"));
+        let e = s
+            .apply_env([("EDGEGATE_LIMITS_NOPE", "1")].into_iter())
+            .unwrap_err();
         assert!(e.to_string().contains("EDGEGATE_LIMITS_NOPE"));
-        assert!(s.apply_env([("EDGEGATE_MANAGE_ADMIN_TOKEN", "x")].into_iter()).is_ok());
+        assert!(s
+            .apply_env([("EDGEGATE_MANAGE_ADMIN_TOKEN", "x")].into_iter())
+            .is_ok());
         let e = s.apply_file_text("garbage\n", "s.conf").unwrap_err();
         assert_eq!(e.to_string(), "s.conf line 1: expected 'key = value'");
         let e = s.apply("config.service.auth", "", "--set").unwrap_err();
@@ -409,7 +515,8 @@ mod tests {
     #[test]
     fn secret_is_not_printed() {
         let mut s = GatewaySettings::defaults(false);
-        s.apply("config.service.auth", "GatewayKey sekrit", "--set").unwrap();
+        s.apply("config.service.auth", "GatewayKey sekrit", "--set")
+            .unwrap();
         assert!(!format!("{s:?}").contains("sekrit"));
     }
 }

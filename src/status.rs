@@ -8,7 +8,10 @@ use std::time::SystemTime;
 use crate::config::Runtime;
 use crate::telemetry::{push_json_str, rfc3339};
 
-pub const STATUS_PATHS: [&str; 2] = ["/status-0123456789abcdef", "/internal-status-0123456789abcdef"];
+pub const STATUS_PATHS: [&str; 2] = [
+    "/status-0123456789abcdef",
+    "/internal-status-0123456789abcdef",
+];
 
 /// The outcome of the most recent attempt to load or fetch a config.
 #[derive(Debug, Clone, Default)]
@@ -31,8 +34,14 @@ pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (
             push_json_str(&mut s, rt.source.as_str());
             s.push_str(", \"configAppliedAt\": ");
             push_json_str(&mut s, &rfc3339(rt.applied_at));
-            let age = now.duration_since(rt.applied_at).unwrap_or_default().as_secs();
-            s.push_str(&format!(", \"configAgeSeconds\": {age}, \"apis\": {}", rt.apis.len()));
+            let age = now
+                .duration_since(rt.applied_at)
+                .unwrap_or_default()
+                .as_secs();
+            s.push_str(&format!(
+                ", \"configAgeSeconds\": {age}, \"apis\": {}",
+                rt.apis.len()
+            ));
         }
         None => s.push_str("\"status\": \"no configuration\", \"configVersion\": null"),
     }

@@ -37,7 +37,10 @@ pub fn init_logging(format: LogFormat, level: log::LevelFilter) {
     match format {
         LogFormat::None => log::set_max_level(log::LevelFilter::Off),
         LogFormat::Text => {
-            let _ = simple_logger::SimpleLogger::new().with_level(level).with_utc_timestamps().init();
+            let _ = simple_logger::SimpleLogger::new()
+                .with_level(level)
+                .with_utc_timestamps()
+                .init();
         }
         LogFormat::Json => {
             if log::set_boxed_logger(Box::new(JsonLogger { level })).is_ok() {

@@ -61,7 +61,11 @@ pub struct RequestLog {
 
 impl RequestLog {
     pub fn new(format: LogFormat) -> Self {
-        RequestLog { format, batch: String::new(), dropped: 0 }
+        RequestLog {
+            format,
+            batch: String::new(),
+            dropped: 0,
+        }
     }
     pub fn enabled(&self) -> bool {
         self.format != LogFormat::None
@@ -250,12 +254,18 @@ mod tests {
     #[test]
     fn time_format() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_694_400_123)), "2026-11-26T12:00:00.123Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_694_400_123)),
+            "2026-11-26T12:00:00.123Z"
+        );
     }
 
     #[test]
     fn redaction_and_escaping() {
-        assert_eq!(redact_query("a=1&subscription-key=s3cret&b", "subscription-key"), "a=1&subscription-key=***&b");
+        assert_eq!(
+            redact_query("a=1&subscription-key=s3cret&b", "subscription-key"),
+            "a=1&subscription-key=***&b"
+        );
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\\n\u{1}");
         assert_eq!(s, r#""a\"b\\\n\u0001""#);
@@ -283,10 +293,14 @@ mod tests {
         let mut s = String::new();
         format_record(&mut s, &rec, LogFormat::Json);
         let v: miniserde::json::Value = miniserde::json::from_str(s.trim()).unwrap();
-        let miniserde::json::Value::Object(o) = v else { panic!() };
+        let miniserde::json::Value::Object(o) = v else {
+            panic!()
+        };
         assert!(matches!(o.get("url"), Some(miniserde::json::Value::String(u)) if u == "/x?\""));
         let mut t = String::new();
         format_record(&mut t, &rec, LogFormat::Text);
-        assert!(t.starts_with("1970-01-01T00:00:00.000Z request requestId=r1 clientIp=127.0.0.1 method=GET"));
+        assert!(t.starts_with(
+            "1970-01-01T00:00:00.000Z request requestId=r1 clientIp=127.0.0.1 method=GET"
+        ));
     }
 }

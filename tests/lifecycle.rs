@@ -30,7 +30,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn version_and_usage() {
     let (code, out, _) = run(&["version"], &[]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(&format!("edgegate {} (", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.starts_with(&format!("edgegate {} (", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
     let (code, _, err) = run(&["frobnicate"], &[]);
     assert_eq!(code, 2);
     assert!(err.starts_with("edgegate: unknown command 'frobnicate'"));
@@ -42,7 +45,8 @@ fn bad_settings_exit_2_with_one_line_naming_the_key() {
     let cfg = dir.join("c.json");
     std::fs::write(&cfg, simple_config("1", "", "http://127.0.0.1:9")).unwrap();
     let cfg = cfg.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--set", "limits.bogus=1"], vec![], "edgegate: unknown setting 'limits.bogus' (--set)\n"),
         (
             vec!["--set", "limits.client.idle.timeout=soon"],
@@ -66,7 +70,16 @@ fn bad_settings_exit_2_with_one_line_naming_the_key() {
     // a settings file: later sources win, errors name the file line
     let file = dir.join("gw.conf");
     std::fs::write(&file, "# comment\nlimits.connections.max = 0\n").unwrap();
-    let (code, _, err) = run(&["gateway", "--config", cfg, "--settings", file.to_str().unwrap()], &[]);
+    let (code, _, err) = run(
+        &[
+            "gateway",
+            "--config",
+            cfg,
+            "--settings",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(code, 2);
     assert_eq!(
         err,
@@ -77,7 +90,10 @@ fn bad_settings_exit_2_with_one_line_naming_the_key() {
     );
     let (code, _, err) = run(&["gateway"], &[]);
     assert_eq!(code, 2);
-    assert_eq!(err, "edgegate: no config source: set config.local.path (or pass --config FILE)\n");
+    assert_eq!(
+        err,
+        "edgegate: no config source: set config.local.path (or pass --config FILE)\n"
+    );
 }
 
 #[test]
@@ -89,9 +105,19 @@ fn settings_layering_reaches_the_running_gateway() {
     std::fs::write(&file, "limits.request.body.max = 10\n").unwrap();
     let cfg = dir.join("c.json");
     std::fs::write(&cfg, simple_config("1", "", &origin.url(""))).unwrap();
-    for (env_value, flag, limit) in [(None, None, 10), (Some("5"), None, 5), (Some("5"), Some("3"), 3)] {
+    for (env_value, flag, limit) in [
+        (None, None, 10),
+        (Some("5"), None, 5),
+        (Some("5"), Some("3"), 3),
+    ] {
         let mut cmd = Command::new(BIN);
-        cmd.args(["gateway", "--settings", file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+        cmd.args([
+            "gateway",
+            "--settings",
+            file.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
         cmd.args(["--set", "net.server.http.listen=127.0.0.1:0"]);
         if let Some(f) = flag {
             cmd.args(["--set", &format!("limits.request.body.max={f}")]);
@@ -104,7 +130,10 @@ fn settings_layering_reaches_the_running_gateway() {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let addr = loop {
             let mut line = String::new();
-            assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0, "gateway exited");
+            assert!(
+                std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+                "gateway exited"
+            );
             if let Some(a) = line.split("listening on http://").nth(1) {
                 break a.trim().parse::<std::net::SocketAddr>().unwrap();
             }
@@ -141,17 +170,39 @@ fn check_prints_every_error_with_its_json_path() {
         format!("{p}: apis[3].serviceUrl: expected an http:// URL\n{p}: apis[3].operations[0].urlTemplate: must start with '/'\n{p}: 2 error(s)\n")
     );
     let good = dir.join("good.json");
-    std::fs::write(&good, simple_config("v9", "x", "http://backend.internal:8000")).unwrap();
+    std::fs::write(
+        &good,
+        simple_config("v9", "x", "http://backend.internal:8000"),
+    )
+    .unwrap();
     let (code, out, _) = run(&["check", good.to_str().unwrap()], &[]);
     assert_eq!(code, 0);
-    assert_eq!(out, format!("{}: ok (version v9, 1 apis, 2 operations)\n", good.display()));
+    assert_eq!(
+        out,
+        format!(
+            "{}: ok (version v9, 1 apis, 2 operations)\n",
+            good.display()
+        )
+    );
     let syntax = dir.join("syntax.json");
     std::fs::write(&syntax, "{\n  \"schemaVersion\": 1,\n  \"apis\": [}\n").unwrap();
     let (code, out, _) = run(&["check", syntax.to_str().unwrap()], &[]);
     assert_eq!(code, 1);
-    assert!(out.starts_with(&format!("{}: invalid JSON at line 3 column 12: expected a value", syntax.display())), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "{}: invalid JSON at line 3 column 12: expected a value",
+            syntax.display()
+        )),
+        "{out}"
+    );
     // the bundled example is valid
-    let (code, _, _) = run(&["check", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.json")], &[]);
+    let (code, _, _) = run(
+        &[
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.json"),
+        ],
+        &[],
+    );
     assert_eq!(code, 0);
 }
 
@@ -159,21 +210,42 @@ fn check_prints_every_error_with_its_json_path() {
 fn invalid_config_at_start_exits_1_listing_errors() {
     let dir = temp_dir("badstart");
     let cfg = dir.join("c.json");
-    std::fs::write(&cfg, r#"{"schemaVersion": 1, "apis": [{"id": "a", "path": "a"}]}"#).unwrap();
-    let (code, _, err) = run(&["gateway", "--config", cfg.to_str().unwrap(), "--set", "net.server.http.listen=127.0.0.1:0"], &[]);
+    std::fs::write(
+        &cfg,
+        r#"{"schemaVersion": 1, "apis": [{"id": "a", "path": "a"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            "net.server.http.listen=127.0.0.1:0",
+        ],
+        &[],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("{}: apis[0].serviceUrl: required", cfg.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: apis[0].serviceUrl: required", cfg.display())),
+        "{err}"
+    );
 }
 
 #[test]
 fn status_endpoint_reports_the_running_config() {
     let origin = Origin::echo();
     let gw = Gateway::start(&simple_config("v42", "", &origin.url("")), &[]);
-    for path in ["/status-0123456789abcdef", "/internal-status-0123456789abcdef"] {
+    for path in [
+        "/status-0123456789abcdef",
+        "/internal-status-0123456789abcdef",
+    ] {
         let r = get(gw.addr, path);
         assert_eq!(r.status, 200);
         let v: miniserde::json::Value = miniserde::json::from_str(&r.text()).unwrap();
-        let miniserde::json::Value::Object(o) = v else { panic!("{}", r.text()) };
+        let miniserde::json::Value::Object(o) = v else {
+            panic!("{}", r.text())
+        };
         let s = |k: &str| match o.get(k) {
             Some(miniserde::json::Value::String(s)) => s.clone(),
             other => format!("{other:?}"),
@@ -181,24 +253,54 @@ fn status_endpoint_reports_the_running_config() {
         assert_eq!(s("status"), "ok");
         assert_eq!(s("configVersion"), "v42");
         assert_eq!(s("configSource"), "local");
-        assert!(matches!(o.get("configAgeSeconds"), Some(miniserde::json::Value::Number(_))));
-        assert!(matches!(o.get("offlineSince"), Some(miniserde::json::Value::Null)));
+        assert!(matches!(
+            o.get("configAgeSeconds"),
+            Some(miniserde::json::Value::Number(_))
+        ));
+        assert!(matches!(
+            o.get("offlineSince"),
+            Some(miniserde::json::Value::Null)
+        ));
     }
-    assert!(origin.requests().is_empty(), "status is answered by the gateway");
+    assert!(
+        origin.requests().is_empty(),
+        "status is answered by the gateway"
+    );
 }
 
 #[test]
 fn json_request_log_has_every_field_and_no_secrets() {
     let origin = Origin::echo();
-    let gw = Gateway::start(&simple_config("1", "echo", &origin.url("")), &["telemetry.logs.std=json"]);
-    assert_eq!(get(gw.addr, "/echo/items/7?subscription-key=TOPSECRET&a=1").status, 200);
+    let gw = Gateway::start(
+        &simple_config("1", "echo", &origin.url("")),
+        &["telemetry.logs.std=json"],
+    );
+    assert_eq!(
+        get(gw.addr, "/echo/items/7?subscription-key=TOPSECRET&a=1").status,
+        200
+    );
     let line = gw.wait_for_log("\"requestId\"");
     assert!(!line.contains("TOPSECRET"), "{line}");
     let v: miniserde::json::Value = miniserde::json::from_str(&line).unwrap();
-    let miniserde::json::Value::Object(o) = v else { panic!() };
+    let miniserde::json::Value::Object(o) = v else {
+        panic!()
+    };
     for key in [
-        "time", "requestId", "clientIp", "method", "url", "apiId", "operationId", "subscriptionId", "responseCode",
-        "backendResponseCode", "requestSize", "responseSize", "totalTimeMs", "backendTimeMs", "errorReason",
+        "time",
+        "requestId",
+        "clientIp",
+        "method",
+        "url",
+        "apiId",
+        "operationId",
+        "subscriptionId",
+        "responseCode",
+        "backendResponseCode",
+        "requestSize",
+        "responseSize",
+        "totalTimeMs",
+        "backendTimeMs",
+        "errorReason",
     ] {
         assert!(o.contains_key(key), "missing {key} in {line}");
     }
@@ -235,7 +337,8 @@ fn sighup_reloads_under_load_without_a_failed_request() {
     let served = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (addr, stop, failures, served) = (gw.addr, stop.clone(), failures.clone(), served.clone());
+            let (addr, stop, failures, served) =
+                (gw.addr, stop.clone(), failures.clone(), served.clone());
             thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -243,12 +346,18 @@ fn sighup_reloads_under_load_without_a_failed_request() {
                     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                     let mut r = BufReader::new(s.try_clone().unwrap());
                     for _ in 0..20 {
-                        if (&s).write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").is_err() {
+                        if (&s)
+                            .write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+                            .is_err()
+                        {
                             failures.fetch_add(1, Ordering::SeqCst);
                             break;
                         }
                         match read_response(&mut r, false) {
-                            Some(resp) if resp.status == 200 && (resp.text() == "old" || resp.text() == "new") => {
+                            Some(resp)
+                                if resp.status == 200
+                                    && (resp.text() == "old" || resp.text() == "new") =>
+                            {
                                 served.fetch_add(1, Ordering::SeqCst);
                             }
                             _ => {
@@ -263,7 +372,11 @@ fn sighup_reloads_under_load_without_a_failed_request() {
         .collect();
     thread::sleep(Duration::from_millis(300));
     // an invalid file: rejected, old config keeps serving
-    std::fs::write(&gw.config_path, "{\"schemaVersion\": 1, \"apis\": [{\"id\": \"\"}]}").unwrap();
+    std::fs::write(
+        &gw.config_path,
+        "{\"schemaVersion\": 1, \"apis\": [{\"id\": \"\"}]}",
+    )
+    .unwrap();
     gw.signal("HUP");
     gw.wait_for_log("config rejected, running config kept: apis[0].id: must not be empty");
     let status = get(gw.addr, "/status-0123456789abcdef").text();
@@ -282,10 +395,17 @@ fn sighup_reloads_under_load_without_a_failed_request() {
         w.join().unwrap();
     }
     assert_eq!(failures.load(Ordering::SeqCst), 0);
-    assert!(served.load(Ordering::SeqCst) > 100, "load actually ran: {}", served.load(Ordering::SeqCst));
+    assert!(
+        served.load(Ordering::SeqCst) > 100,
+        "load actually ran: {}",
+        served.load(Ordering::SeqCst)
+    );
     assert_eq!(get(gw.addr, "/x").text(), "new");
     let status = get(gw.addr, "/status-0123456789abcdef").text();
-    assert!(status.contains("\"configVersion\": \"v2\"") && status.contains("\"result\": \"ok\""), "{status}");
+    assert!(
+        status.contains("\"configVersion\": \"v2\"") && status.contains("\"result\": \"ok\""),
+        "{status}"
+    );
 }
 
 #[test]
@@ -295,10 +415,15 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         respond(s, 200, &[], b"finished");
         true
     });
-    let mut gw = Gateway::start(&simple_config("1", "", &origin.url("")), &["limits.shutdown.timeout=10s"]);
+    let mut gw = Gateway::start(
+        &simple_config("1", "", &origin.url("")),
+        &["limits.shutdown.timeout=10s"],
+    );
     let idle = gw.connect();
     let busy = gw.connect();
-    (&busy).write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    (&busy)
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     thread::sleep(Duration::from_millis(300));
     gw.signal("TERM");
     // the idle connection is closed at once
@@ -306,7 +431,10 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert!(read_response(&mut r, false).is_none());
     // new connections are refused
     thread::sleep(Duration::from_millis(200));
-    assert!(std::net::TcpStream::connect(gw.addr).is_err(), "listener closed");
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "listener closed"
+    );
     // the in-flight request completes, told that the connection closes
     let mut r = BufReader::new(busy.try_clone().unwrap());
     let resp = read_response(&mut r, false).unwrap();
@@ -322,9 +450,14 @@ fn sigterm_deadline_bounds_the_drain() {
         respond(s, 200, &[], b"too late");
         false
     });
-    let mut gw = Gateway::start(&simple_config("1", "", &origin.url("")), &["limits.shutdown.timeout=1s"]);
+    let mut gw = Gateway::start(
+        &simple_config("1", "", &origin.url("")),
+        &["limits.shutdown.timeout=1s"],
+    );
     let busy = gw.connect();
-    (&busy).write_all(b"GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    (&busy)
+        .write_all(b"GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     thread::sleep(Duration::from_millis(200));
     gw.signal("TERM");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));

@@ -28,12 +28,22 @@ fn forwards_with_rewritten_target_and_headers() {
     let seen = &origin.requests()[0];
     assert_eq!(seen.target, "/v1/items/42?x=1&y=2");
     assert_eq!(seen.header("host"), Some(origin.addr.to_string().as_str()));
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("api.test:8080"));
     assert_eq!(seen.header("via"), Some("1.0 corp-proxy, 1.1 edgegate"));
     assert_eq!(seen.header("x-custom"), Some("kept"));
-    for hop in ["connection", "x-hop", "keep-alive", "te", "upgrade", "proxy-authorization"] {
+    for hop in [
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+    ] {
         assert_eq!(seen.header(hop), None, "{hop} must not reach the backend");
     }
 }
@@ -53,14 +63,23 @@ fn routes_by_longest_path_and_operation() {
     );
     let gw = Gateway::start(&config, &[]);
     assert_eq!(get(gw.addr, "/shop/orders/7").text(), "GET /orders-svc/7\n");
-    assert_eq!(get(gw.addr, "/shop/ordersX/7").text(), "GET /root/shop/ordersX/7\n");
+    assert_eq!(
+        get(gw.addr, "/shop/ordersX/7").text(),
+        "GET /root/shop/ordersX/7\n"
+    );
     assert_eq!(get(gw.addr, "/anything").text(), "GET /root/anything\n");
     // the API matched, but no operation does: 404 with APIM's body, backend not called
     let before = origin.requests().len();
-    let r = request(gw.addr, "DELETE /shop/orders/7 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let r = request(
+        gw.addr,
+        "DELETE /shop/orders/7 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(r.status, 404);
     assert_eq!(r.text(), error_body(404, "Resource not found"));
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(origin.requests().len(), before);
 }
 
@@ -94,7 +113,8 @@ fn keep_alive_and_pipelining_answer_in_order() {
     let mut r = BufReader::new(s.try_clone().unwrap());
     // sequential on one connection
     for i in 0..3 {
-        (&s).write_all(format!("GET /echo/seq/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+        (&s).write_all(format!("GET /echo/seq/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .unwrap();
         let resp = read_response(&mut r, false).unwrap();
         assert_eq!(resp.text(), format!("GET /seq/{i}\n"));
     }
@@ -104,7 +124,10 @@ fn keep_alive_and_pipelining_answer_in_order() {
                  GET /echo/p/3 HTTP/1.1\r\nHost: h\r\n\r\n";
     (&s).write_all(batch.as_bytes()).unwrap();
     assert_eq!(read_response(&mut r, false).unwrap().text(), "GET /p/1\n");
-    assert_eq!(read_response(&mut r, false).unwrap().text(), "POST /p/2\nhello");
+    assert_eq!(
+        read_response(&mut r, false).unwrap().text(),
+        "POST /p/2\nhello"
+    );
     assert_eq!(read_response(&mut r, false).unwrap().text(), "GET /p/3\n");
     // all of it over one upstream connection
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
@@ -123,15 +146,25 @@ fn http10_clients() {
     let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
     // 1.0 without keep-alive: answer, then close
     let out = raw_exchange(gw.addr, b"GET /plain HTTP/1.0\r\n\r\n");
-    assert_eq!(String::from_utf8_lossy(&out), "HTTP/1.1 200 X\r\nContent-Length: 10\r\nConnection: close\r\n\r\nten bytes!");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 200 X\r\nContent-Length: 10\r\nConnection: close\r\n\r\nten bytes!"
+    );
     // a chunked backend answer is decoded for a 1.0 client
-    let out = raw_exchange(gw.addr, b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(String::from_utf8_lossy(&out), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world");
+    let out = raw_exchange(
+        gw.addr,
+        b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world"
+    );
     // 1.0 keep-alive
     let s = gw.connect();
     let mut r = BufReader::new(s.try_clone().unwrap());
     for _ in 0..2 {
-        (&s).write_all(b"GET /plain HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        (&s).write_all(b"GET /plain HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
         let resp = read_response(&mut r, false).unwrap();
         assert_eq!(resp.header("connection"), Some("keep-alive"));
         assert_eq!(resp.text(), "ten bytes!");
@@ -143,7 +176,10 @@ fn expect_100_continue() {
     let origin = Origin::echo();
     let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
     let s = gw.connect();
-    (&s).write_all(b"PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    (&s).write_all(
+        b"PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let interim = read_response(&mut r, false).unwrap();
     assert_eq!(interim.status, 100);
@@ -164,14 +200,24 @@ fn head_204_304_have_no_body() {
         };
         // a HEAD answer announces a length but sends no body
         let head = format!("HTTP/1.1 {status} X\r\nContent-Length: 100\r\nETag: \"e\"\r\n\r\n");
-        let _ = s.write_all(if status == 204 { b"HTTP/1.1 204 X\r\n\r\n" as &[u8] } else { head.as_bytes() });
+        let _ = s.write_all(if status == 204 {
+            b"HTTP/1.1 204 X\r\n\r\n" as &[u8]
+        } else {
+            head.as_bytes()
+        });
         true
     });
     let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
     let s = gw.connect();
     let mut r = BufReader::new(s.try_clone().unwrap());
-    for (method, path, status) in [("HEAD", "/x", 200), ("GET", "/204", 204), ("GET", "/304", 304), ("HEAD", "/y", 200)] {
-        (&s).write_all(format!("{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+    for (method, path, status) in [
+        ("HEAD", "/x", 200),
+        ("GET", "/204", 204),
+        ("GET", "/304", 304),
+        ("HEAD", "/y", 200),
+    ] {
+        (&s).write_all(format!("{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .unwrap();
         let resp = read_response(&mut r, method == "HEAD").unwrap();
         assert_eq!(resp.status, status);
         assert!(resp.body.is_empty());
@@ -180,7 +226,8 @@ fn head_204_304_have_no_body() {
         }
     }
     // the connection is still in sync: one more request gets its own answer
-    (&s).write_all(b"HEAD /z HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    (&s).write_all(b"HEAD /z HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut r, true).unwrap().status, 200);
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
 }
@@ -188,7 +235,10 @@ fn head_204_304_have_no_body() {
 #[test]
 fn chunked_request_and_response_pass_through() {
     let origin = Origin::start(|req, s| {
-        let _ = write!(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n");
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+        );
         let _ = write!(s, "{:x}\r\n", req.body.len());
         let _ = s.write_all(&req.body);
         let _ = s.write_all(b"\r\n3;ext=1\r\nend\r\n0\r\nX-T: done\r\n\r\n");
@@ -222,7 +272,11 @@ fn upstream_connections_are_reused() {
     for i in 0..10 {
         assert_eq!(get(gw.addr, &format!("/r/{i}")).status, 200);
     }
-    assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "one pooled backend connection");
+    assert_eq!(
+        origin.connections.load(Ordering::SeqCst),
+        1,
+        "one pooled backend connection"
+    );
 }
 
 #[test]
@@ -234,12 +288,20 @@ fn stale_pooled_connection_is_retried_once_for_idempotent_requests() {
         if req.conn_id == 0 && req.header("x-n") == Some("2") {
             return false; // close without answering
         }
-        respond(s, 200, &[], format!("conn {} {}", req.conn_id, served).as_bytes());
+        respond(
+            s,
+            200,
+            &[],
+            format!("conn {} {}", req.conn_id, served).as_bytes(),
+        );
         true
     });
     let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
     assert_eq!(get(gw.addr, "/first").text(), "conn 0 true");
-    let r = request(gw.addr, "GET /again HTTP/1.1\r\nHost: h\r\nX-N: 2\r\nConnection: close\r\n\r\n");
+    let r = request(
+        gw.addr,
+        "GET /again HTTP/1.1\r\nHost: h\r\nX-N: 2\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "conn 1 false");
     assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
@@ -256,10 +318,20 @@ fn non_idempotent_request_on_stale_connection_is_not_retried() {
     });
     let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
     assert_eq!(get(gw.addr, "/warm").status, 200);
-    let r = request(gw.addr, "POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
+    let r = request(
+        gw.addr,
+        "POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    );
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), error_body(502, "Bad gateway"));
-    assert_eq!(origin.requests().iter().filter(|s| s.method == "POST").count(), 1);
+    assert_eq!(
+        origin
+            .requests()
+            .iter()
+            .filter(|s| s.method == "POST")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -268,7 +340,10 @@ fn backend_refused_is_502() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let gw = Gateway::start(&simple_config("1", "", &format!("http://127.0.0.1:{port}")), &[]);
+    let gw = Gateway::start(
+        &simple_config("1", "", &format!("http://127.0.0.1:{port}")),
+        &[],
+    );
     let r = get(gw.addr, "/x");
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), error_body(502, "Backend service unavailable"));
@@ -300,7 +375,10 @@ fn backend_response_timeout_is_504() {
         respond(s, 200, &[], b"late");
         false
     });
-    let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &["limits.backend.response.timeout=1s"]);
+    let gw = Gateway::start(
+        &simple_config("1", "", &origin.url("")),
+        &["limits.backend.response.timeout=1s"],
+    );
     let r = get(gw.addr, "/slow");
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), error_body(504, "Backend service timed out"));
@@ -311,7 +389,14 @@ fn backend_connect_timeout_is_502() {
     // A listener whose accept queue is full: the kernel drops further SYNs, so connect()
     // never completes (loopback only).
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
     socket.listen(0).unwrap();
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
@@ -322,11 +407,16 @@ fn backend_connect_timeout_is_502() {
         fillers.push(s);
     }
     thread::sleep(Duration::from_millis(200));
-    let gw = Gateway::start(&simple_config("1", "", &format!("http://{addr}")), &["limits.backend.connect.timeout=1s"]);
+    let gw = Gateway::start(
+        &simple_config("1", "", &format!("http://{addr}")),
+        &["limits.backend.connect.timeout=1s"],
+    );
     let r = get(gw.addr, "/x");
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), error_body(502, "Backend service unavailable"));
-    assert!(gw.wait_for_log("errorReason=backend_connect_timeout").contains("responseCode=502"));
+    assert!(gw
+        .wait_for_log("errorReason=backend_connect_timeout")
+        .contains("responseCode=502"));
     drop(socket);
 }
 
@@ -337,13 +427,19 @@ fn backend_host_names_are_resolved_off_the_loop() {
     let gw = Gateway::start(&simple_config("1", "", &url), &[]);
     let r = get(gw.addr, "/x");
     assert_eq!(r.text(), "GET /base/x\n");
-    assert_eq!(origin.requests()[0].header("host"), Some(format!("localhost:{}", origin.addr.port()).as_str()));
+    assert_eq!(
+        origin.requests()[0].header("host"),
+        Some(format!("localhost:{}", origin.addr.port()).as_str())
+    );
 }
 
 #[test]
 fn connection_limit_pauses_accepting() {
     let origin = Origin::echo();
-    let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &["limits.connections.max=2"]);
+    let gw = Gateway::start(
+        &simple_config("1", "", &origin.url("")),
+        &["limits.connections.max=2"],
+    );
     let a = gw.connect();
     let b = gw.connect();
     // both are served (so both are accepted and counted)
@@ -354,8 +450,10 @@ fn connection_limit_pauses_accepting() {
     }
     // a third waits in the kernel's queue, unanswered
     let c = gw.connect();
-    c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    (&c).write_all(b"GET /third HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    (&c).write_all(b"GET /third HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     let mut byte = [0u8; 1];
     let waited = (&c).read(&mut byte);
     assert!(waited.is_err(), "no answer while at the limit: {waited:?}");
@@ -380,7 +478,10 @@ fn many_concurrent_clients() {
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 for i in 0..50 {
-                    (&s).write_all(format!("GET /t/{t}/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+                    (&s).write_all(
+                        format!("GET /t/{t}/{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes(),
+                    )
+                    .unwrap();
                     let resp = read_response(&mut r, false).unwrap();
                     if resp.text() == format!("GET /t/{t}/{i}\n") {
                         ok.fetch_add(1, Ordering::SeqCst);

@@ -65,14 +65,21 @@ fn serve(s: std::net::TcpStream) {
             let mut want = vec![0u8; BLOCK];
             let mut ok = true;
             while got < length {
-                let n = r.read(&mut buf[..BLOCK.min((length - got) as usize)]).unwrap();
+                let n = r
+                    .read(&mut buf[..BLOCK.min((length - got) as usize)])
+                    .unwrap();
                 assert!(n > 0);
                 pattern(got, &mut want[..n]);
                 ok &= buf[..n] == want[..n];
                 got += n as u64;
             }
             let body = format!("{got} {ok}");
-            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
         } else {
             let size: u64 = target.rsplit('/').next().unwrap().parse().unwrap();
             let mut buf = vec![0u8; BLOCK];
@@ -109,7 +116,9 @@ fn read_body(r: &mut impl Read, size: u64, gw: &Gateway, max_rss: &mut u64) -> b
     let mut ok = true;
     let mut next_sample = 0u64;
     while got < size {
-        let n = r.read(&mut buf[..BLOCK.min((size - got) as usize)]).unwrap();
+        let n = r
+            .read(&mut buf[..BLOCK.min((size - got) as usize)])
+            .unwrap();
         assert!(n > 0, "body ended early at {got}");
         pattern(got, &mut want[..n]);
         ok &= buf[..n] == want[..n];
@@ -125,7 +134,10 @@ fn read_body(r: &mut impl Read, size: u64, gw: &Gateway, max_rss: &mut u64) -> b
 #[test]
 fn one_gib_each_way_with_flat_memory() {
     let origin = streaming_origin();
-    let gw = Gateway::start(&simple_config("1", "", &format!("http://{origin}")), &["telemetry.logs.std=text"]);
+    let gw = Gateway::start(
+        &simple_config("1", "", &format!("http://{origin}")),
+        &["telemetry.logs.std=text"],
+    );
     // warm up: one small exchange so buffers and pools exist
     assert_eq!(get(gw.addr, "/down/10").status, 200);
     let baseline = gw.rss_kib();
@@ -133,17 +145,22 @@ fn one_gib_each_way_with_flat_memory() {
 
     // download, Content-Length
     let s = gw.connect();
-    (&s).write_all(format!("GET /down/{GIB} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+    (&s).write_all(format!("GET /down/{GIB} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+        .unwrap();
     let mut r = BufReader::with_capacity(BLOCK, s.try_clone().unwrap());
     let mut head = String::new();
     while !head.ends_with("\r\n\r\n") {
         r.read_line(&mut head).unwrap();
     }
     assert!(head.contains(&format!("Content-Length: {GIB}")), "{head}");
-    assert!(read_body(&mut r, GIB, &gw, &mut max_rss), "download bytes intact");
+    assert!(
+        read_body(&mut r, GIB, &gw, &mut max_rss),
+        "download bytes intact"
+    );
 
     // download, chunked (passed through as is)
-    (&s).write_all(b"GET /chunked/268435456 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    (&s).write_all(b"GET /chunked/268435456 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     let resp_head = {
         let mut head = String::new();
         while !head.ends_with("\r\n\r\n") {
@@ -169,7 +186,11 @@ fn one_gib_each_way_with_flat_memory() {
 
     // upload, Content-Length
     let up = gw.connect();
-    (&up).write_all(format!("PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: {GIB}\r\n\r\n").as_bytes()).unwrap();
+    (&up)
+        .write_all(
+            format!("PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: {GIB}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
     let writer = {
         let up = up.try_clone().unwrap();
         thread::spawn(move || {
@@ -194,5 +215,8 @@ fn one_gib_each_way_with_flat_memory() {
 
     let growth = max_rss.saturating_sub(baseline);
     eprintln!("gateway RSS baseline {baseline} KiB, peak {max_rss} KiB, growth {growth} KiB");
-    assert!(growth < 8 * 1024, "RSS grew by {growth} KiB while streaming 2.25 GiB");
+    assert!(
+        growth < 8 * 1024,
+        "RSS grew by {growth} KiB while streaming 2.25 GiB"
+    );
 }

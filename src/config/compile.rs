@@ -39,11 +39,26 @@ const API_FIELDS: &[&str] = &[
     "operations",
 ];
 const KEY_NAME_FIELDS: &[&str] = &["header", "query"];
-const OP_FIELDS: &[&str] = &["id", "name", "displayName", "description", "method", "urlTemplate", "policies", "responses"];
+const OP_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "displayName",
+    "description",
+    "method",
+    "urlTemplate",
+    "policies",
+    "responses",
+];
 
 /// Fields of the document that a later release implements: present and non-empty, they
 /// are refused rather than silently ignored.
-const NOT_YET: &[&str] = &["products", "subscriptions", "namedValues", "backends", "certificates"];
+const NOT_YET: &[&str] = &[
+    "products",
+    "subscriptions",
+    "namedValues",
+    "backends",
+    "certificates",
+];
 
 /// Parses and validates `text`. Backend addresses are left empty (see `Runtime::resolve`).
 pub fn compile(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
@@ -69,7 +84,10 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
     let top = Fields::of(doc, "", TOP_FIELDS, errors)?;
     match top.u64("schemaVersion", errors) {
         Some(1) => {}
-        Some(n) => errors.push("schemaVersion", format!("unsupported schema version {n} (this gateway reads 1)")),
+        Some(n) => errors.push(
+            "schemaVersion",
+            format!("unsupported schema version {n} (this gateway reads 1)"),
+        ),
         None if top.get("schemaVersion").is_none() => errors.push("schemaVersion", "required"),
         None => {}
     }
@@ -78,7 +96,10 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => {
-            errors.push("version", "expected a non-empty string of at most 128 characters");
+            errors.push(
+                "version",
+                "expected a non-empty string of at most 128 characters",
+            );
             None
         }
     };
@@ -93,19 +114,30 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
     let mut ids: HashMap<&str, String> = HashMap::new();
     let mut paths: HashMap<(String, Option<String>), String> = HashMap::new();
     for (path, value) in top.array("apis", errors) {
-        let Some(api) = compile_api(value, &path, errors) else { continue };
+        let Some(api) = compile_api(value, &path, errors) else {
+            continue;
+        };
         if let Some(first) = ids.get(api.id.as_str()) {
-            errors.push(&format!("{path}.id"), format!("duplicate id '{}' (first at {first})", api.id));
+            errors.push(
+                &format!("{path}.id"),
+                format!("duplicate id '{}' (first at {first})", api.id),
+            );
         }
         let hosts: Vec<Option<String>> = if api.hostnames.is_empty() {
             vec![None]
         } else {
-            api.hostnames.iter().map(|h| Some(h.to_ascii_lowercase())).collect()
+            api.hostnames
+                .iter()
+                .map(|h| Some(h.to_ascii_lowercase()))
+                .collect()
         };
         for host in hosts {
             if let Some(other) = paths.insert((api.path.clone(), host), api.id.clone()) {
                 if other != api.id {
-                    errors.push(&format!("{path}.path"), format!("path '{}' is already used by api '{other}'", api.path));
+                    errors.push(
+                        &format!("{path}.path"),
+                        format!("path '{}' is already used by api '{other}'", api.path),
+                    );
                 }
             }
         }
@@ -121,8 +153,15 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
         http: a.http,
         https: a.https,
     }));
-    let version = version.unwrap_or_else(|| format!("{:016x}", fnv(doc_fingerprint(&apis).as_bytes())));
-    Some(Runtime { version, source, applied_at: SystemTime::now(), apis, api_table })
+    let version =
+        version.unwrap_or_else(|| format!("{:016x}", fnv(doc_fingerprint(&apis).as_bytes())));
+    Some(Runtime {
+        version,
+        source,
+        applied_at: SystemTime::now(),
+        apis,
+        api_table,
+    })
 }
 
 fn value_id(value: &Value) -> &str {
@@ -163,13 +202,20 @@ fn doc_fingerprint(apis: &[Api]) -> String {
 fn reject_policies(fields: &Fields, key: &str, errors: &mut Errors) {
     if let Some(p) = fields.str(key, errors) {
         if !p.trim().is_empty() {
-            errors.push(&fields.path(key), "policies are not supported by this version of edgegate");
+            errors.push(
+                &fields.path(key),
+                "policies are not supported by this version of edgegate",
+            );
         }
     }
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
 fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
@@ -177,24 +223,32 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
     let before = errors.0.len();
     let id = f.required_str("id", errors).unwrap_or_default();
     if !id.is_empty() && !valid_id(id) {
-        errors.push(&f.path("id"), "may hold only letters, digits and - _ . ~ (at most 256)");
+        errors.push(
+            &f.path("id"),
+            "may hold only letters, digits and - _ . ~ (at most 256)",
+        );
     }
     // "" is a valid API path (the API serves from the root), so not `required_str`.
     if f.get("path").is_none() {
         errors.push(&f.path("path"), "required");
     }
-    let api_path = f.str("path", errors).map(normalise_api_path).unwrap_or(Ok(String::new()));
+    let api_path = f
+        .str("path", errors)
+        .map(normalise_api_path)
+        .unwrap_or(Ok(String::new()));
     let api_path = api_path.unwrap_or_else(|e| {
         errors.push(&f.path("path"), e);
         String::new()
     });
-    let backend = f.required_str("serviceUrl", errors).and_then(|url| match parse_service_url(url) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            errors.push(&f.path("serviceUrl"), e);
-            None
-        }
-    });
+    let backend =
+        f.required_str("serviceUrl", errors)
+            .and_then(|url| match parse_service_url(url) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    errors.push(&f.path("serviceUrl"), e);
+                    None
+                }
+            });
     let (mut http, mut https) = (true, true);
     if let Some(list) = f.str_array("protocols", errors) {
         (http, https) = (false, false);
@@ -202,7 +256,10 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
             match *p {
                 "http" => http = true,
                 "https" => https = true,
-                other => errors.push(&format!("{}[{i}]", f.path("protocols")), format!("unknown protocol '{other}'")),
+                other => errors.push(
+                    &format!("{}[{i}]", f.path("protocols")),
+                    format!("unknown protocol '{other}'"),
+                ),
             }
         }
         if list.is_empty() {
@@ -210,19 +267,44 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
         }
     }
     let mut hostnames = Vec::new();
-    for (i, h) in f.str_array("hostnames", errors).unwrap_or_default().into_iter().enumerate() {
-        if h.is_empty() || h.len() > 253 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            errors.push(&format!("{}[{i}]", f.path("hostnames")), "not a valid host name");
+    for (i, h) in f
+        .str_array("hostnames", errors)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        if h.is_empty()
+            || h.len() > 253
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            errors.push(
+                &format!("{}[{i}]", f.path("hostnames")),
+                "not a valid host name",
+            );
         } else {
             hostnames.push(h.to_ascii_lowercase());
         }
     }
     let subscription_required = f.bool("subscriptionRequired", errors).unwrap_or(true);
-    let (mut key_header, mut key_query) = ("ocp-apim-subscription-key".to_string(), "subscription-key".to_string());
+    let (mut key_header, mut key_query) = (
+        "ocp-apim-subscription-key".to_string(),
+        "subscription-key".to_string(),
+    );
     if let Some(v) = f.get("subscriptionKeyParameterNames") {
-        if let Some(k) = Fields::of(v, &f.path("subscriptionKeyParameterNames"), KEY_NAME_FIELDS, errors) {
+        if let Some(k) = Fields::of(
+            v,
+            &f.path("subscriptionKeyParameterNames"),
+            KEY_NAME_FIELDS,
+            errors,
+        ) {
             if let Some(h) = k.str("header", errors) {
-                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                {
                     errors.push(&k.path("header"), "not a valid header name");
                 }
                 key_header = h.to_ascii_lowercase();
@@ -242,19 +324,30 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
     let mut seen_ids: HashMap<String, String> = HashMap::new();
     let mut seen_shapes: HashMap<(String, String), String> = HashMap::new();
     for (op_path, op_value) in f.array("operations", errors) {
-        let Some(o) = Fields::of(op_value, &op_path, OP_FIELDS, errors) else { continue };
+        let Some(o) = Fields::of(op_value, &op_path, OP_FIELDS, errors) else {
+            continue;
+        };
         let op_id = o.required_str("id", errors).unwrap_or_default();
         if !op_id.is_empty() && !valid_id(op_id) {
-            errors.push(&o.path("id"), "may hold only letters, digits and - _ . ~ (at most 256)");
+            errors.push(
+                &o.path("id"),
+                "may hold only letters, digits and - _ . ~ (at most 256)",
+            );
         }
         if let Some(first) = seen_ids.insert(op_id.to_string(), op_path.clone()) {
             if !op_id.is_empty() {
-                errors.push(&o.path("id"), format!("duplicate id '{op_id}' (first at {first})"));
+                errors.push(
+                    &o.path("id"),
+                    format!("duplicate id '{op_id}' (first at {first})"),
+                );
             }
         }
         let method = o.required_str("method", errors).unwrap_or_default();
         if !method.is_empty() && method != "*" && !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            errors.push(&o.path("method"), "expected an upper-case HTTP method such as GET, or *");
+            errors.push(
+                &o.path("method"),
+                "expected an upper-case HTTP method such as GET, or *",
+            );
         }
         let template_text = o.required_str("urlTemplate", errors).unwrap_or_default();
         let template = match Template::parse(template_text) {
@@ -271,7 +364,9 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
             errors.push(&o.path("responses"), "expected an array");
         }
         if let Some(t) = template {
-            if let Some(first) = seen_shapes.insert((method.to_string(), t.shape()), op_path.clone()) {
+            if let Some(first) =
+                seen_shapes.insert((method.to_string(), t.shape()), op_path.clone())
+            {
                 errors.push(
                     &o.path("urlTemplate"),
                     format!("{method} {template_text} can never match: {first} has the same method and template"),
@@ -288,7 +383,12 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
     if errors.0.len() > before {
         return None;
     }
-    let op_table = OpTable::build(operations.iter().zip(templates.iter()).map(|(o, t)| (o.method.as_str(), t)));
+    let op_table = OpTable::build(
+        operations
+            .iter()
+            .zip(templates.iter())
+            .map(|(o, t)| (o.method.as_str(), t)),
+    );
     Some(Api {
         id: id.to_string(),
         path: api_path,
@@ -313,8 +413,13 @@ fn normalise_api_path(path: &str) -> Result<String, String> {
         if seg.is_empty() || seg == "." || seg == ".." {
             return Err(format!("bad segment '{seg}'"));
         }
-        if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()+,;=:@".contains(&b)) {
-            return Err(format!("segment '{seg}' has a character that is not allowed in a path"));
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()+,;=:@".contains(&b))
+        {
+            return Err(format!(
+                "segment '{seg}' has a character that is not allowed in a path"
+            ));
         }
     }
     Ok(trimmed.to_string())
@@ -355,7 +460,11 @@ pub fn parse_service_url(url: &str) -> Result<Backend, String> {
             None => (authority, default_port),
         }
     };
-    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b)) {
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+    {
         return Err("bad host".into());
     }
     if port == 0 {
@@ -364,7 +473,11 @@ pub fn parse_service_url(url: &str) -> Result<Backend, String> {
     if base.split('/').any(|s| s == "." || s == "..") || base.contains("//") {
         return Err("path must not hold '.', '..' or empty segments".into());
     }
-    let authority = if port == default_port { host.to_string() } else { format!("{host}:{port}") };
+    let authority = if port == default_port {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    };
     Ok(Backend {
         host: host.to_string(),
         port,
@@ -399,9 +512,17 @@ mod tests {
         assert_eq!(api.backend.base_path, "/v1");
         assert_eq!(api.backend.authority, "127.0.0.1:9000");
         assert!(rt.resolve().is_empty());
-        assert_eq!(rt.apis[0].backend.addrs, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(
+            rt.apis[0].backend.addrs,
+            vec!["127.0.0.1:9000".parse().unwrap()]
+        );
         let m = rt.api_table.find("/echo/items/3", "h", false).unwrap();
-        assert_eq!(rt.apis[0].op_table.find(&"/echo/items/3"[m.rest_offset..], "GET"), Some(0));
+        assert_eq!(
+            rt.apis[0]
+                .op_table
+                .find(&"/echo/items/3"[m.rest_offset..], "GET"),
+            Some(0)
+        );
     }
 
     #[test]
@@ -442,21 +563,36 @@ mod tests {
               {"id": "a", "path": "x", "serviceUrl": "http://h"},
               {"id": "a", "path": "/x", "serviceUrl": "http://h"}]}"#,
         );
-        assert!(errs.contains(&"apis[1].id: duplicate id 'a' (first at apis[0])".to_string()), "{errs:?}");
-        assert!(errs.contains(&"apis[1].path: path 'x' is already used by api 'a'".to_string()) || errs.len() == 1);
+        assert!(
+            errs.contains(&"apis[1].id: duplicate id 'a' (first at apis[0])".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(&"apis[1].path: path 'x' is already used by api 'a'".to_string())
+                || errs.len() == 1
+        );
     }
 
     #[test]
     fn syntax_errors_have_a_position() {
-        assert_eq!(errors_of("{\"schemaVersion\": 1,\n}"), vec!["invalid JSON at line 2 column 1: expected a string"]);
+        assert_eq!(
+            errors_of("{\"schemaVersion\": 1,\n}"),
+            vec!["invalid JSON at line 2 column 1: expected a string"]
+        );
     }
 
     #[test]
     fn service_urls() {
         let b = parse_service_url("http://[::1]:8080/a/b").unwrap();
-        assert_eq!((b.host.as_str(), b.port, b.base_path.as_str()), ("[::1]", 8080, "/a/b"));
+        assert_eq!(
+            (b.host.as_str(), b.port, b.base_path.as_str()),
+            ("[::1]", 8080, "/a/b")
+        );
         let b = parse_service_url("http://example.com").unwrap();
-        assert_eq!((b.authority.as_str(), b.port, b.base_path.as_str()), ("example.com", 80, ""));
+        assert_eq!(
+            (b.authority.as_str(), b.port, b.base_path.as_str()),
+            ("example.com", 80, "")
+        );
         assert!(parse_service_url("http://u@h/").is_err());
         assert!(parse_service_url("http://h/a/../b").is_err());
         assert!(parse_service_url("http://h/?q").is_err());

@@ -14,7 +14,10 @@ pub struct Errors(pub Vec<ConfigError>);
 
 impl Errors {
     pub fn push(&mut self, path: &str, message: impl Into<String>) {
-        self.0.push(ConfigError { path: path.to_string(), message: message.into() });
+        self.0.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 }
 
@@ -50,7 +53,12 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// `None` (with an error) when `value` is not an object.
-    pub fn of(value: &'a Value, path: &str, known: &'static [&'static str], errors: &mut Errors) -> Option<Self> {
+    pub fn of(
+        value: &'a Value,
+        path: &str,
+        known: &'static [&'static str],
+        errors: &mut Errors,
+    ) -> Option<Self> {
         match value {
             Value::Object(object) => {
                 for key in object.keys() {
@@ -58,17 +66,27 @@ impl<'a> Fields<'a> {
                         errors.push(&join(path, key), "unknown field");
                     }
                 }
-                Some(Fields { object, path: path.to_string(), known })
+                Some(Fields {
+                    object,
+                    path: path.to_string(),
+                    known,
+                })
             }
             other => {
-                errors.push(path, format!("expected an object, found {}", type_name(other)));
+                errors.push(
+                    path,
+                    format!("expected an object, found {}", type_name(other)),
+                );
                 None
             }
         }
     }
 
     pub fn path(&self, key: &str) -> String {
-        debug_assert!(self.known.contains(&key), "field {key} read but not declared");
+        debug_assert!(
+            self.known.contains(&key),
+            "field {key} read but not declared"
+        );
         join(&self.path, key)
     }
 
@@ -83,7 +101,10 @@ impl<'a> Fields<'a> {
         match self.get(key)? {
             Value::String(s) => Some(s),
             other => {
-                errors.push(&self.path(key), format!("expected a string, found {}", type_name(other)));
+                errors.push(
+                    &self.path(key),
+                    format!("expected a string, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -107,7 +128,10 @@ impl<'a> Fields<'a> {
         match self.get(key)? {
             Value::Bool(b) => Some(*b),
             other => {
-                errors.push(&self.path(key), format!("expected a boolean, found {}", type_name(other)));
+                errors.push(
+                    &self.path(key),
+                    format!("expected a boolean, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -117,7 +141,13 @@ impl<'a> Fields<'a> {
         match self.get(key)? {
             Value::Number(Number::U64(n)) => Some(*n),
             other => {
-                errors.push(&self.path(key), format!("expected a non-negative whole number, found {}", type_name(other)));
+                errors.push(
+                    &self.path(key),
+                    format!(
+                        "expected a non-negative whole number, found {}",
+                        type_name(other)
+                    ),
+                );
                 None
             }
         }
@@ -128,9 +158,16 @@ impl<'a> Fields<'a> {
         let path = self.path(key);
         match self.get(key) {
             None => Vec::new(),
-            Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| (index(&path, i), v)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (index(&path, i), v))
+                .collect(),
             Some(other) => {
-                errors.push(&path, format!("expected an array, found {}", type_name(other)));
+                errors.push(
+                    &path,
+                    format!("expected an array, found {}", type_name(other)),
+                );
                 Vec::new()
             }
         }
@@ -143,7 +180,10 @@ impl<'a> Fields<'a> {
         for (path, v) in self.array(key, errors) {
             match v {
                 Value::String(s) => out.push(s.as_str()),
-                other => errors.push(&path, format!("expected a string, found {}", type_name(other))),
+                other => errors.push(
+                    &path,
+                    format!("expected a string, found {}", type_name(other)),
+                ),
             }
         }
         Some(out)
@@ -197,21 +237,19 @@ impl Scanner<'_> {
             self.pos += 1;
             match b {
                 b'"' => return Ok(()),
-                b'\\' => {
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-                        Some(b'u') => {
-                            self.pos += 1;
-                            for _ in 0..4 {
-                                if !self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
-                                    return Err("bad \\u escape");
-                                }
-                                self.pos += 1;
+                b'\\' => match self.peek() {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
+                    Some(b'u') => {
+                        self.pos += 1;
+                        for _ in 0..4 {
+                            if !self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                                return Err("bad \\u escape");
                             }
+                            self.pos += 1;
                         }
-                        _ => return Err("bad escape in string"),
                     }
-                }
+                    _ => return Err("bad escape in string"),
+                },
                 0..=0x1f => {
                     self.pos -= 1;
                     return Err("control character in string");
@@ -296,7 +334,11 @@ impl Scanner<'_> {
                 self.ws();
                 match stack.last().copied() {
                     None => {
-                        return if self.pos == self.bytes.len() { Ok(()) } else { Err("trailing characters") };
+                        return if self.pos == self.bytes.len() {
+                            Ok(())
+                        } else {
+                            Err("trailing characters")
+                        };
                     }
                     Some(Frame::Array) => match self.peek() {
                         Some(b',') => {
@@ -334,10 +376,16 @@ mod tests {
 
     #[test]
     fn locates_syntax_errors() {
-        assert_eq!(syntax_error("{\n  \"a\": 1,\n  \"b\" 2\n}"), (3, 7, "expected ':'"));
+        assert_eq!(
+            syntax_error("{\n  \"a\": 1,\n  \"b\" 2\n}"),
+            (3, 7, "expected ':'")
+        );
         assert_eq!(syntax_error("[1, 2,]"), (1, 7, "expected a value"));
         assert_eq!(syntax_error("{\"a\": \"x"), (1, 9, "unterminated string"));
         assert_eq!(syntax_error("{} x"), (1, 4, "trailing characters"));
-        assert_eq!(syntax_error(&"[".repeat(100_000)).2, "unexpected end of document");
+        assert_eq!(
+            syntax_error(&"[".repeat(100_000)).2,
+            "unexpected end of document"
+        );
     }
 }

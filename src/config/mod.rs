@@ -104,15 +104,24 @@ impl Runtime {
         let mut failed = Vec::new();
         for api in &mut self.apis {
             let b = &mut api.backend;
-            if let Ok(ip) = b.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            if let Ok(ip) = b
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+            {
                 b.addrs = vec![SocketAddr::new(ip, b.port)];
                 continue;
             }
-            if let Some((_, _, addrs)) = cache.iter().find(|(h, p, _)| *h == b.host && *p == b.port) {
+            if let Some((_, _, addrs)) = cache.iter().find(|(h, p, _)| *h == b.host && *p == b.port)
+            {
                 b.addrs = addrs.clone();
                 continue;
             }
-            let addrs: Vec<SocketAddr> = (b.host.as_str(), b.port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+            let addrs: Vec<SocketAddr> = (b.host.as_str(), b.port)
+                .to_socket_addrs()
+                .map(|a| a.collect())
+                .unwrap_or_default();
             if addrs.is_empty() && !failed.contains(&b.host) {
                 failed.push(b.host.clone());
             }

@@ -78,7 +78,13 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, size: 0, remaining: 0, side_bytes: 0, payload: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            remaining: 0,
+            side_bytes: 0,
+            payload: 0,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -134,13 +140,18 @@ impl ChunkedDecoder {
                     self.size = 0;
                 }
                 State::Data => {
-                    let n = (input.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                    let n = (input.len() - i)
+                        .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                     self.remaining -= n as u64;
                     self.payload += n as u64;
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Step { consumed: i + n, data: (i, i + n), done: false });
+                    return Ok(Step {
+                        consumed: i + n,
+                        data: (i, i + n),
+                        done: false,
+                    });
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -186,13 +197,27 @@ impl ChunkedDecoder {
                         return Err(ChunkError::BadLineEnd);
                     }
                     self.state = State::Done;
-                    return Ok(Step { consumed: i + 1, data: (i + 1, i + 1), done: true });
+                    return Ok(Step {
+                        consumed: i + 1,
+                        data: (i + 1, i + 1),
+                        done: true,
+                    });
                 }
-                State::Done => return Ok(Step { consumed: i, data: (i, i), done: true }),
+                State::Done => {
+                    return Ok(Step {
+                        consumed: i,
+                        data: (i, i),
+                        done: true,
+                    })
+                }
             }
             i += 1;
         }
-        Ok(Step { consumed: i, data: (i, i), done: self.state == State::Done })
+        Ok(Step {
+            consumed: i,
+            data: (i, i),
+            done: self.state == State::Done,
+        })
     }
 }
 
@@ -218,7 +243,8 @@ mod tests {
 
     #[test]
     fn decodes_bytewise_and_whole() {
-        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let body =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         let (out, used) = decode_all(body).unwrap();
         assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
         assert_eq!(&body[used..], b"NEXT");
@@ -253,7 +279,12 @@ mod tests {
             (b"0x1\r\n", ChunkError::BadSize),
         ];
         for (input, want) in cases {
-            assert_eq!(decode_all(input).unwrap_err(), *want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                decode_all(input).unwrap_err(),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 }

@@ -42,20 +42,35 @@ impl Write for SliceWriter<'_> {
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the ones the gateway rewrites itself.
 fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 7] = ["connection", "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "transfer-encoding"];
+    const HOP: [&str; 7] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "transfer-encoding",
+    ];
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
         || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
 }
 
 /// True when a `Connection` header among `headers` lists `name`.
 fn listed_in_connection(headers: &[httparse::Header], name: &str) -> bool {
-    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-    })
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| {
+            h.value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
 }
 
 fn has_connection(headers: &[httparse::Header]) -> bool {
-    headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"))
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"))
 }
 
 /// What the backend request head says beyond the client's own headers.
@@ -125,7 +140,10 @@ pub fn write_backend_request(
     }
     // Appended lists: every earlier value in order, then ours.
     out.put(b"X-Forwarded-For: ")?;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
         out.put(h.value)?;
         out.put(b", ")?;
     }
@@ -142,7 +160,10 @@ pub fn write_backend_request(
         out.put(b"\r\n")?;
     }
     out.put(b"Via: ")?;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("via")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("via"))
+    {
         out.put(h.value)?;
         out.put(b", ")?;
     }
@@ -207,7 +228,9 @@ mod tests {
 
     fn forward(raw: &str, base: &str, rest_from: usize, trust: bool) -> String {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let r = request::parse(raw.as_bytes(), &mut h, 32 * 1024).unwrap().unwrap();
+        let r = request::parse(raw.as_bytes(), &mut h, 32 * 1024)
+            .unwrap()
+            .unwrap();
         let mut buf = vec![0u8; 4096];
         let mut w = SliceWriter::new(&mut buf);
         let req = BackendRequest {
@@ -243,7 +266,12 @@ mod tests {
     #[test]
     fn backend_paths() {
         let get = |path: &str, base: &str, from: usize| {
-            let s = forward(&format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n"), base, from, false);
+            let s = forward(
+                &format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n"),
+                base,
+                from,
+                false,
+            );
             s.split(' ').nth(1).unwrap().to_string()
         };
         assert_eq!(get("/echo", "/v1", 5), "/v1");
@@ -258,18 +286,45 @@ mod tests {
     fn response_head_rewrite() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n";
         let mut h = [httparse::EMPTY_HEADER; 16];
-        let r = crate::http::response::parse(raw, &mut h, false, 4096).unwrap().unwrap();
+        let r = crate::http::response::parse(raw, &mut h, false, 4096)
+            .unwrap()
+            .unwrap();
         let mut buf = vec![0u8; 1024];
         let mut w = SliceWriter::new(&mut buf);
-        write_client_response(&mut w, r.status, r.reason, r.headers, ClientFraming::AsIs, None).unwrap();
+        write_client_response(
+            &mut w,
+            r.status,
+            r.reason,
+            r.headers,
+            ClientFraming::AsIs,
+            None,
+        )
+        .unwrap();
         let n = w.len;
-        assert_eq!(&buf[..n], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n");
+        assert_eq!(
+            &buf[..n],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n"
+        );
         let mut w = SliceWriter::new(&mut buf);
-        write_client_response(&mut w, r.status, r.reason, r.headers, ClientFraming::Dechunk, Some("close")).unwrap();
+        write_client_response(
+            &mut w,
+            r.status,
+            r.reason,
+            r.headers,
+            ClientFraming::Dechunk,
+            Some("close"),
+        )
+        .unwrap();
         let n = w.len;
-        assert_eq!(&buf[..n], b"HTTP/1.1 200 OK\r\nX-Keep: 2\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            &buf[..n],
+            b"HTTP/1.1 200 OK\r\nX-Keep: 2\r\nConnection: close\r\n\r\n"
+        );
         let mut small = [0u8; 10];
         let mut w = SliceWriter::new(&mut small);
-        assert_eq!(write_client_response(&mut w, 200, "OK", r.headers, ClientFraming::AsIs, None), Err(Full));
+        assert_eq!(
+            write_client_response(&mut w, 200, "OK", r.headers, ClientFraming::AsIs, None),
+            Err(Full)
+        );
     }
 }

@@ -38,7 +38,10 @@ pub struct RequestHead<'b> {
 
 impl RequestHead<'_> {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
     /// The host without its port, for routing.
     pub fn host_name(&self) -> &str {
@@ -107,7 +110,10 @@ pub fn parse<'b>(
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
             let v = std::str::from_utf8(h.value).map_err(|_| Failure::BadRequest("bad_host"))?;
-            if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b)) {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+            {
                 return Err(Failure::BadRequest("bad_host"));
             }
             host_header = Some(v);
@@ -174,7 +180,11 @@ pub fn parse<'b>(
             Some(n) => BodyKind::Length(n),
         }
     };
-    let keep_alive = if minor == 1 { !close } else { keep_alive_token && !close };
+    let keep_alive = if minor == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
     Ok(Some(RequestHead {
         method,
         path,
@@ -237,10 +247,22 @@ fn check_path(path: &str) -> Result<(), Failure> {
 mod tests {
     use super::*;
 
-    fn run(raw: &str) -> Result<Option<(String, Option<String>, BodyKind, bool, bool)>, Failure> {
+    /// (path, query, body, keep_alive, expect_continue)
+    type Summary = (String, Option<String>, BodyKind, bool, bool);
+
+    fn run(raw: &str) -> Result<Option<Summary>, Failure> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        parse(raw.as_bytes(), &mut h, 32 * 1024)
-            .map(|o| o.map(|r| (r.path.to_string(), r.query.map(String::from), r.body, r.keep_alive, r.expect_continue)))
+        parse(raw.as_bytes(), &mut h, 32 * 1024).map(|o| {
+            o.map(|r| {
+                (
+                    r.path.to_string(),
+                    r.query.map(String::from),
+                    r.body,
+                    r.keep_alive,
+                    r.expect_continue,
+                )
+            })
+        })
     }
 
     fn bad(raw: &str) -> Failure {
@@ -249,9 +271,23 @@ mod tests {
 
     #[test]
     fn accepts_good_heads() {
-        let r = run("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().unwrap();
-        assert_eq!(r, ("/a/b".into(), Some("x=1".into()), BodyKind::None, true, false));
-        let r = run("POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap().unwrap();
+        let r = run("GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r,
+            (
+                "/a/b".into(),
+                Some("x=1".into()),
+                BodyKind::None,
+                true,
+                false
+            )
+        );
+        let r =
+            run("POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .unwrap();
         assert_eq!((r.2, r.4), (BodyKind::Length(5), true));
         let r = run("POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
             .unwrap()
@@ -259,9 +295,13 @@ mod tests {
         assert_eq!((r.2, r.3), (BodyKind::Chunked, false));
         let r = run("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!r.3);
-        let r = run("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+        let r = run("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(r.3);
-        let r = run("GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n").unwrap().unwrap();
+        let r = run("GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!((r.0.as_str(), r.1.as_deref()), ("/x", Some("y")));
         assert_eq!(run("GET / HTTP/1.1\r\nHost: h\r\n").unwrap(), None);
     }
@@ -316,13 +356,24 @@ mod tests {
 
     #[test]
     fn size_limits() {
-        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_REQUEST_LINE + 10));
+        let long_uri = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_REQUEST_LINE + 10)
+        );
         assert_eq!(bad(&long_uri), Failure::UriTooLong);
         let partial_long_uri = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE + 10));
         assert_eq!(bad(&partial_long_uri), Failure::UriTooLong);
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(40 * 1024));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "b".repeat(40 * 1024)
+        );
         assert_eq!(bad(&big), Failure::HeadTooLarge);
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X{i}: v\r\n")).collect();
-        assert_eq!(bad(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")), Failure::HeadTooLarge);
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            bad(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
+            Failure::HeadTooLarge
+        );
     }
 }

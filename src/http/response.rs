@@ -66,7 +66,11 @@ pub fn parse<'b>(
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             te = true;
             // The final coding decides: chunked, or the body runs until close.
-            chunked = h.value.rsplit(|b| *b == b',').next().is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
@@ -78,7 +82,8 @@ pub fn parse<'b>(
             }
         }
     }
-    let no_body = request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body =
+        request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     let body = if no_body {
         ResponseBody::None
     } else if te {
@@ -98,7 +103,15 @@ pub fn parse<'b>(
         }
     };
     let reusable = !close && body != ResponseBody::UntilClose;
-    Ok(Some(ResponseHead { status, reason: res.reason.unwrap_or(""), minor, headers, head_len, body, reusable }))
+    Ok(Some(ResponseHead {
+        status,
+        reason: res.reason.unwrap_or(""),
+        minor,
+        headers,
+        head_len,
+        body,
+        reusable,
+    }))
 }
 
 #[cfg(test)]
@@ -116,31 +129,75 @@ mod tests {
     #[test]
     fn framing_table() {
         let cases: &[(&str, bool, (u16, ResponseBody, bool))] = &[
-            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, (200, ResponseBody::Length(5), true)),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, (200, ResponseBody::None, true)),
-            ("HTTP/1.1 204 No Content\r\n\r\n", false, (204, ResponseBody::None, true)),
-            ("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false, (304, ResponseBody::None, true)),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, (200, ResponseBody::Chunked, true)),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                false,
+                (200, ResponseBody::Length(5), true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                true,
+                (200, ResponseBody::None, true),
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                (204, ResponseBody::None, true),
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                (304, ResponseBody::None, true),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                (200, ResponseBody::Chunked, true),
+            ),
             (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
                 false,
                 (200, ResponseBody::Chunked, false),
             ),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, (200, ResponseBody::UntilClose, false)),
-            ("HTTP/1.1 200 OK\r\n\r\n", false, (200, ResponseBody::UntilClose, false)),
-            ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, (200, ResponseBody::Length(1), false)),
-            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, (200, ResponseBody::Length(1), false)),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                (200, ResponseBody::UntilClose, false),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\n\r\n",
+                false,
+                (200, ResponseBody::UntilClose, false),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false,
+                (200, ResponseBody::Length(1), false),
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                false,
+                (200, ResponseBody::Length(1), false),
+            ),
             (
                 "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
                 false,
                 (200, ResponseBody::Length(1), true),
             ),
-            ("HTTP/1.1 100 Continue\r\n\r\n", false, (100, ResponseBody::None, true)),
+            (
+                "HTTP/1.1 100 Continue\r\n\r\n",
+                false,
+                (100, ResponseBody::None, true),
+            ),
         ];
         for (raw, head, want) in cases {
             assert_eq!(run(raw, *head).unwrap(), *want, "{raw:?}");
         }
-        assert!(run("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert!(run(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(run("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
         assert!(run("garbage\r\n\r\n", false).is_err());
     }

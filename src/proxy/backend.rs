@@ -54,10 +54,17 @@ impl Backends {
     }
 
     /// An idle connection to `addr` (unless `fresh`), or a new non-blocking connect.
-    pub fn checkout(&mut self, addr: SocketAddr, fresh: bool, registry: &Registry) -> io::Result<usize> {
+    pub fn checkout(
+        &mut self,
+        addr: SocketAddr,
+        fresh: bool,
+        registry: &Registry,
+    ) -> io::Result<usize> {
         if let Some(list) = self.idle.get_mut(&addr).filter(|_| !fresh) {
             while let Some(key) = list.pop() {
-                let Some(c) = self.slab.get_mut(key) else { continue };
+                let Some(c) = self.slab.get_mut(key) else {
+                    continue;
+                };
                 c.idle_since = None;
                 if !c.readable {
                     c.reused = true;
@@ -69,14 +76,21 @@ impl Backends {
             }
         }
         if self.slab.len() >= self.max_total {
-            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "backend connection limit"));
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "backend connection limit",
+            ));
         }
         let mut sock = TcpStream::connect(addr)?;
         // Heads and bodies go out in separate writes: never let Nagle hold the second.
         let _ = sock.set_nodelay(true);
         let entry = self.slab.vacant_entry();
         let key = entry.key();
-        registry.register(&mut sock, token::backend(key), Interest::READABLE | Interest::WRITABLE)?;
+        registry.register(
+            &mut sock,
+            token::backend(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         entry.insert(BackendConn {
             sock,
             addr,
@@ -92,7 +106,9 @@ impl Backends {
 
     /// Returns a healthy connection to the pool (or closes it when the pool is full).
     pub fn checkin(&mut self, key: usize, now: Instant, registry: &Registry) {
-        let Some(c) = self.slab.get_mut(key) else { return };
+        let Some(c) = self.slab.get_mut(key) else {
+            return;
+        };
         let list = self.idle.entry(c.addr).or_default();
         if list.len() >= self.max_idle_per_addr {
             self.remove(key, registry);
@@ -128,7 +144,10 @@ impl Backends {
         let expired: Vec<usize> = self
             .slab
             .iter()
-            .filter(|(_, c)| c.idle_since.is_some_and(|t| now.duration_since(t) >= self.idle_timeout))
+            .filter(|(_, c)| {
+                c.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= self.idle_timeout)
+            })
             .map(|(k, _)| k)
             .collect();
         for key in expired {

@@ -70,7 +70,13 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(size: usize, max_free: usize, max_in_use: usize) -> Pool {
-        Pool { free: Vec::new(), size, max_free, max_in_use, in_use: 0 }
+        Pool {
+            free: Vec::new(),
+            size,
+            max_free,
+            max_in_use,
+            in_use: 0,
+        }
     }
     pub fn buffer_size(&self) -> usize {
         self.size
@@ -81,8 +87,15 @@ impl Pool {
             return None;
         }
         self.in_use += 1;
-        let data = self.free.pop().unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice());
-        Some(Buf { data, start: 0, end: 0 })
+        let data = self
+            .free
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice());
+        Some(Buf {
+            data,
+            start: 0,
+            end: 0,
+        })
     }
     pub fn put(&mut self, buf: Buf) {
         self.in_use = self.in_use.saturating_sub(1);

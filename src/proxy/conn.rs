@@ -101,11 +101,15 @@ pub struct Client {
 
 enum Phase {
     /// Between requests. `fresh`: no request seen on this connection yet.
-    Waiting { fresh: bool },
+    Waiting {
+        fresh: bool,
+    },
     /// Some head bytes have arrived.
     Head,
     /// An answer from the gateway itself.
-    Reply { out: Buf },
+    Reply {
+        out: Buf,
+    },
     Proxy(Box<Exchange>),
     /// Nothing more can be said on this connection; the next drive closes it.
     Closing,
@@ -311,7 +315,11 @@ impl Client {
             Phase::Head => Some(Failure::HeadTimeout),
             Phase::Proxy(x) => {
                 let head_out = !matches!(x.resp, Resp::AwaitHead);
-                let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
+                let connected = ctx
+                    .backends
+                    .slab
+                    .get(x.backend)
+                    .is_some_and(|b| b.connected);
                 if head_out {
                     None
                 } else if !connected {
@@ -355,7 +363,11 @@ impl Client {
             Phase::Head => self.phase_since + l.header_timeout,
             Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
             Phase::Proxy(x) => {
-                let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
+                let connected = ctx
+                    .backends
+                    .slab
+                    .get(x.backend)
+                    .is_some_and(|b| b.connected);
                 if !connected {
                     x.connect_started + l.connect_timeout
                 } else if self.waiting_on_client_body() || x.resp_sendable > 0 {
@@ -395,7 +407,9 @@ impl Client {
                 None => return Step::Close,
             }
         }
-        let Some(buf) = self.inbuf.as_mut() else { return Step::Close };
+        let Some(buf) = self.inbuf.as_mut() else {
+            return Step::Close;
+        };
         match read_some(&mut self.sock, buf, &mut self.readable) {
             Io::Done(_) => {
                 if let Phase::Waiting { .. } = self.phase {
@@ -427,14 +441,29 @@ impl Client {
         let is_head = head.is_head();
         let decision = decide(&head, self.peer, ctx);
         match decision {
-            Decision::Reply { status, body, failure, method, url, api } => {
+            Decision::Reply {
+                status,
+                body,
+                failure,
+                method,
+                url,
+                api,
+            } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len);
                 }
                 // A body we will not read makes the connection unusable.
                 let close = close || has_body || failure.is_some_and(Failure::closes_connection);
                 self.start_reply(status, &body, close, is_head, ctx);
-                self.log_local(status, api, "", failure.map(Failure::reason), &method, &url, ctx);
+                self.log_local(
+                    status,
+                    api,
+                    "",
+                    failure.map(Failure::reason),
+                    &method,
+                    &url,
+                    ctx,
+                );
             }
             Decision::Proxy(mut x) => {
                 if let Some(b) = self.inbuf.as_mut() {
@@ -456,7 +485,13 @@ impl Client {
                         let f = Failure::BackendConnect;
                         x.status = f.status();
                         log_exchange(&x, self.peer, ctx, Some(f.reason()));
-                        self.start_reply(f.status(), &failure_body(f), close || has_body, is_head, ctx);
+                        self.start_reply(
+                            f.status(),
+                            &failure_body(f),
+                            close || has_body,
+                            is_head,
+                            ctx,
+                        );
                     }
                 }
             }
@@ -464,7 +499,14 @@ impl Client {
         Some(Step::Progress)
     }
 
-    fn start_reply(&mut self, status: u16, body: &str, close: bool, head_only: bool, ctx: &mut Ctx) {
+    fn start_reply(
+        &mut self,
+        status: u16,
+        body: &str,
+        close: bool,
+        head_only: bool,
+        ctx: &mut Ctx,
+    ) {
         let mut bytes = Vec::with_capacity(160 + body.len());
         render_json(status, body, close, head_only, &mut bytes);
         let Some(mut out) = ctx.pool.get() else {
@@ -521,7 +563,9 @@ impl Client {
     }
 
     fn write_reply(&mut self, ctx: &mut Ctx) -> Step {
-        let Phase::Reply { out } = &mut self.phase else { return Step::Close };
+        let Phase::Reply { out } = &mut self.phase else {
+            return Step::Close;
+        };
         if !out.is_empty() {
             if !self.writable {
                 return Step::Blocked;
@@ -538,7 +582,9 @@ impl Client {
         if self.close_after {
             return Step::Close;
         }
-        if let Phase::Reply { out } = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
+        if let Phase::Reply { out } =
+            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
+        {
             ctx.pool.put(out);
         }
         self.phase_since = ctx.now;
@@ -548,8 +594,12 @@ impl Client {
     // ------------------------------------------------------------------ the exchange
 
     fn step_exchange(&mut self, ctx: &mut Ctx) -> Step {
-        let Phase::Proxy(x) = &mut self.phase else { return Step::Close };
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else { return Step::Close };
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Step::Close;
+        };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+            return Step::Close;
+        };
         let mut progress = false;
 
         // 1. connection established?
@@ -593,7 +643,11 @@ impl Client {
                     Io::Eof | Io::Failed => return self.backend_broke(ctx),
                 }
                 if x.head_sent < head.len() {
-                    return if progress { Step::Progress } else { Step::Blocked };
+                    return if progress {
+                        Step::Progress
+                    } else {
+                        Step::Blocked
+                    };
                 }
             }
         }
@@ -616,7 +670,9 @@ impl Client {
             if self.inbuf.is_none() {
                 self.inbuf = ctx.pool.get();
             }
-            let Some(inbuf) = self.inbuf.as_mut() else { return Step::Close };
+            let Some(inbuf) = self.inbuf.as_mut() else {
+                return Step::Close;
+            };
             if x.req_sendable == 0 && !inbuf.is_empty() {
                 match &mut x.req {
                     ReqBody::Length(rem) => {
@@ -641,7 +697,11 @@ impl Client {
                 }
             }
             if x.req_sendable > 0 && b.writable {
-                match write_some(&mut b.sock, &inbuf.bytes()[..x.req_sendable], &mut b.writable) {
+                match write_some(
+                    &mut b.sock,
+                    &inbuf.bytes()[..x.req_sendable],
+                    &mut b.writable,
+                ) {
                     Io::Done(n) => {
                         inbuf.consume(n);
                         x.req_sendable -= n;
@@ -678,7 +738,9 @@ impl Client {
         if x.resp_buf.is_none() {
             x.resp_buf = ctx.pool.get();
         }
-        let Some(rbuf) = x.resp_buf.as_mut() else { return Step::Close };
+        let Some(rbuf) = x.resp_buf.as_mut() else {
+            return Step::Close;
+        };
         if b.readable && !x.backend_eof && rbuf.has_space() && x.resp_sendable == 0 {
             match read_some(&mut b.sock, rbuf, &mut b.readable) {
                 Io::Done(_) => {
@@ -703,17 +765,29 @@ impl Client {
             Resp::AwaitHead => {
                 let head_sent = x.head.as_ref().is_none_or(|h| x.head_sent >= h.len());
                 if !head_sent {
-                    return if progress { Step::Progress } else { Step::Blocked };
+                    return if progress {
+                        Step::Progress
+                    } else {
+                        Step::Blocked
+                    };
                 }
                 let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-                let parsed = response::parse(rbuf.bytes(), &mut headers, x.is_head, ctx.pool.buffer_size());
+                let parsed = response::parse(
+                    rbuf.bytes(),
+                    &mut headers,
+                    x.is_head,
+                    ctx.pool.buffer_size(),
+                );
                 match parsed {
                     Ok(None) => {
                         if x.backend_eof {
                             if rbuf.is_empty() {
                                 return self.backend_broke(ctx);
                             }
-                            self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
+                            self.fail_exchange(
+                                Failure::BackendBadResponse("backend_truncated_head"),
+                                ctx,
+                            );
                             return Step::Progress;
                         }
                     }
@@ -725,7 +799,10 @@ impl Client {
                         let n = r.head_len;
                         let switching = r.status == 101;
                         if switching {
-                            self.fail_exchange(Failure::BackendBadResponse("backend_upgrade_unsupported"), ctx);
+                            self.fail_exchange(
+                                Failure::BackendBadResponse("backend_upgrade_unsupported"),
+                                ctx,
+                            );
                             return Step::Progress;
                         }
                         rbuf.consume(n);
@@ -746,14 +823,24 @@ impl Client {
                         } else {
                             None
                         };
-                        let framing = if dechunk { ClientFraming::Dechunk } else { ClientFraming::AsIs };
-                        let Some(out) = x.head.as_mut() else { return Step::Close };
+                        let framing = if dechunk {
+                            ClientFraming::Dechunk
+                        } else {
+                            ClientFraming::AsIs
+                        };
+                        let Some(out) = x.head.as_mut() else {
+                            return Step::Close;
+                        };
                         let mut w = SliceWriter::new(out.whole_mut());
-                        let wrote =
-                            forward::write_client_response(&mut w, r.status, r.reason, r.headers, framing, connection);
+                        let wrote = forward::write_client_response(
+                            &mut w, r.status, r.reason, r.headers, framing, connection,
+                        );
                         let len = w.len;
                         if wrote.is_err() {
-                            self.fail_exchange(Failure::BackendBadResponse("backend_head_too_large"), ctx);
+                            self.fail_exchange(
+                                Failure::BackendBadResponse("backend_head_too_large"),
+                                ctx,
+                            );
                             return Step::Progress;
                         }
                         out.filled(len);
@@ -764,7 +851,9 @@ impl Client {
                             ResponseBody::None => RespBody::Done,
                             ResponseBody::Length(0) => RespBody::Done,
                             ResponseBody::Length(n) => RespBody::Length(n),
-                            ResponseBody::Chunked if dechunk => RespBody::Dechunk(ChunkedDecoder::new()),
+                            ResponseBody::Chunked if dechunk => {
+                                RespBody::Dechunk(ChunkedDecoder::new())
+                            }
                             ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
                             ResponseBody::UntilClose => RespBody::UntilClose,
                         };
@@ -777,12 +866,18 @@ impl Client {
                 }
             }
             Resp::SendHead { .. } => {
-                let Some(out) = x.head.as_mut() else { return Step::Close };
+                let Some(out) = x.head.as_mut() else {
+                    return Step::Close;
+                };
                 if x.head_sent < out.len() {
                     if !self.writable {
                         return Step::Blocked;
                     }
-                    match write_some(&mut self.sock, &out.bytes()[x.head_sent..], &mut self.writable) {
+                    match write_some(
+                        &mut self.sock,
+                        &out.bytes()[x.head_sent..],
+                        &mut self.writable,
+                    ) {
                         Io::Done(n) => {
                             x.head_sent += n;
                             x.last_client = ctx.now;
@@ -794,9 +889,13 @@ impl Client {
                 }
                 if x.head_sent >= out.len() {
                     ctx.pool.put_opt(&mut x.head);
-                    if let Resp::SendHead { body, reusable } =
-                        std::mem::replace(&mut x.resp, Resp::Body { body: RespBody::Done, reusable: false })
-                    {
+                    if let Resp::SendHead { body, reusable } = std::mem::replace(
+                        &mut x.resp,
+                        Resp::Body {
+                            body: RespBody::Done,
+                            reusable: false,
+                        },
+                    ) {
                         x.resp = Resp::Body { body, reusable };
                     }
                     progress = true;
@@ -830,7 +929,11 @@ impl Client {
                     }
                 }
                 if x.resp_sendable > 0 && self.writable {
-                    match write_some(&mut self.sock, &rbuf.bytes()[..x.resp_sendable], &mut self.writable) {
+                    match write_some(
+                        &mut self.sock,
+                        &rbuf.bytes()[..x.resp_sendable],
+                        &mut self.writable,
+                    ) {
                         Io::Done(n) => {
                             rbuf.consume(n);
                             x.resp_sendable -= n;
@@ -869,10 +972,17 @@ impl Client {
     /// The backend failed before answering: retry once on a fresh connection when that is
     /// safe (reused connection, idempotent request without body), else 502.
     fn backend_broke(&mut self, ctx: &mut Ctx) -> Step {
-        let Phase::Proxy(x) = &mut self.phase else { return Step::Close };
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Step::Close;
+        };
         let was_reused = ctx.backends.slab.get(x.backend).is_some_and(|b| b.reused);
         let nothing_received = x.resp_buf.as_ref().is_none_or(Buf::is_empty);
-        if was_reused && x.retryable && !x.retried && nothing_received && matches!(x.resp, Resp::AwaitHead) {
+        if was_reused
+            && x.retryable
+            && !x.retried
+            && nothing_received
+            && matches!(x.resp, Resp::AwaitHead)
+        {
             ctx.backends.remove(x.backend, ctx.registry);
             if let Ok(key) = ctx.backends.checkout(x.addr, true, ctx.registry) {
                 x.backend = key;
@@ -884,15 +994,30 @@ impl Client {
                 return Step::Progress;
             }
         }
-        let connected = ctx.backends.slab.get(x.backend).is_some_and(|b| b.connected);
-        self.fail_exchange(if connected { Failure::BackendReset } else { Failure::BackendConnect }, ctx);
+        let connected = ctx
+            .backends
+            .slab
+            .get(x.backend)
+            .is_some_and(|b| b.connected);
+        self.fail_exchange(
+            if connected {
+                Failure::BackendReset
+            } else {
+                Failure::BackendConnect
+            },
+            ctx,
+        );
         Step::Progress
     }
 
     /// Ends the exchange with a gateway answer when none of the response went out yet;
     /// otherwise the connection closes.
     fn fail_exchange(&mut self, failure: Failure, ctx: &mut Ctx) {
-        let Phase::Proxy(mut x) = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) else { return };
+        let Phase::Proxy(mut x) =
+            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
+        else {
+            return;
+        };
         ctx.backends.remove(x.backend, ctx.registry);
         ctx.pool.put_opt(&mut x.head);
         ctx.pool.put_opt(&mut x.resp_buf);
@@ -902,12 +1027,21 @@ impl Client {
             self.phase = Phase::Closing;
             return;
         }
-        let close = self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
-        self.start_reply(failure.status(), &failure_body(failure), close, x.is_head, ctx);
+        let close =
+            self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
+        self.start_reply(
+            failure.status(),
+            &failure_body(failure),
+            close,
+            x.is_head,
+            ctx,
+        );
     }
 
     fn finish_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Step {
-        let Phase::Proxy(mut x) = std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) else {
+        let Phase::Proxy(mut x) =
+            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
+        else {
             return Step::Close;
         };
         let reusable = reusable && matches!(x.req, ReqBody::Done);
@@ -937,7 +1071,9 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
         method: &t.method,
         url: &t.url,
         api: api.map_or("", |a| a.id.as_str()),
-        operation: api.and_then(|a| a.operations.get(x.op as usize)).map_or("", |o| o.id.as_str()),
+        operation: api
+            .and_then(|a| a.operations.get(x.op as usize))
+            .map_or("", |o| o.id.as_str()),
         subscription: "",
         status: x.status,
         backend_status: x.backend_status,
@@ -954,20 +1090,32 @@ fn request_id(prefix: u32, seq: u64) -> String {
 }
 
 enum Decision<'h> {
-    Reply { status: u16, body: String, failure: Option<Failure>, method: String, url: String, api: &'h str },
+    Reply {
+        status: u16,
+        body: String,
+        failure: Option<Failure>,
+        method: String,
+        url: String,
+        api: &'h str,
+    },
     Proxy(Box<Exchange>),
 }
 
 fn is_idempotent(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    )
 }
 
 fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|pair| match pair.split_once('=') {
-        Some((k, v)) if k == name => Some(v),
-        None if pair == name => Some(""),
-        _ => None,
-    })
+    query?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
 }
 
 /// Routing and admission for one parsed head: a gateway answer or a ready exchange.
@@ -986,7 +1134,11 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
         status: f.status(),
         body: failure_body(f),
         failure: Some(f),
-        method: if logging { head.method.to_string() } else { String::new() },
+        method: if logging {
+            head.method.to_string()
+        } else {
+            String::new()
+        },
         url,
         api,
     };
@@ -1001,19 +1153,30 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
             api: "",
         };
     }
-    let Some(rt) = ctx.runtime else { return reply(Failure::NoConfig, "", url_of("")) };
+    let Some(rt) = ctx.runtime else {
+        return reply(Failure::NoConfig, "", url_of(""));
+    };
     let Some(found) = rt.api_table.find(head.path, head.host_name(), false) else {
         return reply(Failure::OperationNotFound, "", url_of(""));
     };
-    let Some(api) = rt.apis.get(found.api as usize) else { return reply(Failure::OperationNotFound, "", url_of("")) };
+    let Some(api) = rt.apis.get(found.api as usize) else {
+        return reply(Failure::OperationNotFound, "", url_of(""));
+    };
     let rest = &head.path[found.rest_offset..];
     let Some(op) = api.op_table.find(rest, head.method) else {
         return reply(Failure::OperationNotFound, "", url_of(&api.key_query));
     };
     if api.subscription_required {
-        let key = head.header(&api.key_header).map(|_| ()).or_else(|| query_param(head.query, &api.key_query).map(|_| ()));
+        let key = head
+            .header(&api.key_header)
+            .map(|_| ())
+            .or_else(|| query_param(head.query, &api.key_query).map(|_| ()));
         // No subscriptions exist in this version, so any key presented is invalid.
-        let f = if key.is_some() { Failure::InvalidSubscriptionKey } else { Failure::MissingSubscriptionKey };
+        let f = if key.is_some() {
+            Failure::InvalidSubscriptionKey
+        } else {
+            Failure::MissingSubscriptionKey
+        };
         return reply(f, "", url_of(&api.key_query));
     }
     if let BodyKind::Length(n) = head.body {
@@ -1027,7 +1190,9 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
     }
     *ctx.seq += 1;
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
-    let Some(mut out) = ctx.pool.get() else { return reply(Failure::Overloaded, "", url_of("")) };
+    let Some(mut out) = ctx.pool.get() else {
+        return reply(Failure::Overloaded, "", url_of(""));
+    };
     let mut w = SliceWriter::new(out.whole_mut());
     let backend_req = BackendRequest {
         method: head.method,
@@ -1044,7 +1209,12 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
             _ => None,
         },
     };
-    let written = forward::write_backend_request(&mut w, &backend_req, head.headers, ctx.limits.trust_forwarded_proto);
+    let written = forward::write_backend_request(
+        &mut w,
+        &backend_req,
+        head.headers,
+        ctx.limits.trust_forwarded_proto,
+    );
     let len = w.len;
     if written.is_err() {
         ctx.pool.put(out);
@@ -1074,7 +1244,11 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
         retryable: is_idempotent(head.method) && head.body == BodyKind::None,
         head: Some(out),
         head_sent: 0,
-        continue_left: if head.expect_continue && head.body != BodyKind::None { CONTINUE.len() } else { 0 },
+        continue_left: if head.expect_continue && head.body != BodyKind::None {
+            CONTINUE.len()
+        } else {
+            0
+        },
         req,
         req_sendable: 0,
         resp_buf: None,

@@ -71,9 +71,11 @@ impl Server {
         to_agent: SyncSender<ToAgent>,
         reload: Arc<AtomicBool>,
     ) -> io::Result<Server> {
-        poll.registry().register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, token::SIGNALS, Interest::READABLE)?;
         let limits = Limits {
             head_max: settings.head_max,
             body_max: settings.body_max,
@@ -85,7 +87,9 @@ impl Server {
         };
         let max = settings.connections_max;
         let now = Instant::now();
-        let id_prefix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        let id_prefix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
             ^ std::process::id().rotate_left(16);
         Ok(Server {
             poll,
@@ -141,8 +145,10 @@ impl Server {
                     token::WAKER => self.take_agent_messages(),
                     token::SIGNALS => self.take_signals(),
                     t => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         match token::kind(t) {
                             Kind::Client(k) => {
                                 if let Some(c) = self.clients.get_mut(k) {
@@ -173,7 +179,10 @@ impl Server {
             if let Some(deadline) = self.shutdown_deadline {
                 if self.clients.is_empty() || self.now >= deadline {
                     if !self.clients.is_empty() {
-                        log::warn!("shutdown deadline reached with {} connections open; closing them", self.clients.len());
+                        log::warn!(
+                            "shutdown deadline reached with {} connections open; closing them",
+                            self.clients.len()
+                        );
                     }
                     break;
                 }
@@ -181,7 +190,10 @@ impl Server {
         }
         self.flush_logs();
         if self.log.dropped > 0 {
-            log::warn!("{} request log records were dropped because stderr was too slow", self.log.dropped);
+            log::warn!(
+                "{} request log records were dropped because stderr was too slow",
+                self.log.dropped
+            );
         }
         Ok(())
     }
@@ -192,14 +204,21 @@ impl Server {
 
     fn accept(&mut self) {
         while self.can_accept() {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut sock, peer)) => {
                     let _ = sock.set_nodelay(true);
                     let entry = self.clients.vacant_entry();
                     let key = entry.key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self.poll.registry().register(&mut sock, token::client(key), interest).is_ok() {
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token::client(key), interest)
+                        .is_ok()
+                    {
                         entry.insert(Client::new(sock, peer, self.now, &self.limits));
                     }
                 }
@@ -224,7 +243,9 @@ impl Server {
             }
             return;
         }
-        let Some(b) = self.backends.slab.get_mut(key) else { return };
+        let Some(b) = self.backends.slab.get_mut(key) else {
+            return;
+        };
         b.readable |= readable;
         b.writable |= writable;
         let owner = b.owner;
@@ -234,7 +255,9 @@ impl Server {
     }
 
     fn drive(&mut self, key: usize, timed_out: bool) {
-        let Some(client) = self.clients.get_mut(key) else { return };
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
         let mut ctx = Ctx {
             now: self.now,
             registry: self.poll.registry(),
@@ -248,7 +271,11 @@ impl Server {
             seq: &mut self.seq,
             id_prefix: self.id_prefix,
         };
-        let outcome = if timed_out { client.on_timeout(&mut ctx) } else { client.drive(&mut ctx) };
+        let outcome = if timed_out {
+            client.on_timeout(&mut ctx)
+        } else {
+            client.drive(&mut ctx)
+        };
         match outcome {
             Outcome::Close => {
                 let mut c = self.clients.remove(key);
@@ -269,7 +296,12 @@ impl Server {
 
     fn sweep(&mut self) {
         let now = self.now;
-        let expired: Vec<usize> = self.clients.iter().filter(|(_, c)| c.deadline <= now).map(|(k, _)| k).collect();
+        let expired: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(k, _)| k)
+            .collect();
         for key in expired {
             self.drive(key, true);
         }
@@ -280,7 +312,12 @@ impl Server {
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
                 ToLoop::Apply(rt) => {
-                    log::info!("config version {} ({}) applied, {} apis", rt.version, rt.source.as_str(), rt.apis.len());
+                    log::info!(
+                        "config version {} ({}) applied, {} apis",
+                        rt.version,
+                        rt.source.as_str(),
+                        rt.apis.len()
+                    );
                     self.runtime = Some(rt);
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = None;
@@ -314,12 +351,20 @@ impl Server {
     }
 
     fn begin_shutdown(&mut self) {
-        log::info!("shutting down: no new connections, draining {} open ones", self.clients.len());
+        log::info!(
+            "shutting down: no new connections, draining {} open ones",
+            self.clients.len()
+        );
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_deadline = Some(self.now + self.shutdown_timeout);
-        let idle: Vec<usize> = self.clients.iter().filter(|(_, c)| c.is_idle()).map(|(k, _)| k).collect();
+        let idle: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(k, _)| k)
+            .collect();
         for key in idle {
             let mut c = self.clients.remove(key);
             let _ = self.poll.registry().deregister(&mut c.sock);
@@ -330,7 +375,8 @@ impl Server {
         if let Some(batch) = self.log.take() {
             match self.to_agent.try_send(ToAgent::Logs(batch)) {
                 Ok(()) => {}
-                Err(TrySendError::Full(ToAgent::Logs(batch))) | Err(TrySendError::Disconnected(ToAgent::Logs(batch))) => {
+                Err(TrySendError::Full(ToAgent::Logs(batch)))
+                | Err(TrySendError::Disconnected(ToAgent::Logs(batch))) => {
                     // keep it for the next turn; RequestLog bounds the batch
                     self.log.batch = batch;
                 }

@@ -60,7 +60,9 @@ impl Gateway {
         for s in settings {
             cmd.args(["--set", s]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -74,19 +76,34 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let found = lines.lock().unwrap().iter().find_map(|l| {
-                l.split("listening on http://").nth(1).map(|a| a.trim().trim_end_matches('"').trim_end_matches('}'))
+                l.split("listening on http://")
+                    .nth(1)
+                    .map(|a| a.trim().trim_end_matches('"').trim_end_matches('}'))
                     .and_then(|a| a.trim_end_matches('"').parse::<SocketAddr>().ok())
             });
             if let Some(a) = found {
                 break a;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("gateway exited early with {status}: {:?}", lines.lock().unwrap());
+                panic!(
+                    "gateway exited early with {status}: {:?}",
+                    lines.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "gateway did not start: {:?}", lines.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start: {:?}",
+                lines.lock().unwrap()
+            );
             thread::sleep(Duration::from_millis(20));
         };
-        Gateway { child, addr, config_path, dir, lines }
+        Gateway {
+            child,
+            addr,
+            config_path,
+            dir,
+            lines,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -94,7 +111,10 @@ impl Gateway {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -117,7 +137,10 @@ impl Gateway {
             if Instant::now() >= deadline {
                 let lines = self.log_lines();
                 let tail: Vec<&String> = lines.iter().rev().take(20).collect();
-                panic!("no log line with {needle:?} among {} lines; last ones: {tail:?}", lines.len());
+                panic!(
+                    "no log line with {needle:?} among {} lines; last ones: {tail:?}",
+                    lines.len()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -175,10 +198,16 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
     }
 }
 
@@ -194,7 +223,9 @@ pub struct Origin {
 
 impl Origin {
     /// An origin running `handler` for each request, one thread per connection.
-    pub fn start(handler: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static) -> Origin {
+    pub fn start(
+        handler: impl Fn(&Seen, &mut TcpStream) -> bool + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -210,7 +241,9 @@ impl Origin {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     loop {
-                        let Some(req) = read_request(&mut reader, id) else { return };
+                        let Some(req) = read_request(&mut reader, id) else {
+                            return;
+                        };
                         seen.lock().unwrap().push(req.clone());
                         if !handler(&req, &mut stream) {
                             return;
@@ -219,7 +252,11 @@ impl Origin {
                 });
             }
         });
-        Origin { addr, seen, connections }
+        Origin {
+            addr,
+            seen,
+            connections,
+        }
     }
 
     /// Echoes the request as JSON-ish text: `METHOD TARGET\nbody`.
@@ -274,7 +311,12 @@ pub fn read_request(r: &mut BufReader<TcpStream>, conn_id: usize) -> Option<Seen
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let get = |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
@@ -300,7 +342,13 @@ pub fn read_request(r: &mut BufReader<TcpStream>, conn_id: usize) -> Option<Seen
         body = vec![0; n];
         r.read_exact(&mut body).ok()?;
     }
-    Some(Seen { method, target, headers, body, conn_id })
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+        conn_id,
+    })
 }
 
 /// A parsed response.
@@ -314,7 +362,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -337,9 +388,17 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option
     let mut lines = head.lines();
     let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
     } else if get("transfer-encoding").is_some() {
@@ -360,7 +419,12 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option
     } else {
         r.read_to_end(&mut body).ok()?;
     }
-    Some(Resp { status, head, headers, body })
+    Some(Resp {
+        status,
+        head,
+        headers,
+        body,
+    })
 }
 
 /// Sends raw bytes on a new connection and reads everything until the gateway closes.
@@ -383,7 +447,10 @@ pub fn request(addr: SocketAddr, raw: &str) -> Resp {
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Resp {
-    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"))
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// The JSON error body the gateway writes.
