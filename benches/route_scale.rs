@@ -49,7 +49,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let text = document(10_000);
-    println!("document: {} bytes, 10000 apis, 100000 operations", text.len());
+    println!(
+        "document: {} bytes, 10000 apis, 100000 operations",
+        text.len()
+    );
     let mut compiles = Vec::new();
     let mut runtime = None;
     for _ in 0..5 {
@@ -61,7 +64,10 @@ fn main() {
         runtime = Some(rt);
     }
     let rt = runtime.expect("compiled");
-    println!("compile + resolve (median of 5): {:.1} ms", median(compiles).as_secs_f64() * 1e3);
+    println!(
+        "compile + resolve (median of 5): {:.1} ms",
+        median(compiles).as_secs_f64() * 1e3
+    );
     // What the loop does on apply: store the new Arc. Dropping the old runtime frees
     // every allocation of a 10k-API config; the loop hands that to the agent thread.
     let old = compile(&text, ConfigSource::Local).expect("valid");
@@ -72,12 +78,23 @@ fn main() {
     let swap = t.elapsed();
     let t = Instant::now();
     drop(previous);
-    println!("swap on the loop: {swap:?}; freeing the old runtime (agent thread): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "swap on the loop: {swap:?}; freeing the old runtime (agent thread): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     for (label, path, method) in [
         ("short path", "/tenant-7/svc-4007/items/42", "GET"),
-        ("param + param", "/tenant-7/svc-4007/items/42/parts/9", "GET"),
-        ("wildcard, 12 segs", "/tenant-7/svc-4007/static-4007/a/b/c/d/e/f/g/h/i", "GET"),
+        (
+            "param + param",
+            "/tenant-7/svc-4007/items/42/parts/9",
+            "GET",
+        ),
+        (
+            "wildcard, 12 segs",
+            "/tenant-7/svc-4007/static-4007/a/b/c/d/e/f/g/h/i",
+            "GET",
+        ),
         ("miss at api", "/tenant-7/nothing/here", "GET"),
     ] {
         let mut samples = Vec::new();
@@ -93,6 +110,10 @@ fn main() {
             }
             samples.push(t.elapsed() / n);
         }
-        println!("lookup {label:<18} ({} bytes): {:>4} ns", path.len(), median(samples).as_nanos());
+        println!(
+            "lookup {label:<18} ({} bytes): {:>4} ns",
+            path.len(),
+            median(samples).as_nanos()
+        );
     }
 }

@@ -94,8 +94,9 @@ fn raw_origin() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 #[test]
 fn bad_chunk_framing_is_never_forwarded() {
     // Bodies stream, so the head and the valid prefix of a chunked body may already be
-    // at the backend when bad framing arrives; the bad bytes and everything after them
-    // never are, and the backend connection is closed so the request never completes.
+    // at the backend when bad framing arrives (here the bytes arrive with the head, so
+    // the gateway catches them first); the bad bytes and everything after them never
+    // reach it, and the backend connection is closed so the request never completes.
     let (addr, streams) = raw_origin();
     let gw = Gateway::start(&simple_config("1", "", &format!("http://{addr}")), &[]);
     let cases: &[(&[u8], &[u8])] = &[
@@ -132,7 +133,12 @@ fn bad_chunk_framing_is_never_forwarded() {
     );
     for stream in &seen {
         let text = String::from_utf8_lossy(stream);
-        assert!(text.starts_with("POST /c HTTP/1.1\r\n"), "{text:?}");
+        // nothing at all (the framing was checked before the head left), or the head and
+        // the valid prefix
+        assert!(
+            text.is_empty() || text.starts_with("POST /c HTTP/1.1\r\n"),
+            "{text:?}"
+        );
         for (_, poison) in cases {
             assert!(
                 !contains(stream, poison),

@@ -5,7 +5,6 @@
 //! Must not touch: sockets, routing decisions (it is told the target and authority).
 
 use std::io::Write;
-use std::net::IpAddr;
 
 /// The output did not fit its bounded buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,22 +54,48 @@ fn is_hop_by_hop(name: &str) -> bool {
         || name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-")
 }
 
-/// True when a `Connection` header among `headers` lists `name`.
-fn listed_in_connection(headers: &[httparse::Header], name: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .any(|h| {
-            h.value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-        })
+/// Most header names a `Connection` header may list that are honoured; further ones
+/// pass as ordinary headers.
+const MAX_CONNECTION_TOKENS: usize = 16;
+
+/// The header names listed by `Connection` headers (other than close/keep-alive),
+/// gathered once per head.
+struct Listed<'h> {
+    names: [&'h [u8]; MAX_CONNECTION_TOKENS],
+    len: usize,
 }
 
-fn has_connection(headers: &[httparse::Header]) -> bool {
-    headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("connection"))
+impl<'h> Listed<'h> {
+    fn of(headers: &[httparse::Header<'h>]) -> Self {
+        let mut listed = Listed {
+            names: [&[]; MAX_CONNECTION_TOKENS],
+            len: 0,
+        };
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                {
+                    continue;
+                }
+                if listed.len < MAX_CONNECTION_TOKENS {
+                    listed.names[listed.len] = token;
+                    listed.len += 1;
+                }
+            }
+        }
+        listed
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.names[..self.len]
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
 }
 
 /// What the backend request head says beyond the client's own headers.
@@ -81,7 +106,8 @@ pub struct BackendRequest<'a> {
     pub rest: &'a str,
     pub query: Option<&'a str>,
     pub authority: &'a str,
-    pub client_ip: IpAddr,
+    /// The client address as text (formatted once per connection).
+    pub client_ip: &'a str,
     pub proto: &'a str,
     pub original_host: &'a str,
     pub chunked: bool,
@@ -114,7 +140,7 @@ pub fn write_backend_request(
     out.put(b" HTTP/1.1\r\nHost: ")?;
     out.put(req.authority.as_bytes())?;
     out.put(b"\r\n")?;
-    let check_listed = has_connection(headers);
+    let listed = Listed::of(headers);
     let mut client_proto: Option<&[u8]> = None;
     for h in headers {
         let name = h.name;
@@ -129,7 +155,7 @@ pub fn write_backend_request(
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || name.eq_ignore_ascii_case("via")
-            || (check_listed && listed_in_connection(headers, name))
+            || listed.contains(name)
         {
             continue;
         }
@@ -147,7 +173,8 @@ pub fn write_backend_request(
         out.put(h.value)?;
         out.put(b", ")?;
     }
-    write!(out, "{}\r\n", req.client_ip).map_err(|_| Full)?;
+    out.put(req.client_ip.as_bytes())?;
+    out.put(b"\r\n")?;
     out.put(b"X-Forwarded-Proto: ")?;
     match client_proto {
         Some(p) if trust_forwarded_proto => out.put(p)?,
@@ -193,8 +220,17 @@ pub fn write_client_response(
     framing: ClientFraming,
     connection: Option<&str>,
 ) -> Result<(), Full> {
-    write!(out, "HTTP/1.1 {status} {reason}\r\n").map_err(|_| Full)?;
-    let check_listed = has_connection(headers);
+    let digits = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    out.put(b"HTTP/1.1 ")?;
+    out.put(&digits)?;
+    out.put(b" ")?;
+    out.put(reason.as_bytes())?;
+    out.put(b"\r\n")?;
+    let listed = Listed::of(headers);
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -205,7 +241,7 @@ pub fn write_client_response(
             }
             continue;
         }
-        if is_hop_by_hop(name) || (check_listed && listed_in_connection(headers, name)) {
+        if is_hop_by_hop(name) || listed.contains(name) {
             continue;
         }
         out.put(name.as_bytes())?;
@@ -239,7 +275,7 @@ mod tests {
             rest: &r.path[rest_from..],
             query: r.query,
             authority: "backend:9000",
-            client_ip: "10.1.2.3".parse().unwrap(),
+            client_ip: "10.1.2.3",
             proto: "http",
             original_host: r.host,
             chunked: r.body == request::BodyKind::Chunked,

@@ -228,16 +228,35 @@ fn check_path(path: &str) -> Result<(), Failure> {
         return Err(Failure::BadRequest("bad_path"));
     }
     for seg in path.split('/') {
-        let decoded_dots = seg.len() <= 6 && {
-            let lower = seg.to_ascii_lowercase();
-            let d = lower.replace("%2e", ".");
-            d == "." || d == ".."
-        };
-        if decoded_dots {
+        // Only segments holding '.' or '%' can be dot-segments or encoded separators.
+        if !seg.contains(['.', '%']) {
+            continue;
+        }
+        let mut dots = 0;
+        let mut rest = seg.as_bytes();
+        let mut only_dots = true;
+        while let Some(&b) = rest.first() {
+            if b == b'.' {
+                dots += 1;
+                rest = &rest[1..];
+            } else if rest.len() >= 3 && b == b'%' && rest[1] == b'2' && (rest[2] | 0x20) == b'e' {
+                dots += 1;
+                rest = &rest[3..];
+            } else {
+                only_dots = false;
+                break;
+            }
+        }
+        if only_dots && (dots == 1 || dots == 2) {
             return Err(Failure::BadRequest("dot_segment"));
         }
-        if seg.to_ascii_lowercase().contains("%2f") || seg.contains("%00") {
-            return Err(Failure::BadRequest("encoded_separator"));
+        let bytes = seg.as_bytes();
+        for w in bytes.windows(3) {
+            if w[0] == b'%'
+                && ((w[1] == b'2' && (w[2] | 0x20) == b'f') || (w[1] == b'0' && w[2] == b'0'))
+            {
+                return Err(Failure::BadRequest("encoded_separator"));
+            }
         }
     }
     Ok(())
@@ -304,6 +323,15 @@ mod tests {
             .unwrap();
         assert_eq!((r.0.as_str(), r.1.as_deref()), ("/x", Some("y")));
         assert_eq!(run("GET / HTTP/1.1\r\nHost: h\r\n").unwrap(), None);
+        // dots that are not dot-segments are ordinary path characters
+        for ok in ["/a/.well-known/x", "/file.json", "/a/...", "/v1.2/%41"] {
+            assert!(
+                run(&format!("GET {ok} HTTP/1.1\r\nHost: h\r\n\r\n"))
+                    .unwrap()
+                    .is_some(),
+                "{ok}"
+            );
+        }
     }
 
     #[test]
@@ -345,6 +373,10 @@ mod tests {
             ("GET /a/../b HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("dot_segment")),
             ("GET /a/%2E%2e/b HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("dot_segment")),
             ("GET /a%2fb HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("encoded_separator")),
+            ("GET /a%2Fb HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("encoded_separator")),
+            ("GET /a%00 HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("encoded_separator")),
+            ("GET /. HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("dot_segment")),
+            ("GET /a/.%2e HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("dot_segment")),
             ("GET x HTTP/1.1\r\nHost: a\r\n\r\n", Failure::BadRequest("bad_target")),
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Failure::BadRequest("bad_host")),
             ("GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", Failure::ExpectationFailed),

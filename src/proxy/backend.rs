@@ -5,7 +5,6 @@
 //! by the agent: no DNS here.
 //! Must not touch: client sockets, HTTP parsing.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::token;
+use crate::route::FnvMap;
 
 pub struct BackendConn {
     pub sock: TcpStream,
@@ -31,7 +31,7 @@ pub struct BackendConn {
 
 pub struct Backends {
     pub slab: Slab<BackendConn>,
-    idle: HashMap<SocketAddr, Vec<usize>>,
+    idle: FnvMap<SocketAddr, Vec<usize>>,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
     max_total: usize,
@@ -46,7 +46,7 @@ impl Backends {
     pub fn new(max_total: usize) -> Backends {
         Backends {
             slab: Slab::with_capacity(64),
-            idle: HashMap::new(),
+            idle: FnvMap::default(),
             max_idle_per_addr: MAX_IDLE_PER_BACKEND,
             idle_timeout: BACKEND_IDLE_TIMEOUT,
             max_total,

@@ -58,55 +58,125 @@ impl Buf {
     }
 }
 
-/// Bounded pool: at most `max_in_use` buffers exist outside it, at most `max_free` wait
-/// inside it; the rest are freed.
-pub struct Pool {
-    free: Vec<Box<[u8]>>,
+/// Buffer size classes: heads are small, data moves in 16 KiB units, and only a client
+/// head larger than that gets a buffer of `limits.request.head.max` (+ slack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Head,
+    Data,
+    Large,
+}
+
+pub const HEAD_SIZE: usize = 4 * 1024;
+pub const DATA_SIZE: usize = 16 * 1024;
+
+struct Shelf {
     size: usize,
-    max_free: usize,
+    free: Vec<Box<[u8]>>,
+    in_use: usize,
+}
+
+/// Bounded pool: at most `max_in_use` buffers exist outside it. Free buffers are kept
+/// for reuse (allocating and zeroing a buffer per request is what a pool avoids) and
+/// trimmed back gradually by `trim` once the load that needed them is gone.
+pub struct Pool {
+    shelves: [Shelf; 3],
     max_in_use: usize,
     pub in_use: usize,
 }
 
+fn index(class: Class) -> usize {
+    match class {
+        Class::Head => 0,
+        Class::Data => 1,
+        Class::Large => 2,
+    }
+}
+
 impl Pool {
-    pub fn new(size: usize, max_free: usize, max_in_use: usize) -> Pool {
-        Pool {
-            free: Vec::new(),
+    pub fn new(head_max: usize, max_in_use: usize) -> Pool {
+        let large = (head_max + 4096).max(DATA_SIZE);
+        let shelf = |size| Shelf {
             size,
-            max_free,
+            free: Vec::new(),
+            in_use: 0,
+        };
+        Pool {
+            shelves: [shelf(HEAD_SIZE), shelf(DATA_SIZE), shelf(large)],
             max_in_use,
             in_use: 0,
         }
     }
-    pub fn buffer_size(&self) -> usize {
-        self.size
+
+    pub fn size_of(&self, class: Class) -> usize {
+        self.shelves[index(class)].size
     }
+
     /// `None` when the pool is exhausted: the caller sheds load.
-    pub fn get(&mut self) -> Option<Buf> {
+    pub fn get(&mut self, class: Class) -> Option<Buf> {
         if self.in_use >= self.max_in_use {
             return None;
         }
         self.in_use += 1;
-        let data = self
+        let shelf = &mut self.shelves[index(class)];
+        shelf.in_use += 1;
+        let data = shelf
             .free
             .pop()
-            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice());
+            .unwrap_or_else(|| vec![0u8; shelf.size].into_boxed_slice());
         Some(Buf {
             data,
             start: 0,
             end: 0,
         })
     }
+
     pub fn put(&mut self, buf: Buf) {
         self.in_use = self.in_use.saturating_sub(1);
-        if self.free.len() < self.max_free && buf.data.len() == self.size {
-            self.free.push(buf.data);
+        if let Some(shelf) = self.shelves.iter_mut().find(|s| s.size == buf.data.len()) {
+            shelf.in_use = shelf.in_use.saturating_sub(1);
+            shelf.free.push(buf.data);
         }
     }
+
     pub fn put_opt(&mut self, buf: &mut Option<Buf>) {
         if let Some(b) = buf.take() {
             self.put(b);
         }
+    }
+
+    /// Moves `buf`'s bytes into a buffer of a larger class. False when none is to be had.
+    pub fn grow(&mut self, buf: &mut Buf, class: Class) -> bool {
+        if self.size_of(class) <= buf.capacity() {
+            return false;
+        }
+        let Some(mut bigger) = self.get(class) else {
+            return false;
+        };
+        let n = buf.len();
+        bigger.data[..n].copy_from_slice(buf.bytes());
+        bigger.end = n;
+        let old = std::mem::replace(buf, bigger);
+        self.put(old);
+        true
+    }
+
+    /// Called periodically: frees an eighth of the free buffers beyond what the current
+    /// load could use, so memory follows the load down without thrashing.
+    pub fn trim(&mut self) {
+        for shelf in &mut self.shelves {
+            let keep = shelf.in_use / 2 + 8;
+            if shelf.free.len() > keep {
+                let excess = shelf.free.len() - keep;
+                let target = shelf.free.len() - excess.div_ceil(8);
+                shelf.free.truncate(target);
+                shelf.free.shrink_to(target.max(keep));
+            }
+        }
+    }
+
+    pub fn free_buffers(&self) -> usize {
+        self.shelves.iter().map(|s| s.free.len()).sum()
     }
 }
 
@@ -116,21 +186,49 @@ mod tests {
 
     #[test]
     fn window_and_compaction() {
-        let mut pool = Pool::new(8, 1, 2);
-        let mut b = pool.get().unwrap();
+        let mut pool = Pool::new(32 * 1024, 2);
+        let mut b = pool.get(Class::Head).unwrap();
+        let cap = b.capacity();
         b.space()[..6].copy_from_slice(b"abcdef");
         b.filled(6);
         b.consume(4);
         assert_eq!(b.bytes(), b"ef");
-        assert_eq!(b.space().len(), 6);
+        assert_eq!(
+            b.space().len(),
+            cap - 6,
+            "no compaction while the front waste is small"
+        );
         assert_eq!(b.bytes(), b"ef");
         b.consume(2);
         assert!(b.is_empty());
-        let c = pool.get().unwrap();
-        assert!(pool.get().is_none(), "bounded");
+        let c = pool.get(Class::Data).unwrap();
+        assert!(pool.get(Class::Data).is_none(), "bounded");
         pool.put(b);
         pool.put(c);
         assert_eq!(pool.in_use, 0);
-        assert_eq!(pool.free.len(), 1, "at most max_free kept");
+        assert_eq!(pool.free_buffers(), 2);
+    }
+
+    #[test]
+    fn grow_keeps_bytes_and_trim_decays() {
+        let mut pool = Pool::new(32 * 1024, 100);
+        let mut b = pool.get(Class::Data).unwrap();
+        b.space()[..3].copy_from_slice(b"xyz");
+        b.filled(3);
+        assert!(pool.grow(&mut b, Class::Large));
+        assert_eq!(b.bytes(), b"xyz");
+        assert_eq!(b.capacity(), 36 * 1024);
+        assert!(!pool.grow(&mut b, Class::Data), "never shrinks");
+        pool.put(b);
+        let bufs: Vec<Buf> = (0..60).map(|_| pool.get(Class::Data).unwrap()).collect();
+        for b in bufs {
+            pool.put(b);
+        }
+        let before = pool.free_buffers();
+        for _ in 0..100 {
+            pool.trim();
+        }
+        assert!(pool.free_buffers() < before);
+        assert!(pool.free_buffers() >= 8);
     }
 }

@@ -30,7 +30,7 @@ use mio::net::TcpStream;
 use mio::Registry;
 
 use super::backend::Backends;
-use super::buffer::{Buf, Pool};
+use super::buffer::{Buf, Class, Pool};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::failure::{failure_body, render_json};
@@ -88,6 +88,8 @@ const MAX_STEPS: usize = 64;
 pub struct Client {
     pub sock: TcpStream,
     pub peer: SocketAddr,
+    /// `peer.ip()` as text, for X-Forwarded-For (formatted once per connection).
+    peer_ip: Box<str>,
     pub readable: bool,
     pub writable: bool,
     eof: bool,
@@ -233,6 +235,113 @@ fn write_some(sock: &mut TcpStream, data: &[u8], ready: &mut bool) -> Io {
     }
 }
 
+/// Writes `first` then `second` with one `writev`, so a head and the body bytes already
+/// at hand leave in one segment.
+fn write_pair(sock: &mut TcpStream, first: &[u8], second: &[u8], ready: &mut bool) -> Io {
+    if second.is_empty() {
+        return write_some(sock, first, ready);
+    }
+    let total = first.len() + second.len();
+    loop {
+        match sock.write_vectored(&[io::IoSlice::new(first), io::IoSlice::new(second)]) {
+            Ok(0) => return Io::Failed,
+            Ok(n) => {
+                if n < total {
+                    *ready = false;
+                }
+                return Io::Done(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *ready = false;
+                return Io::Blocked;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Io::Failed,
+        }
+    }
+}
+
+/// Marks the next run of request body bytes at the front of `inbuf` as sendable,
+/// validating chunked framing and the body limit on the way.
+fn refill_request(
+    req: &mut ReqBody,
+    inbuf: &Buf,
+    sendable: &mut usize,
+    body_max: u64,
+) -> Result<(), Failure> {
+    match req {
+        ReqBody::Length(rem) => {
+            let n = (*rem).min(inbuf.len() as u64);
+            *rem -= n;
+            *sendable = n as usize;
+        }
+        ReqBody::Chunked(dec) => {
+            let step = dec
+                .feed(inbuf.bytes())
+                .map_err(|e| Failure::BadRequest(e.reason()))?;
+            if body_max > 0 && dec.payload > body_max {
+                return Err(Failure::BodyTooLarge);
+            }
+            *sendable = step.consumed;
+        }
+        ReqBody::Done => {}
+    }
+    Ok(())
+}
+
+/// Marks the next run of response bytes at the front of `rbuf` as sendable (for a
+/// de-chunked body, framing bytes are dropped first). `Err` = the backend broke framing.
+fn refill_response(
+    body: &mut RespBody,
+    reusable: &mut bool,
+    rbuf: &mut Buf,
+    sendable: &mut usize,
+) -> Result<(), ()> {
+    match body {
+        RespBody::Done => {
+            // bytes after a complete response: the backend is confused
+            *reusable = false;
+        }
+        RespBody::Length(rem) => {
+            let n = (*rem).min(rbuf.len() as u64);
+            *rem -= n;
+            *sendable = n as usize;
+        }
+        RespBody::Chunked(dec) => *sendable = dec.feed(rbuf.bytes()).map_err(|_| ())?.consumed,
+        RespBody::Dechunk(dec) => {
+            let s = dec.feed(rbuf.bytes()).map_err(|_| ())?;
+            rbuf.consume(s.data.0);
+            *sendable = s.data.1 - s.data.0;
+        }
+        RespBody::UntilClose => *sendable = rbuf.len(),
+    }
+    Ok(())
+}
+
+/// Writes a head with `write` into `out` (a `Class::Head` buffer), moving to a
+/// `Class::Large` buffer when it does not fit. `Err` = too large even for that.
+fn write_head(
+    pool: &mut Pool,
+    out: &mut Buf,
+    write: impl Fn(&mut SliceWriter) -> Result<(), forward::Full>,
+) -> Result<(), forward::Full> {
+    loop {
+        let mut w = SliceWriter::new(out.whole_mut());
+        match write(&mut w) {
+            Ok(()) => {
+                let len = w.len;
+                out.filled(len);
+                return Ok(());
+            }
+            Err(full) => {
+                if !pool.grow(out, Class::Large) {
+                    return Err(full);
+                }
+            }
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -242,6 +351,7 @@ impl Client {
         Client {
             sock,
             peer,
+            peer_ip: peer.ip().to_string().into_boxed_str(),
             readable: false,
             writable: false,
             eof: false,
@@ -402,7 +512,7 @@ impl Client {
             return Step::Blocked;
         }
         if self.inbuf.is_none() {
-            match ctx.pool.get() {
+            match ctx.pool.get(Class::Data) {
                 Some(b) => self.inbuf = Some(b),
                 None => return Step::Close,
             }
@@ -410,6 +520,10 @@ impl Client {
         let Some(buf) = self.inbuf.as_mut() else {
             return Step::Close;
         };
+        // a head that does not fit yet: a larger buffer, up to limits.request.head.max
+        if !buf.has_space() && !ctx.pool.grow(buf, Class::Large) {
+            return Step::Close;
+        }
         match read_some(&mut self.sock, buf, &mut self.readable) {
             Io::Done(_) => {
                 if let Phase::Waiting { .. } = self.phase {
@@ -439,7 +553,7 @@ impl Client {
         let has_body = head.body != BodyKind::None;
         let close = !head.keep_alive || ctx.draining;
         let is_head = head.is_head();
-        let decision = decide(&head, self.peer, ctx);
+        let decision = decide(&head, &self.peer_ip, ctx);
         match decision {
             Decision::Reply {
                 status,
@@ -509,7 +623,12 @@ impl Client {
     ) {
         let mut bytes = Vec::with_capacity(160 + body.len());
         render_json(status, body, close, head_only, &mut bytes);
-        let Some(mut out) = ctx.pool.get() else {
+        let class = if bytes.len() <= ctx.pool.size_of(Class::Head) {
+            Class::Head
+        } else {
+            Class::Data
+        };
+        let Some(mut out) = ctx.pool.get(class) else {
             self.close_after = true;
             return;
         };
@@ -627,15 +746,42 @@ impl Client {
             x.last_backend = ctx.now;
         }
 
-        // 2. request head to the backend
+        // 2. request head to the backend, with the body bytes already buffered
         if let (Resp::AwaitHead, Some(head)) = (&x.resp, x.head.as_ref()) {
             if x.head_sent < head.len() {
                 if !b.writable {
                     return Step::Blocked;
                 }
-                match write_some(&mut b.sock, &head.bytes()[x.head_sent..], &mut b.writable) {
+                if x.req_sendable == 0 && x.continue_left == 0 {
+                    if let Some(inbuf) = self.inbuf.as_ref().filter(|b| !b.is_empty()) {
+                        if let Err(f) = refill_request(
+                            &mut x.req,
+                            inbuf,
+                            &mut x.req_sendable,
+                            ctx.limits.body_max,
+                        ) {
+                            self.fail_exchange(f, ctx);
+                            return Step::Progress;
+                        }
+                    }
+                }
+                let head_rest = &head.bytes()[x.head_sent..];
+                let body = match self.inbuf.as_ref() {
+                    Some(inbuf) => &inbuf.bytes()[..x.req_sendable],
+                    None => &[],
+                };
+                let head_len = head_rest.len();
+                match write_pair(&mut b.sock, head_rest, body, &mut b.writable) {
                     Io::Done(n) => {
-                        x.head_sent += n;
+                        let h = n.min(head_len);
+                        x.head_sent += h;
+                        if n > h {
+                            if let Some(inbuf) = self.inbuf.as_mut() {
+                                inbuf.consume(n - h);
+                            }
+                            x.req_sendable -= n - h;
+                            x.bytes_in += (n - h) as u64;
+                        }
                         x.last_backend = ctx.now;
                         progress = true;
                     }
@@ -668,32 +814,17 @@ impl Client {
         // 4. request body
         if !matches!(x.req, ReqBody::Done) {
             if self.inbuf.is_none() {
-                self.inbuf = ctx.pool.get();
+                self.inbuf = ctx.pool.get(Class::Data);
             }
             let Some(inbuf) = self.inbuf.as_mut() else {
                 return Step::Close;
             };
             if x.req_sendable == 0 && !inbuf.is_empty() {
-                match &mut x.req {
-                    ReqBody::Length(rem) => {
-                        let n = (*rem).min(inbuf.len() as u64);
-                        *rem -= n;
-                        x.req_sendable = n as usize;
-                    }
-                    ReqBody::Chunked(dec) => match dec.feed(inbuf.bytes()) {
-                        Ok(step) => x.req_sendable = step.consumed,
-                        Err(e) => {
-                            self.fail_exchange(Failure::BadRequest(e.reason()), ctx);
-                            return Step::Progress;
-                        }
-                    },
-                    ReqBody::Done => {}
-                }
-                if let ReqBody::Chunked(dec) = &x.req {
-                    if ctx.limits.body_max > 0 && dec.payload > ctx.limits.body_max {
-                        self.fail_exchange(Failure::BodyTooLarge, ctx);
-                        return Step::Progress;
-                    }
+                if let Err(f) =
+                    refill_request(&mut x.req, inbuf, &mut x.req_sendable, ctx.limits.body_max)
+                {
+                    self.fail_exchange(f, ctx);
+                    return Step::Progress;
                 }
             }
             if x.req_sendable > 0 && b.writable {
@@ -736,7 +867,7 @@ impl Client {
 
         // 5. response from the backend
         if x.resp_buf.is_none() {
-            x.resp_buf = ctx.pool.get();
+            x.resp_buf = ctx.pool.get(Class::Data);
         }
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
@@ -776,7 +907,7 @@ impl Client {
                     rbuf.bytes(),
                     &mut headers,
                     x.is_head,
-                    ctx.pool.buffer_size(),
+                    ctx.pool.size_of(Class::Data),
                 );
                 match parsed {
                     Ok(None) => {
@@ -831,11 +962,11 @@ impl Client {
                         let Some(out) = x.head.as_mut() else {
                             return Step::Close;
                         };
-                        let mut w = SliceWriter::new(out.whole_mut());
-                        let wrote = forward::write_client_response(
-                            &mut w, r.status, r.reason, r.headers, framing, connection,
-                        );
-                        let len = w.len;
+                        let wrote = write_head(ctx.pool, out, |w| {
+                            forward::write_client_response(
+                                w, r.status, r.reason, r.headers, framing, connection,
+                            )
+                        });
                         if wrote.is_err() {
                             self.fail_exchange(
                                 Failure::BackendBadResponse("backend_head_too_large"),
@@ -843,7 +974,6 @@ impl Client {
                             );
                             return Step::Progress;
                         }
-                        out.filled(len);
                         x.head_sent = 0;
                         x.status = r.status;
                         x.backend_status = Some(r.status);
@@ -865,7 +995,12 @@ impl Client {
                     }
                 }
             }
-            Resp::SendHead { .. } => {
+            Resp::SendHead { body, reusable } => {
+                if x.resp_sendable == 0 && !rbuf.is_empty() {
+                    if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
+                        return Step::Close;
+                    }
+                }
                 let Some(out) = x.head.as_mut() else {
                     return Step::Close;
                 };
@@ -873,13 +1008,22 @@ impl Client {
                     if !self.writable {
                         return Step::Blocked;
                     }
-                    match write_some(
+                    let head_rest = &out.bytes()[x.head_sent..];
+                    let head_len = head_rest.len();
+                    match write_pair(
                         &mut self.sock,
-                        &out.bytes()[x.head_sent..],
+                        head_rest,
+                        &rbuf.bytes()[..x.resp_sendable],
                         &mut self.writable,
                     ) {
                         Io::Done(n) => {
-                            x.head_sent += n;
+                            let h = n.min(head_len);
+                            x.head_sent += h;
+                            if n > h {
+                                rbuf.consume(n - h);
+                                x.resp_sendable -= n - h;
+                                x.bytes_out += (n - h) as u64;
+                            }
                             x.last_client = ctx.now;
                             progress = true;
                         }
@@ -903,30 +1047,11 @@ impl Client {
             }
             Resp::Body { body, reusable } => {
                 if x.resp_sendable == 0 && !rbuf.is_empty() {
-                    match body {
-                        RespBody::Done => {
-                            // bytes after a complete response: the backend is confused
-                            *reusable = false;
-                        }
-                        RespBody::Length(rem) => {
-                            let n = (*rem).min(rbuf.len() as u64);
-                            *rem -= n;
-                            x.resp_sendable = n as usize;
-                        }
-                        RespBody::Chunked(dec) => match dec.feed(rbuf.bytes()) {
-                            Ok(s) => x.resp_sendable = s.consumed,
-                            Err(_) => return Step::Close,
-                        },
-                        RespBody::Dechunk(dec) => match dec.feed(rbuf.bytes()) {
-                            Ok(s) => {
-                                rbuf.consume(s.data.0);
-                                x.resp_sendable = s.data.1 - s.data.0;
-                                progress = true;
-                            }
-                            Err(_) => return Step::Close,
-                        },
-                        RespBody::UntilClose => x.resp_sendable = rbuf.len(),
+                    let before = rbuf.len();
+                    if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
+                        return Step::Close;
                     }
+                    progress |= rbuf.len() != before;
                 }
                 if x.resp_sendable > 0 && self.writable {
                     match write_some(
@@ -1119,7 +1244,7 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 }
 
 /// Routing and admission for one parsed head: a gateway answer or a ready exchange.
-fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) -> Decision<'h> {
+fn decide<'h>(head: &request::RequestHead, peer_ip: &str, ctx: &mut Ctx<'h>) -> Decision<'h> {
     let logging = ctx.log.enabled();
     let url_of = |secret: &str| {
         if !logging {
@@ -1190,17 +1315,16 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
     }
     *ctx.seq += 1;
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
-    let Some(mut out) = ctx.pool.get() else {
+    let Some(mut out) = ctx.pool.get(Class::Head) else {
         return reply(Failure::Overloaded, "", url_of(""));
     };
-    let mut w = SliceWriter::new(out.whole_mut());
     let backend_req = BackendRequest {
         method: head.method,
         base_path: &api.backend.base_path,
         rest,
         query: head.query,
         authority: &api.backend.authority,
-        client_ip: peer.ip(),
+        client_ip: peer_ip,
         proto: "http",
         original_host: head.host,
         chunked: head.body == BodyKind::Chunked,
@@ -1209,18 +1333,14 @@ fn decide<'h>(head: &request::RequestHead, peer: SocketAddr, ctx: &mut Ctx<'h>) 
             _ => None,
         },
     };
-    let written = forward::write_backend_request(
-        &mut w,
-        &backend_req,
-        head.headers,
-        ctx.limits.trust_forwarded_proto,
-    );
-    let len = w.len;
+    let trust = ctx.limits.trust_forwarded_proto;
+    let written = write_head(ctx.pool, &mut out, |w| {
+        forward::write_backend_request(w, &backend_req, head.headers, trust)
+    });
     if written.is_err() {
         ctx.pool.put(out);
         return reply(Failure::HeadTooLarge, "", url_of(&api.key_query));
     }
-    out.filled(len);
     let trace = logging.then(|| {
         Box::new(Trace {
             id: request_id(ctx.id_prefix, *ctx.seq),

@@ -30,8 +30,6 @@ use crate::telemetry::RequestLog;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Request-log batches go to the agent at this size, or at the next sweep.
 const LOG_FLUSH_BYTES: usize = 32 * 1024;
-/// Free buffers kept for reuse; beyond this they are returned to the allocator.
-const MAX_FREE_BUFFERS: usize = 256;
 
 pub struct Server {
     poll: Poll,
@@ -97,8 +95,8 @@ impl Server {
             listener_ready: false,
             clients: Slab::with_capacity(64),
             backends: Backends::new(max * 2),
-            // head + slack for the headers the gateway adds; 3 buffers per busy client.
-            pool: Pool::new(settings.head_max + 4096, MAX_FREE_BUFFERS, max * 3 + 16),
+            // at most 3 buffers per busy client (request in, heads, response)
+            pool: Pool::new(settings.head_max, max * 3 + 16),
             runtime,
             sync,
             limits,
@@ -306,6 +304,7 @@ impl Server {
             self.drive(key, true);
         }
         self.backends.sweep(now, self.poll.registry());
+        self.pool.trim();
     }
 
     fn take_agent_messages(&mut self) {
