@@ -495,3 +495,32 @@ fn many_concurrent_clients() {
     }
     assert_eq!(ok.load(Ordering::SeqCst), 16 * 50);
 }
+
+#[test]
+fn heads_larger_than_a_data_buffer_are_forwarded_whole() {
+    // 20 KiB of headers: more than the 16 KiB data buffer, within the 32 KiB default limit.
+    let origin = Origin::start(|req, s| {
+        let total: usize = req.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let cookie = req.header("cookie").map_or(0, str::len);
+        respond(
+            s,
+            200,
+            &[("X-Big", &"r".repeat(6000))],
+            format!("{total} {cookie}").as_bytes(),
+        );
+        true
+    });
+    let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
+    let cookie = "c".repeat(20 * 1024);
+    let r = request(
+        gw.addr,
+        &format!("GET /big HTTP/1.1\r\nHost: h\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().split(' ').nth(1), Some("20480"));
+    assert_eq!(
+        r.header("x-big").map(str::len),
+        Some(6000),
+        "a response head over 4 KiB passes too"
+    );
+}

@@ -996,10 +996,11 @@ impl Client {
                 }
             }
             Resp::SendHead { body, reusable } => {
-                if x.resp_sendable == 0 && !rbuf.is_empty() {
-                    if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
-                        return Step::Close;
-                    }
+                if x.resp_sendable == 0
+                    && !rbuf.is_empty()
+                    && refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err()
+                {
+                    return Step::Close;
                 }
                 let Some(out) = x.head.as_mut() else {
                     return Step::Close;
