@@ -52,6 +52,15 @@ pub const MAX_TEMPLATE_SEGMENTS: usize = 32;
 
 impl Template {
     /// Parses a template; the error text is shown after the JSON path.
+    ///
+    /// ```
+    /// use edgegate::route::{Segment, Template};
+    ///
+    /// let t = Template::parse("/items/{id}/*").unwrap();
+    /// assert_eq!(t.segments, [Segment::Literal("items".into()), Segment::Param("id".into())]);
+    /// assert!(t.wildcard);
+    /// assert_eq!(Template::parse("/a/*/b").unwrap_err(), "'*' is only allowed as the last segment");
+    /// ```
     pub fn parse(text: &str) -> Result<Template, String> {
         let rest = text.strip_prefix('/').ok_or("must start with '/'")?;
         if text.contains('?') {

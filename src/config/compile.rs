@@ -61,6 +61,19 @@ const NOT_YET: &[&str] = &[
 ];
 
 /// Parses and validates `text`. Backend addresses are left empty (see `Runtime::resolve`).
+///
+/// ```
+/// use edgegate::config::{compile, ConfigSource};
+///
+/// let doc = r#"{"schemaVersion": 1, "apis": [{"id": "a", "path": "a", "serviceUrl": "http://h:81",
+///   "operations": [{"id": "o", "method": "GET", "urlTemplate": "items"}]}]}"#;
+/// let errors = compile(doc, ConfigSource::Local).err().unwrap();
+/// assert_eq!(errors[0].to_string(), "apis[0].operations[0].urlTemplate: must start with '/'");
+///
+/// let rt = compile(&doc.replace("\"items\"", "\"/items\""), ConfigSource::Local).unwrap();
+/// let found = rt.api_table.find("/a/items", "any-host", false).unwrap();
+/// assert_eq!(rt.apis[0].op_table.find(&"/a/items"[found.rest_offset..], "GET"), Some(0));
+/// ```
 pub fn compile(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
     let doc: Value = match miniserde::json::from_str(text) {
         Ok(v) => v,
