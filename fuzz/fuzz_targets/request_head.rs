@@ -23,10 +23,7 @@ fuzz_target!(|data: &[u8]| {
         proto: "http",
         original_host: head.host,
         chunked: head.body == BodyKind::Chunked,
-        length: match head.body {
-            BodyKind::Length(n) => Some(n),
-            _ => None,
-        },
+        length: head.body.content_length(),
     };
     if write_backend_request(&mut w, &req, head.headers, false).is_err() {
         return;

@@ -279,10 +279,7 @@ mod tests {
             proto: "http",
             original_host: r.host,
             chunked: r.body == request::BodyKind::Chunked,
-            length: match r.body {
-                request::BodyKind::Length(n) => Some(n),
-                _ => None,
-            },
+            length: r.body.content_length(),
         };
         write_backend_request(&mut w, &req, r.headers, trust).unwrap();
         let n = w.len;

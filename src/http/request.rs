@@ -17,6 +17,16 @@ pub enum BodyKind {
     Chunked,
 }
 
+impl BodyKind {
+    /// The `Content-Length` to forward, if the body is length-delimited.
+    pub fn content_length(self) -> Option<u64> {
+        match self {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 /// A parsed, validated request head borrowing from the connection buffer.
 #[derive(Debug)]
 pub struct RequestHead<'b> {

@@ -1329,10 +1329,7 @@ fn decide<'h>(head: &request::RequestHead, peer_ip: &str, ctx: &mut Ctx<'h>) -> 
         proto: "http",
         original_host: head.host,
         chunked: head.body == BodyKind::Chunked,
-        length: match head.body {
-            BodyKind::Length(n) => Some(n),
-            _ => None,
-        },
+        length: head.body.content_length(),
     };
     let trust = ctx.limits.trust_forwarded_proto;
     let written = write_head(ctx.pool, &mut out, |w| {
