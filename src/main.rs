@@ -150,7 +150,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     let Some(path) = settings.local_path.clone() else {
         return Err("no config source".into());
     };
-    let runtime = load_config_file(&path, ConfigSource::Local).map_err(|errors| {
+    let (runtime, text) = load_config_file(&path, ConfigSource::Local).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
             .map(|e| format!("{}: {e}", path.display()))
@@ -163,7 +163,8 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     let poll = mio::Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let waker =
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
-    let (agent, from_agent) = Agent::spawn_local(path, waker)
+    let runtime = Arc::new(runtime);
+    let (agent, from_agent) = Agent::spawn_local(path, (Arc::clone(&runtime), text), waker)
         .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
         "config version {} (local) loaded, {} apis",
@@ -178,7 +179,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         poll,
         listener,
         settings,
-        Some(Arc::new(runtime)),
+        Some(runtime),
         sync,
         from_agent,
         agent.sender.clone(),

@@ -524,3 +524,100 @@ fn heads_larger_than_a_data_buffer_are_forwarded_whole() {
         "a response head over 4 KiB passes too"
     );
 }
+
+#[test]
+fn client_gone_mid_request_aborts_and_frees_the_backend() {
+    // The backend holds the request; the client hangs up. The gateway closes the
+    // backend connection at once (the origin sees EOF) and logs 499.
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let tx = std::sync::Mutex::new(tx);
+    let origin = Origin::start(move |_, s| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 1];
+        let n = s.read(&mut buf).unwrap_or(99);
+        tx.lock().unwrap().send(n).unwrap();
+        false
+    });
+    let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
+    let mut s = gw.connect();
+    s.write_all(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    drop(s);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        0,
+        "origin saw the gateway close its connection"
+    );
+    let line = gw.wait_for_log("errorReason=client_closed_or_aborted");
+    assert!(line.contains("responseCode=499"), "{line}");
+}
+
+#[test]
+fn pipelined_request_waits_for_a_slow_answer() {
+    // The second request arrives while the first is still at the backend; it is answered
+    // after the first, in order, and the first is not aborted.
+    let origin = Origin::start(|req, s| {
+        if req.target == "/slow" {
+            thread::sleep(Duration::from_millis(500));
+        }
+        respond(s, 200, &[], req.target.as_bytes());
+        true
+    });
+    let gw = Gateway::start(&simple_config("1", "", &origin.url("")), &[]);
+    let s = gw.connect();
+    (&s).write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    (&s).write_all(b"GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "/slow");
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "/fast");
+}
+
+#[test]
+fn client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    // 64 MiB the client never reads: the gateway's buffers stay bounded, and after
+    // limits.client.idle.timeout without progress the connection is closed.
+    let origin = Origin::start(|_, s| {
+        let size = 64 << 20;
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+        let block = vec![b'x'; 1 << 16];
+        for _ in 0..(size / block.len()) {
+            if s.write_all(&block).is_err() {
+                break;
+            }
+        }
+        false
+    });
+    let gw = Gateway::start(
+        &simple_config("1", "", &origin.url("")),
+        &["limits.client.idle.timeout=1s"],
+    );
+    let s = gw.connect();
+    (&s).write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(2500));
+    let rss = gw.rss_kib();
+    // now drain: the gateway has closed, so fewer than 64 MiB arrive before EOF
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut reader = &s;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 64 << 20, "cut off: {got} bytes");
+    assert!(
+        rss < 16 * 1024,
+        "gateway RSS {rss} KiB while a client stalls"
+    );
+    let line = gw.wait_for_log("url=/big");
+    assert!(
+        line.contains("responseCode=200") && line.contains("errorReason=client_timeout"),
+        "{line}"
+    );
+}

@@ -64,6 +64,17 @@ pub struct Backend {
     pub addrs: Vec<SocketAddr>,
 }
 
+impl Backend {
+    /// The host as an IP address, when it is one (no DNS needed).
+    pub fn ip_literal(&self) -> Option<std::net::IpAddr> {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub id: String,
@@ -97,19 +108,25 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Resolves every backend host name. Blocking (DNS): agent thread or startup only.
-    /// Returns the hosts that did not resolve; their requests will get 502.
+    /// Resolves every backend host name with the system resolver. Blocking (DNS): agent
+    /// thread or startup only. Returns the hosts that did not resolve (their requests get
+    /// 502).
     pub fn resolve(&mut self) -> Vec<String> {
+        self.resolve_with(|host, port| {
+            (host, port)
+                .to_socket_addrs()
+                .map(|a| a.collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// `resolve` with a given resolver (each distinct host:port is asked once).
+    pub fn resolve_with(&mut self, lookup: impl Fn(&str, u16) -> Vec<SocketAddr>) -> Vec<String> {
         let mut cache: Vec<(String, u16, Vec<SocketAddr>)> = Vec::new();
         let mut failed = Vec::new();
         for api in &mut self.apis {
             let b = &mut api.backend;
-            if let Ok(ip) = b
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-            {
+            if let Some(ip) = b.ip_literal() {
                 b.addrs = vec![SocketAddr::new(ip, b.port)];
                 continue;
             }
@@ -118,10 +135,7 @@ impl Runtime {
                 b.addrs = addrs.clone();
                 continue;
             }
-            let addrs: Vec<SocketAddr> = (b.host.as_str(), b.port)
-                .to_socket_addrs()
-                .map(|a| a.collect())
-                .unwrap_or_default();
+            let addrs = lookup(&b.host, b.port);
             if addrs.is_empty() && !failed.contains(&b.host) {
                 failed.push(b.host.clone());
             }
@@ -129,5 +143,18 @@ impl Runtime {
             b.addrs = addrs;
         }
         failed
+    }
+
+    /// Whether any backend is named by a host name (so DNS can change under it).
+    pub fn uses_host_names(&self) -> bool {
+        self.apis.iter().any(|a| a.backend.ip_literal().is_none())
+    }
+
+    /// The backend addresses of every API, in order.
+    pub fn backend_addresses(&self) -> Vec<&[SocketAddr]> {
+        self.apis
+            .iter()
+            .map(|a| a.backend.addrs.as_slice())
+            .collect()
     }
 }

@@ -99,6 +99,9 @@ pub struct Client {
     phase_since: Instant,
     /// The client connection closes once the current answer is written.
     close_after: bool,
+    /// The client sent bytes of a next request while this one is answered; they wait in
+    /// the socket (no more peeking) until the exchange ends.
+    pipelined: bool,
 }
 
 enum Phase {
@@ -360,6 +363,7 @@ impl Client {
             deadline: now + limits.header_timeout,
             phase_since: now,
             close_after: false,
+            pipelined: false,
         }
     }
 
@@ -378,6 +382,11 @@ impl Client {
 
     /// Returns every buffer and closes the backend; call before dropping the client.
     pub fn release(&mut self, ctx: &mut Ctx) {
+        self.release_because(ctx, "client_closed_or_aborted");
+    }
+
+    /// `release`, logging an unfinished exchange with `reason`.
+    fn release_because(&mut self, ctx: &mut Ctx, reason: &str) {
         ctx.pool.put_opt(&mut self.inbuf);
         match std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
             Phase::Reply { out } => ctx.pool.put(out),
@@ -385,7 +394,7 @@ impl Client {
                 if x.status == 0 {
                     x.status = 499;
                 }
-                log_exchange(&x, self.peer, ctx, Some("client_closed_or_aborted"));
+                log_exchange(&x, self.peer, ctx, Some(reason));
                 ctx.pool.put_opt(&mut x.head);
                 ctx.pool.put_opt(&mut x.resp_buf);
                 ctx.backends.remove(x.backend, ctx.registry);
@@ -443,7 +452,7 @@ impl Client {
         };
         match failure {
             None => {
-                self.release(ctx);
+                self.release_because(ctx, "client_timeout");
                 Outcome::Close
             }
             Some(f) => {
@@ -865,6 +874,19 @@ impl Client {
             }
         }
 
+        // 4b. a client that goes away while its request is being answered aborts it (as
+        // nginx does): peek, so pipelined bytes stay in the socket for later.
+        if matches!(x.req, ReqBody::Done) && self.readable && !self.pipelined {
+            let mut probe = [0u8; 1];
+            match self.sock.peek(&mut probe) {
+                Ok(0) => return Step::Close,
+                Ok(_) => self.pipelined = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+
         // 5. response from the backend
         if x.resp_buf.is_none() {
             x.resp_buf = ctx.pool.get(Class::Data);
@@ -1147,6 +1169,7 @@ impl Client {
         ctx.backends.remove(x.backend, ctx.registry);
         ctx.pool.put_opt(&mut x.head);
         ctx.pool.put_opt(&mut x.resp_buf);
+        self.resume_pipeline();
         x.status = failure.status();
         log_exchange(&x, self.peer, ctx, Some(failure.reason()));
         if !matches!(x.resp, Resp::AwaitHead) {
@@ -1162,6 +1185,15 @@ impl Client {
             x.is_head,
             ctx,
         );
+    }
+
+    /// After an exchange: bytes of the next request that were left in the socket may have
+    /// arrived without a new readiness event, so read them now.
+    fn resume_pipeline(&mut self) {
+        if self.pipelined {
+            self.pipelined = false;
+            self.readable = true;
+        }
     }
 
     fn finish_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Step {
@@ -1180,6 +1212,7 @@ impl Client {
         ctx.pool.put_opt(&mut x.resp_buf);
         log_exchange(&x, self.peer, ctx, None);
         self.phase_since = ctx.now;
+        self.resume_pipeline();
         if self.close_after || !matches!(x.req, ReqBody::Done) {
             return Step::Close;
         }
