@@ -10,7 +10,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use edgegate::agent::{load_config_file, Agent};
+use edgegate::agent::store::Store;
+use edgegate::agent::{Agent, LocalConfig};
 use edgegate::config::{self, ConfigSource};
 use edgegate::proxy::server::Server;
 use edgegate::proxy::token;
@@ -21,6 +22,7 @@ use edgegate::sys;
 const USAGE: &str = "usage:
   edgegate gateway [--settings FILE] [--config FILE] [--set key=value]...
   edgegate check FILE
+  edgegate backups list|show VERSION|rollback VERSION|unpin [--settings FILE] [--set key=value]...
   edgegate version";
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("gateway") => gateway(&args[1..]),
         Some("check") => check(&args[1..]),
+        Some("backups") => backups(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("{}", edgegate::version_line());
             ExitCode::SUCCESS
@@ -77,8 +80,88 @@ fn check(args: &[String]) -> ExitCode {
     }
 }
 
+/// `edgegate backups …`: reads and pins versions in the backup store named by
+/// `config.backup.path` (same settings layering as `gateway`).
+fn backups(args: &[String]) -> ExitCode {
+    let (verb, version, rest) = match args {
+        [v, rest @ ..] if v == "list" || v == "unpin" => (v.as_str(), None, rest),
+        [v, version, rest @ ..]
+            if (v == "show" || v == "rollback") && !version.starts_with("--") =>
+        {
+            (v.as_str(), Some(version.as_str()), rest)
+        }
+        _ => return usage_error("backups takes list, show VERSION, rollback VERSION or unpin"),
+    };
+    let settings = match layered_settings(rest) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("edgegate: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = &settings.backup_path;
+    if !path.exists() {
+        eprintln!("edgegate: no backup store at {}", path.display());
+        return ExitCode::from(1);
+    }
+    let mut store = match Store::open(path, settings.backup_versions) {
+        Ok((store, note)) => {
+            if let Some(note) = note {
+                eprintln!("edgegate: {note}");
+            }
+            store
+        }
+        Err(e) => {
+            eprintln!("edgegate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match (verb, version) {
+        ("list", _) => store.list().map(|entries| {
+            println!("{:>5}  {:<20}  {:<8}  {:<24}  {:>8}  {:<12}  STATE", "SEQ", "VERSION", "SOURCE", "APPLIED (UTC)", "BYTES", "SHA256");
+            for e in entries {
+                let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.applied_at_ms.max(0) as u64);
+                let state = match (e.intact, e.pinned) {
+                    (false, _) => "corrupt",
+                    (true, true) => "pinned",
+                    (true, false) => "ok",
+                };
+                println!(
+                    "{:>5}  {:<20}  {:<8}  {:<24}  {:>8}  {:<12}  {state}",
+                    e.seq,
+                    e.version,
+                    e.source,
+                    edgegate::telemetry::rfc3339(when),
+                    e.size,
+                    &e.sha256[..12.min(e.sha256.len())]
+                );
+            }
+        }),
+        ("show", Some(v)) => store.get(v).map(|stored| {
+            if !stored.entry.intact {
+                eprintln!("edgegate: warning: version {v} does not match its checksum");
+            }
+            println!("{}", stored.document);
+        }),
+        ("rollback", Some(v)) => store.pin(v).map(|e| {
+            println!(
+                "pinned backup #{} (version {}); a running gateway applies it at its next sync (SIGHUP in local mode) and keeps it until 'edgegate backups unpin'",
+                e.seq, e.version
+            );
+        }),
+        _ => store.unpin().map(|had| println!("{}", if had { "pin cleared" } else { "no pin was set" })),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgegate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Settings from every source, in order: defaults < file < environment < flags.
-fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
+fn layered_settings(args: &[String]) -> Result<GatewaySettings, String> {
     let mut settings_file: Option<&str> = None;
     let mut flags: Vec<(String, String)> = Vec::new();
     let mut i = 0;
@@ -116,6 +199,12 @@ fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
     for (k, v) in &flags {
         s.apply(k, v, "--set").map_err(|e| e.to_string())?;
     }
+    Ok(s)
+}
+
+/// `layered_settings` plus what `gateway` needs to run in this version.
+fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
+    let s = layered_settings(args)?;
     if s.service_endpoint.is_some() {
         return Err("setting 'config.service.endpoint': a management plane is not supported by this version of edgegate; use config.local.path".into());
     }
@@ -150,29 +239,32 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     let Some(path) = settings.local_path.clone() else {
         return Err("no config source".into());
     };
-    let (runtime, text) = load_config_file(&path, ConfigSource::Local).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {e}", path.display()))
-            .collect();
-        format!("config rejected:\n{}", lines.join("\n"))
-    })?;
+    let backup = settings
+        .backup_enabled
+        .then_some((settings.backup_path.as_path(), settings.backup_versions));
+    let mut source = LocalConfig::new(path, backup);
+    let loaded = source
+        .initial()
+        .map_err(|problems| format!("config rejected:\n{}", problems.join("\n")))?;
     let listener = mio::net::TcpListener::bind(settings.http_listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let poll = mio::Poll::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
     let waker =
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
-    let runtime = Arc::new(runtime);
-    let (agent, from_agent) = Agent::spawn_local(path, (Arc::clone(&runtime), text), waker)
-        .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    let runtime = Arc::new(loaded.runtime);
+    let (agent, from_agent) =
+        Agent::spawn_local(source, (Arc::clone(&runtime), loaded.text), waker)
+            .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
-        "config version {} (local) loaded, {} apis",
+        "config version {} ({}) loaded, {} apis",
         runtime.version,
+        runtime.source.as_str(),
         runtime.apis.len()
     );
     let sync = SyncState {
         last_sync_at: Some(std::time::SystemTime::now()),
+        last_error: loaded.problem,
         ..SyncState::default()
     };
     let server = Server::new(

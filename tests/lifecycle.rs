@@ -118,7 +118,12 @@ fn settings_layering_reaches_the_running_gateway() {
             "--config",
             cfg.to_str().unwrap(),
         ]);
-        cmd.args(["--set", "net.server.http.listen=127.0.0.1:0"]);
+        cmd.args([
+            "--set",
+            "net.server.http.listen=127.0.0.1:0",
+            "--set",
+            "config.backup.enabled=false",
+        ]);
         if let Some(f) = flag {
             cmd.args(["--set", &format!("limits.request.body.max={f}")]);
         }
@@ -215,19 +220,41 @@ fn invalid_config_at_start_exits_1_listing_errors() {
         r#"{"schemaVersion": 1, "apis": [{"id": "a", "path": "a"}]}"#,
     )
     .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let listen = "net.server.http.listen=127.0.0.1:0";
+    // backups off
     let (code, _, err) = run(
         &[
             "gateway",
             "--config",
-            cfg.to_str().unwrap(),
+            cfg_s,
             "--set",
-            "net.server.http.listen=127.0.0.1:0",
+            listen,
+            "--set",
+            "config.backup.enabled=false",
         ],
         &[],
     );
     assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "edgegate: config rejected:\n{}: apis[0].serviceUrl: required\n",
+            cfg.display()
+        )
+    );
+    // backups on, but none stored yet
+    let db = format!("config.backup.path={}", dir.join("b.db").display());
+    let (code, _, err) = run(
+        &["gateway", "--config", cfg_s, "--set", listen, "--set", &db],
+        &[],
+    );
+    assert_eq!(code, 1);
     assert!(
-        err.contains(&format!("{}: apis[0].serviceUrl: required", cfg.display())),
+        err.ends_with(&format!(
+            "{}: apis[0].serviceUrl: required\nand no usable backup\n",
+            cfg.display()
+        )),
         "{err}"
     );
 }

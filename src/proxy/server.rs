@@ -310,7 +310,7 @@ impl Server {
     fn take_agent_messages(&mut self) {
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
-                ToLoop::Apply(rt) => {
+                ToLoop::Apply { runtime: rt, note } => {
                     log::info!(
                         "config version {} ({}) applied, {} apis",
                         rt.version,
@@ -319,7 +319,7 @@ impl Server {
                     );
                     self.runtime = Some(rt);
                     self.sync.last_sync_at = Some(SystemTime::now());
-                    self.sync.last_error = None;
+                    self.sync.last_error = note;
                 }
                 ToLoop::Rejected(reason) => {
                     self.sync.last_sync_at = Some(SystemTime::now());

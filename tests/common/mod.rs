@@ -50,13 +50,37 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the gateway on `config` with extra `--set` settings; waits for its listener.
+    /// Its backup store is `backup.db` in its own temp dir.
     pub fn start(config: &str, settings: &[&str]) -> Gateway {
         let dir = temp_dir("gw");
+        std::fs::write(dir.join("config.json"), config).unwrap();
+        Gateway::start_in(dir, settings)
+    }
+
+    /// The backup store of this gateway.
+    pub fn backup_path(&self) -> PathBuf {
+        self.dir.join("backup.db")
+    }
+
+    /// Stops this gateway (SIGKILL, as a crash or power cut would) and starts a new one on
+    /// the same directory (config file and backup store), with `settings`.
+    pub fn restart(mut self, settings: &[&str]) -> Gateway {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, PathBuf::new());
+        Gateway::start_in(dir, settings)
+    }
+
+    /// Runs the gateway in `dir` (which holds `config.json`) and waits for its listener.
+    pub fn start_in(dir: PathBuf, settings: &[&str]) -> Gateway {
         let config_path = dir.join("config.json");
-        std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("gateway").arg("--config").arg(&config_path);
         cmd.args(["--set", "net.server.http.listen=127.0.0.1:0"]);
+        cmd.arg("--set").arg(format!(
+            "config.backup.path={}",
+            dir.join("backup.db").display()
+        ));
         for s in settings {
             cmd.args(["--set", s]);
         }
@@ -182,7 +206,9 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

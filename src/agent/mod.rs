@@ -5,6 +5,8 @@
 //! In local mode it acts on SIGHUP (forwarded by the loop as `ToAgent::Reload`).
 //! Must not touch: sockets of the data plane, the loop's state.
 
+pub mod store;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +18,7 @@ use std::time::Duration;
 use mio::Waker;
 
 use crate::config::{self, ConfigError, ConfigSource, Runtime};
+use store::Store;
 
 /// Loop → agent. Bounded: the loop only ever `try_send`s. A reload is also flagged in
 /// `Agent::reload`, so it is never lost when the queue is full of log batches.
@@ -30,7 +33,11 @@ pub enum ToAgent {
 
 /// Agent → loop.
 pub enum ToLoop {
-    Apply(Arc<Runtime>),
+    /// A config to serve; `note` (for status) says why it is not the latest source's.
+    Apply {
+        runtime: Arc<Runtime>,
+        note: Option<String>,
+    },
     /// A config was refused; the running one stays. The text is for status.
     Rejected(String),
 }
@@ -81,6 +88,182 @@ pub fn refresh_addresses(
     (fresh.backend_addresses() != running.backend_addresses()).then_some(fresh)
 }
 
+/// Where local mode gets its config, in order: a pinned backup (`edgegate backups
+/// rollback`), the config file (each new document recorded in the backup store before it
+/// is applied), and, only at start when the file cannot be used, the newest good backup.
+pub struct LocalConfig {
+    pub path: PathBuf,
+    pub store: Option<Store>,
+}
+
+/// A config ready to hand to the loop.
+pub struct Loaded {
+    pub runtime: Runtime,
+    pub text: String,
+    /// Why this is not the file's config (for status), when it is not.
+    pub problem: Option<String>,
+}
+
+impl LocalConfig {
+    /// Opens the backup store when enabled; a store that cannot be opened is logged and
+    /// the gateway runs without backups rather than not at all.
+    pub fn new(path: PathBuf, backup: Option<(&Path, u32)>) -> LocalConfig {
+        let store = backup.and_then(|(file, keep)| match Store::open(file, keep) {
+            Ok((store, note)) => {
+                if let Some(note) = note {
+                    log::error!("{note}");
+                }
+                Some(store)
+            }
+            Err(e) => {
+                log::error!("{e}; running without config backups");
+                None
+            }
+        });
+        LocalConfig { path, store }
+    }
+
+    fn pinned(&self) -> Option<Loaded> {
+        let stored = match self.store.as_ref()?.pinned() {
+            Ok(s) => s?,
+            Err(e) => {
+                log::error!("{e}");
+                return None;
+            }
+        };
+        let label = format!(
+            "pinned backup #{} (version {})",
+            stored.entry.seq, stored.entry.version
+        );
+        if !stored.entry.intact {
+            log::error!("{label}: checksum mismatch; pin ignored");
+            return None;
+        }
+        match compile_and_resolve(&stored.document, ConfigSource::Backup) {
+            Ok(runtime) => Some(Loaded {
+                runtime,
+                text: stored.document,
+                problem: Some(format!(
+                    "{label} is in force; {} is not read until the pin is cleared",
+                    self.path.display()
+                )),
+            }),
+            Err(errors) => {
+                log::error!(
+                    "{label} is invalid ({}); pin ignored",
+                    errors.first().map(ToString::to_string).unwrap_or_default()
+                );
+                None
+            }
+        }
+    }
+
+    /// Records a document read from the file, unless it is the newest one already stored.
+    fn record(&mut self, runtime: &Runtime, text: &str) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let sha = store::sha256_hex(text.as_bytes());
+        let newest = store.list().ok().and_then(|l| l.into_iter().next());
+        if newest.is_some_and(|e| e.sha256 == sha && e.intact) {
+            return;
+        }
+        if let Err(e) = store.save(&runtime.version, ConfigSource::Local, text) {
+            log::error!(
+                "config version {} applied but not backed up: {e}",
+                runtime.version
+            );
+        }
+    }
+
+    /// The config to start with. `Err` carries every problem, for the exit message.
+    pub fn initial(&mut self) -> Result<Loaded, Vec<String>> {
+        if let Some(pinned) = self.pinned() {
+            return Ok(pinned);
+        }
+        let file_errors = match load_config_file(&self.path, ConfigSource::Local) {
+            Ok((runtime, text)) => {
+                self.record(&runtime, &text);
+                return Ok(Loaded {
+                    runtime,
+                    text,
+                    problem: None,
+                });
+            }
+            Err(errors) => errors,
+        };
+        let mut problems: Vec<String> = file_errors
+            .iter()
+            .map(|e| format!("{}: {e}", self.path.display()))
+            .collect();
+        let Some(store) = self.store.as_ref() else {
+            return Err(problems);
+        };
+        let usable = |doc: &str| {
+            config::compile(doc, ConfigSource::Backup)
+                .map(drop)
+                .map_err(|e| e.first().map(ToString::to_string).unwrap_or_default())
+        };
+        match store.newest_good(usable) {
+            Ok((Some(stored), skipped)) => {
+                for s in skipped {
+                    log::error!("{s}");
+                }
+                for p in &problems {
+                    log::error!("config rejected: {p}");
+                }
+                let runtime = compile_and_resolve(&stored.document, ConfigSource::Backup)
+                    .map_err(|_| problems.clone())?;
+                log::warn!(
+                    "starting from backup #{} (version {}) because {} cannot be used",
+                    stored.entry.seq,
+                    stored.entry.version,
+                    self.path.display()
+                );
+                let problem = Some(format!(
+                    "{} rejected ({} error(s)); serving backup version {}",
+                    self.path.display(),
+                    problems.len(),
+                    stored.entry.version
+                ));
+                Ok(Loaded {
+                    runtime,
+                    text: stored.document,
+                    problem,
+                })
+            }
+            Ok((None, skipped)) => {
+                problems.extend(skipped);
+                problems.push("and no usable backup".into());
+                Err(problems)
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                Err(problems)
+            }
+        }
+    }
+
+    /// SIGHUP: the pin if one is set, else the file. A bad file is rejected and the
+    /// running config stays (no fallback to older backups while running).
+    pub fn reload(&mut self) -> Result<Loaded, Vec<String>> {
+        if let Some(pinned) = self.pinned() {
+            return Ok(pinned);
+        }
+        match load_config_file(&self.path, ConfigSource::Local) {
+            Ok((runtime, text)) => {
+                self.record(&runtime, &text);
+                Ok(Loaded {
+                    runtime,
+                    text,
+                    problem: None,
+                })
+            }
+            Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
+        }
+    }
+}
+
 pub struct Agent {
     pub sender: SyncSender<ToAgent>,
     /// Set by the loop on SIGHUP; the agent clears it when it reloads.
@@ -92,7 +275,7 @@ impl Agent {
     /// Starts the agent thread for local mode; the receiver is the loop's end. `applied`
     /// is the config the loop starts with and its text (kept for DNS refreshes).
     pub fn spawn_local(
-        config_path: PathBuf,
+        source: LocalConfig,
         applied: (Arc<Runtime>, String),
         waker: Arc<Waker>,
     ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
@@ -102,7 +285,7 @@ impl Agent {
         let flag = reload.clone();
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
-            .spawn(move || run_local(&config_path, applied, &inbox, &flag, &outbox, &waker))?;
+            .spawn(move || run_local(source, applied, &inbox, &flag, &outbox, &waker))?;
         Ok((
             Agent {
                 sender,
@@ -121,7 +304,7 @@ impl Agent {
 }
 
 fn run_local(
-    path: &Path,
+    mut source: LocalConfig,
     applied: (Arc<Runtime>, String),
     inbox: &Receiver<ToAgent>,
     reload: &AtomicBool,
@@ -146,21 +329,27 @@ fn run_local(
         retired.retain(|r| Arc::strong_count(r) > 1);
         let mut msg = None;
         if reload.swap(false, Ordering::SeqCst) {
-            log::info!("reloading {}", path.display());
-            msg = Some(match load_config_file(path, ConfigSource::Local) {
-                Ok((rt, text)) => {
-                    running_text = text;
-                    ToLoop::Apply(Arc::new(rt))
+            log::info!("reloading {}", source.path.display());
+            msg = Some(match source.reload() {
+                Ok(loaded) => {
+                    running_text = loaded.text;
+                    if let Some(p) = &loaded.problem {
+                        log::warn!("{p}");
+                    }
+                    ToLoop::Apply {
+                        runtime: Arc::new(loaded.runtime),
+                        note: loaded.problem,
+                    }
                 }
                 Err(errors) => {
                     for e in &errors {
                         log::error!("config rejected, running config kept: {e}");
                     }
-                    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                    let first = errors.first().cloned().unwrap_or_default();
                     ToLoop::Rejected(format!(
                         "{} error(s) in {}; first: {first}",
                         errors.len(),
-                        path.display()
+                        source.path.display()
                     ))
                 }
             });
@@ -178,12 +367,15 @@ fn run_local(
                     "backend addresses changed in DNS; config version {} re-applied",
                     fresh.version
                 );
-                msg = Some(ToLoop::Apply(Arc::new(fresh)));
+                msg = Some(ToLoop::Apply {
+                    runtime: Arc::new(fresh),
+                    note: None,
+                });
             }
         }
         if let Some(msg) = msg {
-            if let ToLoop::Apply(rt) = &msg {
-                running = Arc::clone(rt);
+            if let ToLoop::Apply { runtime, .. } = &msg {
+                running = Arc::clone(runtime);
             }
             if outbox.send(msg).is_err() {
                 return;

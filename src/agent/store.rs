@@ -1,0 +1,411 @@
+//! The backup store: the last `config.backup.versions` applied config documents in one
+//! SQLite file, each with its version, source, time applied and SHA-256, written in one
+//! durable transaction (WAL, synchronous=FULL) before the config counts as applied. A
+//! pinned version (`edgegate backups rollback V`) is never pruned and wins at the next
+//! sync until it is cleared. Opening runs SQLite's integrity check; a damaged file is set
+//! aside (renamed) and a fresh one started, so a gateway never refuses to run because of
+//! its backups. Reading verifies each document's checksum; a bad one is skipped.
+//! Used by the agent thread and the `edgegate backups` command, never by the event loop.
+//! Must not touch: sockets, the loop, config semantics (the caller validates documents).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::config::ConfigSource;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Open { path: PathBuf, reason: String },
+    Sql(String),
+    NoSuchVersion(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Open { path, reason } => {
+                write!(f, "cannot open backup store {}: {reason}", path.display())
+            }
+            StoreError::Sql(e) => write!(f, "backup store: {e}"),
+            StoreError::NoSuchVersion(v) => write!(f, "no backed-up version '{v}'"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e.to_string())
+    }
+}
+
+/// One stored version, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: i64,
+    pub version: String,
+    pub source: String,
+    pub applied_at_ms: i64,
+    pub sha256: String,
+    pub size: usize,
+    /// The stored document still matches its checksum.
+    pub intact: bool,
+    pub pinned: bool,
+}
+
+/// A document read back for use.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub entry: Entry,
+    pub document: String,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    keep: u32,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS configs (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        version    TEXT    NOT NULL,
+        source     TEXT    NOT NULL,
+        applied_at INTEGER NOT NULL,
+        sha256     TEXT    NOT NULL,
+        document   TEXT    NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS pin (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        seq       INTEGER NOT NULL,
+        pinned_at INTEGER NOT NULL
+    );
+";
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, keeping `keep` versions. A file that fails
+    /// SQLite's integrity check is renamed to `<path>.corrupt-<unix ms>` and replaced by a
+    /// fresh store; the returned note says so, for the log.
+    pub fn open(path: &Path, keep: u32) -> Result<(Store, Option<String>), StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let mut note = None;
+        let conn = match Self::connect(path) {
+            Ok(conn) => conn,
+            Err(reason) => {
+                let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), now_ms()));
+                std::fs::rename(path, &aside)
+                    .map_err(|e| open_err(format!("{reason}; and cannot set it aside: {e}")))?;
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                note = Some(format!(
+                    "backup store {} was damaged ({reason}); moved to {}",
+                    path.display(),
+                    aside.display()
+                ));
+                Self::connect(path).map_err(open_err)?
+            }
+        };
+        Ok((
+            Store {
+                conn,
+                path: path.to_path_buf(),
+                keep: keep.max(1),
+            },
+            note,
+        ))
+    }
+
+    fn connect(path: &Path) -> Result<Connection, String> {
+        let conn = Connection::open(path).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if check != "ok" {
+            return Err(format!("integrity check: {check}"));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+        conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+        Ok(conn)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records an applied document in one transaction and prunes beyond `keep` (never the
+    /// pinned version). Returns its sequence number.
+    pub fn save(
+        &mut self,
+        version: &str,
+        source: ConfigSource,
+        document: &str,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO configs (version, source, applied_at, sha256, document) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![version, source.as_str(), now_ms(), sha256_hex(document.as_bytes()), document],
+        )?;
+        let seq = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM configs WHERE seq NOT IN (SELECT seq FROM configs ORDER BY seq DESC LIMIT ?1)
+               AND seq NOT IN (SELECT seq FROM pin)",
+            params![self.keep],
+        )?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Every stored version, newest first.
+    pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self
+            .rows("ORDER BY c.seq DESC", [])?
+            .into_iter()
+            .map(|s| s.entry)
+            .collect())
+    }
+
+    fn rows<P: rusqlite::Params>(&self, tail: &str, p: P) -> Result<Vec<Stored>, StoreError> {
+        let sql = format!(
+            "SELECT c.seq, c.version, c.source, c.applied_at, c.sha256, c.document, p.seq IS NOT NULL
+               FROM configs c LEFT JOIN pin p ON p.seq = c.seq {tail}"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(p, |r| {
+            let document: String = r.get(5)?;
+            let sha256: String = r.get(4)?;
+            Ok(Stored {
+                entry: Entry {
+                    seq: r.get(0)?,
+                    version: r.get(1)?,
+                    source: r.get(2)?,
+                    applied_at_ms: r.get(3)?,
+                    intact: sha256_hex(document.as_bytes()) == sha256,
+                    sha256,
+                    size: document.len(),
+                    pinned: r.get(6)?,
+                },
+                document,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The newest stored copy of `version` (or `#seq`).
+    pub fn get(&self, version: &str) -> Result<Stored, StoreError> {
+        let found = match version
+            .strip_prefix('#')
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            Some(seq) => self.rows("WHERE c.seq = ?1", params![seq])?,
+            None => self.rows(
+                "WHERE c.version = ?1 ORDER BY c.seq DESC LIMIT 1",
+                params![version],
+            )?,
+        };
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::NoSuchVersion(version.to_string()))
+    }
+
+    /// The pinned version, if any.
+    pub fn pinned(&self) -> Result<Option<Stored>, StoreError> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row("SELECT seq FROM pin WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        match seq {
+            Some(seq) => Ok(self
+                .rows("WHERE c.seq = ?1", params![seq])?
+                .into_iter()
+                .next()),
+            None => Ok(None),
+        }
+    }
+
+    /// Pins `version` (see `get`) so that it wins at the next sync.
+    pub fn pin(&mut self, version: &str) -> Result<Entry, StoreError> {
+        let stored = self.get(version)?;
+        self.conn.execute(
+            "INSERT INTO pin (id, seq, pinned_at) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, pinned_at = excluded.pinned_at",
+            params![stored.entry.seq, now_ms()],
+        )?;
+        Ok(stored.entry)
+    }
+
+    /// Clears the pin; true if there was one.
+    pub fn unpin(&mut self) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM pin", [])? > 0)
+    }
+
+    /// The newest version that is intact and that `usable` accepts (the caller compiles
+    /// it), skipping the others with a reason each. Returns the version and the skips.
+    pub fn newest_good(
+        &self,
+        usable: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<(Option<Stored>, Vec<String>), StoreError> {
+        let mut skipped = Vec::new();
+        for stored in self.rows("ORDER BY c.seq DESC", [])? {
+            let label = format!(
+                "backup #{} (version {})",
+                stored.entry.seq, stored.entry.version
+            );
+            if !stored.entry.intact {
+                skipped.push(format!("{label}: checksum mismatch, skipped"));
+                continue;
+            }
+            if let Err(e) = usable(&stored.document) {
+                skipped.push(format!("{label}: invalid ({e}), skipped"));
+                continue;
+            }
+            return Ok((Some(stored), skipped));
+        }
+        Ok((None, skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("edgegate-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("sub").join("backup.db")
+    }
+
+    #[test]
+    fn saves_lists_prunes_and_keeps_the_pin() {
+        let path = temp("prune");
+        let (mut store, note) = Store::open(&path, 3).unwrap();
+        assert!(note.is_none());
+        for v in 1..=3 {
+            store
+                .save(&format!("v{v}"), ConfigSource::Local, &format!("doc {v}"))
+                .unwrap();
+        }
+        store.pin("v1").unwrap();
+        for v in 4..=6 {
+            store
+                .save(&format!("v{v}"), ConfigSource::Service, &format!("doc {v}"))
+                .unwrap();
+        }
+        let versions: Vec<String> = store
+            .list()
+            .unwrap()
+            .iter()
+            .map(|e| e.version.clone())
+            .collect();
+        assert_eq!(
+            versions,
+            ["v6", "v5", "v4", "v1"],
+            "newest 3 plus the pinned one"
+        );
+        let pinned = store.pinned().unwrap().unwrap();
+        assert_eq!(
+            (pinned.entry.version.as_str(), pinned.document.as_str()),
+            ("v1", "doc 1")
+        );
+        assert!(store.unpin().unwrap());
+        assert!(store.pinned().unwrap().is_none());
+        store.save("v7", ConfigSource::Service, "doc 7").unwrap();
+        assert_eq!(store.list().unwrap().len(), 3);
+        let e = &store.list().unwrap()[0];
+        assert_eq!((e.source.as_str(), e.size, e.intact), ("service", 5, true));
+        assert_eq!(e.sha256, sha256_hex(b"doc 7"));
+        assert!(matches!(
+            store.get("nope"),
+            Err(StoreError::NoSuchVersion(_))
+        ));
+        assert_eq!(store.get(&format!("#{}", e.seq)).unwrap().document, "doc 7");
+    }
+
+    #[test]
+    fn tampered_and_invalid_versions_are_skipped() {
+        let path = temp("skip");
+        let (mut store, _) = Store::open(&path, 10).unwrap();
+        store.save("good", ConfigSource::Service, "fine").unwrap();
+        store
+            .save("invalid", ConfigSource::Service, "rejected")
+            .unwrap();
+        store
+            .save("tampered", ConfigSource::Service, "original")
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE configs SET document = 'changed' WHERE version = 'tampered'",
+                [],
+            )
+            .unwrap();
+        let (found, skipped) = store
+            .newest_good(|doc| {
+                if doc == "rejected" {
+                    Err("bad field".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+        assert_eq!(found.unwrap().entry.version, "good");
+        assert_eq!(skipped.len(), 2);
+        assert!(
+            skipped[0].contains("(version tampered): checksum mismatch"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].contains("(version invalid): invalid (bad field)"),
+            "{skipped:?}"
+        );
+        assert!(!store.list().unwrap()[0].intact);
+    }
+
+    #[test]
+    fn a_damaged_file_is_set_aside() {
+        let path = temp("damaged");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let (mut store, note) = Store::open(&path, 2).unwrap();
+        let note = note.expect("a note");
+        assert!(
+            note.contains("was damaged") && note.contains(".corrupt-"),
+            "{note}"
+        );
+        store.save("v1", ConfigSource::Local, "doc").unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        let aside = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"));
+        assert!(aside);
+    }
+}
