@@ -234,6 +234,40 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only).
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !text.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r).filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let frac = &text[19..text.len() - 1];
+    if !(frac.is_empty() || (frac.starts_with('.') && frac.len() > 1 && frac[1..].bytes().all(|c| c.is_ascii_digit()))) {
+        return None;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    u64::try_from(secs).ok()
+}
+
 /// The query with the value of `secret_param` replaced by `***`.
 pub fn redact_query(query: &str, secret_param: &str) -> String {
     query
@@ -258,6 +292,18 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_694_400_123)),
             "2026-11-26T12:00:00.123Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for secs in [0u64, 951_782_400, 1_795_694_400, 4_102_444_799] {
+            let text = rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(parse_rfc3339(&text), Some(secs), "{text}");
+        }
+        assert_eq!(parse_rfc3339("2026-12-31T00:00:00Z"), Some(1_798_675_200));
+        for bad in ["2026-12-31", "2026-12-31T00:00:00+01:00", "2026-13-01T00:00:00Z", "2026-12-31T00:00:00.Z", "x026-12-31T00:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]
