@@ -3,4 +3,5 @@
 //! hot path.
 //! Must not touch: the gateway's event loop.
 
+pub mod store;
 pub mod token;

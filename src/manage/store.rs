@@ -1,0 +1,462 @@
+//! The management plane's data in SQLite: APIs, their operations, gateways (with their
+//! keys), which APIs each gateway serves, and what each gateway instance last reported.
+//! Every mutation bumps the revision in the same transaction. A gateway's config document
+//! is computed from the entities; its `version` is a hash of its content, so a change
+//! that does not concern a gateway does not make it re-apply anything.
+//! Must not touch: HTTP (api.rs maps requests to these calls), the gateway's code paths.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use miniserde::json::{self, Array, Object, Value};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::config::{compile, ConfigError, ConfigSource};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
+    CREATE TABLE IF NOT EXISTS apis (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS operations (
+        api TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (api, id));
+    CREATE TABLE IF NOT EXISTS gateways (
+        id TEXT PRIMARY KEY, body TEXT NOT NULL, primary_key TEXT NOT NULL, secondary_key TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS gateway_apis (
+        gateway TEXT NOT NULL, api TEXT NOT NULL, PRIMARY KEY (gateway, api));
+    CREATE TABLE IF NOT EXISTS instances (
+        gateway TEXT NOT NULL, instance TEXT NOT NULL, report TEXT NOT NULL, last_seen INTEGER NOT NULL,
+        PRIMARY KEY (gateway, instance));
+";
+
+#[derive(Debug)]
+pub enum PlaneError {
+    NotFound(String),
+    Invalid(Vec<ConfigError>),
+    Sql(String),
+}
+
+impl From<rusqlite::Error> for PlaneError {
+    fn from(e: rusqlite::Error) -> Self {
+        PlaneError::Sql(e.to_string())
+    }
+}
+
+pub type PlaneResult<T> = Result<T, PlaneError>;
+
+pub struct PlaneStore {
+    conn: Connection,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn parse_object(text: &str) -> Object {
+    match json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => o,
+        _ => Object::new(),
+    }
+}
+
+/// The `id` field of an entity object.
+fn id_of(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(o) => match o.get("id") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A gateway instance's last report, for `GET /admin/gateways/{id}`.
+pub struct Instance {
+    pub instance: String,
+    pub report: Object,
+    pub last_seen: u64,
+}
+
+impl PlaneStore {
+    pub fn open(path: &std::path::Path) -> Result<PlaneStore, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        let conn = Connection::open(path).map_err(|e| e.to_string())?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        if check != "ok" {
+            return Err(format!("integrity check failed: {check}"));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
+        conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+        Ok(PlaneStore { conn })
+    }
+
+    pub fn revision(&self) -> PlaneResult<u64> {
+        let r: i64 = self.conn.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
+        Ok(r as u64)
+    }
+
+    fn bump(tx: &rusqlite::Transaction) -> PlaneResult<()> {
+        tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'", [])?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- APIs
+
+    fn api_value(&self, id: &str, body: &str) -> PlaneResult<Value> {
+        let mut api = parse_object(body);
+        api.insert("id".into(), Value::String(id.to_string()));
+        let mut ops = Array::new();
+        let mut stmt = self.conn.prepare("SELECT id, body FROM operations WHERE api = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (op_id, op_body) = row?;
+            let mut op = parse_object(&op_body);
+            op.insert("id".into(), Value::String(op_id));
+            ops.push(Value::Object(op));
+        }
+        api.insert("operations".into(), Value::Array(ops));
+        Ok(Value::Object(api))
+    }
+
+    pub fn get_api(&self, id: &str) -> PlaneResult<Value> {
+        let body: Option<String> =
+            self.conn.query_row("SELECT body FROM apis WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+        let body = body.ok_or_else(|| PlaneError::NotFound(format!("api '{id}'")))?;
+        self.api_value(id, &body)
+    }
+
+    pub fn list_apis(&self) -> PlaneResult<Vec<Value>> {
+        let mut stmt = self.conn.prepare("SELECT id, body FROM apis ORDER BY id")?;
+        let rows: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        rows.iter().map(|(id, body)| self.api_value(id, body)).collect()
+    }
+
+    /// Validates `candidate` (an API with its operations) together with every other API
+    /// (paths must stay unique), reporting only the candidate's errors, paths relative
+    /// to it.
+    fn validate(&self, candidate: Value) -> PlaneResult<()> {
+        let id = id_of(&candidate).unwrap_or_default().to_string();
+        let mut apis: Array = self
+            .list_apis()?
+            .into_iter()
+            .filter(|a| id_of(a) != Some(id.as_str()))
+            .collect();
+        let index = apis.len();
+        apis.push(candidate);
+        let mut doc = Object::new();
+        doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
+        doc.insert("apis".into(), Value::Array(apis));
+        let text = json::to_string(&Value::Object(doc));
+        match compile(&text, ConfigSource::Service) {
+            Ok(_) => Ok(()),
+            Err(errors) => {
+                let prefix = format!("apis[{index}]");
+                let mine: Vec<ConfigError> = errors
+                    .into_iter()
+                    .filter_map(|e| {
+                        let rest = e.path.strip_prefix(&prefix)?;
+                        Some(ConfigError { path: rest.trim_start_matches('.').to_string(), message: e.message })
+                    })
+                    .collect();
+                if mine.is_empty() {
+                    Ok(())
+                } else {
+                    Err(PlaneError::Invalid(mine))
+                }
+            }
+        }
+    }
+
+    /// Creates or replaces an API (its operations are kept). Returns true if created.
+    pub fn put_api(&mut self, id: &str, mut body: Object) -> PlaneResult<bool> {
+        for managed in ["id", "operations"] {
+            body.remove(managed);
+        }
+        let exists = self.get_api(id).ok();
+        let mut candidate = body.clone();
+        candidate.insert("id".into(), Value::String(id.to_string()));
+        let ops = match &exists {
+            Some(Value::Object(o)) => o.get("operations").cloned().unwrap_or(Value::Array(Array::new())),
+            _ => Value::Array(Array::new()),
+        };
+        candidate.insert("operations".into(), ops);
+        self.validate(Value::Object(candidate))?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO apis (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            params![id, json::to_string(&Value::Object(body))],
+        )?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(exists.is_none())
+    }
+
+    pub fn delete_api(&mut self, id: &str) -> PlaneResult<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute("DELETE FROM apis WHERE id = ?1", params![id])? == 0 {
+            return Err(PlaneError::NotFound(format!("api '{id}'")));
+        }
+        tx.execute("DELETE FROM operations WHERE api = ?1", params![id])?;
+        tx.execute("DELETE FROM gateway_apis WHERE api = ?1", params![id])?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn put_operation(&mut self, api: &str, id: &str, mut body: Object) -> PlaneResult<bool> {
+        body.remove("id");
+        let Value::Object(mut candidate) = self.get_api(api)? else {
+            return Err(PlaneError::NotFound(format!("api '{api}'")));
+        };
+        let mut op = body.clone();
+        op.insert("id".into(), Value::String(id.to_string()));
+        let mut ops = match candidate.remove("operations") {
+            Some(Value::Array(a)) => a,
+            _ => Array::new(),
+        };
+        let before = ops.len();
+        ops.retain(|o| id_of(o) != Some(id));
+        let created = ops.len() == before;
+        ops.push(Value::Object(op));
+        candidate.insert("operations".into(), Value::Array(ops));
+        self.validate(Value::Object(candidate))?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO operations (api, id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(api, id) DO UPDATE SET body = excluded.body",
+            params![api, id, json::to_string(&Value::Object(body))],
+        )?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(created)
+    }
+
+    pub fn get_operation(&self, api: &str, id: &str) -> PlaneResult<Value> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM operations WHERE api = ?1 AND id = ?2", params![api, id], |r| r.get(0))
+            .optional()?;
+        let mut op = parse_object(&body.ok_or_else(|| PlaneError::NotFound(format!("operation '{api}/{id}'")))?);
+        op.insert("id".into(), Value::String(id.to_string()));
+        Ok(Value::Object(op))
+    }
+
+    pub fn delete_operation(&mut self, api: &str, id: &str) -> PlaneResult<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute("DELETE FROM operations WHERE api = ?1 AND id = ?2", params![api, id])? == 0 {
+            return Err(PlaneError::NotFound(format!("operation '{api}/{id}'")));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- gateways
+
+    pub fn put_gateway(&mut self, id: &str, mut body: Object) -> PlaneResult<bool> {
+        body.remove("id");
+        let tx = self.conn.transaction()?;
+        let updated = tx.execute("UPDATE gateways SET body = ?2 WHERE id = ?1", params![id, json::to_string(&Value::Object(body.clone()))])?;
+        if updated == 0 {
+            tx.execute(
+                "INSERT INTO gateways (id, body, primary_key, secondary_key) VALUES (?1, ?2, ?3, ?4)",
+                params![id, json::to_string(&Value::Object(body)), super::token::new_key(), super::token::new_key()],
+            )?;
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(updated == 0)
+    }
+
+    pub fn gateway(&self, id: &str) -> PlaneResult<Object> {
+        let body: Option<String> =
+            self.conn.query_row("SELECT body FROM gateways WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+        let mut o = parse_object(&body.ok_or_else(|| PlaneError::NotFound(format!("gateway '{id}'")))?);
+        o.insert("id".into(), Value::String(id.to_string()));
+        Ok(o)
+    }
+
+    pub fn list_gateways(&self) -> PlaneResult<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM gateways ORDER BY id")?;
+        let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    pub fn delete_gateway(&mut self, id: &str) -> PlaneResult<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute("DELETE FROM gateways WHERE id = ?1", params![id])? == 0 {
+            return Err(PlaneError::NotFound(format!("gateway '{id}'")));
+        }
+        tx.execute("DELETE FROM gateway_apis WHERE gateway = ?1", params![id])?;
+        tx.execute("DELETE FROM instances WHERE gateway = ?1", params![id])?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// (primary, secondary) keys, base64.
+    pub fn gateway_keys(&self, id: &str) -> PlaneResult<(String, String)> {
+        self.conn
+            .query_row("SELECT primary_key, secondary_key FROM gateways WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .ok_or_else(|| PlaneError::NotFound(format!("gateway '{id}'")))
+    }
+
+    /// Replaces one key (or both); tokens signed with a replaced key stop working.
+    pub fn regenerate_keys(&mut self, id: &str, primary: bool, secondary: bool) -> PlaneResult<()> {
+        self.gateway_keys(id)?;
+        let tx = self.conn.transaction()?;
+        if primary {
+            tx.execute("UPDATE gateways SET primary_key = ?2 WHERE id = ?1", params![id, super::token::new_key()])?;
+        }
+        if secondary {
+            tx.execute("UPDATE gateways SET secondary_key = ?2 WHERE id = ?1", params![id, super::token::new_key()])?;
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn link(&mut self, gateway: &str, api: &str) -> PlaneResult<bool> {
+        self.gateway(gateway)?;
+        self.get_api(api)?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("INSERT OR IGNORE INTO gateway_apis (gateway, api) VALUES (?1, ?2)", params![gateway, api])?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    pub fn unlink(&mut self, gateway: &str, api: &str) -> PlaneResult<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute("DELETE FROM gateway_apis WHERE gateway = ?1 AND api = ?2", params![gateway, api])? == 0 {
+            return Err(PlaneError::NotFound(format!("api '{api}' on gateway '{gateway}'")));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn gateway_apis(&self, gateway: &str) -> PlaneResult<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT api FROM gateway_apis WHERE gateway = ?1 ORDER BY api")?;
+        let ids = stmt.query_map(params![gateway], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
+    }
+
+    /// The config document for `gateway` and its version (a content hash).
+    pub fn document(&self, gateway: &str) -> PlaneResult<(String, String)> {
+        self.gateway(gateway)?;
+        let mut apis = Array::new();
+        for id in self.gateway_apis(gateway)? {
+            apis.push(self.get_api(&id)?);
+        }
+        let mut doc = Object::new();
+        doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
+        doc.insert("apis".into(), Value::Array(apis));
+        let content = json::to_string(&Value::Object(doc.clone()));
+        let version = crate::agent::store::sha256_hex(content.as_bytes())[..16].to_string();
+        doc.insert("version".into(), Value::String(version.clone()));
+        Ok((json::to_string(&Value::Object(doc)), version))
+    }
+
+    // ---------------------------------------------------------------- instances
+
+    pub fn record_heartbeat(&mut self, gateway: &str, instance: &str, report: &Object) -> PlaneResult<()> {
+        self.conn.execute(
+            "INSERT INTO instances (gateway, instance, report, last_seen) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(gateway, instance) DO UPDATE SET report = excluded.report, last_seen = excluded.last_seen",
+            params![gateway, instance, json::to_string(&Value::Object(report.clone())), now_unix() as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn instances(&self, gateway: &str) -> PlaneResult<Vec<Instance>> {
+        let mut stmt =
+            self.conn.prepare("SELECT instance, report, last_seen FROM instances WHERE gateway = ?1 ORDER BY instance")?;
+        let rows = stmt.query_map(params![gateway], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (instance, report, last_seen) = row?;
+            out.push(Instance { instance, report: parse_object(&report), last_seen: last_seen.max(0) as u64 });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(text: &str) -> Object {
+        parse_object(text)
+    }
+
+    fn store(name: &str) -> PlaneStore {
+        let dir = std::env::temp_dir().join(format!("edgegate-plane-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        PlaneStore::open(&dir.join("plane.db")).unwrap()
+    }
+
+    #[test]
+    fn entities_revisions_and_documents() {
+        let mut s = store("docs");
+        assert_eq!(s.revision().unwrap(), 0);
+        assert!(s.put_api("echo", obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9000", "subscriptionRequired": false}"#)).unwrap());
+        assert!(s.put_operation("echo", "all", obj(r#"{"method": "*", "urlTemplate": "/*"}"#)).unwrap());
+        assert!(s.put_gateway("gw1", Object::new()).unwrap());
+        assert!(s.link("gw1", "echo").unwrap());
+        assert_eq!(s.revision().unwrap(), 4);
+        let (doc, version) = s.document("gw1").unwrap();
+        let rt = compile(&doc, ConfigSource::Service).unwrap();
+        assert_eq!(rt.version, version);
+        assert_eq!(rt.apis[0].operations[0].url_template, "/*");
+        // a change that does not concern gw1 leaves its document alone
+        s.put_gateway("gw2", Object::new()).unwrap();
+        s.put_api("other", obj(r#"{"path": "other", "serviceUrl": "http://h"}"#)).unwrap();
+        assert_eq!(s.document("gw1").unwrap().1, version);
+        // one that does changes it
+        s.put_operation("echo", "one", obj(r#"{"method": "GET", "urlTemplate": "/one"}"#)).unwrap();
+        assert_ne!(s.document("gw1").unwrap().1, version);
+        s.delete_api("echo").unwrap();
+        assert!(s.gateway_apis("gw1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn invalid_entities_are_refused_with_relative_paths() {
+        let mut s = store("invalid");
+        let Err(PlaneError::Invalid(e)) = s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "ftp://x", "bogus": 1}"#)) else {
+            panic!("accepted")
+        };
+        let texts: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["bogus: unknown field", "serviceUrl: expected an http:// URL"]);
+        s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "http://x"}"#)).unwrap();
+        let Err(PlaneError::Invalid(e)) = s.put_api("b", obj(r#"{"path": "/a/", "serviceUrl": "http://x"}"#)) else {
+            panic!("accepted")
+        };
+        assert_eq!(e[0].to_string(), "path: path 'a' is already used by api 'a'");
+        let Err(PlaneError::Invalid(e)) = s.put_operation("a", "o", obj(r#"{"method": "GET", "urlTemplate": "x"}"#)) else {
+            panic!("accepted")
+        };
+        assert_eq!(e[0].to_string(), "operations[0].urlTemplate: must start with '/'");
+        assert!(matches!(s.put_operation("zz", "o", Object::new()), Err(PlaneError::NotFound(_))));
+        assert_eq!(s.revision().unwrap(), 1, "refused mutations change nothing");
+    }
+
+    #[test]
+    fn keys_regenerate() {
+        let mut s = store("keys");
+        s.put_gateway("g", Object::new()).unwrap();
+        let (p1, s1) = s.gateway_keys("g").unwrap();
+        s.regenerate_keys("g", true, false).unwrap();
+        let (p2, s2) = s.gateway_keys("g").unwrap();
+        assert_ne!(p1, p2);
+        assert_eq!(s1, s2);
+    }
+}
