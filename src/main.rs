@@ -15,12 +15,15 @@ use edgegate::agent::{Agent, LocalConfig};
 use edgegate::config::{self, ConfigSource};
 use edgegate::proxy::server::Server;
 use edgegate::proxy::token;
-use edgegate::settings::{GatewaySettings, LocalMetrics, SettingError};
+use edgegate::settings::{
+    GatewaySettings, Layered, LocalMetrics, LogFormat, ManageSettings, SettingError,
+};
 use edgegate::status::SyncState;
 use edgegate::sys;
 
 const USAGE: &str = "usage:
   edgegate gateway [--settings FILE] [--config FILE] [--set key=value]...
+  edgegate manage [--listen ADDR] [--db FILE] [--settings FILE] [--set key=value]...
   edgegate check FILE
   edgegate backups list|show VERSION|rollback VERSION|unpin [--settings FILE] [--set key=value]...
   edgegate version";
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Some("gateway") => gateway(&args[1..]),
         Some("check") => check(&args[1..]),
         Some("backups") => backups(&args[1..]),
+        Some("manage") => manage(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("{}", edgegate::version_line());
             ExitCode::SUCCESS
@@ -162,6 +166,20 @@ fn backups(args: &[String]) -> ExitCode {
 
 /// Settings from every source, in order: defaults < file < environment < flags.
 fn layered_settings(args: &[String]) -> Result<GatewaySettings, String> {
+    layered(
+        args,
+        GatewaySettings::defaults(sys::is_root()),
+        &[("--config", "config.local.path")],
+    )
+}
+
+/// Applies a settings file, the environment and flags over `settings`. `aliases` maps
+/// short flags (`--config FILE`) to keys.
+fn layered<S: Layered>(
+    args: &[String],
+    mut settings: S,
+    aliases: &[(&str, &str)],
+) -> Result<S, String> {
     let mut settings_file: Option<&str> = None;
     let mut flags: Vec<(String, String)> = Vec::new();
     let mut i = 0;
@@ -171,18 +189,19 @@ fn layered_settings(args: &[String]) -> Result<GatewaySettings, String> {
             .ok_or_else(|| format!("{} needs a value", args[i]))?;
         match args[i].as_str() {
             "--settings" => settings_file = Some(value),
-            "--config" => flags.push(("config.local.path".into(), value.clone())),
             "--set" => {
                 let (k, v) = value
                     .split_once('=')
                     .ok_or_else(|| format!("--set {value}: expected key=value"))?;
                 flags.push((k.trim().to_string(), v.to_string()));
             }
-            other => return Err(format!("unknown option '{other}'")),
+            other => match aliases.iter().find(|(flag, _)| *flag == other) {
+                Some((_, key)) => flags.push(((*key).to_string(), value.clone())),
+                None => return Err(format!("unknown option '{other}'")),
+            },
         }
         i += 2;
     }
-    let mut s = GatewaySettings::defaults(sys::is_root());
     if let Some(path) = settings_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SettingError::Unreadable {
@@ -191,15 +210,37 @@ fn layered_settings(args: &[String]) -> Result<GatewaySettings, String> {
             }
             .to_string()
         })?;
-        s.apply_file_text(&text, path).map_err(|e| e.to_string())?;
+        settings
+            .apply_file_text(&text, path)
+            .map_err(|e| e.to_string())?;
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
-    s.apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    settings
+        .apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| e.to_string())?;
     for (k, v) in &flags {
-        s.apply(k, v, "--set").map_err(|e| e.to_string())?;
+        settings.apply(k, v, "--set").map_err(|e| e.to_string())?;
     }
-    Ok(s)
+    Ok(settings)
+}
+
+fn manage(args: &[String]) -> ExitCode {
+    let aliases = [("--listen", "manage.listen"), ("--db", "manage.db.path")];
+    let settings = match layered(args, ManageSettings::defaults(sys::is_root()), &aliases) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("edgegate: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    sys::init_logging(LogFormat::Text, log::LevelFilter::Info);
+    match edgegate::manage::run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("edgegate: {message}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `layered_settings` plus what `gateway` needs to run in this version.

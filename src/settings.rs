@@ -338,9 +338,20 @@ impl GatewaySettings {
         }
         Ok(())
     }
+}
+
+/// The layering shared by `gateway` and `manage`: `key = value` files, then `EDGEGATE_*`
+/// variables, then flags, each through `apply`.
+pub trait Layered {
+    /// The keys this command owns.
+    const KEYS: &'static [&'static str];
+    /// Keys of the other command: ignored in the environment (both may share one).
+    const OTHER_KEYS: &'static [&'static str];
+
+    fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError>;
 
     /// Applies a settings file's text: `key = value` lines, `#` comments, blank lines.
-    pub fn apply_file_text(&mut self, text: &str, origin: &str) -> Result<(), SettingError> {
+    fn apply_file_text(&mut self, text: &str, origin: &str) -> Result<(), SettingError> {
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -355,9 +366,9 @@ impl GatewaySettings {
         Ok(())
     }
 
-    /// Applies `EDGEGATE_*` variables. A variable that matches no gateway or manage key
+    /// Applies `EDGEGATE_*` variables. A variable that matches no key of either command
     /// is an error that names it, so a typo never goes unnoticed.
-    pub fn apply_env<'a>(
+    fn apply_env<'a>(
         &mut self,
         vars: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<(), SettingError> {
@@ -365,13 +376,85 @@ impl GatewaySettings {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if let Some(key) = GATEWAY_KEYS.iter().find(|k| env_suffix(k) == rest) {
+            if let Some(key) = Self::KEYS.iter().find(|k| env_suffix(k) == rest) {
                 self.apply(key, value, &format!("environment {name}"))?;
-            } else if !MANAGE_KEYS.iter().any(|k| env_suffix(k) == rest) {
+            } else if !Self::OTHER_KEYS.iter().any(|k| env_suffix(k) == rest) {
                 return Err(SettingError::UnknownKey {
                     key: name.to_string(),
                     origin: "environment".into(),
                 });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Layered for GatewaySettings {
+    const KEYS: &'static [&'static str] = GATEWAY_KEYS;
+    const OTHER_KEYS: &'static [&'static str] = MANAGE_KEYS;
+    fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
+        GatewaySettings::apply(self, key, value, origin)
+    }
+}
+
+/// Everything `edgegate manage` can be told.
+#[derive(Clone, Debug)]
+pub struct ManageSettings {
+    pub listen: SocketAddr,
+    pub db_path: PathBuf,
+    /// The admin bearer token, or `@/path` to a file holding it. Secret.
+    pub admin_token: Option<Secret>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ManageSettings {
+    pub fn defaults(is_root: bool) -> Self {
+        ManageSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            db_path: if is_root {
+                PathBuf::from("/var/lib/edgegate/manage.db")
+            } else {
+                PathBuf::from("./edgegate-manage.db")
+            },
+            admin_token: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl Layered for ManageSettings {
+    const KEYS: &'static [&'static str] = MANAGE_KEYS;
+    const OTHER_KEYS: &'static [&'static str] = GATEWAY_KEYS;
+    fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
+        let value = value.trim();
+        let bad = |expected: &'static str| SettingError::BadValue {
+            key: key.to_string(),
+            value: if key == "manage.admin.token" {
+                "***".into()
+            } else {
+                value.to_string()
+            },
+            expected,
+            origin: origin.to_string(),
+        };
+        match key {
+            "manage.listen" => self.listen = value.parse().map_err(|_| bad(ADDR))?,
+            "manage.db.path" => self.db_path = parse_path(value).ok_or_else(|| bad(PATH))?,
+            "manage.admin.token" => {
+                if value.len() < 16 && !value.starts_with('@') {
+                    return Err(bad("a token of at least 16 characters, or @/path/file"));
+                }
+                self.admin_token = Some(Secret(value.to_string()));
+            }
+            "manage.tls.cert" => self.tls_cert = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
+            "manage.tls.key" => self.tls_key = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: key.to_string(),
+                    origin: origin.to_string(),
+                })
             }
         }
         Ok(())

@@ -248,20 +248,40 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// Seconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only).
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     if !text.ends_with('Z') {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| text.get(r).filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?.parse::<i64>().ok();
+    let num = |r: std::ops::Range<usize>| {
+        text.get(r)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?
+            .parse::<i64>()
+            .ok()
+    };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let frac = &text[19..text.len() - 1];
-    if !(frac.is_empty() || (frac.starts_with('.') && frac.len() > 1 && frac[1..].bytes().all(|c| c.is_ascii_digit()))) {
+    if !(frac.is_empty()
+        || (frac.starts_with('.')
+            && frac.len() > 1
+            && frac[1..].bytes().all(|c| c.is_ascii_digit())))
+    {
         return None;
     }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
@@ -301,7 +321,13 @@ mod tests {
             assert_eq!(parse_rfc3339(&text), Some(secs), "{text}");
         }
         assert_eq!(parse_rfc3339("2026-12-31T00:00:00Z"), Some(1_798_675_200));
-        for bad in ["2026-12-31", "2026-12-31T00:00:00+01:00", "2026-13-01T00:00:00Z", "2026-12-31T00:00:00.Z", "x026-12-31T00:00:00Z"] {
+        for bad in [
+            "2026-12-31",
+            "2026-12-31T00:00:00+01:00",
+            "2026-13-01T00:00:00Z",
+            "2026-12-31T00:00:00.Z",
+            "x026-12-31T00:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

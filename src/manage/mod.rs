@@ -3,5 +3,77 @@
 //! hot path.
 //! Must not touch: the gateway's event loop.
 
+pub mod api;
+pub mod http;
 pub mod store;
 pub mod token;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::settings::ManageSettings;
+
+/// The admin token: the setting (or the file it names with `@`), else one generated on
+/// first start and kept next to the database (mode 0600). Returns the token and, when it
+/// was generated now, the file it was written to.
+pub fn admin_token(settings: &ManageSettings) -> Result<(String, Option<PathBuf>), String> {
+    if let Some(secret) = &settings.admin_token {
+        return match secret.0.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| (t.trim().to_string(), None))
+                .map_err(|e| format!("cannot read admin token file {path}: {e}")),
+            None => Ok((secret.0.clone(), None)),
+        };
+    }
+    let path = PathBuf::from(format!("{}.admin-token", settings.db_path.display()));
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok((existing.trim().to_string(), None));
+    }
+    let token = token::new_key().replace(['+', '/', '='], "");
+    write_private(&path, &token)
+        .map_err(|e| format!("cannot write admin token file {}: {e}", path.display()))?;
+    Ok((token, Some(path)))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// Runs the management plane until the process is stopped.
+pub fn run(settings: &ManageSettings) -> Result<(), String> {
+    let store = store::PlaneStore::open(&settings.db_path)
+        .map_err(|e| format!("cannot open database {}: {e}", settings.db_path.display()))?;
+    let (token, generated) = admin_token(settings)?;
+    if let Some(path) = generated {
+        log::info!(
+            "generated an admin token; it is in {} (mode 0600)",
+            path.display()
+        );
+    }
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("manage.tls.cert and manage.tls.key must be set together".into()),
+    };
+    let plane = Arc::new(api::Plane::new(store, token)?);
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    log::info!(
+        "listening on {}://{bound}",
+        if tls.is_some() { "https" } else { "http" }
+    );
+    let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| plane.handle(req));
+    http::serve(listener, tls, handler).map_err(|e| e.to_string())
+}

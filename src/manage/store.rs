@@ -47,7 +47,9 @@ pub struct PlaneStore {
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn parse_object(text: &str) -> Object {
@@ -81,24 +83,36 @@ impl PlaneStore {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
         let conn = Connection::open(path).map_err(|e| e.to_string())?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
         if check != "ok" {
             return Err(format!("integrity check failed: {check}"));
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
         Ok(PlaneStore { conn })
     }
 
     pub fn revision(&self) -> PlaneResult<u64> {
-        let r: i64 = self.conn.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
+        let r: i64 =
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                    r.get(0)
+                })?;
         Ok(r as u64)
     }
 
     fn bump(tx: &rusqlite::Transaction) -> PlaneResult<()> {
-        tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'", [])?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
+            [],
+        )?;
         Ok(())
     }
 
@@ -108,8 +122,12 @@ impl PlaneStore {
         let mut api = parse_object(body);
         api.insert("id".into(), Value::String(id.to_string()));
         let mut ops = Array::new();
-        let mut stmt = self.conn.prepare("SELECT id, body FROM operations WHERE api = ?1 ORDER BY id")?;
-        let rows = stmt.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM operations WHERE api = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (op_id, op_body) = row?;
             let mut op = parse_object(&op_body);
@@ -121,17 +139,24 @@ impl PlaneStore {
     }
 
     pub fn get_api(&self, id: &str) -> PlaneResult<Value> {
-        let body: Option<String> =
-            self.conn.query_row("SELECT body FROM apis WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM apis WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()?;
         let body = body.ok_or_else(|| PlaneError::NotFound(format!("api '{id}'")))?;
         self.api_value(id, &body)
     }
 
     pub fn list_apis(&self) -> PlaneResult<Vec<Value>> {
         let mut stmt = self.conn.prepare("SELECT id, body FROM apis ORDER BY id")?;
-        let rows: Vec<(String, String)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        rows.iter().map(|(id, body)| self.api_value(id, body)).collect()
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.iter()
+            .map(|(id, body)| self.api_value(id, body))
+            .collect()
     }
 
     /// Validates `candidate` (an API with its operations) together with every other API
@@ -158,7 +183,10 @@ impl PlaneStore {
                     .into_iter()
                     .filter_map(|e| {
                         let rest = e.path.strip_prefix(&prefix)?;
-                        Some(ConfigError { path: rest.trim_start_matches('.').to_string(), message: e.message })
+                        Some(ConfigError {
+                            path: rest.trim_start_matches('.').to_string(),
+                            message: e.message,
+                        })
                     })
                     .collect();
                 if mine.is_empty() {
@@ -179,7 +207,10 @@ impl PlaneStore {
         let mut candidate = body.clone();
         candidate.insert("id".into(), Value::String(id.to_string()));
         let ops = match &exists {
-            Some(Value::Object(o)) => o.get("operations").cloned().unwrap_or(Value::Array(Array::new())),
+            Some(Value::Object(o)) => o
+                .get("operations")
+                .cloned()
+                .unwrap_or(Value::Array(Array::new())),
             _ => Value::Array(Array::new()),
         };
         candidate.insert("operations".into(), ops);
@@ -237,16 +268,26 @@ impl PlaneStore {
     pub fn get_operation(&self, api: &str, id: &str) -> PlaneResult<Value> {
         let body: Option<String> = self
             .conn
-            .query_row("SELECT body FROM operations WHERE api = ?1 AND id = ?2", params![api, id], |r| r.get(0))
+            .query_row(
+                "SELECT body FROM operations WHERE api = ?1 AND id = ?2",
+                params![api, id],
+                |r| r.get(0),
+            )
             .optional()?;
-        let mut op = parse_object(&body.ok_or_else(|| PlaneError::NotFound(format!("operation '{api}/{id}'")))?);
+        let mut op = parse_object(
+            &body.ok_or_else(|| PlaneError::NotFound(format!("operation '{api}/{id}'")))?,
+        );
         op.insert("id".into(), Value::String(id.to_string()));
         Ok(Value::Object(op))
     }
 
     pub fn delete_operation(&mut self, api: &str, id: &str) -> PlaneResult<()> {
         let tx = self.conn.transaction()?;
-        if tx.execute("DELETE FROM operations WHERE api = ?1 AND id = ?2", params![api, id])? == 0 {
+        if tx.execute(
+            "DELETE FROM operations WHERE api = ?1 AND id = ?2",
+            params![api, id],
+        )? == 0
+        {
             return Err(PlaneError::NotFound(format!("operation '{api}/{id}'")));
         }
         Self::bump(&tx)?;
@@ -259,7 +300,10 @@ impl PlaneStore {
     pub fn put_gateway(&mut self, id: &str, mut body: Object) -> PlaneResult<bool> {
         body.remove("id");
         let tx = self.conn.transaction()?;
-        let updated = tx.execute("UPDATE gateways SET body = ?2 WHERE id = ?1", params![id, json::to_string(&Value::Object(body.clone()))])?;
+        let updated = tx.execute(
+            "UPDATE gateways SET body = ?2 WHERE id = ?1",
+            params![id, json::to_string(&Value::Object(body.clone()))],
+        )?;
         if updated == 0 {
             tx.execute(
                 "INSERT INTO gateways (id, body, primary_key, secondary_key) VALUES (?1, ?2, ?3, ?4)",
@@ -272,16 +316,25 @@ impl PlaneStore {
     }
 
     pub fn gateway(&self, id: &str) -> PlaneResult<Object> {
-        let body: Option<String> =
-            self.conn.query_row("SELECT body FROM gateways WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
-        let mut o = parse_object(&body.ok_or_else(|| PlaneError::NotFound(format!("gateway '{id}'")))?);
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM gateways WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut o =
+            parse_object(&body.ok_or_else(|| PlaneError::NotFound(format!("gateway '{id}'")))?);
         o.insert("id".into(), Value::String(id.to_string()));
         Ok(o)
     }
 
     pub fn list_gateways(&self) -> PlaneResult<Vec<String>> {
         let mut stmt = self.conn.prepare("SELECT id FROM gateways ORDER BY id")?;
-        let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
 
@@ -300,9 +353,11 @@ impl PlaneStore {
     /// (primary, secondary) keys, base64.
     pub fn gateway_keys(&self, id: &str) -> PlaneResult<(String, String)> {
         self.conn
-            .query_row("SELECT primary_key, secondary_key FROM gateways WHERE id = ?1", params![id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT primary_key, secondary_key FROM gateways WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?
             .ok_or_else(|| PlaneError::NotFound(format!("gateway '{id}'")))
     }
@@ -312,10 +367,16 @@ impl PlaneStore {
         self.gateway_keys(id)?;
         let tx = self.conn.transaction()?;
         if primary {
-            tx.execute("UPDATE gateways SET primary_key = ?2 WHERE id = ?1", params![id, super::token::new_key()])?;
+            tx.execute(
+                "UPDATE gateways SET primary_key = ?2 WHERE id = ?1",
+                params![id, super::token::new_key()],
+            )?;
         }
         if secondary {
-            tx.execute("UPDATE gateways SET secondary_key = ?2 WHERE id = ?1", params![id, super::token::new_key()])?;
+            tx.execute(
+                "UPDATE gateways SET secondary_key = ?2 WHERE id = ?1",
+                params![id, super::token::new_key()],
+            )?;
         }
         Self::bump(&tx)?;
         tx.commit()?;
@@ -326,7 +387,10 @@ impl PlaneStore {
         self.gateway(gateway)?;
         self.get_api(api)?;
         let tx = self.conn.transaction()?;
-        let n = tx.execute("INSERT OR IGNORE INTO gateway_apis (gateway, api) VALUES (?1, ?2)", params![gateway, api])?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO gateway_apis (gateway, api) VALUES (?1, ?2)",
+            params![gateway, api],
+        )?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(n > 0)
@@ -334,8 +398,14 @@ impl PlaneStore {
 
     pub fn unlink(&mut self, gateway: &str, api: &str) -> PlaneResult<()> {
         let tx = self.conn.transaction()?;
-        if tx.execute("DELETE FROM gateway_apis WHERE gateway = ?1 AND api = ?2", params![gateway, api])? == 0 {
-            return Err(PlaneError::NotFound(format!("api '{api}' on gateway '{gateway}'")));
+        if tx.execute(
+            "DELETE FROM gateway_apis WHERE gateway = ?1 AND api = ?2",
+            params![gateway, api],
+        )? == 0
+        {
+            return Err(PlaneError::NotFound(format!(
+                "api '{api}' on gateway '{gateway}'"
+            )));
         }
         Self::bump(&tx)?;
         tx.commit()?;
@@ -343,8 +413,12 @@ impl PlaneStore {
     }
 
     pub fn gateway_apis(&self, gateway: &str) -> PlaneResult<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT api FROM gateway_apis WHERE gateway = ?1 ORDER BY api")?;
-        let ids = stmt.query_map(params![gateway], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT api FROM gateway_apis WHERE gateway = ?1 ORDER BY api")?;
+        let ids = stmt
+            .query_map(params![gateway], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
 
@@ -366,7 +440,12 @@ impl PlaneStore {
 
     // ---------------------------------------------------------------- instances
 
-    pub fn record_heartbeat(&mut self, gateway: &str, instance: &str, report: &Object) -> PlaneResult<()> {
+    pub fn record_heartbeat(
+        &mut self,
+        gateway: &str,
+        instance: &str,
+        report: &Object,
+    ) -> PlaneResult<()> {
         self.conn.execute(
             "INSERT INTO instances (gateway, instance, report, last_seen) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(gateway, instance) DO UPDATE SET report = excluded.report, last_seen = excluded.last_seen",
@@ -379,12 +458,20 @@ impl PlaneStore {
         let mut stmt =
             self.conn.prepare("SELECT instance, report, last_seen FROM instances WHERE gateway = ?1 ORDER BY instance")?;
         let rows = stmt.query_map(params![gateway], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (instance, report, last_seen) = row?;
-            out.push(Instance { instance, report: parse_object(&report), last_seen: last_seen.max(0) as u64 });
+            out.push(Instance {
+                instance,
+                report: parse_object(&report),
+                last_seen: last_seen.max(0) as u64,
+            });
         }
         Ok(out)
     }
@@ -399,7 +486,8 @@ mod tests {
     }
 
     fn store(name: &str) -> PlaneStore {
-        let dir = std::env::temp_dir().join(format!("edgegate-plane-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("edgegate-plane-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         PlaneStore::open(&dir.join("plane.db")).unwrap()
     }
@@ -409,7 +497,13 @@ mod tests {
         let mut s = store("docs");
         assert_eq!(s.revision().unwrap(), 0);
         assert!(s.put_api("echo", obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9000", "subscriptionRequired": false}"#)).unwrap());
-        assert!(s.put_operation("echo", "all", obj(r#"{"method": "*", "urlTemplate": "/*"}"#)).unwrap());
+        assert!(s
+            .put_operation(
+                "echo",
+                "all",
+                obj(r#"{"method": "*", "urlTemplate": "/*"}"#)
+            )
+            .unwrap());
         assert!(s.put_gateway("gw1", Object::new()).unwrap());
         assert!(s.link("gw1", "echo").unwrap());
         assert_eq!(s.revision().unwrap(), 4);
@@ -419,10 +513,19 @@ mod tests {
         assert_eq!(rt.apis[0].operations[0].url_template, "/*");
         // a change that does not concern gw1 leaves its document alone
         s.put_gateway("gw2", Object::new()).unwrap();
-        s.put_api("other", obj(r#"{"path": "other", "serviceUrl": "http://h"}"#)).unwrap();
+        s.put_api(
+            "other",
+            obj(r#"{"path": "other", "serviceUrl": "http://h"}"#),
+        )
+        .unwrap();
         assert_eq!(s.document("gw1").unwrap().1, version);
         // one that does changes it
-        s.put_operation("echo", "one", obj(r#"{"method": "GET", "urlTemplate": "/one"}"#)).unwrap();
+        s.put_operation(
+            "echo",
+            "one",
+            obj(r#"{"method": "GET", "urlTemplate": "/one"}"#),
+        )
+        .unwrap();
         assert_ne!(s.document("gw1").unwrap().1, version);
         s.delete_api("echo").unwrap();
         assert!(s.gateway_apis("gw1").unwrap().is_empty());
@@ -431,21 +534,44 @@ mod tests {
     #[test]
     fn invalid_entities_are_refused_with_relative_paths() {
         let mut s = store("invalid");
-        let Err(PlaneError::Invalid(e)) = s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "ftp://x", "bogus": 1}"#)) else {
+        let Err(PlaneError::Invalid(e)) = s.put_api(
+            "a",
+            obj(r#"{"path": "a", "serviceUrl": "ftp://x", "bogus": 1}"#),
+        ) else {
             panic!("accepted")
         };
         let texts: Vec<String> = e.iter().map(ToString::to_string).collect();
-        assert_eq!(texts, ["bogus: unknown field", "serviceUrl: expected an http:// URL"]);
-        s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "http://x"}"#)).unwrap();
-        let Err(PlaneError::Invalid(e)) = s.put_api("b", obj(r#"{"path": "/a/", "serviceUrl": "http://x"}"#)) else {
+        assert_eq!(
+            texts,
+            [
+                "bogus: unknown field",
+                "serviceUrl: expected an http:// URL"
+            ]
+        );
+        s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "http://x"}"#))
+            .unwrap();
+        let Err(PlaneError::Invalid(e)) =
+            s.put_api("b", obj(r#"{"path": "/a/", "serviceUrl": "http://x"}"#))
+        else {
             panic!("accepted")
         };
-        assert_eq!(e[0].to_string(), "path: path 'a' is already used by api 'a'");
-        let Err(PlaneError::Invalid(e)) = s.put_operation("a", "o", obj(r#"{"method": "GET", "urlTemplate": "x"}"#)) else {
+        assert_eq!(
+            e[0].to_string(),
+            "path: path 'a' is already used by api 'a'"
+        );
+        let Err(PlaneError::Invalid(e)) =
+            s.put_operation("a", "o", obj(r#"{"method": "GET", "urlTemplate": "x"}"#))
+        else {
             panic!("accepted")
         };
-        assert_eq!(e[0].to_string(), "operations[0].urlTemplate: must start with '/'");
-        assert!(matches!(s.put_operation("zz", "o", Object::new()), Err(PlaneError::NotFound(_))));
+        assert_eq!(
+            e[0].to_string(),
+            "operations[0].urlTemplate: must start with '/'"
+        );
+        assert!(matches!(
+            s.put_operation("zz", "o", Object::new()),
+            Err(PlaneError::NotFound(_))
+        ));
         assert_eq!(s.revision().unwrap(), 1, "refused mutations change nothing");
     }
 

@@ -1,0 +1,481 @@
+//! The management plane's HTTP API (DESIGN.md §5). Admin endpoints under `/admin/` need
+//! `Authorization: Bearer <admin token>`; gateway endpoints under `/gateway/` need a
+//! `GatewayKey` token. Every mutation bumps the revision and wakes long polls.
+//! Entities this version cannot serve yet (products, subscriptions, named values,
+//! backends, certificates, policies) answer 501 rather than being stored and ignored.
+//! Must not touch: sockets (http.rs), SQL (store.rs).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use miniserde::json::{self, Array, Number, Object, Value};
+
+use super::http::{Request, Response};
+use super::store::{now_unix, PlaneError, PlaneStore};
+use super::token;
+use crate::telemetry::{push_json_str, rfc3339};
+
+/// Longest `?wait=N` honoured, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+pub struct Plane {
+    store: Mutex<PlaneStore>,
+    /// The revision long polls wait on; bumped after every committed mutation.
+    revision: Mutex<u64>,
+    changed: Condvar,
+    admin_token: String,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+fn secs_to_rfc3339(secs: u64) -> String {
+    rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn plane_error(e: PlaneError) -> Response {
+    match e {
+        PlaneError::NotFound(what) => Response::error(404, &format!("{what} not found")),
+        PlaneError::Invalid(errors) => {
+            let mut body = String::from("{\"statusCode\": 400, \"message\": ");
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            push_json_str(&mut body, &format!("Invalid entity: {first}"));
+            body.push_str(", \"errors\": [");
+            for (i, e) in errors.iter().enumerate() {
+                if i > 0 {
+                    body.push_str(", ");
+                }
+                body.push_str("{\"path\": ");
+                push_json_str(&mut body, &e.path);
+                body.push_str(", \"message\": ");
+                push_json_str(&mut body, &e.message);
+                body.push('}');
+            }
+            body.push_str("]}");
+            Response::json(400, body)
+        }
+        PlaneError::Sql(e) => {
+            log::error!("management store: {e}");
+            Response::error(500, "Internal server error")
+        }
+    }
+}
+
+fn body_object(req: &Request) -> Result<Object, Response> {
+    if req.body.is_empty() {
+        return Ok(Object::new());
+    }
+    let text =
+        std::str::from_utf8(&req.body).map_err(|_| Response::error(400, "Body is not UTF-8"))?;
+    match json::from_str::<Value>(text) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(Response::error(400, "Body must be a JSON object")),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+}
+
+fn created_or_ok(created: bool, entity: Value) -> Response {
+    Response::json(if created { 201 } else { 200 }, json::to_string(&entity))
+}
+
+impl Plane {
+    pub fn new(store: PlaneStore, admin_token: String) -> Result<Plane, String> {
+        let revision = store
+            .revision()
+            .map_err(|_| "cannot read the revision".to_string())?;
+        Ok(Plane {
+            store: Mutex::new(store),
+            revision: Mutex::new(revision),
+            changed: Condvar::new(),
+            admin_token,
+        })
+    }
+
+    fn store(&self) -> MutexGuard<'_, PlaneStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bumped(&self) {
+        let rev = self.store().revision().unwrap_or(0);
+        let mut current = self.revision.lock().unwrap_or_else(|p| p.into_inner());
+        *current = rev;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the revision differs from `seen` or `deadline` passes.
+    fn wait_change(&self, seen: u64, deadline: Instant) {
+        let mut current = self.revision.lock().unwrap_or_else(|p| p.into_inner());
+        while *current == seen {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            current = match self.changed.wait_timeout(current, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn current_revision(&self) -> u64 {
+        *self.revision.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn handle(&self, req: &Request) -> Response {
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        match segments.first() {
+            Some(&"admin") => {
+                let authorized = req
+                    .header("authorization")
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), self.admin_token.as_bytes()));
+                if !authorized {
+                    return Response::error(
+                        401,
+                        "Access denied due to missing or invalid admin token",
+                    );
+                }
+                self.admin(req, &segments[1..])
+            }
+            Some(&"gateway") => self.gateway(req, &segments[1..]),
+            _ => Response::error(404, "Resource not found"),
+        }
+    }
+
+    fn mutation(&self, result: Result<Response, PlaneError>) -> Response {
+        match result {
+            Ok(r) => {
+                if r.status < 300 {
+                    self.bumped();
+                }
+                r
+            }
+            Err(e) => plane_error(e),
+        }
+    }
+
+    fn admin(&self, req: &Request, path: &[&str]) -> Response {
+        let method = req.method.as_str();
+        if let Some(id) = path.get(1) {
+            if !valid_id(id) {
+                return Response::error(
+                    400,
+                    "Ids may hold only letters, digits and - _ . ~ (at most 256)",
+                );
+            }
+        }
+        match (method, path) {
+            ("GET", ["apis"]) => match self.store().list_apis() {
+                Ok(apis) => Response::json(
+                    200,
+                    json::to_string(&Value::Array(apis.into_iter().collect())),
+                ),
+                Err(e) => plane_error(e),
+            },
+            ("GET", ["apis", id]) => self
+                .store()
+                .get_api(id)
+                .map_or_else(plane_error, |v| Response::json(200, json::to_string(&v))),
+            ("PUT", ["apis", id]) => {
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let result = (|| {
+                    let mut store = self.store();
+                    let created = store.put_api(id, body)?;
+                    Ok(created_or_ok(created, store.get_api(id)?))
+                })();
+                self.mutation(result)
+            }
+            ("DELETE", ["apis", id]) => {
+                let result = self.store().delete_api(id).map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            ("GET", ["apis", id, "operations"]) => match self.store().get_api(id) {
+                Ok(Value::Object(o)) => Response::json(
+                    200,
+                    json::to_string(o.get("operations").unwrap_or(&Value::Null)),
+                ),
+                Ok(_) => Response::error(404, "Resource not found"),
+                Err(e) => plane_error(e),
+            },
+            ("GET", ["apis", api, "operations", op]) => self
+                .store()
+                .get_operation(api, op)
+                .map_or_else(plane_error, |v| Response::json(200, json::to_string(&v))),
+            ("PUT", ["apis", api, "operations", op]) => {
+                if !valid_id(op) {
+                    return Response::error(
+                        400,
+                        "Ids may hold only letters, digits and - _ . ~ (at most 256)",
+                    );
+                }
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let result = (|| {
+                    let mut store = self.store();
+                    let created = store.put_operation(api, op, body)?;
+                    Ok(created_or_ok(created, store.get_operation(api, op)?))
+                })();
+                self.mutation(result)
+            }
+            ("DELETE", ["apis", api, "operations", op]) => {
+                let result = self
+                    .store()
+                    .delete_operation(api, op)
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            ("GET", ["gateways"]) => match { self.store().list_gateways() } {
+                Ok(ids) => {
+                    let list: Array = ids
+                        .iter()
+                        .map(|id| self.gateway_view(id))
+                        .filter_map(Result::ok)
+                        .collect();
+                    Response::json(200, json::to_string(&Value::Array(list)))
+                }
+                Err(e) => plane_error(e),
+            },
+            ("GET", ["gateways", id]) => self
+                .gateway_view(id)
+                .map_or_else(plane_error, |v| Response::json(200, json::to_string(&v))),
+            ("PUT", ["gateways", id]) => {
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let result = self.store().put_gateway(id, body);
+                let result =
+                    result.and_then(|created| Ok(created_or_ok(created, self.gateway_view(id)?)));
+                self.mutation(result)
+            }
+            ("DELETE", ["gateways", id]) => {
+                let result = self
+                    .store()
+                    .delete_gateway(id)
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            ("GET", ["gateways", id, "apis"]) => match self.store().gateway_apis(id) {
+                Ok(ids) => Response::json(
+                    200,
+                    json::to_string(&Value::Array(ids.iter().map(|i| string(i)).collect())),
+                ),
+                Err(e) => plane_error(e),
+            },
+            ("PUT", ["gateways", id, "apis", api]) => {
+                let result = self
+                    .store()
+                    .link(id, api)
+                    .map(|created| Response::empty(if created { 201 } else { 204 }));
+                self.mutation(result)
+            }
+            ("DELETE", ["gateways", id, "apis", api]) => {
+                let result = self.store().unlink(id, api).map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            ("POST", ["gateways", id, "token"]) => self.generate_token(req, id),
+            ("POST", ["gateways", id, "keys", "regenerate"]) => {
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let (primary, secondary) = match body.get("keyType") {
+                    None => (true, true),
+                    Some(Value::String(k)) if k == "primary" => (true, false),
+                    Some(Value::String(k)) if k == "secondary" => (false, true),
+                    _ => return Response::error(400, "keyType must be primary or secondary"),
+                };
+                {
+                    let result = self
+                        .store()
+                        .regenerate_keys(id, primary, secondary)
+                        .map(|()| Response::empty(204));
+                    self.mutation(result)
+                }
+            }
+            (_, [kind, ..])
+                if [
+                    "products",
+                    "subscriptions",
+                    "named-values",
+                    "backends",
+                    "certificates",
+                    "policy",
+                ]
+                .contains(kind) =>
+            {
+                Response::error(
+                    501,
+                    &format!("{kind} are not supported by this version of edgegate"),
+                )
+            }
+            _ => Response::error(404, "Resource not found"),
+        }
+    }
+
+    fn generate_token(&self, req: &Request, id: &str) -> Response {
+        let body = match body_object(req) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let Some(Value::String(expiry)) = body.get("expiry") else {
+            return Response::error(400, "expiry is required, e.g. \"2026-12-31T00:00:00Z\"");
+        };
+        let Some(expiry) = crate::telemetry::parse_rfc3339(expiry) else {
+            return Response::error(
+                400,
+                "expiry must be an RFC 3339 UTC time such as 2026-12-31T00:00:00Z",
+            );
+        };
+        let keys = match self.store().gateway_keys(id) {
+            Ok(k) => k,
+            Err(e) => return plane_error(e),
+        };
+        let key = match body.get("keyType") {
+            None => keys.0,
+            Some(Value::String(k)) if k == "primary" => keys.0,
+            Some(Value::String(k)) if k == "secondary" => keys.1,
+            _ => return Response::error(400, "keyType must be primary or secondary"),
+        };
+        match token::generate(key.as_bytes(), id, expiry, now_unix()) {
+            Ok(value) => {
+                let mut o = Object::new();
+                o.insert("value".into(), Value::String(value));
+                Response::json(200, json::to_string(&Value::Object(o)))
+            }
+            Err(e) => Response::error(400, &e.to_string()),
+        }
+    }
+
+    /// A gateway with its APIs and, per instance, what it last reported.
+    fn gateway_view(&self, id: &str) -> Result<Value, PlaneError> {
+        let store = self.store();
+        let mut view = store.gateway(id)?;
+        view.insert(
+            "apis".into(),
+            Value::Array(store.gateway_apis(id)?.iter().map(|a| string(a)).collect()),
+        );
+        let now = now_unix();
+        let mut instances = Array::new();
+        for inst in store.instances(id)? {
+            let mut o = inst.report.clone();
+            let interval = match o.get("heartbeatIntervalSeconds") {
+                Some(Value::Number(Number::U64(n))) => (*n).max(1),
+                _ => 60,
+            };
+            let connected = now.saturating_sub(inst.last_seen) <= 2 * interval;
+            o.insert("instanceId".into(), Value::String(inst.instance));
+            o.insert(
+                "lastHeartbeat".into(),
+                Value::String(secs_to_rfc3339(inst.last_seen)),
+            );
+            o.insert(
+                "state".into(),
+                string(if connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                }),
+            );
+            instances.push(Value::Object(o));
+        }
+        view.insert("instances".into(), Value::Array(instances));
+        Ok(Value::Object(view))
+    }
+
+    /// The gateway id behind a `GatewayKey` token, or the 401 to answer.
+    fn authenticate(&self, req: &Request) -> Result<String, Response> {
+        let header = req.header("authorization").unwrap_or("");
+        let presented = token::parse(header).map_err(|e| Response::error(401, &e.to_string()))?;
+        let keys = self
+            .store()
+            .gateway_keys(presented.gateway_id)
+            .map_err(|_| Response::error(401, &token::TokenError::BadSignature.to_string()))?;
+        token::verify(
+            &presented,
+            &[keys.0.as_bytes(), keys.1.as_bytes()],
+            now_unix(),
+        )
+        .map_err(|e| Response::error(401, &e.to_string()))?;
+        Ok(presented.gateway_id.to_string())
+    }
+
+    fn gateway(&self, req: &Request, path: &[&str]) -> Response {
+        let gateway_id = match self.authenticate(req) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        match (req.method.as_str(), path) {
+            ("GET", ["config"]) => {
+                let wait = req
+                    .query_param("wait")
+                    .and_then(|w| w.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    .min(MAX_WAIT_SECONDS);
+                let deadline = Instant::now() + Duration::from_secs(wait);
+                let known = req
+                    .header("if-none-match")
+                    .map(|v| v.trim().trim_matches('"').to_string());
+                loop {
+                    let seen = self.current_revision();
+                    let (doc, version) = match self.store().document(&gateway_id) {
+                        Ok(d) => d,
+                        Err(e) => return plane_error(e),
+                    };
+                    if known.as_deref() != Some(version.as_str()) {
+                        let mut r = Response::json(200, doc);
+                        r.headers.push(("ETag", format!("\"{version}\"")));
+                        return r;
+                    }
+                    if Instant::now() >= deadline {
+                        let mut r = Response::empty(304);
+                        r.headers.push(("ETag", format!("\"{version}\"")));
+                        return r;
+                    }
+                    self.wait_change(seen, deadline);
+                }
+            }
+            ("POST", ["heartbeat"]) => {
+                let report = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let instance = match report.get("instanceId") {
+                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
+                    _ => return Response::error(400, "instanceId is required"),
+                };
+                match self
+                    .store()
+                    .record_heartbeat(&gateway_id, &instance, &report)
+                {
+                    Ok(()) => Response::empty(204),
+                    Err(e) => plane_error(e),
+                }
+            }
+            ("POST", ["telemetry"]) => Response::error(
+                501,
+                "telemetry upload is not supported by this version of edgegate",
+            ),
+            _ => Response::error(404, "Resource not found"),
+        }
+    }
+}
