@@ -10,8 +10,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use edgegate::agent::local::LocalConfig;
+use edgegate::agent::service::ServiceSync;
 use edgegate::agent::store::Store;
-use edgegate::agent::{Agent, LocalConfig};
+use edgegate::agent::{Agent, Loaded, Syncer};
 use edgegate::config::{self, ConfigSource};
 use edgegate::proxy::server::Server;
 use edgegate::proxy::token;
@@ -246,14 +248,14 @@ fn manage(args: &[String]) -> ExitCode {
 /// `layered_settings` plus what `gateway` needs to run in this version.
 fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
     let s = layered_settings(args)?;
-    if s.service_endpoint.is_some() {
-        return Err("setting 'config.service.endpoint': a management plane is not supported by this version of edgegate; use config.local.path".into());
-    }
     if s.metrics_local == LocalMetrics::Prometheus {
         return Err("setting 'telemetry.metrics.local': prometheus is not supported by this version of edgegate".into());
     }
-    if s.local_path.is_none() {
-        return Err("no config source: set config.local.path (or pass --config FILE)".into());
+    if s.local_path.is_none() && s.service_endpoint.is_none() {
+        return Err("no config source: set config.local.path (or pass --config FILE) or config.service.endpoint".into());
+    }
+    if s.local_path.is_some() && s.service_endpoint.is_some() {
+        return Err("set either config.local.path or config.service.endpoint, not both".into());
     }
     Ok(s)
 }
@@ -277,16 +279,32 @@ fn gateway(args: &[String]) -> ExitCode {
 }
 
 fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
-    let Some(path) = settings.local_path.clone() else {
-        return Err("no config source".into());
-    };
-    let backup = settings
-        .backup_enabled
-        .then_some((settings.backup_path.as_path(), settings.backup_versions));
-    let mut source = LocalConfig::new(path, backup);
-    let loaded = source
-        .initial()
-        .map_err(|problems| format!("config rejected:\n{}", problems.join("\n")))?;
+    // Where configs come from: the management plane, or a local file.
+    let (syncer, loaded, sync): (Box<dyn Syncer>, Loaded, SyncState) =
+        if settings.service_endpoint.is_some() {
+            let mut service = ServiceSync::new(settings)?;
+            let loaded = service.initial()?;
+            let mut sync = service.state();
+            sync.last_sync_at = Some(std::time::SystemTime::now());
+            (Box::new(service), loaded, sync)
+        } else {
+            let Some(path) = settings.local_path.clone() else {
+                return Err("no config source".into());
+            };
+            let backup = settings
+                .backup_enabled
+                .then_some((settings.backup_path.as_path(), settings.backup_versions));
+            let mut source = LocalConfig::new(path, backup);
+            let loaded = source
+                .initial()
+                .map_err(|problems| format!("config rejected:\n{}", problems.join("\n")))?;
+            let sync = SyncState {
+                last_sync_at: Some(std::time::SystemTime::now()),
+                last_error: loaded.problem.clone(),
+                ..SyncState::default()
+            };
+            (Box::new(source), loaded, sync)
+        };
     let listener = mio::net::TcpListener::bind(settings.http_listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -294,20 +312,14 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     let waker =
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
     let runtime = Arc::new(loaded.runtime);
-    let (agent, from_agent) =
-        Agent::spawn_local(source, (Arc::clone(&runtime), loaded.text), waker)
-            .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    let (agent, from_agent) = Agent::spawn(syncer, (Arc::clone(&runtime), loaded.text), waker)
+        .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
         "config version {} ({}) loaded, {} apis",
         runtime.version,
         runtime.source.as_str(),
         runtime.apis.len()
     );
-    let sync = SyncState {
-        last_sync_at: Some(std::time::SystemTime::now()),
-        last_error: loaded.problem,
-        ..SyncState::default()
-    };
     let server = Server::new(
         poll,
         listener,

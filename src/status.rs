@@ -14,7 +14,7 @@ pub const STATUS_PATHS: [&str; 2] = [
 ];
 
 /// The outcome of the most recent attempt to load or fetch a config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncState {
     pub last_sync_at: Option<SystemTime>,
     /// `None` = the last attempt succeeded.

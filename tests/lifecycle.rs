@@ -92,7 +92,7 @@ fn bad_settings_exit_2_with_one_line_naming_the_key() {
     assert_eq!(code, 2);
     assert_eq!(
         err,
-        "edgegate: no config source: set config.local.path (or pass --config FILE)\n"
+        "edgegate: no config source: set config.local.path (or pass --config FILE) or config.service.endpoint\n"
     );
 }
 

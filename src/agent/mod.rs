@@ -1,24 +1,28 @@
 //! The agent: the gateway's one background thread. It does everything that may block
-//! so the event loop never does: reading the config file, compiling and validating it,
-//! resolving backend host names (DNS), and writing request-log batches to stderr. It
-//! hands a finished `Arc<Runtime>` to the loop through a channel plus the `mio::Waker`.
-//! In local mode it acts on SIGHUP (forwarded by the loop as `ToAgent::Reload`).
+//! so the event loop never does: getting configs (a file in local mode, the management
+//! plane in service mode), compiling and validating them, backing them up, resolving
+//! backend host names (DNS), heartbeats, writing request-log batches to stderr, and
+//! freeing retired configs. It hands a finished `Arc<Runtime>` to the loop through a
+//! channel plus the `mio::Waker`. Where configs come from is a `Syncer`; the thread loop
+//! here is the same for both modes.
 //! Must not touch: sockets of the data plane, the loop's state.
 
+pub mod client;
+pub mod local;
+pub mod service;
 pub mod store;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
 use crate::config::{self, ConfigError, ConfigSource, Runtime};
-use store::Store;
 
 /// Loop → agent. Bounded: the loop only ever `try_send`s. A reload is also flagged in
 /// `Agent::reload`, so it is never lost when the queue is full of log batches.
@@ -40,6 +44,8 @@ pub enum ToLoop {
     },
     /// A config was refused; the running one stays. The text is for status.
     Rejected(String),
+    /// The sync state changed (service mode): replaces what status shows.
+    Status(crate::status::SyncState),
 }
 
 /// Queue depth loop → agent (each log batch is at most `telemetry::MAX_BATCH_BYTES`).
@@ -88,180 +94,29 @@ pub fn refresh_addresses(
     (fresh.backend_addresses() != running.backend_addresses()).then_some(fresh)
 }
 
-/// Where local mode gets its config, in order: a pinned backup (`edgegate backups
-/// rollback`), the config file (each new document recorded in the backup store before it
-/// is applied), and, only at start when the file cannot be used, the newest good backup.
-pub struct LocalConfig {
-    pub path: PathBuf,
-    pub store: Option<Store>,
-}
-
 /// A config ready to hand to the loop.
 pub struct Loaded {
     pub runtime: Runtime,
     pub text: String,
-    /// Why this is not the file's config (for status), when it is not.
+    /// Why this is not the latest config of its source (for status), when it is not.
     pub problem: Option<String>,
 }
 
-impl LocalConfig {
-    /// Opens the backup store when enabled; a store that cannot be opened is logged and
-    /// the gateway runs without backups rather than not at all.
-    pub fn new(path: PathBuf, backup: Option<(&Path, u32)>) -> LocalConfig {
-        let store = backup.and_then(|(file, keep)| match Store::open(file, keep) {
-            Ok((store, note)) => {
-                if let Some(note) = note {
-                    log::error!("{note}");
-                }
-                Some(store)
-            }
-            Err(e) => {
-                log::error!("{e}; running without config backups");
-                None
-            }
-        });
-        LocalConfig { path, store }
-    }
+/// What a `Syncer` tells the agent loop.
+pub enum Update {
+    Apply(Loaded),
+    Rejected(String),
+    Status(crate::status::SyncState),
+}
 
-    fn pinned(&self) -> Option<Loaded> {
-        let stored = match self.store.as_ref()?.pinned() {
-            Ok(s) => s?,
-            Err(e) => {
-                log::error!("{e}");
-                return None;
-            }
-        };
-        let label = format!(
-            "pinned backup #{} (version {})",
-            stored.entry.seq, stored.entry.version
-        );
-        if !stored.entry.intact {
-            log::error!("{label}: checksum mismatch; pin ignored");
-            return None;
-        }
-        match compile_and_resolve(&stored.document, ConfigSource::Backup) {
-            Ok(runtime) => Some(Loaded {
-                runtime,
-                text: stored.document,
-                problem: Some(format!(
-                    "{label} is in force; {} is not read until the pin is cleared",
-                    self.path.display()
-                )),
-            }),
-            Err(errors) => {
-                log::error!(
-                    "{label} is invalid ({}); pin ignored",
-                    errors.first().map(ToString::to_string).unwrap_or_default()
-                );
-                None
-            }
-        }
-    }
-
-    /// Records a document read from the file, unless it is the newest one already stored.
-    fn record(&mut self, runtime: &Runtime, text: &str) {
-        let Some(store) = self.store.as_mut() else {
-            return;
-        };
-        let sha = store::sha256_hex(text.as_bytes());
-        let newest = store.list().ok().and_then(|l| l.into_iter().next());
-        if newest.is_some_and(|e| e.sha256 == sha && e.intact) {
-            return;
-        }
-        if let Err(e) = store.save(&runtime.version, ConfigSource::Local, text) {
-            log::error!(
-                "config version {} applied but not backed up: {e}",
-                runtime.version
-            );
-        }
-    }
-
-    /// The config to start with. `Err` carries every problem, for the exit message.
-    pub fn initial(&mut self) -> Result<Loaded, Vec<String>> {
-        if let Some(pinned) = self.pinned() {
-            return Ok(pinned);
-        }
-        let file_errors = match load_config_file(&self.path, ConfigSource::Local) {
-            Ok((runtime, text)) => {
-                self.record(&runtime, &text);
-                return Ok(Loaded {
-                    runtime,
-                    text,
-                    problem: None,
-                });
-            }
-            Err(errors) => errors,
-        };
-        let mut problems: Vec<String> = file_errors
-            .iter()
-            .map(|e| format!("{}: {e}", self.path.display()))
-            .collect();
-        let Some(store) = self.store.as_ref() else {
-            return Err(problems);
-        };
-        let usable = |doc: &str| {
-            config::compile(doc, ConfigSource::Backup)
-                .map(drop)
-                .map_err(|e| e.first().map(ToString::to_string).unwrap_or_default())
-        };
-        match store.newest_good(usable) {
-            Ok((Some(stored), skipped)) => {
-                for s in skipped {
-                    log::error!("{s}");
-                }
-                for p in &problems {
-                    log::error!("config rejected: {p}");
-                }
-                let runtime = compile_and_resolve(&stored.document, ConfigSource::Backup)
-                    .map_err(|_| problems.clone())?;
-                log::warn!(
-                    "starting from backup #{} (version {}) because {} cannot be used",
-                    stored.entry.seq,
-                    stored.entry.version,
-                    self.path.display()
-                );
-                let problem = Some(format!(
-                    "{} rejected ({} error(s)); serving backup version {}",
-                    self.path.display(),
-                    problems.len(),
-                    stored.entry.version
-                ));
-                Ok(Loaded {
-                    runtime,
-                    text: stored.document,
-                    problem,
-                })
-            }
-            Ok((None, skipped)) => {
-                problems.extend(skipped);
-                problems.push("and no usable backup".into());
-                Err(problems)
-            }
-            Err(e) => {
-                problems.push(e.to_string());
-                Err(problems)
-            }
-        }
-    }
-
-    /// SIGHUP: the pin if one is set, else the file. A bad file is rejected and the
-    /// running config stays (no fallback to older backups while running).
-    pub fn reload(&mut self) -> Result<Loaded, Vec<String>> {
-        if let Some(pinned) = self.pinned() {
-            return Ok(pinned);
-        }
-        match load_config_file(&self.path, ConfigSource::Local) {
-            Ok((runtime, text)) => {
-                self.record(&runtime, &text);
-                Ok(Loaded {
-                    runtime,
-                    text,
-                    problem: None,
-                })
-            }
-            Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
-        }
-    }
+/// Where configs come from: a file (local mode) or the management plane (service mode).
+pub trait Syncer: Send + 'static {
+    /// SIGHUP.
+    fn reload(&mut self) -> Vec<Update>;
+    /// Periodic work (polls, heartbeats); `running` is the config the loop serves.
+    fn tick(&mut self, running: &Runtime) -> Vec<Update>;
+    /// When `tick` wants to run next.
+    fn next_tick(&self) -> Instant;
 }
 
 pub struct Agent {
@@ -272,10 +127,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent thread for local mode; the receiver is the loop's end. `applied`
-    /// is the config the loop starts with and its text (kept for DNS refreshes).
-    pub fn spawn_local(
-        source: LocalConfig,
+    /// Starts the agent thread; the receiver is the loop's end. `applied` is the config
+    /// the loop starts with and its text (kept for DNS refreshes).
+    pub fn spawn(
+        syncer: Box<dyn Syncer>,
         applied: (Arc<Runtime>, String),
         waker: Arc<Waker>,
     ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
@@ -285,7 +140,7 @@ impl Agent {
         let flag = reload.clone();
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
-            .spawn(move || run_local(source, applied, &inbox, &flag, &outbox, &waker))?;
+            .spawn(move || run(syncer, applied, &inbox, &flag, &outbox, &waker))?;
         Ok((
             Agent {
                 sender,
@@ -303,8 +158,16 @@ impl Agent {
     }
 }
 
-fn run_local(
-    mut source: LocalConfig,
+fn system_lookup(host: &str, port: u16) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default()
+}
+
+fn run(
+    mut syncer: Box<dyn Syncer>,
     applied: (Arc<Runtime>, String),
     inbox: &Receiver<ToAgent>,
     reload: &AtomicBool,
@@ -313,11 +176,15 @@ fn run_local(
 ) {
     let mut stderr = std::io::stderr();
     let mut retired: Vec<Arc<Runtime>> = Vec::new();
-    // The running config as the agent knows it: its text, and the runtime (for addresses).
+    // The running config as the agent knows it: the runtime (for addresses) and its text.
     let (mut running, mut running_text) = applied;
-    let mut next_dns = std::time::Instant::now() + DNS_REFRESH;
+    let mut next_dns = Instant::now() + DNS_REFRESH;
     loop {
-        match inbox.recv_timeout(Duration::from_secs(1)) {
+        let due = syncer.next_tick().min(next_dns);
+        let wait = due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        match inbox.recv_timeout(wait) {
             Ok(ToAgent::Logs(batch)) => {
                 let _ = stderr.write_all(batch.as_bytes());
             }
@@ -327,56 +194,41 @@ fn run_local(
         }
         // Requests in flight may still hold a retired runtime; free it once they are done.
         retired.retain(|r| Arc::strong_count(r) > 1);
-        let mut msg = None;
+        let mut updates = Vec::new();
         if reload.swap(false, Ordering::SeqCst) {
-            log::info!("reloading {}", source.path.display());
-            msg = Some(match source.reload() {
-                Ok(loaded) => {
-                    running_text = loaded.text;
-                    if let Some(p) = &loaded.problem {
-                        log::warn!("{p}");
-                    }
-                    ToLoop::Apply {
-                        runtime: Arc::new(loaded.runtime),
-                        note: loaded.problem,
-                    }
-                }
-                Err(errors) => {
-                    for e in &errors {
-                        log::error!("config rejected, running config kept: {e}");
-                    }
-                    let first = errors.first().cloned().unwrap_or_default();
-                    ToLoop::Rejected(format!(
-                        "{} error(s) in {}; first: {first}",
-                        errors.len(),
-                        source.path.display()
-                    ))
-                }
-            });
-        } else if std::time::Instant::now() >= next_dns {
-            next_dns = std::time::Instant::now() + DNS_REFRESH;
-            let system = |host: &str, port: u16| {
-                use std::net::ToSocketAddrs;
-                (host, port)
-                    .to_socket_addrs()
-                    .map(|a| a.collect())
-                    .unwrap_or_default()
-            };
-            if let Some(fresh) = refresh_addresses(&running, &running_text, system) {
+            updates.extend(syncer.reload());
+        }
+        if Instant::now() >= syncer.next_tick() {
+            updates.extend(syncer.tick(&running));
+        }
+        if Instant::now() >= next_dns {
+            next_dns = Instant::now() + DNS_REFRESH;
+            if let Some(fresh) = refresh_addresses(&running, &running_text, system_lookup) {
                 log::info!(
                     "backend addresses changed in DNS; config version {} re-applied",
                     fresh.version
                 );
-                msg = Some(ToLoop::Apply {
-                    runtime: Arc::new(fresh),
-                    note: None,
-                });
+                updates.push(Update::Apply(Loaded {
+                    runtime: fresh,
+                    text: running_text.clone(),
+                    problem: None,
+                }));
             }
         }
-        if let Some(msg) = msg {
-            if let ToLoop::Apply { runtime, .. } = &msg {
-                running = Arc::clone(runtime);
-            }
+        for update in updates {
+            let msg = match update {
+                Update::Apply(loaded) => {
+                    let runtime = Arc::new(loaded.runtime);
+                    running = Arc::clone(&runtime);
+                    running_text = loaded.text;
+                    ToLoop::Apply {
+                        runtime,
+                        note: loaded.problem,
+                    }
+                }
+                Update::Rejected(reason) => ToLoop::Rejected(reason),
+                Update::Status(state) => ToLoop::Status(state),
+            };
             if outbox.send(msg).is_err() {
                 return;
             }

@@ -243,17 +243,11 @@ impl Plane {
                     .map(|()| Response::empty(204));
                 self.mutation(result)
             }
-            ("GET", ["gateways"]) => match { self.store().list_gateways() } {
-                Ok(ids) => {
-                    let list: Array = ids
-                        .iter()
-                        .map(|id| self.gateway_view(id))
-                        .filter_map(Result::ok)
-                        .collect();
-                    Response::json(200, json::to_string(&Value::Array(list)))
-                }
-                Err(e) => plane_error(e),
-            },
+            ("GET", ["gateways"]) => {
+                // the store guard must be gone before gateway_view takes it again
+                let ids = self.store().list_gateways();
+                self.list_gateways(ids)
+            }
             ("GET", ["gateways", id]) => self
                 .gateway_view(id)
                 .map_or_else(plane_error, |v| Response::json(200, json::to_string(&v))),
@@ -329,6 +323,20 @@ impl Plane {
                 )
             }
             _ => Response::error(404, "Resource not found"),
+        }
+    }
+
+    fn list_gateways(&self, ids: Result<Vec<String>, PlaneError>) -> Response {
+        match ids {
+            Ok(ids) => {
+                let list: Array = ids
+                    .iter()
+                    .map(|id| self.gateway_view(id))
+                    .filter_map(Result::ok)
+                    .collect();
+                Response::json(200, json::to_string(&Value::Array(list)))
+            }
+            Err(e) => plane_error(e),
         }
     }
 

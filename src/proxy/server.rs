@@ -321,6 +321,7 @@ impl Server {
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = note;
                 }
+                ToLoop::Status(state) => self.sync = state,
                 ToLoop::Rejected(reason) => {
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = Some(reason);

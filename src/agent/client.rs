@@ -1,0 +1,184 @@
+//! The agent's client to the management plane (ureq, blocking, rustls/ring): config
+//! fetches with ETag and long poll, heartbeats. Trusts `config.service.ca` when set (a
+//! private CA on an air-gapped site), Mozilla's roots otherwise. The token is read from
+//! `config.service.auth` on every call, so a rotated `@file` takes effect at once.
+//! Only ever used on the agent thread.
+//! Must not touch: the loop, the backup store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::settings::GatewaySettings;
+
+/// Largest config document accepted from the plane.
+pub const MAX_DOCUMENT: u64 = 64 * 1024 * 1024;
+
+pub enum Auth {
+    Inline(String),
+    File(PathBuf),
+}
+
+pub struct PlaneClient {
+    agent: ureq::Agent,
+    endpoint: String,
+    auth: Auth,
+}
+
+/// What a config fetch found.
+pub enum Fetched {
+    Document { text: String, etag: Option<String> },
+    NotModified,
+}
+
+/// Why a call failed. `Unreachable` = no HTTP answer at all (offline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    Unreachable(String),
+    Unauthorized(String),
+    Status(u16, String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(e) => write!(f, "management plane unreachable: {e}"),
+            CallError::Unauthorized(m) => write!(f, "token rejected by the management plane: {m}"),
+            CallError::Status(s, m) => write!(f, "management plane answered {s}: {m}"),
+        }
+    }
+}
+
+/// The `message` of a JSON error body, or the body itself.
+fn message_of(body: &str) -> String {
+    match miniserde::json::from_str::<miniserde::json::Value>(body) {
+        Ok(miniserde::json::Value::Object(o)) => match o.get("message") {
+            Some(miniserde::json::Value::String(m)) => m.clone(),
+            _ => body.chars().take(200).collect(),
+        },
+        _ => body.chars().take(200).collect(),
+    }
+}
+
+impl PlaneClient {
+    pub fn new(settings: &GatewaySettings) -> Result<PlaneClient, String> {
+        let endpoint = settings
+            .service_endpoint
+            .clone()
+            .ok_or("config.service.endpoint is not set")?;
+        let auth = match settings.service_auth.as_ref().map(|s| s.0.as_str()) {
+            Some(a) => match a.strip_prefix('@') {
+                Some(path) => Auth::File(PathBuf::from(path)),
+                None => Auth::Inline(a.to_string()),
+            },
+            None => {
+                return Err("config.service.auth is required with config.service.endpoint".into())
+            }
+        };
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &settings.service_ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("cannot read config.service.ca {}: {e}", ca.display()))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!(
+                    "config.service.ca {}: no certificate found",
+                    ca.display()
+                ));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(settings.integration_timeout))
+            .tls_config(tls.build())
+            .user_agent(format!("edgegate/{}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(PlaneClient {
+            agent: ureq::Agent::new_with_config(config),
+            endpoint,
+            auth,
+        })
+    }
+
+    /// The `Authorization` value to present (re-read from the file each call).
+    pub fn token(&self) -> Result<String, String> {
+        match &self.auth {
+            Auth::Inline(t) => Ok(t.clone()),
+            Auth::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| {
+                    format!(
+                        "cannot read config.service.auth file {}: {e}",
+                        path.display()
+                    )
+                }),
+        }
+    }
+
+    /// `GET /gateway/config`, holding up to `wait` for a change when `etag` is known.
+    pub fn fetch_config(&self, etag: Option<&str>, wait: Duration) -> Result<Fetched, CallError> {
+        let token = self.token().map_err(CallError::Unauthorized)?;
+        let url = format!("{}/gateway/config?wait={}", self.endpoint, wait.as_secs());
+        let mut req = self.agent.get(&url).header("Authorization", &token);
+        if let Some(tag) = etag {
+            req = req.header("If-None-Match", &format!("\"{tag}\""));
+        }
+        let resp = req
+            .call()
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_string());
+        let body = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_DOCUMENT)
+            .read_to_string()
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        match status {
+            200 => Ok(Fetched::Document { text: body, etag }),
+            304 => Ok(Fetched::NotModified),
+            401 | 403 => Err(CallError::Unauthorized(message_of(&body))),
+            s => Err(CallError::Status(s, message_of(&body))),
+        }
+    }
+
+    /// `POST /gateway/heartbeat` with a JSON report.
+    pub fn heartbeat(&self, report: &str) -> Result<(), CallError> {
+        let token = self.token().map_err(CallError::Unauthorized)?;
+        let url = format!("{}/gateway/heartbeat", self.endpoint);
+        let resp = self
+            .agent
+            .post(&url)
+            .header("Authorization", &token)
+            .content_type("application/json")
+            .send(report)
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = resp
+            .into_body()
+            .into_with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        match status {
+            401 | 403 => Err(CallError::Unauthorized(message_of(&body))),
+            s => Err(CallError::Status(s, message_of(&body))),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
