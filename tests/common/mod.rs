@@ -73,9 +73,37 @@ impl Gateway {
 
     /// Runs the gateway in `dir` (which holds `config.json`) and waits for its listener.
     pub fn start_in(dir: PathBuf, settings: &[&str]) -> Gateway {
+        let config = format!("config.local.path={}", dir.join("config.json").display());
+        let mut all = vec![config.as_str()];
+        all.extend_from_slice(settings);
+        Gateway::spawn(dir, &all)
+    }
+
+    /// A gateway federated to the management plane at `endpoint`, in a fresh dir.
+    pub fn start_service(endpoint: &str, token: &str, settings: &[&str]) -> Gateway {
+        Gateway::service_in(temp_dir("gw-service"), endpoint, token, settings)
+    }
+
+    /// `start_service` on an existing dir (its backup store is kept).
+    pub fn service_in(dir: PathBuf, endpoint: &str, token: &str, settings: &[&str]) -> Gateway {
+        let endpoint = format!("config.service.endpoint={endpoint}");
+        let auth = format!("config.service.auth={token}");
+        let mut all = vec![endpoint.as_str(), auth.as_str()];
+        all.extend_from_slice(settings);
+        Gateway::spawn(dir, &all)
+    }
+
+    /// Stops this gateway (SIGKILL) and hands back its directory for a later start.
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, PathBuf::new())
+    }
+
+    fn spawn(dir: PathBuf, settings: &[&str]) -> Gateway {
         let config_path = dir.join("config.json");
         let mut cmd = Command::new(BIN);
-        cmd.arg("gateway").arg("--config").arg(&config_path);
+        cmd.arg("gateway");
         cmd.args(["--set", "net.server.http.listen=127.0.0.1:0"]);
         cmd.arg("--set").arg(format!(
             "config.backup.path={}",
@@ -84,43 +112,7 @@ impl Gateway {
         for s in settings {
             cmd.args(["--set", s]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let found = lines.lock().unwrap().iter().find_map(|l| {
-                l.split("listening on http://")
-                    .nth(1)
-                    .map(|a| a.trim().trim_end_matches('"').trim_end_matches('}'))
-                    .and_then(|a| a.trim_end_matches('"').parse::<SocketAddr>().ok())
-            });
-            if let Some(a) = found {
-                break a;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "gateway exited early with {status}: {:?}",
-                    lines.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not start: {:?}",
-                lines.lock().unwrap()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
+        let (child, addr, lines) = spawn_listening(cmd, "gateway");
         Gateway {
             child,
             addr,
@@ -209,6 +201,168 @@ impl Drop for Gateway {
         if !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// Starts `cmd`, collects its stderr lines, and waits (bounded) for its
+/// "listening on http://ADDR" line.
+pub fn spawn_listening(
+    mut cmd: Command,
+    what: &str,
+) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            l.split("listening on http://").nth(1).and_then(|a| {
+                a.trim()
+                    .trim_end_matches(['"', '}'])
+                    .parse::<SocketAddr>()
+                    .ok()
+            })
+        });
+        if let Some(addr) = found {
+            return (child, addr, lines);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited early with {status}: {:?}",
+                lines.lock().unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start: {:?}",
+            lines.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A real `edgegate manage` process with its SQLite file in its own directory.
+pub struct Plane {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Plane {
+    pub fn start() -> Plane {
+        Plane::start_at(temp_dir("plane"), "127.0.0.1:0")
+    }
+
+    /// Starts a plane on `dir/plane.db`, listening on `listen`.
+    pub fn start_at(dir: PathBuf, listen: &str) -> Plane {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["manage", "--listen", listen, "--db"])
+            .arg(dir.join("plane.db"));
+        cmd.env("EDGEGATE_MANAGE_ADMIN_TOKEN", ADMIN_TOKEN);
+        let (child, addr, lines) = spawn_listening(cmd, "manage");
+        Plane {
+            child,
+            addr,
+            dir,
+            lines,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An admin call: (status, body).
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: plane\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let r = request(self.addr, &raw);
+        (r.status, r.text())
+    }
+
+    /// Creates an API forwarding everything to `service_url`, links it to `gateway`
+    /// (created if needed).
+    pub fn publish(&self, gateway: &str, api: &str, path: &str, service_url: &str) {
+        let body = format!(
+            r#"{{"path": "{path}", "serviceUrl": "{service_url}", "subscriptionRequired": false}}"#
+        );
+        let (s, b) = self.admin("PUT", &format!("/admin/apis/{api}"), &body);
+        assert!(s == 200 || s == 201, "{s} {b}");
+        let (s, b) = self.admin(
+            "PUT",
+            &format!("/admin/apis/{api}/operations/all"),
+            r#"{"method": "*", "urlTemplate": "/*"}"#,
+        );
+        assert!(s == 200 || s == 201, "{s} {b}");
+        let (s, b) = self.admin("PUT", &format!("/admin/gateways/{gateway}"), "{}");
+        assert!(s == 200 || s == 201, "{s} {b}");
+        let (s, b) = self.admin("PUT", &format!("/admin/gateways/{gateway}/apis/{api}"), "");
+        assert!(s == 201 || s == 204, "{s} {b}");
+    }
+
+    /// A gateway token valid for a day.
+    pub fn token(&self, gateway: &str) -> String {
+        let expiry = edgegate::telemetry::rfc3339(
+            std::time::SystemTime::now() + Duration::from_secs(86_400),
+        );
+        let (s, b) = self.admin(
+            "POST",
+            &format!("/admin/gateways/{gateway}/token"),
+            &format!(r#"{{"expiry": "{expiry}"}}"#),
+        );
+        assert_eq!(s, 200, "{b}");
+        b.split("\"value\":\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap()
+            .to_string()
+    }
+
+    /// Stops the plane (SIGKILL) and hands back its directory.
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, PathBuf::new())
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,423 @@
+//! Federation end to end: real `edgegate manage` and `edgegate gateway` processes on
+//! loopback with real SQLite files. Every row of DESIGN.md §6's fail-static table.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn text_origin(text: &'static str) -> Origin {
+    Origin::start(move |_, s| {
+        respond(s, 200, &[], text.as_bytes());
+        true
+    })
+}
+
+fn status(gw: &Gateway) -> String {
+    get(gw.addr, "/status-0123456789abcdef").text()
+}
+
+fn serves(gw: &Gateway, path: &str, text: &str) -> bool {
+    get(gw.addr, path).text() == text
+}
+
+/// Continuous requests on keep-alive connections until `stop`; counts served and failed.
+fn load(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<(usize, usize)> {
+    thread::spawn(move || {
+        let (mut ok, mut failed) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            for _ in 0..50 {
+                if (&s)
+                    .write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+                    .is_err()
+                {
+                    failed += 1;
+                    break;
+                }
+                match read_response(&mut r, false) {
+                    Some(resp) if resp.status == 200 => ok += 1,
+                    _ => {
+                        failed += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        (ok, failed)
+    })
+}
+
+#[test]
+fn config_reaches_the_gateway_and_changes_arrive_by_long_poll() {
+    let a = text_origin("a");
+    let b = text_origin("b");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "echo", &a.url(""));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.heartbeat.interval=1s"],
+    );
+    assert!(serves(&gw, "/echo/x", "a"));
+    let st = status(&gw);
+    assert!(
+        st.contains("\"configSource\": \"service\"") && st.contains("\"result\": \"ok\""),
+        "{st}"
+    );
+
+    // a change is applied without waiting for a poll interval (10 s by default)
+    let changed = Instant::now();
+    let (s, _) = plane.admin(
+        "PUT",
+        "/admin/apis/echo",
+        &format!(
+            r#"{{"path": "echo", "serviceUrl": "{}", "subscriptionRequired": false}}"#,
+            b.url("")
+        ),
+    );
+    assert_eq!(s, 200);
+    assert!(eventually(Duration::from_secs(5), || serves(
+        &gw, "/echo/x", "b"
+    )));
+    eprintln!("admin PUT to serving: {:?}", changed.elapsed());
+
+    // the plane shows the instance: heartbeat, version, source, connected
+    assert!(eventually(Duration::from_secs(5), || plane
+        .admin("GET", "/admin/gateways/gw1", "")
+        .1
+        .contains("\"state\":\"connected\"")));
+    let (_, view) = plane.admin("GET", "/admin/gateways/gw1", "");
+    let version = status(&gw)
+        .split("\"configVersion\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        eventually(Duration::from_secs(5), || plane
+            .admin("GET", "/admin/gateways/gw1", "")
+            .1
+            .contains(&version)),
+        "{view}"
+    );
+    for field in [
+        "\"lastHeartbeat\":",
+        "\"configSource\":\"service\"",
+        "\"tokenExpiry\":",
+        "\"offlineSince\":null",
+        "\"version\":",
+    ] {
+        assert!(view.contains(field), "{field} in {view}");
+    }
+    // an API the gateway is not linked to is not in its document
+    plane.publish("gw2", "other", "other", &a.url(""));
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(gw.addr, "/other/x").status, 404);
+}
+
+#[test]
+fn plane_killed_while_serving_no_request_fails_and_changes_made_meanwhile_arrive() {
+    let a = text_origin("a");
+    let b = text_origin("b");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.poll.interval=1s"],
+    );
+    assert!(serves(&gw, "/x", "a"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3).map(|_| load(gw.addr, "/x", stop.clone())).collect();
+    thread::sleep(Duration::from_millis(300));
+
+    let listen = plane.addr.to_string();
+    let dir = plane.kill();
+    assert!(
+        eventually(Duration::from_secs(10), || status(&gw)
+            .contains("\"offlineSince\": \"")),
+        "{}",
+        status(&gw)
+    );
+    let st = status(&gw);
+    assert!(st.contains("management plane unreachable"), "{st}");
+    thread::sleep(Duration::from_millis(500));
+
+    // changes are made while this gateway cannot see the plane (through another plane
+    // process on the same database), then the plane comes back on its address
+    let side = Plane::start_at(dir.clone(), "127.0.0.1:0");
+    let (s, _) = side.admin(
+        "PUT",
+        "/admin/apis/echo",
+        &format!(
+            r#"{{"path": "", "serviceUrl": "{}", "subscriptionRequired": false}}"#,
+            b.url("")
+        ),
+    );
+    assert_eq!(s, 200);
+    let _ = side.kill();
+    assert!(serves(&gw, "/x", "a"), "still the old config while offline");
+    let plane = Plane::start_at(dir, &listen);
+    assert!(
+        eventually(Duration::from_secs(10), || serves(&gw, "/x", "b")),
+        "caught up after reconnecting"
+    );
+    assert!(eventually(Duration::from_secs(5), || status(&gw)
+        .contains("\"offlineSince\": null")));
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, 0);
+    for w in workers {
+        let (o, f) = w.join().unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert_eq!(failed, 0, "requests lost while the plane was away");
+    assert!(ok > 100, "load ran: {ok}");
+    eprintln!("served {ok} requests across the plane restart, {failed} failed");
+    drop(plane);
+}
+
+#[test]
+fn gateway_restarted_while_the_plane_is_down_starts_from_backup() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let token = plane.token("gw1");
+    let gw = Gateway::start_service(&plane.url(), &token, &[]);
+    assert!(serves(&gw, "/x", "a"));
+    let dir = gw.kill();
+    drop(plane);
+    // no plane, and its host name does not even resolve: no network or DNS is needed
+    let gw = Gateway::service_in(dir, "http://plane.invalid:7070", &token, &[]);
+    assert!(serves(&gw, "/x", "a"));
+    let st = status(&gw);
+    assert!(st.contains("\"configSource\": \"backup\""), "{st}");
+    assert!(eventually(Duration::from_secs(10), || status(&gw)
+        .contains("\"offlineSince\": \"")));
+}
+
+#[test]
+fn gateway_starting_with_backups_off_and_no_plane_exits_with_one_line() {
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", "http://127.0.0.1:9");
+    let token = plane.token("gw1");
+    let url = plane.url();
+    drop(plane);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "gateway",
+            "--set",
+            &format!("config.service.endpoint={url}"),
+            "--set",
+            &format!("config.service.auth={token}"),
+        ])
+        .args([
+            "--set",
+            "config.backup.enabled=false",
+            "--set",
+            "net.server.http.listen=127.0.0.1:0",
+        ])
+        .args(["--set", "config.service.integration.timeout=3s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("edgegate:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("edgegate: cannot start: management plane unreachable:"),
+        "{err}"
+    );
+    assert!(
+        lines[0].ends_with("and config backups are off (config.backup.enabled)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_document_from_the_plane_is_rejected_and_reported() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.heartbeat.interval=1s"],
+    );
+    assert!(serves(&gw, "/x", "a"));
+    // the plane validates what it stores, so break the stored entity underneath it
+    {
+        let db = rusqlite::Connection::open(plane.dir.join("plane.db")).unwrap();
+        let n = db
+            .execute(
+                "UPDATE apis SET body = replace(body, 'http://', 'ftp://') WHERE id = 'echo'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || status(&gw)
+            .contains("\"result\": \"error\"")),
+        "{}",
+        status(&gw)
+    );
+    let st = status(&gw);
+    assert!(st.contains("config from the management plane rejected (1 error(s)); first: apis[0].serviceUrl: expected an http:// URL"), "{st}");
+    assert!(serves(&gw, "/x", "a"), "the old config keeps serving");
+    // and the plane hears it in the heartbeat
+    assert!(
+        eventually(Duration::from_secs(5), || plane
+            .admin("GET", "/admin/gateways/gw1", "")
+            .1
+            .contains(
+                "\"lastSyncError\":\"config from the management plane rejected"
+            )),
+        "{}",
+        plane.admin("GET", "/admin/gateways/gw1", "").1
+    );
+}
+
+#[test]
+fn revoked_or_expired_token_keeps_serving_and_says_so() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.poll.interval=1s"],
+    );
+    assert!(serves(&gw, "/x", "a"));
+    // regenerating the keys voids the token
+    let (s, _) = plane.admin("POST", "/admin/gateways/gw1/keys/regenerate", "");
+    assert_eq!(s, 204);
+    assert!(
+        eventually(Duration::from_secs(10), || status(&gw)
+            .contains("token rejected")),
+        "{}",
+        status(&gw)
+    );
+    assert!(status(&gw).contains("token signature is not valid for this gateway"));
+    let r = get(gw.addr, "/x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "a"),
+        "still served, never an empty 200"
+    );
+
+    // an expired token (signed with the current key, expiry in the past)
+    let key: String = rusqlite::Connection::open(plane.dir.join("plane.db"))
+        .unwrap()
+        .query_row(
+            "SELECT primary_key FROM gateways WHERE id = 'gw1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry = edgegate::manage::token::format_expiry(now - 3600);
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
+        format!("gw1\n{expiry}").as_bytes(),
+    );
+    use base64::Engine;
+    let expired = format!(
+        "GatewayKey gw1&{expiry}&{}",
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+    );
+    let dir = gw.kill();
+    let gw = Gateway::service_in(
+        dir,
+        &plane.url(),
+        &expired,
+        &["config.service.poll.interval=1s"],
+    );
+    assert!(serves(&gw, "/x", "a"), "serves its backup");
+    assert!(
+        eventually(Duration::from_secs(10), || status(&gw)
+            .contains("token expired at")),
+        "{}",
+        status(&gw)
+    );
+    assert!(status(&gw).contains(&format!(
+        "\"tokenExpiry\": \"{}",
+        &edgegate::telemetry::rfc3339(
+            std::time::UNIX_EPOCH + Duration::from_secs((now - 3600) / 60 * 60)
+        )[..16]
+    )));
+}
+
+#[test]
+fn admin_api_refuses_bad_input_and_unknown_callers() {
+    let plane = Plane::start();
+    let (s, body) = plane.admin(
+        "PUT",
+        "/admin/apis/a",
+        r#"{"path": "a", "serviceUrl": "nope"}"#,
+    );
+    assert_eq!(s, 400);
+    assert_eq!(
+        body,
+        r#"{"statusCode": 400, "message": "Invalid entity: serviceUrl: expected an http:// URL", "errors": [{"path": "serviceUrl", "message": "expected an http:// URL"}]}"#
+    );
+    let (s, _) = plane.admin("PUT", "/admin/apis/a", "[1]");
+    assert_eq!(s, 400);
+    let (s, _) = plane.admin("PUT", "/admin/products/p", "{}");
+    assert_eq!(s, 501);
+    let r = request(plane.addr, "GET /admin/apis HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer wrong\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 401);
+    let r = request(plane.addr, "GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: GatewayKey nobody&209901010000&c2ln\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 401);
+    let (s, body) = plane.admin(
+        "POST",
+        "/admin/gateways/none/token",
+        r#"{"expiry": "2099-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!((s, body.contains("not found")), (404, true));
+    plane.admin("PUT", "/admin/gateways/g", "{}");
+    let (s, body) = plane.admin(
+        "POST",
+        "/admin/gateways/g/token",
+        r#"{"expiry": "2099-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(s, 400, "more than 30 days: {body}");
+    // 50 gateways polling at once do not knock it over
+    let served = Arc::new(AtomicUsize::new(0));
+    plane.publish("g", "echo", "", "http://127.0.0.1:9");
+    let token = plane.token("g");
+    let pollers: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, token, served) = (plane.addr, token.clone(), served.clone());
+            thread::spawn(move || {
+                let r = request(addr, &format!("GET /gateway/config?wait=1 HTTP/1.1\r\nHost: p\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"));
+                if r.status == 200 {
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for p in pollers {
+        p.join().unwrap();
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 50);
+}
