@@ -226,7 +226,8 @@ pub fn spawn_listening(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = lines.lock().unwrap().iter().find_map(|l| {
-            l.split("listening on http://").nth(1).and_then(|a| {
+            let rest = l.split("listening on http://").nth(1).or_else(|| l.split("listening on https://").nth(1));
+            rest.and_then(|a| {
                 a.trim()
                     .trim_end_matches(['"', '}'])
                     .parse::<SocketAddr>()
@@ -268,9 +269,16 @@ impl Plane {
 
     /// Starts a plane on `dir/plane.db`, listening on `listen`.
     pub fn start_at(dir: PathBuf, listen: &str) -> Plane {
+        Plane::start_with(dir, listen, &[])
+    }
+
+    /// `start_at` with extra `--set` settings (e.g. TLS).
+    pub fn start_with(dir: PathBuf, listen: &str, settings: &[&str]) -> Plane {
         let mut cmd = Command::new(BIN);
-        cmd.args(["manage", "--listen", listen, "--db"])
-            .arg(dir.join("plane.db"));
+        cmd.args(["manage", "--listen", listen, "--db"]).arg(dir.join("plane.db"));
+        for s in settings {
+            cmd.args(["--set", s]);
+        }
         cmd.env("EDGEGATE_MANAGE_ADMIN_TOKEN", ADMIN_TOKEN);
         let (child, addr, lines) = spawn_listening(cmd, "manage");
         Plane {
