@@ -336,17 +336,22 @@ impl Syncer for ServiceSync {
     fn tick(&mut self, running: &Runtime) -> Vec<Update> {
         let before = self.state.clone();
         let mut out = Vec::new();
-        let now = Instant::now();
-        if now >= self.next_poll {
-            self.poll(running, &mut out);
-        }
+        // a due heartbeat goes first: a long poll may hold the thread for a while
         if Instant::now() >= self.next_heartbeat {
             self.next_heartbeat = Instant::now() + self.heartbeat_interval;
+            self.heartbeat(running);
+        }
+        if Instant::now() >= self.next_poll {
+            self.poll(running, &mut out);
+            // a new config is reported at once rather than at the next interval
             let applied = out.iter().rev().find_map(|u| match u {
                 Update::Apply(l) => Some(&l.runtime),
                 _ => None,
             });
-            self.heartbeat(applied.unwrap_or(running));
+            if let Some(runtime) = applied {
+                self.next_heartbeat = Instant::now() + self.heartbeat_interval;
+                self.heartbeat(runtime);
+            }
         }
         if self.state != before || out.iter().any(|u| matches!(u, Update::Apply(_))) {
             out.push(Update::Status(self.state()));
