@@ -333,7 +333,6 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
-    log::info!("stopped");
     agent.stop();
     result
 }

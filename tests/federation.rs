@@ -425,20 +425,73 @@ fn admin_api_refuses_bad_input_and_unknown_callers() {
 /// A private CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
 fn private_pki(dir: &std::path::Path) {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl installed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     std::fs::write(
         dir.join("ext.cnf"),
         "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=edgegate test CA"]].concat());
-    run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
-        "-days", "2", "-extfile", "ext.cnf",
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=edgegate test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
 }
 
@@ -453,7 +506,12 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
     let cert = format!("manage.tls.cert={}", dir.join("server.pem").display());
     let key = format!("manage.tls.key={}", dir.join("server.key").display());
     let plane = Plane::start_with(dir.clone(), "127.0.0.1:0", &[&cert, &key]);
-    assert!(plane.lines.lock().unwrap().iter().any(|l| l.contains("listening on https://")));
+    assert!(plane
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("listening on https://")));
     let endpoint = format!("https://localhost:{}", plane.addr.port());
     // trusting the private CA: syncs over TLS
     let ca = format!("config.service.ca={}", dir.join("ca.pem").display());
@@ -462,13 +520,28 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
     assert!(status(&gw).contains("\"configSource\": \"service\""));
     // without it, the plane's certificate is refused: no config, so no start
     let out = std::process::Command::new(BIN)
-        .args(["gateway", "--set", &format!("config.service.endpoint={endpoint}"), "--set", &format!("config.service.auth={token}")])
-        .args(["--set", "config.backup.enabled=false", "--set", "net.server.http.listen=127.0.0.1:0"])
+        .args([
+            "gateway",
+            "--set",
+            &format!("config.service.endpoint={endpoint}"),
+            "--set",
+            &format!("config.service.auth={token}"),
+        ])
+        .args([
+            "--set",
+            "config.backup.enabled=false",
+            "--set",
+            "net.server.http.listen=127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot start: management plane unreachable") && err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.contains("cannot start: management plane unreachable")
+            && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -476,11 +549,21 @@ fn an_instance_that_misses_two_heartbeats_shows_as_disconnected() {
     let a = text_origin("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &["config.service.heartbeat.interval=1s"]);
-    assert!(eventually(Duration::from_secs(5), || plane.admin("GET", "/admin/gateways/gw1", "").1.contains("\"state\":\"connected\"")));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.heartbeat.interval=1s"],
+    );
+    assert!(eventually(Duration::from_secs(5), || plane
+        .admin("GET", "/admin/gateways/gw1", "")
+        .1
+        .contains("\"state\":\"connected\"")));
     drop(gw);
     assert!(
-        eventually(Duration::from_secs(6), || plane.admin("GET", "/admin/gateways/gw1", "").1.contains("\"state\":\"disconnected\"")),
+        eventually(Duration::from_secs(6), || plane
+            .admin("GET", "/admin/gateways/gw1", "")
+            .1
+            .contains("\"state\":\"disconnected\"")),
         "{}",
         plane.admin("GET", "/admin/gateways/gw1", "").1
     );

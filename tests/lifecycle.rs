@@ -489,3 +489,69 @@ fn sigterm_deadline_bounds_the_drain() {
     gw.signal("TERM");
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn a_stuck_stderr_never_stalls_traffic() {
+    // stderr is a pipe nobody reads: once it is full, every write to it blocks. Traffic,
+    // reload signals and the status endpoint must carry on regardless.
+    let origin = Origin::echo();
+    let dir = temp_dir("stuck-stderr");
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, simple_config("1", "", &origin.url(""))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "gateway",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            &format!("net.server.http.listen=127.0.0.1:{port}"),
+        ])
+        .args([
+            "--set",
+            &format!("config.backup.path={}", dir.join("b.db").display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _unread = child.stderr.take();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    }));
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    // ~250 bytes of request log each: 3,000 requests are far more than a pipe holds
+    for i in 0..3000 {
+        if i % 500 == 0 {
+            // the loop logs reload outcomes; with a full pipe that must not block it
+            let _ = Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status();
+        }
+        (&s).write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r, false).expect("answered");
+        assert_eq!(resp.status, 200, "request {i}");
+    }
+    assert_eq!(get(addr, "/status-0123456789abcdef").status, 200);
+    // the loop itself logs on SIGTERM ("shutting down"); it still drains and exits 0
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exited = eventually(Duration::from_secs(15), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "the gateway hung on a full stderr");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -48,6 +48,9 @@ pub enum ToLoop {
     Status(crate::status::SyncState),
 }
 
+/// Longest the process waits for the agent thread when exiting.
+pub const AGENT_STOP_WAIT: Duration = Duration::from_secs(3);
+
 /// Queue depth loop → agent (each log batch is at most `telemetry::MAX_BATCH_BYTES`).
 pub const AGENT_QUEUE: usize = 16;
 
@@ -151,10 +154,18 @@ impl Agent {
         ))
     }
 
-    /// Asks the agent to finish (after writing what it holds) and waits for it.
+    /// Asks the agent to finish (after writing what it holds) and waits for it, at most
+    /// `AGENT_STOP_WAIT`: an agent stuck on a full stderr or a slow plane call must not
+    /// keep the process from exiting.
     pub fn stop(self) {
-        let _ = self.sender.send(ToAgent::Shutdown);
-        let _ = self.handle.join();
+        let _ = self.sender.try_send(ToAgent::Shutdown);
+        let deadline = Instant::now() + AGENT_STOP_WAIT;
+        while !self.handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.handle.is_finished() {
+            let _ = self.handle.join();
+        }
     }
 }
 

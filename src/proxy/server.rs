@@ -119,8 +119,10 @@ impl Server {
         self.poll.registry()
     }
 
-    /// Runs until drained after SIGTERM/SIGINT.
+    /// Runs until drained after SIGTERM/SIGINT. Log records from this thread are
+    /// buffered and written by the agent (see `sys`).
     pub fn run(mut self) -> io::Result<()> {
+        crate::sys::mark_loop_thread();
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
@@ -186,12 +188,20 @@ impl Server {
                 }
             }
         }
-        self.flush_logs();
+        // Leaving the loop: the last lines go to the agent if it can take them. It may be
+        // stuck on a full stderr, and exiting must not wait for that, so this thread keeps
+        // buffering to the end.
         if self.log.dropped > 0 {
             log::warn!(
                 "{} request log records were dropped because stderr was too slow",
                 self.log.dropped
             );
+        }
+        log::info!("stopped");
+        let mut last = self.log.take().unwrap_or_default();
+        last.push_str(&crate::sys::take_loop_logs());
+        if !last.is_empty() {
+            let _ = self.to_agent.try_send(ToAgent::Logs(last));
         }
         Ok(())
     }
@@ -372,6 +382,10 @@ impl Server {
     }
 
     fn flush_logs(&mut self) {
+        let events = crate::sys::take_loop_logs();
+        if !events.is_empty() {
+            self.log.batch.push_str(&events);
+        }
         if let Some(batch) = self.log.take() {
             match self.to_agent.try_send(ToAgent::Logs(batch)) {
                 Ok(()) => {}

@@ -226,7 +226,10 @@ pub fn spawn_listening(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = lines.lock().unwrap().iter().find_map(|l| {
-            let rest = l.split("listening on http://").nth(1).or_else(|| l.split("listening on https://").nth(1));
+            let rest = l
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| l.split("listening on https://").nth(1));
             rest.and_then(|a| {
                 a.trim()
                     .trim_end_matches(['"', '}'])
@@ -275,7 +278,8 @@ impl Plane {
     /// `start_at` with extra `--set` settings (e.g. TLS).
     pub fn start_with(dir: PathBuf, listen: &str, settings: &[&str]) -> Plane {
         let mut cmd = Command::new(BIN);
-        cmd.args(["manage", "--listen", listen, "--db"]).arg(dir.join("plane.db"));
+        cmd.args(["manage", "--listen", listen, "--db"])
+            .arg(dir.join("plane.db"));
         for s in settings {
             cmd.args(["--set", s]);
         }
