@@ -27,6 +27,11 @@ pub fn mark_loop_thread() {
     LOOP_LOG.with(|l| *l.borrow_mut() = Some((String::new(), 0)));
 }
 
+/// Whether the loop thread has buffered log lines.
+pub fn loop_logs_pending() -> bool {
+    LOOP_LOG.with(|l| l.borrow().as_ref().is_some_and(|(buf, _)| !buf.is_empty()))
+}
+
 /// Takes the loop thread's buffered log lines (empty elsewhere).
 pub fn take_loop_logs() -> String {
     LOOP_LOG.with(|l| match l.borrow_mut().as_mut() {

@@ -173,7 +173,8 @@ impl Server {
                 self.sweep();
                 self.flush_logs();
             }
-            if self.log.batch.len() >= LOG_FLUSH_BYTES {
+            // request records go in batches; the loop's own events (rare) at once
+            if self.log.batch.len() >= LOG_FLUSH_BYTES || crate::sys::loop_logs_pending() {
                 self.flush_logs();
             }
             if let Some(deadline) = self.shutdown_deadline {
