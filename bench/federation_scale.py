@@ -6,7 +6,7 @@ gateway serves N APIs x 10 operations. Measures (no assertions):
   - gateway RSS with the document loaded.
 Usage: cargo build --release && python3 bench/federation_scale.py [N=10000] [R=20]
 """
-import json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, time, urllib.request
+import json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "edgegate")
@@ -23,6 +23,8 @@ def start(args, env=None):
     for line in p.stderr:
         if "listening on http://" in line:
             addr = line.split("listening on http://")[1].strip()
+            # keep reading stderr, as journald would
+            threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
             return p, addr
         if time.time() > deadline:
             break
@@ -84,7 +86,7 @@ def main():
         rss = rss_kib(gw.pid)
         print(f"gateway RSS with the document loaded: {rss/1024:.1f} MiB")
 
-        delays = []
+        delays, put_times = [], []
         for k in range(R):
             before = json.loads(call("GET", f"http://{gaddr}/status-0123456789abcdef")[1])["configVersion"]
             t = time.time()
@@ -92,6 +94,7 @@ def main():
                 {"path": "tenant-7/svc-7", "serviceUrl": f"http://127.0.0.1:{20000 + k}/base", "protocols": ["http"],
                  "subscriptionRequired": False}), admin)
             assert s == 200, b
+            put_times.append(time.time() - t)
             deadline = time.time() + 60
             while time.time() < deadline:
                 v = json.loads(call("GET", f"http://{gaddr}/status-0123456789abcdef")[1])["configVersion"]
@@ -99,9 +102,14 @@ def main():
                     break
                 time.sleep(0.005)
             delays.append(time.time() - t)
+            if os.environ.get("RSS_EVERY") and (k + 1) % int(os.environ["RSS_EVERY"]) == 0:
+                time.sleep(1.5)
+                print(f"  after {k+1} changes: RSS {rss_kib(gw.pid)/1024:.1f} MiB", flush=True)
         delays.sort()
         med, p99 = delays[len(delays)//2], delays[min(len(delays)-1, int(len(delays)*0.99))]
         print(f"admin PUT -> change serving on a long-polling gateway, {R} changes: median {med*1000:.0f} ms, max {delays[-1]*1000:.0f} ms (p99 {p99*1000:.0f} ms)")
+        put_times.sort()
+        print(f"  of which the admin PUT itself (validation, path-conflict scan over {N} APIs, durable write): median {put_times[len(put_times)//2]*1000:.0f} ms")
         print(f"gateway RSS after {R} re-applies: {rss_kib(gw.pid)/1024:.1f} MiB")
     finally:
         for p in procs:
