@@ -47,6 +47,8 @@ pub struct Record<'a> {
     pub total_ms: f64,
     pub backend_ms: Option<f64>,
     pub error: Option<&'a str>,
+    /// A health probe of the gateway itself: logged locally, not uploaded.
+    pub probe: bool,
 }
 
 /// Most bytes of records buffered on the loop before new ones are dropped.
@@ -57,31 +59,63 @@ pub struct RequestLog {
     pub format: LogFormat,
     pub batch: String,
     pub dropped: u64,
+    /// JSON records for the management plane (service mode with
+    /// `telemetry.metrics.cloud`); `None` when records are not uploaded.
+    pub cloud: Option<String>,
+    pub cloud_dropped: u64,
 }
 
 impl RequestLog {
-    pub fn new(format: LogFormat) -> Self {
+    pub fn new(format: LogFormat, cloud: bool) -> Self {
         RequestLog {
             format,
             batch: String::new(),
             dropped: 0,
+            cloud: cloud.then(String::new),
+            cloud_dropped: 0,
         }
     }
+    /// Whether calls are recorded at all (for stderr or for the plane).
     pub fn enabled(&self) -> bool {
-        self.format != LogFormat::None
+        self.format != LogFormat::None || self.cloud.is_some()
     }
     pub fn push(&mut self, rec: &Record) {
-        if !self.enabled() {
-            return;
+        if self.format != LogFormat::None {
+            if self.batch.len() >= MAX_BATCH_BYTES {
+                self.dropped += 1;
+            } else {
+                format_record(&mut self.batch, rec, self.format);
+            }
         }
-        if self.batch.len() >= MAX_BATCH_BYTES {
-            self.dropped += 1;
-            return;
+        if let Some(cloud) = self.cloud.as_mut().filter(|_| !rec.probe) {
+            if cloud.len() >= MAX_BATCH_BYTES {
+                self.cloud_dropped += 1;
+            } else {
+                format_record(cloud, rec, LogFormat::Json);
+            }
         }
-        format_record(&mut self.batch, rec, self.format);
     }
     pub fn take(&mut self) -> Option<String> {
         (!self.batch.is_empty()).then(|| std::mem::take(&mut self.batch))
+    }
+    /// The records for the plane gathered so far, and how many were dropped meanwhile.
+    pub fn take_cloud(&mut self) -> Option<(String, u64)> {
+        let cloud = self.cloud.as_mut()?;
+        if cloud.is_empty() && self.cloud_dropped == 0 {
+            return None;
+        }
+        Some((
+            std::mem::take(cloud),
+            std::mem::take(&mut self.cloud_dropped),
+        ))
+    }
+    /// Puts back a batch the agent could not take (ahead of newer records).
+    pub fn restore_cloud(&mut self, mut batch: String, dropped: u64) {
+        if let Some(cloud) = self.cloud.as_mut() {
+            batch.push_str(cloud);
+            *cloud = batch;
+            self.cloud_dropped += dropped;
+        }
     }
 }
 
@@ -361,6 +395,7 @@ mod tests {
             total_ms: 1.5,
             backend_ms: None,
             error: None,
+            probe: false,
         };
         let mut s = String::new();
         format_record(&mut s, &rec, LogFormat::Json);

@@ -568,3 +568,93 @@ fn an_instance_that_misses_two_heartbeats_shows_as_disconnected() {
         plane.admin("GET", "/admin/gateways/gw1", "").1
     );
 }
+
+fn records(plane: &Plane, gateway: &str) -> Vec<String> {
+    let (s, body) = plane.admin(
+        "GET",
+        &format!("/admin/gateways/{gateway}/telemetry?limit=1000"),
+        "",
+    );
+    assert_eq!(s, 200, "{body}");
+    body.split("\"url\":\"")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn request_records_reach_the_plane() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    for i in 0..5 {
+        assert!(serves(&gw, &format!("/t/{i}?subscription-key=SECRET"), "a"));
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || records(&plane, "gw1").len()
+            == 5),
+        "{:?}",
+        records(&plane, "gw1")
+    );
+    let (_, body) = plane.admin("GET", "/admin/gateways/gw1/telemetry", "");
+    assert!(
+        body.starts_with("{\"dropped\": 0, \"records\": [{"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\"apiId\":\"echo\"") && body.contains("\"responseCode\":200"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("SECRET"),
+        "subscription keys never leave the gateway"
+    );
+    assert_eq!(records(&plane, "gw1")[0], "/t/0?subscription-key=***");
+}
+
+#[test]
+fn records_made_while_offline_are_spooled_and_uploaded_in_order() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["config.service.poll.interval=1s"],
+    );
+    assert!(serves(&gw, "/before", "a"));
+    assert!(eventually(Duration::from_secs(15), || records(
+        &plane, "gw1"
+    )
+    .len()
+        == 1));
+    let listen = plane.addr.to_string();
+    let dir = plane.kill();
+    assert!(eventually(Duration::from_secs(10), || status(&gw)
+        .contains("\"offlineSince\": \"")));
+    for i in 0..20 {
+        assert!(serves(&gw, &format!("/offline/{i:02}"), "a"));
+    }
+    // an upload cycle passes while the plane is away: the records go to the spool
+    thread::sleep(Duration::from_secs(6));
+    let spooled: i64 = rusqlite::Connection::open(gw.backup_path())
+        .unwrap()
+        .query_row("SELECT COALESCE(SUM(records), 0) FROM spool", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(spooled, 20, "spooled in the backup file");
+    let plane = Plane::start_at(dir, &listen);
+    assert!(
+        eventually(Duration::from_secs(20), || records(&plane, "gw1").len()
+            == 21),
+        "{:?}",
+        records(&plane, "gw1")
+    );
+    let got = records(&plane, "gw1");
+    let want: Vec<String> = std::iter::once("/before".to_string())
+        .chain((0..20).map(|i| format!("/offline/{i:02}")))
+        .collect();
+    assert_eq!(got, want, "all of them, in order");
+}

@@ -178,6 +178,35 @@ impl PlaneClient {
         }
     }
 
+    /// `POST /gateway/telemetry`: NDJSON request records, and how many records were
+    /// dropped before they could be sent (`X-Dropped-Records`).
+    pub fn telemetry(&self, ndjson: &str, dropped: u64) -> Result<(), CallError> {
+        let token = self.token().map_err(CallError::Unauthorized)?;
+        let url = format!("{}/gateway/telemetry", self.endpoint);
+        let resp = self
+            .agent
+            .post(&url)
+            .header("Authorization", &token)
+            .header("X-Dropped-Records", &dropped.to_string())
+            .content_type("application/x-ndjson")
+            .send(ndjson)
+            .map_err(|e| CallError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = resp
+            .into_body()
+            .into_with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        match status {
+            401 | 403 => Err(CallError::Unauthorized(message_of(&body))),
+            s => Err(CallError::Status(s, message_of(&body))),
+        }
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -29,6 +29,9 @@ use crate::config::{self, ConfigError, ConfigSource, Runtime};
 pub enum ToAgent {
     Reload,
     Logs(String),
+    /// Request records (JSON lines) for the management plane, and how many the loop had
+    /// to drop since the last batch.
+    Telemetry(String, u64),
     /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
     /// it until it holds the last reference and frees it here, off the loop.
     Retire(Arc<Runtime>),
@@ -120,6 +123,10 @@ pub trait Syncer: Send + 'static {
     fn tick(&mut self, running: &Runtime) -> Vec<Update>;
     /// When `tick` wants to run next.
     fn next_tick(&self) -> Instant;
+    /// Request records for the plane (service mode); dropped elsewhere.
+    fn telemetry(&mut self, _records: String, _dropped: u64) {}
+    /// The process is stopping: keep what must survive (spool telemetry).
+    fn shutdown(&mut self) {}
 }
 
 pub struct Agent {
@@ -200,8 +207,12 @@ fn run(
                 let _ = stderr.write_all(batch.as_bytes());
             }
             Ok(ToAgent::Retire(runtime)) => retired.push(runtime),
+            Ok(ToAgent::Telemetry(records, dropped)) => syncer.telemetry(records, dropped),
             Ok(ToAgent::Reload) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                syncer.shutdown();
+                return;
+            }
         }
         // Requests in flight may still hold a retired runtime; free it once they are done.
         retired.retain(|r| Arc::strong_count(r) > 1);

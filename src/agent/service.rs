@@ -30,6 +30,10 @@ use crate::telemetry::rfc3339;
 pub const LONG_POLL_WAIT: Duration = Duration::from_secs(2);
 /// First retry delay after a failed call; doubles up to the poll interval.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How often request records are uploaded.
+pub const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
+/// Most bytes of records held in memory before they go to the spool.
+const PENDING_MAX: usize = 4 * 1024 * 1024;
 
 pub struct ServiceSync {
     client: PlaneClient,
@@ -45,6 +49,12 @@ pub struct ServiceSync {
     hostname: String,
     started: Instant,
     jitter_seed: u64,
+    /// Request records not yet uploaded (NDJSON), their count, and records dropped
+    /// before they reached this thread.
+    pending: String,
+    pending_records: u64,
+    pending_dropped: u64,
+    next_upload: Instant,
 }
 
 fn hostname() -> String {
@@ -94,6 +104,10 @@ impl ServiceSync {
             hostname: hostname(),
             started: now,
             jitter_seed,
+            pending: String::new(),
+            pending_records: 0,
+            pending_dropped: 0,
+            next_upload: now + TELEMETRY_EVERY,
         })
     }
 
@@ -276,6 +290,64 @@ impl ServiceSync {
         }
     }
 
+    /// Moves the pending records to the spool (or counts them as dropped without one).
+    fn spool_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let body = std::mem::take(&mut self.pending);
+        let n = std::mem::take(&mut self.pending_records);
+        let spooled = self.store.as_mut().is_some_and(|s| {
+            s.spool_push(&body, n, super::store::SPOOL_MAX_BYTES)
+                .is_ok()
+        });
+        if !spooled {
+            self.pending_dropped += n;
+        }
+    }
+
+    /// Uploads spooled batches (oldest first), then the pending ones. While the plane is
+    /// unreachable, everything goes to the spool instead.
+    fn upload(&mut self) {
+        if self.state.offline_since.is_some() {
+            self.spool_pending();
+            return;
+        }
+        while let Some((seq, body, _)) = self
+            .store
+            .as_ref()
+            .and_then(|s| s.spool_oldest().ok().flatten())
+        {
+            if self.client.telemetry(&body, 0).is_err() {
+                self.spool_pending();
+                return;
+            }
+            if let Some(store) = self.store.as_mut() {
+                let _ = store.spool_remove(seq);
+            }
+        }
+        let from_spool = self
+            .store
+            .as_mut()
+            .and_then(|s| s.take_dropped().ok())
+            .unwrap_or(0);
+        let dropped = self.pending_dropped + from_spool;
+        if self.pending.is_empty() && dropped == 0 {
+            return;
+        }
+        match self.client.telemetry(&self.pending, dropped) {
+            Ok(()) => {
+                self.pending.clear();
+                self.pending_records = 0;
+                self.pending_dropped = 0;
+            }
+            Err(_) => {
+                self.pending_dropped = dropped;
+                self.spool_pending();
+            }
+        }
+    }
+
     fn report(&self, running: &Runtime) -> String {
         let mut o = Object::new();
         let s = |v: &str| Value::String(v.to_string());
@@ -353,6 +425,10 @@ impl Syncer for ServiceSync {
                 self.heartbeat(runtime);
             }
         }
+        if Instant::now() >= self.next_upload {
+            self.next_upload = Instant::now() + TELEMETRY_EVERY;
+            self.upload();
+        }
         if self.state != before || out.iter().any(|u| matches!(u, Update::Apply(_))) {
             out.push(Update::Status(self.state()));
         }
@@ -360,6 +436,22 @@ impl Syncer for ServiceSync {
     }
 
     fn next_tick(&self) -> Instant {
-        self.next_poll.min(self.next_heartbeat)
+        self.next_poll
+            .min(self.next_heartbeat)
+            .min(self.next_upload)
+    }
+
+    fn telemetry(&mut self, records: String, dropped: u64) {
+        self.pending_dropped += dropped;
+        if self.pending.len() + records.len() > PENDING_MAX {
+            self.spool_pending();
+        }
+        self.pending_records += records.lines().count() as u64;
+        self.pending.push_str(&records);
+    }
+
+    fn shutdown(&mut self) {
+        // what could not be sent yet waits in the spool for the next start
+        self.spool_pending();
     }
 }

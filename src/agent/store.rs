@@ -84,7 +84,18 @@ const SCHEMA: &str = "
         seq       INTEGER NOT NULL,
         pinned_at INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS spool (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        created INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        body    TEXT    NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
+
+/// Most bytes of telemetry spooled while the plane is unreachable; beyond it the oldest
+/// batches are dropped and counted.
+pub const SPOOL_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -292,6 +303,94 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Spools a telemetry batch (NDJSON, `records` lines) for a later upload, keeping at
+    /// most `max_bytes`: the oldest batches go first, their records counted as dropped.
+    pub fn spool_push(
+        &mut self,
+        body: &str,
+        records: u64,
+        max_bytes: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO spool (created, records, body) VALUES (?1, ?2, ?3)",
+            params![now_ms(), records as i64, body],
+        )?;
+        loop {
+            let total: i64 = tx.query_row(
+                "SELECT COALESCE(SUM(length(body)), 0) FROM spool",
+                [],
+                |r| r.get(0),
+            )?;
+            if total <= max_bytes {
+                break;
+            }
+            let oldest: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, records FROM spool ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, n)) = oldest else { break };
+            tx.execute("DELETE FROM spool WHERE seq = ?1", params![seq])?;
+            tx.execute(
+                "INSERT INTO counters (name, value) VALUES ('telemetry_dropped', ?1)
+                 ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                params![n],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The oldest spooled batch: (seq, body, records).
+    pub fn spool_oldest(&self) -> Result<Option<(i64, String, u64)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, body, records FROM spool ORDER BY seq LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)),
+            )
+            .optional()?)
+    }
+
+    pub fn spool_remove(&mut self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM spool WHERE seq = ?1", params![seq])?;
+        Ok(())
+    }
+
+    /// Records dropped from the spool and not reported yet; reading clears the count.
+    pub fn take_dropped(&mut self) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let n: Option<i64> = tx
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'telemetry_dropped'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        tx.execute("DELETE FROM counters WHERE name = 'telemetry_dropped'", [])?;
+        tx.commit()?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Puts back a count taken with `take_dropped` whose report did not get through.
+    pub fn restore_dropped(&mut self, n: u64) -> Result<(), StoreError> {
+        if n > 0 {
+            self.conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('telemetry_dropped', ?1)
+                 ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                params![n as i64],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +486,26 @@ mod tests {
             "{skipped:?}"
         );
         assert!(!store.list().unwrap()[0].intact);
+    }
+
+    #[test]
+    fn spool_is_bounded_oldest_first_and_counts_what_it_drops() {
+        let path = temp("spool");
+        let (mut store, _) = Store::open(&path, 2).unwrap();
+        for i in 0..5 {
+            store
+                .spool_push(&format!("{i}").repeat(100), 10, 250)
+                .unwrap();
+        }
+        // 100 bytes each, 250 allowed: the two newest stay, three batches (30 records) went
+        let (seq, body, n) = store.spool_oldest().unwrap().unwrap();
+        assert_eq!((body.as_bytes()[0], n), (b'3', 10));
+        store.spool_remove(seq).unwrap();
+        assert_eq!(store.spool_oldest().unwrap().unwrap().1.as_bytes()[0], b'4');
+        assert_eq!(store.take_dropped().unwrap(), 30);
+        assert_eq!(store.take_dropped().unwrap(), 0, "reported once");
+        store.restore_dropped(7).unwrap();
+        assert_eq!(store.take_dropped().unwrap(), 7);
     }
 
     #[test]

@@ -287,6 +287,25 @@ impl Plane {
                 self.mutation(result)
             }
             ("POST", ["gateways", id, "token"]) => self.generate_token(req, id),
+            ("GET", ["gateways", id, "telemetry"]) => {
+                let limit = req
+                    .query_param("limit")
+                    .and_then(|l| l.parse::<u32>().ok())
+                    .unwrap_or(100)
+                    .min(10_000);
+                let result = self.store().telemetry(id, limit);
+                match result {
+                    Ok((records, dropped)) => {
+                        // records were validated as JSON objects when stored
+                        let body = format!(
+                            "{{\"dropped\": {dropped}, \"records\": [{}]}}",
+                            records.join(",")
+                        );
+                        Response::json(200, body)
+                    }
+                    Err(e) => plane_error(e),
+                }
+            }
             ("POST", ["gateways", id, "keys", "regenerate"]) => {
                 let body = match body_object(req) {
                     Ok(b) => b,
@@ -479,10 +498,20 @@ impl Plane {
                     Err(e) => plane_error(e),
                 }
             }
-            ("POST", ["telemetry"]) => Response::error(
-                501,
-                "telemetry upload is not supported by this version of edgegate",
-            ),
+            ("POST", ["telemetry"]) => {
+                let Ok(text) = std::str::from_utf8(&req.body) else {
+                    return Response::error(400, "Body is not UTF-8");
+                };
+                let dropped = req
+                    .header("x-dropped-records")
+                    .and_then(|d| d.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                let result = self.store().record_telemetry(&gateway_id, text, dropped);
+                match result {
+                    Ok(_) => Response::empty(204),
+                    Err(e) => plane_error(e),
+                }
+            }
             _ => Response::error(404, "Resource not found"),
         }
     }

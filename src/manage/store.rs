@@ -22,6 +22,10 @@ const SCHEMA: &str = "
         id TEXT PRIMARY KEY, body TEXT NOT NULL, primary_key TEXT NOT NULL, secondary_key TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS gateway_apis (
         gateway TEXT NOT NULL, api TEXT NOT NULL, PRIMARY KEY (gateway, api));
+    CREATE TABLE IF NOT EXISTS telemetry (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, gateway TEXT NOT NULL, received INTEGER NOT NULL, record TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS telemetry_by_gateway ON telemetry (gateway, seq);
+    CREATE TABLE IF NOT EXISTS telemetry_dropped (gateway TEXT PRIMARY KEY, dropped INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS instances (
         gateway TEXT NOT NULL, instance TEXT NOT NULL, report TEXT NOT NULL, last_seen INTEGER NOT NULL,
         PRIMARY KEY (gateway, instance));
@@ -45,6 +49,9 @@ pub type PlaneResult<T> = Result<T, PlaneError>;
 pub struct PlaneStore {
     conn: Connection,
 }
+
+/// Request records kept by the plane (all gateways together), newest first.
+pub const TELEMETRY_KEEP: i64 = 1_000_000;
 
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -474,6 +481,68 @@ impl PlaneStore {
         let version = crate::agent::store::sha256_hex(content.as_bytes())[..16].to_string();
         doc.insert("version".into(), Value::String(version.clone()));
         Ok((json::to_string(&Value::Object(doc)), version))
+    }
+
+    // ---------------------------------------------------------------- telemetry
+
+    /// Stores request records (one JSON object per line) and the count the gateway had
+    /// to drop; keeps the newest `TELEMETRY_KEEP` records overall. Lines that are not JSON
+    /// objects are counted as dropped. Returns (stored, dropped).
+    pub fn record_telemetry(
+        &mut self,
+        gateway: &str,
+        ndjson: &str,
+        dropped: u64,
+    ) -> PlaneResult<(u64, u64)> {
+        let now = now_unix() as i64;
+        let tx = self.conn.transaction()?;
+        let (mut stored, mut bad) = (0u64, 0u64);
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO telemetry (gateway, received, record) VALUES (?1, ?2, ?3)")?;
+            for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
+                if matches!(json::from_str::<Value>(line), Ok(Value::Object(_))) {
+                    insert.execute(params![gateway, now, line])?;
+                    stored += 1;
+                } else {
+                    bad += 1;
+                }
+            }
+        }
+        let lost = dropped + bad;
+        if lost > 0 {
+            tx.execute(
+                "INSERT INTO telemetry_dropped (gateway, dropped) VALUES (?1, ?2)
+                 ON CONFLICT(gateway) DO UPDATE SET dropped = dropped + excluded.dropped",
+                params![gateway, lost as i64],
+            )?;
+        }
+        tx.execute(
+            "DELETE FROM telemetry WHERE seq <= (SELECT MAX(seq) FROM telemetry) - ?1",
+            params![TELEMETRY_KEEP],
+        )?;
+        tx.commit()?;
+        Ok((stored, lost))
+    }
+
+    /// The newest `limit` records of a gateway, oldest first, and its dropped total.
+    pub fn telemetry(&self, gateway: &str, limit: u32) -> PlaneResult<(Vec<String>, u64)> {
+        self.gateway(gateway)?;
+        let mut stmt = self.conn.prepare(
+            "SELECT record FROM (SELECT seq, record FROM telemetry WHERE gateway = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+        )?;
+        let records = stmt
+            .query_map(params![gateway, limit], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        let dropped: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT dropped FROM telemetry_dropped WHERE gateway = ?1",
+                params![gateway],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok((records, dropped.unwrap_or(0).max(0) as u64))
     }
 
     // ---------------------------------------------------------------- instances

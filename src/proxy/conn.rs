@@ -687,6 +687,7 @@ impl Client {
             total_ms: ms(ctx.now.duration_since(self.phase_since)),
             backend_ms: None,
             error,
+            probe: crate::status::STATUS_PATHS.contains(&url),
         });
     }
 
@@ -1241,6 +1242,7 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
         total_ms: ms(ctx.now.duration_since(x.started)),
         backend_ms: x.backend_started.map(|s| ms(ctx.now.duration_since(s))),
         error,
+        probe: false,
     });
 }
 

@@ -100,7 +100,10 @@ impl Server {
             runtime,
             sync,
             limits,
-            log: RequestLog::new(settings.logs_std),
+            log: RequestLog::new(
+                settings.logs_std,
+                settings.metrics_cloud && settings.service_endpoint.is_some(),
+            ),
             seq: 0,
             id_prefix,
             max_clients: max,
@@ -199,6 +202,9 @@ impl Server {
             );
         }
         log::info!("stopped");
+        if let Some((records, dropped)) = self.log.take_cloud() {
+            let _ = self.to_agent.try_send(ToAgent::Telemetry(records, dropped));
+        }
         let mut last = self.log.take().unwrap_or_default();
         last.push_str(&crate::sys::take_loop_logs());
         if !last.is_empty() {
@@ -386,6 +392,15 @@ impl Server {
         let events = crate::sys::take_loop_logs();
         if !events.is_empty() {
             self.log.batch.push_str(&events);
+        }
+        if let Some((records, dropped)) = self.log.take_cloud() {
+            if let Err(
+                TrySendError::Full(ToAgent::Telemetry(records, dropped))
+                | TrySendError::Disconnected(ToAgent::Telemetry(records, dropped)),
+            ) = self.to_agent.try_send(ToAgent::Telemetry(records, dropped))
+            {
+                self.log.restore_cloud(records, dropped);
+            }
         }
         if let Some(batch) = self.log.take() {
             match self.to_agent.try_send(ToAgent::Logs(batch)) {
