@@ -16,14 +16,15 @@ fi
 [ -x "$SHARED_BENCH/run-peers.sh" ] || { echo "peer harness not found at $SHARED_BENCH (set SHARED_BENCH)" >&2; exit 2; }
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 BACKEND_PORT="${BACKEND_PORT:-18080}"
-CONFIG="$(mktemp -d)/bench.json"
+WORK="$(mktemp -d)"
+CONFIG="$WORK/bench.json"
 cat > "$CONFIG" <<JSON
 {"schemaVersion": 1, "version": "bench", "apis": [
   {"id": "bench", "path": "", "serviceUrl": "http://127.0.0.1:$BACKEND_PORT", "protocols": ["http"],
    "subscriptionRequired": false,
    "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}]}
 JSON
-export GATEWAY_CMD="$ROOT/target/release/edgegate gateway --config $CONFIG --set net.server.http.listen=127.0.0.1:{PORT} --set telemetry.logs.std=none --set limits.connections.max=20000"
+export GATEWAY_CMD="$ROOT/target/release/edgegate gateway --config $CONFIG --set net.server.http.listen=127.0.0.1:{PORT} --set telemetry.logs.std=none --set limits.connections.max=20000 --set config.backup.path=$WORK/backup.db"
 export GATEWAY_NAME="${GATEWAY_NAME:-edgegate}"
 export PEERS="${PEERS:-direct nginx haproxy}"
 export BACKEND_PORT
