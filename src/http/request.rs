@@ -80,8 +80,13 @@ pub fn parse<'b>(
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            let line_end = buf.iter().position(|b| *b == b'\n');
-            if line_end.map_or(buf.len(), |n| n) > MAX_REQUEST_LINE.min(head_max) {
+            let line_limit = MAX_REQUEST_LINE.min(head_max);
+            let too_long = match buf.iter().position(|b| *b == b'\n') {
+                Some(end) => end > line_limit,
+                // no end of line yet, and already as long as allowed
+                None => buf.len() >= line_limit,
+            };
+            if too_long {
                 return Err(Failure::UriTooLong);
             }
             if buf.len() >= head_max {
@@ -405,6 +410,13 @@ mod tests {
         assert_eq!(bad(&long_uri), Failure::UriTooLong);
         let partial_long_uri = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE + 10));
         assert_eq!(bad(&partial_long_uri), Failure::UriTooLong);
+        // exactly a buffer's worth of request line and no end yet: already too long
+        let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let line = format!("GET /{}", "a".repeat(4096 - 5));
+        assert_eq!(
+            parse(line.as_bytes(), &mut h, 4096).unwrap_err(),
+            Failure::UriTooLong
+        );
         let big = format!(
             "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
             "b".repeat(40 * 1024)

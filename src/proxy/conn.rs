@@ -321,6 +321,15 @@ fn refill_response(
     Ok(())
 }
 
+/// Moves a full buffer to the next class up (head → data → large); false at the top.
+fn grow_full(pool: &mut Pool, buf: &mut Buf) -> bool {
+    if buf.capacity() < pool.size_of(Class::Data) {
+        pool.grow(buf, Class::Data)
+    } else {
+        pool.grow(buf, Class::Large)
+    }
+}
+
 /// Writes a head with `write` into `out` (a `Class::Head` buffer), moving to a
 /// `Class::Large` buffer when it does not fit. `Err` = too large even for that.
 fn write_head(
@@ -521,7 +530,7 @@ impl Client {
             return Step::Blocked;
         }
         if self.inbuf.is_none() {
-            match ctx.pool.get(Class::Data) {
+            match ctx.pool.get(Class::Head) {
                 Some(b) => self.inbuf = Some(b),
                 None => return Step::Close,
             }
@@ -530,7 +539,7 @@ impl Client {
             return Step::Close;
         };
         // a head that does not fit yet: a larger buffer, up to limits.request.head.max
-        if !buf.has_space() && !ctx.pool.grow(buf, Class::Large) {
+        if !buf.has_space() && !grow_full(ctx.pool, buf) {
             return Step::Close;
         }
         match read_some(&mut self.sock, buf, &mut self.readable) {
@@ -824,7 +833,7 @@ impl Client {
         // 4. request body
         if !matches!(x.req, ReqBody::Done) {
             if self.inbuf.is_none() {
-                self.inbuf = ctx.pool.get(Class::Data);
+                self.inbuf = ctx.pool.get(Class::Head);
             }
             let Some(inbuf) = self.inbuf.as_mut() else {
                 return Step::Close;
@@ -862,7 +871,11 @@ impl Client {
             if body_complete && x.req_sendable == 0 {
                 x.req = ReqBody::Done;
                 progress = true;
-            } else if x.req_sendable == 0 && self.readable && inbuf.has_space() {
+            } else if x.req_sendable == 0 && self.readable {
+                // a body that fills the small buffer streams on through a data-sized one
+                if !inbuf.has_space() && inbuf.capacity() < ctx.pool.size_of(Class::Data) {
+                    ctx.pool.grow(inbuf, Class::Data);
+                }
                 match read_some(&mut self.sock, inbuf, &mut self.readable) {
                     Io::Done(_) => {
                         x.last_client = ctx.now;
@@ -890,11 +903,15 @@ impl Client {
 
         // 5. response from the backend
         if x.resp_buf.is_none() {
-            x.resp_buf = ctx.pool.get(Class::Data);
+            x.resp_buf = ctx.pool.get(Class::Head);
         }
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
         };
+        // a response that fills its small buffer streams on through a data-sized one
+        if !rbuf.has_space() && rbuf.capacity() < ctx.pool.size_of(Class::Data) {
+            ctx.pool.grow(rbuf, Class::Data);
+        }
         if b.readable && !x.backend_eof && rbuf.has_space() && x.resp_sendable == 0 {
             match read_some(&mut b.sock, rbuf, &mut b.readable) {
                 Io::Done(_) => {
