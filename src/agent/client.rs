@@ -153,43 +153,38 @@ impl PlaneClient {
 
     /// `POST /gateway/heartbeat` with a JSON report.
     pub fn heartbeat(&self, report: &str) -> Result<(), CallError> {
-        let token = self.token().map_err(CallError::Unauthorized)?;
-        let url = format!("{}/gateway/heartbeat", self.endpoint);
-        let resp = self
-            .agent
-            .post(&url)
-            .header("Authorization", &token)
-            .content_type("application/json")
-            .send(report)
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let body = resp
-            .into_body()
-            .into_with_config()
-            .limit(64 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        match status {
-            401 | 403 => Err(CallError::Unauthorized(message_of(&body))),
-            s => Err(CallError::Status(s, message_of(&body))),
-        }
+        self.post("/gateway/heartbeat", "application/json", report, None)
     }
 
     /// `POST /gateway/telemetry`: NDJSON request records, and how many records were
     /// dropped before they could be sent (`X-Dropped-Records`).
     pub fn telemetry(&self, ndjson: &str, dropped: u64) -> Result<(), CallError> {
+        self.post(
+            "/gateway/telemetry",
+            "application/x-ndjson",
+            ndjson,
+            Some(("X-Dropped-Records", dropped.to_string())),
+        )
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        header: Option<(&str, String)>,
+    ) -> Result<(), CallError> {
         let token = self.token().map_err(CallError::Unauthorized)?;
-        let url = format!("{}/gateway/telemetry", self.endpoint);
-        let resp = self
+        let mut req = self
             .agent
-            .post(&url)
-            .header("Authorization", &token)
-            .header("X-Dropped-Records", &dropped.to_string())
-            .content_type("application/x-ndjson")
-            .send(ndjson)
+            .post(&format!("{}{path}", self.endpoint))
+            .header("Authorization", &token);
+        if let Some((name, value)) = header {
+            req = req.header(name, &value);
+        }
+        let resp = req
+            .content_type(content_type)
+            .send(body)
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {

@@ -97,6 +97,26 @@ const SCHEMA: &str = "
 /// batches are dropped and counted.
 pub const SPOOL_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
+/// Opens a SQLite file the way every edgegate store needs it: a busy timeout, SQLite's
+/// integrity check (an error if it fails), WAL, and `synchronous=FULL` so a committed
+/// transaction survives a power cut.
+pub fn open_durable(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("integrity check: {check}"));
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -149,19 +169,7 @@ impl Store {
     }
 
     fn connect(path: &Path) -> Result<Connection, String> {
-        let conn = Connection::open(path).map_err(|e| e.to_string())?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        if check != "ok" {
-            return Err(format!("integrity check: {check}"));
-        }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| e.to_string())?;
+        let conn = open_durable(path)?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
         Ok(conn)
     }

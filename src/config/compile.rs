@@ -223,7 +223,8 @@ fn reject_policies(fields: &Fields, key: &str, errors: &mut Errors) {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Ids of APIs, operations and gateways: letters, digits and `-_.~`, at most 256.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 256
         && id

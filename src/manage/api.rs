@@ -13,6 +13,7 @@ use miniserde::json::{self, Array, Number, Object, Value};
 use super::http::{Request, Response};
 use super::store::{now_unix, PlaneError, PlaneStore};
 use super::token;
+use crate::config::compile::valid_id;
 use crate::telemetry::{push_json_str, rfc3339};
 
 /// Longest `?wait=N` honoured, in seconds.
@@ -76,14 +77,6 @@ fn body_object(req: &Request) -> Result<Object, Response> {
         Ok(Value::Object(o)) => Ok(o),
         _ => Err(Response::error(400, "Body must be a JSON object")),
     }
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 256
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
 fn created_or_ok(created: bool, entity: Value) -> Response {

@@ -111,19 +111,7 @@ impl PlaneStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        let conn = Connection::open(path).map_err(|e| e.to_string())?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        if check != "ok" {
-            return Err(format!("integrity check failed: {check}"));
-        }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| e.to_string())?;
+        let conn = crate::agent::store::open_durable(path)?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
         Ok(PlaneStore { conn })
     }
