@@ -658,3 +658,42 @@ fn records_made_while_offline_are_spooled_and_uploaded_in_order() {
         .collect();
     assert_eq!(got, want, "all of them, in order");
 }
+
+#[test]
+fn gateway_keys_never_leave_the_plane() {
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", "http://127.0.0.1:9");
+    let token = plane.token("gw1");
+    let (primary, secondary): (String, String) =
+        rusqlite::Connection::open(plane.dir.join("plane.db"))
+            .unwrap()
+            .query_row(
+                "SELECT primary_key, secondary_key FROM gateways WHERE id = 'gw1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+    for path in [
+        "/admin/gateways",
+        "/admin/gateways/gw1",
+        "/admin/gateways/gw1/apis",
+        "/admin/apis",
+    ] {
+        let (_, body) = plane.admin("GET", path, "");
+        assert!(
+            !body.contains(&primary) && !body.contains(&secondary),
+            "{path} leaks a key"
+        );
+    }
+    let gw = Gateway::start_service(&plane.url(), &token, &[]);
+    assert!(eventually(Duration::from_secs(5), || plane
+        .admin("GET", "/admin/gateways/gw1", "")
+        .1
+        .contains("\"state\":\"connected\"")));
+    let signature = token.rsplit('&').next().unwrap();
+    let plane_log = plane.lines.lock().unwrap().join("\n");
+    let gateway_log = gw.log_lines().join("\n");
+    for log in [&plane_log, &gateway_log] {
+        assert!(!log.contains(&primary) && !log.contains(signature) && !log.contains(ADMIN_TOKEN));
+    }
+}
