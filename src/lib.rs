@@ -25,6 +25,7 @@ pub mod agent;
 pub mod config;
 pub mod http;
 pub mod manage;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod settings;

@@ -248,9 +248,6 @@ fn manage(args: &[String]) -> ExitCode {
 /// `layered_settings` plus what `gateway` needs to run in this version.
 fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
     let s = layered_settings(args)?;
-    if s.metrics_local == LocalMetrics::Prometheus {
-        return Err("setting 'telemetry.metrics.local': prometheus is not supported by this version of edgegate".into());
-    }
     if s.local_path.is_none() && s.service_endpoint.is_none() {
         return Err("no config source: set config.local.path (or pass --config FILE) or config.service.endpoint".into());
     }
@@ -331,6 +328,18 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         agent.reload.clone(),
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let server = if settings.metrics_local == LocalMetrics::Prometheus {
+        let addr = settings.prometheus_listen;
+        let metrics = mio::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let bound = metrics.local_addr().map_err(|e| e.to_string())?;
+        log::info!("metrics on http://{bound}/metrics");
+        server
+            .with_metrics(metrics)
+            .map_err(|e| format!("cannot start the metrics listener: {e}"))?
+    } else {
+        server
+    };
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
     agent.stop();

@@ -555,3 +555,79 @@ fn a_stuck_stderr_never_stalls_traffic() {
     assert!(exited, "the gateway hung on a full stderr");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
+    let origin = Origin::echo();
+    // 200 APIs (one series each) so the exposition is larger than one 16 KiB buffer
+    let mut apis = vec![format!(
+        r#"{{"id": "echo", "path": "echo", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "get-item", "method": "GET", "urlTemplate": "/items/{{id}}"}}]}}"#,
+        origin.url("")
+    )];
+    for i in 0..200 {
+        apis.push(format!(
+            r#"{{"id": "down-{i}", "path": "down-{i}", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
+                "operations": [{{"id": "all", "method": "*", "urlTemplate": "/*"}}]}}"#
+        ));
+    }
+    let config = format!(
+        r#"{{"schemaVersion": 1, "version": "m1", "apis": [{}]}}"#,
+        apis.join(",")
+    );
+    let gw = Gateway::start(
+        &config,
+        &[
+            "telemetry.metrics.local=prometheus",
+            "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
+        ],
+    );
+    let line = gw.wait_for_log("metrics on http://");
+    let maddr: std::net::SocketAddr = line
+        .split("metrics on http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    assert_eq!(get(gw.addr, "/echo/items/1").status, 200);
+    assert_eq!(get(gw.addr, "/echo/items/2").status, 200);
+    assert_eq!(get(gw.addr, "/nope").status, 404);
+    for i in 0..200 {
+        assert_eq!(get(gw.addr, &format!("/down-{i}/x")).status, 502);
+    }
+    assert_eq!(get(gw.addr, "/status-0123456789abcdef").status, 200);
+    let r = get(maddr, "/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = r.text();
+    assert!(
+        text.len() > 16 * 1024,
+        "a large exposition arrives whole ({} bytes)",
+        text.len()
+    );
+    for want in [
+        "edgegate_requests_total{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
+        "edgegate_requests_total{api=\"\",operation=\"\",status_class=\"4xx\",error_reason=\"operation_not_found\"} 1",
+        "edgegate_requests_total{api=\"down-199\",operation=\"all\",status_class=\"5xx\",error_reason=\"backend_connect_failed\"} 1",
+        "edgegate_request_duration_milliseconds_count{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
+        "edgegate_config_info{version=\"m1\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == want), "missing {want}");
+    }
+    assert!(
+        !text.contains("status-0123456789abcdef"),
+        "health probes are not counted"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("edgegate_connections_open ")));
+    assert_eq!(
+        get(maddr, "/other").status,
+        404,
+        "the metrics listener answers /metrics only"
+    );
+}

@@ -163,10 +163,26 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// A complete response from the gateway itself: JSON body, exact framing.
 pub fn render_json(status: u16, body: &str, close: bool, head_only: bool, out: &mut Vec<u8>) {
+    render(status, JSON, body, close, head_only, out);
+}
+
+pub const JSON: &str = "application/json; charset=utf-8";
+/// The Prometheus text exposition format.
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A complete response with the given content type.
+pub fn render(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    close: bool,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) {
     use std::io::Write;
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
         reason_phrase(status),
         body.len(),
         if close { "Connection: close\r\n" } else { "" }

@@ -33,11 +33,12 @@ use super::backend::Backends;
 use super::buffer::{Buf, Class, Pool};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::failure::{failure_body, render_json};
+use crate::http::failure::{failure_body, render, JSON, PROMETHEUS};
 use crate::http::forward::{self, BackendRequest, ClientFraming, SliceWriter};
 use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
+use crate::metrics::{Gauges, Metrics};
 use crate::status::{self, SyncState};
 use crate::telemetry::{redact_query, Record, RequestLog};
 
@@ -51,6 +52,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub trust_forwarded_proto: bool,
+    /// Federated to a management plane (metrics say whether it is reachable).
+    pub service_mode: bool,
 }
 
 /// What `drive` may use besides the connection itself.
@@ -66,6 +69,10 @@ pub struct Ctx<'a> {
     pub draining: bool,
     pub seq: &'a mut u64,
     pub id_prefix: u32,
+    /// Request metrics, when `telemetry.metrics.local` is on.
+    pub metrics: Option<&'a mut Metrics>,
+    /// Client connections open (for the metrics gauge).
+    pub connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +109,8 @@ pub struct Client {
     /// The client sent bytes of a next request while this one is answered; they wait in
     /// the socket (no more peeking) until the exchange ends.
     pipelined: bool,
+    /// Accepted on the metrics listener: only `/metrics` is answered.
+    pub metrics_only: bool,
 }
 
 enum Phase {
@@ -113,11 +122,43 @@ enum Phase {
     Head,
     /// An answer from the gateway itself.
     Reply {
-        out: Buf,
+        out: ReplyBytes,
     },
     Proxy(Box<Exchange>),
     /// Nothing more can be said on this connection; the next drive closes it.
     Closing,
+}
+
+/// The bytes of a gateway answer being written.
+enum ReplyBytes {
+    Pooled(Buf),
+    Owned { data: Vec<u8>, sent: usize },
+}
+
+impl ReplyBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ReplyBytes::Pooled(b) => b.bytes(),
+            ReplyBytes::Owned { data, sent } => &data[*sent..],
+        }
+    }
+    fn consume(&mut self, n: usize) {
+        match self {
+            ReplyBytes::Pooled(b) => b.consume(n),
+            ReplyBytes::Owned { data, sent } => *sent = (*sent + n).min(data.len()),
+        }
+    }
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn release(self, pool: &mut Pool) {
+        if let ReplyBytes::Pooled(b) = self {
+            pool.put(b);
+        }
+    }
 }
 
 /// Log fields captured when logging is on (no allocation otherwise).
@@ -373,6 +414,7 @@ impl Client {
             phase_since: now,
             close_after: false,
             pipelined: false,
+            metrics_only: false,
         }
     }
 
@@ -398,7 +440,7 @@ impl Client {
     fn release_because(&mut self, ctx: &mut Ctx, reason: &str) {
         ctx.pool.put_opt(&mut self.inbuf);
         match std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
-            Phase::Reply { out } => ctx.pool.put(out),
+            Phase::Reply { out } => out.release(ctx.pool),
             Phase::Proxy(mut x) => {
                 if x.status == 0 {
                     x.status = 499;
@@ -571,10 +613,11 @@ impl Client {
         let has_body = head.body != BodyKind::None;
         let close = !head.keep_alive || ctx.draining;
         let is_head = head.is_head();
-        let decision = decide(&head, &self.peer_ip, ctx);
+        let decision = decide(&head, &self.peer_ip, self.metrics_only, ctx);
         match decision {
             Decision::Reply {
                 status,
+                content_type,
                 body,
                 failure,
                 method,
@@ -586,7 +629,7 @@ impl Client {
                 }
                 // A body we will not read makes the connection unusable.
                 let close = close || has_body || failure.is_some_and(Failure::closes_connection);
-                self.start_reply(status, &body, close, is_head, ctx);
+                self.start_reply_as(status, content_type, &body, close, is_head, ctx);
                 self.log_local(
                     status,
                     api,
@@ -639,23 +682,44 @@ impl Client {
         head_only: bool,
         ctx: &mut Ctx,
     ) {
+        self.start_reply_as(status, JSON, body, close, head_only, ctx);
+    }
+
+    /// Queues a complete answer from the gateway itself. Small ones (nearly all) go in a
+    /// pooled buffer; a large one (metrics) in its own allocation, freed once written.
+    fn start_reply_as(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        body: &str,
+        close: bool,
+        head_only: bool,
+        ctx: &mut Ctx,
+    ) {
         let mut bytes = Vec::with_capacity(160 + body.len());
-        render_json(status, body, close, head_only, &mut bytes);
-        let class = if bytes.len() <= ctx.pool.size_of(Class::Head) {
-            Class::Head
+        render(status, content_type, body, close, head_only, &mut bytes);
+        let out = if bytes.len() <= ctx.pool.size_of(Class::Data) {
+            let class = if bytes.len() <= ctx.pool.size_of(Class::Head) {
+                Class::Head
+            } else {
+                Class::Data
+            };
+            let Some(mut buf) = ctx.pool.get(class) else {
+                self.close_after = true;
+                return;
+            };
+            buf.whole_mut()[..bytes.len()].copy_from_slice(&bytes);
+            buf.filled(bytes.len());
+            ReplyBytes::Pooled(buf)
         } else {
-            Class::Data
+            ReplyBytes::Owned {
+                data: bytes,
+                sent: 0,
+            }
         };
-        let Some(mut out) = ctx.pool.get(class) else {
-            self.close_after = true;
-            return;
-        };
-        let n = bytes.len().min(out.capacity());
-        out.whole_mut()[..n].copy_from_slice(&bytes[..n]);
-        out.filled(n);
         self.close_after = close;
         if let Phase::Reply { out } = std::mem::replace(&mut self.phase, Phase::Head) {
-            ctx.pool.put(out);
+            out.release(ctx.pool);
         }
         self.set_phase(Phase::Reply { out }, ctx.now);
     }
@@ -672,6 +736,14 @@ impl Client {
         url: &str,
         ctx: &mut Ctx,
     ) {
+        let probe = crate::status::STATUS_PATHS.contains(&url);
+        if let Some(m) = ctx
+            .metrics
+            .as_deref_mut()
+            .filter(|_| !probe && !self.metrics_only)
+        {
+            m.observe(api, op, status, error, 0.0, None);
+        }
         if !ctx.log.enabled() {
             return;
         }
@@ -696,7 +768,7 @@ impl Client {
             total_ms: ms(ctx.now.duration_since(self.phase_since)),
             backend_ms: None,
             error,
-            probe: crate::status::STATUS_PATHS.contains(&url),
+            probe,
         });
     }
 
@@ -723,7 +795,7 @@ impl Client {
         if let Phase::Reply { out } =
             std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
         {
-            ctx.pool.put(out);
+            out.release(ctx.pool);
         }
         self.phase_since = ctx.now;
         Step::Progress
@@ -1239,25 +1311,32 @@ impl Client {
 }
 
 fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&str>) {
-    let Some(t) = x.trace.as_ref() else { return };
     let api = x.rt.apis.get(x.api as usize);
+    let api_id = api.map_or("", |a| a.id.as_str());
+    let operation = api
+        .and_then(|a| a.operations.get(x.op as usize))
+        .map_or("", |o| o.id.as_str());
+    let total_ms = ms(ctx.now.duration_since(x.started));
+    let backend_ms = x.backend_started.map(|s| ms(ctx.now.duration_since(s)));
+    if let Some(m) = ctx.metrics.as_deref_mut() {
+        m.observe(api_id, operation, x.status, error, total_ms, backend_ms);
+    }
+    let Some(t) = x.trace.as_ref() else { return };
     ctx.log.push(&Record {
         time: t.wall,
         request_id: &t.id,
         client_ip: peer.ip(),
         method: &t.method,
         url: &t.url,
-        api: api.map_or("", |a| a.id.as_str()),
-        operation: api
-            .and_then(|a| a.operations.get(x.op as usize))
-            .map_or("", |o| o.id.as_str()),
+        api: api_id,
+        operation,
         subscription: "",
         status: x.status,
         backend_status: x.backend_status,
         bytes_in: x.bytes_in,
         bytes_out: x.bytes_out,
-        total_ms: ms(ctx.now.duration_since(x.started)),
-        backend_ms: x.backend_started.map(|s| ms(ctx.now.duration_since(s))),
+        total_ms,
+        backend_ms,
         error,
         probe: false,
     });
@@ -1270,6 +1349,7 @@ fn request_id(prefix: u32, seq: u64) -> String {
 enum Decision<'h> {
     Reply {
         status: u16,
+        content_type: &'static str,
         body: String,
         failure: Option<Failure>,
         method: String,
@@ -1297,7 +1377,12 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 }
 
 /// Routing and admission for one parsed head: a gateway answer or a ready exchange.
-fn decide<'h>(head: &request::RequestHead, peer_ip: &str, ctx: &mut Ctx<'h>) -> Decision<'h> {
+fn decide<'h>(
+    head: &request::RequestHead,
+    peer_ip: &str,
+    metrics_only: bool,
+    ctx: &mut Ctx<'h>,
+) -> Decision<'h> {
     let logging = ctx.log.enabled();
     let url_of = |secret: &str| {
         if !logging {
@@ -1310,6 +1395,7 @@ fn decide<'h>(head: &request::RequestHead, peer_ip: &str, ctx: &mut Ctx<'h>) -> 
     };
     let reply = |f: Failure, api: &'h str, url: String| Decision::Reply {
         status: f.status(),
+        content_type: JSON,
         body: failure_body(f),
         failure: Some(f),
         method: if logging {
@@ -1320,10 +1406,46 @@ fn decide<'h>(head: &request::RequestHead, peer_ip: &str, ctx: &mut Ctx<'h>) -> 
         url,
         api,
     };
+    if metrics_only {
+        // the metrics listener answers /metrics and nothing else
+        if head.path != "/metrics" {
+            return reply(Failure::OperationNotFound, "", head.path.to_string());
+        }
+        let runtime = ctx.runtime.map(|r| &**r);
+        let gauges = Gauges {
+            config_version: runtime.map(|r| r.version.as_str()),
+            config_age_seconds: runtime.map_or(0, |r| {
+                SystemTime::now()
+                    .duration_since(r.applied_at)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            plane_connected: ctx
+                .limits
+                .service_mode
+                .then_some(ctx.sync.offline_since.is_none()),
+            connections_open: ctx.connections,
+        };
+        let body = ctx
+            .metrics
+            .as_deref()
+            .map(|m| m.render(&gauges))
+            .unwrap_or_default();
+        return Decision::Reply {
+            status: 200,
+            content_type: PROMETHEUS,
+            body,
+            failure: None,
+            method: head.method.to_string(),
+            url: crate::status::STATUS_PATHS[0].to_string(),
+            api: "",
+        };
+    }
     if status::STATUS_PATHS.contains(&head.path) {
         let (code, body) = status::render(ctx.runtime.map(|r| &**r), ctx.sync, SystemTime::now());
         return Decision::Reply {
             status: code,
+            content_type: JSON,
             body,
             failure: None,
             method: head.method.to_string(),

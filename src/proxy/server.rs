@@ -23,6 +23,7 @@ use super::conn::{Client, Ctx, Limits, Outcome};
 use super::token::{self, Kind};
 use crate::agent::{ToAgent, ToLoop};
 use crate::config::Runtime;
+use crate::metrics::Metrics;
 use crate::settings::GatewaySettings;
 use crate::status::SyncState;
 use crate::telemetry::RequestLog;
@@ -53,6 +54,10 @@ pub struct Server {
     shutdown_timeout: Duration,
     again: Vec<usize>,
     now: Instant,
+    /// Request metrics and the listener that exposes them, when enabled.
+    metrics: Option<Metrics>,
+    metrics_listener: Option<TcpListener>,
+    metrics_ready: bool,
 }
 
 impl Server {
@@ -82,6 +87,7 @@ impl Server {
             connect_timeout: settings.backend_connect_timeout,
             response_timeout: settings.backend_response_timeout,
             trust_forwarded_proto: settings.forwarded_proto_enabled,
+            service_mode: settings.service_endpoint.is_some(),
         };
         let max = settings.connections_max;
         let now = Instant::now();
@@ -115,7 +121,22 @@ impl Server {
             shutdown_timeout: settings.shutdown_timeout,
             again: Vec::new(),
             now,
+            metrics: None,
+            metrics_listener: None,
+            metrics_ready: false,
         })
+    }
+
+    /// Turns on request metrics, served as Prometheus text on `listener` (`/metrics`).
+    pub fn with_metrics(mut self, mut listener: TcpListener) -> io::Result<Server> {
+        self.poll.registry().register(
+            &mut listener,
+            token::METRICS_LISTENER,
+            Interest::READABLE,
+        )?;
+        self.metrics = Some(Metrics::default());
+        self.metrics_listener = Some(listener);
+        Ok(self)
     }
 
     pub fn registry(&self) -> &mio::Registry {
@@ -145,6 +166,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     token::HTTP_LISTENER => self.listener_ready = true,
+                    token::METRICS_LISTENER => self.metrics_ready = true,
                     token::WAKER => self.take_agent_messages(),
                     token::SIGNALS => self.take_signals(),
                     t => {
@@ -167,6 +189,9 @@ impl Server {
             }
             if self.listener_ready {
                 self.accept();
+            }
+            if self.metrics_ready {
+                self.accept_metrics();
             }
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
@@ -251,6 +276,36 @@ impl Server {
         }
     }
 
+    /// Scrapes of `/metrics`: ordinary client connections that answer nothing else.
+    fn accept_metrics(&mut self) {
+        while self.clients.len() < self.max_clients {
+            let Some(listener) = self.metrics_listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut sock, peer)) => {
+                    let entry = self.clients.vacant_entry();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token::client(entry.key()), interest)
+                        .is_ok()
+                    {
+                        let mut client = Client::new(sock, peer, self.now, &self.limits);
+                        client.metrics_only = true;
+                        entry.insert(client);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.metrics_ready = false;
+                    return;
+                }
+            }
+        }
+    }
+
     fn backend_event(&mut self, key: usize, readable: bool, writable: bool) {
         if self.backends.is_idle(key) {
             if readable {
@@ -270,6 +325,7 @@ impl Server {
     }
 
     fn drive(&mut self, key: usize, timed_out: bool) {
+        let connections = self.clients.len();
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
@@ -285,6 +341,8 @@ impl Server {
             draining: self.shutdown_deadline.is_some(),
             seq: &mut self.seq,
             id_prefix: self.id_prefix,
+            metrics: self.metrics.as_mut(),
+            connections,
         };
         let outcome = if timed_out {
             client.on_timeout(&mut ctx)
@@ -373,6 +431,9 @@ impl Server {
             self.clients.len()
         );
         if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some(mut l) = self.metrics_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_deadline = Some(self.now + self.shutdown_timeout);

@@ -1,0 +1,257 @@
+//! Request metrics kept on the event loop without locks, and their Prometheus text
+//! exposition (DESIGN.md §7): requests by API, operation, status class and error reason;
+//! total and backend duration histograms; gauges for the config, the plane link and open
+//! connections. Series keys are built in a reused scratch string, so counting a request
+//! allocates only the first time a series appears; the number of series is bounded.
+//! Must not touch: sockets, the agent.
+
+use std::fmt::Write as _;
+
+use crate::route::FnvMap;
+
+/// Histogram bucket bounds, in milliseconds.
+pub const BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
+/// Most distinct series kept; requests of further ones are counted under `overflow`.
+pub const MAX_SERIES: usize = 10_000;
+
+pub const REQUESTS: &str = "edgegate_requests_total";
+pub const DURATION: &str = "edgegate_request_duration_milliseconds";
+pub const BACKEND_DURATION: &str = "edgegate_backend_duration_milliseconds";
+
+#[derive(Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS_MS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, ms: f64) {
+        if let Some(i) = BUCKETS_MS.iter().position(|b| ms <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += ms;
+    }
+}
+
+#[derive(Default, Clone)]
+struct Series {
+    total: Histogram,
+    backend: Histogram,
+}
+
+/// What the loop knows at render time.
+pub struct Gauges<'a> {
+    pub config_version: Option<&'a str>,
+    pub config_age_seconds: u64,
+    pub plane_connected: Option<bool>,
+    pub connections_open: usize,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    series: FnvMap<Box<str>, Series>,
+    scratch: String,
+    overflow: u64,
+}
+
+fn class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn escape(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(
+        &mut self,
+        api: &str,
+        operation: &str,
+        status: u16,
+        reason: Option<&str>,
+        total_ms: f64,
+        backend_ms: Option<f64>,
+    ) {
+        self.scratch.clear();
+        for part in [api, operation, class(status), reason.unwrap_or("")] {
+            self.scratch.push_str(part);
+            self.scratch.push('\u{1f}');
+        }
+        if !self.series.contains_key(self.scratch.as_str()) {
+            if self.series.len() >= MAX_SERIES {
+                self.overflow += 1;
+                return;
+            }
+            self.series
+                .insert(self.scratch.clone().into_boxed_str(), Series::default());
+        }
+        let Some(series) = self.series.get_mut(self.scratch.as_str()) else {
+            return;
+        };
+        series.total.observe(total_ms);
+        if let Some(b) = backend_ms {
+            series.backend.observe(b);
+        }
+    }
+
+    /// The Prometheus text format (version 0.0.4).
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut keys: Vec<&Box<str>> = self.series.keys().collect();
+        keys.sort();
+        let labels = |out: &mut String, key: &str| {
+            let mut parts = key.split('\u{1f}');
+            for name in ["api", "operation", "status_class", "error_reason"] {
+                let _ = write!(out, "{}{name}=\"", if name == "api" { "" } else { "," });
+                escape(out, parts.next().unwrap_or(""));
+                out.push('"');
+            }
+        };
+        let _ = writeln!(out, "# HELP {REQUESTS} Requests answered, by API, operation, status class and error reason.");
+        let _ = writeln!(out, "# TYPE {REQUESTS} counter");
+        for key in &keys {
+            out.push_str(REQUESTS);
+            out.push('{');
+            labels(&mut out, key);
+            let _ = writeln!(out, "}} {}", self.series[*key].total.count);
+        }
+        if self.overflow > 0 {
+            let _ = writeln!(out, "edgegate_requests_unlabelled_total {}", self.overflow);
+        }
+        for (name, help, pick) in [
+            (
+                DURATION,
+                "Time from the request head to the last response byte.",
+                0,
+            ),
+            (
+                BACKEND_DURATION,
+                "Time from connecting to the backend to the last response byte.",
+                1,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for key in &keys {
+                let s = &self.series[*key];
+                let h = if pick == 0 { &s.total } else { &s.backend };
+                if h.count == 0 {
+                    continue;
+                }
+                let mut cumulative = 0;
+                for (i, bound) in BUCKETS_MS.iter().enumerate() {
+                    cumulative += h.buckets[i];
+                    let _ = write!(out, "{name}_bucket{{");
+                    labels(&mut out, key);
+                    let _ = writeln!(out, ",le=\"{bound}\"}} {cumulative}");
+                }
+                let _ = write!(out, "{name}_bucket{{");
+                labels(&mut out, key);
+                let _ = writeln!(out, ",le=\"+Inf\"}} {}", h.count);
+                for (suffix, value) in [
+                    ("sum", format!("{:.3}", h.sum)),
+                    ("count", h.count.to_string()),
+                ] {
+                    let _ = write!(out, "{name}_{suffix}{{");
+                    labels(&mut out, key);
+                    let _ = writeln!(out, "}} {value}");
+                }
+            }
+        }
+        let _ = writeln!(out, "# TYPE edgegate_config_info gauge");
+        if let Some(v) = g.config_version {
+            out.push_str("edgegate_config_info{version=\"");
+            escape(&mut out, v);
+            out.push_str("\"} 1\n");
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE edgegate_config_age_seconds gauge\nedgegate_config_age_seconds {}",
+            g.config_age_seconds
+        );
+        if let Some(c) = g.plane_connected {
+            let _ = writeln!(
+                out,
+                "# TYPE edgegate_plane_connected gauge\nedgegate_plane_connected {}",
+                u8::from(c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE edgegate_connections_open gauge\nedgegate_connections_open {}",
+            g.connections_open
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_histograms_and_exposition() {
+        let mut m = Metrics::default();
+        m.observe("echo", "get", 200, None, 3.0, Some(2.0));
+        m.observe("echo", "get", 200, None, 30.0, Some(29.0));
+        m.observe("", "", 404, Some("operation_not_found"), 0.1, None);
+        let text = m.render(&Gauges {
+            config_version: Some("v\"1"),
+            config_age_seconds: 7,
+            plane_connected: Some(false),
+            connections_open: 3,
+        });
+        for line in [
+            "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
+            "edgegate_requests_total{api=\"\",operation=\"\",status_class=\"4xx\",error_reason=\"operation_not_found\"} 1",
+            "edgegate_request_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"5\"} 1",
+            "edgegate_request_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"50\"} 2",
+            "edgegate_request_duration_milliseconds_count{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
+            "edgegate_backend_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 31.000",
+            "edgegate_config_info{version=\"v\\\"1\"} 1",
+            "edgegate_config_age_seconds 7",
+            "edgegate_plane_connected 0",
+            "edgegate_connections_open 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        assert!(
+            !text.contains("edgegate_backend_duration_milliseconds_count{api=\"\""),
+            "no backend series without backend time"
+        );
+    }
+
+    #[test]
+    fn series_are_bounded() {
+        let mut m = Metrics::default();
+        for i in 0..MAX_SERIES + 5 {
+            m.observe(&format!("api-{i}"), "op", 200, None, 1.0, None);
+        }
+        assert_eq!(m.series.len(), MAX_SERIES);
+        assert!(m
+            .render(&Gauges {
+                config_version: None,
+                config_age_seconds: 0,
+                plane_connected: None,
+                connections_open: 0
+            })
+            .contains("edgegate_requests_unlabelled_total 5"));
+    }
+}
