@@ -697,3 +697,26 @@ fn gateway_keys_never_leave_the_plane() {
         assert!(!log.contains(&primary) && !log.contains(signature) && !log.contains(ADMIN_TOKEN));
     }
 }
+
+#[test]
+fn metric_aggregates_reach_the_plane() {
+    let a = text_origin("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    for _ in 0..3 {
+        assert!(serves(&gw, "/x", "a"));
+    }
+    let want = r#"edgegate_requests_total{api=\"echo\",operation=\"all\",status_class=\"2xx\",error_reason=\"\"} 3"#;
+    assert!(
+        eventually(Duration::from_secs(20), || plane
+            .admin("GET", "/admin/gateways/gw1/metrics", "")
+            .1
+            .contains(want)),
+        "{}",
+        plane.admin("GET", "/admin/gateways/gw1/metrics", "").1
+    );
+    let (_, body) = plane.admin("GET", "/admin/gateways/gw1/metrics", "");
+    assert!(body.starts_with("[{\"instanceId\":\""), "{body}");
+    assert!(body.contains("edgegate_plane_connected 1"), "{body}");
+}

@@ -167,6 +167,16 @@ impl PlaneClient {
         )
     }
 
+    /// `POST /gateway/metrics`: the instance's cumulative metrics (Prometheus text).
+    pub fn metrics(&self, instance_id: &str, text: &str) -> Result<(), CallError> {
+        self.post(
+            "/gateway/metrics",
+            "text/plain; version=0.0.4",
+            text,
+            Some(("X-Instance-Id", instance_id.to_string())),
+        )
+    }
+
     fn post(
         &self,
         path: &str,

@@ -32,6 +32,8 @@ pub enum ToAgent {
     /// Request records (JSON lines) for the management plane, and how many the loop had
     /// to drop since the last batch.
     Telemetry(String, u64),
+    /// The latest metrics (Prometheus text, cumulative) for the management plane.
+    Metrics(String),
     /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
     /// it until it holds the last reference and frees it here, off the loop.
     Retire(Arc<Runtime>),
@@ -125,6 +127,8 @@ pub trait Syncer: Send + 'static {
     fn next_tick(&self) -> Instant;
     /// Request records for the plane (service mode); dropped elsewhere.
     fn telemetry(&mut self, _records: String, _dropped: u64) {}
+    /// The latest metrics snapshot for the plane (service mode).
+    fn metrics(&mut self, _text: String) {}
     /// The process is stopping: keep what must survive (spool telemetry).
     fn shutdown(&mut self) {}
 }
@@ -208,6 +212,7 @@ fn run(
             }
             Ok(ToAgent::Retire(runtime)) => retired.push(runtime),
             Ok(ToAgent::Telemetry(records, dropped)) => syncer.telemetry(records, dropped),
+            Ok(ToAgent::Metrics(text)) => syncer.metrics(text),
             Ok(ToAgent::Reload) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 syncer.shutdown();

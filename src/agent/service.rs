@@ -55,6 +55,9 @@ pub struct ServiceSync {
     pending_records: u64,
     pending_dropped: u64,
     next_upload: Instant,
+    /// The newest metrics snapshot not yet uploaded (only the newest matters: counters
+    /// are cumulative).
+    metrics: Option<String>,
 }
 
 fn hostname() -> String {
@@ -108,6 +111,7 @@ impl ServiceSync {
             pending_records: 0,
             pending_dropped: 0,
             next_upload: now + TELEMETRY_EVERY,
+            metrics: None,
         })
     }
 
@@ -326,6 +330,11 @@ impl ServiceSync {
                 let _ = store.spool_remove(seq);
             }
         }
+        if let Some(text) = self.metrics.take() {
+            if self.client.metrics(&self.instance_id, &text).is_err() {
+                self.metrics = Some(text);
+            }
+        }
         let from_spool = self
             .store
             .as_mut()
@@ -448,6 +457,10 @@ impl Syncer for ServiceSync {
         }
         self.pending_records += records.lines().count() as u64;
         self.pending.push_str(&records);
+    }
+
+    fn metrics(&mut self, text: String) {
+        self.metrics = Some(text);
     }
 
     fn shutdown(&mut self) {

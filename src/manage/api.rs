@@ -280,6 +280,28 @@ impl Plane {
                 self.mutation(result)
             }
             ("POST", ["gateways", id, "token"]) => self.generate_token(req, id),
+            ("GET", ["gateways", id, "metrics"]) => {
+                let result = self.store().metrics(id);
+                match result {
+                    Ok(list) => {
+                        let items: Array = list
+                            .into_iter()
+                            .map(|(instance, received, text)| {
+                                let mut o = Object::new();
+                                o.insert("instanceId".into(), Value::String(instance));
+                                o.insert(
+                                    "received".into(),
+                                    Value::String(secs_to_rfc3339(received)),
+                                );
+                                o.insert("metrics".into(), Value::String(text));
+                                Value::Object(o)
+                            })
+                            .collect();
+                        Response::json(200, json::to_string(&Value::Array(items)))
+                    }
+                    Err(e) => plane_error(e),
+                }
+            }
             ("GET", ["gateways", id, "telemetry"]) => {
                 let limit = req
                     .query_param("limit")
@@ -487,6 +509,20 @@ impl Plane {
                     .store()
                     .record_heartbeat(&gateway_id, &instance, &report)
                 {
+                    Ok(()) => Response::empty(204),
+                    Err(e) => plane_error(e),
+                }
+            }
+            ("POST", ["metrics"]) => {
+                let Ok(text) = std::str::from_utf8(&req.body) else {
+                    return Response::error(400, "Body is not UTF-8");
+                };
+                let instance = req.header("x-instance-id").unwrap_or("").to_string();
+                if instance.is_empty() || instance.len() > 128 {
+                    return Response::error(400, "X-Instance-Id is required");
+                }
+                let result = self.store().record_metrics(&gateway_id, &instance, text);
+                match result {
                     Ok(()) => Response::empty(204),
                     Err(e) => plane_error(e),
                 }

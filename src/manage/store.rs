@@ -26,6 +26,9 @@ const SCHEMA: &str = "
         seq INTEGER PRIMARY KEY AUTOINCREMENT, gateway TEXT NOT NULL, received INTEGER NOT NULL, record TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS telemetry_by_gateway ON telemetry (gateway, seq);
     CREATE TABLE IF NOT EXISTS telemetry_dropped (gateway TEXT PRIMARY KEY, dropped INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS metrics (
+        gateway TEXT NOT NULL, instance TEXT NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (gateway, instance));
     CREATE TABLE IF NOT EXISTS instances (
         gateway TEXT NOT NULL, instance TEXT NOT NULL, report TEXT NOT NULL, last_seen INTEGER NOT NULL,
         PRIMARY KEY (gateway, instance));
@@ -531,6 +534,28 @@ impl PlaneStore {
             )
             .optional()?;
         Ok((records, dropped.unwrap_or(0).max(0) as u64))
+    }
+
+    /// Keeps the latest metrics snapshot of a gateway instance.
+    pub fn record_metrics(&mut self, gateway: &str, instance: &str, text: &str) -> PlaneResult<()> {
+        self.conn.execute(
+            "INSERT INTO metrics (gateway, instance, received, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(gateway, instance) DO UPDATE SET received = excluded.received, body = excluded.body",
+            params![gateway, instance, now_unix() as i64, text],
+        )?;
+        Ok(())
+    }
+
+    /// The latest snapshot of each instance: (instance, received, text).
+    pub fn metrics(&self, gateway: &str) -> PlaneResult<Vec<(String, u64, String)>> {
+        self.gateway(gateway)?;
+        let mut stmt = self.conn.prepare(
+            "SELECT instance, received, body FROM metrics WHERE gateway = ?1 ORDER BY instance",
+        )?;
+        let rows = stmt.query_map(params![gateway], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     // ---------------------------------------------------------------- instances

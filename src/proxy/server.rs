@@ -31,6 +31,8 @@ use crate::telemetry::RequestLog;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Request-log batches go to the agent at this size, or at the next sweep.
 const LOG_FLUSH_BYTES: usize = 32 * 1024;
+/// How often a metrics snapshot goes to the agent for the plane.
+const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Server {
     poll: Poll,
@@ -58,6 +60,7 @@ pub struct Server {
     metrics: Option<Metrics>,
     metrics_listener: Option<TcpListener>,
     metrics_ready: bool,
+    next_snapshot: Instant,
 }
 
 impl Server {
@@ -121,9 +124,12 @@ impl Server {
             shutdown_timeout: settings.shutdown_timeout,
             again: Vec::new(),
             now,
-            metrics: None,
+            // uploaded to the plane with the request records, when those are
+            metrics: (settings.metrics_cloud && settings.service_endpoint.is_some())
+                .then(Metrics::default),
             metrics_listener: None,
             metrics_ready: false,
+            next_snapshot: now + METRICS_SNAPSHOT_EVERY,
         })
     }
 
@@ -200,6 +206,10 @@ impl Server {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
                 self.flush_logs();
+                if self.now >= self.next_snapshot {
+                    self.next_snapshot = self.now + METRICS_SNAPSHOT_EVERY;
+                    self.snapshot_metrics();
+                }
             }
             // request records go in batches; the loop's own events (rare) at once
             if self.log.batch.len() >= LOG_FLUSH_BYTES || crate::sys::loop_logs_pending() {
@@ -447,6 +457,31 @@ impl Server {
             let mut c = self.clients.remove(key);
             let _ = self.poll.registry().deregister(&mut c.sock);
         }
+    }
+
+    /// Hands the cumulative metrics to the agent for the plane (federated mode only).
+    fn snapshot_metrics(&mut self) {
+        if !self.limits.service_mode || self.log.cloud.is_none() {
+            return;
+        }
+        let Some(metrics) = self.metrics.as_ref() else {
+            return;
+        };
+        let runtime = self.runtime.as_deref();
+        let gauges = crate::metrics::Gauges {
+            config_version: runtime.map(|r| r.version.as_str()),
+            config_age_seconds: runtime.map_or(0, |r| {
+                SystemTime::now()
+                    .duration_since(r.applied_at)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            plane_connected: Some(self.sync.offline_since.is_none()),
+            connections_open: self.clients.len(),
+        };
+        let _ = self
+            .to_agent
+            .try_send(ToAgent::Metrics(metrics.render(&gauges)));
     }
 
     fn flush_logs(&mut self) {
