@@ -182,9 +182,14 @@ pub fn newest_good(store: &Store) -> Result<Option<Loaded>, String> {
 /// Records a document, unless it is the newest one already stored.
 pub fn record(store: Option<&mut Store>, runtime: &Runtime, text: &str) {
     let Some(store) = store else { return };
+    // the same document as the newest intact version is not a new version
     let sha = store::sha256_hex(text.as_bytes());
-    let newest = store.list().ok().and_then(|l| l.into_iter().next());
-    if newest.is_some_and(|e| e.sha256 == sha && e.intact) {
+    if store
+        .newest_intact_sha256()
+        .ok()
+        .flatten()
+        .is_some_and(|newest| newest == sha)
+    {
         return;
     }
     if let Err(e) = store.save(&runtime.version, runtime.source, text) {

@@ -201,6 +201,22 @@ impl Store {
         Ok(seq)
     }
 
+    /// The SHA-256 of the newest version, if its document still matches it (one read and
+    /// one hash, not the whole store).
+    pub fn newest_intact_sha256(&self) -> Result<Option<String>, StoreError> {
+        let newest: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT sha256, document FROM configs ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(newest
+            .filter(|(sha, doc)| sha256_hex(doc.as_bytes()) == *sha)
+            .map(|(sha, _)| sha))
+    }
+
     /// Every stored version, newest first.
     pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
         Ok(self
@@ -494,6 +510,15 @@ mod tests {
             "{skipped:?}"
         );
         assert!(!store.list().unwrap()[0].intact);
+        // a corrupt newest copy does not count as already stored
+        assert_eq!(store.newest_intact_sha256().unwrap(), None);
+        store
+            .save("tampered", ConfigSource::Service, "original")
+            .unwrap();
+        assert_eq!(
+            store.newest_intact_sha256().unwrap(),
+            Some(sha256_hex(b"original"))
+        );
     }
 
     #[test]
