@@ -51,6 +51,28 @@ pub struct Gauges<'a> {
     pub connections_open: usize,
 }
 
+impl<'a> Gauges<'a> {
+    /// The gauges for the running config and sync state.
+    pub fn of(
+        runtime: Option<&'a crate::config::Runtime>,
+        sync: &crate::status::SyncState,
+        service_mode: bool,
+        connections_open: usize,
+    ) -> Gauges<'a> {
+        Gauges {
+            config_version: runtime.map(|r| r.version.as_str()),
+            config_age_seconds: runtime.map_or(0, |r| {
+                std::time::SystemTime::now()
+                    .duration_since(r.applied_at)
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            plane_connected: service_mode.then_some(sync.offline_since.is_none()),
+            connections_open,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     series: FnvMap<Box<str>, Series>,

@@ -26,13 +26,6 @@ fn backups(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn text_origin(text: &'static str) -> Origin {
-    Origin::start(move |_, s| {
-        respond(s, 200, &[], text.as_bytes());
-        true
-    })
-}
-
 fn status(gw: &Gateway) -> String {
     get(gw.addr, "/status-0123456789abcdef").text()
 }
@@ -46,8 +39,8 @@ fn reload_to(gw: &Gateway, config: &str, version: &str) {
 
 #[test]
 fn applied_versions_are_recorded_and_listed() {
-    let a = text_origin("a");
-    let b = text_origin("b");
+    let a = Origin::text("a");
+    let b = Origin::text("b");
     let v1 = simple_config("v1", "", &a.url(""));
     let v2 = simple_config("v2", "", &b.url(""));
     let gw = Gateway::start(&v1, &[]);
@@ -81,8 +74,8 @@ fn applied_versions_are_recorded_and_listed() {
 
 #[test]
 fn broken_config_file_at_start_falls_back_to_the_newest_good_backup() {
-    let a = text_origin("a");
-    let b = text_origin("b");
+    let a = Origin::text("a");
+    let b = Origin::text("b");
     let gw = Gateway::start(&simple_config("v1", "", &a.url("")), &[]);
     reload_to(&gw, &simple_config("v2", "", &b.url("")), "v2");
     assert_eq!(get(gw.addr, "/x").text(), "b");
@@ -151,8 +144,8 @@ fn backups_off_and_broken_file_exits_1() {
 
 #[test]
 fn rollback_pins_a_version_until_unpinned() {
-    let a = text_origin("a");
-    let b = text_origin("b");
+    let a = Origin::text("a");
+    let b = Origin::text("b");
     let gw = Gateway::start(&simple_config("v1", "", &a.url("")), &[]);
     reload_to(&gw, &simple_config("v2", "", &b.url("")), "v2");
     let (code, out, _) = backups(&gw, &["rollback", "v1"]);

@@ -11,13 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn text_origin(text: &'static str) -> Origin {
-    Origin::start(move |_, s| {
-        respond(s, 200, &[], text.as_bytes());
-        true
-    })
-}
-
 fn status(gw: &Gateway) -> String {
     get(gw.addr, "/status-0123456789abcdef").text()
 }
@@ -62,8 +55,8 @@ fn load(
 
 #[test]
 fn config_reaches_the_gateway_and_changes_arrive_by_long_poll() {
-    let a = text_origin("a");
-    let b = text_origin("b");
+    let a = Origin::text("a");
+    let b = Origin::text("b");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "echo", &a.url(""));
     let gw = Gateway::start_service(
@@ -132,8 +125,8 @@ fn config_reaches_the_gateway_and_changes_arrive_by_long_poll() {
 
 #[test]
 fn plane_killed_while_serving_no_request_fails_and_changes_made_meanwhile_arrive() {
-    let a = text_origin("a");
-    let b = text_origin("b");
+    let a = Origin::text("a");
+    let b = Origin::text("b");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(
@@ -195,7 +188,7 @@ fn plane_killed_while_serving_no_request_fails_and_changes_made_meanwhile_arrive
 
 #[test]
 fn gateway_restarted_while_the_plane_is_down_starts_from_backup() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let token = plane.token("gw1");
@@ -252,7 +245,7 @@ fn gateway_starting_with_backups_off_and_no_plane_exits_with_one_line() {
 
 #[test]
 fn invalid_document_from_the_plane_is_rejected_and_reported() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(
@@ -296,7 +289,7 @@ fn invalid_document_from_the_plane_is_rejected_and_reported() {
 
 #[test]
 fn revoked_or_expired_token_keeps_serving_and_says_so() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(
@@ -497,7 +490,7 @@ fn private_pki(dir: &std::path::Path) {
 
 #[test]
 fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let token = plane.token("gw1");
@@ -546,7 +539,7 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
 
 #[test]
 fn an_instance_that_misses_two_heartbeats_shows_as_disconnected() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(
@@ -584,7 +577,7 @@ fn records(plane: &Plane, gateway: &str) -> Vec<String> {
 
 #[test]
 fn request_records_reach_the_plane() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
@@ -615,7 +608,7 @@ fn request_records_reach_the_plane() {
 
 #[test]
 fn records_made_while_offline_are_spooled_and_uploaded_in_order() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(
@@ -700,7 +693,7 @@ fn gateway_keys_never_leave_the_plane() {
 
 #[test]
 fn metric_aggregates_reach_the_plane() {
-    let a = text_origin("a");
+    let a = Origin::text("a");
     let plane = Plane::start();
     plane.publish("gw1", "echo", "", &a.url(""));
     let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);

@@ -1411,21 +1411,12 @@ fn decide<'h>(
         if head.path != "/metrics" {
             return reply(Failure::OperationNotFound, "", head.path.to_string());
         }
-        let runtime = ctx.runtime.map(|r| &**r);
-        let gauges = Gauges {
-            config_version: runtime.map(|r| r.version.as_str()),
-            config_age_seconds: runtime.map_or(0, |r| {
-                SystemTime::now()
-                    .duration_since(r.applied_at)
-                    .unwrap_or_default()
-                    .as_secs()
-            }),
-            plane_connected: ctx
-                .limits
-                .service_mode
-                .then_some(ctx.sync.offline_since.is_none()),
-            connections_open: ctx.connections,
-        };
+        let gauges = Gauges::of(
+            ctx.runtime.map(|r| &**r),
+            ctx.sync,
+            ctx.limits.service_mode,
+            ctx.connections,
+        );
         let body = ctx
             .metrics
             .as_deref()

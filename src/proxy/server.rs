@@ -467,18 +467,12 @@ impl Server {
         let Some(metrics) = self.metrics.as_ref() else {
             return;
         };
-        let runtime = self.runtime.as_deref();
-        let gauges = crate::metrics::Gauges {
-            config_version: runtime.map(|r| r.version.as_str()),
-            config_age_seconds: runtime.map_or(0, |r| {
-                SystemTime::now()
-                    .duration_since(r.applied_at)
-                    .unwrap_or_default()
-                    .as_secs()
-            }),
-            plane_connected: Some(self.sync.offline_since.is_none()),
-            connections_open: self.clients.len(),
-        };
+        let gauges = crate::metrics::Gauges::of(
+            self.runtime.as_deref(),
+            &self.sync,
+            true,
+            self.clients.len(),
+        );
         let _ = self
             .to_agent
             .try_send(ToAgent::Metrics(metrics.render(&gauges)));

@@ -461,6 +461,14 @@ impl Origin {
         })
     }
 
+    /// An origin that answers every request with `text`.
+    pub fn text(text: &'static str) -> Origin {
+        Origin::start(move |_, s| {
+            respond(s, 200, &[], text.as_bytes());
+            true
+        })
+    }
+
     pub fn url(&self, base: &str) -> String {
         format!("http://{}{}", self.addr, base)
     }
