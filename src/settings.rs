@@ -202,16 +202,8 @@ impl GatewaySettings {
     /// Applies one `key = value`. `origin` says where it came from, for the error line.
     pub fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
         let value = value.trim();
-        let bad = |expected: &'static str| SettingError::BadValue {
-            key: key.to_string(),
-            value: if key == "config.service.auth" {
-                "***".into()
-            } else {
-                value.to_string()
-            },
-            expected,
-            origin: origin.to_string(),
-        };
+        let bad =
+            |expected: &'static str| bad_value(key, value, "config.service.auth", expected, origin);
         match key {
             "config.service.endpoint" => {
                 if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -429,16 +421,8 @@ impl Layered for ManageSettings {
     const OTHER_KEYS: &'static [&'static str] = GATEWAY_KEYS;
     fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
         let value = value.trim();
-        let bad = |expected: &'static str| SettingError::BadValue {
-            key: key.to_string(),
-            value: if key == "manage.admin.token" {
-                "***".into()
-            } else {
-                value.to_string()
-            },
-            expected,
-            origin: origin.to_string(),
-        };
+        let bad =
+            |expected: &'static str| bad_value(key, value, "manage.admin.token", expected, origin);
         match key {
             "manage.listen" => self.listen = value.parse().map_err(|_| bad(ADDR))?,
             "manage.db.path" => self.db_path = parse_path(value).ok_or_else(|| bad(PATH))?,
@@ -470,6 +454,26 @@ pub const ENV_PREFIX: &str = "EDGEGATE_";
 
 fn nonzero(d: &Duration) -> bool {
     !d.is_zero()
+}
+
+/// The error for a value that does not parse; the value of `secret_key` is masked.
+fn bad_value(
+    key: &str,
+    value: &str,
+    secret_key: &str,
+    expected: &'static str,
+    origin: &str,
+) -> SettingError {
+    SettingError::BadValue {
+        key: key.to_string(),
+        value: if key == secret_key {
+            "***".into()
+        } else {
+            value.to_string()
+        },
+        expected,
+        origin: origin.to_string(),
+    }
 }
 
 /// `config.service.poll.interval` → `CONFIG_SERVICE_POLL_INTERVAL`.

@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// An origin answering "a", a plane publishing it as API `echo` at "" to `gw1`, and a
+/// gateway federated to it with `settings`.
+fn federated(settings: &[&str]) -> (Origin, Plane, Gateway) {
+    let a = Origin::text("a");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "", &a.url(""));
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), settings);
+    (a, plane, gw)
+}
+
 fn status(gw: &Gateway) -> String {
     get(gw.addr, "/status-0123456789abcdef").text()
 }
@@ -245,14 +255,7 @@ fn gateway_starting_with_backups_off_and_no_plane_exits_with_one_line() {
 
 #[test]
 fn invalid_document_from_the_plane_is_rejected_and_reported() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(
-        &plane.url(),
-        &plane.token("gw1"),
-        &["config.service.heartbeat.interval=1s"],
-    );
+    let (_a, plane, gw) = federated(&["config.service.heartbeat.interval=1s"]);
     assert!(serves(&gw, "/x", "a"));
     // the plane validates what it stores, so break the stored entity underneath it
     {
@@ -289,14 +292,7 @@ fn invalid_document_from_the_plane_is_rejected_and_reported() {
 
 #[test]
 fn revoked_or_expired_token_keeps_serving_and_says_so() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(
-        &plane.url(),
-        &plane.token("gw1"),
-        &["config.service.poll.interval=1s"],
-    );
+    let (_a, plane, gw) = federated(&["config.service.poll.interval=1s"]);
     assert!(serves(&gw, "/x", "a"));
     // regenerating the keys voids the token
     let (s, _) = plane.admin("POST", "/admin/gateways/gw1/keys/regenerate", "");
@@ -539,14 +535,7 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
 
 #[test]
 fn an_instance_that_misses_two_heartbeats_shows_as_disconnected() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(
-        &plane.url(),
-        &plane.token("gw1"),
-        &["config.service.heartbeat.interval=1s"],
-    );
+    let (_a, plane, gw) = federated(&["config.service.heartbeat.interval=1s"]);
     assert!(eventually(Duration::from_secs(5), || plane
         .admin("GET", "/admin/gateways/gw1", "")
         .1
@@ -577,10 +566,7 @@ fn records(plane: &Plane, gateway: &str) -> Vec<String> {
 
 #[test]
 fn request_records_reach_the_plane() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let (_a, plane, gw) = federated(&[]);
     for i in 0..5 {
         assert!(serves(&gw, &format!("/t/{i}?subscription-key=SECRET"), "a"));
     }
@@ -608,14 +594,7 @@ fn request_records_reach_the_plane() {
 
 #[test]
 fn records_made_while_offline_are_spooled_and_uploaded_in_order() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(
-        &plane.url(),
-        &plane.token("gw1"),
-        &["config.service.poll.interval=1s"],
-    );
+    let (_a, plane, gw) = federated(&["config.service.poll.interval=1s"]);
     assert!(serves(&gw, "/before", "a"));
     assert!(eventually(Duration::from_secs(15), || records(
         &plane, "gw1"
@@ -693,10 +672,7 @@ fn gateway_keys_never_leave_the_plane() {
 
 #[test]
 fn metric_aggregates_reach_the_plane() {
-    let a = Origin::text("a");
-    let plane = Plane::start();
-    plane.publish("gw1", "echo", "", &a.url(""));
-    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let (_a, plane, gw) = federated(&[]);
     for _ in 0..3 {
         assert!(serves(&gw, "/x", "a"));
     }
