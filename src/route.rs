@@ -112,6 +112,16 @@ impl Template {
         Ok(Template { segments, wildcard })
     }
 
+    /// The value of parameter `name` in `rest` (the path after the API path) that this
+    /// template matched: segments line up by position.
+    pub fn param<'r>(&self, rest: &'r str, name: &str) -> Option<&'r str> {
+        let i = self
+            .segments
+            .iter()
+            .position(|s| matches!(s, Segment::Param(n) if n == name))?;
+        rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i)
+    }
+
     /// The template with parameter names erased: two operations with the same shape
     /// and method can never both be reached.
     pub fn shape(&self) -> String {

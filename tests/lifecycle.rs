@@ -298,12 +298,18 @@ fn status_endpoint_reports_the_running_config() {
 #[test]
 fn json_request_log_has_every_field_and_no_secrets() {
     let origin = Origin::echo();
-    let gw = Gateway::start(
-        &simple_config("1", "echo", &origin.url("")),
-        &["telemetry.logs.std=json"],
+    // the API requires a key; the caller's key is valid and must never be logged
+    let mut config = simple_config("1", "echo", &origin.url("")).replace(
+        "\"subscriptionRequired\": false",
+        "\"subscriptionRequired\": true",
     );
+    config.pop();
+    config.push_str(
+        r#", "subscriptions": [{"id": "sub-1", "scope": "/apis", "primaryKey": "TOPSECRET-key"}]}"#,
+    );
+    let gw = Gateway::start(&config, &["telemetry.logs.std=json"]);
     assert_eq!(
-        get(gw.addr, "/echo/items/7?subscription-key=TOPSECRET&a=1").status,
+        get(gw.addr, "/echo/items/7?subscription-key=TOPSECRET-key&a=1").status,
         200
     );
     let line = gw.wait_for_log("\"requestId\"");
@@ -338,6 +344,7 @@ fn json_request_log_has_every_field_and_no_secrets() {
     };
     assert_eq!(s("url"), "/echo/items/7?subscription-key=***&a=1");
     assert_eq!(s("apiId"), "echo");
+    assert_eq!(s("subscriptionId"), "sub-1");
     assert_eq!(s("operationId"), "get-item");
     assert_eq!(s("responseCode"), "200");
     assert_eq!(s("backendResponseCode"), "200");

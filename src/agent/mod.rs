@@ -111,6 +111,7 @@ pub struct Loaded {
 }
 
 /// What a `Syncer` tells the agent loop.
+#[allow(clippy::large_enum_variant)] // one per config apply; boxing buys nothing
 pub enum Update {
     Apply(Loaded),
     Rejected(String),

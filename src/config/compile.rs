@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use miniserde::json::Value;
 
+use super::entities;
 use super::json::{syntax_error, Errors, Fields};
 use super::{Api, Backend, ConfigError, ConfigSource, Operation, Runtime};
 use crate::route::{ApiKey, ApiTable, OpTable, Template};
@@ -52,13 +53,7 @@ const OP_FIELDS: &[&str] = &[
 
 /// Fields of the document that a later release implements: present and non-empty, they
 /// are refused rather than silently ignored.
-const NOT_YET: &[&str] = &[
-    "products",
-    "subscriptions",
-    "namedValues",
-    "backends",
-    "certificates",
-];
+const NOT_YET: &[&str] = &["certificates"];
 
 /// Parses and validates `text`. Backend addresses are left empty (see `Runtime::resolve`).
 ///
@@ -121,15 +116,18 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
             errors.push(key, "not supported by this version of edgegate");
         }
     }
-    reject_policies(&top, "policies", errors);
+    let named = entities::named_values(&top, errors);
+    let (backends, backend_ids) = entities::backends(&top, errors);
 
     let mut apis = Vec::new();
+    let mut api_texts = Vec::new();
     let mut ids: HashMap<&str, String> = HashMap::new();
     let mut paths: HashMap<(String, Option<String>), String> = HashMap::new();
     for (path, value) in top.array("apis", errors) {
-        let Some(api) = compile_api(value, &path, errors) else {
+        let Some((api, texts)) = compile_api(value, &path, errors) else {
             continue;
         };
+        api_texts.push(texts);
         if let Some(first) = ids.get(api.id.as_str()) {
             errors.push(
                 &format!("{path}.id"),
@@ -157,6 +155,24 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
         ids.entry(value_id(value)).or_insert(path);
         apis.push(api);
     }
+    let (products, product_texts) = entities::products(&top, &apis, errors);
+    let (subscriptions, keys) = entities::subscriptions(&top, &apis, &products, errors);
+    if !errors.0.is_empty() {
+        return None;
+    }
+    entities::link_products(&mut apis, &products);
+    let mut env = entities::PlanEnv {
+        named,
+        backend_ids,
+        backends,
+        next_counter: 0,
+    };
+    let texts = entities::PolicyTexts {
+        global: top.str("policies", errors),
+        products: product_texts,
+        apis: api_texts,
+    };
+    let policies = entities::build_plans(&texts, &mut apis, &products, &mut env, errors);
     if !errors.0.is_empty() {
         return None;
     }
@@ -174,6 +190,11 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
         applied_at: SystemTime::now(),
         apis,
         api_table,
+        products,
+        subscriptions,
+        keys,
+        backends: env.backends,
+        policies,
     })
 }
 
@@ -212,17 +233,6 @@ fn doc_fingerprint(apis: &[Api]) -> String {
     s
 }
 
-fn reject_policies(fields: &Fields, key: &str, errors: &mut Errors) {
-    if let Some(p) = fields.str(key, errors) {
-        if !p.trim().is_empty() {
-            errors.push(
-                &fields.path(key),
-                "policies are not supported by this version of edgegate",
-            );
-        }
-    }
-}
-
 /// Ids of APIs, operations and gateways: letters, digits and `-_.~`, at most 256.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -232,7 +242,11 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
-fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
+fn compile_api<'d>(
+    value: &'d Value,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<(Api, entities::ApiTexts<'d>)> {
     let f = Fields::of(value, path, API_FIELDS, errors)?;
     let before = errors.0.len();
     let id = f.required_str("id", errors).unwrap_or_default();
@@ -331,7 +345,12 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
             }
         }
     }
-    reject_policies(&f, "policies", errors);
+    let api_policies = f.str("policies", errors);
+    let mut op_texts = Vec::new();
+    let name = f
+        .str("displayName", errors)
+        .or_else(|| f.str("name", errors))
+        .unwrap_or(id);
 
     let mut operations = Vec::new();
     let mut templates = Vec::new();
@@ -373,10 +392,15 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
                 None
             }
         };
-        reject_policies(&o, "policies", errors);
+        let op_policies = o.str("policies", errors);
         if o.get("responses").is_some() && !matches!(o.get("responses"), Some(Value::Array(_))) {
             errors.push(&o.path("responses"), "expected an array");
         }
+        let responses = entities::responses(o.get("responses"), &o.path("responses"), errors);
+        let op_name = o
+            .str("displayName", errors)
+            .or_else(|| o.str("name", errors))
+            .unwrap_or(op_id);
         if let Some(t) = template {
             if let Some(first) =
                 seen_shapes.insert((method.to_string(), t.shape()), op_path.clone())
@@ -386,11 +410,16 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
                     format!("{method} {template_text} can never match: {first} has the same method and template"),
                 );
             }
-            templates.push(t);
+            templates.push(t.clone());
+            op_texts.push((o.path("policies"), op_policies));
             operations.push(Operation {
                 id: op_id.to_string(),
+                name: op_name.to_string(),
                 method: method.to_string(),
                 url_template: template_text.to_string(),
+                template: t,
+                responses,
+                plans: Vec::new(),
             });
         }
     }
@@ -403,8 +432,10 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
             .zip(templates.iter())
             .map(|(o, t)| (o.method.as_str(), t)),
     );
-    Some(Api {
+    let texts = (f.path("policies"), api_policies, op_texts);
+    let api = Api {
         id: id.to_string(),
+        name: name.to_string(),
         path: api_path,
         hostnames,
         http,
@@ -415,7 +446,10 @@ fn compile_api(value: &Value, path: &str, errors: &mut Errors) -> Option<Api> {
         backend: backend?,
         operations,
         op_table,
-    })
+        products: Vec::new(),
+        open_product: None,
+    };
+    Some((api, texts))
 }
 
 fn normalise_api_path(path: &str) -> Result<String, String> {
@@ -548,13 +582,11 @@ mod tests {
                           {"id": "o", "method": "GET", "urlTemplate": "/a/{p}"},
                           {"id": "p", "method": "GET", "urlTemplate": "/a/{q}"}]},
           {"id": "a", "path": "/x/", "serviceUrl": "http://h:99999"},
-          {"path": "z", "serviceUrl": "https://secure", "protocols": ["ftp"]}],
-          "subscriptions": [{"id": "s"}]}"#;
+          {"path": "z", "serviceUrl": "https://secure", "protocols": ["ftp"]}]}"#;
         let errs = errors_of(text);
         let want = [
             "schemaVersion: unsupported schema version 2 (this gateway reads 1)",
-            "subscriptions: not supported by this version of edgegate",
-            "apis[1].bogus: unknown field",
+                        "apis[1].bogus: unknown field",
             "apis[1].serviceUrl: expected an http:// URL",
             "apis[1].operations[0].method: expected an upper-case HTTP method such as GET, or *",
             "apis[1].operations[0].urlTemplate: must start with '/'",

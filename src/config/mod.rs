@@ -6,13 +6,18 @@
 //! Must not touch: sockets of the proxy, the loop's state, files (callers read them).
 
 pub mod compile;
+pub mod entities;
 pub mod json;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::SystemTime;
 
-use crate::route::{ApiTable, OpTable};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::policy::Plan;
+use crate::route::{ApiTable, OpTable, Template};
 
 pub use compile::compile;
 
@@ -75,15 +80,66 @@ impl Backend {
     }
 }
 
+/// One documented response of an operation (mock-response answers from its examples).
+#[derive(Debug, Clone)]
+pub struct ResponseExample {
+    pub status: u16,
+    /// (content type, example body)
+    pub representations: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub id: String,
+    pub name: String,
     pub method: String,
     pub url_template: String,
+    pub template: Template,
+    pub responses: Vec<ResponseExample>,
+    /// The effective pipeline for calls without a product (first) and for each product
+    /// that includes the API: (product index, plan). Plans are shared where equal.
+    pub plans: Vec<(Option<u32>, Arc<Plan>)>,
+}
+
+impl Operation {
+    /// The plan for calls made under `product` (or none).
+    pub fn plan(&self, product: Option<u32>) -> Option<&Arc<Plan>> {
+        self.plans
+            .iter()
+            .find(|(p, _)| *p == product)
+            .or(self.plans.first())
+            .map(|(_, plan)| plan)
+    }
+}
+
+/// A product: a set of APIs that subscriptions can be scoped to, with its own policies.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub apis: Vec<u32>,
+    pub subscription_required: bool,
+    pub published: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionScope {
+    AllApis,
+    Api(u32),
+    Product(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub name: String,
+    pub scope: SubscriptionScope,
+    pub active: bool,
 }
 
 pub struct Api {
     pub id: String,
+    pub name: String,
     /// Normalised: no leading or trailing '/'.
     pub path: String,
     pub hostnames: Vec<String>,
@@ -96,6 +152,11 @@ pub struct Api {
     pub backend: Backend,
     pub operations: Vec<Operation>,
     pub op_table: OpTable,
+    /// Products that include this API.
+    pub products: Vec<u32>,
+    /// The published product without subscription requirement that includes this API,
+    /// if any: its policies apply to calls made without a key.
+    pub open_product: Option<u32>,
 }
 
 /// Everything the loop needs to serve one config version.
@@ -105,6 +166,14 @@ pub struct Runtime {
     pub applied_at: SystemTime,
     pub apis: Vec<Api>,
     pub api_table: ApiTable,
+    pub products: Vec<Product>,
+    pub subscriptions: Vec<Subscription>,
+    /// Subscription key → subscription index (primary and secondary keys alike).
+    pub keys: HashMap<Box<str>, u32>,
+    /// Named backends and the literal base-urls of set-backend-service policies.
+    pub backends: Vec<Backend>,
+    /// Whether any operation has a non-trivial plan (policies are in use).
+    pub policies: bool,
 }
 
 impl Runtime {
@@ -124,8 +193,12 @@ impl Runtime {
     pub fn resolve_with(&mut self, lookup: impl Fn(&str, u16) -> Vec<SocketAddr>) -> Vec<String> {
         let mut cache: Vec<(String, u16, Vec<SocketAddr>)> = Vec::new();
         let mut failed = Vec::new();
-        for api in &mut self.apis {
-            let b = &mut api.backend;
+        let all = self
+            .apis
+            .iter_mut()
+            .map(|a| &mut a.backend)
+            .chain(self.backends.iter_mut());
+        for b in all {
             if let Some(ip) = b.ip_literal() {
                 b.addrs = vec![SocketAddr::new(ip, b.port)];
                 continue;
@@ -148,6 +221,7 @@ impl Runtime {
     /// Whether any backend is named by a host name (so DNS can change under it).
     pub fn uses_host_names(&self) -> bool {
         self.apis.iter().any(|a| a.backend.ip_literal().is_none())
+            || self.backends.iter().any(|b| b.ip_literal().is_none())
     }
 
     /// The backend addresses of every API, in order.
@@ -155,6 +229,7 @@ impl Runtime {
         self.apis
             .iter()
             .map(|a| a.backend.addrs.as_slice())
+            .chain(self.backends.iter().map(|b| b.addrs.as_slice()))
             .collect()
     }
 }

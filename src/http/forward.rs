@@ -98,6 +98,55 @@ impl<'h> Listed<'h> {
     }
 }
 
+/// Header changes made by policies, applied over the headers of a head as it is written:
+/// each named header is replaced by its list (`None` = removed). Names compare without
+/// case; the first spelling given is the one written.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub list: Vec<(String, Option<Vec<String>>)>,
+}
+
+impl HeaderEdits {
+    pub fn get(&self, name: &str) -> Option<&Option<Vec<String>>> {
+        self.list
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+    pub fn set(&mut self, name: &str, values: Option<Vec<String>>) {
+        match self
+            .list
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = values,
+            None => self.list.push((name.to_string(), values)),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    fn edits(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+    fn write(&self, out: &mut SliceWriter) -> Result<(), Full> {
+        for (name, values) in &self.list {
+            for v in values.iter().flatten() {
+                out.put(name.as_bytes())?;
+                out.put(b": ")?;
+                out.put(v.as_bytes())?;
+                out.put(b"\r\n")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Headers whose framing the gateway owns: policies may not set them.
+pub fn is_managed_header(name: &str) -> bool {
+    is_hop_by_hop(name) || name.eq_ignore_ascii_case("content-length")
+}
+
 /// What the backend request head says beyond the client's own headers.
 pub struct BackendRequest<'a> {
     pub method: &'a str,
@@ -112,6 +161,8 @@ pub struct BackendRequest<'a> {
     pub original_host: &'a str,
     pub chunked: bool,
     pub length: Option<u64>,
+    /// Header changes from policies (a `Host` edit replaces the backend authority).
+    pub edits: Option<&'a HeaderEdits>,
 }
 
 pub fn write_backend_request(
@@ -137,15 +188,22 @@ pub fn write_backend_request(
         out.put(b"?")?;
         out.put(q.as_bytes())?;
     }
-    out.put(b" HTTP/1.1\r\nHost: ")?;
-    out.put(req.authority.as_bytes())?;
-    out.put(b"\r\n")?;
+    out.put(b" HTTP/1.1\r\n")?;
+    let host_edit = req.edits.and_then(|e| e.get("host"));
+    if host_edit.is_none() {
+        out.put(b"Host: ")?;
+        out.put(req.authority.as_bytes())?;
+        out.put(b"\r\n")?;
+    }
     let listed = Listed::of(headers);
     let mut client_proto: Option<&[u8]> = None;
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("x-forwarded-proto") {
             client_proto = Some(h.value);
+        }
+        if req.edits.is_some_and(|e| e.edits(name)) {
+            continue;
         }
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case("host")
@@ -195,6 +253,9 @@ pub fn write_backend_request(
         out.put(b", ")?;
     }
     out.put(b"1.1 edgegate\r\n")?;
+    if let Some(e) = req.edits {
+        e.write(out)?;
+    }
     if req.chunked {
         out.put(b"Transfer-Encoding: chunked\r\n")?;
     } else if let Some(n) = req.length {
@@ -219,6 +280,7 @@ pub fn write_client_response(
     headers: &[httparse::Header],
     framing: ClientFraming,
     connection: Option<&str>,
+    edits: Option<&HeaderEdits>,
 ) -> Result<(), Full> {
     let digits = [
         b'0' + (status / 100 % 10) as u8,
@@ -241,13 +303,16 @@ pub fn write_client_response(
             }
             continue;
         }
-        if is_hop_by_hop(name) || listed.contains(name) {
+        if is_hop_by_hop(name) || listed.contains(name) || edits.is_some_and(|e| e.edits(name)) {
             continue;
         }
         out.put(name.as_bytes())?;
         out.put(b": ")?;
         out.put(h.value)?;
         out.put(b"\r\n")?;
+    }
+    if let Some(e) = edits {
+        e.write(out)?;
     }
     if let Some(c) = connection {
         out.put(b"Connection: ")?;
@@ -278,6 +343,7 @@ mod tests {
             client_ip: "10.1.2.3",
             proto: "http",
             original_host: r.host,
+            edits: None,
             chunked: r.body == request::BodyKind::Chunked,
             length: r.body.content_length(),
         };
@@ -331,6 +397,7 @@ mod tests {
             r.headers,
             ClientFraming::AsIs,
             None,
+            None,
         )
         .unwrap();
         let n = w.len;
@@ -346,6 +413,7 @@ mod tests {
             r.headers,
             ClientFraming::Dechunk,
             Some("close"),
+            None,
         )
         .unwrap();
         let n = w.len;
@@ -356,7 +424,15 @@ mod tests {
         let mut small = [0u8; 10];
         let mut w = SliceWriter::new(&mut small);
         assert_eq!(
-            write_client_response(&mut w, 200, "OK", r.headers, ClientFraming::AsIs, None),
+            write_client_response(
+                &mut w,
+                200,
+                "OK",
+                r.headers,
+                ClientFraming::AsIs,
+                None,
+                None
+            ),
             Err(Full)
         );
     }

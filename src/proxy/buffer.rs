@@ -161,6 +161,26 @@ impl Pool {
         true
     }
 
+    /// Moves `buf`'s bytes into a buffer of exactly `size` bytes, made for one request
+    /// whose whole body policies need (counted in `in_use`; freed, not shelved, on `put`).
+    pub fn grow_exact(&mut self, buf: &mut Buf, size: usize) -> bool {
+        if size <= buf.capacity() || self.in_use >= self.max_in_use {
+            return false;
+        }
+        let mut bigger = Buf {
+            data: vec![0u8; size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        };
+        self.in_use += 1;
+        let n = buf.len();
+        bigger.data[..n].copy_from_slice(buf.bytes());
+        bigger.end = n;
+        let old = std::mem::replace(buf, bigger);
+        self.put(old);
+        true
+    }
+
     /// Called periodically: frees an eighth of the free buffers beyond what the current
     /// load could use, so memory follows the load down without thrashing.
     pub fn trim(&mut self) {

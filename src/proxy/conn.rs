@@ -31,6 +31,7 @@ use mio::Registry;
 
 use super::backend::Backends;
 use super::buffer::{Buf, Class, Pool};
+use super::gate::{self, Call};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::failure::{failure_body, render, JSON, PROMETHEUS};
@@ -39,6 +40,8 @@ use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
 use crate::metrics::{Gauges, Metrics};
+use crate::policy::exec::{self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target};
+use crate::policy::limits::Counters;
 use crate::status::{self, SyncState};
 use crate::telemetry::{redact_query, Record, RequestLog};
 
@@ -73,6 +76,12 @@ pub struct Ctx<'a> {
     pub metrics: Option<&'a mut Metrics>,
     /// Client connections open (for the metrics gauge).
     pub connections: usize,
+    /// Rate limits, quotas, concurrency slots and verified tokens (policies).
+    pub counters: &'a mut Counters,
+    /// Wall clock in milliseconds since the epoch (policies' windows and token times).
+    pub wall_ms: u64,
+    /// `context.Deployment.GatewayId`.
+    pub gateway_id: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +120,10 @@ pub struct Client {
     pipelined: bool,
     /// Accepted on the metrics listener: only `/metrics` is answered.
     pub metrics_only: bool,
+    /// A plan needs the whole request body: the head buffer grows to this size.
+    want_capacity: usize,
+    /// 100 Continue was sent while the body is gathered for a plan.
+    continue_sent: bool,
 }
 
 enum Phase {
@@ -220,6 +233,12 @@ struct Exchange {
     bytes_in: u64,
     bytes_out: u64,
     trace: Option<Box<Trace>>,
+    /// Policy state, when the operation's plan does anything.
+    call: Option<Box<Call>>,
+    /// forward-request's timeout, replacing the response timeout.
+    timeout: Option<Duration>,
+    /// The caller's subscription (index into the runtime's), for the log.
+    subscription: Option<u32>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -415,6 +434,8 @@ impl Client {
             close_after: false,
             pipelined: false,
             metrics_only: false,
+            want_capacity: 0,
+            continue_sent: false,
         }
     }
 
@@ -445,6 +466,7 @@ impl Client {
                 if x.status == 0 {
                     x.status = 499;
                 }
+                end_call(&mut x, ctx);
                 log_exchange(&x, self.peer, ctx, Some(reason));
                 ctx.pool.put_opt(&mut x.head);
                 ctx.pool.put_opt(&mut x.resp_buf);
@@ -543,7 +565,7 @@ impl Client {
                 } else if self.waiting_on_client_body() || x.resp_sendable > 0 {
                     x.last_client + l.idle_timeout
                 } else {
-                    x.last_backend + l.response_timeout
+                    x.last_backend + x.timeout.unwrap_or(l.response_timeout)
                 }
             }
         };
@@ -581,8 +603,16 @@ impl Client {
             return Step::Close;
         };
         // a head that does not fit yet: a larger buffer, up to limits.request.head.max
-        if !buf.has_space() && !grow_full(ctx.pool, buf) {
-            return Step::Close;
+        // (or the size a plan needs to hold the whole body)
+        if !buf.has_space() {
+            let grown = if self.want_capacity > buf.capacity() {
+                ctx.pool.grow_exact(buf, self.want_capacity)
+            } else {
+                grow_full(ctx.pool, buf)
+            };
+            if !grown {
+                return Step::Close;
+            }
         }
         match read_some(&mut self.sock, buf, &mut self.readable) {
             Io::Done(_) => {
@@ -613,8 +643,43 @@ impl Client {
         let has_body = head.body != BodyKind::None;
         let close = !head.keep_alive || ctx.draining;
         let is_head = head.is_head();
-        let decision = decide(&head, &self.peer_ip, self.metrics_only, ctx);
+        let expect_continue = head.expect_continue;
+        let decision = decide(
+            &head,
+            &inbuf.bytes()[head_len..],
+            &self.peer_ip,
+            self.metrics_only,
+            ctx,
+        );
+        if let Decision::NeedBody(want) = decision {
+            self.want_capacity = want;
+            if expect_continue && !self.continue_sent {
+                // the client waits for this before it sends the body the plan needs
+                self.continue_sent = true;
+                let _ = write_some(&mut self.sock, CONTINUE, &mut self.writable);
+            }
+            return None;
+        }
+        self.want_capacity = 0;
+        self.continue_sent = false;
         match decision {
+            Decision::NeedBody(_) => return None,
+            Decision::Raw {
+                bytes,
+                status,
+                consumed,
+                close,
+                method,
+                url,
+                api,
+                op,
+            } => {
+                if let Some(b) = self.inbuf.as_mut() {
+                    b.consume(head_len + consumed);
+                }
+                self.start_reply_bytes(bytes, close, ctx);
+                self.log_local(status, api, op, None, &method, &url, ctx);
+            }
             Decision::Reply {
                 status,
                 content_type,
@@ -640,9 +705,9 @@ impl Client {
                     ctx,
                 );
             }
-            Decision::Proxy(mut x) => {
+            Decision::Proxy(mut x, consumed) => {
                 if let Some(b) = self.inbuf.as_mut() {
-                    b.consume(head_len);
+                    b.consume(head_len + consumed);
                 }
                 self.close_after = close;
                 match ctx.backends.checkout(x.addr, false, ctx.registry) {
@@ -698,6 +763,11 @@ impl Client {
     ) {
         let mut bytes = Vec::with_capacity(160 + body.len());
         render(status, content_type, body, close, head_only, &mut bytes);
+        self.start_reply_bytes(bytes, close, ctx);
+    }
+
+    /// Queues a rendered answer (head and body).
+    fn start_reply_bytes(&mut self, bytes: Vec<u8>, close: bool, ctx: &mut Ctx) {
         let out = if bytes.len() <= ctx.pool.size_of(Class::Data) {
             let class = if bytes.len() <= ctx.pool.size_of(Class::Head) {
                 Class::Head
@@ -1052,6 +1122,75 @@ impl Client {
                         return Step::Progress;
                     }
                     Ok(Some(r)) => {
+                        // policies: outbound runs on the response head (and on the whole
+                        // body when a policy needs it)
+                        let mut status = r.status;
+                        let mut reason_override: Option<String> = None;
+                        let mut edits = None;
+                        if x.call.is_some() {
+                            let close =
+                                self.close_after || ctx.draining || !matches!(x.req, ReqBody::Done);
+                            let call = x.call.as_deref_mut();
+                            match outbound(
+                                &x.rt,
+                                call,
+                                x.is_head,
+                                x.backend_eof,
+                                &r,
+                                rbuf.bytes(),
+                                close,
+                                ctx,
+                            ) {
+                                Outbound::NeedBody => {
+                                    let want = (rbuf.capacity() * 2)
+                                        .clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
+                                    if !rbuf.has_space() && !ctx.pool.grow_exact(rbuf, want) {
+                                        self.fail_exchange(
+                                            Failure::BackendBadResponse(
+                                                "backend_body_too_large_for_policy",
+                                            ),
+                                            ctx,
+                                        );
+                                        return Step::Progress;
+                                    }
+                                    return if progress {
+                                        Step::Progress
+                                    } else {
+                                        Step::Blocked
+                                    };
+                                }
+                                Outbound::Failed(f) => {
+                                    self.fail_exchange(f, ctx);
+                                    return Step::Progress;
+                                }
+                                Outbound::Answer {
+                                    bytes,
+                                    status,
+                                    consumed,
+                                } => {
+                                    let backend_status = r.status;
+                                    let reusable =
+                                        consumed.is_some_and(|n| n == rbuf.len()) && r.reusable;
+                                    return self.answer_exchange(
+                                        bytes,
+                                        status,
+                                        backend_status,
+                                        reusable,
+                                        close,
+                                        ctx,
+                                    );
+                                }
+                                Outbound::Stream {
+                                    status: s,
+                                    reason,
+                                    headers,
+                                } => {
+                                    status = s;
+                                    reason_override = reason;
+                                    edits = Some(headers);
+                                }
+                            }
+                        }
                         let dechunk = x.http10 && r.body == ResponseBody::Chunked;
                         let close = self.close_after
                             || ctx.draining
@@ -1074,9 +1213,15 @@ impl Client {
                         let Some(out) = x.head.as_mut() else {
                             return Step::Close;
                         };
+                        let reason = reason_override.as_deref().unwrap_or(if status == r.status {
+                            r.reason
+                        } else {
+                            crate::http::failure::reason_phrase(status)
+                        });
+                        let edits = edits.as_ref().filter(|e| !e.is_empty());
                         let wrote = write_head(ctx.pool, out, |w| {
                             forward::write_client_response(
-                                w, r.status, r.reason, r.headers, framing, connection,
+                                w, status, reason, r.headers, framing, connection, edits,
                             )
                         });
                         if wrote.is_err() {
@@ -1087,7 +1232,7 @@ impl Client {
                             return Step::Progress;
                         }
                         x.head_sent = 0;
-                        x.status = r.status;
+                        x.status = status;
                         x.backend_status = Some(r.status);
                         let body = match r.body {
                             ResponseBody::None => RespBody::Done,
@@ -1261,13 +1406,36 @@ impl Client {
         ctx.pool.put_opt(&mut x.resp_buf);
         self.resume_pipeline();
         x.status = failure.status();
+        let answered = matches!(x.resp, Resp::AwaitHead);
+        let close =
+            self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
+        // on-error runs with the failure as context.LastError
+        let rt = Arc::clone(&x.rt);
+        let policy_answer = match x.call.as_mut() {
+            Some(call) if answered && !call.plan.on_error.is_empty() => {
+                call.on_failure(failure, &rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+                x.status = call.st.resp.status.unwrap_or(x.status);
+                Some(gate::render_response(
+                    &call.st,
+                    x.status,
+                    "",
+                    &[],
+                    close,
+                    x.is_head,
+                ))
+            }
+            _ => None,
+        };
+        end_call(&mut x, ctx);
         log_exchange(&x, self.peer, ctx, Some(failure.reason()));
-        if !matches!(x.resp, Resp::AwaitHead) {
+        if !answered {
             self.phase = Phase::Closing;
             return;
         }
-        let close =
-            self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
+        if let Some(bytes) = policy_answer {
+            self.start_reply_bytes(bytes, close, ctx);
+            return;
+        }
         self.start_reply(
             failure.status(),
             &failure_body(failure),
@@ -1275,6 +1443,38 @@ impl Client {
             x.is_head,
             ctx,
         );
+    }
+
+    /// Ends the exchange with a response the policies made after the backend answered.
+    fn answer_exchange(
+        &mut self,
+        bytes: Vec<u8>,
+        status: u16,
+        backend_status: u16,
+        reusable: bool,
+        close: bool,
+        ctx: &mut Ctx,
+    ) -> Step {
+        let Phase::Proxy(mut x) =
+            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
+        else {
+            return Step::Close;
+        };
+        if reusable {
+            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
+        } else {
+            ctx.backends.remove(x.backend, ctx.registry);
+        }
+        ctx.pool.put_opt(&mut x.head);
+        ctx.pool.put_opt(&mut x.resp_buf);
+        x.status = status;
+        x.backend_status = Some(backend_status);
+        x.bytes_out = bytes.len() as u64;
+        end_call(&mut x, ctx);
+        log_exchange(&x, self.peer, ctx, None);
+        self.resume_pipeline();
+        self.start_reply_bytes(bytes, close, ctx);
+        Step::Progress
     }
 
     /// After an exchange: bytes of the next request that were left in the socket may have
@@ -1300,6 +1500,7 @@ impl Client {
         }
         ctx.pool.put_opt(&mut x.head);
         ctx.pool.put_opt(&mut x.resp_buf);
+        end_call(&mut x, ctx);
         log_exchange(&x, self.peer, ctx, None);
         self.phase_since = ctx.now;
         self.resume_pipeline();
@@ -1307,6 +1508,142 @@ impl Client {
             return Step::Close;
         }
         Step::Progress
+    }
+}
+
+/// What outbound decided about a backend response.
+enum Outbound {
+    /// A policy needs the whole body: keep reading.
+    NeedBody,
+    Failed(Failure),
+    /// Send this complete response instead (`consumed`: response bytes it used up, when
+    /// the whole body was read).
+    Answer {
+        bytes: Vec<u8>,
+        status: u16,
+        consumed: Option<usize>,
+    },
+    /// Stream the backend's body with this head.
+    Stream {
+        status: u16,
+        reason: Option<String>,
+        headers: forward::HeaderEdits,
+    },
+}
+
+/// Runs the backend-after and outbound steps on a response head.
+#[allow(clippy::too_many_arguments)]
+fn outbound(
+    rt: &Arc<Runtime>,
+    call: Option<&mut Call>,
+    is_head: bool,
+    eof: bool,
+    r: &response::ResponseHead,
+    rbytes: &[u8],
+    close: bool,
+    ctx: &mut Ctx,
+) -> Outbound {
+    let Some(call) = call else {
+        return Outbound::Failed(Failure::Overloaded);
+    };
+    let plan = Arc::clone(&call.plan);
+    let mut consumed = None;
+    if plan.outbound_needs_body && !is_head {
+        match gate::whole_response_body(r.body, &rbytes[r.head_len..], eof) {
+            Ok(Some((body, used))) => {
+                consumed = Some(r.head_len + used);
+                call.st.resp.body = Some(body);
+            }
+            Ok(None) => return Outbound::NeedBody,
+            Err(f) => return Outbound::Failed(f),
+        }
+    }
+    let Some(api) = rt.apis.get(call.api as usize) else {
+        return Outbound::Failed(Failure::Overloaded);
+    };
+    let Some(op) = api.operations.get(call.op as usize) else {
+        return Outbound::Failed(Failure::Overloaded);
+    };
+    let who = exec::Who {
+        api,
+        op,
+        product: call.product.and_then(|p| rt.products.get(p as usize)),
+        subscription: call
+            .subscription
+            .and_then(|s| rt.subscriptions.get(s as usize)),
+        key: &call.key,
+        gateway_id: ctx.gateway_id,
+    };
+    let copy = call.st.request_copy.take();
+    let empty = gate::empty_request();
+    let req = match &copy {
+        Some(c) => c.view(),
+        None => empty,
+    };
+    let rv = ResponseView {
+        status: r.status,
+        reason: r.reason,
+        headers: HeaderSrc::Parsed(r.headers),
+    };
+    let mut io = exec::Io {
+        counters: &mut *ctx.counters,
+        now_ms: ctx.wall_ms,
+        runtime: rt,
+    };
+    let st = &mut call.st;
+    let flow = exec::run(
+        &plan.outbound,
+        exec::Phase::Response,
+        &req,
+        Some(&rv),
+        &who,
+        st,
+        &mut io,
+    );
+    if flow == Flow::Error {
+        exec::run(
+            &plan.on_error,
+            exec::Phase::Response,
+            &req,
+            Some(&rv),
+            &who,
+            st,
+            &mut io,
+        );
+    }
+    exec::settle(&req, Some(&rv), &who, st, &mut io);
+    let result = if flow != Flow::Continue || st.resp.body.is_some() {
+        // the backend's headers stay only when its response is kept (set-body on it)
+        let base: &[httparse::Header] = if flow == Flow::Continue {
+            r.headers
+        } else {
+            &[]
+        };
+        Outbound::Answer {
+            bytes: gate::render_response(st, r.status, r.reason, base, close, is_head),
+            status: st.resp.status.unwrap_or(r.status),
+            consumed,
+        }
+    } else {
+        Outbound::Stream {
+            status: st.resp.status.unwrap_or(r.status),
+            reason: st.resp.reason.take().filter(|r| !r.is_empty()),
+            headers: std::mem::take(&mut st.resp.headers),
+        }
+    };
+    st.request_copy = copy;
+    result
+}
+
+/// Counts the finished call against its quotas and frees its concurrency slots.
+fn end_call(x: &mut Exchange, ctx: &mut Ctx) {
+    if let Some(c) = x.call.as_mut() {
+        exec::finish(
+            &mut c.st,
+            ctx.counters,
+            x.bytes_in + x.bytes_out,
+            ctx.wall_ms,
+        );
     }
 }
 
@@ -1330,7 +1667,10 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
         url: &t.url,
         api: api_id,
         operation,
-        subscription: "",
+        subscription: x
+            .subscription
+            .and_then(|s| x.rt.subscriptions.get(s as usize))
+            .map_or("", |s| s.id.as_str()),
         status: x.status,
         backend_status: x.backend_status,
         bytes_in: x.bytes_in,
@@ -1356,7 +1696,22 @@ enum Decision<'h> {
         url: String,
         api: &'h str,
     },
-    Proxy(Box<Exchange>),
+    /// A complete answer made by policies (already rendered).
+    Raw {
+        bytes: Vec<u8>,
+        status: u16,
+        /// Body bytes after the head that were read for the plan (consumed with it).
+        consumed: usize,
+        close: bool,
+        method: String,
+        url: String,
+        api: &'h str,
+        op: &'h str,
+    },
+    /// The plan needs the whole request body first: grow the buffer to this size.
+    NeedBody(usize),
+    /// The exchange, and the body bytes after the head already folded into its head.
+    Proxy(Box<Exchange>, usize),
 }
 
 fn is_idempotent(method: &str) -> bool {
@@ -1366,19 +1721,10 @@ fn is_idempotent(method: &str) -> bool {
     )
 }
 
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .find_map(|pair| match pair.split_once('=') {
-            Some((k, v)) if k == name => Some(v),
-            None if pair == name => Some(""),
-            _ => None,
-        })
-}
-
 /// Routing and admission for one parsed head: a gateway answer or a ready exchange.
 fn decide<'h>(
     head: &request::RequestHead,
+    body_bytes: &[u8],
     peer_ip: &str,
     metrics_only: bool,
     ctx: &mut Ctx<'h>,
@@ -1457,25 +1803,184 @@ fn decide<'h>(
     let Some(op) = api.op_table.find(rest, head.method) else {
         return reply(Failure::OperationNotFound, "", url_of(&api.key_query));
     };
-    if api.subscription_required {
-        let key = head
-            .header(&api.key_header)
-            .map(|_| ())
-            .or_else(|| query_param(head.query, &api.key_query).map(|_| ()));
-        // No subscriptions exist in this version, so any key presented is invalid.
-        let f = if key.is_some() {
-            Failure::InvalidSubscriptionKey
-        } else {
-            Failure::MissingSubscriptionKey
-        };
-        return reply(f, "", url_of(&api.key_query));
-    }
+    let admitted = match gate::admit(rt, found.api, api, head) {
+        Ok(a) => a,
+        Err(f) => return reply(f, &api.id, url_of(&api.key_query)),
+    };
     if let BodyKind::Length(n) = head.body {
         if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
             return reply(Failure::BodyTooLarge, "", url_of(&api.key_query));
         }
     }
-    let addrs = &api.backend.addrs;
+    let Some(operation) = api.operations.get(op as usize) else {
+        return reply(Failure::OperationNotFound, "", url_of(""));
+    };
+    let plan = operation
+        .plan(admitted.product)
+        .filter(|p| !p.trivial)
+        .map(Arc::clone);
+    let mut call: Option<Box<Call>> = None;
+    // body bytes after the head that the plan read whole
+    let mut consumed = 0;
+    if let Some(plan) = plan {
+        let mut collected = None;
+        if plan.inbound_needs_body && head.body != BodyKind::None {
+            match gate::whole_body(head.body, body_bytes) {
+                Ok(Some((body, used))) => {
+                    consumed = used;
+                    collected = Some(body);
+                }
+                Ok(None) => {
+                    let want = match head.body {
+                        BodyKind::Length(n) => head.head_len + n as usize,
+                        _ => (head.head_len + body_bytes.len() * 2)
+                            .max(64 * 1024)
+                            .min(head.head_len + gate::BUFFERED_BODY_MAX + 64 * 1024),
+                    };
+                    return Decision::NeedBody(want);
+                }
+                Err(f) => return reply(f, &api.id, url_of(&api.key_query)),
+            }
+        }
+        *ctx.seq += 1;
+        let mut c = Box::new(Call {
+            plan: Arc::clone(&plan),
+            st: exec::State {
+                request_id: request_id(ctx.id_prefix, *ctx.seq),
+                ..exec::State::default()
+            },
+            api: found.api,
+            op,
+            product: admitted.product,
+            subscription: admitted.subscription,
+            key: Box::from(admitted.key),
+        });
+        c.st.req.body = collected;
+        let view = RequestView {
+            method: head.method,
+            path: head.path,
+            rest,
+            host: head.host,
+            query: head.query,
+            headers: HeaderSrc::Parsed(head.headers),
+            ip: peer_ip,
+            https: false,
+        };
+        if plan.later_reads_request {
+            c.st.request_copy = Some(OwnedRequest::of(&view));
+        }
+        let who = exec::Who {
+            api,
+            op: operation,
+            product: admitted.product.and_then(|p| rt.products.get(p as usize)),
+            subscription: admitted
+                .subscription
+                .and_then(|s| rt.subscriptions.get(s as usize)),
+            key: admitted.key,
+            gateway_id: ctx.gateway_id,
+        };
+        let mut io = exec::Io {
+            counters: &mut *ctx.counters,
+            now_ms: ctx.wall_ms,
+            runtime: rt,
+        };
+        let st = &mut c.st;
+        let mut flow = exec::run(
+            &plan.inbound,
+            exec::Phase::Request,
+            &view,
+            None,
+            &who,
+            st,
+            &mut io,
+        );
+        if flow == Flow::Continue {
+            match &plan.forward {
+                None => {
+                    // no forward-request: APIM answers an empty 200, through outbound
+                    st.resp.status.get_or_insert(200);
+                    st.resp.body.get_or_insert_with(Vec::new);
+                    flow = exec::run(
+                        &plan.outbound,
+                        exec::Phase::Response,
+                        &view,
+                        None,
+                        &who,
+                        st,
+                        &mut io,
+                    );
+                    if flow == Flow::Continue {
+                        flow = Flow::Respond;
+                    }
+                }
+                Some(fwd) => {
+                    if let Some((key, max, counter)) = &fwd.concurrency {
+                        flow = exec::acquire_forward_slot(
+                            key, *max, *counter, &view, &who, st, &mut io,
+                        );
+                    }
+                }
+            }
+        }
+        if flow == Flow::Error {
+            exec::run(
+                &plan.on_error,
+                exec::Phase::Response,
+                &view,
+                None,
+                &who,
+                st,
+                &mut io,
+            );
+        }
+        if flow != Flow::Continue {
+            exec::settle(&view, None, &who, st, &mut io);
+            exec::finish(st, io.counters, 0, ctx.wall_ms);
+            let close =
+                !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
+            let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
+            return Decision::Raw {
+                status: st.resp.status.unwrap_or(200),
+                bytes,
+                consumed,
+                close,
+                method: if logging {
+                    head.method.to_string()
+                } else {
+                    String::new()
+                },
+                url: url_of(&api.key_query),
+                api: &api.id,
+                op: &operation.id,
+            };
+        }
+        if let Some(t) = plan.forward.as_ref().and_then(|f| f.timeout_secs) {
+            let _ = t;
+        }
+        call = Some(c);
+    }
+    let edits = call.as_ref().map(|c| &c.st.req);
+    let (addrs, authority, base_path): (&[SocketAddr], &str, &str) =
+        match edits.and_then(|e| e.target.as_ref()) {
+            Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
+                Some(b) => (&b.addrs, &b.authority, &b.base_path),
+                None => (&[], "", ""),
+            },
+            Some(Target::Addr {
+                ref addr,
+                ref authority,
+                ref base_path,
+            }) => (
+                std::slice::from_ref(addr),
+                authority.as_str(),
+                base_path.as_str(),
+            ),
+            None => (
+                &api.backend.addrs,
+                &api.backend.authority,
+                &api.backend.base_path,
+            ),
+        };
     if addrs.is_empty() {
         return reply(Failure::BackendUnresolved, "", url_of(&api.key_query));
     }
@@ -1484,23 +1989,37 @@ fn decide<'h>(
     let Some(mut out) = ctx.pool.get(Class::Head) else {
         return reply(Failure::Overloaded, "", url_of(""));
     };
+    let new_query = edits
+        .and_then(|e| e.query.as_ref())
+        .map(|q| exec::join_query(q));
+    let body_override = edits.and_then(|e| e.body.as_deref());
     let backend_req = BackendRequest {
-        method: head.method,
-        base_path: &api.backend.base_path,
-        rest,
-        query: head.query,
-        authority: &api.backend.authority,
+        method: edits
+            .and_then(|e| e.method.as_deref())
+            .unwrap_or(head.method),
+        base_path,
+        rest: edits.and_then(|e| e.rest.as_deref()).unwrap_or(rest),
+        query: match &new_query {
+            Some(q) if q.is_empty() => None,
+            Some(q) => Some(q.as_str()),
+            None => head.query,
+        },
+        authority,
         client_ip: peer_ip,
         proto: "http",
         original_host: head.host,
-        chunked: head.body == BodyKind::Chunked,
-        length: head.body.content_length(),
+        chunked: head.body == BodyKind::Chunked && body_override.is_none(),
+        length: match body_override {
+            Some(b) => Some(b.len() as u64),
+            None => head.body.content_length(),
+        },
+        edits: edits.map(|e| &e.headers).filter(|h| !h.is_empty()),
     };
     let trust = ctx.limits.trust_forwarded_proto;
     let written = write_head(ctx.pool, &mut out, |w| {
         forward::write_backend_request(w, &backend_req, head.headers, trust)
     });
-    if written.is_err() {
+    if written.is_err() || body_override.is_some_and(|b| !append(ctx.pool, &mut out, b)) {
         ctx.pool.put(out);
         return reply(Failure::HeadTooLarge, "", url_of(&api.key_query));
     }
@@ -1513,42 +2032,73 @@ fn decide<'h>(
         })
     });
     let req = match head.body {
+        _ if body_override.is_some() => ReqBody::Done,
         BodyKind::None => ReqBody::Done,
         BodyKind::Length(n) => ReqBody::Length(n),
         BodyKind::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
     };
-    Decision::Proxy(Box::new(Exchange {
-        rt: Arc::clone(rt),
-        api: found.api,
-        op,
-        backend: usize::MAX,
-        addr,
-        retried: false,
-        retryable: is_idempotent(head.method) && head.body == BodyKind::None,
-        head: Some(out),
-        head_sent: 0,
-        continue_left: if head.expect_continue && head.body != BodyKind::None {
-            CONTINUE.len()
-        } else {
-            0
-        },
-        req,
-        req_sendable: 0,
-        resp_buf: None,
-        resp: Resp::AwaitHead,
-        resp_sendable: 0,
-        backend_eof: false,
-        http10: head.minor == 0,
-        is_head: head.is_head(),
-        started: ctx.now,
-        connect_started: ctx.now,
-        backend_started: None,
-        last_client: ctx.now,
-        last_backend: ctx.now,
-        status: 0,
-        backend_status: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        trace,
-    }))
+    let timeout = call
+        .as_ref()
+        .and_then(|c| c.plan.forward.as_ref())
+        .and_then(|f| f.timeout_secs)
+        .map(Duration::from_secs);
+    let retryable = is_idempotent(backend_req.method)
+        && (head.body == BodyKind::None || body_override.is_some());
+    Decision::Proxy(
+        Box::new(Exchange {
+            rt: Arc::clone(rt),
+            api: found.api,
+            op,
+            backend: usize::MAX,
+            addr,
+            retried: false,
+            retryable,
+            head: Some(out),
+            head_sent: 0,
+            continue_left: if head.expect_continue && head.body != BodyKind::None && consumed == 0 {
+                CONTINUE.len()
+            } else {
+                0
+            },
+            req,
+            req_sendable: 0,
+            resp_buf: None,
+            resp: Resp::AwaitHead,
+            resp_sendable: 0,
+            backend_eof: false,
+            http10: head.minor == 0,
+            is_head: head.is_head(),
+            started: ctx.now,
+            connect_started: ctx.now,
+            backend_started: None,
+            last_client: ctx.now,
+            last_backend: ctx.now,
+            status: 0,
+            backend_status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            trace,
+            call,
+            timeout,
+            subscription: admitted.subscription,
+        }),
+        consumed,
+    )
+}
+
+/// Appends `bytes` after the head in `out` (a request body a policy set or read whole).
+fn append(pool: &mut Pool, out: &mut Buf, bytes: &[u8]) -> bool {
+    let need = out.len() + bytes.len();
+    if out.capacity() < need && !pool.grow_exact(out, need) {
+        return false;
+    }
+    let at = out.len();
+    let space = out.space();
+    if space.len() < bytes.len() {
+        return false;
+    }
+    space[..bytes.len()].copy_from_slice(bytes);
+    let _ = at;
+    out.filled(bytes.len());
+    true
 }

@@ -1,11 +1,13 @@
 //! The data plane: one mio event loop thread owning every listener, client and backend
 //! socket. `server` is the loop (tokens, accept, config swap, timers, drain), `conn` the
-//! per-connection state machine, `backend` the upstream keep-alive pool, `buffer` the
+//! per-connection state machine, `gate` the subscription check and policy glue between
+//! routing and an exchange, `backend` the upstream keep-alive pool, `buffer` the
 //! bounded buffer pool.
 //! Must not touch: disk, DNS, anything that blocks.
 
 pub mod backend;
 pub mod buffer;
 pub mod conn;
+pub mod gate;
 pub mod server;
 pub mod token;

@@ -24,6 +24,7 @@ use super::token::{self, Kind};
 use crate::agent::{ToAgent, ToLoop};
 use crate::config::Runtime;
 use crate::metrics::Metrics;
+use crate::policy::limits::Counters;
 use crate::settings::GatewaySettings;
 use crate::status::SyncState;
 use crate::telemetry::RequestLog;
@@ -33,6 +34,14 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 const LOG_FLUSH_BYTES: usize = 32 * 1024;
 /// How often a metrics snapshot goes to the agent for the plane.
 const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+/// Most rate-limit / quota / concurrency / token-cache keys the loop keeps (each map).
+const COUNTER_KEYS_MAX: usize = 100_000;
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 pub struct Server {
     poll: Poll,
@@ -61,6 +70,12 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     metrics_ready: bool,
     next_snapshot: Instant,
+    /// Policy counters (rate limits, quotas, concurrency, verified tokens).
+    counters: Counters,
+    /// Wall clock (ms since the epoch), read once per loop turn.
+    wall_ms: u64,
+    /// `context.Deployment.GatewayId`: the federated gateway's id, or "local".
+    gateway_id: String,
 }
 
 impl Server {
@@ -130,6 +145,15 @@ impl Server {
             metrics_listener: None,
             metrics_ready: false,
             next_snapshot: now + METRICS_SNAPSHOT_EVERY,
+            counters: Counters::new(COUNTER_KEYS_MAX),
+            wall_ms: wall_ms(),
+            gateway_id: settings
+                .service_auth
+                .as_ref()
+                .and_then(|a| a.0.strip_prefix("GatewayKey "))
+                .and_then(|t| t.split('&').next())
+                .unwrap_or("local")
+                .to_string(),
         })
     }
 
@@ -169,6 +193,7 @@ impl Server {
                 }
             }
             self.now = Instant::now();
+            self.wall_ms = wall_ms();
             for event in events.iter() {
                 match event.token() {
                     token::HTTP_LISTENER => self.listener_ready = true,
@@ -353,6 +378,9 @@ impl Server {
             id_prefix: self.id_prefix,
             metrics: self.metrics.as_mut(),
             connections,
+            counters: &mut self.counters,
+            wall_ms: self.wall_ms,
+            gateway_id: &self.gateway_id,
         };
         let outcome = if timed_out {
             client.on_timeout(&mut ctx)
@@ -390,6 +418,7 @@ impl Server {
         }
         self.backends.sweep(now, self.poll.registry());
         self.pool.trim();
+        self.counters.sweep(self.wall_ms);
     }
 
     fn take_agent_messages(&mut self) {
@@ -403,6 +432,8 @@ impl Server {
                         rt.apis.len()
                     );
                     self.runtime = Some(rt);
+                    // verified tokens were checked against the old config's keys
+                    self.counters.forget_tokens();
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = note;
                 }

@@ -1,0 +1,371 @@
+//! Admission and policies for one call, between routing and the exchange: the
+//! subscription key check (APIM's rules and 401 texts), the body completeness check for
+//! plans that need the whole request body, and the `Call` an exchange carries when its
+//! operation has a non-trivial plan. Renders policy-made responses.
+//! Must not touch: sockets, the poll, buffers (the connection owns them).
+
+use std::sync::Arc;
+
+use crate::config::{Api, Runtime, SubscriptionScope};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::failure::reason_phrase;
+use crate::http::forward::HeaderEdits;
+use crate::http::request::{BodyKind, RequestHead};
+use crate::http::response::ResponseBody;
+use crate::http::Failure;
+use crate::policy::exec::{self, query_value, Io, Phase, RequestView, ResponseView, State, Who};
+use crate::policy::limits::Counters;
+use crate::policy::Plan;
+
+/// Largest body the gateway buffers for a policy (set-body, find-and-replace) — request
+/// or response. Larger ones get 413 (request) or 502 (response).
+pub const BUFFERED_BODY_MAX: usize = 4 * 1024 * 1024;
+
+/// Who the caller is, after the key check.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted<'h> {
+    pub subscription: Option<u32>,
+    pub product: Option<u32>,
+    pub key: &'h str,
+}
+
+/// The key check: header first, then the query parameter. A presented key must belong
+/// to an active subscription whose scope covers the API (a product scope only while
+/// the product is published), even on an API without subscription requirement.
+pub fn admit<'h>(
+    rt: &Runtime,
+    api_index: u32,
+    api: &Api,
+    head: &RequestHead<'h>,
+) -> Result<Admitted<'h>, Failure> {
+    let headers: &'h [httparse::Header<'h>] = head.headers;
+    let presented = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(&api.key_header))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .or_else(|| query_value(head.query, &api.key_query));
+    // without a (usable) key: an open product that includes the API admits the call
+    // even when the API itself requires a subscription (APIM's open-product rule)
+    let keyless = |missing: Failure| {
+        if api.subscription_required && api.open_product.is_none() {
+            return Err(missing);
+        }
+        Ok(Admitted {
+            subscription: None,
+            product: api.open_product,
+            key: "",
+        })
+    };
+    let Some(key) = presented else {
+        return keyless(Failure::MissingSubscriptionKey);
+    };
+    let key = key.trim();
+    let granted = rt.keys.get(key).and_then(|&si| {
+        let sub = rt.subscriptions.get(si as usize).filter(|s| s.active)?;
+        let product = match sub.scope {
+            SubscriptionScope::AllApis => None,
+            SubscriptionScope::Api(a) if a == api_index => None,
+            SubscriptionScope::Api(_) => return None,
+            SubscriptionScope::Product(p) => {
+                let prod = rt.products.get(p as usize)?;
+                if !(prod.published && prod.apis.contains(&api_index)) {
+                    return None;
+                }
+                Some(p)
+            }
+        };
+        Some((si, product))
+    });
+    match granted {
+        Some((si, product)) => Ok(Admitted {
+            subscription: Some(si),
+            product,
+            key,
+        }),
+        // an invalid key is ignored only where an open product includes the API
+        None if api.open_product.is_some() => keyless(Failure::InvalidSubscriptionKey),
+        None => Err(Failure::InvalidSubscriptionKey),
+    }
+}
+
+/// The whole request body from the bytes after the head: `Ok(None)` = not all here yet.
+pub fn whole_body(kind: BodyKind, bytes: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Failure> {
+    match kind {
+        BodyKind::None => Ok(Some((Vec::new(), 0))),
+        BodyKind::Length(n) => {
+            if n > BUFFERED_BODY_MAX as u64 {
+                return Err(Failure::BodyTooLarge);
+            }
+            let n = n as usize;
+            Ok((bytes.len() >= n).then(|| (bytes[..n].to_vec(), n)))
+        }
+        BodyKind::Chunked => dechunk(bytes).map_err(|e| match e {
+            None => Failure::BodyTooLarge,
+            Some(why) => Failure::BadRequest(why),
+        }),
+    }
+}
+
+/// De-chunks a complete chunked body; `Ok(None)` = incomplete; `Err(None)` = too large.
+fn dechunk(bytes: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Option<&'static str>> {
+    let mut d = ChunkedDecoder::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let step = d.feed(&bytes[at..]).map_err(|e| Some(e.reason()))?;
+        out.extend_from_slice(&bytes[at + step.data.0..at + step.data.1]);
+        if out.len() > BUFFERED_BODY_MAX {
+            return Err(None);
+        }
+        at += step.consumed;
+        if step.done {
+            return Ok(Some((out, at)));
+        }
+        if step.consumed == 0 {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// The whole response body after its head: `Ok(None)` = keep reading.
+pub fn whole_response_body(
+    kind: ResponseBody,
+    bytes: &[u8],
+    eof: bool,
+) -> Result<Option<(Vec<u8>, usize)>, Failure> {
+    let too_large = Failure::BackendBadResponse("backend_body_too_large_for_policy");
+    match kind {
+        ResponseBody::None => Ok(Some((Vec::new(), 0))),
+        ResponseBody::Length(n) => {
+            if n > BUFFERED_BODY_MAX as u64 {
+                return Err(too_large);
+            }
+            Ok((bytes.len() as u64 >= n).then(|| (bytes[..n as usize].to_vec(), n as usize)))
+        }
+        ResponseBody::Chunked => dechunk(bytes).map_err(|e| match e {
+            None => too_large,
+            Some(_) => Failure::BackendBadResponse("backend_bad_chunk"),
+        }),
+        ResponseBody::UntilClose => {
+            if bytes.len() > BUFFERED_BODY_MAX {
+                return Err(too_large);
+            }
+            Ok(eof.then(|| (bytes.to_vec(), bytes.len())))
+        }
+    }
+}
+
+/// The policy state an exchange carries.
+pub struct Call {
+    pub plan: Arc<Plan>,
+    pub st: State,
+    pub api: u32,
+    pub op: u32,
+    pub product: Option<u32>,
+    pub subscription: Option<u32>,
+    pub key: Box<str>,
+}
+
+impl Call {
+    pub fn who<'a>(&'a self, rt: &'a Runtime, gateway_id: &'a str) -> Option<Who<'a>> {
+        let api = rt.apis.get(self.api as usize)?;
+        Some(Who {
+            api,
+            op: api.operations.get(self.op as usize)?,
+            product: self.product.and_then(|p| rt.products.get(p as usize)),
+            subscription: self
+                .subscription
+                .and_then(|s| rt.subscriptions.get(s as usize)),
+            key: &self.key,
+            gateway_id,
+        })
+    }
+
+    pub fn subscription_id<'a>(&self, rt: &'a Runtime) -> &'a str {
+        self.subscription
+            .and_then(|s| rt.subscriptions.get(s as usize))
+            .map_or("", |s| s.id.as_str())
+    }
+
+    /// Runs on-error after a failure outside the policies (backend, framing), starting
+    /// from the gateway's own answer for it. Returns the response to send.
+    pub fn on_failure(
+        &mut self,
+        failure: Failure,
+        rt: &Runtime,
+        gateway_id: &str,
+        counters: &mut Counters,
+        now_ms: u64,
+    ) {
+        let (source, section) = match failure.source() {
+            crate::http::failure::Source::Backend => ("forward-request", "backend"),
+            _ => ("configuration", "inbound"),
+        };
+        self.st.answer(failure.status(), failure.message());
+        exec::fail_outside(
+            &mut self.st,
+            source,
+            failure_reason(failure),
+            failure.message(),
+            section,
+        );
+        let plan = Arc::clone(&self.plan);
+        let copy = self.st.request_copy.take();
+        let Some(req) = copy.as_ref().map(|c| c.view()) else {
+            let empty = empty_request();
+            self.run_on_error(&plan, &empty, None, rt, gateway_id, counters, now_ms);
+            return;
+        };
+        self.run_on_error(&plan, &req, None, rt, gateway_id, counters, now_ms);
+        self.st.request_copy = copy;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_on_error(
+        &mut self,
+        plan: &Plan,
+        req: &RequestView,
+        resp: Option<&ResponseView>,
+        rt: &Runtime,
+        gateway_id: &str,
+        counters: &mut Counters,
+        now_ms: u64,
+    ) {
+        let Some(who) = self.who_owned(rt, gateway_id) else {
+            return;
+        };
+        let mut io = Io {
+            counters,
+            now_ms,
+            runtime: rt,
+        };
+        let who = who.borrow(rt, gateway_id, &self.key);
+        if exec::run(
+            &plan.on_error,
+            Phase::Response,
+            req,
+            resp,
+            &who,
+            &mut self.st,
+            &mut io,
+        ) == exec::Flow::Error
+        {
+            // on-error itself failed: its error answer stands (APIM: no second pass)
+        }
+        exec::settle(req, resp, &who, &mut self.st, &mut io);
+    }
+
+    fn who_owned(&self, rt: &Runtime, _gateway_id: &str) -> Option<WhoIdx> {
+        let api = rt.apis.get(self.api as usize)?;
+        api.operations.get(self.op as usize)?;
+        Some(WhoIdx {
+            api: self.api,
+            op: self.op,
+            product: self.product,
+            subscription: self.subscription,
+        })
+    }
+}
+
+/// Indexes of a `Who`, so it can be rebuilt without borrowing the call.
+#[derive(Clone, Copy)]
+struct WhoIdx {
+    api: u32,
+    op: u32,
+    product: Option<u32>,
+    subscription: Option<u32>,
+}
+
+impl WhoIdx {
+    fn borrow<'a>(self, rt: &'a Runtime, gateway_id: &'a str, key: &'a str) -> Who<'a> {
+        let api = &rt.apis[self.api as usize];
+        Who {
+            api,
+            op: &api.operations[self.op as usize],
+            product: self.product.and_then(|p| rt.products.get(p as usize)),
+            subscription: self
+                .subscription
+                .and_then(|s| rt.subscriptions.get(s as usize)),
+            key,
+            gateway_id,
+        }
+    }
+}
+
+pub fn empty_request() -> RequestView<'static> {
+    RequestView {
+        method: "",
+        path: "",
+        rest: "",
+        host: "",
+        query: None,
+        headers: exec::HeaderSrc::Empty,
+        ip: "",
+        https: false,
+    }
+}
+
+/// APIM's LastError.Reason for failures outside the policies.
+fn failure_reason(f: Failure) -> &'static str {
+    match f {
+        Failure::BackendConnect | Failure::BackendUnresolved => "BackendConnectionFailure",
+        Failure::BackendConnectTimeout | Failure::BackendTimeout => "Timeout",
+        Failure::BackendReset | Failure::BackendBadResponse(_) => "BackendConnectionFailure",
+        Failure::BodyTimeout => "ClientConnectionFailure",
+        other => other.reason(),
+    }
+}
+
+/// A complete response from the policy state: status, headers (over `base` headers
+/// from the backend, if any), body with its exact Content-Length.
+pub fn render_response(
+    st: &State,
+    base_status: u16,
+    base_reason: &str,
+    base: &[httparse::Header],
+    close: bool,
+    head_only: bool,
+) -> Vec<u8> {
+    use std::io::Write;
+    let status = st.resp.status.unwrap_or(base_status);
+    let reason = match (&st.resp.reason, st.resp.status) {
+        (Some(r), _) if !r.is_empty() => r.as_str(),
+        (_, Some(s)) if s != base_status || base_reason.is_empty() => reason_phrase(s),
+        _ if !base_reason.is_empty() => base_reason,
+        _ => reason_phrase(status),
+    };
+    let body: &[u8] = st.resp.body.as_deref().unwrap_or(&[]);
+    let mut out = Vec::with_capacity(256 + body.len());
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    let edits: &HeaderEdits = &st.resp.headers;
+    for h in base {
+        if crate::http::forward::is_managed_header(h.name) || edits.get(h.name).is_some() {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, values) in &edits.list {
+        if crate::http::forward::is_managed_header(name) {
+            continue;
+        }
+        for v in values.iter().flatten() {
+            let _ = write!(out, "{name}: {v}\r\n");
+        }
+    }
+    let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+    if !bodiless {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only && !bodiless {
+        out.extend_from_slice(body);
+    }
+    out
+}

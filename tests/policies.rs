@@ -1,0 +1,1009 @@
+//! Products, subscriptions and the policy pipeline through the real binary: keys and
+//! scopes, `<base />` placement, on-error, rawxml expressions and each policy, against
+//! real origins on 127.0.0.1.
+
+mod common;
+
+use common::*;
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// JSON string literal for `s`.
+fn js(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `<policies>` with the given inbound / backend / outbound / on-error bodies.
+fn policies(inbound: &str, outbound: &str, on_error: &str) -> String {
+    format!(
+        "<policies><inbound>{inbound}</inbound><backend><base /></backend><outbound>{outbound}</outbound><on-error>{on_error}</on-error></policies>"
+    )
+}
+
+/// One API `api` at path `a` → `origin`, operations get-item (GET /items/{id}) and any.
+fn api(
+    origin: &str,
+    sub_required: bool,
+    api_policy: Option<&str>,
+    op_policy: Option<&str>,
+) -> String {
+    format!(
+        r#"{{"id": "api1", "name": "Api One", "path": "a", "serviceUrl": "{origin}", "protocols": ["http"],
+            "subscriptionRequired": {sub_required}{}
+            "operations": [
+              {{"id": "get-item", "method": "GET", "urlTemplate": "/items/{{id}}"{}
+                "responses": [{{"statusCode": 200, "representations": [{{"contentType": "application/json", "example": "{{\"id\": 1}}"}}]}}]}},
+              {{"id": "any", "method": "*", "urlTemplate": "/*"}}]}}"#,
+        api_policy.map_or(",".to_string(), |p| format!(", \"policies\": {},", js(p))),
+        op_policy.map_or(",".to_string(), |p| format!(", \"policies\": {},", js(p))),
+    )
+}
+
+fn config(apis: &str, rest: &str) -> String {
+    format!(r#"{{"schemaVersion": 1, "version": "p1", "apis": [{apis}]{rest}}}"#)
+}
+
+fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    request(gw.addr, &raw)
+}
+
+fn values(seen: &Seen, name: &str) -> Vec<String> {
+    seen.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+const KEYS: &str = r#", "products": [
+    {"id": "gold", "name": "Gold", "apis": ["api1"], "state": "published",
+     "policies": "<policies><inbound><base /><set-header name=\"X-Product\" exists-action=\"override\"><value>@(context.Product.Id)</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"},
+    {"id": "hidden", "apis": ["api1"], "state": "notPublished"}],
+  "subscriptions": [
+    {"id": "s-all", "name": "All", "scope": "/apis", "state": "active", "primaryKey": "all-primary-1", "secondaryKey": "all-secondary-1"},
+    {"id": "s-gold", "scope": "/products/gold", "primaryKey": "gold-primary-1"},
+    {"id": "s-hidden", "scope": "/products/hidden", "primaryKey": "hidden-primary-1"},
+    {"id": "s-other", "scope": "/apis/api2", "primaryKey": "other-primary-1"},
+    {"id": "s-off", "scope": "/apis", "state": "suspended", "primaryKey": "suspended-key-1"}]"#;
+
+fn keyed_config(origin: &Origin) -> String {
+    let api2 = r#"{"id": "api2", "path": "b", "serviceUrl": "http://127.0.0.1:9", "operations": [{"id": "x", "method": "*", "urlTemplate": "/*"}]}"#;
+    config(
+        &format!("{},{api2}", api(&origin.url(""), true, None, None)),
+        KEYS,
+    )
+}
+
+#[test]
+fn subscription_keys_follow_apim_rules() {
+    let origin = Origin::echo();
+    let gw = Gateway::start(&keyed_config(&origin), &[]);
+    let missing = get(gw.addr, "/a/items/1");
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.text(), error_body(401, "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API."));
+    let invalid = error_body(401, "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.");
+    for key in [
+        "nope-nope-nope",
+        "suspended-key-1",
+        "other-primary-1",
+        "hidden-primary-1",
+    ] {
+        let r = send(
+            &gw,
+            "GET",
+            "/a/items/1",
+            &[("Ocp-Apim-Subscription-Key", key)],
+            "",
+        );
+        assert_eq!((r.status, r.text()), (401, invalid.clone()), "{key}");
+    }
+    // both keys, header or query
+    for (h, q) in [
+        (Some("all-primary-1"), None),
+        (Some("all-secondary-1"), None),
+        (None, Some("all-primary-1")),
+    ] {
+        let path = match q {
+            Some(k) => format!("/a/items/1?subscription-key={k}"),
+            None => "/a/items/1".into(),
+        };
+        let hs: Vec<(&str, &str)> = h
+            .map(|k| ("Ocp-Apim-Subscription-Key", k))
+            .into_iter()
+            .collect();
+        let r = send(&gw, "GET", &path, &hs, "");
+        assert_eq!(r.status, 200, "{h:?} {q:?}");
+    }
+    // header first: a valid header wins over a bad query key, a bad header is not rescued
+    let r = send(
+        &gw,
+        "GET",
+        "/a/items/1?subscription-key=bad-bad-bad",
+        &[("Ocp-Apim-Subscription-Key", "all-primary-1")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    let r = send(
+        &gw,
+        "GET",
+        "/a/items/1?subscription-key=all-primary-1",
+        &[("Ocp-Apim-Subscription-Key", "bad-bad-bad")],
+        "",
+    );
+    assert_eq!(r.status, 401);
+    // product scope: its policy runs only for calls with that product's key
+    let before = origin.requests().len();
+    assert_eq!(
+        send(
+            &gw,
+            "GET",
+            "/a/items/1",
+            &[("Ocp-Apim-Subscription-Key", "gold-primary-1")],
+            ""
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            &gw,
+            "GET",
+            "/a/items/1",
+            &[("Ocp-Apim-Subscription-Key", "all-primary-1")],
+            ""
+        )
+        .status,
+        200
+    );
+    let seen = origin.requests();
+    assert_eq!(seen[before].header("X-Product"), Some("gold"));
+    assert_eq!(seen[before + 1].header("X-Product"), None);
+    // the key never reaches the log
+    assert!(!gw
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("all-primary-1") || l.contains("gold-primary-1")));
+    gw.wait_for_log("subscriptionId=s-gold");
+    gw.wait_for_log("subscriptionId=s-all");
+}
+
+#[test]
+fn base_placement_before_after_and_absent() {
+    let origin = Origin::echo();
+    let add = |v: &str| {
+        format!(
+            r#"<set-header name="X-Order" exists-action="append"><value>{v}</value></set-header>"#
+        )
+    };
+    let global_doc = format!("<policies><inbound>{}</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>", add("global"));
+    let global = format!(r#", "policies": {}"#, js(&global_doc));
+    let cases = [
+        (
+            "<base />".to_string() + &add("api"),
+            "<base />".to_string() + &add("op"),
+            vec!["global", "api", "op"],
+        ),
+        (
+            add("api") + "<base />",
+            add("op") + "<base />",
+            vec!["op", "api", "global"],
+        ),
+        (
+            add("api"),
+            "<base />".to_string() + &add("op"),
+            vec!["api", "op"],
+        ),
+        ("<base />".to_string() + &add("api"), add("op"), vec!["op"]),
+    ];
+    for (api_in, op_in, want) in cases {
+        let a = policies(&api_in, "", "");
+        let o = policies(&op_in, "", "");
+        let gw = Gateway::start(
+            &config(&api(&origin.url(""), false, Some(&a), Some(&o)), &global),
+            &[],
+        );
+        assert_eq!(get(gw.addr, "/a/items/1").status, 200);
+        let seen = origin.requests();
+        assert_eq!(
+            values(seen.last().unwrap(), "X-Order"),
+            want,
+            "{api_in} | {op_in}"
+        );
+    }
+}
+
+#[test]
+fn header_query_uri_method_and_backend_policies() {
+    let origin = Origin::echo();
+    let other = Origin::text("other");
+    let inbound = format!(
+        r#"<set-header name="X-New" exists-action="override"><value>one</value><value>two</value></set-header>
+        <set-header name="X-Keep" exists-action="skip"><value>replaced</value></set-header>
+        <set-header name="X-Add" exists-action="append"><value>b</value></set-header>
+        <set-header name="X-Drop" exists-action="delete" />
+        <set-query-parameter name="q" exists-action="override"><value>new value</value></set-query-parameter>
+        <set-query-parameter name="gone" exists-action="delete" />
+        <rewrite-uri template="/v2/things/{{id}}?format=json" copy-unmatched-params="true" />
+        <set-method>PUT</set-method>
+        <authentication-basic username="u" password="p" />
+        <choose><when condition="@(context.Request.Headers.GetValueOrDefault("X-Route","") == "other")"><set-backend-service base-url="{}" /></when></choose>"#,
+        other.url("")
+    );
+    let outbound = r#"<set-header name="X-Resp" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header><set-header name="Content-Type" exists-action="delete" />"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                &origin.url("/base"),
+                false,
+                None,
+                Some(&policies(&inbound, outbound, "")),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let r = send(
+        &gw,
+        "GET",
+        "/a/items/42?q=old&gone=1&keep=yes",
+        &[("X-Keep", "mine"), ("X-Add", "a"), ("X-Drop", "x")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        "PUT /base/v2/things/42?format=json&keep=yes&q=new%20value\n"
+    );
+    assert_eq!(r.header("X-Resp"), Some("200"));
+    assert_eq!(r.header("Content-Type"), None);
+    let seen = origin.requests();
+    let s = seen.last().unwrap();
+    assert_eq!(values(s, "X-New"), ["one", "two"]);
+    assert_eq!(values(s, "X-Keep"), ["mine"]);
+    assert_eq!(values(s, "X-Add"), ["a", "b"]);
+    assert!(values(s, "X-Drop").is_empty());
+    assert_eq!(s.header("Authorization"), Some("Basic dTpw"));
+    let r = send(&gw, "GET", "/a/items/42", &[("X-Route", "other")], "");
+    assert_eq!(r.text(), "other");
+}
+
+#[test]
+fn bodies_status_variables_and_rawxml_expressions() {
+    let origin = Origin::echo();
+    // rawxml: quotes, <, > and && inside expressions, unescaped
+    let inbound = r#"<set-variable name="tier" value="@(context.Request.Headers.GetValueOrDefault("X-Tier","none").ToLower())" />
+        <set-header name="X-Check" exists-action="override"><value>@(context.Request.Method == "POST" && 1 < 2 ? "<yes>" : "no")</value></set-header>
+        <set-body>@{ var t = context.Variables.GetValueOrDefault<string>("tier", ""); return "tier=" + t + ";id=" + context.Request.MatchedParameters.GetValueOrDefault("id", ""); }</set-body>"#;
+    let outbound = r#"<find-and-replace from="tier" to="level" /><set-status code="201" reason="Made" /><set-header name="X-Var" exists-action="override"><value>@((string)context.Variables["tier"])</value></set-header>"#;
+    let o = policies(inbound, outbound, "");
+    let doc = config(
+        &api(&origin.url(""), false, None, None).replace(
+            r#""urlTemplate": "/*"}"#,
+            &format!(r#""urlTemplate": "/*", "policies": {}}}"#, js(&o)),
+        ),
+        "",
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let r = send(
+        &gw,
+        "POST",
+        "/a/x/7",
+        &[("X-Tier", "GOLD")],
+        "original body",
+    );
+    assert_eq!(r.status, 201);
+    assert!(r.head.starts_with("HTTP/1.1 201 Made\r\n"), "{}", r.head);
+    assert_eq!(r.text(), "POST /x/7\nlevel=gold;id=");
+    assert_eq!(r.header("X-Var"), Some("gold"));
+    let seen = origin.requests();
+    assert_eq!(seen.last().unwrap().header("X-Check"), Some("<yes>"));
+    assert_eq!(seen.last().unwrap().body, b"tier=gold;id=");
+}
+
+#[test]
+fn return_mock_and_no_backend_answers() {
+    let inbound = r#"<choose>
+        <when condition="@(context.Request.Headers.GetValueOrDefault("X-Mode","") == "return")">
+          <return-response><set-status code="418" reason="Teapot" /><set-header name="X-R" exists-action="override"><value>r</value></set-header><set-body>@("short " + context.Operation.Id)</set-body></return-response>
+        </when>
+        <otherwise><mock-response status-code="200" content-type="application/json" /></otherwise></choose>"#;
+    // the backend is never called: a closed port
+    let gw = Gateway::start(
+        &config(
+            &api(
+                "http://127.0.0.1:9",
+                false,
+                None,
+                Some(&policies(inbound, "", "")),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/items/1", &[("X-Mode", "return")], "");
+    assert_eq!(
+        (r.status, r.header("X-R"), r.text().as_str()),
+        (418, Some("r"), "short get-item")
+    );
+    assert!(r.head.starts_with("HTTP/1.1 418 Teapot\r\n"));
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(
+        (r.status, r.header("Content-Type"), r.text().as_str()),
+        (200, Some("application/json"), "{\"id\": 1}")
+    );
+    // keep-alive: two mocked answers on one connection
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    (&s).write_all(
+        b"GET /a/items/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /a/items/2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .unwrap();
+    let mut rd = BufReader::new(s);
+    assert_eq!(read_response(&mut rd, false).unwrap().text(), "{\"id\": 1}");
+    assert_eq!(read_response(&mut rd, false).unwrap().text(), "{\"id\": 1}");
+}
+
+#[test]
+fn check_header_ip_filter_and_on_error() {
+    let origin = Origin::echo();
+    let inbound = r#"<check-header name="X-Tenant" failed-check-httpcode="403" failed-check-error-message="Tenant missing" ignore-case="true"><value>acme</value></check-header>
+        <ip-filter action="allow"><address-range from="127.0.0.0" to="127.255.255.255" /></ip-filter>"#;
+    let on_error = r#"<set-header name="X-Error" exists-action="override"><value>@(context.LastError.Source + "/" + context.LastError.Reason + "/" + context.LastError.Section + "/" + context.LastError.Scope)</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                &origin.url(""),
+                false,
+                None,
+                Some(&policies(inbound, "", on_error)),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(
+        (r.status, r.text()),
+        (403, error_body(403, "Tenant missing"))
+    );
+    assert_eq!(
+        r.header("X-Error"),
+        Some("check-header/HeaderNotFound/inbound/operation")
+    );
+    let r = send(&gw, "GET", "/a/items/1", &[("X-Tenant", "evil")], "");
+    assert_eq!(
+        r.header("X-Error"),
+        Some("check-header/HeaderValueNotAllowed/inbound/operation")
+    );
+    assert_eq!(
+        send(&gw, "GET", "/a/items/1", &[("X-Tenant", "ACME")], "").status,
+        200
+    );
+
+    // forbid our own address
+    let forbid = r#"<ip-filter action="forbid"><address>127.0.0.1</address></ip-filter>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                &origin.url(""),
+                false,
+                None,
+                Some(&policies(forbid, "", on_error)),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("ip-filter/CallerIpNotAllowed/inbound/operation")
+    );
+
+    // a failing backend goes through on-error too
+    let on_error = r#"<return-response><set-status code="503" /><set-body>@(context.LastError.Source + ":" + context.LastError.Reason)</set-body></return-response>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                "http://127.0.0.1:9",
+                false,
+                None,
+                Some(&policies("", "", on_error)),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (503, "forward-request:BackendConnectionFailure")
+    );
+}
+
+#[test]
+fn cors_preflight_and_actual_requests() {
+    let origin = Origin::echo();
+    let cors = r#"<cors allow-credentials="true"><allowed-origins><origin>https://app.example</origin></allowed-origins>
+        <allowed-methods preflight-result-max-age="300"><method>GET</method><method>PUT</method></allowed-methods>
+        <allowed-headers><header>X-Custom</header></allowed-headers><expose-headers><header>X-Total</header></expose-headers></cors>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(&origin.url(""), false, Some(&policies(cors, "", "")), None),
+            "",
+        ),
+        &[],
+    );
+    let before = origin.requests().len();
+    let r = send(
+        &gw,
+        "OPTIONS",
+        "/a/items/1",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "PUT"),
+            ("Access-Control-Request-Headers", "x-custom"),
+        ],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("Access-Control-Allow-Credentials"), Some("true"));
+    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("GET,PUT"));
+    assert_eq!(r.header("Access-Control-Allow-Headers"), Some("X-Custom"));
+    assert_eq!(r.header("Access-Control-Max-Age"), Some("300"));
+    assert_eq!(
+        origin.requests().len(),
+        before,
+        "preflight answered by the gateway"
+    );
+    let r = send(
+        &gw,
+        "OPTIONS",
+        "/a/items/1",
+        &[
+            ("Origin", "https://evil.example"),
+            ("Access-Control-Request-Method", "PUT"),
+        ],
+        "",
+    );
+    assert_eq!(
+        (r.status, r.header("Access-Control-Allow-Origin")),
+        (200, None)
+    );
+    let r = send(
+        &gw,
+        "GET",
+        "/a/items/1",
+        &[("Origin", "https://app.example")],
+        "",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("Access-Control-Expose-Headers"), Some("X-Total"));
+    assert_eq!(r.header("Vary"), Some("Origin"));
+}
+
+#[test]
+fn rate_limits_and_quotas() {
+    let origin = Origin::echo();
+    let product_policy = r#"<policies><inbound><base /><rate-limit calls="3" renewal-period="2" remaining-calls-header-name="X-Remaining"><api name="api1" calls="2" renewal-period="2" /></rate-limit></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#;
+    let rest = format!(
+        r#", "products": [{{"id": "p", "apis": ["api1"], "policies": {}}}],
+        "subscriptions": [{{"id": "s1", "scope": "/products/p", "primaryKey": "key-one-1234"}}, {{"id": "s2", "scope": "/products/p", "primaryKey": "key-two-1234"}}]"#,
+        js(product_policy)
+    );
+    let by_key = r#"<rate-limit-by-key calls="2" renewal-period="60" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Client","anon"))" increment-condition="@(context.Response.StatusCode == 200)" remaining-calls-header-name="X-Left" />
+        <quota-by-key calls="3" renewal-period="3600" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Tenant","anon"))" />"#;
+    let apis = api(&origin.url(""), true, None, None).replace(
+        r#""urlTemplate": "/*"}"#,
+        &format!(
+            r#""urlTemplate": "/*", "policies": {}}}"#,
+            js(&policies(by_key, "", ""))
+        ),
+    );
+    let gw = Gateway::start(&config(&apis, &rest), &[]);
+    let k1 = [("Ocp-Apim-Subscription-Key", "key-one-1234")];
+    // the nested api limit (2 per 2 s) is the tightest
+    let r = send(&gw, "GET", "/a/items/1", &k1, "");
+    assert_eq!((r.status, r.header("X-Remaining")), (200, Some("1")));
+    assert_eq!(
+        send(&gw, "GET", "/a/items/1", &k1, "").header("X-Remaining"),
+        Some("0")
+    );
+    let r = send(&gw, "GET", "/a/items/1", &k1, "");
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(
+        r.text(),
+        error_body(
+            429,
+            &format!("Rate limit is exceeded. Try again in {retry} seconds.")
+        )
+    );
+    // another subscription has its own window
+    assert_eq!(
+        send(
+            &gw,
+            "GET",
+            "/a/items/1",
+            &[("Ocp-Apim-Subscription-Key", "key-two-1234")],
+            ""
+        )
+        .status,
+        200
+    );
+    // the window slides: after the period the first calls have left it
+    assert!(eventually(Duration::from_secs(5), || send(
+        &gw,
+        "GET",
+        "/a/items/1",
+        &k1,
+        ""
+    )
+    .status
+        == 200));
+
+    // rate-limit-by-key counts only 200 responses; quota-by-key refuses with 403
+    // (calls are spaced so that the product's 2-per-2-s limit never refuses them)
+    std::thread::sleep(Duration::from_millis(2100));
+    let k2 = ("Ocp-Apim-Subscription-Key", "key-two-1234");
+    let c = ("X-Client", "c1");
+    let r = send(&gw, "GET", "/a/x", &[k2, c], "");
+    assert_eq!((r.status, r.header("X-Left")), (200, Some("1")));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(send(&gw, "GET", "/a/x", &[k2, c], "").status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = send(&gw, "GET", "/a/x", &[k2, c], "");
+    assert_eq!((r.status, r.header("X-Left")), (429, Some("0")));
+    // quota-by-key (per X-Tenant) refuses the 4th call of a tenant with 403
+    let k1 = ("Ocp-Apim-Subscription-Key", "key-one-1234");
+    for client in ["c2", "c3", "c4"] {
+        let r = send(
+            &gw,
+            "GET",
+            "/a/x",
+            &[k1, ("X-Client", client), ("X-Tenant", "t1")],
+            "",
+        );
+        assert_eq!(r.status, 200, "{}{}", r.head, r.text());
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let r = send(
+        &gw,
+        "GET",
+        "/a/x",
+        &[k1, ("X-Client", "c5"), ("X-Tenant", "t1")],
+        "",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().starts_with("{\"statusCode\": 403, \"message\": \"Out of call volume quota. Quota will be replenished in "));
+    assert!(r.header("Retry-After").is_some());
+}
+
+#[test]
+fn limit_concurrency_and_forward_timeout() {
+    let slow = Origin::start(|req, s| {
+        if req.target.contains("slow") {
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        respond(s, 200, &[], b"done");
+        true
+    });
+    let backend = r#"<policies><inbound /><backend><limit-concurrency key="one" max-count="1"><forward-request timeout="1" /></limit-concurrency></backend><outbound /><on-error><base /></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&slow.url(""), false, None, Some(backend)), ""),
+        &[],
+    );
+    // a slow call holds the only slot until its 1 s forward timeout gives 504
+    let addr = gw.addr;
+    let first = std::thread::spawn(move || get(addr, "/a/items/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.text(),
+        error_body(429, "Too many concurrent requests. Try again later.")
+    );
+    let r = first.join().unwrap();
+    assert_eq!(r.status, 504);
+    // the slot is free again
+    assert_eq!(get(gw.addr, "/a/items/1").text(), "done");
+}
+
+#[test]
+fn invalid_policies_are_refused_with_their_location() {
+    let cases = [
+        ("<policies><inbound><xsl-transform /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <xsl-transform> is not supported by edgegate (see README \"Policy conformance\")"),
+        ("<policies><inbound>\n  <set-header name=\"a\" bogus=\"1\"><value>x</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 2 column 3: <set-header>: attribute 'bogus' is not supported"),
+        ("<policies><inbound><set-header name=\"a\"><value>@(context.Request.Body.As&lt;string&gt;())</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 41: <value>: expression error at column 16: 'context.Request.Body' is not supported"),
+        ("<policies><inbound><rate-limit calls=\"x\" renewal-period=\"1\" /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: <rate-limit>: attribute 'calls' must be a non-negative integer (expressions are not supported here)"),
+        ("<policies><inbound><base /><base /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 28: <base /> appears twice in one section"),
+        ("<policies><inbound><set-header name=\"a\"><value>{{missing}}</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 1: named value '{{missing}}' is not defined in namedValues"),
+    ];
+    let dir = temp_dir("badpolicy");
+    for (policy, want) in cases {
+        let doc = config(&api("http://127.0.0.1:9", false, None, Some(policy)), "");
+        let path = dir.join("c.json");
+        std::fs::write(&path, doc).unwrap();
+        let out = std::process::Command::new(BIN)
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(want), "want {want}\ngot {err}");
+    }
+    // a secret named value never appears in an error
+    let doc = config(
+        &api(
+            "http://127.0.0.1:9",
+            false,
+            None,
+            Some(
+                r#"<policies><inbound><ip-filter action="allow"><address>{{token}}</address></ip-filter></inbound></policies>"#,
+            ),
+        ),
+        r#", "namedValues": [{"name": "token", "value": "s3cr3t-value", "secret": true}]"#,
+    );
+    let path = dir.join("s.json");
+    std::fs::write(&path, doc).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'{{token}}' is not an IP address"), "{err}");
+    assert!(!err.contains("s3cr3t-value"));
+}
+
+#[test]
+fn named_values_and_backends() {
+    let origin = Origin::echo();
+    let inbound = r#"<set-header name="Authorization" exists-action="override"><value>Bearer {{backend-token}}</value></set-header><set-backend-service backend-id="b1" />"#;
+    let rest = format!(
+        r#", "namedValues": [{{"name": "backend-token", "value": "tok-123", "secret": true}}], "backends": [{{"id": "b1", "url": "{}"}}]"#,
+        origin.url("/via-b1")
+    );
+    let gw = Gateway::start(
+        &config(
+            &api(
+                "http://127.0.0.1:9",
+                false,
+                None,
+                Some(&policies(inbound, "", "")),
+            ),
+            &rest,
+        ),
+        &[],
+    );
+    let r = get(gw.addr, "/a/items/5");
+    assert_eq!(r.text(), "GET /via-b1/items/5\n");
+    assert_eq!(
+        origin.requests().last().unwrap().header("Authorization"),
+        Some("Bearer tok-123")
+    );
+    assert!(!gw.log_lines().iter().any(|l| l.contains("tok-123")));
+}
+
+mod jwt_tokens {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use ring::rand::SystemRandom;
+    use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+
+    pub fn b64(b: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    pub fn std64(b: &[u8]) -> String {
+        STANDARD.encode(b)
+    }
+
+    pub fn unsigned(alg: &str, claims: &str) -> String {
+        format!(
+            "{}.{}",
+            b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes()),
+            b64(claims.as_bytes())
+        )
+    }
+
+    pub fn hs256(secret: &[u8], claims: &str) -> String {
+        let msg = unsigned("HS256", claims);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let tag = ring::hmac::sign(&key, msg.as_bytes());
+        format!("{msg}.{}", b64(tag.as_ref()))
+    }
+
+    pub struct Rsa(pub RsaKeyPair);
+    impl Rsa {
+        pub fn generate(dir: &std::path::Path) -> Rsa {
+            let path = dir.join("rsa.der");
+            let ok = std::process::Command::new("openssl")
+                .stderr(std::process::Stdio::null())
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-outform",
+                    "DER",
+                    "-out",
+                ])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            Rsa(RsaKeyPair::from_der(&std::fs::read(path).unwrap()).unwrap())
+        }
+        pub fn n_e(&self) -> (String, String) {
+            let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(self.0.public());
+            (b64(&c.n), b64(&c.e))
+        }
+        pub fn sign(&self, claims: &str) -> String {
+            let msg = unsigned("RS256", claims);
+            let mut sig = vec![0; self.0.public().modulus_len()];
+            self.0
+                .sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    msg.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+            format!("{msg}.{}", b64(&sig))
+        }
+    }
+
+    pub struct Ec(pub EcdsaKeyPair);
+    impl Ec {
+        pub fn generate() -> Ec {
+            let rng = SystemRandom::new();
+            let doc =
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .unwrap();
+            Ec(EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                doc.as_ref(),
+                &rng,
+            )
+            .unwrap())
+        }
+        pub fn x_y(&self) -> (String, String) {
+            let p = self.0.public_key().as_ref();
+            (b64(&p[1..33]), b64(&p[33..65]))
+        }
+        pub fn sign(&self, claims: &str) -> String {
+            let msg = unsigned("ES256", claims);
+            let sig = self.0.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
+            format!("{msg}.{}", b64(sig.as_ref()))
+        }
+    }
+}
+
+#[test]
+fn validate_jwt_with_each_algorithm_and_every_refusal() {
+    use jwt_tokens::*;
+    let origin = Origin::echo();
+    let dir = temp_dir("jwt");
+    let rsa = Rsa::generate(&dir);
+    let ec = Ec::generate();
+    let secret = b"a-shared-secret-of-32-bytes-long";
+    let (n, e) = rsa.n_e();
+    let (x, y) = ec.x_y();
+    let jwks = format!(
+        r#"{{"keys": [{{"kty": "EC", "crv": "P-256", "kid": "ec1", "x": "{x}", "y": "{y}"}}]}}"#
+    );
+    let inbound = format!(
+        r#"<validate-jwt header-name="Authorization" failed-validation-httpcode="401" require-scheme="Bearer" clock-skew="5">
+            <issuer-signing-keys><key>{}</key><key n="{n}" e="{e}" /><jwks>{jwks}</jwks></issuer-signing-keys>
+            <audiences><audience>api://edge</audience></audiences>
+            <issuers><issuer>https://issuer.test</issuer></issuers>
+            <required-claims><claim name="scope" match="any" separator=" "><value>read</value><value>admin</value></claim></required-claims>
+          </validate-jwt>"#,
+        std64(secret)
+    );
+    let on_error = r#"<set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Reason)</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                &origin.url(""),
+                false,
+                None,
+                Some(&policies(&inbound, "", on_error)),
+            ),
+            "",
+        ),
+        &[],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |iss: &str, aud: &str, exp: u64, nbf: u64, scope: &str| {
+        format!(r#"{{"iss":"{iss}","aud":"{aud}","exp":{exp},"nbf":{nbf},"scope":"{scope}"}}"#)
+    };
+    let good = claims(
+        "https://issuer.test",
+        "api://edge",
+        now + 600,
+        now - 10,
+        "write read",
+    );
+    let call = |token: &str| {
+        send(
+            &gw,
+            "GET",
+            "/a/items/1",
+            &[("Authorization", &format!("Bearer {token}"))],
+            "",
+        )
+    };
+    for token in [hs256(secret, &good), rsa.sign(&good), ec.sign(&good)] {
+        let r = call(&token);
+        assert_eq!(r.status, 200, "{}", r.text());
+        // the same token again (from the verified-token cache)
+        assert_eq!(call(&token).status, 200);
+    }
+    let invalid = error_body(401, "Invalid JWT.");
+    let tampered = {
+        let t = rsa.sign(&good);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let other = b64(claims(
+            "https://issuer.test",
+            "api://edge",
+            now + 600,
+            now - 10,
+            "admin",
+        )
+        .as_bytes());
+        parts[1] = &other;
+        parts.join(".")
+    };
+    // key confusion: an HS256 token whose "secret" is the RSA public key
+    let confused = hs256(&URL_SAFE_NO_PAD_decode(&n), &good);
+    let cases = [
+        (
+            hs256(
+                secret,
+                &claims(
+                    "https://issuer.test",
+                    "api://edge",
+                    now - 60,
+                    now - 120,
+                    "read",
+                ),
+            ),
+            "TokenExpired",
+        ),
+        (
+            rsa.sign(&claims(
+                "https://issuer.test",
+                "api://edge",
+                now + 600,
+                now + 300,
+                "read",
+            )),
+            "TokenNotYetValid",
+        ),
+        (
+            ec.sign(&claims(
+                "https://evil.test",
+                "api://edge",
+                now + 600,
+                now - 10,
+                "read",
+            )),
+            "TokenIssuerNotAllowed",
+        ),
+        (
+            hs256(
+                secret,
+                &claims(
+                    "https://issuer.test",
+                    "api://other",
+                    now + 600,
+                    now - 10,
+                    "read",
+                ),
+            ),
+            "TokenAudienceNotAllowed",
+        ),
+        (
+            hs256(
+                secret,
+                &claims(
+                    "https://issuer.test",
+                    "api://edge",
+                    now + 600,
+                    now - 10,
+                    "write",
+                ),
+            ),
+            "TokenClaimValueNotAllowed",
+        ),
+        (tampered, "TokenSignatureInvalid"),
+        (
+            unsigned("none", &good) + ".",
+            "TokenSignatureAlgorithmNotAllowed",
+        ),
+        (
+            hs256(b"another-secret-of-32-bytes-long!", &good),
+            "TokenSignatureInvalid",
+        ),
+        (confused, "TokenSignatureInvalid"),
+        ("not-a-jwt".to_string(), "TokenInvalid"),
+    ];
+    for (token, reason) in cases {
+        let r = call(&token);
+        assert_eq!((r.status, r.text()), (401, invalid.clone()), "{reason}");
+        assert_eq!(r.header("X-Reason"), Some(reason));
+    }
+    // within the clock skew an expired token still passes
+    let r = call(&hs256(
+        secret,
+        &claims(
+            "https://issuer.test",
+            "api://edge",
+            now - 2,
+            now - 100,
+            "read",
+        ),
+    ));
+    assert_eq!(r.status, 200);
+    let r = get(gw.addr, "/a/items/1");
+    assert_eq!(
+        (r.status, r.text()),
+        (401, error_body(401, "JWT not present."))
+    );
+    assert_eq!(r.header("X-Reason"), Some("TokenNotPresent"));
+    let r = send(
+        &gw,
+        "GET",
+        "/a/items/1",
+        &[("Authorization", &format!("Basic {}", hs256(secret, &good)))],
+        "",
+    );
+    assert_eq!(r.header("X-Reason"), Some("TokenSchemeNotAllowed"));
+}
+
+#[allow(non_snake_case)]
+fn URL_SAFE_NO_PAD_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
