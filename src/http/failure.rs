@@ -194,11 +194,17 @@ pub fn render(
 
 /// `{"statusCode": N, "message": "…"}` for a failure.
 pub fn failure_body(failure: Failure) -> String {
-    let mut s = String::with_capacity(64);
+    message_body(failure.status(), failure.message())
+}
+
+/// APIM's error body: `{"statusCode": N, "message": "…"}` (gateway failures and the
+/// answers of refusing policies alike).
+pub fn message_body(status: u16, message: &str) -> String {
+    let mut s = String::with_capacity(40 + message.len());
     s.push_str("{\"statusCode\": ");
-    s.push_str(&failure.status().to_string());
+    s.push_str(&status.to_string());
     s.push_str(", \"message\": ");
-    crate::telemetry::push_json_str(&mut s, failure.message());
+    crate::telemetry::push_json_str(&mut s, message);
     s.push('}');
     s
 }

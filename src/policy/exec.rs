@@ -13,6 +13,7 @@ use super::expr::{Env, EvalError, Field, Lookup, Val};
 use super::limits::{ConcurrencySlot, Counters};
 use super::{jwt, ExistsAction, Policy, Step, Text};
 use crate::config::{Api, Operation, Product, Runtime, Subscription};
+use crate::http::failure::{message_body, JSON};
 use crate::http::forward::HeaderEdits;
 
 /// Request headers as the executor sees them.
@@ -40,8 +41,7 @@ impl<'a> HeaderSrc<'a> {
                 }
             }
             HeaderSrc::Owned(hs) => {
-                for (n, v) in hs.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                    let _ = n;
+                for (_, v) in hs.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
                     add(v);
                 }
             }
@@ -240,8 +240,6 @@ struct View<'v> {
 impl Env for View<'_> {
     fn field(&self, f: Field) -> Val<'_> {
         let s = |v: &str| Val::Str(Cow::Owned(v.to_string()));
-        let b = |v: &'_ str| Val::Str(Cow::Owned(v.to_string()));
-        let _ = b;
         let r = self.req;
         let le = self.st.last_error.as_ref();
         let err = |pick: fn(&LastError) -> &String| match le {
@@ -412,19 +410,6 @@ pub fn join_query(q: &[(String, String)]) -> String {
     s
 }
 
-/// The JSON body of a gateway error: `{"statusCode": N, "message": "…"}`.
-pub fn error_body(status: u16, message: &str) -> Vec<u8> {
-    let mut s = String::with_capacity(48 + message.len());
-    s.push_str("{\"statusCode\": ");
-    s.push_str(&status.to_string());
-    s.push_str(", \"message\": ");
-    crate::telemetry::push_json_str(&mut s, message);
-    s.push('}');
-    s.into_bytes()
-}
-
-const JSON_TYPE: &str = "application/json; charset=utf-8";
-
 impl State {
     /// Sets the whole response to a gateway answer (status, JSON message).
     pub fn answer(&mut self, status: u16, message: &str) {
@@ -432,8 +417,8 @@ impl State {
         self.resp.status = Some(status);
         self.resp
             .headers
-            .set("Content-Type", Some(vec![JSON_TYPE.to_string()]));
-        self.resp.body = Some(error_body(status, message));
+            .set("Content-Type", Some(vec![JSON.to_string()]));
+        self.resp.body = Some(message_body(status, message).into_bytes());
     }
 
     fn fail(&mut self, step: &Step, source: &str, reason: &str, message: &str) -> Flow {
@@ -532,34 +517,46 @@ pub fn run(
     Flow::Continue
 }
 
-macro_rules! eval {
-    ($st:expr, $step:expr, $req:expr, $resp:expr, $who:expr, $text:expr) => {{
-        let view = View {
-            req: $req,
-            resp: $resp,
-            who: $who,
-            st: &*$st,
-        };
-        match $text.eval(&view) {
-            Ok(v) => v.into_owned(),
+/// The expression environment for a step.
+fn view<'v>(
+    req: &'v RequestView<'v>,
+    resp: Option<&'v ResponseView<'v>>,
+    who: &'v Who<'v>,
+    st: &'v State,
+) -> View<'v> {
+    View { req, resp, who, st }
+}
+
+/// Every value of a list (set-header, set-query-parameter, return-response headers).
+fn texts(values: &[Text], env: &View) -> Result<Vec<String>, EvalError> {
+    values
+        .iter()
+        .map(|v| v.eval(env).map(Cow::into_owned))
+        .collect()
+}
+
+/// The value of a step's evaluation, or the step fails with
+/// ExpressionValueEvaluationFailure (and the enclosing function returns its flow).
+macro_rules! attempt {
+    ($st:expr, $step:expr, $result:expr) => {{
+        let result = $result;
+        match result {
+            Ok(v) => v,
             Err(e) => return $st.eval_failed($step, e),
         }
     }};
 }
 
-macro_rules! eval_bool {
-    ($st:expr, $step:expr, $req:expr, $resp:expr, $who:expr, $expr:expr) => {{
-        let view = View {
-            req: $req,
-            resp: $resp,
-            who: $who,
-            st: &*$st,
-        };
-        match $expr.eval_bool(&view) {
-            Ok(v) => v,
-            Err(e) => return $st.eval_failed($step, e),
-        }
-    }};
+macro_rules! eval {
+    ($st:expr, $step:expr, $req:expr, $resp:expr, $who:expr, $text:expr) => {
+        attempt!(
+            $st,
+            $step,
+            $text
+                .eval(&view($req, $resp, $who, &*$st))
+                .map(Cow::into_owned)
+        )
+    };
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -632,10 +629,7 @@ fn run_one(
             action,
             values,
         } => {
-            let mut vals = Vec::with_capacity(values.len());
-            for v in values {
-                vals.push(eval!(st, step, req, resp, who, v));
-            }
+            let vals = attempt!(st, step, texts(values, &view(req, resp, who, st)));
             let (edits, original) = match phase {
                 Phase::Request => (&mut st.req.headers, req.headers.get(name)),
                 Phase::Response => {
@@ -668,10 +662,7 @@ fn run_one(
             action,
             values,
         } => {
-            let mut vals = Vec::with_capacity(values.len());
-            for v in values {
-                vals.push(eval!(st, step, req, resp, who, v));
-            }
+            let vals = attempt!(st, step, texts(values, &view(req, resp, who, st)));
             let q = st.req.query.get_or_insert_with(|| parse_query(req.query));
             let exists = q.iter().any(|(k, _)| k == name);
             match action {
@@ -819,18 +810,11 @@ fn run_one(
         Policy::SetVariable { name, value } => {
             let v = match value {
                 Text::Lit(l) => Val::Str(Cow::Owned(l.clone())),
-                Text::Expr(e) => {
-                    let view = View {
-                        req,
-                        resp,
-                        who,
-                        st: &*st,
-                    };
-                    match e.eval(&view) {
-                        Ok(v) => v.into_owned(),
-                        Err(err) => return st.eval_failed(step, err),
-                    }
-                }
+                Text::Expr(e) => attempt!(
+                    st,
+                    step,
+                    e.eval(&view(req, resp, who, st)).map(Val::into_owned)
+                ),
             };
             st.set_var(name, v);
             Flow::Continue
@@ -860,7 +844,7 @@ fn run_one(
         }
         Policy::Choose { whens, otherwise } => {
             for (cond, steps) in whens {
-                if eval_bool!(st, step, req, resp, who, cond) {
+                if attempt!(st, step, cond.eval_bool(&view(req, resp, who, st))) {
                     return run(steps, phase, req, resp, who, st, io);
                 }
             }
@@ -877,10 +861,7 @@ fn run_one(
             };
             let mut headers = HeaderEdits::default();
             for (name, action, values) in &r.headers {
-                let mut vals = Vec::new();
-                for v in values {
-                    vals.push(eval!(st, step, req, resp, who, v));
-                }
+                let vals = attempt!(st, step, texts(values, &view(req, resp, who, st)));
                 let next = match (action, headers.get(name).cloned().flatten()) {
                     (ExistsAction::Delete, _) => None,
                     (ExistsAction::Skip, Some(c)) => Some(c),
@@ -922,39 +903,29 @@ fn run_one(
         Policy::Cors(c) => cors(c, req, st),
         Policy::RateLimit(r) => {
             let key = who.subscription.map_or("", |s| s.id.as_str());
-            let mut levels: Vec<(u32, u64, u64)> = vec![(r.counter, r.calls, r.period_secs)];
-            for n in &r.nested {
-                if n.api == who.api.id || n.api == who.api.name {
-                    if n.calls > 0 {
-                        levels.push((n.counter, n.calls, n.period_secs));
-                    }
-                    for (op, calls, _bw, period, counter) in &n.operations {
-                        if (*op == who.op.id || *op == who.op.name) && *calls > 0 {
-                            levels.push((*counter, *calls, *period));
-                        }
-                    }
-                }
-            }
+            // the top level always counts; nested levels only where they set calls
+            let levels = || {
+                r.limit
+                    .levels(who.api, who.op)
+                    .filter(|l| l.calls > 0 || l.name.is_empty())
+            };
             // check every level first, so a refused call counts nowhere
-            let mut tightest = None;
-            for (counter, calls, period) in &levels {
+            for l in levels() {
                 let d = io
                     .counters
-                    .rate_peek(*counter, key, *calls, *period, io.now_ms);
+                    .rate_peek(l.counter, key, l.calls, l.period_secs, io.now_ms);
                 if !d.allowed {
                     return rate_refused(step, st, &r.headers, d.retry_after);
                 }
-                tightest = Some(tightest.map_or(d.remaining, |t: u64| t.min(d.remaining)));
             }
             let mut remaining = u64::MAX;
-            for (counter, calls, period) in &levels {
+            for l in levels() {
                 let d = io
                     .counters
-                    .rate(*counter, key, *calls, *period, 1, io.now_ms);
+                    .rate(l.counter, key, l.calls, l.period_secs, 1, io.now_ms);
                 remaining = remaining.min(d.remaining);
             }
-            let _ = tightest;
-            rate_allowed(st, &r.headers, remaining, r.calls);
+            rate_allowed(st, &r.headers, remaining, r.limit.calls);
             Flow::Continue
         }
         Policy::RateLimitByKey(r) => {
@@ -996,46 +967,23 @@ fn run_one(
                 None => who.subscription.map_or(String::new(), |s| s.id.clone()),
             };
             let now_s = io.now_ms / 1000;
-            let label = quota_label(step, q.counter);
-            let mut levels: Vec<(Arc<str>, u64, u64, u64)> =
-                vec![(label.clone(), q.calls, q.bandwidth_kb, q.period_secs)];
-            for n in &q.nested {
-                if n.api == who.api.id || n.api == who.api.name {
-                    levels.push((
-                        Arc::from(format!("{label}/{}", n.counter)),
-                        n.calls,
-                        n.bandwidth_kb,
-                        n.period_secs,
-                    ));
-                    for (op, calls, bw, period, counter) in &n.operations {
-                        if *op == who.op.id || *op == who.op.name {
-                            levels.push((
-                                Arc::from(format!("{label}/{counter}")),
-                                *calls,
-                                *bw,
-                                *period,
-                            ));
-                        }
-                    }
-                }
-            }
-            for (l, calls, kb, period) in &levels {
-                if *calls == 0 && *kb == 0 {
+            for l in q.limit.levels(who.api, who.op) {
+                if l.calls == 0 && l.bandwidth_kb == 0 {
                     continue;
                 }
-                if let Err(renew) = io.counters.quota_check(
-                    l,
+                let checked = io.counters.quota_check(
+                    &l.label,
                     &key,
-                    *calls,
-                    *kb,
-                    *period,
+                    l.calls,
+                    l.bandwidth_kb,
+                    l.period_secs,
                     q.first_period_start,
                     now_s,
-                ) {
-                    let over_calls = *calls > 0;
+                );
+                if let Err(renew) = checked {
                     let msg = format!(
                         "Out of {} quota. Quota will be replenished in {}.",
-                        if over_calls {
+                        if l.calls > 0 {
                             "call volume"
                         } else {
                             "bandwidth"
@@ -1052,14 +1000,7 @@ fn run_one(
             if q.increment_condition.is_some() {
                 st.deferred.push((step.clone(), key));
             } else {
-                for (l, _, _, period) in levels {
-                    st.quotas.push(QuotaUse {
-                        label: l,
-                        key: key.clone(),
-                        period,
-                        start: q.first_period_start,
-                    });
-                }
+                use_quota(st, q, who, key);
             }
             Flow::Continue
         }
@@ -1107,13 +1048,7 @@ pub fn acquire_forward_slot(
     st: &mut State,
     io: &mut Io,
 ) -> Flow {
-    let view = View {
-        req,
-        resp: None,
-        who,
-        st: &*st,
-    };
-    let k = match key.eval(&view) {
+    let k = match key.eval(&view(req, None, who, st)) {
         Ok(k) => k.into_owned(),
         Err(e) => {
             st.answer(500, "Internal server error");
@@ -1146,12 +1081,15 @@ pub fn acquire_forward_slot(
     }
 }
 
-/// Stable identity of a quota counter (persisted across restarts): the scope, the
-/// section and the order of the policy within the config.
-fn quota_label(step: &Step, counter: u32) -> Arc<str> {
-    match &step.id {
-        Some(id) => Arc::from(format!("{}:{id}", step.scope.as_str())),
-        None => Arc::from(format!("{}:#{counter}", step.scope.as_str())),
+/// Counts the call against every level of quota `q` once it ends (see `finish`).
+fn use_quota(st: &mut State, q: &super::Quota, who: &Who, key: String) {
+    for l in q.limit.levels(who.api, who.op) {
+        st.quotas.push(QuotaUse {
+            label: Arc::clone(&l.label),
+            key: key.clone(),
+            period: l.period_secs,
+            start: q.first_period_start,
+        });
     }
 }
 
@@ -1203,12 +1141,7 @@ pub fn settle(
 ) {
     let deferred = std::mem::take(&mut st.deferred);
     for (step, key) in deferred {
-        let view = View {
-            req,
-            resp,
-            who,
-            st: &*st,
-        };
+        let view = view(req, resp, who, st);
         match &*step.policy {
             Policy::RateLimitByKey(r) => {
                 let counts = r
@@ -1226,12 +1159,7 @@ pub fn settle(
                     .as_ref()
                     .is_none_or(|c| c.eval_bool(&view).unwrap_or(false));
                 if counts {
-                    st.quotas.push(QuotaUse {
-                        label: quota_label(&step, q.counter),
-                        key,
-                        period: q.period_secs,
-                        start: q.first_period_start,
-                    });
+                    use_quota(st, q, who, key);
                 }
             }
             _ => {}

@@ -7,8 +7,10 @@
 //! restarts. Time comes in as an argument (milliseconds / seconds since the epoch).
 //! Must not touch: disk, sockets, the agent (the loop hands snapshots over).
 
+use std::borrow::Borrow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::rc::Rc;
 
 use super::jwt::Lifetime;
@@ -29,15 +31,81 @@ pub type QuotaCell = (String, String, u64, u64, u64);
 #[derive(Debug, Default)]
 struct Quota {
     window_start: u64,
+    /// When the window renews (Unix seconds): the cell is reclaimed after that.
+    window_end: u64,
     calls: u64,
     bytes: u64,
 }
 
+/// Values keyed by (group, caller key): a map per group, so a lookup with a borrowed
+/// `&str` key allocates nothing; only inserting a new key copies it.
+struct Keyed<G, T> {
+    groups: HashMap<G, HashMap<Box<str>, T>>,
+    len: usize,
+}
+
+impl<G: Hash + Eq, T> Keyed<G, T> {
+    fn new() -> Self {
+        Keyed {
+            groups: HashMap::new(),
+            len: 0,
+        }
+    }
+    fn get_mut<Q>(&mut self, group: &Q, key: &str) -> Option<&mut T>
+    where
+        G: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.groups.get_mut(group)?.get_mut(key)
+    }
+    fn get<Q>(&self, group: &Q, key: &str) -> Option<&T>
+    where
+        G: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.groups.get(group)?.get(key)
+    }
+    /// The value for (group, key), inserted with `make` when absent (always `Some`).
+    fn get_or_insert<Q>(&mut self, group: &Q, key: &str, make: impl FnOnce() -> T) -> Option<&mut T>
+    where
+        G: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = G> + ?Sized,
+    {
+        if !self.groups.contains_key(group) {
+            self.groups.insert(group.to_owned(), HashMap::new());
+        }
+        let map = self.groups.get_mut(group)?;
+        if !map.contains_key(key) {
+            self.len += 1;
+            map.insert(Box::from(key), make());
+        }
+        map.get_mut(key)
+    }
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut len = 0;
+        self.groups.retain(|_, map| {
+            map.retain(|_, v| keep(v));
+            len += map.len();
+            !map.is_empty()
+        });
+        self.len = len;
+    }
+    fn clear(&mut self) {
+        self.groups.clear();
+        self.len = 0;
+    }
+    fn iter(&self) -> impl Iterator<Item = (&G, &str, &T)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, map)| map.iter().map(move |(k, v)| (g, &**k, v)))
+    }
+}
+
 pub struct Counters {
-    windows: HashMap<(u32, Box<str>), VecDeque<u64>>,
-    quotas: HashMap<(Box<str>, Box<str>), Quota>,
-    concurrency: HashMap<(u32, Box<str>), Rc<Cell<u32>>>,
-    jwt: HashMap<(u32, Box<str>), Lifetime>,
+    windows: Keyed<u32, VecDeque<u64>>,
+    quotas: Keyed<String, Quota>,
+    concurrency: Keyed<u32, Rc<Cell<u32>>>,
+    jwt: Keyed<u32, Lifetime>,
     max_keys: usize,
     /// Quota cells changed since the last export.
     pub quota_dirty: bool,
@@ -53,19 +121,51 @@ impl Drop for ConcurrencySlot {
     }
 }
 
+/// Drops the calls that left the window; returns (calls in it, seconds until the
+/// oldest leaves).
+fn slide(window: &mut VecDeque<u64>, period_ms: u64, now_ms: u64) -> (u64, u64) {
+    while window.front().is_some_and(|t| t + period_ms <= now_ms) {
+        window.pop_front();
+    }
+    let retry_ms = window
+        .front()
+        .map_or(period_ms, |t| (t + period_ms).saturating_sub(now_ms));
+    (window.len() as u64, retry_ms.div_ceil(1000).max(1))
+}
+
+fn refused(retry_after: u64) -> RateDecision {
+    RateDecision {
+        allowed: false,
+        remaining: 0,
+        retry_after,
+    }
+}
+
 impl Counters {
     pub fn new(max_keys: usize) -> Counters {
         Counters {
-            windows: HashMap::new(),
-            quotas: HashMap::new(),
-            concurrency: HashMap::new(),
-            jwt: HashMap::new(),
+            windows: Keyed::new(),
+            quotas: Keyed::new(),
+            concurrency: Keyed::new(),
+            jwt: Keyed::new(),
             max_keys: max_keys.max(16),
             quota_dirty: false,
         }
     }
 
-    /// Checks (and, when `count` > 0 and allowed, records) a call in a sliding window.
+    /// The window of (counter, key); a new one only while there is room (after
+    /// reclaiming expired ones) — when full, new keys are refused rather than grown.
+    fn window(&mut self, counter: u32, key: &str, now_ms: u64) -> Option<&mut VecDeque<u64>> {
+        if self.windows.get(&counter, key).is_none() && self.windows.len >= self.max_keys {
+            self.sweep(now_ms);
+            if self.windows.len >= self.max_keys {
+                return None;
+            }
+        }
+        self.windows.get_or_insert(&counter, key, VecDeque::new)
+    }
+
+    /// Checks (and, when allowed, records `count`) a call in a sliding window.
     pub fn rate(
         &mut self,
         counter: u32,
@@ -76,66 +176,27 @@ impl Counters {
         now_ms: u64,
     ) -> RateDecision {
         let period_ms = period_secs.saturating_mul(1000);
-        if !self.windows.contains_key(&(counter, Box::from(key)))
-            && self.windows.len() >= self.max_keys
-        {
-            self.sweep(now_ms);
-        }
-        let full = self.windows.len() >= self.max_keys;
-        let entry = if full {
-            // Out of room even after reclaiming: refuse new keys rather than grow.
-            match self.windows.get_mut(&(counter, Box::from(key))) {
-                Some(e) => e,
-                None => {
-                    return RateDecision {
-                        allowed: false,
-                        remaining: 0,
-                        retry_after: period_secs.max(1),
-                    }
-                }
-            }
-        } else {
-            self.windows.entry((counter, Box::from(key))).or_default()
+        let Some(window) = self.window(counter, key, now_ms) else {
+            return refused(period_secs.max(1));
         };
-        while entry.front().is_some_and(|t| t + period_ms <= now_ms) {
-            entry.pop_front();
-        }
-        let used = entry.len() as u64;
+        let (used, retry_after) = slide(window, period_ms, now_ms);
         if used + count.max(1) > calls {
-            let retry_ms = entry
-                .front()
-                .map_or(period_ms, |t| (t + period_ms).saturating_sub(now_ms));
-            return RateDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: retry_ms.div_ceil(1000).max(1),
-            };
+            return refused(retry_after);
         }
-        for _ in 0..count.min(calls) {
-            entry.push_back(now_ms);
-        }
+        let count = count.min(calls);
+        window.extend(std::iter::repeat_n(now_ms, count as usize));
         RateDecision {
             allowed: true,
-            remaining: calls - used - count.min(calls),
+            remaining: calls - used - count,
             retry_after: 0,
         }
     }
 
     /// Records `count` calls after the fact (rate-limit-by-key's increment-condition).
     pub fn rate_add(&mut self, counter: u32, key: &str, calls: u64, count: u64, now_ms: u64) {
-        if let Some(e) = self.windows.get_mut(&(counter, Box::from(key))) {
-            for _ in 0..count {
-                if e.len() as u64 >= calls {
-                    break;
-                }
-                e.push_back(now_ms);
-            }
-        } else if self.windows.len() < self.max_keys {
-            let mut e = VecDeque::new();
-            for _ in 0..count.min(calls) {
-                e.push_back(now_ms);
-            }
-            self.windows.insert((counter, Box::from(key)), e);
+        if let Some(window) = self.window(counter, key, now_ms) {
+            let room = calls.saturating_sub(window.len() as u64);
+            window.extend(std::iter::repeat_n(now_ms, count.min(room) as usize));
         }
     }
 
@@ -148,27 +209,16 @@ impl Counters {
         period_secs: u64,
         now_ms: u64,
     ) -> RateDecision {
-        let period_ms = period_secs.saturating_mul(1000);
-        let Some(e) = self.windows.get_mut(&(counter, Box::from(key))) else {
+        let Some(window) = self.windows.get_mut(&counter, key) else {
             return RateDecision {
                 allowed: calls > 0,
                 remaining: calls,
                 retry_after: 0,
             };
         };
-        while e.front().is_some_and(|t| t + period_ms <= now_ms) {
-            e.pop_front();
-        }
-        let used = e.len() as u64;
+        let (used, retry_after) = slide(window, period_secs.saturating_mul(1000), now_ms);
         if used >= calls {
-            let retry_ms = e
-                .front()
-                .map_or(period_ms, |t| (t + period_ms).saturating_sub(now_ms));
-            return RateDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: retry_ms.div_ceil(1000).max(1),
-            };
+            return refused(retry_after);
         }
         RateDecision {
             allowed: true,
@@ -185,22 +235,21 @@ impl Counters {
         start: u64,
         now_s: u64,
     ) -> Option<&mut Quota> {
-        let k = (Box::from(label), Box::from(key));
-        if !self.quotas.contains_key(&k) && self.quotas.len() >= self.max_keys {
+        if self.quotas.get(label, key).is_none() && self.quotas.len >= self.max_keys {
             self.sweep(now_s * 1000);
-            if self.quotas.len() >= self.max_keys {
+            if self.quotas.len >= self.max_keys {
                 return None;
             }
         }
         let window_start = window_start(start, period, now_s);
-        let q = self.quotas.entry(k).or_default();
+        let q = self.quotas.get_or_insert(label, key, Quota::default)?;
         if q.window_start != window_start {
             *q = Quota {
                 window_start,
-                calls: 0,
-                bytes: 0,
+                ..Quota::default()
             };
         }
+        q.window_end = window_start + period;
         Some(q)
     }
 
@@ -247,7 +296,7 @@ impl Counters {
         self.quota_dirty = false;
         self.quotas
             .iter()
-            .map(|((l, k), q)| {
+            .map(|(l, k, q)| {
                 (
                     l.to_string(),
                     k.to_string(),
@@ -259,29 +308,33 @@ impl Counters {
             .collect()
     }
 
+    /// Restores exported cells. A cell's window end is unknown until its quota is next
+    /// used, which recomputes it from the policy's period.
     pub fn import_quotas(&mut self, cells: Vec<QuotaCell>) {
         for (label, key, window_start, calls, bytes) in cells.into_iter().take(self.max_keys) {
-            self.quotas.insert(
-                (label.into(), key.into()),
-                Quota {
+            if let Some(q) = self
+                .quotas
+                .get_or_insert(label.as_str(), &key, Quota::default)
+            {
+                *q = Quota {
                     window_start,
+                    window_end: u64::MAX,
                     calls,
                     bytes,
-                },
-            );
+                };
+            }
         }
     }
 
     /// Takes a slot of a limit-concurrency; `None` when `max` are in use.
     pub fn acquire(&mut self, counter: u32, key: &str, max: u32) -> Option<ConcurrencySlot> {
-        let k = (counter, Box::from(key));
-        if !self.concurrency.contains_key(&k) && self.concurrency.len() >= self.max_keys {
-            self.concurrency.retain(|_, c| c.get() > 0);
-            if self.concurrency.len() >= self.max_keys {
+        if self.concurrency.get(&counter, key).is_none() && self.concurrency.len >= self.max_keys {
+            self.concurrency.retain(|c| c.get() > 0);
+            if self.concurrency.len >= self.max_keys {
                 return None;
             }
         }
-        let cell = self.concurrency.entry(k).or_default();
+        let cell = self.concurrency.get_or_insert(&counter, key, Rc::default)?;
         if cell.get() >= max {
             return None;
         }
@@ -290,28 +343,28 @@ impl Counters {
     }
 
     pub fn jwt_cached(&self, policy: u32, token: &str) -> Option<Lifetime> {
-        self.jwt.get(&(policy, Box::from(token))).copied()
+        self.jwt.get(&policy, token).copied()
     }
 
     pub fn jwt_remember(&mut self, policy: u32, token: &str, life: Lifetime) {
-        if self.jwt.len() >= self.max_keys {
+        if self.jwt.len >= self.max_keys {
             // bounded: start over rather than grow (verifying again is only slower)
             self.jwt.clear();
         }
-        self.jwt.insert((policy, Box::from(token)), life);
+        if let Some(cached) = self.jwt.get_or_insert(&policy, token, || life) {
+            *cached = life;
+        }
     }
 
-    /// Drops expired windows, renewed quota cells, idle concurrency keys, expired tokens.
+    /// Drops empty or day-old windows (exact expiry is applied on access), quota cells
+    /// whose window has renewed, idle concurrency keys and expired tokens.
     pub fn sweep(&mut self, now_ms: u64) {
         let now_s = now_ms / 1000;
-        self.windows.retain(|_, e| !e.is_empty());
-        // Windows whose newest call is older than a day cannot matter to any sane period;
-        // exact expiry is applied on access.
         self.windows
-            .retain(|_, e| e.back().is_some_and(|t| t + 86_400_000 > now_ms));
-        self.concurrency.retain(|_, c| c.get() > 0);
-        self.jwt.retain(|_, l| l.exp.is_none_or(|e| e > now_s));
-        let _ = now_s;
+            .retain(|w| w.back().is_some_and(|t| t + 86_400_000 > now_ms));
+        self.quotas.retain(|q| q.window_end > now_s);
+        self.concurrency.retain(|c| c.get() > 0);
+        self.jwt.retain(|l| l.exp.is_none_or(|e| e > now_s));
     }
 
     /// A new config: token verifications were made against the old keys.
@@ -320,7 +373,7 @@ impl Counters {
     }
 
     pub fn keys(&self) -> usize {
-        self.windows.len() + self.quotas.len() + self.concurrency.len() + self.jwt.len()
+        self.windows.len + self.quotas.len + self.concurrency.len + self.jwt.len
     }
 }
 

@@ -90,25 +90,45 @@ pub enum ExistsAction {
     Delete,
 }
 
-/// A rate-limit or quota applied to one API (and optionally its operations) inside a
-/// product-scope `rate-limit`/`quota`.
+/// One level of a rate-limit or quota: the policy itself, or an `<api>` inside it, or an
+/// `<operation>` inside that. 0 calls (or 0 bandwidth) = that dimension is not limited.
 #[derive(Debug, Clone)]
-pub struct NestedLimit {
-    pub api: String,
+pub struct Limit {
+    /// The API or operation (name or id) this level applies to; empty at the top.
+    pub name: String,
     pub calls: u64,
     pub bandwidth_kb: u64,
     pub period_secs: u64,
-    /// Counter identity (unique per policy instance and level).
+    /// Rate-limit counter identity (unique per policy instance and level).
     pub counter: u32,
-    pub operations: Vec<(String, u64, u64, u64, u32)>,
+    /// Quota counter identity, stable across restarts: scope, the policy's `id` (or its
+    /// order in the config) and the level.
+    pub label: Arc<str>,
+    pub nested: Vec<Limit>,
+}
+
+impl Limit {
+    /// The levels that apply to a call of `op` in `api`: this one, then the matching
+    /// `<api>` and its matching `<operation>`.
+    pub fn levels<'l>(
+        &'l self,
+        api: &'l crate::config::Api,
+        op: &'l crate::config::Operation,
+    ) -> impl Iterator<Item = &'l Limit> {
+        let named = |l: &Limit, id: &str, name: &str| l.name == id || l.name == name;
+        let apis = self
+            .nested
+            .iter()
+            .filter(move |a| named(a, &api.id, &api.name));
+        std::iter::once(self).chain(apis.flat_map(move |a| {
+            std::iter::once(a).chain(a.nested.iter().filter(move |o| named(o, &op.id, &op.name)))
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct RateLimit {
-    pub counter: u32,
-    pub calls: u64,
-    pub period_secs: u64,
-    pub nested: Vec<NestedLimit>,
+    pub limit: Limit,
     pub headers: LimitHeaders,
 }
 
@@ -134,16 +154,12 @@ pub struct RateLimitByKey {
 
 #[derive(Debug, Clone)]
 pub struct Quota {
-    pub counter: u32,
-    pub calls: u64,
-    pub bandwidth_kb: u64,
-    pub period_secs: u64,
+    pub limit: Limit,
     /// quota-by-key: the key; `quota`: per subscription.
     pub key: Option<Text>,
     pub increment_condition: Option<Expr>,
     /// Window start for quota-by-key (`first-period-start`), Unix seconds.
     pub first_period_start: u64,
-    pub nested: Vec<NestedLimit>,
 }
 
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use super::expr::{Expr, Ty};
 use super::jwt;
 use super::rawxml::{escape_expressions, substitute_named_values};
 use super::{
-    CheckHeader, Cors, ExistsAction, Forward, Item, LimitHeaders, NestedLimit, Policy, Quota,
-    RateLimit, RateLimitByKey, Retry, ReturnResponse, Scope, ScopeDoc, Section, Step, Text,
+    CheckHeader, Cors, ExistsAction, Forward, Item, Limit, LimitHeaders, Policy, Quota, RateLimit,
+    RateLimitByKey, Retry, ReturnResponse, Scope, ScopeDoc, Section, Step, Text,
 };
 
 /// A problem in a policy document, at a line and column of that document.
@@ -136,7 +136,7 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
         no_attributes(&cx, child, &[])?;
         cx.section = section;
         let mut items = Vec::new();
-        for (i, el) in elements(child).enumerate() {
+        for el in elements(child) {
             if el.has_tag_name("base") {
                 if cx.ctx.scope == Scope::Global {
                     return Err(cx.err(el, "<base /> has no parent at global scope"));
@@ -145,7 +145,6 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
                     return Err(cx.err(el, "<base /> appears twice in one section"));
                 }
                 no_attributes(&cx, el, &[])?;
-                let _ = i;
                 items.push(Item::Base);
             } else {
                 items.push(item(&mut cx, el)?);
@@ -385,46 +384,69 @@ fn limit_headers(n: Node) -> LimitHeaders {
     }
 }
 
-fn nested_limits(cx: &mut Cx, n: Node, quota: bool) -> R<Vec<NestedLimit>> {
-    let mut out = Vec::new();
-    only_children(cx, n, &["api"])?;
+/// A rate-limit / quota element and its `<api>` / `<operation>` levels.
+fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
     let kinds: &[&str] = if quota {
         &["name", "id", "calls", "bandwidth", "renewal-period"]
     } else {
         &["name", "id", "calls", "renewal-period"]
     };
+    let label: Arc<str> = {
+        let scope = cx.ctx.scope.as_str();
+        match attr(n, "id") {
+            Some(id) => Arc::from(format!("{scope}:{id}")),
+            None => Arc::from(format!("{scope}:#{}", *cx.ctx.next_counter + 1)),
+        }
+    };
+    let mut top = level(cx, n, String::new(), label)?;
+    only_children(cx, n, &["api"])?;
     for api in elements(n) {
         no_attributes(cx, api, kinds)?;
         only_children(cx, api, &["operation"])?;
-        let name = attr(api, "id")
-            .or(attr(api, "name"))
-            .ok_or_else(|| cx.err(api, "<api>: attribute 'name' or 'id' is required"))?;
-        let calls = number(cx, api, "calls", Some(0))?;
-        let bandwidth_kb = number(cx, api, "bandwidth", Some(0))?;
-        let period_secs = number(cx, api, "renewal-period", None)?;
-        let mut operations = Vec::new();
+        let mut a = named_level(cx, api, &top.label)?;
         for op in elements(api) {
             no_attributes(cx, op, kinds)?;
-            let name = attr(op, "id")
-                .or(attr(op, "name"))
-                .ok_or_else(|| cx.err(op, "<operation>: attribute 'name' or 'id' is required"))?;
-            let c = number(cx, op, "calls", Some(0))?;
-            let b = number(cx, op, "bandwidth", Some(0))?;
-            let p = number(cx, op, "renewal-period", None)?;
-            let counter = cx.counter();
-            operations.push((name.to_string(), c, b, p, counter));
+            let o = named_level(cx, op, &a.label)?;
+            a.nested.push(o);
         }
-        let counter = cx.counter();
-        out.push(NestedLimit {
-            api: name.to_string(),
-            calls,
-            bandwidth_kb,
-            period_secs,
-            counter,
-            operations,
-        });
+        top.nested.push(a);
     }
-    Ok(out)
+    Ok(top)
+}
+
+fn named_level(cx: &mut Cx, n: Node, parent: &str) -> R<Limit> {
+    let tag = n.tag_name().name();
+    let name = attr(n, "id")
+        .or(attr(n, "name"))
+        .ok_or_else(|| cx.err(n, format!("<{tag}>: attribute 'name' or 'id' is required")))?;
+    level(
+        cx,
+        n,
+        name.to_string(),
+        Arc::from(format!("{parent}/{tag}:{name}")),
+    )
+}
+
+fn level(cx: &mut Cx, n: Node, name: String, label: Arc<str>) -> R<Limit> {
+    let period_secs = number(cx, n, "renewal-period", None)?;
+    if period_secs == 0 {
+        return Err(cx.err(
+            n,
+            format!(
+                "<{}>: renewal-period must be at least 1",
+                n.tag_name().name()
+            ),
+        ));
+    }
+    Ok(Limit {
+        name,
+        calls: number(cx, n, "calls", Some(0))?,
+        bandwidth_kb: number(cx, n, "bandwidth", Some(0))?,
+        period_secs,
+        counter: cx.counter(),
+        label,
+        nested: Vec::new(),
+    })
 }
 
 fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
@@ -888,17 +910,9 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
                     "total-calls-header-name",
                 ],
             )?;
-            let calls = number(cx, n, "calls", None)?;
-            let period_secs = number(cx, n, "renewal-period", None)?;
-            if period_secs == 0 {
-                return Err(cx.err(n, "<rate-limit>: renewal-period must be at least 1"));
-            }
-            let nested = nested_limits(cx, n, false)?;
+            number(cx, n, "calls", None)?;
             Policy::RateLimit(RateLimit {
-                counter: cx.counter(),
-                calls,
-                period_secs,
-                nested,
+                limit: limit(cx, n, false)?,
                 headers: limit_headers(n),
             })
         }
@@ -962,10 +976,6 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
             if calls == 0 && bandwidth_kb == 0 && (by_key || elements(n).next().is_none()) {
                 return Err(cx.err(n, format!("<{name}>: calls or bandwidth is required")));
             }
-            let period_secs = number(cx, n, "renewal-period", None)?;
-            if period_secs == 0 {
-                return Err(cx.err(n, format!("<{name}>: renewal-period must be at least 1")));
-            }
             let first_period_start = match attr(n, "first-period-start") {
                 None => 0,
                 Some(s) => crate::telemetry::parse_rfc3339(s.trim()).ok_or_else(|| {
@@ -975,16 +985,8 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
                     )
                 })?,
             };
-            let nested = if by_key {
-                Vec::new()
-            } else {
-                nested_limits(cx, n, true)?
-            };
             Policy::Quota(Quota {
-                counter: cx.counter(),
-                calls,
-                bandwidth_kb,
-                period_secs,
+                limit: limit(cx, n, true)?,
                 key: if by_key {
                     Some(text_value(cx, n, required(cx, n, "counter-key")?)?)
                 } else {
@@ -994,7 +996,6 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
                     .map(|c| expr_value(cx, n, "increment-condition", c))
                     .transpose()?,
                 first_period_start,
-                nested,
             })
         }
         "validate-jwt" => {

@@ -150,15 +150,21 @@ impl Pool {
         if self.size_of(class) <= buf.capacity() {
             return false;
         }
-        let Some(mut bigger) = self.get(class) else {
+        let Some(bigger) = self.get(class) else {
             return false;
         };
+        self.replace(buf, bigger);
+        true
+    }
+
+    /// Moves `buf`'s bytes to the front of `bigger`, which takes its place; the old
+    /// allocation goes back to the pool.
+    fn replace(&mut self, buf: &mut Buf, mut bigger: Buf) {
         let n = buf.len();
         bigger.data[..n].copy_from_slice(buf.bytes());
         bigger.end = n;
         let old = std::mem::replace(buf, bigger);
         self.put(old);
-        true
     }
 
     /// Moves `buf`'s bytes into a buffer of exactly `size` bytes, made for one request
@@ -167,17 +173,13 @@ impl Pool {
         if size <= buf.capacity() || self.in_use >= self.max_in_use {
             return false;
         }
-        let mut bigger = Buf {
+        let bigger = Buf {
             data: vec![0u8; size].into_boxed_slice(),
             start: 0,
             end: 0,
         };
         self.in_use += 1;
-        let n = buf.len();
-        bigger.data[..n].copy_from_slice(buf.bytes());
-        bigger.end = n;
-        let old = std::mem::replace(buf, bigger);
-        self.put(old);
+        self.replace(buf, bigger);
         true
     }
 

@@ -13,7 +13,7 @@ use crate::http::forward::HeaderEdits;
 use crate::http::request::{BodyKind, RequestHead};
 use crate::http::response::ResponseBody;
 use crate::http::Failure;
-use crate::policy::exec::{self, query_value, Io, Phase, RequestView, ResponseView, State, Who};
+use crate::policy::exec::{self, query_value, Io, Phase, RequestView, State, Who};
 use crate::policy::limits::Counters;
 use crate::policy::Plan;
 
@@ -167,29 +167,31 @@ pub struct Call {
     pub key: Box<str>,
 }
 
+/// Who is calling what, from indexes into the runtime (`None` if they are stale).
+pub fn who<'a>(
+    rt: &'a Runtime,
+    api: u32,
+    op: u32,
+    product: Option<u32>,
+    subscription: Option<u32>,
+    key: &'a str,
+    gateway_id: &'a str,
+) -> Option<Who<'a>> {
+    let api = rt.apis.get(api as usize)?;
+    Some(Who {
+        api,
+        op: api.operations.get(op as usize)?,
+        product: product.and_then(|p| rt.products.get(p as usize)),
+        subscription: subscription.and_then(|s| rt.subscriptions.get(s as usize)),
+        key,
+        gateway_id,
+    })
+}
+
 impl Call {
-    pub fn who<'a>(&'a self, rt: &'a Runtime, gateway_id: &'a str) -> Option<Who<'a>> {
-        let api = rt.apis.get(self.api as usize)?;
-        Some(Who {
-            api,
-            op: api.operations.get(self.op as usize)?,
-            product: self.product.and_then(|p| rt.products.get(p as usize)),
-            subscription: self
-                .subscription
-                .and_then(|s| rt.subscriptions.get(s as usize)),
-            key: &self.key,
-            gateway_id,
-        })
-    }
-
-    pub fn subscription_id<'a>(&self, rt: &'a Runtime) -> &'a str {
-        self.subscription
-            .and_then(|s| rt.subscriptions.get(s as usize))
-            .map_or("", |s| s.id.as_str())
-    }
-
     /// Runs on-error after a failure outside the policies (backend, framing), starting
-    /// from the gateway's own answer for it. Returns the response to send.
+    /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
+    /// If on-error itself fails, its error answer stands (APIM makes no second pass).
     pub fn on_failure(
         &mut self,
         failure: Failure,
@@ -210,86 +212,39 @@ impl Call {
             failure.message(),
             section,
         );
-        let plan = Arc::clone(&self.plan);
-        let copy = self.st.request_copy.take();
-        let Some(req) = copy.as_ref().map(|c| c.view()) else {
-            let empty = empty_request();
-            self.run_on_error(&plan, &empty, None, rt, gateway_id, counters, now_ms);
+        let Some(who) = who(
+            rt,
+            self.api,
+            self.op,
+            self.product,
+            self.subscription,
+            &self.key,
+            gateway_id,
+        ) else {
             return;
         };
-        self.run_on_error(&plan, &req, None, rt, gateway_id, counters, now_ms);
-        self.st.request_copy = copy;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_on_error(
-        &mut self,
-        plan: &Plan,
-        req: &RequestView,
-        resp: Option<&ResponseView>,
-        rt: &Runtime,
-        gateway_id: &str,
-        counters: &mut Counters,
-        now_ms: u64,
-    ) {
-        let Some(who) = self.who_owned(rt, gateway_id) else {
-            return;
+        let copy = self.st.request_copy.take();
+        let req = match &copy {
+            Some(c) => c.view(),
+            None => empty_request(),
         };
         let mut io = Io {
             counters,
             now_ms,
             runtime: rt,
         };
-        let who = who.borrow(rt, gateway_id, &self.key);
-        if exec::run(
-            &plan.on_error,
+        let st = &mut self.st;
+        exec::run(
+            &self.plan.on_error,
             Phase::Response,
-            req,
-            resp,
+            &req,
+            None,
             &who,
-            &mut self.st,
+            st,
             &mut io,
-        ) == exec::Flow::Error
-        {
-            // on-error itself failed: its error answer stands (APIM: no second pass)
-        }
-        exec::settle(req, resp, &who, &mut self.st, &mut io);
-    }
-
-    fn who_owned(&self, rt: &Runtime, _gateway_id: &str) -> Option<WhoIdx> {
-        let api = rt.apis.get(self.api as usize)?;
-        api.operations.get(self.op as usize)?;
-        Some(WhoIdx {
-            api: self.api,
-            op: self.op,
-            product: self.product,
-            subscription: self.subscription,
-        })
-    }
-}
-
-/// Indexes of a `Who`, so it can be rebuilt without borrowing the call.
-#[derive(Clone, Copy)]
-struct WhoIdx {
-    api: u32,
-    op: u32,
-    product: Option<u32>,
-    subscription: Option<u32>,
-}
-
-impl WhoIdx {
-    fn borrow<'a>(self, rt: &'a Runtime, gateway_id: &'a str, key: &'a str) -> Who<'a> {
-        let api = &rt.apis[self.api as usize];
-        Who {
-            api,
-            op: &api.operations[self.op as usize],
-            product: self.product.and_then(|p| rt.products.get(p as usize)),
-            subscription: self
-                .subscription
-                .and_then(|s| rt.subscriptions.get(s as usize)),
-            key,
-            gateway_id,
-        }
+        );
+        exec::settle(&req, None, &who, st, &mut io);
+        st.request_copy = copy;
     }
 }
 
