@@ -249,7 +249,7 @@ fn header_query_uri_method_and_backend_policies() {
         <choose><when condition="@(context.Request.Headers.GetValueOrDefault("X-Route","") == "other")"><set-backend-service base-url="{}" /></when></choose>"#,
         other.url("")
     );
-    let outbound = r#"<set-header name="X-Resp" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header><set-header name="Content-Type" exists-action="delete" />"#;
+    let outbound = r#"<set-header name="X-Resp" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header><set-header name="Content-Type" exists-action="delete" /><set-header name="X-Id" exists-action="override"><value>@(context.RequestId)</value></set-header>"#;
     let gw = Gateway::start(
         &config(
             &api(
@@ -276,6 +276,8 @@ fn header_query_uri_method_and_backend_policies() {
     );
     assert_eq!(r.header("X-Resp"), Some("200"));
     assert_eq!(r.header("Content-Type"), None);
+    // context.RequestId is the id of the request record
+    gw.wait_for_log(&format!("requestId={}", r.header("X-Id").unwrap()));
     let seen = origin.requests();
     let s = seen.last().unwrap();
     assert_eq!(values(s, "X-New"), ["one", "two"]);
@@ -324,7 +326,7 @@ fn bodies_status_variables_and_rawxml_expressions() {
 fn return_mock_and_no_backend_answers() {
     let inbound = r#"<choose>
         <when condition="@(context.Request.Headers.GetValueOrDefault("X-Mode","") == "return")">
-          <return-response><set-status code="418" reason="Teapot" /><set-header name="X-R" exists-action="override"><value>r</value></set-header><set-body>@("short " + context.Operation.Id)</set-body></return-response>
+          <return-response><set-status code="418" reason="Teapot" /><set-header name="X-R" exists-action="override"><value>r</value></set-header><set-header name="X-Id" exists-action="override"><value>@(context.RequestId)</value></set-header><set-body>@("short " + context.Operation.Id)</set-body></return-response>
         </when>
         <otherwise><mock-response status-code="200" content-type="application/json" /></otherwise></choose>"#;
     // the backend is never called: a closed port
@@ -346,6 +348,7 @@ fn return_mock_and_no_backend_answers() {
         (418, Some("r"), "short get-item")
     );
     assert!(r.head.starts_with("HTTP/1.1 418 Teapot\r\n"));
+    gw.wait_for_log(&format!("requestId={}", r.header("X-Id").unwrap()));
     let r = get(gw.addr, "/a/items/1");
     assert_eq!(
         (r.status, r.header("Content-Type"), r.text().as_str()),

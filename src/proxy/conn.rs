@@ -533,7 +533,7 @@ impl Client {
                     self.fail_exchange(f, ctx);
                 } else {
                     self.start_reply(f.status(), &failure_body(f), true, false, ctx);
-                    self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", ctx);
+                    self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
                 }
                 self.drive(ctx)
             }
@@ -635,7 +635,7 @@ impl Client {
             Ok(Some(h)) => h,
             Err(f) => {
                 self.start_reply(f.status(), &failure_body(f), true, false, ctx);
-                self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", ctx);
+                self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
                 return Some(Step::Progress);
             }
         };
@@ -673,12 +673,13 @@ impl Client {
                 url,
                 api,
                 op,
+                request_id,
             } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
                 }
                 self.start_reply_bytes(bytes, close, ctx);
-                self.log_local(status, api, op, None, &method, &url, ctx);
+                self.log_local(status, api, op, None, &method, &url, Some(request_id), ctx);
             }
             Decision::Reply {
                 status,
@@ -702,6 +703,7 @@ impl Client {
                     failure.map(Failure::reason),
                     &method,
                     &url,
+                    None,
                     ctx,
                 );
             }
@@ -804,6 +806,7 @@ impl Client {
         error: Option<&str>,
         method: &str,
         url: &str,
+        request_id_given: Option<String>,
         ctx: &mut Ctx,
     ) {
         let probe = crate::status::STATUS_PATHS.contains(&url);
@@ -817,8 +820,13 @@ impl Client {
         if !ctx.log.enabled() {
             return;
         }
-        *ctx.seq += 1;
-        let id = request_id(ctx.id_prefix, *ctx.seq);
+        let id = match request_id_given {
+            Some(id) => id,
+            None => {
+                *ctx.seq += 1;
+                request_id(ctx.id_prefix, *ctx.seq)
+            }
+        };
         ctx.log.push(&Record {
             time: SystemTime::now(),
             request_id: &id,
@@ -1396,14 +1404,9 @@ impl Client {
     /// Ends the exchange with a gateway answer when none of the response went out yet;
     /// otherwise the connection closes.
     fn fail_exchange(&mut self, failure: Failure, ctx: &mut Ctx) {
-        let Phase::Proxy(mut x) =
-            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
-        else {
+        let Some(mut x) = self.take_exchange(false, ctx) else {
             return;
         };
-        ctx.backends.remove(x.backend, ctx.registry);
-        ctx.pool.put_opt(&mut x.head);
-        ctx.pool.put_opt(&mut x.resp_buf);
         self.resume_pipeline();
         x.status = failure.status();
         let answered = matches!(x.resp, Resp::AwaitHead);
@@ -1445,6 +1448,24 @@ impl Client {
         );
     }
 
+    /// Takes the exchange out of the connection: its backend connection goes back to the
+    /// pool (`reusable`) or is closed, its buffers back to the pool.
+    fn take_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Option<Box<Exchange>> {
+        let Phase::Proxy(mut x) =
+            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
+        else {
+            return None;
+        };
+        if reusable {
+            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
+        } else {
+            ctx.backends.remove(x.backend, ctx.registry);
+        }
+        ctx.pool.put_opt(&mut x.head);
+        ctx.pool.put_opt(&mut x.resp_buf);
+        Some(x)
+    }
+
     /// Ends the exchange with a response the policies made after the backend answered.
     fn answer_exchange(
         &mut self,
@@ -1455,18 +1476,9 @@ impl Client {
         close: bool,
         ctx: &mut Ctx,
     ) -> Step {
-        let Phase::Proxy(mut x) =
-            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
-        else {
+        let Some(mut x) = self.take_exchange(reusable, ctx) else {
             return Step::Close;
         };
-        if reusable {
-            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
-        } else {
-            ctx.backends.remove(x.backend, ctx.registry);
-        }
-        ctx.pool.put_opt(&mut x.head);
-        ctx.pool.put_opt(&mut x.resp_buf);
         x.status = status;
         x.backend_status = Some(backend_status);
         x.bytes_out = bytes.len() as u64;
@@ -1487,19 +1499,10 @@ impl Client {
     }
 
     fn finish_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Step {
-        let Phase::Proxy(mut x) =
-            std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
-        else {
+        let request_done = matches!(&self.phase, Phase::Proxy(x) if matches!(x.req, ReqBody::Done));
+        let Some(mut x) = self.take_exchange(reusable && request_done, ctx) else {
             return Step::Close;
         };
-        let reusable = reusable && matches!(x.req, ReqBody::Done);
-        if reusable {
-            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
-        } else {
-            ctx.backends.remove(x.backend, ctx.registry);
-        }
-        ctx.pool.put_opt(&mut x.head);
-        ctx.pool.put_opt(&mut x.resp_buf);
         end_call(&mut x, ctx);
         log_exchange(&x, self.peer, ctx, None);
         self.phase_since = ctx.now;
@@ -1558,21 +1561,16 @@ fn outbound(
             Err(f) => return Outbound::Failed(f),
         }
     }
-    let Some(api) = rt.apis.get(call.api as usize) else {
+    let Some(who) = gate::who(
+        rt,
+        call.api,
+        call.op,
+        call.product,
+        call.subscription,
+        &call.key,
+        ctx.gateway_id,
+    ) else {
         return Outbound::Failed(Failure::Overloaded);
-    };
-    let Some(op) = api.operations.get(call.op as usize) else {
-        return Outbound::Failed(Failure::Overloaded);
-    };
-    let who = exec::Who {
-        api,
-        op,
-        product: call.product.and_then(|p| rt.products.get(p as usize)),
-        subscription: call
-            .subscription
-            .and_then(|s| rt.subscriptions.get(s as usize)),
-        key: &call.key,
-        gateway_id: ctx.gateway_id,
     };
     let copy = call.st.request_copy.take();
     let empty = gate::empty_request();
@@ -1707,6 +1705,8 @@ enum Decision<'h> {
         url: String,
         api: &'h str,
         op: &'h str,
+        /// context.RequestId, logged as the record's id.
+        request_id: String,
     },
     /// The plan needs the whole request body first: grow the buffer to this size.
     NeedBody(usize),
@@ -1869,15 +1869,16 @@ fn decide<'h>(
         if plan.later_reads_request {
             c.st.request_copy = Some(OwnedRequest::of(&view));
         }
-        let who = exec::Who {
-            api,
-            op: operation,
-            product: admitted.product.and_then(|p| rt.products.get(p as usize)),
-            subscription: admitted
-                .subscription
-                .and_then(|s| rt.subscriptions.get(s as usize)),
-            key: admitted.key,
-            gateway_id: ctx.gateway_id,
+        let Some(who) = gate::who(
+            rt,
+            found.api,
+            op,
+            admitted.product,
+            admitted.subscription,
+            admitted.key,
+            ctx.gateway_id,
+        ) else {
+            return reply(Failure::OperationNotFound, "", url_of(""));
         };
         let mut io = exec::Io {
             counters: &mut *ctx.counters,
@@ -1952,10 +1953,8 @@ fn decide<'h>(
                 url: url_of(&api.key_query),
                 api: &api.id,
                 op: &operation.id,
+                request_id: st.request_id.clone(),
             };
-        }
-        if let Some(t) = plan.forward.as_ref().and_then(|f| f.timeout_secs) {
-            let _ = t;
         }
         call = Some(c);
     }
@@ -1984,7 +1983,9 @@ fn decide<'h>(
     if addrs.is_empty() {
         return reply(Failure::BackendUnresolved, "", url_of(&api.key_query));
     }
-    *ctx.seq += 1;
+    if call.is_none() {
+        *ctx.seq += 1;
+    }
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
     let Some(mut out) = ctx.pool.get(Class::Head) else {
         return reply(Failure::Overloaded, "", url_of(""));
@@ -2025,7 +2026,11 @@ fn decide<'h>(
     }
     let trace = logging.then(|| {
         Box::new(Trace {
-            id: request_id(ctx.id_prefix, *ctx.seq),
+            // the id policies saw as context.RequestId, when they ran
+            id: call.as_ref().map_or_else(
+                || request_id(ctx.id_prefix, *ctx.seq),
+                |c| c.st.request_id.clone(),
+            ),
             method: head.method.to_string(),
             url: url_of(&api.key_query),
             wall: SystemTime::now(),
@@ -2092,13 +2097,11 @@ fn append(pool: &mut Pool, out: &mut Buf, bytes: &[u8]) -> bool {
     if out.capacity() < need && !pool.grow_exact(out, need) {
         return false;
     }
-    let at = out.len();
     let space = out.space();
     if space.len() < bytes.len() {
         return false;
     }
     space[..bytes.len()].copy_from_slice(bytes);
-    let _ = at;
     out.filled(bytes.len());
     true
 }
