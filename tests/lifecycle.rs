@@ -505,18 +505,15 @@ fn a_stuck_stderr_never_stalls_traffic() {
     let dir = temp_dir("stuck-stderr");
     let cfg = dir.join("c.json");
     std::fs::write(&cfg, simple_config("1", "", &origin.url(""))).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // listen on port 0 and learn the port from the gateway's own "listening on" line:
+    // picking a free port first and handing it over races with every other test
     let mut child = Command::new(BIN)
         .args([
             "gateway",
             "--config",
             cfg.to_str().unwrap(),
             "--set",
-            &format!("net.server.http.listen=127.0.0.1:{port}"),
+            "net.server.http.listen=127.0.0.1:0",
         ])
         .args([
             "--set",
@@ -527,11 +524,25 @@ fn a_stuck_stderr_never_stalls_traffic() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _unread = child.stderr.take();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(eventually(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    }));
+    // read stderr up to the listening line, then never again: the pipe fills up
+    let mut unread = BufReader::new(child.stderr.take().unwrap());
+    let mut addr: Option<std::net::SocketAddr> = None;
+    for _ in 0..50 {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut unread, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        addr = line.split("listening on http://").nth(1).and_then(|a| {
+            a.trim()
+                .trim_end_matches(['"', '}'])
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        });
+        if addr.is_some() {
+            break;
+        }
+    }
+    let addr = addr.expect("the gateway says where it listens");
     let s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());

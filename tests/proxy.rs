@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -336,14 +335,8 @@ fn non_idempotent_request_on_stale_connection_is_not_retried() {
 
 #[test]
 fn backend_refused_is_502() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let gw = Gateway::start(
-        &simple_config("1", "", &format!("http://127.0.0.1:{port}")),
-        &[],
-    );
+    // port 9 (discard): privileged, so no ephemeral listener of another test can hold it
+    let gw = Gateway::start(&simple_config("1", "", "http://127.0.0.1:9"), &[]);
     let r = get(gw.addr, "/x");
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), error_body(502, "Backend service unavailable"));
