@@ -277,7 +277,7 @@ fn gateway(args: &[String]) -> ExitCode {
 
 fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     // Where configs come from: the management plane, or a local file.
-    let (syncer, loaded, sync): (Box<dyn Syncer>, Loaded, SyncState) =
+    let (mut syncer, loaded, sync): (Box<dyn Syncer>, Loaded, SyncState) =
         if settings.service_endpoint.is_some() {
             let mut service = ServiceSync::new(settings)?;
             let loaded = service.initial()?;
@@ -309,6 +309,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     let waker =
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
     let runtime = Arc::new(loaded.runtime);
+    let quotas = edgegate::agent::saved_quotas(syncer.as_mut());
     let (agent, from_agent) = Agent::spawn(syncer, (Arc::clone(&runtime), loaded.text), waker)
         .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
@@ -317,7 +318,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         runtime.source.as_str(),
         runtime.apis.len()
     );
-    let server = Server::new(
+    let mut server = Server::new(
         poll,
         listener,
         settings,
@@ -328,6 +329,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         agent.reload.clone(),
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    server.restore_quotas(quotas);
     let server = if settings.metrics_local == LocalMetrics::Prometheus {
         let addr = settings.prometheus_listen;
         let metrics = mio::net::TcpListener::bind(addr)

@@ -1010,3 +1010,61 @@ fn URL_SAFE_NO_PAD_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .unwrap()
 }
+
+/// Calls used in every persisted quota window of the gateway's backup store.
+fn persisted_quota_calls(gw: &Gateway) -> i64 {
+    let db = rusqlite::Connection::open(gw.backup_path()).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.query_row("SELECT COALESCE(SUM(calls), 0) FROM quotas", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
+}
+
+#[test]
+fn quota_counters_survive_a_restart() {
+    let origin = Origin::echo();
+    let product_policy = r#"<policies><inbound><base /><quota calls="3" renewal-period="3600" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#;
+    let rest = format!(
+        r#", "products": [{{"id": "p", "apis": ["api1"], "policies": {}}}],
+        "subscriptions": [{{"id": "s1", "scope": "/products/p", "primaryKey": "key-one-1234"}},
+                          {{"id": "s2", "scope": "/products/p", "primaryKey": "key-two-1234"}}]"#,
+        js(product_policy)
+    );
+    let gw = Gateway::start(&config(&api(&origin.url(""), true, None, None), &rest), &[]);
+    let call = |gw: &Gateway, key: &str| {
+        send(gw, "GET", "/a/x", &[("Ocp-Apim-Subscription-Key", key)], "").status
+    };
+    assert_eq!(call(&gw, "key-one-1234"), 200);
+    assert_eq!(call(&gw, "key-one-1234"), 200);
+    // the agent persists the counters in the background, not at exit: a crash after
+    // that keeps them
+    assert!(eventually(
+        Duration::from_secs(10),
+        || persisted_quota_calls(&gw) == 2
+    ));
+    let gw = gw.restart(&[]);
+    assert!(gw
+        .wait_for_log("1 quota counters restored from the backup store")
+        .contains("restored"));
+    assert_eq!(call(&gw, "key-one-1234"), 200, "third call of three");
+    let r = send(
+        &gw,
+        "GET",
+        "/a/x",
+        &[("Ocp-Apim-Subscription-Key", "key-one-1234")],
+        "",
+    );
+    assert_eq!(r.status, 403, "the quota did not start over: {}", r.text());
+    // a graceful stop right after a call keeps that call too
+    assert_eq!(call(&gw, "key-two-1234"), 200);
+    gw.signal("TERM");
+    let mut gw = gw;
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let gw = Gateway::start_in(gw.kill(), &[]);
+    assert_eq!(call(&gw, "key-two-1234"), 200);
+    assert_eq!(call(&gw, "key-two-1234"), 200);
+    assert_eq!(call(&gw, "key-two-1234"), 403);
+    // subscription one is still out of calls
+    assert_eq!(call(&gw, "key-one-1234"), 403);
+}

@@ -229,4 +229,7 @@ impl Syncer for LocalConfig {
     fn next_tick(&self) -> Instant {
         Instant::now() + std::time::Duration::from_secs(3600)
     }
+    fn store(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
 }

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
+use self::store::Store;
+
 use crate::config::{self, ConfigError, ConfigSource, Runtime};
+use crate::policy::limits::QuotaCell;
 
 /// Loop → agent. Bounded: the loop only ever `try_send`s. A reload is also flagged in
 /// `Agent::reload`, so it is never lost when the queue is full of log batches.
@@ -34,6 +37,8 @@ pub enum ToAgent {
     Telemetry(String, u64),
     /// The latest metrics (Prometheus text, cumulative) for the management plane.
     Metrics(String),
+    /// Quota counters changed since the last snapshot, to persist.
+    Quotas(Vec<QuotaCell>),
     /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
     /// it until it holds the last reference and frees it here, off the loop.
     Retire(Arc<Runtime>),
@@ -132,6 +137,39 @@ pub trait Syncer: Send + 'static {
     fn metrics(&mut self, _text: String) {}
     /// The process is stopping: keep what must survive (spool telemetry).
     fn shutdown(&mut self) {}
+    /// The backup store, when backups are on (quota counters live there too).
+    fn store(&mut self) -> Option<&mut Store>;
+}
+
+/// Most quota cells restored at start (the loop's counter maps hold no more).
+pub const QUOTA_CELLS_MAX: usize = crate::proxy::server::COUNTER_KEYS_MAX;
+
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The quota counters persisted by an earlier run, for the loop to start from.
+pub fn saved_quotas(syncer: &mut dyn Syncer) -> Vec<QuotaCell> {
+    let Some(store) = syncer.store() else {
+        return Vec::new();
+    };
+    match store.load_quotas(unix_now_s(), QUOTA_CELLS_MAX) {
+        Ok(cells) => cells,
+        Err(e) => {
+            log::warn!("quota counters not restored: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn save_quotas(syncer: &mut dyn Syncer, cells: &[QuotaCell]) {
+    if let Some(store) = syncer.store() {
+        if let Err(e) = store.save_quotas(cells, unix_now_s()) {
+            log::warn!("quota counters not persisted: {e}");
+        }
+    }
 }
 
 pub struct Agent {
@@ -214,6 +252,7 @@ fn run(
             Ok(ToAgent::Retire(runtime)) => retired.push(runtime),
             Ok(ToAgent::Telemetry(records, dropped)) => syncer.telemetry(records, dropped),
             Ok(ToAgent::Metrics(text)) => syncer.metrics(text),
+            Ok(ToAgent::Quotas(cells)) => save_quotas(syncer.as_mut(), &cells),
             Ok(ToAgent::Reload) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 syncer.shutdown();

@@ -463,6 +463,9 @@ impl Syncer for ServiceSync {
         self.metrics = Some(text);
     }
 
+    fn store(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
     fn shutdown(&mut self) {
         // what could not be sent yet waits in the spool for the next start
         self.spool_pending();

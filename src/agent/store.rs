@@ -5,6 +5,8 @@
 //! sync until it is cleared. Opening runs SQLite's integrity check; a damaged file is set
 //! aside (renamed) and a fresh one started, so a gateway never refuses to run because of
 //! its backups. Reading verifies each document's checksum; a bad one is skipped.
+//! The same file spools telemetry while the plane is unreachable and keeps the quota
+//! counters (quota, quota-by-key) so that a restart does not hand out a fresh quota.
 //! Used by the agent thread and the `edgegate backups` command, never by the event loop.
 //! Must not touch: sockets, the loop, config semantics (the caller validates documents).
 
@@ -15,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::ConfigSource;
+use crate::policy::limits::QuotaCell;
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -91,6 +94,15 @@ const SCHEMA: &str = "
         body    TEXT    NOT NULL
     );
     CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS quotas (
+        label        TEXT    NOT NULL,
+        key          TEXT    NOT NULL,
+        window_start INTEGER NOT NULL,
+        window_end   INTEGER NOT NULL,
+        calls        INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        PRIMARY KEY (label, key)
+    );
 ";
 
 /// Most bytes of telemetry spooled while the plane is unreachable; beyond it the oldest
@@ -415,6 +427,63 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Writes changed quota cells in one transaction and forgets windows that ended
+    /// before `now_s`.
+    pub fn save_quotas(&mut self, cells: &[QuotaCell], now_s: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO quotas (label, key, window_start, window_end, calls, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(label, key) DO UPDATE SET window_start = excluded.window_start,
+                   window_end = excluded.window_end, calls = excluded.calls, bytes = excluded.bytes",
+            )?;
+            for c in cells {
+                upsert.execute(params![
+                    c.label,
+                    c.key,
+                    sql_int(c.window_start),
+                    sql_int(c.window_end),
+                    sql_int(c.calls),
+                    sql_int(c.bytes)
+                ])?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM quotas WHERE window_end <= ?1",
+            params![sql_int(now_s)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The quota cells whose window has not ended at `now_s`, at most `max`.
+    pub fn load_quotas(&self, now_s: u64, max: usize) -> Result<Vec<QuotaCell>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT label, key, window_start, window_end, calls, bytes FROM quotas
+             WHERE window_end > ?1 LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![sql_int(now_s), max as i64], |r| {
+            let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(QuotaCell {
+                label: r.get(0)?,
+                key: r.get(1)?,
+                window_start: n(2)?,
+                window_end: n(3)?,
+                calls: n(4)?,
+                bytes: n(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// SQLite integers are signed 64-bit.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +539,35 @@ mod tests {
             Err(StoreError::NoSuchVersion(_))
         ));
         assert_eq!(store.get(&format!("#{}", e.seq)).unwrap().document, "doc 7");
+    }
+
+    #[test]
+    fn quota_cells_are_upserted_and_ended_windows_forgotten() {
+        let path = temp("quotas");
+        let (mut store, _) = Store::open(&path, 10).unwrap();
+        let cell = |key: &str, end: u64, calls: u64| QuotaCell {
+            label: "global:#1".into(),
+            key: key.into(),
+            window_start: end - 60,
+            window_end: end,
+            calls,
+            bytes: calls * 100,
+        };
+        store
+            .save_quotas(&[cell("a", 1060, 1), cell("b", 1010, 5)], 1000)
+            .unwrap();
+        store.save_quotas(&[cell("a", 1060, 2)], 1005).unwrap();
+        assert_eq!(
+            store.load_quotas(1005, 10).unwrap().len(),
+            2,
+            "both windows still open"
+        );
+        store.save_quotas(&[], 1010).unwrap();
+        assert_eq!(
+            store.load_quotas(1010, 10).unwrap(),
+            vec![cell("a", 1060, 2)]
+        );
+        assert!(store.load_quotas(1060, 10).unwrap().is_empty());
     }
 
     #[test]

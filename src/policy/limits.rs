@@ -25,8 +25,17 @@ pub struct RateDecision {
     pub retry_after: u64,
 }
 
-/// One persisted quota cell: (label, key, window start (s), calls, kilobytes).
-pub type QuotaCell = (String, String, u64, u64, u64);
+/// One quota counter as the agent persists it: the policy level's label, the caller
+/// key, the window (Unix seconds) and what was used in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCell {
+    pub label: String,
+    pub key: String,
+    pub window_start: u64,
+    pub window_end: u64,
+    pub calls: u64,
+    pub bytes: u64,
+}
 
 #[derive(Debug, Default)]
 struct Quota {
@@ -35,6 +44,8 @@ struct Quota {
     window_end: u64,
     calls: u64,
     bytes: u64,
+    /// Changed since the last export.
+    dirty: bool,
 }
 
 /// Values keyed by (group, caller key): a map per group, so a lookup with a borrowed
@@ -94,10 +105,10 @@ impl<G: Hash + Eq, T> Keyed<G, T> {
         self.groups.clear();
         self.len = 0;
     }
-    fn iter(&self) -> impl Iterator<Item = (&G, &str, &T)> {
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&G, &str, &mut T)> {
         self.groups
-            .iter()
-            .flat_map(|(g, map)| map.iter().map(move |(k, v)| (g, &**k, v)))
+            .iter_mut()
+            .flat_map(|(g, map)| map.iter_mut().map(move |(k, v)| (g, &**k, v)))
     }
 }
 
@@ -107,7 +118,7 @@ pub struct Counters {
     concurrency: Keyed<u32, Rc<Cell<u32>>>,
     jwt: Keyed<u32, Lifetime>,
     max_keys: usize,
-    /// Quota cells changed since the last export.
+    /// Some quota cell changed since the last export.
     pub quota_dirty: bool,
 }
 
@@ -288,39 +299,62 @@ impl Counters {
         if let Some(q) = self.quota_cell(label, key, period, start, now_s) {
             q.calls += 1;
             q.bytes += bytes;
+            q.dirty = true;
             self.quota_dirty = true;
         }
     }
 
+    /// The quota cells changed since the last export (for the agent to persist); they
+    /// count as clean from now on.
     pub fn export_quotas(&mut self) -> Vec<QuotaCell> {
-        self.quota_dirty = false;
-        self.quotas
-            .iter()
-            .map(|(l, k, q)| {
-                (
-                    l.to_string(),
-                    k.to_string(),
-                    q.window_start,
-                    q.calls,
-                    q.bytes,
-                )
-            })
-            .collect()
+        if !std::mem::take(&mut self.quota_dirty) {
+            return Vec::new();
+        }
+        let mut cells = Vec::new();
+        for (label, key, q) in self.quotas.iter_mut() {
+            if std::mem::take(&mut q.dirty) {
+                cells.push(QuotaCell {
+                    label: label.clone(),
+                    key: key.to_string(),
+                    window_start: q.window_start,
+                    window_end: q.window_end,
+                    calls: q.calls,
+                    bytes: q.bytes,
+                });
+            }
+        }
+        cells
     }
 
-    /// Restores exported cells. A cell's window end is unknown until its quota is next
-    /// used, which recomputes it from the policy's period.
-    pub fn import_quotas(&mut self, cells: Vec<QuotaCell>) {
-        for (label, key, window_start, calls, bytes) in cells.into_iter().take(self.max_keys) {
+    /// Marks exported cells as changed again (the agent could not take them).
+    pub fn unexport_quotas(&mut self, cells: &[QuotaCell]) {
+        for c in cells {
+            if let Some(q) = self.quotas.get_mut(c.label.as_str(), &c.key) {
+                q.dirty = true;
+                self.quota_dirty = true;
+            }
+        }
+    }
+
+    /// Restores persisted cells (at start), skipping windows that ended before `now_s`.
+    pub fn import_quotas(&mut self, cells: Vec<QuotaCell>, now_s: u64) {
+        for c in cells {
+            if c.window_end <= now_s {
+                continue;
+            }
+            if self.quotas.len >= self.max_keys {
+                break;
+            }
             if let Some(q) = self
                 .quotas
-                .get_or_insert(label.as_str(), &key, Quota::default)
+                .get_or_insert(c.label.as_str(), &c.key, Quota::default)
             {
                 *q = Quota {
-                    window_start,
-                    window_end: u64::MAX,
-                    calls,
-                    bytes,
+                    window_start: c.window_start,
+                    window_end: c.window_end,
+                    calls: c.calls,
+                    bytes: c.bytes,
+                    dirty: false,
                 };
             }
         }
@@ -433,8 +467,28 @@ mod tests {
         c.quota_add("q", "s", 60, start, 10, 130);
         assert_eq!(c.quota_check("q", "s", 2, 0, 60, start, 150), Err(30));
         let saved = c.export_quotas();
+        assert_eq!(
+            saved,
+            vec![QuotaCell {
+                label: "q".into(),
+                key: "s".into(),
+                window_start: 120,
+                window_end: 180,
+                calls: 2,
+                bytes: 20
+            }]
+        );
+        assert!(c.export_quotas().is_empty(), "exported cells are clean");
+        c.unexport_quotas(&saved);
+        assert_eq!(c.export_quotas(), saved, "a refused export is retried");
         let mut d = Counters::new(100);
-        d.import_quotas(saved);
+        let ended = QuotaCell {
+            key: "old".into(),
+            window_end: 150,
+            ..saved[0].clone()
+        };
+        d.import_quotas(vec![saved[0].clone(), ended], 150);
+        assert_eq!(d.keys(), 1, "a window that ended is not restored");
         assert_eq!(d.quota_check("q", "s", 2, 0, 60, start, 179), Err(1));
         assert!(
             d.quota_check("q", "s", 2, 0, 60, start, 180).is_ok(),

@@ -34,8 +34,11 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 const LOG_FLUSH_BYTES: usize = 32 * 1024;
 /// How often a metrics snapshot goes to the agent for the plane.
 const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+/// How often changed quota counters go to the agent to be persisted (a crash loses at
+/// most this much counting).
+const QUOTA_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Most rate-limit / quota / concurrency / token-cache keys the loop keeps (each map).
-const COUNTER_KEYS_MAX: usize = 100_000;
+pub const COUNTER_KEYS_MAX: usize = 100_000;
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -70,6 +73,7 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     metrics_ready: bool,
     next_snapshot: Instant,
+    next_quota_snapshot: Instant,
     /// Policy counters (rate limits, quotas, concurrency, verified tokens).
     counters: Counters,
     /// Wall clock (ms since the epoch), read once per loop turn.
@@ -145,6 +149,7 @@ impl Server {
             metrics_listener: None,
             metrics_ready: false,
             next_snapshot: now + METRICS_SNAPSHOT_EVERY,
+            next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
             counters: Counters::new(COUNTER_KEYS_MAX),
             wall_ms: wall_ms(),
             gateway_id: settings
@@ -235,6 +240,10 @@ impl Server {
                     self.next_snapshot = self.now + METRICS_SNAPSHOT_EVERY;
                     self.snapshot_metrics();
                 }
+                if self.now >= self.next_quota_snapshot {
+                    self.next_quota_snapshot = self.now + QUOTA_SNAPSHOT_EVERY;
+                    self.snapshot_quotas();
+                }
             }
             // request records go in batches; the loop's own events (rare) at once
             if self.log.batch.len() >= LOG_FLUSH_BYTES || crate::sys::loop_logs_pending() {
@@ -262,6 +271,7 @@ impl Server {
             );
         }
         log::info!("stopped");
+        self.snapshot_quotas();
         if let Some((records, dropped)) = self.log.take_cloud() {
             let _ = self.to_agent.try_send(ToAgent::Telemetry(records, dropped));
         }
@@ -507,6 +517,31 @@ impl Server {
         let _ = self
             .to_agent
             .try_send(ToAgent::Metrics(metrics.render(&gauges)));
+    }
+
+    /// Hands the quota counters changed since the last snapshot to the agent, which
+    /// persists them in the backup store; if it cannot take them now, they go next time.
+    fn snapshot_quotas(&mut self) {
+        let cells = self.counters.export_quotas();
+        if cells.is_empty() {
+            return;
+        }
+        if let Err(
+            TrySendError::Full(ToAgent::Quotas(cells))
+            | TrySendError::Disconnected(ToAgent::Quotas(cells)),
+        ) = self.to_agent.try_send(ToAgent::Quotas(cells))
+        {
+            self.counters.unexport_quotas(&cells);
+        }
+    }
+
+    /// Starts the quota counters from what an earlier run persisted.
+    pub fn restore_quotas(&mut self, cells: Vec<crate::policy::limits::QuotaCell>) {
+        let n = cells.len();
+        self.counters.import_quotas(cells, self.wall_ms / 1000);
+        if n > 0 {
+            log::info!("{n} quota counters restored from the backup store");
+        }
     }
 
     fn flush_logs(&mut self) {
