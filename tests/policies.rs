@@ -1068,3 +1068,72 @@ fn quota_counters_survive_a_restart() {
     // subscription one is still out of calls
     assert_eq!(call(&gw, "key-one-1234"), 403);
 }
+
+#[test]
+fn retry_sends_the_request_again_while_its_condition_holds() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // the origin fails the first `fail` calls of each path: /r3 with 503, /reset by
+    // closing the connection without an answer
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let origin = Origin::start(move |req, s| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        if req.target.contains("reset") && n == 0 {
+            return false;
+        }
+        if req.target.contains("always") || (req.target.contains("r3") && n < 2) {
+            respond(s, 503, &[("X-Attempt", &n.to_string())], b"busy");
+        } else if req.target.contains("missing") {
+            respond(s, 404, &[], b"no such item");
+        } else {
+            let mut body = format!("attempt {n}: ").into_bytes();
+            body.extend_from_slice(&req.body);
+            respond(s, 200, &[], &body);
+        }
+        true
+    });
+    let backend = r#"<policies><inbound /><backend><retry condition="@(context.Response.StatusCode >= 500)" count="2" interval="1" first-fast-retry="true"><forward-request /></retry></backend><outbound><set-header name="X-Status-Seen" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header></outbound><on-error><base /></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), false, Some(backend), None), ""),
+        &[],
+    );
+    let reset = |c: &AtomicUsize| c.store(0, Ordering::SeqCst);
+
+    // two 503s, then a 200: the client sees only the last answer, and the request
+    // (a POST with a body) reached the origin whole each time
+    let r = send(&gw, "POST", "/a/r3", &[], "payload-123");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "attempt 2: payload-123");
+    assert_eq!(r.header("X-Status-Seen"), Some("200"));
+    let bodies: Vec<Vec<u8>> = origin.requests().iter().map(|s| s.body.clone()).collect();
+    assert_eq!(bodies, vec![b"payload-123".to_vec(); 3]);
+
+    // count exhausted: the third 503 is the answer
+    reset(&calls);
+    let r = send(&gw, "GET", "/a/always", &[], "");
+    assert_eq!((r.status, r.text()), (503, "busy".to_string()));
+    assert_eq!(r.header("X-Attempt"), Some("2"), "1 attempt + 2 retries");
+
+    // the condition does not hold: no retry
+    reset(&calls);
+    let before = origin.requests().len();
+    let r = send(&gw, "GET", "/a/missing", &[], "");
+    assert_eq!(r.status, 404);
+    assert_eq!(origin.requests().len(), before + 1);
+
+    // a backend that drops the connection counts as 502 for the condition
+    reset(&calls);
+    let r = send(&gw, "POST", "/a/reset", &[], "again");
+    assert_eq!((r.status, r.text()), (200, "attempt 1: again".to_string()));
+
+    // a backend that cannot be reached at all: every attempt fails, then the gateway's 502
+    let down = r#"<policies><inbound /><backend><retry condition="@(context.Response.StatusCode == 502)" count="2" interval="0"><forward-request /></retry></backend><outbound /><on-error><base /></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(&api("http://127.0.0.1:9", false, Some(down), None), ""),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/x", &[], "");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), error_body(502, "Backend service unavailable"));
+}

@@ -38,6 +38,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The backend could not be reached, reset the connection or did not answer in time.
+    pub fn is_backend_transport(self) -> bool {
+        matches!(
+            self,
+            Failure::BackendConnect
+                | Failure::BackendConnectTimeout
+                | Failure::BackendReset
+                | Failure::BackendTimeout
+        )
+    }
+
     pub fn status(self) -> u16 {
         match self {
             Failure::BadRequest(_) => 400,

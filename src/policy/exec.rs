@@ -1081,6 +1081,46 @@ pub fn acquire_forward_slot(
     }
 }
 
+/// Whether `<retry>` sends the request again after an attempt that ended with `resp`
+/// (a backend that could not be reached or did not answer is seen as the gateway's
+/// 502 / 504 with no headers). A condition that fails to evaluate means no retry.
+pub fn retry_wanted(
+    retry: &super::Retry,
+    req: &RequestView,
+    resp: &ResponseView,
+    who: &Who,
+    st: &State,
+) -> bool {
+    retry
+        .condition
+        .eval_bool(&view(req, Some(resp), who, st))
+        .unwrap_or(false)
+}
+
+/// The wait before retry number `n` (1 for the first), as APIM computes it: fixed
+/// `interval`; with `delta`, linear (`interval + (n - 1) * delta`); with `delta` and
+/// `max-interval`, exponential (`interval + 2^(n - 1) * delta * jitter`, `jitter` in
+/// 0.8..1.2); never above `max-interval` when it is set. `first-fast-retry` makes the
+/// first one immediate.
+pub fn retry_delay(retry: &super::Retry, n: u32, jitter: f64) -> std::time::Duration {
+    if n <= 1 && retry.first_fast_retry {
+        return std::time::Duration::ZERO;
+    }
+    let n = n.max(1);
+    let interval = retry.interval_secs as f64;
+    let delta = retry.delta_secs as f64;
+    let secs = match (retry.delta_secs, retry.max_interval_secs) {
+        (0, _) => interval,
+        (_, 0) => interval + f64::from(n - 1) * delta,
+        _ => interval + 2f64.powi((n - 1).min(30) as i32) * delta * jitter.clamp(0.8, 1.2),
+    };
+    let capped = match retry.max_interval_secs {
+        0 => secs,
+        max => secs.min(max as f64),
+    };
+    std::time::Duration::from_secs_f64(capped.clamp(0.0, 86_400.0))
+}
+
 /// Counts the call against every level of quota `q` once it ends (see `finish`).
 fn use_quota(st: &mut State, q: &super::Quota, who: &Who, key: String) {
     for l in q.limit.levels(who.api, who.op) {
@@ -1398,4 +1438,44 @@ fn validate_jwt(
         st.set_var(var, Val::Str(Cow::Owned(token)));
     }
     Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::expr::Expr;
+    use std::time::Duration;
+
+    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> super::super::Retry {
+        super::super::Retry {
+            condition: Expr::parse("true", false).unwrap(),
+            count: 5,
+            interval_secs: interval,
+            max_interval_secs: max,
+            delta_secs: delta,
+            first_fast_retry: fast,
+        }
+    }
+
+    #[test]
+    fn retry_waits_follow_apim() {
+        let secs = |r: &super::super::Retry, n, j| retry_delay(r, n, j).as_secs_f64();
+        // fixed
+        let fixed = retry(2, 0, 0, false);
+        assert_eq!((secs(&fixed, 1, 1.0), secs(&fixed, 4, 1.0)), (2.0, 2.0));
+        // linear: interval + (n - 1) * delta
+        let linear = retry(1, 0, 2, false);
+        assert_eq!([1, 2, 3].map(|n| secs(&linear, n, 1.0)), [1.0, 3.0, 5.0]);
+        // exponential: interval + 2^(n-1) * delta * jitter, capped at max-interval
+        let exp = retry(1, 20, 2, false);
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|n| secs(&exp, n, 1.0)),
+            [3.0, 5.0, 9.0, 17.0, 20.0]
+        );
+        assert_eq!(secs(&exp, 1, 0.5), 1.0 + 2.0 * 0.8, "jitter is clamped");
+        // first-fast-retry: only the first is immediate
+        let fast = retry(3, 0, 0, true);
+        assert_eq!(retry_delay(&fast, 1, 1.0), Duration::ZERO);
+        assert_eq!(secs(&fast, 2, 1.0), 3.0);
+    }
 }

@@ -203,6 +203,8 @@ pub struct Forward {
     pub concurrency: Option<(Text, u32, u32)>,
 }
 
+/// `<retry>` around forward-request: the request is sent again while `condition` holds
+/// for the last attempt's response, at most `count` more times.
 #[derive(Debug, Clone)]
 pub struct Retry {
     pub condition: Expr,
@@ -431,7 +433,12 @@ impl Plan {
             .outbound
             .iter()
             .chain(plan.on_error.iter())
-            .any(|s| reads_request(&s.policy));
+            .any(|s| reads_request(&s.policy))
+            || plan
+                .forward
+                .as_ref()
+                .and_then(|f| f.retry.as_ref())
+                .is_some_and(|r| r.condition.reads_request);
         Ok(plan)
     }
 }

@@ -51,10 +51,6 @@ pub struct Context<'a> {
 
 type R<T> = Result<T, PolicyError>;
 
-/// The connection does not re-send requests yet, so `<retry>` is refused at load time
-/// rather than accepted and ignored.
-const RETRY_UNSUPPORTED: bool = true;
-
 struct Cx<'c, 'a> {
     doc: &'c Document<'c>,
     ctx: &'c mut Context<'a>,
@@ -1023,9 +1019,6 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
         }
         "retry" => {
             section_allows(cx, n, &[Section::Backend])?;
-            if RETRY_UNSUPPORTED {
-                return Err(cx.err(n, "policy <retry> is not supported by edgegate yet (see README \"Policy conformance\")"));
-            }
             no_attributes(
                 cx,
                 n,

@@ -42,6 +42,7 @@ use crate::http::Failure;
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::exec::{self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target};
 use crate::policy::limits::Counters;
+use crate::policy::Retry;
 use crate::status::{self, SyncState};
 use crate::telemetry::{redact_query, Record, RequestLog};
 
@@ -239,6 +240,24 @@ struct Exchange {
     timeout: Option<Duration>,
     /// The caller's subscription (index into the runtime's), for the log.
     subscription: Option<u32>,
+    /// `<retry>`: attempts sent again so far, and when the next one starts (between
+    /// attempts the exchange holds no backend connection).
+    retries: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Exchange {
+    /// Takes a backend connection (pooled or new) for the next attempt.
+    fn attach_backend(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        let key = ctx.backends.checkout(self.addr, false, ctx.registry)?;
+        self.backend = key;
+        self.connect_started = ctx.now;
+        self.last_backend = ctx.now;
+        if ctx.backends.slab.get(key).is_some_and(|b| b.connected) {
+            self.backend_started = Some(ctx.now);
+        }
+        Ok(())
+    }
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -502,6 +521,10 @@ impl Client {
 
     /// The deadline passed: answer 408/502/504 where an answer is still possible.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) -> Outcome {
+        if matches!(&self.phase, Phase::Proxy(x) if x.retry_at.is_some()) {
+            // not a timeout: the wait before a <retry> attempt is over
+            return self.drive(ctx);
+        }
         let failure = match &self.phase {
             Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing => None,
             Phase::Head => Some(Failure::HeadTimeout),
@@ -560,7 +583,9 @@ impl Client {
                     .slab
                     .get(x.backend)
                     .is_some_and(|b| b.connected);
-                if !connected {
+                if let Some(at) = x.retry_at {
+                    at
+                } else if !connected {
                     x.connect_started + l.connect_timeout
                 } else if self.waiting_on_client_body() || x.resp_sendable > 0 {
                     x.last_client + l.idle_timeout
@@ -712,16 +737,8 @@ impl Client {
                     b.consume(head_len + consumed);
                 }
                 self.close_after = close;
-                match ctx.backends.checkout(x.addr, false, ctx.registry) {
-                    Ok(key) => {
-                        x.backend = key;
-                        x.connect_started = ctx.now;
-                        x.last_backend = ctx.now;
-                        if ctx.backends.slab.get(key).is_some_and(|b| b.connected) {
-                            x.backend_started = Some(ctx.now);
-                        }
-                        self.set_phase(Phase::Proxy(x), ctx.now);
-                    }
+                match x.attach_backend(ctx) {
+                    Ok(()) => self.set_phase(Phase::Proxy(x), ctx.now),
                     Err(_) => {
                         ctx.pool.put_opt(&mut x.head);
                         let f = Failure::BackendConnect;
@@ -885,6 +902,17 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Step::Close;
         };
+        // 0. <retry>: the next attempt starts when its wait is over
+        if let Some(at) = x.retry_at {
+            if ctx.now < at {
+                return Step::Blocked;
+            }
+            x.retry_at = None;
+            if x.attach_backend(ctx).is_err() {
+                self.fail_exchange(Failure::BackendConnect, ctx);
+                return Step::Progress;
+            }
+        }
         let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
             return Step::Close;
         };
@@ -1130,6 +1158,15 @@ impl Client {
                         return Step::Progress;
                     }
                     Ok(Some(r)) => {
+                        // <retry>: this answer may call for another attempt
+                        let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
+                        if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
+                            if wants_retry(retry, &x.rt, call, r.status, r.reason, r.headers, ctx) {
+                                let delay = retry_wait(retry, x.retries, ctx);
+                                schedule_retry(x, delay, ctx);
+                                return Step::Progress;
+                            }
+                        }
                         // policies: outbound runs on the response head (and on the whole
                         // body when a policy needs it)
                         let mut status = r.status;
@@ -1404,6 +1441,22 @@ impl Client {
     /// Ends the exchange with a gateway answer when none of the response went out yet;
     /// otherwise the connection closes.
     fn fail_exchange(&mut self, failure: Failure, ctx: &mut Ctx) {
+        // <retry> sees a backend that could not be reached or did not answer as the
+        // gateway's 502 / 504
+        if let (Phase::Proxy(x), true) = (&mut self.phase, failure.is_backend_transport()) {
+            let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
+            if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
+                let status = failure.status();
+                let reason = crate::http::failure::reason_phrase(status);
+                if matches!(x.resp, Resp::AwaitHead)
+                    && wants_retry(retry, &x.rt, call, status, reason, &[], ctx)
+                {
+                    let delay = retry_wait(retry, x.retries, ctx);
+                    schedule_retry(x, delay, ctx);
+                    return;
+                }
+            }
+        }
         let Some(mut x) = self.take_exchange(false, ctx) else {
             return;
         };
@@ -1561,15 +1614,7 @@ fn outbound(
             Err(f) => return Outbound::Failed(f),
         }
     }
-    let Some(who) = gate::who(
-        rt,
-        call.api,
-        call.op,
-        call.product,
-        call.subscription,
-        &call.key,
-        ctx.gateway_id,
-    ) else {
+    let Some(who) = gate::who(rt, call.ids, &call.key, ctx.gateway_id) else {
         return Outbound::Failed(Failure::Overloaded);
     };
     let copy = call.st.request_copy.take();
@@ -1631,6 +1676,63 @@ fn outbound(
     };
     st.request_copy = copy;
     result
+}
+
+/// The `<retry>` around this call's forward-request, while it may still send the request
+/// again: attempts are left and the request went out whole from the head buffer (a
+/// retried request's body is always read whole first).
+fn retry_plan<'c>(call: Option<&'c Call>, done: u32, req: &ReqBody) -> Option<&'c Retry> {
+    let retry = call?.plan.forward.as_ref()?.retry.as_ref()?;
+    (done < retry.count && matches!(req, ReqBody::Done)).then_some(retry)
+}
+
+/// Whether `<retry>`'s condition holds for an attempt that ended with this response.
+fn wants_retry(
+    retry: &Retry,
+    rt: &Arc<Runtime>,
+    call: &Call,
+    status: u16,
+    reason: &str,
+    headers: &[httparse::Header],
+    ctx: &Ctx,
+) -> bool {
+    let Some(who) = gate::who(rt, call.ids, &call.key, ctx.gateway_id) else {
+        return false;
+    };
+    let empty = gate::empty_request();
+    let req = call
+        .st
+        .request_copy
+        .as_ref()
+        .map_or(empty, OwnedRequest::view);
+    let resp = ResponseView {
+        status,
+        reason,
+        headers: HeaderSrc::Parsed(headers),
+    };
+    exec::retry_wanted(retry, &req, &resp, &who, &call.st)
+}
+
+/// The wait before the next attempt (the jitter of the exponential form comes from the
+/// clock's milliseconds).
+fn retry_wait(retry: &Retry, done: u32, ctx: &Ctx) -> Duration {
+    let jitter = 0.8 + (ctx.wall_ms % 401) as f64 / 1000.0;
+    exec::retry_delay(retry, done + 1, jitter)
+}
+
+/// Drops the attempt's backend connection (its answer is not read further) and
+/// schedules the next attempt: the request is still whole in the head buffer.
+fn schedule_retry(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
+    ctx.backends.remove(x.backend, ctx.registry);
+    x.backend = usize::MAX;
+    x.retries += 1;
+    x.retry_at = Some(ctx.now + delay);
+    x.head_sent = 0;
+    x.backend_eof = false;
+    x.resp_sendable = 0;
+    if let Some(b) = x.resp_buf.as_mut() {
+        b.clear();
+    }
 }
 
 /// Counts the finished call against its quotas and frees its concurrency slots.
@@ -1843,16 +1945,19 @@ fn decide<'h>(
             }
         }
         *ctx.seq += 1;
+        let ids = gate::Ids {
+            api: found.api,
+            op,
+            product: admitted.product,
+            subscription: admitted.subscription,
+        };
         let mut c = Box::new(Call {
             plan: Arc::clone(&plan),
             st: exec::State {
                 request_id: request_id(ctx.id_prefix, *ctx.seq),
                 ..exec::State::default()
             },
-            api: found.api,
-            op,
-            product: admitted.product,
-            subscription: admitted.subscription,
+            ids,
             key: Box::from(admitted.key),
         });
         c.st.req.body = collected;
@@ -1869,15 +1974,7 @@ fn decide<'h>(
         if plan.later_reads_request {
             c.st.request_copy = Some(OwnedRequest::of(&view));
         }
-        let Some(who) = gate::who(
-            rt,
-            found.api,
-            op,
-            admitted.product,
-            admitted.subscription,
-            admitted.key,
-            ctx.gateway_id,
-        ) else {
+        let Some(who) = gate::who(rt, ids, admitted.key, ctx.gateway_id) else {
             return reply(Failure::OperationNotFound, "", url_of(""));
         };
         let mut io = exec::Io {
@@ -2086,6 +2183,8 @@ fn decide<'h>(
             call,
             timeout,
             subscription: admitted.subscription,
+            retries: 0,
+            retry_at: None,
         }),
         consumed,
     )

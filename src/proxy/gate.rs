@@ -160,29 +160,29 @@ pub fn whole_response_body(
 pub struct Call {
     pub plan: Arc<Plan>,
     pub st: State,
+    pub ids: Ids,
+    pub key: Box<str>,
+}
+
+/// Who is calling what, as indexes into the runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
     pub api: u32,
     pub op: u32,
     pub product: Option<u32>,
     pub subscription: Option<u32>,
-    pub key: Box<str>,
 }
 
 /// Who is calling what, from indexes into the runtime (`None` if they are stale).
-pub fn who<'a>(
-    rt: &'a Runtime,
-    api: u32,
-    op: u32,
-    product: Option<u32>,
-    subscription: Option<u32>,
-    key: &'a str,
-    gateway_id: &'a str,
-) -> Option<Who<'a>> {
-    let api = rt.apis.get(api as usize)?;
+pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> Option<Who<'a>> {
+    let api = rt.apis.get(ids.api as usize)?;
     Some(Who {
         api,
-        op: api.operations.get(op as usize)?,
-        product: product.and_then(|p| rt.products.get(p as usize)),
-        subscription: subscription.and_then(|s| rt.subscriptions.get(s as usize)),
+        op: api.operations.get(ids.op as usize)?,
+        product: ids.product.and_then(|p| rt.products.get(p as usize)),
+        subscription: ids
+            .subscription
+            .and_then(|s| rt.subscriptions.get(s as usize)),
         key,
         gateway_id,
     })
@@ -212,15 +212,7 @@ impl Call {
             failure.message(),
             section,
         );
-        let Some(who) = who(
-            rt,
-            self.api,
-            self.op,
-            self.product,
-            self.subscription,
-            &self.key,
-            gateway_id,
-        ) else {
+        let Some(who) = who(rt, self.ids, &self.key, gateway_id) else {
             return;
         };
         let copy = self.st.request_copy.take();
