@@ -371,7 +371,7 @@ fn admin_api_refuses_bad_input_and_unknown_callers() {
     );
     let (s, _) = plane.admin("PUT", "/admin/apis/a", "[1]");
     assert_eq!(s, 400);
-    let (s, _) = plane.admin("PUT", "/admin/products/p", "{}");
+    let (s, _) = plane.admin("PUT", "/admin/certificates/c", "{}");
     assert_eq!(s, 501);
     let r = request(plane.addr, "GET /admin/apis HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer wrong\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 401);
@@ -692,4 +692,154 @@ fn metric_aggregates_reach_the_plane() {
     let (_, body) = plane.admin("GET", "/admin/gateways/gw1/metrics", "");
     assert!(body.starts_with("[{\"instanceId\":\""), "{body}");
     assert!(body.contains("edgegate_plane_connected 1"), "{body}");
+}
+
+/// JSON string literal for `s`.
+fn js(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[test]
+fn products_subscriptions_named_values_backends_and_the_global_policy_reach_the_gateway() {
+    // origin "a" is the API's own backend; "b" is backend b1, and shows the header the
+    // global policy sets from a secret named value
+    let a = Origin::text("a");
+    let b = Origin::start(|req, s| {
+        let who = req.header("X-Who").unwrap_or("-").to_string();
+        respond(s, 200, &[], format!("b sees {who}").as_bytes());
+        true
+    });
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "echo", &a.url(""));
+    plane.publish("gw2", "other", "other", &a.url(""));
+    let ok = |(s, body): (u16, String)| {
+        assert!((200..300).contains(&s), "{s} {body}");
+        body
+    };
+    ok(plane.admin(
+        "PUT",
+        "/admin/apis/echo",
+        &format!(
+            r#"{{"path": "echo", "serviceUrl": "{}", "subscriptionRequired": true}}"#,
+            a.url("")
+        ),
+    ));
+    ok(plane.admin(
+        "PUT",
+        "/admin/named-values/who",
+        r#"{"value": "edge-secret-42", "secret": true}"#,
+    ));
+    ok(plane.admin(
+        "PUT",
+        "/admin/backends/b1",
+        &format!(r#"{{"url": "{}"}}"#, b.url("")),
+    ));
+    let global = r#"<policies><inbound><set-header name="X-Who" exists-action="override"><value>{{who}}</value></set-header></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    ok(plane.admin(
+        "PUT",
+        "/admin/policy",
+        &format!(r#"{{"value": {}}}"#, js(global)),
+    ));
+    let gold = r#"<policies><inbound><base /><set-backend-service backend-id="b1" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#;
+    let (s, body) = plane.admin(
+        "PUT",
+        "/admin/products/gold",
+        &format!(
+            r#"{{"name": "Gold", "subscriptionRequired": true, "policies": {}}}"#,
+            js(gold)
+        ),
+    );
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(
+        plane.admin("PUT", "/admin/products/gold/apis/echo", "").0,
+        201
+    );
+    let (s, body) = plane.admin(
+        "PUT",
+        "/admin/subscriptions/s1",
+        r#"{"scope": "/products/gold", "name": "Team one"}"#,
+    );
+    assert_eq!(s, 201, "{body}");
+    assert!(!body.contains("Key"), "keys are not shown: {body}");
+    let secrets = ok(plane.admin("POST", "/admin/subscriptions/s1/listSecrets", ""));
+    let key = secrets
+        .split("\"primaryKey\":\"")
+        .nth(1)
+        .and_then(|k| k.split('"').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(key.len(), 32);
+
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let call = |key: &str| {
+        request(
+            gw.addr,
+            &format!("GET /echo/x HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {key}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // the product's policy sends the call to backend b1; the global policy set the header
+    let r = call(&key);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "b sees edge-secret-42".to_string())
+    );
+    assert_eq!(call("not-a-key-1234").status, 401);
+
+    // secrets stay in the plane's store and the gateway's memory
+    let listed = ok(plane.admin("GET", "/admin/named-values", ""))
+        + &ok(plane.admin("GET", "/admin/subscriptions", ""));
+    assert!(
+        !listed.contains("edge-secret-42") && !listed.contains(&key),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(plane.admin("POST", "/admin/named-values/who/listValue", "")),
+        r#"{"value":"edge-secret-42"}"#
+    );
+    // what is in use cannot go
+    let (s, body) = plane.admin("DELETE", "/admin/named-values/who", "");
+    assert_eq!(
+        (s, body.contains("used by the global policy")),
+        (409, true),
+        "{body}"
+    );
+    let (s, _) = plane.admin("DELETE", "/admin/products/gold", "");
+    assert_eq!(s, 409);
+    // an invalid entity is refused with its field
+    let (s, body) = plane.admin("PUT", "/admin/subscriptions/s2", r#"{"scope": "/nowhere"}"#);
+    assert_eq!(s, 400);
+    assert!(body.contains(r#""path": "scope""#), "{body}");
+
+    // a suspended subscription stops working at the gateway once the change arrives
+    ok(plane.admin(
+        "PUT",
+        "/admin/subscriptions/s1",
+        r#"{"scope": "/products/gold", "state": "suspended"}"#,
+    ));
+    assert!(eventually(Duration::from_secs(5), || call(&key).status == 401));
+    // the key did not change with the update
+    assert_eq!(
+        ok(plane.admin("POST", "/admin/subscriptions/s1/listSecrets", "")),
+        secrets
+    );
+
+    // a gateway serving only another API gets none of this
+    let token2 = plane.token("gw2");
+    let doc = request(
+        plane.addr,
+        &format!("GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: {token2}\r\nConnection: close\r\n\r\n"),
+    )
+    .text();
+    assert!(doc.contains("\"other\""), "{doc}");
+    // (the global policy applies everywhere, so the named value it uses goes along)
+    assert!(doc.contains(r#""namedValues":[{"name":"who""#), "{doc}");
+    for absent in ["gold", "s1", "b1"] {
+        assert!(!doc.contains(absent), "{absent} in {doc}");
+    }
+    // and the gateway never logged a secret
+    let logs = gw.log_lines().join("\n");
+    assert!(
+        !logs.contains("edge-secret-42") && !logs.contains(&key),
+        "{logs}"
+    );
 }

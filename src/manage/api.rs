@@ -1,8 +1,8 @@
 //! The management plane's HTTP API (DESIGN.md §5). Admin endpoints under `/admin/` need
 //! `Authorization: Bearer <admin token>`; gateway endpoints under `/gateway/` need a
 //! `GatewayKey` token. Every mutation bumps the revision and wakes long polls.
-//! Entities this version cannot serve yet (products, subscriptions, named values,
-//! backends, certificates, policies) answer 501 rather than being stored and ignored.
+//! Certificates, which the gateway cannot serve yet, answer 501 rather than being stored
+//! and ignored.
 //! Must not touch: sockets (http.rs), SQL (store.rs).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Array, Number, Object, Value};
 
+use super::entities::Kind;
 use super::http::{Request, Response};
-use super::store::{now_unix, PlaneError, PlaneStore};
+use super::store::{now_unix, PlaneError, PlaneResult, PlaneStore};
 use super::token;
 use crate::config::compile::valid_id;
 use crate::telemetry::{push_json_str, rfc3339};
@@ -42,6 +43,7 @@ fn secs_to_rfc3339(secs: u64) -> String {
 fn plane_error(e: PlaneError) -> Response {
     match e {
         PlaneError::NotFound(what) => Response::error(404, &format!("{what} not found")),
+        PlaneError::Conflict(why) => Response::error(409, &why),
         PlaneError::Invalid(errors) => {
             let mut body = String::from("{\"statusCode\": 400, \"message\": ");
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
@@ -196,7 +198,11 @@ impl Plane {
                 self.mutation(result)
             }
             ("DELETE", ["apis", id]) => {
-                let result = self.store().delete_api(id).map(|()| Response::empty(204));
+                let cascade = req.query_param("deleteSubscriptions") == Some("true");
+                let result = self
+                    .store()
+                    .delete_api(id, cascade)
+                    .map(|()| Response::empty(204));
                 self.mutation(result)
             }
             ("GET", ["apis", id, "operations"]) => match self.store().get_api(id) {
@@ -340,23 +346,115 @@ impl Plane {
                     self.mutation(result)
                 }
             }
-            (_, [kind, ..])
-                if [
-                    "products",
-                    "subscriptions",
-                    "named-values",
-                    "backends",
-                    "certificates",
-                    "policy",
-                ]
-                .contains(kind) =>
-            {
-                Response::error(
-                    501,
-                    &format!("{kind} are not supported by this version of edgegate"),
-                )
+            ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
+            (_, ["certificates", ..]) => Response::error(
+                501,
+                "certificates are not supported by this version of edgegate (the gateway does not terminate TLS yet)",
+            ),
+            (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
+                Some(kind) => self.entity(req, kind, rest),
+                None => Response::error(404, "Resource not found"),
+            },
+            _ => Response::error(404, "Resource not found"),
+        }
+    }
+
+    /// Products, subscriptions, named values and backends: `rest` is the path after
+    /// the kind's segment.
+    fn entity(&self, req: &Request, kind: Kind, rest: &[&str]) -> Response {
+        let json_of = |v: PlaneResult<Value>| {
+            v.map_or_else(plane_error, |v| Response::json(200, json::to_string(&v)))
+        };
+        match (req.method.as_str(), kind, rest) {
+            ("GET", _, []) => json_of(
+                self.store()
+                    .list_entities(kind)
+                    .map(|l| Value::Array(l.into_iter().collect())),
+            ),
+            ("GET", _, [id]) => json_of(self.store().get_entity(kind, id)),
+            ("PUT", _, [id]) => {
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let result = (|| {
+                    let mut store = self.store();
+                    let created = store.put_entity(kind, id, body)?;
+                    Ok(created_or_ok(created, store.get_entity(kind, id)?))
+                })();
+                self.mutation(result)
+            }
+            ("DELETE", _, [id]) => {
+                let cascade = req.query_param("deleteSubscriptions") == Some("true");
+                let result = self
+                    .store()
+                    .delete_entity(kind, id, cascade)
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            // secrets are read one entity at a time, by POST, as in APIM
+            ("POST", Kind::Subscription, [id, "listSecrets"])
+            | ("POST", Kind::NamedValue, [id, "listValue"]) => {
+                json_of(self.store().secrets(kind, id))
+            }
+            ("GET", Kind::Product, [id, "apis"]) => json_of(
+                self.store()
+                    .product_apis(id)
+                    .map(|ids| Value::Array(ids.iter().map(|i| string(i)).collect())),
+            ),
+            ("PUT", Kind::Product, [id, "apis", api]) => {
+                let result = self
+                    .store()
+                    .link_product(id, api)
+                    .map(|created| Response::empty(if created { 201 } else { 204 }));
+                self.mutation(result)
+            }
+            ("DELETE", Kind::Product, [id, "apis", api]) => {
+                let result = self
+                    .store()
+                    .unlink_product(id, api)
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
             }
             _ => Response::error(404, "Resource not found"),
+        }
+    }
+
+    /// `/admin/policy`: the global policy as `{"value": "<policies>…</policies>"}`.
+    fn global_policy(&self, req: &Request) -> Response {
+        match req.method.as_str() {
+            "PUT" => {
+                let body = match body_object(req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let result = self.store().put_global_policy(&body).map(|created| {
+                    let status = if created { 201 } else { 200 };
+                    let mut o = Object::new();
+                    o.insert(
+                        "value".into(),
+                        body.get("value").cloned().unwrap_or(Value::Null),
+                    );
+                    Response::json(status, json::to_string(&Value::Object(o)))
+                });
+                self.mutation(result)
+            }
+            "DELETE" => {
+                let result = self
+                    .store()
+                    .delete_global_policy()
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
+            }
+            _ => match self.store().global_policy() {
+                Ok(Some(v)) => {
+                    let mut o = Object::new();
+                    o.insert("value".into(), Value::String(v));
+                    Response::json(200, json::to_string(&Value::Object(o)))
+                }
+                Ok(None) => Response::error(404, "global policy not found"),
+                Err(e) => plane_error(e),
+            },
         }
     }
 

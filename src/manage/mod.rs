@@ -4,6 +4,7 @@
 //! Must not touch: the gateway's event loop.
 
 pub mod api;
+pub mod entities;
 pub mod http;
 pub mod store;
 pub mod token;

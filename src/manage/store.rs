@@ -1,5 +1,6 @@
 //! The management plane's data in SQLite: APIs, their operations, gateways (with their
-//! keys), which APIs each gateway serves, and what each gateway instance last reported.
+//! keys), which APIs each gateway serves, and what each gateway instance last reported
+//! (products, subscriptions, named values, backends and the global policy: entities.rs).
 //! Every mutation bumps the revision in the same transaction. A gateway's config document
 //! is computed from the entities; its `version` is a hash of its content, so a change
 //! that does not concern a gateway does not make it re-apply anything.
@@ -32,11 +33,20 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS instances (
         gateway TEXT NOT NULL, instance TEXT NOT NULL, report TEXT NOT NULL, last_seen INTEGER NOT NULL,
         PRIMARY KEY (gateway, instance));
+    CREATE TABLE IF NOT EXISTS entities (
+        kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
+    CREATE TABLE IF NOT EXISTS product_apis (
+        product TEXT NOT NULL, api TEXT NOT NULL, PRIMARY KEY (product, api));
+    CREATE INDEX IF NOT EXISTS product_apis_by_api ON product_apis (api);
+    CREATE TABLE IF NOT EXISTS subscription_keys (key TEXT PRIMARY KEY, subscription TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS subscription_keys_by_subscription ON subscription_keys (subscription);
 ";
 
 #[derive(Debug)]
 pub enum PlaneError {
     NotFound(String),
+    /// The entity is still used (409).
+    Conflict(String),
     Invalid(Vec<ConfigError>),
     Sql(String),
 }
@@ -50,7 +60,7 @@ impl From<rusqlite::Error> for PlaneError {
 pub type PlaneResult<T> = Result<T, PlaneError>;
 
 pub struct PlaneStore {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 /// Request records kept by the plane (all gateways together), newest first.
@@ -62,7 +72,7 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn parse_object(text: &str) -> Object {
+pub(super) fn parse_object(text: &str) -> Object {
     match json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => o,
         _ => Object::new(),
@@ -70,7 +80,7 @@ fn parse_object(text: &str) -> Object {
 }
 
 /// The `id` field of an entity object.
-fn id_of(value: &Value) -> Option<&str> {
+pub(super) fn id_of(value: &Value) -> Option<&str> {
     match value {
         Value::Object(o) => match o.get("id") {
             Some(Value::String(s)) => Some(s),
@@ -102,6 +112,25 @@ fn path_and_hosts(api: &Value) -> (String, Vec<String>) {
     (path, hosts)
 }
 
+/// The tables linking an owner to APIs.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Links {
+    /// Which APIs a gateway serves.
+    Gateway,
+    /// Which APIs a product holds.
+    Product,
+}
+
+impl Links {
+    /// (table, owner column, owner label): constants, never caller input.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Links::Gateway => ("gateway_apis", "gateway", "gateway"),
+            Links::Product => ("product_apis", "product", "product"),
+        }
+    }
+}
+
 /// A gateway instance's last report, for `GET /admin/gateways/{id}`.
 pub struct Instance {
     pub instance: String,
@@ -128,7 +157,7 @@ impl PlaneStore {
         Ok(r as u64)
     }
 
-    fn bump(tx: &rusqlite::Transaction) -> PlaneResult<()> {
+    pub(super) fn bump(tx: &rusqlite::Transaction) -> PlaneResult<()> {
         tx.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
             [],
@@ -186,8 +215,8 @@ impl PlaneStore {
     fn validate(&self, candidate: Value) -> PlaneResult<()> {
         let id = id_of(&candidate).unwrap_or_default().to_string();
         let (path, hosts) = path_and_hosts(&candidate);
-        let mut doc = Object::new();
-        doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
+        // with the named values and backends its policies may use
+        let mut doc = self.references()?;
         doc.insert(
             "apis".into(),
             Value::Array(std::iter::once(candidate).collect()),
@@ -261,13 +290,17 @@ impl PlaneStore {
         Ok(exists.is_none())
     }
 
-    pub fn delete_api(&mut self, id: &str) -> PlaneResult<()> {
+    /// Deletes an API with its operations, gateway and product links; refused (409)
+    /// while subscriptions are scoped to it, unless `with_subscriptions` (then they go).
+    pub fn delete_api(&mut self, id: &str, with_subscriptions: bool) -> PlaneResult<()> {
+        self.get_api(id)?;
+        let scoped = self.api_subscriptions(id, with_subscriptions)?;
         let tx = self.conn.transaction()?;
-        if tx.execute("DELETE FROM apis WHERE id = ?1", params![id])? == 0 {
-            return Err(PlaneError::NotFound(format!("api '{id}'")));
-        }
+        tx.execute("DELETE FROM apis WHERE id = ?1", params![id])?;
         tx.execute("DELETE FROM operations WHERE api = ?1", params![id])?;
         tx.execute("DELETE FROM gateway_apis WHERE api = ?1", params![id])?;
+        tx.execute("DELETE FROM product_apis WHERE api = ?1", params![id])?;
+        Self::drop_subscriptions(&tx, scoped.iter().map(String::as_str))?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(())
@@ -422,25 +455,40 @@ impl PlaneStore {
     pub fn link(&mut self, gateway: &str, api: &str) -> PlaneResult<bool> {
         self.gateway(gateway)?;
         self.get_api(api)?;
+        self.add_link(Links::Gateway, gateway, api)
+    }
+
+    pub fn unlink(&mut self, gateway: &str, api: &str) -> PlaneResult<()> {
+        self.remove_link(Links::Gateway, gateway, api)
+    }
+
+    pub fn gateway_apis(&self, gateway: &str) -> PlaneResult<Vec<String>> {
+        self.linked_apis(Links::Gateway, gateway)
+    }
+
+    /// Links `owner` (checked by the caller) to API `api`; true if the link is new.
+    pub(super) fn add_link(&mut self, links: Links, owner: &str, api: &str) -> PlaneResult<bool> {
+        let (table, column, _) = links.names();
         let tx = self.conn.transaction()?;
         let n = tx.execute(
-            "INSERT OR IGNORE INTO gateway_apis (gateway, api) VALUES (?1, ?2)",
-            params![gateway, api],
+            &format!("INSERT OR IGNORE INTO {table} ({column}, api) VALUES (?1, ?2)"),
+            params![owner, api],
         )?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(n > 0)
     }
 
-    pub fn unlink(&mut self, gateway: &str, api: &str) -> PlaneResult<()> {
+    pub(super) fn remove_link(&mut self, links: Links, owner: &str, api: &str) -> PlaneResult<()> {
+        let (table, column, label) = links.names();
         let tx = self.conn.transaction()?;
         if tx.execute(
-            "DELETE FROM gateway_apis WHERE gateway = ?1 AND api = ?2",
-            params![gateway, api],
+            &format!("DELETE FROM {table} WHERE {column} = ?1 AND api = ?2"),
+            params![owner, api],
         )? == 0
         {
             return Err(PlaneError::NotFound(format!(
-                "api '{api}' on gateway '{gateway}'"
+                "api '{api}' on {label} '{owner}'"
             )));
         }
         Self::bump(&tx)?;
@@ -448,12 +496,13 @@ impl PlaneStore {
         Ok(())
     }
 
-    pub fn gateway_apis(&self, gateway: &str) -> PlaneResult<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT api FROM gateway_apis WHERE gateway = ?1 ORDER BY api")?;
+    pub(super) fn linked_apis(&self, links: Links, owner: &str) -> PlaneResult<Vec<String>> {
+        let (table, column, _) = links.names();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT api FROM {table} WHERE {column} = ?1 ORDER BY api"
+        ))?;
         let ids = stmt
-            .query_map(params![gateway], |r| r.get(0))?
+            .query_map(params![owner], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
@@ -467,6 +516,7 @@ impl PlaneStore {
         }
         let mut doc = Object::new();
         doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
+        self.catalogue_for(&apis, &mut doc)?;
         doc.insert("apis".into(), Value::Array(apis));
         let content = json::to_string(&Value::Object(doc.clone()));
         let version = crate::agent::store::sha256_hex(content.as_bytes())[..16].to_string();
@@ -598,14 +648,15 @@ impl PlaneStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn obj(text: &str) -> Object {
+    pub(in crate::manage) fn obj(text: &str) -> Object {
         parse_object(text)
     }
 
-    fn store(name: &str) -> PlaneStore {
+    /// A fresh store in its own temp directory.
+    pub(in crate::manage) fn store(name: &str) -> PlaneStore {
         let dir =
             std::env::temp_dir().join(format!("edgegate-plane-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -647,7 +698,7 @@ mod tests {
         )
         .unwrap();
         assert_ne!(s.document("gw1").unwrap().1, version);
-        s.delete_api("echo").unwrap();
+        s.delete_api("echo", false).unwrap();
         assert!(s.gateway_apis("gw1").unwrap().is_empty());
     }
 

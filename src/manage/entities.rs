@@ -1,0 +1,940 @@
+//! The management plane's catalogue beside the APIs: products (and which APIs each
+//! holds), subscriptions, named values, backends and the global policy, in SQLite. Every
+//! mutation is checked with the gateway's own compiler (errors relative to the entity),
+//! keeps references whole (a named value, backend, product or API still in use cannot be
+//! deleted), and bumps the revision in its transaction. Secrets (subscription keys, the
+//! values of secret named values) come out only through `secrets`; `view` leaves them out.
+//! `catalogue_for` picks what one gateway's document needs.
+//! Must not touch: HTTP (api.rs), the gateway's code paths.
+
+use std::collections::HashSet;
+
+use miniserde::json::{self, Array, Object, Value};
+use rusqlite::{params, OptionalExtension};
+
+use super::store::{id_of, parse_object, Links, PlaneError, PlaneResult, PlaneStore};
+use crate::config::{compile, ConfigError, ConfigSource};
+
+/// An entity kind of the admin API, by its URL segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Product,
+    Subscription,
+    NamedValue,
+    Backend,
+}
+
+impl Kind {
+    pub fn from_segment(segment: &str) -> Option<Kind> {
+        match segment {
+            "products" => Some(Kind::Product),
+            "subscriptions" => Some(Kind::Subscription),
+            "named-values" => Some(Kind::NamedValue),
+            "backends" => Some(Kind::Backend),
+            _ => None,
+        }
+    }
+
+    /// The `kind` column of the `entities` table.
+    fn stored(self) -> &'static str {
+        match self {
+            Kind::Product => "product",
+            Kind::Subscription => "subscription",
+            Kind::NamedValue => "namedValue",
+            Kind::Backend => "backend",
+        }
+    }
+
+    /// The array of the config document that holds this kind.
+    fn document_key(self) -> &'static str {
+        match self {
+            Kind::Product => "products",
+            Kind::Subscription => "subscriptions",
+            Kind::NamedValue => "namedValues",
+            Kind::Backend => "backends",
+        }
+    }
+
+    /// The field naming an entity in the document (named values are named, not ids).
+    fn id_field(self) -> &'static str {
+        match self {
+            Kind::NamedValue => "name",
+            _ => "id",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Product => "product",
+            Kind::Subscription => "subscription",
+            Kind::NamedValue => "named value",
+            Kind::Backend => "backend",
+        }
+    }
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+fn str_field<'o>(o: &'o Object, key: &str) -> Option<&'o str> {
+    match o.get(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> PlaneError {
+    PlaneError::Invalid(vec![ConfigError {
+        path: path.to_string(),
+        message: message.into(),
+    }])
+}
+
+/// A new subscription key: 32 hex characters, as APIM makes them.
+fn new_subscription_key() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    // SystemRandom only fails if the OS has no randomness source at all.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compiles `doc` with the gateway's compiler; errors under `prefix` (the candidate's
+/// place in `doc`) are made relative to the entity, others are left whole.
+fn check(doc: Object, prefix: &str) -> PlaneResult<()> {
+    let text = json::to_string(&Value::Object(doc));
+    match compile(&text, ConfigSource::Service) {
+        Ok(_) => Ok(()),
+        Err(errors) => Err(PlaneError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| ConfigError {
+                    path: match e.path.strip_prefix(prefix) {
+                        Some(rest) => rest.trim_start_matches('.').to_string(),
+                        None => e.path,
+                    },
+                    message: e.message,
+                })
+                .collect(),
+        )),
+    }
+}
+
+/// Every policy text of an API value (its own and its operations').
+fn api_policies(api: &Value) -> Vec<&str> {
+    let Value::Object(o) = api else {
+        return Vec::new();
+    };
+    let mut out: Vec<&str> = str_field(o, "policies").into_iter().collect();
+    if let Some(Value::Array(ops)) = o.get("operations") {
+        for op in ops {
+            if let Value::Object(op) = op {
+                out.extend(str_field(op, "policies"));
+            }
+        }
+    }
+    out
+}
+
+fn uses_named_value(text: &str, name: &str) -> bool {
+    text.contains(&format!("{{{{{name}}}}}"))
+}
+
+fn uses_backend(text: &str, id: &str) -> bool {
+    text.contains(&format!("backend-id=\"{id}\"")) || text.contains(&format!("backend-id='{id}'"))
+}
+
+impl PlaneStore {
+    /// The stored entity with its id field, secrets included.
+    fn raw(&self, kind: Kind, id: &str) -> PlaneResult<Option<Object>> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM entities WHERE kind = ?1 AND id = ?2",
+                params![kind.stored(), id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.map(|b| {
+            let mut o = parse_object(&b);
+            o.insert(kind.id_field().into(), string(id));
+            o
+        }))
+    }
+
+    /// Every entity of a kind, with its id field, secrets included; ordered by id.
+    fn all(&self, kind: Kind) -> PlaneResult<Vec<Object>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM entities WHERE kind = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![kind.stored()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            let mut o = parse_object(&body);
+            o.insert(kind.id_field().into(), string(&id));
+            out.push(o);
+        }
+        Ok(out)
+    }
+
+    fn not_found(kind: Kind, id: &str) -> PlaneError {
+        PlaneError::NotFound(format!("{} '{id}'", kind.label()))
+    }
+
+    /// An entity as the admin API shows it: secrets left out, a product with its APIs.
+    fn view(&self, kind: Kind, mut o: Object) -> PlaneResult<Value> {
+        match kind {
+            Kind::Subscription => {
+                o.remove("primaryKey");
+                o.remove("secondaryKey");
+            }
+            Kind::NamedValue => {
+                if matches!(o.get("secret"), Some(Value::Bool(true))) {
+                    o.remove("value");
+                }
+            }
+            Kind::Product => {
+                let id = str_field(&o, "id").unwrap_or_default().to_string();
+                let apis = self.product_apis(&id)?;
+                o.insert(
+                    "apis".into(),
+                    Value::Array(apis.iter().map(|a| string(a)).collect()),
+                );
+            }
+            Kind::Backend => {}
+        }
+        Ok(Value::Object(o))
+    }
+
+    pub fn get_entity(&self, kind: Kind, id: &str) -> PlaneResult<Value> {
+        let o = self
+            .raw(kind, id)?
+            .ok_or_else(|| Self::not_found(kind, id))?;
+        self.view(kind, o)
+    }
+
+    pub fn list_entities(&self, kind: Kind) -> PlaneResult<Vec<Value>> {
+        self.all(kind)?
+            .into_iter()
+            .map(|o| self.view(kind, o))
+            .collect()
+    }
+
+    /// The secrets of a subscription (its keys) or a named value (its value).
+    pub fn secrets(&self, kind: Kind, id: &str) -> PlaneResult<Value> {
+        let o = self
+            .raw(kind, id)?
+            .ok_or_else(|| Self::not_found(kind, id))?;
+        let fields: &[&str] = match kind {
+            Kind::Subscription => &["primaryKey", "secondaryKey"],
+            Kind::NamedValue => &["value"],
+            _ => return Err(PlaneError::NotFound("secrets".into())),
+        };
+        let mut out = Object::new();
+        for f in fields {
+            if let Some(v) = o.get(*f) {
+                out.insert((*f).into(), v.clone());
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// Named values and backends: what policies under validation may refer to.
+    pub(super) fn references(&self) -> PlaneResult<Object> {
+        let mut doc = Object::new();
+        doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
+        for kind in [Kind::NamedValue, Kind::Backend] {
+            let all = self.all(kind)?;
+            doc.insert(
+                kind.document_key().into(),
+                Value::Array(all.into_iter().map(Value::Object).collect()),
+            );
+        }
+        Ok(doc)
+    }
+
+    /// A product as a document holds it, with its APIs (`links`).
+    fn product_in_document(mut o: Object, links: &[String]) -> Value {
+        o.insert(
+            "apis".into(),
+            Value::Array(links.iter().map(|a| string(a)).collect()),
+        );
+        Value::Object(o)
+    }
+
+    /// Checks a candidate entity with the gateway's compiler, in a document that holds
+    /// what it refers to (and, for a named value, the policies that use it).
+    fn validate_entity(&self, kind: Kind, candidate: &Object) -> PlaneResult<()> {
+        let id = str_field(candidate, kind.id_field())
+            .unwrap_or_default()
+            .to_string();
+        let mut doc = self.references()?;
+        let key = kind.document_key();
+        match kind {
+            Kind::Product => {
+                let links = self.product_apis(&id)?;
+                let mut apis = Array::new();
+                for a in &links {
+                    apis.push(self.get_api(a)?);
+                }
+                doc.insert("apis".into(), Value::Array(apis));
+                doc.insert(
+                    key.into(),
+                    Value::Array(
+                        std::iter::once(Self::product_in_document(candidate.clone(), &links))
+                            .collect(),
+                    ),
+                );
+            }
+            Kind::Subscription => {
+                let scope = str_field(candidate, "scope").unwrap_or_default();
+                if let Some(api) = scope.strip_prefix("/apis/") {
+                    if let Ok(v) = self.get_api(api) {
+                        doc.insert("apis".into(), Value::Array(std::iter::once(v).collect()));
+                    }
+                } else if let Some(p) = scope.strip_prefix("/products/") {
+                    if let Some(product) = self.raw(Kind::Product, p)? {
+                        let v = Self::product_in_document(product, &[]);
+                        doc.insert(
+                            "products".into(),
+                            Value::Array(std::iter::once(v).collect()),
+                        );
+                    }
+                }
+                doc.insert(
+                    key.into(),
+                    Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
+                );
+            }
+            Kind::NamedValue | Kind::Backend => {
+                // the candidate first (so its errors are at index 0), then the others
+                let mut list: Array = std::iter::once(Value::Object(candidate.clone())).collect();
+                list.extend(
+                    self.all(kind)?
+                        .into_iter()
+                        .filter(|o| str_field(o, kind.id_field()) != Some(&id))
+                        .map(Value::Object),
+                );
+                doc.insert(key.into(), Value::Array(list));
+                if kind == Kind::NamedValue {
+                    // the policies that use it must still compile with its new value
+                    self.add_users_of_named_value(&id, &mut doc)?;
+                }
+            }
+        }
+        check(doc, &format!("{key}[0]"))
+    }
+
+    /// Adds to `doc` every API, product and the global policy that use named value `name`.
+    fn add_users_of_named_value(&self, name: &str, doc: &mut Object) -> PlaneResult<()> {
+        let apis: Array = self
+            .list_apis()?
+            .into_iter()
+            .filter(|a| api_policies(a).iter().any(|t| uses_named_value(t, name)))
+            .collect();
+        let products: Array = self
+            .all(Kind::Product)?
+            .into_iter()
+            .filter(|p| str_field(p, "policies").is_some_and(|t| uses_named_value(t, name)))
+            .map(|p| Self::product_in_document(p, &[]))
+            .collect();
+        doc.insert("apis".into(), Value::Array(apis));
+        doc.insert("products".into(), Value::Array(products));
+        if let Some(policy) = self.global_policy()?.filter(|t| uses_named_value(t, name)) {
+            doc.insert("policies".into(), Value::String(policy));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces an entity. Returns true if created.
+    pub fn put_entity(&mut self, kind: Kind, id: &str, mut body: Object) -> PlaneResult<bool> {
+        body.remove("id");
+        body.remove(kind.id_field());
+        let existing = self.raw(kind, id)?;
+        if kind == Kind::Product && body.contains_key("apis") {
+            return Err(invalid(
+                "apis",
+                format!("a product's APIs are linked with PUT /admin/products/{id}/apis/{{apiId}}"),
+            ));
+        }
+        if kind == Kind::Subscription {
+            // keys left out keep their current value, or are made for a new subscription
+            for field in ["primaryKey", "secondaryKey"] {
+                if !body.contains_key(field) {
+                    let kept = existing.as_ref().and_then(|o| o.get(field)).cloned();
+                    body.insert(
+                        field.into(),
+                        kept.unwrap_or_else(|| Value::String(new_subscription_key())),
+                    );
+                }
+            }
+        }
+        let mut candidate = body.clone();
+        candidate.insert(kind.id_field().into(), string(id));
+        self.validate_entity(kind, &candidate)?;
+        let keys: Vec<String> = ["primaryKey", "secondaryKey"]
+            .iter()
+            .filter_map(|f| str_field(&body, f).map(str::to_string))
+            .collect();
+        let tx = self.conn.transaction()?;
+        if kind == Kind::Subscription {
+            for k in &keys {
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT subscription FROM subscription_keys WHERE key = ?1 AND subscription != ?2",
+                        params![k, id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if owner.is_some() {
+                    // which subscription holds it is not said: that would confirm a key
+                    return Err(invalid(
+                        "primaryKey",
+                        "a key is already used by another subscription",
+                    ));
+                }
+            }
+            tx.execute(
+                "DELETE FROM subscription_keys WHERE subscription = ?1",
+                params![id],
+            )?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT OR IGNORE INTO subscription_keys (key, subscription) VALUES (?1, ?2)",
+                    params![k, id],
+                )?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO entities (kind, id, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
+            params![kind.stored(), id, json::to_string(&Value::Object(body))],
+        )?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(existing.is_none())
+    }
+
+    /// Subscriptions whose scope is `scope`.
+    fn subscriptions_scoped(&self, scope: &str) -> PlaneResult<Vec<String>> {
+        Ok(self
+            .all(Kind::Subscription)?
+            .into_iter()
+            .filter(|s| str_field(s, "scope") == Some(scope))
+            .filter_map(|s| str_field(&s, "id").map(str::to_string))
+            .collect())
+    }
+
+    /// Where named value `name` (or backend `id`) is used, if anywhere: "api 'x'", ….
+    fn user_of(&self, uses: impl Fn(&str) -> bool) -> PlaneResult<Option<String>> {
+        for api in self.list_apis()? {
+            if api_policies(&api).iter().any(|t| uses(t)) {
+                return Ok(Some(format!("api '{}'", id_of(&api).unwrap_or_default())));
+            }
+        }
+        for p in self.all(Kind::Product)? {
+            if str_field(&p, "policies").is_some_and(&uses) {
+                return Ok(Some(format!(
+                    "product '{}'",
+                    str_field(&p, "id").unwrap_or_default()
+                )));
+            }
+        }
+        if self.global_policy()?.is_some_and(|t| uses(&t)) {
+            return Ok(Some("the global policy".into()));
+        }
+        Ok(None)
+    }
+
+    /// Deletes an entity. Refused (409) while it is in use; a product's subscriptions go
+    /// with it only when `with_subscriptions` is set.
+    pub fn delete_entity(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        with_subscriptions: bool,
+    ) -> PlaneResult<()> {
+        if self.raw(kind, id)?.is_none() {
+            return Err(Self::not_found(kind, id));
+        }
+        let in_use = match kind {
+            Kind::NamedValue => self.user_of(|t| uses_named_value(t, id))?,
+            Kind::Backend => self.user_of(|t| uses_backend(t, id))?,
+            _ => None,
+        };
+        if let Some(user) = in_use {
+            return Err(PlaneError::Conflict(format!(
+                "{} '{id}' is used by {user}",
+                kind.label()
+            )));
+        }
+        let scoped = match kind {
+            Kind::Product => self.subscriptions_scoped(&format!("/products/{id}"))?,
+            _ => Vec::new(),
+        };
+        if !scoped.is_empty() && !with_subscriptions {
+            return Err(PlaneError::Conflict(format!(
+                "product '{id}' has {} subscription(s); delete them first or add ?deleteSubscriptions=true",
+                scoped.len()
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        let own = std::iter::once(id).filter(|_| kind == Kind::Subscription);
+        Self::drop_subscriptions(&tx, scoped.iter().map(String::as_str).chain(own))?;
+        tx.execute(
+            "DELETE FROM entities WHERE kind = ?1 AND id = ?2",
+            params![kind.stored(), id],
+        )?;
+        if kind == Kind::Product {
+            tx.execute("DELETE FROM product_apis WHERE product = ?1", params![id])?;
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The subscriptions that go with API `api` when it is deleted; refused (409) when
+    /// there are any and `with_subscriptions` is not set.
+    pub(super) fn api_subscriptions(
+        &self,
+        api: &str,
+        with_subscriptions: bool,
+    ) -> PlaneResult<Vec<String>> {
+        let scoped = self.subscriptions_scoped(&format!("/apis/{api}"))?;
+        if !scoped.is_empty() && !with_subscriptions {
+            return Err(PlaneError::Conflict(format!(
+                "api '{api}' has {} subscription(s); delete them first or add ?deleteSubscriptions=true",
+                scoped.len()
+            )));
+        }
+        Ok(scoped)
+    }
+
+    /// Deletes subscriptions and their keys, in the caller's transaction.
+    pub(super) fn drop_subscriptions<'i>(
+        tx: &rusqlite::Transaction,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> PlaneResult<()> {
+        for s in ids {
+            tx.execute(
+                "DELETE FROM entities WHERE kind = 'subscription' AND id = ?1",
+                params![s],
+            )?;
+            tx.execute(
+                "DELETE FROM subscription_keys WHERE subscription = ?1",
+                params![s],
+            )?;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- product links
+
+    pub fn product_apis(&self, product: &str) -> PlaneResult<Vec<String>> {
+        self.linked_apis(Links::Product, product)
+    }
+
+    pub fn link_product(&mut self, product: &str, api: &str) -> PlaneResult<bool> {
+        if self.raw(Kind::Product, product)?.is_none() {
+            return Err(Self::not_found(Kind::Product, product));
+        }
+        self.get_api(api)?;
+        self.add_link(Links::Product, product, api)
+    }
+
+    pub fn unlink_product(&mut self, product: &str, api: &str) -> PlaneResult<()> {
+        self.remove_link(Links::Product, product, api)
+    }
+
+    // ---------------------------------------------------------------- global policy
+
+    pub fn global_policy(&self) -> PlaneResult<Option<String>> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM entities WHERE kind = 'policy' AND id = 'global'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.and_then(|b| str_field(&parse_object(&b), "value").map(str::to_string)))
+    }
+
+    /// Sets the global policy from `{"value": "<policies>…</policies>"}`. Returns true if
+    /// there was none.
+    pub fn put_global_policy(&mut self, body: &Object) -> PlaneResult<bool> {
+        let Some(value) = str_field(body, "value") else {
+            return Err(invalid(
+                "value",
+                "required: the policy document as a string",
+            ));
+        };
+        if let Some(extra) = body
+            .keys()
+            .find(|k| k.as_str() != "value" && k.as_str() != "format")
+        {
+            return Err(invalid(extra, "unknown field"));
+        }
+        if str_field(body, "format").is_some_and(|f| f != "rawxml" && f != "xml") {
+            return Err(invalid("format", "expected rawxml or xml"));
+        }
+        let mut doc = self.references()?;
+        doc.insert("policies".into(), string(value));
+        check(doc, "policies")?;
+        let existed = self.global_policy()?.is_some();
+        let mut stored = Object::new();
+        stored.insert("value".into(), string(value));
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO entities (kind, id, body) VALUES ('policy', 'global', ?1)
+             ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
+            params![json::to_string(&Value::Object(stored))],
+        )?;
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(!existed)
+    }
+
+    pub fn delete_global_policy(&mut self) -> PlaneResult<()> {
+        let tx = self.conn.transaction()?;
+        if tx.execute(
+            "DELETE FROM entities WHERE kind = 'policy' AND id = 'global'",
+            [],
+        )? == 0
+        {
+            return Err(PlaneError::NotFound("global policy".into()));
+        }
+        Self::bump(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- documents
+
+    /// What a gateway serving `apis` needs besides them: the products that hold any of
+    /// them (limited to them), the subscriptions that can call them, the global policy,
+    /// and the named values and backends those policies use. Added to `doc`.
+    pub(super) fn catalogue_for(&self, apis: &[Value], doc: &mut Object) -> PlaneResult<()> {
+        let served: HashSet<&str> = apis.iter().filter_map(id_of).collect();
+        let mut policies: Vec<String> = apis
+            .iter()
+            .flat_map(api_policies)
+            .map(str::to_string)
+            .collect();
+        let mut products = Array::new();
+        let mut product_ids = HashSet::new();
+        for p in self.all(Kind::Product)? {
+            let id = str_field(&p, "id").unwrap_or_default().to_string();
+            let links: Vec<String> = self
+                .product_apis(&id)?
+                .into_iter()
+                .filter(|a| served.contains(a.as_str()))
+                .collect();
+            if links.is_empty() {
+                continue;
+            }
+            policies.extend(str_field(&p, "policies").map(str::to_string));
+            products.push(Self::product_in_document(p, &links));
+            product_ids.insert(id);
+        }
+        let subscriptions: Array = self
+            .all(Kind::Subscription)?
+            .into_iter()
+            .filter(|s| {
+                let scope = str_field(s, "scope").unwrap_or_default();
+                scope == "/apis"
+                    || scope
+                        .strip_prefix("/apis/")
+                        .is_some_and(|a| served.contains(a))
+                    || scope
+                        .strip_prefix("/products/")
+                        .is_some_and(|p| product_ids.contains(p))
+            })
+            .map(Value::Object)
+            .collect();
+        if let Some(global) = self.global_policy()? {
+            policies.push(global.clone());
+            doc.insert("policies".into(), Value::String(global));
+        }
+        let named: Array = self
+            .all(Kind::NamedValue)?
+            .into_iter()
+            .filter(|nv| {
+                let name = str_field(nv, "name").unwrap_or_default();
+                policies.iter().any(|t| uses_named_value(t, name))
+            })
+            .map(Value::Object)
+            .collect();
+        // backend-id="{{name}}": the backend is known only once the value is substituted
+        let any_backend = policies
+            .iter()
+            .any(|t| t.contains("backend-id=\"{{") || t.contains("backend-id='{{"));
+        let backends: Array = self
+            .all(Kind::Backend)?
+            .into_iter()
+            .filter(|b| {
+                let id = str_field(b, "id").unwrap_or_default();
+                any_backend || policies.iter().any(|t| uses_backend(t, id))
+            })
+            .map(Value::Object)
+            .collect();
+        for (key, list) in [
+            ("products", products),
+            ("subscriptions", subscriptions),
+            ("namedValues", named),
+            ("backends", backends),
+        ] {
+            if !list.is_empty() {
+                doc.insert(key.into(), Value::Array(list));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manage::store::tests::obj;
+
+    /// A store with APIs "echo" (subscription required) and "other".
+    fn store(name: &str) -> PlaneStore {
+        let mut s = crate::manage::store::tests::store(&format!("entities-{name}"));
+        s.put_api(
+            "echo",
+            obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": true}"#),
+        )
+        .unwrap();
+        s.put_api(
+            "other",
+            obj(r#"{"path": "other", "serviceUrl": "http://127.0.0.1:9"}"#),
+        )
+        .unwrap();
+        s
+    }
+
+    fn errors(e: PlaneError) -> Vec<String> {
+        match e {
+            PlaneError::Invalid(list) => list.iter().map(ToString::to_string).collect(),
+            other => vec![format!("{other:?}")],
+        }
+    }
+
+    #[test]
+    fn entities_are_checked_with_paths_relative_to_them() {
+        let mut s = store("checked");
+        let e = s
+            .put_entity(Kind::Product, "p", obj(r#"{"state": "live"}"#))
+            .unwrap_err();
+        assert_eq!(
+            errors(e),
+            ["state: 'live' is not published or notPublished"]
+        );
+        let e = s
+            .put_entity(
+                Kind::Subscription,
+                "s",
+                obj(r#"{"scope": "/products/none"}"#),
+            )
+            .unwrap_err();
+        assert_eq!(errors(e), ["scope: product 'none' is not in products"]);
+        let e = s
+            .put_entity(Kind::Backend, "b", obj(r#"{"url": "ftp://x"}"#))
+            .unwrap_err();
+        assert_eq!(errors(e).len(), 1);
+        assert!(errors(
+            s.put_global_policy(&obj(
+                r#"{"value": "<policies><inbound><nope /></inbound></policies>"}"#
+            ))
+            .unwrap_err()
+        )[0]
+        .starts_with("line 1 column 20: policy <nope> is not supported"));
+        // a policy may only use named values that exist
+        let e = s
+            .put_api(
+                "echo",
+                obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9", "policies": "<policies><inbound><set-header name=\"a\" exists-action=\"override\"><value>{{missing}}</value></set-header></inbound></policies>"}"#),
+            )
+            .unwrap_err();
+        assert!(errors(e)[0].contains("missing"), "named value named");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_views_and_keys_are_unique() {
+        let mut s = store("secrets");
+        assert!(s
+            .put_entity(Kind::Subscription, "s1", obj(r#"{"scope": "/apis/echo"}"#))
+            .unwrap());
+        let shown = json::to_string(&s.get_entity(Kind::Subscription, "s1").unwrap());
+        assert!(!shown.contains("Key"), "{shown}");
+        let Value::Object(keys) = s.secrets(Kind::Subscription, "s1").unwrap() else {
+            panic!()
+        };
+        let primary = str_field(&keys, "primaryKey").unwrap().to_string();
+        assert_eq!(primary.len(), 32);
+        // a PUT without keys keeps them
+        s.put_entity(
+            Kind::Subscription,
+            "s1",
+            obj(r#"{"scope": "/apis", "state": "suspended"}"#),
+        )
+        .unwrap();
+        let Value::Object(again) = s.secrets(Kind::Subscription, "s1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(str_field(&again, "primaryKey"), Some(primary.as_str()));
+        // another subscription may not reuse a key
+        let e = s
+            .put_entity(
+                Kind::Subscription,
+                "s2",
+                obj(&format!(
+                    r#"{{"scope": "/apis", "secondaryKey": "{primary}"}}"#
+                )),
+            )
+            .unwrap_err();
+        assert_eq!(
+            errors(e),
+            ["primaryKey: a key is already used by another subscription"]
+        );
+        s.put_entity(
+            Kind::NamedValue,
+            "token",
+            obj(r#"{"value": "hunter2-secret", "secret": true}"#),
+        )
+        .unwrap();
+        let listed = json::to_string(&Value::Array(
+            s.list_entities(Kind::NamedValue)
+                .unwrap()
+                .into_iter()
+                .collect(),
+        ));
+        assert!(!listed.contains("hunter2"), "{listed}");
+        assert_eq!(
+            json::to_string(&s.secrets(Kind::NamedValue, "token").unwrap()),
+            r#"{"value":"hunter2-secret"}"#
+        );
+    }
+
+    #[test]
+    fn references_stay_whole() {
+        let mut s = store("refs");
+        s.put_entity(Kind::NamedValue, "who", obj(r#"{"value": "edge"}"#))
+            .unwrap();
+        s.put_entity(Kind::Backend, "b1", obj(r#"{"url": "http://127.0.0.1:9"}"#))
+            .unwrap();
+        s.put_api(
+            "echo",
+            obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9", "policies": "<policies><inbound><set-header name=\"x\" exists-action=\"override\"><value>{{who}}</value></set-header><set-backend-service backend-id=\"b1\" /></inbound></policies>"}"#),
+        )
+        .unwrap();
+        let conflict = |e: PlaneError| match e {
+            PlaneError::Conflict(why) => why,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            conflict(s.delete_entity(Kind::NamedValue, "who", false).unwrap_err()),
+            "named value 'who' is used by api 'echo'"
+        );
+        assert_eq!(
+            conflict(s.delete_entity(Kind::Backend, "b1", false).unwrap_err()),
+            "backend 'b1' is used by api 'echo'"
+        );
+        // a named value whose new value breaks a policy that uses it is refused
+        assert!(s
+            .put_entity(Kind::NamedValue, "who", obj(r#"{"value": "</value>"}"#))
+            .is_err());
+        // products and APIs with subscriptions go only with them
+        s.put_entity(Kind::Product, "p", obj(r#"{"subscriptionRequired": true}"#))
+            .unwrap();
+        s.link_product("p", "echo").unwrap();
+        s.put_entity(Kind::Subscription, "sp", obj(r#"{"scope": "/products/p"}"#))
+            .unwrap();
+        s.put_entity(Kind::Subscription, "sa", obj(r#"{"scope": "/apis/other"}"#))
+            .unwrap();
+        assert!(
+            conflict(s.delete_entity(Kind::Product, "p", false).unwrap_err())
+                .starts_with("product 'p' has 1 subscription(s)")
+        );
+        assert!(conflict(s.delete_api("other", false).unwrap_err())
+            .starts_with("api 'other' has 1 subscription(s)"));
+        s.delete_entity(Kind::Product, "p", true).unwrap();
+        s.delete_api("other", true).unwrap();
+        assert!(s.list_entities(Kind::Subscription).unwrap().is_empty());
+        assert!(s.product_apis("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_gateway_document_holds_only_what_its_apis_need() {
+        let mut s = store("catalogue");
+        for (nv, value) in [("used", "yes"), ("unused", "no")] {
+            s.put_entity(
+                Kind::NamedValue,
+                nv,
+                obj(&format!(r#"{{"value": "{value}"}}"#)),
+            )
+            .unwrap();
+        }
+        for b in ["b-used", "b-unused"] {
+            s.put_entity(Kind::Backend, b, obj(r#"{"url": "http://127.0.0.1:9"}"#))
+                .unwrap();
+        }
+        s.put_entity(
+            Kind::Product,
+            "gold",
+            obj(r#"{"policies": "<policies><inbound><base /><set-backend-service backend-id=\"b-used\" /></inbound></policies>"}"#),
+        )
+        .unwrap();
+        s.put_entity(Kind::Product, "silver", obj("{}")).unwrap();
+        s.link_product("gold", "echo").unwrap();
+        s.link_product("gold", "other").unwrap();
+        s.link_product("silver", "other").unwrap();
+        for (id, scope) in [
+            ("all", "/apis"),
+            ("on-echo", "/apis/echo"),
+            ("on-other", "/apis/other"),
+            ("gold-sub", "/products/gold"),
+            ("silver-sub", "/products/silver"),
+        ] {
+            s.put_entity(
+                Kind::Subscription,
+                id,
+                obj(&format!(r#"{{"scope": "{scope}"}}"#)),
+            )
+            .unwrap();
+        }
+        s.put_global_policy(&obj(r#"{"value": "<policies><inbound><set-header name=\"g\" exists-action=\"override\"><value>{{used}}</value></set-header></inbound></policies>"}"#))
+            .unwrap();
+        s.put_gateway("g", Object::new()).unwrap();
+        s.link("g", "echo").unwrap();
+        let (doc, _) = s.document("g").unwrap();
+        let ids = |key: &str| -> Vec<String> {
+            match parse_object(&doc).get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Object(o) => str_field(o, "id")
+                            .or(str_field(o, "name"))
+                            .map(str::to_string),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        assert_eq!(ids("products"), ["gold"]);
+        assert!(
+            doc.contains(r#""apis":["echo"]"#),
+            "gold limited to echo: {doc}"
+        );
+        assert_eq!(ids("subscriptions"), ["all", "gold-sub", "on-echo"]);
+        assert_eq!(ids("namedValues"), ["used"]);
+        assert_eq!(ids("backends"), ["b-used"]);
+        // and it compiles as the gateway will
+        assert!(compile(&doc, ConfigSource::Service).is_ok(), "{doc}");
+    }
+}
