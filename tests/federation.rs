@@ -694,6 +694,37 @@ fn metric_aggregates_reach_the_plane() {
     assert!(body.contains("edgegate_plane_connected 1"), "{body}");
 }
 
+#[test]
+fn metric_snapshots_made_while_offline_reach_the_plane_after_a_restart() {
+    let (_a, plane, gw) = federated(&["config.service.poll.interval=1s"]);
+    for _ in 0..3 {
+        assert!(serves(&gw, "/x", "a"));
+    }
+    let listen = plane.addr.to_string();
+    let dir = plane.kill();
+    assert!(eventually(Duration::from_secs(10), || status(&gw)
+        .contains("\"offlineSince\": \"")));
+    for _ in 0..2 {
+        assert!(serves(&gw, "/x", "a"));
+    }
+    // stopped while offline: its last snapshot (5 calls) waits in the backup file
+    gw.signal("TERM");
+    let mut gw = gw;
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+    let gw_dir = gw.kill();
+    let plane = Plane::start_at(dir, &listen);
+    let _gw = Gateway::service_in(gw_dir, &plane.url(), &plane.token("gw1"), &[]);
+    let five = r#"edgegate_requests_total{api=\"echo\",operation=\"all\",status_class=\"2xx\",error_reason=\"\"} 5"#;
+    assert!(
+        eventually(Duration::from_secs(20), || plane
+            .admin("GET", "/admin/gateways/gw1/metrics", "")
+            .1
+            .contains(five)),
+        "{}",
+        plane.admin("GET", "/admin/gateways/gw1/metrics", "").1
+    );
+}
+
 /// JSON string literal for `s`.
 fn js(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))

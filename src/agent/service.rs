@@ -310,6 +310,12 @@ impl ServiceSync {
         }
     }
 
+    fn spool_metrics(&mut self, text: &str) {
+        if let Some(store) = self.store.as_mut() {
+            let _ = store.spool_metrics(&self.instance_id, text);
+        }
+    }
+
     /// Uploads spooled batches (oldest first), then the pending ones. While the plane is
     /// unreachable, everything goes to the spool instead.
     fn upload(&mut self) {
@@ -328,6 +334,20 @@ impl ServiceSync {
             }
             if let Some(store) = self.store.as_mut() {
                 let _ = store.spool_remove(seq);
+            }
+        }
+        // snapshots of earlier runs (or of this one, made while offline) first
+        let spooled = self
+            .store
+            .as_ref()
+            .and_then(|s| s.spooled_metrics().ok())
+            .unwrap_or_default();
+        for (instance, body) in spooled {
+            if self.client.metrics(&instance, &body).is_err() {
+                return;
+            }
+            if let Some(store) = self.store.as_mut() {
+                let _ = store.unspool_metrics(&instance);
             }
         }
         if let Some(text) = self.metrics.take() {
@@ -460,6 +480,10 @@ impl Syncer for ServiceSync {
     }
 
     fn metrics(&mut self, text: String) {
+        if self.state.offline_since.is_some() {
+            // kept in the backup file, so a stop or crash while offline loses nothing
+            self.spool_metrics(&text);
+        }
         self.metrics = Some(text);
     }
 
@@ -469,5 +493,8 @@ impl Syncer for ServiceSync {
     fn shutdown(&mut self) {
         // what could not be sent yet waits in the spool for the next start
         self.spool_pending();
+        if let Some(text) = self.metrics.take() {
+            self.spool_metrics(&text);
+        }
     }
 }

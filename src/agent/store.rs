@@ -94,6 +94,7 @@ const SCHEMA: &str = "
         body    TEXT    NOT NULL
     );
     CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS metrics_spool (instance TEXT PRIMARY KEY, body TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS quotas (
         label        TEXT    NOT NULL,
         key          TEXT    NOT NULL,
@@ -396,6 +397,34 @@ impl Store {
     pub fn spool_remove(&mut self, seq: i64) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM spool WHERE seq = ?1", params![seq])?;
+        Ok(())
+    }
+
+    /// Keeps an instance's newest metrics snapshot (cumulative, so one per instance is
+    /// all that matters) until it reaches the plane.
+    pub fn spool_metrics(&mut self, instance: &str, body: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO metrics_spool (instance, body) VALUES (?1, ?2)
+             ON CONFLICT(instance) DO UPDATE SET body = excluded.body",
+            params![instance, body],
+        )?;
+        Ok(())
+    }
+
+    /// Spooled metrics snapshots: (instance, body).
+    pub fn spooled_metrics(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT instance, body FROM metrics_spool ORDER BY instance")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn unspool_metrics(&mut self, instance: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM metrics_spool WHERE instance = ?1",
+            params![instance],
+        )?;
         Ok(())
     }
 

@@ -272,6 +272,7 @@ impl Server {
         }
         log::info!("stopped");
         self.snapshot_quotas();
+        self.snapshot_metrics();
         if let Some((records, dropped)) = self.log.take_cloud() {
             let _ = self.to_agent.try_send(ToAgent::Telemetry(records, dropped));
         }
