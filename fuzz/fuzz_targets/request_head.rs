@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         original_host: head.host,
         chunked: head.body == BodyKind::Chunked,
         length: head.body.content_length(),
+        edits: None,
     };
     if write_backend_request(&mut w, &req, head.headers, false).is_err() {
         return;

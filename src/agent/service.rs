@@ -205,8 +205,10 @@ impl ServiceSync {
                 self.state.last_sync_at = Some(SystemTime::now());
                 self.next_poll = now;
                 self.etag = etag;
+                let compiling = Instant::now();
                 match compile_and_resolve(&text, ConfigSource::Service) {
                     Ok(runtime) => {
+                        let compiled = compiling.elapsed();
                         let pin = self.store.as_ref().and_then(|s| s.pinned().ok().flatten());
                         if let Some(pin) = pin {
                             // the pin holds until the plane sends a version not seen before
@@ -237,7 +239,16 @@ impl ServiceSync {
                         {
                             return;
                         }
+                        let backing_up = Instant::now();
                         record(self.store.as_mut(), &runtime, &text);
+                        log::info!(
+                            "config version {} from the plane ({} apis, {} KiB): compiled in {} ms, backed up in {} ms",
+                            runtime.version,
+                            runtime.apis.len(),
+                            text.len() / 1024,
+                            compiled.as_millis(),
+                            backing_up.elapsed().as_millis()
+                        );
                         out.push(Update::Apply(Loaded {
                             runtime,
                             text,

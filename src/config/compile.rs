@@ -7,10 +7,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use miniserde::json::Value;
-
 use super::entities;
-use super::json::{syntax_error, Errors, Fields};
+use super::json::{self, Errors, Fields, Json};
 use super::{Api, Backend, ConfigError, ConfigSource, Operation, Runtime};
 use crate::route::{ApiKey, ApiTable, OpTable, Template};
 
@@ -70,10 +68,9 @@ const NOT_YET: &[&str] = &["certificates"];
 /// assert_eq!(rt.apis[0].op_table.find(&"/a/items"[found.rest_offset..], "GET"), Some(0));
 /// ```
 pub fn compile(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
-    let doc: Value = match miniserde::json::from_str(text) {
+    let doc = match json::parse(text) {
         Ok(v) => v,
-        Err(_) => {
-            let (line, column, problem) = syntax_error(text);
+        Err((line, column, problem)) => {
             return Err(vec![ConfigError {
                 path: String::new(),
                 message: format!("invalid JSON at line {line} column {column}: {problem}"),
@@ -88,7 +85,7 @@ pub fn compile(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigEr
     }
 }
 
-fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Option<Runtime> {
+fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Option<Runtime> {
     let top = Fields::of(doc, "", TOP_FIELDS, errors)?;
     match top.u64("schemaVersion", errors) {
         Some(1) => {}
@@ -101,8 +98,8 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
     }
     let version = match top.get("version") {
         None => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Json::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s.to_string()),
+        Some(Json::Number(n)) => Some(n.to_string()),
         Some(_) => {
             errors.push(
                 "version",
@@ -198,14 +195,8 @@ fn compile_value(doc: &Value, source: ConfigSource, errors: &mut Errors) -> Opti
     })
 }
 
-fn value_id(value: &Value) -> &str {
-    match value {
-        Value::Object(o) => match o.get("id") {
-            Some(Value::String(s)) => s,
-            _ => "",
-        },
-        _ => "",
-    }
+fn value_id<'v>(value: &'v Json) -> &'v str {
+    value.get("id").and_then(Json::as_str).unwrap_or("")
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -243,7 +234,7 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 fn compile_api<'d>(
-    value: &'d Value,
+    value: &'d Json<'d>,
     path: &str,
     errors: &mut Errors,
 ) -> Option<(Api, entities::ApiTexts<'d>)> {
@@ -352,10 +343,10 @@ fn compile_api<'d>(
         .or_else(|| f.str("name", errors))
         .unwrap_or(id);
 
+    // per operation, only what it keeps is allocated: paths are made for errors only
     let mut operations = Vec::new();
-    let mut templates = Vec::new();
-    let mut seen_ids: HashMap<String, String> = HashMap::new();
-    let mut seen_shapes: HashMap<(String, String), String> = HashMap::new();
+    let mut seen_ids: HashMap<&str, String> = HashMap::new();
+    let mut seen_shapes: HashMap<(&str, String), String> = HashMap::new();
     for (op_path, op_value) in f.array("operations", errors) {
         let Some(o) = Fields::of(op_value, &op_path, OP_FIELDS, errors) else {
             continue;
@@ -367,7 +358,7 @@ fn compile_api<'d>(
                 "may hold only letters, digits and - _ . ~ (at most 256)",
             );
         }
-        if let Some(first) = seen_ids.insert(op_id.to_string(), op_path.clone()) {
+        if let Some(first) = seen_ids.insert(op_id, op_path.clone()) {
             if !op_id.is_empty() {
                 errors.push(
                     &o.path("id"),
@@ -393,25 +384,26 @@ fn compile_api<'d>(
             }
         };
         let op_policies = o.str("policies", errors);
-        if o.get("responses").is_some() && !matches!(o.get("responses"), Some(Value::Array(_))) {
+        if o.get("responses").is_some() && !matches!(o.get("responses"), Some(Json::Array(_))) {
             errors.push(&o.path("responses"), "expected an array");
         }
-        let responses = entities::responses(o.get("responses"), &o.path("responses"), errors);
+        let responses = match o.get("responses") {
+            None => Vec::new(),
+            some => entities::responses(some, &o.path("responses"), errors),
+        };
         let op_name = o
             .str("displayName", errors)
             .or_else(|| o.str("name", errors))
             .unwrap_or(op_id);
         if let Some(t) = template {
-            if let Some(first) =
-                seen_shapes.insert((method.to_string(), t.shape()), op_path.clone())
-            {
+            if let Some(first) = seen_shapes.insert((method, t.shape()), op_path.clone()) {
                 errors.push(
                     &o.path("urlTemplate"),
                     format!("{method} {template_text} can never match: {first} has the same method and template"),
                 );
             }
-            templates.push(t.clone());
-            op_texts.push((o.path("policies"), op_policies));
+            let policies_path = op_policies.map(|_| o.path("policies"));
+            op_texts.push((policies_path.unwrap_or_default(), op_policies));
             operations.push(Operation {
                 id: op_id.to_string(),
                 name: op_name.to_string(),
@@ -426,12 +418,8 @@ fn compile_api<'d>(
     if errors.0.len() > before {
         return None;
     }
-    let op_table = OpTable::build(
-        operations
-            .iter()
-            .zip(templates.iter())
-            .map(|(o, t)| (o.method.as_str(), t)),
-    );
+    let op_table = OpTable::build(operations.iter().map(|o| (o.method.as_str(), &o.template)));
+    // (the API's path also names errors of plans merged from global and product scopes)
     let texts = (f.path("policies"), api_policies, op_texts);
     let api = Api {
         id: id.to_string(),

@@ -8,10 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use miniserde::json::Value;
-
 use super::compile::{parse_service_url, valid_id};
-use super::json::{Errors, Fields};
+use super::json::{self, Errors, Fields, Json};
 use super::{Api, Backend, Product, Subscription, SubscriptionScope};
 use crate::policy::parse::{parse, Context};
 use crate::policy::{self, Plan, Scope, ScopeDoc};
@@ -502,12 +500,12 @@ pub fn link_products(apis: &mut [Api], products: &[Product]) {
 
 /// Parses an operation's `responses` (for mock-response).
 pub fn responses(
-    value: Option<&Value>,
+    value: Option<&Json>,
     path: &str,
     errors: &mut Errors,
 ) -> Vec<super::ResponseExample> {
     let mut out = Vec::new();
-    let Some(Value::Array(list)) = value else {
+    let Some(Json::Array(list)) = value else {
         return out;
     };
     for (i, r) in list.iter().enumerate() {
@@ -538,8 +536,12 @@ pub fn responses(
             let ct = g.required_str("contentType", errors).unwrap_or_default();
             let example = match g.get("example") {
                 None => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => miniserde::json::to_string(other),
+                Some(Json::String(s)) => s.to_string(),
+                Some(other) => {
+                    let mut text = String::new();
+                    json::to_text(other, &mut text);
+                    text
+                }
             };
             reps.push((ct.to_string(), example));
         }

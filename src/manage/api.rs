@@ -5,7 +5,8 @@
 //! and ignored.
 //! Must not touch: sockets (http.rs), SQL (store.rs).
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Array, Number, Object, Value};
@@ -17,6 +18,9 @@ use super::token;
 use crate::config::compile::valid_id;
 use crate::telemetry::{push_json_str, rfc3339};
 
+/// A gateway's document and its version, shared by the polls that ask for it.
+type Built = Arc<(String, String)>;
+
 /// Longest `?wait=N` honoured, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
@@ -26,6 +30,9 @@ pub struct Plane {
     revision: Mutex<u64>,
     changed: Condvar,
     admin_token: String,
+    /// Each gateway's document at the revision it was built for: long polls of many
+    /// gateways (and repeated polls of one) build it once per change.
+    documents: Mutex<HashMap<String, (u64, Built)>>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -95,6 +102,7 @@ impl Plane {
             revision: Mutex::new(revision),
             changed: Condvar::new(),
             admin_token,
+            documents: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,6 +132,28 @@ impl Plane {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
+    }
+
+    /// A gateway's document and version, built once per revision.
+    fn document(&self, gateway: &str) -> Result<Built, PlaneError> {
+        let store = self.store();
+        let revision = store.revision()?;
+        let cached = self
+            .documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(gateway)
+            .filter(|(r, _)| *r == revision)
+            .map(|(_, d)| Arc::clone(d));
+        if let Some(d) = cached {
+            return Ok(d);
+        }
+        let built = Arc::new(store.document(gateway)?);
+        let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        // a deleted gateway's entry goes when the next one is built
+        docs.retain(|_, (r, _)| *r == revision);
+        docs.insert(gateway.to_string(), (revision, Arc::clone(&built)));
+        Ok(built)
     }
 
     fn current_revision(&self) -> u64 {
@@ -577,12 +607,13 @@ impl Plane {
                     .map(|v| v.trim().trim_matches('"').to_string());
                 loop {
                     let seen = self.current_revision();
-                    let (doc, version) = match self.store().document(&gateway_id) {
+                    let built = match self.document(&gateway_id) {
                         Ok(d) => d,
                         Err(e) => return plane_error(e),
                     };
+                    let (doc, version) = &*built;
                     if known.as_deref() != Some(version.as_str()) {
-                        let mut r = Response::json(200, doc);
+                        let mut r = Response::json(200, doc.clone());
                         r.headers.push(("ETag", format!("\"{version}\"")));
                         return r;
                     }

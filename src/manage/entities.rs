@@ -615,16 +615,17 @@ impl PlaneStore {
 
     // ---------------------------------------------------------------- documents
 
-    /// What a gateway serving `apis` needs besides them: the products that hold any of
-    /// them (limited to them), the subscriptions that can call them, the global policy,
-    /// and the named values and backends those policies use. Added to `doc`.
-    pub(super) fn catalogue_for(&self, apis: &[Value], doc: &mut Object) -> PlaneResult<()> {
-        let served: HashSet<&str> = apis.iter().filter_map(id_of).collect();
-        let mut policies: Vec<String> = apis
-            .iter()
-            .flat_map(api_policies)
-            .map(str::to_string)
-            .collect();
+    /// What a gateway serving `apis` (whose policy texts are `policies`) needs besides
+    /// them: the products that hold any of them (limited to them), the subscriptions that
+    /// can call them, the global policy, and the named values and backends those policies
+    /// use. Added to `doc`.
+    pub(super) fn catalogue_for(
+        &self,
+        apis: &[String],
+        mut policies: Vec<String>,
+        doc: &mut Object,
+    ) -> PlaneResult<()> {
+        let served: HashSet<&str> = apis.iter().map(String::as_str).collect();
         let mut products = Array::new();
         let mut product_ids = HashSet::new();
         for p in self.all(Kind::Product)? {
