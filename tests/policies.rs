@@ -1137,3 +1137,71 @@ fn retry_sends_the_request_again_while_its_condition_holds() {
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), error_body(502, "Backend service unavailable"));
 }
+
+#[test]
+fn a_counter_keeps_its_identity_when_other_documents_change() {
+    let origin = Origin::echo();
+    // an API quota of 2 calls
+    let api_policy = policies(
+        r#"<base /><quota-by-key calls="2" renewal-period="3600" counter-key="tenant" />"#,
+        "<base />",
+        "<base />",
+    );
+    let v1 = config(&api(&origin.url(""), false, Some(&api_policy), None), "")
+        .replace(r#""version": "p1""#, r#""version": "v1""#);
+    // the same API, now after a global policy that has a quota of its own: counters
+    // numbered by position would shift and hand the API's count to the global quota
+    let global = r#"<policies><inbound><quota-by-key calls="100" renewal-period="3600" counter-key="tenant" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let v2 = config(
+        &api(&origin.url(""), false, Some(&api_policy), None),
+        &format!(r#", "policies": {}"#, js(global)),
+    )
+    .replace(r#""version": "p1""#, r#""version": "v2""#);
+    let gw = Gateway::start(&v1, &[]);
+    assert_eq!(send(&gw, "GET", "/a/x", &[], "").status, 200);
+    std::fs::write(&gw.config_path, &v2).unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log("config version v2 (");
+    assert_eq!(
+        send(&gw, "GET", "/a/x", &[], "").status,
+        200,
+        "second of two"
+    );
+    let r = send(&gw, "GET", "/a/x", &[], "");
+    assert_eq!(
+        r.status,
+        403,
+        "the API's quota kept its count: {}",
+        r.text()
+    );
+}
+
+#[test]
+fn a_client_that_leaves_during_a_retry_wait_ends_the_retries() {
+    let origin = Origin::start(|_, s| {
+        respond(s, 503, &[], b"busy");
+        true
+    });
+    let backend = r#"<policies><inbound /><backend><retry condition="@(context.Response.StatusCode == 503)" count="3" interval="2"><forward-request /></retry></backend><outbound /><on-error /></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), false, Some(backend), None), ""),
+        &[],
+    );
+    let s = gw.connect();
+    (&s).write_all(b"GET /a/x HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || origin
+        .requests()
+        .len()
+        == 1));
+    drop(s);
+    // the next attempt would start 2 s after the first; it never does
+    std::thread::sleep(Duration::from_millis(2600));
+    assert_eq!(origin.requests().len(), 1);
+    // and the gateway logged the call as abandoned by the client
+    let line = gw.wait_for_log("url=/a/x");
+    assert!(
+        line.contains("responseCode=499") && line.contains("errorReason=client_closed_or_aborted"),
+        "{line}"
+    );
+}

@@ -23,13 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let named = |n: &str| (n == "nv").then_some("value");
     let backend = |id: &str| (id == "b1").then_some(0);
     let mut add = |_: &str| Ok(1);
-    let mut counter = 0;
     let mut ctx = Context {
         scope: Scope::Api,
         named_value: &named,
         backend_id: &backend,
         add_backend_url: &mut add,
-        next_counter: &mut counter,
+        owner: "api:fuzz",
     };
     let _ = parse(text, &mut ctx);
     for block in [false, true] {

@@ -162,7 +162,6 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         named,
         backend_ids,
         backends,
-        next_counter: 0,
     };
     let texts = entities::PolicyTexts {
         global: top.str("policies", errors),

@@ -341,6 +341,7 @@ fn doc_of(
     text: Option<&str>,
     path: &str,
     scope: Scope,
+    owner: &str,
     env: &mut PlanEnv,
     errors: &mut Errors,
 ) -> Option<ScopeDoc> {
@@ -366,7 +367,7 @@ fn doc_of(
         named_value: &lookup_named,
         backend_id: &lookup_id,
         add_backend_url: &mut add_url,
-        next_counter: &mut env.next_counter,
+        owner,
     };
     match parse(t, &mut ctx) {
         Ok(d) => Some(d),
@@ -382,7 +383,6 @@ pub struct PlanEnv {
     pub named: NamedValues,
     pub backend_ids: HashMap<String, u32>,
     pub backends: Vec<Backend>,
-    pub next_counter: u32,
 }
 
 fn plan_of(doc: &ScopeDoc, trivial: bool, path: &str, errors: &mut Errors) -> Arc<Plan> {
@@ -405,7 +405,14 @@ pub fn build_plans(
     env: &mut PlanEnv,
     errors: &mut Errors,
 ) -> bool {
-    let global_doc = doc_of(texts.global, "policies", Scope::Global, env, errors);
+    let global_doc = doc_of(
+        texts.global,
+        "policies",
+        Scope::Global,
+        "global",
+        env,
+        errors,
+    );
     let base = policy::default_global();
     let global = match &global_doc {
         Some(d) => policy::merge(&base, d),
@@ -414,7 +421,11 @@ pub fn build_plans(
     let product_docs: Vec<Option<ScopeDoc>> = texts
         .products
         .iter()
-        .map(|(path, t)| doc_of(*t, path, Scope::Product, env, errors))
+        .zip(products)
+        .map(|((path, t), p)| {
+            let owner = format!("product:{}", p.id);
+            doc_of(*t, path, Scope::Product, &owner, env, errors)
+        })
         .collect();
     let product_eff: Vec<ScopeDoc> = product_docs
         .iter()
@@ -433,7 +444,8 @@ pub fn build_plans(
         let Some((api_path, api_text, op_texts)) = texts.apis.get(ai) else {
             continue;
         };
-        let api_doc = doc_of(*api_text, api_path, Scope::Api, env, errors);
+        let owner = format!("api:{}", api.id);
+        let api_doc = doc_of(*api_text, api_path, Scope::Api, &owner, env, errors);
         let mut contexts: Vec<(Option<u32>, ScopeDoc, bool)> = Vec::new();
         let none_eff = match &api_doc {
             Some(d) => policy::merge(&global, d),
@@ -466,7 +478,11 @@ pub fn build_plans(
                 .get(oi)
                 .map(|(p, t)| (p.as_str(), *t))
                 .unwrap_or(("", None));
-            let op_doc = doc_of(op_text, op_path, Scope::Operation, env, errors);
+            let owner = match op_text {
+                Some(_) => format!("operation:{}/{}", api.id, op.id),
+                None => String::new(),
+            };
+            let op_doc = doc_of(op_text, op_path, Scope::Operation, &owner, env, errors);
             op.plans = contexts
                 .iter()
                 .zip(shared.iter())

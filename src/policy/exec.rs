@@ -1042,7 +1042,7 @@ fn run_one(
 pub fn acquire_forward_slot(
     key: &Text,
     max: u32,
-    counter: u32,
+    counter: u64,
     req: &RequestView,
     who: &Who,
     st: &mut State,

@@ -47,7 +47,7 @@ pub struct Claim {
 #[derive(Debug, Clone)]
 pub struct ValidateJwt {
     /// Identity of this policy in the verified-token cache (unique per runtime).
-    pub id: u32,
+    pub id: u64,
     pub source: TokenSource,
     pub failed_code: u16,
     pub failed_message: Option<String>,

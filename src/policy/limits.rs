@@ -113,10 +113,10 @@ impl<G: Hash + Eq, T> Keyed<G, T> {
 }
 
 pub struct Counters {
-    windows: Keyed<u32, VecDeque<u64>>,
+    windows: Keyed<u64, VecDeque<u64>>,
     quotas: Keyed<String, Quota>,
-    concurrency: Keyed<u32, Rc<Cell<u32>>>,
-    jwt: Keyed<u32, Lifetime>,
+    concurrency: Keyed<u64, Rc<Cell<u32>>>,
+    jwt: Keyed<u64, Lifetime>,
     max_keys: usize,
     /// Some quota cell changed since the last export.
     pub quota_dirty: bool,
@@ -166,7 +166,7 @@ impl Counters {
 
     /// The window of (counter, key); a new one only while there is room (after
     /// reclaiming expired ones) — when full, new keys are refused rather than grown.
-    fn window(&mut self, counter: u32, key: &str, now_ms: u64) -> Option<&mut VecDeque<u64>> {
+    fn window(&mut self, counter: u64, key: &str, now_ms: u64) -> Option<&mut VecDeque<u64>> {
         if self.windows.get(&counter, key).is_none() && self.windows.len >= self.max_keys {
             self.sweep(now_ms);
             if self.windows.len >= self.max_keys {
@@ -179,7 +179,7 @@ impl Counters {
     /// Checks (and, when allowed, records `count`) a call in a sliding window.
     pub fn rate(
         &mut self,
-        counter: u32,
+        counter: u64,
         key: &str,
         calls: u64,
         period_secs: u64,
@@ -204,7 +204,7 @@ impl Counters {
     }
 
     /// Records `count` calls after the fact (rate-limit-by-key's increment-condition).
-    pub fn rate_add(&mut self, counter: u32, key: &str, calls: u64, count: u64, now_ms: u64) {
+    pub fn rate_add(&mut self, counter: u64, key: &str, calls: u64, count: u64, now_ms: u64) {
         if let Some(window) = self.window(counter, key, now_ms) {
             let room = calls.saturating_sub(window.len() as u64);
             window.extend(std::iter::repeat_n(now_ms, count.min(room) as usize));
@@ -214,7 +214,7 @@ impl Counters {
     /// Calls left in a sliding window without recording one.
     pub fn rate_peek(
         &mut self,
-        counter: u32,
+        counter: u64,
         key: &str,
         calls: u64,
         period_secs: u64,
@@ -361,7 +361,7 @@ impl Counters {
     }
 
     /// Takes a slot of a limit-concurrency; `None` when `max` are in use.
-    pub fn acquire(&mut self, counter: u32, key: &str, max: u32) -> Option<ConcurrencySlot> {
+    pub fn acquire(&mut self, counter: u64, key: &str, max: u32) -> Option<ConcurrencySlot> {
         if self.concurrency.get(&counter, key).is_none() && self.concurrency.len >= self.max_keys {
             self.concurrency.retain(|c| c.get() > 0);
             if self.concurrency.len >= self.max_keys {
@@ -376,11 +376,11 @@ impl Counters {
         Some(ConcurrencySlot(Rc::clone(cell)))
     }
 
-    pub fn jwt_cached(&self, policy: u32, token: &str) -> Option<Lifetime> {
+    pub fn jwt_cached(&self, policy: u64, token: &str) -> Option<Lifetime> {
         self.jwt.get(&policy, token).copied()
     }
 
-    pub fn jwt_remember(&mut self, policy: u32, token: &str, life: Lifetime) {
+    pub fn jwt_remember(&mut self, policy: u64, token: &str, life: Lifetime) {
         if self.jwt.len >= self.max_keys {
             // bounded: start over rather than grow (verifying again is only slower)
             self.jwt.clear();

@@ -100,7 +100,7 @@ pub struct Limit {
     pub bandwidth_kb: u64,
     pub period_secs: u64,
     /// Rate-limit counter identity (unique per policy instance and level).
-    pub counter: u32,
+    pub counter: u64,
     /// Quota counter identity, stable across restarts: scope, the policy's `id` (or its
     /// order in the config) and the level.
     pub label: Arc<str>,
@@ -143,7 +143,7 @@ pub struct LimitHeaders {
 
 #[derive(Debug, Clone)]
 pub struct RateLimitByKey {
-    pub counter: u32,
+    pub counter: u64,
     pub calls: u64,
     pub period_secs: u64,
     pub key: Text,
@@ -200,7 +200,7 @@ pub struct Forward {
     pub timeout_secs: Option<u64>,
     pub buffer_request_body: bool,
     pub retry: Option<Retry>,
-    pub concurrency: Option<(Text, u32, u32)>,
+    pub concurrency: Option<(Text, u32, u64)>,
 }
 
 /// `<retry>` around forward-request: the request is sent again while `condition` holds
@@ -277,7 +277,7 @@ pub enum Policy {
         header: String,
     },
     LimitConcurrency {
-        counter: u32,
+        counter: u64,
         key: Text,
         max: u32,
         steps: Vec<Step>,

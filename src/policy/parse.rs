@@ -45,8 +45,12 @@ pub struct Context<'a> {
     pub backend_id: &'a dyn Fn(&str) -> Option<u32>,
     /// A literal base-url → index of a backend added for it (or the error text).
     pub add_backend_url: &'a mut dyn FnMut(&str) -> Result<u32, String>,
-    /// Counter identities for rate limits and quotas, unique within the runtime.
-    pub next_counter: &'a mut u32,
+    /// Whose document this is: "global", "product:{id}", "api:{id}" or
+    /// "operation:{api}/{op}". Counter identities (rate limits, quotas, concurrency) are
+    /// made from it and from the policy's place in this document, so a counter keeps its
+    /// identity across reloads and restarts while its own document does not change, and
+    /// edits elsewhere never hand one policy's counts to another.
+    pub owner: &'a str,
 }
 
 type R<T> = Result<T, PolicyError>;
@@ -55,6 +59,8 @@ struct Cx<'c, 'a> {
     doc: &'c Document<'c>,
     ctx: &'c mut Context<'a>,
     section: Section,
+    /// Counter-using policies seen so far in this document.
+    counters: u32,
 }
 
 impl Cx<'_, '_> {
@@ -66,10 +72,22 @@ impl Cx<'_, '_> {
             message: message.into(),
         }
     }
-    fn counter(&mut self) -> u32 {
-        *self.ctx.next_counter += 1;
-        *self.ctx.next_counter
+    /// The stable label of the next counter-using policy: "{owner}#{n}".
+    fn counter_label(&mut self) -> String {
+        self.counters += 1;
+        format!("{}#{}", self.ctx.owner, self.counters)
     }
+    fn counter(&mut self) -> u64 {
+        counter_id(&self.counter_label())
+    }
+}
+
+/// A counter's identity: a 64-bit hash of its stable label.
+fn counter_id(label: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::route::Fnv::default();
+    h.write(label.as_bytes());
+    h.finish()
 }
 
 /// Compiles one scope's policy document.
@@ -102,6 +120,7 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
         doc: &doc,
         ctx,
         section: Section::Inbound,
+        counters: 0,
     };
     if !root.has_tag_name("policies") {
         return Err(cx.err(root, "the document element must be <policies>"));
@@ -387,12 +406,9 @@ fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
     } else {
         &["name", "id", "calls", "renewal-period"]
     };
-    let label: Arc<str> = {
-        let scope = cx.ctx.scope.as_str();
-        match attr(n, "id") {
-            Some(id) => Arc::from(format!("{scope}:{id}")),
-            None => Arc::from(format!("{scope}:#{}", *cx.ctx.next_counter + 1)),
-        }
+    let label: Arc<str> = match attr(n, "id") {
+        Some(id) => Arc::from(format!("{}:{id}", cx.ctx.owner)),
+        None => Arc::from(cx.counter_label()),
     };
     let mut top = level(cx, n, String::new(), label)?;
     only_children(cx, n, &["api"])?;
@@ -439,7 +455,7 @@ fn level(cx: &mut Cx, n: Node, name: String, label: Arc<str>) -> R<Limit> {
         calls: number(cx, n, "calls", Some(0))?,
         bandwidth_kb: number(cx, n, "bandwidth", Some(0))?,
         period_secs,
-        counter: cx.counter(),
+        counter: counter_id(&label),
         label,
         nested: Vec::new(),
     })

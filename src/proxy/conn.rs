@@ -269,6 +269,27 @@ enum Io {
     Failed,
 }
 
+/// Whether the client hung up while its request is being answered. Peeks, so that
+/// pipelined bytes stay in the socket for later (`pipelined` then says so).
+fn client_gone(sock: &mut TcpStream, readable: &mut bool, pipelined: &mut bool) -> bool {
+    if !*readable || *pipelined {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    match sock.peek(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => {
+            *pipelined = true;
+            false
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *readable = false;
+            false
+        }
+        Err(e) => e.kind() != io::ErrorKind::Interrupted,
+    }
+}
+
 /// Reads into `buf`; a short read clears the readiness flag (edge-triggered epoll
 /// reports new data with a new event).
 fn read_some(sock: &mut TcpStream, buf: &mut Buf, ready: &mut bool) -> Io {
@@ -902,8 +923,12 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Step::Close;
         };
-        // 0. <retry>: the next attempt starts when its wait is over
+        // 0. <retry>: the next attempt starts when its wait is over (unless the client
+        // left meanwhile)
         if let Some(at) = x.retry_at {
+            if client_gone(&mut self.sock, &mut self.readable, &mut self.pipelined) {
+                return Step::Close;
+            }
             if ctx.now < at {
                 return Step::Blocked;
             }
@@ -1067,16 +1092,11 @@ impl Client {
         }
 
         // 4b. a client that goes away while its request is being answered aborts it (as
-        // nginx does): peek, so pipelined bytes stay in the socket for later.
-        if matches!(x.req, ReqBody::Done) && self.readable && !self.pipelined {
-            let mut probe = [0u8; 1];
-            match self.sock.peek(&mut probe) {
-                Ok(0) => return Step::Close,
-                Ok(_) => self.pipelined = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
-            }
+        // nginx does)
+        if matches!(x.req, ReqBody::Done)
+            && client_gone(&mut self.sock, &mut self.readable, &mut self.pipelined)
+        {
+            return Step::Close;
         }
 
         // 5. response from the backend
