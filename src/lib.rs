@@ -26,6 +26,7 @@ pub mod config;
 pub mod http;
 pub mod manage;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod proxy;
 pub mod route;

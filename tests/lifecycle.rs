@@ -649,3 +649,75 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
         "the metrics listener answers /metrics only"
     );
 }
+
+#[test]
+fn systemd_hears_ready_status_watchdog_and_stopping() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let origin = Origin::echo();
+    let dir = temp_dir("notify");
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, simple_config("v7", "", &origin.url(""))).unwrap();
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let recv = |sock: &UnixDatagram| {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut child = Command::new(BIN)
+        .args(["gateway", "--config", cfg.to_str().unwrap()])
+        .args(["--set", "net.server.http.listen=127.0.0.1:0"])
+        .args([
+            "--set",
+            &format!("config.backup.path={}", dir.join("b.db").display()),
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(recv(&sock), "READY=1\nSTATUS=serving config version v7");
+    // the loop pings every WATCHDOG_USEC / 2
+    assert_eq!(recv(&sock), "WATCHDOG=1");
+    assert_eq!(recv(&sock), "WATCHDOG=1");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut stopping = false;
+    for _ in 0..20 {
+        let msg = recv(&sock);
+        if msg == "STOPPING=1\nSTATUS=draining" {
+            stopping = true;
+            break;
+        }
+        assert_eq!(msg, "WATCHDOG=1");
+    }
+    assert!(stopping);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // the management plane says READY too, here on an abstract socket
+    let name = format!("edgegate-test-{}", std::process::id());
+    let abstract_sock =
+        UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    abstract_sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut plane = Command::new(BIN)
+        .args(["manage", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("plane.db"))
+        .env("EDGEGATE_MANAGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(recv(&abstract_sock), "READY=1");
+    let _ = plane.kill();
+    let _ = plane.wait();
+}

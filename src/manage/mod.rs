@@ -75,6 +75,9 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         "listening on {}://{bound}",
         if tls.is_some() { "https" } else { "http" }
     );
+    if let Some(n) = crate::notify::Notifier::from_env() {
+        n.send("READY=1");
+    }
     let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| plane.handle(req));
     http::serve(listener, tls, handler).map_err(|e| e.to_string())
 }

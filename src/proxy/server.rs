@@ -74,6 +74,9 @@ pub struct Server {
     metrics_ready: bool,
     next_snapshot: Instant,
     next_quota_snapshot: Instant,
+    /// systemd's notification socket (readiness, status, watchdog), when started by it.
+    notifier: Option<crate::notify::Notifier>,
+    next_watchdog: Instant,
     /// Policy counters (rate limits, quotas, concurrency, verified tokens).
     counters: Counters,
     /// Wall clock (ms since the epoch), read once per loop turn.
@@ -150,6 +153,8 @@ impl Server {
             metrics_ready: false,
             next_snapshot: now + METRICS_SNAPSHOT_EVERY,
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
+            notifier: crate::notify::Notifier::from_env(),
+            next_watchdog: now,
             counters: Counters::new(COUNTER_KEYS_MAX),
             wall_ms: wall_ms(),
             gateway_id: settings
@@ -182,13 +187,24 @@ impl Server {
     /// buffered and written by the agent (see `sys`).
     pub fn run(mut self) -> io::Result<()> {
         crate::sys::mark_loop_thread();
+        if let Some(n) = &self.notifier {
+            let version = self.runtime.as_ref().map_or("none", |r| r.version.as_str());
+            n.send(&format!("READY=1\nSTATUS=serving config version {version}"));
+        }
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             let timeout = if !self.again.is_empty() || (self.listener_ready && self.can_accept()) {
                 Duration::ZERO
             } else if self.clients.is_empty() && self.shutdown_deadline.is_none() {
-                Duration::from_secs(1)
+                // idle: wake once a second, or for the next watchdog ping if sooner
+                let watchdog = self.notifier.as_ref().and_then(|n| n.watchdog_every());
+                match watchdog {
+                    Some(_) => Duration::from_secs(1)
+                        .min(self.next_watchdog.saturating_duration_since(Instant::now()))
+                        .max(SWEEP_EVERY),
+                    None => Duration::from_secs(1),
+                }
             } else {
                 SWEEP_EVERY
             };
@@ -243,6 +259,17 @@ impl Server {
                 if self.now >= self.next_quota_snapshot {
                     self.next_quota_snapshot = self.now + QUOTA_SNAPSHOT_EVERY;
                     self.snapshot_quotas();
+                }
+                // the loop itself pings: if it stops turning, systemd restarts us
+                if let Some((n, every)) = self
+                    .notifier
+                    .as_ref()
+                    .and_then(|n| n.watchdog_every().map(|e| (n, e)))
+                {
+                    if self.now >= self.next_watchdog {
+                        self.next_watchdog = self.now + every;
+                        n.send("WATCHDOG=1");
+                    }
                 }
             }
             // request records go in batches; the loop's own events (rare) at once
@@ -442,6 +469,9 @@ impl Server {
                         rt.source.as_str(),
                         rt.apis.len()
                     );
+                    if let Some(n) = &self.notifier {
+                        n.send(&format!("STATUS=serving config version {}", rt.version));
+                    }
                     self.runtime = Some(rt);
                     // verified tokens were checked against the old config's keys
                     self.counters.forget_tokens();
@@ -478,6 +508,9 @@ impl Server {
     }
 
     fn begin_shutdown(&mut self) {
+        if let Some(n) = &self.notifier {
+            n.send("STOPPING=1\nSTATUS=draining");
+        }
         log::info!(
             "shutting down: no new connections, draining {} open ones",
             self.clients.len()
