@@ -1205,3 +1205,47 @@ fn a_client_that_leaves_during_a_retry_wait_ends_the_retries() {
         "{line}"
     );
 }
+
+#[test]
+fn a_refused_subscription_key_goes_through_on_error() {
+    let origin = Origin::echo();
+    let api_policy = r#"<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /><set-header name="X-Error" exists-action="override"><value>@(context.LastError.Source + "/" + context.LastError.Reason + "/" + context.Request.Headers.GetValueOrDefault("X-Caller", "?"))</value></set-header><choose><when condition="@(context.LastError.Reason == "SubscriptionKeyNotFound")"><set-body>{"error": "send your key in Ocp-Apim-Subscription-Key"}</set-body></when></choose></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), true, Some(api_policy), None), ""),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/x", &[("X-Caller", "c1")], "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("authorization/SubscriptionKeyNotFound/c1")
+    );
+    assert_eq!(
+        r.text(),
+        r#"{"error": "send your key in Ocp-Apim-Subscription-Key"}"#
+    );
+    // an invalid key: on-error runs too and keeps the gateway's answer
+    let r = send(
+        &gw,
+        "GET",
+        "/a/x",
+        &[("Ocp-Apim-Subscription-Key", "not-a-key-1234")],
+        "",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("authorization/SubscriptionKeyInvalid/?")
+    );
+    assert_eq!(
+        r.text(),
+        error_body(
+            401,
+            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription."
+        )
+    );
+    // and the request log still names the failure
+    let line = gw.wait_for_log("errorReason=subscription_key_invalid");
+    assert!(line.contains("responseCode=401"), "{line}");
+    assert!(origin.requests().is_empty());
+}

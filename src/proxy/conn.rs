@@ -720,12 +720,22 @@ impl Client {
                 api,
                 op,
                 request_id,
+                reason,
             } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
                 }
                 self.start_reply_bytes(bytes, close, ctx);
-                self.log_local(status, api, op, None, &method, &url, Some(request_id), ctx);
+                self.log_local(
+                    status,
+                    api,
+                    op,
+                    reason,
+                    &method,
+                    &url,
+                    Some(request_id),
+                    ctx,
+                );
             }
             Decision::Reply {
                 status,
@@ -1829,6 +1839,8 @@ enum Decision<'h> {
         op: &'h str,
         /// context.RequestId, logged as the record's id.
         request_id: String,
+        /// The failure the answer stands for, if any (for the log).
+        reason: Option<&'static str>,
     },
     /// The plan needs the whole request body first: grow the buffer to this size.
     NeedBody(usize),
@@ -1861,16 +1873,20 @@ fn decide<'h>(
             None => head.path.to_string(),
         }
     };
+    // the method for the request log, only when it is written
+    let logged_method = || {
+        if logging {
+            head.method.to_string()
+        } else {
+            String::new()
+        }
+    };
     let reply = |f: Failure, api: &'h str, url: String| Decision::Reply {
         status: f.status(),
         content_type: JSON,
         body: failure_body(f),
         failure: Some(f),
-        method: if logging {
-            head.method.to_string()
-        } else {
-            String::new()
-        },
+        method: logged_method(),
         url,
         api,
     };
@@ -1925,9 +1941,56 @@ fn decide<'h>(
     let Some(op) = api.op_table.find(rest, head.method) else {
         return reply(Failure::OperationNotFound, "", url_of(&api.key_query));
     };
+    let view = RequestView {
+        method: head.method,
+        path: head.path,
+        rest,
+        host: head.host,
+        query: head.query,
+        headers: HeaderSrc::Parsed(head.headers),
+        ip: peer_ip,
+        https: false,
+    };
     let admitted = match gate::admit(rt, found.api, api, head) {
         Ok(a) => a,
-        Err(f) => return reply(f, &api.id, url_of(&api.key_query)),
+        Err(f) => {
+            // as in APIM, a refused key goes through on-error (Source "authorization")
+            let on_error = api
+                .operations
+                .get(op as usize)
+                .and_then(|o| o.plan(None))
+                .filter(|p| !p.trivial && !p.on_error.is_empty());
+            let Some(plan) = on_error else {
+                return reply(f, &api.id, url_of(&api.key_query));
+            };
+            *ctx.seq += 1;
+            let ids = gate::Ids {
+                api: found.api,
+                op,
+                product: None,
+                subscription: None,
+            };
+            let id = request_id(ctx.id_prefix, *ctx.seq);
+            let mut c = Call::start(plan, ids, "", id, &view);
+            c.on_failure(f, rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+            let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
+            let st = &c.st;
+            return Decision::Raw {
+                status: st.resp.status.unwrap_or(f.status()),
+                bytes: gate::render_response(st, f.status(), "", &[], close, head.is_head()),
+                consumed: 0,
+                close,
+                method: logged_method(),
+                url: url_of(&api.key_query),
+                api: &api.id,
+                op: api
+                    .operations
+                    .get(op as usize)
+                    .map_or("", |o| o.id.as_str()),
+                request_id: st.request_id.clone(),
+                reason: Some(f.reason()),
+            };
+        }
     };
     if let BodyKind::Length(n) = head.body {
         if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
@@ -1971,29 +2034,9 @@ fn decide<'h>(
             product: admitted.product,
             subscription: admitted.subscription,
         };
-        let mut c = Box::new(Call {
-            plan: Arc::clone(&plan),
-            st: exec::State {
-                request_id: request_id(ctx.id_prefix, *ctx.seq),
-                ..exec::State::default()
-            },
-            ids,
-            key: Box::from(admitted.key),
-        });
+        let id = request_id(ctx.id_prefix, *ctx.seq);
+        let mut c = Box::new(Call::start(&plan, ids, admitted.key, id, &view));
         c.st.req.body = collected;
-        let view = RequestView {
-            method: head.method,
-            path: head.path,
-            rest,
-            host: head.host,
-            query: head.query,
-            headers: HeaderSrc::Parsed(head.headers),
-            ip: peer_ip,
-            https: false,
-        };
-        if plan.later_reads_request {
-            c.st.request_copy = Some(OwnedRequest::of(&view));
-        }
         let Some(who) = gate::who(rt, ids, admitted.key, ctx.gateway_id) else {
             return reply(Failure::OperationNotFound, "", url_of(""));
         };
@@ -2062,15 +2105,12 @@ fn decide<'h>(
                 bytes,
                 consumed,
                 close,
-                method: if logging {
-                    head.method.to_string()
-                } else {
-                    String::new()
-                },
+                method: logged_method(),
                 url: url_of(&api.key_query),
                 api: &api.id,
                 op: &operation.id,
                 request_id: st.request_id.clone(),
+                reason: None,
             };
         }
         call = Some(c);

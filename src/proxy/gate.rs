@@ -189,6 +189,30 @@ pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> 
 }
 
 impl Call {
+    /// A call's policy state under `plan`, with a copy of the request when a later
+    /// section (outbound, on-error, a retry condition) reads it.
+    pub fn start(
+        plan: &Arc<Plan>,
+        ids: Ids,
+        key: &str,
+        request_id: String,
+        req: &RequestView,
+    ) -> Call {
+        let mut st = State {
+            request_id,
+            ..State::default()
+        };
+        if plan.later_reads_request {
+            st.request_copy = Some(exec::OwnedRequest::of(req));
+        }
+        Call {
+            plan: Arc::clone(plan),
+            st,
+            ids,
+            key: Box::from(key),
+        }
+    }
+
     /// Runs on-error after a failure outside the policies (backend, framing), starting
     /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
     /// If on-error itself fails, its error answer stands (APIM makes no second pass).
@@ -200,8 +224,13 @@ impl Call {
         counters: &mut Counters,
         now_ms: u64,
     ) {
-        let (source, section) = match failure.source() {
-            crate::http::failure::Source::Backend => ("forward-request", "backend"),
+        let (source, section) = match failure {
+            Failure::MissingSubscriptionKey | Failure::InvalidSubscriptionKey => {
+                ("authorization", "inbound")
+            }
+            f if f.source() == crate::http::failure::Source::Backend => {
+                ("forward-request", "backend")
+            }
             _ => ("configuration", "inbound"),
         };
         self.st.answer(failure.status(), failure.message());
@@ -260,6 +289,8 @@ fn failure_reason(f: Failure) -> &'static str {
         Failure::BackendConnectTimeout | Failure::BackendTimeout => "Timeout",
         Failure::BackendReset | Failure::BackendBadResponse(_) => "BackendConnectionFailure",
         Failure::BodyTimeout => "ClientConnectionFailure",
+        Failure::MissingSubscriptionKey => "SubscriptionKeyNotFound",
+        Failure::InvalidSubscriptionKey => "SubscriptionKeyInvalid",
         other => other.reason(),
     }
 }
