@@ -18,8 +18,13 @@ use super::token;
 use crate::config::compile::valid_id;
 use crate::telemetry::{push_json_str, rfc3339};
 
-/// A gateway's document and its version, shared by the polls that ask for it.
-type Built = Arc<(String, String)>;
+/// A gateway's document and its version, shared by the polls (and the gateways) that
+/// ask for it: answers point at it rather than copy it.
+#[derive(Clone)]
+struct Built {
+    document: Arc<str>,
+    version: Arc<str>,
+}
 
 /// Longest `?wait=N` honoured, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -144,15 +149,23 @@ impl Plane {
             .unwrap_or_else(|p| p.into_inner())
             .get(gateway)
             .filter(|(r, _)| *r == revision)
-            .map(|(_, d)| Arc::clone(d));
+            .map(|(_, d)| d.clone());
         if let Some(d) = cached {
             return Ok(d);
         }
-        let built = Arc::new(store.document(gateway)?);
+        let (document, version) = store.document(gateway)?;
         let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
         // a deleted gateway's entry goes when the next one is built
         docs.retain(|_, (r, _)| *r == revision);
-        docs.insert(gateway.to_string(), (revision, Arc::clone(&built)));
+        // gateways serving the same APIs share one copy
+        let built = match docs.values().find(|(_, d)| *d.version == *version) {
+            Some((_, same)) => same.clone(),
+            None => Built {
+                document: Arc::from(document),
+                version: Arc::from(version),
+            },
+        };
+        docs.insert(gateway.to_string(), (revision, built.clone()));
         Ok(built)
     }
 
@@ -611,9 +624,9 @@ impl Plane {
                         Ok(d) => d,
                         Err(e) => return plane_error(e),
                     };
-                    let (doc, version) = &*built;
-                    if known.as_deref() != Some(version.as_str()) {
-                        let mut r = Response::json(200, doc.clone());
+                    let version = &*built.version;
+                    if known.as_deref() != Some(version) {
+                        let mut r = Response::shared_json(200, Arc::clone(&built.document));
                         r.headers.push(("ETag", format!("\"{version}\"")));
                         return r;
                     }
@@ -672,5 +685,42 @@ impl Plane {
             }
             _ => Response::error(404, "Resource not found"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manage::store::tests::{obj, store};
+
+    #[test]
+    fn documents_are_built_once_per_revision_and_shared_between_gateways() {
+        let mut s = store("api-docs");
+        s.put_api(
+            "echo",
+            obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9"}"#),
+        )
+        .unwrap();
+        for g in ["g1", "g2", "g3"] {
+            s.put_gateway(g, Object::new()).unwrap();
+        }
+        s.link("g1", "echo").unwrap();
+        s.link("g2", "echo").unwrap();
+        let plane = Plane::new(s, "t".into()).unwrap();
+        let a = plane.document("g1").unwrap();
+        let again = plane.document("g1").unwrap();
+        assert!(Arc::ptr_eq(&a.document, &again.document), "cached");
+        let b = plane.document("g2").unwrap();
+        assert!(
+            Arc::ptr_eq(&a.document, &b.document),
+            "the same APIs: one copy"
+        );
+        let c = plane.document("g3").unwrap();
+        assert_ne!(c.version, a.version, "g3 serves nothing");
+        // a change makes a new revision and a new document
+        plane.store().unlink("g2", "echo").unwrap();
+        let b2 = plane.document("g2").unwrap();
+        assert_eq!(b2.version, c.version);
+        assert!(!Arc::ptr_eq(&b2.document, &b.document));
     }
 }

@@ -44,22 +44,47 @@ impl Request {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
 }
+
+/// A response body: its own bytes, or a text shared with a cache (a gateway's document
+/// goes to every gateway that asks without a copy per answer).
+pub enum Body {
+    Owned(Vec<u8>),
+    Shared(Arc<str>),
+}
+
+impl Body {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Owned(b) => b,
+            Body::Shared(s) => s.as_bytes(),
+        }
+    }
+}
+
+const JSON_TYPE: &str = "application/json; charset=utf-8";
 
 impl Response {
     pub fn json(status: u16, body: String) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
-            body: body.into_bytes(),
+            headers: vec![("Content-Type", JSON_TYPE.into())],
+            body: Body::Owned(body.into_bytes()),
+        }
+    }
+    pub fn shared_json(status: u16, body: Arc<str>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", JSON_TYPE.into())],
+            body: Body::Shared(body),
         }
     }
     pub fn empty(status: u16) -> Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::Owned(Vec::new()),
         }
     }
     /// `{"statusCode": N, "message": "…"}`, as the gateway answers.
@@ -228,7 +253,7 @@ fn write_response<W: Write + ?Sized>(w: &mut W, r: &Response, close: bool) -> io
         "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
         r.status,
         crate::http::failure::reason_phrase(r.status),
-        r.body.len()
+        r.body.bytes().len()
     );
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -238,7 +263,7 @@ fn write_response<W: Write + ?Sized>(w: &mut W, r: &Response, close: bool) -> io
     }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
-    w.write_all(&r.body)?;
+    w.write_all(r.body.bytes())?;
     w.flush()
 }
 
