@@ -8,6 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${1:-$ROOT/target/release/edgegate}"
 [ -x "$BIN" ] || BIN="$ROOT/target/debug/edgegate"
 [ -x "$BIN" ] || { echo "build edgegate first" >&2; exit 2; }
+BIN="$(realpath "$BIN")"  # units need an absolute path
 MAX="${EXPOSURE_MAX:-2.0}"
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 status=0
