@@ -106,6 +106,9 @@ const SCHEMA: &str = "
     );
 ";
 
+/// Most gateway instances whose last metrics snapshot waits for the plane.
+pub const METRICS_SPOOL_INSTANCES: i64 = 16;
+
 /// Most bytes of telemetry spooled while the plane is unreachable; beyond it the oldest
 /// batches are dropped and counted.
 pub const SPOOL_MAX_BYTES: i64 = 64 * 1024 * 1024;
@@ -402,12 +405,21 @@ impl Store {
 
     /// Keeps an instance's newest metrics snapshot (cumulative, so one per instance is
     /// all that matters) until it reaches the plane.
+    /// At most `METRICS_SPOOL_INSTANCES` instances are kept (a gateway restarted over and
+    /// over while offline makes a new one each time); the oldest go first.
     pub fn spool_metrics(&mut self, instance: &str, body: &str) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO metrics_spool (instance, body) VALUES (?1, ?2)
              ON CONFLICT(instance) DO UPDATE SET body = excluded.body",
             params![instance, body],
         )?;
+        tx.execute(
+            "DELETE FROM metrics_spool WHERE rowid NOT IN
+               (SELECT rowid FROM metrics_spool ORDER BY rowid DESC LIMIT ?1)",
+            params![METRICS_SPOOL_INSTANCES],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -568,6 +580,29 @@ mod tests {
             Err(StoreError::NoSuchVersion(_))
         ));
         assert_eq!(store.get(&format!("#{}", e.seq)).unwrap().document, "doc 7");
+    }
+
+    #[test]
+    fn metric_snapshots_are_kept_per_instance_and_bounded() {
+        let path = temp("metrics-spool");
+        let (mut store, _) = Store::open(&path, 10).unwrap();
+        store.spool_metrics("a", "1").unwrap();
+        store.spool_metrics("a", "2").unwrap();
+        assert_eq!(store.spooled_metrics().unwrap(), [("a".into(), "2".into())]);
+        for i in 0..METRICS_SPOOL_INSTANCES {
+            store.spool_metrics(&format!("i{i:02}"), "x").unwrap();
+        }
+        let kept = store.spooled_metrics().unwrap();
+        assert_eq!(kept.len() as i64, METRICS_SPOOL_INSTANCES);
+        assert!(
+            kept.iter().all(|(i, _)| i != "a"),
+            "the oldest instance went"
+        );
+        store.unspool_metrics("i00").unwrap();
+        assert_eq!(
+            store.spooled_metrics().unwrap().len() as i64,
+            METRICS_SPOOL_INSTANCES - 1
+        );
     }
 
     #[test]
