@@ -277,7 +277,7 @@ fn gateway(args: &[String]) -> ExitCode {
 
 fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
     // Where configs come from: the management plane, or a local file.
-    let (mut syncer, loaded, sync): (Box<dyn Syncer>, Loaded, SyncState) =
+    let (mut syncer, loaded, mut sync): (Box<dyn Syncer>, Loaded, SyncState) =
         if settings.service_endpoint.is_some() {
             let mut service = ServiceSync::new(settings)?;
             let loaded = service.initial()?;
@@ -310,6 +310,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
     let runtime = Arc::new(loaded.runtime);
     let quotas = edgegate::agent::saved_quotas(syncer.as_mut());
+    sync.backup_versions = edgegate::agent::backup_versions(syncer.as_mut());
     let (agent, from_agent) = Agent::spawn(syncer, (Arc::clone(&runtime), loaded.text), waker)
         .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(

@@ -1,7 +1,7 @@
 //! Request metrics kept on the event loop without locks, and their Prometheus text
 //! exposition (DESIGN.md §7): requests by API, operation, status class and error reason;
-//! total and backend duration histograms; gauges for the config, the plane link and open
-//! connections. Series keys are built in a reused scratch string, so counting a request
+//! total, backend, client and gateway duration histograms; gauges for the config, the
+//! plane link, the backup store and open connections. Series keys are built in a reused scratch string, so counting a request
 //! allocates only the first time a series appears; the number of series is bounded.
 //! Must not touch: sockets, the agent.
 
@@ -19,6 +19,20 @@ pub const MAX_SERIES: usize = 10_000;
 pub const REQUESTS: &str = "edgegate_requests_total";
 pub const DURATION: &str = "edgegate_request_duration_milliseconds";
 pub const BACKEND_DURATION: &str = "edgegate_backend_duration_milliseconds";
+pub const CLIENT_DURATION: &str = "edgegate_client_duration_milliseconds";
+pub const GATEWAY_DURATION: &str = "edgegate_gateway_duration_milliseconds";
+
+/// Where one call's time went, in milliseconds (as APIM's TotalTime, BackendTime and
+/// ClientTime): `client` is waiting on the client (the request body coming in, the
+/// response going out after the backend's last byte), `gateway` the rest that is not
+/// the backend's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub total: f64,
+    pub backend: Option<f64>,
+    pub client: f64,
+    pub gateway: f64,
+}
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -41,6 +55,8 @@ impl Histogram {
 struct Series {
     total: Histogram,
     backend: Histogram,
+    client: Histogram,
+    gateway: Histogram,
 }
 
 /// What the loop knows at render time.
@@ -48,6 +64,8 @@ pub struct Gauges<'a> {
     pub config_version: Option<&'a str>,
     pub config_age_seconds: u64,
     pub plane_connected: Option<bool>,
+    /// Versions in the backup store, when backups are on.
+    pub backup_versions: Option<u32>,
     pub connections_open: usize,
 }
 
@@ -68,6 +86,7 @@ impl<'a> Gauges<'a> {
                     .as_secs()
             }),
             plane_connected: service_mode.then_some(sync.offline_since.is_none()),
+            backup_versions: sync.backup_versions,
             connections_open,
         }
     }
@@ -108,8 +127,7 @@ impl Metrics {
         operation: &str,
         status: u16,
         reason: Option<&str>,
-        total_ms: f64,
-        backend_ms: Option<f64>,
+        t: Timings,
     ) {
         self.scratch.clear();
         for part in [api, operation, class(status), reason.unwrap_or("")] {
@@ -127,10 +145,12 @@ impl Metrics {
         let Some(series) = self.series.get_mut(self.scratch.as_str()) else {
             return;
         };
-        series.total.observe(total_ms);
-        if let Some(b) = backend_ms {
+        series.total.observe(t.total);
+        if let Some(b) = t.backend {
             series.backend.observe(b);
         }
+        series.client.observe(t.client);
+        series.gateway.observe(t.gateway);
     }
 
     /// The Prometheus text format (version 0.0.4).
@@ -157,23 +177,34 @@ impl Metrics {
         if self.overflow > 0 {
             let _ = writeln!(out, "edgegate_requests_unlabelled_total {}", self.overflow);
         }
-        for (name, help, pick) in [
+        type Pick = fn(&Series) -> &Histogram;
+        let histograms: [(&str, &str, Pick); 4] = [
             (
                 DURATION,
                 "Time from the request head to the last response byte.",
-                0,
+                |s| &s.total,
             ),
             (
                 BACKEND_DURATION,
                 "Time from connecting to the backend to the last response byte.",
-                1,
+                |s| &s.backend,
             ),
-        ] {
+            (
+                CLIENT_DURATION,
+                "Time spent waiting on the client: the request body in, the response out after the backend's last byte.",
+                |s| &s.client,
+            ),
+            (
+                GATEWAY_DURATION,
+                "Time neither the backend's nor the client's: routing, policies, queueing.",
+                |s| &s.gateway,
+            ),
+        ];
+        for (name, help, pick) in histograms {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} histogram");
             for key in &keys {
-                let s = &self.series[*key];
-                let h = if pick == 0 { &s.total } else { &s.backend };
+                let h = pick(&self.series[*key]);
                 if h.count == 0 {
                     continue;
                 }
@@ -215,6 +246,12 @@ impl Metrics {
                 u8::from(c)
             );
         }
+        if let Some(n) = g.backup_versions {
+            let _ = writeln!(
+                out,
+                "# TYPE edgegate_backup_versions gauge\nedgegate_backup_versions {n}"
+            );
+        }
         let _ = writeln!(
             out,
             "# TYPE edgegate_connections_open gauge\nedgegate_connections_open {}",
@@ -231,13 +268,26 @@ mod tests {
     #[test]
     fn counts_histograms_and_exposition() {
         let mut m = Metrics::default();
-        m.observe("echo", "get", 200, None, 3.0, Some(2.0));
-        m.observe("echo", "get", 200, None, 30.0, Some(29.0));
-        m.observe("", "", 404, Some("operation_not_found"), 0.1, None);
+        let t = |total, backend, client, gateway| Timings {
+            total,
+            backend,
+            client,
+            gateway,
+        };
+        m.observe("echo", "get", 200, None, t(3.0, Some(2.0), 0.5, 0.5));
+        m.observe("echo", "get", 200, None, t(30.0, Some(29.0), 0.7, 0.3));
+        m.observe(
+            "",
+            "",
+            404,
+            Some("operation_not_found"),
+            t(0.1, None, 0.0, 0.1),
+        );
         let text = m.render(&Gauges {
             config_version: Some("v\"1"),
             config_age_seconds: 7,
             plane_connected: Some(false),
+            backup_versions: Some(4),
             connections_open: 3,
         });
         for line in [
@@ -249,7 +299,10 @@ mod tests {
             "edgegate_backend_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 31.000",
             "edgegate_config_info{version=\"v\\\"1\"} 1",
             "edgegate_config_age_seconds 7",
+            "edgegate_client_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 1.200",
+            "edgegate_gateway_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"1\"} 2",
             "edgegate_plane_connected 0",
+            "edgegate_backup_versions 4",
             "edgegate_connections_open 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
@@ -264,7 +317,7 @@ mod tests {
     fn series_are_bounded() {
         let mut m = Metrics::default();
         for i in 0..MAX_SERIES + 5 {
-            m.observe(&format!("api-{i}"), "op", 200, None, 1.0, None);
+            m.observe(&format!("api-{i}"), "op", 200, None, Timings::default());
         }
         assert_eq!(m.series.len(), MAX_SERIES);
         assert!(m
@@ -272,6 +325,7 @@ mod tests {
                 config_version: None,
                 config_age_seconds: 0,
                 plane_connected: None,
+                backup_versions: None,
                 connections_open: 0
             })
             .contains("edgegate_requests_unlabelled_total 5"));

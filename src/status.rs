@@ -21,6 +21,8 @@ pub struct SyncState {
     pub last_error: Option<String>,
     pub offline_since: Option<SystemTime>,
     pub token_expiry: Option<String>,
+    /// Versions in the backup store after the last apply (for metrics), when backups are on.
+    pub backup_versions: Option<u32>,
 }
 
 pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (u16, String) {

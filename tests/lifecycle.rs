@@ -632,7 +632,12 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
         "edgegate_requests_total{api=\"\",operation=\"\",status_class=\"4xx\",error_reason=\"operation_not_found\"} 1",
         "edgegate_requests_total{api=\"down-199\",operation=\"all\",status_class=\"5xx\",error_reason=\"backend_connect_failed\"} 1",
         "edgegate_request_duration_milliseconds_count{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
+        "edgegate_backend_duration_milliseconds_count{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
+        "edgegate_client_duration_milliseconds_count{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
+        "edgegate_gateway_duration_milliseconds_count{api=\"echo\",operation=\"get-item\",status_class=\"2xx\",error_reason=\"\"} 2",
         "edgegate_config_info{version=\"m1\"} 1",
+        // one version applied so far, backed up
+        "edgegate_backup_versions 1",
     ] {
         assert!(text.lines().any(|l| l == want), "missing {want}");
     }
@@ -647,6 +652,19 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
         get(maddr, "/other").status,
         404,
         "the metrics listener answers /metrics only"
+    );
+    // a reload applies and backs up a second version
+    std::fs::write(&gw.config_path, config.replace("\"m1\"", "\"m2\"")).unwrap();
+    gw.signal("HUP");
+    gw.wait_for_log("config version m2 (");
+    let text = get(maddr, "/metrics").text();
+    assert!(
+        text.lines().any(|l| l == "edgegate_backup_versions 2"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("backup"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -47,10 +47,12 @@ pub enum ToAgent {
 
 /// Agent → loop.
 pub enum ToLoop {
-    /// A config to serve; `note` (for status) says why it is not the latest source's.
+    /// A config to serve; `note` (for status) says why it is not the latest source's;
+    /// `backup_versions`: how many the backup store holds now (for metrics).
     Apply {
         runtime: Arc<Runtime>,
         note: Option<String>,
+        backup_versions: Option<u32>,
     },
     /// A config was refused; the running one stays. The text is for status.
     Rejected(String),
@@ -162,6 +164,11 @@ pub fn saved_quotas(syncer: &mut dyn Syncer) -> Vec<QuotaCell> {
             Vec::new()
         }
     }
+}
+
+/// How many versions the backup store holds, when backups are on.
+pub fn backup_versions(syncer: &mut dyn Syncer) -> Option<u32> {
+    syncer.store().and_then(|s| s.count().ok())
 }
 
 fn save_quotas(syncer: &mut dyn Syncer, cells: &[QuotaCell]) {
@@ -291,6 +298,7 @@ fn run(
                     ToLoop::Apply {
                         runtime,
                         note: loaded.problem,
+                        backup_versions: backup_versions(syncer.as_mut()),
                     }
                 }
                 Update::Rejected(reason) => ToLoop::Rejected(reason),

@@ -233,6 +233,14 @@ impl Store {
             .map(|(sha, _)| sha))
     }
 
+    /// How many versions are stored.
+    pub fn count(&self) -> Result<u32, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM configs", [], |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// Every stored version, newest first.
     pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
         Ok(self

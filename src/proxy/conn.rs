@@ -244,6 +244,8 @@ struct Exchange {
     /// attempts the exchange holds no backend connection).
     retries: u32,
     retry_at: Option<Instant>,
+    /// When the whole request had been read from the client.
+    request_read: Option<Instant>,
 }
 
 impl Exchange {
@@ -863,7 +865,8 @@ impl Client {
             .as_deref_mut()
             .filter(|_| !probe && !self.metrics_only)
         {
-            m.observe(api, op, status, error, 0.0, None);
+            // answered by the gateway alone: its time is too small to tell apart
+            m.observe(api, op, status, error, crate::metrics::Timings::default());
         }
         if !ctx.log.enabled() {
             return;
@@ -1083,6 +1086,7 @@ impl Client {
             };
             if body_complete && x.req_sendable == 0 {
                 x.req = ReqBody::Done;
+                x.request_read = Some(ctx.now);
                 progress = true;
             } else if x.req_sendable == 0 && self.readable {
                 // a body that fills the small buffer streams on through a data-sized one
@@ -1786,7 +1790,22 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
     let total_ms = ms(ctx.now.duration_since(x.started));
     let backend_ms = x.backend_started.map(|s| ms(ctx.now.duration_since(s)));
     if let Some(m) = ctx.metrics.as_deref_mut() {
-        m.observe(api_id, operation, x.status, error, total_ms, backend_ms);
+        // waiting on the client: its request body, then the response after the
+        // backend's last byte
+        let upload = x
+            .request_read
+            .map_or(total_ms, |t| ms(t.duration_since(x.started)));
+        let download = match x.backend_started {
+            Some(_) => ms(ctx.now.duration_since(x.last_backend)),
+            None => 0.0,
+        };
+        let timings = crate::metrics::Timings {
+            total: total_ms,
+            backend: backend_ms,
+            client: (upload + download).min(total_ms),
+            gateway: (total_ms - backend_ms.unwrap_or(0.0) - upload).max(0.0),
+        };
+        m.observe(api_id, operation, x.status, error, timings);
     }
     let Some(t) = x.trace.as_ref() else { return };
     ctx.log.push(&Record {
@@ -2204,6 +2223,7 @@ fn decide<'h>(
         .and_then(|c| c.plan.forward.as_ref())
         .and_then(|f| f.timeout_secs)
         .map(Duration::from_secs);
+    let request_read = matches!(req, ReqBody::Done).then_some(ctx.now);
     let retryable = is_idempotent(backend_req.method)
         && (head.body == BodyKind::None || body_override.is_some());
     Decision::Proxy(
@@ -2245,6 +2265,7 @@ fn decide<'h>(
             subscription: admitted.subscription,
             retries: 0,
             retry_at: None,
+            request_read,
         }),
         consumed,
     )

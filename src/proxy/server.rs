@@ -462,7 +462,11 @@ impl Server {
     fn take_agent_messages(&mut self) {
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
-                ToLoop::Apply { runtime: rt, note } => {
+                ToLoop::Apply {
+                    runtime: rt,
+                    note,
+                    backup_versions,
+                } => {
                     log::info!(
                         "config version {} ({}) applied, {} apis",
                         rt.version,
@@ -477,8 +481,14 @@ impl Server {
                     self.counters.forget_tokens();
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = note;
+                    self.sync.backup_versions = backup_versions;
                 }
-                ToLoop::Status(state) => self.sync = state,
+                ToLoop::Status(state) => {
+                    // the agent's sync view; the backup count comes with applies
+                    let versions = self.sync.backup_versions;
+                    self.sync = state;
+                    self.sync.backup_versions = versions;
+                }
                 ToLoop::Rejected(reason) => {
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = Some(reason);
