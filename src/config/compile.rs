@@ -49,10 +49,6 @@ const OP_FIELDS: &[&str] = &[
     "responses",
 ];
 
-/// Fields of the document that a later release implements: present and non-empty, they
-/// are refused rather than silently ignored.
-const NOT_YET: &[&str] = &["certificates"];
-
 /// Parses and validates `text`. Backend addresses are left empty (see `Runtime::resolve`).
 ///
 /// ```
@@ -108,11 +104,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
             None
         }
     };
-    for key in NOT_YET {
-        if !top.array(key, errors).is_empty() {
-            errors.push(key, "not supported by this version of edgegate");
-        }
-    }
+    let tls = super::tls::certificates(&top, errors);
     let named = entities::named_values(&top, errors);
     let (backends, backend_ids) = entities::backends(&top, errors);
 
@@ -191,6 +183,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         keys,
         backends: env.backends,
         policies,
+        tls,
     })
 }
 

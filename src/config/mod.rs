@@ -8,6 +8,7 @@
 pub mod compile;
 pub mod entities;
 pub mod json;
+pub mod tls;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -174,6 +175,8 @@ pub struct Runtime {
     pub backends: Vec<Backend>,
     /// Whether any operation has a non-trivial plan (policies are in use).
     pub policies: bool,
+    /// The HTTPS listener's TLS config, when the document has `certificates`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Runtime {

@@ -21,17 +21,17 @@
 //! Must not touch: listeners, the poll (except register/deregister through Backends),
 //! config loading, disk.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpStream;
 use mio::Registry;
 
 use super::backend::Backends;
 use super::buffer::{Buf, Class, Pool};
 use super::gate::{self, Call};
+use super::transport::{Transport, Wire};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::failure::{failure_body, render, JSON, PROMETHEUS};
@@ -103,7 +103,8 @@ enum Step {
 const MAX_STEPS: usize = 64;
 
 pub struct Client {
-    pub sock: TcpStream,
+    /// Plain TCP, or TLS on the HTTPS listener.
+    pub transport: Transport,
     pub peer: SocketAddr,
     /// `peer.ip()` as text, for X-Forwarded-For (formatted once per connection).
     peer_ip: Box<str>,
@@ -273,7 +274,7 @@ enum Io {
 
 /// Whether the client hung up while its request is being answered. Peeks, so that
 /// pipelined bytes stay in the socket for later (`pipelined` then says so).
-fn client_gone(sock: &mut TcpStream, readable: &mut bool, pipelined: &mut bool) -> bool {
+fn client_gone(sock: &mut Transport, readable: &mut bool, pipelined: &mut bool) -> bool {
     if !*readable || *pipelined {
         return false;
     }
@@ -294,7 +295,7 @@ fn client_gone(sock: &mut TcpStream, readable: &mut bool, pipelined: &mut bool) 
 
 /// Reads into `buf`; a short read clears the readiness flag (edge-triggered epoll
 /// reports new data with a new event).
-fn read_some(sock: &mut TcpStream, buf: &mut Buf, ready: &mut bool) -> Io {
+fn read_some(sock: &mut impl Wire, buf: &mut Buf, ready: &mut bool) -> Io {
     let space = buf.space();
     let want = space.len();
     if want == 0 {
@@ -304,7 +305,7 @@ fn read_some(sock: &mut TcpStream, buf: &mut Buf, ready: &mut bool) -> Io {
         match sock.read(space) {
             Ok(0) => return Io::Eof,
             Ok(n) => {
-                if n < want {
+                if n < want && sock.short_io_is_final() {
                     *ready = false;
                 }
                 buf.filled(n);
@@ -320,12 +321,12 @@ fn read_some(sock: &mut TcpStream, buf: &mut Buf, ready: &mut bool) -> Io {
     }
 }
 
-fn write_some(sock: &mut TcpStream, data: &[u8], ready: &mut bool) -> Io {
+fn write_some(sock: &mut impl Wire, data: &[u8], ready: &mut bool) -> Io {
     loop {
         match sock.write(data) {
             Ok(0) => return Io::Failed,
             Ok(n) => {
-                if n < data.len() {
+                if n < data.len() && sock.short_io_is_final() {
                     *ready = false;
                 }
                 return Io::Done(n);
@@ -342,7 +343,7 @@ fn write_some(sock: &mut TcpStream, data: &[u8], ready: &mut bool) -> Io {
 
 /// Writes `first` then `second` with one `writev`, so a head and the body bytes already
 /// at hand leave in one segment.
-fn write_pair(sock: &mut TcpStream, first: &[u8], second: &[u8], ready: &mut bool) -> Io {
+fn write_pair(sock: &mut impl Wire, first: &[u8], second: &[u8], ready: &mut bool) -> Io {
     if second.is_empty() {
         return write_some(sock, first, ready);
     }
@@ -351,7 +352,7 @@ fn write_pair(sock: &mut TcpStream, first: &[u8], second: &[u8], ready: &mut boo
         match sock.write_vectored(&[io::IoSlice::new(first), io::IoSlice::new(second)]) {
             Ok(0) => return Io::Failed,
             Ok(n) => {
-                if n < total {
+                if n < total && sock.short_io_is_final() {
                     *ready = false;
                 }
                 return Io::Done(n);
@@ -461,9 +462,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl Client {
-    pub fn new(sock: TcpStream, peer: SocketAddr, now: Instant, limits: &Limits) -> Client {
+    pub fn new(transport: Transport, peer: SocketAddr, now: Instant, limits: &Limits) -> Client {
         Client {
-            sock,
+            transport,
             peer,
             peer_ip: peer.ip().to_string().into_boxed_str(),
             readable: false,
@@ -483,7 +484,9 @@ impl Client {
 
     /// True when no request is in progress and nothing is buffered (shutdown closes it).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Waiting { .. }) && self.inbuf.as_ref().is_none_or(Buf::is_empty)
+        matches!(self.phase, Phase::Waiting { .. })
+            && self.inbuf.as_ref().is_none_or(Buf::is_empty)
+            && !self.transport.has_pending_output()
     }
 
     /// The backend this connection is using, if any (to route backend events).
@@ -519,11 +522,24 @@ impl Client {
     }
 
     pub fn drive(&mut self, ctx: &mut Ctx) -> Outcome {
+        // TLS records the socket could not take last time go first
+        if self.writable && self.transport.has_pending_output() {
+            match self.transport.flush_pending() {
+                Ok(true) => {}
+                Ok(false) => self.writable = false,
+                Err(_) => {
+                    self.release(ctx);
+                    return Outcome::Close;
+                }
+            }
+        }
         for _ in 0..MAX_STEPS {
             let step = match self.phase {
                 Phase::Waiting { .. } | Phase::Head => self.read_head(ctx),
                 Phase::Reply { .. } => self.write_reply(ctx),
                 Phase::Proxy(_) => self.step_exchange(ctx),
+                // waiting for the last TLS records to leave
+                Phase::Closing if self.transport.has_pending_output() => Step::Blocked,
                 Phase::Closing => Step::Close,
             };
             match step {
@@ -532,8 +548,17 @@ impl Client {
                     self.update_deadline(ctx);
                     return Outcome::Open;
                 }
+                Step::Close if self.transport.has_pending_output() => {
+                    // an answer still in TLS records: close once they are out (or at
+                    // the idle timeout)
+                    self.release(ctx);
+                    self.set_phase(Phase::Closing, ctx.now);
+                    self.update_deadline(ctx);
+                    return Outcome::Open;
+                }
                 Step::Close => {
                     self.release(ctx);
+                    self.transport.close();
                     return Outcome::Close;
                 }
             }
@@ -662,7 +687,7 @@ impl Client {
                 return Step::Close;
             }
         }
-        match read_some(&mut self.sock, buf, &mut self.readable) {
+        match read_some(&mut self.transport, buf, &mut self.readable) {
             Io::Done(_) => {
                 if let Phase::Waiting { .. } = self.phase {
                     self.set_phase(Phase::Head, ctx.now);
@@ -696,6 +721,7 @@ impl Client {
             &head,
             &inbuf.bytes()[head_len..],
             &self.peer_ip,
+            self.transport.is_tls(),
             self.metrics_only,
             ctx,
         );
@@ -704,7 +730,7 @@ impl Client {
             if expect_continue && !self.continue_sent {
                 // the client waits for this before it sends the body the plan needs
                 self.continue_sent = true;
-                let _ = write_some(&mut self.sock, CONTINUE, &mut self.writable);
+                let _ = write_some(&mut self.transport, CONTINUE, &mut self.writable);
             }
             return None;
         }
@@ -909,7 +935,7 @@ impl Client {
             if !self.writable {
                 return Step::Blocked;
             }
-            match write_some(&mut self.sock, out.bytes(), &mut self.writable) {
+            match write_some(&mut self.transport, out.bytes(), &mut self.writable) {
                 Io::Done(n) => {
                     out.consume(n);
                     return Step::Progress;
@@ -939,7 +965,7 @@ impl Client {
         // 0. <retry>: the next attempt starts when its wait is over (unless the client
         // left meanwhile)
         if let Some(at) = x.retry_at {
-            if client_gone(&mut self.sock, &mut self.readable, &mut self.pipelined) {
+            if client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined) {
                 return Step::Close;
             }
             if ctx.now < at {
@@ -1036,7 +1062,7 @@ impl Client {
         // 3. 100 Continue to the client, once the request is on its way
         if x.continue_left > 0 && self.writable {
             let from = CONTINUE.len() - x.continue_left;
-            match write_some(&mut self.sock, &CONTINUE[from..], &mut self.writable) {
+            match write_some(&mut self.transport, &CONTINUE[from..], &mut self.writable) {
                 Io::Done(n) => {
                     x.continue_left -= n;
                     progress = true;
@@ -1093,7 +1119,7 @@ impl Client {
                 if !inbuf.has_space() && inbuf.capacity() < ctx.pool.size_of(Class::Data) {
                     ctx.pool.grow(inbuf, Class::Data);
                 }
-                match read_some(&mut self.sock, inbuf, &mut self.readable) {
+                match read_some(&mut self.transport, inbuf, &mut self.readable) {
                     Io::Done(_) => {
                         x.last_client = ctx.now;
                         progress = true;
@@ -1108,7 +1134,7 @@ impl Client {
         // 4b. a client that goes away while its request is being answered aborts it (as
         // nginx does)
         if matches!(x.req, ReqBody::Done)
-            && client_gone(&mut self.sock, &mut self.readable, &mut self.pipelined)
+            && client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined)
         {
             return Step::Close;
         }
@@ -1348,7 +1374,7 @@ impl Client {
                     let head_rest = &out.bytes()[x.head_sent..];
                     let head_len = head_rest.len();
                     match write_pair(
-                        &mut self.sock,
+                        &mut self.transport,
                         head_rest,
                         &rbuf.bytes()[..x.resp_sendable],
                         &mut self.writable,
@@ -1392,7 +1418,7 @@ impl Client {
                 }
                 if x.resp_sendable > 0 && self.writable {
                     match write_some(
-                        &mut self.sock,
+                        &mut self.transport,
                         &rbuf.bytes()[..x.resp_sendable],
                         &mut self.writable,
                     ) {
@@ -1879,6 +1905,7 @@ fn decide<'h>(
     head: &request::RequestHead,
     body_bytes: &[u8],
     peer_ip: &str,
+    https: bool,
     metrics_only: bool,
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
@@ -1950,7 +1977,7 @@ fn decide<'h>(
     let Some(rt) = ctx.runtime else {
         return reply(Failure::NoConfig, "", url_of(""));
     };
-    let Some(found) = rt.api_table.find(head.path, head.host_name(), false) else {
+    let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
         return reply(Failure::OperationNotFound, "", url_of(""));
     };
     let Some(api) = rt.apis.get(found.api as usize) else {
@@ -1968,7 +1995,7 @@ fn decide<'h>(
         query: head.query,
         headers: HeaderSrc::Parsed(head.headers),
         ip: peer_ip,
-        https: false,
+        https,
     };
     let admitted = match gate::admit(rt, found.api, api, head) {
         Ok(a) => a,
@@ -2183,7 +2210,7 @@ fn decide<'h>(
         },
         authority,
         client_ip: peer_ip,
-        proto: "http",
+        proto: if https { "https" } else { "http" },
         original_host: head.host,
         chunked: head.body == BodyKind::Chunked && body_override.is_none(),
         length: match body_override {

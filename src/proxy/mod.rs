@@ -2,7 +2,7 @@
 //! socket. `server` is the loop (tokens, accept, config swap, timers, drain), `conn` the
 //! per-connection state machine, `gate` the subscription check and policy glue between
 //! routing and an exchange, `backend` the upstream keep-alive pool, `buffer` the
-//! bounded buffer pool.
+//! bounded buffer pool, `transport` plain TCP or TLS under a client connection.
 //! Must not touch: disk, DNS, anything that blocks.
 
 pub mod backend;
@@ -11,3 +11,4 @@ pub mod conn;
 pub mod gate;
 pub mod server;
 pub mod token;
+pub mod transport;

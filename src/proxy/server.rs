@@ -21,6 +21,7 @@ use super::backend::Backends;
 use super::buffer::Pool;
 use super::conn::{Client, Ctx, Limits, Outcome};
 use super::token::{self, Kind};
+use super::transport::Transport;
 use crate::agent::{ToAgent, ToLoop};
 use crate::config::Runtime;
 use crate::metrics::Metrics;
@@ -72,6 +73,10 @@ pub struct Server {
     metrics: Option<Metrics>,
     metrics_listener: Option<TcpListener>,
     metrics_ready: bool,
+    /// The HTTPS listener, bound once a config with certificates is applied.
+    https_listener: Option<TcpListener>,
+    https_ready: bool,
+    https_addr: std::net::SocketAddr,
     next_snapshot: Instant,
     next_quota_snapshot: Instant,
     /// systemd's notification socket (readiness, status, watchdog), when started by it.
@@ -150,6 +155,9 @@ impl Server {
             metrics: (settings.metrics_cloud && settings.service_endpoint.is_some())
                 .then(Metrics::default),
             metrics_listener: None,
+            https_listener: None,
+            https_ready: false,
+            https_addr: settings.https_listen,
             metrics_ready: false,
             next_snapshot: now + METRICS_SNAPSHOT_EVERY,
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
@@ -187,6 +195,7 @@ impl Server {
     /// buffered and written by the agent (see `sys`).
     pub fn run(mut self) -> io::Result<()> {
         crate::sys::mark_loop_thread();
+        self.ensure_https();
         if let Some(n) = &self.notifier {
             let version = self.runtime.as_ref().map_or("none", |r| r.version.as_str());
             n.send(&format!("READY=1\nSTATUS=serving config version {version}"));
@@ -219,6 +228,7 @@ impl Server {
                 match event.token() {
                     token::HTTP_LISTENER => self.listener_ready = true,
                     token::METRICS_LISTENER => self.metrics_ready = true,
+                    token::HTTPS_LISTENER => self.https_ready = true,
                     token::WAKER => self.take_agent_messages(),
                     token::SIGNALS => self.take_signals(),
                     t => {
@@ -244,6 +254,9 @@ impl Server {
             }
             if self.metrics_ready {
                 self.accept_metrics();
+            }
+            if self.https_ready {
+                self.accept_https();
             }
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
@@ -315,6 +328,74 @@ impl Server {
         self.listener.is_some() && self.clients.len() < self.max_clients
     }
 
+    /// Binds the HTTPS listener when the running config has certificates and it is not
+    /// bound yet (bind and listen are immediate; nothing here waits).
+    fn ensure_https(&mut self) {
+        let wanted = self.runtime.as_ref().is_some_and(|r| r.tls.is_some());
+        if !wanted || self.https_listener.is_some() || self.shutdown_deadline.is_some() {
+            return;
+        }
+        match TcpListener::bind(self.https_addr) {
+            Ok(mut l) => {
+                let registered = self.poll.registry().register(
+                    &mut l,
+                    token::HTTPS_LISTENER,
+                    Interest::READABLE,
+                );
+                match (registered, l.local_addr()) {
+                    (Ok(()), Ok(addr)) => {
+                        log::info!("serving HTTPS on https://{addr}");
+                        self.https_listener = Some(l);
+                        self.https_ready = true;
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        log::error!("cannot serve HTTPS on {}: {e}", self.https_addr);
+                    }
+                }
+            }
+            Err(e) => log::error!("cannot listen on {} for HTTPS: {e}", self.https_addr),
+        }
+    }
+
+    /// Accepts on the HTTPS listener: each connection starts a TLS handshake with the
+    /// running config's certificates.
+    fn accept_https(&mut self) {
+        while self.clients.len() < self.max_clients {
+            let Some(listener) = self.https_listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut sock, peer)) => {
+                    let tls = self.runtime.as_ref().and_then(|r| r.tls.clone());
+                    let Some(conn) = tls.and_then(|t| rustls::ServerConnection::new(t).ok()) else {
+                        // the config lost its certificates: no handshake to offer
+                        continue;
+                    };
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.clients.vacant_entry();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token::client(entry.key()), interest)
+                        .is_ok()
+                    {
+                        let transport = Transport::Tls(sock, Box::new(conn));
+                        entry.insert(Client::new(transport, peer, self.now, &self.limits));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        log::warn!("accept failed on the HTTPS listener: {e}");
+                    }
+                    self.https_ready = false;
+                    return;
+                }
+            }
+        }
+    }
+
     fn accept(&mut self) {
         while self.can_accept() {
             let Some(listener) = self.listener.as_ref() else {
@@ -332,7 +413,8 @@ impl Server {
                         .register(&mut sock, token::client(key), interest)
                         .is_ok()
                     {
-                        entry.insert(Client::new(sock, peer, self.now, &self.limits));
+                        let transport = Transport::Plain(sock);
+                        entry.insert(Client::new(transport, peer, self.now, &self.limits));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -365,7 +447,8 @@ impl Server {
                         .register(&mut sock, token::client(entry.key()), interest)
                         .is_ok()
                     {
-                        let mut client = Client::new(sock, peer, self.now, &self.limits);
+                        let transport = Transport::Plain(sock);
+                        let mut client = Client::new(transport, peer, self.now, &self.limits);
                         client.metrics_only = true;
                         entry.insert(client);
                     }
@@ -428,7 +511,7 @@ impl Server {
         match outcome {
             Outcome::Close => {
                 let mut c = self.clients.remove(key);
-                let _ = self.poll.registry().deregister(&mut c.sock);
+                let _ = self.poll.registry().deregister(c.transport.sock());
             }
             Outcome::Open | Outcome::Again => {
                 if let Some(b) = client.backend() {
@@ -477,6 +560,7 @@ impl Server {
                         n.send(&format!("STATUS=serving config version {}", rt.version));
                     }
                     self.runtime = Some(rt);
+                    self.ensure_https();
                     // verified tokens were checked against the old config's keys
                     self.counters.forget_tokens();
                     self.sync.last_sync_at = Some(SystemTime::now());
@@ -531,6 +615,9 @@ impl Server {
         if let Some(mut l) = self.metrics_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some(mut l) = self.https_listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
         self.shutdown_deadline = Some(self.now + self.shutdown_timeout);
         let idle: Vec<usize> = self
             .clients
@@ -540,7 +627,7 @@ impl Server {
             .collect();
         for key in idle {
             let mut c = self.clients.remove(key);
-            let _ = self.poll.registry().deregister(&mut c.sock);
+            let _ = self.poll.registry().deregister(c.transport.sock());
         }
     }
 

@@ -573,7 +573,7 @@ impl Resp {
 }
 
 /// Reads one response from a stream (Content-Length, chunked, or until close).
-pub fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> Option<Resp> {
+pub fn read_response<R: Read>(r: &mut BufReader<R>, head_request: bool) -> Option<Resp> {
     let mut head = String::new();
     loop {
         let mut line = String::new();

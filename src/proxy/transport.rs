@@ -1,0 +1,201 @@
+//! The client side of a connection: plain TCP, or TLS over it (rustls, the server side).
+//! The connection state machine reads, writes and peeks through `Transport` (std's
+//! `Read` and `Write`, with non-blocking semantics: `WouldBlock` when nothing can move)
+//! and never sees which it is.
+//!
+//! TLS: the handshake runs inside the first reads. Records are read into rustls and
+//! decrypted on demand. Plaintext written goes into rustls at most one record's worth
+//! at a time, and only once the previous records have left the socket, so a slow client
+//! pushes back as with plain TCP and memory per connection stays bounded. Records left
+//! in rustls when the socket is full are sent by `flush_pending`, which the connection
+//! calls whenever the socket is writable.
+//! Must not touch: HTTP, the connection's buffers, the backend side (plain TCP).
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use rustls::ServerConnection;
+
+/// Most plaintext handed to rustls per write (one TLS record).
+const TLS_WRITE_CHUNK: usize = 16 * 1024;
+
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(TcpStream, Box<ServerConnection>),
+}
+
+impl Transport {
+    pub fn sock(&mut self) -> &mut TcpStream {
+        match self {
+            Transport::Plain(s) | Transport::Tls(s, _) => s,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(..))
+    }
+
+    /// Whether encrypted records wait to be sent (the socket was full).
+    pub fn has_pending_output(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(_, tls) => tls.wants_write(),
+        }
+    }
+
+    /// Sends what rustls holds. `Ok(true)` when nothing is left; `Ok(false)` when the
+    /// socket is full.
+    pub fn flush_pending(&mut self) -> io::Result<bool> {
+        let Transport::Tls(sock, tls) = self else {
+            return Ok(true);
+        };
+        while tls.wants_write() {
+            match tls.write_tls(sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Peeks at the socket: `Ok(0)` when the peer closed, `Ok(n)` when bytes wait
+    /// (over TLS they may be a record of anything, not only a next request).
+    pub fn peek(&mut self, probe: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.peek(probe),
+            Transport::Tls(s, tls) => {
+                if tls.wants_read() {
+                    s.peek(probe)
+                } else {
+                    // plaintext is already waiting in rustls
+                    Ok(1)
+                }
+            }
+        }
+    }
+
+    /// Best effort at the end of a TLS connection: a close_notify and what is pending.
+    pub fn close(&mut self) {
+        if let Transport::Tls(_, tls) = self {
+            tls.send_close_notify();
+        }
+        let _ = self.flush_pending();
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (sock, tls) = match self {
+            Transport::Plain(s) => return s.read(buf),
+            Transport::Tls(s, tls) => (s, tls),
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                // no plaintext yet: read records from the socket
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match tls.read_tls(sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // send the alert rustls prepared, then give up on the connection
+                while tls.wants_write() && tls.write_tls(sock).is_ok_and(|n| n > 0) {}
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            // the handshake answers as it goes
+            while tls.wants_write() {
+                match tls.write_tls(sock) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Transport::Plain(s) = self {
+            return s.write(data);
+        }
+        // records already in rustls go first: that is the back-pressure
+        if !self.flush_pending()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let Transport::Tls(_, tls) = self else {
+            return Ok(0);
+        };
+        let n = tls
+            .writer()
+            .write(&data[..data.len().min(TLS_WRITE_CHUNK)])?;
+        // the socket may take them now; what it cannot goes with flush_pending
+        self.flush_pending()?;
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if let Transport::Plain(s) = self {
+            return s.write_vectored(bufs);
+        }
+        if !self.flush_pending()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let Transport::Tls(_, tls) = self else {
+            return Ok(0);
+        };
+        // the slices in turn, one record's worth in all
+        let (mut budget, mut n) = (TLS_WRITE_CHUNK, 0);
+        for b in bufs {
+            let take = b.len().min(budget);
+            if take == 0 {
+                break;
+            }
+            let written = tls.writer().write(&b[..take])?;
+            n += written;
+            budget -= written;
+            if written < take {
+                break;
+            }
+        }
+        self.flush_pending()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.flush_pending()? {
+            true => Ok(()),
+            false => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+/// What the connection's I/O helpers need of a socket: plain TCP (backends) or a
+/// `Transport` (clients).
+pub trait Wire: Read + Write {
+    /// Whether a short read or write means the socket is drained or full, so that
+    /// edge-triggered readiness must wait for a new event. Over TLS it does not: a read
+    /// may end at a record boundary with more records waiting, and a write takes at most
+    /// one record.
+    fn short_io_is_final(&self) -> bool;
+}
+
+impl Wire for TcpStream {
+    fn short_io_is_final(&self) -> bool {
+        true
+    }
+}
+
+impl Wire for Transport {
+    fn short_io_is_final(&self) -> bool {
+        !self.is_tls()
+    }
+}

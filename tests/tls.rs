@@ -1,0 +1,310 @@
+//! HTTPS on the gateway: certificates from the config document, chosen by SNI, TLS
+//! handshakes on the event loop, `protocols` routing by scheme, X-Forwarded-Proto, large
+//! bodies and keep-alive over TLS, garbage on the TLS port, and invalid certificates
+//! refused with their path. Real binary, real origins, certificates made with openssl.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and for each (stem, subjectAltName) a key `stem.key` and a certificate
+/// `stem.pem` it signed.
+fn pki(dir: &Path, leaves: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgegate test CA",
+    ]);
+    openssl(dir, &args);
+    for (stem, san) in leaves {
+        std::fs::write(
+            dir.join(format!("{stem}.cnf")),
+            format!(
+                "basicConstraints=CA:FALSE\nsubjectAltName={san}\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        let (key, csr, pem, cnf) = (
+            format!("{stem}.key"),
+            format!("{stem}.csr"),
+            format!("{stem}.pem"),
+            format!("{stem}.cnf"),
+        );
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj"]);
+        let subj = format!("/CN={stem}");
+        args.push(&subj);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &cnf,
+            ],
+        );
+    }
+}
+
+fn json_str(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    )
+}
+
+fn certificate(dir: &Path, id: &str, stem: &str, hostnames: &[&str]) -> String {
+    let read = |f: String| std::fs::read_to_string(dir.join(f)).unwrap();
+    let names: Vec<String> = hostnames.iter().map(|h| format!("\"{h}\"")).collect();
+    format!(
+        r#"{{"id": "{id}", "hostnames": [{}], "certPem": {}, "keyPem": {}}}"#,
+        names.join(", "),
+        json_str(&read(format!("{stem}.pem"))),
+        json_str(&read(format!("{stem}.key")))
+    )
+}
+
+/// A TLS client trusting only the test CA.
+struct Client {
+    config: Arc<rustls::ClientConfig>,
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+impl Client {
+    fn new(dir: &Path) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Client {
+            config: Arc::new(config),
+        }
+    }
+
+    fn connect(&self, addr: SocketAddr, sni: &str) -> Tls {
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::clone(&self.config), name).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    }
+}
+
+/// The DER of the certificate the server presented.
+fn presented(tls: &Tls) -> Vec<u8> {
+    tls.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+}
+
+fn der_of(dir: &Path, stem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_file(dir.join(format!("{stem}.pem")))
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+fn https_addr(gw: &Gateway) -> SocketAddr {
+    gw.wait_for_log("serving HTTPS on https://")
+        .split("serving HTTPS on https://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(['"', '}'])
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn https_with_sni_certificates_scheme_routing_and_streaming() {
+    let dir = temp_dir("tls");
+    pki(
+        &dir,
+        &[("a", "DNS:a.test"), ("b", "DNS:b.test,DNS:*.wild.test")],
+    );
+    let big = Arc::new(vec![b'z'; 1 << 20]);
+    let body = Arc::clone(&big);
+    let origin = Origin::start(move |req, s| {
+        if req.target.contains("big") {
+            respond(s, 200, &[], &body);
+        } else {
+            let proto = req.header("X-Forwarded-Proto").unwrap_or("-").to_string();
+            respond(
+                s,
+                200,
+                &[],
+                format!("{} via {proto}", req.target).as_bytes(),
+            );
+        }
+        true
+    });
+    let config = format!(
+        r#"{{"schemaVersion": 1, "version": "t1",
+          "certificates": [{}, {}],
+          "apis": [
+            {{"id": "sec", "path": "sec", "serviceUrl": "{url}", "protocols": ["https"], "subscriptionRequired": false,
+              "operations": [{{"id": "all", "method": "*", "urlTemplate": "/*"}}]}},
+            {{"id": "both", "path": "both", "serviceUrl": "{url}", "subscriptionRequired": false,
+              "operations": [{{"id": "all", "method": "*", "urlTemplate": "/*"}}]}}]}}"#,
+        certificate(&dir, "a", "a", &["a.test"]),
+        certificate(&dir, "b", "b", &["b.test", "*.wild.test"]),
+        url = origin.url("")
+    );
+    let gw = Gateway::start(&config, &["net.server.https.listen=127.0.0.1:0"]);
+    let addr = https_addr(&gw);
+    let client = Client::new(&dir);
+
+    // SNI picks the certificate: exact, wildcard, and the first one otherwise
+    for (sni, stem) in [
+        ("a.test", "a"),
+        ("b.test", "b"),
+        ("x.wild.test", "b"),
+        ("unknown.test", "a"),
+    ] {
+        let mut tls = client.connect(addr, sni);
+        let request = format!("GET /sec/x HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+        if stem == "a" && sni == "unknown.test" {
+            // the client refuses a certificate for another name; the server offered "a"
+            let err = tls.write_all(request.as_bytes()).and_then(|_| tls.flush());
+            let mut sink = Vec::new();
+            let read = tls.read_to_end(&mut sink);
+            assert!(err.is_err() || read.is_err(), "a name mismatch is refused");
+            continue;
+        }
+        tls.write_all(request.as_bytes()).unwrap();
+        let resp = read_response(&mut BufReader::new(&mut tls), false).expect("an answer");
+        assert_eq!(resp.status, 200, "{sni}");
+        assert_eq!(resp.text(), "/x via https");
+        assert_eq!(presented(&tls), der_of(&dir, stem), "{sni}");
+    }
+
+    // an https-only API is not served over plain HTTP
+    assert_eq!(get(gw.addr, "/sec/x").status, 404);
+    assert_eq!(get(gw.addr, "/both/x").text(), "/x via http");
+
+    // keep-alive over TLS: a 1 MiB answer, then another request on the same connection
+    let mut tls = client.connect(addr, "a.test");
+    tls.write_all(b"GET /both/big HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(tls);
+    let resp = read_response(&mut reader, false).expect("the large answer");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), big.len());
+    assert!(resp.body.iter().all(|b| *b == b'z'));
+    reader
+        .get_mut()
+        .write_all(b"GET /both/again HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut reader, false).expect("a second answer");
+    assert_eq!(resp.text(), "/again via https");
+
+    // bytes that are not TLS: the connection closes, the gateway carries on
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink);
+    assert!(
+        !String::from_utf8_lossy(&sink).contains("HTTP/1.1 200"),
+        "no plaintext answer on the TLS port"
+    );
+    let mut tls = client.connect(addr, "b.test");
+    tls.write_all(b"GET /sec/still HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(&mut tls), false).unwrap();
+    assert_eq!(resp.text(), "/still via https");
+}
+
+#[test]
+fn invalid_certificates_are_refused_with_their_path_and_no_key_text() {
+    let dir = temp_dir("tls-bad");
+    pki(&dir, &[("a", "DNS:a.test"), ("b", "DNS:b.test")]);
+    // a's certificate with b's key
+    let mismatched = certificate(&dir, "a", "a", &["a.test"]).replace(
+        &json_str(&std::fs::read_to_string(dir.join("a.key")).unwrap()),
+        &json_str(&std::fs::read_to_string(dir.join("b.key")).unwrap()),
+    );
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "certificates": [{mismatched}, {{"id": "c", "certPem": "nope", "keyPem": "secret-key-text"}}], "apis": []}}"#
+    );
+    let path = dir.join("c.json");
+    std::fs::write(&path, doc).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "certificates[0].keyPem: does not belong to the first certificate of certPem"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("certificates[1].certPem: no certificate in it"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-key-text") && !text.contains("PRIVATE KEY"),
+        "{text}"
+    );
+}
