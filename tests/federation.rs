@@ -377,8 +377,16 @@ fn admin_api_refuses_bad_input_and_unknown_callers() {
     );
     let (s, _) = plane.admin("PUT", "/admin/apis/a", "[1]");
     assert_eq!(s, 400);
-    let (s, _) = plane.admin("PUT", "/admin/certificates/c", "{}");
-    assert_eq!(s, 501);
+    let (s, body) = plane.admin(
+        "PUT",
+        "/admin/certificates/c",
+        r#"{"certPem": "nope", "keyPem": "secret-key-text"}"#,
+    );
+    assert_eq!(s, 400);
+    assert!(
+        body.contains(r#""path": "certPem""#) && !body.contains("secret-key-text"),
+        "{body}"
+    );
     let r = request(plane.addr, "GET /admin/apis HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer wrong\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 401);
     let r = request(plane.addr, "GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: GatewayKey nobody&209901010000&c2ln\r\nConnection: close\r\n\r\n");

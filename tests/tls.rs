@@ -308,3 +308,72 @@ fn invalid_certificates_are_refused_with_their_path_and_no_key_text() {
         "{text}"
     );
 }
+
+#[test]
+fn the_plane_hands_a_gateway_its_certificates_and_keeps_the_keys() {
+    let dir = temp_dir("tls-plane");
+    pki(&dir, &[("gw", "DNS:gw.test")]);
+    let origin = Origin::text("over tls");
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "echo", &origin.url(""));
+    plane.publish("gw2", "other", "other", &origin.url(""));
+    let cert = certificate(&dir, "ignored", "gw", &["gw.test"]);
+    let body = cert.replacen(r#""id": "ignored", "#, "", 1);
+    let (s, answer) = plane.admin("PUT", "/admin/certificates/gw-cert", &body);
+    assert_eq!(s, 201, "{answer}");
+    assert!(
+        !answer.contains("PRIVATE KEY"),
+        "the key never comes back: {answer}"
+    );
+    let (s, listed) = plane.admin("GET", "/admin/certificates", "");
+    assert_eq!(s, 200);
+    assert!(
+        listed.contains("gw-cert") && !listed.contains("PRIVATE KEY"),
+        "{listed}"
+    );
+    assert_eq!(
+        plane
+            .admin("PUT", "/admin/gateways/gw1/certificates/gw-cert", "")
+            .0,
+        201
+    );
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &["net.server.https.listen=127.0.0.1:0"],
+    );
+    let addr = https_addr(&gw);
+    let mut tls = Client::new(&dir).connect(addr, "gw.test");
+    tls.write_all(b"GET /echo/x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(&mut tls), false).unwrap();
+    assert_eq!((resp.status, resp.text()), (200, "over tls".to_string()));
+    // a gateway it is not linked to does not get the key
+    let token2 = plane.token("gw2");
+    let doc = request(
+        plane.addr,
+        &format!("GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: {token2}\r\nConnection: close\r\n\r\n"),
+    )
+    .text();
+    assert!(
+        !doc.contains("certificates") && !doc.contains("PRIVATE KEY"),
+        "{doc}"
+    );
+    // a certificate a gateway presents cannot go; unlinked, it can
+    let (s, why) = plane.admin("DELETE", "/admin/certificates/gw-cert", "");
+    assert_eq!(s, 409);
+    assert!(
+        why.contains("certificate 'gw-cert' is used by gateway 'gw1'"),
+        "{why}"
+    );
+    assert_eq!(
+        plane
+            .admin("DELETE", "/admin/gateways/gw1/certificates/gw-cert", "")
+            .0,
+        204
+    );
+    assert_eq!(
+        plane.admin("DELETE", "/admin/certificates/gw-cert", "").0,
+        204
+    );
+}

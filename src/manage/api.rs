@@ -1,8 +1,6 @@
 //! The management plane's HTTP API (DESIGN.md §5). Admin endpoints under `/admin/` need
 //! `Authorization: Bearer <admin token>`; gateway endpoints under `/gateway/` need a
 //! `GatewayKey` token. Every mutation bumps the revision and wakes long polls.
-//! Certificates, which the gateway cannot serve yet, answer 501 rather than being stored
-//! and ignored.
 //! Must not touch: sockets (http.rs), SQL (store.rs).
 
 use std::collections::HashMap;
@@ -390,10 +388,29 @@ impl Plane {
                 }
             }
             ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
-            (_, ["certificates", ..]) => Response::error(
-                501,
-                "certificates are not supported by this version of edgegate (the gateway does not terminate TLS yet)",
-            ),
+            ("GET", ["gateways", id, "certificates"]) => {
+                match self.store().gateway_certificates(id) {
+                    Ok(ids) => Response::json(
+                        200,
+                        json::to_string(&Value::Array(ids.iter().map(|i| string(i)).collect())),
+                    ),
+                    Err(e) => plane_error(e),
+                }
+            }
+            ("PUT", ["gateways", id, "certificates", cert]) => {
+                let result = self
+                    .store()
+                    .link_certificate(id, cert)
+                    .map(|created| Response::empty(if created { 201 } else { 204 }));
+                self.mutation(result)
+            }
+            ("DELETE", ["gateways", id, "certificates", cert]) => {
+                let result = self
+                    .store()
+                    .unlink_certificate(id, cert)
+                    .map(|()| Response::empty(204));
+                self.mutation(result)
+            }
             (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
                 Some(kind) => self.entity(req, kind, rest),
                 None => Response::error(404, "Resource not found"),

@@ -1,9 +1,11 @@
 //! The management plane's catalogue beside the APIs: products (and which APIs each
-//! holds), subscriptions, named values, backends and the global policy, in SQLite. Every
+//! holds), subscriptions, named values, backends, certificates (and which gateways
+//! present them) and the global policy, in SQLite. Every
 //! mutation is checked with the gateway's own compiler (errors relative to the entity),
 //! keeps references whole (a named value, backend, product or API still in use cannot be
 //! deleted), and bumps the revision in its transaction. Secrets (subscription keys, the
-//! values of secret named values) come out only through `secrets`; `view` leaves them out.
+//! values of secret named values) come out only through `secrets`; `view` leaves them
+//! out, and a certificate's private key never comes out at all.
 //! `catalogue_for` picks what one gateway's document needs.
 //! Must not touch: HTTP (api.rs), the gateway's code paths.
 
@@ -22,6 +24,7 @@ pub enum Kind {
     Subscription,
     NamedValue,
     Backend,
+    Certificate,
 }
 
 impl Kind {
@@ -31,6 +34,7 @@ impl Kind {
             "subscriptions" => Some(Kind::Subscription),
             "named-values" => Some(Kind::NamedValue),
             "backends" => Some(Kind::Backend),
+            "certificates" => Some(Kind::Certificate),
             _ => None,
         }
     }
@@ -42,6 +46,7 @@ impl Kind {
             Kind::Subscription => "subscription",
             Kind::NamedValue => "namedValue",
             Kind::Backend => "backend",
+            Kind::Certificate => "certificate",
         }
     }
 
@@ -52,6 +57,7 @@ impl Kind {
             Kind::Subscription => "subscriptions",
             Kind::NamedValue => "namedValues",
             Kind::Backend => "backends",
+            Kind::Certificate => "certificates",
         }
     }
 
@@ -69,6 +75,7 @@ impl Kind {
             Kind::Subscription => "subscription",
             Kind::NamedValue => "named value",
             Kind::Backend => "backend",
+            Kind::Certificate => "certificate",
         }
     }
 }
@@ -205,6 +212,9 @@ impl PlaneStore {
                     Value::Array(apis.iter().map(|a| string(a)).collect()),
                 );
             }
+            Kind::Certificate => {
+                o.remove("keyPem");
+            }
             Kind::Backend => {}
         }
         Ok(Value::Object(o))
@@ -305,6 +315,12 @@ impl PlaneStore {
                         );
                     }
                 }
+                doc.insert(
+                    key.into(),
+                    Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
+                );
+            }
+            Kind::Certificate => {
                 doc.insert(
                     key.into(),
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
@@ -464,6 +480,7 @@ impl PlaneStore {
         let in_use = match kind {
             Kind::NamedValue => self.user_of(|t| uses_named_value(t, id))?,
             Kind::Backend => self.user_of(|t| uses_backend(t, id))?,
+            Kind::Certificate => self.presenter_of(id)?.map(|g| format!("gateway '{g}'")),
             _ => None,
         };
         if let Some(user) = in_use {
@@ -535,7 +552,7 @@ impl PlaneStore {
     // ---------------------------------------------------------------- product links
 
     pub fn product_apis(&self, product: &str) -> PlaneResult<Vec<String>> {
-        self.linked_apis(Links::Product, product)
+        self.linked(Links::Product, product)
     }
 
     pub fn link_product(&mut self, product: &str, api: &str) -> PlaneResult<bool> {
@@ -548,6 +565,37 @@ impl PlaneStore {
 
     pub fn unlink_product(&mut self, product: &str, api: &str) -> PlaneResult<()> {
         self.remove_link(Links::Product, product, api)
+    }
+
+    // ---------------------------------------------------------------- gateway certificates
+
+    /// The certificates a gateway presents on its HTTPS listener.
+    pub fn gateway_certificates(&self, gateway: &str) -> PlaneResult<Vec<String>> {
+        self.linked(Links::GatewayCertificate, gateway)
+    }
+
+    /// A gateway that presents certificate `id`, if any.
+    fn presenter_of(&self, id: &str) -> PlaneResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT gateway FROM gateway_certificates WHERE certificate = ?1 ORDER BY gateway LIMIT 1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn link_certificate(&mut self, gateway: &str, certificate: &str) -> PlaneResult<bool> {
+        self.gateway(gateway)?;
+        if self.raw(Kind::Certificate, certificate)?.is_none() {
+            return Err(Self::not_found(Kind::Certificate, certificate));
+        }
+        self.add_link(Links::GatewayCertificate, gateway, certificate)
+    }
+
+    pub fn unlink_certificate(&mut self, gateway: &str, certificate: &str) -> PlaneResult<()> {
+        self.remove_link(Links::GatewayCertificate, gateway, certificate)
     }
 
     // ---------------------------------------------------------------- global policy
@@ -615,12 +663,13 @@ impl PlaneStore {
 
     // ---------------------------------------------------------------- documents
 
-    /// What a gateway serving `apis` (whose policy texts are `policies`) needs besides
+    /// What `gateway`, serving `apis` (whose policy texts are `policies`), needs besides
     /// them: the products that hold any of them (limited to them), the subscriptions that
-    /// can call them, the global policy, and the named values and backends those policies
-    /// use. Added to `doc`.
+    /// can call them, the global policy, the named values and backends those policies
+    /// use, and the certificates linked to the gateway. Added to `doc`.
     pub(super) fn catalogue_for(
         &self,
+        gateway: &str,
         apis: &[String],
         mut policies: Vec<String>,
         doc: &mut Object,
@@ -683,11 +732,19 @@ impl PlaneStore {
             })
             .map(Value::Object)
             .collect();
+        // the certificates linked to this gateway, keys included: its HTTPS listener
+        let mut certificates = Array::new();
+        for id in self.gateway_certificates(gateway)? {
+            if let Some(c) = self.raw(Kind::Certificate, &id)? {
+                certificates.push(Value::Object(c));
+            }
+        }
         for (key, list) in [
             ("products", products),
             ("subscriptions", subscriptions),
             ("namedValues", named),
             ("backends", backends),
+            ("certificates", certificates),
         ] {
             if !list.is_empty() {
                 doc.insert(key.into(), Value::Array(list));

@@ -38,6 +38,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS product_apis (
         product TEXT NOT NULL, api TEXT NOT NULL, PRIMARY KEY (product, api));
     CREATE INDEX IF NOT EXISTS product_apis_by_api ON product_apis (api);
+    CREATE TABLE IF NOT EXISTS gateway_certificates (
+        gateway TEXT NOT NULL, certificate TEXT NOT NULL, PRIMARY KEY (gateway, certificate));
     CREATE TABLE IF NOT EXISTS subscription_keys (key TEXT PRIMARY KEY, subscription TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS subscription_keys_by_subscription ON subscription_keys (subscription);
 ";
@@ -112,21 +114,39 @@ fn path_and_hosts(api: &Value) -> (String, Vec<String>) {
     (path, hosts)
 }
 
-/// The tables linking an owner to APIs.
+/// The tables linking an owner to entities.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Links {
     /// Which APIs a gateway serves.
     Gateway,
     /// Which APIs a product holds.
     Product,
+    /// Which certificates a gateway presents on its HTTPS listener.
+    GatewayCertificate,
 }
 
 impl Links {
-    /// (table, owner column, owner label): constants, never caller input.
-    fn names(self) -> (&'static str, &'static str, &'static str) {
+    /// (table, owner column, target column, owner label, target label): constants,
+    /// never caller input.
+    fn names(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
         match self {
-            Links::Gateway => ("gateway_apis", "gateway", "gateway"),
-            Links::Product => ("product_apis", "product", "product"),
+            Links::Gateway => ("gateway_apis", "gateway", "api", "gateway", "api"),
+            Links::Product => ("product_apis", "product", "api", "product", "api"),
+            Links::GatewayCertificate => (
+                "gateway_certificates",
+                "gateway",
+                "certificate",
+                "gateway",
+                "certificate",
+            ),
         }
     }
 }
@@ -474,6 +494,10 @@ impl PlaneStore {
             return Err(PlaneError::NotFound(format!("gateway '{id}'")));
         }
         tx.execute("DELETE FROM gateway_apis WHERE gateway = ?1", params![id])?;
+        tx.execute(
+            "DELETE FROM gateway_certificates WHERE gateway = ?1",
+            params![id],
+        )?;
         tx.execute("DELETE FROM instances WHERE gateway = ?1", params![id])?;
         Self::bump(&tx)?;
         tx.commit()?;
@@ -524,32 +548,42 @@ impl PlaneStore {
     }
 
     pub fn gateway_apis(&self, gateway: &str) -> PlaneResult<Vec<String>> {
-        self.linked_apis(Links::Gateway, gateway)
+        self.linked(Links::Gateway, gateway)
     }
 
-    /// Links `owner` (checked by the caller) to API `api`; true if the link is new.
-    pub(super) fn add_link(&mut self, links: Links, owner: &str, api: &str) -> PlaneResult<bool> {
-        let (table, column, _) = links.names();
+    /// Links `owner` to `target` (both checked by the caller); true if the link is new.
+    pub(super) fn add_link(
+        &mut self,
+        links: Links,
+        owner: &str,
+        target: &str,
+    ) -> PlaneResult<bool> {
+        let (table, column, to, _, _) = links.names();
         let tx = self.conn.transaction()?;
         let n = tx.execute(
-            &format!("INSERT OR IGNORE INTO {table} ({column}, api) VALUES (?1, ?2)"),
-            params![owner, api],
+            &format!("INSERT OR IGNORE INTO {table} ({column}, {to}) VALUES (?1, ?2)"),
+            params![owner, target],
         )?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(n > 0)
     }
 
-    pub(super) fn remove_link(&mut self, links: Links, owner: &str, api: &str) -> PlaneResult<()> {
-        let (table, column, label) = links.names();
+    pub(super) fn remove_link(
+        &mut self,
+        links: Links,
+        owner: &str,
+        target: &str,
+    ) -> PlaneResult<()> {
+        let (table, column, to, label, what) = links.names();
         let tx = self.conn.transaction()?;
         if tx.execute(
-            &format!("DELETE FROM {table} WHERE {column} = ?1 AND api = ?2"),
-            params![owner, api],
+            &format!("DELETE FROM {table} WHERE {column} = ?1 AND {to} = ?2"),
+            params![owner, target],
         )? == 0
         {
             return Err(PlaneError::NotFound(format!(
-                "api '{api}' on {label} '{owner}'"
+                "{what} '{target}' on {label} '{owner}'"
             )));
         }
         Self::bump(&tx)?;
@@ -557,10 +591,10 @@ impl PlaneStore {
         Ok(())
     }
 
-    pub(super) fn linked_apis(&self, links: Links, owner: &str) -> PlaneResult<Vec<String>> {
-        let (table, column, _) = links.names();
+    pub(super) fn linked(&self, links: Links, owner: &str) -> PlaneResult<Vec<String>> {
+        let (table, column, to, _, _) = links.names();
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT api FROM {table} WHERE {column} = ?1 ORDER BY api"
+            "SELECT {to} FROM {table} WHERE {column} = ?1 ORDER BY {to}"
         ))?;
         let ids = stmt
             .query_map(params![owner], |r| r.get(0))?
@@ -621,7 +655,7 @@ impl PlaneStore {
         }
         apis_text.push(']');
         let mut catalogue = Object::new();
-        self.catalogue_for(&served, policies, &mut catalogue)?;
+        self.catalogue_for(gateway, &served, policies, &mut catalogue)?;
         // {"apis": …, <catalogue>, "schemaVersion": 1} without, then with, the version
         let mut fields = format!("\"apis\":{apis_text},");
         for (key, value) in catalogue.iter() {
