@@ -302,6 +302,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
             };
             (Box::new(source), loaded, sync)
         };
+    let backend_tls = edgegate::proxy::backend::client_config(settings.backend_ca.as_deref())?;
     let listener = mio::net::TcpListener::bind(settings.http_listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -328,6 +329,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         from_agent,
         agent.sender.clone(),
         agent.reload.clone(),
+        backend_tls,
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);

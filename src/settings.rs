@@ -34,6 +34,8 @@ pub struct GatewaySettings {
     pub heartbeat_interval: Duration,
     pub integration_timeout: Duration,
     pub service_ca: Option<PathBuf>,
+    /// PEM CA certificates trusted for `https://` backends, besides the bundled roots.
+    pub backend_ca: Option<PathBuf>,
     pub local_path: Option<PathBuf>,
     pub backup_enabled: bool,
     pub backup_path: PathBuf,
@@ -82,6 +84,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "net.server.http.listen",
     "net.server.https.listen",
     "net.server.http.forwarded.proto.enabled",
+    "net.backend.tls.ca",
     "telemetry.logs.std",
     "telemetry.logs.std.level",
     "telemetry.metrics.local",
@@ -176,6 +179,7 @@ impl GatewaySettings {
             heartbeat_interval: Duration::from_secs(60),
             integration_timeout: Duration::from_secs(100),
             service_ca: None,
+            backend_ca: None,
             local_path: None,
             backup_enabled: true,
             backup_path: default_backup_path(is_root),
@@ -228,6 +232,9 @@ impl GatewaySettings {
             }
             "config.service.ca" => {
                 self.service_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "net.backend.tls.ca" => {
+                self.backend_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
             }
             "config.local.path" => {
                 self.local_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)

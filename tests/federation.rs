@@ -281,7 +281,7 @@ fn invalid_document_from_the_plane_is_rejected_and_reported() {
         status(&gw)
     );
     let st = status(&gw);
-    assert!(st.contains("config from the management plane rejected (1 error(s)); first: apis[0].serviceUrl: expected an http:// URL"), "{st}");
+    assert!(st.contains("config from the management plane rejected (1 error(s)); first: apis[0].serviceUrl: expected an http:// or https:// URL"), "{st}");
     assert!(serves(&gw, "/x", "a"), "the old config keeps serving");
     // and the plane hears it in the heartbeat
     assert!(
@@ -373,7 +373,7 @@ fn admin_api_refuses_bad_input_and_unknown_callers() {
     assert_eq!(s, 400);
     assert_eq!(
         body,
-        r#"{"statusCode": 400, "message": "Invalid entity: serviceUrl: expected an http:// URL", "errors": [{"path": "serviceUrl", "message": "expected an http:// URL"}]}"#
+        r#"{"statusCode": 400, "message": "Invalid entity: serviceUrl: expected an http:// or https:// URL", "errors": [{"path": "serviceUrl", "message": "expected an http:// or https:// URL"}]}"#
     );
     let (s, _) = plane.admin("PUT", "/admin/apis/a", "[1]");
     assert_eq!(s, 400);

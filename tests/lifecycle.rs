@@ -172,7 +172,7 @@ fn check_prints_every_error_with_its_json_path() {
     let p = bad.display();
     assert_eq!(
         out,
-        format!("{p}: apis[3].serviceUrl: expected an http:// URL\n{p}: apis[3].operations[0].urlTemplate: must start with '/'\n{p}: 2 error(s)\n")
+        format!("{p}: apis[3].serviceUrl: expected an http:// or https:// URL\n{p}: apis[3].operations[0].urlTemplate: must start with '/'\n{p}: 2 error(s)\n")
     );
     let good = dir.join("good.json");
     std::fs::write(

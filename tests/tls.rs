@@ -377,3 +377,109 @@ fn the_plane_hands_a_gateway_its_certificates_and_keeps_the_keys() {
         204
     );
 }
+
+/// An HTTPS origin with `stem`'s certificate: answers "tls origin: METHOD TARGET BODY",
+/// counting connections.
+fn https_origin(dir: &Path, stem: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join(format!("{stem}.pem")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{stem}.key"))).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { break };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut reader = BufReader::new(rustls::StreamOwned::new(conn, sock));
+                while let Some(req) = read_request(&mut reader, 0) {
+                    let body = format!(
+                        "tls origin: {} {} {}",
+                        req.method,
+                        req.target,
+                        String::from_utf8_lossy(&req.body)
+                    );
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    let s = reader.get_mut();
+                    if s.write_all(head.as_bytes())
+                        .and_then(|_| s.write_all(body.as_bytes()))
+                        .and_then(|_| s.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[test]
+fn https_backends_are_checked_pooled_and_refused_when_untrusted() {
+    use std::sync::atomic::Ordering;
+    let dir = temp_dir("tls-backend");
+    pki(&dir, &[("origin", "DNS:origin.test,IP:127.0.0.1")]);
+    let (origin, connections) = https_origin(&dir, "origin");
+    let config = format!(
+        r#"{{"schemaVersion": 1, "version": "b1", "apis": [
+            {{"id": "sec", "path": "sec", "serviceUrl": "https://{origin}/base", "subscriptionRequired": false,
+              "operations": [{{"id": "all", "method": "*", "urlTemplate": "/*"}}]}}]}}"#
+    );
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let gw = Gateway::start(&config, &[&ca]);
+    // a plain client, a TLS backend: two calls on one backend connection
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    (&s).write_all(b"GET /sec/one HTTP/1.1\r\nHost: g\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut r, false).expect("an answer");
+    assert_eq!(
+        (resp.status, resp.text()),
+        (200, "tls origin: GET /base/one ".to_string())
+    );
+    (&s).write_all(b"POST /sec/two HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let resp = read_response(&mut r, false).expect("a second answer");
+    assert_eq!(resp.text(), "tls origin: POST /base/two hello");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the TLS connection was reused"
+    );
+
+    // without the private CA the backend's certificate is refused: 502, nothing sent
+    let untrusting = Gateway::start(&config, &[]);
+    let before = connections.load(Ordering::SeqCst);
+    let resp = get(untrusting.addr, "/sec/three");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.text(), error_body(502, "Bad gateway"));
+    assert!(
+        connections.load(Ordering::SeqCst) > before,
+        "it did connect, then refused"
+    );
+    assert!(untrusting
+        .wait_for_log("url=/sec/three")
+        .contains("errorReason=backend_tls_failed"));
+}

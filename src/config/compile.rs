@@ -455,12 +455,12 @@ fn normalise_api_path(path: &str) -> Result<String, String> {
 
 /// `http://host[:port][/base]` → Backend (addresses unresolved).
 pub fn parse_service_url(url: &str) -> Result<Backend, String> {
-    let (rest, default_port) = if let Some(r) = url.strip_prefix("http://") {
-        (r, 80)
-    } else if url.starts_with("https://") {
-        return Err("https backends are not supported by this version of edgegate".into());
+    let (rest, default_port, https) = if let Some(r) = url.strip_prefix("http://") {
+        (r, 80, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, 443, true)
     } else {
-        return Err("expected an http:// URL".into());
+        return Err("expected an http:// or https:// URL".into());
     };
     if rest.contains(['?', '#']) {
         return Err("must not have a query or fragment".into());
@@ -506,12 +506,21 @@ pub fn parse_service_url(url: &str) -> Result<Backend, String> {
     } else {
         format!("{host}:{port}")
     };
+    let tls = if https {
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = rustls_pki_types::ServerName::try_from(name.to_string())
+            .map_err(|_| "the host is not a name a certificate can carry".to_string())?;
+        Some(server_name)
+    } else {
+        None
+    };
     Ok(Backend {
         host: host.to_string(),
         port,
         authority,
         base_path: base.trim_end_matches('/').to_string(),
         addrs: Vec::new(),
+        tls,
     })
 }
 
@@ -562,19 +571,18 @@ mod tests {
                           {"id": "o", "method": "GET", "urlTemplate": "/a/{p}"},
                           {"id": "p", "method": "GET", "urlTemplate": "/a/{q}"}]},
           {"id": "a", "path": "/x/", "serviceUrl": "http://h:99999"},
-          {"path": "z", "serviceUrl": "https://secure", "protocols": ["ftp"]}]}"#;
+          {"path": "z", "serviceUrl": "https://secure/", "protocols": ["ftp"]}]}"#;
         let errs = errors_of(text);
         let want = [
             "schemaVersion: unsupported schema version 2 (this gateway reads 1)",
                         "apis[1].bogus: unknown field",
-            "apis[1].serviceUrl: expected an http:// URL",
+            "apis[1].serviceUrl: expected an http:// or https:// URL",
             "apis[1].operations[0].method: expected an upper-case HTTP method such as GET, or *",
             "apis[1].operations[0].urlTemplate: must start with '/'",
             "apis[1].operations[1].id: duplicate id 'o' (first at apis[1].operations[0])",
             "apis[1].operations[2].urlTemplate: GET /a/{q} can never match: apis[1].operations[1] has the same method and template",
             "apis[2].serviceUrl: bad port",
             "apis[3].id: required",
-            "apis[3].serviceUrl: https backends are not supported by this version of edgegate",
             "apis[3].protocols[0]: unknown protocol 'ftp'",
         ];
         for w in want {

@@ -68,6 +68,8 @@ pub struct Backend {
     pub base_path: String,
     /// Filled by `resolve`; empty when the name did not resolve (requests get 502).
     pub addrs: Vec<SocketAddr>,
+    /// `https://`: the name the backend's certificate must carry (and the SNI sent).
+    pub tls: Option<rustls_pki_types::ServerName<'static>>,
 }
 
 impl Backend {

@@ -30,6 +30,9 @@ pub enum Failure {
     BackendConnect,
     BackendConnectTimeout,
     BackendReset,
+    /// An `https://` backend's TLS handshake failed (untrusted certificate, wrong name,
+    /// no common protocol).
+    BackendTls,
     BackendTimeout,
     BackendBadResponse(&'static str),
     // ---- gateway
@@ -45,6 +48,7 @@ impl Failure {
             Failure::BackendConnect
                 | Failure::BackendConnectTimeout
                 | Failure::BackendReset
+                | Failure::BackendTls
                 | Failure::BackendTimeout
         )
     }
@@ -63,6 +67,7 @@ impl Failure {
             | Failure::BackendConnect
             | Failure::BackendConnectTimeout
             | Failure::BackendReset
+            | Failure::BackendTls
             | Failure::BackendBadResponse(_) => 502,
             Failure::BackendTimeout => 504,
             Failure::NoConfig | Failure::Overloaded => 503,
@@ -88,7 +93,9 @@ impl Failure {
             Failure::BackendUnresolved | Failure::BackendConnect | Failure::BackendConnectTimeout => {
                 "Backend service unavailable"
             }
-            Failure::BackendReset | Failure::BackendBadResponse(_) => "Bad gateway",
+            Failure::BackendReset | Failure::BackendTls | Failure::BackendBadResponse(_) => {
+                "Bad gateway"
+            }
             Failure::BackendTimeout => "Backend service timed out",
             Failure::NoConfig => "Gateway has no configuration yet",
             Failure::Overloaded => "Service unavailable",
@@ -112,6 +119,7 @@ impl Failure {
             Failure::BackendConnect => "backend_connect_failed",
             Failure::BackendConnectTimeout => "backend_connect_timeout",
             Failure::BackendReset => "backend_reset",
+            Failure::BackendTls => "backend_tls_failed",
             Failure::BackendTimeout => "backend_timeout",
             Failure::BackendBadResponse(why) => why,
             Failure::NoConfig => "no_config",
@@ -125,6 +133,7 @@ impl Failure {
             | Failure::BackendConnect
             | Failure::BackendConnectTimeout
             | Failure::BackendReset
+            | Failure::BackendTls
             | Failure::BackendTimeout
             | Failure::BackendBadResponse(_) => Source::Backend,
             Failure::NoConfig | Failure::Overloaded => Source::Gateway,

@@ -888,7 +888,7 @@ pub(super) mod tests {
             texts,
             [
                 "bogus: unknown field",
-                "serviceUrl: expected an http:// URL"
+                "serviceUrl: expected an http:// or https:// URL"
             ]
         );
         s.put_api("a", obj(r#"{"path": "a", "serviceUrl": "http://x"}"#))

@@ -159,6 +159,7 @@ pub enum Target {
         addr: SocketAddr,
         authority: String,
         base_path: String,
+        tls: Option<rustls_pki_types::ServerName<'static>>,
     },
 }
 
@@ -1222,6 +1223,7 @@ fn target_of(url: &str, rt: &Runtime) -> Option<Target> {
             addr: SocketAddr::new(ip, b.port),
             authority: b.authority,
             base_path: b.base_path,
+            tls: b.tls,
         });
     }
     rt.backends

@@ -45,6 +45,7 @@ use crate::policy::limits::Counters;
 use crate::policy::Retry;
 use crate::status::{self, SyncState};
 use crate::telemetry::{redact_query, Record, RequestLog};
+use rustls_pki_types::ServerName;
 
 /// Limits the connection obeys (from settings).
 #[derive(Clone, Debug)]
@@ -247,12 +248,16 @@ struct Exchange {
     retry_at: Option<Instant>,
     /// When the whole request had been read from the client.
     request_read: Option<Instant>,
+    /// `https://` backend: the name its certificate must carry.
+    tls: Option<ServerName<'static>>,
 }
 
 impl Exchange {
     /// Takes a backend connection (pooled or new) for the next attempt.
     fn attach_backend(&mut self, ctx: &mut Ctx) -> io::Result<()> {
-        let key = ctx.backends.checkout(self.addr, false, ctx.registry)?;
+        let key = ctx
+            .backends
+            .checkout(self.addr, self.tls.as_ref(), false, ctx.registry)?;
         self.backend = key;
         self.connect_started = ctx.now;
         self.last_backend = ctx.now;
@@ -987,8 +992,8 @@ impl Client {
             if !b.writable {
                 return Step::Blocked;
             }
-            let ok = match b.sock.take_error() {
-                Ok(None) => match b.sock.peer_addr() {
+            let ok = match b.transport.sock().take_error() {
+                Ok(None) => match b.transport.sock().peer_addr() {
                     Ok(_) => true,
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                         b.writable = false;
@@ -1032,7 +1037,7 @@ impl Client {
                     None => &[],
                 };
                 let head_len = head_rest.len();
-                match write_pair(&mut b.sock, head_rest, body, &mut b.writable) {
+                match write_pair(&mut b.transport, head_rest, body, &mut b.writable) {
                     Io::Done(n) => {
                         let h = n.min(head_len);
                         x.head_sent += h;
@@ -1090,7 +1095,7 @@ impl Client {
             }
             if x.req_sendable > 0 && b.writable {
                 match write_some(
-                    &mut b.sock,
+                    &mut b.transport,
                     &inbuf.bytes()[..x.req_sendable],
                     &mut b.writable,
                 ) {
@@ -1151,7 +1156,7 @@ impl Client {
             ctx.pool.grow(rbuf, Class::Data);
         }
         if b.readable && !x.backend_eof && rbuf.has_space() && x.resp_sendable == 0 {
-            match read_some(&mut b.sock, rbuf, &mut b.readable) {
+            match read_some(&mut b.transport, rbuf, &mut b.readable) {
                 Io::Done(_) => {
                     x.last_backend = ctx.now;
                     progress = true;
@@ -1472,7 +1477,10 @@ impl Client {
             && matches!(x.resp, Resp::AwaitHead)
         {
             ctx.backends.remove(x.backend, ctx.registry);
-            if let Ok(key) = ctx.backends.checkout(x.addr, true, ctx.registry) {
+            if let Ok(key) = ctx
+                .backends
+                .checkout(x.addr, x.tls.as_ref(), true, ctx.registry)
+            {
                 x.backend = key;
                 x.retried = true;
                 x.head_sent = 0;
@@ -1482,16 +1490,18 @@ impl Client {
                 return Step::Progress;
             }
         }
-        let connected = ctx
+        let (connected, handshaking) = ctx
             .backends
             .slab
             .get(x.backend)
-            .is_some_and(|b| b.connected);
+            .map_or((false, false), |b| {
+                (b.connected, b.transport.is_handshaking())
+            });
         self.fail_exchange(
-            if connected {
-                Failure::BackendReset
-            } else {
-                Failure::BackendConnect
+            match (connected, handshaking) {
+                (true, true) => Failure::BackendTls,
+                (true, false) => Failure::BackendReset,
+                _ => Failure::BackendConnect,
             },
             ctx,
         );
@@ -2162,27 +2172,36 @@ fn decide<'h>(
         call = Some(c);
     }
     let edits = call.as_ref().map(|c| &c.st.req);
-    let (addrs, authority, base_path): (&[SocketAddr], &str, &str) =
-        match edits.and_then(|e| e.target.as_ref()) {
-            Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
-                Some(b) => (&b.addrs, &b.authority, &b.base_path),
-                None => (&[], "", ""),
-            },
-            Some(Target::Addr {
-                ref addr,
-                ref authority,
-                ref base_path,
-            }) => (
-                std::slice::from_ref(addr),
-                authority.as_str(),
-                base_path.as_str(),
-            ),
-            None => (
-                &api.backend.addrs,
-                &api.backend.authority,
-                &api.backend.base_path,
-            ),
-        };
+    type Chosen<'c> = (
+        &'c [SocketAddr],
+        &'c str,
+        &'c str,
+        Option<&'c ServerName<'static>>,
+    );
+    let (addrs, authority, base_path, tls): Chosen = match edits.and_then(|e| e.target.as_ref()) {
+        Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
+            Some(b) => (&b.addrs, &b.authority, &b.base_path, b.tls.as_ref()),
+            None => (&[], "", "", None),
+        },
+        Some(Target::Addr {
+            ref addr,
+            ref authority,
+            ref base_path,
+            ref tls,
+        }) => (
+            std::slice::from_ref(addr),
+            authority.as_str(),
+            base_path.as_str(),
+            tls.as_ref(),
+        ),
+        None => (
+            &api.backend.addrs,
+            &api.backend.authority,
+            &api.backend.base_path,
+            api.backend.tls.as_ref(),
+        ),
+    };
+    let tls = tls.cloned();
     if addrs.is_empty() {
         return reply(Failure::BackendUnresolved, "", url_of(&api.key_query));
     }
@@ -2293,6 +2312,7 @@ fn decide<'h>(
             retries: 0,
             retry_at: None,
             request_read,
+            tls,
         }),
         consumed,
     )

@@ -287,7 +287,9 @@ fn failure_reason(f: Failure) -> &'static str {
     match f {
         Failure::BackendConnect | Failure::BackendUnresolved => "BackendConnectionFailure",
         Failure::BackendConnectTimeout | Failure::BackendTimeout => "Timeout",
-        Failure::BackendReset | Failure::BackendBadResponse(_) => "BackendConnectionFailure",
+        Failure::BackendReset | Failure::BackendTls | Failure::BackendBadResponse(_) => {
+            "BackendConnectionFailure"
+        }
         Failure::BodyTimeout => "ClientConnectionFailure",
         Failure::MissingSubscriptionKey => "SubscriptionKeyNotFound",
         Failure::InvalidSubscriptionKey => "SubscriptionKeyInvalid",

@@ -103,6 +103,7 @@ impl Server {
         from_agent: Receiver<ToLoop>,
         to_agent: SyncSender<ToAgent>,
         reload: Arc<AtomicBool>,
+        backend_tls: Arc<rustls::ClientConfig>,
     ) -> io::Result<Server> {
         poll.registry()
             .register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
@@ -130,7 +131,7 @@ impl Server {
             listener: Some(listener),
             listener_ready: false,
             clients: Slab::with_capacity(64),
-            backends: Backends::new(max * 2),
+            backends: Backends::new(max * 2, backend_tls),
             // at most 3 buffers per busy client (request in, heads, response)
             pool: Pool::new(settings.head_max, max * 3 + 16),
             runtime,
@@ -380,7 +381,8 @@ impl Server {
                         .register(&mut sock, token::client(entry.key()), interest)
                         .is_ok()
                     {
-                        let transport = Transport::Tls(sock, Box::new(conn));
+                        let transport =
+                            Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)));
                         entry.insert(Client::new(transport, peer, self.now, &self.limits));
                     }
                 }

@@ -1,7 +1,8 @@
-//! The client side of a connection: plain TCP, or TLS over it (rustls, the server side).
-//! The connection state machine reads, writes and peeks through `Transport` (std's
-//! `Read` and `Write`, with non-blocking semantics: `WouldBlock` when nothing can move)
-//! and never sees which it is.
+//! A socket of a connection: plain TCP, or TLS over it (rustls; the server side towards
+//! clients on the HTTPS listener, the client side towards `https://` backends). The
+//! connection state machine reads, writes and peeks through `Transport` (std's `Read`
+//! and `Write`, with non-blocking semantics: `WouldBlock` when nothing can move) and
+//! never sees which it is.
 //!
 //! TLS: the handshake runs inside the first reads. Records are read into rustls and
 //! decrypted on demand. Plaintext written goes into rustls at most one record's worth
@@ -9,19 +10,19 @@
 //! pushes back as with plain TCP and memory per connection stays bounded. Records left
 //! in rustls when the socket is full are sent by `flush_pending`, which the connection
 //! calls whenever the socket is writable.
-//! Must not touch: HTTP, the connection's buffers, the backend side (plain TCP).
+//! Must not touch: HTTP, the connection's buffers.
 
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::Connection;
 
 /// Most plaintext handed to rustls per write (one TLS record).
 const TLS_WRITE_CHUNK: usize = 16 * 1024;
 
 pub enum Transport {
     Plain(TcpStream),
-    Tls(TcpStream, Box<ServerConnection>),
+    Tls(TcpStream, Box<Connection>),
 }
 
 impl Transport {
@@ -33,6 +34,14 @@ impl Transport {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(..))
+    }
+
+    /// Whether a TLS handshake is still under way (a failure then is the handshake's).
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(_, tls) => tls.is_handshaking(),
+        }
     }
 
     /// Whether encrypted records wait to be sent (the socket was full).
@@ -97,6 +106,9 @@ impl Read for Transport {
                 Ok(n) => return Ok(n),
                 // no plaintext yet: read records from the socket
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // the peer closed without close_notify (common after `Connection: close`):
+                // an end of stream; HTTP framing says whether anything was cut short
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
             match tls.read_tls(sock) {

@@ -490,7 +490,7 @@ pub fn respond(s: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &
 }
 
 /// Reads one request (Content-Length or chunked body, decoded). `None` at EOF.
-pub fn read_request(r: &mut BufReader<TcpStream>, conn_id: usize) -> Option<Seen> {
+pub fn read_request<R: Read>(r: &mut BufReader<R>, conn_id: usize) -> Option<Seen> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
         return None;
