@@ -276,6 +276,8 @@ fn gateway(args: &[String]) -> ExitCode {
 }
 
 fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
+    // how https backends are checked; a bad CA file stops the start here
+    edgegate::config::tls::set_backend_ca(settings.backend_ca.clone())?;
     // Where configs come from: the management plane, or a local file.
     let (mut syncer, loaded, mut sync): (Box<dyn Syncer>, Loaded, SyncState) =
         if settings.service_endpoint.is_some() {
@@ -302,7 +304,6 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
             };
             (Box::new(source), loaded, sync)
         };
-    let backend_tls = edgegate::proxy::backend::client_config(settings.backend_ca.as_deref())?;
     let listener = mio::net::TcpListener::bind(settings.http_listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -329,7 +330,6 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         from_agent,
         agent.sender.clone(),
         agent.reload.clone(),
-        backend_tls,
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);

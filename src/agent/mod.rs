@@ -85,6 +85,9 @@ pub fn load_config_file(
 /// Compiles `text` and resolves its backend host names (blocking DNS).
 pub fn compile_and_resolve(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
     let mut runtime = config::compile(text, source)?;
+    if let Err(e) = runtime.attach_backend_tls() {
+        log::error!("https backends get 502 until this is fixed: {e}");
+    }
     for host in runtime.resolve() {
         log::warn!("backend host '{host}' does not resolve; its requests get 502 until it does");
     }
@@ -105,6 +108,7 @@ pub fn refresh_addresses(
         return None;
     }
     let mut fresh = config::compile(text, running.source).ok()?;
+    fresh.backend_tls.clone_from(&running.backend_tls);
     fresh.resolve_with(lookup);
     (fresh.backend_addresses() != running.backend_addresses()).then_some(fresh)
 }

@@ -184,6 +184,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         backends: env.backends,
         policies,
         tls,
+        backend_tls: None,
     })
 }
 

@@ -179,6 +179,9 @@ pub struct Runtime {
     pub policies: bool,
     /// The HTTPS listener's TLS config, when the document has `certificates`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How `https://` backends are checked, when the document has any (set by the agent
+    /// with `attach_backend_tls`).
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Runtime {
@@ -224,6 +227,17 @@ impl Runtime {
     }
 
     /// Whether any backend is named by a host name (so DNS can change under it).
+    /// Gives the runtime the client config for its `https://` backends, if it has any
+    /// (built the first time; reads `net.backend.tls.ca`): agent only.
+    pub fn attach_backend_tls(&mut self) -> Result<(), String> {
+        let any = self.apis.iter().any(|a| a.backend.tls.is_some())
+            || self.backends.iter().any(|b| b.tls.is_some());
+        if any {
+            self.backend_tls = Some(tls::backend_client_config()?);
+        }
+        Ok(())
+    }
+
     pub fn uses_host_names(&self) -> bool {
         self.apis.iter().any(|a| a.backend.ip_literal().is_none())
             || self.backends.iter().any(|b| b.ip_literal().is_none())

@@ -1,11 +1,14 @@
-//! The config document's `certificates`: PEM chains and keys compiled (on the agent) into
-//! one rustls server config for the gateway's HTTPS listener. It picks a certificate by
-//! the client's SNI host name: exact, then `*.` wildcard one label deep, then the first
-//! certificate of the document. A key never appears in an error.
+//! TLS configs, built off the event loop. The config document's `certificates`: PEM
+//! chains and keys compiled into one rustls server config for the gateway's HTTPS
+//! listener, picking a certificate by the client's SNI host name (exact, then `*.`
+//! wildcard one label deep, then the first certificate of the document); a key never
+//! appears in an error. And the client config for `https://` backends, built once, the
+//! first time a config has one (so a gateway without them never pays for it).
 //! Must not touch: sockets (the loop runs the handshakes), HTTP.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -147,4 +150,61 @@ pub fn certificates(top: &Fields, errors: &mut Errors) -> Option<Arc<rustls::Ser
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Some(Arc::new(config))
+}
+
+/// `net.backend.tls.ca`, set once at start.
+static BACKEND_CA: OnceLock<Option<PathBuf>> = OnceLock::new();
+static BACKEND_CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+
+/// Records `net.backend.tls.ca` (at start, before any config is compiled). When it is
+/// set the client config is built now, so that a bad file stops the start with its
+/// reason rather than failing the first https call.
+pub fn set_backend_ca(ca: Option<PathBuf>) -> Result<(), String> {
+    let set = ca.is_some();
+    let _ = BACKEND_CA.set(ca);
+    if set {
+        backend_client_config()?;
+    }
+    Ok(())
+}
+
+/// The client config for `https://` backends (reads the CA file the first time: call it
+/// off the event loop).
+pub fn backend_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    BACKEND_CONFIG
+        .get_or_init(|| build_client_config(BACKEND_CA.get().and_then(|c| c.as_deref())))
+        .clone()
+}
+
+/// How `https://` backends are checked: Mozilla's roots (compiled in) and, when given,
+/// the CA certificates in `ca` (PEM), for backends behind a private PKI. TLS 1.2 and 1.3,
+/// ring, ALPN http/1.1.
+fn build_client_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read net.backend.tls.ca {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "net.backend.tls.ca {}: no certificate found",
+                path.display()
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("net.backend.tls.ca {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -1,6 +1,6 @@
 //! Backend (upstream) connections: a slab of sockets and a bounded keep-alive pool per
 //! backend address and TLS name (an `https://` backend's connections speak TLS through
-//! `Transport`, checked against the bundled Mozilla roots and `net.backend.tls.ca`). A connection is either checked out by exactly one client exchange
+//! `Transport`, with the runtime's client config: see `config::tls`). A connection is either checked out by exactly one client exchange
 //! or idle in the pool; an idle one that becomes readable (the backend closed it or
 //! sent garbage) is dropped. Connecting is non-blocking to an address already resolved
 //! by the agent: no DNS here.
@@ -21,39 +21,6 @@ use super::token;
 use super::transport::Transport;
 use crate::route::FnvMap;
 
-/// How `https://` backends are checked: Mozilla's roots (compiled in) and, when given,
-/// the CA certificates in `ca` (PEM), for backends behind a private PKI. TLS 1.2 and 1.3,
-/// ring, ALPN http/1.1.
-pub fn client_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read net.backend.tls.ca {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "net.backend.tls.ca {}: no certificate found",
-                path.display()
-            ));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("net.backend.tls.ca {}: {e}", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// Where a pooled connection goes: the address, and the TLS name for `https://`.
 type PoolKey = (SocketAddr, Option<ServerName<'static>>);
 
@@ -73,8 +40,6 @@ pub struct BackendConn {
 pub struct Backends {
     pub slab: Slab<BackendConn>,
     idle: FnvMap<PoolKey, Vec<usize>>,
-    /// How `https://` backends are checked.
-    tls: Arc<rustls::ClientConfig>,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
     max_total: usize,
@@ -86,27 +51,26 @@ pub const MAX_IDLE_PER_BACKEND: usize = 512;
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Backends {
-    pub fn new(max_total: usize, tls: Arc<rustls::ClientConfig>) -> Backends {
+    pub fn new(max_total: usize) -> Backends {
         Backends {
             slab: Slab::with_capacity(64),
             idle: FnvMap::default(),
-            tls,
             max_idle_per_addr: MAX_IDLE_PER_BACKEND,
             idle_timeout: BACKEND_IDLE_TIMEOUT,
             max_total,
         }
     }
 
-    /// An idle connection to `addr` (TLS with `tls_name`, when given) unless `fresh`,
-    /// or a new non-blocking connect.
+    /// An idle connection to `addr` (TLS to `tls`'s name, checked with its config, when
+    /// given) unless `fresh`, or a new non-blocking connect.
     pub fn checkout(
         &mut self,
         addr: SocketAddr,
-        tls_name: Option<&ServerName<'static>>,
+        tls: Option<(&ServerName<'static>, &Arc<rustls::ClientConfig>)>,
         fresh: bool,
         registry: &Registry,
     ) -> io::Result<usize> {
-        let pool_key = (addr, tls_name.cloned());
+        let pool_key = (addr, tls.map(|(name, _)| name.clone()));
         if let Some(list) = self.idle.get_mut(&pool_key).filter(|_| !fresh) {
             while let Some(key) = list.pop() {
                 let Some(c) = self.slab.get_mut(key) else {
@@ -138,10 +102,10 @@ impl Backends {
             token::backend(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let transport = match &pool_key.1 {
+        let transport = match tls {
             None => Transport::Plain(sock),
-            Some(name) => {
-                let conn = rustls::ClientConnection::new(Arc::clone(&self.tls), name.clone())
+            Some((name, config)) => {
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name.clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Transport::Tls(sock, Box::new(rustls::Connection::Client(conn)))
             }

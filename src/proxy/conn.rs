@@ -253,11 +253,23 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// The TLS to speak to the backend, for `https://`. An error when the runtime has no
+    /// client config for it (the agent logged why): never a plain connection instead.
+    fn backend_tls(
+        &self,
+    ) -> io::Result<Option<(&ServerName<'static>, &Arc<rustls::ClientConfig>)>> {
+        match (&self.tls, &self.rt.backend_tls) {
+            (None, _) => Ok(None),
+            (Some(name), Some(config)) => Ok(Some((name, config))),
+            (Some(_), None) => Err(io::Error::other("no TLS client config for https backends")),
+        }
+    }
+
     /// Takes a backend connection (pooled or new) for the next attempt.
     fn attach_backend(&mut self, ctx: &mut Ctx) -> io::Result<()> {
         let key = ctx
             .backends
-            .checkout(self.addr, self.tls.as_ref(), false, ctx.registry)?;
+            .checkout(self.addr, self.backend_tls()?, false, ctx.registry)?;
         self.backend = key;
         self.connect_started = ctx.now;
         self.last_backend = ctx.now;
@@ -1477,10 +1489,10 @@ impl Client {
             && matches!(x.resp, Resp::AwaitHead)
         {
             ctx.backends.remove(x.backend, ctx.registry);
-            if let Ok(key) = ctx
-                .backends
-                .checkout(x.addr, x.tls.as_ref(), true, ctx.registry)
-            {
+            let fresh = x
+                .backend_tls()
+                .and_then(|tls| ctx.backends.checkout(x.addr, tls, true, ctx.registry));
+            if let Ok(key) = fresh {
                 x.backend = key;
                 x.retried = true;
                 x.head_sent = 0;

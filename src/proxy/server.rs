@@ -103,7 +103,6 @@ impl Server {
         from_agent: Receiver<ToLoop>,
         to_agent: SyncSender<ToAgent>,
         reload: Arc<AtomicBool>,
-        backend_tls: Arc<rustls::ClientConfig>,
     ) -> io::Result<Server> {
         poll.registry()
             .register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
@@ -131,7 +130,7 @@ impl Server {
             listener: Some(listener),
             listener_ready: false,
             clients: Slab::with_capacity(64),
-            backends: Backends::new(max * 2, backend_tls),
+            backends: Backends::new(max * 2),
             // at most 3 buffers per busy client (request in, heads, response)
             pool: Pool::new(settings.head_max, max * 3 + 16),
             runtime,
