@@ -164,20 +164,20 @@ impl Write for Transport {
         let Transport::Tls(_, tls) = self else {
             return Ok(0);
         };
-        // the slices in turn, one record's worth in all
-        let (mut budget, mut n) = (TLS_WRITE_CHUNK, 0);
-        for b in bufs {
+        // the slices together, so a head and its body share a record: one record's worth
+        let mut budget = TLS_WRITE_CHUNK;
+        let mut slices: [io::IoSlice<'_>; 4] = [io::IoSlice::new(&[]); 4];
+        let mut used = 0;
+        for b in bufs.iter().take(slices.len()) {
             let take = b.len().min(budget);
             if take == 0 {
                 break;
             }
-            let written = tls.writer().write(&b[..take])?;
-            n += written;
-            budget -= written;
-            if written < take {
-                break;
-            }
+            slices[used] = io::IoSlice::new(&b[..take]);
+            used += 1;
+            budget -= take;
         }
+        let n = tls.writer().write_vectored(&slices[..used])?;
         self.flush_pending()?;
         Ok(n)
     }
