@@ -1249,3 +1249,48 @@ fn a_refused_subscription_key_goes_through_on_error() {
     assert!(line.contains("responseCode=401"), "{line}");
     assert!(origin.requests().is_empty());
 }
+
+#[test]
+fn a_request_that_matches_nothing_goes_through_the_global_on_error() {
+    let origin = Origin::echo();
+    let global = r#"<policies><inbound /><backend><forward-request /></backend><outbound /><on-error><set-header name="X-Why" exists-action="override"><value>@(context.LastError.Source + "/" + context.LastError.Reason + " " + context.Request.Url.Path)</value></set-header><set-body>{"error": "no such route"}</set-body></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(&origin.url(""), false, None, None),
+            &format!(r#", "policies": {}"#, js(global)),
+        ),
+        &[],
+    );
+    // no API at those paths
+    for (path, method) in [("/nowhere/x", "GET"), ("/b", "POST")] {
+        let r = send(&gw, method, path, &[], "");
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(
+            r.header("X-Why"),
+            Some(format!("configuration/OperationNotFound {path}").as_str())
+        );
+        assert_eq!(r.text(), r#"{"error": "no such route"}"#);
+    }
+    let line = gw.wait_for_log("url=/nowhere/x");
+    assert!(line.contains("errorReason=operation_not_found"), "{line}");
+    // what matches is unaffected
+    assert_eq!(send(&gw, "GET", "/a/items/1", &[], "").status, 200);
+    assert!(origin.requests().len() == 1);
+
+    // an API whose operations do not match the request: the same
+    let only_get = format!(
+        r#"{{"id": "g", "path": "g", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "get-item", "method": "GET", "urlTemplate": "/items/{{id}}"}}]}}"#,
+        origin.url("")
+    );
+    let gw = Gateway::start(
+        &config(&only_get, &format!(r#", "policies": {}"#, js(global))),
+        &[],
+    );
+    let r = send(&gw, "DELETE", "/g/items/1", &[], "");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("X-Why"),
+        Some("configuration/OperationNotFound /g/items/1")
+    );
+}

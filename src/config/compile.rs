@@ -160,7 +160,8 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         products: product_texts,
         apis: api_texts,
     };
-    let policies = entities::build_plans(&texts, &mut apis, &products, &mut env, errors);
+    let (policies, unmatched_plan) =
+        entities::build_plans(&texts, &mut apis, &products, &mut env, errors);
     if !errors.0.is_empty() {
         return None;
     }
@@ -185,6 +186,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         policies,
         tls,
         backend_tls: None,
+        unmatched: unmatched_plan.map(|p| Box::new(Api::unmatched(p))),
     })
 }
 

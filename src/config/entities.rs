@@ -397,14 +397,15 @@ fn plan_of(doc: &ScopeDoc, trivial: bool, path: &str, errors: &mut Errors) -> Ar
 
 /// Compiles every policy document and gives each operation its plans (no product
 /// first, then one per product that includes the API). Returns whether any plan does
-/// anything beyond plain forwarding.
+/// anything beyond plain forwarding, and the global plan when it has an on-error section
+/// (for requests that match no API, as APIM runs it for them).
 pub fn build_plans(
     texts: &PolicyTexts,
     apis: &mut [Api],
     products: &[Product],
     env: &mut PlanEnv,
     errors: &mut Errors,
-) -> bool {
+) -> (bool, Option<Arc<Plan>>) {
     let global_doc = doc_of(
         texts.global,
         "policies",
@@ -418,6 +419,10 @@ pub fn build_plans(
         Some(d) => policy::merge(&base, d),
         None => base,
     };
+    let unmatched = global_doc
+        .as_ref()
+        .map(|_| plan_of(&global, false, "policies", errors))
+        .filter(|p| !p.on_error.is_empty());
     let product_docs: Vec<Option<ScopeDoc>> = texts
         .products
         .iter()
@@ -497,7 +502,7 @@ pub fn build_plans(
                 .collect();
         }
     }
-    any
+    (any, unmatched)
 }
 
 /// Marks each API's products and its open product.

@@ -58,7 +58,7 @@ impl ConfigSource {
 }
 
 /// A backend origin: where to connect and what to call it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Backend {
     pub host: String,
     pub port: u16,
@@ -182,6 +182,45 @@ pub struct Runtime {
     /// How `https://` backends are checked, when the document has any (set by the agent
     /// with `attach_backend_tls`).
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
+    /// What a request that matches no API runs: an API without a path or backend whose
+    /// one operation carries the global plan, when that has an on-error section.
+    pub unmatched: Option<Box<Api>>,
+}
+
+/// The API index that names `Runtime::unmatched`.
+pub const UNMATCHED_API: u32 = u32::MAX;
+
+impl Api {
+    /// The stand-in for requests that match no API (ids and names empty).
+    pub fn unmatched(plan: Arc<Plan>) -> Api {
+        Api {
+            id: String::new(),
+            name: String::new(),
+            path: String::new(),
+            hostnames: Vec::new(),
+            http: true,
+            https: true,
+            subscription_required: false,
+            key_header: String::new(),
+            key_query: String::new(),
+            backend: Backend::default(),
+            operations: vec![Operation {
+                id: String::new(),
+                name: String::new(),
+                method: String::new(),
+                url_template: String::new(),
+                template: crate::route::Template {
+                    segments: Vec::new(),
+                    wildcard: true,
+                },
+                responses: Vec::new(),
+                plans: vec![(None, plan)],
+            }],
+            op_table: OpTable::default(),
+            products: Vec::new(),
+            open_product: None,
+        }
+    }
 }
 
 impl Runtime {

@@ -1915,6 +1915,95 @@ enum Decision<'h> {
     Proxy(Box<Exchange>, usize),
 }
 
+/// A request that matches no API or operation, under `stand_in` (the global plan):
+/// on-error runs from the 404 with LastError Source `configuration`, Reason
+/// `OperationNotFound`, and may change the answer.
+#[allow(clippy::too_many_arguments)]
+fn unmatched<'h>(
+    stand_in: &crate::config::Api,
+    head: &request::RequestHead,
+    peer_ip: &str,
+    https: bool,
+    rt: &Arc<Runtime>,
+    ctx: &mut Ctx<'h>,
+    url: String,
+    method: String,
+) -> Decision<'h> {
+    let failure = Failure::OperationNotFound;
+    let Some(plan) = stand_in.operations.first().and_then(|o| o.plan(None)) else {
+        return Decision::Reply {
+            status: failure.status(),
+            content_type: JSON,
+            body: failure_body(failure),
+            failure: Some(failure),
+            method,
+            url,
+            api: "",
+        };
+    };
+    let view = RequestView {
+        method: head.method,
+        path: head.path,
+        rest: head.path,
+        host: head.host,
+        query: head.query,
+        headers: HeaderSrc::Parsed(head.headers),
+        ip: peer_ip,
+        https,
+    };
+    let ids = gate::Ids {
+        api: crate::config::UNMATCHED_API,
+        op: 0,
+        product: None,
+        subscription: None,
+    };
+    through_on_error(
+        plan,
+        ids,
+        failure,
+        &view,
+        head,
+        rt,
+        ctx,
+        (url, method, "", ""),
+    )
+}
+
+/// Answers a failure outside the policies (a refused key, no matching operation) the way
+/// `plan`'s on-error makes it, starting from the gateway's own answer. `logged`: the
+/// request log's url, method, API and operation.
+#[allow(clippy::too_many_arguments)]
+fn through_on_error<'h>(
+    plan: &Arc<crate::policy::Plan>,
+    ids: gate::Ids,
+    failure: Failure,
+    view: &RequestView,
+    head: &request::RequestHead,
+    rt: &Arc<Runtime>,
+    ctx: &mut Ctx<'h>,
+    logged: (String, String, &'h str, &'h str),
+) -> Decision<'h> {
+    let (url, method, api, op) = logged;
+    *ctx.seq += 1;
+    let id = request_id(ctx.id_prefix, *ctx.seq);
+    let mut c = Call::start(plan, ids, "", id, view);
+    c.on_failure(failure, rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+    let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
+    let st = &c.st;
+    Decision::Raw {
+        status: st.resp.status.unwrap_or(failure.status()),
+        bytes: gate::render_response(st, failure.status(), "", &[], close, head.is_head()),
+        consumed: 0,
+        close,
+        method,
+        url,
+        api,
+        op,
+        request_id: st.request_id.clone(),
+        reason: Some(failure.reason()),
+    }
+}
+
 fn is_idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -1999,15 +2088,20 @@ fn decide<'h>(
     let Some(rt) = ctx.runtime else {
         return reply(Failure::NoConfig, "", url_of(""));
     };
+    // no API or no operation: the global on-error, when there is one (as in APIM)
+    let not_found = |ctx: &mut Ctx<'h>, url: String| match &rt.unmatched {
+        Some(u) => unmatched(u, head, peer_ip, https, rt, ctx, url, logged_method()),
+        None => reply(Failure::OperationNotFound, "", url),
+    };
     let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
-        return reply(Failure::OperationNotFound, "", url_of(""));
+        return not_found(ctx, url_of(""));
     };
     let Some(api) = rt.apis.get(found.api as usize) else {
-        return reply(Failure::OperationNotFound, "", url_of(""));
+        return not_found(ctx, url_of(""));
     };
     let rest = &head.path[found.rest_offset..];
     let Some(op) = api.op_table.find(rest, head.method) else {
-        return reply(Failure::OperationNotFound, "", url_of(&api.key_query));
+        return not_found(ctx, url_of(&api.key_query));
     };
     let view = RequestView {
         method: head.method,
@@ -2031,33 +2125,27 @@ fn decide<'h>(
             let Some(plan) = on_error else {
                 return reply(f, &api.id, url_of(&api.key_query));
             };
-            *ctx.seq += 1;
             let ids = gate::Ids {
                 api: found.api,
                 op,
                 product: None,
                 subscription: None,
             };
-            let id = request_id(ctx.id_prefix, *ctx.seq);
-            let mut c = Call::start(plan, ids, "", id, &view);
-            c.on_failure(f, rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
-            let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
-            let st = &c.st;
-            return Decision::Raw {
-                status: st.resp.status.unwrap_or(f.status()),
-                bytes: gate::render_response(st, f.status(), "", &[], close, head.is_head()),
-                consumed: 0,
-                close,
-                method: logged_method(),
-                url: url_of(&api.key_query),
-                api: &api.id,
-                op: api
-                    .operations
-                    .get(op as usize)
-                    .map_or("", |o| o.id.as_str()),
-                request_id: st.request_id.clone(),
-                reason: Some(f.reason()),
-            };
+            let op_id = api
+                .operations
+                .get(op as usize)
+                .map_or("", |o| o.id.as_str());
+            let (url, method) = (url_of(&api.key_query), logged_method());
+            return through_on_error(
+                plan,
+                ids,
+                f,
+                &view,
+                head,
+                rt,
+                ctx,
+                (url, method, &api.id, op_id),
+            );
         }
     };
     if let BodyKind::Length(n) = head.body {

@@ -175,7 +175,10 @@ pub struct Ids {
 
 /// Who is calling what, from indexes into the runtime (`None` if they are stale).
 pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> Option<Who<'a>> {
-    let api = rt.apis.get(ids.api as usize)?;
+    let api = match ids.api {
+        crate::config::UNMATCHED_API => rt.unmatched.as_deref()?,
+        i => rt.apis.get(i as usize)?,
+    };
     Some(Who {
         api,
         op: api.operations.get(ids.op as usize)?,
@@ -292,6 +295,7 @@ fn failure_reason(f: Failure) -> &'static str {
         }
         Failure::BodyTimeout => "ClientConnectionFailure",
         Failure::MissingSubscriptionKey => "SubscriptionKeyNotFound",
+        Failure::OperationNotFound => "OperationNotFound",
         Failure::InvalidSubscriptionKey => "SubscriptionKeyInvalid",
         other => other.reason(),
     }
