@@ -425,79 +425,6 @@ fn admin_api_refuses_bad_input_and_unknown_callers() {
     assert_eq!(served.load(Ordering::SeqCst), 50);
 }
 
-/// A private CA and a server certificate for 127.0.0.1 and localhost, made with openssl.
-fn private_pki(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=edgegate test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    ]
-    .concat());
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 #[test]
 fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
     let a = Origin::text("a");
@@ -505,7 +432,8 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
     plane.publish("gw1", "echo", "", &a.url(""));
     let token = plane.token("gw1");
     let dir = plane.kill();
-    private_pki(&dir);
+    // a private CA and a server certificate for 127.0.0.1 and localhost
+    pki(&dir, &[("server", "DNS:localhost,IP:127.0.0.1")]);
     let cert = format!("manage.tls.cert={}", dir.join("server.pem").display());
     let key = format!("manage.tls.key={}", dir.join("server.key").display());
     let plane = Plane::start_with(dir.clone(), "127.0.0.1:0", &[&cert, &key]);

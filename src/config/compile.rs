@@ -513,7 +513,7 @@ pub fn parse_service_url(url: &str) -> Result<Backend, String> {
         let name = host.trim_start_matches('[').trim_end_matches(']');
         let server_name = rustls_pki_types::ServerName::try_from(name.to_string())
             .map_err(|_| "the host is not a name a certificate can carry".to_string())?;
-        Some(server_name)
+        Some(std::sync::Arc::new(server_name))
     } else {
         None
     };

@@ -69,7 +69,8 @@ pub struct Backend {
     /// Filled by `resolve`; empty when the name did not resolve (requests get 502).
     pub addrs: Vec<SocketAddr>,
     /// `https://`: the name the backend's certificate must carry (and the SNI sent).
-    pub tls: Option<rustls_pki_types::ServerName<'static>>,
+    /// Shared, so that a call and the connection pool take it without a copy.
+    pub tls: Option<Arc<rustls_pki_types::ServerName<'static>>>,
 }
 
 impl Backend {

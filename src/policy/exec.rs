@@ -159,7 +159,7 @@ pub enum Target {
         addr: SocketAddr,
         authority: String,
         base_path: String,
-        tls: Option<rustls_pki_types::ServerName<'static>>,
+        tls: Option<Arc<rustls_pki_types::ServerName<'static>>>,
     },
 }
 
@@ -1296,16 +1296,7 @@ fn cors(c: &super::Cors, req: &RequestView, st: &mut State) -> Flow {
         st.resp.status = Some(200);
         st.resp.body = Some(Vec::new());
         let h = &mut st.resp.headers;
-        h.set(
-            "Access-Control-Allow-Origin",
-            Some(vec![allow_origin(c, &origin)]),
-        );
-        if c.allow_credentials {
-            h.set(
-                "Access-Control-Allow-Credentials",
-                Some(vec!["true".into()]),
-            );
-        }
+        allow(c, &origin, h);
         h.set(
             "Access-Control-Allow-Methods",
             Some(vec![if c.any_method {
@@ -1336,16 +1327,7 @@ fn cors(c: &super::Cors, req: &RequestView, st: &mut State) -> Flow {
     }
     if origin_ok {
         let h = &mut st.resp.headers;
-        h.set(
-            "Access-Control-Allow-Origin",
-            Some(vec![allow_origin(c, &origin)]),
-        );
-        if c.allow_credentials {
-            h.set(
-                "Access-Control-Allow-Credentials",
-                Some(vec!["true".into()]),
-            );
-        }
+        allow(c, &origin, h);
         if !c.expose.is_empty() {
             h.set(
                 "Access-Control-Expose-Headers",
@@ -1359,11 +1341,19 @@ fn cors(c: &super::Cors, req: &RequestView, st: &mut State) -> Flow {
     Flow::Continue
 }
 
-fn allow_origin(c: &super::Cors, origin: &str) -> String {
-    if c.any_origin {
-        "*".into()
+/// Access-Control-Allow-Origin (and -Credentials) for an allowed origin.
+fn allow(c: &super::Cors, origin: &str, h: &mut HeaderEdits) {
+    let value = if c.any_origin {
+        "*".to_string()
     } else {
         origin.to_string()
+    };
+    h.set("Access-Control-Allow-Origin", Some(vec![value]));
+    if c.allow_credentials {
+        h.set(
+            "Access-Control-Allow-Credentials",
+            Some(vec!["true".into()]),
+        );
     }
 }
 

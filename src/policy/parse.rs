@@ -399,6 +399,15 @@ fn limit_headers(n: Node) -> LimitHeaders {
     }
 }
 
+/// The header and variable names a rate limit may report through (`limit_headers`).
+const LIMIT_HEADERS: &[&str] = &[
+    "retry-after-header-name",
+    "retry-after-variable-name",
+    "remaining-calls-header-name",
+    "remaining-calls-variable-name",
+    "total-calls-header-name",
+];
+
 /// A rate-limit / quota element and its `<api>` / `<operation>` levels.
 fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
     let kinds: &[&str] = if quota {
@@ -912,15 +921,7 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
             no_attributes(
                 cx,
                 n,
-                &[
-                    "calls",
-                    "renewal-period",
-                    "retry-after-header-name",
-                    "retry-after-variable-name",
-                    "remaining-calls-header-name",
-                    "remaining-calls-variable-name",
-                    "total-calls-header-name",
-                ],
+                &[&["calls", "renewal-period"][..], LIMIT_HEADERS].concat(),
             )?;
             number(cx, n, "calls", None)?;
             Policy::RateLimit(RateLimit {
@@ -930,22 +931,14 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
         }
         "rate-limit-by-key" => {
             section_allows(cx, n, IN)?;
-            no_attributes(
-                cx,
-                n,
-                &[
-                    "calls",
-                    "renewal-period",
-                    "counter-key",
-                    "increment-condition",
-                    "increment-count",
-                    "retry-after-header-name",
-                    "retry-after-variable-name",
-                    "remaining-calls-header-name",
-                    "remaining-calls-variable-name",
-                    "total-calls-header-name",
-                ],
-            )?;
+            let own = [
+                "calls",
+                "renewal-period",
+                "counter-key",
+                "increment-condition",
+                "increment-count",
+            ];
+            no_attributes(cx, n, &[&own[..], LIMIT_HEADERS].concat())?;
             only_children(cx, n, &[])?;
             let period_secs = number(cx, n, "renewal-period", None)?;
             if period_secs == 0 {

@@ -22,7 +22,7 @@ use super::transport::Transport;
 use crate::route::FnvMap;
 
 /// Where a pooled connection goes: the address, and the TLS name for `https://`.
-type PoolKey = (SocketAddr, Option<ServerName<'static>>);
+type PoolKey = (SocketAddr, Option<Arc<ServerName<'static>>>);
 
 pub struct BackendConn {
     pub transport: Transport,
@@ -66,11 +66,11 @@ impl Backends {
     pub fn checkout(
         &mut self,
         addr: SocketAddr,
-        tls: Option<(&ServerName<'static>, &Arc<rustls::ClientConfig>)>,
+        tls: Option<(&Arc<ServerName<'static>>, &Arc<rustls::ClientConfig>)>,
         fresh: bool,
         registry: &Registry,
     ) -> io::Result<usize> {
-        let pool_key = (addr, tls.map(|(name, _)| name.clone()));
+        let pool_key = (addr, tls.map(|(name, _)| Arc::clone(name)));
         if let Some(list) = self.idle.get_mut(&pool_key).filter(|_| !fresh) {
             while let Some(key) = list.pop() {
                 let Some(c) = self.slab.get_mut(key) else {
@@ -105,7 +105,7 @@ impl Backends {
         let transport = match tls {
             None => Transport::Plain(sock),
             Some((name, config)) => {
-                let conn = rustls::ClientConnection::new(Arc::clone(config), name.clone())
+                let conn = rustls::ClientConnection::new(Arc::clone(config), (**name).clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Transport::Tls(sock, Box::new(rustls::Connection::Client(conn)))
             }

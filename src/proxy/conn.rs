@@ -249,7 +249,7 @@ struct Exchange {
     /// When the whole request had been read from the client.
     request_read: Option<Instant>,
     /// `https://` backend: the name its certificate must carry.
-    tls: Option<ServerName<'static>>,
+    tls: Option<Arc<ServerName<'static>>>,
 }
 
 impl Exchange {
@@ -257,7 +257,7 @@ impl Exchange {
     /// client config for it (the agent logged why): never a plain connection instead.
     fn backend_tls(
         &self,
-    ) -> io::Result<Option<(&ServerName<'static>, &Arc<rustls::ClientConfig>)>> {
+    ) -> io::Result<Option<(&Arc<ServerName<'static>>, &Arc<rustls::ClientConfig>)>> {
         match (&self.tls, &self.rt.backend_tls) {
             (None, _) => Ok(None),
             (Some(name), Some(config)) => Ok(Some((name, config))),
@@ -2276,7 +2276,7 @@ fn decide<'h>(
         &'c [SocketAddr],
         &'c str,
         &'c str,
-        Option<&'c ServerName<'static>>,
+        Option<&'c Arc<ServerName<'static>>>,
     );
     let (addrs, authority, base_path, tls): Chosen = match edits.and_then(|e| e.target.as_ref()) {
         Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {

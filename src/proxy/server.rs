@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -40,6 +40,14 @@ const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 const QUOTA_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 /// Most rate-limit / quota / concurrency / token-cache keys the loop keeps (each map).
 pub const COUNTER_KEYS_MAX: usize = 100_000;
+
+/// The loop's listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Http,
+    Https,
+    Metrics,
+}
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -250,13 +258,13 @@ impl Server {
                 }
             }
             if self.listener_ready {
-                self.accept();
+                self.accept_on(Listener::Http);
             }
             if self.metrics_ready {
-                self.accept_metrics();
+                self.accept_on(Listener::Metrics);
             }
             if self.https_ready {
-                self.accept_https();
+                self.accept_on(Listener::Https);
             }
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
@@ -357,74 +365,32 @@ impl Server {
         }
     }
 
-    /// Accepts on the HTTPS listener: each connection starts a TLS handshake with the
-    /// running config's certificates.
-    fn accept_https(&mut self) {
+    /// Accepts what `which` holds, up to the connection limit. HTTPS connections start
+    /// a TLS handshake with the running config's certificates; metrics connections
+    /// answer `/metrics` only.
+    fn accept_on(&mut self, which: Listener) {
         while self.clients.len() < self.max_clients {
-            let Some(listener) = self.https_listener.as_ref() else {
+            let listener = match which {
+                Listener::Http => self.listener.as_ref(),
+                Listener::Https => self.https_listener.as_ref(),
+                Listener::Metrics => self.metrics_listener.as_ref(),
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((mut sock, peer)) => {
-                    let tls = self.runtime.as_ref().and_then(|r| r.tls.clone());
-                    let Some(conn) = tls.and_then(|t| rustls::ServerConnection::new(t).ok()) else {
-                        // the config lost its certificates: no handshake to offer
-                        continue;
-                    };
-                    let _ = sock.set_nodelay(true);
-                    let entry = self.clients.vacant_entry();
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token::client(entry.key()), interest)
-                        .is_ok()
-                    {
-                        let transport =
-                            Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)));
-                        entry.insert(Client::new(transport, peer, self.now, &self.limits));
-                    }
-                }
+                Ok((sock, peer)) => self.admit(sock, peer, which),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        log::warn!("accept failed on the HTTPS listener: {e}");
-                    }
-                    self.https_ready = false;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        while self.can_accept() {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    let entry = self.clients.vacant_entry();
-                    let key = entry.key();
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token::client(key), interest)
-                        .is_ok()
-                    {
-                        let transport = Transport::Plain(sock);
-                        entry.insert(Client::new(transport, peer, self.now, &self.limits));
-                    }
-                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready = false;
+                    *match which {
+                        Listener::Http => &mut self.listener_ready,
+                        Listener::Https => &mut self.https_ready,
+                        Listener::Metrics => &mut self.metrics_ready,
+                    } = false;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // e.g. EMFILE: the connection stays queued; retry on the next sweep.
+                    // e.g. EMFILE: the connection stays queued; retry on the next turn.
                     log::warn!("accept failed: {e}");
                     return;
                 }
@@ -432,34 +398,31 @@ impl Server {
         }
     }
 
-    /// Scrapes of `/metrics`: ordinary client connections that answer nothing else.
-    fn accept_metrics(&mut self) {
-        while self.clients.len() < self.max_clients {
-            let Some(listener) = self.metrics_listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut sock, peer)) => {
-                    let entry = self.clients.vacant_entry();
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token::client(entry.key()), interest)
-                        .is_ok()
-                    {
-                        let transport = Transport::Plain(sock);
-                        let mut client = Client::new(transport, peer, self.now, &self.limits);
-                        client.metrics_only = true;
-                        entry.insert(client);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.metrics_ready = false;
+    /// Registers an accepted connection and adds its client.
+    fn admit(&mut self, sock: TcpStream, peer: std::net::SocketAddr, which: Listener) {
+        let _ = sock.set_nodelay(true);
+        let mut transport = match which {
+            Listener::Https => {
+                let tls = self.runtime.as_ref().and_then(|r| r.tls.clone());
+                let Some(conn) = tls.and_then(|t| rustls::ServerConnection::new(t).ok()) else {
+                    // the config lost its certificates: no handshake to offer
                     return;
-                }
+                };
+                Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)))
             }
+            Listener::Http | Listener::Metrics => Transport::Plain(sock),
+        };
+        let entry = self.clients.vacant_entry();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if self
+            .poll
+            .registry()
+            .register(transport.sock(), token::client(entry.key()), interest)
+            .is_ok()
+        {
+            let mut client = Client::new(transport, peer, self.now, &self.limits);
+            client.metrics_only = which == Listener::Metrics;
+            entry.insert(client);
         }
     }
 

@@ -657,3 +657,82 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
 pub fn error_body(status: u16, message: &str) -> String {
     format!("{{\"statusCode\": {status}, \"message\": \"{message}\"}}")
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private PKI made with openssl: a CA (`ca.pem`, `ca.key`), and for each (stem, subjectAltName) a key `stem.key` and a certificate
+/// `stem.pem` it signed.
+pub fn pki(dir: &std::path::Path, leaves: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgegate test CA",
+    ]);
+    openssl(dir, &args);
+    for (stem, san) in leaves {
+        std::fs::write(
+            dir.join(format!("{stem}.cnf")),
+            format!(
+                "basicConstraints=CA:FALSE\nsubjectAltName={san}\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .unwrap();
+        let (key, csr, pem, cnf) = (
+            format!("{stem}.key"),
+            format!("{stem}.csr"),
+            format!("{stem}.pem"),
+            format!("{stem}.cnf"),
+        );
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj"]);
+        let subj = format!("/CN={stem}");
+        args.push(&subj);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &cnf,
+            ],
+        );
+    }
+}
