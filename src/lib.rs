@@ -31,6 +31,7 @@ pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod settings;
+pub mod sqlite;
 pub mod status;
 pub mod sys;
 pub mod telemetry;

@@ -106,17 +106,9 @@ fn backups(args: &[String]) -> ExitCode {
         }
     };
     let path = &settings.backup_path;
-    if !path.exists() {
-        eprintln!("edgegate: no backup store at {}", path.display());
-        return ExitCode::from(1);
-    }
-    let mut store = match Store::open(path, settings.backup_versions) {
-        Ok((store, note)) => {
-            if let Some(note) = note {
-                eprintln!("edgegate: {note}");
-            }
-            store
-        }
+    let writes = matches!(verb, "rollback" | "unpin");
+    let mut store = match Store::open_existing(path, writes) {
+        Ok(store) => store,
         Err(e) => {
             eprintln!("edgegate: {e}");
             return ExitCode::from(1);
@@ -293,7 +285,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
             let backup = settings
                 .backup_enabled
                 .then_some((settings.backup_path.as_path(), settings.backup_versions));
-            let mut source = LocalConfig::new(path, backup);
+            let mut source = LocalConfig::new(path, backup)?;
             let loaded = source
                 .initial()
                 .map_err(|problems| format!("config rejected:\n{}", problems.join("\n")))?;

@@ -107,6 +107,7 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.admin.token",
     "manage.tls.cert",
     "manage.tls.key",
+    "manage.listen.insecure",
 ];
 
 /// A setting that could not be applied. Display is the one line the user sees.
@@ -405,6 +406,9 @@ pub struct ManageSettings {
     pub admin_token: Option<Secret>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Allow a listener other than loopback without TLS (tokens and keys then cross
+    /// the network in clear text).
+    pub listen_insecure: bool,
 }
 
 impl ManageSettings {
@@ -419,6 +423,7 @@ impl ManageSettings {
             admin_token: None,
             tls_cert: None,
             tls_key: None,
+            listen_insecure: false,
         }
     }
 }
@@ -441,6 +446,9 @@ impl Layered for ManageSettings {
             }
             "manage.tls.cert" => self.tls_cert = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
             "manage.tls.key" => self.tls_key = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
+            "manage.listen.insecure" => {
+                self.listen_insecure = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
             _ => {
                 return Err(SettingError::UnknownKey {
                     key: key.to_string(),

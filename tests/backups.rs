@@ -3,27 +3,16 @@
 //! config file is broken starts from the newest good backup, and a tampered backup is
 //! skipped for the previous one.
 
-mod common;
-
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn backups(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("backups")
-        .args(args)
-        .arg("--set")
-        .arg(format!("config.backup.path={}", gw.backup_path().display()))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let store = format!("config.backup.path={}", gw.backup_path().display());
+    let mut all = vec!["backups"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--set", &store]);
+    edgegate(&all)
 }
 
 fn status(gw: &Gateway) -> String {
@@ -118,23 +107,18 @@ fn backups_off_and_broken_file_exits_1() {
     let gw = Gateway::start(&simple_config("v1", "", "http://127.0.0.1:9"), &[]);
     std::fs::write(&gw.config_path, "not json").unwrap();
     let dir = gw.dir.clone();
-    let out = Command::new(BIN)
-        .args([
-            "gateway",
-            "--config",
-            dir.join("config.json").to_str().unwrap(),
-        ])
-        .args([
-            "--set",
-            "net.server.http.listen=127.0.0.1:0",
-            "--set",
-            "config.backup.enabled=false",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, err) = edgegate(&[
+        "gateway",
+        "--config",
+        dir.join("config.json").to_str().unwrap(),
+        "--set",
+        "net.server.http.listen=127.0.0.1:0",
+        "--set",
+        "config.backup.enabled=false",
+    ]);
+    assert_eq!(code, 1);
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        err,
         format!(
             "edgegate: config rejected:\n{}: invalid JSON at line 1 column 1: expected a value\n",
             dir.join("config.json").display()

@@ -1,15 +1,13 @@
 //! Federation end to end: real `edgegate manage` and `edgegate gateway` processes on
 //! loopback with real SQLite files. Every row of DESIGN.md §6's fail-static table.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// An origin answering "a", a plane publishing it as API `echo` at "" to `gw1`, and a
 /// gateway federated to it with `settings`.

@@ -1,8 +1,6 @@
 //! The process from the outside: settings and their errors, `check`, `version`, status,
 //! request logs, SIGHUP reload under load, SIGTERM drain.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);

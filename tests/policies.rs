@@ -2,9 +2,7 @@
 //! scopes, `<base />` placement, on-error, rawxml expressions and each policy, against
 //! real origins on 127.0.0.1.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -2,15 +2,13 @@
 //! HTTP/1.0, 100-continue, bodiless responses, chunked both ways, upstream keep-alive
 //! and retry, backend failures and timeouts.
 
-mod common;
-
 use std::io::{BufReader, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn forwards_with_rewritten_target_and_headers() {

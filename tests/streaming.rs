@@ -1,14 +1,12 @@
 //! Large bodies stream through with back-pressure: 1 GiB up and 1 GiB down (Content-Length
 //! and chunked) while the gateway's resident memory stays flat.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const GIB: u64 = 1 << 30;
 const BLOCK: usize = 256 * 1024;

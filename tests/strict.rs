@@ -1,15 +1,13 @@
 //! Bad input gets a clear answer and a closed connection, and nothing ambiguous ever
 //! reaches the origin: every 400/408/413/414/431 rule and request-smuggling attempts.
 
-mod common;
-
 use std::io::{BufReader, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn expect_rejected(gw: &Gateway, origin: &Origin, raw: &[u8], status: u16, message: &str) {
     let before = origin.requests().len();

@@ -3,15 +3,13 @@
 //! bodies and keep-alive over TLS, garbage on the TLS port, and invalid certificates
 //! refused with their path. Real binary, real origins, certificates made with openssl.
 
-mod common;
-
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::store::{self, Store};
+use super::store::Store;
 use super::{compile_and_resolve, load_config_file, Loaded, Syncer, Update};
 use crate::config::{self, ConfigSource, Runtime};
 
@@ -20,11 +20,11 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    pub fn new(path: PathBuf, backup: Option<(&Path, u32)>) -> LocalConfig {
-        LocalConfig {
+    pub fn new(path: PathBuf, backup: Option<(&Path, u32)>) -> Result<LocalConfig, String> {
+        Ok(LocalConfig {
             path,
-            store: open_store(backup),
-        }
+            store: open_store(backup)?,
+        })
     }
 
     fn pinned(&self) -> Option<Loaded> {
@@ -101,21 +101,25 @@ impl LocalConfig {
     }
 }
 
-/// Opens the backup store when enabled; a store that cannot be opened is logged and the
-/// gateway runs without backups rather than not at all.
-pub fn open_store(backup: Option<(&Path, u32)>) -> Option<Store> {
-    backup.and_then(|(file, keep)| match Store::open(file, keep) {
+/// Opens the backup store when enabled. A store that cannot be opened (a read-only
+/// directory, a file other users can read, the plane's database) stops the start with
+/// one line: running without the backups the settings ask for would only show later,
+/// when a restart finds nothing to start from. A damaged file is set aside and logged.
+pub fn open_store(backup: Option<(&Path, u32)>) -> Result<Option<Store>, String> {
+    let Some((file, keep)) = backup else {
+        return Ok(None);
+    };
+    match Store::open(file, keep) {
         Ok((store, note)) => {
             if let Some(note) = note {
                 log::error!("{note}");
             }
-            Some(store)
+            Ok(Some(store))
         }
-        Err(e) => {
-            log::error!("{e}; running without config backups");
-            None
-        }
-    })
+        Err(e) => Err(format!(
+            "{e} (set config.backup.enabled=false to run without backups)"
+        )),
+    }
 }
 
 /// A pinned backup, compiled, if one is set and usable.
@@ -183,7 +187,7 @@ pub fn newest_good(store: &Store) -> Result<Option<Loaded>, String> {
 pub fn record(store: Option<&mut Store>, runtime: &Runtime, text: &str) {
     let Some(store) = store else { return };
     // the same document as the newest intact version is not a new version
-    let sha = store::sha256_hex(text.as_bytes());
+    let sha = crate::sqlite::sha256_hex(text.as_bytes());
     if store
         .newest_intact_sha256()
         .ok()

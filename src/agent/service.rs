@@ -79,7 +79,7 @@ impl ServiceSync {
         let backup = settings
             .backup_enabled
             .then_some((settings.backup_path.as_path(), settings.backup_versions));
-        let store = open_store(backup);
+        let store = open_store(backup)?;
         let instance_id = {
             use ring::rand::SecureRandom;
             let mut b = [0u8; 8];

@@ -12,12 +12,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::ConfigSource;
 use crate::policy::limits::QuotaCell;
+use crate::sqlite::{open_durable, open_read_only, sha256_hex, DbKind, OpenError};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -30,7 +31,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Open { path, reason } => {
-                write!(f, "cannot open backup store {}: {reason}", path.display())
+                write!(f, "backup store {} {reason}", path.display())
             }
             StoreError::Sql(e) => write!(f, "backup store: {e}"),
             StoreError::NoSuchVersion(v) => write!(f, "no backed-up version '{v}'"),
@@ -113,31 +114,6 @@ pub const METRICS_SPOOL_INSTANCES: i64 = 16;
 /// batches are dropped and counted.
 pub const SPOOL_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
-/// Opens a SQLite file the way every edgegate store needs it: a busy timeout, SQLite's
-/// integrity check (an error if it fails), WAL, and `synchronous=FULL` so a committed
-/// transaction survives a power cut.
-pub fn open_durable(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path).map_err(|e| e.to_string())?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    if check != "ok" {
-        return Err(format!("integrity check: {check}"));
-    }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| e.to_string())?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| e.to_string())?;
-    Ok(conn)
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -154,12 +130,15 @@ impl Store {
             reason,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                let why = format!("cannot create its directory {}: {e}", dir.display());
+                open_err(OpenError::Io(why).to_string())
+            })?;
         }
         let mut note = None;
         let conn = match Self::connect(path) {
             Ok(conn) => conn,
-            Err(reason) => {
+            Err(OpenError::Damaged(reason)) => {
                 let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), now_ms()));
                 std::fs::rename(path, &aside)
                     .map_err(|e| open_err(format!("{reason}; and cannot set it aside: {e}")))?;
@@ -171,8 +150,9 @@ impl Store {
                     path.display(),
                     aside.display()
                 ));
-                Self::connect(path).map_err(open_err)?
+                Self::connect(path).map_err(|e| open_err(e.to_string()))?
             }
+            Err(e) => return Err(open_err(e.to_string())),
         };
         Ok((
             Store {
@@ -184,10 +164,33 @@ impl Store {
         ))
     }
 
-    fn connect(path: &Path) -> Result<Connection, String> {
-        let conn = open_durable(path)?;
-        conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+    fn connect(path: &Path) -> Result<Connection, OpenError> {
+        let conn = open_durable(path, DbKind::GatewayBackup)?;
+        conn.execute_batch(SCHEMA)?;
         Ok(conn)
+    }
+
+    /// Opens an existing store for `edgegate backups`: read-only for `list` and `show`
+    /// (nothing is written, created or moved), writable for `rollback` and `unpin`. A
+    /// damaged file is an error here, never set aside.
+    pub fn open_existing(path: &Path, writable: bool) -> Result<Store, StoreError> {
+        let open_err = |e: OpenError| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let conn = if writable {
+            if !path.exists() {
+                return Err(open_err(OpenError::Io("no such file".into())));
+            }
+            Self::connect(path).map_err(open_err)?
+        } else {
+            open_read_only(path, DbKind::GatewayBackup).map_err(open_err)?
+        };
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            keep: u32::MAX,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -716,6 +719,8 @@ mod tests {
         let path = temp("damaged");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let (mut store, note) = Store::open(&path, 2).unwrap();
         let note = note.expect("a note");
         assert!(

@@ -51,10 +51,34 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(b"\n")
 }
 
-/// Runs the management plane until the process is stopped.
+/// Why a listener address needs TLS: anything but loopback carries admin and gateway
+/// tokens, subscription keys and private keys.
+fn insecure_listener(settings: &ManageSettings, tls: bool) -> Option<String> {
+    if tls || settings.listen.ip().is_loopback() || settings.listen_insecure {
+        return None;
+    }
+    Some(format!(
+        "manage.listen {} is not a loopback address and TLS is off: set manage.tls.cert and manage.tls.key, or manage.listen.insecure=true to serve plain HTTP there anyway",
+        settings.listen
+    ))
+}
+
+/// Runs the management plane until the process is stopped. Everything that can fail
+/// on the operator's input (TLS files, the listener, the database) is checked before
+/// anything is written, so a failed start leaves no database or token behind.
 pub fn run(settings: &ManageSettings) -> Result<(), String> {
-    let store = store::PlaneStore::open(&settings.db_path)
-        .map_err(|e| format!("cannot open database {}: {e}", settings.db_path.display()))?;
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls_config(cert, key)?),
+        (None, None) => None,
+        _ => return Err("manage.tls.cert and manage.tls.key must be set together".into()),
+    };
+    if let Some(why) = insecure_listener(settings, tls.is_some()) {
+        return Err(why);
+    }
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let store = store::PlaneStore::open(&settings.db_path)?;
     let (token, generated) = admin_token(settings)?;
     if let Some(path) = generated {
         log::info!(
@@ -62,15 +86,7 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
             path.display()
         );
     }
-    let tls = match (&settings.tls_cert, &settings.tls_key) {
-        (Some(cert), Some(key)) => Some(http::tls_config(cert, key)?),
-        (None, None) => None,
-        _ => return Err("manage.tls.cert and manage.tls.key must be set together".into()),
-    };
     let plane = Arc::new(api::Plane::new(store, token)?);
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
     log::info!(
         "listening on {}://{bound}",
         if tls.is_some() { "https" } else { "http" }

@@ -224,7 +224,8 @@ impl PlaneStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        let conn = crate::agent::store::open_durable(path)?;
+        let conn = crate::sqlite::open_durable(path, crate::sqlite::DbKind::Plane)
+            .map_err(|e| format!("database {} {e}", path.display()))?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
         Ok(PlaneStore { conn })
     }
@@ -666,7 +667,7 @@ impl PlaneStore {
         }
         fields.push_str("\"schemaVersion\":1");
         let version =
-            crate::agent::store::sha256_hex(format!("{{{fields}}}").as_bytes())[..16].to_string();
+            crate::sqlite::sha256_hex(format!("{{{fields}}}").as_bytes())[..16].to_string();
         let doc = format!("{{{fields},\"version\":{}}}", json_string(&version));
         Ok((doc, version))
     }

@@ -28,6 +28,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `edgegate ARGS` to completion (the plane's admin token in its environment):
+/// (exit code, stdout, stderr).
+pub fn edgegate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("EDGEGATE_MANAGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A config document with one API forwarding everything under `path` to `origin`.
 pub fn simple_config(version: &str, path: &str, service_url: &str) -> String {
     format!(

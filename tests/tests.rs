@@ -1,0 +1,15 @@
+//! The integration suite, one test binary (built and linked once): the real `edgegate`
+//! binary on 127.0.0.1 ephemeral ports, real origins, real SQLite files, the real
+//! management plane. One module per area; helpers live in `common`.
+
+mod common;
+
+mod backups;
+mod federation;
+mod lifecycle;
+mod policies;
+mod proxy;
+mod stores;
+mod streaming;
+mod strict;
+mod tls;
