@@ -23,7 +23,9 @@
 
 pub mod agent;
 pub mod config;
+pub mod federation;
 pub mod http;
+pub mod log_writer;
 pub mod manage;
 pub mod metrics;
 pub mod notify;

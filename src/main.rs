@@ -15,6 +15,7 @@ use edgegate::agent::service::ServiceSync;
 use edgegate::agent::store::Store;
 use edgegate::agent::{Agent, Loaded, Syncer};
 use edgegate::config::{self, ConfigSource};
+use edgegate::log_writer::LogWriter;
 use edgegate::proxy::server::Server;
 use edgegate::proxy::token;
 use edgegate::settings::{
@@ -258,7 +259,18 @@ fn gateway(args: &[String]) -> ExitCode {
         }
     };
     sys::init_logging(settings.logs_std, settings.log_level);
-    match run_gateway(&settings) {
+    // stderr belongs to the log writer thread from here on, so no other thread waits on it
+    let writer = match LogWriter::spawn(Box::new(std::io::stderr())) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("edgegate: cannot start the log writer thread: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    writer.install();
+    let result = run_gateway(&settings, &writer);
+    writer.stop(LOG_STOP_WAIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("edgegate: {message}");
@@ -267,7 +279,10 @@ fn gateway(args: &[String]) -> ExitCode {
     }
 }
 
-fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
+/// Longest the process waits for queued log lines to reach stderr when exiting.
+const LOG_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), String> {
     // how https backends are checked; a bad CA file stops the start here
     edgegate::config::tls::set_backend_ca(settings.backend_ca.clone())?;
     // Where configs come from: the management plane, or a local file.
@@ -322,6 +337,7 @@ fn run_gateway(settings: &GatewaySettings) -> Result<(), String> {
         from_agent,
         agent.sender.clone(),
         agent.reload.clone(),
+        writer.sender(),
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);

@@ -108,6 +108,7 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.tls.cert",
     "manage.tls.key",
     "manage.listen.insecure",
+    "manage.instances.prune.after",
 ];
 
 /// A setting that could not be applied. Display is the one line the user sees.
@@ -409,6 +410,8 @@ pub struct ManageSettings {
     /// Allow a listener other than loopback without TLS (tokens and keys then cross
     /// the network in clear text).
     pub listen_insecure: bool,
+    /// Gateway instances not heard from for this long are forgotten (with their metrics).
+    pub instances_prune_after: Duration,
 }
 
 impl ManageSettings {
@@ -424,6 +427,7 @@ impl ManageSettings {
             tls_cert: None,
             tls_key: None,
             listen_insecure: false,
+            instances_prune_after: Duration::from_secs(7 * 86_400),
         }
     }
 }

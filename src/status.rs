@@ -16,6 +16,7 @@ pub const STATUS_PATHS: [&str; 2] = [
 /// The outcome of the most recent attempt to load or fetch a config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncState {
+    /// When the last attempt was made (whatever its result).
     pub last_sync_at: Option<SystemTime>,
     /// `None` = the last attempt succeeded.
     pub last_error: Option<String>,
@@ -23,6 +24,16 @@ pub struct SyncState {
     pub token_expiry: Option<String>,
     /// Versions in the backup store after the last apply (for metrics), when backups are on.
     pub backup_versions: Option<u32>,
+    /// `context.Deployment.GatewayId`: the id in the gateway's token (federated mode;
+    /// follows a rotated token file), `None` in local mode.
+    pub gateway_id: Option<String>,
+}
+
+impl SyncState {
+    /// `context.Deployment.GatewayId` as policies see it.
+    pub fn gateway_id(&self) -> &str {
+        self.gateway_id.as_deref().unwrap_or("local")
+    }
 }
 
 pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (u16, String) {
@@ -63,6 +74,11 @@ pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (
     s.push_str("}, \"offlineSince\": ");
     match sync.offline_since {
         Some(t) => push_json_str(&mut s, &rfc3339(t)),
+        None => s.push_str("null"),
+    }
+    s.push_str(", \"gatewayId\": ");
+    match &sync.gateway_id {
+        Some(id) => push_json_str(&mut s, id),
         None => s.push_str("null"),
     }
     s.push_str(", \"tokenExpiry\": ");

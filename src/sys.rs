@@ -3,8 +3,10 @@
 //!
 //! The event loop must never block on stderr (a stuck journald or a full pipe would
 //! freeze traffic), so records logged on the loop thread are formatted into a bounded
-//! thread-local buffer instead; the loop hands it to the agent with its request-log
-//! batch. Records from other threads are written directly.
+//! thread-local buffer instead; the loop hands it to the log writer with its request-log
+//! batch. Records from other threads go through the log writer when one runs (the
+//! gateway), so they never wait on stderr either; elsewhere (the plane, the CLI) they
+//! are written directly.
 //! Must not touch: sockets, config.
 
 use std::cell::RefCell;
@@ -101,6 +103,10 @@ impl log::Log for Logger {
             true
         });
         if buffered {
+            return;
+        }
+        if let Some(writer) = crate::log_writer::shared() {
+            writer.line(format_line(self.format, record));
             return;
         }
         match &self.direct {

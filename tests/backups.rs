@@ -15,10 +15,6 @@ fn backups(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
     edgegate(&all)
 }
 
-fn status(gw: &Gateway) -> String {
-    get(gw.addr, "/status-0123456789abcdef").text()
-}
-
 /// Writes `config` and reloads; waits until the gateway says it applied `version`.
 fn reload_to(gw: &Gateway, config: &str, version: &str) {
     std::fs::write(&gw.config_path, config).unwrap();

@@ -7,21 +7,6 @@ use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// JSON string literal for `s`.
-fn js(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `<policies>` with the given inbound / backend / outbound / on-error bodies.
 fn policies(inbound: &str, outbound: &str, on_error: &str) -> String {
     format!(

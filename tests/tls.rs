@@ -13,23 +13,14 @@ use crate::common::*;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-fn json_str(s: &str) -> String {
-    format!(
-        "\"{}\"",
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    )
-}
-
 fn certificate(dir: &Path, id: &str, stem: &str, hostnames: &[&str]) -> String {
     let read = |f: String| std::fs::read_to_string(dir.join(f)).unwrap();
     let names: Vec<String> = hostnames.iter().map(|h| format!("\"{h}\"")).collect();
     format!(
         r#"{{"id": "{id}", "hostnames": [{}], "certPem": {}, "keyPem": {}}}"#,
         names.join(", "),
-        json_str(&read(format!("{stem}.pem"))),
-        json_str(&read(format!("{stem}.key")))
+        js(&read(format!("{stem}.pem"))),
+        js(&read(format!("{stem}.key")))
     )
 }
 
@@ -198,8 +189,8 @@ fn invalid_certificates_are_refused_with_their_path_and_no_key_text() {
     pki(&dir, &[("a", "DNS:a.test"), ("b", "DNS:b.test")]);
     // a's certificate with b's key
     let mismatched = certificate(&dir, "a", "a", &["a.test"]).replace(
-        &json_str(&std::fs::read_to_string(dir.join("a.key")).unwrap()),
-        &json_str(&std::fs::read_to_string(dir.join("b.key")).unwrap()),
+        &js(&std::fs::read_to_string(dir.join("a.key")).unwrap()),
+        &js(&std::fs::read_to_string(dir.join("b.key")).unwrap()),
     );
     let doc = format!(
         r#"{{"schemaVersion": 1, "certificates": [{mismatched}, {{"id": "c", "certPem": "nope", "keyPem": "secret-key-text"}}], "apis": []}}"#

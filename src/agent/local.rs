@@ -58,10 +58,14 @@ impl LocalConfig {
             return Err(problems);
         };
         match newest_good(store) {
-            Ok(Some(mut loaded)) => {
+            Ok(Some((mut loaded, seq))) => {
                 for p in &problems {
                     log::error!("config rejected: {p}");
                 }
+                log::warn!(
+                    "starting from backup #{seq} (version {}) because the config file was rejected",
+                    loaded.runtime.version
+                );
                 loaded.problem = Some(format!(
                     "{} rejected ({} error(s)); serving backup version {}",
                     self.path.display(),
@@ -157,8 +161,9 @@ pub fn pinned(store: Option<&Store>, ignored: &str) -> Option<Loaded> {
     }
 }
 
-/// The newest intact, valid backup, compiled; skipped versions are logged.
-pub fn newest_good(store: &Store) -> Result<Option<Loaded>, String> {
+/// The newest intact, valid backup, compiled, with its sequence number; skipped
+/// versions are logged. The caller says why it starts from it.
+pub fn newest_good(store: &Store) -> Result<Option<(Loaded, i64)>, String> {
     let usable = |doc: &str| {
         config::compile(doc, ConfigSource::Backup)
             .map(drop)
@@ -171,16 +176,14 @@ pub fn newest_good(store: &Store) -> Result<Option<Loaded>, String> {
     let Some(stored) = found else { return Ok(None) };
     let runtime = compile_and_resolve(&stored.document, ConfigSource::Backup)
         .map_err(|e| e.first().map(ToString::to_string).unwrap_or_default())?;
-    log::warn!(
-        "starting from backup #{} (version {})",
+    Ok(Some((
+        Loaded {
+            runtime,
+            text: stored.document,
+            problem: None,
+        },
         stored.entry.seq,
-        stored.entry.version
-    );
-    Ok(Some(Loaded {
-        runtime,
-        text: stored.document,
-        problem: None,
-    }))
+    )))
 }
 
 /// Records a document, unless it is the newest one already stored.

@@ -1,18 +1,30 @@
-//! The agent: the gateway's one background thread. It does everything that may block
-//! so the event loop never does: getting configs (a file in local mode, the management
-//! plane in service mode), compiling and validating them, backing them up, resolving
-//! backend host names (DNS), heartbeats, writing request-log batches to stderr, and
-//! freeing retired configs. It hands a finished `Arc<Runtime>` to the loop through a
-//! channel plus the `mio::Waker`. Where configs come from is a `Syncer`; the thread loop
-//! here is the same for both modes.
+//! The agent: the gateway's background coordinator. It does the work that may take
+//! time so the event loop never does: getting configs (a file in local mode, the
+//! management plane in service mode), compiling and validating them, backing them up,
+//! resolving backend host names (DNS), batching request records for the plane, keeping
+//! quota counters, and freeing retired configs. It hands a finished `Arc<Runtime>` to
+//! the loop through a channel plus the `mio::Waker`. Where configs come from is a
+//! `Syncer`; the thread loop here is the same for both modes.
+//!
+//! It never waits on the network or on stderr: plane calls run on the two callers
+//! (`caller`), whose replies arrive in the same inbox as the loop's messages, and log
+//! lines go through the log writer (`crate::log_writer`). So a black-holed plane or a
+//! stuck stderr never delays a SIGHUP reload, a pin, or the records of other requests.
+//!
+//! ```text
+//!   loop ──try_send──▶ inbox ◀──send── poller / sender (plane calls)
+//!                        │
+//!                      agent ──Apply/Rejected/Status + wake──▶ loop
+//! ```
 //! Must not touch: sockets of the data plane, the loop's state.
 
+pub mod caller;
 pub mod client;
 pub mod local;
+pub mod outbox;
 pub mod service;
 pub mod store;
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -27,11 +39,11 @@ use self::store::Store;
 use crate::config::{self, ConfigError, ConfigSource, Runtime};
 use crate::policy::limits::QuotaCell;
 
-/// Loop → agent. Bounded: the loop only ever `try_send`s. A reload is also flagged in
-/// `Agent::reload`, so it is never lost when the queue is full of log batches.
+/// Loop → agent (and the plane callers' replies). Bounded: the loop only ever
+/// `try_send`s. A reload is also flagged in `Agent::reload`, so it is never lost when
+/// the queue is full.
 pub enum ToAgent {
     Reload,
-    Logs(String),
     /// Request records (JSON lines) for the management plane, and how many the loop had
     /// to drop since the last batch.
     Telemetry(String, u64),
@@ -42,6 +54,8 @@ pub enum ToAgent {
     /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
     /// it until it holds the last reference and frees it here, off the loop.
     Retire(Arc<Runtime>),
+    /// A plane call came back (service mode).
+    Plane(caller::Reply),
     Shutdown,
 }
 
@@ -63,8 +77,8 @@ pub enum ToLoop {
 /// Longest the process waits for the agent thread when exiting.
 pub const AGENT_STOP_WAIT: Duration = Duration::from_secs(3);
 
-/// Queue depth loop → agent (each log batch is at most `telemetry::MAX_BATCH_BYTES`).
-pub const AGENT_QUEUE: usize = 16;
+/// Queue depth loop → agent (each record batch is at most `telemetry::MAX_BATCH_BYTES`).
+pub const AGENT_QUEUE: usize = 64;
 
 /// Reads, compiles and resolves a config file. Blocking: never call on the loop.
 /// Returns the runtime and the text it was compiled from.
@@ -131,18 +145,28 @@ pub enum Update {
 
 /// Where configs come from: a file (local mode) or the management plane (service mode).
 pub trait Syncer: Send + 'static {
+    /// Starts what the syncer needs beside the agent (the plane callers), replying into
+    /// the agent's inbox.
+    fn attach(&mut self, _inbox: &SyncSender<ToAgent>) -> std::io::Result<()> {
+        Ok(())
+    }
     /// SIGHUP.
     fn reload(&mut self) -> Vec<Update>;
-    /// Periodic work (polls, heartbeats); `running` is the config the loop serves.
+    /// Periodic work (starting due calls, sealing batches); `running` is the config the
+    /// loop serves. Never waits on the network.
     fn tick(&mut self, running: &Runtime) -> Vec<Update>;
+    /// A plane call came back.
+    fn on_plane(&mut self, _reply: caller::Reply, _running: &Runtime) -> Vec<Update> {
+        Vec::new()
+    }
     /// When `tick` wants to run next.
     fn next_tick(&self) -> Instant;
     /// Request records for the plane (service mode); dropped elsewhere.
     fn telemetry(&mut self, _records: String, _dropped: u64) {}
     /// The latest metrics snapshot for the plane (service mode).
     fn metrics(&mut self, _text: String) {}
-    /// The process is stopping: keep what must survive (spool telemetry).
-    fn shutdown(&mut self) {}
+    /// The process is stopping: keep what must survive (send or spool records).
+    fn shutdown(&mut self, _running: &Runtime) {}
     /// The backup store, when backups are on (quota counters live there too).
     fn store(&mut self) -> Option<&mut Store>;
 }
@@ -198,7 +222,9 @@ impl Agent {
         applied: (Arc<Runtime>, String),
         waker: Arc<Waker>,
     ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
+        let mut syncer = syncer;
         let (sender, inbox) = mpsc::sync_channel(AGENT_QUEUE);
+        syncer.attach(&sender)?;
         let (outbox, receiver) = mpsc::channel();
         let reload = Arc::new(AtomicBool::new(false));
         let flag = reload.clone();
@@ -238,80 +264,138 @@ fn system_lookup(host: &str, port: u16) -> Vec<std::net::SocketAddr> {
         .unwrap_or_default()
 }
 
-fn run(
-    mut syncer: Box<dyn Syncer>,
-    applied: (Arc<Runtime>, String),
-    inbox: &Receiver<ToAgent>,
-    reload: &AtomicBool,
-    outbox: &Sender<ToLoop>,
-    waker: &Waker,
-) {
-    let mut stderr = std::io::stderr();
-    let mut retired: Vec<Arc<Runtime>> = Vec::new();
-    // The running config as the agent knows it: the runtime (for addresses) and its text.
-    let (mut running, mut running_text) = applied;
-    let mut next_dns = Instant::now() + DNS_REFRESH;
-    loop {
-        let due = syncer.next_tick().min(next_dns);
-        let wait = due
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(1));
-        match inbox.recv_timeout(wait) {
-            Ok(ToAgent::Logs(batch)) => {
-                let _ = stderr.write_all(batch.as_bytes());
-            }
-            Ok(ToAgent::Retire(runtime)) => retired.push(runtime),
-            Ok(ToAgent::Telemetry(records, dropped)) => syncer.telemetry(records, dropped),
-            Ok(ToAgent::Metrics(text)) => syncer.metrics(text),
-            Ok(ToAgent::Quotas(cells)) => save_quotas(syncer.as_mut(), &cells),
-            Ok(ToAgent::Reload) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(ToAgent::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                syncer.shutdown();
-                return;
-            }
+/// The agent thread's state between messages.
+struct Coordinator {
+    syncer: Box<dyn Syncer>,
+    /// Replaced runtimes, freed here once the loop's last request on them is done.
+    retired: Vec<Arc<Runtime>>,
+    /// The running config as the agent knows it: the runtime (for addresses) and its text.
+    running: Arc<Runtime>,
+    running_text: String,
+    next_dns: Instant,
+    outbox: Sender<ToLoop>,
+}
+
+/// What handling one inbox message asks of the thread loop.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Coordinator {
+    fn handle(&mut self, msg: ToAgent, updates: &mut Vec<Update>) -> Flow {
+        match msg {
+            ToAgent::Retire(runtime) => self.retired.push(runtime),
+            ToAgent::Telemetry(records, dropped) => self.syncer.telemetry(records, dropped),
+            ToAgent::Metrics(text) => self.syncer.metrics(text),
+            ToAgent::Quotas(cells) => save_quotas(self.syncer.as_mut(), &cells),
+            ToAgent::Plane(reply) => updates.extend(self.syncer.on_plane(reply, &self.running)),
+            ToAgent::Reload => {}
+            ToAgent::Shutdown => return Flow::Stop,
         }
+        Flow::Continue
+    }
+
+    /// Timed work: reloads, the syncer's tick, DNS refreshes.
+    fn periodic(&mut self, reload: &AtomicBool, updates: &mut Vec<Update>) {
         // Requests in flight may still hold a retired runtime; free it once they are done.
-        retired.retain(|r| Arc::strong_count(r) > 1);
-        let mut updates = Vec::new();
+        self.retired.retain(|r| Arc::strong_count(r) > 1);
         if reload.swap(false, Ordering::SeqCst) {
-            updates.extend(syncer.reload());
+            updates.extend(self.syncer.reload());
         }
-        if Instant::now() >= syncer.next_tick() {
-            updates.extend(syncer.tick(&running));
+        if Instant::now() >= self.syncer.next_tick() {
+            updates.extend(self.syncer.tick(&self.running));
         }
-        if Instant::now() >= next_dns {
-            next_dns = Instant::now() + DNS_REFRESH;
-            if let Some(fresh) = refresh_addresses(&running, &running_text, system_lookup) {
+        if Instant::now() >= self.next_dns {
+            self.next_dns = Instant::now() + DNS_REFRESH;
+            if let Some(fresh) = refresh_addresses(&self.running, &self.running_text, system_lookup)
+            {
                 log::info!(
                     "backend addresses changed in DNS; config version {} re-applied",
                     fresh.version
                 );
                 updates.push(Update::Apply(Loaded {
                     runtime: fresh,
-                    text: running_text.clone(),
+                    text: self.running_text.clone(),
                     problem: None,
                 }));
             }
         }
+    }
+
+    /// Hands updates to the loop; false when the loop is gone.
+    fn deliver(&mut self, updates: Vec<Update>, waker: &Waker) -> bool {
         for update in updates {
             let msg = match update {
                 Update::Apply(loaded) => {
                     let runtime = Arc::new(loaded.runtime);
-                    running = Arc::clone(&runtime);
-                    running_text = loaded.text;
+                    self.running = Arc::clone(&runtime);
+                    self.running_text = loaded.text;
                     ToLoop::Apply {
                         runtime,
                         note: loaded.problem,
-                        backup_versions: backup_versions(syncer.as_mut()),
+                        backup_versions: backup_versions(self.syncer.as_mut()),
                     }
                 }
                 Update::Rejected(reason) => ToLoop::Rejected(reason),
                 Update::Status(state) => ToLoop::Status(state),
             };
-            if outbox.send(msg).is_err() {
-                return;
+            if self.outbox.send(msg).is_err() {
+                return false;
             }
             let _ = waker.wake();
+        }
+        true
+    }
+}
+
+/// Most inbox messages handled before timed work gets its turn.
+const INBOX_BURST: usize = 256;
+
+fn run(
+    syncer: Box<dyn Syncer>,
+    applied: (Arc<Runtime>, String),
+    inbox: &Receiver<ToAgent>,
+    reload: &AtomicBool,
+    outbox: &Sender<ToLoop>,
+    waker: &Waker,
+) {
+    let (running, running_text) = applied;
+    let mut agent = Coordinator {
+        syncer,
+        retired: Vec::new(),
+        running,
+        running_text,
+        next_dns: Instant::now() + DNS_REFRESH,
+        outbox: outbox.clone(),
+    };
+    loop {
+        let due = agent.syncer.next_tick().min(agent.next_dns);
+        let wait = due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        let mut updates = Vec::new();
+        let first = match inbox.recv_timeout(wait) {
+            Ok(msg) => Some(msg),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(ToAgent::Shutdown),
+        };
+        // take everything waiting (bounded), so records never queue behind timed work
+        let mut stop = false;
+        for msg in first.into_iter().chain(inbox.try_iter().take(INBOX_BURST)) {
+            if let Flow::Stop = agent.handle(msg, &mut updates) {
+                stop = true;
+                break;
+            }
+        }
+        if stop {
+            let running = Arc::clone(&agent.running);
+            agent.syncer.shutdown(&running);
+            return;
+        }
+        agent.periodic(reload, &mut updates);
+        if !agent.deliver(updates, waker) {
+            return;
         }
     }
 }

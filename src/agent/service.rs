@@ -1,63 +1,93 @@
-//! Service mode: configs come from the management plane. The agent long-polls
-//! `/gateway/config` (falling back to plain polling every `config.service.poll.interval`
-//! when the plane does not hold requests), backs up and applies each new valid document,
-//! rejects an invalid one whole (the running config stays; the error shows in status and
-//! the heartbeat), and sends a heartbeat every `config.service.heartbeat.interval`.
-//! When the plane is unreachable it keeps the running config ("fails static"), records
-//! since when it is offline, and retries with jittered backoff capped at the poll
-//! interval, so a returning plane is noticed within one interval.
+//! Service mode: configs come from the management plane. The agent drives two plane
+//! callers (`caller`) and never waits on the network itself:
+//!
+//! ```text
+//!   poller lane:  Config(long poll) ──reply──▶ apply / reject / 304 ──▶ next poll
+//!   sender lane:  Heartbeat | Telemetry(spooled, then memory) | Metrics ──reply──▶ next
+//! ```
+//!
+//! Each new valid document is backed up and applied; an invalid one is rejected whole
+//! (the running config stays; the error shows in status and the heartbeat). When the
+//! plane is unreachable the gateway keeps its config ("fails static"), records since when,
+//! moves request records to the spool in the backup file, and retries with jittered
+//! backoff capped at the poll interval. A pin set with `edgegate backups rollback` (or
+//! cleared with `unpin`) is noticed within a second, without a signal.
 //!
 //! At start it needs no network when a backup exists: a pinned version, else the newest
 //! good backup is served at once and the first poll brings it up to date. Without a
 //! backup it asks the plane once and refuses to start if that fails.
 //! Must not touch: the loop, sockets of the data plane.
 
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use miniserde::json::{self, Number, Object, Value};
-
+use super::caller::{Call, Callers, Reply};
 use super::client::{CallError, Fetched, PlaneClient};
 use super::local::{newest_good, open_store, pinned, record};
+use super::outbox::{Batch, Outbox};
 use super::store::Store;
-use super::{compile_and_resolve, Loaded, Syncer, Update};
+use super::{compile_and_resolve, Loaded, Syncer, ToAgent, Update};
 use crate::config::{ConfigSource, Runtime};
+use crate::federation::Heartbeat;
 use crate::settings::GatewaySettings;
 use crate::status::SyncState;
 use crate::telemetry::rfc3339;
 
-/// How long one config poll may be held by the plane. Short, because the same thread
-/// writes request logs; a change still arrives at once (the held poll returns).
-pub const LONG_POLL_WAIT: Duration = Duration::from_secs(2);
+/// How long one config poll may be held by the plane (a change still arrives at once:
+/// the held poll returns).
+pub const LONG_POLL_WAIT: Duration = Duration::from_secs(10);
 /// First retry delay after a failed call; doubles up to the poll interval.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// How often request records are uploaded.
-pub const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
-/// Most bytes of records held in memory before they go to the spool.
-const PENDING_MAX: usize = 4 * 1024 * 1024;
+/// How often the cumulative metrics are uploaded.
+pub const METRICS_EVERY: Duration = Duration::from_secs(5);
+/// How often the pin in the backup store is checked.
+const PIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// What a stopping gateway may spend on its last heartbeat and uploads.
+const STOP_BUDGET: Duration = Duration::from_secs(2);
+
+/// What the sender lane is doing.
+enum Sending {
+    Heartbeat,
+    /// A spooled telemetry batch (its spool row), with the dropped count it reports.
+    Spooled(i64, u64),
+    /// The outbox's batch in flight, with the dropped count it reports.
+    Memory(u64),
+    /// An instance's spooled metrics snapshot.
+    SpooledMetrics(String),
+    Metrics(Arc<str>),
+}
 
 pub struct ServiceSync {
     client: PlaneClient,
+    callers: Option<Callers>,
     store: Option<Store>,
     poll_interval: Duration,
     heartbeat_interval: Duration,
     etag: Option<String>,
     state: SyncState,
+    polling: bool,
     next_poll: Instant,
-    next_heartbeat: Instant,
     backoff: Duration,
+    sending: Option<Sending>,
+    next_heartbeat: Instant,
+    next_metrics: Instant,
+    next_pin_check: Instant,
+    /// The pin (backup seq) in force, if one is.
+    applied_pin: Option<i64>,
+    /// The last outage, reported in heartbeats once it is over.
+    last_outage: Option<(SystemTime, SystemTime)>,
+    outbox: Outbox,
+    /// The newest metrics snapshot not yet uploaded (cumulative: only the newest counts).
+    metrics: Option<Arc<str>>,
     instance_id: String,
+    /// This run of the instance: metrics are cumulative per run, so each run uploads
+    /// its own series (`<instance>.<run>`) and a restart never overwrites the last
+    /// run's counts on the plane.
+    run_id: String,
     hostname: String,
     started: Instant,
     jitter_seed: u64,
-    /// Request records not yet uploaded (NDJSON), their count, and records dropped
-    /// before they reached this thread.
-    pending: String,
-    pending_records: u64,
-    pending_dropped: u64,
-    next_upload: Instant,
-    /// The newest metrics snapshot not yet uploaded (only the newest matters: counters
-    /// are cumulative).
-    metrics: Option<String>,
 }
 
 fn hostname() -> String {
@@ -68,9 +98,16 @@ fn hostname() -> String {
 
 /// The expiry written in a `GatewayKey` token, as RFC 3339.
 fn token_expiry(token: &str) -> Option<String> {
-    let presented = crate::manage::token::parse(token).ok()?;
-    let secs = crate::manage::token::parse_expiry(presented.expiry)?;
+    let presented = crate::federation::token::parse(token).ok()?;
+    let secs = crate::federation::token::parse_expiry(presented.expiry)?;
     Some(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)))
+}
+
+fn random_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl ServiceSync {
@@ -79,54 +116,71 @@ impl ServiceSync {
         let backup = settings
             .backup_enabled
             .then_some((settings.backup_path.as_path(), settings.backup_versions));
-        let store = open_store(backup)?;
-        let instance_id = {
-            use ring::rand::SecureRandom;
-            let mut b = [0u8; 8];
-            let _ = ring::rand::SystemRandom::new().fill(&mut b);
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        let mut store = open_store(backup)?;
+        let instance_id = match store.as_mut() {
+            Some(s) => s.instance_id(random_id).map_err(|e| e.to_string())?,
+            None => random_id(),
         };
-        let jitter_seed =
-            u64::from_str_radix(&instance_id, 16).unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
+        let jitter_seed = instance_id.bytes().fold(0x9e37_79b9_7f4a_7c15_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) | 1;
         let now = Instant::now();
-        let state = SyncState {
-            token_expiry: client.token().ok().and_then(|t| token_expiry(&t)),
-            ..SyncState::default()
-        };
-        Ok(ServiceSync {
+        let mut sync = ServiceSync {
             client,
+            callers: None,
             store,
             poll_interval: settings.poll_interval,
             heartbeat_interval: settings.heartbeat_interval,
             etag: None,
-            state,
+            state: SyncState::default(),
+            polling: false,
             next_poll: now,
-            next_heartbeat: now,
             backoff: FIRST_BACKOFF,
+            sending: None,
+            next_heartbeat: now,
+            next_metrics: now + METRICS_EVERY,
+            next_pin_check: now + PIN_CHECK_EVERY,
+            applied_pin: None,
+            last_outage: None,
+            outbox: Outbox::default(),
+            metrics: None,
             instance_id,
+            run_id: random_id(),
             hostname: hostname(),
             started: now,
             jitter_seed,
-            pending: String::new(),
-            pending_records: 0,
-            pending_dropped: 0,
-            next_upload: now + TELEMETRY_EVERY,
-            metrics: None,
-        })
+        };
+        sync.read_token();
+        Ok(sync)
     }
 
     pub fn state(&self) -> SyncState {
         self.state.clone()
     }
 
+    /// Token expiry and gateway id, as the token (file) says now.
+    fn read_token(&mut self) {
+        let token = self.client.token().ok();
+        self.state.token_expiry = token.as_deref().and_then(token_expiry);
+        self.state.gateway_id = self.client.gateway_id();
+    }
+
     /// The config to start with; `Err` is the one line to exit with.
     pub fn initial(&mut self) -> Result<Loaded, String> {
+        self.state.last_sync_at = Some(SystemTime::now());
         let ignored = "the management plane's config is not applied";
         if let Some(loaded) = pinned(self.store.as_ref(), ignored) {
+            self.applied_pin = self.pin_seq();
+            self.state.last_error = loaded.problem.clone();
             return Ok(loaded);
         }
         if let Some(store) = self.store.as_ref() {
-            if let Some(mut loaded) = newest_good(store)? {
+            if let Some((mut loaded, seq)) = newest_good(store)? {
+                log::info!(
+                    "starting from backup #{seq} (version {}) without waiting for the network; syncing with {}",
+                    loaded.runtime.version,
+                    self.client.endpoint()
+                );
                 loaded.problem = Some(format!(
                     "started from backup version {}; syncing with {}",
                     loaded.runtime.version,
@@ -142,7 +196,6 @@ impl ServiceSync {
                     Ok(runtime) => {
                         record(self.store.as_mut(), &runtime, &text);
                         self.etag = etag;
-                        self.state.last_sync_at = Some(SystemTime::now());
                         return Ok(Loaded {
                             runtime,
                             text,
@@ -181,9 +234,36 @@ impl ServiceSync {
         d.mul_f64(factor)
     }
 
+    fn pin_seq(&self) -> Option<i64> {
+        self.store
+            .as_ref()
+            .and_then(|s| s.pinned().ok().flatten())
+            .map(|p| p.entry.seq)
+    }
+
+    /// The plane answered (whatever it said): an outage, if there was one, is over.
     fn reachable(&mut self) {
-        self.state.offline_since = None;
+        if let Some(since) = self.state.offline_since.take() {
+            let now = SystemTime::now();
+            let secs = now.duration_since(since).unwrap_or_default().as_secs();
+            log::info!("management plane reachable again after {secs} s offline");
+            self.last_outage = Some((since, now));
+            // what was spooled meanwhile goes up next; the heartbeat says so at once
+            self.next_heartbeat = Instant::now();
+        }
         self.backoff = FIRST_BACKOFF;
+    }
+
+    /// No answer at all: offline from now (if not already), records to the spool.
+    fn unreachable(&mut self, e: &CallError, running: &Runtime) {
+        if self.state.offline_since.is_none() {
+            log::warn!(
+                "{e}; serving config version {} until it returns",
+                running.version
+            );
+            self.state.offline_since = Some(SystemTime::now());
+        }
+        self.spool_outbox();
     }
 
     fn failed(&mut self, now: Instant) {
@@ -192,98 +272,63 @@ impl ServiceSync {
         self.backoff = (self.backoff * 2).min(self.poll_interval);
     }
 
-    fn poll(&mut self, running: &Runtime, out: &mut Vec<Update>) {
-        let started = Instant::now();
-        let result = self
-            .client
-            .fetch_config(self.etag.as_deref(), LONG_POLL_WAIT);
+    /// Moves every record held in memory to the spool.
+    fn spool_outbox(&mut self) {
+        let all = self.outbox.take_all();
+        self.spool(all);
+    }
+
+    /// Puts batches in the spool, oldest first (or counts their records as dropped
+    /// without a backup store).
+    fn spool(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            let spooled = self.store.as_mut().is_some_and(|s| {
+                s.spool_push(&batch.body, batch.records, super::store::SPOOL_MAX_BYTES)
+                    .is_ok()
+            });
+            if !spooled {
+                self.outbox.dropped += batch.records;
+            }
+        }
+    }
+
+    fn on_config(
+        &mut self,
+        result: Result<Fetched, CallError>,
+        held: Duration,
+        running: &Runtime,
+        out: &mut Vec<Update>,
+    ) {
+        self.polling = false;
         let now = Instant::now();
-        self.state.token_expiry = self.client.token().ok().and_then(|t| token_expiry(&t));
+        self.state.last_sync_at = Some(SystemTime::now());
+        self.read_token();
         match result {
             Ok(Fetched::Document { text, etag }) => {
                 self.reachable();
-                self.state.last_sync_at = Some(SystemTime::now());
                 self.next_poll = now;
                 self.etag = etag;
-                let compiling = Instant::now();
-                match compile_and_resolve(&text, ConfigSource::Service) {
-                    Ok(runtime) => {
-                        let compiled = compiling.elapsed();
-                        let pin = self.store.as_ref().and_then(|s| s.pinned().ok().flatten());
-                        if let Some(pin) = pin {
-                            // the pin holds until the plane sends a version not seen before
-                            let seen = self
-                                .store
-                                .as_ref()
-                                .and_then(|s| s.get(&runtime.version).ok())
-                                .is_some();
-                            if seen {
-                                self.state.last_error = Some(format!(
-                                    "pinned backup version {} is in force",
-                                    pin.entry.version
-                                ));
-                                return;
-                            }
-                            if let Some(store) = self.store.as_mut() {
-                                let _ = store.unpin();
-                            }
-                            log::info!(
-                                "config version {} from the plane replaces pinned version {}",
-                                runtime.version,
-                                pin.entry.version
-                            );
-                        }
-                        self.state.last_error = None;
-                        if runtime.version == running.version
-                            && running.source == ConfigSource::Service
-                        {
-                            return;
-                        }
-                        let backing_up = Instant::now();
-                        record(self.store.as_mut(), &runtime, &text);
-                        log::info!(
-                            "config version {} from the plane ({} apis, {} KiB): compiled in {} ms, backed up in {} ms",
-                            runtime.version,
-                            runtime.apis.len(),
-                            text.len() / 1024,
-                            compiled.as_millis(),
-                            backing_up.elapsed().as_millis()
-                        );
-                        out.push(Update::Apply(Loaded {
-                            runtime,
-                            text,
-                            problem: None,
-                        }));
-                    }
-                    Err(errors) => {
-                        let first = errors.first().map(ToString::to_string).unwrap_or_default();
-                        let reason = format!("config from the management plane rejected ({} error(s)); first: {first}", errors.len());
-                        for e in &errors {
-                            log::error!("config from the management plane rejected, running config kept: {e}");
-                        }
-                        self.state.last_error = Some(reason.clone());
-                        out.push(Update::Rejected(reason));
-                    }
-                }
+                self.take_document(text, running, out);
             }
             Ok(Fetched::NotModified) => {
                 self.reachable();
-                self.state.last_sync_at = Some(SystemTime::now());
                 // a plane that answers at once does not hold requests: poll on the interval
-                let held = now.duration_since(started) >= LONG_POLL_WAIT / 2;
-                self.next_poll = if held { now } else { now + self.poll_interval };
-                if self.state.last_error.as_deref().is_some_and(|e| {
-                    e.starts_with("started from backup")
-                        || e.starts_with("management plane")
-                        || e.starts_with("token")
-                }) {
+                let held_long = held >= LONG_POLL_WAIT / 2;
+                self.next_poll = if held_long {
+                    now
+                } else {
+                    now + self.poll_interval
+                };
+                if self.applied_pin.is_none() {
                     self.state.last_error = None;
                 }
             }
-            Err(CallError::Unauthorized(m)) => {
-                self.reachable();
-                self.state.last_error =
-                    Some(format!("token rejected by the management plane: {m}"));
+            Err(e @ (CallError::Unauthorized(_) | CallError::NoToken(_))) => {
+                if matches!(e, CallError::Unauthorized(_)) {
+                    self.reachable();
+                }
+                log::warn!("{e}; serving config version {} meanwhile", running.version);
+                self.state.last_error = Some(e.to_string());
                 self.next_poll = now + self.poll_interval;
             }
             Err(e @ CallError::Status(..)) => {
@@ -292,202 +337,393 @@ impl ServiceSync {
                 self.failed(now);
             }
             Err(e @ CallError::Unreachable(_)) => {
-                if self.state.offline_since.is_none() {
-                    log::warn!(
-                        "{e}; serving config version {} until it returns",
-                        running.version
-                    );
-                    self.state.offline_since = Some(SystemTime::now());
-                }
+                self.unreachable(&e, running);
                 self.state.last_error = Some(e.to_string());
                 self.failed(now);
             }
         }
     }
 
-    /// Moves the pending records to the spool (or counts them as dropped without one).
-    fn spool_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let body = std::mem::take(&mut self.pending);
-        let n = std::mem::take(&mut self.pending_records);
-        let spooled = self.store.as_mut().is_some_and(|s| {
-            s.spool_push(&body, n, super::store::SPOOL_MAX_BYTES)
-                .is_ok()
-        });
-        if !spooled {
-            self.pending_dropped += n;
-        }
-    }
-
-    fn spool_metrics(&mut self, text: &str) {
-        if let Some(store) = self.store.as_mut() {
-            let _ = store.spool_metrics(&self.instance_id, text);
-        }
-    }
-
-    /// Uploads spooled batches (oldest first), then the pending ones. While the plane is
-    /// unreachable, everything goes to the spool instead.
-    fn upload(&mut self) {
-        if self.state.offline_since.is_some() {
-            self.spool_pending();
-            return;
-        }
-        while let Some((seq, body, _)) = self
-            .store
-            .as_ref()
-            .and_then(|s| s.spool_oldest().ok().flatten())
-        {
-            if self.client.telemetry(&body, 0).is_err() {
-                self.spool_pending();
+    /// A document from the plane: compiled, then applied, kept out by a pin, or rejected.
+    fn take_document(&mut self, text: String, running: &Runtime, out: &mut Vec<Update>) {
+        let compiling = Instant::now();
+        let runtime = match compile_and_resolve(&text, ConfigSource::Service) {
+            Ok(runtime) => runtime,
+            Err(errors) => {
+                let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                let reason = format!(
+                    "config from the management plane rejected ({} error(s)); first: {first}",
+                    errors.len()
+                );
+                for e in &errors {
+                    log::error!(
+                        "config from the management plane rejected, running config kept: {e}"
+                    );
+                }
+                self.state.last_error = Some(reason.clone());
+                out.push(Update::Rejected(reason));
+                return;
+            }
+        };
+        let compiled = compiling.elapsed();
+        if let Some(pin) = self.store.as_ref().and_then(|s| s.pinned().ok().flatten()) {
+            // the pin holds until the plane sends a version not seen before
+            let seen = self
+                .store
+                .as_ref()
+                .and_then(|s| s.get(&runtime.version).ok())
+                .is_some();
+            if seen {
+                self.state.last_error = Some(format!(
+                    "pinned backup version {} is in force",
+                    pin.entry.version
+                ));
                 return;
             }
             if let Some(store) = self.store.as_mut() {
-                let _ = store.spool_remove(seq);
+                let _ = store.unpin();
+            }
+            self.applied_pin = None;
+            log::info!(
+                "config version {} from the plane replaces pinned version {}",
+                runtime.version,
+                pin.entry.version
+            );
+        }
+        self.state.last_error = None;
+        if runtime.version == running.version && running.source == ConfigSource::Service {
+            return;
+        }
+        let backing_up = Instant::now();
+        record(self.store.as_mut(), &runtime, &text);
+        log::info!(
+            "config version {} from the plane ({} apis, {} KiB): compiled in {} ms, backed up in {} ms",
+            runtime.version,
+            runtime.apis.len(),
+            text.len() / 1024,
+            compiled.as_millis(),
+            backing_up.elapsed().as_millis()
+        );
+        out.push(Update::Apply(Loaded {
+            runtime,
+            text,
+            problem: None,
+        }));
+    }
+
+    /// A pin set or cleared with `edgegate backups` since the last check takes effect.
+    fn check_pin(&mut self, out: &mut Vec<Update>) {
+        let current = self.pin_seq();
+        if current == self.applied_pin {
+            return;
+        }
+        match current {
+            Some(_) => {
+                let ignored = "the management plane's config is not applied";
+                if let Some(loaded) = pinned(self.store.as_ref(), ignored) {
+                    log::info!("{}", loaded.problem.as_deref().unwrap_or("pin applied"));
+                    self.state.last_error = loaded.problem.clone();
+                    out.push(Update::Apply(loaded));
+                }
+                self.applied_pin = current;
+            }
+            None => {
+                self.applied_pin = None;
+                self.state.last_error = None;
+                // back to the plane's newest document: the newest backup now, and a
+                // fresh fetch (no ETag) to confirm it
+                self.etag = None;
+                self.next_poll = Instant::now();
+                if let Some(store) = self.store.as_ref() {
+                    match newest_good(store) {
+                        Ok(Some((loaded, seq))) => {
+                            log::info!(
+                                "pin cleared; serving backup #{seq} (version {}) until the plane confirms it",
+                                loaded.runtime.version
+                            );
+                            out.push(Update::Apply(loaded));
+                        }
+                        Ok(None) => {}
+                        Err(e) => log::error!("pin cleared, but no backup is usable: {e}"),
+                    }
+                }
             }
         }
-        // snapshots of earlier runs (or of this one, made while offline) first
+    }
+
+    fn report(&self, running: &Runtime, stopping: bool) -> String {
+        Heartbeat {
+            instance_id: self.instance_id.clone(),
+            hostname: self.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_version: running.version.clone(),
+            config_source: running.source.as_str().into(),
+            config_applied_at: rfc3339(running.applied_at),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            last_sync_at: self.state.last_sync_at.map(rfc3339),
+            last_sync_error: self.state.last_error.clone(),
+            last_outage: self.last_outage.map(|(a, b)| (rfc3339(a), rfc3339(b))),
+            token_expiry: self.state.token_expiry.clone(),
+            heartbeat_interval_seconds: self.heartbeat_interval.as_secs(),
+            backups_off: self
+                .store
+                .is_none()
+                .then(|| "config.backup.enabled=false".to_string()),
+            stopping,
+        }
+        .to_json()
+    }
+
+    /// Starts what is due on an idle lane.
+    fn dispatch(&mut self, running: &Runtime) {
+        let now = Instant::now();
+        let Some(callers) = self.callers.as_ref() else {
+            return;
+        };
+        if !self.polling && now >= self.next_poll {
+            self.polling = callers.start(Call::Config {
+                etag: self.etag.clone(),
+                wait: LONG_POLL_WAIT,
+            });
+        }
+        if self.sending.is_some() {
+            return;
+        }
+        let next = self.next_send(running, now);
+        if let Some((call, sending)) = next {
+            let Some(callers) = self.callers.as_ref() else {
+                return;
+            };
+            if callers.start(call) {
+                self.sending = Some(sending);
+            }
+        }
+    }
+
+    /// The sender lane's next call, by priority: a due heartbeat, spooled records,
+    /// records in memory, spooled metrics, then the current metrics when due. Only
+    /// heartbeats while offline.
+    fn next_send(&mut self, running: &Runtime, now: Instant) -> Option<(Call, Sending)> {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.heartbeat_interval;
+            return Some((
+                Call::Heartbeat(self.report(running, false)),
+                Sending::Heartbeat,
+            ));
+        }
+        if self.state.offline_since.is_some() {
+            return None;
+        }
         let spooled = self
             .store
             .as_ref()
+            .and_then(|s| s.spool_oldest().ok().flatten());
+        if let Some((seq, body, _)) = spooled {
+            let dropped = self.take_dropped();
+            let call = Call::Telemetry {
+                body: Arc::from(body),
+                dropped,
+            };
+            return Some((call, Sending::Spooled(seq, dropped)));
+        }
+        if let Some(body) = self.outbox.start_upload() {
+            let dropped = self.take_dropped();
+            return Some((Call::Telemetry { body, dropped }, Sending::Memory(dropped)));
+        }
+        if self.outbox.dropped > 0 {
+            let dropped = self.take_dropped();
+            let call = Call::Telemetry {
+                body: Arc::from(""),
+                dropped,
+            };
+            return Some((call, Sending::Memory(dropped)));
+        }
+        let other_instance = self
+            .store
+            .as_ref()
             .and_then(|s| s.spooled_metrics().ok())
-            .unwrap_or_default();
-        for (instance, body) in spooled {
-            if self.client.metrics(&instance, &body).is_err() {
-                return;
-            }
-            if let Some(store) = self.store.as_mut() {
-                let _ = store.unspool_metrics(&instance);
+            .and_then(|mut all| all.pop());
+        if let Some((instance, body)) = other_instance {
+            let call = Call::Metrics {
+                instance: instance.clone(),
+                text: Arc::from(body),
+            };
+            return Some((call, Sending::SpooledMetrics(instance)));
+        }
+        if now >= self.next_metrics {
+            if let Some(text) = self.metrics.take() {
+                self.next_metrics = now + METRICS_EVERY;
+                let call = Call::Metrics {
+                    instance: self.metrics_instance(),
+                    text: Arc::clone(&text),
+                };
+                return Some((call, Sending::Metrics(text)));
             }
         }
-        if let Some(text) = self.metrics.take() {
-            if self.client.metrics(&self.instance_id, &text).is_err() {
-                self.metrics = Some(text);
-            }
-        }
-        let from_spool = self
+        None
+    }
+
+    /// Records dropped so far (in memory and counted in the spool), to report now.
+    fn take_dropped(&mut self) -> u64 {
+        let spooled = self
             .store
             .as_mut()
             .and_then(|s| s.take_dropped().ok())
             .unwrap_or(0);
-        let dropped = self.pending_dropped + from_spool;
-        if self.pending.is_empty() && dropped == 0 {
+        std::mem::take(&mut self.outbox.dropped) + spooled
+    }
+
+    fn on_sent(&mut self, reply: Reply, running: &Runtime) {
+        let Some(sending) = self.sending.take() else {
             return;
+        };
+        let result = match &reply {
+            Reply::Heartbeat(r) | Reply::Telemetry(r) | Reply::Metrics(r) => r.clone(),
+            Reply::Config { .. } => return,
+        };
+        match &result {
+            Ok(()) | Err(CallError::Status(..) | CallError::Unauthorized(_)) => self.reachable(),
+            Err(e @ CallError::Unreachable(_)) => self.unreachable(e, running),
+            Err(CallError::NoToken(_)) => {}
         }
-        match self.client.telemetry(&self.pending, dropped) {
-            Ok(()) => {
-                self.pending.clear();
-                self.pending_records = 0;
-                self.pending_dropped = 0;
-            }
-            Err(_) => {
-                self.pending_dropped = dropped;
-                self.spool_pending();
+        if let Err(e) = &result {
+            if !matches!(e, CallError::Unreachable(_)) {
+                log::warn!("{e}");
             }
         }
-    }
-
-    fn report(&self, running: &Runtime) -> String {
-        let mut o = Object::new();
-        let s = |v: &str| Value::String(v.to_string());
-        let opt = |v: Option<String>| v.map_or(Value::Null, Value::String);
-        o.insert("instanceId".into(), s(&self.instance_id));
-        o.insert("hostname".into(), s(&self.hostname));
-        o.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
-        o.insert("configVersion".into(), s(&running.version));
-        o.insert("configSource".into(), s(running.source.as_str()));
-        o.insert("configAppliedAt".into(), s(&rfc3339(running.applied_at)));
-        o.insert(
-            "uptimeSeconds".into(),
-            Value::Number(Number::U64(self.started.elapsed().as_secs())),
-        );
-        o.insert(
-            "offlineSince".into(),
-            opt(self.state.offline_since.map(rfc3339)),
-        );
-        o.insert("lastSyncError".into(), opt(self.state.last_error.clone()));
-        o.insert("tokenExpiry".into(), opt(self.state.token_expiry.clone()));
-        o.insert(
-            "heartbeatIntervalSeconds".into(),
-            Value::Number(Number::U64(self.heartbeat_interval.as_secs().max(1))),
-        );
-        json::to_string(&Value::Object(o))
-    }
-
-    fn heartbeat(&mut self, running: &Runtime) {
-        match self.client.heartbeat(&self.report(running)) {
-            Ok(()) => {}
-            Err(CallError::Unreachable(_)) => {
-                if self.state.offline_since.is_none() {
-                    self.state.offline_since = Some(SystemTime::now());
+        let ok = result.is_ok();
+        match sending {
+            Sending::Heartbeat => {}
+            Sending::Spooled(seq, dropped) => {
+                if ok {
+                    if let Some(store) = self.store.as_mut() {
+                        let _ = store.spool_remove(seq);
+                    }
+                } else {
+                    self.outbox.dropped += dropped;
                 }
             }
-            Err(e) => log::warn!("heartbeat: {e}"),
+            Sending::Memory(dropped) => {
+                if ok {
+                    self.outbox.uploaded();
+                } else {
+                    self.outbox.failed();
+                    self.outbox.dropped += dropped;
+                    if self.state.offline_since.is_some() {
+                        self.spool_outbox();
+                    }
+                }
+            }
+            Sending::SpooledMetrics(instance) => {
+                if ok {
+                    if let Some(store) = self.store.as_mut() {
+                        let _ = store.unspool_metrics(&instance);
+                    }
+                }
+            }
+            Sending::Metrics(text) => {
+                if !ok && self.metrics.is_none() {
+                    self.metrics = Some(text);
+                }
+            }
+        }
+    }
+
+    /// The name this run's metrics are uploaded under.
+    fn metrics_instance(&self) -> String {
+        format!("{}.{}", self.instance_id, self.run_id)
+    }
+
+    fn spool_metrics(&mut self, text: &str) {
+        let instance = self.metrics_instance();
+        if let Some(store) = self.store.as_mut() {
+            let _ = store.spool_metrics(&instance, text);
         }
     }
 }
 
 impl Syncer for ServiceSync {
+    fn attach(&mut self, inbox: &SyncSender<ToAgent>) -> std::io::Result<()> {
+        self.callers = Some(Callers::spawn(&self.client, inbox)?);
+        Ok(())
+    }
+
     fn reload(&mut self) -> Vec<Update> {
-        // SIGHUP in service mode: honour a pin set with `edgegate backups rollback`, and
-        // poll at once.
+        // SIGHUP in service mode: look at the pin now, and poll at once when idle
         self.next_poll = Instant::now();
-        match pinned(
-            self.store.as_ref(),
-            "the management plane's config is not applied",
-        ) {
-            Some(loaded) => {
-                self.state.last_error = loaded.problem.clone();
-                vec![Update::Apply(loaded), Update::Status(self.state())]
-            }
-            None => Vec::new(),
-        }
+        self.next_pin_check = Instant::now();
+        let mut out = Vec::new();
+        self.check_pin(&mut out);
+        out.push(Update::Status(self.state()));
+        out
     }
 
     fn tick(&mut self, running: &Runtime) -> Vec<Update> {
         let before = self.state.clone();
         let mut out = Vec::new();
-        // a due heartbeat goes first: a long poll may hold the thread for a while
-        if Instant::now() >= self.next_heartbeat {
-            self.next_heartbeat = Instant::now() + self.heartbeat_interval;
-            self.heartbeat(running);
+        let now = Instant::now();
+        if now >= self.next_pin_check {
+            self.next_pin_check = now + PIN_CHECK_EVERY;
+            self.check_pin(&mut out);
         }
-        if Instant::now() >= self.next_poll {
-            self.poll(running, &mut out);
-            // a new config is reported at once rather than at the next interval
-            let applied = out.iter().rev().find_map(|u| match u {
-                Update::Apply(l) => Some(&l.runtime),
-                _ => None,
-            });
-            if let Some(runtime) = applied {
-                self.next_heartbeat = Instant::now() + self.heartbeat_interval;
-                self.heartbeat(runtime);
-            }
+        self.outbox.seal_due(now);
+        let overflow = self.outbox.overflow();
+        self.spool(overflow);
+        if self.state.offline_since.is_some() && self.outbox.has_sealed() {
+            self.spool_outbox();
         }
-        if Instant::now() >= self.next_upload {
-            self.next_upload = Instant::now() + TELEMETRY_EVERY;
-            self.upload();
-        }
+        self.dispatch(running);
         if self.state != before || out.iter().any(|u| matches!(u, Update::Apply(_))) {
             out.push(Update::Status(self.state()));
         }
         out
     }
 
+    fn on_plane(&mut self, reply: Reply, running: &Runtime) -> Vec<Update> {
+        let before = self.state.clone();
+        let mut out = Vec::new();
+        match reply {
+            Reply::Config { result, held } => self.on_config(result, held, running, &mut out),
+            other => self.on_sent(other, running),
+        }
+        // a new config is reported at once rather than at the next interval
+        if out.iter().any(|u| matches!(u, Update::Apply(_))) {
+            self.next_heartbeat = Instant::now();
+        }
+        let applied = out.iter().rev().find_map(|u| match u {
+            Update::Apply(l) => Some(&l.runtime),
+            _ => None,
+        });
+        let serving = applied.unwrap_or(running);
+        // a heartbeat should say what will run, not what ran: dispatch after the apply
+        if applied.is_none() {
+            self.dispatch(serving);
+        }
+        if self.state != before || applied.is_some() {
+            out.push(Update::Status(self.state()));
+        }
+        out
+    }
+
     fn next_tick(&self) -> Instant {
-        self.next_poll
-            .min(self.next_heartbeat)
-            .min(self.next_upload)
+        let mut due = self.next_pin_check;
+        if !self.polling {
+            due = due.min(self.next_poll);
+        }
+        if self.sending.is_none() {
+            due = due.min(self.next_heartbeat);
+            if self.outbox.has_sealed() && self.state.offline_since.is_none() {
+                due = Instant::now();
+            }
+        }
+        if let Some(seal) = self.outbox.next_seal() {
+            due = due.min(seal);
+        }
+        due
     }
 
     fn telemetry(&mut self, records: String, dropped: u64) {
-        self.pending_dropped += dropped;
-        if self.pending.len() + records.len() > PENDING_MAX {
-            self.spool_pending();
-        }
-        self.pending_records += records.lines().count() as u64;
-        self.pending.push_str(&records);
+        self.outbox.push(&records, dropped, Instant::now());
     }
 
     fn metrics(&mut self, text: String) {
@@ -495,15 +731,47 @@ impl Syncer for ServiceSync {
             // kept in the backup file, so a stop or crash while offline loses nothing
             self.spool_metrics(&text);
         }
-        self.metrics = Some(text);
+        self.metrics = Some(Arc::from(text));
     }
 
     fn store(&mut self) -> Option<&mut Store> {
         self.store.as_mut()
     }
-    fn shutdown(&mut self) {
-        // what could not be sent yet waits in the spool for the next start
-        self.spool_pending();
+
+    /// The last heartbeat (saying it stops) and the records still held go to the plane
+    /// within `STOP_BUDGET`; what does not get through waits in the spool for the next
+    /// start.
+    fn shutdown(&mut self, running: &Runtime) {
+        let deadline = Instant::now() + STOP_BUDGET;
+        let online = self.state.offline_since.is_none();
+        let mut batches = self.outbox.take_all();
+        if online {
+            let _ = self
+                .client
+                .heartbeat_within(&self.report(running, true), STOP_BUDGET / 2);
+            let mut dropped = self.take_dropped();
+            while let Some(batch) = batches.first() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if self
+                    .client
+                    .telemetry_within(&batch.body, dropped, left)
+                    .is_err()
+                {
+                    break;
+                }
+                dropped = 0;
+                batches.remove(0);
+            }
+            self.outbox.dropped += dropped;
+        }
+        self.spool(batches);
+        let dropped = std::mem::take(&mut self.outbox.dropped);
+        if let Some(store) = self.store.as_mut() {
+            let _ = store.restore_dropped(dropped);
+        }
         if let Some(text) = self.metrics.take() {
             self.spool_metrics(&text);
         }

@@ -96,6 +96,7 @@ const SCHEMA: &str = "
     );
     CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS metrics_spool (instance TEXT PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS quotas (
         label        TEXT    NOT NULL,
         key          TEXT    NOT NULL,
@@ -355,6 +356,28 @@ impl Store {
 }
 
 impl Store {
+    /// This installation's gateway instance id: the stored one, else `fresh` stored now,
+    /// so restarts report as the same instance to the plane.
+    pub fn instance_id(&mut self, fresh: impl FnOnce() -> String) -> Result<String, StoreError> {
+        let stored: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM identity WHERE key = 'instance'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = stored {
+            return Ok(id);
+        }
+        let id = fresh();
+        self.conn.execute(
+            "INSERT INTO identity (key, value) VALUES ('instance', ?1)",
+            params![id],
+        )?;
+        Ok(id)
+    }
+
     /// Spools a telemetry batch (NDJSON, `records` lines) for a later upload, keeping at
     /// most `max_bytes`: the oldest batches go first, their records counted as dropped.
     pub fn spool_push(

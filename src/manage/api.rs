@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use miniserde::json::{self, Array, Number, Object, Value};
+use miniserde::json::{self, Array, Object, Value};
 
 use super::entities::Kind;
 use super::http::{Request, Response};
 use super::store::{now_unix, PlaneError, PlaneResult, PlaneStore};
-use super::token;
 use crate::config::compile::valid_id;
+use crate::federation::{self, token};
 use crate::telemetry::{push_json_str, rfc3339};
 
 /// A gateway's document and its version, shared by the polls (and the gateways) that
@@ -36,7 +36,15 @@ pub struct Plane {
     /// Each gateway's document at the revision it was built for: long polls of many
     /// gateways (and repeated polls of one) build it once per change.
     documents: Mutex<HashMap<String, (u64, Built)>>,
+    /// Instances not heard from for this long are forgotten.
+    prune_after: Duration,
+    /// The last refused gateway token per gateway id: (unix seconds, reason), so the
+    /// fleet view can say why an instance went quiet.
+    refusals: Mutex<HashMap<String, (u64, String)>>,
 }
+
+/// Most gateway ids whose last refused token is remembered.
+const REFUSALS_MAX: usize = 1024;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -96,7 +104,11 @@ fn created_or_ok(created: bool, entity: Value) -> Response {
 }
 
 impl Plane {
-    pub fn new(store: PlaneStore, admin_token: String) -> Result<Plane, String> {
+    pub fn new(
+        store: PlaneStore,
+        admin_token: String,
+        prune_after: Duration,
+    ) -> Result<Plane, String> {
         let revision = store
             .revision()
             .map_err(|_| "cannot read the revision".to_string())?;
@@ -106,6 +118,8 @@ impl Plane {
             changed: Condvar::new(),
             admin_token,
             documents: Mutex::new(HashMap::new()),
+            prune_after,
+            refusals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -575,26 +589,39 @@ impl Plane {
             Value::Array(store.gateway_apis(id)?.iter().map(|a| string(a)).collect()),
         );
         let now = now_unix();
+        let refusal = self.refusal(id);
+        if let Some((at, reason)) = &refusal {
+            let mut o = Object::new();
+            o.insert("at".into(), Value::String(secs_to_rfc3339(*at)));
+            o.insert("reason".into(), string(reason));
+            view.insert("lastTokenRefusal".into(), Value::Object(o));
+        }
         let mut instances = Array::new();
         for inst in store.instances(id)? {
             let mut o = inst.report.clone();
-            let interval = match o.get("heartbeatIntervalSeconds") {
-                Some(Value::Number(Number::U64(n))) => (*n).max(1),
-                _ => 60,
+            let quiet = now.saturating_sub(inst.last_seen);
+            let (state, why) = if federation::is_stopping(&o) {
+                ("stopped", None)
+            } else if quiet <= 2 * federation::interval_of(&o) {
+                ("connected", None)
+            } else {
+                let why = match &refusal {
+                    Some((at, reason)) if *at >= inst.last_seen => {
+                        format!("its token was refused: {reason}")
+                    }
+                    _ => format!("no heartbeat for {quiet} s"),
+                };
+                ("disconnected", Some(why))
             };
-            let connected = now.saturating_sub(inst.last_seen) <= 2 * interval;
             o.insert("instanceId".into(), Value::String(inst.instance));
             o.insert(
                 "lastHeartbeat".into(),
                 Value::String(secs_to_rfc3339(inst.last_seen)),
             );
+            o.insert("state".into(), string(state));
             o.insert(
-                "state".into(),
-                string(if connected {
-                    "connected"
-                } else {
-                    "disconnected"
-                }),
+                "disconnectReason".into(),
+                why.map_or(Value::Null, Value::String),
             );
             instances.push(Value::Object(o));
         }
@@ -602,21 +629,39 @@ impl Plane {
         Ok(Value::Object(view))
     }
 
-    /// The gateway id behind a `GatewayKey` token, or the 401 to answer.
+    /// The gateway id behind a `GatewayKey` token, or the 401 to answer (remembered
+    /// for the fleet view when the token names a gateway).
     fn authenticate(&self, req: &Request) -> Result<String, Response> {
         let header = req.header("authorization").unwrap_or("");
         let presented = token::parse(header).map_err(|e| Response::error(401, &e.to_string()))?;
-        let keys = self
-            .store()
-            .gateway_keys(presented.gateway_id)
-            .map_err(|_| Response::error(401, &token::TokenError::BadSignature.to_string()))?;
-        token::verify(
-            &presented,
-            &[keys.0.as_bytes(), keys.1.as_bytes()],
-            now_unix(),
-        )
-        .map_err(|e| Response::error(401, &e.to_string()))?;
-        Ok(presented.gateway_id.to_string())
+        let verified = match self.store().gateway_keys(presented.gateway_id) {
+            Ok(keys) => token::verify(
+                &presented,
+                &[keys.0.as_bytes(), keys.1.as_bytes()],
+                now_unix(),
+            ),
+            Err(_) => Err(token::TokenError::BadSignature),
+        };
+        match verified {
+            Ok(_) => Ok(presented.gateway_id.to_string()),
+            Err(e) => {
+                self.refused(presented.gateway_id, &e.to_string());
+                Err(Response::error(401, &e.to_string()))
+            }
+        }
+    }
+
+    fn refused(&self, gateway: &str, reason: &str) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if refusals.len() >= REFUSALS_MAX && !refusals.contains_key(gateway) {
+            return;
+        }
+        refusals.insert(gateway.to_string(), (now_unix(), reason.to_string()));
+    }
+
+    fn refusal(&self, gateway: &str) -> Option<(u64, String)> {
+        let refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        refusals.get(gateway).cloned()
     }
 
     fn gateway(&self, req: &Request, path: &[&str]) -> Response {
@@ -653,6 +698,11 @@ impl Plane {
                         return r;
                     }
                     self.wait_change(seen, deadline);
+                    // a change may be the gateway's keys: a held poll on a voided token
+                    // ends now, with the reason
+                    if let Err(refused) = self.authenticate(req) {
+                        return refused;
+                    }
                 }
             }
             ("POST", ["heartbeat"]) => {
@@ -660,15 +710,21 @@ impl Plane {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
-                let instance = match report.get("instanceId") {
-                    Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => s.clone(),
-                    _ => return Response::error(400, "instanceId is required"),
+                let Some(instance) = federation::instance_id_of(&report).map(str::to_string) else {
+                    return Response::error(400, "instanceId is required");
                 };
-                match self
-                    .store()
-                    .record_heartbeat(&gateway_id, &instance, &report)
-                {
-                    Ok(()) => Response::empty(204),
+                let before = now_unix().saturating_sub(self.prune_after.as_secs());
+                let mut store = self.store();
+                match store.record_heartbeat(&gateway_id, &instance, &report) {
+                    Ok(()) => {
+                        if let Ok(n @ 1..) = store.prune_instances(before) {
+                            log::info!(
+                                "forgot {n} gateway instance(s) not heard from since {}",
+                                secs_to_rfc3339(before)
+                            );
+                        }
+                        Response::empty(204)
+                    }
                     Err(e) => plane_error(e),
                 }
             }
@@ -676,8 +732,11 @@ impl Plane {
                 let Ok(text) = std::str::from_utf8(&req.body) else {
                     return Response::error(400, "Body is not UTF-8");
                 };
-                let instance = req.header("x-instance-id").unwrap_or("").to_string();
-                if instance.is_empty() || instance.len() > 128 {
+                let instance = req
+                    .header(federation::INSTANCE_HEADER)
+                    .unwrap_or("")
+                    .to_string();
+                if instance.is_empty() || instance.len() > federation::INSTANCE_ID_MAX {
                     return Response::error(400, "X-Instance-Id is required");
                 }
                 let result = self.store().record_metrics(&gateway_id, &instance, text);
@@ -691,7 +750,7 @@ impl Plane {
                     return Response::error(400, "Body is not UTF-8");
                 };
                 let dropped = req
-                    .header("x-dropped-records")
+                    .header(federation::DROPPED_HEADER)
                     .and_then(|d| d.trim().parse::<u64>().ok())
                     .unwrap_or(0);
                 let result = self.store().record_telemetry(&gateway_id, text, dropped);
@@ -723,7 +782,7 @@ mod tests {
         }
         s.link("g1", "echo").unwrap();
         s.link("g2", "echo").unwrap();
-        let plane = Plane::new(s, "t".into()).unwrap();
+        let plane = Plane::new(s, "t".into(), Duration::from_secs(60)).unwrap();
         let a = plane.document("g1").unwrap();
         let again = plane.document("g1").unwrap();
         assert!(Arc::ptr_eq(&a.document, &again.document), "cached");

@@ -7,7 +7,6 @@ pub mod api;
 pub mod entities;
 pub mod http;
 pub mod store;
-pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub fn admin_token(settings: &ManageSettings) -> Result<(String, Option<PathBuf>
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return Ok((existing.trim().to_string(), None));
     }
-    let token = token::new_key().replace(['+', '/', '='], "");
+    let token = crate::federation::token::new_key().replace(['+', '/', '='], "");
     write_private(&path, &token)
         .map_err(|e| format!("cannot write admin token file {}: {e}", path.display()))?;
     Ok((token, Some(path)))
@@ -86,7 +85,11 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
             path.display()
         );
     }
-    let plane = Arc::new(api::Plane::new(store, token)?);
+    let plane = Arc::new(api::Plane::new(
+        store,
+        token,
+        settings.instances_prune_after,
+    )?);
     log::info!(
         "listening on {}://{bound}",
         if tls.is_some() { "https" } else { "http" }

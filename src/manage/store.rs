@@ -458,7 +458,7 @@ impl PlaneStore {
         if updated == 0 {
             tx.execute(
                 "INSERT INTO gateways (id, body, primary_key, secondary_key) VALUES (?1, ?2, ?3, ?4)",
-                params![id, json::to_string(&Value::Object(body)), super::token::new_key(), super::token::new_key()],
+                params![id, json::to_string(&Value::Object(body)), crate::federation::token::new_key(), crate::federation::token::new_key()],
             )?;
         }
         Self::bump(&tx)?;
@@ -524,13 +524,13 @@ impl PlaneStore {
         if primary {
             tx.execute(
                 "UPDATE gateways SET primary_key = ?2 WHERE id = ?1",
-                params![id, super::token::new_key()],
+                params![id, crate::federation::token::new_key()],
             )?;
         }
         if secondary {
             tx.execute(
                 "UPDATE gateways SET secondary_key = ?2 WHERE id = ?1",
-                params![id, super::token::new_key()],
+                params![id, crate::federation::token::new_key()],
             )?;
         }
         Self::bump(&tx)?;
@@ -770,6 +770,21 @@ impl PlaneStore {
             params![gateway, instance, json::to_string(&Value::Object(report.clone())), now_unix() as i64],
         )?;
         Ok(())
+    }
+
+    /// Forgets instances (of every gateway) last heard from before `before` (unix
+    /// seconds), and metrics snapshots last received before it. Returns how many
+    /// instances went.
+    pub fn prune_instances(&mut self, before: u64) -> PlaneResult<usize> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        let gone = tx.execute(
+            "DELETE FROM instances WHERE last_seen < ?1",
+            params![before],
+        )?;
+        tx.execute("DELETE FROM metrics WHERE received < ?1", params![before])?;
+        tx.commit()?;
+        Ok(gone)
     }
 
     pub fn instances(&self, gateway: &str) -> PlaneResult<Vec<Instance>> {

@@ -24,6 +24,7 @@ use super::token::{self, Kind};
 use super::transport::Transport;
 use crate::agent::{ToAgent, ToLoop};
 use crate::config::Runtime;
+use crate::log_writer::LogSender;
 use crate::metrics::Metrics;
 use crate::policy::limits::Counters;
 use crate::settings::GatewaySettings;
@@ -94,8 +95,11 @@ pub struct Server {
     counters: Counters,
     /// Wall clock (ms since the epoch), read once per loop turn.
     wall_ms: u64,
-    /// `context.Deployment.GatewayId`: the federated gateway's id, or "local".
-    gateway_id: String,
+    /// Where request records and the loop's own log lines go (the log writer thread).
+    logs: LogSender,
+    /// Replaced runtimes the agent could not take yet (its queue was full); they go at
+    /// the next sweep, so a large config is never freed on the loop.
+    retiring: Vec<Arc<Runtime>>,
 }
 
 impl Server {
@@ -111,6 +115,7 @@ impl Server {
         from_agent: Receiver<ToLoop>,
         to_agent: SyncSender<ToAgent>,
         reload: Arc<AtomicBool>,
+        logs: LogSender,
     ) -> io::Result<Server> {
         poll.registry()
             .register(&mut listener, token::HTTP_LISTENER, Interest::READABLE)?;
@@ -173,13 +178,8 @@ impl Server {
             next_watchdog: now,
             counters: Counters::new(COUNTER_KEYS_MAX),
             wall_ms: wall_ms(),
-            gateway_id: settings
-                .service_auth
-                .as_ref()
-                .and_then(|a| a.0.strip_prefix("GatewayKey "))
-                .and_then(|t| t.split('&').next())
-                .unwrap_or("local")
-                .to_string(),
+            logs,
+            retiring: Vec::new(),
         })
     }
 
@@ -327,7 +327,7 @@ impl Server {
         let mut last = self.log.take().unwrap_or_default();
         last.push_str(&crate::sys::take_loop_logs());
         if !last.is_empty() {
-            let _ = self.to_agent.try_send(ToAgent::Logs(last));
+            let _ = self.logs.try_send(last);
         }
         Ok(())
     }
@@ -465,7 +465,7 @@ impl Server {
             connections,
             counters: &mut self.counters,
             wall_ms: self.wall_ms,
-            gateway_id: &self.gateway_id,
+            gateway_id: self.sync.gateway_id(),
         };
         let outcome = if timed_out {
             client.on_timeout(&mut ctx)
@@ -504,6 +504,7 @@ impl Server {
         self.backends.sweep(now, self.poll.registry());
         self.pool.trim();
         self.counters.sweep(self.wall_ms);
+        self.retire();
     }
 
     fn take_agent_messages(&mut self) {
@@ -523,7 +524,10 @@ impl Server {
                     if let Some(n) = &self.notifier {
                         n.send(&format!("STATUS=serving config version {}", rt.version));
                     }
-                    self.runtime = Some(rt);
+                    if let Some(old) = self.runtime.replace(rt) {
+                        self.retiring.push(old);
+                    }
+                    self.retire();
                     self.ensure_https();
                     // verified tokens were checked against the old config's keys
                     self.counters.forget_tokens();
@@ -541,6 +545,23 @@ impl Server {
                     self.sync.last_sync_at = Some(SystemTime::now());
                     self.sync.last_error = Some(reason);
                 }
+            }
+        }
+    }
+
+    /// Hands replaced runtimes to the agent, which frees each once no request holds it
+    /// (freeing a 10,000-API config takes tens of milliseconds). A full queue keeps them
+    /// here for the next sweep.
+    fn retire(&mut self) {
+        while let Some(old) = self.retiring.pop() {
+            match self.to_agent.try_send(ToAgent::Retire(old)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(ToAgent::Retire(old))) => {
+                    self.retiring.push(old);
+                    return;
+                }
+                // the agent is gone (the process is stopping): nothing left to spare
+                Err(_) => return,
             }
         }
     }
@@ -654,14 +675,9 @@ impl Server {
             }
         }
         if let Some(batch) = self.log.take() {
-            match self.to_agent.try_send(ToAgent::Logs(batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ToAgent::Logs(batch)))
-                | Err(TrySendError::Disconnected(ToAgent::Logs(batch))) => {
-                    // keep it for the next turn; RequestLog bounds the batch
-                    self.log.batch = batch;
-                }
-                Err(_) => {}
+            if let Err(batch) = self.logs.try_send(batch) {
+                // keep it for the next turn; RequestLog bounds the batch
+                self.log.batch = batch;
             }
         }
     }

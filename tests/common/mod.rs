@@ -44,6 +44,18 @@ pub fn edgegate(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `s` as a JSON string literal.
+pub fn js(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    edgegate::telemetry::push_json_str(&mut out, s);
+    out
+}
+
+/// The gateway's status document (`/status-0123456789abcdef`).
+pub fn status(gw: &Gateway) -> String {
+    get(gw.addr, "/status-0123456789abcdef").text()
+}
+
 /// A config document with one API forwarding everything under `path` to `origin`.
 pub fn simple_config(version: &str, path: &str, service_url: &str) -> String {
     format!(
