@@ -43,6 +43,10 @@ fn malformed_and_ambiguous_requests_get_400_and_close() {
     let cases: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\n\r\n",                                        // missing Host
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",                  // duplicate Host
+        b"GET / HTTP/1.1\r\nHost: example.test:abc\r\n\r\n",              // non-numeric port
+        b"GET / HTTP/1.1\r\nHost: user@example.test\r\n\r\n",             // userinfo
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",                          // open IP literal
+        b"GET http://a:b/ HTTP/1.1\r\nHost: a\r\n\r\n",                    // bad authority
         b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n",                        // bad request line
         b"GE T / HTTP/1.1\r\nHost: a\r\n\r\n",                           // bad request line
         b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",            // bad header name

@@ -125,10 +125,7 @@ pub fn parse<'b>(
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
             let v = std::str::from_utf8(h.value).map_err(|_| Failure::BadRequest("bad_host"))?;
-            if !v
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
-            {
+            if !valid_authority(v) {
                 return Err(Failure::BadRequest("bad_host"));
             }
             host_header = Some(v);
@@ -230,10 +227,79 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), Failure> {
         Some(_) => return Err(Failure::BadRequest("bad_target")),
         None => (rest, "/"),
     };
-    if authority.is_empty() || authority.contains('@') {
+    if authority.is_empty() || !valid_authority(authority) {
         return Err(Failure::BadRequest("bad_target"));
     }
     Ok((Some(authority), path))
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an IP literal in
+/// brackets, or a reg-name / IPv4 address of unreserved, percent-encoded and sub-delim
+/// characters; then, optionally, a colon and at most five digits. Empty is allowed (a
+/// request whose target has no authority sends an empty Host). No userinfo.
+pub fn valid_authority(value: &str) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let Some((literal, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if !valid_ip_literal(literal) {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => ("", Some(port)),
+            None if after.is_empty() => ("", None),
+            None => return false,
+        }
+    } else {
+        match value.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && valid_reg_name(host)
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims ); an IPv4 address is one too.
+fn valid_reg_name(host: &str) -> bool {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// IPv6address or IPvFuture, the inside of `[ ]`.
+fn valid_ip_literal(literal: &str) -> bool {
+    if literal.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+    let Some(rest) = literal.strip_prefix(['v', 'V']) else {
+        return false;
+    };
+    let Some((version, tail)) = rest.split_once('.') else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_hexdigit())
+        && !tail.is_empty()
+        && tail
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
 }
 
 /// Rejects dot-segments (plain or percent-encoded), backslashes and fragments, so that
@@ -333,6 +399,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(r.3);
+        for good in [
+            "example.test",
+            "example.test:8080",
+            "example.test:",
+            "127.0.0.1:1",
+            "[::1]:8080",
+            "[::1]",
+            "[v1.fe80::a+en1]",
+            "caf%C3%A9.example",
+            "",
+        ] {
+            assert!(valid_authority(good), "{good:?}");
+        }
+        for bad in [
+            "example.test:abc",
+            "example.test:123456",
+            "a:1:2",
+            "user@example.test",
+            "[::1",
+            "[::1]x",
+            "[nonsense]",
+            "bad%zz",
+            "sp ace",
+            "a/b",
+        ] {
+            assert!(!valid_authority(bad), "{bad:?}");
+            assert_eq!(
+                run(&format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n")).unwrap_err(),
+                Failure::BadRequest("bad_host"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            run("GET http://a:b/x HTTP/1.1\r\nHost: h\r\n\r\n").unwrap_err(),
+            Failure::BadRequest("bad_target")
+        );
         let r = run("GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n")
             .unwrap()
             .unwrap();
