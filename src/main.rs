@@ -14,6 +14,7 @@ use edgegate::agent::local::LocalConfig;
 use edgegate::agent::service::ServiceSync;
 use edgegate::agent::store::Store;
 use edgegate::agent::{Agent, Loaded, Syncer};
+use edgegate::cli::{self, BackupsVerb, Command, Flags};
 use edgegate::config::{self, ConfigSource};
 use edgegate::log_writer::LogWriter;
 use edgegate::proxy::server::Server;
@@ -24,42 +25,38 @@ use edgegate::settings::{
 use edgegate::status::SyncState;
 use edgegate::sys;
 
-const USAGE: &str = "usage:
-  edgegate gateway [--settings FILE] [--config FILE] [--set key=value]...
-  edgegate manage [--listen ADDR] [--db FILE] [--settings FILE] [--set key=value]...
-  edgegate check FILE
-  edgegate backups list|show VERSION|rollback VERSION|unpin [--settings FILE] [--set key=value]...
-  edgegate version";
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("gateway") => gateway(&args[1..]),
-        Some("check") => check(&args[1..]),
-        Some("backups") => backups(&args[1..]),
-        Some("manage") => manage(&args[1..]),
-        Some("version" | "--version" | "-V") => {
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgegate: {}\n\n{}", e.message, e.usage);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Gateway(flags) => gateway(&flags),
+        Command::Manage(flags) => manage(&flags),
+        Command::Check(path) => check(&path),
+        Command::Backups(verb, flags) => backups(&verb, &flags),
+        Command::Version => {
             println!("{}", edgegate::version_line());
             ExitCode::SUCCESS
         }
-        Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
+        Command::Help(text) => {
+            println!("{text}");
             ExitCode::SUCCESS
         }
-        Some(other) => usage_error(&format!("unknown command '{other}'")),
-        None => usage_error("no command given"),
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("edgegate: {message}\n{USAGE}");
+/// A settings error: one line, exit 2.
+fn settings_error(message: &str) -> ExitCode {
+    eprintln!("edgegate: {message}");
     ExitCode::from(2)
 }
 
-fn check(args: &[String]) -> ExitCode {
-    let [path] = args else {
-        return usage_error("check takes exactly one FILE");
-    };
+fn check(path: &str) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -89,25 +86,13 @@ fn check(args: &[String]) -> ExitCode {
 
 /// `edgegate backups …`: reads and pins versions in the backup store named by
 /// `config.backup.path` (same settings layering as `gateway`).
-fn backups(args: &[String]) -> ExitCode {
-    let (verb, version, rest) = match args {
-        [v, rest @ ..] if v == "list" || v == "unpin" => (v.as_str(), None, rest),
-        [v, version, rest @ ..]
-            if (v == "show" || v == "rollback") && !version.starts_with("--") =>
-        {
-            (v.as_str(), Some(version.as_str()), rest)
-        }
-        _ => return usage_error("backups takes list, show VERSION, rollback VERSION or unpin"),
-    };
-    let settings = match layered_settings(rest) {
+fn backups(verb: &BackupsVerb, flags: &Flags) -> ExitCode {
+    let settings = match layered(flags, GatewaySettings::defaults(sys::is_root())) {
         Ok(s) => s,
-        Err(message) => {
-            eprintln!("edgegate: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return settings_error(&message),
     };
     let path = &settings.backup_path;
-    let writes = matches!(verb, "rollback" | "unpin");
+    let writes = matches!(verb, BackupsVerb::Rollback(_) | BackupsVerb::Unpin);
     let mut store = match Store::open_existing(path, writes) {
         Ok(store) => store,
         Err(e) => {
@@ -115,8 +100,8 @@ fn backups(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = match (verb, version) {
-        ("list", _) => store.list().map(|entries| {
+    let result = match verb {
+        BackupsVerb::List => store.list().map(|entries| {
             println!("{:>5}  {:<20}  {:<8}  {:<24}  {:>8}  {:<12}  STATE", "SEQ", "VERSION", "SOURCE", "APPLIED (UTC)", "BYTES", "SHA256");
             for e in entries {
                 let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.applied_at_ms.max(0) as u64);
@@ -136,19 +121,19 @@ fn backups(args: &[String]) -> ExitCode {
                 );
             }
         }),
-        ("show", Some(v)) => store.get(v).map(|stored| {
+        BackupsVerb::Show(v) => store.get(v).map(|stored| {
             if !stored.entry.intact {
                 eprintln!("edgegate: warning: version {v} does not match its checksum");
             }
             println!("{}", stored.document);
         }),
-        ("rollback", Some(v)) => store.pin(v).map(|e| {
+        BackupsVerb::Rollback(v) => store.pin(v).map(|e| {
             println!(
                 "pinned backup #{} (version {}); a running gateway applies it at its next sync (SIGHUP in local mode) and keeps it until 'edgegate backups unpin'",
                 e.seq, e.version
             );
         }),
-        _ => store.unpin().map(|had| println!("{}", if had { "pin cleared" } else { "no pin was set" })),
+        BackupsVerb::Unpin => store.unpin().map(|had| println!("{}", if had { "pin cleared" } else { "no pin was set" })),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,48 +144,12 @@ fn backups(args: &[String]) -> ExitCode {
     }
 }
 
-/// Settings from every source, in order: defaults < file < environment < flags.
-fn layered_settings(args: &[String]) -> Result<GatewaySettings, String> {
-    layered(
-        args,
-        GatewaySettings::defaults(sys::is_root()),
-        &[("--config", "config.local.path")],
-    )
-}
-
-/// Applies a settings file, the environment and flags over `settings`. `aliases` maps
-/// short flags (`--config FILE`) to keys.
-fn layered<S: Layered>(
-    args: &[String],
-    mut settings: S,
-    aliases: &[(&str, &str)],
-) -> Result<S, String> {
-    let mut settings_file: Option<&str> = None;
-    let mut flags: Vec<(String, String)> = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args
-            .get(i + 1)
-            .ok_or_else(|| format!("{} needs a value", args[i]))?;
-        match args[i].as_str() {
-            "--settings" => settings_file = Some(value),
-            "--set" => {
-                let (k, v) = value
-                    .split_once('=')
-                    .ok_or_else(|| format!("--set {value}: expected key=value"))?;
-                flags.push((k.trim().to_string(), v.to_string()));
-            }
-            other => match aliases.iter().find(|(flag, _)| *flag == other) {
-                Some((_, key)) => flags.push(((*key).to_string(), value.clone())),
-                None => return Err(format!("unknown option '{other}'")),
-            },
-        }
-        i += 2;
-    }
-    if let Some(path) = settings_file {
+/// Applies a settings file, the environment and flags over `settings`, in that order.
+fn layered<S: Layered>(flags: &Flags, mut settings: S) -> Result<S, String> {
+    if let Some(path) = &flags.settings_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SettingError::Unreadable {
-                path: path.into(),
+                path: path.clone(),
                 reason: e.to_string(),
             }
             .to_string()
@@ -213,21 +162,20 @@ fn layered<S: Layered>(
     settings
         .apply_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| e.to_string())?;
-    for (k, v) in &flags {
+    for (k, v) in &flags.set {
         settings.apply(k, v, "--set").map_err(|e| e.to_string())?;
     }
     Ok(settings)
 }
 
-fn manage(args: &[String]) -> ExitCode {
-    let aliases = [("--listen", "manage.listen"), ("--db", "manage.db.path")];
-    let settings = match layered(args, ManageSettings::defaults(sys::is_root()), &aliases) {
+fn manage(flags: &Flags) -> ExitCode {
+    let settings = match layered(flags, ManageSettings::defaults(sys::is_root())) {
         Ok(s) => s,
-        Err(message) => {
-            eprintln!("edgegate: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return settings_error(&message),
     };
+    if settings.tls_cert.is_some() != settings.tls_key.is_some() {
+        return settings_error("manage.tls.cert and manage.tls.key must be set together");
+    }
     sys::init_logging(LogFormat::Text, log::LevelFilter::Info);
     match edgegate::manage::run(&settings) {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,25 +186,25 @@ fn manage(args: &[String]) -> ExitCode {
     }
 }
 
-/// `layered_settings` plus what `gateway` needs to run in this version.
-fn gateway_settings(args: &[String]) -> Result<GatewaySettings, String> {
-    let s = layered_settings(args)?;
+/// The gateway's settings, with the rules that span several keys.
+fn gateway_settings(flags: &Flags) -> Result<GatewaySettings, String> {
+    let s = layered(flags, GatewaySettings::defaults(sys::is_root()))?;
     if s.local_path.is_none() && s.service_endpoint.is_none() {
         return Err("no config source: set config.local.path (or pass --config FILE) or config.service.endpoint".into());
     }
     if s.local_path.is_some() && s.service_endpoint.is_some() {
         return Err("set either config.local.path or config.service.endpoint, not both".into());
     }
+    if s.service_endpoint.is_some() && s.service_auth.is_none() {
+        return Err("config.service.auth is required with config.service.endpoint".into());
+    }
     Ok(s)
 }
 
-fn gateway(args: &[String]) -> ExitCode {
-    let settings = match gateway_settings(args) {
+fn gateway(flags: &Flags) -> ExitCode {
+    let settings = match gateway_settings(flags) {
         Ok(s) => s,
-        Err(message) => {
-            eprintln!("edgegate: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return settings_error(&message),
     };
     sys::init_logging(settings.logs_std, settings.log_level);
     // stderr belongs to the log writer thread from here on, so no other thread waits on it

@@ -307,3 +307,29 @@ fn the_gateway_id_comes_from_a_token_file_and_follows_its_rotation() {
         status(&gw)
     );
 }
+
+#[test]
+fn a_missing_token_file_is_named_as_such() {
+    let plane = Plane::start();
+    let dir = temp_dir("no-token");
+    let missing = dir.join("gateway.token");
+    let (code, _, err) = edgegate(&[
+        "gateway",
+        "--set",
+        &format!("config.service.endpoint={}", plane.url()),
+        "--set",
+        &format!("config.service.auth=@{}", missing.display()),
+        "--set",
+        &format!("config.backup.path={}", dir.join("backup.db").display()),
+        "--set",
+        "net.server.http.listen=127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.lines().last().unwrap(),
+        format!(
+            "edgegate: cannot start: cannot read config.service.auth file {}: No such file or directory (os error 2), and no usable backup (config.backup.enabled)",
+            missing.display()
+        )
+    );
+}

@@ -35,6 +35,38 @@ fn version_and_usage() {
     let (code, _, err) = run(&["frobnicate"], &[]);
     assert_eq!(code, 2);
     assert!(err.starts_with("edgegate: unknown command 'frobnicate'"));
+    // every command explains itself, on stdout, exit 0
+    for (args, first) in [
+        (vec!["gateway", "--help"], "usage: edgegate gateway "),
+        (vec!["manage", "-h"], "usage: edgegate manage "),
+        (vec!["check", "--help"], "usage: edgegate check FILE"),
+        (vec!["backups", "--help"], "usage: edgegate backups "),
+        (vec!["--help"], "usage:"),
+    ] {
+        let (code, out, err) = run(&args, &[]);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+        assert!(out.starts_with(first), "{args:?}: {out}");
+    }
+    // a mistake says what it is, then the command's usage
+    for (args, line) in [
+        (
+            vec!["gateway", "--bogus"],
+            "edgegate: unknown option '--bogus'",
+        ),
+        (
+            vec!["gateway", "--config"],
+            "edgegate: --config needs a value (FILE)",
+        ),
+        (
+            vec!["backups", "show"],
+            "edgegate: backups show needs a VERSION (or #SEQ)",
+        ),
+    ] {
+        let (code, _, err) = run(&args, &[]);
+        assert_eq!(code, 2, "{args:?}");
+        assert_eq!(err.lines().next(), Some(line), "{err}");
+        assert!(err.contains("\nusage: edgegate "), "{err}");
+    }
 }
 
 #[test]
@@ -91,6 +123,26 @@ fn bad_settings_exit_2_with_one_line_naming_the_key() {
     assert_eq!(
         err,
         "edgegate: no config source: set config.local.path (or pass --config FILE) or config.service.endpoint\n"
+    );
+    // rules across keys are settings errors too
+    let (code, _, err) = run(
+        &[
+            "gateway",
+            "--set",
+            "config.service.endpoint=http://127.0.0.1:9",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "edgegate: config.service.auth is required with config.service.endpoint\n"
+    );
+    let (code, _, err) = run(&["manage", "--set", "manage.tls.cert=/x.pem"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "edgegate: manage.tls.cert and manage.tls.key must be set together\n"
     );
 }
 
