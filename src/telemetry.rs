@@ -3,7 +3,7 @@
 //! stderr. The loop never writes a record itself, so a slow log reader cannot stall
 //! traffic; when the agent falls behind, records are dropped and counted.
 //! Must not touch: sockets, files; subscription keys never enter a record (URLs are
-//! redacted by the caller with `redact_query`).
+//! redacted with the runtime's `Redaction`).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -322,16 +322,110 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
-/// The query with the value of `secret_param` replaced by `***`.
-pub fn redact_query(query: &str, secret_param: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k == secret_param => format!("{k}=***"),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// Which query parameters carry keys or tokens, decided once per config: the
+/// well-known names, each API's subscription-key parameter and every parameter a
+/// policy reads a token from. Every path that logs a URL (records on stderr and those
+/// uploaded to the plane) goes through `redact`.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    params: Vec<Box<str>>,
+}
+
+/// Query parameters redacted whatever the config says (matched without regard to case).
+pub const SECRET_QUERY_PARAMS: &[&str] = &[
+    "subscription-key",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "client_secret",
+    "api-key",
+    "api_key",
+    "apikey",
+    "token",
+    "sig",
+    "password",
+];
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction::with(std::iter::empty::<&str>())
+    }
+}
+
+impl Redaction {
+    /// The well-known names plus `more`.
+    pub fn with<'a>(more: impl IntoIterator<Item = &'a str>) -> Redaction {
+        let mut params: Vec<Box<str>> = SECRET_QUERY_PARAMS.iter().map(|p| Box::from(*p)).collect();
+        for p in more {
+            if !p.is_empty() && !params.iter().any(|q| q.eq_ignore_ascii_case(p)) {
+                params.push(Box::from(p));
+            }
+        }
+        Redaction { params }
+    }
+
+    fn secret(&self, name: &str) -> bool {
+        let hit = |n: &str| self.params.iter().any(|p| p.eq_ignore_ascii_case(n));
+        hit(name) || (name.contains('%') && hit(&percent_decoded(name)))
+    }
+
+    /// `query` with the value of every secret parameter replaced by `***`.
+    pub fn redact<'q>(&self, query: &'q str) -> std::borrow::Cow<'q, str> {
+        let secret_pair = |pair: &str| {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            pair.contains('=') && self.secret(name)
+        };
+        if !query.split('&').any(secret_pair) {
+            return std::borrow::Cow::Borrowed(query);
+        }
+        let mut out = String::with_capacity(query.len());
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) if self.secret(k) => {
+                    out.push_str(k);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// `path` and `query` as a log line shows them.
+    pub fn url(&self, path: &str, query: Option<&str>) -> String {
+        match query {
+            Some(q) => format!("{path}?{}", self.redact(q)),
+            None => path.to_string(),
+        }
+    }
+}
+
+/// `%XX` sequences decoded (invalid ones kept), for comparing parameter names.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -368,10 +462,18 @@ mod tests {
 
     #[test]
     fn redaction_and_escaping() {
+        let r = Redaction::with(["my-key", "jwt"]);
         assert_eq!(
-            redact_query("a=1&subscription-key=s3cret&b", "subscription-key"),
+            r.redact("a=1&subscription-key=s3cret&b"),
             "a=1&subscription-key=***&b"
         );
+        assert_eq!(
+            r.redact("jwt=eyJ.x.y&My-Key=k&access_token=t&subscription%2Dkey=s&keep=1"),
+            "jwt=***&My-Key=***&access_token=***&subscription%2Dkey=***&keep=1"
+        );
+        assert!(matches!(r.redact("a=1&b=2"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(r.url("/p", Some("token=x")), "/p?token=***");
+        assert_eq!(Redaction::default().redact("my-key=v"), "my-key=v");
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\\n\u{1}");
         assert_eq!(s, r#""a\"b\\\n\u0001""#);

@@ -399,10 +399,56 @@ fn json_request_log_has_every_field_and_no_secrets() {
     assert_eq!(s("responseCode"), "200");
     assert_eq!(s("backendResponseCode"), "200");
     assert_eq!(s("clientIp"), "127.0.0.1");
-    // a gateway answer is logged with its reason
-    assert_eq!(get(gw.addr, "/nowhere").status, 404);
+    // a gateway answer is logged with its reason, and its URL redacted as well
+    assert_eq!(
+        get(
+            gw.addr,
+            "/nowhere?subscription-key=TOPSECRET-key&access_token=TOPSECRET-token&page=2"
+        )
+        .status,
+        404
+    );
     let line = gw.wait_for_log("operation_not_found");
     assert!(line.contains("\"responseCode\":404"), "{line}");
+    assert!(
+        line.contains("\"url\":\"/nowhere?subscription-key=***&access_token=***&page=2\""),
+        "{line}"
+    );
+    // a key the API itself does not take is still redacted (an API's own name too)
+    assert_eq!(
+        get(gw.addr, "/echo/items/7?subscription-key=TOPSECRET-other").status,
+        401
+    );
+    let line = gw.wait_for_log("/echo/items/7?subscription-key=***\"");
+    assert!(!line.contains("TOPSECRET"), "{line}");
+}
+
+#[test]
+fn a_token_a_policy_reads_from_the_query_is_redacted_in_logs() {
+    let origin = Origin::echo();
+    let policy = r#"<policies><inbound><validate-jwt query-parameter-name="jwt" failed-validation-httpcode="401"><issuer-signing-keys><key>c2VjcmV0LXNpZ25pbmcta2V5LTMyLWJ5dGVzLWxvbmchIQ==</key></issuer-signing-keys></validate-jwt></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let config = simple_config("1", "echo", &origin.url("")).replace(
+        "\"subscriptionRequired\": false,",
+        &format!(
+            "\"subscriptionRequired\": false, \"policies\": {},",
+            js(policy)
+        ),
+    );
+    let gw = Gateway::start(&config, &["telemetry.logs.std=json"]);
+    assert_eq!(
+        get(
+            gw.addr,
+            "/echo/items/1?jwt=eyJhbGciOiJIUzI1NiJ9.TOPSECRET.sig&x=1"
+        )
+        .status,
+        401
+    );
+    let line = gw.wait_for_log("/echo/items/1?");
+    assert!(
+        line.contains("\"url\":\"/echo/items/1?jwt=***&x=1\""),
+        "{line}"
+    );
+    assert!(!line.contains("TOPSECRET"), "{line}");
 }
 
 #[test]

@@ -154,6 +154,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         named,
         backend_ids,
         backends,
+        references: Default::default(),
     };
     let texts = entities::PolicyTexts {
         global: top.str("policies", errors),
@@ -173,6 +174,11 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
     }));
     let version =
         version.unwrap_or_else(|| format!("{:016x}", fnv(doc_fingerprint(&apis).as_bytes())));
+    let redaction = crate::telemetry::Redaction::with(
+        apis.iter()
+            .map(|a| a.key_query.as_str())
+            .chain(env.references.token_query_params()),
+    );
     Some(Runtime {
         version,
         source,
@@ -187,6 +193,8 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         tls,
         backend_tls: None,
         unmatched: unmatched_plan.map(|p| Box::new(Api::unmatched(p))),
+        redaction,
+        references: env.references,
     })
 }
 

@@ -368,8 +368,12 @@ fn doc_of(
         backend_id: &lookup_id,
         add_backend_url: &mut add_url,
         owner,
+        uses: Default::default(),
     };
-    match parse(t, &mut ctx) {
+    let parsed = parse(t, &mut ctx);
+    let uses = std::mem::take(&mut ctx.uses);
+    env.references.by_owner.insert(owner.to_string(), uses);
+    match parsed {
         Ok(d) => Some(d),
         Err(e) => {
             errors.push(path, env.named.mask(&e.to_string()));
@@ -383,6 +387,8 @@ pub struct PlanEnv {
     pub named: NamedValues,
     pub backend_ids: HashMap<String, u32>,
     pub backends: Vec<Backend>,
+    /// Filled as each document is compiled.
+    pub references: super::References,
 }
 
 fn plan_of(doc: &ScopeDoc, trivial: bool, path: &str, errors: &mut Errors) -> Arc<Plan> {

@@ -186,6 +186,39 @@ pub struct Runtime {
     /// What a request that matches no API runs: an API without a path or backend whose
     /// one operation carries the global plan, when that has an on-error section.
     pub unmatched: Option<Box<Api>>,
+    /// What each policy document refers to, as the compiler resolved it.
+    pub references: References,
+    /// The query parameters that carry keys or tokens, redacted wherever a URL is logged.
+    pub redaction: crate::telemetry::Redaction,
+}
+
+/// What each policy document of a config refers to, keyed by its owner ("global",
+/// "product:{id}", "api:{id}", "operation:{api}/{op}"). The management plane builds a
+/// gateway's document and refuses deletions from it, so both agree with the compiler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    pub by_owner: std::collections::BTreeMap<String, crate::policy::parse::Uses>,
+}
+
+impl References {
+    /// Every named value any document uses.
+    pub fn named_values(&self) -> impl Iterator<Item = &str> {
+        self.by_owner
+            .values()
+            .flat_map(|u| u.named_values.iter().map(String::as_str))
+    }
+    /// Every backend id any document uses.
+    pub fn backends(&self) -> impl Iterator<Item = &str> {
+        self.by_owner
+            .values()
+            .flat_map(|u| u.backends.iter().map(String::as_str))
+    }
+    /// Every query parameter a policy reads a token from.
+    pub fn token_query_params(&self) -> impl Iterator<Item = &str> {
+        self.by_owner
+            .values()
+            .flat_map(|u| u.token_query_params.iter().map(String::as_str))
+    }
 }
 
 /// The API index that names `Runtime::unmatched`.

@@ -51,6 +51,20 @@ pub struct Context<'a> {
     /// identity across reloads and restarts while its own document does not change, and
     /// edits elsewhere never hand one policy's counts to another.
     pub owner: &'a str,
+    /// What the document refers to, collected where the compiler resolves each name.
+    pub uses: Uses,
+}
+
+/// The names a policy document refers to, as the compiler resolved them (`{{ name }}`
+/// trimmed, attributes as XML reads them): the index the management plane uses to know
+/// which named values and backends a document needs, and the gateway to know which
+/// query parameters carry tokens (redacted in logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub named_values: std::collections::BTreeSet<String>,
+    pub backends: std::collections::BTreeSet<String>,
+    /// Query parameters a policy reads a token from (validate-jwt).
+    pub token_query_params: std::collections::BTreeSet<String>,
 }
 
 type R<T> = Result<T, PolicyError>;
@@ -92,12 +106,17 @@ fn counter_id(label: &str) -> u64 {
 
 /// Compiles one scope's policy document.
 pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
-    let text =
-        substitute_named_values(text, |n| (ctx.named_value)(n)).map_err(|name| PolicyError {
-            line: 1,
-            column: 1,
-            message: format!("named value '{{{{{name}}}}}' is not defined in namedValues"),
-        })?;
+    let named = std::cell::RefCell::new(std::mem::take(&mut ctx.uses.named_values));
+    let substituted = substitute_named_values(text, |n| {
+        named.borrow_mut().insert(n.to_string());
+        (ctx.named_value)(n)
+    });
+    ctx.uses.named_values = named.into_inner();
+    let text = substituted.map_err(|name| PolicyError {
+        line: 1,
+        column: 1,
+        message: format!("named value '{{{{{name}}}}}' is not defined in namedValues"),
+    })?;
     let text = escape_expressions(&text).map_err(|(offset, message)| {
         let line = text[..offset].matches('\n').count() as u32 + 1;
         let column = (offset - text[..offset].rfind('\n').map_or(0, |p| p + 1)) as u32 + 1;
@@ -678,6 +697,7 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
                     ))
                 }
                 (None, Some(id)) => {
+                    cx.ctx.uses.backends.insert(id.to_string());
                     let idx = (cx.ctx.backend_id)(id).ok_or_else(|| {
                         cx.err(
                             n,
@@ -1007,6 +1027,9 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
             section_allows(cx, n, IN)?;
             let mut v =
                 jwt::parse_policy(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
+            if let jwt::TokenSource::Query(q) = &v.source {
+                cx.ctx.uses.token_query_params.insert(q.clone());
+            }
             v.id = cx.counter();
             Policy::ValidateJwt(Box::new(v))
         }

@@ -44,7 +44,7 @@ use crate::policy::exec::{self, Flow, HeaderSrc, OwnedRequest, RequestView, Resp
 use crate::policy::limits::Counters;
 use crate::policy::Retry;
 use crate::status::{self, SyncState};
-use crate::telemetry::{redact_query, Record, RequestLog};
+use crate::telemetry::{Record, Redaction, RequestLog};
 use rustls_pki_types::ServerName;
 
 /// Limits the connection obeys (from settings).
@@ -2021,13 +2021,17 @@ fn decide<'h>(
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
     let logging = ctx.log.enabled();
-    let url_of = |secret: &str| {
-        if !logging {
-            return String::new();
-        }
-        match head.query {
-            Some(q) => format!("{}?{}", head.path, redact_query(q, secret)),
-            None => head.path.to_string(),
+    static NO_CONFIG: std::sync::OnceLock<Redaction> = std::sync::OnceLock::new();
+    let redaction = match ctx.runtime {
+        Some(rt) => &rt.redaction,
+        None => NO_CONFIG.get_or_init(Redaction::default),
+    };
+    // the URL for the request log, redacted as the runtime says (whatever the answer)
+    let url_of = || {
+        if logging {
+            redaction.url(head.path, head.query)
+        } else {
+            String::new()
         }
     };
     // the method for the request log, only when it is written
@@ -2050,7 +2054,7 @@ fn decide<'h>(
     if metrics_only {
         // the metrics listener answers /metrics and nothing else
         if head.path != "/metrics" {
-            return reply(Failure::OperationNotFound, "", head.path.to_string());
+            return reply(Failure::OperationNotFound, "", url_of());
         }
         let gauges = Gauges::of(
             ctx.runtime.map(|r| &**r),
@@ -2086,7 +2090,7 @@ fn decide<'h>(
         };
     }
     let Some(rt) = ctx.runtime else {
-        return reply(Failure::NoConfig, "", url_of(""));
+        return reply(Failure::NoConfig, "", url_of());
     };
     // no API or no operation: the global on-error, when there is one (as in APIM)
     let not_found = |ctx: &mut Ctx<'h>, url: String| match &rt.unmatched {
@@ -2094,14 +2098,14 @@ fn decide<'h>(
         None => reply(Failure::OperationNotFound, "", url),
     };
     let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
-        return not_found(ctx, url_of(""));
+        return not_found(ctx, url_of());
     };
     let Some(api) = rt.apis.get(found.api as usize) else {
-        return not_found(ctx, url_of(""));
+        return not_found(ctx, url_of());
     };
     let rest = &head.path[found.rest_offset..];
     let Some(op) = api.op_table.find(rest, head.method) else {
-        return not_found(ctx, url_of(&api.key_query));
+        return not_found(ctx, url_of());
     };
     let view = RequestView {
         method: head.method,
@@ -2123,7 +2127,7 @@ fn decide<'h>(
                 .and_then(|o| o.plan(None))
                 .filter(|p| !p.trivial && !p.on_error.is_empty());
             let Some(plan) = on_error else {
-                return reply(f, &api.id, url_of(&api.key_query));
+                return reply(f, &api.id, url_of());
             };
             let ids = gate::Ids {
                 api: found.api,
@@ -2135,7 +2139,7 @@ fn decide<'h>(
                 .operations
                 .get(op as usize)
                 .map_or("", |o| o.id.as_str());
-            let (url, method) = (url_of(&api.key_query), logged_method());
+            let (url, method) = (url_of(), logged_method());
             return through_on_error(
                 plan,
                 ids,
@@ -2150,11 +2154,11 @@ fn decide<'h>(
     };
     if let BodyKind::Length(n) = head.body {
         if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
-            return reply(Failure::BodyTooLarge, "", url_of(&api.key_query));
+            return reply(Failure::BodyTooLarge, "", url_of());
         }
     }
     let Some(operation) = api.operations.get(op as usize) else {
-        return reply(Failure::OperationNotFound, "", url_of(""));
+        return reply(Failure::OperationNotFound, "", url_of());
     };
     let plan = operation
         .plan(admitted.product)
@@ -2180,7 +2184,7 @@ fn decide<'h>(
                     };
                     return Decision::NeedBody(want);
                 }
-                Err(f) => return reply(f, &api.id, url_of(&api.key_query)),
+                Err(f) => return reply(f, &api.id, url_of()),
             }
         }
         *ctx.seq += 1;
@@ -2194,7 +2198,7 @@ fn decide<'h>(
         let mut c = Box::new(Call::start(&plan, ids, admitted.key, id, &view));
         c.st.req.body = collected;
         let Some(who) = gate::who(rt, ids, admitted.key, ctx.gateway_id) else {
-            return reply(Failure::OperationNotFound, "", url_of(""));
+            return reply(Failure::OperationNotFound, "", url_of());
         };
         let mut io = exec::Io {
             counters: &mut *ctx.counters,
@@ -2262,7 +2266,7 @@ fn decide<'h>(
                 consumed,
                 close,
                 method: logged_method(),
-                url: url_of(&api.key_query),
+                url: url_of(),
                 api: &api.id,
                 op: &operation.id,
                 request_id: st.request_id.clone(),
@@ -2303,14 +2307,14 @@ fn decide<'h>(
     };
     let tls = tls.cloned();
     if addrs.is_empty() {
-        return reply(Failure::BackendUnresolved, "", url_of(&api.key_query));
+        return reply(Failure::BackendUnresolved, "", url_of());
     }
     if call.is_none() {
         *ctx.seq += 1;
     }
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
     let Some(mut out) = ctx.pool.get(Class::Head) else {
-        return reply(Failure::Overloaded, "", url_of(""));
+        return reply(Failure::Overloaded, "", url_of());
     };
     let new_query = edits
         .and_then(|e| e.query.as_ref())
@@ -2344,7 +2348,7 @@ fn decide<'h>(
     });
     if written.is_err() || body_override.is_some_and(|b| !append(ctx.pool, &mut out, b)) {
         ctx.pool.put(out);
-        return reply(Failure::HeadTooLarge, "", url_of(&api.key_query));
+        return reply(Failure::HeadTooLarge, "", url_of());
     }
     let trace = logging.then(|| {
         Box::new(Trace {
@@ -2354,7 +2358,7 @@ fn decide<'h>(
                 |c| c.st.request_id.clone(),
             ),
             method: head.method.to_string(),
-            url: url_of(&api.key_query),
+            url: url_of(),
             wall: SystemTime::now(),
         })
     });
