@@ -13,6 +13,7 @@ use super::entities::Kind;
 use super::http::{Request, Response};
 use super::store::{now_unix, PlaneError, PlaneResult, PlaneStore};
 use crate::config::compile::valid_id;
+use crate::config::{compile, ConfigError, ConfigSource};
 use crate::federation::{self, token};
 use crate::telemetry::{push_json_str, rfc3339};
 
@@ -38,9 +39,20 @@ pub struct Plane {
     documents: Mutex<HashMap<String, (u64, Built)>>,
     /// Instances not heard from for this long are forgotten.
     prune_after: Duration,
+    /// Per gateway: the last document that compiled (served while a newer one does not)
+    /// and why the newest one did not, if it did not.
+    published: Mutex<HashMap<String, Published>>,
     /// The last refused gateway token per gateway id: (unix seconds, reason), so the
     /// fleet view can say why an instance went quiet.
     refusals: Mutex<HashMap<String, (u64, String)>>,
+}
+
+/// What a gateway was last given, and what was held back from it.
+#[derive(Default)]
+struct Published {
+    good: Option<Built>,
+    /// (revision, first compile error) of a document that was not published.
+    refused: Option<(u64, String)>,
 }
 
 /// Most gateway ids whose last refused token is remembered.
@@ -62,6 +74,10 @@ fn plane_error(e: PlaneError) -> Response {
     match e {
         PlaneError::NotFound(what) => Response::error(404, &format!("{what} not found")),
         PlaneError::Conflict(why) => Response::error(409, &why),
+        PlaneError::Unpublishable(why) => Response::error(
+            503,
+            &format!("this gateway's config document does not compile and is not published: {why}"),
+        ),
         PlaneError::Invalid(errors) => {
             let mut body = String::from("{\"statusCode\": 400, \"message\": ");
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
@@ -119,6 +135,7 @@ impl Plane {
             admin_token,
             documents: Mutex::new(HashMap::new()),
             prune_after,
+            published: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
         })
     }
@@ -152,6 +169,10 @@ impl Plane {
     }
 
     /// A gateway's document and version, built once per revision.
+    /// The document `gateway` is served: built once per revision (gateways serving the
+    /// same APIs share one copy) and checked with the gateway's own compiler before it
+    /// is published. One that does not compile is never sent: the gateway keeps the last
+    /// one that did, and the fleet view says why (`documentError`).
     fn document(&self, gateway: &str) -> Result<Built, PlaneError> {
         let store = self.store();
         let revision = store.revision()?;
@@ -166,19 +187,69 @@ impl Plane {
             return Ok(d);
         }
         let (document, version) = store.document(gateway)?;
-        let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
-        // a deleted gateway's entry goes when the next one is built
-        docs.retain(|_, (r, _)| *r == revision);
-        // gateways serving the same APIs share one copy
-        let built = match docs.values().find(|(_, d)| *d.version == *version) {
-            Some((_, same)) => same.clone(),
-            None => Built {
-                document: Arc::from(document),
-                version: Arc::from(version),
-            },
+        drop(store);
+        let shared = {
+            let mut docs = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+            // a deleted gateway's entry goes when the next one is built
+            docs.retain(|_, (r, _)| *r == revision);
+            docs.values()
+                .find(|(_, d)| *d.version == *version)
+                .map(|(_, d)| d.clone())
         };
-        docs.insert(gateway.to_string(), (revision, built.clone()));
+        let built = match shared {
+            // the same document already passed the check for another gateway
+            Some(same) => same,
+            None => {
+                if let Err(errors) = compile(&document, ConfigSource::Service) {
+                    return self.held_back(gateway, revision, &errors);
+                }
+                Built {
+                    document: Arc::from(document),
+                    version: Arc::from(version),
+                }
+            }
+        };
+        self.documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(gateway.to_string(), (revision, built.clone()));
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = published.entry(gateway.to_string()).or_default();
+        entry.good = Some(built.clone());
+        entry.refused = None;
         Ok(built)
+    }
+
+    /// A document that does not compile: recorded and logged once per revision; the
+    /// gateway is given its last good one, or an error (it keeps serving what it has).
+    fn held_back(
+        &self,
+        gateway: &str,
+        revision: u64,
+        errors: &[ConfigError],
+    ) -> Result<Built, PlaneError> {
+        let first = errors.first().map(ToString::to_string).unwrap_or_default();
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = published.entry(gateway.to_string()).or_default();
+        if entry.refused.as_ref().map(|(r, _)| *r) != Some(revision) {
+            log::error!(
+                "gateway '{gateway}': the document at revision {revision} does not compile ({} error(s)), not published; first: {first}",
+                errors.len()
+            );
+            entry.refused = Some((revision, first.clone()));
+        }
+        match &entry.good {
+            Some(good) => Ok(good.clone()),
+            None => Err(PlaneError::Unpublishable(first)),
+        }
+    }
+
+    /// Why the newest document of `gateway` was held back, if it was.
+    fn document_error(&self, gateway: &str) -> Option<String> {
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        published
+            .get(gateway)
+            .and_then(|p| p.refused.as_ref().map(|(_, e)| e.clone()))
     }
 
     fn current_revision(&self) -> u64 {
@@ -589,6 +660,10 @@ impl Plane {
             Value::Array(store.gateway_apis(id)?.iter().map(|a| string(a)).collect()),
         );
         let now = now_unix();
+        view.insert(
+            "documentError".into(),
+            self.document_error(id).map_or(Value::Null, Value::String),
+        );
         let refusal = self.refusal(id);
         if let Some((at, reason)) = &refusal {
             let mut o = Object::new();

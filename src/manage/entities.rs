@@ -14,8 +14,10 @@ use std::collections::HashSet;
 use miniserde::json::{self, Array, Object, Value};
 use rusqlite::{params, OptionalExtension};
 
-use super::store::{id_of, parse_object, Links, PlaneError, PlaneResult, PlaneStore};
-use crate::config::{compile, ConfigError, ConfigSource};
+use super::store::{
+    parse_object, Links, Owner, PlaneError, PlaneResult, PlaneStore, REF_BACKEND, REF_NAMED_VALUE,
+};
+use crate::config::{compile, ConfigError, ConfigSource, References};
 
 /// An entity kind of the admin API, by its URL segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +111,11 @@ fn new_subscription_key() -> String {
 
 /// Compiles `doc` with the gateway's compiler; errors under `prefix` (the candidate's
 /// place in `doc`) are made relative to the entity, others are left whole.
-fn check(doc: Object, prefix: &str) -> PlaneResult<()> {
+/// On success, what each policy document in `doc` refers to.
+fn check(doc: Object, prefix: &str) -> PlaneResult<References> {
     let text = json::to_string(&Value::Object(doc));
     match compile(&text, ConfigSource::Service) {
-        Ok(_) => Ok(()),
+        Ok(rt) => Ok(rt.references),
         Err(errors) => Err(PlaneError::Invalid(
             errors
                 .into_iter()
@@ -128,28 +131,21 @@ fn check(doc: Object, prefix: &str) -> PlaneResult<()> {
     }
 }
 
-/// Every policy text of an API value (its own and its operations').
-fn api_policies(api: &Value) -> Vec<&str> {
-    let Value::Object(o) = api else {
-        return Vec::new();
-    };
-    let mut out: Vec<&str> = str_field(o, "policies").into_iter().collect();
-    if let Some(Value::Array(ops)) = o.get("operations") {
-        for op in ops {
-            if let Value::Object(op) = op {
-                out.extend(str_field(op, "policies"));
-            }
-        }
+/// The reference kind an entity kind is known by in `policy_refs`.
+fn ref_kind(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::NamedValue => Some(REF_NAMED_VALUE),
+        Kind::Backend => Some(REF_BACKEND),
+        _ => None,
     }
-    out
 }
 
-fn uses_named_value(text: &str, name: &str) -> bool {
-    text.contains(&format!("{{{{{name}}}}}"))
-}
-
-fn uses_backend(text: &str, id: &str) -> bool {
-    text.contains(&format!("backend-id=\"{id}\"")) || text.contains(&format!("backend-id='{id}'"))
+/// "api 'x'", "product 'p'", "the global policy", for an owner key of `policy_refs`.
+fn owner_label(owner: &str) -> String {
+    match owner.split_once(':') {
+        Some((kind, id)) => format!("{kind} '{id}'"),
+        None => "the global policy".into(),
+    }
 }
 
 impl PlaneStore {
@@ -277,8 +273,9 @@ impl PlaneStore {
     }
 
     /// Checks a candidate entity with the gateway's compiler, in a document that holds
-    /// what it refers to (and, for a named value, the policies that use it).
-    fn validate_entity(&self, kind: Kind, candidate: &Object) -> PlaneResult<()> {
+    /// what it refers to (and, for a named value, the policies that use it). Returns what
+    /// the policies in that document refer to.
+    fn validate_entity(&self, kind: Kind, candidate: &Object) -> PlaneResult<References> {
         let id = str_field(candidate, kind.id_field())
             .unwrap_or_default()
             .to_string();
@@ -345,23 +342,100 @@ impl PlaneStore {
         check(doc, &format!("{key}[0]"))
     }
 
-    /// Adds to `doc` every API, product and the global policy that use named value `name`.
+    /// Adds to `doc` every API, product and the global policy that use named value `name`
+    /// (as the compiler found them: the reference table).
     fn add_users_of_named_value(&self, name: &str, doc: &mut Object) -> PlaneResult<()> {
-        let apis: Array = self
-            .list_apis()?
-            .into_iter()
-            .filter(|a| api_policies(a).iter().any(|t| uses_named_value(t, name)))
-            .collect();
-        let products: Array = self
-            .all(Kind::Product)?
-            .into_iter()
-            .filter(|p| str_field(p, "policies").is_some_and(|t| uses_named_value(t, name)))
-            .map(|p| Self::product_in_document(p, &[]))
-            .collect();
+        let users = self.users_of(REF_NAMED_VALUE, name)?;
+        let mut apis = Array::new();
+        let mut products = Array::new();
+        for owner in &users {
+            if let Some(api) = owner.strip_prefix("api:") {
+                apis.push(self.get_api(api)?);
+            } else if let Some(p) = owner.strip_prefix("product:") {
+                if let Some(product) = self.raw(Kind::Product, p)? {
+                    products.push(Self::product_in_document(product, &[]));
+                }
+            } else if let Some(policy) = self.global_policy()? {
+                doc.insert("policies".into(), Value::String(policy));
+            }
+        }
         doc.insert("apis".into(), Value::Array(apis));
         doc.insert("products".into(), Value::Array(products));
-        if let Some(policy) = self.global_policy()?.filter(|t| uses_named_value(t, name)) {
-            doc.insert("policies".into(), Value::String(policy));
+        Ok(())
+    }
+
+    /// Fills the reference table from the stored policies once, for a database written
+    /// before the table existed (the mark is a `meta` row).
+    pub(super) fn index_references_once(&mut self) -> PlaneResult<()> {
+        let done: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'refs_indexed'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let mut found: Vec<(String, References)> = Vec::new();
+        for api in self.list_apis()? {
+            let id = super::store::id_of(&api).unwrap_or_default().to_string();
+            // an API that no longer compiles keeps no references (it cannot be served)
+            found.push((
+                format!("api:{id}"),
+                self.validate_api(api).unwrap_or_default(),
+            ));
+        }
+        for p in self.all(Kind::Product)? {
+            let id = str_field(&p, "id").unwrap_or_default().to_string();
+            let refs = self.validate_entity(Kind::Product, &p).unwrap_or_default();
+            found.push((format!("product:{id}"), refs));
+        }
+        if let Some(policy) = self.global_policy()? {
+            let mut doc = self.references()?;
+            doc.insert("policies".into(), string(&policy));
+            found.push(("global".into(), check(doc, "policies").unwrap_or_default()));
+        }
+        let tx = self.conn.transaction()?;
+        for (key, refs) in &found {
+            let owner = match key.split_once(':') {
+                Some(("api", id)) => Owner::Api(id),
+                Some(("product", id)) => Owner::Product(id),
+                _ => Owner::Global,
+            };
+            Self::record_refs(&tx, &owner, refs)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('refs_indexed', 1)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The owners of `policy_refs` whose documents `references` holds: the users of a
+    /// named value checked together with it.
+    fn refresh_refs(tx: &rusqlite::Transaction, references: &References) -> PlaneResult<()> {
+        let mut owners: Vec<String> = Vec::new();
+        for compiled in references.by_owner.keys() {
+            let key = match compiled.split_once(':') {
+                Some(("operation", rest)) => {
+                    format!("api:{}", rest.split('/').next().unwrap_or_default())
+                }
+                _ => compiled.clone(),
+            };
+            if !owners.contains(&key) {
+                owners.push(key);
+            }
+        }
+        for key in owners {
+            let owner = match key.split_once(':') {
+                Some(("api", id)) => Owner::Api(id),
+                Some(("product", id)) => Owner::Product(id),
+                _ => Owner::Global,
+            };
+            Self::record_refs(tx, &owner, references)?;
         }
         Ok(())
     }
@@ -391,7 +465,7 @@ impl PlaneStore {
         }
         let mut candidate = body.clone();
         candidate.insert(kind.id_field().into(), string(id));
-        self.validate_entity(kind, &candidate)?;
+        let references = self.validate_entity(kind, &candidate)?;
         let keys: Vec<String> = ["primaryKey", "secondaryKey"]
             .iter()
             .filter_map(|f| str_field(&body, f).map(str::to_string))
@@ -430,6 +504,13 @@ impl PlaneStore {
              ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
             params![kind.stored(), id, json::to_string(&Value::Object(body))],
         )?;
+        match kind {
+            Kind::Product => Self::record_refs(&tx, &Owner::Product(id), &references)?,
+            // its users were compiled with its new value: a backend-id="{{name}}" may
+            // now name another backend
+            Kind::NamedValue => Self::refresh_refs(&tx, &references)?,
+            _ => {}
+        }
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(existing.is_none())
@@ -445,27 +526,6 @@ impl PlaneStore {
             .collect())
     }
 
-    /// Where named value `name` (or backend `id`) is used, if anywhere: "api 'x'", ….
-    fn user_of(&self, uses: impl Fn(&str) -> bool) -> PlaneResult<Option<String>> {
-        for api in self.list_apis()? {
-            if api_policies(&api).iter().any(|t| uses(t)) {
-                return Ok(Some(format!("api '{}'", id_of(&api).unwrap_or_default())));
-            }
-        }
-        for p in self.all(Kind::Product)? {
-            if str_field(&p, "policies").is_some_and(&uses) {
-                return Ok(Some(format!(
-                    "product '{}'",
-                    str_field(&p, "id").unwrap_or_default()
-                )));
-            }
-        }
-        if self.global_policy()?.is_some_and(|t| uses(&t)) {
-            return Ok(Some("the global policy".into()));
-        }
-        Ok(None)
-    }
-
     /// Deletes an entity. Refused (409) while it is in use; a product's subscriptions go
     /// with it only when `with_subscriptions` is set.
     pub fn delete_entity(
@@ -477,10 +537,9 @@ impl PlaneStore {
         if self.raw(kind, id)?.is_none() {
             return Err(Self::not_found(kind, id));
         }
-        let in_use = match kind {
-            Kind::NamedValue => self.user_of(|t| uses_named_value(t, id))?,
-            Kind::Backend => self.user_of(|t| uses_backend(t, id))?,
-            Kind::Certificate => self.presenter_of(id)?.map(|g| format!("gateway '{g}'")),
+        let in_use = match (kind, ref_kind(kind)) {
+            (_, Some(r)) => self.users_of(r, id)?.first().map(|o| owner_label(o)),
+            (Kind::Certificate, _) => self.presenter_of(id)?.map(|g| format!("gateway '{g}'")),
             _ => None,
         };
         if let Some(user) = in_use {
@@ -508,6 +567,7 @@ impl PlaneStore {
         )?;
         if kind == Kind::Product {
             tx.execute("DELETE FROM product_apis WHERE product = ?1", params![id])?;
+            Self::record_refs(&tx, &Owner::Product(id), &References::default())?;
         }
         Self::bump(&tx)?;
         tx.commit()?;
@@ -632,7 +692,7 @@ impl PlaneStore {
         }
         let mut doc = self.references()?;
         doc.insert("policies".into(), string(value));
-        check(doc, "policies")?;
+        let references = check(doc, "policies")?;
         let existed = self.global_policy()?.is_some();
         let mut stored = Object::new();
         stored.insert("value".into(), string(value));
@@ -642,6 +702,7 @@ impl PlaneStore {
              ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body",
             params![json::to_string(&Value::Object(stored))],
         )?;
+        Self::record_refs(&tx, &Owner::Global, &references)?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(!existed)
@@ -656,6 +717,7 @@ impl PlaneStore {
         {
             return Err(PlaneError::NotFound("global policy".into()));
         }
+        Self::record_refs(&tx, &Owner::Global, &References::default())?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(())
@@ -671,10 +733,11 @@ impl PlaneStore {
         &self,
         gateway: &str,
         apis: &[String],
-        mut policies: Vec<String>,
         doc: &mut Object,
     ) -> PlaneResult<()> {
         let served: HashSet<&str> = apis.iter().map(String::as_str).collect();
+        // the policy documents in this gateway's document, as the reference table names them
+        let mut owners: Vec<String> = apis.iter().map(|a| Owner::Api(a).key()).collect();
         let mut products = Array::new();
         let mut product_ids = HashSet::new();
         for p in self.all(Kind::Product)? {
@@ -687,7 +750,7 @@ impl PlaneStore {
             if links.is_empty() {
                 continue;
             }
-            policies.extend(str_field(&p, "policies").map(str::to_string));
+            owners.push(Owner::Product(&id).key());
             products.push(Self::product_in_document(p, &links));
             product_ids.insert(id);
         }
@@ -707,29 +770,21 @@ impl PlaneStore {
             .map(Value::Object)
             .collect();
         if let Some(global) = self.global_policy()? {
-            policies.push(global.clone());
+            owners.push(Owner::Global.key());
             doc.insert("policies".into(), Value::String(global));
         }
+        let used_names = self.used_by(REF_NAMED_VALUE, &owners)?;
         let named: Array = self
             .all(Kind::NamedValue)?
             .into_iter()
-            .filter(|nv| {
-                let name = str_field(nv, "name").unwrap_or_default();
-                policies.iter().any(|t| uses_named_value(t, name))
-            })
+            .filter(|nv| used_names.contains(str_field(nv, "name").unwrap_or_default()))
             .map(Value::Object)
             .collect();
-        // backend-id="{{name}}": the backend is known only once the value is substituted
-        let any_backend = policies
-            .iter()
-            .any(|t| t.contains("backend-id=\"{{") || t.contains("backend-id='{{"));
+        let used_backends = self.used_by(REF_BACKEND, &owners)?;
         let backends: Array = self
             .all(Kind::Backend)?
             .into_iter()
-            .filter(|b| {
-                let id = str_field(b, "id").unwrap_or_default();
-                any_backend || policies.iter().any(|t| uses_backend(t, id))
-            })
+            .filter(|b| used_backends.contains(str_field(b, "id").unwrap_or_default()))
             .map(Value::Object)
             .collect();
         // the certificates linked to this gateway, keys included: its HTTPS listener
@@ -994,5 +1049,79 @@ mod tests {
         assert_eq!(ids("backends"), ["b-used"]);
         // and it compiles as the gateway will
         assert!(compile(&doc, ConfigSource::Service).is_ok(), "{doc}");
+    }
+
+    /// The plane finds what a policy uses as the compiler does (`{{ who }}` trimmed,
+    /// `backend-id = "b1"`, a backend named through a named value), so the gateway's
+    /// document holds it and deleting it is refused. Text search missed all three.
+    #[test]
+    fn references_are_found_as_the_compiler_resolves_them() {
+        let mut s = store("compiler-refs");
+        for (name, value) in [("who", "edge"), ("target", "b2")] {
+            s.put_entity(
+                Kind::NamedValue,
+                name,
+                obj(&format!(r#"{{"value": "{value}"}}"#)),
+            )
+            .unwrap();
+        }
+        for b in ["b1", "b2", "b3"] {
+            s.put_entity(Kind::Backend, b, obj(r#"{"url": "http://127.0.0.1:9"}"#))
+                .unwrap();
+        }
+        s.put_api(
+            "echo",
+            obj(r#"{"path": "echo", "serviceUrl": "http://127.0.0.1:9", "policies": "<policies><inbound><set-header name=\"x\" exists-action=\"override\"><value>{{ who }}</value></set-header><set-backend-service backend-id = \"b1\" /></inbound></policies>"}"#),
+        )
+        .unwrap();
+        s.put_operation(
+            "echo",
+            "op",
+            obj(r#"{"method": "GET", "urlTemplate": "/x", "policies": "<policies><inbound><base /><set-backend-service backend-id=\"{{target}}\" /></inbound></policies>"}"#),
+        )
+        .unwrap();
+        s.put_gateway("g", Object::new()).unwrap();
+        s.link("g", "echo").unwrap();
+        let listed = |s: &PlaneStore, key: &str, field: &str| -> Vec<String> {
+            let (doc, _) = s.document("g").unwrap();
+            assert!(compile(&doc, ConfigSource::Service).is_ok(), "{doc}");
+            match parse_object(&doc).get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Object(o) => str_field(o, field).map(str::to_string),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        assert_eq!(listed(&s, "namedValues", "name"), ["target", "who"]);
+        assert_eq!(listed(&s, "backends", "id"), ["b1", "b2"]);
+        let conflict = |e: PlaneError| match e {
+            PlaneError::Conflict(why) => why,
+            other => format!("{other:?}"),
+        };
+        for (kind, id) in [
+            (Kind::NamedValue, "who"),
+            (Kind::Backend, "b1"),
+            (Kind::Backend, "b2"),
+        ] {
+            let e = s.delete_entity(kind, id, false).unwrap_err();
+            assert_eq!(
+                conflict(e),
+                format!("{} '{id}' is used by api 'echo'", kind.label())
+            );
+        }
+        // the named value now names b3: b3 is in use, b2 is free
+        s.put_entity(Kind::NamedValue, "target", obj(r#"{"value": "b3"}"#))
+            .unwrap();
+        assert_eq!(listed(&s, "backends", "id"), ["b1", "b3"]);
+        s.delete_entity(Kind::Backend, "b2", false).unwrap();
+        assert!(s.delete_entity(Kind::Backend, "b3", false).is_err());
+        // deleting the operation frees what only it used
+        s.delete_operation("echo", "op").unwrap();
+        s.delete_entity(Kind::Backend, "b3", false).unwrap();
+        assert_eq!(listed(&s, "namedValues", "name"), ["who"]);
     }
 }

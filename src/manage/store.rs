@@ -6,12 +6,13 @@
 //! that does not concern a gateway does not make it re-apply anything.
 //! Must not touch: HTTP (api.rs maps requests to these calls), the gateway's code paths.
 
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use miniserde::json::{self, Array, Object, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::config::{compile, ConfigError, ConfigSource};
+use crate::config::{compile, ConfigError, ConfigSource, References};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -41,6 +42,9 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS gateway_certificates (
         gateway TEXT NOT NULL, certificate TEXT NOT NULL, PRIMARY KEY (gateway, certificate));
     CREATE TABLE IF NOT EXISTS subscription_keys (key TEXT PRIMARY KEY, subscription TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS policy_refs (
+        owner TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (owner, kind, name));
+    CREATE INDEX IF NOT EXISTS policy_refs_by_name ON policy_refs (kind, name);
     CREATE INDEX IF NOT EXISTS subscription_keys_by_subscription ON subscription_keys (subscription);
 ";
 
@@ -50,6 +54,8 @@ pub enum PlaneError {
     /// The entity is still used (409).
     Conflict(String),
     Invalid(Vec<ConfigError>),
+    /// A gateway's document does not compile and none was published before (503).
+    Unpublishable(String),
     Sql(String),
 }
 
@@ -201,16 +207,41 @@ fn splice(stored: &str, fields: &[(&str, &str)]) -> String {
     out
 }
 
-/// The `policies` text of a stored API or operation, if it has one.
-fn policies_of(stored: &str) -> Option<String> {
-    if !stored.contains("\"policies\"") {
-        return None;
+/// A policy-bearing entity, as the reference table names it. An API's operations are
+/// part of its owner: they are stored and checked with it.
+pub enum Owner<'a> {
+    Global,
+    Product(&'a str),
+    Api(&'a str),
+}
+
+impl Owner<'_> {
+    pub fn key(&self) -> String {
+        match self {
+            Owner::Global => "global".into(),
+            Owner::Product(id) => format!("product:{id}"),
+            Owner::Api(id) => format!("api:{id}"),
+        }
     }
-    match parse_object(stored).get("policies") {
-        Some(Value::String(p)) => Some(p.clone()),
-        _ => None,
+
+    /// Whether a compiler owner ("operation:{api}/{op}" included) is this entity's.
+    fn holds(&self, compiled: &str) -> bool {
+        match self {
+            Owner::Api(id) => {
+                compiled == format!("api:{id}")
+                    || compiled
+                        .strip_prefix("operation:")
+                        .and_then(|rest| rest.strip_prefix(*id))
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+            other => compiled == other.key(),
+        }
     }
 }
+
+/// Reference kinds in the `policy_refs` table.
+pub const REF_NAMED_VALUE: &str = "namedValue";
+pub const REF_BACKEND: &str = "backend";
 
 /// A gateway instance's last report, for `GET /admin/gateways/{id}`.
 pub struct Instance {
@@ -227,7 +258,14 @@ impl PlaneStore {
         let conn = crate::sqlite::open_durable(path, crate::sqlite::DbKind::Plane)
             .map_err(|e| format!("database {} {e}", path.display()))?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-        Ok(PlaneStore { conn })
+        let mut store = PlaneStore { conn };
+        store.index_references_once().map_err(|e| {
+            format!(
+                "database {}: indexing policy references: {e:?}",
+                path.display()
+            )
+        })?;
+        Ok(store)
     }
 
     pub fn revision(&self) -> PlaneResult<u64> {
@@ -237,6 +275,56 @@ impl PlaneStore {
                     r.get(0)
                 })?;
         Ok(r as u64)
+    }
+
+    /// Replaces what `owner`'s policies refer to with what the compiler found in
+    /// `references` (for that owner's documents).
+    pub(super) fn record_refs(
+        tx: &rusqlite::Transaction,
+        owner: &Owner,
+        references: &References,
+    ) -> PlaneResult<()> {
+        let key = owner.key();
+        tx.execute("DELETE FROM policy_refs WHERE owner = ?1", params![key])?;
+        let mut insert = tx
+            .prepare("INSERT OR IGNORE INTO policy_refs (owner, kind, name) VALUES (?1, ?2, ?3)")?;
+        for (compiled, uses) in &references.by_owner {
+            if !owner.holds(compiled) {
+                continue;
+            }
+            for name in &uses.named_values {
+                insert.execute(params![key, REF_NAMED_VALUE, name])?;
+            }
+            for id in &uses.backends {
+                insert.execute(params![key, REF_BACKEND, id])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The owners whose policies refer to `name` (a named value or backend id).
+    pub(super) fn users_of(&self, kind: &str, name: &str) -> PlaneResult<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT owner FROM policy_refs WHERE kind = ?1 AND name = ?2 ORDER BY owner",
+        )?;
+        let owners = stmt
+            .query_map(params![kind, name], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(owners)
+    }
+
+    /// What `owners` refer to, of `kind`.
+    pub(super) fn used_by(&self, kind: &str, owners: &[String]) -> PlaneResult<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM policy_refs WHERE kind = ?1 AND owner = ?2")?;
+        let mut out = HashSet::new();
+        for owner in owners {
+            for name in stmt.query_map(params![kind, owner], |r| r.get::<_, String>(0))? {
+                out.insert(name?);
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn bump(tx: &rusqlite::Transaction) -> PlaneResult<()> {
@@ -294,7 +382,7 @@ impl PlaneStore {
     /// and checks that no other API already serves its path on an overlapping set of
     /// hostnames. Errors carry paths relative to the API. Cost: one compile of the
     /// candidate plus a scan of the other APIs' paths, not a compile of everything.
-    fn validate(&self, candidate: Value) -> PlaneResult<()> {
+    pub(super) fn validate_api(&self, candidate: Value) -> PlaneResult<References> {
         let id = id_of(&candidate).unwrap_or_default().to_string();
         let (path, hosts) = path_and_hosts(&candidate);
         // with the named values and backends its policies may use
@@ -303,9 +391,13 @@ impl PlaneStore {
             "apis".into(),
             Value::Array(std::iter::once(candidate).collect()),
         );
+        let mut references = References::default();
         let mut errors: Vec<ConfigError> =
             match compile(&json::to_string(&Value::Object(doc)), ConfigSource::Service) {
-                Ok(_) => Vec::new(),
+                Ok(rt) => {
+                    references = rt.references;
+                    Vec::new()
+                }
                 Err(errors) => errors
                     .into_iter()
                     .map(|e| ConfigError {
@@ -339,7 +431,7 @@ impl PlaneStore {
             }
         }
         if errors.is_empty() {
-            Ok(())
+            Ok(references)
         } else {
             Err(PlaneError::Invalid(errors))
         }
@@ -361,12 +453,13 @@ impl PlaneStore {
             _ => Value::Array(Array::new()),
         };
         candidate.insert("operations".into(), ops);
-        self.validate(Value::Object(candidate))?;
+        let references = self.validate_api(Value::Object(candidate))?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO apis (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
             params![id, json::to_string(&Value::Object(body))],
         )?;
+        Self::record_refs(&tx, &Owner::Api(id), &references)?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(exists.is_none())
@@ -382,6 +475,7 @@ impl PlaneStore {
         tx.execute("DELETE FROM operations WHERE api = ?1", params![id])?;
         tx.execute("DELETE FROM gateway_apis WHERE api = ?1", params![id])?;
         tx.execute("DELETE FROM product_apis WHERE api = ?1", params![id])?;
+        Self::record_refs(&tx, &Owner::Api(id), &References::default())?;
         Self::drop_subscriptions(&tx, scoped.iter().map(String::as_str))?;
         Self::bump(&tx)?;
         tx.commit()?;
@@ -404,13 +498,14 @@ impl PlaneStore {
         let created = ops.len() == before;
         ops.push(Value::Object(op));
         candidate.insert("operations".into(), Value::Array(ops));
-        self.validate(Value::Object(candidate))?;
+        let references = self.validate_api(Value::Object(candidate))?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO operations (api, id, body) VALUES (?1, ?2, ?3)
              ON CONFLICT(api, id) DO UPDATE SET body = excluded.body",
             params![api, id, json::to_string(&Value::Object(body))],
         )?;
+        Self::record_refs(&tx, &Owner::Api(api), &references)?;
         Self::bump(&tx)?;
         tx.commit()?;
         Ok(created)
@@ -433,7 +528,19 @@ impl PlaneStore {
     }
 
     pub fn delete_operation(&mut self, api: &str, id: &str) -> PlaneResult<()> {
+        // what the API refers to without this operation
+        let references = match self.get_api(api)? {
+            Value::Object(mut candidate) => {
+                if let Some(Value::Array(ops)) = candidate.get_mut("operations") {
+                    ops.retain(|o| id_of(o) != Some(id));
+                }
+                self.validate_api(Value::Object(candidate))
+                    .unwrap_or_default()
+            }
+            _ => References::default(),
+        };
         let tx = self.conn.transaction()?;
+        Self::record_refs(&tx, &Owner::Api(api), &references)?;
         if tx.execute(
             "DELETE FROM operations WHERE api = ?1 AND id = ?2",
             params![api, id],
@@ -631,7 +738,6 @@ impl PlaneStore {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         let mut served = Vec::new();
-        let mut policies = Vec::new();
         let mut apis_text = String::from("[");
         for row in rows {
             let (id, body) = row?;
@@ -641,7 +747,6 @@ impl PlaneStore {
                     ops_text.push(',');
                 }
                 ops_text.push_str(&splice(op_body, &[("id", &json_string(op))]));
-                policies.extend(policies_of(op_body));
             }
             ops_text.push(']');
             if !served.is_empty() {
@@ -651,12 +756,11 @@ impl PlaneStore {
                 &body,
                 &[("id", &json_string(&id)), ("operations", &ops_text)],
             ));
-            policies.extend(policies_of(&body));
             served.push(id);
         }
         apis_text.push(']');
         let mut catalogue = Object::new();
-        self.catalogue_for(gateway, &served, policies, &mut catalogue)?;
+        self.catalogue_for(gateway, &served, &mut catalogue)?;
         // {"apis": …, <catalogue>, "schemaVersion": 1} without, then with, the version
         let mut fields = format!("\"apis\":{apis_text},");
         for (key, value) in catalogue.iter() {
