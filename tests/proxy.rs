@@ -612,3 +612,40 @@ fn client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         "{line}"
     );
 }
+
+/// Idle connections kept for one backend never keep another unreachable: with room for
+/// two backend connections (one client), a third backend takes the oldest idle slot.
+#[test]
+fn idle_backend_connections_make_room_for_another_backend() {
+    let origins = [
+        Origin::text("one"),
+        Origin::text("two"),
+        Origin::text("three"),
+    ];
+    let apis: Vec<String> = origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            format!(
+                r#"{{"id": "a{i}", "path": "a{i}", "serviceUrl": "{}", "subscriptionRequired": false,
+                    "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*"}}]}}"#,
+                o.url("")
+            )
+        })
+        .collect();
+    let config = format!(
+        r#"{{"schemaVersion": 1, "version": "1", "apis": [{}]}}"#,
+        apis.join(",")
+    );
+    let gw = Gateway::start(&config, &["limits.connections.max=1"]);
+    for round in 0..2 {
+        for (i, want) in ["one", "two", "three"].iter().enumerate() {
+            let r = get(gw.addr, &format!("/a{i}/x"));
+            assert_eq!(
+                (r.status, r.text()),
+                (200, want.to_string()),
+                "round {round}"
+            );
+        }
+    }
+}

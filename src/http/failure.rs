@@ -37,7 +37,12 @@ pub enum Failure {
     BackendBadResponse(&'static str),
     // ---- gateway
     NoConfig,
-    Overloaded,
+    /// A local resource ran out (the text names it): the buffer budget, backend
+    /// connection slots. Not the backend's fault, so never retried as if it were.
+    Exhausted(&'static str),
+    /// A bug: state the gateway expected was not there (the text says which). Logged
+    /// as such, never blamed on the client or the backend.
+    Internal(&'static str),
 }
 
 impl Failure {
@@ -70,7 +75,8 @@ impl Failure {
             | Failure::BackendTls
             | Failure::BackendBadResponse(_) => 502,
             Failure::BackendTimeout => 504,
-            Failure::NoConfig | Failure::Overloaded => 503,
+            Failure::NoConfig | Failure::Exhausted(_) => 503,
+            Failure::Internal(_) => 500,
         }
     }
 
@@ -98,7 +104,8 @@ impl Failure {
             }
             Failure::BackendTimeout => "Backend service timed out",
             Failure::NoConfig => "Gateway has no configuration yet",
-            Failure::Overloaded => "Service unavailable",
+            Failure::Exhausted(_) => "Service unavailable",
+            Failure::Internal(_) => "Internal server error",
         }
     }
 
@@ -123,7 +130,7 @@ impl Failure {
             Failure::BackendTimeout => "backend_timeout",
             Failure::BackendBadResponse(why) => why,
             Failure::NoConfig => "no_config",
-            Failure::Overloaded => "overloaded",
+            Failure::Exhausted(what) | Failure::Internal(what) => what,
         }
     }
 
@@ -136,7 +143,7 @@ impl Failure {
             | Failure::BackendTls
             | Failure::BackendTimeout
             | Failure::BackendBadResponse(_) => Source::Backend,
-            Failure::NoConfig | Failure::Overloaded => Source::Gateway,
+            Failure::NoConfig | Failure::Exhausted(_) | Failure::Internal(_) => Source::Gateway,
             _ => Source::Client,
         }
     }
@@ -227,4 +234,26 @@ pub fn message_body(status: u16, message: &str) -> String {
     crate::telemetry::push_json_str(&mut s, message);
     s.push('}');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_exhaustion_and_bugs_are_the_gateways_and_never_retried() {
+        let exhausted = Failure::Exhausted("buffers_exhausted");
+        assert_eq!(
+            (exhausted.status(), exhausted.source(), exhausted.reason()),
+            (503, Source::Gateway, "buffers_exhausted")
+        );
+        assert!(!exhausted.is_backend_transport());
+        let bug = Failure::Internal("internal_stale_route");
+        assert_eq!(
+            (bug.status(), bug.source(), bug.message()),
+            (500, Source::Gateway, "Internal server error")
+        );
+        assert!(!bug.is_backend_transport());
+        assert!(Failure::BackendConnect.is_backend_transport());
+    }
 }

@@ -86,7 +86,7 @@ impl Backends {
                 let _ = registry.deregister(dead.transport.sock());
             }
         }
-        if self.slab.len() >= self.max_total {
+        if self.slab.len() >= self.max_total && !self.evict_oldest_idle(registry) {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "backend connection limit",
@@ -146,6 +146,25 @@ impl Backends {
                     list.retain(|k| *k != key);
                 }
             }
+        }
+    }
+
+    /// Closes the idle connection that waited longest (of any backend), to make room
+    /// for a new one: idle connections to one backend never keep another unreachable.
+    /// False when none is idle.
+    fn evict_oldest_idle(&mut self, registry: &Registry) -> bool {
+        let oldest = self
+            .idle
+            .values()
+            .filter_map(|list| list.first())
+            .filter_map(|&k| self.slab.get(k).and_then(|c| c.idle_since).map(|t| (t, k)))
+            .min();
+        match oldest {
+            Some((_, key)) => {
+                self.remove(key, registry);
+                true
+            }
+            None => false,
         }
     }
 

@@ -280,6 +280,22 @@ impl Exchange {
     }
 }
 
+/// Why a backend connection could not be started: the loop's own slots ran out, or
+/// the connect itself failed.
+fn connect_failure(e: &io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::OutOfMemory {
+        Failure::Exhausted(BACKEND_SLOTS_EXHAUSTED)
+    } else {
+        Failure::BackendConnect
+    }
+}
+
+/// Log reasons of local exhaustion and internal errors.
+const BACKEND_SLOTS_EXHAUSTED: &str = "backend_connections_exhausted";
+const BUFFERS_EXHAUSTED: &str = "buffers_exhausted";
+const NO_CALL: &str = "internal_no_policy_state";
+const STALE_IDS: &str = "internal_stale_route";
+
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 enum Io {
@@ -815,9 +831,9 @@ impl Client {
                 self.close_after = close;
                 match x.attach_backend(ctx) {
                     Ok(()) => self.set_phase(Phase::Proxy(x), ctx.now),
-                    Err(_) => {
+                    Err(e) => {
                         ctx.pool.put_opt(&mut x.head);
-                        let f = Failure::BackendConnect;
+                        let f = connect_failure(&e);
                         x.status = f.status();
                         log_exchange(&x, self.peer, ctx, Some(f.reason()));
                         self.start_reply(
@@ -989,8 +1005,8 @@ impl Client {
                 return Step::Blocked;
             }
             x.retry_at = None;
-            if x.attach_backend(ctx).is_err() {
-                self.fail_exchange(Failure::BackendConnect, ctx);
+            if let Err(e) = x.attach_backend(ctx) {
+                self.fail_exchange(connect_failure(&e), ctx);
                 return Step::Progress;
             }
         }
@@ -1682,7 +1698,7 @@ fn outbound(
     ctx: &mut Ctx,
 ) -> Outbound {
     let Some(call) = call else {
-        return Outbound::Failed(Failure::Overloaded);
+        return Outbound::Failed(Failure::Internal(NO_CALL));
     };
     let plan = Arc::clone(&call.plan);
     let mut consumed = None;
@@ -1697,7 +1713,7 @@ fn outbound(
         }
     }
     let Some(who) = gate::who(rt, call.ids, &call.key, ctx.gateway_id) else {
-        return Outbound::Failed(Failure::Overloaded);
+        return Outbound::Failed(Failure::Internal(STALE_IDS));
     };
     let copy = call.st.request_copy.take();
     let empty = gate::empty_request();
@@ -2314,7 +2330,7 @@ fn decide<'h>(
     }
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
     let Some(mut out) = ctx.pool.get(Class::Head) else {
-        return reply(Failure::Overloaded, "", url_of());
+        return reply(Failure::Exhausted(BUFFERS_EXHAUSTED), "", url_of());
     };
     let new_query = edits
         .and_then(|e| e.query.as_ref())
