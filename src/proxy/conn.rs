@@ -94,6 +94,7 @@ pub enum Outcome {
     Close,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Progress,
     Blocked,
@@ -125,8 +126,19 @@ pub struct Client {
     pub metrics_only: bool,
     /// A plan needs the whole request body: the head buffer grows to this size.
     want_capacity: usize,
-    /// 100 Continue was sent while the body is gathered for a plan.
-    continue_sent: bool,
+    /// The interim 100 Continue while the body is gathered for a plan.
+    interim: Interim,
+}
+
+/// A `100 Continue` the gateway answers itself (a plan reads the body before the
+/// backend is asked): written like any other bytes, so a short write or TLS back-
+/// pressure finishes it before anything else goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interim {
+    NotSent,
+    /// Bytes of `CONTINUE` still to write.
+    Pending(usize),
+    Sent,
 }
 
 enum Phase {
@@ -297,6 +309,29 @@ const NO_CALL: &str = "internal_no_policy_state";
 const STALE_IDS: &str = "internal_stale_route";
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Advances an interim 100 Continue on `wire`. `None` = nothing (more) to write;
+/// `Some` = the step to stop with (blocked until writable, or the client is gone).
+fn write_interim(interim: &mut Interim, wire: &mut impl Wire, writable: &mut bool) -> Option<Step> {
+    let Interim::Pending(left) = *interim else {
+        return None;
+    };
+    if !*writable {
+        return Some(Step::Blocked);
+    }
+    match write_some(wire, &CONTINUE[CONTINUE.len() - left..], writable) {
+        Io::Done(n) if n >= left => {
+            *interim = Interim::Sent;
+            None
+        }
+        Io::Done(n) => {
+            *interim = Interim::Pending(left - n);
+            Some(Step::Progress)
+        }
+        Io::Blocked => Some(Step::Blocked),
+        Io::Eof | Io::Failed => Some(Step::Close),
+    }
+}
 
 enum Io {
     Done(usize),
@@ -511,7 +546,7 @@ impl Client {
             pipelined: false,
             metrics_only: false,
             want_capacity: 0,
-            continue_sent: false,
+            interim: Interim::NotSent,
         }
     }
 
@@ -684,7 +719,16 @@ impl Client {
 
     // ------------------------------------------------------------------ head reading
 
+    /// Writes what is left of an interim 100 Continue. `Some` = stop here (blocked on
+    /// the client, or it is gone).
+    fn flush_interim(&mut self) -> Option<Step> {
+        write_interim(&mut self.interim, &mut self.transport, &mut self.writable)
+    }
+
     fn read_head(&mut self, ctx: &mut Ctx) -> Step {
+        if let Some(step) = self.flush_interim() {
+            return step;
+        }
         if self.inbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             if let Some(step) = self.dispatch(ctx) {
                 return step;
@@ -760,15 +804,15 @@ impl Client {
         );
         if let Decision::NeedBody(want) = decision {
             self.want_capacity = want;
-            if expect_continue && !self.continue_sent {
+            if expect_continue && self.interim == Interim::NotSent {
                 // the client waits for this before it sends the body the plan needs
-                self.continue_sent = true;
-                let _ = write_some(&mut self.transport, CONTINUE, &mut self.writable);
+                self.interim = Interim::Pending(CONTINUE.len());
+                return self.flush_interim();
             }
             return None;
         }
         self.want_capacity = 0;
-        self.continue_sent = false;
+        self.interim = Interim::NotSent;
         match decision {
             Decision::NeedBody(_) => return None,
             Decision::Raw {
@@ -2451,4 +2495,87 @@ fn append(pool: &mut Pool, out: &mut Buf, bytes: &[u8]) -> bool {
     space[..bytes.len()].copy_from_slice(bytes);
     out.filled(bytes.len());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::io::{Read, Write};
+
+    /// An in-memory client socket: each write takes at most the next scripted amount
+    /// (0 = WouldBlock), and what it took is kept.
+    struct ScriptedWire {
+        takes: VecDeque<usize>,
+        written: Vec<u8>,
+    }
+
+    impl Read for ScriptedWire {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for ScriptedWire {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            match self.takes.pop_front() {
+                Some(0) | None => Err(io::ErrorKind::WouldBlock.into()),
+                Some(n) => {
+                    let n = n.min(data.len());
+                    self.written.extend_from_slice(&data[..n]);
+                    Ok(n)
+                }
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Wire for ScriptedWire {
+        fn short_io_is_final(&self) -> bool {
+            true
+        }
+    }
+
+    /// Before: the result of writing 100 Continue was ignored, so a short write or a
+    /// full socket lost it (and the client waited for it forever).
+    #[test]
+    fn an_interim_continue_survives_short_writes_and_a_full_socket() {
+        let mut wire = ScriptedWire {
+            takes: VecDeque::from([5, 0, 7, 100]),
+            written: Vec::new(),
+        };
+        let mut interim = Interim::Pending(CONTINUE.len());
+        let mut writable = true;
+        // 5 bytes, then the socket is full until the next writable event
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Progress)
+        );
+        assert_eq!(interim, Interim::Pending(CONTINUE.len() - 5));
+        assert!(!writable);
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Blocked)
+        );
+        writable = true;
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Blocked)
+        );
+        assert!(!writable);
+        writable = true;
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Progress)
+        );
+        writable = true;
+        assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
+        assert_eq!(interim, Interim::Sent);
+        assert_eq!(wire.written, CONTINUE);
+        // sent once: nothing more
+        assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
+        assert_eq!(wire.written, CONTINUE);
+    }
 }
