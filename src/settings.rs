@@ -57,6 +57,8 @@ pub struct GatewaySettings {
     pub backend_response_timeout: Duration,
     pub connections_max: usize,
     pub shutdown_timeout: Duration,
+    /// Byte budget of the loop's buffer pool; when spent, new requests get 503.
+    pub buffers_max: usize,
 }
 
 /// A value that must never reach a log line; `Debug` prints a placeholder.
@@ -98,6 +100,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "limits.backend.response.timeout",
     "limits.connections.max",
     "limits.shutdown.timeout",
+    "limits.buffers.max",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -202,6 +205,7 @@ impl GatewaySettings {
             backend_response_timeout: Duration::from_secs(300),
             connections_max: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            buffers_max: 128 << 20,
         }
     }
 
@@ -329,6 +333,16 @@ impl GatewaySettings {
             }
             "limits.shutdown.timeout" => {
                 self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
+            "limits.buffers.max" => {
+                // at least what one request with the largest head needs
+                let floor = (self.head_max + 64 * 1024) as u64;
+                self.buffers_max = parse_size(value)
+                    .filter(|n| *n >= floor)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad("a size of at least limits.request.head.max + 64KiB, such as 128MiB")
+                    })?
             }
             _ => {
                 return Err(SettingError::UnknownKey {

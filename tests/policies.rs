@@ -1277,3 +1277,27 @@ fn a_request_that_matches_nothing_goes_through_the_global_on_error() {
         Some("configuration/OperationNotFound /g/items/1")
     );
 }
+
+/// The buffer pool is a byte budget (`limits.buffers.max`): a plan that must hold a
+/// body larger than what is left gets 503 with its reason, and smaller ones go on.
+#[test]
+fn a_body_the_buffer_budget_cannot_hold_is_refused_with_503() {
+    let origin = Origin::echo();
+    let policy = policies(r#"<find-and-replace from="cat" to="dog" />"#, "", "");
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), false, Some(&policy), None), ""),
+        &["limits.buffers.max=96KiB"],
+    );
+    let r = send(&gw, "POST", "/a/x", &[], "a cat");
+    assert_eq!((r.status, r.text()), (200, "POST /x\na dog".to_string()));
+    let big = "c".repeat(200 * 1024);
+    let r = send(&gw, "POST", "/a/x", &[], &big);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), error_body(503, "Service unavailable"));
+    gw.wait_for_log("buffers_exhausted");
+    let r = send(&gw, "POST", "/a/x", &[], "another cat");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "POST /x\nanother dog".to_string())
+    );
+}

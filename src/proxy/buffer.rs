@@ -1,6 +1,9 @@
-//! Fixed-size byte buffers from a bounded pool. A connection holds a buffer only while
-//! data is in flight; an idle keep-alive connection holds none. Buffers never grow: a
-//! full buffer is back-pressure (stop reading), never a reallocation.
+//! Fixed-size byte buffers from a pool bounded in bytes (`limits.buffers.max`): every
+//! buffer outside the pool counts its size, the large ones a plan needs to hold a whole
+//! body included, so the budget is what the loop can hold in flight. A connection holds
+//! a buffer only while data is in flight; an idle keep-alive connection holds none.
+//! Buffers never grow: a full buffer is back-pressure (stop reading), never a
+//! reallocation.
 //! Must not touch: sockets (callers read into `space()` and report `filled`).
 
 /// A window `[start, end)` of valid bytes inside a fixed allocation.
@@ -76,13 +79,15 @@ struct Shelf {
     in_use: usize,
 }
 
-/// Bounded pool: at most `max_in_use` buffers exist outside it. Free buffers are kept
+/// Bounded pool: at most `max_bytes` of buffers exist outside it. Free buffers are kept
 /// for reuse (allocating and zeroing a buffer per request is what a pool avoids) and
 /// trimmed back gradually by `trim` once the load that needed them is gone.
 pub struct Pool {
     shelves: [Shelf; 3],
-    max_in_use: usize,
+    max_bytes: usize,
+    /// Buffers outside the pool, and their bytes.
     pub in_use: usize,
+    pub bytes_in_use: usize,
 }
 
 fn index(class: Class) -> usize {
@@ -94,7 +99,7 @@ fn index(class: Class) -> usize {
 }
 
 impl Pool {
-    pub fn new(head_max: usize, max_in_use: usize) -> Pool {
+    pub fn new(head_max: usize, max_bytes: usize) -> Pool {
         let large = (head_max + 4096).max(DATA_SIZE);
         let shelf = |size| Shelf {
             size,
@@ -103,8 +108,9 @@ impl Pool {
         };
         Pool {
             shelves: [shelf(HEAD_SIZE), shelf(DATA_SIZE), shelf(large)],
-            max_in_use,
+            max_bytes,
             in_use: 0,
+            bytes_in_use: 0,
         }
     }
 
@@ -112,12 +118,19 @@ impl Pool {
         self.shelves[index(class)].size
     }
 
-    /// `None` when the pool is exhausted: the caller sheds load.
+    /// Whether `bytes` more fit in the budget.
+    fn affords(&self, bytes: usize) -> bool {
+        self.bytes_in_use.saturating_add(bytes) <= self.max_bytes
+    }
+
+    /// `None` when the budget is spent: the caller sheds load.
     pub fn get(&mut self, class: Class) -> Option<Buf> {
-        if self.in_use >= self.max_in_use {
+        let size = self.size_of(class);
+        if !self.affords(size) {
             return None;
         }
         self.in_use += 1;
+        self.bytes_in_use += size;
         let shelf = &mut self.shelves[index(class)];
         shelf.in_use += 1;
         let data = shelf
@@ -133,6 +146,7 @@ impl Pool {
 
     pub fn put(&mut self, buf: Buf) {
         self.in_use = self.in_use.saturating_sub(1);
+        self.bytes_in_use = self.bytes_in_use.saturating_sub(buf.data.len());
         if let Some(shelf) = self.shelves.iter_mut().find(|s| s.size == buf.data.len()) {
             shelf.in_use = shelf.in_use.saturating_sub(1);
             shelf.free.push(buf.data);
@@ -168,9 +182,10 @@ impl Pool {
     }
 
     /// Moves `buf`'s bytes into a buffer of exactly `size` bytes, made for one request
-    /// whose whole body policies need (counted in `in_use`; freed, not shelved, on `put`).
+    /// whose whole body policies need (counted in the budget; freed, not shelved, on
+    /// `put`). False when `size` is not larger or the budget cannot hold it.
     pub fn grow_exact(&mut self, buf: &mut Buf, size: usize) -> bool {
-        if size <= buf.capacity() || self.in_use >= self.max_in_use {
+        if size <= buf.capacity() || !self.affords(size) {
             return false;
         }
         let bigger = Buf {
@@ -179,6 +194,7 @@ impl Pool {
             end: 0,
         };
         self.in_use += 1;
+        self.bytes_in_use += size;
         self.replace(buf, bigger);
         true
     }
@@ -208,7 +224,7 @@ mod tests {
 
     #[test]
     fn window_and_compaction() {
-        let mut pool = Pool::new(32 * 1024, 2);
+        let mut pool = Pool::new(32 * 1024, HEAD_SIZE + DATA_SIZE);
         let mut b = pool.get(Class::Head).unwrap();
         let cap = b.capacity();
         b.space()[..6].copy_from_slice(b"abcdef");
@@ -233,7 +249,7 @@ mod tests {
 
     #[test]
     fn grow_keeps_bytes_and_trim_decays() {
-        let mut pool = Pool::new(32 * 1024, 100);
+        let mut pool = Pool::new(32 * 1024, 100 * 36 * 1024);
         let mut b = pool.get(Class::Data).unwrap();
         b.space()[..3].copy_from_slice(b"xyz");
         b.filled(3);
@@ -252,5 +268,32 @@ mod tests {
         }
         assert!(pool.free_buffers() < before);
         assert!(pool.free_buffers() >= 8);
+    }
+
+    /// Before, the pool counted buffers: a 4 MiB body buffer counted as one of
+    /// thousands. Now every byte counts.
+    #[test]
+    fn the_budget_counts_bytes_large_body_buffers_included() {
+        let mut pool = Pool::new(32 * 1024, 1 << 20);
+        let mut body = pool.get(Class::Head).unwrap();
+        assert!(pool.grow_exact(&mut body, 900 * 1024));
+        assert_eq!(pool.bytes_in_use, 900 * 1024, "the head buffer went back");
+        let mut other = pool.get(Class::Head).unwrap();
+        assert!(!pool.grow_exact(&mut other, 200 * 1024), "over the budget");
+        let held: Vec<Buf> = std::iter::from_fn(|| pool.get(Class::Data)).collect();
+        assert_eq!(
+            held.len(),
+            (1024 - 900 - 4) / 16,
+            "what is left, in 16 KiB buffers"
+        );
+        assert_eq!(pool.bytes_in_use, (900 + 4 + 7 * 16) * 1024);
+        let heads: Vec<Buf> = std::iter::from_fn(|| pool.get(Class::Head)).collect();
+        assert_eq!(heads.len(), 2, "the last 8 KiB");
+        assert!(pool.get(Class::Data).is_none());
+        pool.put(body);
+        assert!(
+            pool.get(Class::Data).is_some(),
+            "freed bytes are spendable again"
+        );
     }
 }

@@ -725,6 +725,15 @@ impl Client {
         write_interim(&mut self.interim, &mut self.transport, &mut self.writable)
     }
 
+    /// The buffer budget is spent: 503 and close (the request is not read further).
+    fn refuse_exhausted(&mut self, ctx: &mut Ctx) -> Step {
+        let f = Failure::Exhausted(BUFFERS_EXHAUSTED);
+        ctx.pool.put_opt(&mut self.inbuf);
+        self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+        self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
+        Step::Progress
+    }
+
     fn read_head(&mut self, ctx: &mut Ctx) -> Step {
         if let Some(step) = self.flush_interim() {
             return step;
@@ -746,7 +755,7 @@ impl Client {
         if self.inbuf.is_none() {
             match ctx.pool.get(Class::Head) {
                 Some(b) => self.inbuf = Some(b),
-                None => return Step::Close,
+                None => return self.refuse_exhausted(ctx),
             }
         }
         let Some(buf) = self.inbuf.as_mut() else {
@@ -760,6 +769,10 @@ impl Client {
             } else {
                 grow_full(ctx.pool, buf)
             };
+            if !grown && self.want_capacity > buf.capacity() {
+                // a plan needs the whole body and the budget cannot hold it now
+                return self.refuse_exhausted(ctx);
+            }
             if !grown {
                 return Step::Close;
             }
@@ -929,13 +942,19 @@ impl Client {
             } else {
                 Class::Data
             };
-            let Some(mut buf) = ctx.pool.get(class) else {
-                self.close_after = true;
-                return;
-            };
-            buf.whole_mut()[..bytes.len()].copy_from_slice(&bytes);
-            buf.filled(bytes.len());
-            ReplyBytes::Pooled(buf)
+            match ctx.pool.get(class) {
+                Some(mut buf) => {
+                    buf.whole_mut()[..bytes.len()].copy_from_slice(&bytes);
+                    buf.filled(bytes.len());
+                    ReplyBytes::Pooled(buf)
+                }
+                // the budget is spent: this answer (a 503, most likely) still goes out,
+                // in its own small allocation
+                None => ReplyBytes::Owned {
+                    data: bytes,
+                    sent: 0,
+                },
+            }
         } else {
             ReplyBytes::Owned {
                 data: bytes,
@@ -1327,12 +1346,15 @@ impl Client {
                                     let want = (rbuf.capacity() * 2)
                                         .clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
                                     if !rbuf.has_space() && !ctx.pool.grow_exact(rbuf, want) {
-                                        self.fail_exchange(
+                                        let f = if want > rbuf.capacity() {
+                                            // the size is allowed: the budget is spent
+                                            Failure::Exhausted(BUFFERS_EXHAUSTED)
+                                        } else {
                                             Failure::BackendBadResponse(
                                                 "backend_body_too_large_for_policy",
-                                            ),
-                                            ctx,
-                                        );
+                                            )
+                                        };
+                                        self.fail_exchange(f, ctx);
                                         return Step::Progress;
                                     }
                                     return if progress {

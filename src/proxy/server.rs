@@ -144,8 +144,7 @@ impl Server {
             listener_ready: false,
             clients: Slab::with_capacity(64),
             backends: Backends::new(max * 2),
-            // at most 3 buffers per busy client (request in, heads, response)
-            pool: Pool::new(settings.head_max, max * 3 + 16),
+            pool: Pool::new(settings.head_max, settings.buffers_max),
             runtime,
             sync,
             limits,
