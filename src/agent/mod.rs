@@ -172,7 +172,7 @@ pub trait Syncer: Send + 'static {
 }
 
 /// Most quota cells restored at start (the loop's counter maps hold no more).
-pub const QUOTA_CELLS_MAX: usize = crate::proxy::server::COUNTER_KEYS_MAX;
+pub const QUOTA_CELLS_MAX: usize = 100_000;
 
 fn unix_now_s() -> u64 {
     std::time::SystemTime::now()

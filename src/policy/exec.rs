@@ -1019,7 +1019,7 @@ fn run_one(
             steps,
         } => {
             let k = eval!(st, step, req, resp, who, key);
-            match io.counters.acquire(*counter, &k, *max) {
+            match io.counters.acquire(*counter, &k, *max, io.now_ms) {
                 Some(slot) => {
                     st.slots.push(slot);
                     run(steps, phase, req, resp, who, st, io)
@@ -1063,7 +1063,7 @@ pub fn acquire_forward_slot(
             return Flow::Error;
         }
     };
-    match io.counters.acquire(counter, &k, max) {
+    match io.counters.acquire(counter, &k, max, io.now_ms) {
         Some(slot) => {
             st.slots.push(slot);
             Flow::Continue
@@ -1190,8 +1190,14 @@ pub fn settle(
                     .as_ref()
                     .is_none_or(|c| c.eval_bool(&view).unwrap_or(false));
                 if counts {
-                    io.counters
-                        .rate_add(r.counter, &key, r.calls, r.increment_count, io.now_ms);
+                    io.counters.rate_add(
+                        r.counter,
+                        &key,
+                        r.calls,
+                        r.period_secs,
+                        r.increment_count,
+                        io.now_ms,
+                    );
                 }
             }
             Policy::Quota(q) => {
@@ -1417,7 +1423,7 @@ fn validate_jwt(
         Some(l) => l,
         None => match v.verify(&token) {
             Ok(l) => {
-                io.counters.jwt_remember(id, &token, l);
+                io.counters.jwt_remember(id, &token, l, io.now_ms);
                 l
             }
             Err(e) => return refuse(st, e.reason, &e.message, false),

@@ -1,9 +1,19 @@
 //! Counters behind rate-limit, rate-limit-by-key, quota, quota-by-key and
 //! limit-concurrency, plus the cache of verified JWTs. Owned by the event loop (one
-//! thread, no locks); every map is bounded (`max_keys`) and `sweep` reclaims expired
-//! windows. Rate limits use an exact sliding window (the call times of the last period,
-//! at most `calls` per key); quotas a fixed window aligned to `first-period-start`.
-//! Quota cells can be exported and imported so the agent can persist them across
+//! thread, no locks).
+//!
+//! Every map is bounded in bytes, not in keys: each entry is charged its key's length
+//! and the most its value can hold, so a client choosing a fresh counter key per request
+//! (rate-limit-by-key on a header) costs a known amount. When a map is full, a new key
+//! takes the place of an old one by the CLOCK rule (an entry touched since the hand
+//! last passed gets a second chance; an expired one goes first), so a flood of new keys
+//! evicts itself, never refuses a new key, and never sweeps all maps on the request
+//! path. Entries expire by their own policy's period.
+//!
+//! Rate limits are a sliding window: exact call times for limits of up to `EXACT_CALLS`
+//! calls, counts per 1/`BUCKETS` of the period above that (fixed memory, the window then
+//! slides by whole buckets). Quotas are a fixed window aligned to `first-period-start`;
+//! their cells can be exported and imported so the agent can persist them across
 //! restarts. Time comes in as an argument (milliseconds / seconds since the epoch).
 //! Must not touch: disk, sockets, the agent (the loop hands snapshots over).
 
@@ -48,76 +58,320 @@ struct Quota {
     dirty: bool,
 }
 
-/// Values keyed by (group, caller key): a map per group, so a lookup with a borrowed
-/// `&str` key allocates nothing; only inserting a new key copies it.
-struct Keyed<G, T> {
-    groups: HashMap<G, HashMap<Box<str>, T>>,
-    len: usize,
+/// What an entry costs besides its key and value (slot, index entry, key pointer).
+const ENTRY_OVERHEAD: usize = 96;
+
+struct Slot<G, T> {
+    group: G,
+    key: Rc<str>,
+    value: T,
+    /// What this entry is charged: key, value (at its largest) and overhead.
+    bytes: usize,
+    /// When the entry holds nothing worth keeping any more (ms since the epoch).
+    expires_ms: u64,
+    /// Touched since the clock hand last passed.
+    referenced: bool,
 }
 
-impl<G: Hash + Eq, T> Keyed<G, T> {
-    fn new() -> Self {
+/// Values keyed by (group, caller key), bounded in bytes: a map per group, so a lookup
+/// with a borrowed `&str` key allocates nothing; entries live in a slab the CLOCK hand
+/// walks when room is needed.
+struct Keyed<G, T> {
+    index: HashMap<G, HashMap<Rc<str>, usize>>,
+    slots: Vec<Option<Slot<G, T>>>,
+    free: Vec<usize>,
+    hand: usize,
+    len: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl<G: Hash + Eq + Clone, T> Keyed<G, T> {
+    fn new(max_bytes: usize) -> Self {
         Keyed {
-            groups: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
             len: 0,
+            bytes: 0,
+            max_bytes,
         }
     }
-    fn get_mut<Q>(&mut self, group: &Q, key: &str) -> Option<&mut T>
+
+    fn slot_of<Q>(&self, group: &Q, key: &str) -> Option<usize>
     where
         G: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.groups.get_mut(group)?.get_mut(key)
+        self.index.get(group)?.get(key).copied()
     }
+
     fn get<Q>(&self, group: &Q, key: &str) -> Option<&T>
     where
         G: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.groups.get(group)?.get(key)
+        let i = self.slot_of(group, key)?;
+        self.slots.get(i)?.as_ref().map(|s| &s.value)
     }
-    /// The value for (group, key), inserted with `make` when absent (always `Some`).
-    fn get_or_insert<Q>(&mut self, group: &Q, key: &str, make: impl FnOnce() -> T) -> Option<&mut T>
+
+    /// The entry, marked as used; `expires_ms` moves to what the caller says.
+    fn touch<Q>(&mut self, group: &Q, key: &str, expires_ms: u64) -> Option<&mut T>
+    where
+        G: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.slot_of(group, key)?;
+        let slot = self.slots.get_mut(i)?.as_mut()?;
+        slot.referenced = true;
+        slot.expires_ms = slot.expires_ms.max(expires_ms);
+        Some(&mut slot.value)
+    }
+
+    fn get_mut<Q>(&mut self, group: &Q, key: &str) -> Option<&mut T>
+    where
+        G: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let i = self.slot_of(group, key)?;
+        self.slots.get_mut(i)?.as_mut().map(|s| &mut s.value)
+    }
+
+    /// The value for (group, key), inserted with `make` (charged `value_bytes`) when
+    /// absent. Room is made by evicting entries `evictable` allows; `None` only when
+    /// nothing can go (every entry is in use) or the entry alone exceeds the budget.
+    #[allow(clippy::too_many_arguments)]
+    fn entry<Q>(
+        &mut self,
+        group: &Q,
+        key: &str,
+        value_bytes: usize,
+        expires_ms: u64,
+        now_ms: u64,
+        evictable: impl Fn(&T) -> bool,
+        make: impl FnOnce() -> T,
+    ) -> Option<&mut T>
     where
         G: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = G> + ?Sized,
     {
-        if !self.groups.contains_key(group) {
-            self.groups.insert(group.to_owned(), HashMap::new());
+        if self.slot_of(group, key).is_some() {
+            return self.touch(group, key, expires_ms);
         }
-        let map = self.groups.get_mut(group)?;
-        if !map.contains_key(key) {
-            self.len += 1;
-            map.insert(Box::from(key), make());
+        let bytes = key.len() + value_bytes + ENTRY_OVERHEAD;
+        if bytes > self.max_bytes {
+            return None;
         }
-        map.get_mut(key)
+        while self.bytes + bytes > self.max_bytes {
+            if !self.evict_one(now_ms, &evictable) {
+                return None;
+            }
+        }
+        let key: Rc<str> = Rc::from(key);
+        let slot = Slot {
+            group: group.to_owned(),
+            key: Rc::clone(&key),
+            value: make(),
+            bytes,
+            expires_ms,
+            referenced: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.index
+            .entry(group.to_owned())
+            .or_default()
+            .insert(key, i);
+        self.len += 1;
+        self.bytes += bytes;
+        self.slots.get_mut(i)?.as_mut().map(|s| &mut s.value)
     }
-    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let mut len = 0;
-        self.groups.retain(|_, map| {
-            map.retain(|_, v| keep(v));
-            len += map.len();
-            !map.is_empty()
-        });
-        self.len = len;
+
+    fn remove(&mut self, i: usize) {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        if let Some(map) = self.index.get_mut(&slot.group) {
+            map.remove(&*slot.key);
+            if map.is_empty() {
+                self.index.remove(&slot.group);
+            }
+        }
+        self.free.push(i);
+        self.len -= 1;
+        self.bytes -= slot.bytes;
     }
+
+    /// One CLOCK step set: the first evictable entry that is expired or not referenced
+    /// since the hand last passed goes. False when none can go.
+    fn evict_one(&mut self, now_ms: u64, evictable: &impl Fn(&T) -> bool) -> bool {
+        let n = self.slots.len();
+        for _ in 0..2 * n {
+            let i = self.hand % n.max(1);
+            self.hand = (i + 1) % n.max(1);
+            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !evictable(&slot.value) {
+                continue;
+            }
+            if slot.expires_ms <= now_ms || !slot.referenced {
+                self.remove(i);
+                return true;
+            }
+            slot.referenced = false;
+        }
+        false
+    }
+
+    /// Keeps the entries `keep` accepts (expired ones are dropped by the caller's rule).
+    fn retain(&mut self, mut keep: impl FnMut(&T, u64) -> bool) {
+        for i in 0..self.slots.len() {
+            let drop = self.slots[i]
+                .as_ref()
+                .is_some_and(|s| !keep(&s.value, s.expires_ms));
+            if drop {
+                self.remove(i);
+            }
+        }
+        if self.len == 0 {
+            self.slots.clear();
+            self.free.clear();
+            self.hand = 0;
+        }
+    }
+
     fn clear(&mut self) {
-        self.groups.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.hand = 0;
         self.len = 0;
+        self.bytes = 0;
     }
+
     fn iter_mut(&mut self) -> impl Iterator<Item = (&G, &str, &mut T)> {
-        self.groups
+        self.slots
             .iter_mut()
-            .flat_map(|(g, map)| map.iter_mut().map(move |(k, v)| (g, &**k, v)))
+            .flatten()
+            .map(|s| (&s.group, &*s.key, &mut s.value))
+    }
+}
+
+/// Rate limits of up to this many calls keep exact call times.
+pub const EXACT_CALLS: u64 = 64;
+/// Larger ones count per 1/BUCKETS of their period.
+pub const BUCKETS: usize = 16;
+
+/// The calls of one key within its sliding window.
+enum Window {
+    /// Call times (ms), oldest first: at most `EXACT_CALLS`.
+    Exact(VecDeque<u64>),
+    /// Calls per bucket of `bucket_ms`; `newest` is the absolute number of the bucket
+    /// the last call fell in, and bucket `b` lives at `counts[b % BUCKETS]`.
+    Buckets {
+        bucket_ms: u64,
+        newest: u64,
+        counts: [u32; BUCKETS],
+    },
+}
+
+impl Window {
+    fn for_limit(calls: u64, period_ms: u64) -> Window {
+        if calls <= EXACT_CALLS {
+            Window::Exact(VecDeque::new())
+        } else {
+            Window::Buckets {
+                bucket_ms: (period_ms / BUCKETS as u64).max(1),
+                newest: 0,
+                counts: [0; BUCKETS],
+            }
+        }
+    }
+
+    /// The most a window for this limit holds, in bytes.
+    fn bytes_for(calls: u64) -> usize {
+        if calls <= EXACT_CALLS {
+            calls as usize * 8
+        } else {
+            BUCKETS * 4 + 16
+        }
+    }
+
+    /// Drops what left the window; returns (calls in it, seconds until the oldest
+    /// leaves).
+    fn slide(&mut self, period_ms: u64, now_ms: u64) -> (u64, u64) {
+        match self {
+            Window::Exact(times) => {
+                while times.front().is_some_and(|t| t + period_ms <= now_ms) {
+                    times.pop_front();
+                }
+                let retry_ms = times
+                    .front()
+                    .map_or(period_ms, |t| (t + period_ms).saturating_sub(now_ms));
+                (times.len() as u64, retry_ms.div_ceil(1000).max(1))
+            }
+            Window::Buckets {
+                bucket_ms,
+                newest,
+                counts,
+            } => {
+                let now_bucket = now_ms / *bucket_ms;
+                if now_bucket > *newest {
+                    let stale = (now_bucket - *newest).min(BUCKETS as u64);
+                    for b in (now_bucket + 1 - stale)..=now_bucket {
+                        counts[(b % BUCKETS as u64) as usize] = 0;
+                    }
+                    *newest = now_bucket;
+                }
+                let used: u64 = counts.iter().map(|c| u64::from(*c)).sum();
+                let oldest = (0..BUCKETS as u64)
+                    .rev()
+                    .map(|age| newest.saturating_sub(age))
+                    .find(|b| counts[(b % BUCKETS as u64) as usize] > 0);
+                let retry_ms = oldest.map_or(period_ms, |b| {
+                    ((b + BUCKETS as u64) * *bucket_ms).saturating_sub(now_ms)
+                });
+                (used, retry_ms.div_ceil(1000).max(1))
+            }
+        }
+    }
+
+    /// Records `count` calls at `now_ms` (after `slide`).
+    fn record(&mut self, count: u64, now_ms: u64) {
+        match self {
+            Window::Exact(times) => times.extend(std::iter::repeat_n(now_ms, count as usize)),
+            Window::Buckets {
+                bucket_ms, counts, ..
+            } => {
+                let i = ((now_ms / *bucket_ms) % BUCKETS as u64) as usize;
+                counts[i] = counts[i].saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Window::Exact(times) => times.is_empty(),
+            Window::Buckets { counts, .. } => counts.iter().all(|c| *c == 0),
+        }
     }
 }
 
 pub struct Counters {
-    windows: Keyed<u64, VecDeque<u64>>,
+    windows: Keyed<u64, Window>,
     quotas: Keyed<String, Quota>,
     concurrency: Keyed<u64, Rc<Cell<u32>>>,
     jwt: Keyed<u64, Lifetime>,
-    max_keys: usize,
     /// Some quota cell changed since the last export.
     pub quota_dirty: bool,
 }
@@ -132,18 +386,6 @@ impl Drop for ConcurrencySlot {
     }
 }
 
-/// Drops the calls that left the window; returns (calls in it, seconds until the
-/// oldest leaves).
-fn slide(window: &mut VecDeque<u64>, period_ms: u64, now_ms: u64) -> (u64, u64) {
-    while window.front().is_some_and(|t| t + period_ms <= now_ms) {
-        window.pop_front();
-    }
-    let retry_ms = window
-        .front()
-        .map_or(period_ms, |t| (t + period_ms).saturating_sub(now_ms));
-    (window.len() as u64, retry_ms.div_ceil(1000).max(1))
-}
-
 fn refused(retry_after: u64) -> RateDecision {
     RateDecision {
         allowed: false,
@@ -152,28 +394,21 @@ fn refused(retry_after: u64) -> RateDecision {
     }
 }
 
+/// What a quota cell is charged besides its key.
+const QUOTA_BYTES: usize = 48;
+
 impl Counters {
-    pub fn new(max_keys: usize) -> Counters {
+    /// Counters that hold at most `max_bytes` in all: half for rate-limit windows, a
+    /// quarter for quota cells, the rest for concurrency keys and verified tokens.
+    pub fn new(max_bytes: usize) -> Counters {
+        let max_bytes = max_bytes.max(64 * 1024);
         Counters {
-            windows: Keyed::new(),
-            quotas: Keyed::new(),
-            concurrency: Keyed::new(),
-            jwt: Keyed::new(),
-            max_keys: max_keys.max(16),
+            windows: Keyed::new(max_bytes / 2),
+            quotas: Keyed::new(max_bytes / 4),
+            concurrency: Keyed::new(max_bytes / 16),
+            jwt: Keyed::new(max_bytes * 3 / 16),
             quota_dirty: false,
         }
-    }
-
-    /// The window of (counter, key); a new one only while there is room (after
-    /// reclaiming expired ones) — when full, new keys are refused rather than grown.
-    fn window(&mut self, counter: u64, key: &str, now_ms: u64) -> Option<&mut VecDeque<u64>> {
-        if self.windows.get(&counter, key).is_none() && self.windows.len >= self.max_keys {
-            self.sweep(now_ms);
-            if self.windows.len >= self.max_keys {
-                return None;
-            }
-        }
-        self.windows.get_or_insert(&counter, key, VecDeque::new)
     }
 
     /// Checks (and, when allowed, records `count`) a call in a sliding window.
@@ -187,15 +422,23 @@ impl Counters {
         now_ms: u64,
     ) -> RateDecision {
         let period_ms = period_secs.saturating_mul(1000);
-        let Some(window) = self.window(counter, key, now_ms) else {
+        let Some(window) = self.windows.entry(
+            &counter,
+            key,
+            Window::bytes_for(calls),
+            now_ms + period_ms,
+            now_ms,
+            |_| true,
+            || Window::for_limit(calls, period_ms),
+        ) else {
             return refused(period_secs.max(1));
         };
-        let (used, retry_after) = slide(window, period_ms, now_ms);
+        let (used, retry_after) = window.slide(period_ms, now_ms);
         if used + count.max(1) > calls {
             return refused(retry_after);
         }
         let count = count.min(calls);
-        window.extend(std::iter::repeat_n(now_ms, count as usize));
+        window.record(count, now_ms);
         RateDecision {
             allowed: true,
             remaining: calls - used - count,
@@ -204,10 +447,27 @@ impl Counters {
     }
 
     /// Records `count` calls after the fact (rate-limit-by-key's increment-condition).
-    pub fn rate_add(&mut self, counter: u64, key: &str, calls: u64, count: u64, now_ms: u64) {
-        if let Some(window) = self.window(counter, key, now_ms) {
-            let room = calls.saturating_sub(window.len() as u64);
-            window.extend(std::iter::repeat_n(now_ms, count.min(room) as usize));
+    pub fn rate_add(
+        &mut self,
+        counter: u64,
+        key: &str,
+        calls: u64,
+        period_secs: u64,
+        count: u64,
+        now_ms: u64,
+    ) {
+        let period_ms = period_secs.saturating_mul(1000);
+        if let Some(window) = self.windows.entry(
+            &counter,
+            key,
+            Window::bytes_for(calls),
+            now_ms + period_ms,
+            now_ms,
+            |_| true,
+            || Window::for_limit(calls, period_ms),
+        ) {
+            let (used, _) = window.slide(period_ms, now_ms);
+            window.record(count.min(calls.saturating_sub(used)), now_ms);
         }
     }
 
@@ -227,7 +487,7 @@ impl Counters {
                 retry_after: 0,
             };
         };
-        let (used, retry_after) = slide(window, period_secs.saturating_mul(1000), now_ms);
+        let (used, retry_after) = window.slide(period_secs.saturating_mul(1000), now_ms);
         if used >= calls {
             return refused(retry_after);
         }
@@ -246,21 +506,24 @@ impl Counters {
         start: u64,
         now_s: u64,
     ) -> Option<&mut Quota> {
-        if self.quotas.get(label, key).is_none() && self.quotas.len >= self.max_keys {
-            self.sweep(now_s * 1000);
-            if self.quotas.len >= self.max_keys {
-                return None;
-            }
-        }
         let window_start = window_start(start, period, now_s);
-        let q = self.quotas.get_or_insert(label, key, Quota::default)?;
+        let window_end = window_start + period;
+        let q = self.quotas.entry(
+            label,
+            key,
+            label.len() + QUOTA_BYTES,
+            window_end.saturating_mul(1000),
+            now_s.saturating_mul(1000),
+            |_| true,
+            Quota::default,
+        )?;
         if q.window_start != window_start {
             *q = Quota {
                 window_start,
                 ..Quota::default()
             };
         }
-        q.window_end = window_start + period;
+        q.window_end = window_end;
         Some(q)
     }
 
@@ -338,37 +601,45 @@ impl Counters {
 
     /// Restores persisted cells (at start), skipping windows that ended before `now_s`.
     pub fn import_quotas(&mut self, cells: Vec<QuotaCell>, now_s: u64) {
+        let now_ms = now_s.saturating_mul(1000);
         for c in cells {
             if c.window_end <= now_s {
                 continue;
             }
-            if self.quotas.len >= self.max_keys {
+            // restoring never evicts what is restored already: stop when full
+            let Some(q) = self.quotas.entry(
+                c.label.as_str(),
+                &c.key,
+                c.label.len() + QUOTA_BYTES,
+                c.window_end.saturating_mul(1000),
+                now_ms,
+                |_| false,
+                Quota::default,
+            ) else {
                 break;
-            }
-            if let Some(q) = self
-                .quotas
-                .get_or_insert(c.label.as_str(), &c.key, Quota::default)
-            {
-                *q = Quota {
-                    window_start: c.window_start,
-                    window_end: c.window_end,
-                    calls: c.calls,
-                    bytes: c.bytes,
-                    dirty: false,
-                };
-            }
+            };
+            *q = Quota {
+                window_start: c.window_start,
+                window_end: c.window_end,
+                calls: c.calls,
+                bytes: c.bytes,
+                dirty: false,
+            };
         }
     }
 
-    /// Takes a slot of a limit-concurrency; `None` when `max` are in use.
-    pub fn acquire(&mut self, counter: u64, key: &str, max: u32) -> Option<ConcurrencySlot> {
-        if self.concurrency.get(&counter, key).is_none() && self.concurrency.len >= self.max_keys {
-            self.concurrency.retain(|c| c.get() > 0);
-            if self.concurrency.len >= self.max_keys {
-                return None;
-            }
-        }
-        let cell = self.concurrency.get_or_insert(&counter, key, Rc::default)?;
+    /// Takes a slot of a limit-concurrency; `None` when `max` are in use (or every
+    /// key in the map is busy).
+    pub fn acquire(
+        &mut self,
+        counter: u64,
+        key: &str,
+        max: u32,
+        now_ms: u64,
+    ) -> Option<ConcurrencySlot> {
+        let cell =
+            self.concurrency
+                .entry(&counter, key, 16, 0, now_ms, |c| c.get() == 0, Rc::default)?;
         if cell.get() >= max {
             return None;
         }
@@ -380,25 +651,24 @@ impl Counters {
         self.jwt.get(&policy, token).copied()
     }
 
-    pub fn jwt_remember(&mut self, policy: u64, token: &str, life: Lifetime) {
-        if self.jwt.len >= self.max_keys {
-            // bounded: start over rather than grow (verifying again is only slower)
-            self.jwt.clear();
-        }
-        if let Some(cached) = self.jwt.get_or_insert(&policy, token, || life) {
+    pub fn jwt_remember(&mut self, policy: u64, token: &str, life: Lifetime, now_ms: u64) {
+        let expires_ms = life.exp.map_or(u64::MAX, |e| e.saturating_mul(1000));
+        if let Some(cached) =
+            self.jwt
+                .entry(&policy, token, 24, expires_ms, now_ms, |_| true, || life)
+        {
             *cached = life;
         }
     }
 
-    /// Drops empty or day-old windows (exact expiry is applied on access), quota cells
-    /// whose window has renewed, idle concurrency keys and expired tokens.
+    /// Drops rate windows whose period passed since their last call, quota cells
+    /// whose window renewed, idle concurrency keys and expired tokens.
     pub fn sweep(&mut self, now_ms: u64) {
-        let now_s = now_ms / 1000;
         self.windows
-            .retain(|w| w.back().is_some_and(|t| t + 86_400_000 > now_ms));
-        self.quotas.retain(|q| q.window_end > now_s);
-        self.concurrency.retain(|c| c.get() > 0);
-        self.jwt.retain(|l| l.exp.is_none_or(|e| e > now_s));
+            .retain(|w, expires_ms| expires_ms > now_ms && !w.is_empty());
+        self.quotas.retain(|_, expires_ms| expires_ms > now_ms);
+        self.concurrency.retain(|c, _| c.get() > 0);
+        self.jwt.retain(|_, expires_ms| expires_ms > now_ms);
     }
 
     /// A new config: token verifications were made against the old keys.
@@ -408,6 +678,11 @@ impl Counters {
 
     pub fn keys(&self) -> usize {
         self.windows.len + self.quotas.len + self.concurrency.len + self.jwt.len
+    }
+
+    /// Bytes charged to all maps.
+    pub fn bytes(&self) -> usize {
+        self.windows.bytes + self.quotas.bytes + self.concurrency.bytes + self.jwt.bytes
     }
 }
 
@@ -443,19 +718,69 @@ mod tests {
         assert!(c.rate(2, "k", 2, 10, 1, t0).allowed);
     }
 
+    /// Before: a full map refused every new key until old windows were a day old, and
+    /// swept all maps on the request path for each one.
     #[test]
-    fn bounded_keys() {
-        let mut c = Counters::new(16);
-        for i in 0..16 {
-            assert!(c.rate(1, &i.to_string(), 5, 1, 1, 1000).allowed);
+    fn a_flood_of_new_keys_evicts_itself_and_never_refuses_or_hurts_active_keys() {
+        let mut c = Counters::new(64 * 1024);
+        let t0 = 1_000_000;
+        for _ in 0..3 {
+            assert!(c.rate(1, "victim", 3, 60, 1, t0).allowed);
         }
+        for i in 0..10_000u64 {
+            let key = format!("flood-{i}");
+            assert!(c.rate(1, &key, 5, 60, 1, t0 + i).allowed, "{key} refused");
+            if i % 50 == 0 {
+                // the active caller keeps calling (and keeps being refused)
+                assert!(!c.rate(1, "victim", 3, 60, 1, t0 + i).allowed, "at {i}");
+            }
+        }
+        assert!(c.bytes() <= 64 * 1024, "{}", c.bytes());
+        assert!(c.keys() < 400, "{}", c.keys());
         assert!(
-            !c.rate(1, "new", 5, 1, 1, 1500).allowed,
-            "full: a new key is refused"
+            !c.rate(1, "victim", 3, 60, 1, t0 + 10_000).allowed,
+            "kept its window"
         );
-        // after the windows expire, sweep makes room
-        assert!(c.rate(1, "new", 5, 1, 1, 90_000_000).allowed);
-        assert!(c.keys() <= 16);
+    }
+
+    #[test]
+    fn windows_expire_by_their_own_period() {
+        let mut c = Counters::new(1 << 20);
+        assert!(c.rate(1, "short", 5, 1, 1, 1_000).allowed);
+        assert!(c.rate(2, "long", 5, 3_600, 1, 1_000).allowed);
+        c.sweep(2_500);
+        assert_eq!(c.keys(), 1, "the 1 s window went, the hour stays");
+        c.sweep(3_602_000);
+        assert_eq!(c.keys(), 0);
+    }
+
+    /// A limit of a million calls costs a fixed few bytes, not 8 per call.
+    #[test]
+    fn large_limits_count_in_buckets_with_fixed_memory() {
+        let mut c = Counters::new(1 << 20);
+        let t0 = 10_000_000;
+        for i in 0..1000u64 {
+            assert!(c.rate(1, "k", 1_000_000, 60, 1_000, t0 + i).allowed);
+        }
+        let last = c.rate(1, "k", 1_000_000, 60, 1, t0 + 2_000);
+        assert!(!last.allowed, "1,000,000 counted");
+        assert!(c.bytes() < 256, "{}", c.bytes());
+        // the window slides by buckets of 60/16 s: the calls leave once their bucket does
+        let retry = last.retry_after;
+        assert!((55..=60).contains(&retry), "{retry}");
+        assert!(c.rate(1, "k", 1_000_000, 60, 1, t0 + 64_000).allowed);
+    }
+
+    #[test]
+    fn busy_concurrency_keys_are_never_evicted() {
+        let mut c = Counters::new(64 * 1024);
+        let held: Vec<ConcurrencySlot> = (0..10_000)
+            .map_while(|i| c.acquire(1, &format!("k{i}"), 1, 0))
+            .collect();
+        assert!(!held.is_empty() && held.len() < 10_000, "{}", held.len());
+        assert!(c.acquire(1, "k0", 1, 0).is_none(), "still busy");
+        drop(held);
+        assert!(c.acquire(1, "new", 1, 0).is_some(), "idle keys make room");
     }
 
     #[test]
@@ -502,10 +827,10 @@ mod tests {
     #[test]
     fn concurrency_slots_free_on_drop() {
         let mut c = Counters::new(100);
-        let a = c.acquire(1, "k", 2).unwrap();
-        let _b = c.acquire(1, "k", 2).unwrap();
-        assert!(c.acquire(1, "k", 2).is_none());
+        let a = c.acquire(1, "k", 2, 0).unwrap();
+        let _b = c.acquire(1, "k", 2, 0).unwrap();
+        assert!(c.acquire(1, "k", 2, 0).is_none());
         drop(a);
-        assert!(c.acquire(1, "k", 2).is_some());
+        assert!(c.acquire(1, "k", 2, 0).is_some());
     }
 }

@@ -39,8 +39,9 @@ const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 /// How often changed quota counters go to the agent to be persisted (a crash loses at
 /// most this much counting).
 const QUOTA_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
-/// Most rate-limit / quota / concurrency / token-cache keys the loop keeps (each map).
-pub const COUNTER_KEYS_MAX: usize = 100_000;
+/// Bytes the loop's policy counters may hold in all (rate-limit windows, quota cells,
+/// concurrency keys, verified tokens); beyond it old keys make room for new ones.
+pub const COUNTER_BYTES_MAX: usize = 64 << 20;
 
 /// The loop's listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +176,7 @@ impl Server {
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
             notifier: crate::notify::Notifier::from_env(),
             next_watchdog: now,
-            counters: Counters::new(COUNTER_KEYS_MAX),
+            counters: Counters::new(COUNTER_BYTES_MAX),
             wall_ms: wall_ms(),
             logs,
             retiring: Vec::new(),
