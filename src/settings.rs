@@ -112,6 +112,7 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.tls.key",
     "manage.listen.insecure",
     "manage.instances.prune.after",
+    "manage.audit.path",
 ];
 
 /// A setting that could not be applied. Display is the one line the user sees.
@@ -426,6 +427,8 @@ pub struct ManageSettings {
     pub listen_insecure: bool,
     /// Gateway instances not heard from for this long are forgotten (with their metrics).
     pub instances_prune_after: Duration,
+    /// A file the audit trail is appended to (it always goes to the log too).
+    pub audit_path: Option<PathBuf>,
 }
 
 impl ManageSettings {
@@ -442,6 +445,7 @@ impl ManageSettings {
             tls_key: None,
             listen_insecure: false,
             instances_prune_after: Duration::from_secs(7 * 86_400),
+            audit_path: None,
         }
     }
 }
@@ -466,6 +470,14 @@ impl Layered for ManageSettings {
             "manage.tls.key" => self.tls_key = Some(parse_path(value).ok_or_else(|| bad(PATH))?),
             "manage.listen.insecure" => {
                 self.listen_insecure = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
+            "manage.instances.prune.after" => {
+                self.instances_prune_after = parse_duration(value)
+                    .filter(nonzero)
+                    .ok_or_else(|| bad(DURATION))?
+            }
+            "manage.audit.path" => {
+                self.audit_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
             }
             _ => {
                 return Err(SettingError::UnknownKey {
@@ -630,6 +642,43 @@ mod tests {
         assert_eq!(e.to_string(), "s.conf line 1: expected 'key = value'");
         let e = s.apply("config.service.auth", "", "--set").unwrap_err();
         assert!(!e.to_string().contains("GatewayKey x"));
+    }
+
+    /// Every key the tables list is accepted with a value of its kind (a key listed
+    /// but not handled would be "unknown" to the user).
+    #[test]
+    fn every_listed_key_is_handled() {
+        let sample = |key: &str| match key {
+            k if k.ends_with(".endpoint") => "http://127.0.0.1:7070",
+            k if k.ends_with(".auth") => "GatewayKey g&209901010000&c2ln",
+            k if k.ends_with("interval") || k.ends_with("timeout") || k.ends_with(".after") => {
+                "10s"
+            }
+            k if k.ends_with(".enabled") || k.ends_with(".cloud") || k.ends_with(".insecure") => {
+                "true"
+            }
+            k if k.ends_with(".versions") || k.ends_with("connections.max") => "5",
+            "limits.buffers.max" => "128MiB",
+            k if k.starts_with("limits.request") => "64KiB",
+            k if k.ends_with("listen") => "127.0.0.1:0",
+            "telemetry.logs.std" => "json",
+            "telemetry.logs.std.level" => "warn",
+            "telemetry.metrics.local" => "prometheus",
+            "manage.admin.token" => "a-token-of-enough-length",
+            _ => "/tmp/some-file",
+        };
+        let mut g = GatewaySettings::defaults(false);
+        for key in GATEWAY_KEYS {
+            g.apply(key, sample(key), "test")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut m = ManageSettings::defaults(false);
+        for key in MANAGE_KEYS {
+            m.apply(key, sample(key), "test")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(m.listen_insecure && m.audit_path.is_some());
+        assert_eq!(m.instances_prune_after, Duration::from_secs(10));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod agent;
 mod backups;
 mod federation;
 mod lifecycle;
+mod plane_http;
 mod policies;
 mod proxy;
 mod stores;

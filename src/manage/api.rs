@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Array, Object, Value};
 
+use super::audit::{self, Audit};
 use super::entities::Kind;
 use super::http::{Request, Response};
 use super::store::{now_unix, PlaneError, PlaneResult, PlaneStore};
@@ -39,6 +40,7 @@ pub struct Plane {
     documents: Mutex<HashMap<String, (u64, Built)>>,
     /// Instances not heard from for this long are forgotten.
     prune_after: Duration,
+    audit: Audit,
     /// Per gateway: the last document that compiled (served while a newer one does not)
     /// and why the newest one did not, if it did not.
     published: Mutex<HashMap<String, Published>>,
@@ -109,9 +111,62 @@ fn body_object(req: &Request) -> Result<Object, Response> {
     }
     let text =
         std::str::from_utf8(&req.body).map_err(|_| Response::error(400, "Body is not UTF-8"))?;
+    // the config parser names the line and column of a syntax error; miniserde none
+    if let Err((line, column, problem)) = crate::config::json::parse(text) {
+        return Err(Response::error(
+            400,
+            &format!("Body is not valid JSON: {problem} at line {line} column {column}"),
+        ));
+    }
     match json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => Ok(o),
         _ => Err(Response::error(400, "Body must be a JSON object")),
+    }
+}
+
+/// A `?limit=N` query parameter: `default` when absent, at most `max`; 400 otherwise.
+fn limit_param(req: &Request, default: u32, max: u32) -> Result<u32, Response> {
+    match req.query_param("limit") {
+        None => Ok(default),
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(Response::error(
+                400,
+                &format!("limit must be a whole number from 1 to {max}"),
+            )),
+        },
+    }
+}
+
+/// The methods the admin API answers on a path shaped like `path`, for 405 + Allow.
+fn allowed_methods(path: &[&str]) -> Option<&'static str> {
+    let entity = |kind: &str| Kind::from_segment(kind).is_some();
+    Some(match path {
+        ["apis"] | ["gateways"] | ["apis", _, "operations"] | ["gateways", _, "apis"] => "GET",
+        ["gateways", _, "metrics" | "telemetry" | "certificates"] => "GET",
+        ["apis", _] | ["apis", _, "operations", _] | ["gateways", _] | ["policy"] => {
+            "GET, PUT, DELETE"
+        }
+        ["gateways", _, "apis" | "certificates", _] => "PUT, DELETE",
+        ["gateways", _, "token" | "listKeys"] | ["gateways", _, "keys", "regenerate"] => "POST",
+        [kind] if entity(kind) => "GET",
+        [kind, _] if entity(kind) => "GET, PUT, DELETE",
+        [kind, _, "listSecrets" | "listValue"] if entity(kind) => "POST",
+        ["products", _, "apis"] => "GET",
+        ["products", _, "apis", _] => "PUT, DELETE",
+        _ => return None,
+    })
+}
+
+/// Resource not found, or 405 with `Allow` when the path exists for other methods.
+fn unrouted(path: &[&str]) -> Response {
+    match allowed_methods(path) {
+        Some(allow) => {
+            let mut r = Response::error(405, "Method not allowed");
+            r.headers.push(("Allow", allow.to_string()));
+            r
+        }
+        None => Response::error(404, "Resource not found"),
     }
 }
 
@@ -124,6 +179,7 @@ impl Plane {
         store: PlaneStore,
         admin_token: String,
         prune_after: Duration,
+        audit: Audit,
     ) -> Result<Plane, String> {
         let revision = store
             .revision()
@@ -135,6 +191,7 @@ impl Plane {
             admin_token,
             documents: Mutex::new(HashMap::new()),
             prune_after,
+            audit,
             published: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),
         })
@@ -264,13 +321,22 @@ impl Plane {
                     .header("authorization")
                     .and_then(|h| h.strip_prefix("Bearer "))
                     .is_some_and(|t| constant_time_eq(t.as_bytes(), self.admin_token.as_bytes()));
-                if !authorized {
-                    return Response::error(
-                        401,
-                        "Access denied due to missing or invalid admin token",
-                    );
+                let actor = match req
+                    .header("authorization")
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                {
+                    Some(t) => format!("admin:{}", audit::token_fingerprint(t)),
+                    None => "anonymous".to_string(),
+                };
+                let response = if authorized {
+                    self.admin(req, &segments[1..])
+                } else {
+                    Response::error(401, "Access denied due to missing or invalid admin token")
+                };
+                if Audit::audited(&req.method) {
+                    self.audit.record(req, &actor, response.status);
                 }
-                self.admin(req, &segments[1..])
+                response
             }
             Some(&"gateway") => self.gateway(req, &segments[1..]),
             _ => Response::error(404, "Resource not found"),
@@ -435,11 +501,10 @@ impl Plane {
                 }
             }
             ("GET", ["gateways", id, "telemetry"]) => {
-                let limit = req
-                    .query_param("limit")
-                    .and_then(|l| l.parse::<u32>().ok())
-                    .unwrap_or(100)
-                    .min(10_000);
+                let limit = match limit_param(req, 100, 10_000) {
+                    Ok(l) => l,
+                    Err(r) => return r,
+                };
                 let result = self.store().telemetry(id, limit);
                 match result {
                     Ok((records, dropped)) => {
@@ -472,6 +537,16 @@ impl Plane {
                     self.mutation(result)
                 }
             }
+            ("POST", ["gateways", id, "listKeys"]) => match self.store().gateway_keys(id) {
+                // APIM's Gateway - List Keys: the only way keys leave the plane
+                Ok((primary, secondary)) => {
+                    let mut o = Object::new();
+                    o.insert("primary".into(), Value::String(primary));
+                    o.insert("secondary".into(), Value::String(secondary));
+                    Response::json(200, json::to_string(&Value::Object(o)))
+                }
+                Err(e) => plane_error(e),
+            },
             ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
             ("GET", ["gateways", id, "certificates"]) => {
                 match self.store().gateway_certificates(id) {
@@ -497,16 +572,16 @@ impl Plane {
                 self.mutation(result)
             }
             (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
-                Some(kind) => self.entity(req, kind, rest),
-                None => Response::error(404, "Resource not found"),
+                Some(kind) => self.entity(req, kind, rest, path),
+                None => unrouted(path),
             },
-            _ => Response::error(404, "Resource not found"),
+            _ => unrouted(path),
         }
     }
 
     /// Products, subscriptions, named values and backends: `rest` is the path after
     /// the kind's segment.
-    fn entity(&self, req: &Request, kind: Kind, rest: &[&str]) -> Response {
+    fn entity(&self, req: &Request, kind: Kind, rest: &[&str], path: &[&str]) -> Response {
         let json_of = |v: PlaneResult<Value>| {
             v.map_or_else(plane_error, |v| Response::json(200, json::to_string(&v)))
         };
@@ -561,7 +636,7 @@ impl Plane {
                     .map(|()| Response::empty(204));
                 self.mutation(result)
             }
-            _ => Response::error(404, "Resource not found"),
+            _ => unrouted(path),
         }
     }
 
@@ -857,7 +932,8 @@ mod tests {
         }
         s.link("g1", "echo").unwrap();
         s.link("g2", "echo").unwrap();
-        let plane = Plane::new(s, "t".into(), Duration::from_secs(60)).unwrap();
+        let audit = Audit::open(None).unwrap();
+        let plane = Plane::new(s, "t".into(), Duration::from_secs(60), audit).unwrap();
         let a = plane.document("g1").unwrap();
         let again = plane.document("g1").unwrap();
         assert!(Arc::ptr_eq(&a.document, &again.document), "cached");

@@ -1,20 +1,34 @@
 //! A small blocking HTTP/1.1 server for the management plane: one thread per connection
 //! (at most `MAX_CONNECTIONS`; beyond that a 503), keep-alive, Content-Length bodies up to
-//! `MAX_BODY`, every socket with a timeout, TLS through rustls when configured. Requests
-//! are parsed with httparse, as on the data plane. Handlers may block (long polls).
+//! `MAX_BODY`, TLS through rustls when configured. Heads are parsed by the gateway's own
+//! strict parser (`http::request`: duplicate or conflicting Content-Length, smuggling
+//! forms, bad Host are 400 and close). Every phase has a deadline, not only each read:
+//! a head must arrive within `HEAD_TIMEOUT` of its first byte, a body within
+//! `BODY_TIMEOUT`, so a client dripping a byte at a time cannot hold a thread. Handlers
+//! may block (long polls).
 //! Must not touch: what requests mean (api.rs), the gateway's event loop.
 
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::http::failure::Failure;
+use crate::http::request::{self, BodyKind};
+
+/// Most header fields of a request.
+const MAX_HEADERS: usize = 64;
 
 pub const MAX_CONNECTIONS: usize = 1024;
 pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
-/// Idle keep-alive and slow-client limit per read.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(75);
+/// Idle keep-alive between requests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// From a request's first byte to the end of its head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// From the end of the head to the end of the body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Request {
@@ -23,6 +37,8 @@ pub struct Request {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's IP address (for the audit trail).
+    pub peer: String,
 }
 
 impl Request {
@@ -118,6 +134,8 @@ pub fn serve(
                 continue;
             }
         };
+        // before anything is written: a client that does not read cannot hold this thread
+        let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             let _ = write_response(
                 &mut tcp,
@@ -126,14 +144,17 @@ pub fn serve(
             );
             continue;
         }
-        let _ = tcp.set_read_timeout(Some(READ_TIMEOUT));
-        let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
+        let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
         let _ = tcp.set_nodelay(true);
         let (handler, tls, active) = (handler.clone(), tls.clone(), active.clone());
         active.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("edgegate-manage-conn".into())
             .spawn(move || {
+                let Ok(socket) = tcp.try_clone() else {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                };
                 let stream: Box<dyn Stream> = match tls {
                     Some(cfg) => match rustls::ServerConnection::new(cfg) {
                         Ok(server) => Box::new(rustls::StreamOwned::new(server, tcp)),
@@ -144,7 +165,7 @@ pub fn serve(
                     },
                     None => Box::new(tcp),
                 };
-                connection(stream, &*handler);
+                connection(stream, &socket, &*handler);
                 active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -154,14 +175,28 @@ pub fn serve(
     Ok(())
 }
 
-fn connection(mut stream: Box<dyn Stream>, handler: &Handler) {
+/// Why no request could be read.
+enum ReadError {
+    /// The peer closed, or stayed idle past `IDLE_TIMEOUT`, between requests.
+    Gone,
+    /// A request that breaks a rule: answered with this status and message, then closed.
+    Refused(u16, &'static str),
+}
+
+impl From<Failure> for ReadError {
+    fn from(f: Failure) -> Self {
+        ReadError::Refused(f.status(), f.message())
+    }
+}
+
+fn connection(mut stream: Box<dyn Stream>, socket: &TcpStream, handler: &Handler) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let request = match read_request(&mut stream, &mut buf) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(status) => {
-                let _ = write_response(&mut stream, &Response::error(status, "Bad request"), true);
+        let request = match read_request(&mut stream, socket, &mut buf) {
+            Ok(r) => r,
+            Err(ReadError::Gone) => return,
+            Err(ReadError::Refused(status, message)) => {
+                let _ = write_response(&mut stream, &Response::error(status, message), true);
                 return;
             }
         };
@@ -175,77 +210,110 @@ fn connection(mut stream: Box<dyn Stream>, handler: &Handler) {
     }
 }
 
-/// One request from the stream; `buf` carries bytes past it to the next call.
-/// `Ok(None)` = the peer closed (or timed out) between requests; `Err(status)` = bad input.
-fn read_request(stream: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<Option<Request>, u16> {
-    let mut chunk = [0u8; 8192];
-    let head_len = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(431);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ok(None),
-        }
+/// Reads more bytes into `buf`, waiting at most until `deadline` (or `IDLE_TIMEOUT`
+/// when none). `Ok(false)` = the peer closed; `Err(())` = the time is up or the read
+/// failed.
+fn read_more(
+    stream: &mut Box<dyn Stream>,
+    socket: &TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Result<bool, ()> {
+    let wait = match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => IDLE_TIMEOUT,
     };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&buf[..head_len]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(400),
+    if wait.is_zero() {
+        return Err(());
     }
-    let target = req.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let method = req.method.unwrap_or("").to_string();
-    let (path, query) = (path.to_string(), query.to_string());
-    if headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
-    {
-        return Err(411);
+    let _ = socket.set_read_timeout(Some(wait));
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(true);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
     }
-    let length = match headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        Some((_, v)) => v.trim().parse::<usize>().map_err(|_| 400u16)?,
-        None => 0,
+}
+
+/// One request from the stream; `buf` carries bytes past it to the next call.
+fn read_request(
+    stream: &mut Box<dyn Stream>,
+    socket: &TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Request, ReadError> {
+    // the head: within HEAD_TIMEOUT of its first byte
+    let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + HEAD_TIMEOUT);
+    let (request, head_len, length) = loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            if let Some(head) = request::parse(buf, &mut headers, MAX_HEAD)? {
+                let length = match head.body {
+                    BodyKind::None => 0,
+                    BodyKind::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                    BodyKind::Chunked => return Err(ReadError::Refused(411, "Length required")),
+                };
+                break (owned(&head), head.head_len, length);
+            }
+        }
+        match read_more(stream, socket, buf, head_deadline) {
+            Ok(true) => {
+                head_deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
+            }
+            Ok(false) if buf.is_empty() => return Err(ReadError::Gone),
+            Err(()) if head_deadline.is_none() => return Err(ReadError::Gone),
+            Ok(false) | Err(()) => return Err(Failure::HeadTimeout.into()),
+        }
     };
     if length > MAX_BODY {
-        return Err(413);
+        return Err(Failure::BodyTooLarge.into());
     }
     buf.drain(..head_len);
+    // the body: within BODY_TIMEOUT
+    let body_deadline = Instant::now() + BODY_TIMEOUT;
     while buf.len() < length {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ok(None),
+        match read_more(stream, socket, buf, Some(body_deadline)) {
+            Ok(true) => {}
+            Ok(false) => return Err(ReadError::Gone),
+            Err(()) => return Err(Failure::BodyTimeout.into()),
         }
     }
     let body: Vec<u8> = buf.drain(..length).collect();
-    Ok(Some(Request {
-        method,
-        path,
-        query,
-        headers,
+    let peer = socket
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    Ok(Request {
         body,
-    }))
+        peer,
+        ..request
+    })
+}
+
+/// The owned parts of a parsed head (the body is read next).
+fn owned(head: &request::RequestHead) -> Request {
+    Request {
+        method: head.method.to_string(),
+        path: head.path.to_string(),
+        query: head.query.unwrap_or("").to_string(),
+        headers: head
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::new(),
+        peer: String::new(),
+    }
 }
 
 fn write_response<W: Write + ?Sized>(w: &mut W, r: &Response, close: bool) -> io::Result<()> {

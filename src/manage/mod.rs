@@ -4,6 +4,7 @@
 //! Must not touch: the gateway's event loop.
 
 pub mod api;
+pub mod audit;
 pub mod entities;
 pub mod http;
 pub mod store;
@@ -62,6 +63,32 @@ fn insecure_listener(settings: &ManageSettings, tls: bool) -> Option<String> {
     ))
 }
 
+/// SIGTERM / SIGINT: say so in the log (and to systemd), then exit 0. Every write is a
+/// committed SQLite transaction, so there is nothing to drain.
+fn stop_on_signals() -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("edgegate-manage-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                log::info!("{name}: stopping");
+                if let Some(n) = crate::notify::Notifier::from_env() {
+                    n.send("STOPPING=1");
+                }
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
+}
+
 /// Runs the management plane until the process is stopped. Everything that can fail
 /// on the operator's input (TLS files, the listener, the database) is checked before
 /// anything is written, so a failed start leaves no database or token behind.
@@ -77,6 +104,7 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let audit = audit::Audit::open(settings.audit_path.as_deref())?;
     let store = store::PlaneStore::open(&settings.db_path)?;
     let (token, generated) = admin_token(settings)?;
     if let Some(path) = generated {
@@ -89,7 +117,9 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         store,
         token,
         settings.instances_prune_after,
+        audit,
     )?);
+    stop_on_signals()?;
     log::info!(
         "listening on {}://{bound}",
         if tls.is_some() { "https" } else { "http" }
