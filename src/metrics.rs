@@ -92,8 +92,73 @@ impl<'a> Gauges<'a> {
     }
 }
 
+/// Which labels request metrics carry (`telemetry.metrics.labels`), besides the status
+/// class and error reason. Each one multiplies the series; all stay within `MAX_SERIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelSet {
+    pub api: bool,
+    pub operation: bool,
+    pub product: bool,
+    pub subscription: bool,
+}
+
+impl Default for LabelSet {
+    fn default() -> Self {
+        LabelSet {
+            api: true,
+            operation: true,
+            product: false,
+            subscription: false,
+        }
+    }
+}
+
+/// Label names in key order.
+const LABELS: [&str; 4] = ["api", "operation", "product", "subscription"];
+
+impl LabelSet {
+    /// `api,operation,product,subscription` (any of them, comma separated; `none`).
+    pub fn parse(text: &str) -> Option<LabelSet> {
+        let mut set = LabelSet {
+            api: false,
+            operation: false,
+            product: false,
+            subscription: false,
+        };
+        if text.trim() == "none" {
+            return Some(set);
+        }
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "api" => set.api = true,
+                "operation" => set.operation = true,
+                "product" => set.product = true,
+                "subscription" => set.subscription = true,
+                _ => return None,
+            }
+        }
+        Some(set)
+    }
+
+    fn enabled(self) -> [bool; 4] {
+        [self.api, self.operation, self.product, self.subscription]
+    }
+}
+
+/// One answered call, as metrics label it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub api: &'a str,
+    pub operation: &'a str,
+    pub product: &'a str,
+    pub subscription: &'a str,
+    pub status: u16,
+    pub reason: Option<&'a str>,
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    labels: LabelSet,
     series: FnvMap<Box<str>, Series>,
     scratch: String,
     overflow: u64,
@@ -121,16 +186,23 @@ fn escape(out: &mut String, v: &str) {
 }
 
 impl Metrics {
-    pub fn observe(
-        &mut self,
-        api: &str,
-        operation: &str,
-        status: u16,
-        reason: Option<&str>,
-        t: Timings,
-    ) {
+    pub fn new(labels: LabelSet) -> Metrics {
+        Metrics {
+            labels,
+            ..Metrics::default()
+        }
+    }
+
+    pub fn observe(&mut self, call: &Call, t: Timings) {
         self.scratch.clear();
-        for part in [api, operation, class(status), reason.unwrap_or("")] {
+        let values = [call.api, call.operation, call.product, call.subscription];
+        for (value, on) in values.iter().zip(self.labels.enabled()) {
+            if on {
+                self.scratch.push_str(value);
+            }
+            self.scratch.push('\u{1f}');
+        }
+        for part in [class(call.status), call.reason.unwrap_or("")] {
             self.scratch.push_str(part);
             self.scratch.push('\u{1f}');
         }
@@ -158,11 +230,23 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let mut keys: Vec<&Box<str>> = self.series.keys().collect();
         keys.sort();
+        let enabled = self.labels.enabled();
         let labels = |out: &mut String, key: &str| {
             let mut parts = key.split('\u{1f}');
-            for name in ["api", "operation", "status_class", "error_reason"] {
-                let _ = write!(out, "{}{name}=\"", if name == "api" { "" } else { "," });
-                escape(out, parts.next().unwrap_or(""));
+            let mut first = true;
+            let names = LABELS
+                .iter()
+                .zip(enabled)
+                .map(|(n, on)| (*n, on))
+                .chain([("status_class", true), ("error_reason", true)]);
+            for (name, on) in names {
+                let value = parts.next().unwrap_or("");
+                if !on {
+                    continue;
+                }
+                let _ = write!(out, "{}{name}=\"", if first { "" } else { "," });
+                first = false;
+                escape(out, value);
                 out.push('"');
             }
         };
@@ -265,6 +349,22 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn call<'a>(
+        api: &'a str,
+        operation: &'a str,
+        status: u16,
+        reason: Option<&'a str>,
+    ) -> Call<'a> {
+        Call {
+            api,
+            operation,
+            product: "gold",
+            subscription: "sub-1",
+            status,
+            reason,
+        }
+    }
+
     #[test]
     fn counts_histograms_and_exposition() {
         let mut m = Metrics::default();
@@ -274,13 +374,13 @@ mod tests {
             client,
             gateway,
         };
-        m.observe("echo", "get", 200, None, t(3.0, Some(2.0), 0.5, 0.5));
-        m.observe("echo", "get", 200, None, t(30.0, Some(29.0), 0.7, 0.3));
+        m.observe(&call("echo", "get", 200, None), t(3.0, Some(2.0), 0.5, 0.5));
         m.observe(
-            "",
-            "",
-            404,
-            Some("operation_not_found"),
+            &call("echo", "get", 200, None),
+            t(30.0, Some(29.0), 0.7, 0.3),
+        );
+        m.observe(
+            &call("", "", 404, Some("operation_not_found")),
             t(0.1, None, 0.0, 0.1),
         );
         let text = m.render(&Gauges {
@@ -317,7 +417,10 @@ mod tests {
     fn series_are_bounded() {
         let mut m = Metrics::default();
         for i in 0..MAX_SERIES + 5 {
-            m.observe(&format!("api-{i}"), "op", 200, None, Timings::default());
+            m.observe(
+                &call(&format!("api-{i}"), "op", 200, None),
+                Timings::default(),
+            );
         }
         assert_eq!(m.series.len(), MAX_SERIES);
         assert!(m
@@ -329,5 +432,33 @@ mod tests {
                 connections_open: 0
             })
             .contains("edgegate_requests_unlabelled_total 5"));
+    }
+
+    /// Who was throttled shows: product and subscription labels when asked for.
+    #[test]
+    fn labels_are_chosen_by_the_setting() {
+        assert_eq!(
+            LabelSet::parse("api, subscription").map(|l| l.enabled()),
+            Some([true, false, false, true])
+        );
+        assert_eq!(
+            LabelSet::parse("none").map(|l| l.enabled()),
+            Some([false; 4])
+        );
+        assert_eq!(LabelSet::parse("api,tenant"), None);
+        let mut m = Metrics::new(LabelSet::parse("api,product,subscription").unwrap());
+        m.observe(
+            &call("echo", "get", 429, Some("rate_limit_exceeded")),
+            Timings::default(),
+        );
+        let text = m.render(&Gauges {
+            config_version: None,
+            config_age_seconds: 0,
+            plane_connected: None,
+            backup_versions: None,
+            connections_open: 0,
+        });
+        let want = r#"edgegate_requests_total{api="echo",product="gold",subscription="sub-1",status_class="4xx",error_reason="rate_limit_exceeded"} 1"#;
+        assert!(text.lines().any(|l| l == want), "{text}");
     }
 }

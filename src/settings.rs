@@ -59,6 +59,8 @@ pub struct GatewaySettings {
     pub shutdown_timeout: Duration,
     /// Byte budget of the loop's buffer pool; when spent, new requests get 503.
     pub buffers_max: usize,
+    /// Which labels request metrics carry.
+    pub metrics_labels: crate::metrics::LabelSet,
 }
 
 /// A value that must never reach a log line; `Debug` prints a placeholder.
@@ -92,6 +94,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "telemetry.metrics.local",
     "telemetry.metrics.local.prometheus.listen",
     "telemetry.metrics.cloud",
+    "telemetry.metrics.labels",
     "limits.request.head.max",
     "limits.request.body.max",
     "limits.client.header.timeout",
@@ -207,6 +210,7 @@ impl GatewaySettings {
             connections_max: 10_000,
             shutdown_timeout: Duration::from_secs(30),
             buffers_max: 128 << 20,
+            metrics_labels: crate::metrics::LabelSet::default(),
         }
     }
 
@@ -334,6 +338,11 @@ impl GatewaySettings {
             }
             "limits.shutdown.timeout" => {
                 self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
+            }
+            "telemetry.metrics.labels" => {
+                self.metrics_labels = crate::metrics::LabelSet::parse(value).ok_or_else(|| {
+                    bad("a list of api, operation, product, subscription (or none)")
+                })?
             }
             "limits.buffers.max" => {
                 // at least what one request with the largest head needs
@@ -662,6 +671,7 @@ mod tests {
             k if k.starts_with("limits.request") => "64KiB",
             k if k.ends_with("listen") => "127.0.0.1:0",
             "telemetry.logs.std" => "json",
+            "telemetry.metrics.labels" => "api,product,subscription",
             "telemetry.logs.std.level" => "warn",
             "telemetry.metrics.local" => "prometheus",
             "manage.admin.token" => "a-token-of-enough-length",

@@ -130,6 +130,17 @@ fn the_last_record_before_sigterm_reaches_the_plane_and_the_instance_says_it_sto
         .contains("\"state\":\"connected\"")));
     let (_, view) = plane.admin("GET", "/admin/gateways/gw1", "");
     assert_eq!(view.matches("\"instanceId\":").count(), 1, "{view}");
+    // starting from the backup while the plane is there is routine, not a warning
+    let line = gw.wait_for_log("starting from backup #");
+    assert!(
+        line.contains(" INFO ") && line.contains("without waiting for the network"),
+        "{line}"
+    );
+    assert!(
+        !gw.log_lines().iter().any(|l| l.contains(" WARN ")),
+        "{:?}",
+        gw.log_lines()
+    );
     assert!(
         view.contains(&format!("\"instanceId\":\"{instance}\"")),
         "{view}"

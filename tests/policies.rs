@@ -1301,3 +1301,46 @@ fn a_body_the_buffer_budget_cannot_hold_is_refused_with_503() {
         (200, "POST /x\nanother dog".to_string())
     );
 }
+
+/// Throttling is visible: a 429 is logged with who was throttled and why, and sizes
+/// count head and body for gateway answers and proxied ones alike.
+#[test]
+fn a_throttled_call_is_logged_with_its_subscription_and_reason() {
+    let origin = Origin::text("hello");
+    let limit = policies(r#"<rate-limit calls="1" renewal-period="60" />"#, "", "");
+    let api2 = r#"{"id": "api2", "path": "b", "serviceUrl": "http://127.0.0.1:9", "operations": [{"id": "x", "method": "*", "urlTemplate": "/*"}]}"#;
+    let apis = format!("{},{api2}", api(&origin.url(""), true, Some(&limit), None));
+    let gw = Gateway::start(&config(&apis, KEYS), &["telemetry.logs.std=json"]);
+    let raw = "GET /a/items/1 HTTP/1.1\r\nHost: gw.test\r\nOcp-Apim-Subscription-Key: gold-primary-1\r\nConnection: close\r\n\r\n";
+    let first = raw_exchange(gw.addr, raw.as_bytes());
+    let second = raw_exchange(gw.addr, raw.as_bytes());
+    assert!(
+        second.starts_with(b"HTTP/1.1 429 "),
+        "{}",
+        String::from_utf8_lossy(&second)
+    );
+    let field = |line: &str, name: &str| -> String {
+        let v: miniserde::json::Value = miniserde::json::from_str(line).unwrap();
+        let miniserde::json::Value::Object(o) = v else {
+            panic!()
+        };
+        match o.get(name) {
+            Some(miniserde::json::Value::String(s)) => s.clone(),
+            Some(other) => miniserde::json::to_string(other),
+            None => String::new(),
+        }
+    };
+    let ok = gw.wait_for_log("\"responseCode\":200");
+    let throttled = gw.wait_for_log("\"responseCode\":429");
+    assert_eq!(field(&throttled, "subscriptionId"), "s-gold");
+    assert_eq!(field(&throttled, "errorReason"), "rate_limit_exceeded");
+    assert_eq!(field(&throttled, "apiId"), "api1");
+    for (line, answer) in [(&ok, &first), (&throttled, &second)] {
+        assert_eq!(field(line, "requestSize"), raw.len().to_string(), "{line}");
+        assert_eq!(
+            field(line, "responseSize"),
+            answer.len().to_string(),
+            "{line}"
+        );
+    }
+}

@@ -117,6 +117,8 @@ pub struct Client {
     phase: Phase,
     pub deadline: Instant,
     phase_since: Instant,
+    /// When the first byte of the current request arrived (its total time starts here).
+    request_started: Instant,
     /// The client connection closes once the current answer is written.
     close_after: bool,
     /// The client sent bytes of a next request while this one is answered; they wait in
@@ -247,6 +249,10 @@ struct Exchange {
     backend_status: Option<u16>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Head bytes: the client's request head, and the response head written to it
+    /// (logged sizes are head and body, as APIM's RequestSize and ResponseSize).
+    client_head: u64,
+    response_head_out: u64,
     trace: Option<Box<Trace>>,
     /// Policy state, when the operation's plan does anything.
     call: Option<Box<Call>>,
@@ -289,6 +295,40 @@ impl Exchange {
             self.backend_started = Some(ctx.now);
         }
         Ok(())
+    }
+}
+
+/// An answer the gateway gave itself, as the request log and metrics record it.
+struct LocalAnswer<'a> {
+    status: u16,
+    api: &'a str,
+    op: &'a str,
+    product: &'a str,
+    subscription: &'a str,
+    error: Option<&'a str>,
+    method: &'a str,
+    url: &'a str,
+    /// context.RequestId when policies ran (their answer carries it).
+    request_id: Option<String>,
+    /// Request bytes read (head and body).
+    bytes_in: u64,
+}
+
+impl<'a> LocalAnswer<'a> {
+    /// A refusal before anything about the request is known.
+    fn refusal(f: Failure) -> LocalAnswer<'a> {
+        LocalAnswer {
+            status: f.status(),
+            api: "",
+            op: "",
+            product: "",
+            subscription: "",
+            error: Some(f.reason()),
+            method: "-",
+            url: "-",
+            request_id: None,
+            bytes_in: 0,
+        }
     }
 }
 
@@ -542,6 +582,7 @@ impl Client {
             phase: Phase::Waiting { fresh: true },
             deadline: now + limits.header_timeout,
             phase_since: now,
+            request_started: now,
             close_after: false,
             pipelined: false,
             metrics_only: false,
@@ -672,7 +713,7 @@ impl Client {
                     self.fail_exchange(f, ctx);
                 } else {
                     self.start_reply(f.status(), &failure_body(f), true, false, ctx);
-                    self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
+                    self.log_local(LocalAnswer::refusal(f), ctx);
                 }
                 self.drive(ctx)
             }
@@ -730,7 +771,7 @@ impl Client {
         let f = Failure::Exhausted(BUFFERS_EXHAUSTED);
         ctx.pool.put_opt(&mut self.inbuf);
         self.start_reply(f.status(), &failure_body(f), true, false, ctx);
-        self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
+        self.log_local(LocalAnswer::refusal(f), ctx);
         Step::Progress
     }
 
@@ -781,6 +822,7 @@ impl Client {
             Io::Done(_) => {
                 if let Phase::Waiting { .. } = self.phase {
                     self.set_phase(Phase::Head, ctx.now);
+                    self.request_started = Instant::now();
                 }
                 Step::Progress
             }
@@ -798,7 +840,7 @@ impl Client {
             Ok(Some(h)) => h,
             Err(f) => {
                 self.start_reply(f.status(), &failure_body(f), true, false, ctx);
-                self.log_local(f.status(), "", "", Some(f.reason()), "-", "-", None, ctx);
+                self.log_local(LocalAnswer::refusal(f), ctx);
                 return Some(Step::Progress);
             }
         };
@@ -839,19 +881,27 @@ impl Client {
                 op,
                 request_id,
                 reason,
+                subscription,
+                product,
             } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
                 }
                 self.start_reply_bytes(bytes, close, ctx);
+                let error = reason.as_deref();
                 self.log_local(
-                    status,
-                    api,
-                    op,
-                    reason,
-                    &method,
-                    &url,
-                    Some(request_id),
+                    LocalAnswer {
+                        status,
+                        api,
+                        op,
+                        product: &product,
+                        subscription: &subscription,
+                        error,
+                        method: &method,
+                        url: &url,
+                        request_id: Some(request_id),
+                        bytes_in: (head_len + consumed) as u64,
+                    },
                     ctx,
                 );
             }
@@ -871,13 +921,18 @@ impl Client {
                 let close = close || has_body || failure.is_some_and(Failure::closes_connection);
                 self.start_reply_as(status, content_type, &body, close, is_head, ctx);
                 self.log_local(
-                    status,
-                    api,
-                    "",
-                    failure.map(Failure::reason),
-                    &method,
-                    &url,
-                    None,
+                    LocalAnswer {
+                        status,
+                        api,
+                        op: "",
+                        product: "",
+                        subscription: "",
+                        error: failure.map(Failure::reason),
+                        method: &method,
+                        url: &url,
+                        request_id: None,
+                        bytes_in: head_len as u64,
+                    },
                     ctx,
                 );
             }
@@ -970,30 +1025,45 @@ impl Client {
 
     #[allow(clippy::too_many_arguments)]
     /// Logs an answer the gateway gave itself (its size is what is queued to write).
-    fn log_local(
-        &self,
-        status: u16,
-        api: &str,
-        op: &str,
-        error: Option<&str>,
-        method: &str,
-        url: &str,
-        request_id_given: Option<String>,
-        ctx: &mut Ctx,
-    ) {
+    fn log_local(&self, answer: LocalAnswer, ctx: &mut Ctx) {
+        let LocalAnswer {
+            status,
+            api,
+            op,
+            product,
+            subscription,
+            error,
+            method,
+            url,
+            request_id: given_id,
+            bytes_in,
+        } = answer;
         let probe = crate::status::STATUS_PATHS.contains(&url);
+        let total = ms(Instant::now().saturating_duration_since(self.request_started));
         if let Some(m) = ctx
             .metrics
             .as_deref_mut()
             .filter(|_| !probe && !self.metrics_only)
         {
-            // answered by the gateway alone: its time is too small to tell apart
-            m.observe(api, op, status, error, crate::metrics::Timings::default());
+            let call = crate::metrics::Call {
+                api,
+                operation: op,
+                product,
+                subscription,
+                status,
+                reason: error,
+            };
+            let timings = crate::metrics::Timings {
+                total,
+                gateway: total,
+                ..crate::metrics::Timings::default()
+            };
+            m.observe(&call, timings);
         }
         if !ctx.log.enabled() {
             return;
         }
-        let id = match request_id_given {
+        let id = match given_id {
             Some(id) => id,
             None => {
                 *ctx.seq += 1;
@@ -1008,15 +1078,16 @@ impl Client {
             url,
             api,
             operation: op,
-            subscription: "",
+            subscription,
             status,
             backend_status: None,
-            bytes_in: 0,
+            bytes_in,
+            // head and body, as for proxied answers
             bytes_out: match &self.phase {
                 Phase::Reply { out } => out.len() as u64,
                 _ => 0,
             },
-            total_ms: ms(ctx.now.duration_since(self.phase_since)),
+            total_ms: total,
             backend_ms: None,
             error,
             probe,
@@ -1481,6 +1552,7 @@ impl Client {
                         Io::Done(n) => {
                             let h = n.min(head_len);
                             x.head_sent += h;
+                            x.response_head_out += h as u64;
                             if n > h {
                                 rbuf.consume(n - h);
                                 x.resp_sendable -= n - h;
@@ -1935,7 +2007,22 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
             client: (upload + download).min(total_ms),
             gateway: (total_ms - backend_ms.unwrap_or(0.0) - upload).max(0.0),
         };
-        m.observe(api_id, operation, x.status, error, timings);
+        let subscription = x
+            .subscription
+            .and_then(|s| x.rt.subscriptions.get(s as usize));
+        let product = subscription.and_then(|s| match s.scope {
+            crate::config::SubscriptionScope::Product(p) => x.rt.products.get(p as usize),
+            _ => None,
+        });
+        let call = crate::metrics::Call {
+            api: api_id,
+            operation,
+            product: product.map_or("", |p| p.id.as_str()),
+            subscription: subscription.map_or("", |s| s.id.as_str()),
+            status: x.status,
+            reason: error,
+        };
+        m.observe(&call, timings);
     }
     let Some(t) = x.trace.as_ref() else { return };
     ctx.log.push(&Record {
@@ -1952,13 +2039,30 @@ fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&st
             .map_or("", |s| s.id.as_str()),
         status: x.status,
         backend_status: x.backend_status,
-        bytes_in: x.bytes_in,
-        bytes_out: x.bytes_out,
+        bytes_in: x.client_head + x.bytes_in,
+        bytes_out: x.response_head_out + x.bytes_out,
         total_ms,
         backend_ms,
         error,
         probe: false,
     });
+}
+
+/// APIM's error reasons (`RateLimitExceeded`) as the log names its own
+/// (`rate_limit_exceeded`).
+fn snake_case(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len() + 4);
+    for (i, c) in reason.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn request_id(prefix: u32, seq: u64) -> String {
@@ -1988,8 +2092,12 @@ enum Decision<'h> {
         op: &'h str,
         /// context.RequestId, logged as the record's id.
         request_id: String,
-        /// The failure the answer stands for, if any (for the log).
-        reason: Option<&'static str>,
+        /// Why the answer is not a success, if it is not (for the log): the gateway's
+        /// failure, or context.LastError's reason (a throttled call says so).
+        reason: Option<std::borrow::Cow<'static, str>>,
+        /// The calling subscription's id, and its product, when there are.
+        subscription: String,
+        product: String,
     },
     /// The plan needs the whole request body first: grow the buffer to this size.
     NeedBody(usize),
@@ -2082,7 +2190,9 @@ fn through_on_error<'h>(
         api,
         op,
         request_id: st.request_id.clone(),
-        reason: Some(failure.reason()),
+        reason: Some(failure.reason().into()),
+        subscription: String::new(),
+        product: String::new(),
     }
 }
 
@@ -2352,7 +2462,9 @@ fn decide<'h>(
                 api: &api.id,
                 op: &operation.id,
                 request_id: st.request_id.clone(),
-                reason: None,
+                reason: st.last_error.as_ref().map(|e| snake_case(&e.reason).into()),
+                subscription: who.subscription.map_or(String::new(), |s| s.id.clone()),
+                product: who.product.map_or(String::new(), |p| p.id.clone()),
             };
         }
         call = Some(c);
@@ -2491,6 +2603,8 @@ fn decide<'h>(
             backend_status: None,
             bytes_in: 0,
             bytes_out: 0,
+            client_head: head.head_len as u64,
+            response_head_out: 0,
             trace,
             call,
             timeout,

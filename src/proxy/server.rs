@@ -81,6 +81,7 @@ pub struct Server {
     now: Instant,
     /// Request metrics and the listener that exposes them, when enabled.
     metrics: Option<Metrics>,
+    metrics_labels: crate::metrics::LabelSet,
     metrics_listener: Option<TcpListener>,
     metrics_ready: bool,
     /// The HTTPS listener, bound once a config with certificates is applied.
@@ -166,7 +167,8 @@ impl Server {
             now,
             // uploaded to the plane with the request records, when those are
             metrics: (settings.metrics_cloud && settings.service_endpoint.is_some())
-                .then(Metrics::default),
+                .then(|| Metrics::new(settings.metrics_labels)),
+            metrics_labels: settings.metrics_labels,
             metrics_listener: None,
             https_listener: None,
             https_ready: false,
@@ -190,7 +192,7 @@ impl Server {
             token::METRICS_LISTENER,
             Interest::READABLE,
         )?;
-        self.metrics = Some(Metrics::default());
+        self.metrics = Some(Metrics::new(self.metrics_labels));
         self.metrics_listener = Some(listener);
         Ok(self)
     }
