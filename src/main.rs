@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use edgegate::agent::local::LocalConfig;
+use edgegate::agent::scrape::{self, Mirror};
 use edgegate::agent::service::ServiceSync;
 use edgegate::agent::store::Store;
 use edgegate::agent::{Agent, Loaded, Syncer};
@@ -268,8 +269,22 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     let runtime = Arc::new(loaded.runtime);
     let quotas = edgegate::agent::saved_quotas(syncer.as_mut());
     sync.backup_versions = edgegate::agent::backup_versions(syncer.as_mut());
-    let (agent, from_agent) = Agent::spawn(syncer, (Arc::clone(&runtime), loaded.text), waker)
-        .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    // request metrics are counted on the loop and added up here, for scrapes and uploads
+    let wants_metrics = settings.metrics_local == LocalMetrics::Prometheus
+        || (settings.metrics_cloud && settings.service_endpoint.is_some());
+    let mirror = wants_metrics.then(|| Mirror::shared(settings.metrics_labels));
+    if let (LocalMetrics::Prometheus, Some(mirror)) = (settings.metrics_local, &mirror) {
+        let addr = settings.prometheus_listen;
+        let metrics = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let bound = metrics.local_addr().map_err(|e| e.to_string())?;
+        scrape::serve(metrics, Arc::clone(mirror))
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+    let (agent, from_agent) =
+        Agent::spawn(syncer, mirror, (Arc::clone(&runtime), loaded.text), waker)
+            .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
         "config version {} ({}) loaded, {} apis",
         runtime.version,
@@ -289,18 +304,6 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);
-    let server = if settings.metrics_local == LocalMetrics::Prometheus {
-        let addr = settings.prometheus_listen;
-        let metrics = mio::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
-        let bound = metrics.local_addr().map_err(|e| e.to_string())?;
-        log::info!("metrics on http://{bound}/metrics");
-        server
-            .with_metrics(metrics)
-            .map_err(|e| format!("cannot start the metrics listener: {e}"))?
-    } else {
-        server
-    };
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
     agent.stop();

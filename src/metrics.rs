@@ -1,8 +1,13 @@
-//! Request metrics kept on the event loop without locks, and their Prometheus text
-//! exposition (DESIGN.md §7): requests by API, operation, status class and error reason;
-//! total, backend, client and gateway duration histograms; gauges for the config, the
-//! plane link, the backup store and open connections. Series keys are built in a reused scratch string, so counting a request
-//! allocates only the first time a series appears; the number of series is bounded.
+//! Request metrics and their Prometheus text exposition: requests by API, operation
+//! (and, when asked, product and subscription), status class and error reason; total,
+//! backend, client and gateway duration histograms; gauges for the config, the plane
+//! link, the backup store and open connections.
+//!
+//! The event loop only counts: each second it hands what it counted (`take`) to the
+//! agent, which adds it to the cumulative copy (`merge`) that `/metrics` scrapes and
+//! uploads render from, off the loop. Series keys are built in a reused scratch string,
+//! so counting a request allocates only the first time a series appears in a second;
+//! the number of series is bounded.
 //! Must not touch: sockets, the agent.
 
 use std::fmt::Write as _;
@@ -42,6 +47,14 @@ struct Histogram {
 }
 
 impl Histogram {
+    fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
     fn observe(&mut self, ms: f64) {
         if let Some(i) = BUCKETS_MS.iter().position(|b| ms <= *b) {
             self.buckets[i] += 1;
@@ -57,6 +70,55 @@ struct Series {
     backend: Histogram,
     client: Histogram,
     gateway: Histogram,
+}
+
+impl Series {
+    fn add(&mut self, other: &Series) {
+        self.total.add(&other.total);
+        self.backend.add(&other.backend);
+        self.client.add(&other.client);
+        self.gateway.add(&other.gateway);
+    }
+}
+
+/// The gauges as the loop saw them at its last hand-over (owned, for another thread).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GaugeValues {
+    pub config_version: Option<String>,
+    pub config_age_seconds: u64,
+    pub plane_connected: Option<bool>,
+    pub backup_versions: Option<u32>,
+    pub connections_open: usize,
+}
+
+impl GaugeValues {
+    pub fn of(g: &Gauges) -> GaugeValues {
+        GaugeValues {
+            config_version: g.config_version.map(str::to_string),
+            config_age_seconds: g.config_age_seconds,
+            plane_connected: g.plane_connected,
+            backup_versions: g.backup_versions,
+            connections_open: g.connections_open,
+        }
+    }
+
+    pub fn gauges(&self) -> Gauges<'_> {
+        Gauges {
+            config_version: self.config_version.as_deref(),
+            config_age_seconds: self.config_age_seconds,
+            plane_connected: self.plane_connected,
+            backup_versions: self.backup_versions,
+            connections_open: self.connections_open,
+        }
+    }
+}
+
+/// How much of the exposition to render: everything, or (for an upload that would
+/// otherwise exceed its bound) the counters and histogram sums and counts only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Full,
+    Counts,
 }
 
 /// What the loop knows at render time.
@@ -193,6 +255,36 @@ impl Metrics {
         }
     }
 
+    /// What was counted since the last `take`; counting starts afresh.
+    pub fn take(&mut self) -> Metrics {
+        Metrics {
+            labels: self.labels,
+            series: std::mem::take(&mut self.series),
+            scratch: String::new(),
+            overflow: std::mem::take(&mut self.overflow),
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.overflow == 0
+    }
+
+    /// Adds `other`'s counts (series beyond `MAX_SERIES` count as unlabelled).
+    pub fn merge(&mut self, other: Metrics) {
+        self.overflow += other.overflow;
+        for (key, series) in other.series {
+            let room = self.series.len() < MAX_SERIES;
+            match self.series.get_mut(&key) {
+                Some(mine) => mine.add(&series),
+                None if room => {
+                    self.series.insert(key, series);
+                }
+                None => self.overflow += series.total.count,
+            }
+        }
+    }
+
     pub fn observe(&mut self, call: &Call, t: Timings) {
         self.scratch.clear();
         let values = [call.api, call.operation, call.product, call.subscription];
@@ -227,6 +319,11 @@ impl Metrics {
 
     /// The Prometheus text format (version 0.0.4).
     pub fn render(&self, g: &Gauges) -> String {
+        self.render_with(g, Detail::Full)
+    }
+
+    /// The exposition at `detail`: `Counts` leaves out the histogram buckets.
+    pub fn render_with(&self, g: &Gauges, detail: Detail) -> String {
         let mut out = String::with_capacity(4096);
         let mut keys: Vec<&Box<str>> = self.series.keys().collect();
         keys.sort();
@@ -294,14 +391,19 @@ impl Metrics {
                 }
                 let mut cumulative = 0;
                 for (i, bound) in BUCKETS_MS.iter().enumerate() {
+                    if detail == Detail::Counts {
+                        break;
+                    }
                     cumulative += h.buckets[i];
                     let _ = write!(out, "{name}_bucket{{");
                     labels(&mut out, key);
                     let _ = writeln!(out, ",le=\"{bound}\"}} {cumulative}");
                 }
-                let _ = write!(out, "{name}_bucket{{");
-                labels(&mut out, key);
-                let _ = writeln!(out, ",le=\"+Inf\"}} {}", h.count);
+                if detail == Detail::Full {
+                    let _ = write!(out, "{name}_bucket{{");
+                    labels(&mut out, key);
+                    let _ = writeln!(out, ",le=\"+Inf\"}} {}", h.count);
+                }
                 for (suffix, value) in [
                     ("sum", format!("{:.3}", h.sum)),
                     ("count", h.count.to_string()),
@@ -432,6 +534,40 @@ mod tests {
                 connections_open: 0
             })
             .contains("edgegate_requests_unlabelled_total 5"));
+    }
+
+    /// The loop hands over what it counted each second; the agent's copy adds it up.
+    #[test]
+    fn intervals_merge_into_the_cumulative_copy() {
+        let mut lp = Metrics::default();
+        let mut mirror = Metrics::default();
+        lp.observe(
+            &call("echo", "get", 200, None),
+            Timings {
+                total: 3.0,
+                ..Timings::default()
+            },
+        );
+        mirror.merge(lp.take());
+        assert!(lp.is_empty());
+        lp.observe(
+            &call("echo", "get", 200, None),
+            Timings {
+                total: 30.0,
+                ..Timings::default()
+            },
+        );
+        mirror.merge(lp.take());
+        let g = GaugeValues::default();
+        let text = mirror.render(&g.gauges());
+        let want = r#"edgegate_requests_total{api="echo",operation="get",status_class="2xx",error_reason=""} 2"#;
+        assert!(text.lines().any(|l| l == want), "{text}");
+        assert!(text.contains(r#"edgegate_request_duration_milliseconds_sum{api="echo",operation="get",status_class="2xx",error_reason=""} 33.000"#));
+        let counts = mirror.render_with(&g.gauges(), Detail::Counts);
+        assert!(
+            !counts.contains("_bucket{") && counts.contains("_count{"),
+            "{counts}"
+        );
     }
 
     /// Who was throttled shows: product and subscription labels when asked for.

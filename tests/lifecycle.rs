@@ -711,6 +711,14 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
         assert_eq!(get(gw.addr, &format!("/down-{i}/x")).status, 502);
     }
     assert_eq!(get(gw.addr, "/status-0123456789abcdef").status, 200);
+    // the loop hands its counts over every second; the scrape renders off the loop
+    let last = "edgegate_requests_total{api=\"down-199\",operation=\"all\",status_class=\"5xx\",error_reason=\"backend_connect_failed\"} 1";
+    assert!(eventually(Duration::from_secs(5), || get(
+        maddr, "/metrics"
+    )
+    .text()
+    .lines()
+    .any(|l| l == last)));
     let r = get(maddr, "/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -753,6 +761,12 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
     std::fs::write(&gw.config_path, config.replace("\"m1\"", "\"m2\"")).unwrap();
     gw.signal("HUP");
     gw.wait_for_log("config version m2 (");
+    eventually(Duration::from_secs(5), || {
+        get(maddr, "/metrics")
+            .text()
+            .lines()
+            .any(|l| l == "edgegate_backup_versions 2")
+    });
     let text = get(maddr, "/metrics").text();
     assert!(
         text.lines().any(|l| l == "edgegate_backup_versions 2"),

@@ -22,6 +22,7 @@ pub mod caller;
 pub mod client;
 pub mod local;
 pub mod outbox;
+pub mod scrape;
 pub mod service;
 pub mod store;
 
@@ -47,8 +48,8 @@ pub enum ToAgent {
     /// Request records (JSON lines) for the management plane, and how many the loop had
     /// to drop since the last batch.
     Telemetry(String, u64),
-    /// The latest metrics (Prometheus text, cumulative) for the management plane.
-    Metrics(String),
+    /// What the loop counted since its last hand-over, and the gauges now.
+    Metrics(Box<scrape::MetricsDelta>),
     /// Quota counters changed since the last snapshot, to persist.
     Quotas(Vec<QuotaCell>),
     /// A replaced runtime: freeing a large config takes milliseconds, so the agent keeps
@@ -165,6 +166,10 @@ pub trait Syncer: Send + 'static {
     fn telemetry(&mut self, _records: String, _dropped: u64) {}
     /// The latest metrics snapshot for the plane (service mode).
     fn metrics(&mut self, _text: String) {}
+    /// Whether `metrics` is wanted (request metrics go to the plane).
+    fn uploads_metrics(&self) -> bool {
+        false
+    }
     /// The process is stopping: keep what must survive (send or spool records).
     fn shutdown(&mut self, _running: &Runtime) {}
     /// The backup store, when backups are on (quota counters live there too).
@@ -219,6 +224,7 @@ impl Agent {
     /// the loop starts with and its text (kept for DNS refreshes).
     pub fn spawn(
         syncer: Box<dyn Syncer>,
+        mirror: Option<scrape::SharedMirror>,
         applied: (Arc<Runtime>, String),
         waker: Arc<Waker>,
     ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
@@ -230,7 +236,7 @@ impl Agent {
         let flag = reload.clone();
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
-            .spawn(move || run(syncer, applied, &inbox, &flag, &outbox, &waker))?;
+            .spawn(move || run(syncer, mirror, applied, &inbox, &flag, &outbox, &waker))?;
         Ok((
             Agent {
                 sender,
@@ -274,7 +280,16 @@ struct Coordinator {
     running_text: String,
     next_dns: Instant,
     outbox: Sender<ToLoop>,
+    /// The cumulative request metrics (scrapes and uploads render from it).
+    mirror: Option<scrape::SharedMirror>,
+    next_metrics_upload: Instant,
 }
+
+/// How often the cumulative metrics are rendered for the plane.
+const METRICS_UPLOAD_EVERY: Duration = Duration::from_secs(5);
+/// Largest metrics upload: beyond it the histogram buckets are left out (the plane
+/// takes at most 16 MiB).
+pub const METRICS_UPLOAD_MAX: usize = 8 << 20;
 
 /// What handling one inbox message asks of the thread loop.
 enum Flow {
@@ -287,7 +302,14 @@ impl Coordinator {
         match msg {
             ToAgent::Retire(runtime) => self.retired.push(runtime),
             ToAgent::Telemetry(records, dropped) => self.syncer.telemetry(records, dropped),
-            ToAgent::Metrics(text) => self.syncer.metrics(text),
+            ToAgent::Metrics(delta) => {
+                if let Some(mirror) = &self.mirror {
+                    mirror
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .apply(*delta);
+                }
+            }
             ToAgent::Quotas(cells) => save_quotas(self.syncer.as_mut(), &cells),
             ToAgent::Plane(reply) => updates.extend(self.syncer.on_plane(reply, &self.running)),
             ToAgent::Reload => {}
@@ -296,8 +318,41 @@ impl Coordinator {
         Flow::Continue
     }
 
+    /// Renders the cumulative metrics for the plane (bounded), when it wants them.
+    fn upload_metrics(&mut self) {
+        let Some(mirror) = self
+            .mirror
+            .as_ref()
+            .filter(|_| self.syncer.uploads_metrics())
+        else {
+            return;
+        };
+        let text = {
+            let m = mirror.lock().unwrap_or_else(|p| p.into_inner());
+            let full = m.render(crate::metrics::Detail::Full);
+            if full.len() <= METRICS_UPLOAD_MAX {
+                full
+            } else {
+                m.render(crate::metrics::Detail::Counts)
+            }
+        };
+        if text.len() > METRICS_UPLOAD_MAX {
+            log::warn!(
+                "metrics snapshot of {} KiB exceeds {} KiB even without histogram buckets; not uploaded (fewer labels in telemetry.metrics.labels make it smaller)",
+                text.len() / 1024,
+                METRICS_UPLOAD_MAX / 1024
+            );
+            return;
+        }
+        self.syncer.metrics(text);
+    }
+
     /// Timed work: reloads, the syncer's tick, DNS refreshes.
     fn periodic(&mut self, reload: &AtomicBool, updates: &mut Vec<Update>) {
+        if Instant::now() >= self.next_metrics_upload {
+            self.next_metrics_upload = Instant::now() + METRICS_UPLOAD_EVERY;
+            self.upload_metrics();
+        }
         // Requests in flight may still hold a retired runtime; free it once they are done.
         self.retired.retain(|r| Arc::strong_count(r) > 1);
         if reload.swap(false, Ordering::SeqCst) {
@@ -354,6 +409,7 @@ const INBOX_BURST: usize = 256;
 
 fn run(
     syncer: Box<dyn Syncer>,
+    mirror: Option<scrape::SharedMirror>,
     applied: (Arc<Runtime>, String),
     inbox: &Receiver<ToAgent>,
     reload: &AtomicBool,
@@ -368,6 +424,8 @@ fn run(
         running_text,
         next_dns: Instant::now() + DNS_REFRESH,
         outbox: outbox.clone(),
+        mirror,
+        next_metrics_upload: Instant::now() + METRICS_UPLOAD_EVERY,
     };
     loop {
         let due = agent.syncer.next_tick().min(agent.next_dns);
@@ -389,6 +447,8 @@ fn run(
             }
         }
         if stop {
+            // what the loop counted last goes with the rest
+            agent.upload_metrics();
             let running = Arc::clone(&agent.running);
             agent.syncer.shutdown(&running);
             return;

@@ -85,6 +85,8 @@ pub struct ServiceSync {
     /// its own series (`<instance>.<run>`) and a restart never overwrites the last
     /// run's counts on the plane.
     run_id: String,
+    /// `telemetry.metrics.cloud`: request metrics go to the plane.
+    upload_metrics: bool,
     hostname: String,
     started: Instant,
     jitter_seed: u64,
@@ -146,6 +148,7 @@ impl ServiceSync {
             metrics: None,
             instance_id,
             run_id: random_id(),
+            upload_metrics: settings.metrics_cloud,
             hostname: hostname(),
             started: now,
             jitter_seed,
@@ -724,6 +727,10 @@ impl Syncer for ServiceSync {
 
     fn telemetry(&mut self, records: String, dropped: u64) {
         self.outbox.push(&records, dropped, Instant::now());
+    }
+
+    fn uploads_metrics(&self) -> bool {
+        self.upload_metrics
     }
 
     fn metrics(&mut self, text: String) {

@@ -34,12 +34,12 @@ use super::gate::{self, Call};
 use super::transport::{Transport, Wire};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::failure::{failure_body, render, JSON, PROMETHEUS};
+use crate::http::failure::{failure_body, render, JSON};
 use crate::http::forward::{self, BackendRequest, ClientFraming, SliceWriter};
 use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::Metrics;
 use crate::policy::exec::{self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target};
 use crate::policy::limits::Counters;
 use crate::policy::Retry;
@@ -74,10 +74,8 @@ pub struct Ctx<'a> {
     pub draining: bool,
     pub seq: &'a mut u64,
     pub id_prefix: u32,
-    /// Request metrics, when `telemetry.metrics.local` is on.
+    /// Request metrics counted since the last hand-over, when metrics are on.
     pub metrics: Option<&'a mut Metrics>,
-    /// Client connections open (for the metrics gauge).
-    pub connections: usize,
     /// Rate limits, quotas, concurrency slots and verified tokens (policies).
     pub counters: &'a mut Counters,
     /// Wall clock in milliseconds since the epoch (policies' windows and token times).
@@ -124,8 +122,6 @@ pub struct Client {
     /// The client sent bytes of a next request while this one is answered; they wait in
     /// the socket (no more peeking) until the exchange ends.
     pipelined: bool,
-    /// Accepted on the metrics listener: only `/metrics` is answered.
-    pub metrics_only: bool,
     /// A plan needs the whole request body: the head buffer grows to this size.
     want_capacity: usize,
     /// The interim 100 Continue while the body is gathered for a plan.
@@ -585,7 +581,6 @@ impl Client {
             request_started: now,
             close_after: false,
             pipelined: false,
-            metrics_only: false,
             want_capacity: 0,
             interim: Interim::NotSent,
         }
@@ -854,7 +849,6 @@ impl Client {
             &inbuf.bytes()[head_len..],
             &self.peer_ip,
             self.transport.is_tls(),
-            self.metrics_only,
             ctx,
         );
         if let Decision::NeedBody(want) = decision {
@@ -1040,11 +1034,7 @@ impl Client {
         } = answer;
         let probe = crate::status::STATUS_PATHS.contains(&url);
         let total = ms(Instant::now().saturating_duration_since(self.request_started));
-        if let Some(m) = ctx
-            .metrics
-            .as_deref_mut()
-            .filter(|_| !probe && !self.metrics_only)
-        {
+        if let Some(m) = ctx.metrics.as_deref_mut().filter(|_| !probe) {
             let call = crate::metrics::Call {
                 api,
                 operation: op,
@@ -2209,7 +2199,6 @@ fn decide<'h>(
     body_bytes: &[u8],
     peer_ip: &str,
     https: bool,
-    metrics_only: bool,
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
     let logging = ctx.log.enabled();
@@ -2243,32 +2232,6 @@ fn decide<'h>(
         url,
         api,
     };
-    if metrics_only {
-        // the metrics listener answers /metrics and nothing else
-        if head.path != "/metrics" {
-            return reply(Failure::OperationNotFound, "", url_of());
-        }
-        let gauges = Gauges::of(
-            ctx.runtime.map(|r| &**r),
-            ctx.sync,
-            ctx.limits.service_mode,
-            ctx.connections,
-        );
-        let body = ctx
-            .metrics
-            .as_deref()
-            .map(|m| m.render(&gauges))
-            .unwrap_or_default();
-        return Decision::Reply {
-            status: 200,
-            content_type: PROMETHEUS,
-            body,
-            failure: None,
-            method: head.method.to_string(),
-            url: crate::status::STATUS_PATHS[0].to_string(),
-            api: "",
-        };
-    }
     if status::STATUS_PATHS.contains(&head.path) {
         let (code, body) = status::render(ctx.runtime.map(|r| &**r), ctx.sync, SystemTime::now());
         return Decision::Reply {

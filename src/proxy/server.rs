@@ -34,8 +34,8 @@ use crate::telemetry::RequestLog;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// Request-log batches go to the agent at this size, or at the next sweep.
 const LOG_FLUSH_BYTES: usize = 32 * 1024;
-/// How often a metrics snapshot goes to the agent for the plane.
-const METRICS_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+/// How often what the loop counted goes to the agent (scrapes and uploads render there).
+const METRICS_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often changed quota counters go to the agent to be persisted (a crash loses at
 /// most this much counting).
 const QUOTA_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -48,7 +48,6 @@ pub const COUNTER_BYTES_MAX: usize = 64 << 20;
 enum Listener {
     Http,
     Https,
-    Metrics,
 }
 
 fn wall_ms() -> u64 {
@@ -79,11 +78,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     again: Vec<usize>,
     now: Instant,
-    /// Request metrics and the listener that exposes them, when enabled.
+    /// Request metrics counted since the last hand-over to the agent, when enabled.
     metrics: Option<Metrics>,
-    metrics_labels: crate::metrics::LabelSet,
-    metrics_listener: Option<TcpListener>,
-    metrics_ready: bool,
     /// The HTTPS listener, bound once a config with certificates is applied.
     https_listener: Option<TcpListener>,
     https_ready: bool,
@@ -165,16 +161,14 @@ impl Server {
             shutdown_timeout: settings.shutdown_timeout,
             again: Vec::new(),
             now,
-            // uploaded to the plane with the request records, when those are
-            metrics: (settings.metrics_cloud && settings.service_endpoint.is_some())
-                .then(|| Metrics::new(settings.metrics_labels)),
-            metrics_labels: settings.metrics_labels,
-            metrics_listener: None,
+            // scraped locally or uploaded to the plane: counted here, rendered elsewhere
+            metrics: (settings.metrics_local == crate::settings::LocalMetrics::Prometheus
+                || (settings.metrics_cloud && settings.service_endpoint.is_some()))
+            .then(|| Metrics::new(settings.metrics_labels)),
             https_listener: None,
             https_ready: false,
             https_addr: settings.https_listen,
-            metrics_ready: false,
-            next_snapshot: now + METRICS_SNAPSHOT_EVERY,
+            next_snapshot: now + METRICS_FLUSH_EVERY,
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
             notifier: crate::notify::Notifier::from_env(),
             next_watchdog: now,
@@ -183,18 +177,6 @@ impl Server {
             logs,
             retiring: Vec::new(),
         })
-    }
-
-    /// Turns on request metrics, served as Prometheus text on `listener` (`/metrics`).
-    pub fn with_metrics(mut self, mut listener: TcpListener) -> io::Result<Server> {
-        self.poll.registry().register(
-            &mut listener,
-            token::METRICS_LISTENER,
-            Interest::READABLE,
-        )?;
-        self.metrics = Some(Metrics::new(self.metrics_labels));
-        self.metrics_listener = Some(listener);
-        Ok(self)
     }
 
     pub fn registry(&self) -> &mio::Registry {
@@ -237,7 +219,6 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     token::HTTP_LISTENER => self.listener_ready = true,
-                    token::METRICS_LISTENER => self.metrics_ready = true,
                     token::HTTPS_LISTENER => self.https_ready = true,
                     token::WAKER => self.take_agent_messages(),
                     token::SIGNALS => self.take_signals(),
@@ -262,9 +243,6 @@ impl Server {
             if self.listener_ready {
                 self.accept_on(Listener::Http);
             }
-            if self.metrics_ready {
-                self.accept_on(Listener::Metrics);
-            }
             if self.https_ready {
                 self.accept_on(Listener::Https);
             }
@@ -276,8 +254,8 @@ impl Server {
                 self.sweep();
                 self.flush_logs();
                 if self.now >= self.next_snapshot {
-                    self.next_snapshot = self.now + METRICS_SNAPSHOT_EVERY;
-                    self.snapshot_metrics();
+                    self.next_snapshot = self.now + METRICS_FLUSH_EVERY;
+                    self.flush_metrics();
                 }
                 if self.now >= self.next_quota_snapshot {
                     self.next_quota_snapshot = self.now + QUOTA_SNAPSHOT_EVERY;
@@ -322,7 +300,7 @@ impl Server {
         }
         log::info!("stopped");
         self.snapshot_quotas();
-        self.snapshot_metrics();
+        self.flush_metrics();
         if let Some((records, dropped)) = self.log.take_cloud() {
             let _ = self.to_agent.try_send(ToAgent::Telemetry(records, dropped));
         }
@@ -375,7 +353,6 @@ impl Server {
             let listener = match which {
                 Listener::Http => self.listener.as_ref(),
                 Listener::Https => self.https_listener.as_ref(),
-                Listener::Metrics => self.metrics_listener.as_ref(),
             };
             let Some(listener) = listener else {
                 return;
@@ -387,7 +364,6 @@ impl Server {
                     *match which {
                         Listener::Http => &mut self.listener_ready,
                         Listener::Https => &mut self.https_ready,
-                        Listener::Metrics => &mut self.metrics_ready,
                     } = false;
                     return;
                 }
@@ -412,7 +388,7 @@ impl Server {
                 };
                 Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)))
             }
-            Listener::Http | Listener::Metrics => Transport::Plain(sock),
+            Listener::Http => Transport::Plain(sock),
         };
         let entry = self.clients.vacant_entry();
         let interest = Interest::READABLE | Interest::WRITABLE;
@@ -422,9 +398,7 @@ impl Server {
             .register(transport.sock(), token::client(entry.key()), interest)
             .is_ok()
         {
-            let mut client = Client::new(transport, peer, self.now, &self.limits);
-            client.metrics_only = which == Listener::Metrics;
-            entry.insert(client);
+            entry.insert(Client::new(transport, peer, self.now, &self.limits));
         }
     }
 
@@ -447,7 +421,6 @@ impl Server {
     }
 
     fn drive(&mut self, key: usize, timed_out: bool) {
-        let connections = self.clients.len();
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
@@ -464,7 +437,6 @@ impl Server {
             seq: &mut self.seq,
             id_prefix: self.id_prefix,
             metrics: self.metrics.as_mut(),
-            connections,
             counters: &mut self.counters,
             wall_ms: self.wall_ms,
             gateway_id: self.sync.gateway_id(),
@@ -599,9 +571,6 @@ impl Server {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        if let Some(mut l) = self.metrics_listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
         if let Some(mut l) = self.https_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -618,23 +587,29 @@ impl Server {
         }
     }
 
-    /// Hands the cumulative metrics to the agent for the plane (federated mode only).
-    fn snapshot_metrics(&mut self) {
-        if !self.limits.service_mode || self.log.cloud.is_none() {
-            return;
-        }
-        let Some(metrics) = self.metrics.as_ref() else {
+    /// Hands what was counted since the last flush, and the gauges now, to the agent;
+    /// if it cannot take them now, they are added to the next flush.
+    fn flush_metrics(&mut self) {
+        let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
         let gauges = crate::metrics::Gauges::of(
             self.runtime.as_deref(),
             &self.sync,
-            true,
+            self.limits.service_mode,
             self.clients.len(),
         );
-        let _ = self
-            .to_agent
-            .try_send(ToAgent::Metrics(metrics.render(&gauges)));
+        let delta = Box::new(crate::agent::scrape::MetricsDelta {
+            counted: metrics.take(),
+            gauges: crate::metrics::GaugeValues::of(&gauges),
+        });
+        if let Err(
+            TrySendError::Full(ToAgent::Metrics(delta))
+            | TrySendError::Disconnected(ToAgent::Metrics(delta)),
+        ) = self.to_agent.try_send(ToAgent::Metrics(delta))
+        {
+            metrics.merge(delta.counted);
+        }
     }
 
     /// Hands the quota counters changed since the last snapshot to the agent, which

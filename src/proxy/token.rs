@@ -8,7 +8,6 @@ use mio::Token;
 pub const WAKER: Token = Token(usize::MAX - 1);
 pub const SIGNALS: Token = Token(usize::MAX - 2);
 pub const HTTP_LISTENER: Token = Token(usize::MAX - 3);
-pub const METRICS_LISTENER: Token = Token(usize::MAX - 4);
 pub const HTTPS_LISTENER: Token = Token(usize::MAX - 5);
 
 pub enum Kind {
