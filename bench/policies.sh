@@ -14,7 +14,7 @@ cargo build --release --manifest-path "$ROOT/Cargo.toml" --example jwt_token >&2
 W="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$W"' EXIT
 ORIGIN=18181; PLAIN=18182; POLICY=18183; MANY=18184
 sed -e "s#@RUNDIR@#$W#g" -e "s#@NAME@#origin#g" -e "s#@LISTEN_PORT@#$ORIGIN#g" \
-  "$ROOT/../shared/bench/conf/origin-nginx.conf" > "$W/origin.conf"
+  "$ROOT/bench/harness/conf/origin-nginx.conf" > "$W/origin.conf"
 taskset -c 0 nginx -c "$W/origin.conf" -p "$W" 2>/dev/null &
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -outform DER -out "$W/rsa.der" 2>/dev/null
 # prints: n e token (RS256, exp in one hour)

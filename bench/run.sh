@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks edgegate against nginx (1 worker, upstream keep-alive) and HAProxy (1 thread)
-# in the same run, on loopback, with the shared peer harness (wrk; proxy pinned to CPU 1).
+# in the same run, on loopback, with the peer harness in bench/harness (wrk; proxy pinned to CPU 1).
 #   bench/run.sh                       # c=1/50/500, 3 reps x 10 s, + 9,000 idle connections
 #   PEERS="nginx" CONNS="50" bench/run.sh
 # Needs: nginx, haproxy, wrk (bench/run.sh --install installs them with apt).
-# The harness lives in ../shared/bench (override with SHARED_BENCH).
+# The harness is bench/harness/ (override with SHARED_BENCH).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
+SHARED_BENCH="${SHARED_BENCH:-$HERE/harness}"
 if [ "${1:-}" = "--install" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light haproxy wrk
   shift

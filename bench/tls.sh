@@ -7,7 +7,7 @@
 # Needs: nginx (with ssl), wrk, openssl. No timing assertions anywhere: a benchmark.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
+SHARED_BENCH="${SHARED_BENCH:-$HERE/harness}"
 REPS="${REPS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-50}"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 W="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$W"' EXIT
@@ -17,7 +17,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 sed -e "s#@RUNDIR@#$W#g" -e "s#@NAME@#origin#g" -e "s#@LISTEN_PORT@#$ORIGIN#g" \
   "$SHARED_BENCH/conf/origin-nginx.conf" > "$W/origin.conf"
 taskset -c 0 nginx -c "$W/origin.conf" -p "$W" 2>/dev/null &
-# nginx terminating TLS: the shared proxy config with an ssl listener
+# nginx terminating TLS: the harness proxy config with an ssl listener
 sed -e "s#@RUNDIR@#$W#g" -e "s#@NAME@#proxy#g" -e "s#@LISTEN_PORT@#$NGINX#g" \
   -e "s#@BACKEND_PORT@#$ORIGIN#g" -e "s#@ACCESS_LOG@#access_log off;#" \
   -e "s#listen 127.0.0.1:$NGINX backlog=4096;#listen 127.0.0.1:$NGINX ssl backlog=4096; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;#" \

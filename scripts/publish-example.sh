@@ -9,6 +9,7 @@ call PUT /admin/apis/echo '{"path": "echo", "serviceUrl": "http://127.0.0.1:9000
 call PUT /admin/apis/echo/operations/anything '{"method": "*", "urlTemplate": "/*"}'
 call PUT /admin/gateways/gw1 '{"description": "example gateway"}'
 call PUT /admin/gateways/gw1/apis/echo
-expiry="$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ)"
+# GNU date, else BSD date (macOS)
+expiry="$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -v+7d +%Y-%m-%dT%H:%M:%SZ)"
 curl -sf -X POST -H "$auth" "$plane/admin/gateways/gw1/token" -d "{\"expiry\": \"$expiry\"}" \
   | sed -e 's/.*"value":"\([^"]*\)".*/\1/'

@@ -1,19 +1,26 @@
-//! edgegate: a self-hosted API gateway. One process, two long-lived threads:
+//! edgegate: a self-hosted API gateway (`edgegate gateway`) and its management plane
+//! (`edgegate manage`) in one binary.
 //!
 //! ```text
 //!                 ┌──────────────────────── event loop (main thread, mio) ───────────────────────┐
 //!   clients ────▶ │ listener → conn state machine → route (Arc<Runtime>) → backend pool ────────▶ │ ───▶ backends
-//!                 │   httparse over pooled buffers · timers · signals · request-log batch         │
-//!                 └───────▲──────────────────────────────────────────────┬────────────────────────┘
-//!          Arc<Runtime>   │ channel + mio::Waker              try_send    │ Reload / log batches
-//!                 ┌───────┴──────────────────────────────────────────────▼────────────────────────┐
-//!                 │ agent thread: read config file · compile + validate · resolve DNS · stderr    │
-//!                 └────────────────────────────────────────────────────────────────────────────────┘
+//!                 │   httparse over pooled buffers · policies (pipeline) · counters · timers      │
+//!                 └───────▲──────────────────────────────────────┬───────────────┬────────────────┘
+//!          Arc<Runtime>   │ channel + mio::Waker        try_send  │ records,      │ try_send: log
+//!                 ┌───────┴──────────────────────────────────────▼─┐ counts, …    ▼ batches
+//!                 │ agent: configs · compile · DNS · backups (SQLite)│        log writer ──▶ stderr
+//!                 │ record batches · metrics · retired configs     │
+//!                 └───────▲────────────┬───────────────────┬───────┘
+//!                  replies│            │ calls             │ cumulative metrics
+//!                 plane callers (poll · send) ──▶ plane     metrics thread ◀── scrapes
 //! ```
 //!
-//! The core (`settings`, `config`, `route`, `http`, `telemetry`, `status`) is pure: bytes
-//! and structs in, values out, no sockets, tested without I/O. `proxy` is the loop and
-//! must never block; `agent` is where blocking work goes. Dependencies point inward.
+//! The core (`settings`, `cli`, `sqlite`, `config`, `policy`, `pipeline`, `route`,
+//! `http`, `telemetry`, `metrics`, `status`) is pure: bytes and structs in, values out,
+//! no sockets, tested without I/O. `federation` is the contract between the two
+//! programs. `proxy` is the loop and must never block; `agent` is where the gateway's
+//! blocking work goes; `manage` is the plane. Dependencies point inward, and `agent` and
+//! `manage` never import each other (ARCHITECTURE.md; `scripts/check-layers.sh`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -30,6 +37,7 @@ pub mod log_writer;
 pub mod manage;
 pub mod metrics;
 pub mod notify;
+pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod route;

@@ -154,58 +154,7 @@ impl<'a> Gauges<'a> {
     }
 }
 
-/// Which labels request metrics carry (`telemetry.metrics.labels`), besides the status
-/// class and error reason. Each one multiplies the series; all stay within `MAX_SERIES`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LabelSet {
-    pub api: bool,
-    pub operation: bool,
-    pub product: bool,
-    pub subscription: bool,
-}
-
-impl Default for LabelSet {
-    fn default() -> Self {
-        LabelSet {
-            api: true,
-            operation: true,
-            product: false,
-            subscription: false,
-        }
-    }
-}
-
-/// Label names in key order.
-const LABELS: [&str; 4] = ["api", "operation", "product", "subscription"];
-
-impl LabelSet {
-    /// `api,operation,product,subscription` (any of them, comma separated; `none`).
-    pub fn parse(text: &str) -> Option<LabelSet> {
-        let mut set = LabelSet {
-            api: false,
-            operation: false,
-            product: false,
-            subscription: false,
-        };
-        if text.trim() == "none" {
-            return Some(set);
-        }
-        for name in text.split(',').map(str::trim) {
-            match name {
-                "api" => set.api = true,
-                "operation" => set.operation = true,
-                "product" => set.product = true,
-                "subscription" => set.subscription = true,
-                _ => return None,
-            }
-        }
-        Some(set)
-    }
-
-    fn enabled(self) -> [bool; 4] {
-        [self.api, self.operation, self.product, self.subscription]
-    }
-}
+pub use crate::settings::{LabelSet, LABELS};
 
 /// One answered call, as metrics label it.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
 //! Gateway settings: built-in defaults < settings file < environment < `--set` flags
-//! (DESIGN.md §2). Owns key names, value syntax (durations, sizes, addresses) and the
+//! (the README's Settings tables). Owns key names, value syntax (durations, sizes, addresses) and the
 //! error that names the offending key. Pure: the caller passes file text and the
 //! environment in, so it is tested without touching the process.
 //! Must not touch: sockets, the config document, logging setup.
@@ -22,6 +22,59 @@ pub enum LogFormat {
 pub enum LocalMetrics {
     None,
     Prometheus,
+}
+
+/// Which labels request metrics carry (`telemetry.metrics.labels`), besides the status
+/// class and error reason. Each one multiplies the series; all stay within `MAX_SERIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelSet {
+    pub api: bool,
+    pub operation: bool,
+    pub product: bool,
+    pub subscription: bool,
+}
+
+impl Default for LabelSet {
+    fn default() -> Self {
+        LabelSet {
+            api: true,
+            operation: true,
+            product: false,
+            subscription: false,
+        }
+    }
+}
+
+/// Label names in key order.
+pub const LABELS: [&str; 4] = ["api", "operation", "product", "subscription"];
+
+impl LabelSet {
+    /// `api,operation,product,subscription` (any of them, comma separated; `none`).
+    pub fn parse(text: &str) -> Option<LabelSet> {
+        let mut set = LabelSet {
+            api: false,
+            operation: false,
+            product: false,
+            subscription: false,
+        };
+        if text.trim() == "none" {
+            return Some(set);
+        }
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "api" => set.api = true,
+                "operation" => set.operation = true,
+                "product" => set.product = true,
+                "subscription" => set.subscription = true,
+                _ => return None,
+            }
+        }
+        Some(set)
+    }
+
+    pub fn enabled(self) -> [bool; 4] {
+        [self.api, self.operation, self.product, self.subscription]
+    }
 }
 
 /// Everything `edgegate gateway` can be told. Field names follow the setting keys.
@@ -60,7 +113,7 @@ pub struct GatewaySettings {
     /// Byte budget of the loop's buffer pool; when spent, new requests get 503.
     pub buffers_max: usize,
     /// Which labels request metrics carry.
-    pub metrics_labels: crate::metrics::LabelSet,
+    pub metrics_labels: LabelSet,
 }
 
 /// A value that must never reach a log line; `Debug` prints a placeholder.
@@ -73,7 +126,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Every key `edgegate gateway` accepts, in DESIGN.md order.
+/// Every key `edgegate gateway` accepts, in the README's order.
 pub const GATEWAY_KEYS: &[&str] = &[
     "config.service.endpoint",
     "config.service.auth",
@@ -179,7 +232,7 @@ fn default_backup_path(is_root: bool) -> PathBuf {
 }
 
 impl GatewaySettings {
-    /// The built-in defaults of DESIGN.md §2.
+    /// The built-in defaults (the README's Settings table).
     pub fn defaults(is_root: bool) -> Self {
         GatewaySettings {
             service_endpoint: None,
@@ -210,7 +263,7 @@ impl GatewaySettings {
             connections_max: 10_000,
             shutdown_timeout: Duration::from_secs(30),
             buffers_max: 128 << 20,
-            metrics_labels: crate::metrics::LabelSet::default(),
+            metrics_labels: LabelSet::default(),
         }
     }
 
@@ -340,7 +393,7 @@ impl GatewaySettings {
                 self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
             }
             "telemetry.metrics.labels" => {
-                self.metrics_labels = crate::metrics::LabelSet::parse(value).ok_or_else(|| {
+                self.metrics_labels = LabelSet::parse(value).ok_or_else(|| {
                     bad("a list of api, operation, product, subscription (or none)")
                 })?
             }
@@ -689,6 +742,36 @@ mod tests {
         }
         assert!(m.listen_insecure && m.audit_path.is_some());
         assert_eq!(m.instances_prune_after, Duration::from_secs(10));
+    }
+
+    /// The README's settings tables and the keys the code accepts are the same, so the
+    /// reference cannot drift.
+    #[test]
+    fn the_readme_documents_exactly_the_keys_accepted() {
+        let readme = include_str!("../README.md");
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once("` |").map(|(k, _)| k))
+            .filter(|k| {
+                ["config.", "net.", "telemetry.", "limits.", "manage."]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+                    && !k.contains(' ')
+            })
+            .collect();
+        for key in GATEWAY_KEYS.iter().chain(MANAGE_KEYS) {
+            assert!(
+                documented.contains(key),
+                "{key} is not in the README's settings tables"
+            );
+        }
+        for key in &documented {
+            assert!(
+                GATEWAY_KEYS.contains(key) || MANAGE_KEYS.contains(key),
+                "the README documents {key}, which the code does not accept"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Federation end to end: real `edgegate manage` and `edgegate gateway` processes on
-//! loopback with real SQLite files. Every row of DESIGN.md §6's fail-static table.
+//! loopback with real SQLite files. Every row of the README's fail-static table.
 
 use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

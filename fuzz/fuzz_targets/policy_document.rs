@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         backend_id: &backend,
         add_backend_url: &mut add,
         owner: "api:fuzz",
+        uses: Default::default(),
     };
     let _ = parse(text, &mut ctx);
     for block in [false, true] {

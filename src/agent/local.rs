@@ -118,6 +118,10 @@ pub fn open_store(backup: Option<(&Path, u32)>) -> Result<Option<Store>, String>
             if let Some(note) = note {
                 log::error!("{note}");
             }
+            log::info!(
+                "config backups in {} ({keep} versions kept)",
+                file.display()
+            );
             Ok(Some(store))
         }
         Err(e) => Err(format!(

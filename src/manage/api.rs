@@ -1,4 +1,4 @@
-//! The management plane's HTTP API (DESIGN.md §5). Admin endpoints under `/admin/` need
+//! The management plane's HTTP API. Admin endpoints under `/admin/` need
 //! `Authorization: Bearer <admin token>`; gateway endpoints under `/gateway/` need a
 //! `GatewayKey` token. Every mutation bumps the revision and wakes long polls.
 //! Must not touch: sockets (http.rs), SQL (store.rs).

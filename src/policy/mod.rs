@@ -3,7 +3,9 @@
 //! apply (`parse`), its `<base />` elements resolved against the parent scope
 //! (`Plan::merge`), and the result is a `Plan` per operation (and per product that
 //! grants the API): flat lists of compiled `Policy` values holding compiled `Expr`s. At
-//! request time `exec` walks a plan; nothing parses XML or expression text then.
+//! request time `crate::pipeline::exec` walks a plan; nothing parses XML or expression
+//! text then. This module never needs the config's data model (`crate::config` holds
+//! compiled plans, not the other way round).
 //!
 //! ```text
 //!   inbound (+ backend steps before forward-request) ─▶ forward-request ─▶ outbound
@@ -12,7 +14,6 @@
 //! ```
 //! Must not touch: sockets, the loop's state, the clock (time comes in as an argument).
 
-pub mod exec;
 pub mod expr;
 pub mod jwt;
 pub mod limits;
@@ -107,21 +108,21 @@ pub struct Limit {
     pub nested: Vec<Limit>,
 }
 
+/// An API or operation as a limit names it: by id or by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
 impl Limit {
     /// The levels that apply to a call of `op` in `api`: this one, then the matching
     /// `<api>` and its matching `<operation>`.
-    pub fn levels<'l>(
-        &'l self,
-        api: &'l crate::config::Api,
-        op: &'l crate::config::Operation,
-    ) -> impl Iterator<Item = &'l Limit> {
-        let named = |l: &Limit, id: &str, name: &str| l.name == id || l.name == name;
-        let apis = self
-            .nested
-            .iter()
-            .filter(move |a| named(a, &api.id, &api.name));
+    pub fn levels<'l>(&'l self, api: Named<'l>, op: Named<'l>) -> impl Iterator<Item = &'l Limit> {
+        let named = |l: &Limit, n: Named| l.name == n.id || l.name == n.name;
+        let apis = self.nested.iter().filter(move |a| named(a, api));
         std::iter::once(self).chain(apis.flat_map(move |a| {
-            std::iter::once(a).chain(a.nested.iter().filter(move |o| named(o, &op.id, &op.name)))
+            std::iter::once(a).chain(a.nested.iter().filter(move |o| named(o, op)))
         }))
     }
 }

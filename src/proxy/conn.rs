@@ -40,7 +40,9 @@ use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
 use crate::metrics::Metrics;
-use crate::policy::exec::{self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target};
+use crate::pipeline::exec::{
+    self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target,
+};
 use crate::policy::limits::Counters;
 use crate::policy::Retry;
 use crate::status::{self, SyncState};

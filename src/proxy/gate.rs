@@ -13,7 +13,7 @@ use crate::http::forward::HeaderEdits;
 use crate::http::request::{BodyKind, RequestHead};
 use crate::http::response::ResponseBody;
 use crate::http::Failure;
-use crate::policy::exec::{self, query_value, Io, Phase, RequestView, State, Who};
+use crate::pipeline::exec::{self, query_value, Io, Phase, RequestView, State, Who};
 use crate::policy::limits::Counters;
 use crate::policy::Plan;
 

@@ -9,12 +9,12 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use super::expr::{Env, EvalError, Field, Lookup, Val};
-use super::limits::{ConcurrencySlot, Counters};
-use super::{jwt, ExistsAction, Policy, Step, Text};
 use crate::config::{Api, Operation, Product, Runtime, Subscription};
 use crate::http::failure::{message_body, JSON};
 use crate::http::forward::HeaderEdits;
+use crate::policy::expr::{Env, EvalError, Field, Lookup, Val};
+use crate::policy::limits::{ConcurrencySlot, Counters};
+use crate::policy::{self, jwt, ExistsAction, Policy, Step, Text};
 
 /// Request headers as the executor sees them.
 #[derive(Clone, Copy)]
@@ -138,6 +138,23 @@ pub struct Who<'a> {
     /// The key the caller presented (for `context.Subscription.Key`).
     pub key: &'a str,
     pub gateway_id: &'a str,
+}
+
+impl Who<'_> {
+    /// The API as a limit's `<api name="…">` matches it.
+    pub fn api_named(&self) -> policy::Named<'_> {
+        policy::Named {
+            id: &self.api.id,
+            name: &self.api.name,
+        }
+    }
+    /// The operation as a limit's `<operation name="…">` matches it.
+    pub fn op_named(&self) -> policy::Named<'_> {
+        policy::Named {
+            id: &self.op.id,
+            name: &self.op.name,
+        }
+    }
 }
 
 /// `context.LastError`.
@@ -907,7 +924,7 @@ fn run_one(
             // the top level always counts; nested levels only where they set calls
             let levels = || {
                 r.limit
-                    .levels(who.api, who.op)
+                    .levels(who.api_named(), who.op_named())
                     .filter(|l| l.calls > 0 || l.name.is_empty())
             };
             // check every level first, so a refused call counts nowhere
@@ -968,7 +985,7 @@ fn run_one(
                 None => who.subscription.map_or(String::new(), |s| s.id.clone()),
             };
             let now_s = io.now_ms / 1000;
-            for l in q.limit.levels(who.api, who.op) {
+            for l in q.limit.levels(who.api_named(), who.op_named()) {
                 if l.calls == 0 && l.bandwidth_kb == 0 {
                     continue;
                 }
@@ -1086,7 +1103,7 @@ pub fn acquire_forward_slot(
 /// (a backend that could not be reached or did not answer is seen as the gateway's
 /// 502 / 504 with no headers). A condition that fails to evaluate means no retry.
 pub fn retry_wanted(
-    retry: &super::Retry,
+    retry: &policy::Retry,
     req: &RequestView,
     resp: &ResponseView,
     who: &Who,
@@ -1103,7 +1120,7 @@ pub fn retry_wanted(
 /// `max-interval`, exponential (`interval + 2^(n - 1) * delta * jitter`, `jitter` in
 /// 0.8..1.2); never above `max-interval` when it is set. `first-fast-retry` makes the
 /// first one immediate.
-pub fn retry_delay(retry: &super::Retry, n: u32, jitter: f64) -> std::time::Duration {
+pub fn retry_delay(retry: &policy::Retry, n: u32, jitter: f64) -> std::time::Duration {
     if n <= 1 && retry.first_fast_retry {
         return std::time::Duration::ZERO;
     }
@@ -1123,8 +1140,8 @@ pub fn retry_delay(retry: &super::Retry, n: u32, jitter: f64) -> std::time::Dura
 }
 
 /// Counts the call against every level of quota `q` once it ends (see `finish`).
-fn use_quota(st: &mut State, q: &super::Quota, who: &Who, key: String) {
-    for l in q.limit.levels(who.api, who.op) {
+fn use_quota(st: &mut State, q: &policy::Quota, who: &Who, key: String) {
+    for l in q.limit.levels(who.api_named(), who.op_named()) {
         st.quotas.push(QuotaUse {
             label: Arc::clone(&l.label),
             key: key.clone(),
@@ -1145,7 +1162,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn rate_refused(step: &Step, st: &mut State, h: &super::LimitHeaders, retry: u64) -> Flow {
+fn rate_refused(step: &Step, st: &mut State, h: &policy::LimitHeaders, retry: u64) -> Flow {
     let msg = format!("Rate limit is exceeded. Try again in {retry} seconds.");
     st.answer(429, &msg);
     let name = h.retry_after_header.as_deref().unwrap_or("Retry-After");
@@ -1159,7 +1176,7 @@ fn rate_refused(step: &Step, st: &mut State, h: &super::LimitHeaders, retry: u64
     st.fail(step, policy_name(&step.policy), "RateLimitExceeded", &msg)
 }
 
-fn rate_allowed(st: &mut State, h: &super::LimitHeaders, remaining: u64, total: u64) {
+fn rate_allowed(st: &mut State, h: &policy::LimitHeaders, remaining: u64, total: u64) {
     if let Some(hdr) = &h.remaining_header {
         st.resp.headers.set(hdr, Some(vec![remaining.to_string()]));
     }
@@ -1263,7 +1280,7 @@ pub fn mock<'o>(
     }
 }
 
-fn cors(c: &super::Cors, req: &RequestView, st: &mut State) -> Flow {
+fn cors(c: &policy::Cors, req: &RequestView, st: &mut State) -> Flow {
     let origin = req.headers.get("origin");
     let preflight =
         req.method == "OPTIONS" && req.headers.get("access-control-request-method").is_some();
@@ -1348,7 +1365,7 @@ fn cors(c: &super::Cors, req: &RequestView, st: &mut State) -> Flow {
 }
 
 /// Access-Control-Allow-Origin (and -Credentials) for an allowed origin.
-fn allow(c: &super::Cors, origin: &str, h: &mut HeaderEdits) {
+fn allow(c: &policy::Cors, origin: &str, h: &mut HeaderEdits) {
     let value = if c.any_origin {
         "*".to_string()
     } else {
@@ -1444,8 +1461,8 @@ mod tests {
     use crate::policy::expr::Expr;
     use std::time::Duration;
 
-    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> super::super::Retry {
-        super::super::Retry {
+    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> policy::Retry {
+        policy::Retry {
             condition: Expr::parse("true", false).unwrap(),
             count: 5,
             interval_secs: interval,
@@ -1457,7 +1474,7 @@ mod tests {
 
     #[test]
     fn retry_waits_follow_apim() {
-        let secs = |r: &super::super::Retry, n, j| retry_delay(r, n, j).as_secs_f64();
+        let secs = |r: &policy::Retry, n, j| retry_delay(r, n, j).as_secs_f64();
         // fixed
         let fixed = retry(2, 0, 0, false);
         assert_eq!((secs(&fixed, 1, 1.0), secs(&fixed, 4, 1.0)), (2.0, 2.0));
