@@ -331,7 +331,7 @@ fn invalid_document_from_a_plane_is_rejected_and_reported() {
     let gw = Gateway::service_in(dir, &format!("http://{bad}"), &token, &[]);
     assert!(
         eventually(Duration::from_secs(10), || status(&gw)
-            .contains("\"result\": \"error\"")),
+            .contains("config from the management plane rejected")),
         "{}",
         status(&gw)
     );

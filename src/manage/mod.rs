@@ -125,7 +125,8 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         if tls.is_some() { "https" } else { "http" }
     );
     if let Some(n) = crate::notify::Notifier::from_env() {
-        n.send("READY=1");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        n.send(&format!("READY=1\nEDGEGATE_LISTEN={scheme}://{bound}"));
     }
     let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| plane.handle(req));
     http::serve(listener, tls, handler).map_err(|e| e.to_string())

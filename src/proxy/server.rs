@@ -190,7 +190,16 @@ impl Server {
         self.ensure_https();
         if let Some(n) = &self.notifier {
             let version = self.runtime.as_ref().map_or("none", |r| r.version.as_str());
-            n.send(&format!("READY=1\nSTATUS=serving config version {version}"));
+            // EDGEGATE_LISTEN: where it listens (an ephemeral port included), for whoever
+            // started it; systemd ignores the field
+            let listen = self
+                .listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map_or(String::new(), |a| format!("\nEDGEGATE_LISTEN=http://{a}"));
+            n.send(&format!(
+                "READY=1\nSTATUS=serving config version {version}{listen}"
+            ));
         }
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + SWEEP_EVERY;

@@ -232,15 +232,33 @@ impl Drop for Gateway {
     }
 }
 
-/// Starts `cmd`, collects its stderr lines, and waits (bounded) for its
-/// "listening on http://ADDR" line.
+/// Starts `cmd`, collects its stderr lines, and waits (bounded) until it says it is
+/// ready: a `READY=1` notification on a socket of our own (`NOTIFY_SOCKET`, as systemd
+/// would give it) naming where it listens. A command that brings its own
+/// `NOTIFY_SOCKET` is waited for by its "listening on" log line instead.
 pub fn spawn_listening(
     mut cmd: Command,
     what: &str,
 ) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    let own_socket = !cmd.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET");
+    let ready = own_socket.then(|| {
+        let name = format!(
+            "edgegate-ready-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let sock = UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap())
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        cmd.env("NOTIFY_SOCKET", format!("@{name}"));
+        sock
+    });
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -253,22 +271,35 @@ pub fn spawn_listening(
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let found = lines.lock().unwrap().iter().find_map(|l| {
-            let rest = l
-                .split("listening on http://")
-                .nth(1)
-                .or_else(|| l.split("listening on https://").nth(1));
-            rest.and_then(|a| {
-                a.trim()
-                    .trim_end_matches(['"', '}'])
-                    .parse::<SocketAddr>()
-                    .ok()
-            })
-        });
+        let found = match &ready {
+            Some(sock) => {
+                let mut buf = [0u8; 512];
+                sock.recv(&mut buf).ok().and_then(|n| {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    msg.lines()
+                        .find_map(|l| l.strip_prefix("EDGEGATE_LISTEN="))
+                        .and_then(|url| url.split("://").nth(1))
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                })
+            }
+            None => lines.lock().unwrap().iter().find_map(|l| {
+                let rest = l
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| l.split("listening on https://").nth(1));
+                rest.and_then(|a| {
+                    a.trim()
+                        .trim_end_matches(['"', '}'])
+                        .parse::<SocketAddr>()
+                        .ok()
+                })
+            }),
+        };
         if let Some(addr) = found {
             return (child, addr, lines);
         }
         if let Ok(Some(status)) = child.try_wait() {
+            thread::sleep(Duration::from_millis(50));
             panic!(
                 "{what} exited early with {status}: {:?}",
                 lines.lock().unwrap()
@@ -279,7 +310,9 @@ pub fn spawn_listening(
             "{what} did not start: {:?}",
             lines.lock().unwrap()
         );
-        thread::sleep(Duration::from_millis(20));
+        if ready.is_none() {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
