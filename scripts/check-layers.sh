@@ -61,9 +61,10 @@ for f in $(find . -name '*.rs' | sort); do
   code="$(awk '/^#\[cfg\(test\)\]/{exit} {n++} END{print n+0}' "$f")"
   if [ "$code" -gt 1200 ]; then echo "size: ${f#./} has $code lines before its tests (budget 1200)"; fi
   awk -v file="${f#./}" '
-    /^#\[cfg\(test\)\]/ { exit }
-    /^ *(pub(\([a-z]+\))? )?fn [a-z_0-9]+/ { if (name != "" && NR - start > 150) printf "size: %s: fn %s has %d lines (budget 150)\n", file, name, NR - start; name = $0; sub(/.*fn /, "", name); sub(/[<(].*/, "", name); start = NR }
-    END { }
+    function report(end) { if (name != "" && end - start > 150) printf "size: %s: fn %s has %d lines (budget 150)\n", file, name, end - start }
+    /^#\[cfg\(test\)\]/ { report(NR); name = ""; exit }
+    /^ *(pub(\([a-z]+\))? )?fn [a-z_0-9]+/ { report(NR); name = $0; sub(/.*fn /, "", name); sub(/[<(].*/, "", name); start = NR }
+    END { report(NR) }
   ' "$f"
 done
 

@@ -1,0 +1,527 @@
+//! Routing and admission of one parsed request head: a gateway answer, a policy's
+//! answer, a request for the whole body first, or a ready backend exchange.
+//! Must not touch: sockets, the loop.
+
+use super::*;
+
+pub(super) enum Decision<'h> {
+    Reply {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+        failure: Option<Failure>,
+        method: String,
+        url: String,
+        api: &'h str,
+    },
+    /// A complete answer made by policies (already rendered).
+    Raw {
+        bytes: Vec<u8>,
+        status: u16,
+        /// Body bytes after the head that were read for the plan (consumed with it).
+        consumed: usize,
+        close: bool,
+        method: String,
+        url: String,
+        api: &'h str,
+        op: &'h str,
+        /// context.RequestId, logged as the record's id.
+        request_id: String,
+        /// Why the answer is not a success, if it is not (for the log): the gateway's
+        /// failure, or context.LastError's reason (a throttled call says so).
+        reason: Option<std::borrow::Cow<'static, str>>,
+        /// The calling subscription's id, and its product, when there are.
+        subscription: String,
+        product: String,
+    },
+    /// The plan needs the whole request body first: grow the buffer to this size.
+    NeedBody(usize),
+    /// The exchange, and the body bytes after the head already folded into its head.
+    Proxy(Box<Exchange>, usize),
+}
+
+/// A request that matches no API or operation, under `stand_in` (the global plan):
+/// on-error runs from the 404 with LastError Source `configuration`, Reason
+/// `OperationNotFound`, and may change the answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn unmatched<'h>(
+    stand_in: &crate::config::Api,
+    head: &request::RequestHead,
+    peer_ip: &str,
+    https: bool,
+    rt: &Arc<Runtime>,
+    ctx: &mut Ctx<'h>,
+    url: String,
+    method: String,
+) -> Decision<'h> {
+    let failure = Failure::OperationNotFound;
+    let Some(plan) = stand_in.operations.first().and_then(|o| o.plan(None)) else {
+        return Decision::Reply {
+            status: failure.status(),
+            content_type: JSON,
+            body: failure_body(failure),
+            failure: Some(failure),
+            method,
+            url,
+            api: "",
+        };
+    };
+    let view = RequestView {
+        method: head.method,
+        path: head.path,
+        rest: head.path,
+        host: head.host,
+        query: head.query,
+        headers: HeaderSrc::Parsed(head.headers),
+        ip: peer_ip,
+        https,
+    };
+    let ids = gate::Ids {
+        api: crate::config::UNMATCHED_API,
+        op: 0,
+        product: None,
+        subscription: None,
+    };
+    through_on_error(
+        plan,
+        ids,
+        failure,
+        &view,
+        head,
+        rt,
+        ctx,
+        (url, method, "", ""),
+    )
+}
+
+/// Answers a failure outside the policies (a refused key, no matching operation) the way
+/// `plan`'s on-error makes it, starting from the gateway's own answer. `logged`: the
+/// request log's url, method, API and operation.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn through_on_error<'h>(
+    plan: &Arc<crate::policy::Plan>,
+    ids: gate::Ids,
+    failure: Failure,
+    view: &RequestView,
+    head: &request::RequestHead,
+    rt: &Arc<Runtime>,
+    ctx: &mut Ctx<'h>,
+    logged: (String, String, &'h str, &'h str),
+) -> Decision<'h> {
+    let (url, method, api, op) = logged;
+    *ctx.seq += 1;
+    let id = request_id(ctx.id_prefix, *ctx.seq);
+    let mut c = Call::start(plan, ids, "", id, view);
+    c.on_failure(failure, rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+    let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
+    let st = &c.st;
+    Decision::Raw {
+        status: st.resp.status.unwrap_or(failure.status()),
+        bytes: gate::render_response(st, failure.status(), "", &[], close, head.is_head()),
+        consumed: 0,
+        close,
+        method,
+        url,
+        api,
+        op,
+        request_id: st.request_id.clone(),
+        reason: Some(failure.reason().into()),
+        subscription: String::new(),
+        product: String::new(),
+    }
+}
+
+pub(super) fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    )
+}
+
+/// Routing and admission for one parsed head: a gateway answer or a ready exchange.
+pub(super) fn decide<'h>(
+    head: &request::RequestHead,
+    body_bytes: &[u8],
+    peer_ip: &str,
+    https: bool,
+    ctx: &mut Ctx<'h>,
+) -> Decision<'h> {
+    let logging = ctx.log.enabled();
+    static NO_CONFIG: std::sync::OnceLock<Redaction> = std::sync::OnceLock::new();
+    let redaction = match ctx.runtime {
+        Some(rt) => &rt.redaction,
+        None => NO_CONFIG.get_or_init(Redaction::default),
+    };
+    // the URL for the request log, redacted as the runtime says (whatever the answer)
+    let url_of = || {
+        if logging {
+            redaction.url(head.path, head.query)
+        } else {
+            String::new()
+        }
+    };
+    // the method for the request log, only when it is written
+    let logged_method = || {
+        if logging {
+            head.method.to_string()
+        } else {
+            String::new()
+        }
+    };
+    let reply = |f: Failure, api: &'h str, url: String| Decision::Reply {
+        status: f.status(),
+        content_type: JSON,
+        body: failure_body(f),
+        failure: Some(f),
+        method: logged_method(),
+        url,
+        api,
+    };
+    if status::STATUS_PATHS.contains(&head.path) {
+        let (code, body) = status::render(ctx.runtime.map(|r| &**r), ctx.sync, SystemTime::now());
+        return Decision::Reply {
+            status: code,
+            content_type: JSON,
+            body,
+            failure: None,
+            method: head.method.to_string(),
+            url: head.path.to_string(),
+            api: "",
+        };
+    }
+    let Some(rt) = ctx.runtime else {
+        return reply(Failure::NoConfig, "", url_of());
+    };
+    // no API or no operation: the global on-error, when there is one (as in APIM)
+    let not_found = |ctx: &mut Ctx<'h>, url: String| match &rt.unmatched {
+        Some(u) => unmatched(u, head, peer_ip, https, rt, ctx, url, logged_method()),
+        None => reply(Failure::OperationNotFound, "", url),
+    };
+    let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
+        return not_found(ctx, url_of());
+    };
+    let Some(api) = rt.apis.get(found.api as usize) else {
+        return not_found(ctx, url_of());
+    };
+    let rest = &head.path[found.rest_offset..];
+    let Some(op) = api.op_table.find(rest, head.method) else {
+        return not_found(ctx, url_of());
+    };
+    let view = RequestView {
+        method: head.method,
+        path: head.path,
+        rest,
+        host: head.host,
+        query: head.query,
+        headers: HeaderSrc::Parsed(head.headers),
+        ip: peer_ip,
+        https,
+    };
+    let admitted = match gate::admit(rt, found.api, api, head) {
+        Ok(a) => a,
+        Err(f) => {
+            // as in APIM, a refused key goes through on-error (Source "authorization")
+            let on_error = api
+                .operations
+                .get(op as usize)
+                .and_then(|o| o.plan(None))
+                .filter(|p| !p.trivial && !p.on_error.is_empty());
+            let Some(plan) = on_error else {
+                return reply(f, &api.id, url_of());
+            };
+            let ids = gate::Ids {
+                api: found.api,
+                op,
+                product: None,
+                subscription: None,
+            };
+            let op_id = api
+                .operations
+                .get(op as usize)
+                .map_or("", |o| o.id.as_str());
+            let (url, method) = (url_of(), logged_method());
+            return through_on_error(
+                plan,
+                ids,
+                f,
+                &view,
+                head,
+                rt,
+                ctx,
+                (url, method, &api.id, op_id),
+            );
+        }
+    };
+    if let BodyKind::Length(n) = head.body {
+        if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
+            return reply(Failure::BodyTooLarge, "", url_of());
+        }
+    }
+    let Some(operation) = api.operations.get(op as usize) else {
+        return reply(Failure::OperationNotFound, "", url_of());
+    };
+    let plan = operation
+        .plan(admitted.product)
+        .filter(|p| !p.trivial)
+        .map(Arc::clone);
+    let mut call: Option<Box<Call>> = None;
+    // body bytes after the head that the plan read whole
+    let mut consumed = 0;
+    if let Some(plan) = plan {
+        let mut collected = None;
+        if plan.inbound_needs_body && head.body != BodyKind::None {
+            match gate::whole_body(head.body, body_bytes) {
+                Ok(Some((body, used))) => {
+                    consumed = used;
+                    collected = Some(body);
+                }
+                Ok(None) => {
+                    let want = match head.body {
+                        BodyKind::Length(n) => head.head_len + n as usize,
+                        _ => (head.head_len + body_bytes.len() * 2)
+                            .max(64 * 1024)
+                            .min(head.head_len + gate::BUFFERED_BODY_MAX + 64 * 1024),
+                    };
+                    return Decision::NeedBody(want);
+                }
+                Err(f) => return reply(f, &api.id, url_of()),
+            }
+        }
+        *ctx.seq += 1;
+        let ids = gate::Ids {
+            api: found.api,
+            op,
+            product: admitted.product,
+            subscription: admitted.subscription,
+        };
+        let id = request_id(ctx.id_prefix, *ctx.seq);
+        let mut c = Box::new(Call::start(&plan, ids, admitted.key, id, &view));
+        c.st.req.body = collected;
+        let Some(who) = gate::who(rt, ids, admitted.key, ctx.gateway_id) else {
+            return reply(Failure::OperationNotFound, "", url_of());
+        };
+        let mut io = exec::Io {
+            counters: &mut *ctx.counters,
+            now_ms: ctx.wall_ms,
+            runtime: rt,
+        };
+        let st = &mut c.st;
+        let mut flow = exec::run(
+            &plan.inbound,
+            exec::Phase::Request,
+            &view,
+            None,
+            &who,
+            st,
+            &mut io,
+        );
+        if flow == Flow::Continue {
+            match &plan.forward {
+                None => {
+                    // no forward-request: APIM answers an empty 200, through outbound
+                    st.resp.status.get_or_insert(200);
+                    st.resp.body.get_or_insert_with(Vec::new);
+                    flow = exec::run(
+                        &plan.outbound,
+                        exec::Phase::Response,
+                        &view,
+                        None,
+                        &who,
+                        st,
+                        &mut io,
+                    );
+                    if flow == Flow::Continue {
+                        flow = Flow::Respond;
+                    }
+                }
+                Some(fwd) => {
+                    if let Some((key, max, counter)) = &fwd.concurrency {
+                        flow = exec::acquire_forward_slot(
+                            key, *max, *counter, &view, &who, st, &mut io,
+                        );
+                    }
+                }
+            }
+        }
+        if flow == Flow::Error {
+            exec::run(
+                &plan.on_error,
+                exec::Phase::Response,
+                &view,
+                None,
+                &who,
+                st,
+                &mut io,
+            );
+        }
+        if flow != Flow::Continue {
+            exec::settle(&view, None, &who, st, &mut io);
+            exec::finish(st, io.counters, 0, ctx.wall_ms);
+            let close =
+                !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
+            let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
+            return Decision::Raw {
+                status: st.resp.status.unwrap_or(200),
+                bytes,
+                consumed,
+                close,
+                method: logged_method(),
+                url: url_of(),
+                api: &api.id,
+                op: &operation.id,
+                request_id: st.request_id.clone(),
+                reason: st.last_error.as_ref().map(|e| snake_case(&e.reason).into()),
+                subscription: who.subscription.map_or(String::new(), |s| s.id.clone()),
+                product: who.product.map_or(String::new(), |p| p.id.clone()),
+            };
+        }
+        call = Some(c);
+    }
+    let edits = call.as_ref().map(|c| &c.st.req);
+    type Chosen<'c> = (
+        &'c [SocketAddr],
+        &'c str,
+        &'c str,
+        Option<&'c Arc<ServerName<'static>>>,
+    );
+    let (addrs, authority, base_path, tls): Chosen = match edits.and_then(|e| e.target.as_ref()) {
+        Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
+            Some(b) => (&b.addrs, &b.authority, &b.base_path, b.tls.as_ref()),
+            None => (&[], "", "", None),
+        },
+        Some(Target::Addr {
+            ref addr,
+            ref authority,
+            ref base_path,
+            ref tls,
+        }) => (
+            std::slice::from_ref(addr),
+            authority.as_str(),
+            base_path.as_str(),
+            tls.as_ref(),
+        ),
+        None => (
+            &api.backend.addrs,
+            &api.backend.authority,
+            &api.backend.base_path,
+            api.backend.tls.as_ref(),
+        ),
+    };
+    let tls = tls.cloned();
+    if addrs.is_empty() {
+        return reply(Failure::BackendUnresolved, "", url_of());
+    }
+    if call.is_none() {
+        *ctx.seq += 1;
+    }
+    let addr = addrs[(*ctx.seq as usize) % addrs.len()];
+    let Some(mut out) = ctx.pool.get(Class::Head) else {
+        return reply(Failure::Exhausted(BUFFERS_EXHAUSTED), "", url_of());
+    };
+    let new_query = edits
+        .and_then(|e| e.query.as_ref())
+        .map(|q| exec::join_query(q));
+    let body_override = edits.and_then(|e| e.body.as_deref());
+    let backend_req = BackendRequest {
+        method: edits
+            .and_then(|e| e.method.as_deref())
+            .unwrap_or(head.method),
+        base_path,
+        rest: edits.and_then(|e| e.rest.as_deref()).unwrap_or(rest),
+        query: match &new_query {
+            Some(q) if q.is_empty() => None,
+            Some(q) => Some(q.as_str()),
+            None => head.query,
+        },
+        authority,
+        client_ip: peer_ip,
+        proto: if https { "https" } else { "http" },
+        original_host: head.host,
+        chunked: head.body == BodyKind::Chunked && body_override.is_none(),
+        length: match body_override {
+            Some(b) => Some(b.len() as u64),
+            None => head.body.content_length(),
+        },
+        edits: edits.map(|e| &e.headers).filter(|h| !h.is_empty()),
+    };
+    let trust = ctx.limits.trust_forwarded_proto;
+    let written = write_head(ctx.pool, &mut out, |w| {
+        forward::write_backend_request(w, &backend_req, head.headers, trust)
+    });
+    if written.is_err() || body_override.is_some_and(|b| !append(ctx.pool, &mut out, b)) {
+        ctx.pool.put(out);
+        return reply(Failure::HeadTooLarge, "", url_of());
+    }
+    let trace = logging.then(|| {
+        Box::new(Trace {
+            // the id policies saw as context.RequestId, when they ran
+            id: call.as_ref().map_or_else(
+                || request_id(ctx.id_prefix, *ctx.seq),
+                |c| c.st.request_id.clone(),
+            ),
+            method: head.method.to_string(),
+            url: url_of(),
+            wall: SystemTime::now(),
+        })
+    });
+    let req = match head.body {
+        _ if body_override.is_some() => ReqBody::Done,
+        BodyKind::None => ReqBody::Done,
+        BodyKind::Length(n) => ReqBody::Length(n),
+        BodyKind::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
+    };
+    let timeout = call
+        .as_ref()
+        .and_then(|c| c.plan.forward.as_ref())
+        .and_then(|f| f.timeout_secs)
+        .map(Duration::from_secs);
+    let request_read = matches!(req, ReqBody::Done).then_some(ctx.now);
+    let retryable = is_idempotent(backend_req.method)
+        && (head.body == BodyKind::None || body_override.is_some());
+    Decision::Proxy(
+        Box::new(Exchange {
+            rt: Arc::clone(rt),
+            api: found.api,
+            op,
+            backend: usize::MAX,
+            addr,
+            retried: false,
+            retryable,
+            head: Some(out),
+            head_sent: 0,
+            continue_left: if head.expect_continue && head.body != BodyKind::None && consumed == 0 {
+                CONTINUE.len()
+            } else {
+                0
+            },
+            req,
+            req_sendable: 0,
+            resp_buf: None,
+            resp: Resp::AwaitHead,
+            resp_sendable: 0,
+            backend_eof: false,
+            http10: head.minor == 0,
+            is_head: head.is_head(),
+            started: ctx.now,
+            connect_started: ctx.now,
+            backend_started: None,
+            last_client: ctx.now,
+            last_backend: ctx.now,
+            status: 0,
+            backend_status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            client_head: head.head_len as u64,
+            response_head_out: 0,
+            trace,
+            call,
+            timeout,
+            subscription: admitted.subscription,
+            retries: 0,
+            retry_at: None,
+            request_read,
+            tls,
+        }),
+        consumed,
+    )
+}
