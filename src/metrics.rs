@@ -89,6 +89,7 @@ pub struct GaugeValues {
     pub plane_connected: Option<bool>,
     pub backup_versions: Option<u32>,
     pub connections_open: usize,
+    pub log_records_dropped: u64,
 }
 
 impl GaugeValues {
@@ -99,6 +100,7 @@ impl GaugeValues {
             plane_connected: g.plane_connected,
             backup_versions: g.backup_versions,
             connections_open: g.connections_open,
+            log_records_dropped: g.log_records_dropped,
         }
     }
 
@@ -109,6 +111,7 @@ impl GaugeValues {
             plane_connected: self.plane_connected,
             backup_versions: self.backup_versions,
             connections_open: self.connections_open,
+            log_records_dropped: self.log_records_dropped,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Gauges<'a> {
     /// Versions in the backup store, when backups are on.
     pub backup_versions: Option<u32>,
     pub connections_open: usize,
+    /// Request records the loop could not hand to the log writer (stderr too slow).
+    pub log_records_dropped: u64,
 }
 
 impl<'a> Gauges<'a> {
@@ -150,6 +155,7 @@ impl<'a> Gauges<'a> {
             plane_connected: service_mode.then_some(sync.offline_since.is_none()),
             backup_versions: sync.backup_versions,
             connections_open,
+            log_records_dropped: 0,
         }
     }
 }
@@ -392,6 +398,11 @@ impl Metrics {
             "# TYPE edgegate_connections_open gauge\nedgegate_connections_open {}",
             g.connections_open
         );
+        let _ = writeln!(
+            out,
+            "# TYPE edgegate_log_records_dropped_total counter\nedgegate_log_records_dropped_total {}",
+            g.log_records_dropped
+        );
         out
     }
 }
@@ -440,6 +451,7 @@ mod tests {
             plane_connected: Some(false),
             backup_versions: Some(4),
             connections_open: 3,
+            log_records_dropped: 7,
         });
         for line in [
             "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
@@ -455,6 +467,7 @@ mod tests {
             "edgegate_plane_connected 0",
             "edgegate_backup_versions 4",
             "edgegate_connections_open 3",
+            "edgegate_log_records_dropped_total 7",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
@@ -480,7 +493,8 @@ mod tests {
                 config_age_seconds: 0,
                 plane_connected: None,
                 backup_versions: None,
-                connections_open: 0
+                connections_open: 0,
+                log_records_dropped: 0,
             })
             .contains("edgegate_requests_unlabelled_total 5"));
     }
@@ -542,6 +556,7 @@ mod tests {
             plane_connected: None,
             backup_versions: None,
             connections_open: 0,
+            log_records_dropped: 0,
         });
         let want = r#"edgegate_requests_total{api="echo",product="gold",subscription="sub-1",status_class="4xx",error_reason="rate_limit_exceeded"} 1"#;
         assert!(text.lines().any(|l| l == want), "{text}");

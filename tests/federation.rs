@@ -360,6 +360,13 @@ fn revoked_or_expired_token_keeps_serving_and_says_so() {
         (200, "a"),
         "still served, never an empty 200"
     );
+    // the plane says why the instance went quiet, once it is quiet
+    let (_, view) = plane.admin("GET", "/admin/gateways/gw1", "");
+    assert!(
+        view.contains(r#""lastTokenRefusal":{"at":"#)
+            && view.contains("token signature is not valid for this gateway"),
+        "{view}"
+    );
 
     // an expired token (signed with the current key, expiry in the past)
     let key: String = rusqlite::Connection::open(plane.dir.join("plane.db"))

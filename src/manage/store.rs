@@ -930,6 +930,46 @@ pub(super) mod tests {
         PlaneStore::open(&dir.join("plane.db")).unwrap()
     }
 
+    /// Before, instances and metrics rows were never forgotten, and a gateway made a
+    /// new instance at every start.
+    #[test]
+    fn instances_not_heard_from_are_pruned_with_their_metrics() {
+        let mut s = store("prune");
+        s.put_gateway("g", Object::new()).unwrap();
+        for (instance, seen) in [("old", 1_000), ("fresh", 9_000)] {
+            s.record_heartbeat("g", instance, &obj(r#"{"instanceId": "x"}"#))
+                .unwrap();
+            s.record_metrics(
+                "g",
+                &format!("{instance}.run"),
+                "edgegate_connections_open 1\n",
+            )
+            .unwrap();
+            s.conn
+                .execute(
+                    "UPDATE instances SET last_seen = ?1 WHERE instance = ?2",
+                    params![seen, instance],
+                )
+                .unwrap();
+            s.conn
+                .execute(
+                    "UPDATE metrics SET received = ?1 WHERE instance = ?2",
+                    params![seen, format!("{instance}.run")],
+                )
+                .unwrap();
+        }
+        assert_eq!(s.prune_instances(5_000).unwrap(), 1);
+        let left: Vec<String> = s
+            .instances("g")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.instance)
+            .collect();
+        assert_eq!(left, ["fresh"]);
+        let metrics: Vec<String> = s.metrics("g").unwrap().into_iter().map(|m| m.0).collect();
+        assert_eq!(metrics, ["fresh.run"]);
+    }
+
     #[test]
     fn entities_revisions_and_documents() {
         let mut s = store("docs");

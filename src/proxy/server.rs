@@ -602,12 +602,15 @@ impl Server {
         let Some(metrics) = self.metrics.as_mut() else {
             return;
         };
-        let gauges = crate::metrics::Gauges::of(
-            self.runtime.as_deref(),
-            &self.sync,
-            self.limits.service_mode,
-            self.clients.len(),
-        );
+        let gauges = crate::metrics::Gauges {
+            log_records_dropped: self.log.dropped,
+            ..crate::metrics::Gauges::of(
+                self.runtime.as_deref(),
+                &self.sync,
+                self.limits.service_mode,
+                self.clients.len(),
+            )
+        };
         let delta = Box::new(crate::agent::scrape::MetricsDelta {
             counted: metrics.take(),
             gauges: crate::metrics::GaugeValues::of(&gauges),
@@ -666,5 +669,63 @@ impl Server {
                 self.log.batch = batch;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn runtime(version: &str) -> Arc<Runtime> {
+        let doc = format!(
+            r#"{{"schemaVersion": 1, "version": "{version}", "apis": [{{"id": "a", "path": "a", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false}}]}}"#
+        );
+        Arc::new(crate::config::compile(&doc, crate::config::ConfigSource::Local).unwrap())
+    }
+
+    /// Before, `ToAgent::Retire` was declared but never sent: a replaced runtime was
+    /// freed on the loop (tens of milliseconds for a large config).
+    #[test]
+    fn a_replaced_runtime_is_handed_to_the_agent_to_free() {
+        let poll = Poll::new().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let settings = GatewaySettings::defaults(false);
+        let (to_loop, from_agent) = mpsc::channel();
+        let (to_agent, agent_inbox) = mpsc::sync_channel(4);
+        let writer = crate::log_writer::LogWriter::spawn(Box::new(std::io::sink())).unwrap();
+        let first = runtime("v1");
+        let mut server = Server::new(
+            poll,
+            listener,
+            &settings,
+            Some(Arc::clone(&first)),
+            SyncState::default(),
+            from_agent,
+            to_agent,
+            Arc::new(AtomicBool::new(false)),
+            writer.sender(),
+        )
+        .unwrap();
+        let second = runtime("v2");
+        to_loop
+            .send(ToLoop::Apply {
+                runtime: Arc::clone(&second),
+                note: None,
+                backup_versions: None,
+            })
+            .unwrap();
+        server.take_agent_messages();
+        assert!(server
+            .runtime
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &second)));
+        match agent_inbox.try_recv() {
+            Ok(ToAgent::Retire(old)) => assert!(Arc::ptr_eq(&old, &first)),
+            _ => panic!("the old runtime was not handed over"),
+        }
+        // only this test and nothing on the loop holds the old one now
+        assert_eq!(Arc::strong_count(&first), 1);
+        writer.stop(Duration::from_secs(1));
     }
 }
