@@ -250,3 +250,236 @@ pub(super) fn append(pool: &mut Pool, out: &mut Buf, bytes: &[u8]) -> bool {
     out.filled(bytes.len());
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::io::{Read, Write};
+
+    /// An in-memory socket: each write takes at most the next scripted amount (0 =
+    /// WouldBlock), and what it took is kept; each read returns the next scripted chunk
+    /// (`None` = WouldBlock, an empty one = the peer closed).
+    struct ScriptedWire {
+        takes: VecDeque<usize>,
+        written: Vec<u8>,
+        reads: VecDeque<Option<Vec<u8>>>,
+    }
+
+    impl ScriptedWire {
+        fn writes(takes: &[usize]) -> ScriptedWire {
+            ScriptedWire {
+                takes: takes.iter().copied().collect(),
+                written: Vec::new(),
+                reads: VecDeque::new(),
+            }
+        }
+        fn reads(chunks: Vec<Option<&[u8]>>) -> ScriptedWire {
+            ScriptedWire {
+                takes: VecDeque::new(),
+                written: Vec::new(),
+                reads: chunks.into_iter().map(|c| c.map(<[u8]>::to_vec)).collect(),
+            }
+        }
+    }
+
+    impl Read for ScriptedWire {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.reads.pop_front() {
+                Some(Some(chunk)) => {
+                    let n = chunk.len().min(out.len());
+                    out[..n].copy_from_slice(&chunk[..n]);
+                    Ok(n)
+                }
+                Some(None) | None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    impl Write for ScriptedWire {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            match self.takes.pop_front() {
+                Some(0) | None => Err(io::ErrorKind::WouldBlock.into()),
+                Some(n) => {
+                    let n = n.min(data.len());
+                    self.written.extend_from_slice(&data[..n]);
+                    Ok(n)
+                }
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Wire for ScriptedWire {
+        fn short_io_is_final(&self) -> bool {
+            true
+        }
+    }
+
+    /// Before: the result of writing 100 Continue was ignored, so a short write or a
+    /// full socket lost it (and the client waited for it forever).
+    #[test]
+    fn an_interim_continue_survives_short_writes_and_a_full_socket() {
+        let mut wire = ScriptedWire::writes(&[5, 0, 7, 100]);
+        let mut interim = Interim::Pending(CONTINUE.len());
+        let mut writable = true;
+        // 5 bytes, then the socket is full until the next writable event
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Progress)
+        );
+        assert_eq!(interim, Interim::Pending(CONTINUE.len() - 5));
+        assert!(!writable);
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Blocked)
+        );
+        writable = true;
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Blocked)
+        );
+        assert!(!writable);
+        writable = true;
+        assert_eq!(
+            write_interim(&mut interim, &mut wire, &mut writable),
+            Some(Step::Progress)
+        );
+        writable = true;
+        assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
+        assert_eq!(interim, Interim::Sent);
+        assert_eq!(wire.written, CONTINUE);
+        // sent once: nothing more
+        assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
+        assert_eq!(wire.written, CONTINUE);
+    }
+
+    fn buf_with(bytes: &[u8]) -> (Pool, Buf) {
+        let mut pool = Pool::new(32 * 1024, 1 << 20);
+        let mut b = pool.get(Class::Head).unwrap();
+        b.space()[..bytes.len()].copy_from_slice(bytes);
+        b.filled(bytes.len());
+        (pool, b)
+    }
+
+    #[test]
+    fn reads_track_readiness_and_the_peer_closing() {
+        let mut wire = ScriptedWire::reads(vec![Some(b"abc"), None, Some(b"")]);
+        let (_pool, mut buf) = buf_with(b"");
+        let mut ready = true;
+        assert!(matches!(
+            read_some(&mut wire, &mut buf, &mut ready),
+            Io::Done(3)
+        ));
+        assert!(!ready, "a short read drains edge-triggered readiness");
+        ready = true;
+        assert!(matches!(
+            read_some(&mut wire, &mut buf, &mut ready),
+            Io::Blocked
+        ));
+        assert!(!ready);
+        ready = true;
+        assert!(matches!(
+            read_some(&mut wire, &mut buf, &mut ready),
+            Io::Eof
+        ));
+        assert_eq!(buf.bytes(), b"abc");
+    }
+
+    #[test]
+    fn a_head_and_body_pair_reports_partial_writes() {
+        let mut wire = ScriptedWire::writes(&[4]);
+        let mut ready = true;
+        let io = write_pair(&mut wire, b"HEAD", b"body", &mut ready);
+        assert!(matches!(io, Io::Done(4)));
+        assert!(!ready, "the rest waits for the next writable event");
+        assert_eq!(wire.written, b"HEAD");
+        let mut ready = true;
+        assert!(matches!(
+            write_pair(&mut wire, b"", b"x", &mut ready),
+            Io::Blocked
+        ));
+    }
+
+    /// Request bodies: a length is counted exactly (the next pipelined request is never
+    /// sent with this one), chunked framing is checked and the body limit holds.
+    #[test]
+    fn request_bodies_are_framed_exactly() {
+        let (_pool, buf) = buf_with(b"12345GET / HTTP/1.1\r\n");
+        let mut req = ReqBody::Length(5);
+        let mut sendable = 0;
+        refill_request(&mut req, &buf, &mut sendable, 0).unwrap();
+        assert_eq!(sendable, 5);
+        assert!(matches!(req, ReqBody::Length(0)));
+
+        // refilled and sent step by step, as the exchange does
+        let (_pool, mut buf) = buf_with(b"5\r\nhello\r\n0\r\n\r\nNEXT");
+        let mut req = ReqBody::Chunked(ChunkedDecoder::new());
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            refill_request(&mut req, &buf, &mut sendable, 0).unwrap();
+            sent.extend_from_slice(&buf.bytes()[..sendable]);
+            buf.consume(sendable);
+            if matches!(&req, ReqBody::Chunked(d) if d.is_done()) {
+                break;
+            }
+        }
+        assert_eq!(sent, b"5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(buf.bytes(), b"NEXT", "the next request stays");
+        let (_pool, buf) = buf_with(b"5\r\nhello\r\n0\r\n\r\n");
+        let mut req = ReqBody::Chunked(ChunkedDecoder::new());
+        assert_eq!(
+            refill_request(&mut req, &buf, &mut sendable, 4),
+            Err(Failure::BodyTooLarge)
+        );
+        let (_pool, bad) = buf_with(b"zz\r\nhello\r\n");
+        let mut req = ReqBody::Chunked(ChunkedDecoder::new());
+        assert!(matches!(
+            refill_request(&mut req, &bad, &mut sendable, 0),
+            Err(Failure::BadRequest(_))
+        ));
+    }
+
+    /// Response bodies: chunks pass through as they are, or lose their framing for an
+    /// HTTP/1.0 client; bytes after a complete response make the connection unusable.
+    #[test]
+    fn response_bodies_pass_through_or_are_dechunked() {
+        let mut sendable = 0;
+        let mut reusable = true;
+        let drain = |body: &mut RespBody, wire: &[u8]| -> Vec<u8> {
+            let (_pool, mut buf) = buf_with(wire);
+            let (mut out, mut sendable, mut reusable) = (Vec::new(), 0, true);
+            for _ in 0..10 {
+                refill_response(body, &mut reusable, &mut buf, &mut sendable).unwrap();
+                out.extend_from_slice(&buf.bytes()[..sendable]);
+                buf.consume(sendable);
+                if buf.is_empty() {
+                    break;
+                }
+            }
+            out
+        };
+        let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        let mut body = RespBody::Dechunk(ChunkedDecoder::new());
+        assert_eq!(drain(&mut body, chunked), b"hello world");
+        let mut body = RespBody::Chunked(ChunkedDecoder::new());
+        assert_eq!(
+            drain(&mut body, chunked),
+            chunked,
+            "framing kept for HTTP/1.1"
+        );
+        let (_pool, mut buf) = buf_with(b"extra");
+        let mut body = RespBody::Done;
+        refill_response(&mut body, &mut reusable, &mut buf, &mut sendable).unwrap();
+        assert!(
+            !reusable,
+            "a backend that says more than it framed is not reused"
+        );
+
+        let (_pool, mut buf) = buf_with(b"nonsense\r\n");
+        let mut body = RespBody::Chunked(ChunkedDecoder::new());
+        assert!(refill_response(&mut body, &mut reusable, &mut buf, &mut sendable).is_err());
+    }
+}
