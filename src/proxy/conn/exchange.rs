@@ -113,41 +113,72 @@ impl Exchange {
 }
 
 impl Client {
+    /// Moves the exchange as far as it can go now: its stages in order, each ending the
+    /// step early when it must wait or the exchange ended.
     pub(super) fn step_exchange(&mut self, ctx: &mut Ctx) -> Step {
-        let Phase::Proxy(x) = &mut self.phase else {
-            return Step::Close;
+        match self.advance_exchange(ctx) {
+            Ok(step) | Err(step) => step,
+        }
+    }
+
+    fn advance_exchange(&mut self, ctx: &mut Ctx) -> Result<Step, Step> {
+        let mut progress = false;
+        self.start_retry_when_due(ctx)?;
+        self.ensure_connected(ctx)?;
+        self.send_request_head(ctx, &mut progress)?;
+        self.send_interim_continue(&mut progress)?;
+        self.send_request_body(ctx, &mut progress)?;
+        self.abort_if_client_gone()?;
+        self.read_response_bytes(ctx, &mut progress)?;
+        let Phase::Proxy(x) = &self.phase else {
+            return Ok(Step::Close);
         };
-        // 0. <retry>: the next attempt starts when its wait is over (unless the client
-        // left meanwhile)
+        Ok(match x.resp {
+            Resp::AwaitHead => self.await_response_head(ctx, progress),
+            Resp::SendHead { .. } => self.send_response_head(ctx, progress),
+            Resp::Body { .. } => self.stream_response_body(ctx, progress),
+        })
+    }
+
+    /// <retry>: the next attempt starts when its wait is over (unless the client left meanwhile).
+    fn start_retry_when_due(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
         if let Some(at) = x.retry_at {
             if client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined) {
-                return Step::Close;
+                return Err(Step::Close);
             }
             if ctx.now < at {
-                return Step::Blocked;
+                return Err(Step::Blocked);
             }
             x.retry_at = None;
             if let Err(e) = x.attach_backend(ctx) {
                 self.fail_exchange(connect_failure(&e), ctx);
-                return Step::Progress;
+                return Err(Step::Progress);
             }
         }
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
-            return Step::Close;
-        };
-        let mut progress = false;
+        Ok(())
+    }
 
-        // 1. connection established?
+    /// The backend connection is established, or the step waits (or fails with 502).
+    fn ensure_connected(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+            return Err(Step::Close);
+        };
         if !b.connected {
             if !b.writable {
-                return Step::Blocked;
+                return Err(Step::Blocked);
             }
             let ok = match b.transport.sock().take_error() {
                 Ok(None) => match b.transport.sock().peer_addr() {
                     Ok(_) => true,
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                         b.writable = false;
-                        return Step::Blocked;
+                        return Err(Step::Blocked);
                     }
                     Err(_) => false,
                 },
@@ -155,18 +186,28 @@ impl Client {
             };
             if !ok {
                 self.fail_exchange(Failure::BackendConnect, ctx);
-                return Step::Progress;
+                return Err(Step::Progress);
             }
             b.connected = true;
             x.backend_started = Some(ctx.now);
             x.last_backend = ctx.now;
         }
 
-        // 2. request head to the backend, with the body bytes already buffered
+        Ok(())
+    }
+
+    /// The request head goes to the backend, with the body bytes already buffered.
+    fn send_request_head(&mut self, ctx: &mut Ctx, progress: &mut bool) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+            return Err(Step::Close);
+        };
         if let (Resp::AwaitHead, Some(head)) = (&x.resp, x.head.as_ref()) {
             if x.head_sent < head.len() {
                 if !b.writable {
-                    return Step::Blocked;
+                    return Err(Step::Blocked);
                 }
                 if x.req_sendable == 0 && x.continue_left == 0 {
                     if let Some(inbuf) = self.inbuf.as_ref().filter(|b| !b.is_empty()) {
@@ -177,7 +218,7 @@ impl Client {
                             ctx.limits.body_max,
                         ) {
                             self.fail_exchange(f, ctx);
-                            return Step::Progress;
+                            return Err(Step::Progress);
                         }
                     }
                 }
@@ -199,48 +240,61 @@ impl Client {
                             x.bytes_in += (n - h) as u64;
                         }
                         x.last_backend = ctx.now;
-                        progress = true;
+                        *progress = true;
                     }
-                    Io::Blocked => return Step::Blocked,
-                    Io::Eof | Io::Failed => return self.backend_broke(ctx),
+                    Io::Blocked => return Err(Step::Blocked),
+                    Io::Eof | Io::Failed => return Err(self.backend_broke(ctx)),
                 }
                 if x.head_sent < head.len() {
-                    return if progress {
-                        Step::Progress
-                    } else {
-                        Step::Blocked
-                    };
+                    return Err(stalled_or_moved(*progress));
                 }
             }
         }
 
-        // 3. 100 Continue to the client, once the request is on its way
+        Ok(())
+    }
+
+    /// 100 Continue to the client, once the request is on its way.
+    fn send_interim_continue(&mut self, progress: &mut bool) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
         if x.continue_left > 0 && self.writable {
             let from = CONTINUE.len() - x.continue_left;
             match write_some(&mut self.transport, &CONTINUE[from..], &mut self.writable) {
                 Io::Done(n) => {
                     x.continue_left -= n;
-                    progress = true;
+                    *progress = true;
                 }
                 Io::Blocked => {}
-                Io::Eof | Io::Failed => return Step::Close,
+                Io::Eof | Io::Failed => return Err(Step::Close),
             }
         }
 
-        // 4. request body
+        Ok(())
+    }
+
+    /// The request body streams to the backend as the client sends it.
+    fn send_request_body(&mut self, ctx: &mut Ctx, progress: &mut bool) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+            return Err(Step::Close);
+        };
         if !matches!(x.req, ReqBody::Done) {
             if self.inbuf.is_none() {
                 self.inbuf = ctx.pool.get(Class::Head);
             }
             let Some(inbuf) = self.inbuf.as_mut() else {
-                return Step::Close;
+                return Err(Step::Close);
             };
             if x.req_sendable == 0 && !inbuf.is_empty() {
                 if let Err(f) =
                     refill_request(&mut x.req, inbuf, &mut x.req_sendable, ctx.limits.body_max)
                 {
                     self.fail_exchange(f, ctx);
-                    return Step::Progress;
+                    return Err(Step::Progress);
                 }
             }
             if x.req_sendable > 0 && b.writable {
@@ -254,10 +308,10 @@ impl Client {
                         x.req_sendable -= n;
                         x.bytes_in += n as u64;
                         x.last_backend = ctx.now;
-                        progress = true;
+                        *progress = true;
                     }
                     Io::Blocked => {}
-                    Io::Eof | Io::Failed => return self.backend_broke(ctx),
+                    Io::Eof | Io::Failed => return Err(self.backend_broke(ctx)),
                 }
             }
             let body_complete = match &x.req {
@@ -268,7 +322,7 @@ impl Client {
             if body_complete && x.req_sendable == 0 {
                 x.req = ReqBody::Done;
                 x.request_read = Some(ctx.now);
-                progress = true;
+                *progress = true;
             } else if x.req_sendable == 0 && self.readable {
                 // a body that fills the small buffer streams on through a data-sized one
                 if !inbuf.has_space() && inbuf.capacity() < ctx.pool.size_of(Class::Data) {
@@ -277,29 +331,45 @@ impl Client {
                 match read_some(&mut self.transport, inbuf, &mut self.readable) {
                     Io::Done(_) => {
                         x.last_client = ctx.now;
-                        progress = true;
+                        *progress = true;
                     }
                     Io::Blocked => {}
                     // the client went away mid-body
-                    Io::Eof | Io::Failed => return Step::Close,
+                    Io::Eof | Io::Failed => return Err(Step::Close),
                 }
             }
         }
 
-        // 4b. a client that goes away while its request is being answered aborts it (as
-        // nginx does)
+        Ok(())
+    }
+
+    /// A client that goes away while its request is being answered aborts it (as nginx does).
+    fn abort_if_client_gone(&mut self) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
         if matches!(x.req, ReqBody::Done)
             && client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined)
         {
-            return Step::Close;
+            return Err(Step::Close);
         }
 
-        // 5. response from the backend
+        Ok(())
+    }
+
+    /// Bytes of the response come in from the backend.
+    fn read_response_bytes(&mut self, ctx: &mut Ctx, progress: &mut bool) -> Result<(), Step> {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Err(Step::Close);
+        };
+        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+            return Err(Step::Close);
+        };
         if x.resp_buf.is_none() {
             x.resp_buf = ctx.pool.get(Class::Head);
         }
         let Some(rbuf) = x.resp_buf.as_mut() else {
-            return Step::Close;
+            return Err(Step::Close);
         };
         // a response that fills its small buffer streams on through a data-sized one
         if !rbuf.has_space() && rbuf.capacity() < ctx.pool.size_of(Class::Data) {
@@ -309,311 +379,318 @@ impl Client {
             match read_some(&mut b.transport, rbuf, &mut b.readable) {
                 Io::Done(_) => {
                     x.last_backend = ctx.now;
-                    progress = true;
+                    *progress = true;
                 }
                 Io::Blocked => {}
                 Io::Eof => {
                     x.backend_eof = true;
-                    progress = true;
+                    *progress = true;
                 }
                 Io::Failed => {
                     if matches!(x.resp, Resp::AwaitHead) {
-                        return self.backend_broke(ctx);
+                        return Err(self.backend_broke(ctx));
                     }
-                    return Step::Close;
+                    return Err(Step::Close);
                 }
             }
         }
+        Ok(())
+    }
 
-        match &mut x.resp {
-            Resp::AwaitHead => {
-                let head_sent = x.head.as_ref().is_none_or(|h| x.head_sent >= h.len());
-                if !head_sent {
-                    return if progress {
-                        Step::Progress
-                    } else {
-                        Step::Blocked
-                    };
-                }
-                let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-                let parsed = response::parse(
-                    rbuf.bytes(),
-                    &mut headers,
-                    x.is_head,
-                    ctx.pool.size_of(Class::Data),
-                );
-                match parsed {
-                    Ok(None) => {
-                        if x.backend_eof {
-                            if rbuf.is_empty() {
-                                return self.backend_broke(ctx);
-                            }
-                            self.fail_exchange(
-                                Failure::BackendBadResponse("backend_truncated_head"),
-                                ctx,
-                            );
-                            return Step::Progress;
-                        }
+    /// Awaiting the response head: 1xx skipped, a retry scheduled, policies run, the
+    /// client's head written.
+    fn await_response_head(&mut self, ctx: &mut Ctx, progress: bool) -> Step {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Step::Close;
+        };
+        let Some(rbuf) = x.resp_buf.as_mut() else {
+            return Step::Close;
+        };
+        let head_sent = x.head.as_ref().is_none_or(|h| x.head_sent >= h.len());
+        if !head_sent {
+            return stalled_or_moved(progress);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let parsed = response::parse(
+            rbuf.bytes(),
+            &mut headers,
+            x.is_head,
+            ctx.pool.size_of(Class::Data),
+        );
+        match parsed {
+            Ok(None) => {
+                if x.backend_eof {
+                    if rbuf.is_empty() {
+                        return self.backend_broke(ctx);
                     }
-                    Err(f) => {
-                        self.fail_exchange(f, ctx);
-                        return Step::Progress;
-                    }
-                    Ok(Some(r)) if (100..200).contains(&r.status) => {
-                        let n = r.head_len;
-                        let switching = r.status == 101;
-                        if switching {
-                            self.fail_exchange(
-                                Failure::BackendBadResponse("backend_upgrade_unsupported"),
-                                ctx,
-                            );
-                            return Step::Progress;
-                        }
-                        rbuf.consume(n);
-                        return Step::Progress;
-                    }
-                    Ok(Some(r)) => {
-                        // <retry>: this answer may call for another attempt
-                        let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
-                        if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
-                            if wants_retry(retry, &x.rt, call, r.status, r.reason, r.headers, ctx) {
-                                let delay = retry_wait(retry, x.retries, ctx);
-                                schedule_retry(x, delay, ctx);
-                                return Step::Progress;
-                            }
-                        }
-                        // policies: outbound runs on the response head (and on the whole
-                        // body when a policy needs it)
-                        let mut status = r.status;
-                        let mut reason_override: Option<String> = None;
-                        let mut edits = None;
-                        if x.call.is_some() {
-                            let close =
-                                self.close_after || ctx.draining || !matches!(x.req, ReqBody::Done);
-                            let call = x.call.as_deref_mut();
-                            match outbound(
-                                &x.rt,
-                                call,
-                                x.is_head,
-                                x.backend_eof,
-                                &r,
-                                rbuf.bytes(),
-                                close,
-                                ctx,
-                            ) {
-                                Outbound::NeedBody => {
-                                    let want = (rbuf.capacity() * 2)
-                                        .clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
-                                    if !rbuf.has_space() && !ctx.pool.grow_exact(rbuf, want) {
-                                        let f = if want > rbuf.capacity() {
-                                            // the size is allowed: the budget is spent
-                                            Failure::Exhausted(BUFFERS_EXHAUSTED)
-                                        } else {
-                                            Failure::BackendBadResponse(
-                                                "backend_body_too_large_for_policy",
-                                            )
-                                        };
-                                        self.fail_exchange(f, ctx);
-                                        return Step::Progress;
-                                    }
-                                    return if progress {
-                                        Step::Progress
-                                    } else {
-                                        Step::Blocked
-                                    };
-                                }
-                                Outbound::Failed(f) => {
-                                    self.fail_exchange(f, ctx);
-                                    return Step::Progress;
-                                }
-                                Outbound::Answer {
-                                    bytes,
-                                    status,
-                                    consumed,
-                                } => {
-                                    let backend_status = r.status;
-                                    let reusable =
-                                        consumed.is_some_and(|n| n == rbuf.len()) && r.reusable;
-                                    return self.answer_exchange(
-                                        bytes,
-                                        status,
-                                        backend_status,
-                                        reusable,
-                                        close,
-                                        ctx,
-                                    );
-                                }
-                                Outbound::Stream {
-                                    status: s,
-                                    reason,
-                                    headers,
-                                } => {
-                                    status = s;
-                                    reason_override = reason;
-                                    edits = Some(headers);
-                                }
-                            }
-                        }
-                        let dechunk = x.http10 && r.body == ResponseBody::Chunked;
-                        let close = self.close_after
-                            || ctx.draining
-                            || dechunk
-                            || (r.body == ResponseBody::UntilClose)
-                            || !matches!(x.req, ReqBody::Done);
-                        self.close_after = close;
-                        let connection = if close {
-                            Some("close")
-                        } else if x.http10 {
-                            Some("keep-alive")
-                        } else {
-                            None
-                        };
-                        let framing = if dechunk {
-                            ClientFraming::Dechunk
-                        } else {
-                            ClientFraming::AsIs
-                        };
-                        let Some(out) = x.head.as_mut() else {
-                            return Step::Close;
-                        };
-                        let reason = reason_override.as_deref().unwrap_or(if status == r.status {
-                            r.reason
-                        } else {
-                            crate::http::failure::reason_phrase(status)
-                        });
-                        let edits = edits.as_ref().filter(|e| !e.is_empty());
-                        let wrote = write_head(ctx.pool, out, |w| {
-                            forward::write_client_response(
-                                w, status, reason, r.headers, framing, connection, edits,
-                            )
-                        });
-                        if wrote.is_err() {
-                            self.fail_exchange(
-                                Failure::BackendBadResponse("backend_head_too_large"),
-                                ctx,
-                            );
-                            return Step::Progress;
-                        }
-                        x.head_sent = 0;
-                        x.status = status;
-                        x.backend_status = Some(r.status);
-                        let body = match r.body {
-                            ResponseBody::None => RespBody::Done,
-                            ResponseBody::Length(0) => RespBody::Done,
-                            ResponseBody::Length(n) => RespBody::Length(n),
-                            ResponseBody::Chunked if dechunk => {
-                                RespBody::Dechunk(ChunkedDecoder::new())
-                            }
-                            ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
-                            ResponseBody::UntilClose => RespBody::UntilClose,
-                        };
-                        let reusable = r.reusable;
-                        let n = r.head_len;
-                        rbuf.consume(n);
-                        x.resp = Resp::SendHead { body, reusable };
-                        return Step::Progress;
-                    }
+                    self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
+                    return Step::Progress;
                 }
             }
-            Resp::SendHead { body, reusable } => {
-                if x.resp_sendable == 0
-                    && !rbuf.is_empty()
-                    && refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err()
-                {
-                    return Step::Close;
+            Err(f) => {
+                self.fail_exchange(f, ctx);
+                return Step::Progress;
+            }
+            Ok(Some(r)) if (100..200).contains(&r.status) => {
+                let n = r.head_len;
+                let switching = r.status == 101;
+                if switching {
+                    self.fail_exchange(
+                        Failure::BackendBadResponse("backend_upgrade_unsupported"),
+                        ctx,
+                    );
+                    return Step::Progress;
                 }
+                rbuf.consume(n);
+                return Step::Progress;
+            }
+            Ok(Some(r)) => {
+                // <retry>: this answer may call for another attempt
+                let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
+                if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
+                    if wants_retry(retry, &x.rt, call, r.status, r.reason, r.headers, ctx) {
+                        let delay = retry_wait(retry, x.retries, ctx);
+                        schedule_retry(x, delay, ctx);
+                        return Step::Progress;
+                    }
+                }
+                // policies: outbound runs on the response head (and on the whole
+                // body when a policy needs it)
+                let mut status = r.status;
+                let mut reason_override: Option<String> = None;
+                let mut edits = None;
+                if x.call.is_some() {
+                    let close = self.close_after || ctx.draining || !matches!(x.req, ReqBody::Done);
+                    let call = x.call.as_deref_mut();
+                    match outbound(
+                        &x.rt,
+                        call,
+                        x.is_head,
+                        x.backend_eof,
+                        &r,
+                        rbuf.bytes(),
+                        close,
+                        ctx,
+                    ) {
+                        Outbound::NeedBody => {
+                            let want = (rbuf.capacity() * 2)
+                                .clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
+                            if !rbuf.has_space() && !ctx.pool.grow_exact(rbuf, want) {
+                                let f = if want > rbuf.capacity() {
+                                    // the size is allowed: the budget is spent
+                                    Failure::Exhausted(BUFFERS_EXHAUSTED)
+                                } else {
+                                    Failure::BackendBadResponse("backend_body_too_large_for_policy")
+                                };
+                                self.fail_exchange(f, ctx);
+                                return Step::Progress;
+                            }
+                            return stalled_or_moved(progress);
+                        }
+                        Outbound::Failed(f) => {
+                            self.fail_exchange(f, ctx);
+                            return Step::Progress;
+                        }
+                        Outbound::Answer {
+                            bytes,
+                            status,
+                            consumed,
+                        } => {
+                            let backend_status = r.status;
+                            let reusable = consumed.is_some_and(|n| n == rbuf.len()) && r.reusable;
+                            return self.answer_exchange(
+                                bytes,
+                                status,
+                                backend_status,
+                                reusable,
+                                close,
+                                ctx,
+                            );
+                        }
+                        Outbound::Stream {
+                            status: s,
+                            reason,
+                            headers,
+                        } => {
+                            status = s;
+                            reason_override = reason;
+                            edits = Some(headers);
+                        }
+                    }
+                }
+                let dechunk = x.http10 && r.body == ResponseBody::Chunked;
+                let close = self.close_after
+                    || ctx.draining
+                    || dechunk
+                    || (r.body == ResponseBody::UntilClose)
+                    || !matches!(x.req, ReqBody::Done);
+                self.close_after = close;
+                let connection = if close {
+                    Some("close")
+                } else if x.http10 {
+                    Some("keep-alive")
+                } else {
+                    None
+                };
+                let framing = if dechunk {
+                    ClientFraming::Dechunk
+                } else {
+                    ClientFraming::AsIs
+                };
                 let Some(out) = x.head.as_mut() else {
                     return Step::Close;
                 };
-                if x.head_sent < out.len() {
-                    if !self.writable {
-                        return Step::Blocked;
-                    }
-                    let head_rest = &out.bytes()[x.head_sent..];
-                    let head_len = head_rest.len();
-                    match write_pair(
-                        &mut self.transport,
-                        head_rest,
-                        &rbuf.bytes()[..x.resp_sendable],
-                        &mut self.writable,
-                    ) {
-                        Io::Done(n) => {
-                            let h = n.min(head_len);
-                            x.head_sent += h;
-                            x.response_head_out += h as u64;
-                            if n > h {
-                                rbuf.consume(n - h);
-                                x.resp_sendable -= n - h;
-                                x.bytes_out += (n - h) as u64;
-                            }
-                            x.last_client = ctx.now;
-                            progress = true;
-                        }
-                        Io::Blocked => return Step::Blocked,
-                        Io::Eof | Io::Failed => return Step::Close,
-                    }
+                let reason = reason_override.as_deref().unwrap_or(if status == r.status {
+                    r.reason
+                } else {
+                    crate::http::failure::reason_phrase(status)
+                });
+                let edits = edits.as_ref().filter(|e| !e.is_empty());
+                let wrote = write_head(ctx.pool, out, |w| {
+                    forward::write_client_response(
+                        w, status, reason, r.headers, framing, connection, edits,
+                    )
+                });
+                if wrote.is_err() {
+                    self.fail_exchange(Failure::BackendBadResponse("backend_head_too_large"), ctx);
+                    return Step::Progress;
                 }
-                if x.head_sent >= out.len() {
-                    ctx.pool.put_opt(&mut x.head);
-                    if let Resp::SendHead { body, reusable } = std::mem::replace(
-                        &mut x.resp,
-                        Resp::Body {
-                            body: RespBody::Done,
-                            reusable: false,
-                        },
-                    ) {
-                        x.resp = Resp::Body { body, reusable };
+                x.head_sent = 0;
+                x.status = status;
+                x.backend_status = Some(r.status);
+                let body = match r.body {
+                    ResponseBody::None => RespBody::Done,
+                    ResponseBody::Length(0) => RespBody::Done,
+                    ResponseBody::Length(n) => RespBody::Length(n),
+                    ResponseBody::Chunked if dechunk => RespBody::Dechunk(ChunkedDecoder::new()),
+                    ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
+                    ResponseBody::UntilClose => RespBody::UntilClose,
+                };
+                let reusable = r.reusable;
+                let n = r.head_len;
+                rbuf.consume(n);
+                x.resp = Resp::SendHead { body, reusable };
+                return Step::Progress;
+            }
+        }
+        stalled_or_moved(progress)
+    }
+
+    /// Sending the response head (with the first body bytes) to the client.
+    fn send_response_head(&mut self, ctx: &mut Ctx, mut progress: bool) -> Step {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Step::Close;
+        };
+        let Some(rbuf) = x.resp_buf.as_mut() else {
+            return Step::Close;
+        };
+        let Resp::SendHead { body, reusable } = &mut x.resp else {
+            return Step::Close;
+        };
+        if x.resp_sendable == 0
+            && !rbuf.is_empty()
+            && refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err()
+        {
+            return Step::Close;
+        }
+        let Some(out) = x.head.as_mut() else {
+            return Step::Close;
+        };
+        if x.head_sent < out.len() {
+            if !self.writable {
+                return Step::Blocked;
+            }
+            let head_rest = &out.bytes()[x.head_sent..];
+            let head_len = head_rest.len();
+            match write_pair(
+                &mut self.transport,
+                head_rest,
+                &rbuf.bytes()[..x.resp_sendable],
+                &mut self.writable,
+            ) {
+                Io::Done(n) => {
+                    let h = n.min(head_len);
+                    x.head_sent += h;
+                    x.response_head_out += h as u64;
+                    if n > h {
+                        rbuf.consume(n - h);
+                        x.resp_sendable -= n - h;
+                        x.bytes_out += (n - h) as u64;
                     }
+                    x.last_client = ctx.now;
                     progress = true;
                 }
-            }
-            Resp::Body { body, reusable } => {
-                if x.resp_sendable == 0 && !rbuf.is_empty() {
-                    let before = rbuf.len();
-                    if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
-                        return Step::Close;
-                    }
-                    progress |= rbuf.len() != before;
-                }
-                if x.resp_sendable > 0 && self.writable {
-                    match write_some(
-                        &mut self.transport,
-                        &rbuf.bytes()[..x.resp_sendable],
-                        &mut self.writable,
-                    ) {
-                        Io::Done(n) => {
-                            rbuf.consume(n);
-                            x.resp_sendable -= n;
-                            x.bytes_out += n as u64;
-                            x.last_client = ctx.now;
-                            progress = true;
-                        }
-                        Io::Blocked => {}
-                        Io::Eof | Io::Failed => return Step::Close,
-                    }
-                }
-                let complete = x.resp_sendable == 0
-                    && match body {
-                        RespBody::Done | RespBody::Length(0) => true,
-                        RespBody::Chunked(d) | RespBody::Dechunk(d) => d.is_done(),
-                        RespBody::UntilClose => x.backend_eof && rbuf.is_empty(),
-                        RespBody::Length(_) => false,
-                    };
-                if complete {
-                    let reusable = *reusable && rbuf.is_empty() && !x.backend_eof;
-                    return self.finish_exchange(reusable, ctx);
-                }
-                if x.backend_eof && x.resp_sendable == 0 && rbuf.is_empty() {
-                    // truncated body: the client must not take it as complete
-                    return Step::Close;
-                }
+                Io::Blocked => return Step::Blocked,
+                Io::Eof | Io::Failed => return Step::Close,
             }
         }
-        if progress {
-            Step::Progress
-        } else {
-            Step::Blocked
+        if x.head_sent >= out.len() {
+            ctx.pool.put_opt(&mut x.head);
+            if let Resp::SendHead { body, reusable } = std::mem::replace(
+                &mut x.resp,
+                Resp::Body {
+                    body: RespBody::Done,
+                    reusable: false,
+                },
+            ) {
+                x.resp = Resp::Body { body, reusable };
+            }
+            progress = true;
         }
+        stalled_or_moved(progress)
+    }
+
+    /// Streaming the response body to the client until it is complete.
+    fn stream_response_body(&mut self, ctx: &mut Ctx, mut progress: bool) -> Step {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return Step::Close;
+        };
+        let Some(rbuf) = x.resp_buf.as_mut() else {
+            return Step::Close;
+        };
+        let Resp::Body { body, reusable } = &mut x.resp else {
+            return Step::Close;
+        };
+        if x.resp_sendable == 0 && !rbuf.is_empty() {
+            let before = rbuf.len();
+            if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
+                return Step::Close;
+            }
+            progress |= rbuf.len() != before;
+        }
+        if x.resp_sendable > 0 && self.writable {
+            match write_some(
+                &mut self.transport,
+                &rbuf.bytes()[..x.resp_sendable],
+                &mut self.writable,
+            ) {
+                Io::Done(n) => {
+                    rbuf.consume(n);
+                    x.resp_sendable -= n;
+                    x.bytes_out += n as u64;
+                    x.last_client = ctx.now;
+                    progress = true;
+                }
+                Io::Blocked => {}
+                Io::Eof | Io::Failed => return Step::Close,
+            }
+        }
+        let complete = x.resp_sendable == 0
+            && match body {
+                RespBody::Done | RespBody::Length(0) => true,
+                RespBody::Chunked(d) | RespBody::Dechunk(d) => d.is_done(),
+                RespBody::UntilClose => x.backend_eof && rbuf.is_empty(),
+                RespBody::Length(_) => false,
+            };
+        if complete {
+            let reusable = *reusable && rbuf.is_empty() && !x.backend_eof;
+            return self.finish_exchange(reusable, ctx);
+        }
+        if x.backend_eof && x.resp_sendable == 0 && rbuf.is_empty() {
+            // truncated body: the client must not take it as complete
+            return Step::Close;
+        }
+        stalled_or_moved(progress)
     }
 
     /// The backend failed before answering: retry once on a fresh connection when that is
@@ -788,6 +865,15 @@ impl Client {
             return Step::Close;
         }
         Step::Progress
+    }
+}
+
+/// Progress made, or blocked until the next readiness event.
+pub(super) fn stalled_or_moved(progress: bool) -> Step {
+    if progress {
+        Step::Progress
+    } else {
+        Step::Blocked
     }
 }
 
