@@ -43,38 +43,16 @@ pub(super) enum Decision<'h> {
 /// A request that matches no API or operation, under `stand_in` (the global plan):
 /// on-error runs from the 404 with LastError Source `configuration`, Reason
 /// `OperationNotFound`, and may change the answer.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn unmatched<'h>(
+fn unmatched<'h, 'q>(
     stand_in: &crate::config::Api,
-    head: &request::RequestHead,
-    peer_ip: &str,
-    https: bool,
+    log: &Logged<'_, 'q>,
     rt: &Arc<Runtime>,
     ctx: &mut Ctx<'h>,
-    url: String,
-    method: String,
+    view_of: &dyn Fn(&'q str) -> RequestView<'q>,
 ) -> Decision<'h> {
     let failure = Failure::OperationNotFound;
     let Some(plan) = stand_in.operations.first().and_then(|o| o.plan(None)) else {
-        return Decision::Reply {
-            status: failure.status(),
-            content_type: JSON,
-            body: failure_body(failure),
-            failure: Some(failure),
-            method,
-            url,
-            api: "",
-        };
-    };
-    let view = RequestView {
-        method: head.method,
-        path: head.path,
-        rest: head.path,
-        host: head.host,
-        query: head.query,
-        headers: HeaderSrc::Parsed(head.headers),
-        ip: peer_ip,
-        https,
+        return log.reply(failure, "");
     };
     let ids = gate::Ids {
         api: crate::config::UNMATCHED_API,
@@ -82,15 +60,16 @@ pub(super) fn unmatched<'h>(
         product: None,
         subscription: None,
     };
+    let head = log.head;
     through_on_error(
         plan,
         ids,
         failure,
-        &view,
+        &view_of(head.path),
         head,
         rt,
         ctx,
-        (url, method, "", ""),
+        (log.url(), log.method(), "", ""),
     )
 }
 
@@ -138,6 +117,56 @@ pub(super) fn is_idempotent(method: &str) -> bool {
     )
 }
 
+/// How the request is named in the log, whatever the answer: its URL (redacted as the
+/// runtime says) and method, made only when a log is written.
+struct Logged<'r, 'b> {
+    head: &'r request::RequestHead<'b>,
+    logging: bool,
+    redaction: &'r Redaction,
+}
+
+impl Logged<'_, '_> {
+    fn url(&self) -> String {
+        if self.logging {
+            self.redaction.url(self.head.path, self.head.query)
+        } else {
+            String::new()
+        }
+    }
+
+    fn method(&self) -> String {
+        if self.logging {
+            self.head.method.to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    /// The gateway's own answer for `f`.
+    fn reply<'h>(&self, f: Failure, api: &'h str) -> Decision<'h> {
+        Decision::Reply {
+            status: f.status(),
+            content_type: JSON,
+            body: failure_body(f),
+            failure: Some(f),
+            method: self.method(),
+            url: self.url(),
+            api,
+        }
+    }
+}
+
+/// A request routed to an operation and admitted.
+struct Admission<'h, 'q> {
+    rt: &'h Arc<Runtime>,
+    api: &'h crate::config::Api,
+    operation: &'h crate::config::Operation,
+    ids: gate::Ids,
+    /// The path after the API's.
+    rest: &'q str,
+    key: &'q str,
+}
+
 /// Routing and admission for one parsed head: a gateway answer or a ready exchange.
 pub(super) fn decide<'h>(
     head: &request::RequestHead,
@@ -146,36 +175,14 @@ pub(super) fn decide<'h>(
     https: bool,
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
-    let logging = ctx.log.enabled();
     static NO_CONFIG: std::sync::OnceLock<Redaction> = std::sync::OnceLock::new();
-    let redaction = match ctx.runtime {
-        Some(rt) => &rt.redaction,
-        None => NO_CONFIG.get_or_init(Redaction::default),
-    };
-    // the URL for the request log, redacted as the runtime says (whatever the answer)
-    let url_of = || {
-        if logging {
-            redaction.url(head.path, head.query)
-        } else {
-            String::new()
-        }
-    };
-    // the method for the request log, only when it is written
-    let logged_method = || {
-        if logging {
-            head.method.to_string()
-        } else {
-            String::new()
-        }
-    };
-    let reply = |f: Failure, api: &'h str, url: String| Decision::Reply {
-        status: f.status(),
-        content_type: JSON,
-        body: failure_body(f),
-        failure: Some(f),
-        method: logged_method(),
-        url,
-        api,
+    let log = Logged {
+        head,
+        logging: ctx.log.enabled(),
+        redaction: match ctx.runtime {
+            Some(rt) => &rt.redaction,
+            None => NO_CONFIG.get_or_init(Redaction::default),
+        },
     };
     if status::STATUS_PATHS.contains(&head.path) {
         let (code, body) = status::render(ctx.runtime.map(|r| &**r), ctx.sync, SystemTime::now());
@@ -190,24 +197,9 @@ pub(super) fn decide<'h>(
         };
     }
     let Some(rt) = ctx.runtime else {
-        return reply(Failure::NoConfig, "", url_of());
+        return log.reply(Failure::NoConfig, "");
     };
-    // no API or no operation: the global on-error, when there is one (as in APIM)
-    let not_found = |ctx: &mut Ctx<'h>, url: String| match &rt.unmatched {
-        Some(u) => unmatched(u, head, peer_ip, https, rt, ctx, url, logged_method()),
-        None => reply(Failure::OperationNotFound, "", url),
-    };
-    let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
-        return not_found(ctx, url_of());
-    };
-    let Some(api) = rt.apis.get(found.api as usize) else {
-        return not_found(ctx, url_of());
-    };
-    let rest = &head.path[found.rest_offset..];
-    let Some(op) = api.op_table.find(rest, head.method) else {
-        return not_found(ctx, url_of());
-    };
-    let view = RequestView {
+    let view_of = |rest| RequestView {
         method: head.method,
         path: head.path,
         rest,
@@ -217,17 +209,68 @@ pub(super) fn decide<'h>(
         ip: peer_ip,
         https,
     };
+    let admission = match route_and_admit(head, https, rt, &log, &view_of, ctx) {
+        Ok(a) => a,
+        Err(answer) => return *answer,
+    };
+    if let BodyKind::Length(n) = head.body {
+        if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
+            return log.reply(Failure::BodyTooLarge, "");
+        }
+    }
+    let view = view_of(admission.rest);
+    let plan = admission
+        .operation
+        .plan(admission.ids.product)
+        .filter(|p| !p.trivial)
+        .map(Arc::clone);
+    let (call, consumed) = match plan {
+        Some(plan) => match run_inbound(&plan, &admission, &view, body_bytes, &log, ctx) {
+            Ok((call, consumed)) => (Some(call), consumed),
+            Err(answer) => return *answer,
+        },
+        None => (None, 0),
+    };
+    proxy(&admission, call, consumed, peer_ip, https, &log, ctx)
+}
+
+/// The API and operation of a request, and its key check. `Err`: the answer (404
+/// through the global on-error, or a refused key through the operation's on-error, as
+/// APIM runs them).
+fn route_and_admit<'h, 'q>(
+    head: &'q request::RequestHead,
+    https: bool,
+    rt: &'h Arc<Runtime>,
+    log: &Logged<'_, 'q>,
+    view_of: &dyn Fn(&'q str) -> RequestView<'q>,
+    ctx: &mut Ctx<'h>,
+) -> Result<Admission<'h, 'q>, Box<Decision<'h>>> {
+    let not_found = |ctx: &mut Ctx<'h>| match &rt.unmatched {
+        Some(u) => unmatched(u, log, rt, ctx, view_of),
+        None => log.reply(Failure::OperationNotFound, ""),
+    };
+    let Some(found) = rt.api_table.find(head.path, head.host_name(), https) else {
+        return Err(Box::new(not_found(ctx)));
+    };
+    let Some(api) = rt.apis.get(found.api as usize) else {
+        return Err(Box::new(not_found(ctx)));
+    };
+    let rest = &head.path[found.rest_offset..];
+    let Some(op) = api.op_table.find(rest, head.method) else {
+        return Err(Box::new(not_found(ctx)));
+    };
+    let Some(operation) = api.operations.get(op as usize) else {
+        return Err(Box::new(log.reply(Failure::OperationNotFound, "")));
+    };
     let admitted = match gate::admit(rt, found.api, api, head) {
         Ok(a) => a,
         Err(f) => {
             // as in APIM, a refused key goes through on-error (Source "authorization")
-            let on_error = api
-                .operations
-                .get(op as usize)
-                .and_then(|o| o.plan(None))
+            let on_error = operation
+                .plan(None)
                 .filter(|p| !p.trivial && !p.on_error.is_empty());
             let Some(plan) = on_error else {
-                return reply(f, &api.id, url_of());
+                return Err(Box::new(log.reply(f, &api.id)));
             };
             let ids = gate::Ids {
                 api: found.api,
@@ -235,165 +278,174 @@ pub(super) fn decide<'h>(
                 product: None,
                 subscription: None,
             };
-            let op_id = api
-                .operations
-                .get(op as usize)
-                .map_or("", |o| o.id.as_str());
-            let (url, method) = (url_of(), logged_method());
-            return through_on_error(
+            let logged = (
+                log.url(),
+                log.method(),
+                api.id.as_str(),
+                operation.id.as_str(),
+            );
+            return Err(Box::new(through_on_error(
                 plan,
                 ids,
                 f,
-                &view,
+                &view_of(rest),
                 head,
                 rt,
                 ctx,
-                (url, method, &api.id, op_id),
-            );
+                logged,
+            )));
         }
     };
-    if let BodyKind::Length(n) = head.body {
-        if ctx.limits.body_max > 0 && n > ctx.limits.body_max {
-            return reply(Failure::BodyTooLarge, "", url_of());
-        }
-    }
-    let Some(operation) = api.operations.get(op as usize) else {
-        return reply(Failure::OperationNotFound, "", url_of());
-    };
-    let plan = operation
-        .plan(admitted.product)
-        .filter(|p| !p.trivial)
-        .map(Arc::clone);
-    let mut call: Option<Box<Call>> = None;
-    // body bytes after the head that the plan read whole
-    let mut consumed = 0;
-    if let Some(plan) = plan {
-        let mut collected = None;
-        if plan.inbound_needs_body && head.body != BodyKind::None {
-            match gate::whole_body(head.body, body_bytes) {
-                Ok(Some((body, used))) => {
-                    consumed = used;
-                    collected = Some(body);
-                }
-                Ok(None) => {
-                    let want = match head.body {
-                        BodyKind::Length(n) => head.head_len + n as usize,
-                        _ => (head.head_len + body_bytes.len() * 2)
-                            .max(64 * 1024)
-                            .min(head.head_len + gate::BUFFERED_BODY_MAX + 64 * 1024),
-                    };
-                    return Decision::NeedBody(want);
-                }
-                Err(f) => return reply(f, &api.id, url_of()),
-            }
-        }
-        *ctx.seq += 1;
-        let ids = gate::Ids {
+    Ok(Admission {
+        rt,
+        api,
+        operation,
+        ids: gate::Ids {
             api: found.api,
             op,
             product: admitted.product,
             subscription: admitted.subscription,
-        };
-        let id = request_id(ctx.id_prefix, *ctx.seq);
-        let mut c = Box::new(Call::start(&plan, ids, admitted.key, id, &view));
-        c.st.req.body = collected;
-        let Some(who) = gate::who(rt, ids, admitted.key, ctx.gateway_id) else {
-            return reply(Failure::OperationNotFound, "", url_of());
-        };
-        let mut io = exec::Io {
-            counters: &mut *ctx.counters,
-            now_ms: ctx.wall_ms,
-            runtime: rt,
-        };
-        let st = &mut c.st;
-        let mut flow = exec::run(
-            &plan.inbound,
-            exec::Phase::Request,
-            &view,
+        },
+        rest,
+        key: admitted.key,
+    })
+}
+
+/// The request phase of the operation's plan (inbound, and outbound when there is no
+/// forward-request). `Ok`: the call to forward, and the body bytes the plan read whole;
+/// `Err`: the answer (a policy's, the need for the whole body first, or a failure).
+fn run_inbound<'h>(
+    plan: &Arc<crate::policy::Plan>,
+    a: &Admission<'h, '_>,
+    view: &RequestView,
+    body_bytes: &[u8],
+    log: &Logged,
+    ctx: &mut Ctx<'h>,
+) -> Result<(Box<Call>, usize), Box<Decision<'h>>> {
+    let head = log.head;
+    let mut collected = None;
+    // body bytes after the head that the plan read whole
+    let mut consumed = 0;
+    if plan.inbound_needs_body && head.body != BodyKind::None {
+        match gate::whole_body(head.body, body_bytes) {
+            Ok(Some((body, used))) => {
+                consumed = used;
+                collected = Some(body);
+            }
+            Ok(None) => {
+                let want = match head.body {
+                    BodyKind::Length(n) => head.head_len + n as usize,
+                    _ => (head.head_len + body_bytes.len() * 2)
+                        .max(64 * 1024)
+                        .min(head.head_len + gate::BUFFERED_BODY_MAX + 64 * 1024),
+                };
+                return Err(Box::new(Decision::NeedBody(want)));
+            }
+            Err(f) => return Err(Box::new(log.reply(f, &a.api.id))),
+        }
+    }
+    *ctx.seq += 1;
+    let id = request_id(ctx.id_prefix, *ctx.seq);
+    let mut c = Box::new(Call::start(plan, a.ids, a.key, id, view));
+    c.st.req.body = collected;
+    let Some(who) = gate::who(a.rt, a.ids, a.key, ctx.gateway_id) else {
+        return Err(Box::new(log.reply(Failure::Internal(STALE_IDS), "")));
+    };
+    let mut io = exec::Io {
+        counters: &mut *ctx.counters,
+        now_ms: ctx.wall_ms,
+        runtime: a.rt,
+    };
+    let st = &mut c.st;
+    let mut flow = exec::run(
+        &plan.inbound,
+        exec::Phase::Request,
+        view,
+        None,
+        &who,
+        st,
+        &mut io,
+    );
+    if flow == Flow::Continue {
+        match &plan.forward {
+            None => {
+                // no forward-request: APIM answers an empty 200, through outbound
+                st.resp.status.get_or_insert(200);
+                st.resp.body.get_or_insert_with(Vec::new);
+                flow = exec::run(
+                    &plan.outbound,
+                    exec::Phase::Response,
+                    view,
+                    None,
+                    &who,
+                    st,
+                    &mut io,
+                );
+                if flow == Flow::Continue {
+                    flow = Flow::Respond;
+                }
+            }
+            Some(fwd) => {
+                if let Some((key, max, counter)) = &fwd.concurrency {
+                    flow = exec::acquire_forward_slot(key, *max, *counter, view, &who, st, &mut io);
+                }
+            }
+        }
+    }
+    if flow == Flow::Error {
+        exec::run(
+            &plan.on_error,
+            exec::Phase::Response,
+            view,
             None,
             &who,
             st,
             &mut io,
         );
-        if flow == Flow::Continue {
-            match &plan.forward {
-                None => {
-                    // no forward-request: APIM answers an empty 200, through outbound
-                    st.resp.status.get_or_insert(200);
-                    st.resp.body.get_or_insert_with(Vec::new);
-                    flow = exec::run(
-                        &plan.outbound,
-                        exec::Phase::Response,
-                        &view,
-                        None,
-                        &who,
-                        st,
-                        &mut io,
-                    );
-                    if flow == Flow::Continue {
-                        flow = Flow::Respond;
-                    }
-                }
-                Some(fwd) => {
-                    if let Some((key, max, counter)) = &fwd.concurrency {
-                        flow = exec::acquire_forward_slot(
-                            key, *max, *counter, &view, &who, st, &mut io,
-                        );
-                    }
-                }
-            }
-        }
-        if flow == Flow::Error {
-            exec::run(
-                &plan.on_error,
-                exec::Phase::Response,
-                &view,
-                None,
-                &who,
-                st,
-                &mut io,
-            );
-        }
-        if flow != Flow::Continue {
-            exec::settle(&view, None, &who, st, &mut io);
-            exec::finish(st, io.counters, 0, ctx.wall_ms);
-            let close =
-                !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
-            let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
-            return Decision::Raw {
-                status: st.resp.status.unwrap_or(200),
-                bytes,
-                consumed,
-                close,
-                method: logged_method(),
-                url: url_of(),
-                api: &api.id,
-                op: &operation.id,
-                request_id: st.request_id.clone(),
-                reason: st.last_error.as_ref().map(|e| snake_case(&e.reason).into()),
-                subscription: who.subscription.map_or(String::new(), |s| s.id.clone()),
-                product: who.product.map_or(String::new(), |p| p.id.clone()),
-            };
-        }
-        call = Some(c);
     }
-    let edits = call.as_ref().map(|c| &c.st.req);
-    type Chosen<'c> = (
-        &'c [SocketAddr],
-        &'c str,
-        &'c str,
-        Option<&'c Arc<ServerName<'static>>>,
-    );
-    let (addrs, authority, base_path, tls): Chosen = match edits.and_then(|e| e.target.as_ref()) {
-        Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
+    if flow == Flow::Continue {
+        return Ok((c, consumed));
+    }
+    exec::settle(view, None, &who, st, &mut io);
+    exec::finish(st, io.counters, 0, ctx.wall_ms);
+    let close = !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
+    let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
+    Err(Box::new(Decision::Raw {
+        status: st.resp.status.unwrap_or(200),
+        bytes,
+        consumed,
+        close,
+        method: log.method(),
+        url: log.url(),
+        api: &a.api.id,
+        op: &a.operation.id,
+        request_id: st.request_id.clone(),
+        reason: st.last_error.as_ref().map(|e| snake_case(&e.reason).into()),
+        subscription: who.subscription.map_or(String::new(), |s| s.id.clone()),
+        product: who.product.map_or(String::new(), |p| p.id.clone()),
+    }))
+}
+
+/// Where the call goes: a backend a policy chose, an address it set, or the API's own.
+type Chosen<'c> = (
+    &'c [SocketAddr],
+    &'c str,
+    &'c str,
+    Option<&'c Arc<ServerName<'static>>>,
+);
+
+fn target<'c>(a: &'c Admission, call: Option<&'c Call>) -> Chosen<'c> {
+    let api = a.api;
+    match call.and_then(|c| c.st.req.target.as_ref()) {
+        Some(&Target::Backend(i)) => match a.rt.backends.get(i as usize) {
             Some(b) => (&b.addrs, &b.authority, &b.base_path, b.tls.as_ref()),
             None => (&[], "", "", None),
         },
         Some(Target::Addr {
-            ref addr,
-            ref authority,
-            ref base_path,
-            ref tls,
+            addr,
+            authority,
+            base_path,
+            tls,
         }) => (
             std::slice::from_ref(addr),
             authority.as_str(),
@@ -406,17 +458,33 @@ pub(super) fn decide<'h>(
             &api.backend.base_path,
             api.backend.tls.as_ref(),
         ),
-    };
+    }
+}
+
+/// The backend exchange for an admitted request: its target, the request head written
+/// for the backend (with the policies' edits), and its state at the start.
+fn proxy<'h>(
+    a: &Admission<'h, '_>,
+    call: Option<Box<Call>>,
+    consumed: usize,
+    peer_ip: &str,
+    https: bool,
+    log: &Logged,
+    ctx: &mut Ctx<'h>,
+) -> Decision<'h> {
+    let head = log.head;
+    let edits = call.as_ref().map(|c| &c.st.req);
+    let (addrs, authority, base_path, tls) = target(a, call.as_deref());
     let tls = tls.cloned();
     if addrs.is_empty() {
-        return reply(Failure::BackendUnresolved, "", url_of());
+        return log.reply(Failure::BackendUnresolved, "");
     }
     if call.is_none() {
         *ctx.seq += 1;
     }
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
     let Some(mut out) = ctx.pool.get(Class::Head) else {
-        return reply(Failure::Exhausted(BUFFERS_EXHAUSTED), "", url_of());
+        return log.reply(Failure::Exhausted(BUFFERS_EXHAUSTED), "");
     };
     let new_query = edits
         .and_then(|e| e.query.as_ref())
@@ -427,7 +495,7 @@ pub(super) fn decide<'h>(
             .and_then(|e| e.method.as_deref())
             .unwrap_or(head.method),
         base_path,
-        rest: edits.and_then(|e| e.rest.as_deref()).unwrap_or(rest),
+        rest: edits.and_then(|e| e.rest.as_deref()).unwrap_or(a.rest),
         query: match &new_query {
             Some(q) if q.is_empty() => None,
             Some(q) => Some(q.as_str()),
@@ -450,9 +518,9 @@ pub(super) fn decide<'h>(
     });
     if written.is_err() || body_override.is_some_and(|b| !append(ctx.pool, &mut out, b)) {
         ctx.pool.put(out);
-        return reply(Failure::HeadTooLarge, "", url_of());
+        return log.reply(Failure::HeadTooLarge, "");
     }
-    let trace = logging.then(|| {
+    let trace = log.logging.then(|| {
         Box::new(Trace {
             // the id policies saw as context.RequestId, when they ran
             id: call.as_ref().map_or_else(
@@ -460,7 +528,7 @@ pub(super) fn decide<'h>(
                 |c| c.st.request_id.clone(),
             ),
             method: head.method.to_string(),
-            url: url_of(),
+            url: log.url(),
             wall: SystemTime::now(),
         })
     });
@@ -480,9 +548,9 @@ pub(super) fn decide<'h>(
         && (head.body == BodyKind::None || body_override.is_some());
     Decision::Proxy(
         Box::new(Exchange {
-            rt: Arc::clone(rt),
-            api: found.api,
-            op,
+            rt: Arc::clone(a.rt),
+            api: a.ids.api,
+            op: a.ids.op,
             backend: usize::MAX,
             addr,
             retried: false,
@@ -516,7 +584,7 @@ pub(super) fn decide<'h>(
             trace,
             call,
             timeout,
-            subscription: admitted.subscription,
+            subscription: a.ids.subscription,
             retries: 0,
             retry_at: None,
             request_read,
