@@ -488,12 +488,13 @@ fn the_plane_speaks_https_and_the_agent_trusts_only_the_configured_ca() {
     let cert = format!("manage.tls.cert={}", dir.join("server.pem").display());
     let key = format!("manage.tls.key={}", dir.join("server.key").display());
     let plane = Plane::start_with(dir.clone(), "127.0.0.1:0", &[&cert, &key]);
-    assert!(plane
+    // its READY can come before the reader thread has its log line
+    assert!(eventually(Duration::from_secs(5), || plane
         .lines
         .lock()
         .unwrap()
         .iter()
-        .any(|l| l.contains("listening on https://")));
+        .any(|l| l.contains("listening on https://"))));
     let endpoint = format!("https://localhost:{}", plane.addr.port());
     // trusting the private CA: syncs over TLS
     let ca = format!("config.service.ca={}", dir.join("ca.pem").display());

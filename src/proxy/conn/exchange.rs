@@ -473,15 +473,7 @@ impl Client {
                         ctx,
                     ) {
                         Outbound::NeedBody => {
-                            let want = (rbuf.capacity() * 2)
-                                .clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
-                            if !rbuf.has_space() && !ctx.pool.grow_exact(rbuf, want) {
-                                let f = if want > rbuf.capacity() {
-                                    // the size is allowed: the budget is spent
-                                    Failure::Exhausted(BUFFERS_EXHAUSTED)
-                                } else {
-                                    Failure::BackendBadResponse("backend_body_too_large_for_policy")
-                                };
+                            if let Err(f) = room_for_whole_body(rbuf, ctx.pool) {
                                 self.fail_exchange(f, ctx);
                                 return Step::Progress;
                             }
@@ -525,26 +517,15 @@ impl Client {
                     || (r.body == ResponseBody::UntilClose)
                     || !matches!(x.req, ReqBody::Done);
                 self.close_after = close;
-                let connection = if close {
-                    Some("close")
-                } else if x.http10 {
-                    Some("keep-alive")
-                } else {
-                    None
-                };
-                let framing = if dechunk {
-                    ClientFraming::Dechunk
-                } else {
-                    ClientFraming::AsIs
-                };
+                let (connection, framing) = client_framing(close, x.http10, dechunk);
                 let Some(out) = x.head.as_mut() else {
                     return Step::Close;
                 };
-                let reason = reason_override.as_deref().unwrap_or(if status == r.status {
-                    r.reason
-                } else {
-                    crate::http::failure::reason_phrase(status)
-                });
+                let reason = match reason_override.as_deref() {
+                    Some(reason) => reason,
+                    None if status == r.status => r.reason,
+                    None => crate::http::failure::reason_phrase(status),
+                };
                 let edits = edits.as_ref().filter(|e| !e.is_empty());
                 let wrote = write_head(ctx.pool, out, |w| {
                     forward::write_client_response(
@@ -558,14 +539,7 @@ impl Client {
                 x.head_sent = 0;
                 x.status = status;
                 x.backend_status = Some(r.status);
-                let body = match r.body {
-                    ResponseBody::None => RespBody::Done,
-                    ResponseBody::Length(0) => RespBody::Done,
-                    ResponseBody::Length(n) => RespBody::Length(n),
-                    ResponseBody::Chunked if dechunk => RespBody::Dechunk(ChunkedDecoder::new()),
-                    ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
-                    ResponseBody::UntilClose => RespBody::UntilClose,
-                };
+                let body = RespBody::of(r.body, dechunk);
                 let reusable = r.reusable;
                 let n = r.head_len;
                 rbuf.consume(n);
@@ -865,6 +839,56 @@ impl Client {
             return Step::Close;
         }
         Step::Progress
+    }
+}
+
+/// Makes room in `rbuf` for more of a response body a policy reads whole (doubling,
+/// up to the bound policies may read). `Err`: the bound, or the buffer budget, is hit.
+fn room_for_whole_body(rbuf: &mut Buf, pool: &mut Pool) -> Result<(), Failure> {
+    let want = (rbuf.capacity() * 2).clamp(64 * 1024, gate::BUFFERED_BODY_MAX + 64 * 1024);
+    if rbuf.has_space() || pool.grow_exact(rbuf, want) {
+        return Ok(());
+    }
+    Err(if want > rbuf.capacity() {
+        // the size is allowed: the budget is spent
+        Failure::Exhausted(BUFFERS_EXHAUSTED)
+    } else {
+        Failure::BackendBadResponse("backend_body_too_large_for_policy")
+    })
+}
+
+/// The `Connection` header and body framing of the answer to the client: closing, or
+/// keep-alive spelled out for HTTP/1.0; chunks dropped for an HTTP/1.0 client.
+fn client_framing(
+    close: bool,
+    http10: bool,
+    dechunk: bool,
+) -> (Option<&'static str>, ClientFraming) {
+    let connection = if close {
+        Some("close")
+    } else if http10 {
+        Some("keep-alive")
+    } else {
+        None
+    };
+    let framing = if dechunk {
+        ClientFraming::Dechunk
+    } else {
+        ClientFraming::AsIs
+    };
+    (connection, framing)
+}
+
+impl RespBody {
+    /// How the body of a backend response is relayed.
+    fn of(body: ResponseBody, dechunk: bool) -> RespBody {
+        match body {
+            ResponseBody::None | ResponseBody::Length(0) => RespBody::Done,
+            ResponseBody::Length(n) => RespBody::Length(n),
+            ResponseBody::Chunked if dechunk => RespBody::Dechunk(ChunkedDecoder::new()),
+            ResponseBody::Chunked => RespBody::Chunked(ChunkedDecoder::new()),
+            ResponseBody::UntilClose => RespBody::UntilClose,
+        }
     }
 }
 
