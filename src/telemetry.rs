@@ -1,7 +1,8 @@
 //! Request log records and their formats (text, JSON), field names in one place, and the
-//! bounded batch the event loop fills and hands to the agent thread, which writes it to
-//! stderr. The loop never writes a record itself, so a slow log reader cannot stall
-//! traffic; when the agent falls behind, records are dropped and counted.
+//! bounded batches the event loop fills: one for stderr, handed to the log writer
+//! thread, and one for the plane, handed to the agent. The loop never writes a record
+//! itself, so a slow log reader cannot stall traffic; when stderr falls behind, records
+//! are dropped and counted.
 //! Must not touch: sockets, files; subscription keys never enter a record (URLs are
 //! redacted with the runtime's `Redaction`).
 

@@ -1,8 +1,10 @@
 //! The event loop. Owns the poll, the listener, the client and backend slabs, the buffer
 //! pool and the running `Arc<Runtime>`. Routes readiness events to connections, accepts
 //! up to `limits.connections.max` (then pauses accepting until a slot frees), swaps in
-//! configs handed over by the agent between events, sweeps deadlines every 100 ms,
-//! hands request-log batches to the agent, and drains on SIGTERM/SIGINT.
+//! configs handed over by the agent between events (replaced ones go back to it to be
+//! freed), sweeps deadlines every 100 ms, hands request-log batches to the log writer and
+//! record batches, quota cells and metric counts to the agent, and drains on
+//! SIGTERM/SIGINT.
 //! Must not touch: disk, DNS, blocking channel operations (only `try_send`/`try_recv`).
 
 use std::io;
