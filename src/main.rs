@@ -256,6 +256,7 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
             let sync = SyncState {
                 last_sync_at: Some(std::time::SystemTime::now()),
                 last_error: loaded.problem.clone(),
+                note: loaded.note.clone(),
                 ..SyncState::default()
             };
             (Box::new(source), loaded, sync)

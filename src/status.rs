@@ -20,6 +20,9 @@ pub struct SyncState {
     pub last_sync_at: Option<SystemTime>,
     /// `None` = the last attempt succeeded.
     pub last_error: Option<String>,
+    /// A state worth saying that is not an error: a pin in force, a start from backup
+    /// while the plane is asked.
+    pub note: Option<String>,
     pub offline_since: Option<SystemTime>,
     pub token_expiry: Option<String>,
     /// Versions in the backup store after the last apply (for metrics), when backups are on.
@@ -70,6 +73,11 @@ pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (
             s.push_str("\"error\", \"error\": ");
             push_json_str(&mut s, e);
         }
+    }
+    s.push_str(", \"note\": ");
+    match &sync.note {
+        Some(n) => push_json_str(&mut s, n),
+        None => s.push_str("null"),
     }
     s.push_str("}, \"offlineSince\": ");
     match sync.offline_since {

@@ -46,6 +46,7 @@ impl LocalConfig {
                     runtime,
                     text,
                     problem: None,
+                    note: None,
                 });
             }
             Err(errors) => errors,
@@ -98,6 +99,7 @@ impl LocalConfig {
                     runtime,
                     text,
                     problem: None,
+                    note: None,
                 })
             }
             Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
@@ -151,7 +153,8 @@ pub fn pinned(store: Option<&Store>, ignored: &str) -> Option<Loaded> {
         Ok(runtime) => Some(Loaded {
             runtime,
             text: stored.document,
-            problem: Some(format!(
+            problem: None,
+            note: Some(format!(
                 "{label} is in force; {ignored} until the pin is cleared"
             )),
         }),
@@ -185,6 +188,7 @@ pub fn newest_good(store: &Store) -> Result<Option<(Loaded, i64)>, String> {
             runtime,
             text: stored.document,
             problem: None,
+            note: None,
         },
         stored.entry.seq,
     )))
@@ -218,6 +222,9 @@ impl Syncer for LocalConfig {
             Ok(loaded) => {
                 if let Some(p) = &loaded.problem {
                     log::warn!("{p}");
+                }
+                if let Some(n) = &loaded.note {
+                    log::info!("{n}");
                 }
                 vec![Update::Apply(loaded)]
             }

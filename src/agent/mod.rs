@@ -62,10 +62,12 @@ pub enum ToAgent {
 
 /// Agent → loop.
 pub enum ToLoop {
-    /// A config to serve; `note` (for status) says why it is not the latest source's;
-    /// `backup_versions`: how many the backup store holds now (for metrics).
+    /// A config to serve; `problem` (an error, for status) or `note` (a state that is
+    /// not one) says why it is not the latest source's; `backup_versions`: how many the
+    /// backup store holds now (for metrics).
     Apply {
         runtime: Arc<Runtime>,
+        problem: Option<String>,
         note: Option<String>,
         backup_versions: Option<u32>,
     },
@@ -134,6 +136,9 @@ pub struct Loaded {
     pub text: String,
     /// Why this is not the latest config of its source (for status), when it is not.
     pub problem: Option<String>,
+    /// What status should say about it that is not an error (a pin in force, a start
+    /// from backup while the plane is asked).
+    pub note: Option<String>,
 }
 
 /// What a `Syncer` tells the agent loop.
@@ -373,6 +378,7 @@ impl Coordinator {
                     runtime: fresh,
                     text: self.running_text.clone(),
                     problem: None,
+                    note: None,
                 }));
             }
         }
@@ -388,7 +394,8 @@ impl Coordinator {
                     self.running_text = loaded.text;
                     ToLoop::Apply {
                         runtime,
-                        note: loaded.problem,
+                        problem: loaded.problem,
+                        note: loaded.note,
                         backup_versions: backup_versions(self.syncer.as_mut()),
                     }
                 }

@@ -174,7 +174,7 @@ impl ServiceSync {
         let ignored = "the management plane's config is not applied";
         if let Some(loaded) = pinned(self.store.as_ref(), ignored) {
             self.applied_pin = self.pin_seq();
-            self.state.last_error = loaded.problem.clone();
+            self.state.note = loaded.note.clone();
             return Ok(loaded);
         }
         if let Some(store) = self.store.as_ref() {
@@ -184,12 +184,12 @@ impl ServiceSync {
                     loaded.runtime.version,
                     self.client.endpoint()
                 );
-                loaded.problem = Some(format!(
+                loaded.note = Some(format!(
                     "started from backup version {}; syncing with {}",
                     loaded.runtime.version,
                     self.client.endpoint()
                 ));
-                self.state.last_error = loaded.problem.clone();
+                self.state.note = loaded.note.clone();
                 return Ok(loaded);
             }
         }
@@ -203,6 +203,7 @@ impl ServiceSync {
                             runtime,
                             text,
                             problem: None,
+                            note: None,
                         });
                     }
                     Err(errors) => format!(
@@ -322,8 +323,9 @@ impl ServiceSync {
                 } else {
                     now + self.poll_interval
                 };
+                self.state.last_error = None;
                 if self.applied_pin.is_none() {
-                    self.state.last_error = None;
+                    self.state.note = None;
                 }
             }
             Err(e @ (CallError::Unauthorized(_) | CallError::NoToken(_))) => {
@@ -377,7 +379,8 @@ impl ServiceSync {
                 .and_then(|s| s.get(&runtime.version).ok())
                 .is_some();
             if seen {
-                self.state.last_error = Some(format!(
+                self.state.last_error = None;
+                self.state.note = Some(format!(
                     "pinned backup version {} is in force",
                     pin.entry.version
                 ));
@@ -394,6 +397,7 @@ impl ServiceSync {
             );
         }
         self.state.last_error = None;
+        self.state.note = None;
         if runtime.version == running.version && running.source == ConfigSource::Service {
             return;
         }
@@ -411,6 +415,7 @@ impl ServiceSync {
             runtime,
             text,
             problem: None,
+            note: None,
         }));
     }
 
@@ -424,15 +429,15 @@ impl ServiceSync {
             Some(_) => {
                 let ignored = "the management plane's config is not applied";
                 if let Some(loaded) = pinned(self.store.as_ref(), ignored) {
-                    log::info!("{}", loaded.problem.as_deref().unwrap_or("pin applied"));
-                    self.state.last_error = loaded.problem.clone();
+                    log::info!("{}", loaded.note.as_deref().unwrap_or("pin applied"));
+                    self.state.note = loaded.note.clone();
                     out.push(Update::Apply(loaded));
                 }
                 self.applied_pin = current;
             }
             None => {
                 self.applied_pin = None;
-                self.state.last_error = None;
+                self.state.note = None;
                 // back to the plane's newest document: the newest backup now, and a
                 // fresh fetch (no ETag) to confirm it
                 self.etag = None;
@@ -465,6 +470,7 @@ impl ServiceSync {
             uptime_seconds: self.started.elapsed().as_secs(),
             last_sync_at: self.state.last_sync_at.map(rfc3339),
             last_sync_error: self.state.last_error.clone(),
+            sync_note: self.state.note.clone(),
             last_outage: self.last_outage.map(|(a, b)| (rfc3339(a), rfc3339(b))),
             token_expiry: self.state.token_expiry.clone(),
             heartbeat_interval_seconds: self.heartbeat_interval.as_secs(),

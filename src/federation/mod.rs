@@ -41,6 +41,8 @@ pub struct Heartbeat {
     /// The last time a config check reached the plane (RFC 3339).
     pub last_sync_at: Option<String>,
     pub last_sync_error: Option<String>,
+    /// A state of its config that is not an error (a pin in force, a start from backup).
+    pub sync_note: Option<String>,
     /// The last outage this instance saw, reported once it is over: (from, until).
     pub last_outage: Option<(String, String)>,
     pub token_expiry: Option<String>,
@@ -62,6 +64,7 @@ pub mod field {
     pub const UPTIME_SECONDS: &str = "uptimeSeconds";
     pub const LAST_SYNC_AT: &str = "lastSyncAt";
     pub const LAST_SYNC_ERROR: &str = "lastSyncError";
+    pub const SYNC_NOTE: &str = "syncNote";
     pub const LAST_OUTAGE: &str = "lastOutage";
     pub const TOKEN_EXPIRY: &str = "tokenExpiry";
     pub const HEARTBEAT_INTERVAL_SECONDS: &str = "heartbeatIntervalSeconds";
@@ -86,6 +89,7 @@ impl Heartbeat {
         );
         o.insert(field::LAST_SYNC_AT.into(), opt(&self.last_sync_at));
         o.insert(field::LAST_SYNC_ERROR.into(), opt(&self.last_sync_error));
+        o.insert(field::SYNC_NOTE.into(), opt(&self.sync_note));
         o.insert(
             field::LAST_OUTAGE.into(),
             match &self.last_outage {

@@ -497,6 +497,7 @@ impl Server {
             match msg {
                 ToLoop::Apply {
                     runtime: rt,
+                    problem,
                     note,
                     backup_versions,
                 } => {
@@ -517,7 +518,8 @@ impl Server {
                     // verified tokens were checked against the old config's keys
                     self.counters.forget_tokens();
                     self.sync.last_sync_at = Some(SystemTime::now());
-                    self.sync.last_error = note;
+                    self.sync.last_error = problem;
+                    self.sync.note = note;
                     self.sync.backup_versions = backup_versions;
                 }
                 ToLoop::Status(state) => {
@@ -713,6 +715,7 @@ mod tests {
         to_loop
             .send(ToLoop::Apply {
                 runtime: Arc::clone(&second),
+                problem: None,
                 note: None,
                 backup_versions: None,
             })
