@@ -366,6 +366,20 @@ impl Plane {
             }
         }
         match (method, path) {
+            (_, ["apis", ..]) => self.apis_admin(req, path),
+            (_, ["gateways", ..]) => self.gateways_admin(req, path),
+            ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
+            (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
+                Some(kind) => self.entity(req, kind, rest, path),
+                None => unrouted(path),
+            },
+            _ => unrouted(path),
+        }
+    }
+
+    /// `/admin/apis…`: APIs and their operations.
+    fn apis_admin(&self, req: &Request, path: &[&str]) -> Response {
+        match (req.method.as_str(), path) {
             ("GET", ["apis"]) => match self.store().list_apis() {
                 Ok(apis) => Response::json(
                     200,
@@ -434,6 +448,14 @@ impl Plane {
                     .map(|()| Response::empty(204));
                 self.mutation(result)
             }
+            _ => unrouted(path),
+        }
+    }
+
+    /// `/admin/gateways…`: gateways, their APIs, certificates, tokens, keys, and what
+    /// their instances reported.
+    fn gateways_admin(&self, req: &Request, path: &[&str]) -> Response {
+        match (req.method.as_str(), path) {
             ("GET", ["gateways"]) => {
                 // the store guard must be gone before gateway_view takes it again
                 let ids = self.store().list_gateways();
@@ -547,7 +569,6 @@ impl Plane {
                 }
                 Err(e) => plane_error(e),
             },
-            ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
             ("GET", ["gateways", id, "certificates"]) => {
                 match self.store().gateway_certificates(id) {
                     Ok(ids) => Response::json(
@@ -571,10 +592,6 @@ impl Plane {
                     .map(|()| Response::empty(204));
                 self.mutation(result)
             }
-            (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
-                Some(kind) => self.entity(req, kind, rest, path),
-                None => unrouted(path),
-            },
             _ => unrouted(path),
         }
     }
