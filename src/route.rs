@@ -140,54 +140,76 @@ impl Template {
     }
 }
 
+/// A node of the operation trie while it is built.
 #[derive(Default)]
-struct OpNode {
+struct BuildNode {
     literal: FnvMap<Box<str>, u32>,
     param: Option<u32>,
-    /// Operations whose template ends here: (method or "*", operation index).
     terminal: Vec<(Box<str>, u32)>,
-    /// Operations whose template ends here with `/*`.
     wildcard: Vec<(Box<str>, u32)>,
 }
 
-/// The operations of one API.
-#[derive(Default)]
-pub struct OpTable {
-    nodes: Vec<OpNode>,
+/// A run of entries in one of the table's arrays: (start, length).
+#[derive(Default, Clone, Copy)]
+struct Run(u32, u32);
+
+impl Run {
+    fn of<T>(self, all: &[T]) -> &[T] {
+        let (start, len) = (self.0 as usize, self.1 as usize);
+        all.get(start..start + len).unwrap_or(&[])
+    }
 }
 
-fn pick(candidates: &[(Box<str>, u32)], method: &str) -> Option<u32> {
-    candidates
-        .iter()
-        .find(|(m, _)| &**m == method)
-        .or_else(|| candidates.iter().find(|(m, _)| &**m == "*"))
-        .map(|(_, op)| *op)
+/// A node of the operation trie, flattened: its literal children, its parameter child,
+/// and the operations that end here (exactly or with `/*`), as runs of the table's
+/// arrays.
+#[derive(Default, Clone, Copy)]
+struct OpNode {
+    /// Sorted by segment, for a binary search.
+    literal: Run,
+    param: Option<u32>,
+    /// (method or "*", operation index).
+    terminal: Run,
+    wildcard: Run,
 }
+
+/// The operations of one API: a segment trie in a few flat arrays, with every segment
+/// and method text in one string (no map or string allocation per node), built once per
+/// config.
+#[derive(Default)]
+pub struct OpTable {
+    nodes: Box<[OpNode]>,
+    /// (segment, child node), by node run, sorted within each run.
+    edges: Box<[(Span, u32)]>,
+    /// (method, operation index), by node run.
+    ends: Box<[(Span, u32)]>,
+    text: Box<str>,
+}
+
+/// A slice of `OpTable::text`.
+#[derive(Clone, Copy)]
+struct Span(u32, u32);
 
 impl OpTable {
     pub fn build<'t>(ops: impl Iterator<Item = (&'t str, &'t Template)>) -> OpTable {
-        let mut table = OpTable {
-            nodes: vec![OpNode::default()],
-        };
+        let mut nodes = vec![BuildNode::default()];
         for (index, (method, template)) in ops.enumerate() {
             let mut node = 0usize;
             for seg in &template.segments {
                 let next = match seg {
-                    Segment::Literal(l) => table.nodes[node].literal.get(l.as_str()).copied(),
-                    Segment::Param(_) => table.nodes[node].param,
+                    Segment::Literal(l) => nodes[node].literal.get(l.as_str()).copied(),
+                    Segment::Param(_) => nodes[node].param,
                 };
                 node = match next {
                     Some(n) => n as usize,
                     None => {
-                        let n = table.nodes.len();
-                        table.nodes.push(OpNode::default());
+                        let n = nodes.len();
+                        nodes.push(BuildNode::default());
                         match seg {
                             Segment::Literal(l) => {
-                                table.nodes[node]
-                                    .literal
-                                    .insert(l.as_str().into(), n as u32);
+                                nodes[node].literal.insert(l.as_str().into(), n as u32);
                             }
-                            Segment::Param(_) => table.nodes[node].param = Some(n as u32),
+                            Segment::Param(_) => nodes[node].param = Some(n as u32),
                         }
                         n
                     }
@@ -195,12 +217,65 @@ impl OpTable {
             }
             let entry = (Box::<str>::from(method), index as u32);
             if template.wildcard {
-                table.nodes[node].wildcard.push(entry);
+                nodes[node].wildcard.push(entry);
             } else {
-                table.nodes[node].terminal.push(entry);
+                nodes[node].terminal.push(entry);
             }
         }
-        table
+        OpTable::flatten(nodes)
+    }
+
+    fn flatten(built: Vec<BuildNode>) -> OpTable {
+        let mut text = String::new();
+        let mut span = |s: &str| {
+            let start = text.len() as u32;
+            text.push_str(s);
+            Span(start, s.len() as u32)
+        };
+        let mut edges = Vec::new();
+        let mut ends = Vec::new();
+        let mut nodes = Vec::with_capacity(built.len());
+        for b in &built {
+            let mut literal: Vec<(&str, u32)> = b.literal.iter().map(|(k, v)| (&**k, *v)).collect();
+            literal.sort_unstable();
+            let start = edges.len() as u32;
+            edges.extend(literal.iter().map(|(k, child)| (span(k), *child)));
+            let literal = Run(start, literal.len() as u32);
+            let mut run_of = |list: &[(Box<str>, u32)]| {
+                let start = ends.len() as u32;
+                ends.extend(list.iter().map(|(m, op)| (span(m), *op)));
+                Run(start, list.len() as u32)
+            };
+            let terminal = run_of(&b.terminal);
+            let wildcard = run_of(&b.wildcard);
+            nodes.push(OpNode {
+                literal,
+                param: b.param,
+                terminal,
+                wildcard,
+            });
+        }
+        OpTable {
+            nodes: nodes.into_boxed_slice(),
+            edges: edges.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+            text: text.into_boxed_str(),
+        }
+    }
+
+    fn str_of(&self, s: Span) -> &str {
+        let (start, len) = (s.0 as usize, s.1 as usize);
+        self.text.get(start..start + len).unwrap_or("")
+    }
+
+    /// The operation for `method` among `run` of the ends: the method itself, else `*`.
+    fn pick(&self, run: Run, method: &str) -> Option<u32> {
+        let candidates = run.of(&self.ends);
+        candidates
+            .iter()
+            .find(|(m, _)| self.str_of(*m) == method)
+            .or_else(|| candidates.iter().find(|(m, _)| self.str_of(*m) == "*"))
+            .map(|(_, op)| *op)
     }
 
     /// The operation for `rest` (the path after the API path, without query) and method.
@@ -209,15 +284,16 @@ impl OpTable {
     }
 
     fn match_from(&self, node: usize, rest: &str, method: &str) -> Option<u32> {
-        let n = &self.nodes[node];
+        let n = self.nodes.get(node)?;
         if rest.is_empty() {
-            if let Some(op) = pick(&n.terminal, method) {
+            if let Some(op) = self.pick(n.terminal, method) {
                 return Some(op);
             }
         } else {
             let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Some(child) = n.literal.get(segment) {
-                if let Some(op) = self.match_from(*child as usize, tail, method) {
+            let edges = n.literal.of(&self.edges);
+            if let Ok(i) = edges.binary_search_by(|(s, _)| self.str_of(*s).cmp(segment)) {
+                if let Some(op) = self.match_from(edges[i].1 as usize, tail, method) {
                     return Some(op);
                 }
             }
@@ -227,7 +303,7 @@ impl OpTable {
                 }
             }
         }
-        pick(&n.wildcard, method)
+        self.pick(n.wildcard, method)
     }
 }
 
