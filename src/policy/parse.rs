@@ -1164,3 +1164,138 @@ fn status_attrs(cx: &Cx, n: Node) -> R<(Text, Text)> {
     let reason = text_value(cx, n, attr(n, "reason").unwrap_or(""))?;
     Ok((code, reason))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles `text` at API scope with named values `nv` = "value" and `target` = "b1",
+    /// and backend `b1`: the document or the error, and what it used.
+    fn compile(text: &str) -> (Result<ScopeDoc, PolicyError>, Uses) {
+        let named = |n: &str| match n {
+            "nv" => Some("value"),
+            "target" => Some("b1"),
+            _ => None,
+        };
+        let backend = |id: &str| (id == "b1").then_some(0);
+        let mut add = |_: &str| Ok(1);
+        let mut ctx = Context {
+            scope: Scope::Api,
+            named_value: &named,
+            backend_id: &backend,
+            add_backend_url: &mut add,
+            owner: "api:t",
+            uses: Uses::default(),
+        };
+        let doc = parse(text, &mut ctx);
+        (doc, ctx.uses)
+    }
+
+    fn error(text: &str) -> String {
+        match compile(text).0 {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn sections_hold_their_policies() {
+        let (doc, _) = compile(
+            r#"<policies><inbound><base /><set-header name="x" exists-action="override"><value>1</value></set-header></inbound><backend><forward-request timeout="5" /></backend><outbound /><on-error><base /></on-error></policies>"#,
+        );
+        let doc = doc.unwrap();
+        assert_eq!(doc.inbound.as_ref().map(Vec::len), Some(2));
+        assert!(
+            matches!(doc.backend.as_deref(), Some([Item::Forward(f)]) if f.timeout_secs == Some(5))
+        );
+        assert_eq!(doc.outbound.as_ref().map(Vec::len), Some(0));
+        assert!(matches!(doc.on_error.as_deref(), Some([Item::Base])));
+    }
+
+    /// Every refusal names its line and column and what is wrong; nothing is skipped.
+    #[test]
+    fn refusals_say_where_and_why() {
+        for (text, want) in [
+            ("<policy />", "the document element must be <policies>"),
+            (
+                "<policies><middle /></policies>",
+                "<middle> is not a section",
+            ),
+            (
+                "<policies><inbound>\n  <no-such-policy /></inbound></policies>",
+                "line 2",
+            ),
+            (
+                r#"<policies><outbound><set-backend-service backend-id="b1" /></outbound></policies>"#,
+                "set-backend-service",
+            ),
+            (
+                r#"<policies><inbound><set-header exists-action="override"><value>1</value></set-header></inbound></policies>"#,
+                "name",
+            ),
+            (
+                r#"<policies><inbound><set-backend-service backend-id="nope" /></inbound></policies>"#,
+                "backend-id 'nope' is not in backends",
+            ),
+            (
+                "<policies><inbound>{{missing}}</inbound></policies>",
+                "named value '{{missing}}' is not defined in namedValues",
+            ),
+            ("<policies><inbound>", "not well-formed XML"),
+        ] {
+            let e = error(text);
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.starts_with("line "), "{text}: {e}");
+        }
+    }
+
+    /// What a document uses, as the compiler resolved it: trimmed named values, a
+    /// backend named directly or through a named value, token query parameters.
+    #[test]
+    fn uses_are_collected_where_names_are_resolved() {
+        let (doc, uses) = compile(
+            r#"<policies><inbound><set-header name="x" exists-action="override"><value>{{ nv }}</value></set-header><set-backend-service backend-id = "{{target}}" /><validate-jwt query-parameter-name="jwt"><issuer-signing-keys><key>c2VjcmV0LXNpZ25pbmcta2V5LTMyLWJ5dGVzLWxvbmchIQ==</key></issuer-signing-keys></validate-jwt></inbound></policies>"#,
+        );
+        assert!(doc.is_ok(), "{:?}", doc.err().map(|e| e.to_string()));
+        let names: Vec<&str> = uses.named_values.iter().map(String::as_str).collect();
+        assert_eq!(names, ["nv", "target"]);
+        let backends: Vec<&str> = uses.backends.iter().map(String::as_str).collect();
+        assert_eq!(backends, ["b1"]);
+        let params: Vec<&str> = uses.token_query_params.iter().map(String::as_str).collect();
+        assert_eq!(params, ["jwt"]);
+    }
+
+    /// `<base />` puts the parent's section there; leaving it out drops the parent's.
+    #[test]
+    fn base_inlines_the_parent_and_leaving_it_out_drops_it() {
+        let parent = compile(
+            r#"<policies><inbound><set-header name="p" exists-action="override"><value>1</value></set-header></inbound><outbound><set-header name="po" exists-action="override"><value>1</value></set-header></outbound></policies>"#,
+        )
+        .0
+        .unwrap();
+        let child = compile(
+            r#"<policies><inbound><set-header name="c" exists-action="override"><value>1</value></set-header><base /></inbound><outbound /></policies>"#,
+        )
+        .0
+        .unwrap();
+        let merged = crate::policy::merge(&parent, &child);
+        let names = |items: &Option<Vec<Item>>| -> Vec<String> {
+            items
+                .iter()
+                .flatten()
+                .filter_map(|i| match i {
+                    Item::Step(s) => match &*s.policy {
+                        Policy::SetHeader { name, .. } => Some(name.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(names(&merged.inbound), ["c", "p"], "child first, then base");
+        assert!(
+            names(&merged.outbound).is_empty(),
+            "no <base />: the parent's is dropped"
+        );
+    }
+}
