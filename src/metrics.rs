@@ -488,14 +488,7 @@ mod tests {
         }
         assert_eq!(m.series.len(), MAX_SERIES);
         assert!(m
-            .render(&Gauges {
-                config_version: None,
-                config_age_seconds: 0,
-                plane_connected: None,
-                backup_versions: None,
-                connections_open: 0,
-                log_records_dropped: 0,
-            })
+            .render(&GaugeValues::default().gauges())
             .contains("edgegate_requests_unlabelled_total 5"));
     }
 
@@ -550,14 +543,7 @@ mod tests {
             &call("echo", "get", 429, Some("rate_limit_exceeded")),
             Timings::default(),
         );
-        let text = m.render(&Gauges {
-            config_version: None,
-            config_age_seconds: 0,
-            plane_connected: None,
-            backup_versions: None,
-            connections_open: 0,
-            log_records_dropped: 0,
-        });
+        let text = m.render(&GaugeValues::default().gauges());
         let want = r#"edgegate_requests_total{api="echo",product="gold",subscription="sub-1",status_class="4xx",error_reason="rate_limit_exceeded"} 1"#;
         assert!(text.lines().any(|l| l == want), "{text}");
     }

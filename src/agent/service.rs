@@ -239,10 +239,10 @@ impl ServiceSync {
     }
 
     fn pin_seq(&self) -> Option<i64> {
+        // checked every second: the pin row only, not the document and its checksum
         self.store
             .as_ref()
-            .and_then(|s| s.pinned().ok().flatten())
-            .map(|p| p.entry.seq)
+            .and_then(|s| s.pinned_seq().ok().flatten())
     }
 
     /// The plane answered (whatever it said): an outage, if there was one, is over.

@@ -298,13 +298,17 @@ impl Store {
             .ok_or_else(|| StoreError::NoSuchVersion(version.to_string()))
     }
 
-    /// The pinned version, if any.
-    pub fn pinned(&self) -> Result<Option<Stored>, StoreError> {
-        let seq: Option<i64> = self
+    /// The sequence number of the pinned version, if any (no document read).
+    pub fn pinned_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
             .conn
             .query_row("SELECT seq FROM pin WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
-        match seq {
+            .optional()?)
+    }
+
+    /// The pinned version, if any.
+    pub fn pinned(&self) -> Result<Option<Stored>, StoreError> {
+        match self.pinned_seq()? {
             Some(seq) => Ok(self
                 .rows("WHERE c.seq = ?1", params![seq])?
                 .into_iter()

@@ -116,13 +116,8 @@ impl<G: Hash + Eq + Clone, T> Keyed<G, T> {
         self.slots.get(i)?.as_ref().map(|s| &s.value)
     }
 
-    /// The entry, marked as used; `expires_ms` moves to what the caller says.
-    fn touch<Q>(&mut self, group: &Q, key: &str, expires_ms: u64) -> Option<&mut T>
-    where
-        G: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.slot_of(group, key)?;
+    /// The entry in slot `i`, marked as used; `expires_ms` moves to what the caller says.
+    fn touch(&mut self, i: usize, expires_ms: u64) -> Option<&mut T> {
         let slot = self.slots.get_mut(i)?.as_mut()?;
         slot.referenced = true;
         slot.expires_ms = slot.expires_ms.max(expires_ms);
@@ -156,8 +151,9 @@ impl<G: Hash + Eq + Clone, T> Keyed<G, T> {
         G: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = G> + ?Sized,
     {
-        if self.slot_of(group, key).is_some() {
-            return self.touch(group, key, expires_ms);
+        // one hash lookup for a known key (the request path's usual case)
+        if let Some(i) = self.slot_of(group, key) {
+            return self.touch(i, expires_ms);
         }
         let bytes = key.len() + value_bytes + ENTRY_OVERHEAD;
         if bytes > self.max_bytes {
@@ -411,6 +407,27 @@ impl Counters {
         }
     }
 
+    /// The window of (counter, key), made for a limit of `calls` per `period_ms` when
+    /// new; it lives until a period after its last call. `None`: no room.
+    fn window(
+        &mut self,
+        counter: u64,
+        key: &str,
+        calls: u64,
+        period_ms: u64,
+        now_ms: u64,
+    ) -> Option<&mut Window> {
+        self.windows.entry(
+            &counter,
+            key,
+            Window::bytes_for(calls),
+            now_ms + period_ms,
+            now_ms,
+            |_| true,
+            || Window::for_limit(calls, period_ms),
+        )
+    }
+
     /// Checks (and, when allowed, records `count`) a call in a sliding window.
     pub fn rate(
         &mut self,
@@ -422,15 +439,7 @@ impl Counters {
         now_ms: u64,
     ) -> RateDecision {
         let period_ms = period_secs.saturating_mul(1000);
-        let Some(window) = self.windows.entry(
-            &counter,
-            key,
-            Window::bytes_for(calls),
-            now_ms + period_ms,
-            now_ms,
-            |_| true,
-            || Window::for_limit(calls, period_ms),
-        ) else {
+        let Some(window) = self.window(counter, key, calls, period_ms, now_ms) else {
             return refused(period_secs.max(1));
         };
         let (used, retry_after) = window.slide(period_ms, now_ms);
@@ -457,15 +466,7 @@ impl Counters {
         now_ms: u64,
     ) {
         let period_ms = period_secs.saturating_mul(1000);
-        if let Some(window) = self.windows.entry(
-            &counter,
-            key,
-            Window::bytes_for(calls),
-            now_ms + period_ms,
-            now_ms,
-            |_| true,
-            || Window::for_limit(calls, period_ms),
-        ) {
+        if let Some(window) = self.window(counter, key, calls, period_ms, now_ms) {
             let (used, _) = window.slide(period_ms, now_ms);
             window.record(count.min(calls.saturating_sub(used)), now_ms);
         }
