@@ -1,23 +1,21 @@
 //! Policy XML → `ScopeDoc`: the four sections of one scope's document with every policy
-//! compiled (attributes checked against APIM's, defaults applied, expressions parsed).
+//! compiled (attributes checked against APIM's, defaults applied, expressions parsed) by
+//! its module in `super::kinds`, found in the registry `KINDS`. The helpers here
+//! (attributes, numbers, booleans, values, expressions) are what those modules share.
 //! An element, attribute or expression the gateway does not implement is an error naming
 //! its line and column — never skipped. `{{named values}}` are substituted and rawxml
 //! expressions re-escaped (see `rawxml`) before the XML parser runs.
 //! Must not touch: the request path (this runs once per config apply), sockets.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use roxmltree::{Document, Node};
 
 use super::expr::{Expr, Ty};
-use super::jwt;
+use super::kinds::{Compiled, KINDS};
 use super::rawxml::{escape_expressions, substitute_named_values};
-use super::{
-    CheckHeader, Cors, ExistsAction, Forward, Item, Limit, LimitHeaders, Policy, Quota, RateLimit,
-    RateLimitByKey, Retry, ReturnResponse, Scope, ScopeDoc, Section, Step, Text,
-};
+use super::{ExistsAction, Item, Scope, ScopeDoc, Section, Step, Text};
 
 /// A problem in a policy document, at a line and column of that document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,18 +65,19 @@ pub struct Uses {
     pub token_query_params: std::collections::BTreeSet<String>,
 }
 
-type R<T> = Result<T, PolicyError>;
+pub(crate) type R<T> = Result<T, PolicyError>;
 
-struct Cx<'c, 'a> {
+/// The compiler's cursor in one document: where it is and what it may resolve.
+pub struct Cx<'c, 'a> {
     doc: &'c Document<'c>,
-    ctx: &'c mut Context<'a>,
-    section: Section,
+    pub(crate) ctx: &'c mut Context<'a>,
+    pub(crate) section: Section,
     /// Counter-using policies seen so far in this document.
     counters: u32,
 }
 
 impl Cx<'_, '_> {
-    fn err(&self, node: Node, message: impl Into<String>) -> PolicyError {
+    pub(crate) fn err(&self, node: Node, message: impl Into<String>) -> PolicyError {
         let pos = self.doc.text_pos_at(node.range().start);
         PolicyError {
             line: pos.row,
@@ -87,17 +86,17 @@ impl Cx<'_, '_> {
         }
     }
     /// The stable label of the next counter-using policy: "{owner}#{n}".
-    fn counter_label(&mut self) -> String {
+    pub(crate) fn counter_label(&mut self) -> String {
         self.counters += 1;
         format!("{}#{}", self.ctx.owner, self.counters)
     }
-    fn counter(&mut self) -> u64 {
+    pub(crate) fn counter(&mut self) -> u64 {
         counter_id(&self.counter_label())
     }
 }
 
 /// A counter's identity: a 64-bit hash of its stable label.
-fn counter_id(label: &str) -> u64 {
+pub(crate) fn counter_id(label: &str) -> u64 {
     use std::hash::Hasher;
     let mut h = crate::route::Fnv::default();
     h.write(label.as_bytes());
@@ -189,11 +188,11 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
     Ok(out)
 }
 
-fn elements<'a, 'i>(n: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+pub(crate) fn elements<'a, 'i>(n: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
     n.children().filter(|c| c.is_element())
 }
 
-fn no_attributes(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
+pub(crate) fn no_attributes(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
     for a in n.attributes() {
         if a.name() != "id" && !allowed.contains(&a.name()) {
             return Err(cx.err(
@@ -209,7 +208,7 @@ fn no_attributes(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
     Ok(())
 }
 
-fn only_children(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
+pub(crate) fn only_children(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
     for c in elements(n) {
         if !allowed.contains(&c.tag_name().name()) {
             return Err(cx.err(
@@ -226,7 +225,7 @@ fn only_children(cx: &Cx, n: Node, allowed: &[&str]) -> R<()> {
 }
 
 /// Parses `@(...)`/`@{...}` or takes the text as a literal.
-fn text_value(cx: &Cx, n: Node, raw: &str) -> R<Text> {
+pub(crate) fn text_value(cx: &Cx, n: Node, raw: &str) -> R<Text> {
     let t = raw.trim();
     if let Some(inner) = t.strip_prefix("@(").and_then(|r| r.strip_suffix(')')) {
         return Expr::parse(inner, false)
@@ -241,7 +240,7 @@ fn text_value(cx: &Cx, n: Node, raw: &str) -> R<Text> {
     Ok(Text::Lit(raw.to_string()))
 }
 
-fn expr_value(cx: &Cx, n: Node, attr: &str, raw: &str) -> R<Expr> {
+pub(crate) fn expr_value(cx: &Cx, n: Node, attr: &str, raw: &str) -> R<Expr> {
     match text_value(cx, n, raw)? {
         Text::Expr(e) => {
             if matches!(e.ty(), Ty::Str | Ty::Int) {
@@ -272,11 +271,11 @@ fn expr_value(cx: &Cx, n: Node, attr: &str, raw: &str) -> R<Expr> {
     }
 }
 
-fn attr<'a>(n: Node<'a, '_>, name: &str) -> Option<&'a str> {
+pub(crate) fn attr<'a>(n: Node<'a, '_>, name: &str) -> Option<&'a str> {
     n.attribute(name)
 }
 
-fn required<'a>(cx: &Cx, n: Node<'a, '_>, name: &str) -> R<&'a str> {
+pub(crate) fn required<'a>(cx: &Cx, n: Node<'a, '_>, name: &str) -> R<&'a str> {
     n.attribute(name).ok_or_else(|| {
         cx.err(
             n,
@@ -285,7 +284,7 @@ fn required<'a>(cx: &Cx, n: Node<'a, '_>, name: &str) -> R<&'a str> {
     })
 }
 
-fn number(cx: &Cx, n: Node, name: &str, default: Option<u64>) -> R<u64> {
+pub(crate) fn number(cx: &Cx, n: Node, name: &str, default: Option<u64>) -> R<u64> {
     match n.attribute(name) {
         Some(v) => v.trim().parse::<u64>().map_err(|_| {
             cx.err(
@@ -305,7 +304,7 @@ fn number(cx: &Cx, n: Node, name: &str, default: Option<u64>) -> R<u64> {
     }
 }
 
-fn boolean(cx: &Cx, n: Node, name: &str, default: bool) -> R<bool> {
+pub(crate) fn boolean(cx: &Cx, n: Node, name: &str, default: bool) -> R<bool> {
     match n.attribute(name).map(str::trim) {
         None => Ok(default),
         Some("true") | Some("True") => Ok(true),
@@ -320,11 +319,11 @@ fn boolean(cx: &Cx, n: Node, name: &str, default: bool) -> R<bool> {
     }
 }
 
-fn element_text<'a>(n: Node<'a, '_>) -> &'a str {
+pub(crate) fn element_text<'a>(n: Node<'a, '_>) -> &'a str {
     n.text().unwrap_or("")
 }
 
-fn exists_action(cx: &Cx, n: Node) -> R<ExistsAction> {
+pub(crate) fn exists_action(cx: &Cx, n: Node) -> R<ExistsAction> {
     Ok(match attr(n, "exists-action").unwrap_or("override") {
         "override" => ExistsAction::Override,
         "skip" => ExistsAction::Skip,
@@ -342,30 +341,21 @@ fn exists_action(cx: &Cx, n: Node) -> R<ExistsAction> {
     })
 }
 
-fn values(cx: &Cx, n: Node) -> R<Vec<Text>> {
+pub(crate) fn values(cx: &Cx, n: Node) -> R<Vec<Text>> {
     only_children(cx, n, &["value"])?;
     elements(n)
         .map(|v| text_value(cx, v, element_text(v)))
         .collect()
 }
 
-fn header_name_ok(name: &str) -> bool {
+pub(crate) fn header_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn step(cx: &Cx, n: Node, policy: Policy) -> Item {
-    Item::Step(Step {
-        policy: Arc::new(policy),
-        scope: cx.ctx.scope,
-        section: cx.section,
-        id: n.attribute("id").map(Arc::from),
-    })
-}
-
-fn nested_steps(cx: &mut Cx, n: Node) -> R<Vec<Step>> {
+pub(crate) fn nested_steps(cx: &mut Cx, n: Node) -> R<Vec<Step>> {
     let mut out = Vec::new();
     for el in elements(n) {
         match item(cx, el)? {
@@ -382,172 +372,8 @@ fn nested_steps(cx: &mut Cx, n: Node) -> R<Vec<Step>> {
     Ok(out)
 }
 
-fn section_allows(cx: &Cx, n: Node, sections: &[Section]) -> R<()> {
-    if sections.contains(&cx.section) {
-        Ok(())
-    } else {
-        let names: Vec<&str> = sections.iter().map(|s| s.as_str()).collect();
-        Err(cx.err(
-            n,
-            format!(
-                "<{}> is not allowed in <{}> (allowed in: {})",
-                n.tag_name().name(),
-                cx.section.as_str(),
-                names.join(", ")
-            ),
-        ))
-    }
-}
-
-const ALL: &[Section] = &[
-    Section::Inbound,
-    Section::Backend,
-    Section::Outbound,
-    Section::OnError,
-];
-const IN: &[Section] = &[Section::Inbound];
-
-fn limit_headers(n: Node) -> LimitHeaders {
-    let s = |k: &str| n.attribute(k).map(str::to_string);
-    LimitHeaders {
-        retry_after_header: s("retry-after-header-name"),
-        retry_after_variable: s("retry-after-variable-name"),
-        remaining_header: s("remaining-calls-header-name"),
-        remaining_variable: s("remaining-calls-variable-name"),
-        total_header: s("total-calls-header-name"),
-    }
-}
-
-/// The header and variable names a rate limit may report through (`limit_headers`).
-const LIMIT_HEADERS: &[&str] = &[
-    "retry-after-header-name",
-    "retry-after-variable-name",
-    "remaining-calls-header-name",
-    "remaining-calls-variable-name",
-    "total-calls-header-name",
-];
-
-/// A rate-limit / quota element and its `<api>` / `<operation>` levels.
-fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
-    let kinds: &[&str] = if quota {
-        &["name", "id", "calls", "bandwidth", "renewal-period"]
-    } else {
-        &["name", "id", "calls", "renewal-period"]
-    };
-    let label: Arc<str> = match attr(n, "id") {
-        Some(id) => Arc::from(format!("{}:{id}", cx.ctx.owner)),
-        None => Arc::from(cx.counter_label()),
-    };
-    let mut top = level(cx, n, String::new(), label)?;
-    only_children(cx, n, &["api"])?;
-    for api in elements(n) {
-        no_attributes(cx, api, kinds)?;
-        only_children(cx, api, &["operation"])?;
-        let mut a = named_level(cx, api, &top.label)?;
-        for op in elements(api) {
-            no_attributes(cx, op, kinds)?;
-            let o = named_level(cx, op, &a.label)?;
-            a.nested.push(o);
-        }
-        top.nested.push(a);
-    }
-    Ok(top)
-}
-
-fn named_level(cx: &mut Cx, n: Node, parent: &str) -> R<Limit> {
-    let tag = n.tag_name().name();
-    let name = attr(n, "id")
-        .or(attr(n, "name"))
-        .ok_or_else(|| cx.err(n, format!("<{tag}>: attribute 'name' or 'id' is required")))?;
-    level(
-        cx,
-        n,
-        name.to_string(),
-        Arc::from(format!("{parent}/{tag}:{name}")),
-    )
-}
-
-fn level(cx: &mut Cx, n: Node, name: String, label: Arc<str>) -> R<Limit> {
-    let period_secs = number(cx, n, "renewal-period", None)?;
-    if period_secs == 0 {
-        return Err(cx.err(
-            n,
-            format!(
-                "<{}>: renewal-period must be at least 1",
-                n.tag_name().name()
-            ),
-        ));
-    }
-    Ok(Limit {
-        name,
-        calls: number(cx, n, "calls", Some(0))?,
-        bandwidth_kb: number(cx, n, "bandwidth", Some(0))?,
-        period_secs,
-        counter: counter_id(&label),
-        label,
-        nested: Vec::new(),
-    })
-}
-
-fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
-    no_attributes(
-        cx,
-        n,
-        &[
-            "timeout",
-            "buffer-request-body",
-            "follow-redirects",
-            "buffer-response",
-            "fail-on-error-status-code",
-        ],
-    )?;
-    only_children(cx, n, &[])?;
-    if boolean(cx, n, "follow-redirects", false)? {
-        return Err(cx.err(
-            n,
-            "<forward-request>: follow-redirects=\"true\" is not supported",
-        ));
-    }
-    if boolean(cx, n, "fail-on-error-status-code", false)? {
-        return Err(cx.err(
-            n,
-            "<forward-request>: fail-on-error-status-code=\"true\" is not supported",
-        ));
-    }
-    let timeout_secs = match attr(n, "timeout") {
-        None => None,
-        Some(_) => Some(number(cx, n, "timeout", None)?),
-    };
-    if timeout_secs == Some(0) {
-        return Err(cx.err(n, "<forward-request>: timeout must be at least 1 second"));
-    }
-    Ok(Forward {
-        timeout_secs,
-        buffer_request_body: boolean(cx, n, "buffer-request-body", false)?,
-        retry: None,
-        concurrency: None,
-    })
-}
-
-/// A backend-section wrapper (retry, limit-concurrency) whose only content is
-/// forward-request (possibly wrapped again).
-fn wrapped_forward(cx: &mut Cx, n: Node) -> R<Option<Forward>> {
-    let kids: Vec<Node> = elements(n).collect();
-    if cx.section != Section::Backend || kids.len() != 1 {
-        return Ok(None);
-    }
-    let k = kids[0];
-    match k.tag_name().name() {
-        "forward-request" => forward(cx, k).map(Some),
-        "retry" | "limit-concurrency" => match item(cx, k)? {
-            Item::Forward(f) => Ok(Some(f)),
-            _ => Ok(None),
-        },
-        _ => Ok(None),
-    }
-}
-
-fn item(cx: &mut Cx, n: Node) -> R<Item> {
+/// Compiles one policy element through the registry (`super::kinds::KINDS`).
+pub(crate) fn item(cx: &mut Cx, n: Node) -> R<Item> {
     let name = n.tag_name().name();
     if n.tag_name().namespace().is_some() {
         return Err(cx.err(
@@ -555,614 +381,40 @@ fn item(cx: &mut Cx, n: Node) -> R<Item> {
             format!("<{name}>: namespaced elements are not supported"),
         ));
     }
-    let policy = match name {
-        "check-header" => {
-            section_allows(cx, n, IN)?;
-            no_attributes(
-                cx,
-                n,
-                &[
-                    "name",
-                    "failed-check-httpcode",
-                    "failed-check-error-message",
-                    "ignore-case",
-                ],
-            )?;
-            let header = required(cx, n, "name")?;
-            let code = number(cx, n, "failed-check-httpcode", None)?;
-            if !(200..=599).contains(&code) {
-                return Err(cx.err(n, "<check-header>: failed-check-httpcode must be 200..599"));
-            }
-            let vals = values(cx, n)?
-                .into_iter()
-                .map(|t| match t {
-                    Text::Lit(s) => Ok(s),
-                    Text::Expr(_) => Err(cx.err(n, "<check-header>: values must be literals")),
-                })
-                .collect::<R<Vec<String>>>()?;
-            Policy::CheckHeader(CheckHeader {
-                name: header.to_string(),
-                failed_code: code as u16,
-                failed_message: required(cx, n, "failed-check-error-message")?.to_string(),
-                ignore_case: boolean(cx, n, "ignore-case", false)?,
-                values: vals,
-            })
-        }
-        "ip-filter" => {
-            section_allows(cx, n, IN)?;
-            no_attributes(cx, n, &["action"])?;
-            only_children(cx, n, &["address", "address-range"])?;
-            let allow = match required(cx, n, "action")? {
-                "allow" => true,
-                "forbid" => false,
-                other => {
-                    return Err(cx.err(
-                        n,
-                        format!("<ip-filter>: action '{other}' is not allow or forbid"),
-                    ))
-                }
-            };
-            let mut addresses = Vec::new();
-            let mut ranges = Vec::new();
-            for el in elements(n) {
-                let ip = |s: &str| -> R<IpAddr> {
-                    s.trim()
-                        .parse()
-                        .map_err(|_| cx.err(el, format!("'{s}' is not an IP address")))
-                };
-                if el.has_tag_name("address") {
-                    no_attributes(cx, el, &[])?;
-                    addresses.push(ip(element_text(el))?);
-                } else {
-                    no_attributes(cx, el, &["from", "to"])?;
-                    let from = ip(required(cx, el, "from")?)?;
-                    let to = ip(required(cx, el, "to")?)?;
-                    if from.is_ipv4() != to.is_ipv4() || from > to {
-                        return Err(cx.err(
-                            el,
-                            "<address-range>: 'from' must not exceed 'to' (same family)",
-                        ));
-                    }
-                    ranges.push((from, to));
-                }
-            }
-            Policy::IpFilter {
-                allow,
-                addresses,
-                ranges,
-            }
-        }
-        "set-header" | "set-query-parameter" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["name", "exists-action"])?;
-            let key = required(cx, n, "name")?;
-            if name == "set-header" && !header_name_ok(key) {
-                return Err(cx.err(
-                    n,
-                    format!("<set-header>: '{key}' is not a valid header name"),
-                ));
-            }
-            if name == "set-query-parameter"
-                && cx.section != Section::Inbound
-                && cx.section != Section::Backend
-            {
-                return Err(cx.err(
-                    n,
-                    "<set-query-parameter> is only allowed in inbound and backend",
-                ));
-            }
-            let action = exists_action(cx, n)?;
-            let vals = values(cx, n)?;
-            if vals.is_empty() && action != ExistsAction::Delete {
-                return Err(cx.err(n, format!("<{name}>: at least one <value> is required")));
-            }
-            let key = key.to_string();
-            if name == "set-header" {
-                Policy::SetHeader {
-                    name: key,
-                    action,
-                    values: vals,
-                }
-            } else {
-                Policy::SetQueryParameter {
-                    name: key,
-                    action,
-                    values: vals,
-                }
-            }
-        }
-        "rewrite-uri" => {
-            section_allows(cx, n, &[Section::Inbound])?;
-            no_attributes(cx, n, &["template", "copy-unmatched-params"])?;
-            let t = required(cx, n, "template")?;
-            let template = text_value(cx, n, t)?;
-            if let Text::Lit(l) = &template {
-                if !l.starts_with('/') {
-                    return Err(cx.err(n, "<rewrite-uri>: template must start with '/'"));
-                }
-            }
-            Policy::RewriteUri {
-                template,
-                copy_unmatched: boolean(cx, n, "copy-unmatched-params", true)?,
-            }
-        }
-        "set-backend-service" => {
-            section_allows(cx, n, &[Section::Inbound, Section::Backend])?;
-            no_attributes(cx, n, &["base-url", "backend-id"])?;
-            match (attr(n, "base-url"), attr(n, "backend-id")) {
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(cx.err(
-                        n,
-                        "<set-backend-service>: exactly one of base-url and backend-id is required",
-                    ))
-                }
-                (None, Some(id)) => {
-                    cx.ctx.uses.backends.insert(id.to_string());
-                    let idx = (cx.ctx.backend_id)(id).ok_or_else(|| {
-                        cx.err(
-                            n,
-                            format!("<set-backend-service>: backend-id '{id}' is not in backends"),
-                        )
-                    })?;
-                    Policy::SetBackendService {
-                        backend: Some(idx),
-                        url: None,
-                    }
-                }
-                (Some(url), None) => match text_value(cx, n, url)? {
-                    Text::Lit(u) => {
-                        let idx = (cx.ctx.add_backend_url)(&u).map_err(|e| {
-                            cx.err(n, format!("<set-backend-service>: base-url: {e}"))
-                        })?;
-                        Policy::SetBackendService {
-                            backend: Some(idx),
-                            url: None,
-                        }
-                    }
-                    e => Policy::SetBackendService {
-                        backend: None,
-                        url: Some(e),
-                    },
-                },
-            }
-        }
-        "set-method" => {
-            section_allows(cx, n, &[Section::Inbound, Section::Backend])?;
-            no_attributes(cx, n, &[])?;
-            let t = text_value(cx, n, element_text(n).trim())?;
-            if let Text::Lit(m) = &t {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(cx.err(
-                        n,
-                        "<set-method>: expected an upper-case method such as POST",
-                    ));
-                }
-            }
-            Policy::SetMethod(t)
-        }
-        "set-status" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["code", "reason"])?;
-            let (code, reason) = status_attrs(cx, n)?;
-            Policy::SetStatus { code, reason }
-        }
-        "set-variable" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["name", "value"])?;
-            Policy::SetVariable {
-                name: required(cx, n, "name")?.to_string(),
-                value: text_value(cx, n, required(cx, n, "value")?)?,
-            }
-        }
-        "set-body" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["template", "xsi-nil"])?;
-            if attr(n, "template").is_some() {
-                return Err(cx.err(n, "<set-body>: template=\"liquid\" is not supported"));
-            }
-            if attr(n, "xsi-nil").is_some() {
-                return Err(cx.err(n, "<set-body>: xsi-nil is not supported"));
-            }
-            only_children(cx, n, &[])?;
-            Policy::SetBody(text_value(cx, n, element_text(n))?)
-        }
-        "find-and-replace" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["from", "to"])?;
-            let from = text_value(cx, n, required(cx, n, "from")?)?;
-            if matches!(&from, Text::Lit(f) if f.is_empty()) {
-                return Err(cx.err(n, "<find-and-replace>: 'from' must not be empty"));
-            }
-            Policy::FindAndReplace {
-                from,
-                to: text_value(cx, n, required(cx, n, "to")?)?,
-            }
-        }
-        "choose" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &[])?;
-            only_children(cx, n, &["when", "otherwise"])?;
-            let mut whens = Vec::new();
-            let mut otherwise = Vec::new();
-            let mut seen_otherwise = false;
-            for el in elements(n) {
-                if el.has_tag_name("when") {
-                    if seen_otherwise {
-                        return Err(cx.err(el, "<when> after <otherwise>"));
-                    }
-                    no_attributes(cx, el, &["condition"])?;
-                    let c = expr_value(cx, el, "condition", required(cx, el, "condition")?)?;
-                    whens.push((c, nested_steps(cx, el)?));
-                } else {
-                    if seen_otherwise {
-                        return Err(cx.err(el, "<otherwise> appears twice"));
-                    }
-                    seen_otherwise = true;
-                    no_attributes(cx, el, &[])?;
-                    otherwise = nested_steps(cx, el)?;
-                }
-            }
-            if whens.is_empty() {
-                return Err(cx.err(n, "<choose>: at least one <when> is required"));
-            }
-            Policy::Choose { whens, otherwise }
-        }
-        "return-response" => {
-            section_allows(cx, n, ALL)?;
-            no_attributes(cx, n, &["response-variable-name"])?;
-            if attr(n, "response-variable-name").is_some() {
-                return Err(cx.err(
-                    n,
-                    "<return-response>: response-variable-name is not supported",
-                ));
-            }
-            only_children(cx, n, &["set-status", "set-header", "set-body"])?;
-            let mut r = ReturnResponse {
-                status: None,
-                headers: Vec::new(),
-                body: None,
-            };
-            for el in elements(n) {
-                match el.tag_name().name() {
-                    "set-status" => {
-                        no_attributes(cx, el, &["code", "reason"])?;
-                        r.status = Some(status_attrs(cx, el)?);
-                    }
-                    "set-header" => {
-                        no_attributes(cx, el, &["name", "exists-action"])?;
-                        let h = required(cx, el, "name")?;
-                        if !header_name_ok(h) {
-                            return Err(cx.err(
-                                el,
-                                format!("<set-header>: '{h}' is not a valid header name"),
-                            ));
-                        }
-                        r.headers
-                            .push((h.to_string(), exists_action(cx, el)?, values(cx, el)?));
-                    }
-                    _ => {
-                        no_attributes(cx, el, &[])?;
-                        r.body = Some(text_value(cx, el, element_text(el))?);
-                    }
-                }
-            }
-            Policy::ReturnResponse(r)
-        }
-        "mock-response" => {
-            section_allows(
-                cx,
-                n,
-                &[
-                    Section::Inbound,
-                    Section::Backend,
-                    Section::Outbound,
-                    Section::OnError,
-                ],
-            )?;
-            no_attributes(cx, n, &["status-code", "content-type"])?;
-            let status = match attr(n, "status-code") {
-                None => None,
-                Some(_) => {
-                    let c = number(cx, n, "status-code", None)?;
-                    if !(100..=599).contains(&c) {
-                        return Err(cx.err(n, "<mock-response>: status-code must be 100..599"));
-                    }
-                    Some(c as u16)
-                }
-            };
-            Policy::MockResponse {
-                status,
-                content_type: attr(n, "content-type").map(str::to_string),
-            }
-        }
-        "cors" => {
-            section_allows(cx, n, IN)?;
-            no_attributes(cx, n, &["allow-credentials", "terminate-unmatched-request"])?;
-            only_children(
-                cx,
-                n,
-                &[
-                    "allowed-origins",
-                    "allowed-methods",
-                    "allowed-headers",
-                    "expose-headers",
-                ],
-            )?;
-            let mut c = Cors {
-                allow_credentials: boolean(cx, n, "allow-credentials", false)?,
-                terminate_unmatched: boolean(cx, n, "terminate-unmatched-request", true)?,
-                origins: Vec::new(),
-                any_origin: false,
-                methods: Vec::new(),
-                any_method: false,
-                headers: Vec::new(),
-                any_header: false,
-                expose: Vec::new(),
-                max_age: None,
-            };
-            for el in elements(n) {
-                let (child, list, any) = match el.tag_name().name() {
-                    "allowed-origins" => ("origin", &mut c.origins, &mut c.any_origin),
-                    "allowed-methods" => ("method", &mut c.methods, &mut c.any_method),
-                    "allowed-headers" => ("header", &mut c.headers, &mut c.any_header),
-                    _ => ("header", &mut c.expose, &mut false),
-                };
-                if el.has_tag_name("allowed-methods") {
-                    no_attributes(cx, el, &["preflight-result-max-age"])?;
-                    if attr(el, "preflight-result-max-age").is_some() {
-                        c.max_age = Some(number(cx, el, "preflight-result-max-age", None)?);
-                    }
-                } else {
-                    no_attributes(cx, el, &[])?;
-                }
-                only_children(cx, el, &[child])?;
-                for v in elements(el) {
-                    let t = element_text(v).trim();
-                    if t == "*" {
-                        *any = true;
-                    } else if !t.is_empty() {
-                        list.push(t.to_string());
-                    }
-                }
-            }
-            if c.origins.is_empty() && !c.any_origin {
-                return Err(cx.err(n, "<cors>: <allowed-origins> needs at least one <origin>"));
-            }
-            if c.any_origin && c.allow_credentials {
-                return Err(cx.err(
-                    n,
-                    "<cors>: allow-credentials=\"true\" cannot be used with origin '*'",
-                ));
-            }
-            Policy::Cors(Box::new(c))
-        }
-        "rate-limit" => {
-            section_allows(cx, n, IN)?;
-            no_attributes(
-                cx,
-                n,
-                &[&["calls", "renewal-period"][..], LIMIT_HEADERS].concat(),
-            )?;
-            number(cx, n, "calls", None)?;
-            Policy::RateLimit(RateLimit {
-                limit: limit(cx, n, false)?,
-                headers: limit_headers(n),
-            })
-        }
-        "rate-limit-by-key" => {
-            section_allows(cx, n, IN)?;
-            let own = [
-                "calls",
-                "renewal-period",
-                "counter-key",
-                "increment-condition",
-                "increment-count",
-            ];
-            no_attributes(cx, n, &[&own[..], LIMIT_HEADERS].concat())?;
-            only_children(cx, n, &[])?;
-            let period_secs = number(cx, n, "renewal-period", None)?;
-            if period_secs == 0 {
-                return Err(cx.err(n, "<rate-limit-by-key>: renewal-period must be at least 1"));
-            }
-            Policy::RateLimitByKey(RateLimitByKey {
-                counter: cx.counter(),
-                calls: number(cx, n, "calls", None)?,
-                period_secs,
-                key: text_value(cx, n, required(cx, n, "counter-key")?)?,
-                increment_condition: attr(n, "increment-condition")
-                    .map(|c| expr_value(cx, n, "increment-condition", c))
-                    .transpose()?,
-                increment_count: number(cx, n, "increment-count", Some(1))?,
-                headers: limit_headers(n),
-            })
-        }
-        "quota" | "quota-by-key" => {
-            section_allows(cx, n, IN)?;
-            let by_key = name == "quota-by-key";
-            if by_key {
-                no_attributes(
-                    cx,
-                    n,
-                    &[
-                        "calls",
-                        "bandwidth",
-                        "renewal-period",
-                        "counter-key",
-                        "increment-condition",
-                        "first-period-start",
-                    ],
-                )?;
-                only_children(cx, n, &[])?;
-            } else {
-                no_attributes(cx, n, &["calls", "bandwidth", "renewal-period"])?;
-            }
-            let calls = number(cx, n, "calls", Some(0))?;
-            let bandwidth_kb = number(cx, n, "bandwidth", Some(0))?;
-            if calls == 0 && bandwidth_kb == 0 && (by_key || elements(n).next().is_none()) {
-                return Err(cx.err(n, format!("<{name}>: calls or bandwidth is required")));
-            }
-            let first_period_start = match attr(n, "first-period-start") {
-                None => 0,
-                Some(s) => crate::telemetry::parse_rfc3339(s.trim()).ok_or_else(|| {
-                    cx.err(
-                        n,
-                        "<quota-by-key>: first-period-start must be an RFC 3339 time",
-                    )
-                })?,
-            };
-            Policy::Quota(Quota {
-                limit: limit(cx, n, true)?,
-                key: if by_key {
-                    Some(text_value(cx, n, required(cx, n, "counter-key")?)?)
-                } else {
-                    None
-                },
-                increment_condition: attr(n, "increment-condition")
-                    .map(|c| expr_value(cx, n, "increment-condition", c))
-                    .transpose()?,
-                first_period_start,
-            })
-        }
-        "validate-jwt" => {
-            section_allows(cx, n, IN)?;
-            let mut v =
-                jwt::parse_policy(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
-            if let jwt::TokenSource::Query(q) = &v.source {
-                cx.ctx.uses.token_query_params.insert(q.clone());
-            }
-            v.id = cx.counter();
-            Policy::ValidateJwt(Box::new(v))
-        }
-        "authentication-basic" => {
-            section_allows(cx, n, IN)?;
-            no_attributes(cx, n, &["username", "password"])?;
-            only_children(cx, n, &[])?;
-            use base64::Engine;
-            let user = required(cx, n, "username")?;
-            let pass = required(cx, n, "password")?;
-            let cred = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            Policy::AuthenticationBasic {
-                header: format!("Basic {cred}"),
-            }
-        }
-        "forward-request" => {
-            section_allows(cx, n, &[Section::Backend])?;
-            return forward(cx, n).map(Item::Forward);
-        }
-        "retry" => {
-            section_allows(cx, n, &[Section::Backend])?;
-            no_attributes(
-                cx,
-                n,
-                &[
-                    "condition",
-                    "count",
-                    "interval",
-                    "max-interval",
-                    "delta",
-                    "first-fast-retry",
-                ],
-            )?;
-            let condition = expr_value(cx, n, "condition", required(cx, n, "condition")?)?;
-            let count = number(cx, n, "count", None)?;
-            if count == 0 || count > 50 {
-                return Err(cx.err(n, "<retry>: count must be 1..50"));
-            }
-            let r = Retry {
-                condition,
-                count: count as u32,
-                interval_secs: number(cx, n, "interval", None)?,
-                max_interval_secs: number(cx, n, "max-interval", Some(0))?,
-                delta_secs: number(cx, n, "delta", Some(0))?,
-                first_fast_retry: boolean(cx, n, "first-fast-retry", false)?,
-            };
-            let Some(mut f) = wrapped_forward(cx, n)? else {
-                return Err(cx.err(
-                    n,
-                    "<retry>: supported around a single <forward-request /> in <backend>",
-                ));
-            };
-            if f.retry.is_some() {
-                return Err(cx.err(n, "<retry>: nested retry is not supported"));
-            }
-            f.retry = Some(r);
-            return Ok(Item::Forward(f));
-        }
-        "limit-concurrency" => {
-            section_allows(
-                cx,
-                n,
-                &[Section::Inbound, Section::Backend, Section::Outbound],
-            )?;
-            no_attributes(cx, n, &["key", "max-count"])?;
-            let key = text_value(cx, n, required(cx, n, "key")?)?;
-            let max = number(cx, n, "max-count", None)?;
-            if max == 0 || max > u32::MAX as u64 {
-                return Err(cx.err(n, "<limit-concurrency>: max-count must be at least 1"));
-            }
-            let counter = cx.counter();
-            if let Some(mut f) = wrapped_forward(cx, n)? {
-                if f.concurrency.is_some() {
-                    return Err(cx.err(
-                        n,
-                        "<limit-concurrency>: nested limit-concurrency is not supported",
-                    ));
-                }
-                f.concurrency = Some((key, max as u32, counter));
-                return Ok(Item::Forward(f));
-            }
-            if cx.section == Section::Backend {
-                return Err(cx.err(n, "<limit-concurrency> in <backend> is supported around a single <forward-request />"));
-            }
-            Policy::LimitConcurrency {
-                counter,
-                key,
-                max: max as u32,
-                steps: nested_steps(cx, n)?,
-            }
-        }
-        "base" => return Err(cx.err(n, "<base /> must be a direct child of a section")),
-        other => {
-            return Err(cx.err(
-                n,
-                format!(
-                "policy <{other}> is not supported by edgegate (see README \"Policy conformance\")"
+    if name == "base" {
+        return Err(cx.err(n, "<base /> must be a direct child of a section"));
+    }
+    let Some(kind) = KINDS.iter().find(|k| k.element == name) else {
+        return Err(cx.err(
+            n,
+            format!(
+                "policy <{name}> is not supported by edgegate (see README \"Policy conformance\")"
             ),
-            ))
-        }
+        ));
     };
-    match &policy {
-        Policy::Choose { .. }
-        | Policy::ReturnResponse(_)
-        | Policy::Cors(_)
-        | Policy::IpFilter { .. }
-        | Policy::CheckHeader(_)
-        | Policy::ValidateJwt(_)
-        | Policy::SetHeader { .. }
-        | Policy::SetQueryParameter { .. }
-        | Policy::LimitConcurrency { .. }
-        | Policy::RateLimit(_)
-        | Policy::Quota(_) => {}
-        _ => only_children(cx, n, &[])?,
+    if !kind.sections.contains(&cx.section) {
+        let names: Vec<&str> = kind.sections.iter().map(|s| s.as_str()).collect();
+        return Err(cx.err(
+            n,
+            format!(
+                "<{name}> is not allowed in <{}> (allowed in: {})",
+                cx.section.as_str(),
+                names.join(", ")
+            ),
+        ));
     }
-    Ok(step(cx, n, policy))
-}
-
-fn status_attrs(cx: &Cx, n: Node) -> R<(Text, Text)> {
-    let code = text_value(cx, n, required(cx, n, "code")?)?;
-    if let Text::Lit(c) = &code {
-        match c.trim().parse::<u16>() {
-            Ok(v) if (100..=599).contains(&v) => {}
-            _ => {
-                return Err(cx.err(
-                    n,
-                    format!("<{}>: code must be 100..599", n.tag_name().name()),
-                ))
-            }
-        }
+    if !kind.children {
+        only_children(cx, n, &[])?;
     }
-    let reason = text_value(cx, n, attr(n, "reason").unwrap_or(""))?;
-    Ok((code, reason))
+    Ok(match (kind.compile)(cx, n)? {
+        Compiled::Forward(f) => Item::Forward(f),
+        Compiled::Policy(policy) => Item::Step(Step {
+            policy,
+            scope: cx.ctx.scope,
+            section: cx.section,
+            id: n.attribute("id").map(Arc::from),
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -1284,10 +536,9 @@ mod tests {
                 .iter()
                 .flatten()
                 .filter_map(|i| match i {
-                    Item::Step(s) => match &*s.policy {
-                        Policy::SetHeader { name, .. } => Some(name.clone()),
-                        _ => None,
-                    },
+                    Item::Step(s) => s
+                        .policy_as::<crate::policy::kinds::set_header::SetHeader>()
+                        .map(|h| h.name.clone()),
                     _ => None,
                 })
                 .collect()

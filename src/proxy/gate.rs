@@ -13,8 +13,10 @@ use crate::http::forward::HeaderEdits;
 use crate::http::request::{BodyKind, RequestHead};
 use crate::http::response::ResponseBody;
 use crate::http::Failure;
-use crate::pipeline::exec::{self, query_value, Io, Phase, RequestView, State, Who};
+use crate::pipeline::exec::{self, Io, Phase, RequestView, State, Who};
+use crate::policy::call::fail_outside;
 use crate::policy::limits::Counters;
+use crate::policy::request::query_value;
 use crate::policy::Plan;
 
 /// Largest body the gateway buffers for a policy (set-body, find-and-replace) — request
@@ -237,7 +239,7 @@ impl Call {
             _ => ("configuration", "inbound"),
         };
         self.st.answer(failure.status(), failure.message());
-        exec::fail_outside(
+        fail_outside(
             &mut self.st,
             source,
             failure_reason(failure),

@@ -488,7 +488,7 @@ fn proxy<'h>(
     };
     let new_query = edits
         .and_then(|e| e.query.as_ref())
-        .map(|q| exec::join_query(q));
+        .map(|q| crate::policy::request::join_query(q));
     let body_override = edits.and_then(|e| e.body.as_deref());
     let backend_req = BackendRequest {
         method: edits

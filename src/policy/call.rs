@@ -1,0 +1,315 @@
+//! The interface between the request-time pipeline and each policy: what a compiled
+//! policy is (`Behaviour`: its name, its facts, its run), what it runs against (`Call`:
+//! the phase, the call's `State`, the counters, the clock, and a `Host` that answers
+//! for the config's entities and evaluates expressions) and what it returns (`Flow`).
+//! The per-call `State` gathers every change (header edits, new method/path/query/
+//! backend, bodies, variables, the last error) that the connection applies as it writes
+//! heads.
+//! Must not touch: sockets, buffers, the config's data model (that is the `Host`'s side,
+//! implemented by `crate::pipeline`).
+
+use std::any::Any;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::expr::{Env, EvalError, Expr, Val};
+use super::limits::{ConcurrencySlot, Counters};
+use super::request::{RequestView, ResponseView};
+use super::{Named, Step, Text};
+use crate::http::failure::{message_body, JSON};
+use crate::http::forward::HeaderEdits;
+
+pub use super::request::OwnedRequest;
+
+/// `context.LastError`.
+#[derive(Debug, Clone, Default)]
+pub struct LastError {
+    pub source: String,
+    pub reason: String,
+    pub message: String,
+    pub scope: String,
+    pub section: String,
+    pub policy_id: String,
+}
+
+/// Where the request goes after set-backend-service.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Backend(u32),
+    Addr {
+        addr: SocketAddr,
+        authority: String,
+        base_path: String,
+        tls: Option<Arc<rustls_pki_types::ServerName<'static>>>,
+    },
+}
+
+/// Changes to the request.
+#[derive(Debug, Default)]
+pub struct RequestEdits {
+    pub method: Option<String>,
+    /// A new path after the backend's base path (rewrite-uri), with a leading '/'.
+    pub rest: Option<String>,
+    /// The whole query once a policy changed it.
+    pub query: Option<Vec<(String, String)>>,
+    pub headers: HeaderEdits,
+    pub target: Option<Target>,
+    /// The body to send (set-body / find-and-replace, or the buffered original).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Changes to (or a replacement of) the response.
+#[derive(Debug, Default)]
+pub struct ResponseEdits {
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    pub headers: HeaderEdits,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A quota to count once the call's size is known.
+#[derive(Debug, Clone)]
+pub struct QuotaUse {
+    pub label: Arc<str>,
+    pub key: String,
+    pub period: u64,
+    pub start: u64,
+}
+
+/// Per-call policy state, from inbound to the end of the call.
+#[derive(Debug, Default)]
+pub struct State {
+    pub vars: Vec<(String, Val<'static>)>,
+    pub req: RequestEdits,
+    pub resp: ResponseEdits,
+    pub last_error: Option<LastError>,
+    pub request_id: String,
+    /// Steps whose effect waits for the response (rate-limit-by-key / quota conditions).
+    pub deferred: Vec<(Step, String)>,
+    pub quotas: Vec<QuotaUse>,
+    pub slots: Vec<ConcurrencySlot>,
+    /// The request copy for later sections, when they read it.
+    pub request_copy: Option<OwnedRequest>,
+}
+
+/// What the rest of the pipeline does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The response in `State::resp` is final (return-response, mock-response, CORS
+    /// preflight): skip to sending it.
+    Respond,
+    /// A policy failed: `State::last_error` and a default error response are set; run
+    /// on-error next.
+    Error,
+}
+
+impl State {
+    /// Sets the whole response to a gateway answer (status, JSON message).
+    pub fn answer(&mut self, status: u16, message: &str) {
+        self.resp = ResponseEdits::default();
+        self.resp.status = Some(status);
+        self.resp
+            .headers
+            .set("Content-Type", Some(vec![JSON.to_string()]));
+        self.resp.body = Some(message_body(status, message).into_bytes());
+    }
+
+    pub fn fail(&mut self, step: &Step, source: &str, reason: &str, message: &str) -> Flow {
+        self.last_error = Some(LastError {
+            source: source.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            scope: step.scope.as_str().to_string(),
+            section: step.section.as_str().to_string(),
+            policy_id: step.id.as_deref().unwrap_or("").to_string(),
+        });
+        Flow::Error
+    }
+
+    pub fn eval_failed(&mut self, step: &Step, e: EvalError) -> Flow {
+        self.answer(500, "Internal server error");
+        self.fail(
+            step,
+            step.policy.name(),
+            "ExpressionValueEvaluationFailure",
+            &format!("Expression evaluation failed. {}", e.0),
+        )
+    }
+
+    pub fn set_var(&mut self, name: &str, v: Val<'static>) {
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = v,
+            None => self.vars.push((name.to_string(), v)),
+        }
+    }
+}
+
+/// Marks the call as failed for a reason outside the policies (backend failure, bad
+/// request framing…) so on-error runs with it.
+pub fn fail_outside(st: &mut State, source: &str, reason: &str, message: &str, section: &str) {
+    st.last_error = Some(LastError {
+        source: source.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        scope: String::new(),
+        section: section.to_string(),
+        policy_id: String::new(),
+    });
+}
+
+/// Is this a response phase (the edits go to the response)?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Request,
+    Response,
+}
+
+/// What a policy knows about itself once compiled; the plan is built from these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// It reads the body (find-and-replace): the gateway buffers the body first.
+    pub needs_body: bool,
+    /// It replaces the body (set-body).
+    pub sets_body: bool,
+    /// It reads the request (headers, query, path…): in outbound or on-error the
+    /// gateway keeps a copy of the request for it.
+    pub reads_request: bool,
+}
+
+impl std::ops::BitOr for Facts {
+    type Output = Facts;
+    fn bitor(self, o: Facts) -> Facts {
+        Facts {
+            needs_body: self.needs_body || o.needs_body,
+            sets_body: self.sets_body || o.sets_body,
+            reads_request: self.reads_request || o.reads_request,
+        }
+    }
+}
+
+impl Facts {
+    /// Facts of a list of steps (the content of choose, limit-concurrency).
+    pub fn of(steps: &[Step]) -> Facts {
+        steps
+            .iter()
+            .fold(Facts::default(), |f, s| f | s.policy.facts())
+    }
+    /// `reads_request` when any of these texts is an expression reading the request.
+    pub fn reading<'t>(texts: impl IntoIterator<Item = &'t Text>) -> Facts {
+        Facts {
+            reads_request: texts.into_iter().any(Text::reads_request),
+            ..Facts::default()
+        }
+    }
+}
+
+/// One compiled policy. Each policy is a module of `crate::policy::kinds` holding its
+/// parse (XML element -> this value), its compiled form, its facts and its run.
+pub trait Behaviour: fmt::Debug + Send + Sync + AsAny {
+    /// The element name, as `context.LastError.Source` reports it.
+    fn name(&self) -> &'static str;
+    fn facts(&self) -> Facts;
+    /// Runs the policy for one call.
+    fn run(&self, step: &Step, call: &mut Call) -> Flow;
+    /// Counts what `run` deferred until the response was known (`State::deferred`).
+    fn settle(&self, _key: String, _call: &mut Call) {}
+}
+
+/// A compiled policy as its concrete type (tests and tools look inside plans).
+pub trait AsAny {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// What the config provides to a running policy: the call's request and response, its
+/// API, operation and subscription, and expression evaluation over them.
+pub trait Host {
+    fn request(&self) -> &RequestView<'_>;
+    fn response(&self) -> Option<&ResponseView<'_>>;
+    /// Runs `f` with the expression environment of this call in state `st`.
+    fn with_env(&self, st: &State, f: &mut dyn FnMut(&dyn Env));
+    fn subscription_id(&self) -> Option<&str>;
+    fn api(&self) -> Named<'_>;
+    fn operation(&self) -> Named<'_>;
+    /// The value of template parameter `name` in the request's path.
+    fn template_param(&self, name: &str) -> Option<&str>;
+    /// The operation's example for mock-response: status, content type and body.
+    fn mock_example<'h>(
+        &'h self,
+        status: Option<u16>,
+        content_type: Option<&'h str>,
+    ) -> (u16, Option<&'h str>, &'h str);
+    /// Where a URL computed by an expression sends the request (None: not allowed).
+    fn target_of(&self, url: &str) -> Option<Target>;
+}
+
+/// One step's view of the call: the phase, the host, the call's state, the counters
+/// and the clock.
+pub struct Call<'c> {
+    pub phase: Phase,
+    pub host: &'c dyn Host,
+    pub st: &'c mut State,
+    pub counters: &'c mut Counters,
+    pub now_ms: u64,
+}
+
+impl Call<'_> {
+    /// `text` evaluated for this call (a literal as it is).
+    pub fn text(&self, text: &Text) -> Result<String, EvalError> {
+        if let Text::Lit(l) = text {
+            return Ok(l.clone());
+        }
+        let mut out = Err(EvalError("no environment"));
+        self.host.with_env(self.st, &mut |env| {
+            out = text.eval(env).map(|c| c.into_owned())
+        });
+        out
+    }
+    /// Every value of a list (set-header, set-query-parameter, return-response headers).
+    pub fn texts(&self, texts: &[Text]) -> Result<Vec<String>, EvalError> {
+        texts.iter().map(|t| self.text(t)).collect()
+    }
+    pub fn value(&self, expr: &Expr) -> Result<Val<'static>, EvalError> {
+        let mut out = Err(EvalError("no environment"));
+        self.host.with_env(self.st, &mut |env| {
+            out = expr.eval(env).map(Val::into_owned)
+        });
+        out
+    }
+    pub fn truth(&self, expr: &Expr) -> Result<bool, EvalError> {
+        let mut out = Err(EvalError("no environment"));
+        self.host
+            .with_env(self.st, &mut |env| out = expr.eval_bool(env));
+        out
+    }
+    /// Runs `steps` in order until one does not continue.
+    pub fn run(&mut self, steps: &[Step]) -> Flow {
+        for step in steps {
+            let flow = step.policy.run(step, self);
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// The value of an evaluation, or the step fails with ExpressionValueEvaluationFailure
+/// and the enclosing `run` returns that flow.
+macro_rules! or_fail {
+    ($call:expr, $step:expr, $result:expr) => {{
+        let result = $result;
+        match result {
+            Ok(v) => v,
+            Err(e) => return $call.st.eval_failed($step, e),
+        }
+    }};
+}
+pub(crate) use or_fail;

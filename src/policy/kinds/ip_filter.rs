@@ -1,0 +1,107 @@
+//! `ip-filter`: allows or forbids callers by address and address range (IPv4-mapped
+//! IPv6 addresses compare as IPv4).
+//! Must not touch: anything but the caller's address.
+
+use std::net::IpAddr;
+
+use roxmltree::Node;
+
+use super::{policy, Compiled, Kind, INBOUND};
+use crate::policy::call::{Behaviour, Call, Facts, Flow};
+use crate::policy::parse::{element_text, elements, no_attributes, only_children, required, Cx, R};
+use crate::policy::Step;
+
+pub const KIND: Kind = Kind {
+    element: "ip-filter",
+    sections: INBOUND,
+    children: true,
+    compile,
+};
+
+#[derive(Debug, Clone)]
+pub struct IpFilter {
+    pub allow: bool,
+    pub addresses: Vec<IpAddr>,
+    pub ranges: Vec<(IpAddr, IpAddr)>,
+}
+
+fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
+    no_attributes(cx, n, &["action"])?;
+    only_children(cx, n, &["address", "address-range"])?;
+    let allow = match required(cx, n, "action")? {
+        "allow" => true,
+        "forbid" => false,
+        other => {
+            return Err(cx.err(
+                n,
+                format!("<ip-filter>: action '{other}' is not allow or forbid"),
+            ))
+        }
+    };
+    let mut addresses = Vec::new();
+    let mut ranges = Vec::new();
+    for el in elements(n) {
+        let ip = |s: &str| -> R<IpAddr> {
+            s.trim()
+                .parse()
+                .map_err(|_| cx.err(el, format!("'{s}' is not an IP address")))
+        };
+        if el.has_tag_name("address") {
+            no_attributes(cx, el, &[])?;
+            addresses.push(ip(element_text(el))?);
+        } else {
+            no_attributes(cx, el, &["from", "to"])?;
+            let from = ip(required(cx, el, "from")?)?;
+            let to = ip(required(cx, el, "to")?)?;
+            if from.is_ipv4() != to.is_ipv4() || from > to {
+                return Err(cx.err(
+                    el,
+                    "<address-range>: 'from' must not exceed 'to' (same family)",
+                ));
+            }
+            ranges.push((from, to));
+        }
+    }
+    policy(IpFilter {
+        allow,
+        addresses,
+        ranges,
+    })
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Behaviour for IpFilter {
+    fn name(&self) -> &'static str {
+        "ip-filter"
+    }
+    fn facts(&self) -> Facts {
+        Facts::default()
+    }
+    fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let req = call.host.request();
+        let ip: Option<IpAddr> = req.ip.parse().ok();
+        let listed = ip.is_some_and(|ip| {
+            let ip = canonical(ip);
+            self.addresses.iter().any(|a| canonical(*a) == ip)
+                || self
+                    .ranges
+                    .iter()
+                    .any(|(f, t)| (canonical(*f)..=canonical(*t)).contains(&ip))
+        });
+        if listed != self.allow {
+            let msg = format!(
+                "Caller IP address {} is not allowed. Access denied.",
+                req.ip
+            );
+            call.st.answer(403, "Forbidden");
+            return call.st.fail(step, "ip-filter", "CallerIpNotAllowed", &msg);
+        }
+        Flow::Continue
+    }
+}

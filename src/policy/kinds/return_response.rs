@@ -1,0 +1,109 @@
+//! `return-response`: ends the pipeline with a response built from its set-status,
+//! set-header and set-body children (on-error and outbound are skipped, as in APIM).
+//! Must not touch: the backend; nothing is forwarded.
+
+use roxmltree::Node;
+
+use super::set_header::apply;
+use super::set_status::status_attributes;
+use super::{policy, Compiled, Kind, ALL};
+use crate::http::forward::HeaderEdits;
+use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, ResponseEdits};
+use crate::policy::parse::{
+    attr, element_text, elements, exists_action, header_name_ok, no_attributes, only_children,
+    required, text_value, values, Cx, R,
+};
+use crate::policy::{ExistsAction, Step, Text};
+
+pub const KIND: Kind = Kind {
+    element: "return-response",
+    sections: ALL,
+    children: true,
+    compile,
+};
+
+#[derive(Debug, Clone)]
+pub struct ReturnResponse {
+    pub status: Option<(Text, Text)>,
+    pub headers: Vec<(String, ExistsAction, Vec<Text>)>,
+    pub body: Option<Text>,
+}
+
+fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
+    no_attributes(cx, n, &["response-variable-name"])?;
+    if attr(n, "response-variable-name").is_some() {
+        return Err(cx.err(
+            n,
+            "<return-response>: response-variable-name is not supported",
+        ));
+    }
+    only_children(cx, n, &["set-status", "set-header", "set-body"])?;
+    let mut r = ReturnResponse {
+        status: None,
+        headers: Vec::new(),
+        body: None,
+    };
+    for el in elements(n) {
+        match el.tag_name().name() {
+            "set-status" => {
+                no_attributes(cx, el, &["code", "reason"])?;
+                r.status = Some(status_attributes(cx, el)?);
+            }
+            "set-header" => {
+                no_attributes(cx, el, &["name", "exists-action"])?;
+                let h = required(cx, el, "name")?;
+                if !header_name_ok(h) {
+                    return Err(cx.err(
+                        el,
+                        format!("<set-header>: '{h}' is not a valid header name"),
+                    ));
+                }
+                r.headers
+                    .push((h.to_string(), exists_action(cx, el)?, values(cx, el)?));
+            }
+            _ => {
+                no_attributes(cx, el, &[])?;
+                r.body = Some(text_value(cx, el, element_text(el))?);
+            }
+        }
+    }
+    policy(r)
+}
+
+impl Behaviour for ReturnResponse {
+    fn name(&self) -> &'static str {
+        "return-response"
+    }
+    fn facts(&self) -> Facts {
+        let status = self.status.iter().flat_map(|(c, r)| [c, r]);
+        let headers = self.headers.iter().flat_map(|(_, _, v)| v.iter());
+        Facts::reading(status.chain(headers).chain(self.body.iter()))
+    }
+    fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let (code, reason) = match &self.status {
+            Some((c, reason)) => {
+                let c = or_fail!(call, step, call.text(c));
+                let reason = or_fail!(call, step, call.text(reason));
+                (c.trim().parse::<u16>().unwrap_or(200), reason)
+            }
+            None => (200, String::new()),
+        };
+        let mut headers = HeaderEdits::default();
+        for (name, action, values) in &self.headers {
+            let vals = or_fail!(call, step, call.texts(values));
+            let current = headers.get(name).cloned().flatten();
+            headers.set(name, apply(*action, current, vals));
+        }
+        let body = match &self.body {
+            Some(b) => Some(or_fail!(call, step, call.text(b)).into_bytes()),
+            None => None,
+        };
+        call.st.resp = ResponseEdits {
+            status: Some(code),
+            reason: (!reason.is_empty()).then_some(reason),
+            headers,
+            body: Some(body.unwrap_or_default()),
+        };
+        Flow::Respond
+    }
+}

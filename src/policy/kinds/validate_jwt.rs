@@ -1,0 +1,121 @@
+//! `validate-jwt`: takes the token from a header, a query parameter or an expression,
+//! checks its signature, lifetime, issuer, audiences and claims (`crate::policy::jwt`),
+//! and refuses the call with the configured status when it fails. A verified token is
+//! remembered per policy (`Counters::jwt_cached`) until it expires.
+//! Must not touch: the token in any log line.
+
+use std::borrow::Cow;
+
+use roxmltree::Node;
+
+use super::{policy, Compiled, Kind, INBOUND};
+use crate::policy::call::{Behaviour, Call, Facts, Flow, State};
+use crate::policy::expr::Val;
+use crate::policy::jwt::{self, TokenSource, ValidateJwt};
+use crate::policy::parse::{Cx, R};
+use crate::policy::request::{decode, query_value};
+use crate::policy::Step;
+
+pub const KIND: Kind = Kind {
+    element: "validate-jwt",
+    sections: INBOUND,
+    children: true,
+    compile,
+};
+
+fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
+    let mut v = jwt::parse_policy(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
+    if let TokenSource::Query(q) = &v.source {
+        cx.ctx.uses.token_query_params.insert(q.clone());
+    }
+    v.id = cx.counter();
+    policy(v)
+}
+
+impl ValidateJwt {
+    /// The token as presented (before the scheme is taken off), if any.
+    fn presented(&self, step: &Step, call: &mut Call) -> Result<Option<String>, Flow> {
+        let req = call.host.request();
+        Ok(match &self.source {
+            TokenSource::Header(h) => match call.st.req.headers.get(h) {
+                Some(Some(vals)) => vals.first().cloned(),
+                Some(None) => None,
+                None => req.headers.get(h).map(Cow::into_owned),
+            },
+            TokenSource::Query(q) => query_value(req.query, q).map(|t| decode(t).into_owned()),
+            TokenSource::Value(t) => match call.text(t) {
+                Ok(s) => (!s.is_empty()).then_some(s),
+                Err(e) => return Err(call.st.eval_failed(step, e)),
+            },
+        })
+    }
+
+    fn refuse(&self, step: &Step, st: &mut State, reason: &str, detail: &str) -> Flow {
+        let default = if reason == "TokenNotPresent" {
+            "JWT not present."
+        } else {
+            "Invalid JWT."
+        };
+        let msg = self.failed_message.as_deref().unwrap_or(default);
+        st.answer(self.failed_code, msg);
+        st.fail(step, "validate-jwt", reason, detail)
+    }
+}
+
+impl Behaviour for ValidateJwt {
+    fn name(&self) -> &'static str {
+        "validate-jwt"
+    }
+    fn facts(&self) -> Facts {
+        Facts {
+            reads_request: true,
+            ..Facts::default()
+        }
+    }
+    fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let presented = match self.presented(step, call) {
+            Ok(p) => p,
+            Err(flow) => return flow,
+        };
+        let Some(raw) = presented.filter(|r| !r.trim().is_empty()) else {
+            return self.refuse(step, call.st, "TokenNotPresent", "JWT not present.");
+        };
+        let token = match (&self.source, &self.require_scheme) {
+            (TokenSource::Header(_), Some(scheme)) => match raw.split_once(' ') {
+                Some((s, t)) if s.eq_ignore_ascii_case(scheme) => t.trim().to_string(),
+                _ => {
+                    return self.refuse(
+                        step,
+                        call.st,
+                        "TokenSchemeNotAllowed",
+                        "The authorization scheme is not allowed.",
+                    )
+                }
+            },
+            (TokenSource::Header(h), None) if h.eq_ignore_ascii_case("authorization") => {
+                match raw.split_once(' ') {
+                    Some((s, t)) if s.eq_ignore_ascii_case("bearer") => t.trim().to_string(),
+                    _ => raw.trim().to_string(),
+                }
+            }
+            _ => raw.trim().to_string(),
+        };
+        let life = match call.counters.jwt_cached(self.id, &token) {
+            Some(l) => l,
+            None => match self.verify(&token) {
+                Ok(l) => {
+                    call.counters.jwt_remember(self.id, &token, l, call.now_ms);
+                    l
+                }
+                Err(e) => return self.refuse(step, call.st, e.reason, &e.message),
+            },
+        };
+        if let Err(e) = self.check_lifetime(life, call.now_ms / 1000) {
+            return self.refuse(step, call.st, e.reason, &e.message);
+        }
+        if let Some(var) = &self.output_variable {
+            call.st.set_var(var, Val::Str(Cow::Owned(token)));
+        }
+        Flow::Continue
+    }
+}

@@ -1,0 +1,194 @@
+//! The request and response as a policy sees them: borrowed views of the heads the
+//! connection parsed (`RequestView`, `ResponseView`, `HeaderSrc`), the copy kept when
+//! later sections read the request (`OwnedRequest`), and query-string helpers.
+//! Must not touch: sockets, buffers, the config's entities.
+
+use std::borrow::Cow;
+
+use super::expr::Val;
+
+/// Request headers as the executor sees them.
+#[derive(Clone, Copy)]
+pub enum HeaderSrc<'a> {
+    Parsed(&'a [httparse::Header<'a>]),
+    Owned(&'a [(String, String)]),
+    Empty,
+}
+
+impl<'a> HeaderSrc<'a> {
+    /// All values of `name`, joined by ", " when repeated (as APIM's dictionary does).
+    pub fn get(self, name: &str) -> Option<Cow<'a, str>> {
+        let mut found: Option<Cow<'a, str>> = None;
+        let mut add = |v: &'a str| {
+            found = Some(match found.take() {
+                None => Cow::Borrowed(v),
+                Some(prev) => Cow::Owned(format!("{prev}, {v}")),
+            })
+        };
+        match self {
+            HeaderSrc::Parsed(hs) => {
+                for h in hs.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+                    add(std::str::from_utf8(h.value).unwrap_or(""));
+                }
+            }
+            HeaderSrc::Owned(hs) => {
+                for (_, v) in hs.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    add(v);
+                }
+            }
+            HeaderSrc::Empty => {}
+        }
+        found
+    }
+    pub fn to_owned_list(self) -> Vec<(String, String)> {
+        match self {
+            HeaderSrc::Parsed(hs) => hs
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            HeaderSrc::Owned(hs) => hs.to_vec(),
+            HeaderSrc::Empty => Vec::new(),
+        }
+    }
+}
+
+/// The client request as received.
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The path after the API's path: what the operation template matched.
+    pub rest: &'a str,
+    pub host: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: HeaderSrc<'a>,
+    pub ip: &'a str,
+    pub https: bool,
+}
+
+/// A copy of the request kept for outbound and on-error expressions.
+#[derive(Debug, Clone)]
+pub struct OwnedRequest {
+    method: String,
+    path: String,
+    rest: String,
+    host: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    ip: String,
+    https: bool,
+}
+
+impl OwnedRequest {
+    pub fn of(r: &RequestView) -> OwnedRequest {
+        OwnedRequest {
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+            rest: r.rest.to_string(),
+            host: r.host.to_string(),
+            query: r.query.map(str::to_string),
+            headers: r.headers.to_owned_list(),
+            ip: r.ip.to_string(),
+            https: r.https,
+        }
+    }
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            rest: &self.rest,
+            host: &self.host,
+            query: self.query.as_deref(),
+            headers: HeaderSrc::Owned(&self.headers),
+            ip: &self.ip,
+            https: self.https,
+        }
+    }
+}
+
+/// The backend response (or none yet).
+#[derive(Clone, Copy)]
+pub struct ResponseView<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub headers: HeaderSrc<'a>,
+}
+
+pub fn opt(v: Option<&str>) -> Val<'_> {
+    v.map_or(Val::Null, |s| Val::Str(Cow::Borrowed(s)))
+}
+
+/// Percent-decoding of a query or path value ('+' is a space in queries only when
+/// decoding forms; APIM keeps '+', and so do we).
+pub fn decode(v: &str) -> Cow<'_, str> {
+    if !v.contains('%') {
+        return Cow::Borrowed(v);
+    }
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(n) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(n);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+pub fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+}
+
+pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k).into_owned(), decode(v).into_owned()),
+            None => (decode(p).into_owned(), String::new()),
+        })
+        .collect()
+}
+
+pub fn join_query(q: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in q {
+        if !s.is_empty() {
+            s.push('&');
+        }
+        s.push_str(&encode(k));
+        s.push('=');
+        s.push_str(&encode(v));
+    }
+    s
+}
