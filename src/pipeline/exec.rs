@@ -54,6 +54,8 @@ pub struct Io<'a> {
     pub counters: &'a mut Counters,
     pub now_ms: u64,
     pub runtime: &'a Runtime,
+    /// `context.Deployment.GatewayId`.
+    pub gateway_id: &'a str,
 }
 
 /// The environment expressions read: request, response, identities, variables.

@@ -1,10 +1,8 @@
 //! Admission and policies for one call, between routing and the exchange: the
 //! subscription key check (APIM's rules and 401 texts), the body completeness check for
-//! plans that need the whole request body, and the `Call` an exchange carries when its
-//! operation has a non-trivial plan. Renders policy-made responses.
+//! plans that need the whole request body (and of a response body a plan reads).
+//! Renders policy-made responses.
 //! Must not touch: sockets, the poll, buffers (the connection owns them).
-
-use std::sync::Arc;
 
 use crate::config::{Api, Runtime, SubscriptionScope};
 use crate::http::chunked::ChunkedDecoder;
@@ -13,11 +11,8 @@ use crate::http::forward::HeaderEdits;
 use crate::http::request::{BodyKind, RequestHead};
 use crate::http::response::ResponseBody;
 use crate::http::Failure;
-use crate::pipeline::exec::{self, Io, Phase, RequestView, State, Who};
-use crate::policy::call::fail_outside;
-use crate::policy::limits::Counters;
+use crate::pipeline::exec::State;
 use crate::policy::request::query_value;
-use crate::policy::Plan;
 
 /// Largest body the gateway buffers for a policy (set-body, find-and-replace) — request
 /// or response. Larger ones get 413 (request) or 502 (response).
@@ -155,151 +150,6 @@ pub fn whole_response_body(
             }
             Ok(eof.then(|| (bytes.to_vec(), bytes.len())))
         }
-    }
-}
-
-/// The policy state an exchange carries.
-pub struct Call {
-    pub plan: Arc<Plan>,
-    pub st: State,
-    pub ids: Ids,
-    pub key: Box<str>,
-}
-
-/// Who is calling what, as indexes into the runtime.
-#[derive(Debug, Clone, Copy)]
-pub struct Ids {
-    pub api: u32,
-    pub op: u32,
-    pub product: Option<u32>,
-    pub subscription: Option<u32>,
-}
-
-/// Who is calling what, from indexes into the runtime (`None` if they are stale).
-pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> Option<Who<'a>> {
-    let api = match ids.api {
-        crate::config::UNMATCHED_API => rt.unmatched.as_deref()?,
-        i => rt.apis.get(i as usize)?,
-    };
-    Some(Who {
-        api,
-        op: api.operations.get(ids.op as usize)?,
-        product: ids.product.and_then(|p| rt.products.get(p as usize)),
-        subscription: ids
-            .subscription
-            .and_then(|s| rt.subscriptions.get(s as usize)),
-        key,
-        gateway_id,
-    })
-}
-
-impl Call {
-    /// A call's policy state under `plan`, with a copy of the request when a later
-    /// section (outbound, on-error, a retry condition) reads it.
-    pub fn start(
-        plan: &Arc<Plan>,
-        ids: Ids,
-        key: &str,
-        request_id: String,
-        req: &RequestView,
-    ) -> Call {
-        let mut st = State {
-            request_id,
-            ..State::default()
-        };
-        if plan.later_reads_request {
-            st.request_copy = Some(exec::OwnedRequest::of(req));
-        }
-        Call {
-            plan: Arc::clone(plan),
-            st,
-            ids,
-            key: Box::from(key),
-        }
-    }
-
-    /// Runs on-error after a failure outside the policies (backend, framing), starting
-    /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
-    /// If on-error itself fails, its error answer stands (APIM makes no second pass).
-    pub fn on_failure(
-        &mut self,
-        failure: Failure,
-        rt: &Runtime,
-        gateway_id: &str,
-        counters: &mut Counters,
-        now_ms: u64,
-    ) {
-        let (source, section) = match failure {
-            Failure::MissingSubscriptionKey | Failure::InvalidSubscriptionKey => {
-                ("authorization", "inbound")
-            }
-            f if f.source() == crate::http::failure::Source::Backend => {
-                ("forward-request", "backend")
-            }
-            _ => ("configuration", "inbound"),
-        };
-        self.st.answer(failure.status(), failure.message());
-        fail_outside(
-            &mut self.st,
-            source,
-            failure_reason(failure),
-            failure.message(),
-            section,
-        );
-        let Some(who) = who(rt, self.ids, &self.key, gateway_id) else {
-            return;
-        };
-        let copy = self.st.request_copy.take();
-        let req = match &copy {
-            Some(c) => c.view(),
-            None => empty_request(),
-        };
-        let mut io = Io {
-            counters,
-            now_ms,
-            runtime: rt,
-        };
-        let st = &mut self.st;
-        exec::run(
-            &self.plan.on_error,
-            Phase::Response,
-            &req,
-            None,
-            &who,
-            st,
-            &mut io,
-        );
-        exec::settle(&req, None, &who, st, &mut io);
-        st.request_copy = copy;
-    }
-}
-
-pub fn empty_request() -> RequestView<'static> {
-    RequestView {
-        method: "",
-        path: "",
-        rest: "",
-        host: "",
-        query: None,
-        headers: exec::HeaderSrc::Empty,
-        ip: "",
-        https: false,
-    }
-}
-
-/// APIM's LastError.Reason for failures outside the policies.
-fn failure_reason(f: Failure) -> &'static str {
-    match f {
-        Failure::BackendConnect | Failure::BackendUnresolved => "BackendConnectionFailure",
-        Failure::BackendConnectTimeout | Failure::BackendTimeout => "Timeout",
-        Failure::BackendReset | Failure::BackendTls | Failure::BackendBadResponse(_) => {
-            "BackendConnectionFailure"
-        }
-        Failure::BodyTimeout => "ClientConnectionFailure",
-        Failure::MissingSubscriptionKey => "SubscriptionKeyNotFound",
-        Failure::OperationNotFound => "OperationNotFound",
-        Failure::InvalidSubscriptionKey => "SubscriptionKeyInvalid",
-        other => other.reason(),
     }
 }
 

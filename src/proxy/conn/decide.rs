@@ -54,7 +54,7 @@ fn unmatched<'h, 'q>(
     let Some(plan) = stand_in.operations.first().and_then(|o| o.plan(None)) else {
         return log.reply(failure, "");
     };
-    let ids = gate::Ids {
+    let ids = crate::pipeline::Ids {
         api: crate::config::UNMATCHED_API,
         op: 0,
         product: None,
@@ -79,7 +79,7 @@ fn unmatched<'h, 'q>(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn through_on_error<'h>(
     plan: &Arc<crate::policy::Plan>,
-    ids: gate::Ids,
+    ids: crate::pipeline::Ids,
     failure: Failure,
     view: &RequestView,
     head: &request::RequestHead,
@@ -90,8 +90,8 @@ pub(super) fn through_on_error<'h>(
     let (url, method, api, op) = logged;
     *ctx.seq += 1;
     let id = request_id(ctx.id_prefix, *ctx.seq);
-    let mut c = Call::start(plan, ids, "", id, view);
-    c.on_failure(failure, rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+    let mut c = Pipeline::start(plan, ids, "", id, view);
+    c.on_failure(failure, &mut ctx.pipeline_io(rt));
     let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
     let st = &c.st;
     Decision::Raw {
@@ -161,7 +161,7 @@ struct Admission<'h, 'q> {
     rt: &'h Arc<Runtime>,
     api: &'h crate::config::Api,
     operation: &'h crate::config::Operation,
-    ids: gate::Ids,
+    ids: crate::pipeline::Ids,
     /// The path after the API's.
     rest: &'q str,
     key: &'q str,
@@ -272,7 +272,7 @@ fn route_and_admit<'h, 'q>(
             let Some(plan) = on_error else {
                 return Err(Box::new(log.reply(f, &api.id)));
             };
-            let ids = gate::Ids {
+            let ids = crate::pipeline::Ids {
                 api: found.api,
                 op,
                 product: None,
@@ -300,7 +300,7 @@ fn route_and_admit<'h, 'q>(
         rt,
         api,
         operation,
-        ids: gate::Ids {
+        ids: crate::pipeline::Ids {
             api: found.api,
             op,
             product: admitted.product,
@@ -321,7 +321,7 @@ fn run_inbound<'h>(
     body_bytes: &[u8],
     log: &Logged,
     ctx: &mut Ctx<'h>,
-) -> Result<(Box<Call>, usize), Box<Decision<'h>>> {
+) -> Result<(Box<Pipeline>, usize), Box<Decision<'h>>> {
     let head = log.head;
     let mut collected = None;
     // body bytes after the head that the plan read whole
@@ -346,68 +346,14 @@ fn run_inbound<'h>(
     }
     *ctx.seq += 1;
     let id = request_id(ctx.id_prefix, *ctx.seq);
-    let mut c = Box::new(Call::start(plan, a.ids, a.key, id, view));
+    let mut c = Box::new(Pipeline::start(plan, a.ids, a.key, id, view));
     c.st.req.body = collected;
-    let Some(who) = gate::who(a.rt, a.ids, a.key, ctx.gateway_id) else {
-        return Err(Box::new(log.reply(Failure::Internal(STALE_IDS), "")));
-    };
-    let mut io = exec::Io {
-        counters: &mut *ctx.counters,
-        now_ms: ctx.wall_ms,
-        runtime: a.rt,
-    };
-    let st = &mut c.st;
-    let mut flow = exec::run(
-        &plan.inbound,
-        exec::Phase::Request,
-        view,
-        None,
-        &who,
-        st,
-        &mut io,
-    );
-    if flow == Flow::Continue {
-        match &plan.forward {
-            None => {
-                // no forward-request: APIM answers an empty 200, through outbound
-                st.resp.status.get_or_insert(200);
-                st.resp.body.get_or_insert_with(Vec::new);
-                flow = exec::run(
-                    &plan.outbound,
-                    exec::Phase::Response,
-                    view,
-                    None,
-                    &who,
-                    st,
-                    &mut io,
-                );
-                if flow == Flow::Continue {
-                    flow = Flow::Respond;
-                }
-            }
-            Some(fwd) => {
-                if let Some((key, max, counter)) = &fwd.concurrency {
-                    flow = exec::acquire_forward_slot(key, *max, *counter, view, &who, st, &mut io);
-                }
-            }
-        }
+    match c.inbound(view, &mut ctx.pipeline_io(a.rt)) {
+        Ok(Inbound::Forward) => return Ok((c, consumed)),
+        Ok(Inbound::Answer) => {}
+        Err(f) => return Err(Box::new(log.reply(f, ""))),
     }
-    if flow == Flow::Error {
-        exec::run(
-            &plan.on_error,
-            exec::Phase::Response,
-            view,
-            None,
-            &who,
-            st,
-            &mut io,
-        );
-    }
-    if flow == Flow::Continue {
-        return Ok((c, consumed));
-    }
-    exec::settle(view, None, &who, st, &mut io);
-    exec::finish(st, io.counters, 0, ctx.wall_ms);
+    let st = &c.st;
     let close = !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
     let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
     Err(Box::new(Decision::Raw {
@@ -421,8 +367,16 @@ fn run_inbound<'h>(
         op: &a.operation.id,
         request_id: st.request_id.clone(),
         reason: st.last_error.as_ref().map(|e| snake_case(&e.reason).into()),
-        subscription: who.subscription.map_or(String::new(), |s| s.id.clone()),
-        product: who.product.map_or(String::new(), |p| p.id.clone()),
+        subscription: a
+            .ids
+            .subscription
+            .and_then(|s| a.rt.subscriptions.get(s as usize))
+            .map_or(String::new(), |s| s.id.clone()),
+        product: a
+            .ids
+            .product
+            .and_then(|p| a.rt.products.get(p as usize))
+            .map_or(String::new(), |p| p.id.clone()),
     }))
 }
 
@@ -434,7 +388,7 @@ type Chosen<'c> = (
     Option<&'c Arc<ServerName<'static>>>,
 );
 
-fn target<'c>(a: &'c Admission, call: Option<&'c Call>) -> Chosen<'c> {
+fn target<'c>(a: &'c Admission, call: Option<&'c Pipeline>) -> Chosen<'c> {
     let api = a.api;
     match call.and_then(|c| c.st.req.target.as_ref()) {
         Some(&Target::Backend(i)) => match a.rt.backends.get(i as usize) {
@@ -465,7 +419,7 @@ fn target<'c>(a: &'c Admission, call: Option<&'c Call>) -> Chosen<'c> {
 /// for the backend (with the policies' edits), and its state at the start.
 fn proxy<'h>(
     a: &Admission<'h, '_>,
-    call: Option<Box<Call>>,
+    call: Option<Box<Pipeline>>,
     consumed: usize,
     peer_ip: &str,
     https: bool,

@@ -69,7 +69,7 @@ pub(super) struct Exchange {
     pub(super) response_head_out: u64,
     pub(super) trace: Option<Box<Trace>>,
     /// Policy state, when the operation's plan does anything.
-    pub(super) call: Option<Box<Call>>,
+    pub(super) call: Option<Box<Pipeline>>,
     /// forward-request's timeout, replacing the response timeout.
     pub(super) timeout: Option<Duration>,
     /// The caller's subscription (index into the runtime's), for the log.
@@ -744,7 +744,7 @@ impl Client {
         let rt = Arc::clone(&x.rt);
         let policy_answer = match x.call.as_mut() {
             Some(call) if answered && !call.plan.on_error.is_empty() => {
-                call.on_failure(failure, &rt, ctx.gateway_id, ctx.counters, ctx.wall_ms);
+                call.on_failure(failure, &mut ctx.pipeline_io(&rt));
                 x.status = call.st.resp.status.unwrap_or(x.status);
                 Some(gate::render_response(
                     &call.st,
@@ -925,7 +925,7 @@ pub(super) enum Outbound {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn outbound(
     rt: &Arc<Runtime>,
-    call: Option<&mut Call>,
+    call: Option<&mut Pipeline>,
     is_head: bool,
     eof: bool,
     r: &response::ResponseHead,
@@ -948,48 +948,17 @@ pub(super) fn outbound(
             Err(f) => return Outbound::Failed(f),
         }
     }
-    let Some(who) = gate::who(rt, call.ids, &call.key, ctx.gateway_id) else {
-        return Outbound::Failed(Failure::Internal(STALE_IDS));
-    };
-    let copy = call.st.request_copy.take();
-    let empty = gate::empty_request();
-    let req = match &copy {
-        Some(c) => c.view(),
-        None => empty,
-    };
     let rv = ResponseView {
         status: r.status,
         reason: r.reason,
         headers: HeaderSrc::Parsed(r.headers),
     };
-    let mut io = exec::Io {
-        counters: &mut *ctx.counters,
-        now_ms: ctx.wall_ms,
-        runtime: rt,
+    let flow = match call.on_response(&rv, &mut ctx.pipeline_io(rt)) {
+        Ok(flow) => flow,
+        Err(f) => return Outbound::Failed(f),
     };
     let st = &mut call.st;
-    let flow = exec::run(
-        &plan.outbound,
-        exec::Phase::Response,
-        &req,
-        Some(&rv),
-        &who,
-        st,
-        &mut io,
-    );
-    if flow == Flow::Error {
-        exec::run(
-            &plan.on_error,
-            exec::Phase::Response,
-            &req,
-            Some(&rv),
-            &who,
-            st,
-            &mut io,
-        );
-    }
-    exec::settle(&req, Some(&rv), &who, st, &mut io);
-    let result = if flow != Flow::Continue || st.resp.body.is_some() {
+    if flow != Flow::Continue || st.resp.body.is_some() {
         // the backend's headers stay only when its response is kept (set-body on it)
         let base: &[httparse::Header] = if flow == Flow::Continue {
             r.headers
@@ -1007,20 +976,18 @@ pub(super) fn outbound(
             reason: st.resp.reason.take().filter(|r| !r.is_empty()),
             headers: std::mem::take(&mut st.resp.headers),
         }
-    };
-    st.request_copy = copy;
-    result
+    }
 }
 
 /// The `<retry>` around this call's forward-request, while it may still send the request
 /// again: attempts are left and the request went out whole from the head buffer (a
 /// retried request's body is always read whole first).
 pub(super) fn retry_plan<'c>(
-    call: Option<&'c Call>,
+    call: Option<&'c Pipeline>,
     done: u32,
     req: &ReqBody,
 ) -> Option<&'c Retry> {
-    let retry = call?.plan.forward.as_ref()?.retry.as_ref()?;
+    let retry = call?.retry()?;
     (done < retry.count && matches!(req, ReqBody::Done)).then_some(retry)
 }
 
@@ -1028,27 +995,18 @@ pub(super) fn retry_plan<'c>(
 pub(super) fn wants_retry(
     retry: &Retry,
     rt: &Arc<Runtime>,
-    call: &Call,
+    call: &Pipeline,
     status: u16,
     reason: &str,
     headers: &[httparse::Header],
-    ctx: &Ctx,
+    ctx: &mut Ctx,
 ) -> bool {
-    let Some(who) = gate::who(rt, call.ids, &call.key, ctx.gateway_id) else {
-        return false;
-    };
-    let empty = gate::empty_request();
-    let req = call
-        .st
-        .request_copy
-        .as_ref()
-        .map_or(empty, OwnedRequest::view);
     let resp = ResponseView {
         status,
         reason,
         headers: HeaderSrc::Parsed(headers),
     };
-    exec::retry_wanted(retry, &req, &resp, &who, &call.st)
+    call.wants_retry(retry, &resp, &ctx.pipeline_io(rt))
 }
 
 /// The wait before the next attempt (the jitter of the exponential form comes from the
@@ -1076,12 +1034,7 @@ pub(super) fn schedule_retry(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
 /// Counts the finished call against its quotas and frees its concurrency slots.
 pub(super) fn end_call(x: &mut Exchange, ctx: &mut Ctx) {
     if let Some(c) = x.call.as_mut() {
-        exec::finish(
-            &mut c.st,
-            ctx.counters,
-            x.bytes_in + x.bytes_out,
-            ctx.wall_ms,
-        );
+        c.finish(x.bytes_in + x.bytes_out, &mut ctx.pipeline_io(&x.rt));
     }
 }
 

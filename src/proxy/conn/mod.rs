@@ -30,7 +30,7 @@ use mio::Registry;
 
 use super::backend::Backends;
 use super::buffer::{Buf, Class, Pool};
-use super::gate::{self, Call};
+use super::gate;
 use super::transport::{Transport, Wire};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
@@ -40,9 +40,8 @@ use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
 use crate::metrics::Metrics;
-use crate::pipeline::exec::{
-    self, Flow, HeaderSrc, OwnedRequest, RequestView, ResponseView, Target,
-};
+use crate::pipeline::exec::{self, Flow, HeaderSrc, RequestView, ResponseView, Target};
+use crate::pipeline::{Inbound, Pipeline};
 use crate::policy::limits::Counters;
 use crate::policy::Retry;
 use crate::status::{self, SyncState};
@@ -92,6 +91,18 @@ pub struct Ctx<'a> {
     pub wall_ms: u64,
     /// `context.Deployment.GatewayId`.
     pub gateway_id: &'a str,
+}
+
+impl Ctx<'_> {
+    /// What the pipeline needs from the loop for one call under `rt`.
+    pub fn pipeline_io<'c>(&'c mut self, rt: &'c Runtime) -> crate::pipeline::Io<'c> {
+        crate::pipeline::Io {
+            counters: &mut *self.counters,
+            now_ms: self.wall_ms,
+            runtime: rt,
+            gateway_id: self.gateway_id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +256,6 @@ fn connect_failure(e: &io::Error) -> Failure {
 const BACKEND_SLOTS_EXHAUSTED: &str = "backend_connections_exhausted";
 const BUFFERS_EXHAUSTED: &str = "buffers_exhausted";
 const NO_CALL: &str = "internal_no_policy_state";
-const STALE_IDS: &str = "internal_stale_route";
 
 impl Client {
     pub fn new(transport: Transport, peer: SocketAddr, now: Instant, limits: &Limits) -> Client {

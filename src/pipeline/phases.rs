@@ -1,0 +1,270 @@
+//! The pipeline of one call as the connection drives it, at fixed points (pingora's
+//! phases). The connection owns sockets, buffers and timing; at each point it hands the
+//! heads over and gets a decision back, so every point is testable without a socket.
+//!
+//! ```text
+//!   start ─▶ inbound ─┬─ Answer (a policy answered or failed, or no forward-request)
+//!                     └─ Forward ─▶ exchange ─┬─ response head ─▶ on_response
+//!                                             │     └─ wants_retry? ─▶ exchange again
+//!                                             └─ failure ─▶ on_failure
+//!   … ─▶ finish (quotas counted with the call's size, concurrency slots freed)
+//! ```
+//! Must not touch: sockets, buffers, the loop's scheduling, the clock (time comes in
+//! through `Io`).
+
+use std::sync::Arc;
+
+use super::exec::{self, Io, Who};
+use crate::config::Runtime;
+use crate::http::Failure;
+use crate::policy::call::{fail_outside, Flow, Phase, State};
+use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
+use crate::policy::{Plan, Retry};
+
+/// The reason of the internal failure when a call's indexes no longer name entities of
+/// its runtime (a bug: a call keeps the runtime it started with).
+pub const STALE_IDS: &str = "internal_stale_route";
+
+/// Who is calling what, as indexes into the runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids {
+    pub api: u32,
+    pub op: u32,
+    pub product: Option<u32>,
+    pub subscription: Option<u32>,
+}
+
+/// The policy state of one call, from inbound to its end.
+pub struct Pipeline {
+    pub plan: Arc<Plan>,
+    pub st: State,
+    pub ids: Ids,
+    pub key: Box<str>,
+}
+
+/// What inbound decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Send the request to the backend (with the edits in `Pipeline::st`).
+    Forward,
+    /// Answer with `Pipeline::st.resp`; the call is finished and counted.
+    Answer,
+}
+
+/// Who is calling what, from indexes into the runtime (`None` if they are stale).
+pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> Option<Who<'a>> {
+    let api = match ids.api {
+        crate::config::UNMATCHED_API => rt.unmatched.as_deref()?,
+        i => rt.apis.get(i as usize)?,
+    };
+    Some(Who {
+        api,
+        op: api.operations.get(ids.op as usize)?,
+        product: ids.product.and_then(|p| rt.products.get(p as usize)),
+        subscription: ids
+            .subscription
+            .and_then(|s| rt.subscriptions.get(s as usize)),
+        key,
+        gateway_id,
+    })
+}
+
+impl Pipeline {
+    /// A call's policy state under `plan`, with a copy of the request when a later
+    /// section (outbound, on-error, a retry condition) reads it.
+    pub fn start(
+        plan: &Arc<Plan>,
+        ids: Ids,
+        key: &str,
+        request_id: String,
+        req: &RequestView,
+    ) -> Pipeline {
+        let mut st = State {
+            request_id,
+            ..State::default()
+        };
+        if plan.later_reads_request {
+            st.request_copy = Some(OwnedRequest::of(req));
+        }
+        Pipeline {
+            plan: Arc::clone(plan),
+            st,
+            ids,
+            key: Box::from(key),
+        }
+    }
+
+    /// Inbound (and the backend section before forward-request): forward, or answer.
+    /// Without forward-request, APIM answers an empty 200 through outbound. A failure
+    /// runs on-error. An answer is settled and finished here.
+    pub fn inbound(&mut self, req: &RequestView, io: &mut Io) -> Result<Inbound, Failure> {
+        let plan = Arc::clone(&self.plan);
+        let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
+            return Err(Failure::Internal(STALE_IDS));
+        };
+        let st = &mut self.st;
+        let mut flow = exec::run(&plan.inbound, Phase::Request, req, None, &who, st, io);
+        if flow == Flow::Continue {
+            match &plan.forward {
+                None => {
+                    st.resp.status.get_or_insert(200);
+                    st.resp.body.get_or_insert_with(Vec::new);
+                    flow = exec::run(&plan.outbound, Phase::Response, req, None, &who, st, io);
+                    if flow == Flow::Continue {
+                        flow = Flow::Respond;
+                    }
+                }
+                Some(fwd) => {
+                    if let Some((key, max, counter)) = &fwd.concurrency {
+                        flow = exec::acquire_forward_slot(key, *max, *counter, req, &who, st, io);
+                    }
+                }
+            }
+        }
+        if flow == Flow::Error {
+            exec::run(&plan.on_error, Phase::Response, req, None, &who, st, io);
+        }
+        if flow == Flow::Continue {
+            return Ok(Inbound::Forward);
+        }
+        exec::settle(req, None, &who, st, io);
+        exec::finish(st, io.counters, 0, io.now_ms);
+        Ok(Inbound::Answer)
+    }
+
+    /// Outbound over the backend's response head (and its whole body in `st.resp.body`
+    /// when the plan reads it); on-error if it fails. `Flow::Continue`: the backend's
+    /// response goes on with the edits in `st.resp`; otherwise `st.resp` is the answer.
+    pub fn on_response(&mut self, resp: &ResponseView, io: &mut Io) -> Result<Flow, Failure> {
+        let plan = Arc::clone(&self.plan);
+        let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
+            return Err(Failure::Internal(STALE_IDS));
+        };
+        let copy = self.st.request_copy.take();
+        let req = kept(&copy);
+        let st = &mut self.st;
+        let flow = exec::run(
+            &plan.outbound,
+            Phase::Response,
+            &req,
+            Some(resp),
+            &who,
+            st,
+            io,
+        );
+        if flow == Flow::Error {
+            exec::run(
+                &plan.on_error,
+                Phase::Response,
+                &req,
+                Some(resp),
+                &who,
+                st,
+                io,
+            );
+        }
+        exec::settle(&req, Some(resp), &who, st, io);
+        st.request_copy = copy;
+        Ok(flow)
+    }
+
+    /// Runs on-error after a failure outside the policies (backend, framing), starting
+    /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
+    /// If on-error itself fails, its error answer stands (APIM makes no second pass).
+    pub fn on_failure(&mut self, failure: Failure, io: &mut Io) {
+        let (source, section) = match failure {
+            Failure::MissingSubscriptionKey | Failure::InvalidSubscriptionKey => {
+                ("authorization", "inbound")
+            }
+            f if f.source() == crate::http::failure::Source::Backend => {
+                ("forward-request", "backend")
+            }
+            _ => ("configuration", "inbound"),
+        };
+        self.st.answer(failure.status(), failure.message());
+        fail_outside(
+            &mut self.st,
+            source,
+            failure_reason(failure),
+            failure.message(),
+            section,
+        );
+        let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
+            return;
+        };
+        let copy = self.st.request_copy.take();
+        let req = kept(&copy);
+        let st = &mut self.st;
+        exec::run(
+            &self.plan.on_error,
+            Phase::Response,
+            &req,
+            None,
+            &who,
+            st,
+            io,
+        );
+        exec::settle(&req, None, &who, st, io);
+        st.request_copy = copy;
+    }
+
+    /// The `<retry>` around forward-request, if any.
+    pub fn retry(&self) -> Option<&Retry> {
+        self.plan.forward.as_ref()?.retry.as_ref()
+    }
+
+    /// Whether `<retry>`'s condition holds for an attempt that ended with this response
+    /// (a backend that could not be reached or did not answer is seen as the gateway's
+    /// 502 / 504 with no headers).
+    pub fn wants_retry(&self, retry: &Retry, resp: &ResponseView, io: &Io) -> bool {
+        let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
+            return false;
+        };
+        let req = kept(&self.st.request_copy);
+        exec::retry_wanted(retry, &req, resp, &who, &self.st)
+    }
+
+    /// Counts the call against its quotas with its size, and frees its concurrency
+    /// slots.
+    pub fn finish(&mut self, bytes: u64, io: &mut Io) {
+        exec::finish(&mut self.st, io.counters, bytes, io.now_ms);
+    }
+}
+
+/// The request as later sections see it: the copy kept for them, or nothing.
+fn kept(copy: &Option<OwnedRequest>) -> RequestView<'_> {
+    match copy {
+        Some(c) => c.view(),
+        None => empty_request(),
+    }
+}
+
+/// A request nobody kept (later sections that do not read the request see this).
+pub fn empty_request() -> RequestView<'static> {
+    RequestView {
+        method: "",
+        path: "",
+        rest: "",
+        host: "",
+        query: None,
+        headers: HeaderSrc::Empty,
+        ip: "",
+        https: false,
+    }
+}
+
+/// APIM's LastError.Reason for failures outside the policies.
+fn failure_reason(f: Failure) -> &'static str {
+    match f {
+        Failure::BackendConnect | Failure::BackendUnresolved => "BackendConnectionFailure",
+        Failure::BackendConnectTimeout | Failure::BackendTimeout => "Timeout",
+        Failure::BackendReset | Failure::BackendTls | Failure::BackendBadResponse(_) => {
+            "BackendConnectionFailure"
+        }
+        Failure::BodyTimeout => "ClientConnectionFailure",
+        Failure::MissingSubscriptionKey => "SubscriptionKeyNotFound",
+        Failure::OperationNotFound => "OperationNotFound",
+        Failure::InvalidSubscriptionKey => "SubscriptionKeyInvalid",
+        other => other.reason(),
+    }
+}
