@@ -11,3 +11,6 @@ pub mod phases;
 
 pub use exec::Io;
 pub use phases::{Ids, Inbound, Pipeline};
+
+#[cfg(test)]
+mod tests;
