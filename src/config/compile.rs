@@ -271,6 +271,44 @@ fn compile_api<'d>(
                     None
                 }
             });
+    let (http, https) = protocols(&f, errors);
+    let hostnames = hostnames(&f, errors);
+    let subscription_required = f.bool("subscriptionRequired", errors).unwrap_or(true);
+    let (key_header, key_query) = key_names(&f, errors);
+    let api_policies = f.str("policies", errors);
+    let name = f
+        .str("displayName", errors)
+        .or_else(|| f.str("name", errors))
+        .unwrap_or(id);
+
+    let (operations, op_texts) = operations(&f, errors);
+    if errors.0.len() > before {
+        return None;
+    }
+    let op_table = OpTable::build(operations.iter().map(|o| (o.method.as_str(), &o.template)));
+    // (the API's path also names errors of plans merged from global and product scopes)
+    let texts = (f.path("policies"), api_policies, op_texts);
+    let api = Api {
+        id: id.to_string(),
+        name: name.to_string(),
+        path: api_path,
+        hostnames,
+        http,
+        https,
+        subscription_required,
+        key_header,
+        key_query,
+        backend: backend?,
+        operations,
+        op_table,
+        products: Vec::new(),
+        open_product: None,
+    };
+    Some((api, texts))
+}
+
+/// `protocols`: which of http and https the API serves (both when absent).
+fn protocols(f: &Fields, errors: &mut Errors) -> (bool, bool) {
     let (mut http, mut https) = (true, true);
     if let Some(list) = f.str_array("protocols", errors) {
         (http, https) = (false, false);
@@ -288,6 +326,11 @@ fn compile_api<'d>(
             errors.push(&f.path("protocols"), "must name http, https or both");
         }
     }
+    (http, https)
+}
+
+/// `hostnames`: the host names the API answers on (lower-cased), any when empty.
+fn hostnames(f: &Fields, errors: &mut Errors) -> Vec<String> {
     let mut hostnames = Vec::new();
     for (i, h) in f
         .str_array("hostnames", errors)
@@ -309,7 +352,11 @@ fn compile_api<'d>(
             hostnames.push(h.to_ascii_lowercase());
         }
     }
-    let subscription_required = f.bool("subscriptionRequired", errors).unwrap_or(true);
+    hostnames
+}
+
+/// `subscriptionKeyParameterNames`: the header and query parameter carrying the key.
+fn key_names(f: &Fields, errors: &mut Errors) -> (String, String) {
     let (mut key_header, mut key_query) = (
         "ocp-apim-subscription-key".to_string(),
         "subscription-key".to_string(),
@@ -339,13 +386,16 @@ fn compile_api<'d>(
             }
         }
     }
-    let api_policies = f.str("policies", errors);
-    let mut op_texts = Vec::new();
-    let name = f
-        .str("displayName", errors)
-        .or_else(|| f.str("name", errors))
-        .unwrap_or(id);
+    (key_header, key_query)
+}
 
+/// Policy documents of an API's operations: (JSON path, text) in operation order.
+type OpTexts<'d> = Vec<(String, Option<&'d str>)>;
+
+/// `operations`: each checked (id, method, template, responses) and kept; an id or a
+/// method + template shape seen twice is an error naming the first.
+fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTexts<'d>) {
+    let mut op_texts = Vec::new();
     // per operation, only what it keeps is allocated: paths are made for errors only
     let mut operations = Vec::new();
     let mut seen_ids: HashMap<&str, String> = HashMap::new();
@@ -418,29 +468,7 @@ fn compile_api<'d>(
             });
         }
     }
-    if errors.0.len() > before {
-        return None;
-    }
-    let op_table = OpTable::build(operations.iter().map(|o| (o.method.as_str(), &o.template)));
-    // (the API's path also names errors of plans merged from global and product scopes)
-    let texts = (f.path("policies"), api_policies, op_texts);
-    let api = Api {
-        id: id.to_string(),
-        name: name.to_string(),
-        path: api_path,
-        hostnames,
-        http,
-        https,
-        subscription_required,
-        key_header,
-        key_query,
-        backend: backend?,
-        operations,
-        op_table,
-        products: Vec::new(),
-        open_product: None,
-    };
-    Some((api, texts))
+    (operations, op_texts)
 }
 
 fn normalise_api_path(path: &str) -> Result<String, String> {

@@ -978,37 +978,7 @@ impl Parser {
             Chain::Path(mut path, start) => {
                 path.push(name.clone());
                 let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                let field = match p.as_slice() {
-                    ["context", "Request", "Method"] => Some(Field::RequestMethod),
-                    ["context", "Request", "IpAddress"] => Some(Field::RequestIp),
-                    ["context", "Request", "Url", "Path"] => Some(Field::RequestPath),
-                    ["context", "Request", "Url", "Host"] => Some(Field::RequestHost),
-                    ["context", "Request", "Url", "Scheme"] => Some(Field::RequestScheme),
-                    ["context", "Request", "Url", "Port"] => Some(Field::RequestPort),
-                    ["context", "Request", "Url", "QueryString"] => Some(Field::RequestQueryString),
-                    ["context", "Response", "StatusCode"] => Some(Field::ResponseStatus),
-                    ["context", "Response", "StatusReason"] => Some(Field::ResponseReason),
-                    ["context", "Subscription", "Id"] => Some(Field::SubscriptionId),
-                    ["context", "Subscription", "Key"] => Some(Field::SubscriptionKey),
-                    ["context", "Subscription", "Name"] => Some(Field::SubscriptionName),
-                    ["context", "Api", "Id"] => Some(Field::ApiId),
-                    ["context", "Api", "Name"] => Some(Field::ApiName),
-                    ["context", "Api", "Path"] => Some(Field::ApiPath),
-                    ["context", "Operation", "Id"] => Some(Field::OperationId),
-                    ["context", "Operation", "Method"] => Some(Field::OperationMethod),
-                    ["context", "Operation", "UrlTemplate"] => Some(Field::OperationTemplate),
-                    ["context", "Product", "Id"] => Some(Field::ProductId),
-                    ["context", "Product", "Name"] => Some(Field::ProductName),
-                    ["context", "RequestId"] => Some(Field::RequestId),
-                    ["context", "Deployment", "GatewayId"] => Some(Field::GatewayId),
-                    ["context", "LastError", "Source"] => Some(Field::LastErrorSource),
-                    ["context", "LastError", "Reason"] => Some(Field::LastErrorReason),
-                    ["context", "LastError", "Message"] => Some(Field::LastErrorMessage),
-                    ["context", "LastError", "Scope"] => Some(Field::LastErrorScope),
-                    ["context", "LastError", "Section"] => Some(Field::LastErrorSection),
-                    ["context", "LastError", "PolicyId"] => Some(Field::LastErrorPolicyId),
-                    _ => None,
-                };
+                let field = field_of(&p);
                 if let Some(f) = field {
                     if p[1] == "Request" {
                         self.reads_request = true;
@@ -1099,6 +1069,41 @@ impl Parser {
             }
         }
     }
+}
+
+/// The value a member path names (`context.Request.Method`…), if it is one.
+fn field_of(path: &[&str]) -> Option<Field> {
+    Some(match path {
+        ["context", "Request", "Method"] => Field::RequestMethod,
+        ["context", "Request", "IpAddress"] => Field::RequestIp,
+        ["context", "Request", "Url", "Path"] => Field::RequestPath,
+        ["context", "Request", "Url", "Host"] => Field::RequestHost,
+        ["context", "Request", "Url", "Scheme"] => Field::RequestScheme,
+        ["context", "Request", "Url", "Port"] => Field::RequestPort,
+        ["context", "Request", "Url", "QueryString"] => Field::RequestQueryString,
+        ["context", "Response", "StatusCode"] => Field::ResponseStatus,
+        ["context", "Response", "StatusReason"] => Field::ResponseReason,
+        ["context", "Subscription", "Id"] => Field::SubscriptionId,
+        ["context", "Subscription", "Key"] => Field::SubscriptionKey,
+        ["context", "Subscription", "Name"] => Field::SubscriptionName,
+        ["context", "Api", "Id"] => Field::ApiId,
+        ["context", "Api", "Name"] => Field::ApiName,
+        ["context", "Api", "Path"] => Field::ApiPath,
+        ["context", "Operation", "Id"] => Field::OperationId,
+        ["context", "Operation", "Method"] => Field::OperationMethod,
+        ["context", "Operation", "UrlTemplate"] => Field::OperationTemplate,
+        ["context", "Product", "Id"] => Field::ProductId,
+        ["context", "Product", "Name"] => Field::ProductName,
+        ["context", "RequestId"] => Field::RequestId,
+        ["context", "Deployment", "GatewayId"] => Field::GatewayId,
+        ["context", "LastError", "Source"] => Field::LastErrorSource,
+        ["context", "LastError", "Reason"] => Field::LastErrorReason,
+        ["context", "LastError", "Message"] => Field::LastErrorMessage,
+        ["context", "LastError", "Scope"] => Field::LastErrorScope,
+        ["context", "LastError", "Section"] => Field::LastErrorSection,
+        ["context", "LastError", "PolicyId"] => Field::LastErrorPolicyId,
+        _ => return None,
+    })
 }
 
 fn describe(t: &Tok) -> String {

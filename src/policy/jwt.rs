@@ -191,6 +191,17 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
             "<validate-jwt>: require-signed-tokens=\"false\" is not supported (unsigned tokens are never accepted)".into(),
         ));
     }
+    parse_contents(n, &mut v)?;
+    if v.keys.is_empty() {
+        return Err(here(
+            "<validate-jwt>: <issuer-signing-keys> must hold at least one key".into(),
+        ));
+    }
+    Ok(v)
+}
+
+/// The children of `<validate-jwt>`: keys, audiences, issuers, required claims.
+fn parse_contents<'a, 'i>(n: Node<'a, 'i>, v: &mut ValidateJwt) -> Result<(), PErr<'a, 'i>> {
     for el in n.children().filter(|c| c.is_element()) {
         let at = |m: String| (Some(el), m);
         match el.tag_name().name() {
@@ -230,34 +241,7 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
                     list.push(c.text().unwrap_or("").trim().to_string());
                 }
             }
-            "required-claims" => {
-                for c in el.children().filter(|c| c.is_element()) {
-                    if !c.has_tag_name("claim") {
-                        return Err((Some(c), "expected <claim>".into()));
-                    }
-                    let name = c
-                        .attribute("name")
-                        .ok_or_else(|| (Some(c), "<claim>: attribute 'name' is required".into()))?;
-                    let match_all = match c.attribute("match").unwrap_or("all") {
-                        "all" => true,
-                        "any" => false,
-                        _ => return Err((Some(c), "<claim>: match must be all or any".into())),
-                    };
-                    let mut values = Vec::new();
-                    for val in c.children().filter(|x| x.is_element()) {
-                        if !val.has_tag_name("value") {
-                            return Err((Some(val), "expected <value>".into()));
-                        }
-                        values.push(val.text().unwrap_or("").to_string());
-                    }
-                    v.claims.push(Claim {
-                        name: name.to_string(),
-                        match_all,
-                        separator: c.attribute("separator").map(str::to_string),
-                        values,
-                    });
-                }
-            }
+            "required-claims" => v.claims.extend(parse_claims(el)?),
             "openid-config" | "decryption-keys" => {
                 return Err(at(format!(
                     "<{}> is not supported: the gateway never fetches keys at request time; put the keys (or a JWKS document) in <issuer-signing-keys>",
@@ -267,12 +251,39 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
             other => return Err(at(format!("<{other}> is not supported in <validate-jwt>"))),
         }
     }
-    if v.keys.is_empty() {
-        return Err(here(
-            "<validate-jwt>: <issuer-signing-keys> must hold at least one key".into(),
-        ));
+    Ok(())
+}
+
+/// `<required-claims>`: each `<claim>` with its values.
+fn parse_claims<'a, 'i>(el: Node<'a, 'i>) -> Result<Vec<Claim>, PErr<'a, 'i>> {
+    let mut claims = Vec::new();
+    for c in el.children().filter(|c| c.is_element()) {
+        if !c.has_tag_name("claim") {
+            return Err((Some(c), "expected <claim>".into()));
+        }
+        let name = c
+            .attribute("name")
+            .ok_or_else(|| (Some(c), "<claim>: attribute 'name' is required".into()))?;
+        let match_all = match c.attribute("match").unwrap_or("all") {
+            "all" => true,
+            "any" => false,
+            _ => return Err((Some(c), "<claim>: match must be all or any".into())),
+        };
+        let mut values = Vec::new();
+        for val in c.children().filter(|x| x.is_element()) {
+            if !val.has_tag_name("value") {
+                return Err((Some(val), "expected <value>".into()));
+            }
+            values.push(val.text().unwrap_or("").to_string());
+        }
+        claims.push(Claim {
+            name: name.to_string(),
+            match_all,
+            separator: c.attribute("separator").map(str::to_string),
+            values,
+        });
     }
-    Ok(v)
+    Ok(claims)
 }
 
 fn parse_key<'a, 'i>(k: Node<'a, 'i>) -> Result<Key, PErr<'a, 'i>> {
@@ -418,6 +429,40 @@ impl ValidateJwt {
         };
         let sig = b64url(s).ok_or_else(|| invalid("The signature is not base64url."))?;
         let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+        self.check_signature(alg, kid, signed, &sig)?;
+        let claims: Value = b64url(p)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| miniserde::json::from_str(&t).ok())
+            .ok_or_else(|| invalid("The token payload is not base64url JSON."))?;
+        let Value::Object(claims) = claims else {
+            return Err(invalid("The token payload is not a JSON object."));
+        };
+        let exp = num(claims.get("exp"));
+        if claims.get("exp").is_some() && exp.is_none() {
+            return Err(invalid("exp is not a number."));
+        }
+        if self.require_expiration && exp.is_none() {
+            return Err(fail(
+                "TokenExpirationTimeNotPresent",
+                "The token has no expiration time.",
+            ));
+        }
+        self.check_claims(&claims)?;
+        Ok(Lifetime {
+            exp,
+            nbf: num(claims.get("nbf")),
+        })
+    }
+
+    /// The signature, with a key of the kind the token's algorithm names (and its key
+    /// id, when both have one).
+    fn check_signature(
+        &self,
+        alg: &str,
+        kid: Option<&str>,
+        signed: &[u8],
+        sig: &[u8],
+    ) -> Result<(), JwtError> {
         let kind_ok = |k: &Key| {
             matches!(
                 (alg, k),
@@ -455,14 +500,14 @@ impl ValidateJwt {
         let verified = candidates.iter().any(|k| match k {
             Key::Hmac { secret, .. } => {
                 let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-                hmac::verify(&key, signed, &sig).is_ok()
+                hmac::verify(&key, signed, sig).is_ok()
             }
             Key::Rsa { n, e, .. } => signature::RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, &sig)
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, sig)
                 .is_ok(),
             Key::Ec { point, .. } => {
                 signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(signed, &sig)
+                    .verify(signed, sig)
                     .is_ok()
             }
         });
@@ -472,23 +517,14 @@ impl ValidateJwt {
                 "Signature validation failed.",
             ));
         }
-        let claims: Value = b64url(p)
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| miniserde::json::from_str(&t).ok())
-            .ok_or_else(|| invalid("The token payload is not base64url JSON."))?;
-        let Value::Object(claims) = claims else {
-            return Err(invalid("The token payload is not a JSON object."));
-        };
-        let exp = num(claims.get("exp"));
-        if claims.get("exp").is_some() && exp.is_none() {
-            return Err(invalid("exp is not a number."));
-        }
-        if self.require_expiration && exp.is_none() {
-            return Err(fail(
-                "TokenExpirationTimeNotPresent",
-                "The token has no expiration time.",
-            ));
-        }
+        Ok(())
+    }
+
+    /// Issuers, audiences and required claims.
+    fn check_claims(
+        &self,
+        claims: &std::collections::BTreeMap<String, Value>,
+    ) -> Result<(), JwtError> {
         if !self.issuers.is_empty() {
             let iss = match claims.get("iss") {
                 Some(Value::String(s)) => s.as_str(),
@@ -559,10 +595,7 @@ impl ValidateJwt {
                 ),
             ));
         }
-        Ok(Lifetime {
-            exp,
-            nbf: num(claims.get("nbf")),
-        })
+        Ok(())
     }
 
     /// exp and nbf against `now` (Unix seconds) with the policy's clock skew.
