@@ -1,8 +1,10 @@
 //! Backend (upstream) connections: a slab of sockets and a bounded keep-alive pool per
 //! backend address and TLS name (an `https://` backend's connections speak TLS through
-//! `Transport`, with the runtime's client config: see `config::tls`). A connection is either checked out by exactly one client exchange
-//! or idle in the pool; an idle one that becomes readable (the backend closed it or
-//! sent garbage) is dropped. Connecting is non-blocking to an address already resolved
+//! `Transport`, with the runtime's client config: see `config::tls`). A connection is
+//! either idle in the pool (held here) or owned by exactly one client exchange (moved
+//! out as a `BackendLink`, the slab keeping only who owns it, so the loop can route
+//! readiness); an idle one that becomes readable (the backend closed it or sent garbage)
+//! is dropped. Connecting is non-blocking to an address already resolved
 //! by the agent: no DNS here.
 //! Must not touch: client sockets, HTTP parsing.
 
@@ -29,16 +31,65 @@ pub struct BackendConn {
     key: PoolKey,
     pub readable: bool,
     pub writable: bool,
-    pub connected: bool,
     /// Set when the connection was taken from the idle pool (may be stale).
     pub reused: bool,
-    idle_since: Option<Instant>,
-    /// The client slab key of the exchange using this connection (kept by the loop).
-    pub owner: usize,
+}
+
+/// A backend connection checked out by one exchange, which owns it until it gives it
+/// back (`Backends::checkin`) or closes it (`Backends::close`). `token` is the key of its
+/// poll registration, through which the loop routes its readiness to the owner.
+pub struct BackendLink {
+    pub token: usize,
+    pub conn: BackendConn,
+}
+
+/// What an exchange does with its backend connection when it lets go of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Back into the keep-alive pool: the response was complete and framed.
+    Reuse,
+    /// Closed, for this reason.
+    Close(CloseReason),
+}
+
+/// Why a backend connection is closed rather than pooled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Connecting, sending or reading failed (or timed out).
+    Failed,
+    /// A `<retry>` attempt ended; the next one takes another connection.
+    RetryAttempt,
+    /// A pooled connection the backend had closed; a fresh one replaces it.
+    Stale,
+    /// The response did not end cleanly (`Connection: close`, read to the end, a body
+    /// not read by the client, a policy answer that left bytes unread).
+    NotReusable,
+    /// The client went away or the gateway stopped the exchange.
+    Aborted,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Failed => "failed",
+            CloseReason::RetryAttempt => "retry_attempt",
+            CloseReason::Stale => "stale",
+            CloseReason::NotReusable => "not_reusable",
+            CloseReason::Aborted => "aborted",
+        }
+    }
+}
+
+/// What the slab holds under a registered backend token.
+enum Slot {
+    /// In the keep-alive pool since `since`.
+    Idle { conn: BackendConn, since: Instant },
+    /// Owned by the exchange of client `owner` (its `BackendLink`).
+    InUse { owner: usize },
 }
 
 pub struct Backends {
-    pub slab: Slab<BackendConn>,
+    slab: Slab<Slot>,
     idle: FnvMap<PoolKey, Vec<usize>>,
     max_idle_per_addr: usize,
     idle_timeout: Duration,
@@ -62,28 +113,33 @@ impl Backends {
     }
 
     /// An idle connection to `addr` (TLS to `tls`'s name, checked with its config, when
-    /// given) unless `fresh`, or a new non-blocking connect.
+    /// given) unless `fresh`, or a new non-blocking connect; owned by client `owner`'s
+    /// exchange from now on.
     pub fn checkout(
         &mut self,
         addr: SocketAddr,
         tls: Option<(&Arc<ServerName<'static>>, &Arc<rustls::ClientConfig>)>,
         fresh: bool,
+        owner: usize,
         registry: &Registry,
-    ) -> io::Result<usize> {
+    ) -> io::Result<BackendLink> {
         let pool_key = (addr, tls.map(|(name, _)| Arc::clone(name)));
         if let Some(list) = self.idle.get_mut(&pool_key).filter(|_| !fresh) {
-            while let Some(key) = list.pop() {
-                let Some(c) = self.slab.get_mut(key) else {
+            while let Some(token) = list.pop() {
+                let Some(slot) = self.slab.get_mut(token) else {
                     continue;
                 };
-                c.idle_since = None;
-                if !c.readable {
-                    c.reused = true;
-                    return Ok(key);
+                let Slot::Idle { mut conn, .. } = std::mem::replace(slot, Slot::InUse { owner })
+                else {
+                    continue;
+                };
+                if !conn.readable {
+                    conn.reused = true;
+                    return Ok(BackendLink { token, conn });
                 }
                 // it became readable while idle: closed or confused; already off the list
-                let mut dead = self.slab.remove(key);
-                let _ = registry.deregister(dead.transport.sock());
+                self.slab.remove(token);
+                let _ = registry.deregister(conn.transport.sock());
             }
         }
         if self.slab.len() >= self.max_total && !self.evict_oldest_idle(registry) {
@@ -96,10 +152,10 @@ impl Backends {
         // Heads and bodies go out in separate writes: never let Nagle hold the second.
         let _ = sock.set_nodelay(true);
         let entry = self.slab.vacant_entry();
-        let key = entry.key();
+        let token = entry.key();
         registry.register(
             &mut sock,
-            token::backend(key),
+            token::backend(token),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let transport = match tls {
@@ -110,41 +166,54 @@ impl Backends {
                 Transport::Tls(sock, Box::new(rustls::Connection::Client(conn)))
             }
         };
-        entry.insert(BackendConn {
-            transport,
-            key: pool_key,
-            readable: false,
-            writable: false,
-            connected: false,
-            reused: false,
-            idle_since: None,
-            owner: usize::MAX,
-        });
-        Ok(key)
+        entry.insert(Slot::InUse { owner });
+        Ok(BackendLink {
+            token,
+            conn: BackendConn {
+                transport,
+                key: pool_key,
+                readable: false,
+                writable: false,
+                reused: false,
+            },
+        })
     }
 
-    /// Returns a healthy connection to the pool (or closes it when the pool is full).
-    pub fn checkin(&mut self, key: usize, now: Instant, registry: &Registry) {
-        let Some(c) = self.slab.get_mut(key) else {
-            return;
-        };
-        let list = self.idle.entry(c.key.clone()).or_default();
+    /// Takes a healthy connection back into the pool (or closes it when the pool is full).
+    pub fn checkin(&mut self, link: BackendLink, now: Instant, registry: &Registry) {
+        let BackendLink { token, mut conn } = link;
+        let list = self.idle.entry(conn.key.clone()).or_default();
         if list.len() >= self.max_idle_per_addr {
-            self.remove(key, registry);
+            self.slab.try_remove(token);
+            let _ = registry.deregister(conn.transport.sock());
             return;
         }
-        c.idle_since = Some(now);
-        c.reused = true;
-        list.push(key);
+        conn.reused = true;
+        list.push(token);
+        if let Some(slot) = self.slab.get_mut(token) {
+            *slot = Slot::Idle { conn, since: now };
+        }
     }
 
-    pub fn remove(&mut self, key: usize, registry: &Registry) {
-        if let Some(mut c) = self.slab.try_remove(key) {
-            let _ = registry.deregister(c.transport.sock());
-            if c.idle_since.is_some() {
-                if let Some(list) = self.idle.get_mut(&c.key) {
-                    list.retain(|k| *k != key);
-                }
+    /// Closes a checked-out connection.
+    pub fn close(&mut self, link: BackendLink, why: CloseReason, registry: &Registry) {
+        let BackendLink { token, mut conn } = link;
+        log::debug!(
+            "backend connection {} to {} closed: {}",
+            token,
+            conn.key.0,
+            why.as_str()
+        );
+        self.slab.try_remove(token);
+        let _ = registry.deregister(conn.transport.sock());
+    }
+
+    /// Closes an idle connection.
+    fn remove_idle(&mut self, token: usize, registry: &Registry) {
+        if let Some(Slot::Idle { mut conn, .. }) = self.slab.try_remove(token) {
+            let _ = registry.deregister(conn.transport.sock());
+            if let Some(list) = self.idle.get_mut(&conn.key) {
+                list.retain(|k| *k != token);
             }
         }
     }
@@ -157,24 +226,32 @@ impl Backends {
             .idle
             .values()
             .filter_map(|list| list.first())
-            .filter_map(|&k| self.slab.get(k).and_then(|c| c.idle_since).map(|t| (t, k)))
+            .filter_map(|&k| match self.slab.get(k) {
+                Some(Slot::Idle { since, .. }) => Some((*since, k)),
+                _ => None,
+            })
             .min();
         match oldest {
-            Some((_, key)) => {
-                self.remove(key, registry);
+            Some((_, token)) => {
+                self.remove_idle(token, registry);
                 true
             }
             None => false,
         }
     }
 
-    pub fn is_idle(&self, key: usize) -> bool {
-        self.slab.get(key).is_some_and(|c| c.idle_since.is_some())
-    }
-
-    /// An event on an idle connection: the backend closed it or sent unsolicited bytes.
-    pub fn on_idle_event(&mut self, key: usize, registry: &Registry) {
-        self.remove(key, registry);
+    /// Readiness of a backend socket: an idle one that becomes readable was closed by
+    /// the backend (or sent garbage) and is dropped; for one in use, the owning client.
+    pub fn on_event(&mut self, token: usize, readable: bool, registry: &Registry) -> Option<usize> {
+        match self.slab.get(token)? {
+            Slot::Idle { .. } => {
+                if readable {
+                    self.remove_idle(token, registry);
+                }
+                None
+            }
+            Slot::InUse { owner } => Some(*owner),
+        }
     }
 
     /// Closes idle connections past their timeout.
@@ -182,14 +259,13 @@ impl Backends {
         let expired: Vec<usize> = self
             .slab
             .iter()
-            .filter(|(_, c)| {
-                c.idle_since
-                    .is_some_and(|t| now.duration_since(t) >= self.idle_timeout)
+            .filter(|(_, slot)| {
+                matches!(slot, Slot::Idle { since, .. } if now.duration_since(*since) >= self.idle_timeout)
             })
             .map(|(k, _)| k)
             .collect();
-        for key in expired {
-            self.remove(key, registry);
+        for token in expired {
+            self.remove_idle(token, registry);
         }
     }
 

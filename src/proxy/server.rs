@@ -414,19 +414,14 @@ impl Server {
     }
 
     fn backend_event(&mut self, key: usize, readable: bool, writable: bool) {
-        if self.backends.is_idle(key) {
-            if readable {
-                self.backends.on_idle_event(key, self.poll.registry());
-            }
-            return;
-        }
-        let Some(b) = self.backends.slab.get_mut(key) else {
+        let Some(owner) = self.backends.on_event(key, readable, self.poll.registry()) else {
             return;
         };
-        b.readable |= readable;
-        b.writable |= writable;
-        let owner = b.owner;
-        if self.clients.get(owner).and_then(Client::backend) == Some(key) {
+        let ready = self
+            .clients
+            .get_mut(owner)
+            .is_some_and(|c| c.backend_ready(key, readable, writable));
+        if ready {
             self.drive(owner, false);
         }
     }
@@ -439,6 +434,7 @@ impl Server {
             now: self.now,
             registry: self.poll.registry(),
             backends: &mut self.backends,
+            client: key,
             pool: &mut self.pool,
             runtime: self.runtime.as_ref(),
             sync: &self.sync,
@@ -462,16 +458,8 @@ impl Server {
                 let mut c = self.clients.remove(key);
                 let _ = self.poll.registry().deregister(c.transport.sock());
             }
-            Outcome::Open | Outcome::Again => {
-                if let Some(b) = client.backend() {
-                    if let Some(conn) = self.backends.slab.get_mut(b) {
-                        conn.owner = key;
-                    }
-                }
-                if outcome == Outcome::Again {
-                    self.again.push(key);
-                }
-            }
+            Outcome::Again => self.again.push(key),
+            Outcome::Open => {}
         }
     }
 

@@ -20,7 +20,7 @@ pub(super) enum Decision<'h> {
         status: u16,
         /// Body bytes after the head that were read for the plan (consumed with it).
         consumed: usize,
-        close: bool,
+        close: Option<CloseReason>,
         method: String,
         url: String,
         api: &'h str,
@@ -92,11 +92,19 @@ pub(super) fn through_on_error<'h>(
     let id = request_id(ctx.id_prefix, *ctx.seq);
     let mut c = Pipeline::start(plan, ids, "", id, view);
     c.on_failure(failure, &mut ctx.pipeline_io(rt));
-    let close = !head.keep_alive || ctx.draining || head.body != BodyKind::None;
+    let close = CloseReason::after_request(head.keep_alive, ctx.draining)
+        .or(CloseReason::unread_body(head.body != BodyKind::None));
     let st = &c.st;
     Decision::Raw {
         status: st.resp.status.unwrap_or(failure.status()),
-        bytes: gate::render_response(st, failure.status(), "", &[], close, head.is_head()),
+        bytes: gate::render_response(
+            st,
+            failure.status(),
+            "",
+            &[],
+            close.is_some(),
+            head.is_head(),
+        ),
         consumed: 0,
         close,
         method,
@@ -354,8 +362,10 @@ fn run_inbound<'h>(
         Err(f) => return Err(Box::new(log.reply(f, ""))),
     }
     let st = &c.st;
-    let close = !head.keep_alive || ctx.draining || (head.body != BodyKind::None && consumed == 0);
-    let bytes = gate::render_response(st, 200, "", &[], close, head.is_head());
+    let close = CloseReason::after_request(head.keep_alive, ctx.draining).or(
+        CloseReason::unread_body(head.body != BodyKind::None && consumed == 0),
+    );
+    let bytes = gate::render_response(st, 200, "", &[], close.is_some(), head.is_head());
     Err(Box::new(Decision::Raw {
         status: st.resp.status.unwrap_or(200),
         bytes,
@@ -505,12 +515,11 @@ fn proxy<'h>(
             rt: Arc::clone(a.rt),
             api: a.ids.api,
             op: a.ids.op,
-            backend: usize::MAX,
+            stage: Stage::Detached { at: ctx.now },
             addr,
             retried: false,
             retryable,
-            head: Some(out),
-            head_sent: 0,
+            req_head: Some(out),
             continue_left: if head.expect_continue && head.body != BodyKind::None && consumed == 0 {
                 CONTINUE.len()
             } else {
@@ -519,13 +528,11 @@ fn proxy<'h>(
             req,
             req_sendable: 0,
             resp_buf: None,
-            resp: Resp::AwaitHead,
             resp_sendable: 0,
             backend_eof: false,
             http10: head.minor == 0,
             is_head: head.is_head(),
             started: ctx.now,
-            connect_started: ctx.now,
             backend_started: None,
             last_client: ctx.now,
             last_backend: ctx.now,
@@ -540,7 +547,6 @@ fn proxy<'h>(
             timeout,
             subscription: a.ids.subscription,
             retries: 0,
-            retry_at: None,
             request_read,
             tls,
         }),

@@ -1,9 +1,14 @@
-//! The backend exchange of a connection: connecting, sending the request head and body,
-//! awaiting and relaying the response, retries, and what it logs. The exchange is
-//! driven by `step_exchange` on the client; `outbound` runs the policy response phase.
+//! The backend exchange of a connection: one `Stage` per state of the backend side
+//! (detached, connecting, sending the request, awaiting the response head, sending the
+//! client's head, streaming the body), each owning only its fields; the backend
+//! connection lives in the stage that uses it and goes back to the pool (or is closed)
+//! when the exchange lets go of it. The request body streams beside the stages
+//! (`ReqBody`). `step_exchange` moves the stages on; `respond.rs` holds the policy
+//! response phase and `<retry>`, `record.rs` what a finished exchange logs.
 //! Must not touch: listeners, config loading, disk.
 
 use super::*;
+use crate::proxy::backend::{self, BackendLink, Release};
 
 /// Log fields captured when logging is on (no allocation otherwise).
 pub(super) struct Trace {
@@ -27,35 +32,121 @@ pub(super) enum RespBody {
     UntilClose,
 }
 
-pub(super) enum Resp {
-    AwaitHead,
-    SendHead { body: RespBody, reusable: bool },
-    Body { body: RespBody, reusable: bool },
+/// Where the exchange stands with its backend.
+///
+/// ```text
+///  Detached{at} ──checkout──▶ Connecting ──connected──▶ SendingRequest ──head out──▶ AwaitingHead
+///      ▲  (pooled: straight to SendingRequest)                                      │ head accepted
+///      └──── <retry> (connection closed, request kept whole) ◀──────────────────────┤
+///                                                   Streaming ◀──head out── SendingHead
+/// ```
+pub(super) enum Stage {
+    /// No backend connection: the first attempt before it starts, or a `<retry>` attempt
+    /// waiting until `at`.
+    Detached { at: Instant },
+    /// A new connection is being established since `since`.
+    Connecting { link: BackendLink, since: Instant },
+    /// `sent` bytes of the request head are out (body bytes go with it).
+    SendingRequest { link: BackendLink, sent: usize },
+    /// The request head is out (its body may still stream); reading the response head.
+    AwaitingHead { link: BackendLink },
+    /// Writing the client's response head (`sent` bytes of `head` out) and first body bytes.
+    SendingHead {
+        link: BackendLink,
+        head: Buf,
+        sent: usize,
+        body: RespBody,
+        reusable: bool,
+    },
+    /// The client has the head; the body streams until its framing says it is complete.
+    Streaming {
+        link: BackendLink,
+        body: RespBody,
+        reusable: bool,
+    },
+}
+
+impl Stage {
+    pub(super) fn link(&self) -> Option<&BackendLink> {
+        match self {
+            Stage::Detached { .. } => None,
+            Stage::Connecting { link, .. }
+            | Stage::SendingRequest { link, .. }
+            | Stage::AwaitingHead { link }
+            | Stage::SendingHead { link, .. }
+            | Stage::Streaming { link, .. } => Some(link),
+        }
+    }
+
+    pub(super) fn link_mut(&mut self) -> Option<&mut BackendLink> {
+        match self {
+            Stage::Detached { .. } => None,
+            Stage::Connecting { link, .. }
+            | Stage::SendingRequest { link, .. }
+            | Stage::AwaitingHead { link }
+            | Stage::SendingHead { link, .. }
+            | Stage::Streaming { link, .. } => Some(link),
+        }
+    }
+
+    /// Nothing of the response has gone to the client: a failure can still be answered.
+    pub(super) fn before_response(&self) -> bool {
+        matches!(
+            self,
+            Stage::Detached { .. }
+                | Stage::Connecting { .. }
+                | Stage::SendingRequest { .. }
+                | Stage::AwaitingHead { .. }
+        )
+    }
+
+    /// The backend connection is established (or was taken from the pool).
+    pub(super) fn connected(&self) -> bool {
+        !matches!(self, Stage::Detached { .. } | Stage::Connecting { .. })
+    }
+
+    /// Lets go of the backend connection and the head buffer this stage holds.
+    pub(super) fn release(self, how: Release, ctx: &mut Ctx) {
+        let link = match self {
+            Stage::Detached { .. } => return,
+            Stage::SendingHead { link, head, .. } => {
+                ctx.pool.put(head);
+                link
+            }
+            Stage::Connecting { link, .. }
+            | Stage::SendingRequest { link, .. }
+            | Stage::AwaitingHead { link }
+            | Stage::Streaming { link, .. } => link,
+        };
+        match how {
+            Release::Reuse => ctx.backends.checkin(link, ctx.now, ctx.registry),
+            Release::Close(why) => ctx.backends.close(link, why, ctx.registry),
+        }
+    }
 }
 
 pub(super) struct Exchange {
     pub(super) rt: Arc<Runtime>,
     pub(super) api: u32,
     pub(super) op: u32,
-    pub(super) backend: usize,
+    pub(super) stage: Stage,
     pub(super) addr: SocketAddr,
+    /// A failed pooled connection was replaced by a fresh one (once per exchange).
     pub(super) retried: bool,
     pub(super) retryable: bool,
-    /// Request head for the backend; after the response head arrives, the response head
-    /// for the client.
-    pub(super) head: Option<Buf>,
-    pub(super) head_sent: usize,
+    /// The request head for the backend (with the body when a policy read or set it):
+    /// kept whole until the response head is accepted, for `<retry>` and a stale pooled
+    /// connection's second try.
+    pub(super) req_head: Option<Buf>,
     pub(super) continue_left: usize,
     pub(super) req: ReqBody,
     pub(super) req_sendable: usize,
     pub(super) resp_buf: Option<Buf>,
-    pub(super) resp: Resp,
     pub(super) resp_sendable: usize,
     pub(super) backend_eof: bool,
     pub(super) http10: bool,
     pub(super) is_head: bool,
     pub(super) started: Instant,
-    pub(super) connect_started: Instant,
     pub(super) backend_started: Option<Instant>,
     pub(super) last_client: Instant,
     pub(super) last_backend: Instant,
@@ -74,10 +165,8 @@ pub(super) struct Exchange {
     pub(super) timeout: Option<Duration>,
     /// The caller's subscription (index into the runtime's), for the log.
     pub(super) subscription: Option<u32>,
-    /// `<retry>`: attempts sent again so far, and when the next one starts (between
-    /// attempts the exchange holds no backend connection).
+    /// `<retry>`: attempts sent again so far.
     pub(super) retries: u32,
-    pub(super) retry_at: Option<Instant>,
     /// When the whole request had been read from the client.
     pub(super) request_read: Option<Instant>,
     /// `https://` backend: the name its certificate must carry.
@@ -97,17 +186,23 @@ impl Exchange {
         }
     }
 
-    /// Takes a backend connection (pooled or new) for the next attempt.
-    pub(super) fn attach_backend(&mut self, ctx: &mut Ctx) -> io::Result<()> {
-        let key = ctx
+    /// Takes a backend connection for the next attempt (a pooled one unless `fresh`):
+    /// a pooled connection is ready to send, a new one connecting.
+    fn attach(&mut self, fresh: bool, ctx: &mut Ctx) -> io::Result<()> {
+        let tls = self.backend_tls()?;
+        let link = ctx
             .backends
-            .checkout(self.addr, self.backend_tls()?, false, ctx.registry)?;
-        self.backend = key;
-        self.connect_started = ctx.now;
+            .checkout(self.addr, tls, fresh, ctx.client, ctx.registry)?;
         self.last_backend = ctx.now;
-        if ctx.backends.slab.get(key).is_some_and(|b| b.connected) {
+        self.stage = if link.conn.reused {
             self.backend_started = Some(ctx.now);
-        }
+            Stage::SendingRequest { link, sent: 0 }
+        } else {
+            Stage::Connecting {
+                link,
+                since: ctx.now,
+            }
+        };
         Ok(())
     }
 }
@@ -123,8 +218,8 @@ impl Client {
 
     fn advance_exchange(&mut self, ctx: &mut Ctx) -> Result<Step, Step> {
         let mut progress = false;
-        self.start_retry_when_due(ctx)?;
-        self.ensure_connected(ctx)?;
+        self.attach_when_due(ctx)?;
+        self.finish_connecting(ctx)?;
         self.send_request_head(ctx, &mut progress)?;
         self.send_interim_continue(&mut progress)?;
         self.send_request_body(ctx, &mut progress)?;
@@ -133,66 +228,72 @@ impl Client {
         let Phase::Proxy(x) = &self.phase else {
             return Ok(Step::Close);
         };
-        Ok(match x.resp {
-            Resp::AwaitHead => self.await_response_head(ctx, progress),
-            Resp::SendHead { .. } => self.send_response_head(ctx, progress),
-            Resp::Body { .. } => self.stream_response_body(ctx, progress),
+        Ok(match x.stage {
+            Stage::AwaitingHead { .. } => self.await_response_head(ctx, progress),
+            Stage::SendingHead { .. } => self.send_response_head(ctx, progress),
+            Stage::Streaming { .. } => self.stream_response_body(ctx, progress),
+            _ => stalled_or_moved(progress),
         })
     }
 
-    /// <retry>: the next attempt starts when its wait is over (unless the client left meanwhile).
-    fn start_retry_when_due(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
+    /// A detached exchange takes a backend connection when its time has come (at once
+    /// for the first attempt; after the wait for a `<retry>`, unless the client left).
+    fn attach_when_due(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
         let Phase::Proxy(x) = &mut self.phase else {
             return Err(Step::Close);
         };
-        if let Some(at) = x.retry_at {
-            if client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined) {
-                return Err(Step::Close);
-            }
-            if ctx.now < at {
-                return Err(Step::Blocked);
-            }
-            x.retry_at = None;
-            if let Err(e) = x.attach_backend(ctx) {
-                self.fail_exchange(connect_failure(&e), ctx);
-                return Err(Step::Progress);
-            }
+        let Stage::Detached { at } = x.stage else {
+            return Ok(());
+        };
+        // between attempts the request is whole: bytes from the client are its next one
+        if x.retries > 0
+            && client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined)
+        {
+            return Err(self.closing(CloseReason::ClientGone));
+        }
+        if ctx.now < at {
+            return Err(Step::Blocked);
+        }
+        if let Err(e) = x.attach(false, ctx) {
+            self.fail_exchange(connect_failure(&e), ctx);
+            return Err(Step::Progress);
         }
         Ok(())
     }
 
-    /// The backend connection is established, or the step waits (or fails with 502).
-    fn ensure_connected(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
+    /// A connecting backend connection is established, or the step waits (or fails).
+    fn finish_connecting(&mut self, ctx: &mut Ctx) -> Result<(), Step> {
         let Phase::Proxy(x) = &mut self.phase else {
             return Err(Step::Close);
         };
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
-            return Err(Step::Close);
+        let Stage::Connecting { link, .. } = &mut x.stage else {
+            return Ok(());
         };
-        if !b.connected {
-            if !b.writable {
-                return Err(Step::Blocked);
-            }
-            let ok = match b.transport.sock().take_error() {
-                Ok(None) => match b.transport.sock().peer_addr() {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        b.writable = false;
-                        return Err(Step::Blocked);
-                    }
-                    Err(_) => false,
-                },
-                _ => false,
-            };
-            if !ok {
-                self.fail_exchange(Failure::BackendConnect, ctx);
-                return Err(Step::Progress);
-            }
-            b.connected = true;
-            x.backend_started = Some(ctx.now);
-            x.last_backend = ctx.now;
+        let b = &mut link.conn;
+        if !b.writable {
+            return Err(Step::Blocked);
         }
-
+        let ok = match b.transport.sock().take_error() {
+            Ok(None) => match b.transport.sock().peer_addr() {
+                Ok(_) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    b.writable = false;
+                    return Err(Step::Blocked);
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            self.fail_exchange(Failure::BackendConnect, ctx);
+            return Err(Step::Progress);
+        }
+        x.backend_started = Some(ctx.now);
+        x.last_backend = ctx.now;
+        let placeholder = Stage::Detached { at: ctx.now };
+        if let Stage::Connecting { link, .. } = std::mem::replace(&mut x.stage, placeholder) {
+            x.stage = Stage::SendingRequest { link, sent: 0 };
+        }
         Ok(())
     }
 
@@ -201,59 +302,60 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Err(Step::Close);
         };
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+        let Stage::SendingRequest { link, sent } = &mut x.stage else {
+            return Ok(());
+        };
+        let Some(head) = x.req_head.as_ref() else {
             return Err(Step::Close);
         };
-        if let (Resp::AwaitHead, Some(head)) = (&x.resp, x.head.as_ref()) {
-            if x.head_sent < head.len() {
-                if !b.writable {
-                    return Err(Step::Blocked);
-                }
-                if x.req_sendable == 0 && x.continue_left == 0 {
-                    if let Some(inbuf) = self.inbuf.as_ref().filter(|b| !b.is_empty()) {
-                        if let Err(f) = refill_request(
-                            &mut x.req,
-                            inbuf,
-                            &mut x.req_sendable,
-                            ctx.limits.body_max,
-                        ) {
-                            self.fail_exchange(f, ctx);
-                            return Err(Step::Progress);
-                        }
+        let b = &mut link.conn;
+        if *sent < head.len() {
+            if !b.writable {
+                return Err(Step::Blocked);
+            }
+            if x.req_sendable == 0 && x.continue_left == 0 {
+                if let Some(inbuf) = self.inbuf.as_ref().filter(|b| !b.is_empty()) {
+                    if let Err(f) =
+                        refill_request(&mut x.req, inbuf, &mut x.req_sendable, ctx.limits.body_max)
+                    {
+                        self.fail_exchange(f, ctx);
+                        return Err(Step::Progress);
                     }
-                }
-                let head_rest = &head.bytes()[x.head_sent..];
-                let body = match self.inbuf.as_ref() {
-                    Some(inbuf) => &inbuf.bytes()[..x.req_sendable],
-                    None => &[],
-                };
-                let head_len = head_rest.len();
-                match write_pair(&mut b.transport, head_rest, body, &mut b.writable) {
-                    Io::Done(n) => {
-                        let h = n.min(head_len);
-                        x.head_sent += h;
-                        if n > h {
-                            if let Some(inbuf) = self.inbuf.as_mut() {
-                                inbuf.consume(n - h);
-                            }
-                            x.req_sendable -= n - h;
-                            x.bytes_in += (n - h) as u64;
-                        }
-                        x.last_backend = ctx.now;
-                        *progress = true;
-                    }
-                    Io::Blocked => return Err(Step::Blocked),
-                    Io::Eof | Io::Failed => return Err(self.backend_broke(ctx)),
-                }
-                if x.head_sent < head.len() {
-                    return Err(stalled_or_moved(*progress));
                 }
             }
+            let head_rest = &head.bytes()[*sent..];
+            let body = match self.inbuf.as_ref() {
+                Some(inbuf) => &inbuf.bytes()[..x.req_sendable],
+                None => &[],
+            };
+            let head_len = head_rest.len();
+            match write_pair(&mut b.transport, head_rest, body, &mut b.writable) {
+                Io::Done(n) => {
+                    let h = n.min(head_len);
+                    *sent += h;
+                    if n > h {
+                        if let Some(inbuf) = self.inbuf.as_mut() {
+                            inbuf.consume(n - h);
+                        }
+                        x.req_sendable -= n - h;
+                        x.bytes_in += (n - h) as u64;
+                    }
+                    x.last_backend = ctx.now;
+                    *progress = true;
+                }
+                Io::Blocked => return Err(Step::Blocked),
+                Io::Eof | Io::Failed => return Err(self.backend_broke(ctx)),
+            }
+            if *sent < head.len() {
+                return Err(stalled_or_moved(*progress));
+            }
         }
-
+        let placeholder = Stage::Detached { at: ctx.now };
+        if let Stage::SendingRequest { link, .. } = std::mem::replace(&mut x.stage, placeholder) {
+            x.stage = Stage::AwaitingHead { link };
+        }
         Ok(())
     }
-
     /// 100 Continue to the client, once the request is on its way.
     fn send_interim_continue(&mut self, progress: &mut bool) -> Result<(), Step> {
         let Phase::Proxy(x) = &mut self.phase else {
@@ -267,7 +369,7 @@ impl Client {
                     *progress = true;
                 }
                 Io::Blocked => {}
-                Io::Eof | Io::Failed => return Err(Step::Close),
+                Io::Eof | Io::Failed => return Err(self.closing(CloseReason::ClientGone)),
             }
         }
 
@@ -279,7 +381,7 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Err(Step::Close);
         };
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+        let Some(b) = x.stage.link_mut().map(|l| &mut l.conn) else {
             return Err(Step::Close);
         };
         if !matches!(x.req, ReqBody::Done) {
@@ -335,7 +437,7 @@ impl Client {
                     }
                     Io::Blocked => {}
                     // the client went away mid-body
-                    Io::Eof | Io::Failed => return Err(Step::Close),
+                    Io::Eof | Io::Failed => return Err(self.closing(CloseReason::ClientGone)),
                 }
             }
         }
@@ -351,7 +453,7 @@ impl Client {
         if matches!(x.req, ReqBody::Done)
             && client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined)
         {
-            return Err(Step::Close);
+            return Err(self.closing(CloseReason::ClientGone));
         }
 
         Ok(())
@@ -362,7 +464,7 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Err(Step::Close);
         };
-        let Some(b) = ctx.backends.slab.get_mut(x.backend) else {
+        let Some(b) = x.stage.link_mut().map(|l| &mut l.conn) else {
             return Err(Step::Close);
         };
         if x.resp_buf.is_none() {
@@ -387,10 +489,10 @@ impl Client {
                     *progress = true;
                 }
                 Io::Failed => {
-                    if matches!(x.resp, Resp::AwaitHead) {
+                    if x.stage.before_response() {
                         return Err(self.backend_broke(ctx));
                     }
-                    return Err(Step::Close);
+                    return Err(self.closing(CloseReason::BackendTruncated));
                 }
             }
         }
@@ -406,10 +508,6 @@ impl Client {
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
         };
-        let head_sent = x.head.as_ref().is_none_or(|h| x.head_sent >= h.len());
-        if !head_sent {
-            return stalled_or_moved(progress);
-        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let parsed = response::parse(
             rbuf.bytes(),
@@ -423,7 +521,8 @@ impl Client {
                     if rbuf.is_empty() {
                         return self.backend_broke(ctx);
                     }
-                    self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
+                    let truncated = Failure::BackendBadResponse("backend_truncated_head");
+                    self.fail_exchange(truncated, ctx);
                     return Step::Progress;
                 }
             }
@@ -431,17 +530,14 @@ impl Client {
                 self.fail_exchange(f, ctx);
                 return Step::Progress;
             }
+            Ok(Some(r)) if r.status == 101 => {
+                let upgrade = Failure::BackendBadResponse("backend_upgrade_unsupported");
+                self.fail_exchange(upgrade, ctx);
+                return Step::Progress;
+            }
             Ok(Some(r)) if (100..200).contains(&r.status) => {
-                let n = r.head_len;
-                let switching = r.status == 101;
-                if switching {
-                    self.fail_exchange(
-                        Failure::BackendBadResponse("backend_upgrade_unsupported"),
-                        ctx,
-                    );
-                    return Step::Progress;
-                }
-                rbuf.consume(n);
+                // interim answers are not relayed
+                rbuf.consume(r.head_len);
                 return Step::Progress;
             }
             Ok(Some(r)) => {
@@ -460,25 +556,24 @@ impl Client {
                 let mut reason_override: Option<String> = None;
                 let mut edits = None;
                 if x.call.is_some() {
-                    let close = self.close_after || ctx.draining || !matches!(x.req, ReqBody::Done);
-                    let call = x.call.as_deref_mut();
+                    let close = close_after_exchange(self.close, ctx.draining, &x.req);
                     match outbound(
                         &x.rt,
-                        call,
+                        x.call.as_deref_mut(),
                         x.is_head,
                         x.backend_eof,
                         &r,
                         rbuf.bytes(),
-                        close,
+                        close.is_some(),
                         ctx,
                     ) {
-                        Outbound::NeedBody => {
-                            if let Err(f) = room_for_whole_body(rbuf, ctx.pool) {
+                        Outbound::NeedBody => match room_for_whole_body(rbuf, ctx.pool) {
+                            Ok(()) => return stalled_or_moved(progress),
+                            Err(f) => {
                                 self.fail_exchange(f, ctx);
                                 return Step::Progress;
                             }
-                            return stalled_or_moved(progress);
-                        }
+                        },
                         Outbound::Failed(f) => {
                             self.fail_exchange(f, ctx);
                             return Step::Progress;
@@ -488,16 +583,9 @@ impl Client {
                             status,
                             consumed,
                         } => {
-                            let backend_status = r.status;
+                            let statuses = (status, r.status);
                             let reusable = consumed.is_some_and(|n| n == rbuf.len()) && r.reusable;
-                            return self.answer_exchange(
-                                bytes,
-                                status,
-                                backend_status,
-                                reusable,
-                                close,
-                                ctx,
-                            );
+                            return self.answer_exchange(bytes, statuses, reusable, close, ctx);
                         }
                         Outbound::Stream {
                             status: s,
@@ -511,39 +599,49 @@ impl Client {
                     }
                 }
                 let dechunk = x.http10 && r.body == ResponseBody::Chunked;
-                let close = self.close_after
-                    || ctx.draining
-                    || dechunk
-                    || (r.body == ResponseBody::UntilClose)
-                    || !matches!(x.req, ReqBody::Done);
-                self.close_after = close;
-                let (connection, framing) = client_framing(close, x.http10, dechunk);
-                let Some(out) = x.head.as_mut() else {
+                let close =
+                    close_after_exchange(self.close, ctx.draining, &x.req)
+                        .or(dechunk.then_some(CloseReason::Dechunked))
+                        .or((r.body == ResponseBody::UntilClose)
+                            .then_some(CloseReason::BodyUntilClose));
+                self.close = close;
+                // the request head is not needed any more: its buffer takes the response head
+                let Some(mut out) = x.req_head.take() else {
                     return Step::Close;
                 };
-                let reason = match reason_override.as_deref() {
-                    Some(reason) => reason,
-                    None if status == r.status => r.reason,
-                    None => crate::http::failure::reason_phrase(status),
+                let head = ClientHead {
+                    status,
+                    reason: reason_override.as_deref(),
+                    edits: edits.as_ref(),
+                    close: close.is_some(),
+                    http10: x.http10,
+                    dechunk,
                 };
-                let edits = edits.as_ref().filter(|e| !e.is_empty());
-                let wrote = write_head(ctx.pool, out, |w| {
-                    forward::write_client_response(
-                        w, status, reason, r.headers, framing, connection, edits,
-                    )
-                });
+                let wrote = head.write(&r, &mut out, ctx.pool);
                 if wrote.is_err() {
+                    ctx.pool.put(out);
                     self.fail_exchange(Failure::BackendBadResponse("backend_head_too_large"), ctx);
                     return Step::Progress;
                 }
-                x.head_sent = 0;
                 x.status = status;
                 x.backend_status = Some(r.status);
                 let body = RespBody::of(r.body, dechunk);
                 let reusable = r.reusable;
                 let n = r.head_len;
                 rbuf.consume(n);
-                x.resp = Resp::SendHead { body, reusable };
+                let placeholder = Stage::Detached { at: ctx.now };
+                if let Stage::AwaitingHead { link } = std::mem::replace(&mut x.stage, placeholder) {
+                    x.stage = Stage::SendingHead {
+                        link,
+                        head: out,
+                        sent: 0,
+                        body,
+                        reusable,
+                    };
+                } else {
+                    ctx.pool.put(out);
+                    return Step::Close;
+                }
                 return Step::Progress;
             }
         }
@@ -558,23 +656,27 @@ impl Client {
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
         };
-        let Resp::SendHead { body, reusable } = &mut x.resp else {
+        let Stage::SendingHead {
+            head: out,
+            sent,
+            body,
+            reusable,
+            ..
+        } = &mut x.stage
+        else {
             return Step::Close;
         };
         if x.resp_sendable == 0
             && !rbuf.is_empty()
             && refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err()
         {
-            return Step::Close;
+            return self.closing(CloseReason::BackendFraming);
         }
-        let Some(out) = x.head.as_mut() else {
-            return Step::Close;
-        };
-        if x.head_sent < out.len() {
+        if *sent < out.len() {
             if !self.writable {
                 return Step::Blocked;
             }
-            let head_rest = &out.bytes()[x.head_sent..];
+            let head_rest = &out.bytes()[*sent..];
             let head_len = head_rest.len();
             match write_pair(
                 &mut self.transport,
@@ -584,7 +686,7 @@ impl Client {
             ) {
                 Io::Done(n) => {
                     let h = n.min(head_len);
-                    x.head_sent += h;
+                    *sent += h;
                     x.response_head_out += h as u64;
                     if n > h {
                         rbuf.consume(n - h);
@@ -595,19 +697,25 @@ impl Client {
                     progress = true;
                 }
                 Io::Blocked => return Step::Blocked,
-                Io::Eof | Io::Failed => return Step::Close,
+                Io::Eof | Io::Failed => return self.closing(CloseReason::ClientGone),
             }
         }
-        if x.head_sent >= out.len() {
-            ctx.pool.put_opt(&mut x.head);
-            if let Resp::SendHead { body, reusable } = std::mem::replace(
-                &mut x.resp,
-                Resp::Body {
-                    body: RespBody::Done,
-                    reusable: false,
-                },
-            ) {
-                x.resp = Resp::Body { body, reusable };
+        if *sent >= out.len() {
+            let placeholder = Stage::Detached { at: ctx.now };
+            if let Stage::SendingHead {
+                link,
+                head,
+                body,
+                reusable,
+                ..
+            } = std::mem::replace(&mut x.stage, placeholder)
+            {
+                ctx.pool.put(head);
+                x.stage = Stage::Streaming {
+                    link,
+                    body,
+                    reusable,
+                };
             }
             progress = true;
         }
@@ -622,13 +730,13 @@ impl Client {
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
         };
-        let Resp::Body { body, reusable } = &mut x.resp else {
+        let Stage::Streaming { body, reusable, .. } = &mut x.stage else {
             return Step::Close;
         };
         if x.resp_sendable == 0 && !rbuf.is_empty() {
             let before = rbuf.len();
             if refill_response(body, reusable, rbuf, &mut x.resp_sendable).is_err() {
-                return Step::Close;
+                return self.closing(CloseReason::BackendFraming);
             }
             progress |= rbuf.len() != before;
         }
@@ -646,7 +754,7 @@ impl Client {
                     progress = true;
                 }
                 Io::Blocked => {}
-                Io::Eof | Io::Failed => return Step::Close,
+                Io::Eof | Io::Failed => return self.closing(CloseReason::ClientGone),
             }
         }
         let complete = x.resp_sendable == 0
@@ -662,7 +770,7 @@ impl Client {
         }
         if x.backend_eof && x.resp_sendable == 0 && rbuf.is_empty() {
             // truncated body: the client must not take it as complete
-            return Step::Close;
+            return self.closing(CloseReason::BackendTruncated);
         }
         stalled_or_moved(progress)
     }
@@ -673,43 +781,26 @@ impl Client {
         let Phase::Proxy(x) = &mut self.phase else {
             return Step::Close;
         };
-        let was_reused = ctx.backends.slab.get(x.backend).is_some_and(|b| b.reused);
+        let (was_reused, handshaking) = x.stage.link().map_or((false, false), |l| {
+            (l.conn.reused, l.conn.transport.is_handshaking())
+        });
         let nothing_received = x.resp_buf.as_ref().is_none_or(Buf::is_empty);
-        if was_reused
-            && x.retryable
-            && !x.retried
-            && nothing_received
-            && matches!(x.resp, Resp::AwaitHead)
+        if was_reused && x.retryable && !x.retried && nothing_received && x.stage.before_response()
         {
-            ctx.backends.remove(x.backend, ctx.registry);
-            let fresh = x
-                .backend_tls()
-                .and_then(|tls| ctx.backends.checkout(x.addr, tls, true, ctx.registry));
-            if let Ok(key) = fresh {
-                x.backend = key;
-                x.retried = true;
-                x.head_sent = 0;
-                x.backend_eof = false;
-                x.connect_started = ctx.now;
-                x.last_backend = ctx.now;
+            let stale = std::mem::replace(&mut x.stage, Stage::Detached { at: ctx.now });
+            stale.release(Release::Close(backend::CloseReason::Stale), ctx);
+            x.retried = true;
+            x.backend_eof = false;
+            if x.attach(true, ctx).is_ok() {
                 return Step::Progress;
             }
         }
-        let (connected, handshaking) = ctx
-            .backends
-            .slab
-            .get(x.backend)
-            .map_or((false, false), |b| {
-                (b.connected, b.transport.is_handshaking())
-            });
-        self.fail_exchange(
-            match (connected, handshaking) {
-                (true, true) => Failure::BackendTls,
-                (true, false) => Failure::BackendReset,
-                _ => Failure::BackendConnect,
-            },
-            ctx,
-        );
+        let failure = match (x.stage.connected(), handshaking) {
+            (true, true) => Failure::BackendTls,
+            (true, false) => Failure::BackendReset,
+            _ => Failure::BackendConnect,
+        };
+        self.fail_exchange(failure, ctx);
         Step::Progress
     }
 
@@ -723,7 +814,7 @@ impl Client {
             if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
                 let status = failure.status();
                 let reason = crate::http::failure::reason_phrase(status);
-                if matches!(x.resp, Resp::AwaitHead)
+                if x.stage.before_response()
                     && wants_retry(retry, &x.rt, call, status, reason, &[], ctx)
                 {
                     let delay = retry_wait(retry, x.retries, ctx);
@@ -732,14 +823,17 @@ impl Client {
                 }
             }
         }
-        let Some(mut x) = self.take_exchange(false, ctx) else {
+        let answered = matches!(&self.phase, Phase::Proxy(x) if x.stage.before_response());
+        let failed = Release::Close(backend::CloseReason::Failed);
+        let Some(mut x) = self.take_exchange(failed, ctx) else {
             return;
         };
         self.resume_pipeline();
         x.status = failure.status();
-        let answered = matches!(x.resp, Resp::AwaitHead);
-        let close =
-            self.close_after || !matches!(x.req, ReqBody::Done) || failure.closes_connection();
+        let close = self
+            .close
+            .or(CloseReason::unread_body(!matches!(x.req, ReqBody::Done)))
+            .or(CloseReason::failure(failure));
         // on-error runs with the failure as context.LastError
         let rt = Arc::clone(&x.rt);
         let policy_answer = match x.call.as_mut() {
@@ -751,7 +845,7 @@ impl Client {
                     x.status,
                     "",
                     &[],
-                    close,
+                    close.is_some(),
                     x.is_head,
                 ))
             }
@@ -778,18 +872,15 @@ impl Client {
 
     /// Takes the exchange out of the connection: its backend connection goes back to the
     /// pool (`reusable`) or is closed, its buffers back to the pool.
-    pub(super) fn take_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Option<Box<Exchange>> {
+    pub(super) fn take_exchange(&mut self, how: Release, ctx: &mut Ctx) -> Option<Box<Exchange>> {
         let Phase::Proxy(mut x) =
             std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false })
         else {
             return None;
         };
-        if reusable {
-            ctx.backends.checkin(x.backend, ctx.now, ctx.registry);
-        } else {
-            ctx.backends.remove(x.backend, ctx.registry);
-        }
-        ctx.pool.put_opt(&mut x.head);
+        let stage = std::mem::replace(&mut x.stage, Stage::Detached { at: ctx.now });
+        stage.release(how, ctx);
+        ctx.pool.put_opt(&mut x.req_head);
         ctx.pool.put_opt(&mut x.resp_buf);
         Some(x)
     }
@@ -798,13 +889,12 @@ impl Client {
     pub(super) fn answer_exchange(
         &mut self,
         bytes: Vec<u8>,
-        status: u16,
-        backend_status: u16,
+        (status, backend_status): (u16, u16),
         reusable: bool,
-        close: bool,
+        close: Option<CloseReason>,
         ctx: &mut Ctx,
     ) -> Step {
-        let Some(mut x) = self.take_exchange(reusable, ctx) else {
+        let Some(mut x) = self.take_exchange(reuse_or_close(reusable), ctx) else {
             return Step::Close;
         };
         x.status = status;
@@ -828,17 +918,81 @@ impl Client {
 
     pub(super) fn finish_exchange(&mut self, reusable: bool, ctx: &mut Ctx) -> Step {
         let request_done = matches!(&self.phase, Phase::Proxy(x) if matches!(x.req, ReqBody::Done));
-        let Some(mut x) = self.take_exchange(reusable && request_done, ctx) else {
+        let Some(mut x) = self.take_exchange(reuse_or_close(reusable && request_done), ctx) else {
             return Step::Close;
         };
         end_call(&mut x, ctx);
         log_exchange(&x, self.peer, ctx, None);
         self.phase_since = ctx.now;
         self.resume_pipeline();
-        if self.close_after || !matches!(x.req, ReqBody::Done) {
-            return Step::Close;
+        if let Some(why) = self
+            .close
+            .or(CloseReason::unread_body(!matches!(x.req, ReqBody::Done)))
+        {
+            return self.closing(why);
         }
         Step::Progress
+    }
+}
+
+/// The head the client gets for a backend's response, with the policies' changes.
+struct ClientHead<'a> {
+    status: u16,
+    reason: Option<&'a str>,
+    edits: Option<&'a forward::HeaderEdits>,
+    close: bool,
+    http10: bool,
+    dechunk: bool,
+}
+
+impl ClientHead<'_> {
+    /// Writes it into `out` (cleared first; moved to a larger buffer when needed).
+    fn write(
+        &self,
+        r: &response::ResponseHead,
+        out: &mut Buf,
+        pool: &mut Pool,
+    ) -> Result<(), forward::Full> {
+        let (connection, framing) = client_framing(self.close, self.http10, self.dechunk);
+        let reason = match self.reason {
+            Some(reason) => reason,
+            None if self.status == r.status => r.reason,
+            None => crate::http::failure::reason_phrase(self.status),
+        };
+        let edits = self.edits.filter(|e| !e.is_empty());
+        out.clear();
+        write_head(pool, out, |w| {
+            forward::write_client_response(
+                w,
+                self.status,
+                reason,
+                r.headers,
+                framing,
+                connection,
+                edits,
+            )
+        })
+    }
+}
+
+/// Why the client connection closes after this exchange, as far as its request and the
+/// gateway say: what the request asked, draining, or a request body not wholly read.
+fn close_after_exchange(
+    asked: Option<CloseReason>,
+    draining: bool,
+    req: &ReqBody,
+) -> Option<CloseReason> {
+    asked
+        .or(CloseReason::after_request(true, draining))
+        .or(CloseReason::unread_body(!matches!(req, ReqBody::Done)))
+}
+
+/// A cleanly ended response's connection goes back to the pool; any other is closed.
+fn reuse_or_close(reusable: bool) -> Release {
+    if reusable {
+        Release::Reuse
+    } else {
+        Release::Close(backend::CloseReason::NotReusable)
     }
 }
 
@@ -899,227 +1053,4 @@ pub(super) fn stalled_or_moved(progress: bool) -> Step {
     } else {
         Step::Blocked
     }
-}
-
-/// What outbound decided about a backend response.
-pub(super) enum Outbound {
-    /// A policy needs the whole body: keep reading.
-    NeedBody,
-    Failed(Failure),
-    /// Send this complete response instead (`consumed`: response bytes it used up, when
-    /// the whole body was read).
-    Answer {
-        bytes: Vec<u8>,
-        status: u16,
-        consumed: Option<usize>,
-    },
-    /// Stream the backend's body with this head.
-    Stream {
-        status: u16,
-        reason: Option<String>,
-        headers: forward::HeaderEdits,
-    },
-}
-
-/// Runs the backend-after and outbound steps on a response head.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn outbound(
-    rt: &Arc<Runtime>,
-    call: Option<&mut Pipeline>,
-    is_head: bool,
-    eof: bool,
-    r: &response::ResponseHead,
-    rbytes: &[u8],
-    close: bool,
-    ctx: &mut Ctx,
-) -> Outbound {
-    let Some(call) = call else {
-        return Outbound::Failed(Failure::Internal(NO_CALL));
-    };
-    let plan = Arc::clone(&call.plan);
-    let mut consumed = None;
-    if plan.outbound_needs_body && !is_head {
-        match gate::whole_response_body(r.body, &rbytes[r.head_len..], eof) {
-            Ok(Some((body, used))) => {
-                consumed = Some(r.head_len + used);
-                call.st.resp.body = Some(body);
-            }
-            Ok(None) => return Outbound::NeedBody,
-            Err(f) => return Outbound::Failed(f),
-        }
-    }
-    let rv = ResponseView {
-        status: r.status,
-        reason: r.reason,
-        headers: HeaderSrc::Parsed(r.headers),
-    };
-    let flow = match call.on_response(&rv, &mut ctx.pipeline_io(rt)) {
-        Ok(flow) => flow,
-        Err(f) => return Outbound::Failed(f),
-    };
-    let st = &mut call.st;
-    if flow != Flow::Continue || st.resp.body.is_some() {
-        // the backend's headers stay only when its response is kept (set-body on it)
-        let base: &[httparse::Header] = if flow == Flow::Continue {
-            r.headers
-        } else {
-            &[]
-        };
-        Outbound::Answer {
-            bytes: gate::render_response(st, r.status, r.reason, base, close, is_head),
-            status: st.resp.status.unwrap_or(r.status),
-            consumed,
-        }
-    } else {
-        Outbound::Stream {
-            status: st.resp.status.unwrap_or(r.status),
-            reason: st.resp.reason.take().filter(|r| !r.is_empty()),
-            headers: std::mem::take(&mut st.resp.headers),
-        }
-    }
-}
-
-/// The `<retry>` around this call's forward-request, while it may still send the request
-/// again: attempts are left and the request went out whole from the head buffer (a
-/// retried request's body is always read whole first).
-pub(super) fn retry_plan<'c>(
-    call: Option<&'c Pipeline>,
-    done: u32,
-    req: &ReqBody,
-) -> Option<&'c Retry> {
-    let retry = call?.retry()?;
-    (done < retry.count && matches!(req, ReqBody::Done)).then_some(retry)
-}
-
-/// Whether `<retry>`'s condition holds for an attempt that ended with this response.
-pub(super) fn wants_retry(
-    retry: &Retry,
-    rt: &Arc<Runtime>,
-    call: &Pipeline,
-    status: u16,
-    reason: &str,
-    headers: &[httparse::Header],
-    ctx: &mut Ctx,
-) -> bool {
-    let resp = ResponseView {
-        status,
-        reason,
-        headers: HeaderSrc::Parsed(headers),
-    };
-    call.wants_retry(retry, &resp, &ctx.pipeline_io(rt))
-}
-
-/// The wait before the next attempt (the jitter of the exponential form comes from the
-/// clock's milliseconds).
-pub(super) fn retry_wait(retry: &Retry, done: u32, ctx: &Ctx) -> Duration {
-    let jitter = 0.8 + (ctx.wall_ms % 401) as f64 / 1000.0;
-    exec::retry_delay(retry, done + 1, jitter)
-}
-
-/// Drops the attempt's backend connection (its answer is not read further) and
-/// schedules the next attempt: the request is still whole in the head buffer.
-pub(super) fn schedule_retry(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
-    ctx.backends.remove(x.backend, ctx.registry);
-    x.backend = usize::MAX;
-    x.retries += 1;
-    x.retry_at = Some(ctx.now + delay);
-    x.head_sent = 0;
-    x.backend_eof = false;
-    x.resp_sendable = 0;
-    if let Some(b) = x.resp_buf.as_mut() {
-        b.clear();
-    }
-}
-
-/// Counts the finished call against its quotas and frees its concurrency slots.
-pub(super) fn end_call(x: &mut Exchange, ctx: &mut Ctx) {
-    if let Some(c) = x.call.as_mut() {
-        c.finish(x.bytes_in + x.bytes_out, &mut ctx.pipeline_io(&x.rt));
-    }
-}
-
-pub(super) fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error: Option<&str>) {
-    let api = x.rt.apis.get(x.api as usize);
-    let api_id = api.map_or("", |a| a.id.as_str());
-    let operation = api
-        .and_then(|a| a.operations.get(x.op as usize))
-        .map_or("", |o| o.id.as_str());
-    let total_ms = ms(ctx.now.duration_since(x.started));
-    let backend_ms = x.backend_started.map(|s| ms(ctx.now.duration_since(s)));
-    if let Some(m) = ctx.metrics.as_deref_mut() {
-        // waiting on the client: its request body, then the response after the
-        // backend's last byte
-        let upload = x
-            .request_read
-            .map_or(total_ms, |t| ms(t.duration_since(x.started)));
-        let download = match x.backend_started {
-            Some(_) => ms(ctx.now.duration_since(x.last_backend)),
-            None => 0.0,
-        };
-        let timings = crate::metrics::Timings {
-            total: total_ms,
-            backend: backend_ms,
-            client: (upload + download).min(total_ms),
-            gateway: (total_ms - backend_ms.unwrap_or(0.0) - upload).max(0.0),
-        };
-        let subscription = x
-            .subscription
-            .and_then(|s| x.rt.subscriptions.get(s as usize));
-        let product = subscription.and_then(|s| match s.scope {
-            crate::config::SubscriptionScope::Product(p) => x.rt.products.get(p as usize),
-            _ => None,
-        });
-        let call = crate::metrics::Call {
-            api: api_id,
-            operation,
-            product: product.map_or("", |p| p.id.as_str()),
-            subscription: subscription.map_or("", |s| s.id.as_str()),
-            status: x.status,
-            reason: error,
-        };
-        m.observe(&call, timings);
-    }
-    let Some(t) = x.trace.as_ref() else { return };
-    ctx.log.push(&Record {
-        time: t.wall,
-        request_id: &t.id,
-        client_ip: peer.ip(),
-        method: &t.method,
-        url: &t.url,
-        api: api_id,
-        operation,
-        subscription: x
-            .subscription
-            .and_then(|s| x.rt.subscriptions.get(s as usize))
-            .map_or("", |s| s.id.as_str()),
-        status: x.status,
-        backend_status: x.backend_status,
-        bytes_in: x.client_head + x.bytes_in,
-        bytes_out: x.response_head_out + x.bytes_out,
-        total_ms,
-        backend_ms,
-        error,
-        probe: false,
-    });
-}
-
-/// APIM's error reasons (`RateLimitExceeded`) as the log names its own
-/// (`rate_limit_exceeded`).
-pub(super) fn snake_case(reason: &str) -> String {
-    let mut out = String::with_capacity(reason.len() + 4);
-    for (i, c) in reason.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-pub(super) fn request_id(prefix: u32, seq: u64) -> String {
-    format!("{prefix:08x}-{seq:016x}")
 }

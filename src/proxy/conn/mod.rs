@@ -11,11 +11,14 @@
 //!     │                 │ error / status / 404 ──▶ Reply ──────┘ (or close)
 //!     └─ idle timeout ──┴─ head timeout (408) ──▶ Reply ──▶ close
 //!
-//!  Exchange: connect ─▶ send head ─▶ [100 Continue] ─▶ stream request body
-//!            ─▶ await response head (1xx skipped) ─▶ send head ─▶ stream body ─▶ done
+//!  Exchange (exchange::Stage): Detached ─▶ Connecting ─▶ SendingRequest ─▶ AwaitingHead
+//!            (1xx skipped) ─▶ SendingHead ─▶ Streaming ─▶ done; [100 Continue] and the
+//!            request body stream beside the stages; a <retry> goes back to Detached
 //!            failure before the response head went out ─▶ Reply (502/504/…)
 //!            failure after it ─▶ close (the client sees a truncated body)
 //! ```
+//! Why a connection closes is a `CloseReason` value (`close.rs`), named in the debug log;
+//! why a backend connection is not pooled, a `backend::CloseReason`.
 //! Invariants: bytes of the next pipelined request are never forwarded with the current
 //! one (bodies are counted exactly); buffers are held only while data is in flight.
 //! Must not touch: listeners, the poll (except register/deregister through Backends),
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::Registry;
 
-use super::backend::Backends;
+use super::backend::{self, Backends, Release};
 use super::buffer::{Buf, Class, Pool};
 use super::gate;
 use super::transport::{Transport, Wire};
@@ -48,12 +51,18 @@ use crate::status::{self, SyncState};
 use crate::telemetry::{Record, Redaction, RequestLog};
 use rustls_pki_types::ServerName;
 
+mod close;
 mod decide;
 mod exchange;
+mod record;
+mod respond;
 mod wire;
 
+pub use close::CloseReason;
 use decide::*;
 use exchange::*;
+use record::*;
+use respond::*;
 use wire::*;
 
 /// Limits the connection obeys (from settings).
@@ -75,6 +84,8 @@ pub struct Ctx<'a> {
     pub now: Instant,
     pub registry: &'a Registry,
     pub backends: &'a mut Backends,
+    /// The key of the client being driven (owner of the backend connections it checks out).
+    pub client: usize,
     pub pool: &'a mut Pool,
     pub runtime: Option<&'a Arc<Runtime>>,
     pub sync: &'a SyncState,
@@ -138,8 +149,8 @@ pub struct Client {
     phase_since: Instant,
     /// When the first byte of the current request arrived (its total time starts here).
     request_started: Instant,
-    /// The client connection closes once the current answer is written.
-    close_after: bool,
+    /// The client connection closes once the current answer is written, and why.
+    close: Option<CloseReason>,
     /// The client sent bytes of a next request while this one is answered; they wait in
     /// the socket (no more peeking) until the exchange ends.
     pipelined: bool,
@@ -271,7 +282,7 @@ impl Client {
             deadline: now + limits.header_timeout,
             phase_since: now,
             request_started: now,
-            close_after: false,
+            close: None,
             pipelined: false,
             want_capacity: 0,
             interim: Interim::NotSent,
@@ -285,11 +296,19 @@ impl Client {
             && !self.transport.has_pending_output()
     }
 
-    /// The backend this connection is using, if any (to route backend events).
-    pub fn backend(&self) -> Option<usize> {
-        match &self.phase {
-            Phase::Proxy(x) => Some(x.backend),
-            _ => None,
+    /// Readiness of backend connection `token`: recorded when this connection's exchange
+    /// holds it (true), ignored otherwise (a stale event for a connection it let go of).
+    pub fn backend_ready(&mut self, token: usize, readable: bool, writable: bool) -> bool {
+        let Phase::Proxy(x) = &mut self.phase else {
+            return false;
+        };
+        match x.stage.link_mut() {
+            Some(link) if link.token == token => {
+                link.conn.readable |= readable;
+                link.conn.writable |= writable;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -309,9 +328,10 @@ impl Client {
                 }
                 end_call(&mut x, ctx);
                 log_exchange(&x, self.peer, ctx, Some(reason));
-                ctx.pool.put_opt(&mut x.head);
+                ctx.pool.put_opt(&mut x.req_head);
                 ctx.pool.put_opt(&mut x.resp_buf);
-                ctx.backends.remove(x.backend, ctx.registry);
+                let stage = std::mem::replace(&mut x.stage, Stage::Detached { at: ctx.now });
+                stage.release(Release::Close(backend::CloseReason::Aborted), ctx);
             }
             _ => {}
         }
@@ -353,6 +373,7 @@ impl Client {
                     return Outcome::Open;
                 }
                 Step::Close => {
+                    self.log_close();
                     self.release(ctx);
                     self.transport.close();
                     return Outcome::Close;
@@ -365,7 +386,7 @@ impl Client {
 
     /// The deadline passed: answer 408/502/504 where an answer is still possible.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) -> Outcome {
-        if matches!(&self.phase, Phase::Proxy(x) if x.retry_at.is_some()) {
+        if matches!(&self.phase, Phase::Proxy(x) if matches!(x.stage, Stage::Detached { .. })) {
             // not a timeout: the wait before a <retry> attempt is over
             return self.drive(ctx);
         }
@@ -373,15 +394,9 @@ impl Client {
             Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing => None,
             Phase::Head => Some(Failure::HeadTimeout),
             Phase::Proxy(x) => {
-                let head_out = !matches!(x.resp, Resp::AwaitHead);
-                let connected = ctx
-                    .backends
-                    .slab
-                    .get(x.backend)
-                    .is_some_and(|b| b.connected);
-                if head_out {
+                if !x.stage.before_response() {
                     None
-                } else if !connected {
+                } else if !x.stage.connected() {
                     Some(Failure::BackendConnectTimeout)
                 } else if self.waiting_on_client_body() {
                     Some(Failure::BodyTimeout)
@@ -392,6 +407,8 @@ impl Client {
         };
         match failure {
             None => {
+                self.close.get_or_insert(CloseReason::Timeout);
+                self.log_close();
                 self.release_because(ctx, "client_timeout");
                 Outcome::Close
             }
@@ -399,7 +416,13 @@ impl Client {
                 if let Phase::Proxy(_) = self.phase {
                     self.fail_exchange(f, ctx);
                 } else {
-                    self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+                    self.start_reply(
+                        f.status(),
+                        &failure_body(f),
+                        Some(CloseReason::Timeout),
+                        false,
+                        ctx,
+                    );
                     self.log_local(LocalAnswer::refusal(f), ctx);
                 }
                 self.drive(ctx)
@@ -421,23 +444,26 @@ impl Client {
             Phase::Waiting { fresh: false } => self.phase_since + l.idle_timeout,
             Phase::Head => self.phase_since + l.header_timeout,
             Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
-            Phase::Proxy(x) => {
-                let connected = ctx
-                    .backends
-                    .slab
-                    .get(x.backend)
-                    .is_some_and(|b| b.connected);
-                if let Some(at) = x.retry_at {
-                    at
-                } else if !connected {
-                    x.connect_started + l.connect_timeout
-                } else if self.waiting_on_client_body() || x.resp_sendable > 0 {
+            Phase::Proxy(x) => match x.stage {
+                Stage::Detached { at } => at,
+                Stage::Connecting { since, .. } => since + l.connect_timeout,
+                _ if self.waiting_on_client_body() || x.resp_sendable > 0 => {
                     x.last_client + l.idle_timeout
-                } else {
-                    x.last_backend + x.timeout.unwrap_or(l.response_timeout)
                 }
-            }
+                _ => x.last_backend + x.timeout.unwrap_or(l.response_timeout),
+            },
         };
+    }
+
+    /// Ends the connection for `why` (unless a reason was already set).
+    fn closing(&mut self, why: CloseReason) -> Step {
+        self.close.get_or_insert(why);
+        Step::Close
+    }
+
+    fn log_close(&self) {
+        let why = self.close.map_or("ended", CloseReason::as_str);
+        log::debug!("connection from {} closed: {why}", self.peer);
     }
 
     fn set_phase(&mut self, phase: Phase, now: Instant) {
@@ -457,7 +483,13 @@ impl Client {
     fn refuse_exhausted(&mut self, ctx: &mut Ctx) -> Step {
         let f = Failure::Exhausted(BUFFERS_EXHAUSTED);
         ctx.pool.put_opt(&mut self.inbuf);
-        self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+        self.start_reply(
+            f.status(),
+            &failure_body(f),
+            Some(CloseReason::Failure(f.reason())),
+            false,
+            ctx,
+        );
         self.log_local(LocalAnswer::refusal(f), ctx);
         Step::Progress
     }
@@ -473,7 +505,7 @@ impl Client {
         }
         if !self.readable {
             if self.eof {
-                return Step::Close;
+                return self.closing(CloseReason::ClientGone);
             }
             if self.inbuf.as_ref().is_some_and(Buf::is_empty) {
                 ctx.pool.put_opt(&mut self.inbuf);
@@ -514,7 +546,7 @@ impl Client {
                 Step::Progress
             }
             Io::Blocked => Step::Progress,
-            Io::Eof | Io::Failed => Step::Close,
+            Io::Eof | Io::Failed => self.closing(CloseReason::ClientGone),
         }
     }
 
@@ -526,14 +558,15 @@ impl Client {
             Ok(None) => return None,
             Ok(Some(h)) => h,
             Err(f) => {
-                self.start_reply(f.status(), &failure_body(f), true, false, ctx);
+                let why = CloseReason::failure(f).unwrap_or(CloseReason::Failure(f.reason()));
+                self.start_reply(f.status(), &failure_body(f), Some(why), false, ctx);
                 self.log_local(LocalAnswer::refusal(f), ctx);
                 return Some(Step::Progress);
             }
         };
         let head_len = head.head_len;
         let has_body = head.body != BodyKind::None;
-        let close = !head.keep_alive || ctx.draining;
+        let close = CloseReason::after_request(head.keep_alive, ctx.draining);
         let is_head = head.is_head();
         let expect_continue = head.expect_continue;
         let decision = decide(
@@ -604,7 +637,9 @@ impl Client {
                     b.consume(head_len);
                 }
                 // A body we will not read makes the connection unusable.
-                let close = close || has_body || failure.is_some_and(Failure::closes_connection);
+                let close = close
+                    .or(CloseReason::unread_body(has_body))
+                    .or(failure.and_then(CloseReason::failure));
                 self.start_reply_as(status, content_type, &body, close, is_head, ctx);
                 self.log_local(
                     LocalAnswer {
@@ -622,27 +657,13 @@ impl Client {
                     ctx,
                 );
             }
-            Decision::Proxy(mut x, consumed) => {
+            Decision::Proxy(x, consumed) => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
                 }
-                self.close_after = close;
-                match x.attach_backend(ctx) {
-                    Ok(()) => self.set_phase(Phase::Proxy(x), ctx.now),
-                    Err(e) => {
-                        ctx.pool.put_opt(&mut x.head);
-                        let f = connect_failure(&e);
-                        x.status = f.status();
-                        log_exchange(&x, self.peer, ctx, Some(f.reason()));
-                        self.start_reply(
-                            f.status(),
-                            &failure_body(f),
-                            close || has_body,
-                            is_head,
-                            ctx,
-                        );
-                    }
-                }
+                self.close = close;
+                // the exchange attaches its backend connection in its first step
+                self.set_phase(Phase::Proxy(x), ctx.now);
             }
         }
         Some(Step::Progress)
@@ -652,7 +673,7 @@ impl Client {
         &mut self,
         status: u16,
         body: &str,
-        close: bool,
+        close: Option<CloseReason>,
         head_only: bool,
         ctx: &mut Ctx,
     ) {
@@ -666,17 +687,24 @@ impl Client {
         status: u16,
         content_type: &str,
         body: &str,
-        close: bool,
+        close: Option<CloseReason>,
         head_only: bool,
         ctx: &mut Ctx,
     ) {
         let mut bytes = Vec::with_capacity(160 + body.len());
-        render(status, content_type, body, close, head_only, &mut bytes);
+        render(
+            status,
+            content_type,
+            body,
+            close.is_some(),
+            head_only,
+            &mut bytes,
+        );
         self.start_reply_bytes(bytes, close, ctx);
     }
 
     /// Queues a rendered answer (head and body).
-    fn start_reply_bytes(&mut self, bytes: Vec<u8>, close: bool, ctx: &mut Ctx) {
+    fn start_reply_bytes(&mut self, bytes: Vec<u8>, close: Option<CloseReason>, ctx: &mut Ctx) {
         let out = if bytes.len() <= ctx.pool.size_of(Class::Data) {
             let class = if bytes.len() <= ctx.pool.size_of(Class::Head) {
                 Class::Head
@@ -702,7 +730,7 @@ impl Client {
                 sent: 0,
             }
         };
-        self.close_after = close;
+        self.close = close;
         if let Phase::Reply { out } = std::mem::replace(&mut self.phase, Phase::Head) {
             out.release(ctx.pool);
         }
@@ -790,10 +818,10 @@ impl Client {
                     return Step::Progress;
                 }
                 Io::Blocked => return Step::Blocked,
-                Io::Eof | Io::Failed => return Step::Close,
+                Io::Eof | Io::Failed => return self.closing(CloseReason::ClientGone),
             }
         }
-        if self.close_after {
+        if self.close.is_some() {
             return Step::Close;
         }
         if let Phase::Reply { out } =
