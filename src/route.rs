@@ -33,18 +33,40 @@ impl Hasher for Fnv {
 
 pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-/// One segment of a URL template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Literal(String),
-    Param(String),
+/// One segment of a URL template, borrowed from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'t> {
+    Literal(&'t str),
+    Param(&'t str),
+}
+
+/// A segment as a span of the template's text (a parameter's span is its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SegmentSpan {
+    start: u32,
+    len: u32,
+    param: bool,
 }
 
 /// A parsed `urlTemplate`: `/items/{id}/*` = [Literal(items), Param(id)] + wildcard.
+/// The text as written, and its segments as spans of it: two allocations per operation
+/// however many segments it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
-    pub segments: Vec<Segment>,
+    text: Box<str>,
+    segments: Box<[SegmentSpan]>,
     pub wildcard: bool,
+}
+
+impl Default for Template {
+    /// Matches everything and has no text (the operation of calls that match no API).
+    fn default() -> Template {
+        Template {
+            text: "".into(),
+            segments: Box::default(),
+            wildcard: true,
+        }
+    }
 }
 
 /// Most segments a template may have; also bounds the matcher's recursion.
@@ -57,8 +79,9 @@ impl Template {
     /// use edgegate::route::{Segment, Template};
     ///
     /// let t = Template::parse("/items/{id}/*").unwrap();
-    /// assert_eq!(t.segments, [Segment::Literal("items".into()), Segment::Param("id".into())]);
+    /// assert_eq!(t.segments().collect::<Vec<_>>(), [Segment::Literal("items"), Segment::Param("id")]);
     /// assert!(t.wildcard);
+    /// assert_eq!(t.text(), "/items/{id}/*");
     /// assert_eq!(Template::parse("/a/*/b").unwrap_err(), "'*' is only allowed as the last segment");
     /// ```
     pub fn parse(text: &str) -> Result<Template, String> {
@@ -66,11 +89,18 @@ impl Template {
         if text.contains('?') {
             return Err("query parameters in urlTemplate are not supported".into());
         }
-        let mut segments = Vec::new();
+        if text.len() > u32::MAX as usize {
+            return Err("too long".into());
+        }
+        let mut segments: Vec<SegmentSpan> = Vec::new();
         let mut wildcard = false;
         if !rest.is_empty() {
             let parts: Vec<&str> = rest.split('/').collect();
+            // each part's offset in `text`: after the leading '/' and the parts before it
+            let mut offset = 1usize;
             for (i, part) in parts.iter().enumerate() {
+                let at = offset;
+                offset += part.len() + 1;
                 let last = i + 1 == parts.len();
                 if *part == "*" {
                     if !last {
@@ -90,34 +120,66 @@ impl Template {
                     {
                         return Err(format!("bad parameter name in segment '{part}'"));
                     }
-                    if segments
-                        .iter()
-                        .any(|s| matches!(s, Segment::Param(n) if n == name))
-                    {
+                    let seen = segments.iter().any(|s| {
+                        s.param
+                            && text.get(s.start as usize..(s.start + s.len) as usize) == Some(name)
+                    });
+                    if seen {
                         return Err(format!("parameter '{name}' appears twice"));
                     }
-                    segments.push(Segment::Param(name.to_string()));
+                    segments.push(SegmentSpan {
+                        start: (at + 1) as u32,
+                        len: name.len() as u32,
+                        param: true,
+                    });
                 } else if part.contains(['{', '}', '*']) {
                     return Err(format!(
                         "segment '{part}' mixes text and a parameter, which is not supported"
                     ));
                 } else {
-                    segments.push(Segment::Literal(part.to_string()));
+                    segments.push(SegmentSpan {
+                        start: at as u32,
+                        len: part.len() as u32,
+                        param: false,
+                    });
                 }
             }
         }
         if segments.len() > MAX_TEMPLATE_SEGMENTS {
             return Err(format!("more than {MAX_TEMPLATE_SEGMENTS} segments"));
         }
-        Ok(Template { segments, wildcard })
+        Ok(Template {
+            text: text.into(),
+            segments: segments.into_boxed_slice(),
+            wildcard,
+        })
+    }
+
+    /// The template as written in the config.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Its segments in order (the trailing `/*` is `wildcard`).
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
+        self.segments.iter().map(|s| {
+            let text = self
+                .text
+                .get(s.start as usize..(s.start + s.len) as usize)
+                .unwrap_or("");
+            if s.param {
+                Segment::Param(text)
+            } else {
+                Segment::Literal(text)
+            }
+        })
     }
 
     /// The value of parameter `name` in `rest` (the path after the API path) that this
     /// template matched: segments line up by position.
     pub fn param<'r>(&self, rest: &'r str, name: &str) -> Option<&'r str> {
         let i = self
-            .segments
-            .iter()
+            .segments()
             .position(|s| matches!(s, Segment::Param(n) if n == name))?;
         rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i)
     }
@@ -126,7 +188,7 @@ impl Template {
     /// and method can never both be reached.
     pub fn shape(&self) -> String {
         let mut s = String::new();
-        for seg in &self.segments {
+        for seg in self.segments() {
             s.push('/');
             match seg {
                 Segment::Literal(l) => s.push_str(l),
@@ -195,9 +257,9 @@ impl OpTable {
         let mut nodes = vec![BuildNode::default()];
         for (index, (method, template)) in ops.enumerate() {
             let mut node = 0usize;
-            for seg in &template.segments {
+            for seg in template.segments() {
                 let next = match seg {
-                    Segment::Literal(l) => nodes[node].literal.get(l.as_str()).copied(),
+                    Segment::Literal(l) => nodes[node].literal.get(l).copied(),
                     Segment::Param(_) => nodes[node].param,
                 };
                 node = match next {
@@ -207,7 +269,7 @@ impl OpTable {
                         nodes.push(BuildNode::default());
                         match seg {
                             Segment::Literal(l) => {
-                                nodes[node].literal.insert(l.as_str().into(), n as u32);
+                                nodes[node].literal.insert(l.into(), n as u32);
                             }
                             Segment::Param(_) => nodes[node].param = Some(n as u32),
                         }
@@ -437,15 +499,23 @@ mod tests {
     fn templates() {
         let t = Template::parse("/items/{id}/*").unwrap();
         assert_eq!(
-            t.segments,
-            vec![
-                Segment::Literal("items".into()),
-                Segment::Param("id".into())
-            ]
+            t.segments().collect::<Vec<_>>(),
+            [Segment::Literal("items"), Segment::Param("id")]
         );
         assert!(t.wildcard);
         assert_eq!(t.shape(), "/items/{}/*");
-        assert_eq!(Template::parse("/").unwrap().segments.len(), 0);
+        assert_eq!(t.param("/items/7/x", "id"), Some("7"));
+        assert_eq!(Template::parse("/").unwrap().segments().count(), 0);
+        let deep = Template::parse("/a/{b}/c/").unwrap();
+        assert_eq!(
+            deep.segments().collect::<Vec<_>>(),
+            [
+                Segment::Literal("a"),
+                Segment::Param("b"),
+                Segment::Literal("c")
+            ]
+        );
+        assert_eq!(deep.text(), "/a/{b}/c/");
         assert!(Template::parse("items").is_err());
         assert!(Template::parse("/a/*/b").is_err());
         assert!(Template::parse("/a//b").is_err());

@@ -20,6 +20,7 @@
 
 pub mod caller;
 pub mod client;
+pub mod compiler;
 pub mod local;
 pub mod outbox;
 pub mod scrape;
@@ -99,8 +100,13 @@ pub fn load_config_file(
     Ok((runtime, text))
 }
 
-/// Compiles `text` and resolves its backend host names (blocking DNS).
+/// Compiles `text` and resolves its backend host names (blocking DNS), on a compile
+/// worker (see `compiler`: a replaced runtime's memory goes back to the system).
 pub fn compile_and_resolve(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
+    compiler::in_turn(text, source, compile_and_resolve_here)
+}
+
+fn compile_and_resolve_here(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
     let mut runtime = config::compile(text, source)?;
     if let Err(e) = runtime.attach_backend_tls() {
         log::error!("https backends get 502 until this is fixed: {e}");

@@ -221,7 +221,7 @@ fn doc_fingerprint(apis: &[Api]) -> String {
         for o in &a.operations {
             s.push_str(&o.id);
             s.push_str(&o.method);
-            s.push_str(&o.url_template);
+            s.push_str(o.template.text());
         }
     }
     s
@@ -285,7 +285,7 @@ fn compile_api<'d>(
     if errors.0.len() > before {
         return None;
     }
-    let op_table = OpTable::build(operations.iter().map(|o| (o.method.as_str(), &o.template)));
+    let op_table = OpTable::build(operations.iter().map(|o| (&*o.method, &o.template)));
     // (the API's path also names errors of plans merged from global and product scopes)
     let texts = (f.path("policies"), api_policies, op_texts);
     let api = Api {
@@ -459,15 +459,15 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
             op_texts.push((policies_path.unwrap_or_default(), op_policies));
             operations.push(Operation {
                 id: op_id.to_string(),
-                name: op_name.to_string(),
-                method: method.to_string(),
-                url_template: template_text.to_string(),
+                display_name: (op_name != op_id).then(|| op_name.into()),
+                method: Operation::method_text(method),
                 template: t,
                 responses,
                 plans: Vec::new(),
             });
         }
     }
+    operations.shrink_to_fit();
     (operations, op_texts)
 }
 

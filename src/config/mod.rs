@@ -95,9 +95,11 @@ pub struct ResponseExample {
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub id: String,
-    pub name: String,
-    pub method: String,
-    pub url_template: String,
+    /// `displayName`, when it differs from the id (`name()` reads either).
+    pub display_name: Option<Box<str>>,
+    /// The method, or `*`; the usual ones are static text (no allocation per operation).
+    pub method: std::borrow::Cow<'static, str>,
+    /// The `urlTemplate`, parsed (its text is `template.text()`).
     pub template: Template,
     pub responses: Vec<ResponseExample>,
     /// The effective pipeline for calls without a product (first) and for each product
@@ -106,6 +108,22 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// The display name (the id when none was given).
+    pub fn name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// `method` as static text when it is one of the usual ones.
+    pub fn method_text(method: &str) -> std::borrow::Cow<'static, str> {
+        const USUAL: [&str; 9] = [
+            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "*",
+        ];
+        match USUAL.iter().find(|m| **m == method) {
+            Some(m) => std::borrow::Cow::Borrowed(m),
+            None => std::borrow::Cow::Owned(method.to_string()),
+        }
+    }
+
     /// The plan for calls made under `product` (or none).
     pub fn plan(&self, product: Option<u32>) -> Option<&Arc<Plan>> {
         self.plans
@@ -240,13 +258,9 @@ impl Api {
             backend: Backend::default(),
             operations: vec![Operation {
                 id: String::new(),
-                name: String::new(),
-                method: String::new(),
-                url_template: String::new(),
-                template: crate::route::Template {
-                    segments: Vec::new(),
-                    wildcard: true,
-                },
+                display_name: None,
+                method: std::borrow::Cow::Borrowed(""),
+                template: Template::default(),
                 responses: Vec::new(),
                 plans: vec![(None, plan)],
             }],

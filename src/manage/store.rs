@@ -988,7 +988,7 @@ pub(super) mod tests {
         let (doc, version) = s.document("gw1").unwrap();
         let rt = compile(&doc, ConfigSource::Service).unwrap();
         assert_eq!(rt.version, version);
-        assert_eq!(rt.apis[0].operations[0].url_template, "/*");
+        assert_eq!(rt.apis[0].operations[0].template.text(), "/*");
         // a change that does not concern gw1 leaves its document alone
         s.put_gateway("gw2", Object::new()).unwrap();
         s.put_api(

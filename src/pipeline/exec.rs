@@ -44,7 +44,7 @@ impl Who<'_> {
     pub fn op_named(&self) -> policy::Named<'_> {
         policy::Named {
             id: &self.op.id,
-            name: &self.op.name,
+            name: self.op.name(),
         }
     }
 }
@@ -118,7 +118,7 @@ impl Env for View<'_> {
             Field::ApiPath => s(&format!("/{}", self.who.api.path)),
             Field::OperationId => Val::Str(Cow::Borrowed(&self.who.op.id)),
             Field::OperationMethod => Val::Str(Cow::Borrowed(&self.who.op.method)),
-            Field::OperationTemplate => Val::Str(Cow::Borrowed(&self.who.op.url_template)),
+            Field::OperationTemplate => Val::Str(Cow::Borrowed(self.who.op.template.text())),
             Field::ProductId => opt(self.who.product.map(|p| p.id.as_str())),
             Field::ProductName => opt(self.who.product.map(|p| p.name.as_str())),
             Field::RequestId => Val::Str(Cow::Borrowed(&self.st.request_id)),
