@@ -3,7 +3,8 @@
 gateway serves N APIs x 10 operations. Measures (no assertions):
   - gateway start to serving the plane's config, and backup size;
   - admin PUT to the change serving on a long-polling gateway (median/p99 of R changes);
-  - gateway RSS with the document loaded.
+  - gateway RSS with the document loaded, and after the changes (RSS_EVERY=k: every k).
+The gateway runs with the Environment= of systemd/edgegate-gateway.service (UNIT_ENV=0: without).
 Usage: cargo build --release && python3 bench/federation_scale.py [N=10000] [R=20]
 """
 import json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request
@@ -29,6 +30,20 @@ def start(args, env=None):
         if time.time() > deadline:
             break
     raise SystemExit(f"{args[0]} did not start")
+
+def unit_env():
+    """The Environment= of the shipped gateway unit (the allocator settings), as a packaged
+    gateway runs; UNIT_ENV=0 runs the binary without them."""
+    if os.environ.get("UNIT_ENV") == "0":
+        return {}
+    env = {}
+    with open(os.path.join(ROOT, "systemd", "edgegate-gateway.service")) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                key, _, value = line.strip()[len("Environment="):].partition("=")
+                env[key] = value
+    print("gateway environment from systemd/edgegate-gateway.service:", env or "none", flush=True)
+    return env
 
 def call(method, url, body=None, headers=None):
     req = urllib.request.Request(url, method=method, data=body.encode() if body else None, headers=headers or {})
@@ -76,7 +91,7 @@ def main():
         t0 = time.time()
         gw, gaddr = start(["gateway", "--set", f"config.service.endpoint={base}", "--set", f"config.service.auth={token}",
                            "--set", "net.server.http.listen=127.0.0.1:0", "--set", "telemetry.logs.std=text",
-                           "--set", f"config.backup.path={backup}"])
+                           "--set", f"config.backup.path={backup}"], unit_env())
         start_s = time.time() - t0
         status = json.loads(call("GET", f"http://{gaddr}/status-0123456789abcdef")[1])
         size = sum(os.path.getsize(backup + s) for s in ("", "-wal") if os.path.exists(backup + s))

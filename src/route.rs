@@ -202,13 +202,13 @@ impl Template {
     }
 }
 
-/// A node of the operation trie while it is built.
+/// A node of the operation trie while it is built (texts borrowed from the templates).
 #[derive(Default)]
-struct BuildNode {
-    literal: FnvMap<Box<str>, u32>,
+struct BuildNode<'t> {
+    literal: FnvMap<&'t str, u32>,
     param: Option<u32>,
-    terminal: Vec<(Box<str>, u32)>,
-    wildcard: Vec<(Box<str>, u32)>,
+    terminal: Vec<(&'t str, u32)>,
+    wildcard: Vec<(&'t str, u32)>,
 }
 
 /// A run of entries in one of the table's arrays: (start, length).
@@ -269,7 +269,7 @@ impl OpTable {
                         nodes.push(BuildNode::default());
                         match seg {
                             Segment::Literal(l) => {
-                                nodes[node].literal.insert(l.into(), n as u32);
+                                nodes[node].literal.insert(l, n as u32);
                             }
                             Segment::Param(_) => nodes[node].param = Some(n as u32),
                         }
@@ -277,7 +277,7 @@ impl OpTable {
                     }
                 };
             }
-            let entry = (Box::<str>::from(method), index as u32);
+            let entry = (method, index as u32);
             if template.wildcard {
                 nodes[node].wildcard.push(entry);
             } else {
@@ -298,12 +298,12 @@ impl OpTable {
         let mut ends = Vec::new();
         let mut nodes = Vec::with_capacity(built.len());
         for b in &built {
-            let mut literal: Vec<(&str, u32)> = b.literal.iter().map(|(k, v)| (&**k, *v)).collect();
+            let mut literal: Vec<(&str, u32)> = b.literal.iter().map(|(k, v)| (*k, *v)).collect();
             literal.sort_unstable();
             let start = edges.len() as u32;
             edges.extend(literal.iter().map(|(k, child)| (span(k), *child)));
             let literal = Run(start, literal.len() as u32);
-            let mut run_of = |list: &[(Box<str>, u32)]| {
+            let mut run_of = |list: &[(&str, u32)]| {
                 let start = ends.len() as u32;
                 ends.extend(list.iter().map(|(m, op)| (span(m), *op)));
                 Run(start, list.len() as u32)

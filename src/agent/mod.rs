@@ -365,7 +365,12 @@ impl Coordinator {
             self.upload_metrics();
         }
         // Requests in flight may still hold a retired runtime; free it once they are done.
+        // The workers that built them then give the freed memory back to the system.
+        let before = self.retired.len();
         self.retired.retain(|r| Arc::strong_count(r) > 1);
+        if self.retired.len() < before {
+            compiler::trim();
+        }
         if reload.swap(false, Ordering::SeqCst) {
             updates.extend(self.syncer.reload());
         }

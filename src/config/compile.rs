@@ -398,9 +398,11 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
     let mut op_texts = Vec::new();
     // per operation, only what it keeps is allocated: paths are made for errors only
     let mut operations = Vec::new();
-    let mut seen_ids: HashMap<&str, String> = HashMap::new();
-    let mut seen_shapes: HashMap<(&str, String), String> = HashMap::new();
-    for (op_path, op_value) in f.array("operations", errors) {
+    // first seen at: the operation's path (made for errors only)
+    let mut seen_ids: HashMap<&str, usize> = HashMap::new();
+    let mut seen_shapes: HashMap<(&str, String), usize> = HashMap::new();
+    let path_of = |i: usize| crate::config::json::index(&f.path("operations"), i);
+    for (index, (op_path, op_value)) in f.array("operations", errors).into_iter().enumerate() {
         let Some(o) = Fields::of(op_value, &op_path, OP_FIELDS, errors) else {
             continue;
         };
@@ -411,11 +413,11 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
                 "may hold only letters, digits and - _ . ~ (at most 256)",
             );
         }
-        if let Some(first) = seen_ids.insert(op_id, op_path.clone()) {
+        if let Some(first) = seen_ids.insert(op_id, index) {
             if !op_id.is_empty() {
                 errors.push(
                     &o.path("id"),
-                    format!("duplicate id '{op_id}' (first at {first})"),
+                    format!("duplicate id '{op_id}' (first at {})", path_of(first)),
                 );
             }
         }
@@ -449,7 +451,8 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
             .or_else(|| o.str("name", errors))
             .unwrap_or(op_id);
         if let Some(t) = template {
-            if let Some(first) = seen_shapes.insert((method, t.shape()), op_path.clone()) {
+            if let Some(first) = seen_shapes.insert((method, t.shape()), index) {
+                let first = path_of(first);
                 errors.push(
                     &o.path("urlTemplate"),
                     format!("{method} {template_text} can never match: {first} has the same method and template"),

@@ -174,6 +174,15 @@ fn created_or_ok(created: bool, entity: Value) -> Response {
     Response::json(if created { 201 } else { 200 }, json::to_string(&entity))
 }
 
+/// Drops `value` on a short-lived thread (here when none can be started).
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    let spawned = std::thread::Builder::new()
+        .name("edgegate-free".into())
+        .spawn(move || drop(value));
+    // on failure the closure, and the value with it, is dropped here
+    drop(spawned);
+}
+
 impl Plane {
     pub fn new(
         store: PlaneStore,
@@ -257,8 +266,10 @@ impl Plane {
             // the same document already passed the check for another gateway
             Some(same) => same,
             None => {
-                if let Err(errors) = compile(&document, ConfigSource::Service) {
-                    return self.held_back(gateway, revision, &errors);
+                match compile(&document, ConfigSource::Service) {
+                    Err(errors) => return self.held_back(gateway, revision, &errors),
+                    // freeing a large runtime takes a while: not while the gateway waits
+                    Ok(checked) => drop_elsewhere(checked),
                 }
                 Built {
                     document: Arc::from(document),

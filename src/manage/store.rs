@@ -313,15 +313,21 @@ impl PlaneStore {
         Ok(owners)
     }
 
-    /// What `owners` refer to, of `kind`.
+    /// What `owners` refer to, of `kind` (one pass over the references of that kind,
+    /// not one query per owner: a gateway document names thousands of owners).
     pub(super) fn used_by(&self, kind: &str, owners: &[String]) -> PlaneResult<HashSet<String>> {
+        let owners: HashSet<&str> = owners.iter().map(String::as_str).collect();
         let mut stmt = self
             .conn
-            .prepare("SELECT name FROM policy_refs WHERE kind = ?1 AND owner = ?2")?;
+            .prepare("SELECT owner, name FROM policy_refs WHERE kind = ?1")?;
         let mut out = HashSet::new();
-        for owner in owners {
-            for name in stmt.query_map(params![kind, owner], |r| r.get::<_, String>(0))? {
-                out.insert(name?);
+        let rows = stmt.query_map(params![kind], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (owner, name) = row?;
+            if owners.contains(owner.as_str()) {
+                out.insert(name);
             }
         }
         Ok(out)
