@@ -31,6 +31,9 @@ pub struct BackendConn {
     key: PoolKey,
     pub readable: bool,
     pub writable: bool,
+    /// The backend closed its side (EPOLLRDHUP): sticky, so reads go on to the end even
+    /// after a short read (edge-triggered readiness would not report the close again).
+    pub hup: bool,
     /// Set when the connection was taken from the idle pool (may be stale).
     pub reused: bool,
 }
@@ -94,6 +97,9 @@ pub struct Backends {
     max_idle_per_addr: usize,
     idle_timeout: Duration,
     max_total: usize,
+    /// Sans-IO tests: new connections are these in-memory wires, in turn.
+    #[cfg(test)]
+    pub dial: std::collections::VecDeque<super::memory::MemoryWire>,
 }
 
 /// Most idle connections kept per backend address.
@@ -109,6 +115,8 @@ impl Backends {
             max_idle_per_addr: MAX_IDLE_PER_BACKEND,
             idle_timeout: BACKEND_IDLE_TIMEOUT,
             max_total,
+            #[cfg(test)]
+            dial: Default::default(),
         }
     }
 
@@ -139,7 +147,7 @@ impl Backends {
                 }
                 // it became readable while idle: closed or confused; already off the list
                 self.slab.remove(token);
-                let _ = registry.deregister(conn.transport.sock());
+                conn.transport.deregister(registry);
             }
         }
         if self.slab.len() >= self.max_total && !self.evict_oldest_idle(registry) {
@@ -147,6 +155,19 @@ impl Backends {
                 io::ErrorKind::OutOfMemory,
                 "backend connection limit",
             ));
+        }
+        #[cfg(test)]
+        if let Some(wire) = self.dial.pop_front() {
+            let token = self.slab.insert(Slot::InUse { owner });
+            let conn = BackendConn {
+                transport: Transport::Memory(wire),
+                key: pool_key,
+                readable: true,
+                writable: true,
+                hup: false,
+                reused: false,
+            };
+            return Ok(BackendLink { token, conn });
         }
         let mut sock = TcpStream::connect(addr)?;
         // Heads and bodies go out in separate writes: never let Nagle hold the second.
@@ -174,6 +195,7 @@ impl Backends {
                 key: pool_key,
                 readable: false,
                 writable: false,
+                hup: false,
                 reused: false,
             },
         })
@@ -185,7 +207,7 @@ impl Backends {
         let list = self.idle.entry(conn.key.clone()).or_default();
         if list.len() >= self.max_idle_per_addr {
             self.slab.try_remove(token);
-            let _ = registry.deregister(conn.transport.sock());
+            conn.transport.deregister(registry);
             return;
         }
         conn.reused = true;
@@ -205,13 +227,13 @@ impl Backends {
             why.as_str()
         );
         self.slab.try_remove(token);
-        let _ = registry.deregister(conn.transport.sock());
+        conn.transport.deregister(registry);
     }
 
     /// Closes an idle connection.
     fn remove_idle(&mut self, token: usize, registry: &Registry) {
         if let Some(Slot::Idle { mut conn, .. }) = self.slab.try_remove(token) {
-            let _ = registry.deregister(conn.transport.sock());
+            conn.transport.deregister(registry);
             if let Some(list) = self.idle.get_mut(&conn.key) {
                 list.retain(|k| *k != token);
             }

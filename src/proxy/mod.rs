@@ -9,6 +9,8 @@ pub mod backend;
 pub mod buffer;
 pub mod conn;
 pub mod gate;
+#[cfg(test)]
+pub mod memory;
 pub mod server;
 pub mod token;
 pub mod transport;

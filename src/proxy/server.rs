@@ -21,7 +21,7 @@ use slab::Slab;
 
 use super::backend::Backends;
 use super::buffer::Pool;
-use super::conn::{Client, Ctx, Limits, Outcome};
+use super::conn::{Client, Ctx, Limits, Outcome, Ready};
 use super::token::{self, Kind};
 use super::transport::Transport;
 use crate::agent::{ToAgent, ToLoop};
@@ -246,7 +246,15 @@ impl Server {
                                     self.drive(k, false);
                                 }
                             }
-                            Kind::Backend(b) => self.backend_event(b, readable, writable),
+                            Kind::Backend(b) => {
+                                let closed = event.is_read_closed() || event.is_error();
+                                let ready = Ready {
+                                    readable,
+                                    writable,
+                                    closed,
+                                };
+                                self.backend_event(b, ready);
+                            }
                         }
                     }
                 }
@@ -403,25 +411,26 @@ impl Server {
         };
         let entry = self.clients.vacant_entry();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(transport.sock(), token::client(entry.key()), interest)
+        if transport
+            .register(self.poll.registry(), token::client(entry.key()), interest)
             .is_ok()
         {
             entry.insert(Client::new(transport, peer, self.now, &self.limits));
         }
     }
 
-    fn backend_event(&mut self, key: usize, readable: bool, writable: bool) {
-        let Some(owner) = self.backends.on_event(key, readable, self.poll.registry()) else {
+    fn backend_event(&mut self, key: usize, ready: Ready) {
+        let Some(owner) = self
+            .backends
+            .on_event(key, ready.readable, self.poll.registry())
+        else {
             return;
         };
-        let ready = self
+        let taken = self
             .clients
             .get_mut(owner)
-            .is_some_and(|c| c.backend_ready(key, readable, writable));
-        if ready {
+            .is_some_and(|c| c.backend_ready(key, ready));
+        if taken {
             self.drive(owner, false);
         }
     }
@@ -456,7 +465,7 @@ impl Server {
         match outcome {
             Outcome::Close => {
                 let mut c = self.clients.remove(key);
-                let _ = self.poll.registry().deregister(c.transport.sock());
+                c.transport.deregister(self.poll.registry());
             }
             Outcome::Again => self.again.push(key),
             Outcome::Open => {}
@@ -584,7 +593,7 @@ impl Server {
             .collect();
         for key in idle {
             let mut c = self.clients.remove(key);
-            let _ = self.poll.registry().deregister(c.transport.sock());
+            c.transport.deregister(self.poll.registry());
         }
     }
 

@@ -15,6 +15,7 @@
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use rustls::Connection;
 
 /// Most plaintext handed to rustls per write (one TLS record).
@@ -23,12 +24,63 @@ const TLS_WRITE_CHUNK: usize = 16 * 1024;
 pub enum Transport {
     Plain(TcpStream),
     Tls(TcpStream, Box<Connection>),
+    /// An in-memory wire (sans-IO tests of the connection).
+    #[cfg(test)]
+    Memory(super::memory::MemoryWire),
+}
+
+/// How a non-blocking connect stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    Done,
+    Pending,
+    Failed,
 }
 
 impl Transport {
-    pub fn sock(&mut self) -> &mut TcpStream {
+    pub fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
         match self {
+            Transport::Plain(s) | Transport::Tls(s, _) => registry.register(s, token, interest),
+            #[cfg(test)]
+            Transport::Memory(_) => Ok(()),
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        match self {
+            Transport::Plain(s) | Transport::Tls(s, _) => {
+                let _ = registry.deregister(s);
+            }
+            #[cfg(test)]
+            Transport::Memory(_) => {}
+        }
+    }
+
+    /// Whether the connect of a socket that became writable succeeded.
+    pub fn connect_state(&mut self) -> Connect {
+        let sock = match self {
             Transport::Plain(s) | Transport::Tls(s, _) => s,
+            #[cfg(test)]
+            Transport::Memory(m) => {
+                return match m.connected() {
+                    Some(true) => Connect::Done,
+                    Some(false) => Connect::Failed,
+                    None => Connect::Pending,
+                }
+            }
+        };
+        match sock.take_error() {
+            Ok(None) => match sock.peer_addr() {
+                Ok(_) => Connect::Done,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Connect::Pending,
+                Err(_) => Connect::Failed,
+            },
+            _ => Connect::Failed,
         }
     }
 
@@ -39,16 +91,16 @@ impl Transport {
     /// Whether a TLS handshake is still under way (a failure then is the handshake's).
     pub fn is_handshaking(&self) -> bool {
         match self {
-            Transport::Plain(_) => false,
             Transport::Tls(_, tls) => tls.is_handshaking(),
+            _ => false,
         }
     }
 
     /// Whether encrypted records wait to be sent (the socket was full).
     pub fn has_pending_output(&self) -> bool {
         match self {
-            Transport::Plain(_) => false,
             Transport::Tls(_, tls) => tls.wants_write(),
+            _ => false,
         }
     }
 
@@ -83,6 +135,8 @@ impl Transport {
                     Ok(1)
                 }
             }
+            #[cfg(test)]
+            Transport::Memory(m) => m.peek(probe),
         }
     }
 
@@ -100,6 +154,8 @@ impl Read for Transport {
         let (sock, tls) = match self {
             Transport::Plain(s) => return s.read(buf),
             Transport::Tls(s, tls) => (s, tls),
+            #[cfg(test)]
+            Transport::Memory(m) => return m.read(buf),
         };
         loop {
             match tls.reader().read(buf) {
@@ -136,8 +192,11 @@ impl Read for Transport {
 
 impl Write for Transport {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if let Transport::Plain(s) = self {
-            return s.write(data);
+        match self {
+            Transport::Plain(s) => return s.write(data),
+            #[cfg(test)]
+            Transport::Memory(m) => return m.write(data),
+            Transport::Tls(..) => {}
         }
         // records already in rustls go first: that is the back-pressure
         if !self.flush_pending()? {
@@ -155,8 +214,11 @@ impl Write for Transport {
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        if let Transport::Plain(s) = self {
-            return s.write_vectored(bufs);
+        match self {
+            Transport::Plain(s) => return s.write_vectored(bufs),
+            #[cfg(test)]
+            Transport::Memory(m) => return m.write_vectored(bufs),
+            Transport::Tls(..) => {}
         }
         if !self.flush_pending()? {
             return Err(io::ErrorKind::WouldBlock.into());

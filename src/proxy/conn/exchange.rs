@@ -273,18 +273,12 @@ impl Client {
         if !b.writable {
             return Err(Step::Blocked);
         }
-        let ok = match b.transport.sock().take_error() {
-            Ok(None) => match b.transport.sock().peer_addr() {
-                Ok(_) => true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    b.writable = false;
-                    return Err(Step::Blocked);
-                }
-                Err(_) => false,
-            },
-            _ => false,
-        };
-        if !ok {
+        let connect = b.transport.connect_state();
+        if connect == Connect::Pending {
+            b.writable = false;
+            return Err(Step::Blocked);
+        }
+        if connect == Connect::Failed {
             self.fail_exchange(Failure::BackendConnect, ctx);
             return Err(Step::Progress);
         }
@@ -480,6 +474,8 @@ impl Client {
         if b.readable && !x.backend_eof && rbuf.has_space() && x.resp_sendable == 0 {
             match read_some(&mut b.transport, rbuf, &mut b.readable) {
                 Io::Done(_) => {
+                    // a close that came with the data is not reported again: read on
+                    b.readable |= b.hup;
                     x.last_backend = ctx.now;
                     *progress = true;
                 }

@@ -34,7 +34,7 @@ use mio::Registry;
 use super::backend::{self, Backends, Release};
 use super::buffer::{Buf, Class, Pool};
 use super::gate;
-use super::transport::{Transport, Wire};
+use super::transport::{Connect, Transport, Wire};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::failure::{failure_body, render, JSON};
@@ -56,6 +56,8 @@ mod decide;
 mod exchange;
 mod record;
 mod respond;
+#[cfg(test)]
+mod tests;
 mod wire;
 
 pub use close::CloseReason;
@@ -114,6 +116,15 @@ impl Ctx<'_> {
             gateway_id: self.gateway_id,
         }
     }
+}
+
+/// Readiness a poll event reports for a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer closed its side (read-closed / hang-up).
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,14 +309,15 @@ impl Client {
 
     /// Readiness of backend connection `token`: recorded when this connection's exchange
     /// holds it (true), ignored otherwise (a stale event for a connection it let go of).
-    pub fn backend_ready(&mut self, token: usize, readable: bool, writable: bool) -> bool {
+    pub fn backend_ready(&mut self, token: usize, ready: Ready) -> bool {
         let Phase::Proxy(x) = &mut self.phase else {
             return false;
         };
         match x.stage.link_mut() {
             Some(link) if link.token == token => {
-                link.conn.readable |= readable;
-                link.conn.writable |= writable;
+                link.conn.readable |= ready.readable;
+                link.conn.writable |= ready.writable;
+                link.conn.hup |= ready.closed;
                 true
             }
             _ => false,
