@@ -146,3 +146,9 @@ impl Write for MemoryWire {
         Ok(())
     }
 }
+
+impl super::transport::Wire for MemoryWire {
+    fn short_io_is_final(&self) -> bool {
+        true
+    }
+}

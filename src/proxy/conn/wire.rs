@@ -254,75 +254,14 @@ pub(super) fn append(pool: &mut Pool, out: &mut Buf, bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
-    use std::io::{Read, Write};
-
-    /// An in-memory socket: each write takes at most the next scripted amount (0 =
-    /// WouldBlock), and what it took is kept; each read returns the next scripted chunk
-    /// (`None` = WouldBlock, an empty one = the peer closed).
-    struct ScriptedWire {
-        takes: VecDeque<usize>,
-        written: Vec<u8>,
-        reads: VecDeque<Option<Vec<u8>>>,
-    }
-
-    impl ScriptedWire {
-        fn writes(takes: &[usize]) -> ScriptedWire {
-            ScriptedWire {
-                takes: takes.iter().copied().collect(),
-                written: Vec::new(),
-                reads: VecDeque::new(),
-            }
-        }
-        fn reads(chunks: Vec<Option<&[u8]>>) -> ScriptedWire {
-            ScriptedWire {
-                takes: VecDeque::new(),
-                written: Vec::new(),
-                reads: chunks.into_iter().map(|c| c.map(<[u8]>::to_vec)).collect(),
-            }
-        }
-    }
-
-    impl Read for ScriptedWire {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            match self.reads.pop_front() {
-                Some(Some(chunk)) => {
-                    let n = chunk.len().min(out.len());
-                    out[..n].copy_from_slice(&chunk[..n]);
-                    Ok(n)
-                }
-                Some(None) | None => Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
-    }
-
-    impl Write for ScriptedWire {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            match self.takes.pop_front() {
-                Some(0) | None => Err(io::ErrorKind::WouldBlock.into()),
-                Some(n) => {
-                    let n = n.min(data.len());
-                    self.written.extend_from_slice(&data[..n]);
-                    Ok(n)
-                }
-            }
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Wire for ScriptedWire {
-        fn short_io_is_final(&self) -> bool {
-            true
-        }
-    }
+    use crate::proxy::memory;
 
     /// Before: the result of writing 100 Continue was ignored, so a short write or a
     /// full socket lost it (and the client waited for it forever).
     #[test]
     fn an_interim_continue_survives_short_writes_and_a_full_socket() {
-        let mut wire = ScriptedWire::writes(&[5, 0, 7, 100]);
+        let (mut wire, peer) = memory::pair();
+        peer.limit_writes(&[5, 0, 7, 100]);
         let mut interim = Interim::Pending(CONTINUE.len());
         let mut writable = true;
         // 5 bytes, then the socket is full until the next writable event
@@ -350,10 +289,10 @@ mod tests {
         writable = true;
         assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
         assert_eq!(interim, Interim::Sent);
-        assert_eq!(wire.written, CONTINUE);
+        assert_eq!(peer.take_written().as_bytes(), CONTINUE);
         // sent once: nothing more
         assert_eq!(write_interim(&mut interim, &mut wire, &mut writable), None);
-        assert_eq!(wire.written, CONTINUE);
+        assert_eq!(peer.take_written(), "");
     }
 
     fn buf_with(bytes: &[u8]) -> (Pool, Buf) {
@@ -366,7 +305,10 @@ mod tests {
 
     #[test]
     fn reads_track_readiness_and_the_peer_closing() {
-        let mut wire = ScriptedWire::reads(vec![Some(b"abc"), None, Some(b"")]);
+        let (mut wire, peer) = memory::pair();
+        peer.send(b"abc");
+        peer.pause();
+        peer.close();
         let (_pool, mut buf) = buf_with(b"");
         let mut ready = true;
         assert!(matches!(
@@ -390,12 +332,13 @@ mod tests {
 
     #[test]
     fn a_head_and_body_pair_reports_partial_writes() {
-        let mut wire = ScriptedWire::writes(&[4]);
+        let (mut wire, peer) = memory::pair();
+        peer.limit_writes(&[4, 0]);
         let mut ready = true;
         let io = write_pair(&mut wire, b"HEAD", b"body", &mut ready);
         assert!(matches!(io, Io::Done(4)));
         assert!(!ready, "the rest waits for the next writable event");
-        assert_eq!(wire.written, b"HEAD");
+        assert_eq!(peer.take_written(), "HEAD");
         let mut ready = true;
         assert!(matches!(
             write_pair(&mut wire, b"", b"x", &mut ready),
