@@ -165,10 +165,6 @@ pub struct Client {
     /// The client sent bytes of a next request while this one is answered; they wait in
     /// the socket (no more peeking) until the exchange ends.
     pipelined: bool,
-    /// A plan needs the whole request body: the head buffer grows to this size.
-    want_capacity: usize,
-    /// The interim 100 Continue while the body is gathered for a plan.
-    interim: Interim,
 }
 
 /// A `100 Continue` the gateway answers itself (a plan reads the body before the
@@ -189,6 +185,12 @@ enum Phase {
     },
     /// Some head bytes have arrived.
     Head,
+    /// The head is read and its plan needs the whole body first: the head buffer grows
+    /// to `want` bytes, and a `100 Continue` the client waits for goes out (`interim`).
+    Body {
+        want: usize,
+        interim: Interim,
+    },
     /// An answer from the gateway itself.
     Reply {
         out: ReplyBytes,
@@ -295,8 +297,6 @@ impl Client {
             request_started: now,
             close: None,
             pipelined: false,
-            want_capacity: 0,
-            interim: Interim::NotSent,
         }
     }
 
@@ -363,7 +363,7 @@ impl Client {
         }
         for _ in 0..MAX_STEPS {
             let step = match self.phase {
-                Phase::Waiting { .. } | Phase::Head => self.read_head(ctx),
+                Phase::Waiting { .. } | Phase::Head | Phase::Body { .. } => self.read_head(ctx),
                 Phase::Reply { .. } => self.write_reply(ctx),
                 Phase::Proxy(_) => self.step_exchange(ctx),
                 // waiting for the last TLS records to leave
@@ -405,6 +405,7 @@ impl Client {
         let failure = match &self.phase {
             Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing => None,
             Phase::Head => Some(Failure::HeadTimeout),
+            Phase::Body { .. } => Some(Failure::BodyTimeout),
             Phase::Proxy(x) => {
                 if !x.stage.before_response() {
                     None
@@ -454,7 +455,7 @@ impl Client {
         self.deadline = match &self.phase {
             Phase::Waiting { fresh: true } => self.phase_since + l.header_timeout,
             Phase::Waiting { fresh: false } => self.phase_since + l.idle_timeout,
-            Phase::Head => self.phase_since + l.header_timeout,
+            Phase::Head | Phase::Body { .. } => self.phase_since + l.header_timeout,
             Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
             Phase::Proxy(x) => match x.stage {
                 Stage::Detached { at } => at,
@@ -488,7 +489,10 @@ impl Client {
     /// Writes what is left of an interim 100 Continue. `Some` = stop here (blocked on
     /// the client, or it is gone).
     fn flush_interim(&mut self) -> Option<Step> {
-        write_interim(&mut self.interim, &mut self.transport, &mut self.writable)
+        let Phase::Body { interim, .. } = &mut self.phase else {
+            return None;
+        };
+        write_interim(interim, &mut self.transport, &mut self.writable)
     }
 
     /// The buffer budget is spent: 503 and close (the request is not read further).
@@ -536,12 +540,16 @@ impl Client {
         // a head that does not fit yet: a larger buffer, up to limits.request.head.max
         // (or the size a plan needs to hold the whole body)
         if !buf.has_space() {
-            let grown = if self.want_capacity > buf.capacity() {
-                ctx.pool.grow_exact(buf, self.want_capacity)
+            let want = match self.phase {
+                Phase::Body { want, .. } => want,
+                _ => 0,
+            };
+            let grown = if want > buf.capacity() {
+                ctx.pool.grow_exact(buf, want)
             } else {
                 grow_full(ctx.pool, buf)
             };
-            if !grown && self.want_capacity > buf.capacity() {
+            if !grown && want > buf.capacity() {
                 // a plan needs the whole body and the budget cannot hold it now
                 return self.refuse_exhausted(ctx);
             }
@@ -589,16 +597,19 @@ impl Client {
             ctx,
         );
         if let Decision::NeedBody(want) = decision {
-            self.want_capacity = want;
-            if expect_continue && self.interim == Interim::NotSent {
+            let interim = match self.phase {
+                Phase::Body { interim, .. } => interim,
                 // the client waits for this before it sends the body the plan needs
-                self.interim = Interim::Pending(CONTINUE.len());
-                return self.flush_interim();
+                _ if expect_continue => Interim::Pending(CONTINUE.len()),
+                _ => Interim::NotSent,
+            };
+            if !matches!(self.phase, Phase::Body { .. }) {
+                self.set_phase(Phase::Body { want, interim }, ctx.now);
+            } else {
+                self.phase = Phase::Body { want, interim };
             }
-            return None;
+            return self.flush_interim();
         }
-        self.want_capacity = 0;
-        self.interim = Interim::NotSent;
         match decision {
             Decision::NeedBody(_) => return None,
             Decision::Raw {

@@ -123,6 +123,7 @@ fn stage(client: &Client) -> &'static str {
         },
         Phase::Waiting { .. } => "waiting",
         Phase::Head => "head",
+        Phase::Body { .. } => "body",
         Phase::Reply { .. } => "reply",
         Phase::Closing => "closing",
     }
@@ -378,5 +379,33 @@ fn a_retry_detaches_the_failed_attempt_and_sends_again_on_a_new_connection() {
         lp.backends.idle_count(),
         1,
         "only the answering connection is pooled"
+    );
+}
+
+/// A plan that reads the request body: the session gathers it in its own phase, after
+/// the 100 Continue the client waits for, and the backend gets the body as changed.
+#[test]
+fn a_body_a_plan_reads_is_gathered_in_its_own_phase_after_100_continue() {
+    let policies = r#"<policies><inbound><find-and-replace from=\"cat\" to=\"dog\" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let doc = PLAIN.replace(
+        r#""subscriptionRequired": false,"#,
+        &format!(r#""subscriptionRequired": false, "policies": "{policies}","#),
+    );
+    let mut lp = Loop::new(&doc);
+    let (mut client, c) = lp.client();
+    let b = lp.backend();
+    c.send(b"POST /t/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(lp.event(&mut client), Outcome::Open);
+    assert_eq!(stage(&client), "body");
+    assert_eq!(c.take_written(), "HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"a cat!!");
+    lp.event(&mut client);
+    assert_eq!(stage(&client), "awaiting head");
+    let sent = b.take_written();
+    assert!(sent.starts_with("POST /base/x HTTP/1.1\r\n"), "{sent}");
+    assert!(sent.ends_with("\r\n\r\na dog!!"), "{sent}");
+    assert!(
+        !sent.contains("Expect"),
+        "the gateway answered the expectation: {sent}"
     );
 }
