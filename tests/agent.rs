@@ -205,6 +205,10 @@ fn a_black_holed_plane_delays_neither_logs_nor_pins() {
     assert!(eventually(Duration::from_secs(10), || get(gw.addr, "/x")
         .text()
         == "b"));
+    // a new version is backed up right after it is applied
+    assert!(eventually(Duration::from_secs(5), || backup_rows(&gw)
+        .len()
+        == 2));
     let dir = gw.kill();
     drop(plane);
 
@@ -255,6 +259,9 @@ fn rollback_and_unpin_apply_on_a_federated_gateway_without_a_signal() {
     assert!(eventually(Duration::from_secs(10), || get(gw.addr, "/x")
         .text()
         == "b"));
+    assert!(eventually(Duration::from_secs(5), || backup_rows(&gw)
+        .len()
+        == 2));
     let rows = backup_rows(&gw);
     backups(&gw, &["rollback", &rows[1].1]);
     assert!(eventually(Duration::from_secs(5), || get(gw.addr, "/x")

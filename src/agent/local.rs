@@ -47,6 +47,7 @@ impl LocalConfig {
                     text,
                     problem: None,
                     note: None,
+                    backup: false,
                 });
             }
             Err(errors) => errors,
@@ -100,6 +101,7 @@ impl LocalConfig {
                     text,
                     problem: None,
                     note: None,
+                    backup: false,
                 })
             }
             Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
@@ -157,6 +159,7 @@ pub fn pinned(store: Option<&Store>, ignored: &str) -> Option<Loaded> {
             note: Some(format!(
                 "{label} is in force; {ignored} until the pin is cleared"
             )),
+            backup: false,
         }),
         Err(errors) => {
             log::error!(
@@ -189,6 +192,7 @@ pub fn newest_good(store: &Store) -> Result<Option<(Loaded, i64)>, String> {
             text: stored.document,
             problem: None,
             note: None,
+            backup: false,
         },
         stored.entry.seq,
     )))

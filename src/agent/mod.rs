@@ -76,6 +76,8 @@ pub enum ToLoop {
     Rejected(String),
     /// The sync state changed (service mode): replaces what status shows.
     Status(crate::status::SyncState),
+    /// How many versions the backup store holds after a backup (for metrics).
+    Backups(Option<u32>),
 }
 
 /// Longest the process waits for the agent thread when exiting.
@@ -145,6 +147,9 @@ pub struct Loaded {
     /// What status should say about it that is not an error (a pin in force, a start
     /// from backup while the plane is asked).
     pub note: Option<String>,
+    /// Back `text` up once the loop has it (a new version from the plane: the durable
+    /// write is then not on the way to serving). Otherwise it was backed up, or is one.
+    pub backup: bool,
 }
 
 /// What a `Syncer` tells the agent loop.
@@ -390,6 +395,7 @@ impl Coordinator {
                     text: self.running_text.clone(),
                     problem: None,
                     note: None,
+                    backup: false,
                 }));
             }
         }
@@ -398,11 +404,13 @@ impl Coordinator {
     /// Hands updates to the loop; false when the loop is gone.
     fn deliver(&mut self, updates: Vec<Update>, waker: &Waker) -> bool {
         for update in updates {
+            let mut back_up = false;
             let msg = match update {
                 Update::Apply(loaded) => {
                     let runtime = Arc::new(loaded.runtime);
                     self.running = Arc::clone(&runtime);
                     self.running_text = loaded.text;
+                    back_up = loaded.backup;
                     ToLoop::Apply {
                         runtime,
                         problem: loaded.problem,
@@ -417,6 +425,20 @@ impl Coordinator {
                 return false;
             }
             let _ = waker.wake();
+            if back_up {
+                let started = Instant::now();
+                local::record(self.syncer.store(), &self.running, &self.running_text);
+                log::info!(
+                    "config version {} backed up in {} ms",
+                    self.running.version,
+                    started.elapsed().as_millis()
+                );
+                let count = backup_versions(self.syncer.as_mut());
+                if self.outbox.send(ToLoop::Backups(count)).is_err() {
+                    return false;
+                }
+                let _ = waker.wake();
+            }
         }
         true
     }

@@ -204,6 +204,7 @@ impl ServiceSync {
                             text,
                             problem: None,
                             note: None,
+                            backup: false,
                         });
                     }
                     Err(errors) => format!(
@@ -401,21 +402,20 @@ impl ServiceSync {
         if runtime.version == running.version && running.source == ConfigSource::Service {
             return;
         }
-        let backing_up = Instant::now();
-        record(self.store.as_mut(), &runtime, &text);
         log::info!(
-            "config version {} from the plane ({} apis, {} KiB): compiled in {} ms, backed up in {} ms",
+            "config version {} from the plane ({} apis, {} KiB): compiled in {} ms",
             runtime.version,
             runtime.apis.len(),
             text.len() / 1024,
             compiled.as_millis(),
-            backing_up.elapsed().as_millis()
         );
+        // backed up once the loop has it: the durable write is not on the way to serving
         out.push(Update::Apply(Loaded {
             runtime,
             text,
             problem: None,
             note: None,
+            backup: true,
         }));
     }
 

@@ -519,6 +519,7 @@ impl Server {
                     self.sync.note = note;
                     self.sync.backup_versions = backup_versions;
                 }
+                ToLoop::Backups(count) => self.sync.backup_versions = count,
                 ToLoop::Status(state) => {
                     // the agent's sync view; the backup count comes with applies
                     let versions = self.sync.backup_versions;
