@@ -89,6 +89,10 @@ pub struct ServiceSync {
     upload_metrics: bool,
     hostname: String,
     started: Instant,
+    /// This run's start (unix ms) and the reports made so far: the plane orders an
+    /// instance's heartbeats by them.
+    started_at_ms: u64,
+    reports: std::cell::Cell<u64>,
     jitter_seed: u64,
 }
 
@@ -151,6 +155,10 @@ impl ServiceSync {
             upload_metrics: settings.metrics_cloud,
             hostname: hostname(),
             started: now,
+            started_at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            reports: std::cell::Cell::new(0),
             jitter_seed,
         };
         sync.read_token();
@@ -460,6 +468,7 @@ impl ServiceSync {
     }
 
     fn report(&self, running: &Runtime, stopping: bool) -> String {
+        self.reports.set(self.reports.get() + 1);
         Heartbeat {
             instance_id: self.instance_id.clone(),
             hostname: self.hostname.clone(),
@@ -479,6 +488,8 @@ impl ServiceSync {
                 .is_none()
                 .then(|| "config.backup.enabled=false".to_string()),
             stopping,
+            started_at_ms: self.started_at_ms,
+            sequence: self.reports.get(),
         }
         .to_json()
     }

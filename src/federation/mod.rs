@@ -51,6 +51,11 @@ pub struct Heartbeat {
     pub backups_off: Option<String>,
     /// The instance is stopping: this is its last heartbeat.
     pub stopping: bool,
+    /// When this run of the process started (unix milliseconds) and which of its
+    /// reports this is (counted from 1): the plane keeps the newest, so a report that
+    /// was in flight when a later one (the last, say) arrived does not replace it.
+    pub started_at_ms: u64,
+    pub sequence: u64,
 }
 
 /// JSON field names of a heartbeat.
@@ -70,6 +75,8 @@ pub mod field {
     pub const HEARTBEAT_INTERVAL_SECONDS: &str = "heartbeatIntervalSeconds";
     pub const BACKUPS_OFF: &str = "backupsOff";
     pub const STOPPING: &str = "stopping";
+    pub const STARTED_AT_MS: &str = "startedAtMs";
+    pub const SEQUENCE: &str = "sequence";
 }
 
 impl Heartbeat {
@@ -109,6 +116,14 @@ impl Heartbeat {
         );
         o.insert(field::BACKUPS_OFF.into(), opt(&self.backups_off));
         o.insert(field::STOPPING.into(), Value::Bool(self.stopping));
+        o.insert(
+            field::STARTED_AT_MS.into(),
+            Value::Number(Number::U64(self.started_at_ms)),
+        );
+        o.insert(
+            field::SEQUENCE.into(),
+            Value::Number(Number::U64(self.sequence)),
+        );
         json::to_string(&Value::Object(o))
     }
 }
@@ -132,6 +147,23 @@ pub fn interval_of(report: &Object) -> u64 {
 /// Whether a report is an instance's last one (it stopped).
 pub fn is_stopping(report: &Object) -> bool {
     matches!(report.get(field::STOPPING), Some(Value::Bool(true)))
+}
+
+/// Where a report stands among an instance's reports: (process start, sequence);
+/// (0, 0) for one that does not say (an older gateway).
+pub fn order_of(report: &Object) -> (u64, u64) {
+    let number = |key: &str| match report.get(key) {
+        Some(Value::Number(Number::U64(n))) => *n,
+        _ => 0,
+    };
+    (number(field::STARTED_AT_MS), number(field::SEQUENCE))
+}
+
+/// Whether `incoming` was sent before `stored` (both from one instance): a late
+/// report, which must not replace the newer one.
+pub fn is_older(incoming: &Object, stored: &Object) -> bool {
+    let (new, old) = (order_of(incoming), order_of(stored));
+    new != (0, 0) && new < old
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! that does not concern a gateway does not make it re-apply anything.
 //! Must not touch: HTTP (api.rs maps requests to these calls), the gateway's code paths.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use miniserde::json::{self, Array, Object, Value};
@@ -69,7 +69,17 @@ pub type PlaneResult<T> = Result<T, PlaneError>;
 
 pub struct PlaneStore {
     pub(super) conn: Connection,
+    /// Each served API as it goes into gateways' documents (its stored text with its id
+    /// and operations spliced in), kept until the API or one of its operations changes:
+    /// a one-API change re-renders one API, not all of them. Dropped whole when another
+    /// connection has written to the file (`PRAGMA data_version` changed).
+    rendered: std::cell::RefCell<HashMap<String, String>>,
+    rendered_at: std::cell::Cell<Option<i64>>,
 }
+
+/// Up to this many APIs missing from the rendered cache are rendered one by one; more
+/// in one pass over the tables.
+const RENDER_ONE_BY_ONE: usize = 64;
 
 /// Request records kept by the plane (all gateways together), newest first.
 pub const TELEMETRY_KEEP: i64 = 1_000_000;
@@ -258,7 +268,11 @@ impl PlaneStore {
         let conn = crate::sqlite::open_durable(path, crate::sqlite::DbKind::Plane)
             .map_err(|e| format!("database {} {e}", path.display()))?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-        let mut store = PlaneStore { conn };
+        let mut store = PlaneStore {
+            conn,
+            rendered: Default::default(),
+            rendered_at: Default::default(),
+        };
         store.index_references_once().map_err(|e| {
             format!(
                 "database {}: indexing policy references: {e:?}",
@@ -460,6 +474,7 @@ impl PlaneStore {
         };
         candidate.insert("operations".into(), ops);
         let references = self.validate_api(Value::Object(candidate))?;
+        self.rendered.get_mut().remove(id);
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO apis (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
@@ -476,6 +491,7 @@ impl PlaneStore {
     pub fn delete_api(&mut self, id: &str, with_subscriptions: bool) -> PlaneResult<()> {
         self.get_api(id)?;
         let scoped = self.api_subscriptions(id, with_subscriptions)?;
+        self.rendered.get_mut().remove(id);
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM apis WHERE id = ?1", params![id])?;
         tx.execute("DELETE FROM operations WHERE api = ?1", params![id])?;
@@ -505,6 +521,7 @@ impl PlaneStore {
         ops.push(Value::Object(op));
         candidate.insert("operations".into(), Value::Array(ops));
         let references = self.validate_api(Value::Object(candidate))?;
+        self.rendered.get_mut().remove(api);
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO operations (api, id, body) VALUES (?1, ?2, ?3)
@@ -545,6 +562,7 @@ impl PlaneStore {
             }
             _ => References::default(),
         };
+        self.rendered.get_mut().remove(api);
         let tx = self.conn.transaction()?;
         Self::record_refs(&tx, &Owner::Api(api), &references)?;
         if tx.execute(
@@ -721,50 +739,49 @@ impl PlaneStore {
     /// of 10,000 APIs is built in milliseconds (see `splice`).
     pub fn document(&self, gateway: &str) -> PlaneResult<(String, String)> {
         self.gateway(gateway)?;
-        let mut ops: std::collections::HashMap<String, Vec<(String, String)>> =
-            std::collections::HashMap::new();
-        {
+        let served: Vec<String> = {
             let mut stmt = self.conn.prepare(
-                "SELECT o.api, o.id, o.body FROM operations o JOIN gateway_apis g ON g.api = o.api
-                 WHERE g.gateway = ?1 ORDER BY o.api, o.id",
+                "SELECT a.id FROM apis a JOIN gateway_apis g ON g.api = a.id
+                 WHERE g.gateway = ?1 ORDER BY a.id",
             )?;
-            let rows = stmt.query_map(params![gateway], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
-            })?;
-            for row in rows {
-                let (api, id, body) = row?;
-                ops.entry(api).or_default().push((id, body));
+            let rows = stmt.query_map(params![gateway], |r| r.get::<_, String>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut rendered = self.rendered.borrow_mut();
+        // what other connections wrote (an operator's sqlite3, a restore) is not in it
+        let data_version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.rendered_at.replace(Some(data_version)) != Some(data_version) {
+            rendered.clear();
+        }
+        let missing: Vec<&String> = served
+            .iter()
+            .filter(|id| !rendered.contains_key(*id))
+            .collect();
+        if missing.len() > RENDER_ONE_BY_ONE {
+            self.render_apis(gateway, &mut rendered)?;
+        } else {
+            for id in missing {
+                let text = self.render_api(id)?;
+                rendered.insert(id.clone(), text);
             }
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.body FROM apis a JOIN gateway_apis g ON g.api = a.id
-             WHERE g.gateway = ?1 ORDER BY a.id",
-        )?;
-        let rows = stmt.query_map(params![gateway], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut served = Vec::new();
-        let mut apis_text = String::from("[");
-        for row in rows {
-            let (id, body) = row?;
-            let mut ops_text = String::from("[");
-            for (i, (op, op_body)) in ops.remove(&id).unwrap_or_default().iter().enumerate() {
-                if i > 0 {
-                    ops_text.push(',');
-                }
-                ops_text.push_str(&splice(op_body, &[("id", &json_string(op))]));
-            }
-            ops_text.push(']');
-            if !served.is_empty() {
+        let mut apis_text = String::with_capacity(
+            2 + served
+                .iter()
+                .map(|id| rendered.get(id).map_or(0, |t| t.len() + 1))
+                .sum::<usize>(),
+        );
+        apis_text.push('[');
+        for (i, id) in served.iter().enumerate() {
+            if i > 0 {
                 apis_text.push(',');
             }
-            apis_text.push_str(&splice(
-                &body,
-                &[("id", &json_string(&id)), ("operations", &ops_text)],
-            ));
-            served.push(id);
+            apis_text.push_str(rendered.get(id).map_or("{}", String::as_str));
         }
         apis_text.push(']');
+        drop(rendered);
         let mut catalogue = Object::new();
         self.catalogue_for(gateway, &served, &mut catalogue)?;
         // {"apis": …, <catalogue>, "schemaVersion": 1} without, then with, the version
@@ -780,6 +797,86 @@ impl PlaneStore {
             crate::sqlite::sha256_hex(format!("{{{fields}}}").as_bytes())[..16].to_string();
         let doc = format!("{{{fields},\"version\":{}}}", json_string(&version));
         Ok((doc, version))
+    }
+
+    /// One API as it goes into documents: its stored text with its id and operations.
+    fn render_api(&self, id: &str) -> PlaneResult<String> {
+        let body: String =
+            self.conn
+                .query_row("SELECT body FROM apis WHERE id = ?1", params![id], |r| {
+                    r.get(0)
+                })?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, body FROM operations WHERE api = ?1 ORDER BY id")?;
+        let rows = stmt.query_map(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut ops_text = String::from("[");
+        for (i, row) in rows.enumerate() {
+            let (op, op_body) = row?;
+            if i > 0 {
+                ops_text.push(',');
+            }
+            ops_text.push_str(&splice(&op_body, &[("id", &json_string(&op))]));
+        }
+        ops_text.push(']');
+        Ok(splice(
+            &body,
+            &[("id", &json_string(id)), ("operations", &ops_text)],
+        ))
+    }
+
+    /// Renders the served APIs of `gateway` that are not rendered yet, in one pass over
+    /// the tables (a cold cache, or many changes at once).
+    fn render_apis(
+        &self,
+        gateway: &str,
+        rendered: &mut HashMap<String, String>,
+    ) -> PlaneResult<()> {
+        let mut ops: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT o.api, o.id, o.body FROM operations o JOIN gateway_apis g ON g.api = o.api
+                 WHERE g.gateway = ?1 ORDER BY o.api, o.id",
+            )?;
+            let rows = stmt.query_map(params![gateway], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            })?;
+            for row in rows {
+                let (api, id, body) = row?;
+                if !rendered.contains_key(&api) {
+                    ops.entry(api).or_default().push((id, body));
+                }
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.body FROM apis a JOIN gateway_apis g ON g.api = a.id
+             WHERE g.gateway = ?1",
+        )?;
+        let rows = stmt.query_map(params![gateway], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, body) = row?;
+            if rendered.contains_key(&id) {
+                continue;
+            }
+            let mut ops_text = String::from("[");
+            for (i, (op, op_body)) in ops.remove(&id).unwrap_or_default().iter().enumerate() {
+                if i > 0 {
+                    ops_text.push(',');
+                }
+                ops_text.push_str(&splice(op_body, &[("id", &json_string(op))]));
+            }
+            ops_text.push(']');
+            let text = splice(
+                &body,
+                &[("id", &json_string(&id)), ("operations", &ops_text)],
+            );
+            rendered.insert(id, text);
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------- telemetry
@@ -868,12 +965,25 @@ impl PlaneStore {
 
     // ---------------------------------------------------------------- instances
 
+    /// Stores an instance's report, unless a newer one of it is stored already (a report
+    /// that was in flight when a later one, such as the last before a stop, arrived).
     pub fn record_heartbeat(
         &mut self,
         gateway: &str,
         instance: &str,
         report: &Object,
     ) -> PlaneResult<()> {
+        let stored: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT report FROM instances WHERE gateway = ?1 AND instance = ?2",
+                params![gateway, instance],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if stored.is_some_and(|s| crate::federation::is_older(report, &parse_object(&s))) {
+            return Ok(());
+        }
         self.conn.execute(
             "INSERT INTO instances (gateway, instance, report, last_seen) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(gateway, instance) DO UPDATE SET report = excluded.report, last_seen = excluded.last_seen",
@@ -934,6 +1044,43 @@ pub(super) mod tests {
             std::env::temp_dir().join(format!("edgegate-plane-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         PlaneStore::open(&dir.join("plane.db")).unwrap()
+    }
+
+    /// Before, a heartbeat that was in flight when an instance's last one (stopping)
+    /// arrived replaced it, and the fleet view said "connected" for a stopped gateway.
+    #[test]
+    fn a_late_heartbeat_does_not_replace_a_newer_one() {
+        let mut s = store("late-heartbeat");
+        s.put_gateway("g", Object::new()).unwrap();
+        let report = |started: u64, sequence: u64, stopping: bool| {
+            let hb = crate::federation::Heartbeat {
+                instance_id: "i".into(),
+                started_at_ms: started,
+                sequence,
+                stopping,
+                ..Default::default()
+            };
+            parse_object(&hb.to_json())
+        };
+        let stopping =
+            |s: &PlaneStore| crate::federation::is_stopping(&s.instances("g").unwrap()[0].report);
+        s.record_heartbeat("g", "i", &report(1_000, 2, true))
+            .unwrap();
+        s.record_heartbeat("g", "i", &report(1_000, 1, false))
+            .unwrap();
+        assert!(stopping(&s), "the first report, arriving late, is ignored");
+        // the same installation started again: its reports are newer
+        s.record_heartbeat("g", "i", &report(2_000, 1, false))
+            .unwrap();
+        assert!(!stopping(&s));
+        // a gateway that does not order its reports is taken as it comes
+        s.record_heartbeat(
+            "g",
+            "i",
+            &parse_object(r#"{"instanceId": "i", "stopping": true}"#),
+        )
+        .unwrap();
+        assert!(stopping(&s));
     }
 
     /// Before, instances and metrics rows were never forgotten, and a gateway made a
@@ -1010,7 +1157,34 @@ pub(super) mod tests {
             obj(r#"{"method": "GET", "urlTemplate": "/one"}"#),
         )
         .unwrap();
-        assert_ne!(s.document("gw1").unwrap().1, version);
+        let with_one = s.document("gw1").unwrap();
+        assert_ne!(with_one.1, version);
+        assert!(
+            with_one.0.contains("\"urlTemplate\":\"/one\""),
+            "{}",
+            with_one.0
+        );
+        // each change re-renders the API it touches (documents are built from a cache)
+        s.delete_operation("echo", "one").unwrap();
+        assert_eq!(s.document("gw1").unwrap().1, version);
+        s.put_api(
+            "echo",
+            obj(r#"{"path": "echo", "serviceUrl": "http://h2"}"#),
+        )
+        .unwrap();
+        let moved = s.document("gw1").unwrap().0;
+        assert!(moved.contains("http://h2"), "{moved}");
+        // and what another connection writes to the file is seen too
+        let dir = std::env::temp_dir().join(format!("edgegate-plane-docs-{}", std::process::id()));
+        let other = rusqlite::Connection::open(dir.join("plane.db")).unwrap();
+        other
+            .execute(
+                "UPDATE apis SET body = replace(body, 'http://h2', 'http://h3') WHERE id = 'echo'",
+                [],
+            )
+            .unwrap();
+        let edited = s.document("gw1").unwrap().0;
+        assert!(edited.contains("http://h3"), "{edited}");
         s.delete_api("echo", false).unwrap();
         assert!(s.gateway_apis("gw1").unwrap().is_empty());
     }
