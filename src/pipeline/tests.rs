@@ -472,3 +472,23 @@ fn outbound_edits_the_response_and_retry_reads_each_attempt() {
     assert_eq!(flow, Ok(Flow::Continue));
     assert_eq!(response_header(&p.st, "x-status"), Some(vec!["201"]));
 }
+
+/// An APIM document's expression forms through a compiled policy: a commented block,
+/// an interpolated string, a verbatim string and `Equals`.
+#[test]
+fn expression_literal_forms_run_in_policies() {
+    let rt = inbound_only(
+        r#"<set-header name="x-route" exists-action="override"><value>@($"{context.Request.Method}:{context.Operation.Id}:{context.Request.Headers.GetValueOrDefault("x-tier", "none")}")</value></set-header>
+           <set-header name="x-gold" exists-action="override"><value>@{
+               // APIM documents carry comments
+               var tier = context.Request.Headers.GetValueOrDefault("x-tier", ""); /* may be absent */
+               return tier.Equals("GOLD", StringComparison.OrdinalIgnoreCase) ? @"yes\sir" : "no";
+           }</value></set-header>"#,
+    );
+    let mut counters = Counters::new(1 << 20);
+    let client = Client::new().header("x-tier", "gold");
+    let (decided, p) = inbound(&rt, &mut counters, &client);
+    assert_eq!(decided, Inbound::Forward);
+    assert_eq!(header(&p.st, "x-route"), Some(vec!["GET:get-item:gold"]));
+    assert_eq!(header(&p.st, "x-gold"), Some(vec![r"yes\sir"]));
+}

@@ -14,7 +14,7 @@ use std::fmt;
 mod lex;
 mod parse;
 
-use lex::{is_keyword, lex, Tok};
+use lex::{is_keyword, lex, Part, Tok};
 use parse::Parser;
 
 /// A value while an expression runs.
@@ -193,6 +193,8 @@ enum Node {
     Cast(Ty, Box<Node>),
     Method(StrMethod, Box<Node>, Vec<Node>),
     IsNullOrEmpty(Box<Node>),
+    /// `$"..."`: the parts' texts joined (null prints as nothing, bools as True/False).
+    Interp(Vec<Node>),
 }
 
 /// A compiled expression: `@(...)` or a `@{ ... }` block of declarations and a return.
@@ -316,7 +318,7 @@ fn ty_of(n: &Node, locals: &[Node]) -> Ty {
     match n {
         Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) | Node::IsNullOrEmpty(_) => Ty::Bool,
         Node::Int(_) => Ty::Int,
-        Node::Str(_) => Ty::Str,
+        Node::Str(_) | Node::Interp(_) => Ty::Str,
         Node::Null => Ty::Any,
         Node::Field(f) => match f {
             Field::ResponseStatus | Field::RequestPort => Ty::Int,
@@ -362,6 +364,13 @@ fn eval<'e>(n: &'e Node, env: &'e dyn Env, slots: &[Val<'e>]) -> Result<Val<'e>,
         Node::Bool(b) => Val::Bool(*b),
         Node::Int(i) => Val::Int(*i),
         Node::Str(s) => Val::Str(Cow::Borrowed(s)),
+        Node::Interp(parts) => {
+            let mut out = String::new();
+            for part in parts {
+                out.push_str(&eval(part, env, slots)?.to_text());
+            }
+            Val::Str(Cow::Owned(out))
+        }
         Node::Field(f) => env.field(*f),
         Node::Local(i) => slots
             .get(*i)
@@ -615,6 +624,61 @@ mod tests {
 
     fn s(v: &str) -> Val<'static> {
         Val::Str(Cow::Owned(v.to_string()))
+    }
+
+    /// The literal forms of C# that real APIM documents use: comments, verbatim and
+    /// interpolated strings, and `Equals` (before, each was a load error).
+    #[test]
+    fn comments_verbatim_and_interpolated_strings_and_equals() {
+        let cases: &[(&str, Val)] = &[
+            (
+                "context.Request.Method /* the verb */ == \"GET\" // only reads",
+                Val::Bool(true),
+            ),
+            (
+                "{\n  // a block with comments\n  var t = context.Request.Headers.GetValueOrDefault(\"X-Tier\", \"\"); /* keep */\n  return t;\n}",
+                s("Gold"),
+            ),
+            (r#"@"c:\temp\""quoted""""#, s(r#"c:\temp\"quoted""#)),
+            (
+                r#"$"{context.Request.Method} /items/{context.Response.StatusCode} tier={context.Request.Headers.GetValueOrDefault("x-tier", "none").ToLower()}""#,
+                s("GET /items/200 tier=gold"),
+            ),
+            (
+                r#"$"{{literal}} {1 < 2} [{context.Request.Headers.GetValueOrDefault("nope")}]""#,
+                s("{literal} True []"),
+            ),
+            (r#"$@"c:\{context.Subscription.Id}\""x""""#, s(r#"c:\sub-1\"x""#)),
+            (r#"context.Request.Method.Equals("GET")"#, Val::Bool(true)),
+            (r#"context.Request.Method.Equals("get")"#, Val::Bool(false)),
+            (
+                r#"context.Request.Method.Equals("get", StringComparison.OrdinalIgnoreCase)"#,
+                Val::Bool(true),
+            ),
+            (
+                r#"context.Request.Headers.GetValueOrDefault("X-Tier","").Equals("GOLD", StringComparison.InvariantCultureIgnoreCase)"#,
+                Val::Bool(true),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        for (text, error) in [
+            ("1 /* open", "unterminated comment"),
+            (
+                r#"$"{1:N2}""#,
+                "format and alignment in interpolated strings are not supported yet",
+            ),
+            (r#"$"a } b""#, "must be doubled"),
+            (r#"$"{}""#, "an empty hole"),
+            (
+                r#""a".Equals("b", StringComparison.Whatever)"#,
+                "unknown StringComparison.Whatever",
+            ),
+        ] {
+            let got = run(text).expect_err(text);
+            assert!(got.contains(error), "{text}: {got}");
+        }
     }
 
     #[test]

@@ -165,6 +165,7 @@ impl Parser {
         let mut chain = match self.next() {
             Tok::Int(n) => Chain::Value(Node::Int(n)),
             Tok::Str(s) => Chain::Value(Node::Str(s)),
+            Tok::Interp(parts) => Chain::Value(self.interpolation(parts)?),
             Tok::Punct("(") => {
                 let e = self.expr()?;
                 self.expect(&Tok::Punct(")"))?;
@@ -285,8 +286,69 @@ impl Parser {
         Ok(l)
     }
 
-    pub(super) fn member(&mut self, chain: Chain, name: String, at: usize) -> Result<Chain, ParseError> {
+    /// `$"..."`: each hole is parsed as an expression of its own, with the same locals.
+    pub(super) fn interpolation(&mut self, parts: Vec<Part>) -> Result<Node, ParseError> {
+        let mut nodes = Vec::with_capacity(parts.len());
+        for part in parts {
+            match part {
+                Part::Text(s) => nodes.push(Node::Str(s)),
+                Part::Hole(tokens) => {
+                    let outer = std::mem::replace(&mut self.tokens, tokens);
+                    let outer_pos = std::mem::replace(&mut self.pos, 0);
+                    let hole = self.expr();
+                    let rest = (self.pos < self.tokens.len()).then(|| self.offset());
+                    self.tokens = outer;
+                    self.pos = outer_pos;
+                    let hole = hole?;
+                    if let Some(at) = rest {
+                        return Err(self.err_at(at, "unexpected text in an interpolated hole"));
+                    }
+                    nodes.push(hole);
+                }
+            }
+        }
+        Ok(Node::Interp(nodes))
+    }
+
+    /// `a.Equals(b)` and `a.Equals(b, StringComparison.X)`: ordinal, or ignoring case.
+    pub(super) fn equals(&mut self, left: Node) -> Result<Node, ParseError> {
+        self.expect(&Tok::Punct("("))?;
+        let right = self.expr()?;
+        let mut ignore_case = false;
+        if self.peek() == Tok::Punct(",") {
+            self.pos += 1;
+            let at = self.offset();
+            let comparison = match (self.next(), self.next(), self.next()) {
+                (Tok::Ident(t), Tok::Punct("."), Tok::Ident(c)) if t == "StringComparison" => c,
+                _ => return Err(self.err_at(at, "expected StringComparison.<kind>")),
+            };
+            ignore_case = match comparison.as_str() {
+                "Ordinal" | "InvariantCulture" | "CurrentCulture" => false,
+                "OrdinalIgnoreCase" | "InvariantCultureIgnoreCase" | "CurrentCultureIgnoreCase" => {
+                    true
+                }
+                other => {
+                    return Err(self.err_at(at, format!("unknown StringComparison.{other}")));
+                }
+            };
+        }
+        self.expect(&Tok::Punct(")"))?;
+        let fold = |n: Node| Node::Method(StrMethod::ToLower, Box::new(n), Vec::new());
+        Ok(if ignore_case {
+            Node::Bin(BinOp::Eq, Box::new(fold(left)), Box::new(fold(right)))
+        } else {
+            Node::Bin(BinOp::Eq, Box::new(left), Box::new(right))
+        })
+    }
+
+    pub(super) fn member(
+        &mut self,
+        chain: Chain,
+        name: String,
+        at: usize,
+    ) -> Result<Chain, ParseError> {
         match chain {
+            Chain::Value(v) if name == "Equals" => Ok(Chain::Value(self.equals(v)?)),
             Chain::Value(v) => {
                 let m = match name.as_str() {
                     "StartsWith" => StrMethod::StartsWith,
@@ -455,6 +517,7 @@ pub(super) fn describe(t: &Tok) -> String {
         Tok::Ident(w) => format!("'{w}'"),
         Tok::Int(n) => format!("number {n}"),
         Tok::Str(_) => "string".into(),
+        Tok::Interp(_) => "interpolated string".into(),
         Tok::Punct(p) => format!("'{p}'"),
         Tok::End => "end of expression".into(),
     }
