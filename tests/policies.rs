@@ -253,9 +253,10 @@ fn header_query_uri_method_and_backend_policies() {
         "",
     );
     assert_eq!(r.status, 200);
+    // the overridden parameter keeps its place among the copied ones
     assert_eq!(
         r.text(),
-        "PUT /base/v2/things/42?format=json&keep=yes&q=new%20value\n"
+        "PUT /base/v2/things/42?format=json&q=new%20value&keep=yes\n"
     );
     assert_eq!(r.header("X-Resp"), Some("200"));
     assert_eq!(r.header("Content-Type"), None);

@@ -95,6 +95,20 @@ impl Env for View<'_> {
                 Some(q) => Val::Str(Cow::Owned(join_query(q))),
                 None => Val::Str(Cow::Borrowed(r.query.unwrap_or(""))),
             },
+            Field::OriginalQueryString => Val::Str(Cow::Borrowed(r.query.unwrap_or(""))),
+            Field::RequestUrl | Field::OriginalUrl => {
+                let query = match (&self.st.req.query, f) {
+                    (Some(q), Field::RequestUrl) => Cow::Owned(join_query(q)),
+                    _ => Cow::Borrowed(r.query.unwrap_or("")),
+                };
+                let scheme = if r.https { "https" } else { "http" };
+                let mut url = format!("{scheme}://{}{}", r.host, r.path);
+                if !query.is_empty() {
+                    url.push('?');
+                    url.push_str(&query);
+                }
+                Val::Str(Cow::Owned(url))
+            }
             Field::ResponseStatus => Val::Int(i64::from(
                 self.st
                     .resp
@@ -146,6 +160,7 @@ impl Env for View<'_> {
                     .map(|(_, v)| Val::Str(Cow::Borrowed(v.as_str()))),
                 None => query_value(self.req.query, name).map(|v| Val::Str(decode(v))),
             },
+            Lookup::OriginalQuery => query_value(self.req.query, name).map(|v| Val::Str(decode(v))),
             Lookup::MatchedParameter => {
                 let t = self.who.op.template.param(self.req.rest, name)?;
                 Some(Val::Str(decode(t)))

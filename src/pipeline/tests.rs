@@ -173,8 +173,9 @@ fn transformation_policies_edit_the_forwarded_request() {
         .flatten()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    // the template's own, then the unmatched ones as set-query-parameter left them
-    assert_eq!(query, [("view", "full"), ("q", "z"), ("page", "2")]);
+    // the template's own, then the unmatched ones as set-query-parameter left them (an
+    // overridden parameter keeps its place: before, it moved to the end)
+    assert_eq!(query, [("view", "full"), ("page", "2"), ("q", "z")]);
     assert_eq!(st.req.method.as_deref(), Some("POST"));
     assert!(matches!(st.req.target, Some(Target::Backend(0))));
 }
@@ -491,4 +492,33 @@ fn expression_literal_forms_run_in_policies() {
     assert_eq!(decided, Inbound::Forward);
     assert_eq!(header(&p.st, "x-route"), Some(vec!["GET:get-item:gold"]));
     assert_eq!(header(&p.st, "x-gold"), Some(vec![r"yes\sir"]));
+}
+
+/// `context.Request.OriginalUrl` (the URL as the client sent it) beside `Url` (with the
+/// policies' query edits), and both as whole URLs with `ToString()`.
+#[test]
+fn original_url_and_url_as_text() {
+    let rt = inbound_only(
+        r#"<set-query-parameter name="page" exists-action="override"><value>2</value></set-query-parameter>
+           <set-header name="x-url" exists-action="override"><value>@(context.Request.Url.ToString())</value></set-header>
+           <set-header name="x-original" exists-action="override"><value>@(context.Request.OriginalUrl.ToString())</value></set-header>
+           <set-header name="x-parts" exists-action="override"><value>@($"{context.Request.OriginalUrl.Scheme}|{context.Request.OriginalUrl.Host}|{context.Request.OriginalUrl.Path}|{context.Request.OriginalUrl.QueryString}|{context.Request.OriginalUrl.Query.GetValueOrDefault("page", "-")}|{context.Request.Url.Query.GetValueOrDefault("page", "-")}")</value></set-header>"#,
+    );
+    let mut counters = Counters::new(1 << 20);
+    let mut client = Client::new();
+    client.query = Some("page=1&q=z");
+    let (decided, p) = inbound(&rt, &mut counters, &client);
+    assert_eq!(decided, Inbound::Forward);
+    assert_eq!(
+        header(&p.st, "x-url"),
+        Some(vec!["http://gw.test/t/items/42?page=2&q=z"])
+    );
+    assert_eq!(
+        header(&p.st, "x-original"),
+        Some(vec!["http://gw.test/t/items/42?page=1&q=z"])
+    );
+    assert_eq!(
+        header(&p.st, "x-parts"),
+        Some(vec!["http|gw.test|/t/items/42|page=1&q=z|1|2"])
+    );
 }

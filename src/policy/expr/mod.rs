@@ -93,6 +93,11 @@ pub enum Field {
     RequestScheme,
     RequestPort,
     RequestQueryString,
+    /// `context.Request.OriginalUrl.QueryString`: as the client sent it.
+    OriginalQueryString,
+    /// `context.Request.Url.ToString()` and `OriginalUrl.ToString()`: the whole URL.
+    RequestUrl,
+    OriginalUrl,
     ResponseStatus,
     ResponseReason,
     SubscriptionId,
@@ -121,6 +126,8 @@ pub enum Field {
 pub enum Lookup {
     RequestHeader,
     RequestQuery,
+    /// `context.Request.OriginalUrl.Query`: the query as the client sent it.
+    OriginalQuery,
     MatchedParameter,
     ResponseHeader,
     Variable,

@@ -272,6 +272,7 @@ impl Parser {
         let l = match p.as_slice() {
             ["context", "Request", "Headers"] => Lookup::RequestHeader,
             ["context", "Request", "Url", "Query"] => Lookup::RequestQuery,
+            ["context", "Request", "OriginalUrl", "Query"] => Lookup::OriginalQuery,
             ["context", "Request", "MatchedParameters"] => Lookup::MatchedParameter,
             ["context", "Response", "Headers"] => Lookup::ResponseHeader,
             ["context", "Variables"] => Lookup::Variable,
@@ -279,7 +280,10 @@ impl Parser {
         };
         if matches!(
             l,
-            Lookup::RequestHeader | Lookup::RequestQuery | Lookup::MatchedParameter
+            Lookup::RequestHeader
+                | Lookup::RequestQuery
+                | Lookup::OriginalQuery
+                | Lookup::MatchedParameter
         ) {
             self.reads_request = true;
         }
@@ -381,6 +385,25 @@ impl Parser {
                 }
                 Ok(Chain::Value(Node::Method(m, Box::new(v), args)))
             }
+            Chain::Path(path, _)
+                if name == "ToString"
+                    && matches!(
+                        path.iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .as_slice(),
+                        ["context", "Request", "Url" | "OriginalUrl"]
+                    ) =>
+            {
+                self.expect(&Tok::Punct("("))?;
+                self.expect(&Tok::Punct(")"))?;
+                self.reads_request = true;
+                Ok(Chain::Value(Node::Field(if path[2] == "Url" {
+                    Field::RequestUrl
+                } else {
+                    Field::OriginalUrl
+                })))
+            }
             Chain::Path(mut path, start) => {
                 path.push(name.clone());
                 let p: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -451,9 +474,9 @@ impl Parser {
                         let known_prefix = matches!(
                             p.as_slice(),
                             ["context", "Request"]
-                                | ["context", "Request", "Url"]
+                                | ["context", "Request", "Url" | "OriginalUrl"]
                                 | ["context", "Request", "Headers"]
-                                | ["context", "Request", "Url", "Query"]
+                                | ["context", "Request", "Url" | "OriginalUrl", "Query"]
                                 | ["context", "Request", "MatchedParameters"]
                                 | ["context", "Response"]
                                 | ["context", "Response", "Headers"]
@@ -482,11 +505,14 @@ pub(super) fn field_of(path: &[&str]) -> Option<Field> {
     Some(match path {
         ["context", "Request", "Method"] => Field::RequestMethod,
         ["context", "Request", "IpAddress"] => Field::RequestIp,
-        ["context", "Request", "Url", "Path"] => Field::RequestPath,
-        ["context", "Request", "Url", "Host"] => Field::RequestHost,
-        ["context", "Request", "Url", "Scheme"] => Field::RequestScheme,
-        ["context", "Request", "Url", "Port"] => Field::RequestPort,
+        // the gateway does not move the request's path or host: Url and OriginalUrl
+        // differ in their query (set-query-parameter edits Url's)
+        ["context", "Request", "Url" | "OriginalUrl", "Path"] => Field::RequestPath,
+        ["context", "Request", "Url" | "OriginalUrl", "Host"] => Field::RequestHost,
+        ["context", "Request", "Url" | "OriginalUrl", "Scheme"] => Field::RequestScheme,
+        ["context", "Request", "Url" | "OriginalUrl", "Port"] => Field::RequestPort,
         ["context", "Request", "Url", "QueryString"] => Field::RequestQueryString,
+        ["context", "Request", "OriginalUrl", "QueryString"] => Field::OriginalQueryString,
         ["context", "Response", "StatusCode"] => Field::ResponseStatus,
         ["context", "Response", "StatusReason"] => Field::ResponseReason,
         ["context", "Subscription", "Id"] => Field::SubscriptionId,

@@ -58,8 +58,12 @@ impl Behaviour for SetQueryParameter {
         let exists = q.iter().any(|(k, _)| k == name);
         match self.action {
             ExistsAction::Override => {
+                // the new values take the place of the first old one (the query keeps
+                // its order), or go at the end when the parameter was absent
+                let at = q.iter().position(|(k, _)| k == name).unwrap_or(q.len());
                 q.retain(|(k, _)| k != name);
-                q.extend(vals.into_iter().map(|v| (name.clone(), v)));
+                let at = at.min(q.len());
+                q.splice(at..at, vals.into_iter().map(|v| (name.clone(), v)));
             }
             ExistsAction::Skip if exists => {}
             ExistsAction::Skip | ExistsAction::Append => {
