@@ -172,8 +172,23 @@ enum StrMethod {
     ToUpper,
     Substring,
     Trim,
+    TrimStart,
+    TrimEnd,
+    Replace,
+    IndexOf,
+    LastIndexOf,
     ToString,
     Length,
+}
+
+/// Static members of `string`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrStatic {
+    IsNullOrEmpty,
+    IsNullOrWhiteSpace,
+    Concat,
+    Format,
+    Equals,
 }
 
 #[derive(Debug, Clone)]
@@ -199,7 +214,7 @@ enum Node {
     Cond(Box<Node>, Box<Node>, Box<Node>),
     Cast(Ty, Box<Node>),
     Method(StrMethod, Box<Node>, Vec<Node>),
-    IsNullOrEmpty(Box<Node>),
+    StrStatic(StrStatic, Vec<Node>),
     /// `$"..."`: the parts' texts joined (null prints as nothing, bools as True/False).
     Interp(Vec<Node>),
 }
@@ -323,7 +338,11 @@ impl Expr {
 
 fn ty_of(n: &Node, locals: &[Node]) -> Ty {
     match n {
-        Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) | Node::IsNullOrEmpty(_) => Ty::Bool,
+        Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) => Ty::Bool,
+        Node::StrStatic(f, _) => match f {
+            StrStatic::Concat | StrStatic::Format => Ty::Str,
+            _ => Ty::Bool,
+        },
         Node::Int(_) => Ty::Int,
         Node::Str(_) | Node::Interp(_) => Ty::Str,
         Node::Null => Ty::Any,
@@ -357,7 +376,7 @@ fn ty_of(n: &Node, locals: &[Node]) -> Ty {
         Node::Cast(t, _) => *t,
         Node::Method(m, ..) => match m {
             StrMethod::StartsWith | StrMethod::EndsWith | StrMethod::Contains => Ty::Bool,
-            StrMethod::Length => Ty::Int,
+            StrMethod::Length | StrMethod::IndexOf | StrMethod::LastIndexOf => Ty::Int,
             _ => Ty::Str,
         },
     }
@@ -439,68 +458,170 @@ fn eval<'e>(n: &'e Node, env: &'e dyn Env, slots: &[Val<'e>]) -> Result<Val<'e>,
             binary(*op, x, y)?
         }
         Node::Cast(t, a) => cast_to(*t, eval(a, env, slots)?)?,
-        Node::IsNullOrEmpty(a) => Val::Bool(match eval(a, env, slots)? {
-            Val::Null => true,
-            Val::Str(s) => s.is_empty(),
-            _ => return Err(EvalError("string.IsNullOrEmpty needs a string")),
+        Node::StrStatic(f, args) => string_static(*f, args, env, slots)?,
+        Node::Method(m, target, args) => string_method(*m, target, args, env, slots)?,
+    })
+}
+
+/// A string member on the value of `target`.
+fn string_method<'e>(
+    m: StrMethod,
+    target: &'e Node,
+    args: &'e [Node],
+    env: &'e dyn Env,
+    slots: &[Val<'e>],
+) -> Result<Val<'e>, EvalError> {
+    let t = eval(target, env, slots)?;
+    if m == StrMethod::ToString {
+        return Ok(match t {
+            Val::Null => return Err(EvalError("ToString() on a null value")),
+            Val::Str(s) => Val::Str(s),
+            other => Val::Str(Cow::Owned(other.to_text().into_owned())),
+        });
+    }
+    let s = match t {
+        Val::Str(s) => s,
+        Val::Null => return Err(EvalError("a string method was called on a null value")),
+        _ => return Err(EvalError("a string method was called on a non-string")),
+    };
+    let arg_str = |i: usize| -> Result<Cow<'e, str>, EvalError> {
+        match args.get(i).map(|a| eval(a, env, slots)).transpose()? {
+            Some(Val::Str(a)) => Ok(a),
+            _ => Err(EvalError("a string argument is null or not a string")),
+        }
+    };
+    let arg_int = |i: usize| -> Result<Option<i64>, EvalError> {
+        match args.get(i).map(|a| eval(a, env, slots)).transpose()? {
+            None => Ok(None),
+            Some(Val::Int(n)) => Ok(Some(n)),
+            Some(_) => Err(EvalError("an int argument is not an int")),
+        }
+    };
+    Ok(match m {
+        StrMethod::StartsWith => Val::Bool(s.starts_with(&*arg_str(0)?)),
+        StrMethod::EndsWith => Val::Bool(s.ends_with(&*arg_str(0)?)),
+        StrMethod::Contains => Val::Bool(s.contains(&*arg_str(0)?)),
+        StrMethod::ToLower => Val::Str(lower(s)),
+        StrMethod::ToUpper => Val::Str(Cow::Owned(s.to_uppercase())),
+        StrMethod::Trim => Val::Str(match s {
+            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
         }),
-        Node::Method(m, target, args) => {
-            let t = eval(target, env, slots)?;
-            if *m == StrMethod::ToString {
-                return Ok(match t {
-                    Val::Null => return Err(EvalError("ToString() on a null value")),
-                    Val::Str(s) => Val::Str(s),
-                    other => Val::Str(Cow::Owned(other.to_text().into_owned())),
-                });
+        StrMethod::Length => Val::Int(s.chars().count() as i64),
+        StrMethod::TrimStart => Val::Str(Cow::Owned(s.trim_start().to_string())),
+        StrMethod::TrimEnd => Val::Str(Cow::Owned(s.trim_end().to_string())),
+        StrMethod::Replace => {
+            let from = arg_str(0)?;
+            if from.is_empty() {
+                return Err(EvalError("String cannot be of zero length (Replace)"));
             }
-            let s = match t {
-                Val::Str(s) => s,
-                Val::Null => return Err(EvalError("a string method was called on a null value")),
-                _ => return Err(EvalError("a string method was called on a non-string")),
+            Val::Str(Cow::Owned(s.replace(&*from, &arg_str(1)?)))
+        }
+        StrMethod::IndexOf => {
+            let from = arg_int(1)?.unwrap_or(0);
+            let start = usize::try_from(from)
+                .ok()
+                .and_then(|n| s.char_indices().map(|(i, _)| i).chain([s.len()]).nth(n));
+            let Some(start) = start else {
+                return Err(EvalError("startIndex must be within the string (IndexOf)"));
             };
-            let arg_str = |i: usize| -> Result<Cow<'e, str>, EvalError> {
-                match args.get(i).map(|a| eval(a, env, slots)).transpose()? {
-                    Some(Val::Str(a)) => Ok(a),
-                    _ => Err(EvalError("a string argument is null or not a string")),
-                }
-            };
-            let arg_int = |i: usize| -> Result<Option<i64>, EvalError> {
-                match args.get(i).map(|a| eval(a, env, slots)).transpose()? {
-                    None => Ok(None),
-                    Some(Val::Int(n)) => Ok(Some(n)),
-                    Some(_) => Err(EvalError("an int argument is not an int")),
-                }
-            };
-            match m {
-                StrMethod::StartsWith => Val::Bool(s.starts_with(&*arg_str(0)?)),
-                StrMethod::EndsWith => Val::Bool(s.ends_with(&*arg_str(0)?)),
-                StrMethod::Contains => Val::Bool(s.contains(&*arg_str(0)?)),
-                StrMethod::ToLower => Val::Str(lower(s)),
-                StrMethod::ToUpper => Val::Str(Cow::Owned(s.to_uppercase())),
-                StrMethod::Trim => Val::Str(match s {
-                    Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                    Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-                }),
-                StrMethod::Length => Val::Int(s.chars().count() as i64),
-                StrMethod::Substring => {
-                    let start = arg_int(0)?.unwrap_or(0);
-                    let chars: Vec<char> = s.chars().collect();
-                    let len = arg_int(1)?.unwrap_or(chars.len() as i64 - start);
-                    if start < 0 || len < 0 || (start + len) as usize > chars.len() {
-                        return Err(EvalError(
-                            "Substring index and length must refer to a location within the string",
-                        ));
-                    }
-                    Val::Str(Cow::Owned(
-                        chars[start as usize..(start + len) as usize]
-                            .iter()
-                            .collect(),
-                    ))
-                }
-                StrMethod::ToString => Val::Str(s),
+            let found = s[start..].find(&*arg_str(0)?).map(|i| i + start);
+            Val::Int(char_index(&s, found))
+        }
+        StrMethod::LastIndexOf => Val::Int(char_index(&s, s.rfind(&*arg_str(0)?))),
+        StrMethod::Substring => {
+            let start = arg_int(0)?.unwrap_or(0);
+            let chars: Vec<char> = s.chars().collect();
+            let len = arg_int(1)?.unwrap_or(chars.len() as i64 - start);
+            if start < 0 || len < 0 || (start + len) as usize > chars.len() {
+                return Err(EvalError(
+                    "Substring index and length must refer to a location within the string",
+                ));
             }
+            Val::Str(Cow::Owned(
+                chars[start as usize..(start + len) as usize]
+                    .iter()
+                    .collect(),
+            ))
+        }
+        StrMethod::ToString => Val::Str(s),
+    })
+}
+
+/// A byte position in `s` as C# counts it (characters), or -1.
+fn char_index(s: &str, at: Option<usize>) -> i64 {
+    at.map_or(-1, |i| s[..i].chars().count() as i64)
+}
+
+/// `string.X(...)`.
+fn string_static<'e>(
+    f: StrStatic,
+    args: &'e [Node],
+    env: &'e dyn Env,
+    slots: &[Val<'e>],
+) -> Result<Val<'e>, EvalError> {
+    let mut values = Vec::with_capacity(args.len());
+    for a in args {
+        values.push(eval(a, env, slots)?);
+    }
+    let text = |v: &Val| -> Result<bool, EvalError> {
+        match v {
+            Val::Null | Val::Str(_) => Ok(true),
+            _ => Err(EvalError("a string argument is not a string")),
+        }
+    };
+    Ok(match f {
+        StrStatic::IsNullOrEmpty | StrStatic::IsNullOrWhiteSpace => {
+            text(&values[0])?;
+            let s = values[0].to_text();
+            Val::Bool(if f == StrStatic::IsNullOrEmpty {
+                s.is_empty()
+            } else {
+                s.trim().is_empty()
+            })
+        }
+        StrStatic::Equals => {
+            text(&values[0])?;
+            text(&values[1])?;
+            Val::Bool(values[0] == values[1])
+        }
+        StrStatic::Concat => Val::Str(Cow::Owned(values.iter().map(|v| v.to_text()).collect())),
+        StrStatic::Format => {
+            let Val::Str(format) = &values[0] else {
+                return Err(EvalError("string.Format needs a format string"));
+            };
+            Val::Str(Cow::Owned(format_text(format, &values[1..])?))
         }
     })
+}
+
+/// `string.Format`'s `{0}` placeholders (and `{{` / `}}`); a format or alignment in a
+/// placeholder is not supported yet.
+fn format_text(format: &str, values: &[Val]) -> Result<String, EvalError> {
+    let bad = || EvalError("Input string was not in a correct format (string.Format)");
+    let mut out = String::with_capacity(format.len());
+    let mut rest = format;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let brace = rest.as_bytes()[i];
+        if rest.as_bytes().get(i + 1) == Some(&brace) {
+            out.push(char::from(brace));
+            rest = &rest[i + 2..];
+            continue;
+        }
+        if brace == b'}' {
+            return Err(bad());
+        }
+        let close = rest[i..].find('}').ok_or_else(bad)? + i;
+        let index: usize = rest[i + 1..close].trim().parse().map_err(|_| bad())?;
+        let value = values.get(index).ok_or(EvalError(
+            "Index (zero based) must be greater than or equal to zero and less than the size of the argument list (string.Format)",
+        ))?;
+        out.push_str(&value.to_text());
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
@@ -682,6 +803,54 @@ mod tests {
                 r#""a".Equals("b", StringComparison.Whatever)"#,
                 "unknown StringComparison.Whatever",
             ),
+        ] {
+            let got = run(text).expect_err(text);
+            assert!(got.contains(error), "{text}: {got}");
+        }
+    }
+
+    /// String members and statics that APIM documents use most after the literals.
+    #[test]
+    fn string_members_and_statics() {
+        let cases: &[(&str, Val)] = &[
+            (r#""a-b-c".Replace("-", "/")"#, s("a/b/c")),
+            (r#""héllo wörld".IndexOf("wö")"#, Val::Int(6)),
+            (r#""abcabc".LastIndexOf("b")"#, Val::Int(4)),
+            (r#""abc".IndexOf("z")"#, Val::Int(-1)),
+            (
+                r#""  x  ".TrimStart() + "|" + "  y  ".TrimEnd() + "|""#,
+                s("x  |  y|"),
+            ),
+            (
+                r#""/a/b/c".Substring(0, "/a/b/c".IndexOf("/", 1))"#,
+                s("/a"),
+            ),
+            (r#""/a/b/c".IndexOf("/", 6)"#, Val::Int(-1)),
+            (r#"string.IsNullOrWhiteSpace("  \t")"#, Val::Bool(true)),
+            (r#"String.IsNullOrEmpty(null)"#, Val::Bool(true)),
+            (
+                r#"string.Concat("a", 1, true, null, context.Request.Method)"#,
+                s("a1TrueGET"),
+            ),
+            (
+                r#"string.Format("{0}:{1} {{x}} {0}", context.Request.Method, 42)"#,
+                s("GET:42 {x} GET"),
+            ),
+            (
+                r#"string.Equals(context.Request.Method, "GET")"#,
+                Val::Bool(true),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        for (text, error) in [
+            (r#"string.Format("{1}", "a")"#, "Index (zero based)"),
+            (r#""/a/b/c".IndexOf("/", 9)"#, "startIndex must be within"),
+            (r#"string.Format("{0", "a")"#, "not in a correct format"),
+            (r#""abc".Replace("", "x")"#, "zero length"),
+            (r#"string.Join(",", "a")"#, "string.Join is not supported"),
+            (r#"string.Format(1)"#, "needs a format string"),
         ] {
             let got = run(text).expect_err(text);
             assert!(got.contains(error), "{text}: {got}");

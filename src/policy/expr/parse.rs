@@ -176,25 +176,7 @@ impl Parser {
                 "false" => Chain::Value(Node::Bool(false)),
                 "null" => Chain::Value(Node::Null),
                 "context" => Chain::Path(vec!["context".into()], at),
-                "string" => {
-                    // string.IsNullOrEmpty(x)
-                    self.expect(&Tok::Punct("."))?;
-                    let m_at = self.offset();
-                    match self.next() {
-                        Tok::Ident(m) if m == "IsNullOrEmpty" => {
-                            self.expect(&Tok::Punct("("))?;
-                            let a = self.expr()?;
-                            self.expect(&Tok::Punct(")"))?;
-                            Chain::Value(Node::IsNullOrEmpty(Box::new(a)))
-                        }
-                        _ => {
-                            return Err(self.err_at(
-                                m_at,
-                                "only string.IsNullOrEmpty(...) is supported on 'string'",
-                            ))
-                        }
-                    }
-                }
+                "string" | "String" => Chain::Value(self.string_static()?),
                 name => match self.locals.iter().position(|l| l == name) {
                     Some(i) => Chain::Value(Node::Local(i)),
                     None => {
@@ -252,6 +234,38 @@ impl Parser {
     }
 
     /// `(args)` after a method name.
+    /// `string.IsNullOrEmpty(x)`, `IsNullOrWhiteSpace(x)`, `Concat(a, ...)`,
+    /// `Format(text, a, ...)` and `Equals(a, b)`.
+    pub(super) fn string_static(&mut self) -> Result<Node, ParseError> {
+        self.expect(&Tok::Punct("."))?;
+        let at = self.offset();
+        let name = match self.next() {
+            Tok::Ident(m) => m,
+            _ => return Err(self.err_at(at, "expected a member of 'string'")),
+        };
+        let (f, min, max) = match name.as_str() {
+            "IsNullOrEmpty" => (StrStatic::IsNullOrEmpty, 1, 1),
+            "IsNullOrWhiteSpace" => (StrStatic::IsNullOrWhiteSpace, 1, 1),
+            "Concat" => (StrStatic::Concat, 1, 64),
+            "Format" => (StrStatic::Format, 1, 64),
+            "Equals" => (StrStatic::Equals, 2, 2),
+            _ => {
+                return Err(self.err_at(
+                    at,
+                    format!("string.{name} is not supported (IsNullOrEmpty, IsNullOrWhiteSpace, Concat, Format, Equals are)"),
+                ))
+            }
+        };
+        let args = self.args()?;
+        if args.len() < min || args.len() > max {
+            return Err(self.err_at(at, format!("string.{name} takes {min}..{max} arguments")));
+        }
+        if f == StrStatic::Format && !matches!(ty_of(&args[0], &[]), Ty::Str | Ty::Any) {
+            return Err(self.err_at(at, "string.Format needs a format string first"));
+        }
+        Ok(Node::StrStatic(f, args))
+    }
+
     pub(super) fn args(&mut self) -> Result<Vec<Node>, ParseError> {
         self.expect(&Tok::Punct("("))?;
         let mut args = Vec::new();
@@ -345,6 +359,54 @@ impl Parser {
         })
     }
 
+    /// A member of a string value: `StartsWith`, `Replace`, `Length`...
+    pub(super) fn string_member(
+        &mut self,
+        v: Node,
+        name: &str,
+        at: usize,
+    ) -> Result<Node, ParseError> {
+        let m = match name {
+            "StartsWith" => StrMethod::StartsWith,
+            "EndsWith" => StrMethod::EndsWith,
+            "Contains" => StrMethod::Contains,
+            "ToLower" | "ToLowerInvariant" => StrMethod::ToLower,
+            "ToUpper" | "ToUpperInvariant" => StrMethod::ToUpper,
+            "Substring" => StrMethod::Substring,
+            "Trim" => StrMethod::Trim,
+            "TrimStart" => StrMethod::TrimStart,
+            "TrimEnd" => StrMethod::TrimEnd,
+            "Replace" => StrMethod::Replace,
+            "IndexOf" => StrMethod::IndexOf,
+            "LastIndexOf" => StrMethod::LastIndexOf,
+            "ToString" => StrMethod::ToString,
+            "Length" => StrMethod::Length,
+            _ => return Err(self.err_at(at, format!("member '{name}' is not supported"))),
+        };
+        let ty = ty_of(&v, &[]);
+        if m != StrMethod::ToString && matches!(ty, Ty::Int | Ty::Bool) {
+            return Err(self.err_at(at, format!("'{name}' needs a string")));
+        }
+        let args = if m == StrMethod::Length {
+            Vec::new()
+        } else {
+            self.args()?
+        };
+        let (min, max) = match m {
+            StrMethod::StartsWith
+            | StrMethod::EndsWith
+            | StrMethod::Contains
+            | StrMethod::LastIndexOf => (1, 1),
+            StrMethod::IndexOf | StrMethod::Substring => (1, 2),
+            StrMethod::Replace => (2, 2),
+            _ => (0, 0),
+        };
+        if args.len() < min || args.len() > max {
+            return Err(self.err_at(at, format!("'{name}' takes {min}..{max} arguments")));
+        }
+        Ok(Node::Method(m, Box::new(v), args))
+    }
+
     pub(super) fn member(
         &mut self,
         chain: Chain,
@@ -353,38 +415,7 @@ impl Parser {
     ) -> Result<Chain, ParseError> {
         match chain {
             Chain::Value(v) if name == "Equals" => Ok(Chain::Value(self.equals(v)?)),
-            Chain::Value(v) => {
-                let m = match name.as_str() {
-                    "StartsWith" => StrMethod::StartsWith,
-                    "EndsWith" => StrMethod::EndsWith,
-                    "Contains" => StrMethod::Contains,
-                    "ToLower" | "ToLowerInvariant" => StrMethod::ToLower,
-                    "ToUpper" | "ToUpperInvariant" => StrMethod::ToUpper,
-                    "Substring" => StrMethod::Substring,
-                    "Trim" => StrMethod::Trim,
-                    "ToString" => StrMethod::ToString,
-                    "Length" => StrMethod::Length,
-                    _ => return Err(self.err_at(at, format!("member '{name}' is not supported"))),
-                };
-                let ty = ty_of(&v, &[]);
-                if m != StrMethod::ToString && matches!(ty, Ty::Int | Ty::Bool) {
-                    return Err(self.err_at(at, format!("'{name}' needs a string")));
-                }
-                let args = if m == StrMethod::Length {
-                    Vec::new()
-                } else {
-                    self.args()?
-                };
-                let (min, max) = match m {
-                    StrMethod::StartsWith | StrMethod::EndsWith | StrMethod::Contains => (1, 1),
-                    StrMethod::Substring => (1, 2),
-                    _ => (0, 0),
-                };
-                if args.len() < min || args.len() > max {
-                    return Err(self.err_at(at, format!("'{name}' takes {min}..{max} arguments")));
-                }
-                Ok(Chain::Value(Node::Method(m, Box::new(v), args)))
-            }
+            Chain::Value(v) => Ok(Chain::Value(self.string_member(v, &name, at)?)),
             Chain::Path(path, _)
                 if name == "ToString"
                     && matches!(
