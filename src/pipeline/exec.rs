@@ -121,7 +121,9 @@ impl Env for View<'_> {
                 (None, Some(x)) => Val::Str(Cow::Borrowed(x.reason)),
                 _ => Val::Str(Cow::Borrowed("OK")),
             },
-            Field::SubscriptionId => opt(self.who.subscription.map(|s| s.id.as_str())),
+            Field::SubscriptionId | Field::SubscriptionObject => {
+                opt(self.who.subscription.map(|s| s.id.as_str()))
+            }
             Field::SubscriptionKey => match self.who.subscription {
                 Some(_) => Val::Str(Cow::Borrowed(self.who.key)),
                 None => Val::Null,
@@ -133,7 +135,7 @@ impl Env for View<'_> {
             Field::OperationId => Val::Str(Cow::Borrowed(&self.who.op.id)),
             Field::OperationMethod => Val::Str(Cow::Borrowed(&self.who.op.method)),
             Field::OperationTemplate => Val::Str(Cow::Borrowed(self.who.op.template.text())),
-            Field::ProductId => opt(self.who.product.map(|p| p.id.as_str())),
+            Field::ProductId | Field::ProductObject => opt(self.who.product.map(|p| p.id.as_str())),
             Field::ProductName => opt(self.who.product.map(|p| p.name.as_str())),
             Field::RequestId => Val::Str(Cow::Borrowed(&self.st.request_id)),
             Field::GatewayId => Val::Str(Cow::Borrowed(self.who.gateway_id)),

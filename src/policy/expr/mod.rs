@@ -98,6 +98,10 @@ pub enum Field {
     /// `context.Request.Url.ToString()` and `OriginalUrl.ToString()`: the whole URL.
     RequestUrl,
     OriginalUrl,
+    /// `context.Subscription` / `context.Product` as values: null without one (only
+    /// compared with null; their members are fields of their own).
+    SubscriptionObject,
+    ProductObject,
     ResponseStatus,
     ResponseReason,
     SubscriptionId,
@@ -215,6 +219,10 @@ enum Node {
     Cast(Ty, Box<Node>),
     Method(StrMethod, Box<Node>, Vec<Node>),
     StrStatic(StrStatic, Vec<Node>),
+    /// `a ?? b`.
+    Coalesce(Box<Node>, Box<Node>),
+    /// `x?.Member(...)`: null when `x` is (the member's target).
+    NullSafe(Box<Node>),
     /// `$"..."`: the parts' texts joined (null prints as nothing, bools as True/False).
     Interp(Vec<Node>),
 }
@@ -348,8 +356,18 @@ fn ty_of(n: &Node, locals: &[Node]) -> Ty {
         Node::Null => Ty::Any,
         Node::Field(f) => match f {
             Field::ResponseStatus | Field::RequestPort => Ty::Int,
+            Field::SubscriptionObject | Field::ProductObject => Ty::Any,
             _ => Ty::Str,
         },
+        Node::Coalesce(a, b) => {
+            let (x, y) = (ty_of(a, locals), ty_of(b, locals));
+            if x == y {
+                x
+            } else {
+                Ty::Any
+            }
+        }
+        Node::NullSafe(member) => ty_of(member, locals),
         Node::Lookup { lookup, cast, .. } => match (lookup, cast) {
             (_, Some(t)) => *t,
             (Lookup::Variable, None) => Ty::Any,
@@ -459,6 +477,14 @@ fn eval<'e>(n: &'e Node, env: &'e dyn Env, slots: &[Val<'e>]) -> Result<Val<'e>,
         }
         Node::Cast(t, a) => cast_to(*t, eval(a, env, slots)?)?,
         Node::StrStatic(f, args) => string_static(*f, args, env, slots)?,
+        Node::Coalesce(a, b) => match eval(a, env, slots)? {
+            Val::Null => eval(b, env, slots)?,
+            v => v,
+        },
+        Node::NullSafe(member) => match &**member {
+            Node::Method(_, target, _) if eval(target, env, slots)? == Val::Null => Val::Null,
+            other => eval(other, env, slots)?,
+        },
         Node::Method(m, target, args) => string_method(*m, target, args, env, slots)?,
     })
 }
@@ -712,7 +738,7 @@ mod tests {
                 Field::RequestMethod => Val::Str("GET".into()),
                 Field::RequestIp => Val::Str("10.0.0.7".into()),
                 Field::ResponseStatus => Val::Int(200),
-                Field::SubscriptionId => Val::Str("sub-1".into()),
+                Field::SubscriptionId | Field::SubscriptionObject => Val::Str("sub-1".into()),
                 _ => Val::Null,
             }
         }
@@ -855,6 +881,44 @@ mod tests {
             let got = run(text).expect_err(text);
             assert!(got.contains(error), "{text}: {got}");
         }
+    }
+
+    /// Null handling as APIM documents write it: `??`, `?.`, and the call's optional
+    /// objects compared with null.
+    #[test]
+    fn null_coalescing_safe_navigation_and_optional_objects() {
+        let cases: &[(&str, Val)] = &[
+            (
+                r#"context.Request.Headers.GetValueOrDefault("nope") ?? "dflt""#,
+                s("dflt"),
+            ),
+            (r#"null ?? null ?? "c""#, s("c")),
+            (
+                r#"context.Request.Headers.GetValueOrDefault("nope")?.ToLower() ?? "none""#,
+                s("none"),
+            ),
+            (
+                r#"context.Request.Headers.GetValueOrDefault("X-Tier")?.ToLower()"#,
+                s("gold"),
+            ),
+            (r#"context.Subscription?.Id"#, s("sub-1")),
+            (r#"context.Subscription != null"#, Val::Bool(true)),
+            (r#"context.Product == null"#, Val::Bool(true)),
+            (r#"context.User == null"#, Val::Bool(true)),
+            (
+                r#"context.Product == null ? "no product" : context.Product.Name"#,
+                s("no product"),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        let got = run(r#"context.Request.Headers.GetValueOrDefault("nope").ToLower()"#);
+        assert_eq!(
+            got,
+            Err("a string method was called on a null value".to_string()),
+            "without ?. a null target is an error, as in C#"
+        );
     }
 
     #[test]

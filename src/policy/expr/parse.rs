@@ -74,7 +74,7 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return Err(self.err_at(self.offset(), "expression nested too deeply"));
         }
-        let c = self.or()?;
+        let c = self.coalesce()?;
         let r = if self.eat("?") {
             let a = self.expr()?;
             self.expect(&Tok::Punct(":"))?;
@@ -106,6 +106,18 @@ impl Parser {
             return Ok(left);
         }
     }
+    /// `a ?? b`: `b` when `a` is null (right to left, as in C#).
+    pub(super) fn coalesce(&mut self) -> Result<Node, ParseError> {
+        let left = self.or()?;
+        let at = self.offset();
+        if self.eat("??") {
+            self.count(at)?;
+            let right = self.coalesce()?;
+            return Ok(Node::Coalesce(Box::new(left), Box::new(right)));
+        }
+        Ok(left)
+    }
+
     pub(super) fn or(&mut self) -> Result<Node, ParseError> {
         self.binary_level(&[("||", BinOp::Or)], Parser::and)
     }
@@ -194,12 +206,17 @@ impl Parser {
         };
         loop {
             let at = self.offset();
-            if self.eat(".") {
+            let safe = self.peek() == Tok::Punct("?.");
+            if self.eat(".") || self.eat("?.") {
                 let name = match self.next() {
                     Tok::Ident(n) => n,
                     _ => return Err(self.err_at(at, "expected a member name after '.'")),
                 };
-                chain = self.member(chain, name, at)?;
+                // `?.` on context's objects is `.`: their members are null when they are
+                chain = match (safe, self.member(chain, name, at)?) {
+                    (true, Chain::Value(member)) => Chain::Value(Node::NullSafe(Box::new(member))),
+                    (_, other) => other,
+                };
             } else if self.peek() == Tok::Punct("[") {
                 self.pos += 1;
                 let key = self.expr()?;
@@ -227,6 +244,14 @@ impl Parser {
         }
         match chain {
             Chain::Value(v) => Ok(v),
+            // the objects a call may lack, as values: compared with null
+            Chain::Path(p, _) if p.len() == 2 && p[1] == "Subscription" => {
+                Ok(Node::Field(Field::SubscriptionObject))
+            }
+            Chain::Path(p, _) if p.len() == 2 && p[1] == "Product" => {
+                Ok(Node::Field(Field::ProductObject))
+            }
+            Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => Ok(Node::Null),
             Chain::Path(p, start) => {
                 Err(self.err_at(start, format!("'{}' is not a value", p.join("."))))
             }
@@ -512,6 +537,7 @@ impl Parser {
                                 | ["context", "Response"]
                                 | ["context", "Response", "Headers"]
                                 | ["context", "Subscription"]
+                                | ["context", "User"]
                                 | ["context", "Api"]
                                 | ["context", "Operation"]
                                 | ["context", "Product"]
