@@ -74,6 +74,11 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                 .parse()
                 .map_err(|_| error(start, "number too large"))?;
             out.push((Tok::Int(n), start));
+        } else if c == b'\'' {
+            let (ch, end) = char_literal(text, i)?;
+            i = end;
+            // a char is a one-character string here (no char arithmetic)
+            out.push((Tok::Str(ch.to_string()), start));
         } else if let Some((prefix, verbatim, interpolated)) = string_start(&text[i..]) {
             i += prefix;
             let (tok, end) = if interpolated {
@@ -93,6 +98,35 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
         }
     }
     Ok(out)
+}
+
+/// `'x'` or `'\n'` from `i` (its opening quote): the char and the offset after it.
+fn char_literal(text: &str, i: usize) -> Result<(char, usize), ParseError> {
+    let rest = &text[i + 1..];
+    let mut chars = rest.chars();
+    let (ch, len) = match chars.next() {
+        Some('\\') => {
+            let esc = chars.next().unwrap_or('?');
+            let ch = match esc {
+                '\'' => '\'',
+                '"' => '"',
+                '\\' => '\\',
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                '0' => '\0',
+                _ => return Err(error(i, "unsupported escape in a char literal")),
+            };
+            (ch, 1 + esc.len_utf8())
+        }
+        Some('\'') | None => return Err(error(i, "empty char literal")),
+        Some(ch) => (ch, ch.len_utf8()),
+    };
+    if rest[len..].starts_with('\'') {
+        Ok((ch, i + 1 + len + 1))
+    } else {
+        Err(error(i, "a char literal holds one character"))
+    }
 }
 
 /// Where a string's text stopped.

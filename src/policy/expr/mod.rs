@@ -529,6 +529,18 @@ fn string_method<'e>(
         StrMethod::Contains => Val::Bool(s.contains(&*arg_str(0)?)),
         StrMethod::ToLower => Val::Str(lower(s)),
         StrMethod::ToUpper => Val::Str(Cow::Owned(s.to_uppercase())),
+        StrMethod::Trim | StrMethod::TrimStart | StrMethod::TrimEnd if !args.is_empty() => {
+            let mut set = String::new();
+            for i in 0..args.len() {
+                set.push_str(&arg_str(i)?);
+            }
+            let trim = |c: char| set.contains(c);
+            Val::Str(Cow::Owned(match m {
+                StrMethod::TrimStart => s.trim_start_matches(trim).to_string(),
+                StrMethod::TrimEnd => s.trim_end_matches(trim).to_string(),
+                _ => s.trim_matches(trim).to_string(),
+            }))
+        }
         StrMethod::Trim => Val::Str(match s {
             Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
             Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
@@ -919,6 +931,30 @@ mod tests {
             Err("a string method was called on a null value".to_string()),
             "without ?. a null target is an error, as in C#"
         );
+    }
+
+    /// Char literals (one-character strings here) and trimming given characters.
+    #[test]
+    fn char_literals_and_trimming_characters() {
+        let cases: &[(&str, Val)] = &[
+            (r#""/a/b/".TrimEnd('/')"#, s("/a/b")),
+            (r#""/a/b/".TrimStart('/')"#, s("a/b/")),
+            (r#""-x_-".Trim('-', '_')"#, s("x")),
+            (r#""a,b".IndexOf(',')"#, Val::Int(1)),
+            (r#""it's".Replace('\'', '"')"#, s("it\"s")),
+            (r#"'\n' == "\n""#, Val::Bool(true)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        for (text, error) in [
+            ("''", "empty char literal"),
+            ("'ab'", "holds one character"),
+            (r"'\q'", "unsupported escape"),
+        ] {
+            let got = run(text).expect_err(text);
+            assert!(got.contains(error), "{text}: {got}");
+        }
     }
 
     #[test]

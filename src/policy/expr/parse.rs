@@ -423,6 +423,8 @@ impl Parser {
             | StrMethod::Contains
             | StrMethod::LastIndexOf => (1, 1),
             StrMethod::IndexOf | StrMethod::Substring => (1, 2),
+            // the characters to trim (whitespace without)
+            StrMethod::Trim | StrMethod::TrimStart | StrMethod::TrimEnd => (0, 16),
             StrMethod::Replace => (2, 2),
             _ => (0, 0),
         };
