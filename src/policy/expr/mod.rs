@@ -185,6 +185,22 @@ enum StrMethod {
     Length,
 }
 
+/// Static members of other types: `Guid.NewGuid()`, `int.Parse`, `Convert.To*`,
+/// `bool.Parse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Static {
+    /// A new random (version 4) GUID, formatted as `ToString(format)` would: D, N, B or P.
+    NewGuid(u8),
+    /// `int.Parse` / `long.Parse`: a string with an integer (null is an error).
+    ParseInt,
+    /// `Convert.ToInt32` / `ToInt64`: an int, or a string parsed (null is 0).
+    ConvertInt,
+    /// `bool.Parse` / `Convert.ToBoolean`.
+    ParseBool,
+    /// `Convert.ToString`: the value's text (null is "").
+    ConvertString,
+}
+
 /// Static members of `string`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StrStatic {
@@ -219,6 +235,7 @@ enum Node {
     Cast(Ty, Box<Node>),
     Method(StrMethod, Box<Node>, Vec<Node>),
     StrStatic(StrStatic, Vec<Node>),
+    Static(Static, Vec<Node>),
     /// `a ?? b`.
     Coalesce(Box<Node>, Box<Node>),
     /// `x?.Member(...)`: null when `x` is (the member's target).
@@ -347,6 +364,11 @@ impl Expr {
 fn ty_of(n: &Node, locals: &[Node]) -> Ty {
     match n {
         Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) => Ty::Bool,
+        Node::Static(f, _) => match f {
+            Static::NewGuid(_) | Static::ConvertString => Ty::Str,
+            Static::ParseInt | Static::ConvertInt => Ty::Int,
+            Static::ParseBool => Ty::Bool,
+        },
         Node::StrStatic(f, _) => match f {
             StrStatic::Concat | StrStatic::Format => Ty::Str,
             _ => Ty::Bool,
@@ -477,6 +499,13 @@ fn eval<'e>(n: &'e Node, env: &'e dyn Env, slots: &[Val<'e>]) -> Result<Val<'e>,
         }
         Node::Cast(t, a) => cast_to(*t, eval(a, env, slots)?)?,
         Node::StrStatic(f, args) => string_static(*f, args, env, slots)?,
+        Node::Static(f, args) => {
+            let arg = match args.first() {
+                Some(a) => eval(a, env, slots)?,
+                None => Val::Null,
+            };
+            other_static(*f, arg)?
+        }
         Node::Coalesce(a, b) => match eval(a, env, slots)? {
             Val::Null => eval(b, env, slots)?,
             v => v,
@@ -584,6 +613,61 @@ fn string_method<'e>(
         }
         StrMethod::ToString => Val::Str(s),
     })
+}
+
+/// `Guid`, `int`, `bool` and `Convert` members on their argument.
+fn other_static(f: Static, arg: Val) -> Result<Val<'static>, EvalError> {
+    let int = |s: &str| -> Result<i64, EvalError> {
+        s.trim()
+            .parse()
+            .map_err(|_| EvalError("Input string was not in a correct format (int)"))
+    };
+    Ok(match (f, arg) {
+        (Static::NewGuid(format), _) => Val::Str(Cow::Owned(new_guid(format))),
+        (Static::ParseInt, Val::Null) => return Err(EvalError("Value cannot be null (int.Parse)")),
+        (Static::ConvertInt, Val::Null) => Val::Int(0),
+        (Static::ParseInt | Static::ConvertInt, Val::Int(n)) => Val::Int(n),
+        (Static::ParseInt | Static::ConvertInt, Val::Str(s)) => Val::Int(int(&s)?),
+        (Static::ConvertInt, Val::Bool(b)) => Val::Int(i64::from(b)),
+        (Static::ParseBool, Val::Bool(b)) => Val::Bool(b),
+        (Static::ParseBool, Val::Str(s)) if s.trim().eq_ignore_ascii_case("true") => {
+            Val::Bool(true)
+        }
+        (Static::ParseBool, Val::Str(s)) if s.trim().eq_ignore_ascii_case("false") => {
+            Val::Bool(false)
+        }
+        (Static::ParseBool, _) => {
+            return Err(EvalError("String was not recognized as a valid Boolean"))
+        }
+        (Static::ConvertString, v) => Val::Str(Cow::Owned(v.to_text().into_owned())),
+        (_, _) => return Err(EvalError("an argument of the wrong type")),
+    })
+}
+
+/// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
+/// (32 digits), `B` ({D}) or `P` ((D)).
+fn new_guid(format: u8) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // SystemRandom only fails if the OS has no randomness source at all
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let d = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    match format {
+        b'N' => hex,
+        b'B' => format!("{{{d}}}"),
+        b'P' => format!("({d})"),
+        _ => d,
+    }
 }
 
 /// A byte position in `s` as C# counts it (characters), or -1.
@@ -951,6 +1035,58 @@ mod tests {
             ("''", "empty char literal"),
             ("'ab'", "holds one character"),
             (r"'\q'", "unsupported escape"),
+        ] {
+            let got = run(text).expect_err(text);
+            assert!(got.contains(error), "{text}: {got}");
+        }
+    }
+
+    /// `Guid.NewGuid()`, `int.Parse`, `bool.Parse` and `Convert.To*`.
+    #[test]
+    fn guids_and_conversions() {
+        let cases: &[(&str, Val)] = &[
+            (r#"int.Parse(" 42 ") + 1"#, Val::Int(43)),
+            (r#"long.Parse("-7")"#, Val::Int(-7)),
+            (
+                r#"Convert.ToInt32((string)context.Variables["s"]) + 1"#,
+                Val::Int(8),
+            ),
+            (r#"Convert.ToInt32(null)"#, Val::Int(0)),
+            (
+                r#"bool.Parse("True") && Convert.ToBoolean("false") == false"#,
+                Val::Bool(true),
+            ),
+            (r#"Convert.ToString(12) + Convert.ToString(null)"#, s("12")),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        let hex = |c: char| c.is_ascii_hexdigit() && !c.is_ascii_uppercase();
+        let Ok(Val::Str(d)) = run("Guid.NewGuid().ToString()") else {
+            panic!("a guid")
+        };
+        let groups: Vec<&str> = d.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{d}"
+        );
+        assert!(d.chars().all(|c| c == '-' || hex(c)), "{d}");
+        assert_eq!(&groups[2][..1], "4", "version 4: {d}");
+        let Ok(Val::Str(n)) = run(r#"Guid.NewGuid().ToString("N")"#) else {
+            panic!("a guid")
+        };
+        assert!(n.len() == 32 && n.chars().all(hex), "{n}");
+        assert_ne!(
+            run("Guid.NewGuid().ToString()"),
+            run("Guid.NewGuid().ToString()")
+        );
+        for (text, error) in [
+            (r#"int.Parse("x")"#, "not in a correct format"),
+            (r#"int.Parse(null)"#, "Value cannot be null"),
+            (r#"bool.Parse("yes")"#, "not recognized as a valid Boolean"),
+            (r#"Guid.NewGuid().ToString("X")"#, "a GUID's format"),
+            (r#"Guid.Parse("x")"#, "Guid.Parse is not supported"),
         ] {
             let got = run(text).expect_err(text);
             assert!(got.contains(error), "{text}: {got}");

@@ -189,6 +189,9 @@ impl Parser {
                 "null" => Chain::Value(Node::Null),
                 "context" => Chain::Path(vec!["context".into()], at),
                 "string" | "String" => Chain::Value(self.string_static()?),
+                "Guid" | "int" | "long" | "Int32" | "Int64" | "bool" | "Boolean" | "Convert" => {
+                    Chain::Value(self.other_static(&w, at)?)
+                }
                 name => match self.locals.iter().position(|l| l == name) {
                     Some(i) => Chain::Value(Node::Local(i)),
                     None => {
@@ -289,6 +292,33 @@ impl Parser {
             return Err(self.err_at(at, "string.Format needs a format string first"));
         }
         Ok(Node::StrStatic(f, args))
+    }
+
+    /// `Guid.NewGuid()`, `int.Parse(s)`, `bool.Parse(s)`, `Convert.ToInt32(x)` and kin.
+    pub(super) fn other_static(&mut self, ty: &str, at: usize) -> Result<Node, ParseError> {
+        self.expect(&Tok::Punct("."))?;
+        let m_at = self.offset();
+        let member = match self.next() {
+            Tok::Ident(m) => m,
+            _ => return Err(self.err_at(m_at, format!("expected a member of '{ty}'"))),
+        };
+        let f = match (ty, member.as_str()) {
+            ("Guid", "NewGuid") => Static::NewGuid(b'D'),
+            ("int" | "long" | "Int32" | "Int64", "Parse") => Static::ParseInt,
+            ("bool" | "Boolean", "Parse") => Static::ParseBool,
+            ("Convert", "ToInt32" | "ToInt64") => Static::ConvertInt,
+            ("Convert", "ToBoolean") => Static::ParseBool,
+            ("Convert", "ToString") => Static::ConvertString,
+            _ => {
+                return Err(self.err_at(at, format!("{ty}.{member} is not supported")));
+            }
+        };
+        let args = self.args()?;
+        let want = usize::from(!matches!(f, Static::NewGuid(_)));
+        if args.len() != want {
+            return Err(self.err_at(m_at, format!("{ty}.{member} takes {want} argument(s)")));
+        }
+        Ok(Node::Static(f, args))
     }
 
     pub(super) fn args(&mut self) -> Result<Vec<Node>, ParseError> {
@@ -408,6 +438,16 @@ impl Parser {
             "Length" => StrMethod::Length,
             _ => return Err(self.err_at(at, format!("member '{name}' is not supported"))),
         };
+        // Guid.NewGuid().ToString("N"): the format goes to the GUID
+        if let (StrMethod::ToString, Node::Static(Static::NewGuid(_), _)) = (m, &v) {
+            let args = self.args()?;
+            let format = match args.as_slice() {
+                [] => b'D',
+                [Node::Str(f)] if ["D", "N", "B", "P"].contains(&f.as_str()) => f.as_bytes()[0],
+                _ => return Err(self.err_at(at, "a GUID's format is \"D\", \"N\", \"B\" or \"P\"")),
+            };
+            return Ok(Node::Static(Static::NewGuid(format), Vec::new()));
+        }
         let ty = ty_of(&v, &[]);
         if m != StrMethod::ToString && matches!(ty, Ty::Int | Ty::Bool) {
             return Err(self.err_at(at, format!("'{name}' needs a string")));
