@@ -23,9 +23,9 @@ pub(super) enum Part {
     Hole(Vec<(Tok, usize)>),
 }
 
-pub(super) const PUNCTS: [&str; 25] = [
+pub(super) const PUNCTS: [&str; 28] = [
     "??", "?.", "==", "!=", "<=", ">=", "&&", "||", "(", ")", "{", "}", "[", "]", ".", ",", ";",
-    "?", ":", "!", "<", ">", "+", "-", "=",
+    "?", ":", "!", "<", ">", "+", "-", "*", "/", "%", "=",
 ];
 
 fn error(offset: usize, message: impl Into<String>) -> ParseError {

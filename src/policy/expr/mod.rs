@@ -165,6 +165,9 @@ enum BinOp {
     Or,
     Add,
     Sub,
+    Mul,
+    Div,
+    Rem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,7 +405,7 @@ fn ty_of(n: &Node, locals: &[Node]) -> Ty {
                 (Ty::Str, _) | (_, Ty::Str) => Ty::Str,
                 _ => Ty::Any,
             },
-            BinOp::Sub => Ty::Int,
+            BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => Ty::Int,
             _ => Ty::Bool,
         },
         Node::Cond(_, a, b) => {
@@ -815,6 +818,21 @@ fn binary<'e>(op: BinOp, x: Val<'e>, y: Val<'e>) -> Result<Val<'e>, EvalError> {
             }
             _ => return Err(EvalError("- subtracts ints")),
         },
+        BinOp::Mul | BinOp::Div | BinOp::Rem => {
+            let (Val::Int(a), Val::Int(b)) = (x, y) else {
+                return Err(EvalError("* / and % take ints"));
+            };
+            if b == 0 && op != BinOp::Mul {
+                return Err(EvalError("Attempted to divide by zero"));
+            }
+            // C#'s integer division and remainder truncate toward zero, as Rust's do
+            let r = match op {
+                BinOp::Mul => a.checked_mul(b),
+                BinOp::Div => a.checked_div(b),
+                _ => a.checked_rem(b),
+            };
+            Val::Int(r.ok_or(EvalError("integer overflow"))?)
+        }
         BinOp::And | BinOp::Or => Val::Bool(x.truthy()? && y.truthy()?),
     })
 }
@@ -1091,6 +1109,26 @@ mod tests {
             let got = run(text).expect_err(text);
             assert!(got.contains(error), "{text}: {got}");
         }
+    }
+
+    /// `*`, `/` and `%` on ints, with C#'s precedence, truncation and errors.
+    #[test]
+    fn multiplicative_operators() {
+        let cases: &[(&str, Val)] = &[
+            ("2 + 3 * 4", Val::Int(14)),
+            ("(2 + 3) * 4", Val::Int(20)),
+            ("7 / 2", Val::Int(3)),
+            ("-7 / 2", Val::Int(-3)),
+            ("-7 % 3", Val::Int(-1)),
+            ("10 - 4 / 2 * 3 % 4", Val::Int(8)),
+            ("context.Response.StatusCode / 100 == 2", Val::Bool(true)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+        }
+        assert_eq!(run("1 / 0"), Err("Attempted to divide by zero".to_string()));
+        assert_eq!(run("1 % 0"), Err("Attempted to divide by zero".to_string()));
+        assert!(run(r#""a" * 2"#).is_err());
     }
 
     #[test]

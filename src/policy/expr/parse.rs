@@ -139,7 +139,16 @@ impl Parser {
         )
     }
     pub(super) fn additive(&mut self) -> Result<Node, ParseError> {
-        self.binary_level(&[("+", BinOp::Add), ("-", BinOp::Sub)], Parser::unary)
+        self.binary_level(
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            Parser::multiplicative,
+        )
+    }
+    pub(super) fn multiplicative(&mut self) -> Result<Node, ParseError> {
+        self.binary_level(
+            &[("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Rem)],
+            Parser::unary,
+        )
     }
 
     pub(super) fn unary(&mut self) -> Result<Node, ParseError> {
