@@ -51,13 +51,14 @@ impl CloseReason {
     /// What a request's own head says: its `Connection` (or HTTP/1.0's default), and
     /// whether the gateway is draining.
     pub fn after_request(keep_alive: bool, draining: bool) -> Option<CloseReason> {
-        if !keep_alive {
-            Some(CloseReason::ClientAsked)
-        } else if draining {
-            Some(CloseReason::Draining)
-        } else {
-            None
-        }
+        (!keep_alive)
+            .then_some(CloseReason::ClientAsked)
+            .or(CloseReason::draining(draining))
+    }
+
+    /// `Draining` while the gateway shuts down.
+    pub fn draining(draining: bool) -> Option<CloseReason> {
+        draining.then_some(CloseReason::Draining)
     }
 
     /// `UnreadBody` when the request's body was not (wholly) read.

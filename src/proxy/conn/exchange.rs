@@ -979,7 +979,7 @@ fn close_after_exchange(
     req: &ReqBody,
 ) -> Option<CloseReason> {
     asked
-        .or(CloseReason::after_request(true, draining))
+        .or(CloseReason::draining(draining))
         .or(CloseReason::unread_body(!matches!(req, ReqBody::Done)))
 }
 
