@@ -184,6 +184,19 @@ impl Template {
         rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i)
     }
 
+    /// Every parameter's name and value in `rest`, in template order.
+    pub fn params<'r>(&self, rest: &'r str) -> Vec<(&str, &'r str)> {
+        let mut values = rest.strip_prefix('/').unwrap_or(rest).split('/');
+        let mut out = Vec::new();
+        for seg in self.segments() {
+            let value = values.next();
+            if let (Segment::Param(name), Some(v)) = (seg, value) {
+                out.push((name, v));
+            }
+        }
+        out
+    }
+
     /// The template with parameter names erased: two operations with the same shape
     /// and method can never both be reached.
     pub fn shape(&self) -> String {

@@ -46,6 +46,11 @@ impl Default for LabelSet {
 }
 
 /// Label names in key order.
+/// Defaults of `limits.expressions.steps.max` and `limits.expressions.memory.max`:
+/// what policy expressions may spend per request.
+pub const EXPRESSION_STEPS_DEFAULT: u64 = 200_000;
+pub const EXPRESSION_MEMORY_DEFAULT: u64 = 16 * 1024 * 1024;
+
 pub const LABELS: [&str; 4] = ["api", "operation", "product", "subscription"];
 
 impl LabelSet {
@@ -112,6 +117,10 @@ pub struct GatewaySettings {
     pub shutdown_timeout: Duration,
     /// Byte budget of the loop's buffer pool; when spent, new requests get 503.
     pub buffers_max: usize,
+    /// What policy expressions may spend per request: steps and bytes
+    /// (`limits.expressions.*`).
+    pub expression_steps_max: u64,
+    pub expression_memory_max: u64,
     /// Which labels request metrics carry.
     pub metrics_labels: LabelSet,
 }
@@ -157,6 +166,8 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "limits.connections.max",
     "limits.shutdown.timeout",
     "limits.buffers.max",
+    "limits.expressions.steps.max",
+    "limits.expressions.memory.max",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -263,6 +274,8 @@ impl GatewaySettings {
             connections_max: 10_000,
             shutdown_timeout: Duration::from_secs(30),
             buffers_max: 128 << 20,
+            expression_steps_max: EXPRESSION_STEPS_DEFAULT,
+            expression_memory_max: EXPRESSION_MEMORY_DEFAULT,
             metrics_labels: LabelSet::default(),
         }
     }
@@ -353,11 +366,45 @@ impl GatewaySettings {
             "telemetry.metrics.cloud" => {
                 self.metrics_cloud = parse_bool(value).ok_or_else(|| bad(BOOL))?
             }
+            "telemetry.metrics.labels" => {
+                self.metrics_labels = LabelSet::parse(value).ok_or_else(|| {
+                    bad("a list of api, operation, product, subscription (or none)")
+                })?
+            }
+            _ if key.starts_with("limits.") => return self.apply_limit(key, value, origin),
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: key.to_string(),
+                    origin: origin.to_string(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The `limits.*` keys.
+    fn apply_limit(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
+        let bad =
+            |expected: &'static str| bad_value(key, value, "config.service.auth", expected, origin);
+        match key {
             "limits.request.head.max" => {
                 self.head_max = parse_size(value)
                     .filter(|n| (1024..=1024 * 1024).contains(n))
                     .and_then(|n| usize::try_from(n).ok())
                     .ok_or_else(|| bad("a size from 1KiB to 1MiB"))?
+            }
+            "limits.expressions.steps.max" => {
+                self.expression_steps_max = value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1000..=100_000_000).contains(n))
+                    .ok_or_else(|| bad("a number of steps from 1000 to 100000000"))?
+            }
+            "limits.expressions.memory.max" => {
+                self.expression_memory_max = parse_size(value)
+                    .filter(|n| (64 * 1024..=1024 * 1024 * 1024).contains(n))
+                    .ok_or_else(|| bad("a size from 64KiB to 1GiB"))?
             }
             "limits.request.body.max" => {
                 self.body_max = parse_size(value).ok_or_else(|| bad(SIZE))?
@@ -391,11 +438,6 @@ impl GatewaySettings {
             }
             "limits.shutdown.timeout" => {
                 self.shutdown_timeout = parse_duration(value).ok_or_else(|| bad(DURATION))?
-            }
-            "telemetry.metrics.labels" => {
-                self.metrics_labels = LabelSet::parse(value).ok_or_else(|| {
-                    bad("a list of api, operation, product, subscription (or none)")
-                })?
             }
             "limits.buffers.max" => {
                 // at least what one request with the largest head needs
@@ -709,6 +751,29 @@ mod tests {
     /// Every key the tables list is accepted with a value of its kind (a key listed
     /// but not handled would be "unknown" to the user).
     #[test]
+    fn expression_budgets_have_bounds() {
+        let mut s = GatewaySettings::defaults(false);
+        assert_eq!(s.expression_steps_max, 200_000);
+        assert_eq!(s.expression_memory_max, 16 << 20);
+        s.apply("limits.expressions.steps.max", "5000", "--set")
+            .unwrap();
+        s.apply("limits.expressions.memory.max", "1MiB", "--set")
+            .unwrap();
+        assert_eq!(
+            (s.expression_steps_max, s.expression_memory_max),
+            (5000, 1 << 20)
+        );
+        for (key, value) in [
+            ("limits.expressions.steps.max", "10"),
+            ("limits.expressions.steps.max", "lots"),
+            ("limits.expressions.memory.max", "1KiB"),
+        ] {
+            let e = s.apply(key, value, "--set").unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn every_listed_key_is_handled() {
         let sample = |key: &str| match key {
             k if k.ends_with(".endpoint") => "http://127.0.0.1:7070",
@@ -721,6 +786,8 @@ mod tests {
             }
             k if k.ends_with(".versions") || k.ends_with("connections.max") => "5",
             "limits.buffers.max" => "128MiB",
+            "limits.expressions.steps.max" => "50000",
+            "limits.expressions.memory.max" => "4MiB",
             k if k.starts_with("limits.request") => "64KiB",
             k if k.ends_with("listen") => "127.0.0.1:0",
             "telemetry.logs.std" => "json",

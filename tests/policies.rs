@@ -631,7 +631,7 @@ fn invalid_policies_are_refused_with_their_location() {
     let cases = [
         ("<policies><inbound><xsl-transform /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <xsl-transform> is not supported by edgegate (see README \"Policy conformance\")"),
         ("<policies><inbound>\n  <set-header name=\"a\" bogus=\"1\"><value>x</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 2 column 3: <set-header>: attribute 'bogus' is not supported"),
-        ("<policies><inbound><set-header name=\"a\"><value>@(context.Request.Body.As&lt;string&gt;())</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 41: <value>: expression error at column 16: 'context.Request.Body' is not supported"),
+        ("<policies><inbound><set-header name=\"a\"><value>@(context.Request.Certificate.Thumbprint)</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 41: <value>: expression error at column 16: 'context.Request.Certificate' is not supported"),
         ("<policies><inbound><rate-limit calls=\"x\" renewal-period=\"1\" /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: <rate-limit>: attribute 'calls' must be a non-negative integer (expressions are not supported here)"),
         ("<policies><inbound><base /><base /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 28: <base /> appears twice in one section"),
         ("<policies><inbound><set-header name=\"a\"><value>{{missing}}</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 1: named value '{{missing}}' is not defined in namedValues"),

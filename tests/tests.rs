@@ -6,6 +6,7 @@ mod common;
 
 mod agent;
 mod backups;
+mod expressions;
 mod federation;
 mod lifecycle;
 mod plane_http;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use crate::config::{Api, Operation, Product, Runtime, Subscription};
 use crate::policy::call::{fail_outside, Call, Host};
-use crate::policy::expr::{Env, Field, Lookup, Val};
+use crate::policy::expr::{Budget, Env, Field, Lookup, Val};
 use crate::policy::limits::Counters;
 use crate::policy::request::{decode, join_query, opt, query_value};
 use crate::policy::{self, Named, Step, Text};
@@ -180,6 +180,92 @@ impl Env for View<'_> {
                 .map(|(_, v)| v.borrowed()),
         }
     }
+
+    fn entries(&self, l: Lookup) -> Vec<(String, Val<'_>)> {
+        let text = |(k, v): (String, String)| (k, Val::Str(Cow::Owned(v)));
+        match l {
+            Lookup::RequestHeader => header_entries(self.req.headers, &self.st.req.headers)
+                .into_iter()
+                .map(text)
+                .collect(),
+            Lookup::ResponseHeader => match self.resp {
+                Some(r) => header_entries(r.headers, &self.st.resp.headers),
+                None => header_entries(HeaderSrc::Empty, &self.st.resp.headers),
+            }
+            .into_iter()
+            .map(text)
+            .collect(),
+            Lookup::RequestQuery => match &self.st.req.query {
+                Some(q) => q.clone(),
+                None => crate::policy::request::parse_query(self.req.query),
+            }
+            .into_iter()
+            .map(text)
+            .collect(),
+            Lookup::OriginalQuery => crate::policy::request::parse_query(self.req.query)
+                .into_iter()
+                .map(text)
+                .collect(),
+            Lookup::MatchedParameter => self
+                .who
+                .op
+                .template
+                .params(self.req.rest)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Val::Str(decode(v))))
+                .collect(),
+            Lookup::Variable => self
+                .st
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.borrowed()))
+                .collect(),
+        }
+    }
+
+    fn body(&self, response: bool) -> Option<&[u8]> {
+        if self.st.body_consumed[usize::from(response)].get() {
+            return Some(&[]);
+        }
+        if response {
+            self.st.resp.body.as_deref()
+        } else {
+            self.st.req.body.as_deref()
+        }
+    }
+
+    fn consume_body(&self, response: bool) {
+        self.st.body_consumed[usize::from(response)].set(true);
+    }
+
+    fn budget(&self) -> Option<&Budget> {
+        Some(&self.st.budget)
+    }
+}
+
+/// Headers as a dictionary: the message's, repeated names joined by ", " (as APIM's
+/// dictionary shows them), with the policies' edits applied.
+fn header_entries(
+    base: HeaderSrc,
+    edits: &crate::http::forward::HeaderEdits,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in base.to_owned_list() {
+        match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&k)) {
+            Some((_, joined)) => {
+                joined.push_str(", ");
+                joined.push_str(&v);
+            }
+            None => out.push((k, v)),
+        }
+    }
+    for (name, values) in &edits.list {
+        out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(values) = values {
+            out.push((name.clone(), values.join(", ")));
+        }
+    }
+    out
 }
 
 /// What the config answers for a running policy: the call's request and response,
@@ -308,7 +394,7 @@ pub fn acquire_forward_slot(
                 st,
                 "limit-concurrency",
                 "ExpressionValueEvaluationFailure",
-                e.0,
+                &e.0,
                 "backend",
             );
             return Flow::Error;

@@ -122,6 +122,7 @@ impl Pipeline {
             }
         }
         if flow == Flow::Error {
+            st.refill_budget();
             exec::run(&plan.on_error, Phase::Response, req, None, &who, st, io);
         }
         if flow == Flow::Continue {
@@ -153,6 +154,7 @@ impl Pipeline {
             io,
         );
         if flow == Flow::Error {
+            st.refill_budget();
             exec::run(
                 &plan.on_error,
                 Phase::Response,
@@ -195,6 +197,7 @@ impl Pipeline {
         let copy = self.st.request_copy.take();
         let req = kept(&copy);
         let st = &mut self.st;
+        st.refill_budget();
         exec::run(
             &self.plan.on_error,
             Phase::Response,

@@ -9,11 +9,12 @@
 //! implemented by `crate::pipeline`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::expr::{Env, EvalError, Expr, Val};
+use super::expr::{err, Budget, Env, EvalError, Expr, Val};
 use super::limits::{ConcurrencySlot, Counters};
 use super::request::{RequestView, ResponseView};
 use super::{Named, Step, Text};
@@ -91,6 +92,12 @@ pub struct State {
     pub slots: Vec<ConcurrencySlot>,
     /// The request copy for later sections, when they read it.
     pub request_copy: Option<OwnedRequest>,
+    /// What expressions may still spend during this call, and what it started with.
+    pub budget: Budget,
+    pub budget_limits: (u64, u64),
+    /// An expression read the request's ([0]) or response's ([1]) body without
+    /// `preserveContent`: later readers, and the message sent on, get no body.
+    pub body_consumed: [Cell<bool>; 2],
 }
 
 /// What the rest of the pipeline does next.
@@ -136,6 +143,36 @@ impl State {
             "ExpressionValueEvaluationFailure",
             &format!("Expression evaluation failed. {}", e.0),
         )
+    }
+
+    /// The expression budget of this call (`limits.expressions.*`).
+    pub fn set_budget(&mut self, steps: u64, bytes: u64) {
+        self.budget_limits = (steps, bytes);
+        self.refill_budget();
+    }
+
+    /// A full budget again: on-error runs with its own, so it can still report a
+    /// failure that spent the call's.
+    pub fn refill_budget(&mut self) {
+        let (steps, bytes) = match self.budget_limits {
+            (0, 0) => (
+                crate::policy::expr::DEFAULT_STEPS,
+                crate::policy::expr::DEFAULT_BYTES,
+            ),
+            limits => limits,
+        };
+        self.budget = Budget::new(steps, bytes);
+    }
+
+    /// Applies the body reads that consumed a body (after an evaluation, before its
+    /// result is used: a set-body that consumed the body then sets the new one).
+    pub fn settle_consumed(&mut self) {
+        if self.body_consumed[0].take() {
+            self.req.body = Some(Vec::new());
+        }
+        if self.body_consumed[1].take() {
+            self.resp.body = Some(Vec::new());
+        }
     }
 
     pub fn set_var(&mut self, name: &str, v: Val<'static>) {
@@ -197,11 +234,22 @@ impl Facts {
             .fold(Facts::default(), |f, s| f | s.policy.facts())
     }
     /// `reads_request` when any of these texts is an expression reading the request.
-    pub fn reading<'t>(texts: impl IntoIterator<Item = &'t Text>) -> Facts {
+    /// Facts of a bare expression (a condition).
+    pub fn expr(e: &Expr) -> Facts {
         Facts {
-            reads_request: texts.into_iter().any(Text::reads_request),
+            reads_request: e.reads_request,
+            needs_body: e.reads_request_body || e.reads_response_body,
             ..Facts::default()
         }
+    }
+    /// and `needs_body` when one reads a body.
+    pub fn reading<'t>(texts: impl IntoIterator<Item = &'t Text>) -> Facts {
+        let mut facts = Facts::default();
+        for t in texts {
+            facts.reads_request |= t.reads_request();
+            facts.needs_body |= t.reads_body();
+        }
+        facts
     }
 }
 
@@ -262,31 +310,34 @@ pub struct Call<'c> {
 
 impl Call<'_> {
     /// `text` evaluated for this call (a literal as it is).
-    pub fn text(&self, text: &Text) -> Result<String, EvalError> {
+    pub fn text(&mut self, text: &Text) -> Result<String, EvalError> {
         if let Text::Lit(l) = text {
             return Ok(l.clone());
         }
-        let mut out = Err(EvalError("no environment"));
+        let mut out = Err(err("no environment"));
         self.host.with_env(self.st, &mut |env| {
             out = text.eval(env).map(|c| c.into_owned())
         });
+        self.st.settle_consumed();
         out
     }
     /// Every value of a list (set-header, set-query-parameter, return-response headers).
-    pub fn texts(&self, texts: &[Text]) -> Result<Vec<String>, EvalError> {
+    pub fn texts(&mut self, texts: &[Text]) -> Result<Vec<String>, EvalError> {
         texts.iter().map(|t| self.text(t)).collect()
     }
-    pub fn value(&self, expr: &Expr) -> Result<Val<'static>, EvalError> {
-        let mut out = Err(EvalError("no environment"));
+    pub fn value(&mut self, expr: &Expr) -> Result<Val<'static>, EvalError> {
+        let mut out = Err(err("no environment"));
         self.host.with_env(self.st, &mut |env| {
             out = expr.eval(env).map(Val::into_owned)
         });
+        self.st.settle_consumed();
         out
     }
-    pub fn truth(&self, expr: &Expr) -> Result<bool, EvalError> {
-        let mut out = Err(EvalError("no environment"));
+    pub fn truth(&mut self, expr: &Expr) -> Result<bool, EvalError> {
+        let mut out = Err(err("no environment"));
         self.host
             .with_env(self.st, &mut |env| out = expr.eval_bool(env));
+        self.st.settle_consumed();
         out
     }
     /// Runs `steps` in order until one does not continue.

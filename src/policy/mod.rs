@@ -49,6 +49,10 @@ impl Text {
     pub fn reads_request(&self) -> bool {
         matches!(self, Text::Expr(e) if e.reads_request)
     }
+    /// It reads the request's or the response's body: the gateway reads it whole first.
+    pub fn reads_body(&self) -> bool {
+        matches!(self, Text::Expr(e) if e.reads_request_body || e.reads_response_body)
+    }
 }
 
 /// Which scope a policy came from (for `context.LastError.Scope`).

@@ -131,6 +131,8 @@ impl Server {
             response_timeout: settings.backend_response_timeout,
             trust_forwarded_proto: settings.forwarded_proto_enabled,
             service_mode: settings.service_endpoint.is_some(),
+            expression_steps: settings.expression_steps_max,
+            expression_bytes: settings.expression_memory_max,
         };
         let max = settings.connections_max;
         let now = Instant::now();

@@ -9,6 +9,8 @@ use super::*;
 pub(super) enum Tok {
     Ident(String),
     Int(i64),
+    /// A number with a fraction, an exponent or a `d`/`f`/`m` suffix.
+    Double(f64),
     Str(String),
     /// `$"..."`: literal text and holes, each hole already lexed.
     Interp(Vec<Part>),
@@ -20,12 +22,14 @@ pub(super) enum Tok {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Part {
     Text(String),
-    Hole(Vec<(Tok, usize)>),
+    /// A hole's tokens, its alignment (`{x,5}`) and its format (`{x:N2}`).
+    Hole(Vec<(Tok, usize)>, Option<i64>, Option<String>),
 }
 
-pub(super) const PUNCTS: [&str; 28] = [
-    "??", "?.", "==", "!=", "<=", ">=", "&&", "||", "(", ")", "{", "}", "[", "]", ".", ",", ";",
-    "?", ":", "!", "<", ">", "+", "-", "*", "/", "%", "=",
+pub(super) const PUNCTS: [&str; 40] = [
+    "??=", "??", "?.", "==", "!=", "<=", ">=", "&&", "||", "=>", "++", "--", "+=", "-=", "*=",
+    "/=", "%=", "|=", "&=", "(", ")", "{", "}", "[", "]", ".", ",", ";", "?", ":", "!", "<", ">",
+    "+", "-", "*", "/", "%", "=", "&",
 ];
 
 fn error(offset: usize, message: impl Into<String>) -> ParseError {
@@ -67,13 +71,9 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             }
             out.push((Tok::Ident(text[start..i].to_string()), start));
         } else if c.is_ascii_digit() {
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let n = text[start..i]
-                .parse()
-                .map_err(|_| error(start, "number too large"))?;
-            out.push((Tok::Int(n), start));
+            let (tok, end) = number(text, i)?;
+            i = end;
+            out.push((tok, start));
         } else if c == b'\'' {
             let (ch, end) = char_literal(text, i)?;
             i = end;
@@ -98,6 +98,67 @@ pub(super) fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
         }
     }
     Ok(out)
+}
+
+/// A numeric literal from `i`: decimal or hex (`0x1F`) integers with `L`/`U` suffixes,
+/// and reals (`1.5`, `2e3`, `1.5m`, `2d`, `3f`).
+fn number(text: &str, mut i: usize) -> Result<(Tok, usize), ParseError> {
+    let b = text.as_bytes();
+    let start = i;
+    if text[i..].starts_with("0x") || text[i..].starts_with("0X") {
+        i += 2;
+        while i < b.len() && (b[i].is_ascii_hexdigit() || b[i] == b'_') {
+            i += 1;
+        }
+        let digits: String = text[start + 2..i].chars().filter(|c| *c != '_').collect();
+        let n = i64::from_str_radix(&digits, 16).map_err(|_| error(start, "bad hex number"))?;
+        while i < b.len() && matches!(b[i], b'L' | b'l' | b'U' | b'u') {
+            i += 1;
+        }
+        return Ok((Tok::Int(n), i));
+    }
+    let mut real = false;
+    while i < b.len() {
+        match b[i] {
+            b'0'..=b'9' | b'_' => i += 1,
+            b'.' if !real && b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                real = true;
+                i += 1;
+            }
+            b'e' | b'E' => {
+                real = true;
+                i += 1;
+                if matches!(b.get(i), Some(b'+' | b'-')) {
+                    i += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    let digits: String = text[start..i].chars().filter(|c| *c != '_').collect();
+    match b.get(i) {
+        Some(b'd' | b'D' | b'f' | b'F' | b'm' | b'M') => {
+            real = true;
+            i += 1;
+        }
+        Some(b'L' | b'l' | b'U' | b'u') => {
+            while i < b.len() && matches!(b[i], b'L' | b'l' | b'U' | b'u') {
+                i += 1;
+            }
+        }
+        _ => {}
+    }
+    if b.get(i).is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return Err(error(start, "bad number"));
+    }
+    if real {
+        let f: f64 = digits.parse().map_err(|_| error(start, "bad number"))?;
+        return Ok((Tok::Double(f), i));
+    }
+    let n = digits
+        .parse()
+        .map_err(|_| error(start, "number too large"))?;
+    Ok((Tok::Int(n), i))
 }
 
 /// `'x'` or `'\n'` from `i` (its opening quote): the char and the offset after it.
@@ -223,8 +284,13 @@ fn interpolated_string(
             return Ok((Tok::Interp(parts), end));
         }
         let hole_start = end + 1;
-        let hole_end = hole_end(text, hole_start)?;
-        let hole = &text[hole_start..hole_end];
+        let (hole_end, split) = hole_end(text, hole_start)?;
+        let expr_end = split.unwrap_or(hole_end);
+        let hole = &text[hole_start..expr_end];
+        let (align, format) = match split {
+            None => (None, None),
+            Some(at) => align_and_format(text, at, hole_end)?,
+        };
         let mut tokens = lex(hole)?;
         for (_, at) in &mut tokens {
             *at += hole_start;
@@ -232,30 +298,53 @@ fn interpolated_string(
         if tokens.is_empty() {
             return Err(error(end, "an empty hole in an interpolated string"));
         }
-        parts.push(Part::Hole(tokens));
+        parts.push(Part::Hole(tokens, align, format));
         i = hole_end + 1;
     }
 }
 
+/// `,5:N2` / `,-5` / `:N2` after a hole's expression (from `at` to the closing `}`).
+fn align_and_format(
+    text: &str,
+    at: usize,
+    end: usize,
+) -> Result<(Option<i64>, Option<String>), ParseError> {
+    let spec = &text[at..end];
+    let (align, format) = match spec.strip_prefix(',') {
+        Some(rest) => match rest.split_once(':') {
+            Some((a, f)) => (Some(a), Some(f)),
+            None => (Some(rest), None),
+        },
+        None => (None, spec.strip_prefix(':')),
+    };
+    let align = match align {
+        Some(a) => Some(
+            a.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| n.abs() <= 1024)
+                .ok_or_else(|| error(at, "an alignment is a number (up to 1024)"))?,
+        ),
+        None => None,
+    };
+    Ok((align, format.map(str::to_string)))
+}
+
 /// Where the hole starting at `i` ends (its closing `}`), skipping nested brackets and
-/// string literals. A format or alignment (`{x:N2}`, `{x,5}`) is refused for now.
-fn hole_end(text: &str, mut i: usize) -> Result<usize, ParseError> {
+/// string literals, and where its alignment or format starts (a `,` or `:` outside
+/// brackets: `a ? b : c` needs parentheses in a hole, as in C#).
+fn hole_end(text: &str, mut i: usize) -> Result<(usize, Option<usize>), ParseError> {
     let b = text.as_bytes();
     let mut depth = 0usize;
+    let mut split = None;
     loop {
         match b.get(i) {
             None => return Err(error(i, "unterminated hole in an interpolated string")),
-            Some(b'}') if depth == 0 => return Ok(i),
-            Some(b'(' | b'[' | b'{') => depth += 1,
-            Some(b')' | b']' | b'}') => depth = depth.saturating_sub(1),
-            Some(b':' | b',') if depth == 0 => {
-                // `a ? b : c` needs parentheses in a hole, as in C#
-                return Err(error(
-                    i,
-                    "format and alignment in interpolated strings are not supported yet",
-                ));
-            }
-            Some(b'"') => {
+            Some(b'}') if depth == 0 => return Ok((i, split)),
+            Some(b'(' | b'[' | b'{') if split.is_none() => depth += 1,
+            Some(b')' | b']' | b'}') if split.is_none() => depth = depth.saturating_sub(1),
+            Some(b':' | b',') if depth == 0 && split.is_none() => split = Some(i),
+            Some(b'"') if split.is_none() => {
                 let (_, end, _) = string_body(text, i + 1, i, false, false)?;
                 i = end;
                 continue;
@@ -269,7 +358,9 @@ fn hole_end(text: &str, mut i: usize) -> Result<usize, ParseError> {
 pub(super) fn is_keyword(w: &str) -> bool {
     [
         "true", "false", "null", "context", "return", "var", "string", "int", "bool", "long",
-        "new", "if", "else", "for", "while", "foreach", "do",
+        "new", "if", "else", "for", "while", "foreach", "do", "try", "catch", "finally", "throw",
+        "break", "continue", "in", "out", "is", "as", "typeof", "double", "decimal", "object",
+        "char", "float",
     ]
     .contains(&w)
 }

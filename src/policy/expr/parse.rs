@@ -1,16 +1,31 @@
-//! The expression parser: tokens to the resolved tree (`Node`), with `context.*`
-//! members mapped to `Field`s and `Lookup`s and every error at its offset.
+//! The expression parser: tokens to the resolved tree (`Node`). `context.*` members
+//! become `Field`s, `Lookup`s and `Body` reads; locals become slots; members and static
+//! functions become enums; a type the compiler knows is checked against the member
+//! called on it. Every error carries its offset. Statements are in stmt.rs.
 //! Must not touch: lexing details, evaluation.
 
+use super::types::type_named;
 use super::*;
 
 pub(super) struct Parser {
     pub(super) tokens: Vec<(Tok, usize)>,
     pub(super) pos: usize,
-    pub(super) locals: Vec<String>,
+    /// Visible locals, innermost last: name and slot.
+    pub(super) scope: Vec<(String, usize)>,
+    /// The declared type of every slot.
+    pub(super) slot_types: Vec<Ty>,
+    pub(super) slot_count: usize,
     pub(super) nodes: usize,
     pub(super) depth: usize,
     pub(super) reads_request: bool,
+    /// Reads the request's ([0]) or the response's ([1]) body.
+    pub(super) reads_body: [bool; 2],
+    /// The type the block's returns agree on.
+    pub(super) return_ty: Option<Ty>,
+    /// How many loops enclose the statement being parsed (break / continue).
+    pub(super) loops: usize,
+    /// The slots of the enclosing catch blocks' exceptions (`throw;`).
+    pub(super) catches: Vec<usize>,
 }
 
 /// A member chain while it is resolved: `context.Request.Headers` is a path until a
@@ -20,9 +35,52 @@ pub(super) enum Chain {
     Path(Vec<String>, usize),
 }
 
+/// Namespaces that may prefix a type name (`System.Text.Encoding.UTF8`).
+const NAMESPACES: [&str; 12] = [
+    "System",
+    "Text",
+    "Linq",
+    "Json",
+    "Newtonsoft",
+    "Collections",
+    "Generic",
+    "Net",
+    "Security",
+    "Cryptography",
+    "Globalization",
+    "Web",
+];
+
 impl Parser {
+    pub(super) fn new(tokens: Vec<(Tok, usize)>) -> Parser {
+        Parser {
+            tokens,
+            pos: 0,
+            scope: Vec::new(),
+            slot_types: Vec::new(),
+            slot_count: 0,
+            nodes: 0,
+            depth: 0,
+            reads_request: false,
+            reads_body: [false, false],
+            return_ty: None,
+            loops: 0,
+            catches: Vec::new(),
+        }
+    }
     pub(super) fn peek(&self) -> Tok {
-        self.tokens.get(self.pos).map_or(Tok::End, |t| t.0.clone())
+        self.peek_at(0)
+    }
+    pub(super) fn peek_at(&self, ahead: usize) -> Tok {
+        self.tokens
+            .get(self.pos + ahead)
+            .map_or(Tok::End, |t| t.0.clone())
+    }
+    pub(super) fn peek_is(&self, ahead: usize, p: &str) -> bool {
+        matches!(self.tokens.get(self.pos + ahead), Some((Tok::Punct(x), _)) if *x == p)
+    }
+    pub(super) fn peek_word(&self, ahead: usize, w: &str) -> bool {
+        matches!(self.tokens.get(self.pos + ahead), Some((Tok::Ident(x), _)) if x == w)
     }
     pub(super) fn offset(&self) -> usize {
         self.tokens
@@ -36,7 +94,15 @@ impl Parser {
         t
     }
     pub(super) fn eat(&mut self, p: &'static str) -> bool {
-        if self.peek() == Tok::Punct(p) {
+        if self.peek_is(0, p) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    pub(super) fn eat_word(&mut self, w: &str) -> bool {
+        if self.peek_word(0, w) {
             self.pos += 1;
             true
         } else {
@@ -55,6 +121,9 @@ impl Parser {
             Err(self.err_at(self.offset(), format!("expected {want}")))
         }
     }
+    pub(super) fn punct(&mut self, p: &'static str) -> Result<(), ParseError> {
+        self.expect(&Tok::Punct(p))
+    }
     pub(super) fn err_at(&self, offset: usize, message: impl Into<String>) -> ParseError {
         ParseError {
             offset,
@@ -68,26 +137,112 @@ impl Parser {
         }
         Ok(())
     }
+    pub(super) fn ident(&mut self, what: &str) -> Result<String, ParseError> {
+        let at = self.offset();
+        match self.next() {
+            Tok::Ident(n) => Ok(n),
+            _ => Err(self.err_at(at, format!("expected {what}"))),
+        }
+    }
+
+    /// A new local in the innermost scope.
+    pub(super) fn declare(&mut self, name: &str, ty: Ty, at: usize) -> Result<usize, ParseError> {
+        if is_keyword(name) {
+            return Err(self.err_at(at, format!("'{name}' is a keyword")));
+        }
+        if self.scope.iter().any(|(n, _)| n == name) {
+            return Err(self.err_at(at, format!("'{name}' is declared twice")));
+        }
+        if self.slot_count >= MAX_SLOTS {
+            return Err(self.err_at(at, "too many local variables"));
+        }
+        let slot = self.slot_count;
+        self.slot_count += 1;
+        self.slot_types.push(ty);
+        self.scope.push((name.to_string(), slot));
+        Ok(slot)
+    }
+    pub(super) fn local(&self, name: &str) -> Option<usize> {
+        self.scope
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+    }
 
     pub(super) fn expr(&mut self) -> Result<Node, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(self.err_at(self.offset(), "expression nested too deeply"));
         }
-        let c = self.coalesce()?;
-        let r = if self.eat("?") {
-            let a = self.expr()?;
-            self.expect(&Tok::Punct(":"))?;
-            let b = self.expr()?;
-            Node::Cond(Box::new(c), Box::new(a), Box::new(b))
-        } else {
-            c
-        };
+        let r = self.conditional();
         self.depth -= 1;
-        Ok(r)
+        r
     }
 
-    pub(super) fn binary_level(
+    fn conditional(&mut self) -> Result<Node, ParseError> {
+        if let Some(lambda) = self.lambda()? {
+            return Ok(lambda);
+        }
+        let c = self.coalesce()?;
+        if self.eat("?") {
+            let a = self.expr()?;
+            self.punct(":")?;
+            let b = self.expr()?;
+            return Ok(Node::Cond(Box::new(c), Box::new(a), Box::new(b)));
+        }
+        Ok(c)
+    }
+
+    /// `x => body` or `(x, y) => body`, if that is what follows.
+    fn lambda(&mut self) -> Result<Option<Node>, ParseError> {
+        let at = self.offset();
+        let names: Vec<String> = match (self.peek(), self.peek_is(1, "=>")) {
+            (Tok::Ident(n), true) => {
+                self.pos += 2;
+                vec![n]
+            }
+            (Tok::Punct("("), _) => {
+                let mut i = 1;
+                let mut names = Vec::new();
+                loop {
+                    match self.peek_at(i) {
+                        Tok::Ident(n) => names.push(n),
+                        Tok::Punct(")") if names.is_empty() => break,
+                        _ => return Ok(None),
+                    }
+                    i += 1;
+                    if self.peek_is(i, ",") {
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if !(self.peek_is(i, ")") && self.peek_is(i + 1, "=>")) {
+                    return Ok(None);
+                }
+                self.pos += i + 2;
+                names
+            }
+            _ => return Ok(None),
+        };
+        let mark = self.scope.len();
+        let mut slots = Vec::with_capacity(names.len());
+        for n in &names {
+            slots.push(self.declare(n, Ty::Any, at)?);
+        }
+        if self.peek_is(0, "{") {
+            return Err(self.err_at(
+                self.offset(),
+                "a lambda's body is an expression here, not a block",
+            ));
+        }
+        let body = self.expr();
+        self.scope.truncate(mark);
+        Ok(Some(Node::Lambda(slots, Box::new(body?))))
+    }
+
+    fn binary_level(
         &mut self,
         ops: &[(&'static str, BinOp)],
         next: fn(&mut Parser) -> Result<Node, ParseError>,
@@ -107,7 +262,7 @@ impl Parser {
         }
     }
     /// `a ?? b`: `b` when `a` is null (right to left, as in C#).
-    pub(super) fn coalesce(&mut self) -> Result<Node, ParseError> {
+    fn coalesce(&mut self) -> Result<Node, ParseError> {
         let left = self.or()?;
         let at = self.offset();
         if self.eat("??") {
@@ -117,18 +272,18 @@ impl Parser {
         }
         Ok(left)
     }
-
-    pub(super) fn or(&mut self) -> Result<Node, ParseError> {
+    fn or(&mut self) -> Result<Node, ParseError> {
         self.binary_level(&[("||", BinOp::Or)], Parser::and)
     }
-    pub(super) fn and(&mut self) -> Result<Node, ParseError> {
+    fn and(&mut self) -> Result<Node, ParseError> {
         self.binary_level(&[("&&", BinOp::And)], Parser::equality)
     }
-    pub(super) fn equality(&mut self) -> Result<Node, ParseError> {
+    fn equality(&mut self) -> Result<Node, ParseError> {
         self.binary_level(&[("==", BinOp::Eq), ("!=", BinOp::Ne)], Parser::relational)
     }
-    pub(super) fn relational(&mut self) -> Result<Node, ParseError> {
-        self.binary_level(
+    /// `< <= > >=`, and `is T` / `is null` / `is not null` / `as T`.
+    fn relational(&mut self) -> Result<Node, ParseError> {
+        let mut left = self.binary_level(
             &[
                 ("<=", BinOp::Le),
                 (">=", BinOp::Ge),
@@ -136,15 +291,47 @@ impl Parser {
                 (">", BinOp::Gt),
             ],
             Parser::additive,
-        )
+        )?;
+        loop {
+            let at = self.offset();
+            if self.eat_word("is") {
+                let negate = self.eat_word("not");
+                let test = if self.eat_word("null") {
+                    Node::Bin(BinOp::Eq, Box::new(left), Box::new(Node::Null))
+                } else {
+                    let t = self
+                        .try_type()
+                        .ok_or_else(|| self.err_at(at, "expected a type after 'is'"))?;
+                    if matches!(self.peek(), Tok::Ident(_)) {
+                        return Err(self.err_at(
+                            self.offset(),
+                            "'is T name' patterns are not supported; cast with 'as'",
+                        ));
+                    }
+                    Node::Is(t, Box::new(left))
+                };
+                left = if negate {
+                    Node::Not(Box::new(test))
+                } else {
+                    test
+                };
+            } else if self.eat_word("as") {
+                let t = self
+                    .try_type()
+                    .ok_or_else(|| self.err_at(at, "expected a type after 'as'"))?;
+                left = Node::As(t, Box::new(left));
+            } else {
+                return Ok(left);
+            }
+        }
     }
-    pub(super) fn additive(&mut self) -> Result<Node, ParseError> {
+    fn additive(&mut self) -> Result<Node, ParseError> {
         self.binary_level(
             &[("+", BinOp::Add), ("-", BinOp::Sub)],
             Parser::multiplicative,
         )
     }
-    pub(super) fn multiplicative(&mut self) -> Result<Node, ParseError> {
+    fn multiplicative(&mut self) -> Result<Node, ParseError> {
         self.binary_level(
             &[("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Rem)],
             Parser::unary,
@@ -158,81 +345,105 @@ impl Parser {
             return Ok(Node::Not(Box::new(self.unary()?)));
         }
         if self.eat("-") {
-            return match self.next() {
-                Tok::Int(n) => Ok(Node::Int(-n)),
-                _ => Err(self.err_at(at, "'-' is only supported before a number")),
-            };
+            return Ok(match self.unary()? {
+                Node::Int(n) => Node::Int(-n),
+                Node::Double(d) => Node::Double(-d),
+                other => Node::Neg(Box::new(other)),
+            });
         }
-        // (type)x
-        if self.peek() == Tok::Punct("(") {
-            if let Some((Tok::Ident(w), _)) = self.tokens.get(self.pos + 1) {
-                let ty = match w.as_str() {
-                    "string" => Some(Ty::Str),
-                    "int" | "long" => Some(Ty::Int),
-                    "bool" => Some(Ty::Bool),
-                    _ => None,
-                };
-                if let (Some(t), Some((Tok::Punct(")"), _))) = (ty, self.tokens.get(self.pos + 2)) {
-                    self.pos += 3;
+        if self.eat("+") {
+            return self.unary();
+        }
+        if self.peek_is(0, "++") || self.peek_is(0, "--") {
+            return Err(self.err_at(at, "'++' and '--' are statements here (x++;), not values"));
+        }
+        // (T)x
+        if self.peek_is(0, "(") {
+            let save = self.pos;
+            self.pos += 1;
+            if let Some(t) = self.try_type() {
+                if self.eat(")") && self.starts_operand() {
                     return Ok(Node::Cast(t, Box::new(self.unary()?)));
                 }
             }
+            self.pos = save;
         }
         self.postfix()
     }
 
+    /// Whether the next token can start an operand (so `(T)` before it is a cast).
+    fn starts_operand(&self) -> bool {
+        match self.peek() {
+            Tok::Ident(w) => !matches!(w.as_str(), "is" | "as"),
+            Tok::Int(_) | Tok::Double(_) | Tok::Str(_) | Tok::Interp(_) => true,
+            Tok::Punct(p) => matches!(p, "(" | "!"),
+            Tok::End => false,
+        }
+    }
+
+    /// A type name at the cursor (`string`, `JObject`, `List<string>`, `string[]`,
+    /// `int?`), consumed; `None` (nothing consumed) when there is none.
+    pub(super) fn try_type(&mut self) -> Option<Ty> {
+        let save = self.pos;
+        let t = self.type_name();
+        if t.is_none() {
+            self.pos = save;
+        }
+        t
+    }
+
+    fn type_name(&mut self) -> Option<Ty> {
+        let mut name = match self.next() {
+            Tok::Ident(n) => n,
+            _ => return None,
+        };
+        while NAMESPACES.contains(&name.as_str()) && self.peek_is(0, ".") {
+            self.pos += 1;
+            name = match self.next() {
+                Tok::Ident(n) => n,
+                _ => return None,
+            };
+        }
+        let mut args = Vec::new();
+        if self.peek_is(0, "<") {
+            self.pos += 1;
+            loop {
+                args.push(self.type_name()?);
+                if self.eat(">") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return None;
+                }
+            }
+        }
+        let mut ty = type_named(&name, &args)?;
+        while self.peek_is(0, "[") && self.peek_is(1, "]") {
+            self.pos += 2;
+            ty = if ty == Ty::Int && name == "byte" {
+                Ty::Bytes
+            } else {
+                Ty::List
+            };
+        }
+        self.eat("?");
+        Some(ty)
+    }
+
     pub(super) fn postfix(&mut self) -> Result<Node, ParseError> {
         let at = self.offset();
-        let mut chain = match self.next() {
-            Tok::Int(n) => Chain::Value(Node::Int(n)),
-            Tok::Str(s) => Chain::Value(Node::Str(s)),
-            Tok::Interp(parts) => Chain::Value(self.interpolation(parts)?),
-            Tok::Punct("(") => {
-                let e = self.expr()?;
-                self.expect(&Tok::Punct(")"))?;
-                Chain::Value(e)
-            }
-            Tok::Ident(w) => match w.as_str() {
-                "true" => Chain::Value(Node::Bool(true)),
-                "false" => Chain::Value(Node::Bool(false)),
-                "null" => Chain::Value(Node::Null),
-                "context" => Chain::Path(vec!["context".into()], at),
-                "string" | "String" => Chain::Value(self.string_static()?),
-                "Guid" | "int" | "long" | "Int32" | "Int64" | "bool" | "Boolean" | "Convert" => {
-                    Chain::Value(self.other_static(&w, at)?)
-                }
-                name => match self.locals.iter().position(|l| l == name) {
-                    Some(i) => Chain::Value(Node::Local(i)),
-                    None => {
-                        return Err(self.err_at(
-                            at,
-                            format!("'{name}' is not supported here (known: context, literals, declared variables)"),
-                        ))
-                    }
-                },
-            },
-            Tok::End => return Err(self.err_at(at, "expected an expression")),
-            other => {
-                return Err(self.err_at(at, format!("unexpected {}", describe(&other))))
-            }
-        };
+        let mut chain = self.primary(at)?;
         loop {
             let at = self.offset();
-            let safe = self.peek() == Tok::Punct("?.");
+            let safe = self.peek_is(0, "?.");
             if self.eat(".") || self.eat("?.") {
-                let name = match self.next() {
-                    Tok::Ident(n) => n,
-                    _ => return Err(self.err_at(at, "expected a member name after '.'")),
-                };
-                // `?.` on context's objects is `.`: their members are null when they are
-                chain = match (safe, self.member(chain, name, at)?) {
-                    (true, Chain::Value(member)) => Chain::Value(Node::NullSafe(Box::new(member))),
-                    (_, other) => other,
-                };
-            } else if self.peek() == Tok::Punct("[") {
+                let name = self.ident("a member name after '.'")?;
+                chain = self.member(chain, name, at, safe)?;
+            } else if self.peek_is(0, "[") || (self.peek_is(0, "?") && self.peek_is(1, "[")) {
+                let safe = self.eat("?");
                 self.pos += 1;
                 let key = self.expr()?;
-                self.expect(&Tok::Punct("]"))?;
+                self.punct("]")?;
                 chain = match chain {
                     Chain::Path(p, start) => {
                         let lookup = self.collection(&p, start)?;
@@ -244,16 +455,21 @@ impl Parser {
                             cast: None,
                         })
                     }
-                    Chain::Value(_) => {
-                        return Err(
-                            self.err_at(at, "indexing is only supported on context collections")
-                        )
-                    }
+                    Chain::Value(v) => Chain::Value(Node::Index {
+                        target: Box::new(v),
+                        key: Box::new(key),
+                        safe,
+                    }),
                 };
             } else {
                 break;
             }
         }
+        self.chain_value(chain)
+    }
+
+    /// The value a finished chain stands for.
+    pub(super) fn chain_value(&mut self, chain: Chain) -> Result<Node, ParseError> {
         match chain {
             Chain::Value(v) => Ok(v),
             // the objects a call may lack, as values: compared with null
@@ -264,85 +480,282 @@ impl Parser {
                 Ok(Node::Field(Field::ProductObject))
             }
             Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => Ok(Node::Null),
-            Chain::Path(p, start) => {
-                Err(self.err_at(start, format!("'{}' is not a value", p.join("."))))
-            }
+            Chain::Path(p, start) => match self.collection(&p, start) {
+                Ok(lookup) => Ok(Node::Entries(lookup)),
+                Err(_) => Err(self.err_at(start, format!("'{}' is not a value", p.join(".")))),
+            },
         }
     }
 
-    /// `(args)` after a method name.
-    /// `string.IsNullOrEmpty(x)`, `IsNullOrWhiteSpace(x)`, `Concat(a, ...)`,
-    /// `Format(text, a, ...)` and `Equals(a, b)`.
-    pub(super) fn string_static(&mut self) -> Result<Node, ParseError> {
-        self.expect(&Tok::Punct("."))?;
-        let at = self.offset();
-        let name = match self.next() {
-            Tok::Ident(m) => m,
-            _ => return Err(self.err_at(at, "expected a member of 'string'")),
-        };
-        let (f, min, max) = match name.as_str() {
-            "IsNullOrEmpty" => (StrStatic::IsNullOrEmpty, 1, 1),
-            "IsNullOrWhiteSpace" => (StrStatic::IsNullOrWhiteSpace, 1, 1),
-            "Concat" => (StrStatic::Concat, 1, 64),
-            "Format" => (StrStatic::Format, 1, 64),
-            "Equals" => (StrStatic::Equals, 2, 2),
-            _ => {
-                return Err(self.err_at(
-                    at,
-                    format!("string.{name} is not supported (IsNullOrEmpty, IsNullOrWhiteSpace, Concat, Format, Equals are)"),
-                ))
+    fn primary(&mut self, at: usize) -> Result<Chain, ParseError> {
+        Ok(match self.next() {
+            Tok::Int(n) => Chain::Value(Node::Int(n)),
+            Tok::Double(d) => Chain::Value(Node::Double(d)),
+            Tok::Str(s) => Chain::Value(Node::Str(s)),
+            Tok::Interp(parts) => Chain::Value(self.interpolation(parts)?),
+            Tok::Punct("(") => {
+                let e = self.expr()?;
+                self.punct(")")?;
+                Chain::Value(e)
             }
+            Tok::Ident(w) => match w.as_str() {
+                "true" => Chain::Value(Node::Bool(true)),
+                "false" => Chain::Value(Node::Bool(false)),
+                "null" => Chain::Value(Node::Null),
+                "context" => Chain::Path(vec!["context".into()], at),
+                "new" => Chain::Value(self.new_expr(at)?),
+                name if self.local(name).is_some() => {
+                    Chain::Value(Node::Local(self.local(name).unwrap_or_default()))
+                }
+                name => Chain::Value(self.static_member(name.to_string(), at)?),
+            },
+            Tok::End => return Err(self.err_at(at, "expected an expression")),
+            other => return Err(self.err_at(at, format!("unexpected {}", describe(&other)))),
+        })
+    }
+
+    /// `Type.Member(...)`: a static member, an enum constant or a constant.
+    fn static_member(&mut self, mut ty: String, at: usize) -> Result<Node, ParseError> {
+        let mut written = ty.clone();
+        while NAMESPACES.contains(&ty.as_str()) && self.peek_is(0, ".") {
+            self.pos += 1;
+            ty = self.ident("a type name")?;
+            written = format!("{written}.{ty}");
+        }
+        if !statics::is_static_type(&ty) || !self.peek_is(0, ".") {
+            return Err(self.err_at(
+                at,
+                format!("'{written}' is not supported here (known: context, literals, declared variables and the types in README \"Policy expressions\")"),
+            ));
+        }
+        self.pos += 1;
+        let m_at = self.offset();
+        let mut member = self.ident(&format!("a member of '{ty}'"))?;
+        if ty == "Encoding" {
+            if !matches!(member.as_str(), "UTF8" | "ASCII") {
+                return Err(self.err_at(
+                    m_at,
+                    format!("Encoding.{member} is not supported (UTF8 and ASCII are)"),
+                ));
+            }
+            ty = format!("Encoding.{member}");
+            self.punct(".")?;
+            member = self.ident("a member of Encoding")?;
+        }
+        if ty == "JTokenType" {
+            return Ok(Node::Str(member));
+        }
+        if let Some(f) = statics::flag(&ty, &member) {
+            return Ok(Node::Flag(f));
+        }
+        match (ty.as_str(), member.as_str()) {
+            ("int" | "Int32", "MaxValue") => return Ok(Node::Int(i64::from(i32::MAX))),
+            ("int" | "Int32", "MinValue") => return Ok(Node::Int(i64::from(i32::MIN))),
+            ("long" | "Int64", "MaxValue") => return Ok(Node::Int(i64::MAX)),
+            ("long" | "Int64", "MinValue") => return Ok(Node::Int(i64::MIN)),
+            _ => {}
+        }
+        let Some((f, arity)) = statics::lookup(&ty, &member) else {
+            return Err(self.err_at(at, format!("{ty}.{member} is not supported")));
+        };
+        let generic = if self.peek_is(0, "<") {
+            Some(self.generic_arg()?)
+        } else {
+            None
+        };
+        let Some((min, max)) = arity else {
+            return Ok(Node::Static(f, Vec::new(), generic));
         };
         let args = self.args()?;
         if args.len() < min || args.len() > max {
-            return Err(self.err_at(at, format!("string.{name} takes {min}..{max} arguments")));
-        }
-        if f == StrStatic::Format && !matches!(ty_of(&args[0], &[]), Ty::Str | Ty::Any) {
-            return Err(self.err_at(at, "string.Format needs a format string first"));
-        }
-        Ok(Node::StrStatic(f, args))
-    }
-
-    /// `Guid.NewGuid()`, `int.Parse(s)`, `bool.Parse(s)`, `Convert.ToInt32(x)` and kin.
-    pub(super) fn other_static(&mut self, ty: &str, at: usize) -> Result<Node, ParseError> {
-        self.expect(&Tok::Punct("."))?;
-        let m_at = self.offset();
-        let member = match self.next() {
-            Tok::Ident(m) => m,
-            _ => return Err(self.err_at(m_at, format!("expected a member of '{ty}'"))),
-        };
-        let f = match (ty, member.as_str()) {
-            ("Guid", "NewGuid") => Static::NewGuid(b'D'),
-            ("int" | "long" | "Int32" | "Int64", "Parse") => Static::ParseInt,
-            ("bool" | "Boolean", "Parse") => Static::ParseBool,
-            ("Convert", "ToInt32" | "ToInt64") => Static::ConvertInt,
-            ("Convert", "ToBoolean") => Static::ParseBool,
-            ("Convert", "ToString") => Static::ConvertString,
-            _ => {
-                return Err(self.err_at(at, format!("{ty}.{member} is not supported")));
-            }
-        };
-        let args = self.args()?;
-        let want = usize::from(!matches!(f, Static::NewGuid(_)));
-        if args.len() != want {
+            let want = if min == max {
+                format!("{min}")
+            } else {
+                format!("{min} to {max}")
+            };
             return Err(self.err_at(m_at, format!("{ty}.{member} takes {want} argument(s)")));
         }
-        Ok(Node::Static(f, args))
+        if f == statics::S::Format
+            && matches!(self.ty_of(&args[0]), Ty::Int | Ty::Bool | Ty::Double)
+        {
+            return Err(self.err_at(m_at, "string.Format needs a format string first"));
+        }
+        Ok(Node::Static(f, args, generic))
     }
 
+    /// `<T>` after a generic method's name.
+    fn generic_arg(&mut self) -> Result<Ty, ParseError> {
+        let at = self.offset();
+        self.punct("<")?;
+        let t = self
+            .try_type()
+            .ok_or_else(|| self.err_at(at, "expected a type argument"))?;
+        self.punct(">")?;
+        Ok(t)
+    }
+
+    /// `(args)`: values, lambdas, `out var x` and `name: value`.
     pub(super) fn args(&mut self) -> Result<Vec<Node>, ParseError> {
-        self.expect(&Tok::Punct("("))?;
+        self.punct("(")?;
         let mut args = Vec::new();
         if self.eat(")") {
             return Ok(args);
         }
         loop {
-            args.push(self.expr()?);
+            // a named argument: its name is only documentation here
+            if matches!(self.peek(), Tok::Ident(_)) && self.peek_is(1, ":") {
+                self.pos += 2;
+            }
+            let at = self.offset();
+            if self.eat_word("out") {
+                let slot = if self.peek_word(0, "var") || matches!(self.peek_at(1), Tok::Ident(_)) {
+                    let ty = if self.eat_word("var") {
+                        Ty::Any
+                    } else {
+                        self.try_type()
+                            .ok_or_else(|| self.err_at(at, "expected a type after 'out'"))?
+                    };
+                    let name = self.ident("a variable name")?;
+                    self.declare(&name, ty, at)?
+                } else {
+                    let name = self.ident("a variable name")?;
+                    self.local(&name)
+                        .ok_or_else(|| self.err_at(at, format!("'{name}' is not declared")))?
+                };
+                args.push(Node::Out(slot));
+            } else {
+                args.push(self.expr()?);
+            }
             if self.eat(")") {
                 return Ok(args);
             }
-            self.expect(&Tok::Punct(","))?;
+            self.punct(",")?;
         }
+    }
+
+    /// `new T(args) { items }`, `new[] { ... }`, `new T[n]`, `new { a = 1 }`.
+    fn new_expr(&mut self, at: usize) -> Result<Node, ParseError> {
+        if self.peek_is(0, "{") {
+            return self.anonymous();
+        }
+        if self.peek_is(0, "[") && self.peek_is(1, "]") {
+            self.pos += 2;
+            let items = self.initializer()?;
+            return Ok(Node::New(statics::NewKind::Array, Vec::new(), items));
+        }
+        let name_at = self.offset();
+        let mut name = self.ident("a type after 'new'")?;
+        while NAMESPACES.contains(&name.as_str()) && self.peek_is(0, ".") {
+            self.pos += 1;
+            name = self.ident("a type name")?;
+        }
+        // generic arguments only matter for checking
+        if self.peek_is(0, "<") {
+            self.pos -= 1;
+            self.try_type().ok_or_else(|| {
+                self.err_at(name_at, format!("'new {name}<...>' is not supported"))
+            })?;
+        }
+        let kind = match name.as_str() {
+            "JObject" => statics::NewKind::JObject,
+            "JArray" => statics::NewKind::JArray,
+            "JProperty" => statics::NewKind::JProperty,
+            "JValue" => statics::NewKind::JValue,
+            "List" | "HashSet" => statics::NewKind::List,
+            "Dictionary" => statics::NewKind::Dict,
+            "StringBuilder" => statics::NewKind::Builder,
+            "Exception"
+            | "ArgumentException"
+            | "InvalidOperationException"
+            | "ArgumentNullException"
+            | "FormatException"
+            | "ApplicationException" => statics::NewKind::Exception,
+            n if type_named(n, &[]).is_some() && self.peek_is(0, "[") => statics::NewKind::Array,
+            other => {
+                return Err(self.err_at(at, format!("'new {other}' is not supported")));
+            }
+        };
+        if kind == statics::NewKind::Array {
+            self.punct("[")?;
+            if self.eat("]") {
+                let items = self.initializer()?;
+                return Ok(Node::New(kind, Vec::new(), items));
+            }
+            let size = self.expr()?;
+            self.punct("]")?;
+            return Ok(Node::New(kind, vec![size], Vec::new()));
+        }
+        let args = if self.peek_is(0, "(") {
+            self.args()?
+        } else {
+            Vec::new()
+        };
+        let items = if self.peek_is(0, "{") {
+            self.initializer()?
+        } else {
+            Vec::new()
+        };
+        Ok(Node::New(kind, args, items))
+    }
+
+    /// `{ a, b }`, `{ { k, v }, ... }` or `{ ["k"] = v, ... }`.
+    fn initializer(&mut self) -> Result<Vec<Node>, ParseError> {
+        self.punct("{")?;
+        let mut items = Vec::new();
+        while !self.eat("}") {
+            if self.eat("{") {
+                let k = self.expr()?;
+                self.punct(",")?;
+                let v = self.expr()?;
+                self.punct("}")?;
+                items.push(Node::New(statics::NewKind::Pair, vec![k, v], Vec::new()));
+            } else if self.eat("[") {
+                let k = self.expr()?;
+                self.punct("]")?;
+                self.punct("=")?;
+                let v = self.expr()?;
+                items.push(Node::New(statics::NewKind::Pair, vec![k, v], Vec::new()));
+            } else {
+                items.push(self.expr()?);
+            }
+            if !self.eat(",") {
+                self.punct("}")?;
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// `new { a = 1, b = x, c }`.
+    fn anonymous(&mut self) -> Result<Node, ParseError> {
+        self.punct("{")?;
+        let mut fields = Vec::new();
+        while !self.eat("}") {
+            let at = self.offset();
+            let (name, value) = if matches!(self.peek(), Tok::Ident(_)) && self.peek_is(1, "=") {
+                let name = self.ident("a name")?;
+                self.pos += 1;
+                (name, self.expr()?)
+            } else {
+                let v = self.expr()?;
+                let name = match &v {
+                    Node::Local(i) => self
+                        .scope
+                        .iter()
+                        .find(|(_, s)| s == i)
+                        .map(|(n, _)| n.clone()),
+                    _ => None,
+                }
+                .ok_or_else(|| self.err_at(at, "a member of an anonymous object needs a name"))?;
+                (name, v)
+            };
+            fields.push((name, value));
+            if !self.eat(",") {
+                self.punct("}")?;
+                break;
+            }
+        }
+        Ok(Node::Anonymous(fields))
     }
 
     pub(super) fn collection(&mut self, path: &[String], at: usize) -> Result<Lookup, ParseError> {
@@ -368,22 +781,37 @@ impl Parser {
         Ok(l)
     }
 
-    /// `$"..."`: each hole is parsed as an expression of its own, with the same locals.
-    pub(super) fn interpolation(&mut self, parts: Vec<Part>) -> Result<Node, ParseError> {
+    /// `$"..."`: each hole is parsed as an expression of its own, with the same locals;
+    /// a format becomes `ToString(format)`, an alignment pads.
+    fn interpolation(&mut self, parts: Vec<Part>) -> Result<Node, ParseError> {
         let mut nodes = Vec::with_capacity(parts.len());
         for part in parts {
             match part {
                 Part::Text(s) => nodes.push(Node::Str(s)),
-                Part::Hole(tokens) => {
+                Part::Hole(tokens, align, format) => {
                     let outer = std::mem::replace(&mut self.tokens, tokens);
                     let outer_pos = std::mem::replace(&mut self.pos, 0);
                     let hole = self.expr();
                     let rest = (self.pos < self.tokens.len()).then(|| self.offset());
                     self.tokens = outer;
                     self.pos = outer_pos;
-                    let hole = hole?;
+                    let mut hole = hole?;
                     if let Some(at) = rest {
                         return Err(self.err_at(at, "unexpected text in an interpolated hole"));
+                    }
+                    if let Some(f) = format {
+                        hole = Node::Static(
+                            statics::S::Format,
+                            vec![Node::Str(format!("{{0:{f}}}")), hole],
+                            None,
+                        );
+                    }
+                    if let Some(a) = align {
+                        hole = Node::Static(
+                            statics::S::Format,
+                            vec![Node::Str(format!("{{0,{a}}}")), hole],
+                            None,
+                        );
                     }
                     nodes.push(hole);
                 }
@@ -392,218 +820,222 @@ impl Parser {
         Ok(Node::Interp(nodes))
     }
 
-    /// `a.Equals(b)` and `a.Equals(b, StringComparison.X)`: ordinal, or ignoring case.
-    pub(super) fn equals(&mut self, left: Node) -> Result<Node, ParseError> {
-        self.expect(&Tok::Punct("("))?;
-        let right = self.expr()?;
-        let mut ignore_case = false;
-        if self.peek() == Tok::Punct(",") {
-            self.pos += 1;
-            let at = self.offset();
-            let comparison = match (self.next(), self.next(), self.next()) {
-                (Tok::Ident(t), Tok::Punct("."), Tok::Ident(c)) if t == "StringComparison" => c,
-                _ => return Err(self.err_at(at, "expected StringComparison.<kind>")),
-            };
-            ignore_case = match comparison.as_str() {
-                "Ordinal" | "InvariantCulture" | "CurrentCulture" => false,
-                "OrdinalIgnoreCase" | "InvariantCultureIgnoreCase" | "CurrentCultureIgnoreCase" => {
-                    true
-                }
-                other => {
-                    return Err(self.err_at(at, format!("unknown StringComparison.{other}")));
-                }
-            };
-        }
-        self.expect(&Tok::Punct(")"))?;
-        let fold = |n: Node| Node::Method(StrMethod::ToLower, Box::new(n), Vec::new());
-        Ok(if ignore_case {
-            Node::Bin(BinOp::Eq, Box::new(fold(left)), Box::new(fold(right)))
-        } else {
-            Node::Bin(BinOp::Eq, Box::new(left), Box::new(right))
-        })
-    }
-
-    /// A member of a string value: `StartsWith`, `Replace`, `Length`...
-    pub(super) fn string_member(
-        &mut self,
-        v: Node,
-        name: &str,
-        at: usize,
-    ) -> Result<Node, ParseError> {
-        let m = match name {
-            "StartsWith" => StrMethod::StartsWith,
-            "EndsWith" => StrMethod::EndsWith,
-            "Contains" => StrMethod::Contains,
-            "ToLower" | "ToLowerInvariant" => StrMethod::ToLower,
-            "ToUpper" | "ToUpperInvariant" => StrMethod::ToUpper,
-            "Substring" => StrMethod::Substring,
-            "Trim" => StrMethod::Trim,
-            "TrimStart" => StrMethod::TrimStart,
-            "TrimEnd" => StrMethod::TrimEnd,
-            "Replace" => StrMethod::Replace,
-            "IndexOf" => StrMethod::IndexOf,
-            "LastIndexOf" => StrMethod::LastIndexOf,
-            "ToString" => StrMethod::ToString,
-            "Length" => StrMethod::Length,
-            _ => return Err(self.err_at(at, format!("member '{name}' is not supported"))),
-        };
-        // Guid.NewGuid().ToString("N"): the format goes to the GUID
-        if let (StrMethod::ToString, Node::Static(Static::NewGuid(_), _)) = (m, &v) {
-            let args = self.args()?;
-            let format = match args.as_slice() {
-                [] => b'D',
-                [Node::Str(f)] if ["D", "N", "B", "P"].contains(&f.as_str()) => f.as_bytes()[0],
-                _ => return Err(self.err_at(at, "a GUID's format is \"D\", \"N\", \"B\" or \"P\"")),
-            };
-            return Ok(Node::Static(Static::NewGuid(format), Vec::new()));
-        }
-        let ty = ty_of(&v, &[]);
-        if m != StrMethod::ToString && matches!(ty, Ty::Int | Ty::Bool) {
-            return Err(self.err_at(at, format!("'{name}' needs a string")));
-        }
-        let args = if m == StrMethod::Length {
-            Vec::new()
-        } else {
-            self.args()?
-        };
-        let (min, max) = match m {
-            StrMethod::StartsWith
-            | StrMethod::EndsWith
-            | StrMethod::Contains
-            | StrMethod::LastIndexOf => (1, 1),
-            StrMethod::IndexOf | StrMethod::Substring => (1, 2),
-            // the characters to trim (whitespace without)
-            StrMethod::Trim | StrMethod::TrimStart | StrMethod::TrimEnd => (0, 16),
-            StrMethod::Replace => (2, 2),
-            _ => (0, 0),
-        };
-        if args.len() < min || args.len() > max {
-            return Err(self.err_at(at, format!("'{name}' takes {min}..{max} arguments")));
-        }
-        Ok(Node::Method(m, Box::new(v), args))
-    }
-
-    pub(super) fn member(
+    /// `.name` after a chain: a context member, or a member of a value.
+    fn member(
         &mut self,
         chain: Chain,
         name: String,
         at: usize,
+        safe: bool,
     ) -> Result<Chain, ParseError> {
         match chain {
-            Chain::Value(v) if name == "Equals" => Ok(Chain::Value(self.equals(v)?)),
-            Chain::Value(v) => Ok(Chain::Value(self.string_member(v, &name, at)?)),
-            Chain::Path(path, _)
-                if name == "ToString"
-                    && matches!(
-                        path.iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>()
-                            .as_slice(),
-                        ["context", "Request", "Url" | "OriginalUrl"]
-                    ) =>
-            {
-                self.expect(&Tok::Punct("("))?;
-                self.expect(&Tok::Punct(")"))?;
+            Chain::Value(v) => Ok(Chain::Value(self.value_member(v, &name, at, safe)?)),
+            Chain::Path(path, start) => self.context_member(path, start, name, at),
+        }
+    }
+
+    /// A member of a value: checked against the value's type where it is known.
+    fn value_member(
+        &mut self,
+        v: Node,
+        name: &str,
+        at: usize,
+        safe: bool,
+    ) -> Result<Node, ParseError> {
+        let Some(member) = M::named(name) else {
+            return Err(self.err_at(at, format!("member '{name}' is not supported")));
+        };
+        let ty = self.ty_of(&v);
+        let fits = match ty {
+            Ty::Str => member.on_string(),
+            Ty::Int | Ty::Double | Ty::Bool => member.on_scalar(),
+            _ => true,
+        };
+        if !fits {
+            let what = match ty {
+                Ty::Str => "a string",
+                _ => "a number or bool",
+            };
+            return Err(self.err_at(at, format!("'{name}' is not a member of {what}")));
+        }
+        // Guid.NewGuid().ToString("N"): the format goes to the GUID
+        if let (M::ToString, Node::Static(statics::S::NewGuid(_), _, _)) = (member, &v) {
+            let args = self.args()?;
+            let format = match args.as_slice() {
+                [] => b'D',
+                [Node::Str(f)]
+                    if ["D", "N", "B", "P", "d", "n", "b", "p"].contains(&f.as_str()) =>
+                {
+                    f.as_bytes()[0].to_ascii_uppercase()
+                }
+                _ => return Err(self.err_at(at, "a GUID's format is \"D\", \"N\", \"B\" or \"P\"")),
+            };
+            return Ok(Node::Static(statics::S::NewGuid(format), Vec::new(), None));
+        }
+        let generic = if self.peek_is(0, "<") {
+            let save = self.pos;
+            match self.generic_arg() {
+                Ok(t) if self.peek_is(0, "(") => Some(t),
+                _ => {
+                    self.pos = save;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let args = if self.peek_is(0, "(") {
+            self.args()?
+        } else if member.is_property() {
+            Vec::new()
+        } else {
+            return Err(self.err_at(at, format!("'{name}' is a method: call it with (...)")));
+        };
+        Ok(Node::Call {
+            target: Box::new(v),
+            member,
+            args,
+            generic,
+            safe,
+        })
+    }
+
+    /// A member of a `context` path: a field, a body read, a collection method, or
+    /// the next step of the path.
+    fn context_member(
+        &mut self,
+        mut path: Vec<String>,
+        start: usize,
+        name: String,
+        at: usize,
+    ) -> Result<Chain, ParseError> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if name == "ToString"
+            && matches!(p.as_slice(), ["context", "Request", "Url" | "OriginalUrl"])
+        {
+            self.punct("(")?;
+            self.punct(")")?;
+            self.reads_request = true;
+            return Ok(Chain::Value(Node::Field(if path[2] == "Url" {
+                Field::RequestUrl
+            } else {
+                Field::OriginalUrl
+            })));
+        }
+        if let ["context", side @ ("Request" | "Response"), "Body"] = p.as_slice() {
+            return self
+                .body_read(*side == "Response", &name, at)
+                .map(Chain::Value);
+        }
+        let mut full = p.clone();
+        full.push(&name);
+        if let Some(f) = field_of(&full) {
+            if full[1] == "Request" {
                 self.reads_request = true;
-                Ok(Chain::Value(Node::Field(if path[2] == "Url" {
-                    Field::RequestUrl
+            }
+            return Ok(Chain::Value(Node::Field(f)));
+        }
+        if let Ok(lookup) = self.collection(&path, start) {
+            return self.collection_member(lookup, &name, at).map(Chain::Value);
+        }
+        let known_prefix = matches!(
+            full.as_slice(),
+            [
+                "context",
+                "Request"
+                    | "Response"
+                    | "Subscription"
+                    | "User"
+                    | "Api"
+                    | "Operation"
+                    | "Product"
+                    | "Deployment"
+                    | "LastError"
+                    | "Variables"
+            ] | [
+                "context",
+                "Request",
+                "Url" | "OriginalUrl" | "Headers" | "MatchedParameters" | "Body"
+            ] | ["context", "Request", "Url" | "OriginalUrl", "Query"]
+                | ["context", "Response", "Headers" | "Body"]
+        );
+        if known_prefix {
+            path.push(name);
+            Ok(Chain::Path(path, start))
+        } else {
+            Err(self.err_at(at, format!("'{}' is not supported", full.join("."))))
+        }
+    }
+
+    /// `context.Request.Body.As<T>(preserveContent: bool)`.
+    fn body_read(&mut self, response: bool, name: &str, at: usize) -> Result<Node, ParseError> {
+        if name != "As" {
+            return Err(self.err_at(
+                at,
+                format!("'{name}' of a body is not supported (As<T>(preserveContent) is)"),
+            ));
+        }
+        let ty = self.generic_arg()?;
+        if !matches!(
+            ty,
+            Ty::Str | Ty::JObject | Ty::JArray | Ty::JToken | Ty::Bytes
+        ) {
+            return Err(self.err_at(
+                at,
+                "a body reads As<string>, As<JObject>, As<JArray>, As<JToken> or As<byte[]>",
+            ));
+        }
+        let mut args = self.args()?;
+        if args.len() > 1 {
+            return Err(self.err_at(at, "As<T> takes one argument (preserveContent)"));
+        }
+        let preserve = args.pop().unwrap_or(Node::Bool(false));
+        self.reads_body[usize::from(response)] = true;
+        self.reads_request |= !response;
+        Ok(Node::Body {
+            response,
+            ty,
+            preserve: Box::new(preserve),
+        })
+    }
+
+    /// `GetValueOrDefault`, `ContainsKey` and anything else on a context collection.
+    fn collection_member(
+        &mut self,
+        lookup: Lookup,
+        name: &str,
+        at: usize,
+    ) -> Result<Node, ParseError> {
+        match name {
+            "GetValueOrDefault" => {
+                let cast = if self.peek_is(0, "<") {
+                    Some(self.generic_arg()?)
                 } else {
-                    Field::OriginalUrl
-                })))
-            }
-            Chain::Path(mut path, start) => {
-                path.push(name.clone());
-                let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                let field = field_of(&p);
-                if let Some(f) = field {
-                    if p[1] == "Request" {
-                        self.reads_request = true;
-                    }
-                    return Ok(Chain::Value(Node::Field(f)));
+                    None
+                };
+                let mut args = self.args()?;
+                if args.is_empty() || args.len() > 2 {
+                    return Err(
+                        self.err_at(at, "GetValueOrDefault takes a name and an optional default")
+                    );
                 }
-                // methods on collections
-                let parent = &path[..path.len() - 1];
-                match name.as_str() {
-                    "GetValueOrDefault" | "ContainsKey" if parent.len() >= 2 => {
-                        let lookup = self.collection(parent, start)?;
-                        let mut cast = None;
-                        if name == "GetValueOrDefault" && self.peek() == Tok::Punct("<") {
-                            if lookup != Lookup::Variable {
-                                return Err(self.err_at(
-                                    at,
-                                    "GetValueOrDefault<T> is only supported on context.Variables",
-                                ));
-                            }
-                            self.pos += 1;
-                            let t_at = self.offset();
-                            cast = Some(match self.next() {
-                                Tok::Ident(t) if t == "string" => Ty::Str,
-                                Tok::Ident(t) if t == "int" || t == "long" => Ty::Int,
-                                Tok::Ident(t) if t == "bool" => Ty::Bool,
-                                _ => {
-                                    return Err(self.err_at(
-                                        t_at,
-                                        "GetValueOrDefault<T> supports string, int and bool",
-                                    ))
-                                }
-                            });
-                            self.expect(&Tok::Punct(">"))?;
-                        }
-                        let mut args = self.args()?;
-                        if name == "ContainsKey" {
-                            if args.len() != 1 {
-                                return Err(self.err_at(at, "ContainsKey takes one argument"));
-                            }
-                            let a = args.remove(0);
-                            return Ok(Chain::Value(Node::ContainsKey(lookup, Box::new(a))));
-                        }
-                        if args.is_empty() || args.len() > 2 {
-                            return Err(self.err_at(
-                                at,
-                                "GetValueOrDefault takes a name and an optional default",
-                            ));
-                        }
-                        let default = if args.len() == 2 {
-                            Some(Box::new(args.remove(1)))
-                        } else {
-                            None
-                        };
-                        let key = args.remove(0);
-                        Ok(Chain::Value(Node::Lookup {
-                            lookup,
-                            name: Box::new(key),
-                            default,
-                            required: false,
-                            cast,
-                        }))
-                    }
-                    _ => {
-                        let known_prefix = matches!(
-                            p.as_slice(),
-                            ["context", "Request"]
-                                | ["context", "Request", "Url" | "OriginalUrl"]
-                                | ["context", "Request", "Headers"]
-                                | ["context", "Request", "Url" | "OriginalUrl", "Query"]
-                                | ["context", "Request", "MatchedParameters"]
-                                | ["context", "Response"]
-                                | ["context", "Response", "Headers"]
-                                | ["context", "Subscription"]
-                                | ["context", "User"]
-                                | ["context", "Api"]
-                                | ["context", "Operation"]
-                                | ["context", "Product"]
-                                | ["context", "Deployment"]
-                                | ["context", "LastError"]
-                                | ["context", "Variables"]
-                        );
-                        if known_prefix {
-                            Ok(Chain::Path(path, start))
-                        } else {
-                            Err(self.err_at(at, format!("'{}' is not supported", p.join("."))))
-                        }
-                    }
-                }
+                let default = (args.len() == 2).then(|| Box::new(args.remove(1)));
+                Ok(Node::Lookup {
+                    lookup,
+                    name: Box::new(args.remove(0)),
+                    default,
+                    required: false,
+                    cast,
+                })
             }
+            "ContainsKey" => {
+                let mut args = self.args()?;
+                if args.len() != 1 {
+                    return Err(self.err_at(at, "ContainsKey takes one argument"));
+                }
+                Ok(Node::ContainsKey(lookup, Box::new(args.remove(0))))
+            }
+            other => self.value_member(Node::Entries(lookup), other, at, false),
         }
     }
 }
@@ -650,6 +1082,7 @@ pub(super) fn describe(t: &Tok) -> String {
     match t {
         Tok::Ident(w) => format!("'{w}'"),
         Tok::Int(n) => format!("number {n}"),
+        Tok::Double(d) => format!("number {d}"),
         Tok::Str(_) => "string".into(),
         Tok::Interp(_) => "interpolated string".into(),
         Tok::Punct(p) => format!("'{p}'"),

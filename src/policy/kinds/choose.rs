@@ -62,11 +62,7 @@ impl Behaviour for Choose {
         self.whens
             .iter()
             .fold(Facts::of(&self.otherwise), |f, (c, s)| {
-                f | Facts::of(s)
-                    | Facts {
-                        reads_request: c.reads_request,
-                        ..Facts::default()
-                    }
+                f | Facts::of(s) | Facts::expr(c)
             })
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {

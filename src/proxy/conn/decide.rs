@@ -91,6 +91,7 @@ pub(super) fn through_on_error<'h>(
     *ctx.seq += 1;
     let id = request_id(ctx.id_prefix, *ctx.seq);
     let mut c = Pipeline::start(plan, ids, "", id, view);
+    c.st.set_budget(ctx.limits.expression_steps, ctx.limits.expression_bytes);
     c.on_failure(failure, &mut ctx.pipeline_io(rt));
     let close = CloseReason::after_request(head.keep_alive, ctx.draining)
         .or(CloseReason::unread_body(head.body != BodyKind::None));
@@ -355,6 +356,7 @@ fn run_inbound<'h>(
     *ctx.seq += 1;
     let id = request_id(ctx.id_prefix, *ctx.seq);
     let mut c = Box::new(Pipeline::start(plan, a.ids, a.key, id, view));
+    c.st.set_budget(ctx.limits.expression_steps, ctx.limits.expression_bytes);
     c.st.req.body = collected;
     match c.inbound(view, &mut ctx.pipeline_io(a.rt)) {
         Ok(Inbound::Forward) => return Ok((c, consumed)),

@@ -79,6 +79,9 @@ pub struct Limits {
     pub trust_forwarded_proto: bool,
     /// Federated to a management plane (metrics say whether it is reachable).
     pub service_mode: bool,
+    /// Each request's expression budget: steps and bytes.
+    pub expression_steps: u64,
+    pub expression_bytes: u64,
 }
 
 /// What `drive` may use besides the connection itself.

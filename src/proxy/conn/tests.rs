@@ -45,6 +45,8 @@ impl Loop {
                 response_timeout: Duration::from_secs(30),
                 trust_forwarded_proto: false,
                 service_mode: false,
+                expression_steps: 200_000,
+                expression_bytes: 16 << 20,
             },
             log: RequestLog::new(LogFormat::None, false),
             seq: 0,

@@ -1,0 +1,680 @@
+//! The JSON values expressions work on (Newtonsoft.Json.Linq's JObject / JArray and
+//! their values): a tree whose containers are shared handles, so
+//! `var items = (JArray)body["items"]; items.Add(x);` changes `body` as in C#. Parsing is
+//! as lenient as `JObject.Parse` (comments, single quotes, unquoted names, trailing
+//! commas) with its depth limit of 64; printing follows Newtonsoft's `ToString()`
+//! (indented by two spaces) and `Formatting.None`.
+//! Must not touch: expression syntax, the request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{err, EvalError};
+
+/// Newtonsoft's default `MaxDepth` when parsing.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Rc<RefCell<Vec<Json>>>),
+    /// Properties in order; a name appears once.
+    Object(Rc<RefCell<Vec<(String, Json)>>>),
+}
+
+impl Json {
+    pub fn new_object() -> Json {
+        Json::Object(Rc::new(RefCell::new(Vec::new())))
+    }
+    pub fn new_array(items: Vec<Json>) -> Json {
+        Json::Array(Rc::new(RefCell::new(items)))
+    }
+
+    /// `JToken.Type` as Newtonsoft names it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Json::Null => "Null",
+            Json::Bool(_) => "Boolean",
+            Json::Int(_) => "Integer",
+            Json::Float(_) => "Float",
+            Json::Str(_) => "String",
+            Json::Array(_) => "Array",
+            Json::Object(_) => "Object",
+        }
+    }
+
+    /// `JToken.DeepClone()`.
+    pub fn deep_clone(&self) -> Json {
+        match self {
+            Json::Array(a) => Json::new_array(a.borrow().iter().map(Json::deep_clone).collect()),
+            Json::Object(o) => Json::Object(Rc::new(RefCell::new(
+                o.borrow()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.deep_clone()))
+                    .collect(),
+            ))),
+            other => other.clone(),
+        }
+    }
+
+    /// `JToken.DeepEquals`.
+    pub fn deep_equals(&self, other: &Json) -> bool {
+        match (self, other) {
+            (Json::Null, Json::Null) => true,
+            (Json::Bool(a), Json::Bool(b)) => a == b,
+            (Json::Int(a), Json::Int(b)) => a == b,
+            (Json::Float(a), Json::Float(b)) => a == b,
+            (Json::Int(a), Json::Float(b)) | (Json::Float(b), Json::Int(a)) => (*a as f64) == *b,
+            (Json::Str(a), Json::Str(b)) => a == b,
+            (Json::Array(a), Json::Array(b)) => {
+                Rc::ptr_eq(a, b) || {
+                    let (a, b) = (a.borrow(), b.borrow());
+                    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.deep_equals(y))
+                }
+            }
+            (Json::Object(a), Json::Object(b)) => {
+                Rc::ptr_eq(a, b) || {
+                    let (a, b) = (a.borrow(), b.borrow());
+                    a.len() == b.len()
+                        && a.iter()
+                            .all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v.deep_equals(v2)))
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// How deeply containers nest in this token (a scalar is 0), counting no further
+    /// than `limit + 1`.
+    pub fn depth(&self, limit: usize, steps: &mut u64) -> Result<usize, EvalError> {
+        *steps = steps.checked_sub(1).ok_or(super::BUDGET_STEPS)?;
+        if limit == 0 {
+            return Ok(usize::from(matches!(
+                self,
+                Json::Array(_) | Json::Object(_)
+            )));
+        }
+        let mut deepest = 0;
+        match self {
+            Json::Array(a) => {
+                for v in a.borrow().iter() {
+                    deepest = deepest.max(v.depth(limit - 1, steps)?);
+                }
+            }
+            Json::Object(o) => {
+                for (_, v) in o.borrow().iter() {
+                    deepest = deepest.max(v.depth(limit - 1, steps)?);
+                }
+            }
+            _ => return Ok(0),
+        }
+        Ok(deepest + 1)
+    }
+
+    /// Whether `inner` is this container or one inside it (adding it would make a cycle).
+    pub fn holds(&self, inner: &Json, steps: &mut u64) -> Result<bool, EvalError> {
+        *steps = steps.checked_sub(1).ok_or(super::BUDGET_STEPS)?;
+        Ok(match (self, inner) {
+            (Json::Array(a), Json::Array(b)) if Rc::ptr_eq(a, b) => true,
+            (Json::Object(a), Json::Object(b)) if Rc::ptr_eq(a, b) => true,
+            (Json::Array(a), _) => {
+                for v in a.borrow().iter() {
+                    if v.holds(inner, steps)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            (Json::Object(o), _) => {
+                for (_, v) in o.borrow().iter() {
+                    if v.holds(inner, steps)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            _ => false,
+        })
+    }
+
+    /// A property of an object (`obj["name"]`); `None` when absent or not an object.
+    pub fn get(&self, name: &str) -> Option<Json> {
+        match self {
+            Json::Object(o) => o
+                .borrow()
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Sets (or adds at the end) a property: `obj["name"] = value`.
+    pub fn set(&self, name: &str, value: Json) -> Result<(), EvalError> {
+        let Json::Object(o) = self else {
+            return Err(err(
+                "Cannot set a property on a JSON value that is not an object",
+            ));
+        };
+        let mut o = o.borrow_mut();
+        match o.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value,
+            None => o.push((name.to_string(), value)),
+        }
+        Ok(())
+    }
+
+    /// The text of a scalar the way `JValue.ToString()` prints it; containers print as
+    /// `ToString()` does (indented).
+    pub fn to_text(&self) -> Result<String, EvalError> {
+        Ok(match self {
+            Json::Null => String::new(),
+            Json::Bool(true) => "True".into(),
+            Json::Bool(false) => "False".into(),
+            Json::Int(i) => i.to_string(),
+            Json::Float(f) => dotnet_double(*f),
+            Json::Str(s) => s.clone(),
+            _ => self.print(true)?,
+        })
+    }
+
+    /// JSON text: `ToString()` (indented) or `ToString(Formatting.None)`.
+    pub fn print(&self, indented: bool) -> Result<String, EvalError> {
+        let mut out = String::new();
+        write(self, indented, 0, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn write(j: &Json, indented: bool, depth: usize, out: &mut String) -> Result<(), EvalError> {
+    if depth > 4 * MAX_DEPTH {
+        return Err(err("JSON nested too deeply to write"));
+    }
+    let newline = |out: &mut String, depth: usize| {
+        if indented {
+            out.push('\n');
+            for _ in 0..depth {
+                out.push_str("  ");
+            }
+        }
+    };
+    match j {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Int(i) => out.push_str(&i.to_string()),
+        Json::Float(f) => out.push_str(&json_double(*f)),
+        Json::Str(s) => push_string(out, s),
+        Json::Array(a) => {
+            let a = a.borrow();
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth + 1);
+                write(v, indented, depth + 1, out)?;
+            }
+            if !a.is_empty() {
+                newline(out, depth);
+            }
+            out.push(']');
+        }
+        Json::Object(o) => {
+            let o = o.borrow();
+            out.push('{');
+            for (i, (k, v)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth + 1);
+                push_string(out, k);
+                out.push(':');
+                if indented {
+                    out.push(' ');
+                }
+                write(v, indented, depth + 1, out)?;
+            }
+            if !o.is_empty() {
+                newline(out, depth);
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// A JSON string as Newtonsoft escapes it by default.
+pub fn push_string(out: &mut String, s: &str) {
+    crate::telemetry::push_json_str(out, s);
+}
+
+/// A double as .NET's `ToString()` prints it (shortest round-trip form; exponent form
+/// from 1E+15 and below 1E-05, as "1E+15", "1.5E-07").
+pub fn dotnet_double(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "∞".into() } else { "-∞".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..15).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}E{sign}{:02}", mantissa.to_uppercase(), exp.abs());
+    }
+    format!("{f}")
+}
+
+/// A double in JSON as Newtonsoft writes it: like .NET's, with ".0" when it would look
+/// like an integer.
+fn json_double(f: f64) -> String {
+    if !f.is_finite() {
+        return format!(
+            "\"{}\"",
+            if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            }
+        );
+    }
+    let s = dotnet_double(f);
+    if s.contains(['.', 'E']) {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
+/// Parses JSON text as `JToken.Parse` does (the caller checks the kind it wanted).
+pub fn parse(text: &str) -> Result<Json, EvalError> {
+    let mut p = Reader {
+        b: text.as_bytes(),
+        text,
+        pos: 0,
+    };
+    let v = p.value(0)?;
+    p.blank()?;
+    if p.pos < p.b.len() {
+        return Err(err(
+            "Additional text encountered after finished reading JSON content",
+        ));
+    }
+    Ok(v)
+}
+
+struct Reader<'t> {
+    b: &'t [u8],
+    text: &'t str,
+    pos: usize,
+}
+
+const BAD: EvalError = err("Unexpected character encountered while parsing JSON");
+
+impl Reader<'_> {
+    fn blank(&mut self) -> Result<(), EvalError> {
+        loop {
+            match (self.b.get(self.pos), self.b.get(self.pos + 1)) {
+                (Some(c), _) if c.is_ascii_whitespace() => self.pos += 1,
+                (Some(b'/'), Some(b'/')) => {
+                    while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
+                        self.pos += 1;
+                    }
+                }
+                (Some(b'/'), Some(b'*')) => match self.text[self.pos + 2..].find("*/") {
+                    Some(n) => self.pos += n + 4,
+                    None => return Err(err("Unexpected end while parsing JSON comment")),
+                },
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, EvalError> {
+        self.blank()?;
+        let Some(&c) = self.b.get(self.pos) else {
+            return Err(err("Unexpected end of JSON content"));
+        };
+        if matches!(c, b'{' | b'[') && depth >= MAX_DEPTH {
+            return Err(err("The reader's MaxDepth of 64 has been exceeded (JSON)"));
+        }
+        match c {
+            b'{' => {
+                self.pos += 1;
+                let mut fields: Vec<(String, Json)> = Vec::new();
+                loop {
+                    self.blank()?;
+                    match self.b.get(self.pos) {
+                        Some(b'}') => {
+                            self.pos += 1;
+                            break;
+                        }
+                        Some(b'"' | b'\'') => {}
+                        Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b'$' => {}
+                        _ => return Err(BAD),
+                    }
+                    let name = match self.b[self.pos] {
+                        q @ (b'"' | b'\'') => self.string(q)?,
+                        _ => {
+                            let start = self.pos;
+                            while self.pos < self.b.len()
+                                && (self.b[self.pos].is_ascii_alphanumeric()
+                                    || matches!(self.b[self.pos], b'_' | b'$'))
+                            {
+                                self.pos += 1;
+                            }
+                            self.text[start..self.pos].to_string()
+                        }
+                    };
+                    self.blank()?;
+                    if self.b.get(self.pos) != Some(&b':') {
+                        return Err(err("Invalid character after parsing property name (JSON)"));
+                    }
+                    self.pos += 1;
+                    let v = self.value(depth + 1)?;
+                    // a repeated name keeps the last value, in the first one's place
+                    match fields.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, old)) => *old = v,
+                        None => fields.push((name, v)),
+                    }
+                    self.blank()?;
+                    match self.b.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {}
+                        _ => return Err(BAD),
+                    }
+                }
+                Ok(Json::Object(Rc::new(RefCell::new(fields))))
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.blank()?;
+                    if self.b.get(self.pos) == Some(&b']') {
+                        self.pos += 1;
+                        break;
+                    }
+                    items.push(self.value(depth + 1)?);
+                    self.blank()?;
+                    match self.b.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {}
+                        _ => return Err(BAD),
+                    }
+                }
+                Ok(Json::new_array(items))
+            }
+            b'"' | b'\'' => Ok(Json::Str(self.string(c)?)),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => {
+                for (word, v) in [
+                    ("true", Json::Bool(true)),
+                    ("false", Json::Bool(false)),
+                    ("null", Json::Null),
+                    ("NaN", Json::Float(f64::NAN)),
+                    ("Infinity", Json::Float(f64::INFINITY)),
+                ] {
+                    if self.text[self.pos..].starts_with(word) {
+                        self.pos += word.len();
+                        return Ok(v);
+                    }
+                }
+                Err(BAD)
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, EvalError> {
+        let start = self.pos;
+        if self.b[self.pos] == b'-' {
+            self.pos += 1;
+            if self.text[self.pos..].starts_with("Infinity") {
+                self.pos += 8;
+                return Ok(Json::Float(f64::NEG_INFINITY));
+            }
+        }
+        let mut float = false;
+        while let Some(&c) = self.b.get(self.pos) {
+            match c {
+                b'0'..=b'9' => {}
+                b'.' | b'e' | b'E' => float = true,
+                b'+' | b'-' if float => {}
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        let s = &self.text[start..self.pos];
+        let bad = err("Input string was not a valid number (JSON)");
+        if !float {
+            if let Ok(i) = s.parse::<i64>() {
+                return Ok(Json::Int(i));
+            }
+        }
+        s.parse::<f64>().map(Json::Float).map_err(|_| bad)
+    }
+
+    fn string(&mut self, quote: u8) -> Result<String, EvalError> {
+        self.pos += 1;
+        let mut s = String::new();
+        loop {
+            let start = self.pos;
+            while self.pos < self.b.len() && self.b[self.pos] != quote && self.b[self.pos] != b'\\'
+            {
+                self.pos += 1;
+            }
+            s.push_str(&self.text[start..self.pos]);
+            match self.b.get(self.pos) {
+                None => return Err(err("Unterminated string (JSON)")),
+                Some(&c) if c == quote => {
+                    self.pos += 1;
+                    return Ok(s);
+                }
+                _ => {}
+            }
+            let esc = self.b.get(self.pos + 1).copied().unwrap_or(0);
+            self.pos += 2;
+            s.push(match esc {
+                b'"' => '"',
+                b'\'' => '\'',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => {
+                    let unit = self.hex4()?;
+                    if (0xD800..0xDC00).contains(&unit) && self.text[self.pos..].starts_with("\\u")
+                    {
+                        self.pos += 2;
+                        let low = self.hex4()?;
+                        let c =
+                            0x10000 + ((unit - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+                        char::from_u32(c).unwrap_or('\u{FFFD}')
+                    } else {
+                        char::from_u32(unit).unwrap_or('\u{FFFD}')
+                    }
+                }
+                _ => return Err(err("Bad JSON escape sequence")),
+            });
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, EvalError> {
+        let h = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or(err("Invalid Unicode escape sequence (JSON)"))?;
+        self.pos += 4;
+        Ok(h)
+    }
+}
+
+/// `SelectToken(path)`: `$`, `.name`, `['name']`, `[n]` and `[*]`/`.*` (then it must
+/// select at most one token). `None` when nothing matches.
+pub fn select(root: &Json, path: &str) -> Result<Option<Json>, EvalError> {
+    const BAD_PATH: EvalError = err("Unexpected character while parsing JSONPath (SelectToken)");
+    let mut current = vec![root.clone()];
+    let b = path.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'$') {
+        i = 1;
+    }
+    while i < b.len() {
+        let step: Step = match b[i] {
+            b'.' if b.get(i + 1) == Some(&b'.') => {
+                return Err(err(
+                    "recursive descent ('..') is not supported (SelectToken)",
+                ))
+            }
+            b'.' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                Step::All
+            }
+            b'.' => {
+                let start = i + 1;
+                i = start;
+                while i < b.len() && b[i] != b'.' && b[i] != b'[' {
+                    i += 1;
+                }
+                Step::Name(path[start..i].to_string())
+            }
+            b'[' => {
+                let close = path[i..].find(']').ok_or(BAD_PATH)? + i;
+                let inner = path[i + 1..close].trim();
+                i = close + 1;
+                if inner == "*" {
+                    Step::All
+                } else if let Some(q) = inner
+                    .strip_prefix('\'')
+                    .and_then(|s| s.strip_suffix('\''))
+                    .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                {
+                    Step::Name(q.to_string())
+                } else {
+                    Step::Index(inner.parse().map_err(|_| {
+                        err("only names, indexes and [*] are supported in a JSONPath (SelectToken)")
+                    })?)
+                }
+            }
+            _ if i == 0 => {
+                let start = i;
+                while i < b.len() && b[i] != b'.' && b[i] != b'[' {
+                    i += 1;
+                }
+                Step::Name(path[start..i].to_string())
+            }
+            _ => return Err(BAD_PATH),
+        };
+        let mut next = Vec::new();
+        for token in &current {
+            match (&step, token) {
+                (Step::Name(n), Json::Object(_)) => next.extend(token.get(n)),
+                (Step::Index(k), Json::Array(a)) => {
+                    let a = a.borrow();
+                    let at = if *k < 0 { a.len() as i64 + k } else { *k };
+                    next.extend(usize::try_from(at).ok().and_then(|at| a.get(at)).cloned());
+                }
+                (Step::All, Json::Array(a)) => next.extend(a.borrow().iter().cloned()),
+                (Step::All, Json::Object(o)) => {
+                    next.extend(o.borrow().iter().map(|(_, v)| v.clone()))
+                }
+                _ => {}
+            }
+        }
+        current = next;
+    }
+    match current.len() {
+        0 => Ok(None),
+        1 => Ok(current.pop()),
+        _ => Err(err("Path returned multiple tokens (SelectToken)")),
+    }
+}
+
+enum Step {
+    Name(String),
+    Index(i64),
+    All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_as_newtonsoft() {
+        let j =
+            parse(r#"{"a": 1, "b": [true, null, 1.5, "x\"y"], 'c': {d: 2,}, "e": {}, "f": []}"#)
+                .unwrap();
+        assert_eq!(
+            j.print(false).unwrap(),
+            r#"{"a":1,"b":[true,null,1.5,"x\"y"],"c":{"d":2},"e":{},"f":[]}"#
+        );
+        assert_eq!(
+            j.print(true).unwrap(),
+            "{\n  \"a\": 1,\n  \"b\": [\n    true,\n    null,\n    1.5,\n    \"x\\\"y\"\n  ],\n  \"c\": {\n    \"d\": 2\n  },\n  \"e\": {},\n  \"f\": []\n}"
+        );
+        assert_eq!(Json::Float(2.0).print(false).unwrap(), "2.0");
+        assert_eq!(dotnet_double(1e20), "1E+20");
+        assert_eq!(dotnet_double(0.00001), "1E-05");
+        assert_eq!(dotnet_double(123.25), "123.25");
+        assert_eq!(dotnet_double(1e14), "100000000000000");
+    }
+
+    #[test]
+    fn bad_json_is_an_error_not_a_panic() {
+        for text in [
+            "",
+            "{",
+            "{\"a\":}",
+            "[1,",
+            "{\"a\" 1}",
+            "\"abc",
+            "1 2",
+            "{a:1}}",
+            "\"\\u12\"",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(parse(&deep).is_err());
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert!(parse(&ok).is_ok());
+        assert_eq!(
+            parse(r#""\ud83d\ude00 \u00e9""#)
+                .unwrap()
+                .to_text()
+                .unwrap(),
+            "😀 é"
+        );
+    }
+
+    #[test]
+    fn select_token_paths() {
+        let j = parse(r#"{"a": {"b": [{"c": 1}, {"c": 2}]}, "x y": 3}"#).unwrap();
+        let pick = |p: &str| select(&j, p).unwrap().map(|v| v.print(false).unwrap());
+        assert_eq!(pick("a.b[1].c").as_deref(), Some("2"));
+        assert_eq!(pick("$.a.b[0]").as_deref(), Some(r#"{"c":1}"#));
+        assert_eq!(pick("['x y']").as_deref(), Some("3"));
+        assert_eq!(pick("a.missing"), None);
+        assert!(select(&j, "a.b[*].c").is_err(), "two tokens");
+    }
+}

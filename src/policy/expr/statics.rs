@@ -1,0 +1,788 @@
+//! Static members and constructors: what `string.`, `Guid.`, `int.`, `Convert.`,
+//! `Encoding.UTF8.`, `Math.`, `char.`, `JObject.`, `JsonConvert.`, `Uri.` and
+//! `WebUtility.` offer (`S`, resolved at load by `lookup`), and `new T(...) { ... }` of
+//! the types expressions may build (`NewKind`).
+//! Must not touch: instance members, syntax beyond the name tables.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::eval::Machine;
+use super::json::{self, Json};
+use super::value::{from_json, list, to_json, Flag};
+use super::*;
+
+/// A static member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum S {
+    IsNullOrEmpty,
+    IsNullOrWhiteSpace,
+    Concat,
+    Format,
+    StrEquals,
+    Join,
+    Compare,
+    Empty,
+    /// A new random (version 4) GUID, formatted as `ToString(format)` would: D, N, B or P.
+    NewGuid(u8),
+    ParseInt,
+    TryParseInt,
+    ParseDouble,
+    TryParseDouble,
+    ParseBool,
+    TryParseBool,
+    ConvertInt,
+    ConvertDouble,
+    ConvertBool,
+    ConvertString,
+    ToBase64,
+    FromBase64,
+    /// Encoding.UTF8 / Encoding.ASCII (`true`).
+    GetBytes(bool),
+    GetString(bool),
+    Max,
+    Min,
+    Abs,
+    Round,
+    Floor,
+    Ceiling,
+    Pow,
+    Sqrt,
+    IsDigit,
+    IsLetter,
+    IsLetterOrDigit,
+    IsWhiteSpace,
+    IsUpper,
+    IsLower,
+    CharToUpper,
+    CharToLower,
+    /// `JObject.Parse` / `JArray.Parse` / `JToken.Parse`.
+    JsonParse(Ty),
+    FromObject,
+    Serialize,
+    Deserialize,
+    EscapeDataString,
+    UnescapeDataString,
+    UrlEncode,
+    UrlDecode,
+}
+
+/// A type `new` may build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NewKind {
+    JObject,
+    JArray,
+    JProperty,
+    JValue,
+    List,
+    Dict,
+    Builder,
+    /// `new T[n]`, `new T[] { ... }`, `new[] { ... }`.
+    Array,
+    Exception,
+    /// `{ key, value }` or `[key] = value` inside an initializer.
+    Pair,
+}
+
+/// The static member `ty.member` and how many arguments it takes (`None`: it is a
+/// property, no argument list).
+pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)>)> {
+    let call = |s, min, max| Some((s, Some((min, max))));
+    match (ty, member) {
+        ("string" | "String", "IsNullOrEmpty") => call(S::IsNullOrEmpty, 1, 1),
+        ("string" | "String", "IsNullOrWhiteSpace") => call(S::IsNullOrWhiteSpace, 1, 1),
+        ("string" | "String", "Concat") => call(S::Concat, 1, 64),
+        ("string" | "String", "Format") => call(S::Format, 1, 64),
+        ("string" | "String", "Equals") => call(S::StrEquals, 2, 3),
+        ("string" | "String", "Join") => call(S::Join, 2, 64),
+        ("string" | "String", "Compare" | "CompareOrdinal") => call(S::Compare, 2, 3),
+        ("string" | "String", "Empty") => Some((S::Empty, None)),
+        ("Guid", "NewGuid") => call(S::NewGuid(b'D'), 0, 0),
+        ("int" | "long" | "Int32" | "Int64", "Parse") => call(S::ParseInt, 1, 1),
+        ("int" | "long" | "Int32" | "Int64", "TryParse") => call(S::TryParseInt, 2, 2),
+        ("double" | "decimal" | "float" | "Double" | "Decimal", "Parse") => {
+            call(S::ParseDouble, 1, 1)
+        }
+        ("double" | "decimal" | "float" | "Double" | "Decimal", "TryParse") => {
+            call(S::TryParseDouble, 2, 2)
+        }
+        ("bool" | "Boolean", "Parse") => call(S::ParseBool, 1, 1),
+        ("bool" | "Boolean", "TryParse") => call(S::TryParseBool, 2, 2),
+        ("Convert", "ToInt32" | "ToInt64" | "ToInt16") => call(S::ConvertInt, 1, 1),
+        ("Convert", "ToDouble" | "ToDecimal" | "ToSingle") => call(S::ConvertDouble, 1, 1),
+        ("Convert", "ToBoolean") => call(S::ConvertBool, 1, 1),
+        ("Convert", "ToString") => call(S::ConvertString, 1, 1),
+        ("Convert", "ToBase64String") => call(S::ToBase64, 1, 1),
+        ("Convert", "FromBase64String") => call(S::FromBase64, 1, 1),
+        ("Encoding.UTF8", "GetBytes") => call(S::GetBytes(false), 1, 1),
+        ("Encoding.UTF8", "GetString") => call(S::GetString(false), 1, 1),
+        ("Encoding.ASCII", "GetBytes") => call(S::GetBytes(true), 1, 1),
+        ("Encoding.ASCII", "GetString") => call(S::GetString(true), 1, 1),
+        ("Math", "Max") => call(S::Max, 2, 2),
+        ("Math", "Min") => call(S::Min, 2, 2),
+        ("Math", "Abs") => call(S::Abs, 1, 1),
+        ("Math", "Round") => call(S::Round, 1, 2),
+        ("Math", "Floor") => call(S::Floor, 1, 1),
+        ("Math", "Ceiling") => call(S::Ceiling, 1, 1),
+        ("Math", "Pow") => call(S::Pow, 2, 2),
+        ("Math", "Sqrt") => call(S::Sqrt, 1, 1),
+        ("char" | "Char", "IsDigit") => call(S::IsDigit, 1, 1),
+        ("char" | "Char", "IsLetter") => call(S::IsLetter, 1, 1),
+        ("char" | "Char", "IsLetterOrDigit") => call(S::IsLetterOrDigit, 1, 1),
+        ("char" | "Char", "IsWhiteSpace") => call(S::IsWhiteSpace, 1, 1),
+        ("char" | "Char", "IsUpper") => call(S::IsUpper, 1, 1),
+        ("char" | "Char", "IsLower") => call(S::IsLower, 1, 1),
+        ("char" | "Char", "ToUpper" | "ToUpperInvariant") => call(S::CharToUpper, 1, 1),
+        ("char" | "Char", "ToLower" | "ToLowerInvariant") => call(S::CharToLower, 1, 1),
+        ("JObject", "Parse") => call(S::JsonParse(Ty::JObject), 1, 1),
+        ("JArray", "Parse") => call(S::JsonParse(Ty::JArray), 1, 1),
+        ("JToken", "Parse") => call(S::JsonParse(Ty::JToken), 1, 1),
+        ("JObject" | "JArray" | "JToken", "FromObject") => call(S::FromObject, 1, 1),
+        ("JsonConvert", "SerializeObject") => call(S::Serialize, 1, 2),
+        ("JsonConvert", "DeserializeObject") => call(S::Deserialize, 1, 1),
+        ("Uri", "EscapeDataString" | "EscapeUriString") => call(S::EscapeDataString, 1, 1),
+        ("Uri", "UnescapeDataString") => call(S::UnescapeDataString, 1, 1),
+        ("WebUtility" | "HttpUtility", "UrlEncode") => call(S::UrlEncode, 1, 1),
+        ("WebUtility" | "HttpUtility", "UrlDecode") => call(S::UrlDecode, 1, 1),
+        _ => None,
+    }
+}
+
+/// Enum constants: `StringComparison.X`, `StringSplitOptions.X`, `Formatting.X`.
+pub(super) fn flag(ty: &str, member: &str) -> Option<Flag> {
+    Some(match (ty, member) {
+        ("StringComparison", "Ordinal" | "InvariantCulture" | "CurrentCulture") => Flag::Ordinal,
+        (
+            "StringComparison",
+            "OrdinalIgnoreCase" | "InvariantCultureIgnoreCase" | "CurrentCultureIgnoreCase",
+        ) => Flag::IgnoreCase,
+        ("StringSplitOptions", "None") => Flag::SplitNone,
+        ("StringSplitOptions", "RemoveEmptyEntries") => Flag::RemoveEmptyEntries,
+        ("StringSplitOptions", "TrimEntries") => Flag::TrimEntries,
+        ("Formatting", "None") => Flag::Compact,
+        ("Formatting", "Indented") => Flag::Indented,
+        _ => return None,
+    })
+}
+
+/// The type names that have static members (with the namespaces that may prefix them).
+pub(super) fn is_static_type(name: &str) -> bool {
+    matches!(
+        name,
+        "string"
+            | "String"
+            | "Guid"
+            | "int"
+            | "long"
+            | "Int32"
+            | "Int64"
+            | "double"
+            | "decimal"
+            | "float"
+            | "Double"
+            | "Decimal"
+            | "bool"
+            | "Boolean"
+            | "Convert"
+            | "Encoding"
+            | "Math"
+            | "char"
+            | "Char"
+            | "JObject"
+            | "JArray"
+            | "JToken"
+            | "JsonConvert"
+            | "Uri"
+            | "WebUtility"
+            | "HttpUtility"
+            | "StringComparison"
+            | "StringSplitOptions"
+            | "Formatting"
+            | "JTokenType"
+    )
+}
+
+/// A string or null (the string statics' arguments).
+fn text_of(v: &Val) -> Result<bool, EvalError> {
+    match v {
+        Val::Null | Val::Str(_) => Ok(true),
+        _ => Err(err("a string argument is not a string")),
+    }
+}
+
+fn arg_text<'v>(v: &'v Val) -> Result<&'v str, EvalError> {
+    match v {
+        Val::Str(s) => Ok(s),
+        Val::Null => Err(err("Value cannot be null (a string argument)")),
+        _ => Err(err("a string argument is not a string")),
+    }
+}
+
+fn number(v: &Val) -> Result<f64, EvalError> {
+    match v {
+        Val::Int(i) => Ok(*i as f64),
+        Val::Double(d) => Ok(*d),
+        _ => Err(err("a number argument is not a number")),
+    }
+}
+
+fn char_test(v: &Val, test: fn(char) -> bool) -> Result<Val<'static>, EvalError> {
+    let c = arg_text(v)?.chars().next().ok_or(err("an empty char"))?;
+    Ok(Val::Bool(test(c)))
+}
+
+pub(super) fn call<'e>(
+    m: &mut Machine<'e>,
+    f: S,
+    args: &'e [Node],
+    generic: Option<Ty>,
+) -> Result<Val<'e>, EvalError> {
+    // the `out` forms write their result to the second argument
+    if let S::TryParseInt | S::TryParseDouble | S::TryParseBool = f {
+        let text = m.eval(
+            args.first()
+                .ok_or(err("TryParse takes a text and an out variable"))?,
+        )?;
+        let text = text.to_text();
+        let parsed = match f {
+            S::TryParseInt => text.trim().parse::<i64>().ok().map(Val::Int),
+            S::TryParseDouble => text.trim().parse::<f64>().ok().map(Val::Double),
+            _ => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(Val::Bool(true)),
+                "false" => Some(Val::Bool(false)),
+                _ => None,
+            },
+        };
+        let ok = parsed.is_some();
+        let default = match f {
+            S::TryParseInt => Val::Int(0),
+            S::TryParseDouble => Val::Double(0.0),
+            _ => Val::Bool(false),
+        };
+        m.write_out(args.get(1), parsed.unwrap_or(default))?;
+        return Ok(Val::Bool(ok));
+    }
+    let a = m.values(args)?;
+    match f {
+        S::IsNullOrEmpty
+        | S::IsNullOrWhiteSpace
+        | S::StrEquals
+        | S::Compare
+        | S::Empty
+        | S::Concat
+        | S::Join
+        | S::Format
+        | S::NewGuid(_) => text_statics(m, f, &a),
+        S::ParseInt
+        | S::ParseDouble
+        | S::ParseBool
+        | S::ConvertBool
+        | S::ConvertInt
+        | S::ConvertDouble
+        | S::ConvertString
+        | S::ToBase64
+        | S::FromBase64
+        | S::GetBytes(_)
+        | S::GetString(_) => conversions(m, f, &a),
+        S::Max
+        | S::Min
+        | S::Abs
+        | S::Round
+        | S::Floor
+        | S::Ceiling
+        | S::Pow
+        | S::Sqrt
+        | S::IsDigit
+        | S::IsLetter
+        | S::IsLetterOrDigit
+        | S::IsWhiteSpace
+        | S::IsUpper
+        | S::IsLower
+        | S::CharToUpper
+        | S::CharToLower => math(f, &a),
+        _ => json_and_urls(m, f, &a, generic),
+    }
+}
+
+/// `string.*` and `Guid.NewGuid`.
+fn text_statics<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
+    let first = a.first().cloned().unwrap_or(Val::Null);
+    Ok(match f {
+        S::IsNullOrEmpty | S::IsNullOrWhiteSpace => {
+            text_of(&first)?;
+            let s = first.to_text();
+            Val::Bool(if f == S::IsNullOrEmpty {
+                s.is_empty()
+            } else {
+                s.trim().is_empty()
+            })
+        }
+        S::StrEquals => {
+            text_of(&a[0])?;
+            text_of(&a[1])?;
+            let ic = a.get(2) == Some(&Val::Flag(Flag::IgnoreCase));
+            Val::Bool(match (&a[0], &a[1]) {
+                (Val::Str(x), Val::Str(y)) if ic => x.to_lowercase() == y.to_lowercase(),
+                (x, y) => x == y,
+            })
+        }
+        S::Compare => {
+            let ic = a.get(2) == Some(&Val::Flag(Flag::IgnoreCase))
+                || a.get(2) == Some(&Val::Bool(true));
+            let fold = |v: &Val| {
+                let t = v.to_text().into_owned();
+                if ic {
+                    t.to_lowercase()
+                } else {
+                    t
+                }
+            };
+            Val::Int(
+                match linq::compare(&Val::str(fold(&a[0])), &Val::str(fold(&a[1]))) {
+                    std::cmp::Ordering::Less => -1,
+                    std::cmp::Ordering::Equal => 0,
+                    std::cmp::Ordering::Greater => 1,
+                },
+            )
+        }
+        S::Empty => Val::Str(Cow::Borrowed("")),
+        S::Concat => {
+            let parts = match a {
+                [v @ (Val::List(_) | Val::Json(Json::Array(_)))] => v.items()?,
+                _ => a.iter().map(|v| v.clone().into_owned()).collect(),
+            };
+            let s: String = parts.iter().map(|v| v.to_text()).collect();
+            m.text(s)?
+        }
+        S::Join => {
+            let sep = a[0].to_text().into_owned();
+            let parts = match &a[1..] {
+                [v @ (Val::List(_) | Val::Json(Json::Array(_)) | Val::Dict(_))] => v.items()?,
+                rest => rest.iter().map(|v| v.clone().into_owned()).collect(),
+            };
+            m.ticks(parts.len())?;
+            let texts: Vec<Cow<str>> = parts.iter().map(|v| v.to_text()).collect();
+            m.text(texts.join(&sep))?
+        }
+        S::Format => {
+            let Val::Str(fmt) = &a[0] else {
+                return Err(err("string.Format needs a format string"));
+            };
+            let values = match &a[1..] {
+                [Val::List(l)] => l.borrow().clone(),
+                rest => rest.iter().map(|v| v.clone().into_owned()).collect(),
+            };
+            m.text(format::composite(fmt, &values)?)?
+        }
+        S::NewGuid(format) => m.text(new_guid(format))?,
+        _ => return Err(err("not a static member of this kind")),
+    })
+}
+
+/// Parsing, `Convert.*` and `Encoding.*`.
+fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
+    let first = a.first().cloned().unwrap_or(Val::Null);
+    Ok(match f {
+        S::ParseInt => match first {
+            Val::Null => return Err(err("Value cannot be null (int.Parse)")),
+            v => Val::Int(
+                arg_text(&v)?
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("Input string was not in a correct format (int.Parse)"))?,
+            ),
+        },
+        S::ParseDouble => Val::Double(
+            arg_text(&first)?
+                .trim()
+                .parse()
+                .map_err(|_| err("Input string was not in a correct format (double.Parse)"))?,
+        ),
+        S::ParseBool | S::ConvertBool => match first {
+            Val::Bool(b) => Val::Bool(b),
+            Val::Int(i) if f == S::ConvertBool => Val::Bool(i != 0),
+            Val::Null if f == S::ConvertBool => Val::Bool(false),
+            Val::Str(s) if s.trim().eq_ignore_ascii_case("true") => Val::Bool(true),
+            Val::Str(s) if s.trim().eq_ignore_ascii_case("false") => Val::Bool(false),
+            _ => return Err(err("String was not recognized as a valid Boolean")),
+        },
+        S::ConvertInt => {
+            match first {
+                Val::Null => Val::Int(0),
+                Val::Int(n) => Val::Int(n),
+                Val::Bool(b) => Val::Int(i64::from(b)),
+                // Convert.ToInt32(double) rounds to even
+                Val::Double(d) if d.is_finite() && d.abs() < 9.2e18 => {
+                    Val::Int(d.round_ties_even() as i64)
+                }
+                Val::Str(s) => Val::Int(s.trim().parse().map_err(|_| {
+                    err("Input string was not in a correct format (Convert.ToInt32)")
+                })?),
+                _ => return Err(err("the value cannot be converted to an int")),
+            }
+        }
+        S::ConvertDouble => {
+            match first {
+                Val::Null => Val::Double(0.0),
+                Val::Str(s) => Val::Double(s.trim().parse().map_err(|_| {
+                    err("Input string was not in a correct format (Convert.ToDouble)")
+                })?),
+                Val::Bool(b) => Val::Double(f64::from(u8::from(b))),
+                v => Val::Double(number(&v)?),
+            }
+        }
+        S::ConvertString => {
+            let s = first.to_text().into_owned();
+            m.text(s)?
+        }
+        S::ToBase64 => match &first {
+            Val::Bytes(b) => m.text(format::base64(b))?,
+            _ => return Err(err("Convert.ToBase64String takes a byte[]")),
+        },
+        S::FromBase64 => {
+            let bytes = format::from_base64(arg_text(&first)?)?;
+            m.charge(bytes.len())?;
+            Val::Bytes(Rc::new(bytes))
+        }
+        S::GetBytes(ascii) => {
+            let s = arg_text(&first)?;
+            m.charge(s.len())?;
+            let bytes = if ascii {
+                s.chars()
+                    .map(|c| if c.is_ascii() { c as u8 } else { b'?' })
+                    .collect()
+            } else {
+                s.as_bytes().to_vec()
+            };
+            Val::Bytes(Rc::new(bytes))
+        }
+        S::GetString(ascii) => match &first {
+            Val::Bytes(b) => {
+                let s = if ascii {
+                    b.iter()
+                        .map(|x| if x.is_ascii() { char::from(*x) } else { '?' })
+                        .collect()
+                } else {
+                    String::from_utf8_lossy(b).into_owned()
+                };
+                m.text(s)?
+            }
+            _ => return Err(err("GetString takes a byte[]")),
+        },
+        _ => return Err(err("not a static member of this kind")),
+    })
+}
+
+/// `Math.*` and `char.*`.
+fn math<'e>(f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
+    let first = a.first().cloned().unwrap_or(Val::Null);
+    Ok(match f {
+        S::Max | S::Min => match (&a[0], &a[1]) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(if f == S::Max { *x.max(y) } else { *x.min(y) }),
+            (x, y) => {
+                let (x, y) = (number(x)?, number(y)?);
+                Val::Double(if f == S::Max { x.max(y) } else { x.min(y) })
+            }
+        },
+        S::Abs => match first {
+            Val::Int(i) => Val::Int(i.checked_abs().ok_or(err(
+                "Negating the minimum value of a twos complement number is invalid",
+            ))?),
+            v => Val::Double(number(&v)?.abs()),
+        },
+        S::Round => {
+            let digits = match a.get(1) {
+                Some(Val::Int(d)) if (0..=15).contains(d) => *d as i32,
+                None => 0,
+                _ => return Err(err("Rounding digits must be between 0 and 15, inclusive")),
+            };
+            match first {
+                Val::Int(i) => Val::Int(i),
+                v => {
+                    // Math.Round rounds a tie to even
+                    let scale = 10f64.powi(digits);
+                    Val::Double((number(&v)? * scale).round_ties_even() / scale)
+                }
+            }
+        }
+        S::Floor | S::Ceiling => match first {
+            Val::Int(i) => Val::Int(i),
+            v => {
+                let x = number(&v)?;
+                Val::Double(if f == S::Floor { x.floor() } else { x.ceil() })
+            }
+        },
+        S::Pow => Val::Double(number(&a[0])?.powf(number(&a[1])?)),
+        S::Sqrt => Val::Double(number(&first)?.sqrt()),
+        S::IsDigit => char_test(&first, |c| c.is_ascii_digit())?,
+        S::IsLetter => char_test(&first, char::is_alphabetic)?,
+        S::IsLetterOrDigit => char_test(&first, char::is_alphanumeric)?,
+        S::IsWhiteSpace => char_test(&first, char::is_whitespace)?,
+        S::IsUpper => char_test(&first, char::is_uppercase)?,
+        S::IsLower => char_test(&first, char::is_lowercase)?,
+        S::CharToUpper => Val::Str(Cow::Owned(arg_text(&first)?.to_uppercase())),
+        S::CharToLower => Val::Str(Cow::Owned(arg_text(&first)?.to_lowercase())),
+        _ => return Err(err("not a static member of this kind")),
+    })
+}
+
+/// `JObject.Parse`, `JsonConvert.*`, `Uri.*` and `WebUtility.*`.
+fn json_and_urls<'e>(
+    m: &mut Machine<'e>,
+    f: S,
+    a: &[Val<'e>],
+    generic: Option<Ty>,
+) -> Result<Val<'e>, EvalError> {
+    let first = a.first().cloned().unwrap_or(Val::Null);
+    Ok(match f {
+        S::JsonParse(kind) => {
+            let text = arg_text(&first)?;
+            m.charge(text.len() * 4)?;
+            m.ticks(text.len() / 64)?;
+            let j = json::parse(text)?;
+            match (kind, &j) {
+                (Ty::JObject, Json::Object(_)) | (Ty::JArray, Json::Array(_)) | (Ty::JToken, _) => from_json(&j),
+                (Ty::JObject, _) => return Err(err("Error reading JObject from JsonReader. Current JsonReader item is not an object")),
+                _ => return Err(err("Error reading JArray from JsonReader. Current JsonReader item is not an array")),
+            }
+        }
+        S::FromObject => {
+            let j = to_json(&first)?;
+            m.charge(64)?;
+            from_json(&j)
+        }
+        S::Serialize => {
+            let indented = a.get(1) == Some(&Val::Flag(Flag::Indented));
+            let text = to_json(&first)?.print(indented)?;
+            m.text(text)?
+        }
+        S::Deserialize => {
+            let text = arg_text(&first)?;
+            m.charge(text.len() * 4)?;
+            let j = json::parse(text)?;
+            collections::convert(m, &j, generic.unwrap_or(Ty::Any))?
+        }
+        S::EscapeDataString => m.text(escape(arg_text(&first)?, false))?,
+        S::UrlEncode => match first {
+            Val::Null => Val::Null,
+            v => m.text(escape(arg_text(&v)?, true))?,
+        },
+        S::UnescapeDataString => m.text(unescape(arg_text(&first)?, false))?,
+        S::UrlDecode => match first {
+            Val::Null => Val::Null,
+            v => m.text(unescape(arg_text(&v)?, true))?,
+        },
+        S::TryParseInt | S::TryParseDouble | S::TryParseBool => Val::Null,
+        _ => return Err(err("not a static member of this kind")),
+    })
+}
+
+/// `Uri.EscapeDataString` (RFC 3986 unreserved kept) or `WebUtility.UrlEncode` (space
+/// as '+', also `!*()` kept).
+fn escape(s: &str, form: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => out.push(char::from(b)),
+            b'~' if !form => out.push('~'),
+            b'!' | b'*' | b'(' | b')' if form => out.push(char::from(b)),
+            b' ' if form => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str, form: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' if form => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| char::from(c).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
+/// (32 digits), `B` ({D}) or `P` ((D)).
+fn new_guid(format: u8) -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // SystemRandom only fails if the OS has no randomness source at all
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let d = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    match format {
+        b'N' => hex,
+        b'B' => format!("{{{d}}}"),
+        b'P' => format!("({d})"),
+        _ => d,
+    }
+}
+
+pub(super) fn new<'e>(
+    m: &mut Machine<'e>,
+    kind: NewKind,
+    args: &'e [Node],
+    items: &'e [Node],
+) -> Result<Val<'e>, EvalError> {
+    let a = m.values(args)?;
+    m.charge(64)?;
+    // the key and value of an initializer pair
+    let pair =
+        |m: &mut Machine<'e>, item: &'e Node| -> Result<Option<(Val<'e>, Val<'e>)>, EvalError> {
+            match item {
+                Node::New(NewKind::Pair, kv, _) if kv.len() == 2 => {
+                    Ok(Some((m.eval(&kv[0])?, m.eval(&kv[1])?)))
+                }
+                _ => Ok(None),
+            }
+        };
+    Ok(match kind {
+        NewKind::JObject => {
+            let obj = Json::new_object();
+            let this = Val::Json(obj.clone());
+            for v in &a {
+                add_to_object(m, &obj, v)?;
+            }
+            for item in items {
+                match pair(m, item)? {
+                    Some((k, v)) => m.set_index(&this, &k, v)?,
+                    None => {
+                        let v = m.eval(item)?;
+                        add_to_object(m, &obj, &v)?;
+                    }
+                }
+            }
+            this
+        }
+        NewKind::JArray => {
+            let arr = Json::new_array(Vec::new());
+            let sources: Vec<Val<'e>> = match a.as_slice() {
+                [v @ (Val::List(_) | Val::Json(Json::Array(_)))] => {
+                    v.items()?.into_iter().collect()
+                }
+                _ => a,
+            };
+            let mut values = sources;
+            for item in items {
+                values.push(m.eval(item)?);
+            }
+            for v in &values {
+                let j = m.json_item(&arr, v)?;
+                if let Json::Array(inner) = &arr {
+                    inner.borrow_mut().push(j);
+                }
+            }
+            Val::Json(arr)
+        }
+        NewKind::JProperty => match a.as_slice() {
+            [name, value] => Val::Prop(Rc::new((name.to_text().into_owned(), to_json(value)?))),
+            _ => return Err(err("new JProperty takes a name and a value")),
+        },
+        NewKind::JValue => a.into_iter().next().unwrap_or(Val::Null),
+        NewKind::List | NewKind::Array => {
+            let mut out: Vec<Val<'static>> = match a.as_slice() {
+                // new T[n]: n default values
+                [Val::Int(n)] if kind == NewKind::Array => {
+                    let n = usize::try_from(*n)
+                        .map_err(|_| err("Arithmetic operation resulted in an overflow"))?;
+                    m.charge(n.saturating_mul(32))?;
+                    vec![Val::Null; n]
+                }
+                // new List<T>(capacity)
+                [Val::Int(_)] => Vec::new(),
+                [v] => v.items()?,
+                _ => Vec::new(),
+            };
+            for item in items {
+                out.push(m.eval(item)?.into_owned());
+            }
+            m.charge(out.len() * 32)?;
+            list(out)
+        }
+        NewKind::Dict => {
+            let d = Val::Dict(Rc::new(RefCell::new(Vec::new())));
+            if let [Val::Dict(src)] = a.as_slice() {
+                if let Val::Dict(dst) = &d {
+                    *dst.borrow_mut() = src.borrow().clone();
+                }
+            }
+            for item in items {
+                let (k, v) = pair(m, item)?
+                    .ok_or(err("a dictionary initializer takes { key, value } pairs"))?;
+                m.set_index(&d, &k, v)?;
+            }
+            d
+        }
+        NewKind::Builder => {
+            let init = match a.first() {
+                Some(Val::Str(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            m.charge(init.len())?;
+            Val::Builder(Rc::new(RefCell::new(init)))
+        }
+        NewKind::Exception => Val::Error(Rc::from(
+            a.first().map_or(Cow::Borrowed(""), Val::to_text).as_ref(),
+        )),
+        NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
+    })
+}
+
+/// `new JObject(x)`: a JProperty, a JObject whose properties are copied, or a list of
+/// JProperty.
+fn add_to_object(m: &mut Machine, obj: &Json, v: &Val) -> Result<(), EvalError> {
+    match v {
+        Val::Prop(p) => {
+            let value = m.json_item(obj, &from_json(&p.1))?;
+            obj.set(&p.0, value)
+        }
+        Val::Json(Json::Object(o)) => {
+            let props: Vec<(String, Json)> = o
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.deep_clone()))
+                .collect();
+            for (k, v) in props {
+                obj.set(&k, v)?;
+            }
+            Ok(())
+        }
+        Val::List(l) => {
+            let items = l.borrow().clone();
+            for item in &items {
+                add_to_object(m, obj, item)?;
+            }
+            Ok(())
+        }
+        Val::Null => Ok(()),
+        _ => Err(err(
+            "Can not add a value to a JObject: it takes JProperty values",
+        )),
+    }
+}

@@ -1,0 +1,477 @@
+//! Statements of a `@{ ... }` block: declarations (`var`, explicit types, several at
+//! once), assignment and compound assignment (`=`, `+=`, `??=`, `++`), calls for their
+//! effect, `if`/`else`, `while`, `do`, `for`, `foreach`, `break`, `continue`, `return`,
+//! `throw` and `try`/`catch`/`finally`. Locals are scoped by braces as in C#, each with a
+//! slot of its own. Loops need no bound here: every turn costs a step of the budget.
+//! Must not touch: expression syntax (parse.rs), evaluation.
+
+use super::types::type_named;
+use super::*;
+
+impl Parser {
+    /// The statements of a whole `@{ ... }` block.
+    pub(super) fn block_body(&mut self) -> Result<Vec<Stmt>, ParseError> {
+        let mut out = Vec::new();
+        while self.pos < self.tokens.len() {
+            out.push(self.statement()?);
+        }
+        Ok(out)
+    }
+
+    /// `{ statements }` with a scope of its own.
+    fn braced(&mut self) -> Result<Vec<Stmt>, ParseError> {
+        self.punct("{")?;
+        let mark = self.scope.len();
+        let mut out = Vec::new();
+        while !self.eat("}") {
+            if self.peek() == Tok::End {
+                return Err(self.err_at(self.offset(), "expected '}'"));
+            }
+            out.push(self.statement()?);
+        }
+        self.scope.truncate(mark);
+        Ok(out)
+    }
+
+    /// The body of an `if`, a loop or an `else`: a braced block or one statement.
+    fn body(&mut self) -> Result<Vec<Stmt>, ParseError> {
+        if self.peek_is(0, "{") {
+            return self.braced();
+        }
+        let mark = self.scope.len();
+        let s = self.statement();
+        self.scope.truncate(mark);
+        Ok(vec![s?])
+    }
+
+    fn condition(&mut self) -> Result<Node, ParseError> {
+        self.punct("(")?;
+        let c = self.expr()?;
+        self.punct(")")?;
+        if matches!(self.ty_of(&c), Ty::Str | Ty::Int | Ty::Double) {
+            return Err(self.err_at(self.offset(), "a condition must be a bool"));
+        }
+        Ok(c)
+    }
+
+    fn looped(&mut self) -> Result<Vec<Stmt>, ParseError> {
+        self.loops += 1;
+        let b = self.body();
+        self.loops -= 1;
+        b
+    }
+
+    pub(super) fn statement(&mut self) -> Result<Stmt, ParseError> {
+        let at = self.offset();
+        self.count(at)?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err_at(at, "statements nested too deeply"));
+        }
+        let s = self.statement_inner(at);
+        self.depth -= 1;
+        s
+    }
+
+    fn statement_inner(&mut self, at: usize) -> Result<Stmt, ParseError> {
+        let word = match self.peek() {
+            Tok::Punct(";") => {
+                self.pos += 1;
+                return Ok(Stmt::Block(Vec::new()));
+            }
+            Tok::Punct("{") => return Ok(Stmt::Block(self.braced()?)),
+            Tok::Ident(w) => w,
+            _ => String::new(),
+        };
+        match word.as_str() {
+            "if" => {
+                self.pos += 1;
+                let c = self.condition()?;
+                let then = self.body()?;
+                let otherwise = if self.eat_word("else") {
+                    self.body()?
+                } else {
+                    Vec::new()
+                };
+                Ok(Stmt::If(c, then, otherwise))
+            }
+            "while" => {
+                self.pos += 1;
+                let cond = self.condition()?;
+                let body = self.looped()?;
+                Ok(Stmt::Loop {
+                    cond: Some(cond),
+                    body,
+                    step: Vec::new(),
+                    test_first: true,
+                })
+            }
+            "do" => {
+                self.pos += 1;
+                let body = self.looped()?;
+                if !self.eat_word("while") {
+                    return Err(self.err_at(self.offset(), "expected 'while' after a do block"));
+                }
+                let cond = self.condition()?;
+                self.punct(";")?;
+                Ok(Stmt::Loop {
+                    cond: Some(cond),
+                    body,
+                    step: Vec::new(),
+                    test_first: false,
+                })
+            }
+            "for" => self.for_loop(),
+            "foreach" => {
+                self.pos += 1;
+                self.punct("(")?;
+                let mark = self.scope.len();
+                let t_at = self.offset();
+                let ty = self
+                    .try_type()
+                    .ok_or_else(|| self.err_at(t_at, "expected a type or 'var'"))?;
+                let name = self.ident("a variable name")?;
+                if !self.eat_word("in") {
+                    return Err(self.err_at(self.offset(), "expected 'in'"));
+                }
+                let source = self.expr()?;
+                self.punct(")")?;
+                let slot = self.declare(&name, ty, t_at)?;
+                let body = self.looped();
+                self.scope.truncate(mark);
+                Ok(Stmt::Foreach(slot, source, body?))
+            }
+            "return" => {
+                self.pos += 1;
+                if self.peek_is(0, ";") {
+                    return Err(self.err_at(at, "a return needs a value here"));
+                }
+                let e = self.expr()?;
+                self.punct(";")?;
+                let t = self.ty_of(&e);
+                self.return_ty = Some(match self.return_ty {
+                    None => t,
+                    Some(x) if x == t => x,
+                    Some(_) => Ty::Any,
+                });
+                Ok(Stmt::Return(e))
+            }
+            "break" | "continue" => {
+                self.pos += 1;
+                if self.loops == 0 {
+                    return Err(self.err_at(at, format!("'{word}' outside a loop")));
+                }
+                self.punct(";")?;
+                Ok(if word == "break" {
+                    Stmt::Break
+                } else {
+                    Stmt::Continue
+                })
+            }
+            "throw" => {
+                self.pos += 1;
+                if self.eat(";") {
+                    let slot = *self
+                        .catches
+                        .last()
+                        .ok_or_else(|| self.err_at(at, "'throw;' outside a catch block"))?;
+                    return Ok(Stmt::Throw(Node::Local(slot)));
+                }
+                let e = self.expr()?;
+                self.punct(";")?;
+                Ok(Stmt::Throw(e))
+            }
+            "try" => self.try_block(),
+            _ => {
+                let s = self.simple()?;
+                self.punct(";")?;
+                Ok(s)
+            }
+        }
+    }
+
+    /// `for (init; cond; step, step) body`.
+    fn for_loop(&mut self) -> Result<Stmt, ParseError> {
+        self.pos += 1;
+        self.punct("(")?;
+        let mark = self.scope.len();
+        let mut out = Vec::new();
+        if !self.eat(";") {
+            out.push(self.simple()?);
+            self.punct(";")?;
+        }
+        let cond = if self.peek_is(0, ";") {
+            None
+        } else {
+            Some(self.expr()?)
+        };
+        self.punct(";")?;
+        let mut step = Vec::new();
+        while !self.eat(")") {
+            step.push(self.simple()?);
+            if !self.eat(",") {
+                self.punct(")")?;
+                break;
+            }
+        }
+        let body = self.looped();
+        self.scope.truncate(mark);
+        out.push(Stmt::Loop {
+            cond,
+            body: body?,
+            step,
+            test_first: true,
+        });
+        Ok(Stmt::Block(out))
+    }
+
+    fn try_block(&mut self) -> Result<Stmt, ParseError> {
+        self.pos += 1;
+        let body = self.braced()?;
+        let mut catch = None;
+        while self.eat_word("catch") {
+            let mark = self.scope.len();
+            let at = self.offset();
+            let mut slot = None;
+            if self.eat("(") {
+                let _ = self.try_type();
+                if let Tok::Ident(name) = self.peek() {
+                    self.pos += 1;
+                    slot = Some(self.declare(&name, Ty::Any, at)?);
+                }
+                self.punct(")")?;
+            }
+            if self.peek_word(0, "when") {
+                return Err(self.err_at(
+                    self.offset(),
+                    "exception filters ('when') are not supported",
+                ));
+            }
+            // a hidden slot holds the exception for a `throw;`
+            let held = match slot {
+                Some(s) => s,
+                None => self.declare(&format!("#catch{}", self.slot_count), Ty::Any, at)?,
+            };
+            self.catches.push(held);
+            let handler = self.braced();
+            self.catches.pop();
+            self.scope.truncate(mark);
+            // exceptions have no types here: the first catch takes them all
+            if catch.is_none() {
+                catch = Some((Some(held), handler?));
+            }
+        }
+        let finally = if self.eat_word("finally") {
+            self.braced()?
+        } else {
+            Vec::new()
+        };
+        Ok(Stmt::Try {
+            body,
+            catch,
+            finally,
+        })
+    }
+
+    /// A declaration, an assignment, `x++` or a call, without its `;`.
+    fn simple(&mut self) -> Result<Stmt, ParseError> {
+        let at = self.offset();
+        if let Some(d) = self.declaration()? {
+            return Ok(d);
+        }
+        for (p, op) in [("++", BinOp::Add), ("--", BinOp::Sub)] {
+            if self.eat(p) {
+                let target = self.unary()?;
+                let place = self.place(&target, at)?;
+                return Ok(Stmt::Assign(
+                    place,
+                    Node::Bin(op, Box::new(target), Box::new(Node::Int(1))),
+                ));
+            }
+        }
+        let target = self.unary()?;
+        let op_at = self.offset();
+        let compound = [
+            ("+=", BinOp::Add),
+            ("-=", BinOp::Sub),
+            ("*=", BinOp::Mul),
+            ("/=", BinOp::Div),
+            ("%=", BinOp::Rem),
+        ];
+        if self.eat("=") {
+            let place = self.place(&target, at)?;
+            let value = self.expr()?;
+            return Ok(Stmt::Assign(place, value));
+        }
+        for (p, op) in compound {
+            if self.eat(p) {
+                let place = self.place(&target, at)?;
+                let value = self.expr()?;
+                return Ok(Stmt::Assign(
+                    place,
+                    Node::Bin(op, Box::new(target), Box::new(value)),
+                ));
+            }
+        }
+        if self.eat("??=") {
+            let place = self.place(&target, at)?;
+            let value = self.expr()?;
+            return Ok(Stmt::Assign(
+                place,
+                Node::Coalesce(Box::new(target), Box::new(value)),
+            ));
+        }
+        for (p, op) in [("++", BinOp::Add), ("--", BinOp::Sub)] {
+            if self.eat(p) {
+                let place = self.place(&target, at)?;
+                return Ok(Stmt::Assign(
+                    place,
+                    Node::Bin(op, Box::new(target), Box::new(Node::Int(1))),
+                ));
+            }
+        }
+        match target {
+            Node::Call { .. } | Node::Static(..) | Node::New(..) => Ok(Stmt::Eval(target)),
+            _ => Err(self.err_at(
+                op_at,
+                "only calls, assignments, ++ and -- can be statements",
+            )),
+        }
+    }
+
+    /// Where an assignment to `target` writes.
+    fn place(&self, target: &Node, at: usize) -> Result<Place, ParseError> {
+        match target {
+            Node::Local(i) => Ok(Place::Local(*i)),
+            Node::Index { target, key, .. } => Ok(Place::Index((**target).clone(), (**key).clone())),
+            Node::Call { target, member, args, .. } if args.is_empty() && member.is_property() => {
+                Ok(Place::Member((**target).clone(), *member))
+            }
+            Node::Lookup { .. } => Err(self.err_at(
+                at,
+                "context collections are read-only (use set-variable, set-header or set-query-parameter)",
+            )),
+            _ => Err(self.err_at(at, "this cannot be assigned to")),
+        }
+    }
+
+    /// `T name = value, name2 = value2` (or `T name`), if a declaration is next.
+    fn declaration(&mut self) -> Result<Option<Stmt>, ParseError> {
+        let Tok::Ident(first) = self.peek() else {
+            return Ok(None);
+        };
+        if self.local(&first).is_some() || first == "context" {
+            return Ok(None);
+        }
+        let save = self.pos;
+        let at = self.offset();
+        let Some(declared) = self.try_type() else {
+            self.pos = save;
+            return Ok(None);
+        };
+        let is_declaration = matches!(self.peek(), Tok::Ident(_))
+            && (self.peek_is(1, "=") || self.peek_is(1, ";") || self.peek_is(1, ","));
+        if !is_declaration {
+            self.pos = save;
+            return Ok(None);
+        }
+        let inferred = first == "var";
+        let mut out = Vec::new();
+        loop {
+            let n_at = self.offset();
+            let name = self.ident("a variable name")?;
+            let value = if self.eat("=") {
+                self.expr()?
+            } else if inferred {
+                return Err(self.err_at(n_at, "'var' needs a value"));
+            } else {
+                match declared {
+                    Ty::Int => Node::Int(0),
+                    Ty::Double => Node::Double(0.0),
+                    Ty::Bool => Node::Bool(false),
+                    _ => Node::Null,
+                }
+            };
+            let ty = if inferred {
+                self.ty_of(&value)
+            } else {
+                declared
+            };
+            let value =
+                if inferred || declared == Ty::Any || type_named(&first, &[]) == Some(Ty::Any) {
+                    value
+                } else {
+                    self.check_assignable(declared, &value, n_at)?;
+                    Node::Cast(declared, Box::new(value))
+                };
+            let slot = self.declare(&name, ty, at)?;
+            out.push(Stmt::Assign(Place::Local(slot), value));
+            if !self.eat(",") {
+                break;
+            }
+        }
+        Ok(Some(if out.len() == 1 {
+            out.remove(0)
+        } else {
+            Stmt::Block(out)
+        }))
+    }
+
+    /// A value of a known type that C# would not convert implicitly to `to`.
+    fn check_assignable(&self, to: Ty, value: &Node, at: usize) -> Result<(), ParseError> {
+        let from = self.ty_of(value);
+        let bad = match (to, from) {
+            (_, Ty::Any) => false,
+            (a, b) if a == b => false,
+            (Ty::Double, Ty::Int) => false,
+            (Ty::JToken, Ty::JObject | Ty::JArray | Ty::Str | Ty::Int | Ty::Double | Ty::Bool) => {
+                false
+            }
+            (Ty::List, Ty::List | Ty::Bytes) => false,
+            _ => true,
+        };
+        if bad {
+            return Err(self.err_at(at, format!("cannot assign a {from:?} to a {to:?} variable")));
+        }
+        Ok(())
+    }
+}
+
+/// Whether every path through `stmts` ends in a `return` or a `throw`.
+pub(super) fn returns(stmts: &[Stmt]) -> bool {
+    match stmts.last() {
+        Some(Stmt::Return(_) | Stmt::Throw(_)) => true,
+        Some(Stmt::If(_, a, b)) => returns(a) && returns(b),
+        Some(Stmt::Block(b)) => returns(b),
+        Some(Stmt::Try {
+            body,
+            catch,
+            finally,
+        }) => returns(finally) || (returns(body) && catch.as_ref().is_none_or(|(_, c)| returns(c))),
+        // `while (true)` without a break never falls through
+        Some(Stmt::Loop {
+            cond: None, body, ..
+        }) => !breaks(body),
+        Some(Stmt::Loop {
+            cond: Some(Node::Bool(true)),
+            body,
+            ..
+        }) => !breaks(body),
+        _ => false,
+    }
+}
+
+/// Whether a loop body has a `break` for this loop.
+fn breaks(stmts: &[Stmt]) -> bool {
+    stmts.iter().any(|s| match s {
+        Stmt::Break => true,
+        Stmt::If(_, a, b) => breaks(a) || breaks(b),
+        Stmt::Block(b) => breaks(b),
+        Stmt::Try {
+            body,
+            catch,
+            finally,
+        } => breaks(body) || catch.as_ref().is_some_and(|(_, c)| breaks(c)) || breaks(finally),
+        _ => false,
+    })
+}

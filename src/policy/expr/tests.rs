@@ -1,0 +1,780 @@
+//! Expression tests: the language's forms against a test environment.
+
+use super::*;
+use std::collections::HashMap;
+
+struct TestEnv {
+    headers: HashMap<&'static str, &'static str>,
+    vars: HashMap<&'static str, Val<'static>>,
+}
+impl Env for TestEnv {
+    fn field(&self, f: Field) -> Val<'_> {
+        match f {
+            Field::RequestMethod => Val::Str("GET".into()),
+            Field::RequestIp => Val::Str("10.0.0.7".into()),
+            Field::ResponseStatus => Val::Int(200),
+            Field::SubscriptionId | Field::SubscriptionObject => Val::Str("sub-1".into()),
+            _ => Val::Null,
+        }
+    }
+    fn lookup(&self, l: Lookup, name: &str) -> Option<Val<'_>> {
+        match l {
+            Lookup::RequestHeader => self
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Val::Str(Cow::Borrowed(*v))),
+            Lookup::Variable => self.vars.get(name).map(Val::borrowed),
+            _ => None,
+        }
+    }
+    fn entries(&self, l: Lookup) -> Vec<(String, Val<'_>)> {
+        match l {
+            Lookup::RequestHeader => {
+                let mut h: Vec<_> = self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Val::Str(Cow::Borrowed(*v))))
+                    .collect();
+                h.sort_by(|a, b| a.0.cmp(&b.0));
+                h
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn env() -> TestEnv {
+    TestEnv {
+        headers: [("X-Tier", "Gold"), ("Authorization", "Bearer abc")].into(),
+        vars: [("n", Val::Int(3)), ("s", Val::Str("7".into()))].into(),
+    }
+}
+
+fn run(text: &str) -> Result<Val<'static>, String> {
+    let block = text.starts_with('{');
+    let inner = if block {
+        &text[1..text.len() - 1]
+    } else {
+        text
+    };
+    let e = Expr::parse(inner, block).map_err(|e| e.to_string())?;
+    let env = env();
+    e.eval(&env)
+        .map(Val::into_owned)
+        .map_err(|e| e.0.to_string())
+}
+
+fn s(v: &str) -> Val<'static> {
+    Val::Str(Cow::Owned(v.to_string()))
+}
+
+/// The literal forms of C# that real APIM documents use: comments, verbatim and
+/// interpolated strings, and `Equals` (before, each was a load error).
+#[test]
+fn comments_verbatim_and_interpolated_strings_and_equals() {
+    let cases: &[(&str, Val)] = &[
+        (
+            "context.Request.Method /* the verb */ == \"GET\" // only reads",
+            Val::Bool(true),
+        ),
+        (
+            "{\n  // a block with comments\n  var t = context.Request.Headers.GetValueOrDefault(\"X-Tier\", \"\"); /* keep */\n  return t;\n}",
+            s("Gold"),
+        ),
+        (r#"@"c:\temp\""quoted""""#, s(r#"c:\temp\"quoted""#)),
+        (
+            r#"$"{context.Request.Method} /items/{context.Response.StatusCode} tier={context.Request.Headers.GetValueOrDefault("x-tier", "none").ToLower()}""#,
+            s("GET /items/200 tier=gold"),
+        ),
+        (
+            r#"$"{{literal}} {1 < 2} [{context.Request.Headers.GetValueOrDefault("nope")}]""#,
+            s("{literal} True []"),
+        ),
+        (r#"$@"c:\{context.Subscription.Id}\""x""""#, s(r#"c:\sub-1\"x""#)),
+        (r#"context.Request.Method.Equals("GET")"#, Val::Bool(true)),
+        (r#"context.Request.Method.Equals("get")"#, Val::Bool(false)),
+        (
+            r#"context.Request.Method.Equals("get", StringComparison.OrdinalIgnoreCase)"#,
+            Val::Bool(true),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("X-Tier","").Equals("GOLD", StringComparison.InvariantCultureIgnoreCase)"#,
+            Val::Bool(true),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    for (text, error) in [
+        ("1 /* open", "unterminated comment"),
+        (r#"$"a } b""#, "must be doubled"),
+        (r#"$"{}""#, "an empty hole"),
+        (
+            r#""a".Equals("b", StringComparison.Whatever)"#,
+            "StringComparison.Whatever is not supported",
+        ),
+    ] {
+        let got = run(text).expect_err(text);
+        assert!(got.contains(error), "{text}: {got}");
+    }
+}
+
+/// String members and statics that APIM documents use most after the literals.
+#[test]
+fn string_members_and_statics() {
+    let cases: &[(&str, Val)] = &[
+        (r#""a-b-c".Replace("-", "/")"#, s("a/b/c")),
+        (r#""héllo wörld".IndexOf("wö")"#, Val::Int(6)),
+        (r#""abcabc".LastIndexOf("b")"#, Val::Int(4)),
+        (r#""abc".IndexOf("z")"#, Val::Int(-1)),
+        (
+            r#""  x  ".TrimStart() + "|" + "  y  ".TrimEnd() + "|""#,
+            s("x  |  y|"),
+        ),
+        (
+            r#""/a/b/c".Substring(0, "/a/b/c".IndexOf("/", 1))"#,
+            s("/a"),
+        ),
+        (r#""/a/b/c".IndexOf("/", 6)"#, Val::Int(-1)),
+        (r#"string.IsNullOrWhiteSpace("  \t")"#, Val::Bool(true)),
+        (r#"String.IsNullOrEmpty(null)"#, Val::Bool(true)),
+        (
+            r#"string.Concat("a", 1, true, null, context.Request.Method)"#,
+            s("a1TrueGET"),
+        ),
+        (
+            r#"string.Format("{0}:{1} {{x}} {0}", context.Request.Method, 42)"#,
+            s("GET:42 {x} GET"),
+        ),
+        (
+            r#"string.Equals(context.Request.Method, "GET")"#,
+            Val::Bool(true),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    for (text, error) in [
+        (r#"string.Format("{1}", "a")"#, "Index (zero based)"),
+        (r#""/a/b/c".IndexOf("/", 9)"#, "startIndex must be within"),
+        (r#"string.Format("{0", "a")"#, "not in a correct format"),
+        (r#""abc".Replace("", "x")"#, "zero length"),
+        (r#"string.Format(1)"#, "needs a format string"),
+    ] {
+        let got = run(text).expect_err(text);
+        assert!(got.contains(error), "{text}: {got}");
+    }
+}
+
+/// Null handling as APIM documents write it: `??`, `?.`, and the call's optional
+/// objects compared with null.
+#[test]
+fn null_coalescing_safe_navigation_and_optional_objects() {
+    let cases: &[(&str, Val)] = &[
+        (
+            r#"context.Request.Headers.GetValueOrDefault("nope") ?? "dflt""#,
+            s("dflt"),
+        ),
+        (r#"null ?? null ?? "c""#, s("c")),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("nope")?.ToLower() ?? "none""#,
+            s("none"),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("X-Tier")?.ToLower()"#,
+            s("gold"),
+        ),
+        (r#"context.Subscription?.Id"#, s("sub-1")),
+        (r#"context.Subscription != null"#, Val::Bool(true)),
+        (r#"context.Product == null"#, Val::Bool(true)),
+        (r#"context.User == null"#, Val::Bool(true)),
+        (
+            r#"context.Product == null ? "no product" : context.Product.Name"#,
+            s("no product"),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    let got = run(r#"context.Request.Headers.GetValueOrDefault("nope").ToLower()"#);
+    assert_eq!(
+        got,
+        Err("Object reference not set to an instance of an object".to_string()),
+        "without ?. a null target is an error, as in C#"
+    );
+}
+
+/// Char literals (one-character strings here) and trimming given characters.
+#[test]
+fn char_literals_and_trimming_characters() {
+    let cases: &[(&str, Val)] = &[
+        (r#""/a/b/".TrimEnd('/')"#, s("/a/b")),
+        (r#""/a/b/".TrimStart('/')"#, s("a/b/")),
+        (r#""-x_-".Trim('-', '_')"#, s("x")),
+        (r#""a,b".IndexOf(',')"#, Val::Int(1)),
+        (r#""it's".Replace('\'', '"')"#, s("it\"s")),
+        (r#"'\n' == "\n""#, Val::Bool(true)),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    for (text, error) in [
+        ("''", "empty char literal"),
+        ("'ab'", "holds one character"),
+        (r"'\q'", "unsupported escape"),
+    ] {
+        let got = run(text).expect_err(text);
+        assert!(got.contains(error), "{text}: {got}");
+    }
+}
+
+/// `Guid.NewGuid()`, `int.Parse`, `bool.Parse` and `Convert.To*`.
+#[test]
+fn guids_and_conversions() {
+    let cases: &[(&str, Val)] = &[
+        (r#"int.Parse(" 42 ") + 1"#, Val::Int(43)),
+        (r#"long.Parse("-7")"#, Val::Int(-7)),
+        (
+            r#"Convert.ToInt32((string)context.Variables["s"]) + 1"#,
+            Val::Int(8),
+        ),
+        (r#"Convert.ToInt32(null)"#, Val::Int(0)),
+        (
+            r#"bool.Parse("True") && Convert.ToBoolean("false") == false"#,
+            Val::Bool(true),
+        ),
+        (r#"Convert.ToString(12) + Convert.ToString(null)"#, s("12")),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    let hex = |c: char| c.is_ascii_hexdigit() && !c.is_ascii_uppercase();
+    let Ok(Val::Str(d)) = run("Guid.NewGuid().ToString()") else {
+        panic!("a guid")
+    };
+    let groups: Vec<&str> = d.split('-').collect();
+    assert_eq!(
+        groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+        [8, 4, 4, 4, 12],
+        "{d}"
+    );
+    assert!(d.chars().all(|c| c == '-' || hex(c)), "{d}");
+    assert_eq!(&groups[2][..1], "4", "version 4: {d}");
+    let Ok(Val::Str(n)) = run(r#"Guid.NewGuid().ToString("N")"#) else {
+        panic!("a guid")
+    };
+    assert!(n.len() == 32 && n.chars().all(hex), "{n}");
+    assert_ne!(
+        run("Guid.NewGuid().ToString()"),
+        run("Guid.NewGuid().ToString()")
+    );
+    for (text, error) in [
+        (r#"int.Parse("x")"#, "not in a correct format"),
+        (r#"int.Parse(null)"#, "Value cannot be null"),
+        (r#"bool.Parse("yes")"#, "not recognized as a valid Boolean"),
+        (r#"Guid.NewGuid().ToString("X")"#, "a GUID's format"),
+        (r#"Guid.Parse("x")"#, "Guid.Parse is not supported"),
+    ] {
+        let got = run(text).expect_err(text);
+        assert!(got.contains(error), "{text}: {got}");
+    }
+}
+
+/// `*`, `/` and `%` on ints, with C#'s precedence, truncation and errors.
+#[test]
+fn multiplicative_operators() {
+    let cases: &[(&str, Val)] = &[
+        ("2 + 3 * 4", Val::Int(14)),
+        ("(2 + 3) * 4", Val::Int(20)),
+        ("7 / 2", Val::Int(3)),
+        ("-7 / 2", Val::Int(-3)),
+        ("-7 % 3", Val::Int(-1)),
+        ("10 - 4 / 2 * 3 % 4", Val::Int(8)),
+        ("context.Response.StatusCode / 100 == 2", Val::Bool(true)),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+    assert_eq!(run("1 / 0"), Err("Attempted to divide by zero".to_string()));
+    assert_eq!(run("1 % 0"), Err("Attempted to divide by zero".to_string()));
+    assert!(run(r#""a" * 2"#).is_err());
+}
+
+#[test]
+fn evaluates_the_subset() {
+    let cases: &[(&str, Val)] = &[
+        (
+            r#"context.Request.Headers.GetValueOrDefault("x-tier", "")"#,
+            s("Gold"),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("missing", "d")"#,
+            s("d"),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("missing")"#,
+            Val::Null,
+        ),
+        (
+            r#"context.Response.StatusCode == 200 && context.Request.Method != "POST""#,
+            Val::Bool(true),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("Authorization","").StartsWith("Bearer ")"#,
+            Val::Bool(true),
+        ),
+        (
+            r#"context.Request.Headers.GetValueOrDefault("x-tier","").ToLower() + "-" + context.Subscription.Id"#,
+            s("gold-sub-1"),
+        ),
+        (r#"(string)context.Response.StatusCode"#, s("200")),
+        (
+            r#"(int)context.Variables["s"] + context.Variables.GetValueOrDefault<int>("n", 0)"#,
+            Val::Int(10),
+        ),
+        (
+            r#"context.Variables.ContainsKey("n") ? "yes" : "no""#,
+            s("yes"),
+        ),
+        (
+            r#"context.Variables.GetValueOrDefault<int>("none", 5) >= 5"#,
+            Val::Bool(true),
+        ),
+        (r#"!(1 < 2) || "abc".Substring(1) == "bc""#, Val::Bool(true)),
+        (r#""  a ".Trim().ToUpper().Length"#, Val::Int(1)),
+        (
+            r#"string.IsNullOrEmpty(context.Request.Headers.GetValueOrDefault("nope"))"#,
+            Val::Bool(true),
+        ),
+        (
+            r#"{ var t = context.Request.Headers.GetValueOrDefault("X-Tier",""); string u = t + "!"; return u.EndsWith("!"); }"#,
+            Val::Bool(true),
+        ),
+        (r#""a<b" == "a<b" && 2 > 1"#, Val::Bool(true)),
+        (r#"(bool)"True""#, Val::Bool(true)),
+        (r#"context.Response.StatusCode.ToString()"#, s("200")),
+    ];
+    for (text, want) in cases {
+        assert_eq!(run(text).as_ref(), Ok(want), "{text}");
+    }
+}
+
+#[test]
+fn rejects_what_is_not_in_the_subset_with_a_column() {
+    let cases = [
+        ("System.IO.File.ReadAllText(\"/etc/passwd\")", "expression error at column 1: 'System.IO' is not supported here (known: context, literals, declared variables and the types in README \"Policy expressions\")"),
+        ("context.Request.Body.Length", "expression error at column 21: 'Length' of a body is not supported (As<T>(preserveContent) is)"),
+        ("context.Request.Method.Frobnicate(\",\")", "expression error at column 23: member 'Frobnicate' is not supported"),
+        ("context.Response.StatusCode.StartsWith(\"2\")", "expression error at column 28: 'StartsWith' is not a member of a number or bool"),
+        ("1 +", "expression error at column 3: expected an expression"),
+        ("\"open", "expression error at column 1: unterminated string"),
+        ("a = 1", "expression error at column 1: 'a' is not supported here (known: context, literals, declared variables and the types in README \"Policy expressions\")"),
+        ("context.Request", "expression error at column 1: 'context.Request' is not a value"),
+        ("1 ; 2", "expression error at column 3: expected ';'"),
+    ];
+    for (text, want) in cases {
+        let got = Expr::parse(text, false)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        // "1 ; 2" is an error either way; the message is what matters for the others
+        if text == "1 ; 2" {
+            assert!(got.is_err());
+            continue;
+        }
+        assert_eq!(got, Err(want.to_string()), "{text}");
+    }
+    // a loop that never ends runs out of its budget; no catch can hold it
+    let spin = Expr::parse("for (;;) { } return 1;", true).unwrap();
+    assert_eq!(spin.eval(&env()).unwrap_err(), BUDGET_STEPS);
+    let caught = Expr::parse(
+        "try { while (true) { } } catch (Exception e) { return 2; } return 1;",
+        true,
+    )
+    .unwrap();
+    assert_eq!(caught.eval(&env()).unwrap_err(), BUDGET_STEPS);
+}
+
+#[test]
+fn runtime_errors_are_values_not_panics() {
+    assert_eq!(
+        run(r#"context.Variables["absent"]"#).unwrap_err(),
+        "The given key 'absent' was not present in the dictionary"
+    );
+    assert!(run(r#""abc".Substring(5)"#).is_err());
+    assert!(run(r#"context.Request.Headers.GetValueOrDefault("nope").ToLower()"#).is_err());
+    assert!(run(r#"(int)"x""#).is_err());
+}
+
+#[test]
+fn reads_request_is_tracked() {
+    assert!(
+        Expr::parse(
+            r#"context.Request.Headers.GetValueOrDefault("a","")"#,
+            false
+        )
+        .unwrap()
+        .reads_request
+    );
+    assert!(
+        !Expr::parse("context.Response.StatusCode == 200", false)
+            .unwrap()
+            .reads_request
+    );
+}
+
+/// `run` as text (JSON and lists print as C#'s ToString would).
+fn text(code: &str) -> String {
+    match run(code) {
+        Ok(v) => v.to_text().into_owned(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Statement blocks as APIM documents use them: declarations, if/else, loops with
+/// break and continue, compound assignment, try/catch/finally and throw.
+#[test]
+fn statement_blocks() {
+    let cases = [
+        (
+            r#"{
+                var parts = "a,b,,c".Split(',');
+                var n = 0;
+                foreach (var p in parts) { if (p == "") { continue; } n++; }
+                return n;
+            }"#,
+            "3",
+        ),
+        (
+            r#"{
+                var sb = new StringBuilder();
+                for (int i = 0; i < 3; i++) {
+                    if (i > 0) sb.Append("-");
+                    sb.Append(i);
+                }
+                return sb.ToString();
+            }"#,
+            "0-1-2",
+        ),
+        (
+            "{ int i = 0, total = 0; while (true) { i += 1; if (i > 4) break; total += i; } return total; }",
+            "10",
+        ),
+        ("{ var x = 5; do { x--; } while (x > 10); return x; }", "4"),
+        (
+            r#"{ string tier = context.Request.Headers.GetValueOrDefault("X-Tier", "");
+                 if (tier == "Gold") { return "g"; } else if (tier == "Silver") { return "s"; } else { return "b"; } }"#,
+            "g",
+        ),
+        (
+            r#"{ try { return int.Parse("x").ToString(); } catch (Exception ex) { return "caught: " + ex.Message; } }"#,
+            "caught: Input string was not in a correct format (int.Parse)",
+        ),
+        (
+            r#"{ var log = ""; try { log += "a"; throw new Exception("boom"); } catch { log += "b"; } finally { log += "c"; } return log; }"#,
+            "abc",
+        ),
+        (r#"{ throw new Exception("custom failure"); }"#, "error: custom failure"),
+        (
+            r#"{ try { throw new InvalidOperationException("inner"); } catch (Exception) { throw; } }"#,
+            "error: inner",
+        ),
+        ("{ string s = null; s ??= \"fallback\"; return s; }", "fallback"),
+        ("{ var n = 10; n *= 3; n -= 2; n /= 4; n %= 4; return n; }", "3"),
+        // `(string)context.Variables[...]` and GetValueOrDefault<T> defaults
+        (
+            r#"{ var n = context.Variables.GetValueOrDefault<int>("missing"); return n + (int)context.Variables["n"]; }"#,
+            "3",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+    for (code, error) in [
+        ("{ var x = 1; }", "not all code paths return a value"),
+        ("{ break; return 1; }", "'break' outside a loop"),
+        (
+            "{ int x = \"a\"; return x; }",
+            "cannot assign a Str to a Int variable",
+        ),
+        (
+            "{ var x = 1; var x = 2; return x; }",
+            "'x' is declared twice",
+        ),
+        (
+            "{ if (1) { return 1; } return 2; }",
+            "a condition must be a bool",
+        ),
+        ("{ context.Variables[\"a\"] = 1; return 1; }", "read-only"),
+        ("{ x + 1; return 1; }", "'x' is not supported here"),
+        ("{ var y = 2; y + 1; return y; }", "only calls, assignments"),
+    ] {
+        let got = Expr::parse(&code[1..code.len() - 1], true)
+            .map(|_| ())
+            .unwrap_err()
+            .message;
+        assert!(got.contains(error), "{code}: {got}");
+    }
+}
+
+/// Newtonsoft.Json.Linq as the documented examples use it: parse, index, edit, build,
+/// query and print.
+#[test]
+fn json_objects_and_arrays() {
+    let cases = [
+        (
+            r#"{
+                var body = JObject.Parse("{\"name\":\"x\",\"items\":[1,2,3]}");
+                body["name"] = "y";
+                body.Add("count", ((JArray)body["items"]).Count);
+                var items = (JArray)body["items"];
+                items.Add(4);
+                body.Remove("missing");
+                return body.ToString(Formatting.None);
+            }"#,
+            r#"{"name":"y","items":[1,2,3,4],"count":3}"#,
+        ),
+        (
+            r#"new JObject(new JProperty("a", 1), new JProperty("b", new JArray("x", "y"))).ToString()"#,
+            "{\n  \"a\": 1,\n  \"b\": [\n    \"x\",\n    \"y\"\n  ]\n}",
+        ),
+        (
+            r#"JObject.Parse("{\"a\":{\"b\":[{\"c\":5}]}}").SelectToken("a.b[0].c")"#,
+            "5",
+        ),
+        (r#"JObject.Parse("{\"n\":\"5\"}").Value<int>("n") + 1"#, "6"),
+        (r#"(string)JObject.Parse("{\"n\":5}")["n"]"#, "5"),
+        (r#"JObject.Parse("{\"a\":1}")["missing"] == null"#, "True"),
+        (r#"JsonConvert.SerializeObject(new { id = 1, name = "n", ok = true })"#, r#"{"id":1,"name":"n","ok":true}"#),
+        (r#"JsonConvert.SerializeObject("a\"b")"#, r#""a\"b""#),
+        (
+            r#"{ var o = new JObject(); o["list"] = new JArray(); ((JArray)o["list"]).Add(new JObject(new JProperty("k", "v"))); return o.ToString(Formatting.None); }"#,
+            r#"{"list":[{"k":"v"}]}"#,
+        ),
+        (
+            r#"{ var o = JObject.Parse("{\"a\":1,\"b\":2}"); var names = o.Properties().Select(p => p.Name); return string.Join("|", names); }"#,
+            "a|b",
+        ),
+        (
+            r#"{ var a = JArray.Parse("[{\"v\":3},{\"v\":1},{\"v\":2}]"); return string.Join(",", a.OrderBy(x => (int)x["v"]).Select(x => x["v"])); }"#,
+            "1,2,3",
+        ),
+        (
+            r#"{ var d = JsonConvert.DeserializeObject<Dictionary<string, string>>("{\"a\":\"1\",\"b\":\"2\"}"); return d["b"] + d.Count; }"#,
+            "22",
+        ),
+        (
+            r#"{ var o = JObject.Parse("{\"a\":{\"x\":1},\"l\":[1]}"); o.Merge(JObject.Parse("{\"a\":{\"y\":2},\"l\":[2],\"n\":null}")); return o.ToString(Formatting.None); }"#,
+            r#"{"a":{"x":1,"y":2},"l":[1,2]}"#,
+        ),
+        (r#"JObject.Parse("{\"a\":1}").ContainsKey("a")"#, "True"),
+        (r#"JObject.Parse("[1]")"#, "error: Error reading JObject from JsonReader. Current JsonReader item is not an object"),
+        (r#"JObject.Parse("{\"a\":")"#, "error: Unexpected end of JSON content"),
+        (r#"{ var o = new JObject(); o["self"] = o; return o; }"#, "error: Can not add a JSON container to itself or to one inside it"),
+        (
+            r#"{ var o = new JObject(); for (var i = 0; i < 1000; i++) { o = new JObject(new JProperty("a", o)); } return o.ToString(); }"#,
+            "error: values nested too deeply (more than 256 levels)",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}
+
+/// LINQ with lambdas, collections and their initialisers.
+#[test]
+fn linq_and_collections() {
+    let cases = [
+        (
+            r#"string.Join(",", new[] { 3, 1, 2 }.OrderBy(x => x).Select(x => x * 10))"#,
+            "10,20,30",
+        ),
+        (
+            r#"new[] { 3, 1, 2 }.OrderByDescending(x => x).First()"#,
+            "3",
+        ),
+        (
+            r#"new List<string> { "a", "bb", "ccc" }.Where(s => s.Length > 1).Count()"#,
+            "2",
+        ),
+        (
+            r#"new List<string> { "a", "bb" }.Any(s => s == "bb")"#,
+            "True",
+        ),
+        (
+            r#"new List<string> { "a", "bb" }.All(s => s.Length == 1)"#,
+            "False",
+        ),
+        (r#"new[] { 1, 2, 3 }.Sum()"#, "6"),
+        (r#"new[] { 1, 2, 3 }.Max(x => x * 2)"#, "6"),
+        (r#"new[] { 1, 2, 4 }.Average()"#, "2.3333333333333335"),
+        (
+            r#"new[] { "a", "b" }.FirstOrDefault(s => s == "z") ?? "none""#,
+            "none",
+        ),
+        (
+            r#"new[] { "a", "b" }.First(s => s == "z")"#,
+            "error: Sequence contains no matching element",
+        ),
+        (r#"string.Join("", "hello".Reverse())"#, "olleh"),
+        (r#"new[] { 1, 2, 2, 3 }.Distinct().Count()"#, "3"),
+        // a lambda makes Count LINQ's, even on a type with a Count of its own
+        (
+            r#"context.Request.Headers.Count(h => h.Key.StartsWith("X-"))"#,
+            "1",
+        ),
+        (r#"new List<int> { 1, 2, 3 }.Count(x => x > 1)"#, "2"),
+        (
+            r#"string.Join(",", new[] { 1, 2, 3, 4, 5 }.Skip(1).Take(3))"#,
+            "2,3,4",
+        ),
+        (r#"new[] { 1, 2, 3 }.Aggregate((a, b) => a * b)"#, "6"),
+        (r#"new[] { "x", "y" }.Select((s, i) => s + i).Last()"#, "y1"),
+        (
+            r#"new[] { "a=1", "b=2" }.ToDictionary(p => p.Split('=')[0], p => p.Split('=')[1])["b"]"#,
+            "2",
+        ),
+        (
+            r#"{ var d = new Dictionary<string, string> { { "a", "1" }, ["b"] = "2" }; return d.ContainsKey("a") && d["b"] == "2" && d.GetValueOrDefault("c", "z") == "z"; }"#,
+            "True",
+        ),
+        (
+            r#"{ var d = new Dictionary<string, int>(); d.Add("k", 1); d.Add("k", 2); return 0; }"#,
+            "error: An item with the same key has already been added. Key: k",
+        ),
+        (
+            r#"{ var l = new List<int>(); l.Add(1); l.AddRange(new[] { 2, 3 }); l.Remove(2); return string.Join("+", l) + "=" + l.Sum(); }"#,
+            "1+3=4",
+        ),
+        (
+            r#"{ var l = new List<object>(); l.Add(l); return 0; }"#,
+            "error: Can not add a collection to itself or to one inside it",
+        ),
+        (
+            r#"context.Request.Headers.Where(h => h.Key.StartsWith("X-")).Count()"#,
+            "1",
+        ),
+        (
+            r#"{ int n; return int.TryParse("42", out n) ? n + 1 : -1; }"#,
+            "43",
+        ),
+        (r#"int.TryParse("x", out var n) ? n : -1"#, "-1"),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}
+
+/// Strings, numbers and conversions beyond the first subset.
+#[test]
+fn strings_numbers_and_conversions() {
+    let cases = [
+        (
+            r#"$"{3.14159:F2}|{42,5}|{7:D3}|{"x",-3}|""#,
+            "3.14|   42|007|x  |",
+        ),
+        (
+            r#"string.Format("{0:N0} items, {1:P0}", 1234567, 0.25)"#,
+            "1,234,567 items, 25 %",
+        ),
+        (
+            r#"Encoding.UTF8.GetString(Convert.FromBase64String(Convert.ToBase64String(Encoding.UTF8.GetBytes("héllo"))))"#,
+            "héllo",
+        ),
+        (
+            r#"Convert.ToBase64String(Encoding.UTF8.GetBytes("user:pass"))"#,
+            "dXNlcjpwYXNz",
+        ),
+        (
+            r#"Convert.FromBase64String("!!")"#,
+            "error: The input is not a valid Base-64 string",
+        ),
+        (r#""a,b;c".Split(new[] { ',', ';' }).Length"#, "3"),
+        (
+            r#"" a , b ".Split(',', StringSplitOptions.TrimEntries)[1]"#,
+            "b",
+        ),
+        (
+            r#""a,,b".Split(new[] { "," }, StringSplitOptions.RemoveEmptyEntries).Length"#,
+            "2",
+        ),
+        (r#""k=v=w".Split('=', 2)[1]"#, "v=w"),
+        (
+            r#""abc".PadLeft(5, '*') + "x".PadRight(3) + "|""#,
+            "**abcx  |",
+        ),
+        (r#""hello".Insert(0, "[").Remove(3, 2)"#, "[heo"),
+        (
+            r#""ABC".StartsWith("ab", StringComparison.OrdinalIgnoreCase)"#,
+            "True",
+        ),
+        (
+            r#""Hello".IndexOf("L", StringComparison.OrdinalIgnoreCase)"#,
+            "2",
+        ),
+        (
+            r#"string.Equals("A", "a", StringComparison.OrdinalIgnoreCase)"#,
+            "True",
+        ),
+        (r#""abc"[1]"#, "b"),
+        (r#"char.IsDigit("a1"[1])"#, "True"),
+        (r#"1.5 + 2"#, "3.5"),
+        (r#"7 / 2.0"#, "3.5"),
+        (r#"(int)3.9"#, "3"),
+        (r#"Math.Max(3, 9) + Math.Abs(-2)"#, "11"),
+        (r#"Math.Round(2.5)"#, "2"),
+        (r#"double.Parse("1.25") * 4"#, "5"),
+        (r#"Convert.ToInt32("12") + 0x10"#, "28"),
+        (r#"10L + 1"#, "11"),
+        (r#"Uri.EscapeDataString("a b&c/é")"#, "a%20b%26c%2F%C3%A9"),
+        (r#"Uri.UnescapeDataString("a%20b%26c")"#, "a b&c"),
+        (r#"WebUtility.UrlEncode("a b&c")"#, "a+b%26c"),
+        (r#"(object)"x" is string"#, "True"),
+        (r#"("x" as string) + "y""#, "xy"),
+        (r#"int.MaxValue"#, "2147483647"),
+        (r#"context.Variables["n"] is int"#, "True"),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}
+
+/// Budgets stop runaway expressions with an error no catch can hold.
+#[test]
+fn budgets_bound_steps_and_memory() {
+    let memory = Expr::parse(
+        r#"var s = "x"; while (true) { s = s + s; } return s;"#,
+        true,
+    )
+    .unwrap();
+    assert_eq!(memory.eval(&env()).unwrap_err(), BUDGET_MEMORY);
+    let linq = Expr::parse(
+        "var l = new List<int>(); for (var i = 0; i < 1000; i++) { l.Add(i); } return l.Select(a => l.Select(b => a * b).Sum()).Sum();",
+        true,
+    )
+    .unwrap();
+    assert_eq!(linq.eval(&env()).unwrap_err(), BUDGET_STEPS);
+    // the budget is the request's: what one expression spends, the next cannot
+    struct Budgeted(TestEnv, Budget);
+    impl Env for Budgeted {
+        fn field(&self, f: Field) -> Val<'_> {
+            self.0.field(f)
+        }
+        fn lookup(&self, l: Lookup, name: &str) -> Option<Val<'_>> {
+            self.0.lookup(l, name)
+        }
+        fn budget(&self) -> Option<&Budget> {
+            Some(&self.1)
+        }
+    }
+    let env = Budgeted(env(), Budget::new(2000, 1 << 20));
+    let spend = Expr::parse(
+        "var n = 0; for (var i = 0; i < 100; i++) { n += i; } return n;",
+        true,
+    )
+    .unwrap();
+    assert_eq!(spend.eval(&env).unwrap(), Val::Int(4950));
+    let left = env.1.steps.get();
+    assert!(left < 1000 && left > 0, "{left}");
+    assert_eq!(spend.eval(&env).unwrap_err(), BUDGET_STEPS);
+}

@@ -1,0 +1,161 @@
+//! Static types at load time: what the compiler knows about a node's type (`ty_of`),
+//! the types member and static calls return, and the C# type names the language
+//! accepts (`type_named`). Used to refuse a member a value cannot have, and to tell a
+//! bool condition from a string.
+//! Must not touch: evaluation, syntax.
+
+use super::parse::Parser;
+use super::*;
+
+impl Parser {
+    /// The static type of a node, where the compiler knows it.
+    pub(super) fn ty_of(&self, n: &Node) -> Ty {
+        match n {
+            Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) | Node::Is(..) => Ty::Bool,
+            Node::Int(_) => Ty::Int,
+            Node::Double(_) => Ty::Double,
+            Node::Str(_) | Node::Interp(_) => Ty::Str,
+            Node::Field(f) => match f {
+                Field::ResponseStatus | Field::RequestPort => Ty::Int,
+                Field::SubscriptionObject | Field::ProductObject => Ty::Any,
+                _ => Ty::Str,
+            },
+            Node::Lookup { lookup, cast, .. } => match (lookup, cast) {
+                (_, Some(t)) => *t,
+                (Lookup::Variable, None) => Ty::Any,
+                _ => Ty::Str,
+            },
+            Node::Local(i) => self.slot_types.get(*i).copied().unwrap_or(Ty::Any),
+            Node::Bin(op, a, b) => match op {
+                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                    match (self.ty_of(a), self.ty_of(b)) {
+                        (Ty::Str, _) | (_, Ty::Str) if *op == BinOp::Add => Ty::Str,
+                        (Ty::Int, Ty::Int) => Ty::Int,
+                        (Ty::Double, Ty::Int | Ty::Double) | (Ty::Int, Ty::Double) => Ty::Double,
+                        _ => Ty::Any,
+                    }
+                }
+                _ => Ty::Bool,
+            },
+            Node::Cond(_, a, b) | Node::Coalesce(a, b) => {
+                let (x, y) = (self.ty_of(a), self.ty_of(b));
+                if x == y || matches!(**b, Node::Null) {
+                    x
+                } else {
+                    Ty::Any
+                }
+            }
+            Node::Neg(a) => self.ty_of(a),
+            Node::Cast(t, _) | Node::As(t, _) => *t,
+            Node::Body { ty, .. } => *ty,
+            Node::Entries(_) | Node::Anonymous(_) => Ty::Dict,
+            Node::New(kind, ..) => match kind {
+                statics::NewKind::JObject => Ty::JObject,
+                statics::NewKind::JArray => Ty::JArray,
+                statics::NewKind::JProperty => Ty::JProperty,
+                statics::NewKind::List | statics::NewKind::Array => Ty::List,
+                statics::NewKind::Dict => Ty::Dict,
+                statics::NewKind::Builder => Ty::Builder,
+                _ => Ty::Any,
+            },
+            Node::Static(f, _, generic) => statics_ty(*f, *generic),
+            Node::Call { target, member, .. } => member_ty(*member, self.ty_of(target)),
+            _ => Ty::Any,
+        }
+    }
+}
+
+fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
+    use statics::S;
+    match f {
+        S::IsNullOrEmpty
+        | S::IsNullOrWhiteSpace
+        | S::StrEquals
+        | S::TryParseInt
+        | S::TryParseDouble
+        | S::TryParseBool => Ty::Bool,
+        S::IsDigit
+        | S::IsLetter
+        | S::IsLetterOrDigit
+        | S::IsWhiteSpace
+        | S::IsUpper
+        | S::IsLower => Ty::Bool,
+        S::ParseBool | S::ConvertBool => Ty::Bool,
+        S::Concat
+        | S::Format
+        | S::Join
+        | S::Empty
+        | S::NewGuid(_)
+        | S::ConvertString
+        | S::ToBase64 => Ty::Str,
+        S::GetString(_)
+        | S::Serialize
+        | S::EscapeDataString
+        | S::UnescapeDataString
+        | S::UrlEncode
+        | S::UrlDecode => Ty::Str,
+        S::CharToUpper | S::CharToLower => Ty::Str,
+        S::ParseInt | S::ConvertInt | S::Compare => Ty::Int,
+        S::ParseDouble | S::ConvertDouble | S::Pow | S::Sqrt => Ty::Double,
+        S::FromBase64 | S::GetBytes(_) => Ty::Bytes,
+        S::JsonParse(t) => t,
+        S::Deserialize => generic.unwrap_or(Ty::Any),
+        _ => Ty::Any,
+    }
+}
+
+fn member_ty(m: M, target: Ty) -> Ty {
+    match m {
+        M::StartsWith
+        | M::EndsWith
+        | M::Contains
+        | M::Equals
+        | M::Any
+        | M::All
+        | M::ContainsKey => Ty::Bool,
+        M::ContainsValue | M::HasValues | M::HasValue | M::TryGetValue | M::SequenceEqual => {
+            Ty::Bool
+        }
+        M::Length | M::IndexOf | M::LastIndexOf | M::IndexOfAny | M::Count | M::CompareTo => {
+            Ty::Int
+        }
+        M::ToLower | M::ToLowerInvariant | M::ToUpper | M::ToUpperInvariant | M::Substring => {
+            Ty::Str
+        }
+        M::Trim | M::TrimStart | M::TrimEnd | M::PadLeft | M::PadRight | M::ToString => Ty::Str,
+        M::Message | M::Name | M::Key | M::Type | M::Normalize => Ty::Str,
+        M::Replace | M::Insert | M::Remove if target == Ty::Str => Ty::Str,
+        M::Split | M::ToCharArray | M::Where | M::Select | M::ToList | M::ToArray => Ty::List,
+        M::DeepClone => target,
+        _ => Ty::Any,
+    }
+}
+
+/// The type a name (with its generic arguments) stands for, if the language knows it.
+pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
+    Some(match name {
+        "string" | "String" | "char" | "Char" => Ty::Str,
+        "int" | "long" | "short" | "byte" | "uint" | "ulong" | "Int32" | "Int64" | "Int16"
+        | "Byte" => Ty::Int,
+        "double" | "float" | "decimal" | "Double" | "Single" | "Decimal" => Ty::Double,
+        "bool" | "Boolean" => Ty::Bool,
+        "object" | "Object" | "var" | "dynamic" | "KeyValuePair" => Ty::Any,
+        "JObject" => Ty::JObject,
+        "JArray" => Ty::JArray,
+        "JToken" | "JValue" => Ty::JToken,
+        "JProperty" => Ty::JProperty,
+        "List"
+        | "IList"
+        | "IEnumerable"
+        | "ICollection"
+        | "IReadOnlyList"
+        | "IReadOnlyCollection"
+        | "HashSet"
+        | "Array" => Ty::List,
+        "Dictionary" | "IDictionary" | "IReadOnlyDictionary" => Ty::Dict,
+        "StringBuilder" => Ty::Builder,
+        "Exception" => Ty::Any,
+        "Nullable" => args.first().copied().unwrap_or(Ty::Any),
+        _ => return None,
+    })
+}

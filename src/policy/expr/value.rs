@@ -1,0 +1,253 @@
+//! Values while an expression runs: C#'s scalars (strings borrowed from the request where
+//! they can be), and its reference types as shared handles (JSON containers, lists,
+//! dictionaries, StringBuilder), so that two names for one object see one object.
+//! Conversions between values and JSON, C# equality and `ToString()` live here.
+//! Must not touch: syntax, the request, evaluation order.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::json::{dotnet_double, Json};
+use super::{err, EvalError};
+
+/// A list of values: `T[]`, `List<T>` and what LINQ returns.
+pub type List = Rc<RefCell<Vec<Val<'static>>>>;
+/// A dictionary with string keys, in insertion order.
+pub type Dict = Rc<RefCell<Vec<(String, Val<'static>)>>>;
+
+#[derive(Debug, Clone)]
+pub enum Val<'a> {
+    Null,
+    Bool(bool),
+    /// int and long.
+    Int(i64),
+    /// double, float and decimal.
+    Double(f64),
+    /// A string; a char is a string of one character.
+    Str(Cow<'a, str>),
+    /// A JObject or JArray (JSON scalars read from one become the values above).
+    Json(Json),
+    /// A JProperty: a name and its value.
+    Prop(Rc<(String, Json)>),
+    List(List),
+    Dict(Dict),
+    /// A StringBuilder.
+    Builder(Rc<RefCell<String>>),
+    /// A caught exception (`catch (Exception ex)`): its message.
+    Error(Rc<str>),
+    /// `byte[]` (Encoding.UTF8.GetBytes, Convert.FromBase64String, hashes).
+    Bytes(Rc<Vec<u8>>),
+    /// An enum constant a method takes as an option (`StringComparison.OrdinalIgnoreCase`).
+    Flag(Flag),
+}
+
+/// The enum constants methods take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// StringComparison: Ordinal, InvariantCulture, CurrentCulture.
+    Ordinal,
+    /// StringComparison: OrdinalIgnoreCase and the culture ones.
+    IgnoreCase,
+    /// StringSplitOptions.None.
+    SplitNone,
+    RemoveEmptyEntries,
+    TrimEntries,
+    /// Formatting.None / Formatting.Indented.
+    Compact,
+    Indented,
+}
+
+impl PartialEq for Val<'_> {
+    /// C#'s `==`: values for scalars (an int equals the same double), the same object for
+    /// reference types.
+    fn eq(&self, other: &Val) -> bool {
+        match (self, other) {
+            (Val::Null, Val::Null) => true,
+            (Val::Bool(a), Val::Bool(b)) => a == b,
+            (Val::Int(a), Val::Int(b)) => a == b,
+            (Val::Double(a), Val::Double(b)) => a == b,
+            (Val::Int(a), Val::Double(b)) | (Val::Double(b), Val::Int(a)) => (*a as f64) == *b,
+            (Val::Str(a), Val::Str(b)) => a == b,
+            (Val::Json(Json::Array(a)), Val::Json(Json::Array(b))) => Rc::ptr_eq(a, b),
+            (Val::Json(Json::Object(a)), Val::Json(Json::Object(b))) => Rc::ptr_eq(a, b),
+            (Val::Prop(a), Val::Prop(b)) => Rc::ptr_eq(a, b),
+            (Val::List(a), Val::List(b)) => Rc::ptr_eq(a, b),
+            (Val::Dict(a), Val::Dict(b)) => Rc::ptr_eq(a, b),
+            (Val::Builder(a), Val::Builder(b)) => Rc::ptr_eq(a, b),
+            (Val::Bytes(a), Val::Bytes(b)) => Rc::ptr_eq(a, b),
+            (Val::Error(a), Val::Error(b)) => Rc::ptr_eq(a, b),
+            (Val::Flag(a), Val::Flag(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl<'a> Val<'a> {
+    pub fn str(s: impl Into<Cow<'a, str>>) -> Val<'a> {
+        Val::Str(s.into())
+    }
+
+    pub fn into_owned(self) -> Val<'static> {
+        match self {
+            Val::Null => Val::Null,
+            Val::Bool(b) => Val::Bool(b),
+            Val::Int(i) => Val::Int(i),
+            Val::Double(d) => Val::Double(d),
+            Val::Str(s) => Val::Str(Cow::Owned(s.into_owned())),
+            Val::Json(j) => Val::Json(j),
+            Val::Prop(p) => Val::Prop(p),
+            Val::List(l) => Val::List(l),
+            Val::Dict(d) => Val::Dict(d),
+            Val::Builder(b) => Val::Builder(b),
+            Val::Error(e) => Val::Error(e),
+            Val::Bytes(b) => Val::Bytes(b),
+            Val::Flag(f) => Val::Flag(f),
+        }
+    }
+
+    pub fn borrowed(&self) -> Val<'_> {
+        match self {
+            Val::Str(s) => Val::Str(Cow::Borrowed(s)),
+            other => other.clone(),
+        }
+    }
+
+    /// The value as text, the way C#'s `ToString()` prints it (`True`/`False` for bools,
+    /// JSON indented, a StringBuilder's content).
+    pub fn to_text(&self) -> Cow<'_, str> {
+        match self {
+            Val::Null => Cow::Borrowed(""),
+            Val::Bool(true) => Cow::Borrowed("True"),
+            Val::Bool(false) => Cow::Borrowed("False"),
+            Val::Int(i) => Cow::Owned(i.to_string()),
+            Val::Double(d) => Cow::Owned(dotnet_double(*d)),
+            Val::Str(s) => Cow::Borrowed(s),
+            // past the writer's depth limit there is nothing sensible to print
+            Val::Json(j) => Cow::Owned(j.print(true).unwrap_or_default()),
+            Val::Prop(p) => Cow::Owned(prop_text(p, true)),
+            Val::List(_) => Cow::Borrowed("System.Collections.Generic.List`1[System.Object]"),
+            Val::Dict(_) => Cow::Borrowed(
+                "System.Collections.Generic.Dictionary`2[System.String,System.Object]",
+            ),
+            Val::Builder(b) => Cow::Owned(b.borrow().clone()),
+            Val::Error(e) => Cow::Owned(format!("System.Exception: {e}")),
+            Val::Bytes(_) => Cow::Borrowed("System.Byte[]"),
+            Val::Flag(f) => Cow::Owned(format!("{f:?}")),
+        }
+    }
+
+    pub fn truthy(&self) -> Result<bool, EvalError> {
+        match self {
+            Val::Bool(b) => Ok(*b),
+            _ => Err(err("a condition did not evaluate to a bool")),
+        }
+    }
+
+    /// The C# type's name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Val::Null => "null",
+            Val::Bool(_) => "bool",
+            Val::Int(_) => "long",
+            Val::Double(_) => "double",
+            Val::Str(_) => "string",
+            Val::Json(Json::Array(_)) => "JArray",
+            Val::Json(_) => "JObject",
+            Val::Prop(_) => "JProperty",
+            Val::List(_) => "List",
+            Val::Dict(_) => "Dictionary",
+            Val::Builder(_) => "StringBuilder",
+            Val::Error(_) => "Exception",
+            Val::Bytes(_) => "byte[]",
+            Val::Flag(_) => "enum",
+        }
+    }
+
+    /// The elements when this is something a `foreach` or LINQ walks: a list, a JSON
+    /// array (its items), a JSON object (its properties), a dictionary (its entries as
+    /// JProperty-like pairs) or a string (its characters).
+    pub fn items(&self) -> Result<Vec<Val<'static>>, EvalError> {
+        Ok(match self {
+            Val::List(l) => l.borrow().clone(),
+            Val::Json(Json::Array(a)) => a.borrow().iter().map(from_json).collect(),
+            Val::Json(Json::Object(o)) => o
+                .borrow()
+                .iter()
+                .map(|(k, v)| Val::Prop(Rc::new((k.clone(), v.clone()))))
+                .collect(),
+            Val::Dict(d) => d
+                .borrow()
+                .iter()
+                .map(|(k, v)| Val::Prop(Rc::new((k.clone(), to_json(v).unwrap_or(Json::Null)))))
+                .collect(),
+            Val::Str(s) => s
+                .chars()
+                .map(|c| Val::Str(Cow::Owned(c.to_string())))
+                .collect(),
+            Val::Bytes(b) => b.iter().map(|x| Val::Int(i64::from(*x))).collect(),
+            Val::Null => return Err(err("Value cannot be null (source)")),
+            _ => return Err(err("the value is not a collection")),
+        })
+    }
+}
+
+pub fn prop_text(p: &(String, Json), indented: bool) -> String {
+    let mut out = String::new();
+    super::json::push_string(&mut out, &p.0);
+    out.push_str(if indented { ": " } else { ":" });
+    out.push_str(&p.1.print(indented).unwrap_or_default());
+    out
+}
+
+pub fn list(items: Vec<Val<'static>>) -> Val<'static> {
+    Val::List(Rc::new(RefCell::new(items)))
+}
+
+/// A JSON token as a value: scalars become C# values, containers stay shared.
+pub fn from_json(j: &Json) -> Val<'static> {
+    match j {
+        Json::Null => Val::Null,
+        Json::Bool(b) => Val::Bool(*b),
+        Json::Int(i) => Val::Int(*i),
+        Json::Float(f) => Val::Double(*f),
+        Json::Str(s) => Val::Str(Cow::Owned(s.clone())),
+        other => Val::Json(other.clone()),
+    }
+}
+
+/// A value as a JSON token (`new JValue(x)`, `obj["a"] = x`, `JArray.Add(x)`,
+/// `JsonConvert.SerializeObject`): lists and dictionaries become new JSON containers.
+pub fn to_json(v: &Val) -> Result<Json, EvalError> {
+    to_json_at(v, 0)
+}
+
+fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
+    if depth > 4 * super::json::MAX_DEPTH {
+        return Err(err("a value nested too deeply for JSON"));
+    }
+    let item = |v: &Val| to_json_at(v, depth + 1);
+    Ok(match v {
+        Val::Null => Json::Null,
+        Val::Bool(b) => Json::Bool(*b),
+        Val::Int(i) => Json::Int(*i),
+        Val::Double(d) => Json::Float(*d),
+        Val::Str(s) => Json::Str(s.to_string()),
+        Val::Json(j) => j.clone(),
+        Val::Prop(p) => Json::Object(Rc::new(RefCell::new(vec![(p.0.clone(), p.1.clone())]))),
+        Val::List(l) => {
+            Json::new_array(l.borrow().iter().map(item).collect::<Result<Vec<_>, _>>()?)
+        }
+        Val::Dict(d) => Json::Object(Rc::new(RefCell::new(
+            d.borrow()
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), item(v)?)))
+                .collect::<Result<Vec<_>, EvalError>>()?,
+        ))),
+        Val::Builder(b) => Json::Str(b.borrow().clone()),
+        Val::Error(e) => Json::Str(e.to_string()),
+        // as Newtonsoft writes a byte[]
+        Val::Bytes(b) => Json::Str(super::format::base64(b)),
+        Val::Flag(f) => Json::Str(format!("{f:?}")),
+    })
+}

@@ -1,0 +1,225 @@
+//! The expression language through the real binary: bodies read as JSON and edited,
+//! APIM's preserveContent semantics, response bodies, statement blocks feeding choose and
+//! headers, and failures (bad JSON, a runaway loop) going through on-error with
+//! `context.LastError` filled, against real origins on 127.0.0.1.
+
+use crate::common::*;
+
+/// One API at path `e` → `origin` with one catch-all operation carrying `policy`.
+fn config(origin: &str, policy: &str) -> String {
+    format!(
+        r#"{{"schemaVersion": 1, "version": "e1", "apis": [
+            {{"id": "e", "path": "e", "serviceUrl": "{origin}", "subscriptionRequired": false,
+              "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        js(policy)
+    )
+}
+
+fn policies(inbound: &str, outbound: &str, on_error: &str) -> String {
+    format!(
+        "<policies><inbound>{inbound}</inbound><backend><base /></backend><outbound>{outbound}</outbound><on-error>{on_error}</on-error></policies>"
+    )
+}
+
+fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    request(gw.addr, &raw)
+}
+
+/// The chain typical of real documents: the body as a JObject (preserved) in a
+/// variable, a choose on a value in it, a block that edits it with LINQ and sets it as
+/// the new body, and a header from an interpolated string.
+#[test]
+fn a_request_body_is_read_as_json_edited_and_forwarded() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <set-variable name="order" value="@(context.Request.Body.As<JObject>(preserveContent: true))" />
+        <choose>
+          <when condition="@(((JObject)context.Variables["order"])["total"].Value<int>() > 100)">
+            <set-header name="X-Review" exists-action="override"><value>required</value></set-header>
+          </when>
+          <otherwise>
+            <set-header name="X-Review" exists-action="override"><value>none</value></set-header>
+          </otherwise>
+        </choose>
+        <set-header name="X-Summary" exists-action="override">
+          <value>@{
+            var order = (JObject)context.Variables["order"];
+            var items = (JArray)order["items"];
+            return $"{context.Request.Method} {order["id"]} items={items.Count} total={order["total"].Value<double>():F2}";
+          }</value>
+        </set-header>
+        <set-body>@{
+            var body = context.Request.Body.As<JObject>(preserveContent: true);
+            body["items"] = new JArray(((JArray)body["items"]).Select(i => ((string)i).ToUpper()));
+            body.Add("via", "edgegate");
+            body.Remove("secret");
+            return body.ToString(Formatting.None);
+        }</set-body>"#;
+    let gw = Gateway::start(&config(&origin.url(""), &policies(inbound, "", "")), &[]);
+    let r = post(
+        &gw,
+        "/e/orders",
+        &[("Content-Type", "application/json")],
+        r#"{"id": "o-1", "total": 250, "items": ["a", "b"], "secret": "s3"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&last.body),
+        r#"{"id":"o-1","total":250,"items":["A","B"],"via":"edgegate"}"#
+    );
+    assert_eq!(last.header("Content-Length"), Some("59"));
+    assert_eq!(last.header("X-Review"), Some("required"));
+    assert_eq!(
+        last.header("X-Summary"),
+        Some("POST o-1 items=2 total=250.00")
+    );
+
+    let r = post(
+        &gw,
+        "/e/orders",
+        &[],
+        r#"{"id": "o-2", "total": 5, "items": []}"#,
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-Review"), Some("none"));
+    assert_eq!(
+        String::from_utf8_lossy(&last.body),
+        r#"{"id":"o-2","total":5,"items":[],"via":"edgegate"}"#
+    );
+}
+
+/// Without preserveContent the body is consumed, as in APIM: later readers see it
+/// empty and the backend gets no body unless a set-body gives one.
+#[test]
+fn reading_a_body_without_preserve_content_consumes_it() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <set-variable name="length" value="@(context.Request.Body.As<string>().Length)" />
+        <set-header name="X-Length" exists-action="override"><value>@(context.Variables["length"].ToString())</value></set-header>
+        <set-header name="X-After" exists-action="override"><value>@("[" + context.Request.Body.As<string>(true) + "]")</value></set-header>"#;
+    let gw = Gateway::start(&config(&origin.url(""), &policies(inbound, "", "")), &[]);
+    let r = post(&gw, "/e/x", &[], "twelve bytes");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-Length"), Some("12"));
+    assert_eq!(last.header("X-After"), Some("[]"));
+    assert!(last.body.is_empty(), "{:?}", last.body);
+    assert_eq!(last.header("Content-Length"), Some("0"));
+
+    // with preserveContent the original goes on unchanged
+    let preserving = inbound.replace("As<string>()", "As<string>(preserveContent: true)");
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(&preserving, "", "")),
+        &[],
+    );
+    let r = post(&gw, "/e/x", &[], "twelve bytes");
+    assert_eq!(r.status, 200);
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-After"), Some("[twelve bytes]"));
+    assert_eq!(last.body, b"twelve bytes");
+}
+
+/// A response body read as JSON in outbound and replaced.
+#[test]
+fn a_response_body_is_read_and_rewritten() {
+    let origin = Origin::start(|_, s| {
+        respond(
+            s,
+            200,
+            &[("Content-Type", "application/json")],
+            br#"{"data": {"users": [{"name": "ann", "age": 31}, {"name": "bob", "age": 17}]}}"#,
+        );
+        true
+    });
+    let outbound = r#"<set-body>@{
+        var r = context.Response.Body.As<JObject>();
+        var adults = r.SelectToken("data.users").Where(u => (int)u["age"] >= 18).Select(u => u["name"]);
+        var result = new JObject(new JProperty("adults", new JArray(adults)), new JProperty("status", context.Response.StatusCode));
+        return result.ToString(Formatting.None);
+    }</set-body>
+    <set-header name="X-Count" exists-action="override"><value>@(context.Response.Headers.Count(h => h.Key.StartsWith("Content")).ToString())</value></set-header>"#;
+    let gw = Gateway::start(&config(&origin.url(""), &policies("", outbound, "")), &[]);
+    let r = post(&gw, "/e/users", &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"adults":["ann"],"status":200}"#);
+    assert_eq!(r.header("Content-Length"), Some("31"));
+    assert_eq!(r.header("X-Count"), Some("2"));
+}
+
+/// A failing expression is APIM's ExpressionValueEvaluationFailure: on-error runs with
+/// `context.LastError` naming the policy; a runaway loop ends at its step budget.
+#[test]
+fn expression_failures_go_through_on_error() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <choose>
+          <when condition="@(context.Request.Headers.GetValueOrDefault("X-Spin", "") == "yes")">
+            <set-variable name="spin" value="@{ var i = 0; while (true) { i++; } return i; }" />
+          </when>
+        </choose>
+        <set-variable name="a" value="@(JObject.Parse(context.Request.Body.As<string>(true))["a"].ToString())" />
+        <set-header name="X-A" exists-action="override"><value>@((string)context.Variables["a"])</value></set-header>"#;
+    let on_error = r#"<return-response>
+        <set-status code="400" reason="Bad" />
+        <set-body>@(context.LastError.Source + "|" + context.LastError.Reason + "|" + context.LastError.Section + "|" + context.LastError.Message)</set-body>
+      </return-response>"#;
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(inbound, "", on_error)),
+        &[],
+    );
+
+    let r = post(&gw, "/e/x", &[], r#"{"a": 1}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.requests().last().unwrap().header("X-A"), Some("1"));
+
+    let r = post(&gw, "/e/x", &[], r#"{"a": "#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "set-variable|ExpressionValueEvaluationFailure|inbound|Expression evaluation failed. Unexpected end of JSON content"
+    );
+
+    let r = post(&gw, "/e/x", &[("X-Spin", "yes")], r#"{"a": 2}"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "set-variable|ExpressionValueEvaluationFailure|inbound|Expression evaluation failed. the expression ran out of its step budget (limits.expressions.steps.max)"
+    );
+    // the gateway is still serving
+    let r = post(&gw, "/e/x", &[], r#"{"a": 3}"#);
+    assert_eq!(r.status, 200);
+
+    // the budget is a setting: the same loop fits the default and not 1000 steps
+    let sum = r#"<set-header name="X-Sum" exists-action="override"><value>@{ var n = 0; for (var i = 0; i < 300; i++) { n += i; } return n.ToString(); }</value></set-header>"#;
+    let doc = config(&origin.url(""), &policies(sum, "", on_error));
+    let gw = Gateway::start(&doc, &[]);
+    assert_eq!(post(&gw, "/e/x", &[], "").status, 200);
+    assert_eq!(
+        origin.requests().last().unwrap().header("X-Sum"),
+        Some("44850")
+    );
+    let gw = Gateway::start(&doc, &["limits.expressions.steps.max=1000"]);
+    let r = post(&gw, "/e/x", &[], "");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .ends_with("ran out of its step budget (limits.expressions.steps.max)"),
+        "{}",
+        r.text()
+    );
+}
