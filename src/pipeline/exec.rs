@@ -138,6 +138,10 @@ impl Env for View<'_> {
             Field::ProductId | Field::ProductObject => opt(self.who.product.map(|p| p.id.as_str())),
             Field::ProductName => opt(self.who.product.map(|p| p.name.as_str())),
             Field::RequestId => Val::Str(Cow::Borrowed(&self.st.request_id)),
+            Field::Timestamp => Val::utc_ms(self.st.started_ms),
+            Field::Elapsed => {
+                Val::span_ms(self.st.now_ms.saturating_sub(self.st.started_ms) as i64)
+            }
             Field::GatewayId => Val::Str(Cow::Borrowed(self.who.gateway_id)),
             Field::LastErrorSource => err(|e| &e.source),
             Field::LastErrorReason => err(|e| &e.reason),
@@ -241,6 +245,10 @@ impl Env for View<'_> {
     fn budget(&self) -> Option<&Budget> {
         Some(&self.st.budget)
     }
+
+    fn now_ms(&self) -> u64 {
+        self.st.now_ms
+    }
 }
 
 /// Headers as a dictionary: the message's, repeated names joined by ", " (as APIM's
@@ -321,6 +329,10 @@ pub fn run(
     st: &mut State,
     io: &mut Io,
 ) -> Flow {
+    st.now_ms = io.now_ms;
+    if st.started_ms == 0 {
+        st.started_ms = io.now_ms;
+    }
     let scene = Scene {
         req,
         resp,

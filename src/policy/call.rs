@@ -95,6 +95,10 @@ pub struct State {
     /// What expressions may still spend during this call, and what it started with.
     pub budget: Budget,
     pub budget_limits: (u64, u64),
+    /// When the gateway started on the call (`context.Timestamp`) and the clock of the
+    /// phase running now, in milliseconds since 1970.
+    pub started_ms: u64,
+    pub now_ms: u64,
     /// An expression read the request's ([0]) or response's ([1]) body without
     /// `preserveContent`: later readers, and the message sent on, get no body.
     pub body_consumed: [Cell<bool>; 2],

@@ -24,7 +24,7 @@ pub(super) enum Ctl<'e> {
 
 pub(super) struct Machine<'e> {
     pub env: &'e dyn Env,
-    pub slots: Vec<Val<'e>>,
+    pub slots: Slots<'e>,
     steps: u64,
     bytes: u64,
 }
@@ -37,7 +37,7 @@ pub(super) fn run<'e>(x: &'e Expr, env: &'e dyn Env) -> Result<Val<'e>, EvalErro
     };
     let mut m = Machine {
         env,
-        slots: vec![Val::Null; x.slots],
+        slots: Slots::new(x.slots),
         steps,
         bytes,
     };
@@ -250,8 +250,13 @@ impl<'e> Machine<'e> {
     }
 
     /// Evaluates every argument (for members that take values, not lambdas).
-    pub fn values(&mut self, args: &'e [Node]) -> Result<Vec<Val<'e>>, EvalError> {
-        args.iter().map(|a| self.eval(a)).collect()
+    pub fn values(&mut self, args: &'e [Node]) -> Result<Args<'e>, EvalError> {
+        let mut out = Args::default();
+        for a in args {
+            let v = self.eval(a)?;
+            out.push(v);
+        }
+        Ok(out)
     }
 
     /// Calls a lambda argument with `params`.
@@ -514,6 +519,89 @@ impl<'e> Machine<'e> {
     }
 }
 
+/// The local variables of one evaluation: up to eight in place, so a block with a few
+/// locals allocates nothing (it lives on the stack for one evaluation, so the inline
+/// variant's size is the point).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Slots<'e> {
+    Inline([Val<'e>; 8]),
+    Heap(Vec<Val<'e>>),
+}
+
+impl<'e> Slots<'e> {
+    fn new(n: usize) -> Slots<'e> {
+        if n <= 8 {
+            Slots::Inline(Default::default())
+        } else {
+            Slots::Heap(vec![Val::Null; n])
+        }
+    }
+}
+
+impl<'e> std::ops::Deref for Slots<'e> {
+    type Target = [Val<'e>];
+    fn deref(&self) -> &[Val<'e>] {
+        match self {
+            Slots::Inline(a) => a,
+            Slots::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Slots<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Slots::Inline(a) => a,
+            Slots::Heap(v) => v,
+        }
+    }
+}
+
+/// Evaluated arguments: up to four in place, so a call such as `s.StartsWith("x")`
+/// allocates nothing.
+#[derive(Default)]
+pub(super) struct Args<'e> {
+    small: [Val<'e>; 4],
+    len: usize,
+    spill: Vec<Val<'e>>,
+}
+
+impl<'e> Args<'e> {
+    fn push(&mut self, v: Val<'e>) {
+        if self.len < self.small.len() && self.spill.is_empty() {
+            self.small[self.len] = v;
+            self.len += 1;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend(self.small.iter_mut().map(std::mem::take));
+                self.len = 0;
+            }
+            self.spill.push(v);
+        }
+    }
+    pub fn as_slice(&self) -> &[Val<'e>] {
+        if self.spill.is_empty() {
+            &self.small[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+    pub fn into_vec(self) -> Vec<Val<'e>> {
+        if self.spill.is_empty() {
+            self.small.into_iter().take(self.len).collect()
+        } else {
+            self.spill
+        }
+    }
+}
+
+impl<'e> std::ops::Deref for Args<'e> {
+    type Target = [Val<'e>];
+    fn deref(&self) -> &[Val<'e>] {
+        self.as_slice()
+    }
+}
+
 pub(super) const OUT_OF_RANGE: EvalError =
     err("Index was out of range. Must be non-negative and less than the size of the collection");
 const OVERFLOW: EvalError = err("Arithmetic operation resulted in an overflow");
@@ -637,6 +725,8 @@ pub(super) fn is_type(v: &Val, t: Ty) -> bool {
             | (Ty::Dict, Val::Dict(_))
             | (Ty::Builder, Val::Builder(_))
             | (Ty::Bytes, Val::Bytes(_))
+            | (Ty::Date, Val::Date(_))
+            | (Ty::Span, Val::Span(_))
     )
 }
 
@@ -686,6 +776,8 @@ pub(super) fn cast<'e>(t: Ty, v: Val<'e>) -> Result<Val<'e>, EvalError> {
             v @ (Val::Json(_) | Val::Str(_) | Val::Int(_) | Val::Double(_) | Val::Bool(_)),
         ) => v,
         (Ty::List, v @ (Val::List(_) | Val::Json(Json::Array(_)) | Val::Bytes(_))) => v,
+        // a JSON date is a string here: (DateTime)token parses it
+        (Ty::Date, Val::Str(s)) => Val::Date(datetime::parse(&s)?.to_datetime()?),
         (t, v) if is_type(&v, t) => v,
         (t, v) => return Err(invalid_cast(&v, t)),
     })
@@ -693,6 +785,11 @@ pub(super) fn cast<'e>(t: Ty, v: Val<'e>) -> Result<Val<'e>, EvalError> {
 
 pub(super) fn binary<'e>(op: BinOp, x: Val<'e>, y: Val<'e>) -> Result<Val<'e>, EvalError> {
     use Val::{Double, Int};
+    if matches!(x, Val::Date(_) | Val::Span(_)) || matches!(y, Val::Date(_) | Val::Span(_)) {
+        if let Some(r) = dates::binary(op, &x, &y) {
+            return r;
+        }
+    }
     let float = |v: &Val| match v {
         Int(i) => Some(*i as f64),
         Double(d) => Some(*d),

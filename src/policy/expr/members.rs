@@ -42,6 +42,13 @@ members! {
     Append, AppendLine, AppendFormat,
     // Exception
     Message,
+    // DateTime, DateTimeOffset, TimeSpan
+    Year, Month, Day, Hour, Minute, Second, Millisecond, DayOfWeek, DayOfYear, Date,
+    TimeOfDay, Ticks, Kind, Offset, UtcDateTime, DateTime, LocalDateTime, AddYears,
+    AddMonths, AddDays, AddHours, AddMinutes, AddSeconds, AddMilliseconds, AddTicks,
+    Subtract, ToUniversalTime, ToLocalTime, ToUnixTimeSeconds, ToUnixTimeMilliseconds, Days,
+    Hours, Minutes, Seconds, Milliseconds, TotalDays, TotalHours, TotalMinutes, TotalSeconds,
+    TotalMilliseconds, Duration, Negate,
     // Nullable
     HasValue,
     // System.Linq.Enumerable
@@ -70,6 +77,33 @@ impl M {
                 | M::HasValue
                 | M::First
                 | M::Last
+                | M::Year
+                | M::Month
+                | M::Day
+                | M::Hour
+                | M::Minute
+                | M::Second
+                | M::Millisecond
+                | M::DayOfWeek
+                | M::DayOfYear
+                | M::Date
+                | M::TimeOfDay
+                | M::Ticks
+                | M::Kind
+                | M::Offset
+                | M::UtcDateTime
+                | M::DateTime
+                | M::LocalDateTime
+                | M::Days
+                | M::Hours
+                | M::Minutes
+                | M::Seconds
+                | M::Milliseconds
+                | M::TotalDays
+                | M::TotalHours
+                | M::TotalMinutes
+                | M::TotalSeconds
+                | M::TotalMilliseconds
         )
     }
 
@@ -141,6 +175,8 @@ pub(super) fn call<'e>(
         Val::Str(s) if member.string_own() => string(m, s, member, args),
         Val::Str(_) if linq::is_linq(member) => linq::call(m, t, member, args, generic),
         Val::Bool(_) | Val::Int(_) | Val::Double(_) | Val::Flag(_) => scalar(m, t, member, args),
+        Val::Date(d) => dates::date_member(m, d, member, args),
+        Val::Span(s) => dates::span_member(m, s, member, args),
         Val::Str(_) => Err(not_a_member("string", member)),
         other => collections::call(m, other, member, args, generic),
     }
@@ -169,7 +205,8 @@ fn scalar<'e>(
     let a = m.values(args)?;
     Ok(match (member, a.as_slice()) {
         (M::ToString, []) => m.text(t.to_text().into_owned())?,
-        (M::ToString, [Val::Str(f)]) => m.text(format::number(&t, f)?)?,
+        (M::ToString, [Val::Str(f), ..]) => m.text(format::number(&t, f)?)?,
+        (M::ToString, [_]) => m.text(t.to_text().into_owned())?,
         (M::Equals, [other]) => Val::Bool(t == *other),
         (M::CompareTo, [other]) => {
             let lt = eval::binary(BinOp::Lt, t.clone(), other.clone())?.truthy()?;
@@ -197,9 +234,9 @@ fn string<'e>(
     let a = m.values(args)?;
     let ic = ignore_case(&a);
     Ok(match member {
-        M::StartsWith => Val::Bool(fold(&s, ic).starts_with(&fold(arg_str(&a, 0)?, ic))),
-        M::EndsWith => Val::Bool(fold(&s, ic).ends_with(&fold(arg_str(&a, 0)?, ic))),
-        M::Contains => Val::Bool(fold(&s, ic).contains(&fold(arg_str(&a, 0)?, ic))),
+        M::StartsWith => Val::Bool(fold(&s, ic).starts_with(&*fold(arg_str(&a, 0)?, ic))),
+        M::EndsWith => Val::Bool(fold(&s, ic).ends_with(&*fold(arg_str(&a, 0)?, ic))),
+        M::Contains => Val::Bool(fold(&s, ic).contains(&*fold(arg_str(&a, 0)?, ic))),
         M::Equals => Val::Bool(match a.first() {
             Some(Val::Str(x)) => fold(&s, ic) == fold(x, ic),
             _ => false,
@@ -230,7 +267,7 @@ fn string<'e>(
                 .ok_or(err("startIndex must be within the string (IndexOf)"))?;
             let hay: String = chars[start..].iter().collect();
             let needle = fold(arg_str(&a, 0)?, ic);
-            Val::Int(match fold(&hay, ic).find(&needle) {
+            Val::Int(match fold(&hay, ic).find(&*needle) {
                 Some(i) => (start + hay[..i].chars().count()) as i64,
                 None => -1,
             })
@@ -239,7 +276,7 @@ fn string<'e>(
             let needle = fold(arg_str(&a, 0)?, ic);
             let hay = fold(&s, ic);
             Val::Int(
-                hay.rfind(&needle)
+                hay.rfind(&*needle)
                     .map_or(-1, |i| hay[..i].chars().count() as i64),
             )
         }
@@ -396,11 +433,11 @@ fn arg_int(a: &[Val], i: usize) -> Result<Option<i64>, EvalError> {
 }
 
 /// `x`, lower-cased when comparing without case.
-fn fold(x: &str, ignore_case: bool) -> String {
+fn fold(x: &str, ignore_case: bool) -> Cow<'_, str> {
     if ignore_case {
-        x.to_lowercase()
+        Cow::Owned(x.to_lowercase())
     } else {
-        x.to_string()
+        Cow::Borrowed(x)
     }
 }
 

@@ -21,6 +21,8 @@ use std::cell::Cell;
 use std::fmt;
 
 mod collections;
+mod dates;
+mod datetime;
 mod eval;
 mod format;
 mod json;
@@ -145,6 +147,10 @@ pub enum Field {
     ProductId,
     ProductName,
     RequestId,
+    /// `context.Timestamp`: when the gateway received the request (UTC).
+    Timestamp,
+    /// `context.Elapsed`: the time since then.
+    Elapsed,
     GatewayId,
     LastErrorSource,
     LastErrorReason,
@@ -186,6 +192,13 @@ pub trait Env {
     fn budget(&self) -> Option<&Budget> {
         None
     }
+    /// Now, in milliseconds since 1970 (`DateTime.UtcNow`); the gateway passes the
+    /// loop's clock.
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
 }
 
 /// The static type of a value where the compiler knows it (`Any` where it does not:
@@ -209,6 +222,10 @@ pub enum Ty {
     Builder,
     /// `byte[]`.
     Bytes,
+    /// DateTime and DateTimeOffset.
+    Date,
+    /// TimeSpan.
+    Span,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -542,8 +542,13 @@ impl Parser {
             self.punct(".")?;
             member = self.ident("a member of Encoding")?;
         }
-        if ty == "JTokenType" {
+        // enum constants that print as their name; culture and style options are the
+        // invariant culture's anyway
+        if matches!(ty.as_str(), "JTokenType" | "DayOfWeek" | "DateTimeKind") {
             return Ok(Node::Str(member));
+        }
+        if matches!(ty.as_str(), "CultureInfo" | "DateTimeStyles") {
+            return Ok(Node::Null);
         }
         if let Some(f) = statics::flag(&ty, &member) {
             return Ok(Node::Flag(f));
@@ -664,6 +669,9 @@ impl Parser {
             "List" | "HashSet" => statics::NewKind::List,
             "Dictionary" => statics::NewKind::Dict,
             "StringBuilder" => statics::NewKind::Builder,
+            "DateTime" => statics::NewKind::DateTime,
+            "DateTimeOffset" => statics::NewKind::DateTimeOffset,
+            "TimeSpan" => statics::NewKind::TimeSpan,
             "Exception"
             | "ArgumentException"
             | "InvalidOperationException"
@@ -1067,6 +1075,8 @@ pub(super) fn field_of(path: &[&str]) -> Option<Field> {
         ["context", "Product", "Id"] => Field::ProductId,
         ["context", "Product", "Name"] => Field::ProductName,
         ["context", "RequestId"] => Field::RequestId,
+        ["context", "Timestamp"] => Field::Timestamp,
+        ["context", "Elapsed"] => Field::Elapsed,
         ["context", "Deployment", "GatewayId"] => Field::GatewayId,
         ["context", "LastError", "Source"] => Field::LastErrorSource,
         ["context", "LastError", "Reason"] => Field::LastErrorReason,

@@ -66,6 +66,8 @@ pub(super) enum S {
     UnescapeDataString,
     UrlEncode,
     UrlDecode,
+    /// DateTime, DateTimeOffset and TimeSpan members (dates.rs).
+    Date(dates::DateFn),
 }
 
 /// A type `new` may build.
@@ -81,6 +83,9 @@ pub(super) enum NewKind {
     /// `new T[n]`, `new T[] { ... }`, `new[] { ... }`.
     Array,
     Exception,
+    DateTime,
+    DateTimeOffset,
+    TimeSpan,
     /// `{ key, value }` or `[key] = value` inside an initializer.
     Pair,
 }
@@ -145,7 +150,7 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("Uri", "UnescapeDataString") => call(S::UnescapeDataString, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlEncode") => call(S::UrlEncode, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlDecode") => call(S::UrlDecode, 1, 1),
-        _ => None,
+        (ty, member) => dates::lookup(ty, member).map(|(f, arity)| (S::Date(f), arity)),
     }
 }
 
@@ -200,6 +205,13 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "StringSplitOptions"
             | "Formatting"
             | "JTokenType"
+            | "DateTime"
+            | "DateTimeOffset"
+            | "TimeSpan"
+            | "CultureInfo"
+            | "DateTimeStyles"
+            | "DateTimeKind"
+            | "DayOfWeek"
     )
 }
 
@@ -262,6 +274,9 @@ pub(super) fn call<'e>(
         };
         m.write_out(args.get(1), parsed.unwrap_or(default))?;
         return Ok(Val::Bool(ok));
+    }
+    if let S::Date(f) = f {
+        return dates::call(m, f, args);
     }
     let a = m.values(args)?;
     match f {
@@ -666,7 +681,7 @@ pub(super) fn new<'e>(
         NewKind::JObject => {
             let obj = Json::new_object();
             let this = Val::Json(obj.clone());
-            for v in &a {
+            for v in a.iter() {
                 add_to_object(m, &obj, v)?;
             }
             for item in items {
@@ -686,7 +701,7 @@ pub(super) fn new<'e>(
                 [v @ (Val::List(_) | Val::Json(Json::Array(_)))] => {
                     v.items()?.into_iter().collect()
                 }
-                _ => a,
+                _ => a.into_vec(),
             };
             let mut values = sources;
             for item in items {
@@ -704,7 +719,7 @@ pub(super) fn new<'e>(
             [name, value] => Val::Prop(Rc::new((name.to_text().into_owned(), to_json(value)?))),
             _ => return Err(err("new JProperty takes a name and a value")),
         },
-        NewKind::JValue => a.into_iter().next().unwrap_or(Val::Null),
+        NewKind::JValue => a.into_vec().into_iter().next().unwrap_or(Val::Null),
         NewKind::List | NewKind::Array => {
             let mut out: Vec<Val<'static>> = match a.as_slice() {
                 // new T[n]: n default values
@@ -750,6 +765,11 @@ pub(super) fn new<'e>(
         NewKind::Exception => Val::Error(Rc::from(
             a.first().map_or(Cow::Borrowed(""), Val::to_text).as_ref(),
         )),
+        NewKind::DateTime | NewKind::DateTimeOffset | NewKind::TimeSpan => dates::new(
+            kind == NewKind::TimeSpan,
+            kind == NewKind::DateTimeOffset,
+            &a,
+        )?,
         NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
     })
 }

@@ -778,3 +778,93 @@ fn budgets_bound_steps_and_memory() {
     assert!(left < 1000 && left > 0, "{left}");
     assert_eq!(spend.eval(&env).unwrap_err(), BUDGET_STEPS);
 }
+
+/// DateTime, DateTimeOffset and TimeSpan as APIM documents use them.
+#[test]
+fn dates_and_time_spans() {
+    let cases = [
+        (
+            r#"new DateTime(2024, 2, 29, 13, 5, 9, DateTimeKind.Utc).ToString("o")"#,
+            "2024-02-29T13:05:09.0000000Z",
+        ),
+        (
+            r#"new DateTime(2024, 2, 29).AddDays(1).ToString("yyyy-MM-dd")"#,
+            "2024-03-01",
+        ),
+        (r#"new DateTime(2024, 1, 31).AddMonths(1).Day"#, "29"),
+        (
+            r#"DateTime.Parse("2024-05-01T10:20:30Z").ToUniversalTime().ToString("s")"#,
+            "2024-05-01T10:20:30",
+        ),
+        (
+            r#"DateTime.ParseExact("20240501", "yyyyMMdd", CultureInfo.InvariantCulture).DayOfWeek"#,
+            "Wednesday",
+        ),
+        (
+            r#"DateTime.Parse("2024-05-01") < DateTime.Parse("2024-05-02")"#,
+            "True",
+        ),
+        (
+            r#"(DateTime.Parse("2024-05-02T12:00:00") - DateTime.Parse("2024-05-01")).TotalHours"#,
+            "36",
+        ),
+        (
+            r#"(DateTime.Parse("2024-05-02T12:00:00") - DateTime.Parse("2024-05-01")).ToString()"#,
+            "1.12:00:00",
+        ),
+        (
+            r#"DateTime.Parse("2024-05-01") + TimeSpan.FromMinutes(90)"#,
+            "05/01/2024 01:30:00",
+        ),
+        (
+            r#"DateTimeOffset.FromUnixTimeSeconds(1714558830).ToString("o")"#,
+            "2024-05-01T10:20:30.0000000+00:00",
+        ),
+        (
+            r#"DateTimeOffset.Parse("2024-05-01T10:20:30+02:00").ToUnixTimeSeconds()"#,
+            "1714551630",
+        ),
+        (
+            r#"new DateTimeOffset(new DateTime(1970, 1, 2, 0, 0, 0, DateTimeKind.Utc)).ToUnixTimeMilliseconds()"#,
+            "86400000",
+        ),
+        (r#"TimeSpan.FromSeconds(90).TotalMinutes"#, "1.5"),
+        (r#"new TimeSpan(1, 2, 3).ToString()"#, "01:02:03"),
+        (r#"TimeSpan.Parse("1.02:03:04").TotalSeconds"#, "93784"),
+        (
+            r#"DateTime.Parse("Wed, 01 May 2024 10:20:30 GMT").ToString("r")"#,
+            "Wed, 01 May 2024 10:20:30 GMT",
+        ),
+        (
+            r#"{ DateTime d; return DateTime.TryParse("nope", out d) ? "yes" : "no"; }"#,
+            "no",
+        ),
+        (
+            r#"DateTime.UtcNow.Year >= 2024 && DateTime.UtcNow.Kind == "Utc""#,
+            "True",
+        ),
+        (
+            r#"(DateTime.UtcNow - DateTime.UtcNow).TotalSeconds < 1"#,
+            "True",
+        ),
+        (
+            r#"JsonConvert.SerializeObject(new { at = new DateTime(2024, 5, 1, 10, 0, 0, DateTimeKind.Utc) })"#,
+            r#"{"at":"2024-05-01T10:00:00Z"}"#,
+        ),
+        (
+            r#"(DateTime)JObject.Parse("{\"d\":\"2024-05-01T00:00:00\"}")["d"] > DateTime.MinValue"#,
+            "True",
+        ),
+        (
+            r#"DateTime.Parse("2024-13-01")"#,
+            "error: String was not recognized as a valid DateTime",
+        ),
+        (
+            r#"DateTime.MaxValue.AddDays(1)"#,
+            "error: The added or subtracted value results in an un-representable DateTime",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}

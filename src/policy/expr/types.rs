@@ -17,6 +17,8 @@ impl Parser {
             Node::Str(_) | Node::Interp(_) => Ty::Str,
             Node::Field(f) => match f {
                 Field::ResponseStatus | Field::RequestPort => Ty::Int,
+                Field::Timestamp => Ty::Date,
+                Field::Elapsed => Ty::Span,
                 Field::SubscriptionObject | Field::ProductObject => Ty::Any,
                 _ => Ty::Str,
             },
@@ -56,6 +58,8 @@ impl Parser {
                 statics::NewKind::List | statics::NewKind::Array => Ty::List,
                 statics::NewKind::Dict => Ty::Dict,
                 statics::NewKind::Builder => Ty::Builder,
+                statics::NewKind::DateTime | statics::NewKind::DateTimeOffset => Ty::Date,
+                statics::NewKind::TimeSpan => Ty::Span,
                 _ => Ty::Any,
             },
             Node::Static(f, _, generic) => statics_ty(*f, *generic),
@@ -99,6 +103,11 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::ParseDouble | S::ConvertDouble | S::Pow | S::Sqrt => Ty::Double,
         S::FromBase64 | S::GetBytes(_) => Ty::Bytes,
         S::JsonParse(t) => t,
+        S::Date(dates::DateFn::TryParse) => Ty::Bool,
+        S::Date(
+            dates::DateFn::SpanFrom(_) | dates::DateFn::SpanZero | dates::DateFn::SpanParse,
+        ) => Ty::Span,
+        S::Date(_) => Ty::Date,
         S::Deserialize => generic.unwrap_or(Ty::Any),
         _ => Ty::Any,
     }
@@ -154,6 +163,8 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         | "Array" => Ty::List,
         "Dictionary" | "IDictionary" | "IReadOnlyDictionary" => Ty::Dict,
         "StringBuilder" => Ty::Builder,
+        "DateTime" | "DateTimeOffset" => Ty::Date,
+        "TimeSpan" => Ty::Span,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
         _ => return None,

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::datetime::Instant;
 use super::json::{dotnet_double, Json};
 use super::{err, EvalError};
 
@@ -16,8 +17,9 @@ pub type List = Rc<RefCell<Vec<Val<'static>>>>;
 /// A dictionary with string keys, in insertion order.
 pub type Dict = Rc<RefCell<Vec<(String, Val<'static>)>>>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum Val<'a> {
+    #[default]
     Null,
     Bool(bool),
     /// int and long.
@@ -40,6 +42,10 @@ pub enum Val<'a> {
     Bytes(Rc<Vec<u8>>),
     /// An enum constant a method takes as an option (`StringComparison.OrdinalIgnoreCase`).
     Flag(Flag),
+    /// A DateTime or DateTimeOffset.
+    Date(Instant),
+    /// A TimeSpan, in ticks.
+    Span(i64),
 }
 
 /// The enum constants methods take.
@@ -78,6 +84,8 @@ impl PartialEq for Val<'_> {
             (Val::Bytes(a), Val::Bytes(b)) => Rc::ptr_eq(a, b),
             (Val::Error(a), Val::Error(b)) => Rc::ptr_eq(a, b),
             (Val::Flag(a), Val::Flag(b)) => a == b,
+            (Val::Date(a), Val::Date(b)) => a.utc_ticks() == b.utc_ticks(),
+            (Val::Span(a), Val::Span(b)) => a == b,
             _ => false,
         }
     }
@@ -86,6 +94,19 @@ impl PartialEq for Val<'_> {
 impl<'a> Val<'a> {
     pub fn str(s: impl Into<Cow<'a, str>>) -> Val<'a> {
         Val::Str(s.into())
+    }
+
+    /// A UTC DateTime at `ms` milliseconds since 1970 (`context.Timestamp`).
+    pub fn utc_ms(ms: u64) -> Val<'static> {
+        match Instant::from_unix_ms(ms.min(i64::MAX as u64) as i64, super::datetime::Kind::Utc) {
+            Ok(t) => Val::Date(t),
+            Err(_) => Val::Null,
+        }
+    }
+
+    /// A TimeSpan of `ms` milliseconds (`context.Elapsed`).
+    pub fn span_ms(ms: i64) -> Val<'static> {
+        Val::Span(ms.saturating_mul(super::datetime::TICKS_PER_MS))
     }
 
     pub fn into_owned(self) -> Val<'static> {
@@ -103,6 +124,8 @@ impl<'a> Val<'a> {
             Val::Error(e) => Val::Error(e),
             Val::Bytes(b) => Val::Bytes(b),
             Val::Flag(f) => Val::Flag(f),
+            Val::Date(t) => Val::Date(t),
+            Val::Span(s) => Val::Span(s),
         }
     }
 
@@ -134,6 +157,8 @@ impl<'a> Val<'a> {
             Val::Error(e) => Cow::Owned(format!("System.Exception: {e}")),
             Val::Bytes(_) => Cow::Borrowed("System.Byte[]"),
             Val::Flag(f) => Cow::Owned(format!("{f:?}")),
+            Val::Date(t) => Cow::Owned(super::datetime::format(t, None).unwrap_or_default()),
+            Val::Span(s) => Cow::Owned(super::datetime::span_text(*s)),
         }
     }
 
@@ -161,6 +186,9 @@ impl<'a> Val<'a> {
             Val::Error(_) => "Exception",
             Val::Bytes(_) => "byte[]",
             Val::Flag(_) => "enum",
+            Val::Date(t) if t.offset.is_some() => "DateTimeOffset",
+            Val::Date(_) => "DateTime",
+            Val::Span(_) => "TimeSpan",
         }
     }
 
@@ -249,5 +277,11 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         // as Newtonsoft writes a byte[]
         Val::Bytes(b) => Json::Str(super::format::base64(b)),
         Val::Flag(f) => Json::Str(format!("{f:?}")),
+        // as Newtonsoft writes dates: ISO 8601, fraction digits only as needed
+        Val::Date(t) => Json::Str(super::datetime::format(
+            t,
+            Some("yyyy'-'MM'-'dd'T'HH':'mm':'ss.FFFFFFFK"),
+        )?),
+        Val::Span(s) => Json::Str(super::datetime::span_text(*s)),
     })
 }

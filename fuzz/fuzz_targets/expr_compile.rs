@@ -1,0 +1,15 @@
+//! The expression compiler: any text, as `@(...)` or as a `@{ ... }` block, compiles to
+//! an expression or an error with a column inside the text, never a panic.
+#![no_main]
+
+use edgegate::policy::expr::Expr;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for block in [false, true] {
+        if let Err(e) = Expr::parse(text, block) {
+            assert!(e.offset <= text.len(), "an error column outside the text");
+        }
+    }
+});
