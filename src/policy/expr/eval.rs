@@ -88,6 +88,7 @@ impl<'e> Machine<'e> {
             Node::Double(d) => Val::Double(*d),
             Node::Str(s) => Val::Str(Cow::Borrowed(s)),
             Node::Flag(f) => Val::Flag(*f),
+            Node::Regex(r) => Val::Re(Rc::new(regexes::Re::Pattern(r.clone()))),
             Node::Interp(parts) => {
                 let mut out = String::new();
                 for part in parts {
@@ -696,6 +697,7 @@ pub(super) fn index<'e>(t: &Val<'e>, k: &Val) -> Result<Val<'e>, EvalError> {
             Val::Str(Cow::Owned(c.to_string()))
         }
         Val::Bytes(b) => Val::Int(i64::from(b[at(b.len())?])),
+        Val::Re(r) => regexes::group(r, k)?,
         Val::Null => return Err(NULL_REFERENCE),
         other => {
             return Err(EvalError(Cow::Owned(format!(
@@ -862,5 +864,18 @@ pub(super) fn binary<'e>(op: BinOp, x: Val<'e>, y: Val<'e>) -> Result<Val<'e>, E
             },
         },
         BinOp::And | BinOp::Or => Val::Bool(x.truthy()? && y.truthy()?),
+        BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor => match (&x, &y) {
+            (Int(a), Int(b)) => Int(match op {
+                BinOp::BitOr => a | b,
+                BinOp::BitAnd => a & b,
+                _ => a ^ b,
+            }),
+            (Val::Bool(a), Val::Bool(b)) => Val::Bool(match op {
+                BinOp::BitOr => a | b,
+                BinOp::BitAnd => a & b,
+                _ => a ^ b,
+            }),
+            _ => return Err(err("| & and ^ take ints or bools")),
+        },
     })
 }

@@ -26,10 +26,10 @@ pub(super) enum Part {
     Hole(Vec<(Tok, usize)>, Option<i64>, Option<String>),
 }
 
-pub(super) const PUNCTS: [&str; 40] = [
+pub(super) const PUNCTS: [&str; 42] = [
     "??=", "??", "?.", "==", "!=", "<=", ">=", "&&", "||", "=>", "++", "--", "+=", "-=", "*=",
     "/=", "%=", "|=", "&=", "(", ")", "{", "}", "[", "]", ".", ",", ";", "?", ":", "!", "<", ">",
-    "+", "-", "*", "/", "%", "=", "&",
+    "+", "-", "*", "/", "%", "=", "&", "|", "^",
 ];
 
 fn error(offset: usize, message: impl Into<String>) -> ParseError {

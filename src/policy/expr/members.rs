@@ -42,6 +42,8 @@ members! {
     Append, AppendLine, AppendFormat,
     // Exception
     Message,
+    // Regex, Match, Group
+    IsMatch, Match, Matches, Groups, Success, Index,
     // DateTime, DateTimeOffset, TimeSpan
     Year, Month, Day, Hour, Minute, Second, Millisecond, DayOfWeek, DayOfYear, Date,
     TimeOfDay, Ticks, Kind, Offset, UtcDateTime, DateTime, LocalDateTime, AddYears,
@@ -77,6 +79,9 @@ impl M {
                 | M::HasValue
                 | M::First
                 | M::Last
+                | M::Groups
+                | M::Success
+                | M::Index
                 | M::Year
                 | M::Month
                 | M::Day
@@ -177,6 +182,7 @@ pub(super) fn call<'e>(
         Val::Bool(_) | Val::Int(_) | Val::Double(_) | Val::Flag(_) => scalar(m, t, member, args),
         Val::Date(d) => dates::date_member(m, d, member, args),
         Val::Span(s) => dates::span_member(m, s, member, args),
+        Val::Re(r) => regexes::member(m, &r, member, args),
         Val::Str(_) => Err(not_a_member("string", member)),
         other => collections::call(m, other, member, args, generic),
     }

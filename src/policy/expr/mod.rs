@@ -30,6 +30,7 @@ mod lex;
 mod linq;
 mod members;
 mod parse;
+mod regexes;
 mod statics;
 mod stmt;
 mod types;
@@ -243,6 +244,11 @@ enum BinOp {
     Mul,
     Div,
     Rem,
+    /// `|`, `&`, `^`: bitwise on ints (RegexOptions), logical without short-circuit on
+    /// bools.
+    BitOr,
+    BitAnd,
+    BitXor,
 }
 
 /// One node of a compiled expression.
@@ -255,6 +261,8 @@ enum Node {
     Str(String),
     /// An enum constant (`StringComparison.OrdinalIgnoreCase`).
     Flag(value::Flag),
+    /// A regular expression written as a literal, compiled at load.
+    Regex(regex::Regex),
     Field(Field),
     /// lookup, name, default (GetValueOrDefault), required (indexer: missing = error),
     /// and the `<T>` cast of `GetValueOrDefault<T>`.

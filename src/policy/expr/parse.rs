@@ -254,7 +254,12 @@ impl Parser {
                 if self.eat(p) {
                     self.count(at)?;
                     let right = next(self)?;
-                    left = Node::Bin(*op, Box::new(left), Box::new(right));
+                    left = match (op, &left, &right) {
+                        // flags combine at load (RegexOptions.IgnoreCase | RegexOptions.Multiline)
+                        (BinOp::BitOr, Node::Int(a), Node::Int(b)) => Node::Int(a | b),
+                        (BinOp::BitAnd, Node::Int(a), Node::Int(b)) => Node::Int(a & b),
+                        _ => Node::Bin(*op, Box::new(left), Box::new(right)),
+                    };
                     continue 'outer;
                 }
             }
@@ -276,7 +281,16 @@ impl Parser {
         self.binary_level(&[("||", BinOp::Or)], Parser::and)
     }
     fn and(&mut self) -> Result<Node, ParseError> {
-        self.binary_level(&[("&&", BinOp::And)], Parser::equality)
+        self.binary_level(&[("&&", BinOp::And)], Parser::bit_or)
+    }
+    fn bit_or(&mut self) -> Result<Node, ParseError> {
+        self.binary_level(&[("|", BinOp::BitOr)], Parser::bit_xor)
+    }
+    fn bit_xor(&mut self) -> Result<Node, ParseError> {
+        self.binary_level(&[("^", BinOp::BitXor)], Parser::bit_and)
+    }
+    fn bit_and(&mut self) -> Result<Node, ParseError> {
+        self.binary_level(&[("&", BinOp::BitAnd)], Parser::equality)
     }
     fn equality(&mut self) -> Result<Node, ParseError> {
         self.binary_level(&[("==", BinOp::Eq), ("!=", BinOp::Ne)], Parser::relational)
@@ -550,6 +564,11 @@ impl Parser {
         if matches!(ty.as_str(), "CultureInfo" | "DateTimeStyles") {
             return Ok(Node::Null);
         }
+        if ty == "RegexOptions" {
+            return regexes::option(&member).map(Node::Int).ok_or_else(|| {
+                self.err_at(m_at, format!("RegexOptions.{member} is not supported"))
+            });
+        }
         if let Some(f) = statics::flag(&ty, &member) {
             return Ok(Node::Flag(f));
         }
@@ -585,6 +604,19 @@ impl Parser {
         {
             return Err(self.err_at(m_at, "string.Format needs a format string first"));
         }
+        let mut args = args;
+        if let statics::S::Regex(op) = f {
+            // options follow the input, the pattern and (for Replace) the replacement
+            let at = if op == regexes::Op::Replace { 3 } else { 2 };
+            match args.get(at) {
+                None => self.precompile(&mut args, 1, 0, m_at)?,
+                Some(Node::Int(o)) => {
+                    let o = *o;
+                    self.precompile(&mut args, 1, o, m_at)?
+                }
+                Some(_) => {}
+            }
+        }
         Ok(Node::Static(f, args, generic))
     }
 
@@ -597,6 +629,21 @@ impl Parser {
             .ok_or_else(|| self.err_at(at, "expected a type argument"))?;
         self.punct(">")?;
         Ok(t)
+    }
+
+    /// A pattern written as a literal compiles now: its errors are load errors.
+    fn precompile(
+        &self,
+        args: &mut [Node],
+        at: usize,
+        options: i64,
+        offset: usize,
+    ) -> Result<(), ParseError> {
+        if let Some(Node::Str(p)) = args.get(at) {
+            let re = regexes::compile(p, options).map_err(|e| self.err_at(offset, e))?;
+            args[at] = Node::Regex(re);
+        }
+        Ok(())
     }
 
     /// `(args)`: values, lambdas, `out var x` and `name: value`.
@@ -669,6 +716,7 @@ impl Parser {
             "List" | "HashSet" => statics::NewKind::List,
             "Dictionary" => statics::NewKind::Dict,
             "StringBuilder" => statics::NewKind::Builder,
+            "Regex" => statics::NewKind::Regex,
             "DateTime" => statics::NewKind::DateTime,
             "DateTimeOffset" => statics::NewKind::DateTimeOffset,
             "TimeSpan" => statics::NewKind::TimeSpan,
@@ -693,11 +741,21 @@ impl Parser {
             self.punct("]")?;
             return Ok(Node::New(kind, vec![size], Vec::new()));
         }
-        let args = if self.peek_is(0, "(") {
+        let mut args = if self.peek_is(0, "(") {
             self.args()?
         } else {
             Vec::new()
         };
+        if kind == statics::NewKind::Regex {
+            match args.get(1) {
+                None => self.precompile(&mut args, 0, 0, name_at)?,
+                Some(Node::Int(o)) => {
+                    let o = *o;
+                    self.precompile(&mut args, 0, o, name_at)?
+                }
+                Some(_) => {}
+            }
+        }
         let items = if self.peek_is(0, "{") {
             self.initializer()?
         } else {

@@ -68,6 +68,9 @@ pub(super) enum S {
     UrlDecode,
     /// DateTime, DateTimeOffset and TimeSpan members (dates.rs).
     Date(dates::DateFn),
+    /// Regex.IsMatch / Match / Matches / Replace / Split (regexes.rs).
+    Regex(regexes::Op),
+    RegexEscape,
 }
 
 /// A type `new` may build.
@@ -86,6 +89,7 @@ pub(super) enum NewKind {
     DateTime,
     DateTimeOffset,
     TimeSpan,
+    Regex,
     /// `{ key, value }` or `[key] = value` inside an initializer.
     Pair,
 }
@@ -150,6 +154,12 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("Uri", "UnescapeDataString") => call(S::UnescapeDataString, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlEncode") => call(S::UrlEncode, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlDecode") => call(S::UrlDecode, 1, 1),
+        ("Regex", "IsMatch") => call(S::Regex(regexes::Op::IsMatch), 2, 3),
+        ("Regex", "Match") => call(S::Regex(regexes::Op::Match), 2, 3),
+        ("Regex", "Matches") => call(S::Regex(regexes::Op::Matches), 2, 3),
+        ("Regex", "Replace") => call(S::Regex(regexes::Op::Replace), 3, 4),
+        ("Regex", "Split") => call(S::Regex(regexes::Op::Split), 2, 3),
+        ("Regex", "Escape") => call(S::RegexEscape, 1, 1),
         (ty, member) => dates::lookup(ty, member).map(|(f, arity)| (S::Date(f), arity)),
     }
 }
@@ -212,6 +222,8 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "DateTimeStyles"
             | "DateTimeKind"
             | "DayOfWeek"
+            | "Regex"
+            | "RegexOptions"
     )
 }
 
@@ -277,6 +289,9 @@ pub(super) fn call<'e>(
     }
     if let S::Date(f) = f {
         return dates::call(m, f, args);
+    }
+    if let S::Regex(op) = f {
+        return regexes::call_static(m, op, args);
     }
     let a = m.values(args)?;
     match f {
@@ -579,6 +594,7 @@ fn json_and_urls<'e>(
             collections::convert(m, &j, generic.unwrap_or(Ty::Any))?
         }
         S::EscapeDataString => m.text(escape(arg_text(&first)?, false))?,
+        S::RegexEscape => m.text(regexes::escape(arg_text(&first)?))?,
         S::UrlEncode => match first {
             Val::Null => Val::Null,
             v => m.text(escape(arg_text(&v)?, true))?,
@@ -765,6 +781,19 @@ pub(super) fn new<'e>(
         NewKind::Exception => Val::Error(Rc::from(
             a.first().map_or(Cow::Borrowed(""), Val::to_text).as_ref(),
         )),
+        NewKind::Regex => match a.first() {
+            Some(v @ Val::Re(_)) => v.clone(),
+            Some(Val::Str(p)) => {
+                let options = match a.get(1) {
+                    Some(Val::Int(o)) => *o,
+                    _ => 0,
+                };
+                m.ticks(p.len() * 16 + 100)?;
+                let re = regexes::compile(p, options).map_err(|e| EvalError(Cow::Owned(e)))?;
+                Val::Re(Rc::new(regexes::Re::Pattern(re)))
+            }
+            _ => return Err(err("new Regex takes a pattern")),
+        },
         NewKind::DateTime | NewKind::DateTimeOffset | NewKind::TimeSpan => dates::new(
             kind == NewKind::TimeSpan,
             kind == NewKind::DateTimeOffset,

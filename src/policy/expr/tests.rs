@@ -868,3 +868,59 @@ fn dates_and_time_spans() {
         assert_eq!(text(code), want, "{code}");
     }
 }
+
+/// System.Text.RegularExpressions as documents use it.
+#[test]
+fn regular_expressions() {
+    let cases = [
+        (r#"Regex.IsMatch("order-123", @"^order-\d+$")"#, "True"),
+        (
+            r#"Regex.IsMatch("ORDER", "^order$", RegexOptions.IgnoreCase)"#,
+            "True",
+        ),
+        (
+            r#"Regex.Match("id=42;x=7", @"id=(\d+)").Groups[1].Value"#,
+            "42",
+        ),
+        (
+            r#"Regex.Match("v2/users", @"v(?<ver>\d+)/(?<rest>.*)").Groups["rest"].Value"#,
+            "users",
+        ),
+        (r#"Regex.Match("abc", @"\d").Success"#, "False"),
+        (r#"Regex.Match("xx42", @"\d+").Index"#, "2"),
+        (
+            r#"Regex.Replace("2024-05-01", @"(\d+)-(\d+)-(\d+)", "$3/$2/$1")"#,
+            "01/05/2024",
+        ),
+        (
+            r#"Regex.Replace("a1b22", @"\d+", m => "[" + m.Value.Length + "]")"#,
+            "a[1]b[2]",
+        ),
+        (
+            r#"string.Join("|", Regex.Split("a, b;c", @"[,;]\s*"))"#,
+            "a|b|c",
+        ),
+        (r#"Regex.Matches("a1b22c333", @"\d+").Count"#, "3"),
+        (
+            r#"string.Join(",", Regex.Matches("a1b22", @"\d+").Select(m => m.Value))"#,
+            "1,22",
+        ),
+        (
+            r#"{ var r = new Regex(@"^Bearer\s+(.+)$", RegexOptions.IgnoreCase | RegexOptions.Multiline); return r.Match("bearer abc").Groups[1].Value; }"#,
+            "abc",
+        ),
+        (r#"Regex.Escape("a.b(c)")"#, r"a\.b\(c\)"),
+        (
+            r#"Regex.IsMatch("x", context.Request.Headers.GetValueOrDefault("X-Tier", "") + "(")"#,
+            "error: the regular expression is not supported: unclosed group",
+        ),
+        ("(1 | 4) + (6 & 3) + (5 ^ 1)", "11"),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+    // a literal pattern the engine cannot run is a load error with its column
+    let e = Expr::parse(r#"Regex.IsMatch("ab", "(?<=a)b")"#, false).unwrap_err();
+    assert_eq!(e.offset, 6);
+    assert!(e.message.contains("look-around"), "{e}");
+}

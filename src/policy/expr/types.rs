@@ -37,6 +37,13 @@ impl Parser {
                         _ => Ty::Any,
                     }
                 }
+                BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor => {
+                    match (self.ty_of(a), self.ty_of(b)) {
+                        (Ty::Int, Ty::Int) => Ty::Int,
+                        (Ty::Bool, Ty::Bool) => Ty::Bool,
+                        _ => Ty::Any,
+                    }
+                }
                 _ => Ty::Bool,
             },
             Node::Cond(_, a, b) | Node::Coalesce(a, b) => {

@@ -46,6 +46,8 @@ pub enum Val<'a> {
     Date(Instant),
     /// A TimeSpan, in ticks.
     Span(i64),
+    /// A Regex, a Match, its Groups or one Group.
+    Re(Rc<super::regexes::Re>),
 }
 
 /// The enum constants methods take.
@@ -86,6 +88,7 @@ impl PartialEq for Val<'_> {
             (Val::Flag(a), Val::Flag(b)) => a == b,
             (Val::Date(a), Val::Date(b)) => a.utc_ticks() == b.utc_ticks(),
             (Val::Span(a), Val::Span(b)) => a == b,
+            (Val::Re(a), Val::Re(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -126,6 +129,7 @@ impl<'a> Val<'a> {
             Val::Flag(f) => Val::Flag(f),
             Val::Date(t) => Val::Date(t),
             Val::Span(s) => Val::Span(s),
+            Val::Re(r) => Val::Re(r),
         }
     }
 
@@ -159,6 +163,7 @@ impl<'a> Val<'a> {
             Val::Flag(f) => Cow::Owned(format!("{f:?}")),
             Val::Date(t) => Cow::Owned(super::datetime::format(t, None).unwrap_or_default()),
             Val::Span(s) => Cow::Owned(super::datetime::span_text(*s)),
+            Val::Re(r) => Cow::Owned(r.text()),
         }
     }
 
@@ -189,6 +194,7 @@ impl<'a> Val<'a> {
             Val::Date(t) if t.offset.is_some() => "DateTimeOffset",
             Val::Date(_) => "DateTime",
             Val::Span(_) => "TimeSpan",
+            Val::Re(_) => "Regex",
         }
     }
 
@@ -283,5 +289,6 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
             Some("yyyy'-'MM'-'dd'T'HH':'mm':'ss.FFFFFFFK"),
         )?),
         Val::Span(s) => Json::Str(super::datetime::span_text(*s)),
+        Val::Re(r) => Json::Str(r.text()),
     })
 }
