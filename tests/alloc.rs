@@ -77,7 +77,7 @@ fn expressions_that_read_headers_allocate_nothing() {
             false,
         ),
         (
-            r#"context.Request.Headers["X-Tier"] != null ? context.Request.Headers["X-Tier"] : "none""#,
+            r#"context.Request.Headers.ContainsKey("X-Tier") ? context.Request.Headers.GetValueOrDefault("X-Tier") : "none""#,
             false,
         ),
         (

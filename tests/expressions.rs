@@ -223,3 +223,31 @@ fn expression_failures_go_through_on_error() {
         r.text()
     );
 }
+
+/// A form body read as a dictionary of value lists, and a header read through the
+/// indexer as the string[] APIM gives.
+#[test]
+fn form_bodies_and_header_arrays() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <set-header name="X-User" exists-action="override"><value>@(context.Request.Body.AsFormUrlEncodedContent(true).GetValueOrDefault("user", ""))</value></set-header>
+        <set-header name="X-Tags" exists-action="override"><value>@(string.Join("+", context.Request.Body.AsFormUrlEncodedContent(preserveContent: true)["tag"]))</value></set-header>
+        <set-header name="X-Lang" exists-action="override"><value>@(context.Request.Headers["Accept-Language"].First().Split(',')[0])</value></set-header>"#;
+    let gw = Gateway::start(&config(&origin.url(""), &policies(inbound, "", "")), &[]);
+    let r = post(
+        &gw,
+        "/e/form",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept-Language", "fr-CH,fr;q=0.9"),
+        ],
+        "user=ann+lee&tag=a&tag=b%21",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-User"), Some("ann lee"));
+    assert_eq!(last.header("X-Tags"), Some("a+b!"));
+    assert_eq!(last.header("X-Lang"), Some("fr-CH"));
+    assert_eq!(last.body, b"user=ann+lee&tag=a&tag=b%21");
+}

@@ -454,9 +454,10 @@ fn dict_member<'e>(
         (M::Values, []) => list(d.borrow().iter().map(|(_, v)| v.clone()).collect()),
         (M::ContainsKey, [key]) => Val::Bool(find(key).is_some()),
         (M::ContainsValue, [v]) => Val::Bool(d.borrow().iter().any(|(_, x)| x == v)),
-        (M::GetValueOrDefault, [key]) => find(key).unwrap_or(Val::Null),
+        // a string[] value reads as its values joined by commas (APIM's extension)
+        (M::GetValueOrDefault, [key]) => joined(find(key)).unwrap_or(Val::Null),
         (M::GetValueOrDefault, [key, default]) => {
-            find(key).unwrap_or_else(|| default.clone().into_owned())
+            joined(find(key)).unwrap_or_else(|| default.clone().into_owned())
         }
         (M::Add, [key, v]) => {
             if find(key).is_some() {
@@ -483,6 +484,22 @@ fn dict_member<'e>(
         (M::ToString, []) => Val::Str(t.to_text()).into_owned(),
         _ => return Err(not_a_member("Dictionary", member)),
     })
+}
+
+/// A dictionary value as GetValueOrDefault returns it: a list of strings joined by
+/// commas, anything else as it is.
+fn joined(v: Option<Val<'static>>) -> Option<Val<'static>> {
+    match v {
+        Some(Val::List(l)) => {
+            let texts: Vec<String> = l
+                .borrow()
+                .iter()
+                .map(|x| x.to_text().into_owned())
+                .collect();
+            Some(Val::Str(Cow::Owned(texts.join(","))))
+        }
+        other => other,
+    }
 }
 
 fn builder_member<'e>(

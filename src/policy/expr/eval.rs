@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::json::Json;
-use super::value::{from_json, to_json, Dict};
+use super::value::{from_json, list, to_json, Dict};
 use super::*;
 
 /// How a statement ended.
@@ -244,6 +244,19 @@ impl<'e> Machine<'e> {
                 _ => Val::Null,
             },
         };
+        // headers and query parameters are string[] behind an indexer, as in APIM
+        if required
+            && matches!(
+                lookup,
+                Lookup::RequestHeader
+                    | Lookup::ResponseHeader
+                    | Lookup::RequestQuery
+                    | Lookup::OriginalQuery
+            )
+        {
+            self.charge(64)?;
+            return Ok(list(vec![v.into_owned()]));
+        }
         match cast {
             Some(t) => self::cast(t, v),
             None => Ok(v),
@@ -303,6 +316,23 @@ impl<'e> Machine<'e> {
             Ty::Bytes => {
                 self.charge(bytes.len())?;
                 Val::Bytes(Rc::new(bytes.to_vec()))
+            }
+            Ty::Dict => {
+                self.charge(bytes.len() * 2 + 64)?;
+                let text = String::from_utf8_lossy(bytes);
+                let mut form: Vec<(String, Val<'static>)> = Vec::new();
+                for pair in text.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let (k, v) = (
+                        statics::unescape(k, true),
+                        Val::Str(Cow::Owned(statics::unescape(v, true))),
+                    );
+                    match form.iter_mut().find(|(name, _)| *name == k) {
+                        Some((_, Val::List(values))) => values.borrow_mut().push(v),
+                        _ => form.push((k, list(vec![v]))),
+                    }
+                }
+                Val::Dict(Rc::new(RefCell::new(form)))
             }
             Ty::JObject | Ty::JArray | Ty::JToken => {
                 self.charge(bytes.len() * 4)?;
@@ -729,6 +759,8 @@ pub(super) fn is_type(v: &Val, t: Ty) -> bool {
             | (Ty::Bytes, Val::Bytes(_))
             | (Ty::Date, Val::Date(_))
             | (Ty::Span, Val::Span(_))
+            | (Ty::Jwt, Val::Jwt(_))
+            | (Ty::Basic, Val::Basic(_))
     )
 }
 

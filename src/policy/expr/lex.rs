@@ -360,7 +360,7 @@ pub(super) fn is_keyword(w: &str) -> bool {
         "true", "false", "null", "context", "return", "var", "string", "int", "bool", "long",
         "new", "if", "else", "for", "while", "foreach", "do", "try", "catch", "finally", "throw",
         "break", "continue", "in", "out", "is", "as", "typeof", "double", "decimal", "object",
-        "char", "float",
+        "char", "float", "using",
     ]
     .contains(&w)
 }

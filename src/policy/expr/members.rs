@@ -44,6 +44,11 @@ members! {
     Message,
     // Regex, Match, Group
     IsMatch, Match, Matches, Groups, Success, Index,
+    // APIM's extension methods and their types
+    AsJwt, TryParseJwt, AsBasic, TryParseBasic, Algorithm, Audiences, Claims, ExpirationTime,
+    Id, Issuer, IssuedAt, NotBefore, Subject, Username, Password,
+    // System.Security.Cryptography
+    ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
     Year, Month, Day, Hour, Minute, Second, Millisecond, DayOfWeek, DayOfYear, Date,
     TimeOfDay, Ticks, Kind, Offset, UtcDateTime, DateTime, LocalDateTime, AddYears,
@@ -82,6 +87,17 @@ impl M {
                 | M::Groups
                 | M::Success
                 | M::Index
+                | M::Algorithm
+                | M::Audiences
+                | M::Claims
+                | M::ExpirationTime
+                | M::Id
+                | M::Issuer
+                | M::IssuedAt
+                | M::NotBefore
+                | M::Subject
+                | M::Username
+                | M::Password
                 | M::Year
                 | M::Month
                 | M::Day
@@ -148,6 +164,10 @@ impl M {
                 | M::ToString
                 | M::Normalize
                 | M::GetHashCode
+                | M::AsJwt
+                | M::TryParseJwt
+                | M::AsBasic
+                | M::TryParseBasic
         )
     }
 
@@ -172,17 +192,65 @@ pub(super) fn call<'e>(
     if let (M::Value, Some(ty), true) = (member, generic, args.is_empty()) {
         return eval::cast(ty, t);
     }
+    // Nullable<T>: a value type read through `.Value`, tested with `.HasValue`
+    if args.is_empty()
+        && matches!(
+            t,
+            Val::Date(_) | Val::Span(_) | Val::Int(_) | Val::Double(_) | Val::Bool(_)
+        )
+    {
+        match member {
+            M::Value => return Ok(t),
+            M::HasValue => return Ok(Val::Bool(true)),
+            _ => {}
+        }
+    }
     match t {
         Val::Null => match member {
             M::HasValue => Ok(Val::Bool(false)),
             _ => Err(NULL_REFERENCE),
         },
+        Val::Str(s)
+            if matches!(
+                member,
+                M::AsJwt | M::TryParseJwt | M::AsBasic | M::TryParseBasic
+            ) =>
+        {
+            tokens::on_string(m, &s, member, args)
+        }
         Val::Str(s) if member.string_own() => string(m, s, member, args),
         Val::Str(_) if linq::is_linq(member) => linq::call(m, t, member, args, generic),
         Val::Bool(_) | Val::Int(_) | Val::Double(_) | Val::Flag(_) => scalar(m, t, member, args),
         Val::Date(d) => dates::date_member(m, d, member, args),
         Val::Span(s) => dates::span_member(m, s, member, args),
         Val::Re(r) => regexes::member(m, &r, member, args),
+        Val::Jwt(j) => tokens::jwt_member(m, &j, member),
+        Val::Basic(b) => tokens::basic_member(&b, member),
+        Val::Hasher(h) => {
+            let a = m.values(args)?;
+            match (member, a.as_slice()) {
+                (M::ComputeHash, [Val::Bytes(data)]) => {
+                    m.ticks(data.len() / 64 + 1)?;
+                    let hash = h.compute(data)?;
+                    m.charge(hash.len())?;
+                    Ok(Val::Bytes(std::rc::Rc::new(hash)))
+                }
+                (M::ComputeHash, [Val::Bytes(data), Val::Int(offset), Val::Int(count)]) => {
+                    let part = usize::try_from(*offset)
+                        .ok()
+                        .zip(usize::try_from(*count).ok())
+                        .and_then(|(o, c)| data.get(o..o.checked_add(c)?))
+                        .ok_or(err("Offset and length were out of bounds for the array"))?;
+                    m.ticks(part.len() / 64 + 1)?;
+                    Ok(Val::Bytes(std::rc::Rc::new(h.compute(part)?)))
+                }
+                (M::ComputeHash, _) => Err(err(
+                    "ComputeHash takes a byte[] (Encoding.UTF8.GetBytes(text))",
+                )),
+                (M::Dispose, []) => Ok(Val::Null),
+                _ => Err(not_a_member("HashAlgorithm", member)),
+            }
+        }
         Val::Str(_) => Err(not_a_member("string", member)),
         other => collections::call(m, other, member, args, generic),
     }

@@ -25,6 +25,7 @@ mod dates;
 mod datetime;
 mod eval;
 mod format;
+mod hashes;
 mod json;
 mod lex;
 mod linq;
@@ -33,9 +34,11 @@ mod parse;
 mod regexes;
 mod statics;
 mod stmt;
+mod tokens;
 mod types;
 mod value;
 
+pub use tokens::jwt_value;
 pub use value::Val;
 
 use lex::{is_keyword, lex, Part, Tok};
@@ -227,6 +230,9 @@ pub enum Ty {
     Date,
     /// TimeSpan.
     Span,
+    /// APIM's Jwt and BasicAuthCredentials.
+    Jwt,
+    Basic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -717,6 +717,10 @@ impl Parser {
             "Dictionary" => statics::NewKind::Dict,
             "StringBuilder" => statics::NewKind::Builder,
             "Regex" => statics::NewKind::Regex,
+            n if hashes::algo_of(n).is_some() => {
+                let (algo, hmac) = hashes::algo_of(n).unwrap_or((hashes::Algo::Sha256, false));
+                statics::NewKind::Hash(algo, hmac)
+            }
             "DateTime" => statics::NewKind::DateTime,
             "DateTimeOffset" => statics::NewKind::DateTimeOffset,
             "TimeSpan" => statics::NewKind::TimeSpan,
@@ -1035,16 +1039,20 @@ impl Parser {
 
     /// `context.Request.Body.As<T>(preserveContent: bool)`.
     fn body_read(&mut self, response: bool, name: &str, at: usize) -> Result<Node, ParseError> {
-        if name != "As" {
-            return Err(self.err_at(
-                at,
-                format!("'{name}' of a body is not supported (As<T>(preserveContent) is)"),
-            ));
-        }
-        let ty = self.generic_arg()?;
+        let ty = match name {
+            "As" => self.generic_arg()?,
+            // IDictionary<string, IList<string>> of an application/x-www-form-urlencoded body
+            "AsFormUrlEncodedContent" => Ty::Dict,
+            _ => {
+                return Err(self.err_at(
+                    at,
+                    format!("'{name}' of a body is not supported (As<T>(preserveContent) and AsFormUrlEncodedContent(preserveContent) are)"),
+                ))
+            }
+        };
         if !matches!(
             ty,
-            Ty::Str | Ty::JObject | Ty::JArray | Ty::JToken | Ty::Bytes
+            Ty::Str | Ty::JObject | Ty::JArray | Ty::JToken | Ty::Bytes | Ty::Dict
         ) {
             return Err(self.err_at(
                 at,

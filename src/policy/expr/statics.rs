@@ -71,6 +71,13 @@ pub(super) enum S {
     /// Regex.IsMatch / Match / Matches / Replace / Split (regexes.rs).
     Regex(regexes::Op),
     RegexEscape,
+    /// `SHA256.Create()` and kin; `SHA256.HashData(bytes)`; `HMACSHA256.HashData(key, bytes)`.
+    HashCreate(hashes::Algo),
+    HashData(hashes::Algo),
+    HmacData(hashes::Algo),
+    BitConverter,
+    ToHex,
+    FromHex,
 }
 
 /// A type `new` may build.
@@ -90,6 +97,9 @@ pub(super) enum NewKind {
     DateTimeOffset,
     TimeSpan,
     Regex,
+    /// `new HMACSHA256(key)`, `new SHA256Managed()`: the algorithm, and whether it is an
+    /// HMAC.
+    Hash(hashes::Algo, bool),
     /// `{ key, value }` or `[key] = value` inside an initializer.
     Pair,
 }
@@ -160,6 +170,16 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("Regex", "Replace") => call(S::Regex(regexes::Op::Replace), 3, 4),
         ("Regex", "Split") => call(S::Regex(regexes::Op::Split), 2, 3),
         ("Regex", "Escape") => call(S::RegexEscape, 1, 1),
+        ("BitConverter", "ToString") => call(S::BitConverter, 1, 1),
+        ("Convert", "ToHexString") => call(S::ToHex, 1, 1),
+        ("Convert", "FromHexString") => call(S::FromHex, 1, 1),
+        (ty, "Create") if hashes::algo_of(ty).is_some_and(|(_, hmac)| !hmac) => {
+            call(S::HashCreate(hashes::algo_of(ty)?.0), 0, 0)
+        }
+        (ty, "HashData") if hashes::algo_of(ty).is_some() => match hashes::algo_of(ty)? {
+            (algo, false) => call(S::HashData(algo), 1, 1),
+            (algo, true) => call(S::HmacData(algo), 2, 2),
+        },
         (ty, member) => dates::lookup(ty, member).map(|(f, arity)| (S::Date(f), arity)),
     }
 }
@@ -224,7 +244,8 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "DayOfWeek"
             | "Regex"
             | "RegexOptions"
-    )
+            | "BitConverter"
+    ) || hashes::algo_of(name).is_some()
 }
 
 /// A string or null (the string statics' arguments).
@@ -595,6 +616,29 @@ fn json_and_urls<'e>(
         }
         S::EscapeDataString => m.text(escape(arg_text(&first)?, false))?,
         S::RegexEscape => m.text(regexes::escape(arg_text(&first)?))?,
+        S::BitConverter | S::ToHex => match &first {
+            Val::Bytes(b) => m.text(if f == S::ToHex {
+                hashes::hex(b)
+            } else {
+                hashes::bit_converter(b)
+            })?,
+            _ => {
+                return Err(err(
+                    "BitConverter.ToString and Convert.ToHexString take a byte[]",
+                ))
+            }
+        },
+        S::FromHex => Val::Bytes(Rc::new(hashes::from_hex(arg_text(&first)?)?)),
+        S::HashCreate(algo) => Val::Hasher(Rc::new(hashes::Hasher { algo, key: None })),
+        S::HashData(algo) | S::HmacData(algo) => {
+            let (key, data) = match (f, a) {
+                (S::HmacData(_), [Val::Bytes(k), Val::Bytes(d)]) => (Some(k.to_vec()), d),
+                (S::HashData(_), [Val::Bytes(d)]) => (None, d),
+                _ => return Err(err("HashData takes byte[] arguments")),
+            };
+            m.ticks(data.len() / 64 + 1)?;
+            Val::Bytes(Rc::new(hashes::Hasher { algo, key }.compute(data)?))
+        }
         S::UrlEncode => match first {
             Val::Null => Val::Null,
             v => m.text(escape(arg_text(&v)?, true))?,
@@ -625,7 +669,7 @@ fn escape(s: &str, form: bool) -> String {
     out
 }
 
-fn unescape(s: &str, form: bool) -> String {
+pub(super) fn unescape(s: &str, form: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -781,6 +825,20 @@ pub(super) fn new<'e>(
         NewKind::Exception => Val::Error(Rc::from(
             a.first().map_or(Cow::Borrowed(""), Val::to_text).as_ref(),
         )),
+        NewKind::Hash(algo, hmac) => {
+            let key = match (hmac, a.first()) {
+                (false, _) => None,
+                (true, Some(Val::Bytes(k))) => Some(k.to_vec()),
+                // new HMACSHA256() takes a random key in .NET
+                (true, None) => Some(new_guid(b'N').into_bytes()),
+                (true, Some(_)) => {
+                    return Err(err(
+                        "an HMAC key is a byte[] (Encoding.UTF8.GetBytes(secret))",
+                    ))
+                }
+            };
+            Val::Hasher(Rc::new(hashes::Hasher { algo, key }))
+        }
         NewKind::Regex => match a.first() {
             Some(v @ Val::Re(_)) => v.clone(),
             Some(Val::Str(p)) => {

@@ -182,6 +182,25 @@ impl Parser {
                 Ok(Stmt::Throw(e))
             }
             "try" => self.try_block(),
+            // `using (var h = new HMACSHA256(key)) { ... }` and `using var h = ...;`:
+            // nothing here needs disposing, so it is a scoped declaration
+            "using" => {
+                self.pos += 1;
+                if !self.eat("(") {
+                    let s = self.simple()?;
+                    self.punct(";")?;
+                    return Ok(s);
+                }
+                let mark = self.scope.len();
+                let init = match self.declaration()? {
+                    Some(d) => d,
+                    None => Stmt::Eval(self.expr()?),
+                };
+                self.punct(")")?;
+                let body = self.body();
+                self.scope.truncate(mark);
+                Ok(Stmt::Block(vec![init, Stmt::Block(body?)]))
+            }
             _ => {
                 let s = self.simple()?;
                 self.punct(";")?;

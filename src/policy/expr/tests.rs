@@ -364,7 +364,7 @@ fn evaluates_the_subset() {
 fn rejects_what_is_not_in_the_subset_with_a_column() {
     let cases = [
         ("System.IO.File.ReadAllText(\"/etc/passwd\")", "expression error at column 1: 'System.IO' is not supported here (known: context, literals, declared variables and the types in README \"Policy expressions\")"),
-        ("context.Request.Body.Length", "expression error at column 21: 'Length' of a body is not supported (As<T>(preserveContent) is)"),
+        ("context.Request.Body.Length", "expression error at column 21: 'Length' of a body is not supported (As<T>(preserveContent) and AsFormUrlEncodedContent(preserveContent) are)"),
         ("context.Request.Method.Frobnicate(\",\")", "expression error at column 23: member 'Frobnicate' is not supported"),
         ("context.Response.StatusCode.StartsWith(\"2\")", "expression error at column 28: 'StartsWith' is not a member of a number or bool"),
         ("1 +", "expression error at column 3: expected an expression"),
@@ -923,4 +923,73 @@ fn regular_expressions() {
     let e = Expr::parse(r#"Regex.IsMatch("ab", "(?<=a)b")"#, false).unwrap_err();
     assert_eq!(e.offset, 6);
     assert!(e.message.contains("look-around"), "{e}");
+}
+
+/// APIM's extension methods: AsJwt / TryParseJwt with the Jwt members, AsBasic /
+/// TryParseBasic, and string[] dictionaries read with GetValueOrDefault.
+#[test]
+fn jwt_and_basic_credentials() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let part = |json: &str| URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "{}.{}.c2ln",
+        part(r#"{"alg":"RS256","typ":"JWT"}"#),
+        part(
+            r#"{"sub":"user-7","iss":"https://idp","aud":["api","web"],"exp":1714558830,"roles":["reader","writer"],"tid":"t1"}"#
+        )
+    );
+    let cases = [
+        ("{T}.AsJwt().Subject", "user-7"),
+        ("(\"Bearer \" + {T}).AsJwt()?.Issuer", "https://idp"),
+        ("{T}.AsJwt().Algorithm + \"/\" + {T}.AsJwt().Type", "RS256/JWT"),
+        ("string.Join(\"|\", {T}.AsJwt().Audiences)", "api|web"),
+        ("{T}.AsJwt().Claims.GetValueOrDefault(\"roles\", \"\")", "reader,writer"),
+        ("{T}.AsJwt().Claims[\"roles\"].Contains(\"writer\")", "True"),
+        ("{T}.AsJwt().Claims.GetValueOrDefault(\"missing\", \"none\")", "none"),
+        ("{T}.AsJwt().ExpirationTime.Value.ToString(\"o\")", "2024-05-01T10:20:30.0000000Z"),
+        ("{T}.AsJwt().NotBefore == null", "True"),
+        ("\"not a token\".AsJwt() == null", "True"),
+        ("{ Jwt jwt; return {T}.TryParseJwt(out jwt) ? jwt.Claims.GetValueOrDefault(\"tid\", \"\") : \"no\"; }", "t1"),
+        ("\"Basic dXNlcjpwYTpzcw==\".AsBasic().Password", "pa:ss"),
+        ("{ BasicAuthCredentials c; return \"Bearer x\".TryParseBasic(out c) ? c.Username : \"none\"; }", "none"),
+    ];
+    for (code, want) in cases {
+        let code = code.replace("{T}", &format!("\"{token}\""));
+        assert_eq!(text(&code), want, "{code}");
+    }
+}
+
+/// Hashes and HMACs as documents compute signatures and cache keys.
+#[test]
+fn hashes_and_hmacs() {
+    let cases = [
+        (
+            r#"{ using (var hmac = new HMACSHA256(Encoding.UTF8.GetBytes("Jefe"))) { return BitConverter.ToString(hmac.ComputeHash(Encoding.UTF8.GetBytes("what do ya want for nothing?"))).Replace("-", "").ToLower(); } }"#,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            r#"Convert.ToBase64String(SHA256.Create().ComputeHash(Encoding.UTF8.GetBytes("abc")))"#,
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
+        ),
+        (
+            r#"Convert.ToHexString(MD5.Create().ComputeHash(Encoding.UTF8.GetBytes("")))"#,
+            "D41D8CD98F00B204E9800998ECF8427E",
+        ),
+        (
+            r#"Convert.ToHexString(SHA1.HashData(Encoding.UTF8.GetBytes("abc"))).ToLower()"#,
+            "a9993e364706816aba3e25717850c26c9cd0d89d",
+        ),
+        (
+            r#"{ using var h = new HMACSHA512(Encoding.UTF8.GetBytes("k")); return h.ComputeHash(Encoding.UTF8.GetBytes("m")).Length; }"#,
+            "64",
+        ),
+        (
+            r#"SHA256.Create().ComputeHash("text")"#,
+            "error: ComputeHash takes a byte[] (Encoding.UTF8.GetBytes(text))",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
 }

@@ -48,6 +48,12 @@ pub enum Val<'a> {
     Span(i64),
     /// A Regex, a Match, its Groups or one Group.
     Re(Rc<super::regexes::Re>),
+    /// A decoded JWT (`AsJwt()`, validate-jwt's output variable).
+    Jwt(Rc<super::tokens::Jwt>),
+    /// BasicAuthCredentials: user name and password.
+    Basic(Rc<(String, String)>),
+    /// A hash or HMAC object (`SHA256.Create()`, `new HMACSHA256(key)`).
+    Hasher(Rc<super::hashes::Hasher>),
 }
 
 /// The enum constants methods take.
@@ -89,6 +95,9 @@ impl PartialEq for Val<'_> {
             (Val::Date(a), Val::Date(b)) => a.utc_ticks() == b.utc_ticks(),
             (Val::Span(a), Val::Span(b)) => a == b,
             (Val::Re(a), Val::Re(b)) => Rc::ptr_eq(a, b),
+            (Val::Jwt(a), Val::Jwt(b)) => Rc::ptr_eq(a, b),
+            (Val::Basic(a), Val::Basic(b)) => Rc::ptr_eq(a, b),
+            (Val::Hasher(a), Val::Hasher(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -130,6 +139,9 @@ impl<'a> Val<'a> {
             Val::Date(t) => Val::Date(t),
             Val::Span(s) => Val::Span(s),
             Val::Re(r) => Val::Re(r),
+            Val::Jwt(j) => Val::Jwt(j),
+            Val::Basic(b) => Val::Basic(b),
+            Val::Hasher(h) => Val::Hasher(h),
         }
     }
 
@@ -164,6 +176,9 @@ impl<'a> Val<'a> {
             Val::Date(t) => Cow::Owned(super::datetime::format(t, None).unwrap_or_default()),
             Val::Span(s) => Cow::Owned(super::datetime::span_text(*s)),
             Val::Re(r) => Cow::Owned(r.text()),
+            Val::Jwt(j) => Cow::Borrowed(&j.raw),
+            Val::Basic(_) => Cow::Borrowed("BasicAuthCredentials"),
+            Val::Hasher(_) => Cow::Borrowed("System.Security.Cryptography.HashAlgorithm"),
         }
     }
 
@@ -195,6 +210,9 @@ impl<'a> Val<'a> {
             Val::Date(_) => "DateTime",
             Val::Span(_) => "TimeSpan",
             Val::Re(_) => "Regex",
+            Val::Jwt(_) => "Jwt",
+            Val::Basic(_) => "BasicAuthCredentials",
+            Val::Hasher(_) => "HashAlgorithm",
         }
     }
 
@@ -290,5 +308,8 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         )?),
         Val::Span(s) => Json::Str(super::datetime::span_text(*s)),
         Val::Re(r) => Json::Str(r.text()),
+        Val::Jwt(j) => Json::Str(j.raw.clone()),
+        Val::Basic(b) => Json::Str(b.0.clone()),
+        Val::Hasher(_) => Json::Null,
     })
 }

@@ -10,7 +10,7 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{Behaviour, Call, Facts, Flow, State};
-use crate::policy::expr::Val;
+use crate::policy::expr::jwt_value;
 use crate::policy::jwt::{self, TokenSource, ValidateJwt};
 use crate::policy::parse::{Cx, R};
 use crate::policy::request::{decode, query_value};
@@ -114,7 +114,7 @@ impl Behaviour for ValidateJwt {
             return self.refuse(step, call.st, e.reason, &e.message);
         }
         if let Some(var) = &self.output_variable {
-            call.st.set_var(var, Val::Str(Cow::Owned(token)));
+            call.st.set_var(var, jwt_value(&token));
         }
         Flow::Continue
     }
