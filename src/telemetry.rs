@@ -29,6 +29,7 @@ pub mod field {
     pub const TOTAL_MS: &str = "totalTimeMs";
     pub const BACKEND_MS: &str = "backendTimeMs";
     pub const ERROR: &str = "errorReason";
+    pub const TRACES: &str = "traces";
 }
 
 /// One call, as logged.
@@ -50,6 +51,18 @@ pub struct Record<'a> {
     pub error: Option<&'a str>,
     /// A health probe of the gateway itself: logged locally, not uploaded.
     pub probe: bool,
+    /// What `<trace>` policies wrote during the call.
+    pub traces: &'a [Trace],
+}
+
+/// One `<trace>` of a call: its source, severity, message and metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    pub source: String,
+    /// `verbose`, `information` or `error`.
+    pub severity: &'static str,
+    pub message: String,
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Most bytes of records buffered on the loop before new ones are dropped.
@@ -158,6 +171,23 @@ pub fn format_record(out: &mut String, r: &Record, format: LogFormat) {
                 field::ERROR,
                 r.error.unwrap_or("-"),
             );
+            for t in r.traces {
+                let _ = write!(
+                    out,
+                    "{} trace {}={} source={} severity={} message=",
+                    rfc3339(r.time),
+                    field::REQUEST_ID,
+                    r.request_id,
+                    t.source,
+                    t.severity
+                );
+                push_json_str(out, &t.message);
+                for (k, v) in &t.metadata {
+                    let _ = write!(out, " {k}=");
+                    push_json_str(out, v);
+                }
+                out.push('\n');
+            }
         }
         LogFormat::Json => {
             out.push('{');
@@ -212,6 +242,32 @@ pub fn format_record(out: &mut String, r: &Record, format: LogFormat) {
             match r.error {
                 Some(e) => push_json_str(out, e),
                 None => out.push_str("null"),
+            }
+            if !r.traces.is_empty() {
+                key(out, field::TRACES);
+                out.push('[');
+                for (i, t) in r.traces.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str("{\"source\":");
+                    push_json_str(out, &t.source);
+                    out.push_str(",\"severity\":");
+                    push_json_str(out, t.severity);
+                    out.push_str(",\"message\":");
+                    push_json_str(out, &t.message);
+                    out.push_str(",\"metadata\":{");
+                    for (j, (k, v)) in t.metadata.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_json_str(out, k);
+                        out.push(':');
+                        push_json_str(out, v);
+                    }
+                    out.push_str("}}");
+                }
+                out.push(']');
             }
             out.push_str("}\n");
         }
@@ -503,6 +559,7 @@ mod tests {
             backend_ms: None,
             error: None,
             probe: false,
+            traces: &[],
         };
         let mut s = String::new();
         format_record(&mut s, &rec, LogFormat::Json);

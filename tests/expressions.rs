@@ -251,3 +251,59 @@ fn form_bodies_and_header_arrays() {
     assert_eq!(last.header("X-Lang"), Some("fr-CH"));
     assert_eq!(last.body, b"user=ann+lee&tag=a&tag=b%21");
 }
+
+/// `trace` writes into the call's request record (JSON and text logs): severity,
+/// source, message and metadata from expressions; verbose traces only at debug level;
+/// also for calls a policy answers itself.
+#[test]
+fn traces_reach_the_request_log() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <trace source="orders" severity="information">
+          <message>@($"order {context.Request.Headers.GetValueOrDefault("X-Order", "-")} \"quoted\"")</message>
+          <metadata name="tier" value="@(context.Request.Headers.GetValueOrDefault("X-Tier", "none"))" />
+        </trace>
+        <trace source="noise"><message>verbose only</message></trace>
+        <choose>
+          <when condition="@(context.Request.Headers.ContainsKey("X-Stop"))">
+            <trace source="stop" severity="error"><message>stopped</message></trace>
+            <return-response><set-status code="409" reason="Stopped" /></return-response>
+          </when>
+        </choose>"#;
+    let doc = config(&origin.url(""), &policies(inbound, "", ""));
+    let gw = Gateway::start(&doc, &["telemetry.logs.std=json"]);
+    let r = post(&gw, "/e/x", &[("X-Order", "o-9"), ("X-Tier", "gold")], "");
+    assert_eq!(r.status, 200);
+    let line = gw.wait_for_log("\"traces\"");
+    assert!(
+        line.contains(r#""traces":[{"source":"orders","severity":"information","message":"order o-9 \"quoted\"","metadata":{"tier":"gold"}}]"#),
+        "{line}"
+    );
+    assert!(!line.contains("verbose only"), "{line}");
+    let r = post(&gw, "/e/x", &[("X-Stop", "1")], "");
+    assert_eq!(r.status, 409);
+    let line = gw.wait_for_log("\"source\":\"stop\"");
+    assert!(
+        line.contains(r#"{"source":"stop","severity":"error","message":"stopped","metadata":{}}"#),
+        "{line}"
+    );
+
+    // text logs get a line per trace; at debug level verbose traces are kept
+    let gw = Gateway::start(
+        &doc,
+        &["telemetry.logs.std=text", "telemetry.logs.std.level=debug"],
+    );
+    assert_eq!(post(&gw, "/e/x", &[("X-Order", "o-1")], "").status, 200);
+    let line = gw.wait_for_log(" trace ");
+    assert!(
+        line.contains(
+            "source=orders severity=information message=\"order o-1 \\\"quoted\\\"\" tier=\"none\""
+        ),
+        "{line}"
+    );
+    let line = gw.wait_for_log("source=noise");
+    assert!(
+        line.contains("severity=verbose message=\"verbose only\""),
+        "{line}"
+    );
+}

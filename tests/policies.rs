@@ -629,7 +629,9 @@ fn limit_concurrency_and_forward_timeout() {
 #[test]
 fn invalid_policies_are_refused_with_their_location() {
     let cases = [
-        ("<policies><inbound><xsl-transform /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <xsl-transform> is not supported by edgegate (see README \"Policy conformance\")"),
+        ("<policies><inbound><xsl-transform /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <xsl-transform> is not supported by edgegate: planned (see README \"Policy conformance\")"),
+        ("<policies><inbound><log-to-eventhub logger-id=\"l\">x</log-to-eventhub></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <log-to-eventhub> is not supported by edgegate: Azure only: Azure Event Hubs (trace reaches the request log and the plane) (see README \"Policy conformance\")"),
+        ("<policies><inbound><no-such-policy /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: policy <no-such-policy> is not supported by edgegate (see README \"Policy conformance\")"),
         ("<policies><inbound>\n  <set-header name=\"a\" bogus=\"1\"><value>x</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 2 column 3: <set-header>: attribute 'bogus' is not supported"),
         ("<policies><inbound><set-header name=\"a\"><value>@(context.Request.Certificate.Thumbprint)</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 41: <value>: expression error at column 16: 'context.Request.Certificate' is not supported"),
         ("<policies><inbound><rate-limit calls=\"x\" renewal-period=\"1\" /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: <rate-limit>: attribute 'calls' must be a non-negative integer (expressions are not supported here)"),

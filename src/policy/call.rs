@@ -99,6 +99,8 @@ pub struct State {
     /// phase running now, in milliseconds since 1970.
     pub started_ms: u64,
     pub now_ms: u64,
+    /// What `<trace>` policies wrote (at most `kinds::trace::MAX_TRACES`).
+    pub traces: Vec<crate::telemetry::Trace>,
     /// An expression read the request's ([0]) or response's ([1]) body without
     /// `preserveContent`: later readers, and the message sent on, get no body.
     pub body_consumed: [Cell<bool>; 2],

@@ -24,6 +24,7 @@ pub mod kinds;
 pub mod limits;
 pub mod parse;
 pub mod rawxml;
+pub mod refusals;
 pub mod request;
 
 use std::sync::Arc;

@@ -385,10 +385,14 @@ pub(crate) fn item(cx: &mut Cx, n: Node) -> R<Item> {
         return Err(cx.err(n, "<base /> must be a direct child of a section"));
     }
     let Some(kind) = KINDS.iter().find(|k| k.element == name) else {
+        let why = match super::refusals::reason(name) {
+            Some(r) => format!(": {r}"),
+            None => String::new(),
+        };
         return Err(cx.err(
             n,
             format!(
-                "policy <{name}> is not supported by edgegate (see README \"Policy conformance\")"
+                "policy <{name}> is not supported by edgegate{why} (see README \"Policy conformance\")"
             ),
         ));
     };

@@ -26,6 +26,7 @@ pub mod set_method;
 pub mod set_query_parameter;
 pub mod set_status;
 pub mod set_variable;
+pub mod trace;
 pub mod validate_jwt;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub const KINDS: &[Kind] = &[
     set_query_parameter::KIND,
     set_status::KIND,
     set_variable::KIND,
+    trace::KIND,
     validate_jwt::KIND,
 ];
 

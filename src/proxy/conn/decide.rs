@@ -33,6 +33,8 @@ pub(super) enum Decision<'h> {
         /// The calling subscription's id, and its product, when there are.
         subscription: String,
         product: String,
+        /// What `<trace>` policies wrote.
+        traces: Vec<crate::telemetry::Trace>,
     },
     /// The plan needs the whole request body first: grow the buffer to this size.
     NeedBody(usize),
@@ -116,6 +118,7 @@ pub(super) fn through_on_error<'h>(
         reason: Some(failure.reason().into()),
         subscription: String::new(),
         product: String::new(),
+        traces: st.traces.clone(),
     }
 }
 
@@ -389,6 +392,7 @@ fn run_inbound<'h>(
             .product
             .and_then(|p| a.rt.products.get(p as usize))
             .map_or(String::new(), |p| p.id.clone()),
+        traces: st.traces.clone(),
     }))
 }
 

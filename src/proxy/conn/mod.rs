@@ -249,6 +249,8 @@ struct LocalAnswer<'a> {
     request_id: Option<String>,
     /// Request bytes read (head and body).
     bytes_in: u64,
+    /// What `<trace>` policies wrote.
+    traces: &'a [crate::telemetry::Trace],
 }
 
 impl<'a> LocalAnswer<'a> {
@@ -265,6 +267,7 @@ impl<'a> LocalAnswer<'a> {
             url: "-",
             request_id: None,
             bytes_in: 0,
+            traces: &[],
         }
     }
 }
@@ -628,6 +631,7 @@ impl Client {
                 reason,
                 subscription,
                 product,
+                traces,
             } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
@@ -646,6 +650,7 @@ impl Client {
                         url: &url,
                         request_id: Some(request_id),
                         bytes_in: (head_len + consumed) as u64,
+                        traces: &traces,
                     },
                     ctx,
                 );
@@ -679,6 +684,7 @@ impl Client {
                         url: &url,
                         request_id: None,
                         bytes_in: head_len as u64,
+                        traces: &[],
                     },
                     ctx,
                 );
@@ -777,6 +783,7 @@ impl Client {
             url,
             request_id: given_id,
             bytes_in,
+            traces,
         } = answer;
         let probe = crate::status::STATUS_PATHS.contains(&url);
         let total = ms(Instant::now().saturating_duration_since(self.request_started));
@@ -827,6 +834,7 @@ impl Client {
             backend_ms: None,
             error,
             probe,
+            traces,
         });
     }
 

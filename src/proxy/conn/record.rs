@@ -73,6 +73,7 @@ pub(super) fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error:
         backend_ms,
         error,
         probe: false,
+        traces: x.call.as_ref().map_or(&[], |c| c.st.traces.as_slice()),
     });
 }
 
