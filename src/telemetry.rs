@@ -286,22 +286,46 @@ fn dash(s: &str) -> &str {
 /// (so policy expressions print JSON as APIM does): quotes, backslashes, control
 /// characters and U+0085, U+2028, U+2029; everything else as it is.
 pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let b = s.as_bytes();
+    let mut plain = 0;
+    for (i, &c) in b.iter().enumerate() {
+        // bytes that may need an escape: quotes, backslashes, controls, and the lead
+        // bytes of U+0085 (C2 85) and U+2028 / U+2029 (E2 80 A8 / A9)
+        if c != b'"' && c != b'\\' && c >= 0x20 && c != 0xC2 && c != 0xE2 {
+            continue;
         }
+        let escape: Option<&str> = match c {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0xC2 if b.get(i + 1) == Some(&0x85) => Some("\\u0085"),
+            0xE2 if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0xA8) => Some("\\u2028"),
+            0xE2 if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0xA9) => Some("\\u2029"),
+            0xC2 | 0xE2 => None,
+            _ => {
+                out.push_str(&s[plain..i]);
+                let _ = write!(out, "\\u{:04x}", c);
+                plain = i + 1;
+                continue;
+            }
+        };
+        let Some(escape) = escape else { continue };
+        out.push_str(&s[plain..i]);
+        out.push_str(escape);
+        // the escaped character's own bytes are skipped
+        plain = i + match c {
+            0xC2 => 2,
+            0xE2 => 3,
+            _ => 1,
+        };
     }
+    out.push_str(&s[plain..]);
     out.push('"');
 }
 
@@ -491,6 +515,20 @@ fn percent_decoded(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_strings_escape_as_newtonsoft_does() {
+        let mut out = String::new();
+        push_json_str(
+            &mut out,
+            "a\"b\\c\n\t\u{1}é€\u{85}\u{2028}\u{2029}\u{8}\u{c}z",
+        );
+        assert_eq!(out, r#""a\"b\\c\n\t\u0001é€\u0085\u2028\u2029\b\fz""#);
+        let v: miniserde::json::Value = miniserde::json::from_str(&out).unwrap();
+        assert!(
+            matches!(v, miniserde::json::Value::String(s) if s == "a\"b\\c\n\t\u{1}é€\u{85}\u{2028}\u{2029}\u{8}\u{c}z")
+        );
+    }
+
     use super::*;
     use std::time::Duration;
 

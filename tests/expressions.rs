@@ -307,3 +307,104 @@ fn traces_reach_the_request_log() {
         "{line}"
     );
 }
+
+/// Policy fragments in the plane: created and checked at `/admin/policy-fragments`,
+/// compiled where an API includes them, refused while in use, sent only to the gateways
+/// whose documents use them, and applied by the gateway.
+#[test]
+fn policy_fragments_through_the_plane() {
+    let origin = Origin::echo();
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "echo", &origin.url(""));
+    plane.publish("gw2", "other", "other", &origin.url(""));
+    let put = |path: &str, body: &str| plane.admin("PUT", path, body);
+    let fragment = |xml: &str| {
+        format!(
+            r#"{{"description": "stamps calls", "policy": {}}}"#,
+            js(xml)
+        )
+    };
+    let stamp = r#"<fragment><set-header name="X-Stamp" exists-action="override"><value>@(context.Api.Id + "/" + "{{who}}")</value></set-header></fragment>"#;
+    assert_eq!(
+        put("/admin/named-values/who", r#"{"value": "edge"}"#).0,
+        201
+    );
+    let (s, body) = put("/admin/policy-fragments/stamp", &fragment(stamp));
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(
+        put("/admin/policy-fragments/unused", &fragment("<fragment />")).0,
+        201
+    );
+    let (s, body) = put("/admin/policy-fragments/bad", &fragment("<policies />"));
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.contains("the document element of a policy fragment must be <fragment>"),
+        "{body}"
+    );
+
+    let api = |fragment_id: &str| {
+        format!(
+            r#"{{"path": "echo", "serviceUrl": "{}", "subscriptionRequired": false, "policies": {}}}"#,
+            origin.url(""),
+            js(&format!(
+                r#"<policies><inbound><include-fragment fragment-id="{fragment_id}" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+            ))
+        )
+    };
+    let (s, body) = put("/admin/apis/echo", &api("missing"));
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.contains("fragment 'missing' is not defined in fragments"),
+        "{body}"
+    );
+    let (s, body) = put("/admin/apis/echo", &api("stamp"));
+    assert_eq!(s, 200, "{body}");
+
+    // in use: it cannot go, and a change must still compile where it is included
+    let (s, body) = plane.admin("DELETE", "/admin/policy-fragments/stamp", "");
+    assert_eq!(
+        (
+            s,
+            body.contains("policy fragment 'stamp' is used by api 'echo'")
+        ),
+        (409, true),
+        "{body}"
+    );
+    let (s, body) = put(
+        "/admin/policy-fragments/stamp",
+        &fragment("<fragment><rate-limit /></fragment>"),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("fragment 'stamp'"), "{body}");
+    assert_eq!(
+        plane
+            .admin("DELETE", "/admin/policy-fragments/unused", "")
+            .0,
+        204
+    );
+
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let r = request(
+        gw.addr,
+        "GET /echo/x HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        origin.requests().last().unwrap().header("X-Stamp"),
+        Some("echo/edge")
+    );
+
+    // only the documents that use a fragment carry it
+    let doc = |gateway: &str| {
+        request(
+            plane.addr,
+            &format!(
+                "GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                plane.token(gateway)
+            ),
+        )
+        .text()
+    };
+    assert!(doc("gw1").contains(r#""fragments":[{"#), "{}", doc("gw1"));
+    assert!(!doc("gw2").contains("fragments"), "{}", doc("gw2"));
+}

@@ -22,11 +22,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let named = |n: &str| (n == "nv").then_some("value");
     let backend = |id: &str| (id == "b1").then_some(0);
+    let fragment = |id: &str| (id == "f1").then_some("<fragment><set-header name=\"x\" exists-action=\"override\"><value>1</value></set-header></fragment>");
     let mut add = |_: &str| Ok(1);
     let mut ctx = Context {
         scope: Scope::Api,
         named_value: &named,
         backend_id: &backend,
+        fragment: &fragment,
         add_backend_url: &mut add,
         owner: "api:fuzz",
         uses: Default::default(),

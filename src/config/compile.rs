@@ -21,6 +21,7 @@ const TOP_FIELDS: &[&str] = &[
     "namedValues",
     "backends",
     "certificates",
+    "fragments",
     "policies",
 ];
 const API_FIELDS: &[&str] = &[
@@ -106,6 +107,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
     };
     let tls = super::tls::certificates(&top, errors);
     let named = entities::named_values(&top, errors);
+    let fragments = entities::fragments(&top, errors);
     let (backends, backend_ids) = entities::backends(&top, errors);
 
     let mut apis = Vec::new();
@@ -152,6 +154,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
     entities::link_products(&mut apis, &products);
     let mut env = entities::PlanEnv {
         named,
+        fragments,
         backend_ids,
         backends,
         references: Default::default(),

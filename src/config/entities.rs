@@ -86,6 +86,38 @@ impl NamedValues {
     }
 }
 
+const FRAGMENT_FIELDS: &[&str] = &["id", "description", "policy"];
+
+/// Policy fragments: id → `<fragment>` XML, each checked on its own (well-formed, at
+/// most 32 KiB); a policy that includes one compiles it where it stands.
+pub fn fragments(top: &Fields, errors: &mut Errors) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (path, v) in top.array("fragments", errors) {
+        let Some(f) = Fields::of(v, &path, FRAGMENT_FIELDS, errors) else {
+            continue;
+        };
+        let id = f.required_str("id", errors).unwrap_or_default();
+        if id.is_empty()
+            || id.len() > 80
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            errors.push(&f.path("id"), "1 to 80 letters, digits and - _ .");
+            continue;
+        }
+        let _ = f.str("description", errors);
+        let policy = f.required_str("policy", errors).unwrap_or_default();
+        if let Err(e) = crate::policy::parse::check_fragment(policy) {
+            errors.push(&f.path("policy"), e.to_string());
+        }
+        if out.insert(id.to_string(), policy.to_string()).is_some() {
+            errors.push(&f.path("id"), format!("duplicate fragment '{id}'"));
+        }
+    }
+    out
+}
+
 pub fn named_values(top: &Fields, errors: &mut Errors) -> NamedValues {
     let mut out = NamedValues::default();
     for (path, v) in top.array("namedValues", errors) {
@@ -350,6 +382,8 @@ fn doc_of(
     let lookup_id = |id: &str| backend_ids.get(id).copied();
     let named = &env.named;
     let lookup_named = |n: &str| named.get(n);
+    let fragments = &env.fragments;
+    let lookup_fragment = |id: &str| fragments.get(id).map(String::as_str);
     let backends = &mut env.backends;
     let mut add_url = |url: &str| -> Result<u32, String> {
         let b = parse_service_url(url)?;
@@ -366,6 +400,7 @@ fn doc_of(
         scope,
         named_value: &lookup_named,
         backend_id: &lookup_id,
+        fragment: &lookup_fragment,
         add_backend_url: &mut add_url,
         owner,
         uses: Default::default(),
@@ -385,6 +420,8 @@ fn doc_of(
 /// What plan building reads and extends.
 pub struct PlanEnv {
     pub named: NamedValues,
+    /// Policy fragments by id.
+    pub fragments: HashMap<String, String>,
     pub backend_ids: HashMap<String, u32>,
     pub backends: Vec<Backend>,
     /// Filled as each document is compiled.

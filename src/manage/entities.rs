@@ -1,6 +1,6 @@
 //! The management plane's catalogue beside the APIs: products (and which APIs each
 //! holds), subscriptions, named values, backends, certificates (and which gateways
-//! present them) and the global policy, in SQLite. Every
+//! present them), policy fragments and the global policy, in SQLite. Every
 //! mutation is checked with the gateway's own compiler (errors relative to the entity),
 //! keeps references whole (a named value, backend, product or API still in use cannot be
 //! deleted), and bumps the revision in its transaction. Secrets (subscription keys, the
@@ -15,7 +15,8 @@ use miniserde::json::{self, Array, Object, Value};
 use rusqlite::{params, OptionalExtension};
 
 use super::store::{
-    parse_object, Links, Owner, PlaneError, PlaneResult, PlaneStore, REF_BACKEND, REF_NAMED_VALUE,
+    parse_object, Links, Owner, PlaneError, PlaneResult, PlaneStore, REF_BACKEND, REF_FRAGMENT,
+    REF_NAMED_VALUE,
 };
 use crate::config::{compile, ConfigError, ConfigSource, References};
 
@@ -27,6 +28,7 @@ pub enum Kind {
     NamedValue,
     Backend,
     Certificate,
+    Fragment,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             "named-values" => Some(Kind::NamedValue),
             "backends" => Some(Kind::Backend),
             "certificates" => Some(Kind::Certificate),
+            "policy-fragments" => Some(Kind::Fragment),
             _ => None,
         }
     }
@@ -49,6 +52,7 @@ impl Kind {
             Kind::NamedValue => "namedValue",
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
+            Kind::Fragment => "fragment",
         }
     }
 
@@ -60,6 +64,7 @@ impl Kind {
             Kind::NamedValue => "namedValues",
             Kind::Backend => "backends",
             Kind::Certificate => "certificates",
+            Kind::Fragment => "fragments",
         }
     }
 
@@ -78,6 +83,7 @@ impl Kind {
             Kind::NamedValue => "named value",
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
+            Kind::Fragment => "policy fragment",
         }
     }
 }
@@ -136,6 +142,7 @@ fn ref_kind(kind: Kind) -> Option<&'static str> {
     match kind {
         Kind::NamedValue => Some(REF_NAMED_VALUE),
         Kind::Backend => Some(REF_BACKEND),
+        Kind::Fragment => Some(REF_FRAGMENT),
         _ => None,
     }
 }
@@ -211,7 +218,7 @@ impl PlaneStore {
             Kind::Certificate => {
                 o.remove("keyPem");
             }
-            Kind::Backend => {}
+            Kind::Backend | Kind::Fragment => {}
         }
         Ok(Value::Object(o))
     }
@@ -253,7 +260,7 @@ impl PlaneStore {
     pub(super) fn references(&self) -> PlaneResult<Object> {
         let mut doc = Object::new();
         doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
-        for kind in [Kind::NamedValue, Kind::Backend] {
+        for kind in [Kind::NamedValue, Kind::Backend, Kind::Fragment] {
             let all = self.all(kind)?;
             doc.insert(
                 kind.document_key().into(),
@@ -323,7 +330,7 @@ impl PlaneStore {
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
                 );
             }
-            Kind::NamedValue | Kind::Backend => {
+            Kind::NamedValue | Kind::Backend | Kind::Fragment => {
                 // the candidate first (so its errors are at index 0), then the others
                 let mut list: Array = std::iter::once(Value::Object(candidate.clone())).collect();
                 list.extend(
@@ -333,19 +340,21 @@ impl PlaneStore {
                         .map(Value::Object),
                 );
                 doc.insert(key.into(), Value::Array(list));
-                if kind == Kind::NamedValue {
-                    // the policies that use it must still compile with its new value
-                    self.add_users_of_named_value(&id, &mut doc)?;
+                // the policies that use it must still compile with its new value
+                match kind {
+                    Kind::NamedValue => self.add_users_of(REF_NAMED_VALUE, &id, &mut doc)?,
+                    Kind::Fragment => self.add_users_of(REF_FRAGMENT, &id, &mut doc)?,
+                    _ => {}
                 }
             }
         }
         check(doc, &format!("{key}[0]"))
     }
 
-    /// Adds to `doc` every API, product and the global policy that use named value `name`
-    /// (as the compiler found them: the reference table).
-    fn add_users_of_named_value(&self, name: &str, doc: &mut Object) -> PlaneResult<()> {
-        let users = self.users_of(REF_NAMED_VALUE, name)?;
+    /// Adds to `doc` every API, product and the global policy that use the named value
+    /// or fragment `name` (as the compiler found them: the reference table).
+    fn add_users_of(&self, kind: &str, name: &str, doc: &mut Object) -> PlaneResult<()> {
+        let users = self.users_of(kind, name)?;
         let mut apis = Array::new();
         let mut products = Array::new();
         for owner in &users {
@@ -507,8 +516,8 @@ impl PlaneStore {
         match kind {
             Kind::Product => Self::record_refs(&tx, &Owner::Product(id), &references)?,
             // its users were compiled with its new value: a backend-id="{{name}}" may
-            // now name another backend
-            Kind::NamedValue => Self::refresh_refs(&tx, &references)?,
+            // now name another backend, a fragment may use other names
+            Kind::NamedValue | Kind::Fragment => Self::refresh_refs(&tx, &references)?,
             _ => {}
         }
         Self::bump(&tx)?;
@@ -780,6 +789,13 @@ impl PlaneStore {
             .filter(|nv| used_names.contains(str_field(nv, "name").unwrap_or_default()))
             .map(Value::Object)
             .collect();
+        let used_fragments = self.used_by(REF_FRAGMENT, &owners)?;
+        let fragments: Array = self
+            .all(Kind::Fragment)?
+            .into_iter()
+            .filter(|f| used_fragments.contains(str_field(f, "id").unwrap_or_default()))
+            .map(Value::Object)
+            .collect();
         let used_backends = self.used_by(REF_BACKEND, &owners)?;
         let backends: Array = self
             .all(Kind::Backend)?
@@ -799,6 +815,7 @@ impl PlaneStore {
             ("subscriptions", subscriptions),
             ("namedValues", named),
             ("backends", backends),
+            ("fragments", fragments),
             ("certificates", certificates),
         ] {
             if !list.is_empty() {

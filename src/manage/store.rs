@@ -252,6 +252,7 @@ impl Owner<'_> {
 /// Reference kinds in the `policy_refs` table.
 pub const REF_NAMED_VALUE: &str = "namedValue";
 pub const REF_BACKEND: &str = "backend";
+pub const REF_FRAGMENT: &str = "fragment";
 
 /// A gateway instance's last report, for `GET /admin/gateways/{id}`.
 pub struct Instance {
@@ -311,6 +312,9 @@ impl PlaneStore {
             }
             for id in &uses.backends {
                 insert.execute(params![key, REF_BACKEND, id])?;
+            }
+            for id in &uses.fragments {
+                insert.execute(params![key, REF_FRAGMENT, id])?;
             }
         }
         Ok(())

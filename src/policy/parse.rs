@@ -41,6 +41,8 @@ pub struct Context<'a> {
     pub named_value: &'a dyn Fn(&str) -> Option<&'a str>,
     /// backend-id → index into the runtime's backends.
     pub backend_id: &'a dyn Fn(&str) -> Option<u32>,
+    /// fragment-id → the fragment's XML (`<fragment>…</fragment>`).
+    pub fragment: &'a dyn Fn(&str) -> Option<&'a str>,
     /// A literal base-url → index of a backend added for it (or the error text).
     pub add_backend_url: &'a mut dyn FnMut(&str) -> Result<u32, String>,
     /// Whose document this is: "global", "product:{id}", "api:{id}" or
@@ -63,6 +65,8 @@ pub struct Uses {
     pub backends: std::collections::BTreeSet<String>,
     /// Query parameters a policy reads a token from (validate-jwt).
     pub token_query_params: std::collections::BTreeSet<String>,
+    /// Policy fragments it includes.
+    pub fragments: std::collections::BTreeSet<String>,
 }
 
 pub(crate) type R<T> = Result<T, PolicyError>;
@@ -105,6 +109,26 @@ pub(crate) fn counter_id(label: &str) -> u64 {
 
 /// Compiles one scope's policy document.
 pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
+    let text = prepare(text, ctx)?;
+    let doc = xml(&text)?;
+    sections(&doc, ctx)
+}
+
+/// The XML tree of a prepared text, or where it is not well-formed.
+fn xml(text: &str) -> R<Document<'_>> {
+    Document::parse(text).map_err(|e| {
+        let pos = e.pos();
+        PolicyError {
+            line: pos.row,
+            column: pos.col,
+            message: format!("not well-formed XML: {e}"),
+        }
+    })
+}
+
+/// A document's text ready for the XML parser: named values substituted (and recorded
+/// as used), expressions escaped.
+fn prepare(text: &str, ctx: &mut Context) -> R<String> {
     let named = std::cell::RefCell::new(std::mem::take(&mut ctx.uses.named_values));
     let substituted = substitute_named_values(text, |n| {
         named.borrow_mut().insert(n.to_string());
@@ -116,7 +140,7 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
         column: 1,
         message: format!("named value '{{{{{name}}}}}' is not defined in namedValues"),
     })?;
-    let text = escape_expressions(&text).map_err(|(offset, message)| {
+    escape_expressions(&text).map_err(|(offset, message)| {
         let line = text[..offset].matches('\n').count() as u32 + 1;
         let column = (offset - text[..offset].rfind('\n').map_or(0, |p| p + 1)) as u32 + 1;
         PolicyError {
@@ -124,18 +148,14 @@ pub fn parse(text: &str, ctx: &mut Context) -> R<ScopeDoc> {
             column,
             message,
         }
-    })?;
-    let doc = Document::parse(&text).map_err(|e| {
-        let pos = e.pos();
-        PolicyError {
-            line: pos.row,
-            column: pos.col,
-            message: format!("not well-formed XML: {e}"),
-        }
-    })?;
+    })
+}
+
+/// The sections of a parsed `<policies>` document.
+fn sections(doc: &Document, ctx: &mut Context) -> R<ScopeDoc> {
     let root = doc.root_element();
     let mut cx = Cx {
-        doc: &doc,
+        doc,
         ctx,
         section: Section::Inbound,
         counters: 0,
@@ -355,6 +375,108 @@ pub(crate) fn header_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// The largest policy fragment APIM accepts.
+pub const FRAGMENT_MAX: usize = 32 * 1024;
+
+/// Compiles fragment `id` where `<include-fragment>` (`n`) stands: its policies in the
+/// including document's section, with its names, backends and counters. An error inside
+/// the fragment is reported at the include with the fragment's own line and column.
+pub(crate) fn fragment_steps(cx: &mut Cx, n: Node, id: &str) -> R<Vec<Step>> {
+    let Some(text) = (cx.ctx.fragment)(id) else {
+        return Err(cx.err(
+            n,
+            format!("<include-fragment>: fragment '{id}' is not defined in fragments"),
+        ));
+    };
+    cx.ctx.uses.fragments.insert(id.to_string());
+    let at = |e: PolicyError| {
+        format!(
+            "<include-fragment>: fragment '{id}' line {} column {}: {}",
+            e.line, e.column, e.message
+        )
+    };
+    let prepared = match prepare(text, cx.ctx) {
+        Ok(p) => p,
+        Err(e) => return Err(cx.err(n, at(e))),
+    };
+    let doc = match fragment_document(&prepared) {
+        Ok(d) => d,
+        Err(e) => return Err(cx.err(n, at(e))),
+    };
+    let mut inner = Cx {
+        doc: &doc,
+        ctx: &mut *cx.ctx,
+        section: cx.section,
+        counters: cx.counters,
+    };
+    let mut steps = Vec::new();
+    let mut failed = None;
+    for el in elements(doc.root_element()) {
+        let step = match el.tag_name().name() {
+            "include-fragment" => {
+                Err(inner.err(el, "a policy fragment can't include another fragment"))
+            }
+            "base" => Err(inner.err(el, "<base /> is not allowed in a policy fragment")),
+            "inbound" | "backend" | "outbound" | "on-error" => {
+                Err(inner.err(el, "a policy fragment holds policies, not sections"))
+            }
+            _ => match item(&mut inner, el) {
+                Ok(Item::Step(s)) => Ok(s),
+                Ok(_) => Err(inner.err(
+                    el,
+                    "forward-request is not supported inside a policy fragment",
+                )),
+                Err(e) => Err(e),
+            },
+        };
+        match step {
+            Ok(s) => steps.push(s),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    cx.counters = inner.counters;
+    match failed {
+        Some(e) => Err(cx.err(n, at(e))),
+        None => Ok(steps),
+    }
+}
+
+/// A fragment's XML (after `prepare`): `<fragment>` with policies, at most 32 KiB.
+fn fragment_document(text: &str) -> R<Document<'_>> {
+    if text.len() > FRAGMENT_MAX {
+        return Err(PolicyError {
+            line: 1,
+            column: 1,
+            message: "a policy fragment is at most 32 KiB".into(),
+        });
+    }
+    let doc = xml(text)?;
+    let root = doc.root_element();
+    if !root.has_tag_name("fragment") {
+        let pos = doc.text_pos_at(root.range().start);
+        return Err(PolicyError {
+            line: pos.row,
+            column: pos.col,
+            message: "the document element of a policy fragment must be <fragment>".into(),
+        });
+    }
+    Ok(doc)
+}
+
+/// Checks a fragment on its own (well-formed, `<fragment>`, at most 32 KiB): what a
+/// document can know of a fragment no policy includes yet.
+pub fn check_fragment(text: &str) -> Result<(), PolicyError> {
+    let text = escape_expressions(text).map_err(|(_, message)| PolicyError {
+        line: 1,
+        column: 1,
+        message,
+    })?;
+    fragment_document(&text).map(|_| ())
+}
+
 pub(crate) fn nested_steps(cx: &mut Cx, n: Node) -> R<Vec<Step>> {
     let mut out = Vec::new();
     for el in elements(n) {
@@ -434,11 +556,20 @@ mod tests {
             _ => None,
         };
         let backend = |id: &str| (id == "b1").then_some(0);
+        let fragment = |id: &str| match id {
+            "audit" => Some(
+                r#"<fragment><set-header name="X-Audit" exists-action="override"><value>{{nv}}</value></set-header><rate-limit calls="5" renewal-period="60" /></fragment>"#,
+            ),
+            "nested" => Some("<fragment><include-fragment fragment-id=\"audit\" /></fragment>"),
+            "broken" => Some("<fragment>\n  <set-header /></fragment>"),
+            _ => None,
+        };
         let mut add = |_: &str| Ok(1);
         let mut ctx = Context {
             scope: Scope::Api,
             named_value: &named,
             backend_id: &backend,
+            fragment: &fragment,
             add_backend_url: &mut add,
             owner: "api:t",
             uses: Uses::default(),
@@ -452,6 +583,36 @@ mod tests {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// A fragment compiles where it is included (with that document's named values and
+    /// counters); an error inside it names the fragment and its own line.
+    #[test]
+    fn fragments_compile_where_included() {
+        let (doc, uses) = compile(
+            r#"<policies><inbound><include-fragment fragment-id="audit" /></inbound></policies>"#,
+        );
+        let doc = doc.unwrap();
+        assert_eq!(doc.inbound.map(|i| i.len()), Some(1));
+        assert!(uses.fragments.contains("audit") && uses.named_values.contains("nv"));
+        for (text, want) in [
+            (r#"<policies><inbound><include-fragment fragment-id="nope" /></inbound></policies>"#, "line 1 column 20: <include-fragment>: fragment 'nope' is not defined in fragments"),
+            (r#"<policies><inbound><include-fragment fragment-id="nested" /></inbound></policies>"#, "line 1 column 20: <include-fragment>: fragment 'nested' line 1 column 11: a policy fragment can't include another fragment"),
+            (r#"<policies><inbound><include-fragment fragment-id="broken" /></inbound></policies>"#, "line 1 column 20: <include-fragment>: fragment 'broken' line 2 column 3: <set-header>: attribute 'name' is required"),
+            (r#"<policies><outbound><include-fragment fragment-id="audit" /></outbound></policies>"#, "line 1 column 21: <include-fragment>: fragment 'audit' line 1 column 96: <rate-limit> is not allowed in <outbound> (allowed in: inbound)"),
+        ] {
+            assert_eq!(error(text), want, "{text}");
+        }
+        assert!(check_fragment("<policies />").is_err());
+        assert!(check_fragment(&format!(
+            "<fragment>{}</fragment>",
+            " ".repeat(FRAGMENT_MAX)
+        ))
+        .is_err());
+        assert!(check_fragment(
+            "<fragment><set-header name=\"a\"><value>@(\"<x>\")</value></set-header></fragment>"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -46,7 +46,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "Azure only: API Management's credential manager",
     ),
     ("http-data-source", "GraphQL resolvers are not supported"),
-    ("include-fragment", "planned: policy fragments"),
     (
         "invoke-dapr-binding",
         "needs a Dapr sidecar, which edgegate does not run with",

@@ -7,6 +7,7 @@
 //! Must not touch: expression syntax, the request.
 
 use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use super::{err, EvalError};
@@ -205,8 +206,10 @@ fn write(j: &Json, indented: bool, depth: usize, out: &mut String) -> Result<(),
     match j {
         Json::Null => out.push_str("null"),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Json::Int(i) => out.push_str(&i.to_string()),
-        Json::Float(f) => out.push_str(&json_double(*f)),
+        Json::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Json::Float(f) => push_json_double(out, *f),
         Json::Str(s) => push_string(out, s),
         Json::Array(a) => {
             let a = a.borrow();
@@ -255,6 +258,22 @@ pub fn push_string(out: &mut String, s: &str) {
 /// A double as .NET's `ToString()` prints it (shortest round-trip form; exponent form
 /// from 1E+15 and below 1E-05, as "1E+15", "1.5E-07").
 pub fn dotnet_double(f: f64) -> String {
+    let mut out = String::new();
+    push_dotnet_double(&mut out, f);
+    out
+}
+
+/// `dotnet_double` written into `out` (in the usual range without an allocation: there
+/// Rust's shortest form is .NET's).
+fn push_dotnet_double(out: &mut String, f: f64) {
+    if f.is_finite() && (1e-4..1e15).contains(&f.abs()) {
+        let _ = write!(out, "{f}");
+        return;
+    }
+    out.push_str(&dotnet_double_slow(f));
+}
+
+fn dotnet_double_slow(f: f64) -> String {
     if f.is_nan() {
         return "NaN".into();
     }
@@ -276,6 +295,19 @@ pub fn dotnet_double(f: f64) -> String {
         return format!("{}E{sign}{:02}", mantissa.to_uppercase(), exp.abs());
     }
     format!("{f}")
+}
+
+/// `json_double` written into `out`.
+fn push_json_double(out: &mut String, f: f64) {
+    if !f.is_finite() {
+        out.push_str(&json_double(f));
+        return;
+    }
+    let start = out.len();
+    push_dotnet_double(out, f);
+    if !out[start..].contains(['.', 'E']) {
+        out.push_str(".0");
+    }
 }
 
 /// A double in JSON as Newtonsoft writes it: like .NET's, with ".0" when it would look
@@ -329,6 +361,12 @@ const BAD: EvalError = err("Unexpected character encountered while parsing JSON"
 impl Reader<'_> {
     fn blank(&mut self) -> Result<(), EvalError> {
         loop {
+            while self.b.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+                self.pos += 1;
+            }
+            if self.b.get(self.pos) != Some(&b'/') {
+                return Ok(());
+            }
             match (self.b.get(self.pos), self.b.get(self.pos + 1)) {
                 (Some(c), _) if c.is_ascii_whitespace() => self.pos += 1,
                 (Some(b'/'), Some(b'/')) => {

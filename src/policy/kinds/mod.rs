@@ -11,6 +11,7 @@ pub mod choose;
 pub mod cors;
 pub mod find_and_replace;
 pub mod forward_request;
+pub mod include_fragment;
 pub mod ip_filter;
 pub mod limit_concurrency;
 pub mod mock_response;
@@ -75,6 +76,7 @@ pub const KINDS: &[Kind] = &[
     cors::KIND,
     find_and_replace::KIND,
     forward_request::KIND,
+    include_fragment::KIND,
     forward_request::RETRY,
     ip_filter::KIND,
     limit_concurrency::KIND,
