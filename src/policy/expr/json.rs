@@ -394,7 +394,7 @@ impl Reader<'_> {
         match c {
             b'{' => {
                 self.pos += 1;
-                let mut fields: Vec<(String, Json)> = Vec::new();
+                let mut fields: Vec<(String, Json)> = Vec::with_capacity(8);
                 loop {
                     self.blank()?;
                     match self.b.get(self.pos) {
@@ -441,7 +441,7 @@ impl Reader<'_> {
             }
             b'[' => {
                 self.pos += 1;
-                let mut items = Vec::new();
+                let mut items = Vec::with_capacity(8);
                 loop {
                     self.blank()?;
                     if self.b.get(self.pos) == Some(&b']') {
