@@ -408,3 +408,57 @@ fn policy_fragments_through_the_plane() {
     assert!(doc("gw1").contains(r#""fragments":[{"#), "{}", doc("gw1"));
     assert!(!doc("gw2").contains("fragments"), "{}", doc("gw2"));
 }
+
+/// The `context` members a request can read beyond the basics, as the gateway fills
+/// them (and GraphQL refused at load with a reason).
+#[test]
+fn the_context_model() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <set-header name="X-Api" exists-action="override"><value>@(context.Api.ServiceUrl + "|" + string.Join(",", context.Api.Protocols) + "|" + context.Api.SubscriptionKeyParameterNames.Header + "|" + context.Api.SubscriptionKeyParameterNames.Query + "|" + context.Api.Revision + "|" + context.Api.IsCurrentRevision + "|" + (context.Api.Version ?? "none"))</value></set-header>
+        <set-header name="X-Op" exists-action="override"><value>@(context.Operation.Name + "|" + context.Operation.Method + "|" + context.Operation.UrlTemplate)</value></set-header>
+        <set-header name="X-Time" exists-action="override"><value>@((context.Timestamp &lt;= DateTime.UtcNow) + "|" + (context.Elapsed.TotalSeconds &lt; 60) + "|" + context.Tracing + "|" + (context.User == null) + "|" + (context.User.Email == null) + "|" + (context.Request.Certificate == null))</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(&origin.url("/base"), &policies(inbound, "", "")),
+        &[],
+    );
+    let r = post(&gw, "/e/x", &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.header("X-Api"),
+        Some(
+            format!(
+                "{}|http,https|ocp-apim-subscription-key|subscription-key|1|True|none",
+                origin.url("/base")
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(last.header("X-Op"), Some("any|*|/*"));
+    assert_eq!(
+        last.header("X-Time"),
+        Some("True|True|False|True|True|True")
+    );
+
+    let graphql = policies(
+        r#"<set-variable name="q" value="@(context.GraphQL.Parent)" />"#,
+        "",
+        "",
+    );
+    let (code, out, err) = edgegate(&["check", &write_config(&config(&origin.url(""), &graphql))]);
+    let err = out + &err;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("context.GraphQL: GraphQL APIs are not supported"),
+        "{err}"
+    );
+}
+
+fn write_config(doc: &str) -> String {
+    let dir = temp_dir("graphql");
+    let path = dir.join("config.json");
+    std::fs::write(&path, doc).unwrap();
+    path.to_string_lossy().into_owned()
+}

@@ -133,6 +133,56 @@ impl Env for View<'_> {
             Field::ApiName => Val::Str(Cow::Borrowed(&self.who.api.name)),
             Field::ApiPath => s(&format!("/{}", self.who.api.path)),
             Field::OperationId => Val::Str(Cow::Borrowed(&self.who.op.id)),
+            Field::OperationName => Val::Str(Cow::Borrowed(self.who.op.name())),
+            Field::ApiServiceUrl => {
+                let b = &self.who.api.backend;
+                let scheme = if b.tls.is_some() { "https" } else { "http" };
+                Val::Str(Cow::Owned(format!(
+                    "{scheme}://{}{}",
+                    b.authority, b.base_path
+                )))
+            }
+            Field::ApiProtocols => {
+                let mut p = Vec::new();
+                if self.who.api.http {
+                    p.push("http");
+                }
+                if self.who.api.https {
+                    p.push("https");
+                }
+                Val::list_of(p)
+            }
+            Field::ApiKeyHeaderName => Val::Str(Cow::Borrowed(&self.who.api.key_header)),
+            Field::ApiKeyQueryName => Val::Str(Cow::Borrowed(&self.who.api.key_query)),
+            Field::ApiVersion
+            | Field::ProductSubscriptionLimit
+            | Field::SubscriptionDate
+            | Field::RequestCertificate
+            | Field::UserMember => Val::Null,
+            Field::ApiRevision => Val::Str(Cow::Borrowed("1")),
+            Field::ApiIsCurrentRevision => Val::Bool(true),
+            Field::ProductState => match self.who.product {
+                Some(p) => Val::Str(Cow::Borrowed(if p.published {
+                    "published"
+                } else {
+                    "notPublished"
+                })),
+                None => Val::Null,
+            },
+            Field::ProductSubscriptionRequired => match self.who.product {
+                Some(p) => Val::Bool(p.subscription_required),
+                None => Val::Null,
+            },
+            Field::ProductApprovalRequired => match self.who.product {
+                Some(_) => Val::Bool(false),
+                None => Val::Null,
+            },
+            Field::ProductGroups | Field::UserGroups => Val::list_of(Vec::new()),
+            Field::DeploymentRegion => Val::Str(Cow::Borrowed("")),
+            Field::DeploymentServiceName | Field::DeploymentServiceId => {
+                Val::Str(Cow::Borrowed(self.who.gateway_id))
+            }
+            Field::Tracing => Val::Bool(false),
             Field::OperationMethod => Val::Str(Cow::Borrowed(&self.who.op.method)),
             Field::OperationTemplate => Val::Str(Cow::Borrowed(self.who.op.template.text())),
             Field::ProductId | Field::ProductObject => opt(self.who.product.map(|p| p.id.as_str())),

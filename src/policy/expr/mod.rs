@@ -145,6 +145,38 @@ pub enum Field {
     ApiId,
     ApiName,
     ApiPath,
+    /// `context.Api.ServiceUrl` (the backend's URL), `.Protocols` (a list),
+    /// `.SubscriptionKeyParameterNames.Header` / `.Query`, and `.Version`, `.Revision`,
+    /// `.IsCurrentRevision` (edgegate has no versions or revisions: null, "1", true).
+    ApiServiceUrl,
+    ApiProtocols,
+    ApiKeyHeaderName,
+    ApiKeyQueryName,
+    ApiVersion,
+    ApiRevision,
+    ApiIsCurrentRevision,
+    OperationName,
+    /// `context.Product.State` ("published" / "notPublished"), `.SubscriptionRequired`,
+    /// `.ApprovalRequired` (false), `.SubscriptionLimit` (null), `.Groups` (a list).
+    ProductState,
+    ProductSubscriptionRequired,
+    ProductApprovalRequired,
+    ProductSubscriptionLimit,
+    ProductGroups,
+    /// `context.Subscription.CreatedDate` / `StartDate` / `EndDate`: not recorded (null).
+    SubscriptionDate,
+    /// `context.Deployment.Region` / `ServiceName` / `ServiceId`.
+    DeploymentRegion,
+    DeploymentServiceName,
+    DeploymentServiceId,
+    /// `context.Request.Certificate`: null (no client certificates yet).
+    RequestCertificate,
+    /// `context.Tracing`: false.
+    Tracing,
+    /// `context.User.*`: there are no users yet, so every member is null (`Groups` an
+    /// empty list).
+    UserMember,
+    UserGroups,
     OperationId,
     OperationMethod,
     OperationTemplate,

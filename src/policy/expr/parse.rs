@@ -1008,25 +1008,31 @@ impl Parser {
         if let Ok(lookup) = self.collection(&path, start) {
             return self.collection_member(lookup, &name, at).map(Chain::Value);
         }
+        if full.len() >= 2 && full[1] == "GraphQL" {
+            return Err(self.err_at(at, "context.GraphQL: GraphQL APIs are not supported"));
+        }
         let known_prefix = matches!(
             full.as_slice(),
-            [
-                "context",
-                "Request"
-                    | "Response"
-                    | "Subscription"
-                    | "User"
-                    | "Api"
-                    | "Operation"
-                    | "Product"
-                    | "Deployment"
-                    | "LastError"
-                    | "Variables"
-            ] | [
-                "context",
-                "Request",
-                "Url" | "OriginalUrl" | "Headers" | "MatchedParameters" | "Body"
-            ] | ["context", "Request", "Url" | "OriginalUrl", "Query"]
+            ["context", "Api", "SubscriptionKeyParameterNames"]
+                | [
+                    "context",
+                    "Request"
+                        | "Response"
+                        | "Subscription"
+                        | "User"
+                        | "Api"
+                        | "Operation"
+                        | "Product"
+                        | "Deployment"
+                        | "LastError"
+                        | "Variables"
+                ]
+                | [
+                    "context",
+                    "Request",
+                    "Url" | "OriginalUrl" | "Headers" | "MatchedParameters" | "Body"
+                ]
+                | ["context", "Request", "Url" | "OriginalUrl", "Query"]
                 | ["context", "Response", "Headers" | "Body"]
         );
         if known_prefix {
@@ -1135,6 +1141,31 @@ pub(super) fn field_of(path: &[&str]) -> Option<Field> {
         ["context", "Api", "Id"] => Field::ApiId,
         ["context", "Api", "Name"] => Field::ApiName,
         ["context", "Api", "Path"] => Field::ApiPath,
+        ["context", "Api", "ServiceUrl"] => Field::ApiServiceUrl,
+        ["context", "Api", "Protocols"] => Field::ApiProtocols,
+        ["context", "Api", "SubscriptionKeyParameterNames", "Header"] => Field::ApiKeyHeaderName,
+        ["context", "Api", "SubscriptionKeyParameterNames", "Query"] => Field::ApiKeyQueryName,
+        ["context", "Api", "Version"] => Field::ApiVersion,
+        ["context", "Api", "Revision"] => Field::ApiRevision,
+        ["context", "Api", "IsCurrentRevision"] => Field::ApiIsCurrentRevision,
+        ["context", "Operation", "Name"] => Field::OperationName,
+        ["context", "Product", "State"] => Field::ProductState,
+        ["context", "Product", "SubscriptionRequired"] => Field::ProductSubscriptionRequired,
+        ["context", "Product", "ApprovalRequired"] => Field::ProductApprovalRequired,
+        ["context", "Product", "SubscriptionLimit"] => Field::ProductSubscriptionLimit,
+        ["context", "Product", "Groups"] => Field::ProductGroups,
+        ["context", "Subscription", "CreatedDate" | "StartDate" | "EndDate"] => {
+            Field::SubscriptionDate
+        }
+        ["context", "Deployment", "Region"] => Field::DeploymentRegion,
+        ["context", "Deployment", "ServiceName"] => Field::DeploymentServiceName,
+        ["context", "Deployment", "ServiceId"] => Field::DeploymentServiceId,
+        ["context", "Request", "Certificate"] => Field::RequestCertificate,
+        ["context", "Tracing"] => Field::Tracing,
+        ["context", "User", "Groups" | "Identities"] => Field::UserGroups,
+        ["context", "User", "Id" | "Email" | "FirstName" | "LastName" | "Note" | "RegistrationDate"] => {
+            Field::UserMember
+        }
         ["context", "Operation", "Id"] => Field::OperationId,
         ["context", "Operation", "Method"] => Field::OperationMethod,
         ["context", "Operation", "UrlTemplate"] => Field::OperationTemplate,

@@ -18,6 +18,16 @@ impl Parser {
             Node::Field(f) => match f {
                 Field::ResponseStatus | Field::RequestPort => Ty::Int,
                 Field::Timestamp => Ty::Date,
+                Field::ApiProtocols | Field::ProductGroups | Field::UserGroups => Ty::List,
+                Field::ApiIsCurrentRevision
+                | Field::ProductSubscriptionRequired
+                | Field::ProductApprovalRequired
+                | Field::Tracing => Ty::Bool,
+                Field::SubscriptionDate
+                | Field::ApiVersion
+                | Field::ProductSubscriptionLimit
+                | Field::RequestCertificate
+                | Field::UserMember => Ty::Any,
                 Field::Elapsed => Ty::Span,
                 Field::SubscriptionObject | Field::ProductObject => Ty::Any,
                 _ => Ty::Str,

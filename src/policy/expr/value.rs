@@ -116,6 +116,16 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// A list of strings (`context.Api.Protocols`).
+    pub fn list_of(items: Vec<&str>) -> Val<'static> {
+        list(
+            items
+                .into_iter()
+                .map(|s| Val::Str(Cow::Owned(s.to_string())))
+                .collect(),
+        )
+    }
+
     /// A TimeSpan of `ms` milliseconds (`context.Elapsed`).
     pub fn span_ms(ms: i64) -> Val<'static> {
         Val::Span(ms.saturating_mul(super::datetime::TICKS_PER_MS))
