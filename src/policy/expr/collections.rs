@@ -123,6 +123,7 @@ fn json_member<'e>(
             None => Val::Null,
         },
         (M::Values, []) => {
+            j.open_children();
             let values: Vec<Json> = match j {
                 Json::Object(o) => o.borrow().iter().map(|(_, v)| v.clone()).collect(),
                 Json::Array(a) => a.borrow().clone(),
@@ -179,11 +180,13 @@ fn object_member<'e>(
             }
         }
         (M::Properties | M::Children, []) => {
+            j.open_children();
             let props: Vec<Val<'static>> = o.borrow().iter().map(|(k, v)| prop(k, v)).collect();
             m.ticks(props.len())?;
             list(props)
         }
         (M::First | M::Last, []) => {
+            j.open_children();
             let o = o.borrow();
             let p = if member == M::First {
                 o.first()
@@ -251,10 +254,12 @@ fn array_member<'e>(
         (M::Count, []) => Val::Int(arr.borrow().len() as i64),
         (M::HasValues, []) => Val::Bool(!arr.borrow().is_empty()),
         (M::Children, []) => {
+            j.open_children();
             m.ticks(arr.borrow().len())?;
             list(arr.borrow().iter().map(from_json).collect())
         }
         (M::First | M::Last, []) => {
+            j.open_children();
             let a = arr.borrow();
             let v = if member == M::First {
                 a.first()
@@ -306,6 +311,7 @@ fn merge(m: &mut Machine, target: &Json, other: &Json) -> Result<(), EvalError> 
     let Json::Object(src) = other else {
         return Err(err("Merge takes a JObject"));
     };
+    other.open_children();
     let props: Vec<(String, Json)> = src.borrow().clone();
     for (k, v) in props {
         m.tick()?;
@@ -324,6 +330,7 @@ fn merge(m: &mut Machine, target: &Json, other: &Json) -> Result<(), EvalError> 
 
 /// `token.ToObject<T>()` and `JsonConvert.DeserializeObject<T>`: JSON to a C# value.
 pub(super) fn convert<'e>(m: &mut Machine<'e>, j: &Json, t: Ty) -> Result<Val<'e>, EvalError> {
+    j.open_children();
     Ok(match (t, j) {
         (Ty::Dict, Json::Object(o)) => {
             let entries: Vec<(String, Val<'static>)> = o

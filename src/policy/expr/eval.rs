@@ -697,9 +697,9 @@ pub(super) fn index<'e>(t: &Val<'e>, k: &Val) -> Result<Val<'e>, EvalError> {
                 )),
             }
         }
-        Val::Json(Json::Array(a)) => {
-            let a = a.borrow();
-            from_json(&a[at(a.len())?])
+        Val::Json(j @ Json::Array(a)) => {
+            let i = at(a.borrow().len())?;
+            j.at(i).map_or(Val::Null, |v| from_json(&v))
         }
         Val::List(l) => {
             let l = l.borrow();

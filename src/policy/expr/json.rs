@@ -25,6 +25,20 @@ pub enum Json {
     Array(Rc<RefCell<Vec<Json>>>),
     /// Properties in order; a name appears once.
     Object(Rc<RefCell<Vec<(String, Json)>>>),
+    /// A container of parsed text not looked into yet (lazy.rs): opened one level when
+    /// a child is read, copied through when printed.
+    Raw(Raw),
+}
+
+/// An unopened JSON container: its span in the (validated, duplicate-free) source.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub(super) src: Rc<super::lazy::Source>,
+    pub(super) start: u32,
+    pub(super) end: u32,
+    pub(super) object: bool,
+    /// How deeply containers nest in it (1 for one without containers inside).
+    pub(super) depth: u8,
 }
 
 impl Json {
@@ -45,6 +59,42 @@ impl Json {
             Json::Str(_) => "String",
             Json::Array(_) => "Array",
             Json::Object(_) => "Object",
+            Json::Raw(r) if r.object => "Object",
+            Json::Raw(_) => "Array",
+        }
+    }
+
+    /// Opens every unopened child of this container (one level), in place, so what it
+    /// hands out is the shared child itself.
+    pub fn open_children(&self) {
+        let open = |v: &mut Json| {
+            if let Json::Raw(r) = v {
+                *v = super::lazy::open(r);
+            }
+        };
+        match self {
+            Json::Object(o) => o.borrow_mut().iter_mut().for_each(|(_, v)| open(v)),
+            Json::Array(a) => a.borrow_mut().iter_mut().for_each(open),
+            _ => {}
+        }
+    }
+
+    /// Element `i` of an array (opened in place).
+    pub fn at(&self, i: usize) -> Option<Json> {
+        let Json::Array(a) = self else { return None };
+        let mut a = a.borrow_mut();
+        let v = a.get_mut(i)?;
+        if let Json::Raw(r) = v {
+            *v = super::lazy::open(r);
+        }
+        Some(v.clone())
+    }
+
+    /// This token with every unopened part parsed (for comparisons).
+    fn opened(&self) -> Json {
+        match self {
+            Json::Raw(r) => super::lazy::open_all(r),
+            other => other.clone(),
         }
     }
 
@@ -64,6 +114,9 @@ impl Json {
 
     /// `JToken.DeepEquals`.
     pub fn deep_equals(&self, other: &Json) -> bool {
+        if matches!(self, Json::Raw(_)) || matches!(other, Json::Raw(_)) {
+            return self.opened().deep_equals(&other.opened());
+        }
         match (self, other) {
             (Json::Null, Json::Null) => true,
             (Json::Bool(a), Json::Bool(b)) => a == b,
@@ -93,6 +146,9 @@ impl Json {
     /// than `limit + 1`.
     pub fn depth(&self, limit: usize, steps: &mut u64) -> Result<usize, EvalError> {
         *steps = steps.checked_sub(1).ok_or(super::BUDGET_STEPS)?;
+        if let Json::Raw(r) = self {
+            return Ok(usize::from(r.depth).min(limit + 1));
+        }
         if limit == 0 {
             return Ok(usize::from(matches!(
                 self,
@@ -142,16 +198,16 @@ impl Json {
         })
     }
 
-    /// A property of an object (`obj["name"]`); `None` when absent or not an object.
+    /// A property of an object (`obj["name"]`, opened in place); `None` when absent or
+    /// not an object.
     pub fn get(&self, name: &str) -> Option<Json> {
-        match self {
-            Json::Object(o) => o
-                .borrow()
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone()),
-            _ => None,
+        let Json::Object(o) = self else { return None };
+        let mut o = o.borrow_mut();
+        let (_, v) = o.iter_mut().find(|(k, _)| k == name)?;
+        if let Json::Raw(r) = v {
+            *v = super::lazy::open(r);
         }
+        Some(v.clone())
     }
 
     /// Sets (or adds at the end) a property: `obj["name"] = value`.
@@ -195,14 +251,7 @@ fn write(j: &Json, indented: bool, depth: usize, out: &mut String) -> Result<(),
     if depth > 4 * MAX_DEPTH {
         return Err(err("JSON nested too deeply to write"));
     }
-    let newline = |out: &mut String, depth: usize| {
-        if indented {
-            out.push('\n');
-            for _ in 0..depth {
-                out.push_str("  ");
-            }
-        }
-    };
+    let newline = |out: &mut String, depth: usize| newline(out, indented, depth);
     match j {
         Json::Null => out.push_str("null"),
         Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -211,6 +260,7 @@ fn write(j: &Json, indented: bool, depth: usize, out: &mut String) -> Result<(),
         }
         Json::Float(f) => push_json_double(out, *f),
         Json::Str(s) => push_string(out, s),
+        Json::Raw(r) => super::lazy::emit(r, indented, depth, out)?,
         Json::Array(a) => {
             let a = a.borrow();
             out.push('[');
@@ -248,6 +298,17 @@ fn write(j: &Json, indented: bool, depth: usize, out: &mut String) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A line break and `depth` levels of Newtonsoft's two-space indentation (nothing when
+/// not indented).
+pub(super) fn newline(out: &mut String, indented: bool, depth: usize) {
+    if indented {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    }
 }
 
 /// A JSON string as Newtonsoft escapes it by default.
@@ -298,7 +359,7 @@ fn dotnet_double_slow(f: f64) -> String {
 }
 
 /// `json_double` written into `out`.
-fn push_json_double(out: &mut String, f: f64) {
+pub(super) fn push_json_double(out: &mut String, f: f64) {
     if !f.is_finite() {
         out.push_str(&json_double(f));
         return;
@@ -335,31 +396,56 @@ fn json_double(f: f64) -> String {
 
 /// Parses JSON text as `JToken.Parse` does (the caller checks the kind it wanted).
 pub fn parse(text: &str) -> Result<Json, EvalError> {
-    let mut p = Reader {
-        b: text.as_bytes(),
-        text,
-        pos: 0,
-    };
+    super::lazy::parse(text)
+}
+
+/// Parses JSON text into a tree at once (the lazy parser's fallback for documents that
+/// repeat a property name).
+pub(super) fn parse_eager(text: &str) -> Result<Json, EvalError> {
+    let mut p = Reader::new(text);
     let v = p.value(0)?;
-    p.blank()?;
-    if p.pos < p.b.len() {
-        return Err(err(
-            "Additional text encountered after finished reading JSON content",
-        ));
-    }
+    p.end()?;
     Ok(v)
 }
 
-struct Reader<'t> {
-    b: &'t [u8],
-    text: &'t str,
-    pos: usize,
+pub(super) struct Reader<'t> {
+    pub(super) b: &'t [u8],
+    pub(super) text: &'t str,
+    pub(super) pos: usize,
 }
 
-const BAD: EvalError = err("Unexpected character encountered while parsing JSON");
+pub(super) const BAD: EvalError = err("Unexpected character encountered while parsing JSON");
 
-impl Reader<'_> {
-    fn blank(&mut self) -> Result<(), EvalError> {
+impl<'t> Reader<'t> {
+    pub(super) fn new(text: &'t str) -> Reader<'t> {
+        Reader {
+            b: text.as_bytes(),
+            text,
+            pos: 0,
+        }
+    }
+
+    /// Nothing but blanks may follow the value.
+    pub(super) fn end(&mut self) -> Result<(), EvalError> {
+        self.blank()?;
+        if self.pos < self.b.len() {
+            return Err(err(
+                "Additional text encountered after finished reading JSON content",
+            ));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn blank(&mut self) -> Result<(), EvalError> {
+        // the usual case: already at a token
+        if self
+            .b
+            .get(self.pos)
+            .is_some_and(|c| *c > b' ' && *c != b'/')
+        {
+            return Ok(());
+        }
         loop {
             while self.b.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
                 self.pos += 1;
@@ -383,7 +469,7 @@ impl Reader<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Json, EvalError> {
+    pub(super) fn value(&mut self, depth: usize) -> Result<Json, EvalError> {
         self.blank()?;
         let Some(&c) = self.b.get(self.pos) else {
             return Err(err("Unexpected end of JSON content"));
@@ -478,7 +564,7 @@ impl Reader<'_> {
         }
     }
 
-    fn number(&mut self) -> Result<Json, EvalError> {
+    pub(super) fn number(&mut self) -> Result<Json, EvalError> {
         let start = self.pos;
         if self.b[self.pos] == b'-' {
             self.pos += 1;
@@ -507,7 +593,7 @@ impl Reader<'_> {
         s.parse::<f64>().map(Json::Float).map_err(|_| bad)
     }
 
-    fn string(&mut self, quote: u8) -> Result<String, EvalError> {
+    pub(super) fn string(&mut self, quote: u8) -> Result<String, EvalError> {
         self.pos += 1;
         let mut s = String::new();
         loop {
@@ -555,7 +641,7 @@ impl Reader<'_> {
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, EvalError> {
+    pub(super) fn hex4(&mut self) -> Result<u32, EvalError> {
         let h = self
             .text
             .get(self.pos..self.pos + 4)
@@ -624,6 +710,7 @@ pub fn select(root: &Json, path: &str) -> Result<Option<Json>, EvalError> {
         };
         let mut next = Vec::new();
         for token in &current {
+            token.open_children();
             match (&step, token) {
                 (Step::Name(n), Json::Object(_)) => next.extend(token.get(n)),
                 (Step::Index(k), Json::Array(a)) => {

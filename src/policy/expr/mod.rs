@@ -27,6 +27,7 @@ mod eval;
 mod format;
 mod hashes;
 mod json;
+mod lazy;
 mod lex;
 mod linq;
 mod members;

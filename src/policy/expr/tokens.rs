@@ -68,6 +68,9 @@ pub fn decode_basic(text: &str) -> Option<(String, String)> {
 /// A claim's values as APIM lists them: a string, each element of an array, or the
 /// JSON text of anything else.
 fn claim_values(v: &Json) -> Vec<Val<'static>> {
+    if let Json::Raw(r) = v {
+        return claim_values(&super::lazy::open(r));
+    }
     let text = |j: &Json| Val::Str(Cow::Owned(j.to_text().unwrap_or_default()));
     match v {
         Json::Array(a) => a.borrow().iter().map(text).collect(),
@@ -150,6 +153,7 @@ pub(super) fn jwt_member<'e>(
         M::IssuedAt => claim_time(j, "iat"),
         M::Audiences => list(j.claims.get("aud").map_or(Vec::new(), |a| claim_values(&a))),
         M::Claims => {
+            j.claims.open_children();
             let Json::Object(o) = &j.claims else {
                 return Ok(Val::Null);
             };

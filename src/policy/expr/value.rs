@@ -230,6 +230,9 @@ impl<'a> Val<'a> {
     /// array (its items), a JSON object (its properties), a dictionary (its entries as
     /// JProperty-like pairs) or a string (its characters).
     pub fn items(&self) -> Result<Vec<Val<'static>>, EvalError> {
+        if let Val::Json(j) = self {
+            j.open_children();
+        }
         Ok(match self {
             Val::List(l) => l.borrow().clone(),
             Val::Json(Json::Array(a)) => a.borrow().iter().map(from_json).collect(),
@@ -274,6 +277,9 @@ pub fn from_json(j: &Json) -> Val<'static> {
         Json::Int(i) => Val::Int(*i),
         Json::Float(f) => Val::Double(*f),
         Json::Str(s) => Val::Str(Cow::Owned(s.clone())),
+        // only reached for a token no container handed out (they open children in
+        // place first): a detached copy
+        Json::Raw(r) => Val::Json(super::lazy::open(r)),
         other => Val::Json(other.clone()),
     }
 }

@@ -1,0 +1,538 @@
+//! Lazy JSON: a parsed body is checked whole (syntax, depth, repeated names) without
+//! building anything, then only the root container is opened; a nested container stays
+//! a `Json::Raw` span of the shared source text until something reads into it, and is
+//! re-emitted from the text when printed. A policy that reads two fields of a 2 KB body
+//! and prints it back so allocates for what it touches, not for every value.
+//! Printing re-emits canonical JSON (Newtonsoft's number forms and string escapes), so
+//! the output is what the eager tree would print. A document that repeats a property
+//! name (or spells names with escapes) is parsed eagerly: only there do the two differ.
+//! Must not touch: expression evaluation, the eager tree's semantics.
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use super::json::{
+    self, newline, push_json_double, push_string, Json, Raw, Reader, BAD, MAX_DEPTH,
+};
+use super::{err, EvalError};
+
+/// A parsed text and where each of its containers ends (start, end, depth), found
+/// while it was checked: opening a container looks its children's ends up instead of
+/// scanning them again.
+#[derive(Debug)]
+pub struct Source {
+    pub text: Box<str>,
+    ends: Vec<(u32, u32, u8)>,
+}
+
+impl Source {
+    fn end_of(&self, start: u32) -> Option<(u32, u8)> {
+        let i = self.ends.binary_search_by_key(&start, |e| e.0).ok()?;
+        Some((self.ends[i].1, self.ends[i].2))
+    }
+}
+
+/// Objects with more names than this are parsed eagerly (checking their names for
+/// repeats without allocating is quadratic).
+const NAMES_CHECKED: usize = 64;
+
+/// Parses JSON text: checked whole, the root opened, nested containers left unopened.
+pub fn parse(text: &str) -> Result<Json, EvalError> {
+    let mut r = Reader::new(text);
+    r.blank()?;
+    let start = r.pos;
+    let first = r.b.get(start).copied();
+    let mut names = Vec::new();
+    let mut eager = false;
+    let mut ends = Vec::new();
+    let depth = skip(&mut r, 0, &mut names, &mut eager, &mut ends)?;
+    let end = r.pos;
+    r.end()?;
+    if eager || !matches!(first, Some(b'{' | b'[')) {
+        return json::parse_eager(text);
+    }
+    ends.sort_unstable_by_key(|e| e.0);
+    let raw = Raw {
+        src: Rc::new(Source {
+            text: text.into(),
+            ends,
+        }),
+        start: start as u32,
+        end: end as u32,
+        object: first == Some(b'{'),
+        depth,
+    };
+    Ok(open(&raw))
+}
+
+/// Skips (and checks) one value; returns how deeply containers nest in it. Sets
+/// `eager` when the value needs the eager parser (a repeated or escaped name, or an
+/// object too large to check cheaply). `names` is scratch space for name spans.
+fn skip(
+    r: &mut Reader,
+    depth: usize,
+    names: &mut Vec<(usize, usize)>,
+    eager: &mut bool,
+    ends: &mut Vec<(u32, u32, u8)>,
+) -> Result<u8, EvalError> {
+    r.blank()?;
+    let Some(&c) = r.b.get(r.pos) else {
+        return Err(err("Unexpected end of JSON content"));
+    };
+    if matches!(c, b'{' | b'[') && depth >= MAX_DEPTH {
+        return Err(err("The reader's MaxDepth of 64 has been exceeded (JSON)"));
+    }
+    match c {
+        b'{' => {
+            let start = r.pos;
+            r.pos += 1;
+            let mark = names.len();
+            let mut deepest = 0;
+            loop {
+                r.blank()?;
+                if r.b.get(r.pos) == Some(&b'}') {
+                    r.pos += 1;
+                    break;
+                }
+                let (start, end, escaped) = name_span(r)?;
+                let name = &r.text[start..end];
+                if escaped
+                    || names.len() - mark >= NAMES_CHECKED
+                    || names[mark..].iter().any(|&(s, e)| &r.text[s..e] == name)
+                {
+                    *eager = true;
+                }
+                names.push((start, end));
+                r.blank()?;
+                if r.b.get(r.pos) != Some(&b':') {
+                    return Err(err("Invalid character after parsing property name (JSON)"));
+                }
+                r.pos += 1;
+                deepest = deepest.max(skip(r, depth + 1, names, eager, ends)?);
+                r.blank()?;
+                match r.b.get(r.pos) {
+                    Some(b',') => r.pos += 1,
+                    Some(b'}') => {}
+                    _ => return Err(BAD),
+                }
+            }
+            names.truncate(mark);
+            let d = deepest.saturating_add(1);
+            ends.push((start as u32, r.pos as u32, d));
+            Ok(d)
+        }
+        b'[' => {
+            let start = r.pos;
+            r.pos += 1;
+            let mut deepest = 0;
+            loop {
+                r.blank()?;
+                if r.b.get(r.pos) == Some(&b']') {
+                    r.pos += 1;
+                    break;
+                }
+                deepest = deepest.max(skip(r, depth + 1, names, eager, ends)?);
+                r.blank()?;
+                match r.b.get(r.pos) {
+                    Some(b',') => r.pos += 1,
+                    Some(b']') => {}
+                    _ => return Err(BAD),
+                }
+            }
+            let d = deepest.saturating_add(1);
+            ends.push((start as u32, r.pos as u32, d));
+            Ok(d)
+        }
+        b'-' | b'0'..=b'9' => {
+            skip_number(r)?;
+            Ok(0)
+        }
+        // scalars are checked by reading them (no allocation for numbers and literals)
+        b'"' | b'\'' => {
+            string_text(r, c)?;
+            Ok(0)
+        }
+        _ => {
+            r.value(depth)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Checks a JSON number at the cursor without converting it: `-? digits (. digits)?
+/// ([eE] [+-]? digits)?`.
+fn skip_number(r: &mut Reader) -> Result<(), EvalError> {
+    let bad = err("Input string was not a valid number (JSON)");
+    let b = r.b;
+    let mut i = r.pos;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+        if r.text[i..].starts_with("Infinity") {
+            r.pos = i + 8;
+            return Ok(());
+        }
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return Err(bad);
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return Err(bad);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return Err(bad);
+        }
+    }
+    r.pos = i;
+    Ok(())
+}
+
+/// A property name at the cursor: its span (without quotes) and whether it holds an
+/// escape; the cursor moves past it.
+fn name_span(r: &mut Reader) -> Result<(usize, usize, bool), EvalError> {
+    match r.b.get(r.pos) {
+        Some(&q @ (b'"' | b'\'')) => {
+            let start = r.pos + 1;
+            let escaped = string_text(r, q)?.is_none();
+            let end = r.pos - 1;
+            Ok((start, end, escaped))
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b'$' => {
+            let start = r.pos;
+            while r.pos < r.b.len()
+                && (r.b[r.pos].is_ascii_alphanumeric() || matches!(r.b[r.pos], b'_' | b'$'))
+            {
+                r.pos += 1;
+            }
+            Ok((start, r.pos, false))
+        }
+        _ => Err(BAD),
+    }
+}
+
+/// Reads a string at the cursor (its opening quote): `Some(text)` when it holds no
+/// escape (borrowed from the source), `None` when it does (checked, not decoded).
+fn string_text<'t>(r: &mut Reader<'t>, quote: u8) -> Result<Option<&'t str>, EvalError> {
+    let start = r.pos + 1;
+    let mut i = start;
+    while i < r.b.len() && r.b[i] != quote && r.b[i] != b'\\' {
+        i += 1;
+    }
+    match r.b.get(i) {
+        Some(&c) if c == quote => {
+            r.pos = i + 1;
+            Ok(Some(&r.text[start..i]))
+        }
+        Some(_) => {
+            // an escape: the decoding reader checks it
+            r.string(quote)?;
+            Ok(None)
+        }
+        None => Err(err("Unterminated string (JSON)")),
+    }
+}
+
+/// A string (or name) at the cursor as text: borrowed without escapes, decoded with.
+fn string_value<'t>(r: &mut Reader<'t>, quote: u8) -> Result<Cow<'t, str>, EvalError> {
+    let at = r.pos;
+    match string_text(r, quote)? {
+        Some(s) => Ok(Cow::Borrowed(s)),
+        None => {
+            r.pos = at;
+            Ok(Cow::Owned(r.string(quote)?))
+        }
+    }
+}
+
+/// A name at the cursor, as text.
+fn name_value<'t>(r: &mut Reader<'t>) -> Result<Cow<'t, str>, EvalError> {
+    match r.b.get(r.pos) {
+        Some(&q @ (b'"' | b'\'')) => string_value(r, q),
+        _ => {
+            let (start, end, _) = name_span(r)?;
+            Ok(Cow::Borrowed(&r.text[start..end]))
+        }
+    }
+}
+
+/// Opens an unopened container one level: scalars parsed, nested containers left
+/// unopened. The source was checked when it was parsed, so this cannot fail; if it
+/// did, the container would open empty.
+pub fn open(raw: &Raw) -> Json {
+    open_checked(raw).unwrap_or_else(|_| {
+        debug_assert!(false, "a checked JSON source failed to open");
+        if raw.object {
+            Json::new_object()
+        } else {
+            Json::new_array(Vec::new())
+        }
+    })
+}
+
+fn open_checked(raw: &Raw) -> Result<Json, EvalError> {
+    let src = &raw.src;
+    let mut r = Reader::new(&src.text);
+    r.pos = raw.start as usize + 1;
+    let child = |r: &mut Reader| -> Result<Json, EvalError> {
+        r.blank()?;
+        match r.b.get(r.pos) {
+            Some(&c @ (b'{' | b'[')) => {
+                let start = r.pos as u32;
+                let (end, depth) = src.end_of(start).ok_or(BAD)?;
+                r.pos = end as usize;
+                Ok(Json::Raw(Raw {
+                    src: Rc::clone(src),
+                    start,
+                    end,
+                    object: c == b'{',
+                    depth,
+                }))
+            }
+            Some(&q @ (b'"' | b'\'')) => Ok(Json::Str(string_value(r, q)?.into_owned())),
+            _ => r.value(1),
+        }
+    };
+    if raw.object {
+        let mut fields: Vec<(String, Json)> = Vec::with_capacity(8);
+        loop {
+            r.blank()?;
+            if r.b.get(r.pos) == Some(&b'}') {
+                break;
+            }
+            let name = name_value(&mut r)?.into_owned();
+            r.blank()?;
+            r.pos += 1; // ':'
+            let v = child(&mut r)?;
+            fields.push((name, v));
+            r.blank()?;
+            if r.b.get(r.pos) == Some(&b',') {
+                r.pos += 1;
+            }
+        }
+        Ok(Json::Object(Rc::new(std::cell::RefCell::new(fields))))
+    } else {
+        let mut items = Vec::with_capacity(8);
+        loop {
+            r.blank()?;
+            if r.b.get(r.pos) == Some(&b']') {
+                break;
+            }
+            items.push(child(&mut r)?);
+            r.blank()?;
+            if r.b.get(r.pos) == Some(&b',') {
+                r.pos += 1;
+            }
+        }
+        Ok(Json::new_array(items))
+    }
+}
+
+/// An unopened container parsed whole (for comparisons).
+pub fn open_all(raw: &Raw) -> Json {
+    let text = &raw.src.text[raw.start as usize..raw.end as usize];
+    json::parse_eager(text).unwrap_or(Json::Null)
+}
+
+/// Prints an unopened container as the tree would print it (compact or indented at
+/// `depth`), straight from its text.
+pub fn emit(raw: &Raw, indented: bool, depth: usize, out: &mut String) -> Result<(), EvalError> {
+    let mut r = Reader::new(&raw.src.text);
+    r.pos = raw.start as usize;
+    out.reserve((raw.end - raw.start) as usize);
+    emit_value(&mut r, indented, depth, out)
+}
+
+fn emit_value(
+    r: &mut Reader,
+    indented: bool,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), EvalError> {
+    r.blank()?;
+    let Some(&c) = r.b.get(r.pos) else {
+        return Err(err("Unexpected end of JSON content"));
+    };
+    match c {
+        b'{' | b'[' => {
+            let (close, object) = if c == b'{' {
+                (b'}', true)
+            } else {
+                (b']', false)
+            };
+            r.pos += 1;
+            out.push(char::from(c));
+            let mut n = 0;
+            loop {
+                r.blank()?;
+                if r.b.get(r.pos) == Some(&close) {
+                    r.pos += 1;
+                    break;
+                }
+                if n > 0 {
+                    out.push(',');
+                }
+                newline(out, indented, depth + 1);
+                if object {
+                    let name = name_value(r)?;
+                    push_string(out, &name);
+                    r.blank()?;
+                    r.pos += 1; // ':'
+                    out.push(':');
+                    if indented {
+                        out.push(' ');
+                    }
+                }
+                emit_value(r, indented, depth + 1, out)?;
+                r.blank()?;
+                if r.b.get(r.pos) == Some(&b',') {
+                    r.pos += 1;
+                }
+                n += 1;
+            }
+            if n > 0 {
+                newline(out, indented, depth);
+            }
+            out.push(char::from(close));
+        }
+        b'"' if copy_string(r, out) => {}
+        b'"' | b'\'' => push_string(out, &string_value(r, c)?),
+        b'-' | b'0'..=b'9' if copy_number(r, out) => {}
+        b'-' | b'0'..=b'9' => match r.number()? {
+            Json::Int(i) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{i}");
+            }
+            Json::Float(f) => push_json_double(out, f),
+            _ => return Err(BAD),
+        },
+        _ => match r.value(depth)? {
+            Json::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            Json::Null => out.push_str("null"),
+            Json::Float(f) => push_json_double(out, f),
+            _ => return Err(BAD),
+        },
+    }
+    Ok(())
+}
+
+/// Copies a double-quoted string at the cursor, quotes included, when nothing in it
+/// needs an escape (no backslash, no control character, no U+0085 / U+2028 / U+2029
+/// lead byte): the common case, one pass and one copy.
+fn copy_string(r: &mut Reader, out: &mut String) -> bool {
+    let b = r.b;
+    let start = r.pos;
+    let mut i = start + 1;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => {
+                out.push_str(&r.text[start..=i]);
+                r.pos = i + 1;
+                return true;
+            }
+            b'\\' | 0xC2 | 0xE2 => return false,
+            c if c < 0x20 => return false,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// Copies a number at the cursor when its text is already what Newtonsoft prints: an
+/// integer without leading zeros (up to 18 digits), or a decimal with 1 to 15 digits, no
+/// trailing zero and no exponent, at least 1E-04 (there the shortest round-trip form is
+/// the text itself). Anything else is converted and printed.
+fn copy_number(r: &mut Reader, out: &mut String) -> bool {
+    let b = r.b;
+    let start = r.pos;
+    let mut i = start + usize::from(b.get(start) == Some(&b'-'));
+    let int_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    let mut digits = int_len;
+    if b.get(i) == Some(&b'.') {
+        let frac_start = i + 1;
+        i = frac_start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let frac_len = i - frac_start;
+        digits += frac_len;
+        let small = b[int_start] == b'0' && b[frac_start..i].starts_with(b"000");
+        if frac_len == 0 || b[i - 1] == b'0' || digits > 15 || small {
+            return false;
+        }
+    } else if int_len > 18 || (int_len == 1 && b[int_start] == b'0' && start != int_start) {
+        // "-0" prints as 0
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E' | b'.')) {
+        return false;
+    }
+    out.push_str(&r.text[start..i]);
+    r.pos = i;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lazy and eager parsing print the same, for every shape and both formats.
+    #[test]
+    fn lazy_prints_what_eager_prints() {
+        let docs = [
+            r#"{"a": 1, "b": [true, null, 1.50, "x\"y", {"c": {}}], 'd': {e: 2,}, "f": [], "g": -0.0001, "h": 1e20, "i": "\u00e9\n"}"#,
+            r#"[0, -0, 007.5, 12.25, 0.00012, 0.00001, 123456789012345.6, 1.0, 100, -3.5e2, 99999999999999999999]"#,
+            r#"[1, [2, [3, [4]]], {"k": "v"}, [], {}]"#,
+            r#"{"dup": 1, "dup": 2, "x": [1]}"#,
+            "{\"a\\u0062\": 1}",
+        ];
+        for text in docs {
+            let lazy = parse(text).unwrap();
+            let eager = json::parse_eager(text).unwrap();
+            for indented in [false, true] {
+                assert_eq!(
+                    lazy.print(indented).unwrap(),
+                    eager.print(indented).unwrap(),
+                    "{text}"
+                );
+            }
+            assert!(lazy.deep_equals(&eager));
+        }
+        // a nested container stays unopened until read; reading opens it in place
+        let doc = parse(r#"{"items": [{"n": 1}, {"n": 2}], "id": "x"}"#).unwrap();
+        let Json::Object(o) = &doc else { panic!() };
+        assert!(matches!(o.borrow()[0].1, Json::Raw(_)));
+        let items = doc.get("items").unwrap();
+        assert!(matches!(o.borrow()[0].1, Json::Array(_)));
+        items.at(1).unwrap().set("n", Json::Int(7)).unwrap();
+        assert_eq!(
+            doc.print(false).unwrap(),
+            r#"{"items":[{"n":1},{"n":7}],"id":"x"}"#
+        );
+        for bad in ["{", "[1,", "{\"a\": [1, }", "{\"a\" 1}", "[\"x]", "{} x"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(parse(&deep).is_err());
+    }
+}
