@@ -45,7 +45,10 @@ fn main() {
     };
     let cases = [
         ("parse", "context.Request.Body.As<JObject>(true) != null"),
-        ("parse+edit+print", r#"var b = context.Request.Body.As<JObject>(true); b["tier"] = "gold"; b.Remove("internal"); return b.ToString(Formatting.None);"#),
+        (
+            "parse+edit+print",
+            r#"var b = context.Request.Body.As<JObject>(true); b["tier"] = "gold"; b.Remove("internal"); return b.ToString(Formatting.None);"#,
+        ),
     ];
     for (name, code) in cases {
         let e = Expr::parse(code, code.contains("return")).expect("compiles");
