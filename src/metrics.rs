@@ -22,6 +22,11 @@ pub const BUCKETS_MS: [f64; 12] = [
 pub const MAX_SERIES: usize = 10_000;
 
 pub const REQUESTS: &str = "edgegate_requests_total";
+/// `<emit-metric>` values: their sum and how many there were, per series.
+pub const CUSTOM_SUM: &str = "edgegate_custom_metric_sum";
+pub const CUSTOM_COUNT: &str = "edgegate_custom_metric_count";
+/// Most distinct custom series kept; emissions of further ones are only counted.
+pub const MAX_CUSTOM_SERIES: usize = 1_000;
 pub const DURATION: &str = "edgegate_request_duration_milliseconds";
 pub const BACKEND_DURATION: &str = "edgegate_backend_duration_milliseconds";
 pub const CLIENT_DURATION: &str = "edgegate_client_duration_milliseconds";
@@ -179,6 +184,9 @@ pub struct Metrics {
     series: FnvMap<Box<str>, Series>,
     scratch: String,
     overflow: u64,
+    /// `<emit-metric>` series: key (namespace, name, dimension pairs) -> (sum, count).
+    custom: FnvMap<Box<str>, (f64, u64)>,
+    custom_dropped: u64,
 }
 
 fn class(status: u16) -> &'static str {
@@ -188,6 +196,68 @@ fn class(status: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
+    }
+}
+
+/// A Prometheus label name for a dimension (`API ID` -> `API_ID`).
+fn label_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+impl Metrics {
+    /// The `<emit-metric>` series: a sum and a count each.
+    fn render_custom(&self, out: &mut String) {
+        if self.custom.is_empty() && self.custom_dropped == 0 {
+            return;
+        }
+        let mut keys: Vec<&Box<str>> = self.custom.keys().collect();
+        keys.sort();
+        for (metric, pick) in [(CUSTOM_SUM, 0), (CUSTOM_COUNT, 1)] {
+            let _ = writeln!(out, "# TYPE {metric} counter");
+            for key in &keys {
+                let mut parts = key.split('\u{1f}');
+                let namespace = parts.next().unwrap_or("");
+                let name = parts.next().unwrap_or("");
+                out.push_str(metric);
+                out.push_str("{namespace=\"");
+                escape(out, namespace);
+                out.push_str("\",metric=\"");
+                escape(out, name);
+                out.push('"');
+                for pair in parts.filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('\u{1e}').unwrap_or((pair, ""));
+                    let _ = write!(out, ",{}=\"", label_name(k));
+                    escape(out, v);
+                    out.push('"');
+                }
+                let (sum, count) = self.custom[*key];
+                if pick == 0 {
+                    let _ = writeln!(out, "}} {sum}");
+                } else {
+                    let _ = writeln!(out, "}} {count}");
+                }
+            }
+        }
+        if self.custom_dropped > 0 {
+            let _ = writeln!(
+                out,
+                "edgegate_custom_metric_dropped_total {}",
+                self.custom_dropped
+            );
+        }
     }
 }
 
@@ -217,17 +287,64 @@ impl Metrics {
             series: std::mem::take(&mut self.series),
             scratch: String::new(),
             overflow: std::mem::take(&mut self.overflow),
+            custom: std::mem::take(&mut self.custom),
+            custom_dropped: std::mem::take(&mut self.custom_dropped),
+        }
+    }
+
+    /// Counts one `<emit-metric>` value; a series beyond `MAX_CUSTOM_SERIES` is dropped
+    /// (and counted as dropped).
+    pub fn custom(&mut self, m: &crate::telemetry::CustomMetric) {
+        self.scratch.clear();
+        for part in [m.namespace.as_str(), m.name.as_str()] {
+            self.scratch.push_str(part);
+            self.scratch.push('\u{1f}');
+        }
+        for (k, v) in &m.dimensions {
+            self.scratch.push_str(k);
+            self.scratch.push('\u{1e}');
+            self.scratch.push_str(v);
+            self.scratch.push('\u{1f}');
+        }
+        let room = self.custom.len() < MAX_CUSTOM_SERIES;
+        match self.custom.get_mut(self.scratch.as_str()) {
+            Some(s) => {
+                s.0 += m.value;
+                s.1 += 1;
+            }
+            None if room => {
+                self.custom
+                    .insert(self.scratch.as_str().into(), (m.value, 1));
+            }
+            None => self.custom_dropped += 1,
         }
     }
 
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty() && self.overflow == 0
+        self.series.is_empty()
+            && self.overflow == 0
+            && self.custom.is_empty()
+            && self.custom_dropped == 0
     }
 
     /// Adds `other`'s counts (series beyond `MAX_SERIES` count as unlabelled).
     pub fn merge(&mut self, other: Metrics) {
         self.overflow += other.overflow;
+        self.custom_dropped += other.custom_dropped;
+        for (key, (sum, count)) in other.custom {
+            let room = self.custom.len() < MAX_CUSTOM_SERIES;
+            match self.custom.get_mut(&key) {
+                Some(mine) => {
+                    mine.0 += sum;
+                    mine.1 += count;
+                }
+                None if room => {
+                    self.custom.insert(key, (sum, count));
+                }
+                None => self.custom_dropped += count,
+            }
+        }
         for (key, series) in other.series {
             let room = self.series.len() < MAX_SERIES;
             match self.series.get_mut(&key) {
@@ -310,6 +427,7 @@ impl Metrics {
             labels(&mut out, key);
             let _ = writeln!(out, "}} {}", self.series[*key].total.count);
         }
+        self.render_custom(&mut out);
         if self.overflow > 0 {
             let _ = writeln!(out, "edgegate_requests_unlabelled_total {}", self.overflow);
         }

@@ -55,6 +55,15 @@ pub struct Record<'a> {
     pub traces: &'a [Trace],
 }
 
+/// One `<emit-metric>` of a call: a value under a namespace and a name, with dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomMetric {
+    pub namespace: String,
+    pub name: String,
+    pub value: f64,
+    pub dimensions: Vec<(String, String)>,
+}
+
 /// One `<trace>` of a call: its source, severity, message and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {

@@ -462,3 +462,109 @@ fn write_config(doc: &str) -> String {
     std::fs::write(&path, doc).unwrap();
     path.to_string_lossy().into_owned()
 }
+
+/// jsonp wraps the response in the callback the query names, and only a JavaScript name.
+#[test]
+fn jsonp_wraps_the_response_for_a_callback() {
+    let origin = Origin::start(|_, s| {
+        respond(
+            s,
+            200,
+            &[("Content-Type", "application/json")],
+            br#"{"n":1}"#,
+        );
+        true
+    });
+    let gw = Gateway::start(
+        &config(
+            &origin.url(""),
+            &policies("", r#"<jsonp callback-parameter-name="cb" />"#, ""),
+        ),
+        &[],
+    );
+    let get = |path: &str| {
+        request(
+            gw.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let r = get("/e/x?cb=app.render");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, r#"app.render({"n":1});"#)
+    );
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/javascript; charset=utf-8")
+    );
+    assert_eq!(r.header("Content-Length"), Some("20"));
+    for plain in ["/e/x", "/e/x?cb=alert(1)//", "/e/x?cb="] {
+        let r = get(plain);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, r#"{"n":1}"#),
+            "{plain}"
+        );
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+}
+
+/// emit-metric counts values into the Prometheus exposition, per namespace, name and
+/// dimensions, with APIM's default dimensions filled from the call; also for calls a
+/// policy answers itself.
+#[test]
+fn emit_metric_counts_custom_series() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <emit-metric name="orders" namespace="shop" value="@(context.Request.Headers.GetValueOrDefault("X-Count", "1"))">
+          <dimension name="API ID" />
+          <dimension name="Tier" value="@(context.Request.Headers.GetValueOrDefault("X-Tier", "none"))" />
+        </emit-metric>
+        <choose><when condition="@(context.Request.Headers.ContainsKey("X-Stop"))">
+          <return-response><set-status code="204" reason="No Content" /></return-response>
+        </when></choose>"#;
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(inbound, "", "")),
+        &[
+            "telemetry.metrics.local=prometheus",
+            "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
+        ],
+    );
+    let line = gw.wait_for_log("metrics on http://");
+    let maddr: std::net::SocketAddr = line
+        .split("metrics on http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        post(&gw, "/e/x", &[("X-Tier", "gold"), ("X-Count", "2.5")], "").status,
+        200
+    );
+    assert_eq!(post(&gw, "/e/x", &[("X-Tier", "gold")], "").status, 200);
+    assert_eq!(post(&gw, "/e/x", &[("X-Stop", "1")], "").status, 204);
+    let want = [
+        r#"edgegate_custom_metric_sum{namespace="shop",metric="orders",API_ID="e",Tier="gold"} 3.5"#,
+        r#"edgegate_custom_metric_count{namespace="shop",metric="orders",API_ID="e",Tier="gold"} 2"#,
+        r#"edgegate_custom_metric_count{namespace="shop",metric="orders",API_ID="e",Tier="none"} 1"#,
+    ];
+    let scrape = || {
+        request(
+            maddr,
+            "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        )
+        .text()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || {
+            let text = scrape();
+            want.iter().all(|w| text.lines().any(|l| l == *w))
+        }),
+        "{}",
+        scrape()
+    );
+    // a value that is not a number fails the policy through on-error
+    let r = post(&gw, "/e/x", &[("X-Count", "many")], "");
+    assert_eq!(r.status, 500);
+}

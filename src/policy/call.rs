@@ -101,6 +101,8 @@ pub struct State {
     pub now_ms: u64,
     /// What `<trace>` policies wrote (at most `kinds::trace::MAX_TRACES`).
     pub traces: Vec<crate::telemetry::Trace>,
+    /// What `<emit-metric>` policies emitted (at most `kinds::emit_metric::MAX_PER_CALL`).
+    pub metrics: Vec<crate::telemetry::CustomMetric>,
     /// An expression read the request's ([0]) or response's ([1]) body without
     /// `preserveContent`: later readers, and the message sent on, get no body.
     pub body_consumed: [Cell<bool>; 2],

@@ -39,8 +39,10 @@ pub const REFUSED: &[(&str, &str)] = &[
         "cosmosdb-data-source",
         "GraphQL resolvers are not supported",
     ),
-    ("cross-domain", "planned"),
-    ("emit-metric", "planned"),
+    (
+        "cross-domain",
+        "Flash and Silverlight policy files are not served (cors covers browsers)",
+    ),
     (
         "get-authorization-context",
         "Azure only: API Management's credential manager",
@@ -51,7 +53,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "needs a Dapr sidecar, which edgegate does not run with",
     ),
     ("json-to-xml", "planned"),
-    ("jsonp", "planned"),
     ("llm-content-safety", "Azure only: Azure AI Content Safety"),
     (
         "llm-emit-token-metric",

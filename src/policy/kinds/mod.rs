@@ -9,10 +9,12 @@ pub mod authentication_basic;
 pub mod check_header;
 pub mod choose;
 pub mod cors;
+pub mod emit_metric;
 pub mod find_and_replace;
 pub mod forward_request;
 pub mod include_fragment;
 pub mod ip_filter;
+pub mod jsonp;
 pub mod limit_concurrency;
 pub mod mock_response;
 pub mod quota;
@@ -65,6 +67,7 @@ pub(crate) const ALL: &[Section] = &[
     Section::OnError,
 ];
 pub(crate) const INBOUND: &[Section] = &[Section::Inbound];
+pub(crate) const OUTBOUND: &[Section] = &[Section::Outbound];
 pub(crate) const REQUEST: &[Section] = &[Section::Inbound, Section::Backend];
 pub(crate) const BACKEND: &[Section] = &[Section::Backend];
 
@@ -74,11 +77,13 @@ pub const KINDS: &[Kind] = &[
     check_header::KIND,
     choose::KIND,
     cors::KIND,
+    emit_metric::KIND,
     find_and_replace::KIND,
     forward_request::KIND,
     include_fragment::KIND,
     forward_request::RETRY,
     ip_filter::KIND,
+    jsonp::KIND,
     limit_concurrency::KIND,
     mock_response::KIND,
     quota::KIND,

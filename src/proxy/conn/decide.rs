@@ -33,8 +33,9 @@ pub(super) enum Decision<'h> {
         /// The calling subscription's id, and its product, when there are.
         subscription: String,
         product: String,
-        /// What `<trace>` policies wrote.
+        /// What `<trace>` policies wrote and `<emit-metric>` policies emitted.
         traces: Vec<crate::telemetry::Trace>,
+        metrics: Vec<crate::telemetry::CustomMetric>,
     },
     /// The plan needs the whole request body first: grow the buffer to this size.
     NeedBody(usize),
@@ -119,6 +120,7 @@ pub(super) fn through_on_error<'h>(
         subscription: String::new(),
         product: String::new(),
         traces: st.traces.clone(),
+        metrics: st.metrics.clone(),
     }
 }
 
@@ -393,6 +395,7 @@ fn run_inbound<'h>(
             .and_then(|p| a.rt.products.get(p as usize))
             .map_or(String::new(), |p| p.id.clone()),
         traces: st.traces.clone(),
+        metrics: st.metrics.clone(),
     }))
 }
 

@@ -249,8 +249,9 @@ struct LocalAnswer<'a> {
     request_id: Option<String>,
     /// Request bytes read (head and body).
     bytes_in: u64,
-    /// What `<trace>` policies wrote.
+    /// What `<trace>` policies wrote and `<emit-metric>` policies emitted.
     traces: &'a [crate::telemetry::Trace],
+    metrics: &'a [crate::telemetry::CustomMetric],
 }
 
 impl<'a> LocalAnswer<'a> {
@@ -268,6 +269,7 @@ impl<'a> LocalAnswer<'a> {
             request_id: None,
             bytes_in: 0,
             traces: &[],
+            metrics: &[],
         }
     }
 }
@@ -632,6 +634,7 @@ impl Client {
                 subscription,
                 product,
                 traces,
+                metrics,
             } => {
                 if let Some(b) = self.inbuf.as_mut() {
                     b.consume(head_len + consumed);
@@ -651,6 +654,7 @@ impl Client {
                         request_id: Some(request_id),
                         bytes_in: (head_len + consumed) as u64,
                         traces: &traces,
+                        metrics: &metrics,
                     },
                     ctx,
                 );
@@ -685,6 +689,7 @@ impl Client {
                         request_id: None,
                         bytes_in: head_len as u64,
                         traces: &[],
+                        metrics: &[],
                     },
                     ctx,
                 );
@@ -784,6 +789,7 @@ impl Client {
             request_id: given_id,
             bytes_in,
             traces,
+            metrics,
         } = answer;
         let probe = crate::status::STATUS_PATHS.contains(&url);
         let total = ms(Instant::now().saturating_duration_since(self.request_started));
@@ -802,6 +808,9 @@ impl Client {
                 ..crate::metrics::Timings::default()
             };
             m.observe(&call, timings);
+            for metric in metrics {
+                m.custom(metric);
+            }
         }
         if !ctx.log.enabled() {
             return;

@@ -51,6 +51,11 @@ pub(super) fn log_exchange(x: &Exchange, peer: SocketAddr, ctx: &mut Ctx, error:
             reason: error,
         };
         m.observe(&call, timings);
+        if let Some(c) = x.call.as_ref() {
+            for metric in &c.st.metrics {
+                m.custom(metric);
+            }
+        }
     }
     let Some(t) = x.trace.as_ref() else { return };
     ctx.log.push(&Record {
