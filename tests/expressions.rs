@@ -530,14 +530,7 @@ fn emit_metric_counts_custom_series() {
             "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
         ],
     );
-    let line = gw.wait_for_log("metrics on http://");
-    let maddr: std::net::SocketAddr = line
-        .split("metrics on http://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap();
+    let maddr = gw.metrics_addr();
     assert_eq!(
         post(&gw, "/e/x", &[("X-Tier", "gold"), ("X-Count", "2.5")], "").status,
         200

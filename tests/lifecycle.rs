@@ -696,14 +696,7 @@ fn prometheus_metrics_count_requests_by_api_operation_status_and_reason() {
             "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
         ],
     );
-    let line = gw.wait_for_log("metrics on http://");
-    let maddr: std::net::SocketAddr = line
-        .split("metrics on http://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches("/metrics")
-        .parse()
-        .unwrap();
+    let maddr = gw.metrics_addr();
     assert_eq!(get(gw.addr, "/echo/items/1").status, 200);
     assert_eq!(get(gw.addr, "/echo/items/2").status, 200);
     assert_eq!(get(gw.addr, "/nope").status, 404);

@@ -166,6 +166,15 @@ impl Gateway {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The Prometheus listener's address, as the gateway logs it at start.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log("metrics on http://");
+        line.split("metrics on http://")
+            .nth(1)
+            .and_then(|a| a.trim_end_matches("/metrics").parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in {line}"))
+    }
+
     /// Waits (bounded) until a stderr line contains `needle`; scans each line once.
     pub fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
