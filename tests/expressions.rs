@@ -561,3 +561,37 @@ fn emit_metric_counts_custom_series() {
     let r = post(&gw, "/e/x", &[("X-Count", "many")], "");
     assert_eq!(r.status, 500);
 }
+
+/// set-body with a Liquid template over a JSON body, headers and variables; a Liquid
+/// `{{who}}` is the template's, never the named value of the same name, which the rest
+/// of the document still gets.
+#[test]
+fn liquid_templates_render_bodies() {
+    let origin = Origin::echo();
+    let inbound = r#"
+        <set-header name="X-Who" exists-action="override"><value>{{who}}</value></set-header>
+        <set-variable name="region" value="eu" />
+        <set-body template="liquid">{% assign who = "liquid" %}{"customer": "{{ body.name | upcase }}", "who": "{{who}}", "via": "{{ context.Request.Headers["X-Via"] | default: "none" }}", "region": "{{ context.Variables["region"] }}", "items": [{% for item in body.items limit:2 %}"{{ item.sku | append: "-" | append: item.qty }}"{% if item.qty > 1 %}, "bulk"{% endif %}{% unless forloop.last %}, {% endunless %}{% endfor %}], "n": "{% for i in body.items reversed %}{{ forloop.index }}{{ i.sku }}{% endfor %}", "count": {{ body.items | size }}, "total": {{ body.total | times: 2 | plus: 1 }}{% comment %} ignored {{ nope }} {% endcomment %}}</set-body>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "version": "l1", "namedValues": [{{"name": "who", "value": "named-value"}}],
+            "apis": [{{"id": "e", "path": "e", "serviceUrl": "{}", "subscriptionRequired": false,
+              "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        origin.url(""),
+        js(&policies(inbound, "", ""))
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let r = post(
+        &gw,
+        "/e/x",
+        &[("X-Via", "edge")],
+        r#"{"name": "ann", "total": 20, "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 3}, {"sku": "c", "qty": 1}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-Who"), Some("named-value"));
+    assert_eq!(
+        String::from_utf8_lossy(&last.body),
+        r#"{"customer": "ANN", "who": "liquid", "via": "edge", "region": "eu", "items": ["a-1", "b-3", "bulk"], "n": "1c2b3a", "count": 3, "total": 41}"#
+    );
+}

@@ -2,7 +2,7 @@
 //! an expression or an error with a column inside the text, never a panic.
 #![no_main]
 
-use edgegate::policy::expr::Expr;
+use edgegate::policy::expr::{liquid, Expr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,5 +11,9 @@ fuzz_target!(|data: &[u8]| {
         if let Err(e) = Expr::parse(text, block) {
             assert!(e.offset <= text.len(), "an error column outside the text");
         }
+    }
+    // the same text as a Liquid template
+    if let Err(e) = liquid::compile(text, false) {
+        assert!(e.offset <= text.len(), "a Liquid error outside the text");
     }
 });

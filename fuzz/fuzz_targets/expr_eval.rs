@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use edgegate::policy::expr::{Budget, Env, Expr, Field, Lookup, Val};
+use edgegate::policy::expr::{liquid, Budget, Env, Expr, Field, Lookup, Val};
 use libfuzzer_sys::fuzz_target;
 
 struct Request<'a> {
@@ -65,5 +65,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(e) = Expr::parse(code, block) {
             let _ = e.eval(&env);
         }
+    }
+    if let Ok(t) = liquid::compile(code, false) {
+        let _ = liquid::render(&t, &env);
     }
 });

@@ -329,6 +329,17 @@ impl Call<'_> {
         self.st.settle_consumed();
         out
     }
+    /// A Liquid template rendered for this call.
+    pub fn liquid(
+        &mut self,
+        t: &crate::policy::expr::liquid::Template,
+    ) -> Result<String, EvalError> {
+        let mut out = Err(err("no environment"));
+        self.host.with_env(self.st, &mut |env| {
+            out = crate::policy::expr::liquid::render(t, env)
+        });
+        out
+    }
     /// Every value of a list (set-header, set-query-parameter, return-response headers).
     pub fn texts(&mut self, texts: &[Text]) -> Result<Vec<String>, EvalError> {
         texts.iter().map(|t| self.text(t)).collect()

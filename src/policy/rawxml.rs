@@ -135,7 +135,8 @@ fn escape_into(s: &str, out: &mut String) {
     }
 }
 
-/// Replaces `{{name}}` with named values. `Err(name)` for an unknown name.
+/// Replaces `{{name}}` with named values. `Err(name)` for an unknown name. The content
+/// of a `<set-body template="liquid">` is left alone: there `{{ }}` is Liquid's.
 pub fn substitute_named_values<'v>(
     text: &str,
     lookup: impl Fn(&str) -> Option<&'v str>,
@@ -143,6 +144,41 @@ pub fn substitute_named_values<'v>(
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((start, end)) = liquid_template(rest) {
+        out.push_str(&substitute_span(&rest[..start], &lookup)?);
+        out.push_str(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    out.push_str(&substitute_span(rest, &lookup)?);
+    Ok(out)
+}
+
+/// Where the first Liquid template's content is in `text` (after its `<set-body …>`
+/// tag, up to its `</set-body>`).
+fn liquid_template(text: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("<set-body") {
+        let open = from + i;
+        let tag_end = text[open..].find('>')? + open;
+        let tag = &text[open..tag_end];
+        if tag.contains("template=\"liquid\"") || tag.contains("template='liquid'") {
+            if tag.ends_with('/') {
+                return None;
+            }
+            let close = text[tag_end..].find("</set-body")? + tag_end;
+            return Some((tag_end + 1, close));
+        }
+        from = tag_end;
+    }
+    None
+}
+
+fn substitute_span<'v>(
+    text: &str,
+    lookup: &impl Fn(&str) -> Option<&'v str>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {

@@ -31,16 +31,7 @@ pub(super) struct Machine<'e> {
 
 /// Evaluates `x`, spending from the request's budget (or a fresh default one).
 pub(super) fn run<'e>(x: &'e Expr, env: &'e dyn Env) -> Result<Val<'e>, EvalError> {
-    let (steps, bytes) = match env.budget() {
-        Some(b) => (b.steps.get(), b.bytes.get()),
-        None => (DEFAULT_STEPS, DEFAULT_BYTES),
-    };
-    let mut m = Machine {
-        env,
-        slots: Slots::new(x.slots),
-        steps,
-        bytes,
-    };
+    let mut m = Machine::new(env, x.slots);
     let result = match &x.code {
         Code::Value(n) => m.eval(n),
         Code::Block(stmts) => match m.block(stmts) {
@@ -49,14 +40,34 @@ pub(super) fn run<'e>(x: &'e Expr, env: &'e dyn Env) -> Result<Val<'e>, EvalErro
             Err(e) => Err(e),
         },
     };
-    if let Some(b) = env.budget() {
-        b.steps.set(m.steps);
-        b.bytes.set(m.bytes);
-    }
+    m.settle();
     result
 }
 
 impl<'e> Machine<'e> {
+    /// A machine for one evaluation, spending from the request's budget (or a fresh
+    /// default one).
+    pub fn new(env: &'e dyn Env, slots: usize) -> Machine<'e> {
+        let (steps, bytes) = match env.budget() {
+            Some(b) => (b.steps.get(), b.bytes.get()),
+            None => (DEFAULT_STEPS, DEFAULT_BYTES),
+        };
+        Machine {
+            env,
+            slots: Slots::new(slots),
+            steps,
+            bytes,
+        }
+    }
+
+    /// Writes what is left back into the request's budget.
+    pub fn settle(&self) {
+        if let Some(b) = self.env.budget() {
+            b.steps.set(self.steps);
+            b.bytes.set(self.bytes);
+        }
+    }
+
     pub fn tick(&mut self) -> Result<(), EvalError> {
         self.ticks(1)
     }

@@ -30,6 +30,7 @@ mod json;
 mod lazy;
 mod lex;
 mod linq;
+pub mod liquid;
 mod members;
 mod parse;
 mod regexes;

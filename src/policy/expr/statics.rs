@@ -669,6 +669,11 @@ fn escape(s: &str, form: bool) -> String {
     out
 }
 
+/// `WebUtility.UrlEncode` (Liquid's url_encode).
+pub(super) fn escape_form(s: &str) -> String {
+    escape(s, true)
+}
+
 pub(super) fn unescape(s: &str, form: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -1,13 +1,16 @@
 //! `set-body`: replaces the request body (inbound, backend) or the response body
-//! (outbound, on-error). The gateway reads a request body it replaces first.
+//! (outbound, on-error) with a literal, an expression's value, or a Liquid template
+//! (`template="liquid"`) rendered over the body, `context` and the template's own
+//! variables. The gateway reads a body it replaces or renders from first.
 //! Must not touch: headers (the connection frames the new body).
 
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
+use crate::policy::expr::liquid::{self, Template};
 use crate::policy::parse::{attr, element_text, no_attributes, text_value, Cx, R};
-use crate::policy::{Step, Text};
+use crate::policy::{Section, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "set-body",
@@ -17,17 +20,31 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug, Clone)]
-pub struct SetBody(pub Text);
+pub enum SetBody {
+    Value(Text),
+    Liquid(Template),
+}
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["template", "xsi-nil"])?;
-    if attr(n, "template").is_some() {
-        return Err(cx.err(n, "<set-body>: template=\"liquid\" is not supported"));
+    // xsi-nil says how an XML element marked nil reads in a template: Liquid here reads
+    // JSON bodies (and XML as text), so both values are accepted and mean the same
+    if let Some(v) = attr(n, "xsi-nil").filter(|v| !matches!(*v, "blank" | "null")) {
+        return Err(cx.err(
+            n,
+            format!("<set-body>: xsi-nil is \"blank\" or \"null\", not \"{v}\""),
+        ));
     }
-    if attr(n, "xsi-nil").is_some() {
-        return Err(cx.err(n, "<set-body>: xsi-nil is not supported"));
+    match attr(n, "template") {
+        None | Some("none") => policy(SetBody::Value(text_value(cx, n, element_text(n))?)),
+        Some("liquid") => {
+            let response = matches!(cx.section, Section::Outbound | Section::OnError);
+            let t = liquid::compile(element_text(n), response)
+                .map_err(|e| cx.err(n, format!("<set-body>: Liquid {e}")))?;
+            policy(SetBody::Liquid(t))
+        }
+        Some(other) => Err(cx.err(n, format!("<set-body>: template \"{other}\" is not liquid"))),
     }
-    policy(SetBody(text_value(cx, n, element_text(n))?))
 }
 
 impl Behaviour for SetBody {
@@ -35,13 +52,24 @@ impl Behaviour for SetBody {
         "set-body"
     }
     fn facts(&self) -> Facts {
-        Facts {
-            sets_body: true,
-            ..Facts::reading([&self.0])
+        match self {
+            SetBody::Value(t) => Facts {
+                sets_body: true,
+                ..Facts::reading([t])
+            },
+            SetBody::Liquid(_) => Facts {
+                sets_body: true,
+                needs_body: true,
+                reads_request: true,
+            },
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let body = or_fail!(call, step, call.text(&self.0)).into_bytes();
+        let body = match self {
+            SetBody::Value(t) => or_fail!(call, step, call.text(t)),
+            SetBody::Liquid(t) => or_fail!(call, step, call.liquid(t)),
+        }
+        .into_bytes();
         match call.phase {
             Phase::Request => call.st.req.body = Some(body),
             Phase::Response => call.st.resp.body = Some(body),
