@@ -11,6 +11,42 @@ use super::eval::Machine;
 use super::members::{not_a_member, M};
 use super::*;
 
+/// DateTimeStyles, as .NET numbers them (the ones that change a result here; the others
+/// are accepted and change nothing, since parsing already allows white space).
+const ADJUST_TO_UNIVERSAL: i64 = 16;
+const ASSUME_LOCAL: i64 = 32;
+const ASSUME_UNIVERSAL: i64 = 64;
+
+pub(super) fn style(name: &str) -> Option<i64> {
+    Some(match name {
+        "None" => 0,
+        "AllowLeadingWhite" => 1,
+        "AllowTrailingWhite" => 2,
+        "AllowInnerWhite" => 4,
+        "AllowWhiteSpaces" => 7,
+        "NoCurrentDateDefault" => 8,
+        "AdjustToUniversal" => ADJUST_TO_UNIVERSAL,
+        "AssumeLocal" => ASSUME_LOCAL,
+        "AssumeUniversal" => ASSUME_UNIVERSAL,
+        "RoundtripKind" => 128,
+        _ => return None,
+    })
+}
+
+/// A parsed DateTime with the styles applied: a time without a zone is taken as
+/// universal or local (both UTC here) with Assume*, and AdjustToUniversal gives it the
+/// Utc kind.
+fn styled(t: Instant, styles: i64) -> Instant {
+    let mut t = t;
+    if t.kind == Kind::Unspecified && styles & (ASSUME_LOCAL | ASSUME_UNIVERSAL) != 0 {
+        t.kind = Kind::Local;
+    }
+    if styles & ADJUST_TO_UNIVERSAL != 0 {
+        t.kind = Kind::Utc;
+    }
+    t
+}
+
 /// Static members of DateTime, DateTimeOffset and TimeSpan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum DateFn {
@@ -136,7 +172,7 @@ pub(super) fn call<'e>(
         }
         MinValue => Val::Date(Instant::new(0, Kind::Unspecified)?),
         MaxValue => Val::Date(Instant::new(dt::MAX_TICKS, Kind::Unspecified)?),
-        Parse => Val::Date(dt::parse(text(0)?)?.to_datetime()?),
+        Parse => Val::Date(styled(dt::parse(text(0)?)?.to_datetime()?, styles(&a))),
         ParseExact => {
             let formats: Vec<String> = match a.get(1) {
                 Some(Val::Str(f)) => vec![f.to_string()],
@@ -158,7 +194,7 @@ pub(super) fn call<'e>(
                     Err(e) => last = e,
                 }
             }
-            Val::Date(parsed.ok_or(last)?.to_datetime()?)
+            Val::Date(styled(parsed.ok_or(last)?.to_datetime()?, styles(&a)))
         }
         OffsetUtcNow | OffsetNow => Val::Date(now(m, Kind::Utc)?.to_offset()),
         OffsetParse => Val::Date(dt::parse(text(0)?)?.to_offset()),
@@ -176,6 +212,17 @@ pub(super) fn call<'e>(
         SpanParse => Val::Span(parse_span(text(0)?)?),
         TryParse => Val::Null,
     })
+}
+
+/// The DateTimeStyles argument of a Parse call (after the text and the culture).
+fn styles(a: &[Val]) -> i64 {
+    a.iter()
+        .skip(1)
+        .find_map(|v| match v {
+            Val::Int(i) => Some(*i),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// `TimeSpan.Parse`: `[-][d.]hh:mm[:ss[.fffffff]]` or a whole number of days.

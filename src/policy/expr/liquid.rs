@@ -799,7 +799,7 @@ fn context(m: &mut Machine, keys: &[Val<'static>]) -> Result<Val<'static>, EvalE
         .chain(names.iter().map(String::as_str))
         .collect();
     for take in (2..=path.len()).rev() {
-        if let Some(f) = parse::field_of(&path[..take]) {
+        if let Some(f) = types::field_of(&path[..take]) {
             let mut v = m.env.field(f).into_owned();
             for k in &keys[take - 1..] {
                 v = step(&v, k)?;

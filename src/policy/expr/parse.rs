@@ -4,7 +4,7 @@
 //! called on it. Every error carries its offset. Statements are in stmt.rs.
 //! Must not touch: lexing details, evaluation.
 
-use super::types::type_named;
+use super::types::{field_of, type_named};
 use super::*;
 
 pub(super) struct Parser {
@@ -561,8 +561,13 @@ impl Parser {
         if matches!(ty.as_str(), "JTokenType" | "DayOfWeek" | "DateTimeKind") {
             return Ok(Node::Str(member));
         }
-        if matches!(ty.as_str(), "CultureInfo" | "DateTimeStyles") {
+        if ty == "CultureInfo" {
             return Ok(Node::Null);
+        }
+        if ty == "DateTimeStyles" {
+            return dates::style(&member).map(Node::Int).ok_or_else(|| {
+                self.err_at(m_at, format!("DateTimeStyles.{member} is not supported"))
+            });
         }
         if ty == "RegexOptions" {
             return regexes::option(&member).map(Node::Int).ok_or_else(|| {
@@ -1118,71 +1123,6 @@ impl Parser {
             other => self.value_member(Node::Entries(lookup), other, at, false),
         }
     }
-}
-
-/// The value a member path names (`context.Request.Method`…), if it is one.
-pub(super) fn field_of(path: &[&str]) -> Option<Field> {
-    Some(match path {
-        ["context", "Request", "Method"] => Field::RequestMethod,
-        ["context", "Request", "IpAddress"] => Field::RequestIp,
-        // the gateway does not move the request's path or host: Url and OriginalUrl
-        // differ in their query (set-query-parameter edits Url's)
-        ["context", "Request", "Url" | "OriginalUrl", "Path"] => Field::RequestPath,
-        ["context", "Request", "Url" | "OriginalUrl", "Host"] => Field::RequestHost,
-        ["context", "Request", "Url" | "OriginalUrl", "Scheme"] => Field::RequestScheme,
-        ["context", "Request", "Url" | "OriginalUrl", "Port"] => Field::RequestPort,
-        ["context", "Request", "Url", "QueryString"] => Field::RequestQueryString,
-        ["context", "Request", "OriginalUrl", "QueryString"] => Field::OriginalQueryString,
-        ["context", "Response", "StatusCode"] => Field::ResponseStatus,
-        ["context", "Response", "StatusReason"] => Field::ResponseReason,
-        ["context", "Subscription", "Id"] => Field::SubscriptionId,
-        ["context", "Subscription", "Key"] => Field::SubscriptionKey,
-        ["context", "Subscription", "Name"] => Field::SubscriptionName,
-        ["context", "Api", "Id"] => Field::ApiId,
-        ["context", "Api", "Name"] => Field::ApiName,
-        ["context", "Api", "Path"] => Field::ApiPath,
-        ["context", "Api", "ServiceUrl"] => Field::ApiServiceUrl,
-        ["context", "Api", "Protocols"] => Field::ApiProtocols,
-        ["context", "Api", "SubscriptionKeyParameterNames", "Header"] => Field::ApiKeyHeaderName,
-        ["context", "Api", "SubscriptionKeyParameterNames", "Query"] => Field::ApiKeyQueryName,
-        ["context", "Api", "Version"] => Field::ApiVersion,
-        ["context", "Api", "Revision"] => Field::ApiRevision,
-        ["context", "Api", "IsCurrentRevision"] => Field::ApiIsCurrentRevision,
-        ["context", "Operation", "Name"] => Field::OperationName,
-        ["context", "Product", "State"] => Field::ProductState,
-        ["context", "Product", "SubscriptionRequired"] => Field::ProductSubscriptionRequired,
-        ["context", "Product", "ApprovalRequired"] => Field::ProductApprovalRequired,
-        ["context", "Product", "SubscriptionLimit"] => Field::ProductSubscriptionLimit,
-        ["context", "Product", "Groups"] => Field::ProductGroups,
-        ["context", "Subscription", "CreatedDate" | "StartDate" | "EndDate"] => {
-            Field::SubscriptionDate
-        }
-        ["context", "Deployment", "Region"] => Field::DeploymentRegion,
-        ["context", "Deployment", "ServiceName"] => Field::DeploymentServiceName,
-        ["context", "Deployment", "ServiceId"] => Field::DeploymentServiceId,
-        ["context", "Request", "Certificate"] => Field::RequestCertificate,
-        ["context", "Tracing"] => Field::Tracing,
-        ["context", "User", "Groups" | "Identities"] => Field::UserGroups,
-        ["context", "User", "Id" | "Email" | "FirstName" | "LastName" | "Note" | "RegistrationDate"] => {
-            Field::UserMember
-        }
-        ["context", "Operation", "Id"] => Field::OperationId,
-        ["context", "Operation", "Method"] => Field::OperationMethod,
-        ["context", "Operation", "UrlTemplate"] => Field::OperationTemplate,
-        ["context", "Product", "Id"] => Field::ProductId,
-        ["context", "Product", "Name"] => Field::ProductName,
-        ["context", "RequestId"] => Field::RequestId,
-        ["context", "Timestamp"] => Field::Timestamp,
-        ["context", "Elapsed"] => Field::Elapsed,
-        ["context", "Deployment", "GatewayId"] => Field::GatewayId,
-        ["context", "LastError", "Source"] => Field::LastErrorSource,
-        ["context", "LastError", "Reason"] => Field::LastErrorReason,
-        ["context", "LastError", "Message"] => Field::LastErrorMessage,
-        ["context", "LastError", "Scope"] => Field::LastErrorScope,
-        ["context", "LastError", "Section"] => Field::LastErrorSection,
-        ["context", "LastError", "PolicyId"] => Field::LastErrorPolicyId,
-        _ => return None,
-    })
 }
 
 pub(super) fn describe(t: &Tok) -> String {

@@ -856,6 +856,19 @@ fn dates_and_time_spans() {
             "True",
         ),
         (
+            r#"DateTime.Parse("2024-05-01T10:00:00", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal).ToString("o")"#,
+            "2024-05-01T10:00:00.0000000Z",
+        ),
+        (
+            r#"DateTime.Parse("2024-05-01T10:00:00+02:00", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal).ToString("o")"#,
+            "2024-05-01T08:00:00.0000000Z",
+        ),
+        (
+            r#"DateTime.ParseExact("20240501", "yyyyMMdd", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal).Kind"#,
+            "Local",
+        ),
+        (r#"DateTime.Parse("2024-05-01").Kind"#, "Unspecified"),
+        (
             r#"DateTime.Parse("2024-13-01")"#,
             "error: String was not recognized as a valid DateTime",
         ),

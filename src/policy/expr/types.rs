@@ -1,7 +1,7 @@
-//! Static types at load time: what the compiler knows about a node's type (`ty_of`),
-//! the types member and static calls return, and the C# type names the language
-//! accepts (`type_named`). Used to refuse a member a value cannot have, and to tell a
-//! bool condition from a string.
+//! Static names at load time: what the compiler knows about a node's type (`ty_of`),
+//! the types member and static calls return, the C# type names the language accepts
+//! (`type_named`) and the `context` paths that name a value (`field_of`). Used to refuse
+//! a member a value cannot have, and to tell a bool condition from a string.
 //! Must not touch: evaluation, syntax.
 
 use super::parse::Parser;
@@ -188,6 +188,71 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "BasicAuthCredentials" => Ty::Basic,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
+        _ => return None,
+    })
+}
+
+/// The value a member path names (`context.Request.Method`…), if it is one.
+pub(super) fn field_of(path: &[&str]) -> Option<Field> {
+    Some(match path {
+        ["context", "Request", "Method"] => Field::RequestMethod,
+        ["context", "Request", "IpAddress"] => Field::RequestIp,
+        // the gateway does not move the request's path or host: Url and OriginalUrl
+        // differ in their query (set-query-parameter edits Url's)
+        ["context", "Request", "Url" | "OriginalUrl", "Path"] => Field::RequestPath,
+        ["context", "Request", "Url" | "OriginalUrl", "Host"] => Field::RequestHost,
+        ["context", "Request", "Url" | "OriginalUrl", "Scheme"] => Field::RequestScheme,
+        ["context", "Request", "Url" | "OriginalUrl", "Port"] => Field::RequestPort,
+        ["context", "Request", "Url", "QueryString"] => Field::RequestQueryString,
+        ["context", "Request", "OriginalUrl", "QueryString"] => Field::OriginalQueryString,
+        ["context", "Response", "StatusCode"] => Field::ResponseStatus,
+        ["context", "Response", "StatusReason"] => Field::ResponseReason,
+        ["context", "Subscription", "Id"] => Field::SubscriptionId,
+        ["context", "Subscription", "Key"] => Field::SubscriptionKey,
+        ["context", "Subscription", "Name"] => Field::SubscriptionName,
+        ["context", "Api", "Id"] => Field::ApiId,
+        ["context", "Api", "Name"] => Field::ApiName,
+        ["context", "Api", "Path"] => Field::ApiPath,
+        ["context", "Api", "ServiceUrl"] => Field::ApiServiceUrl,
+        ["context", "Api", "Protocols"] => Field::ApiProtocols,
+        ["context", "Api", "SubscriptionKeyParameterNames", "Header"] => Field::ApiKeyHeaderName,
+        ["context", "Api", "SubscriptionKeyParameterNames", "Query"] => Field::ApiKeyQueryName,
+        ["context", "Api", "Version"] => Field::ApiVersion,
+        ["context", "Api", "Revision"] => Field::ApiRevision,
+        ["context", "Api", "IsCurrentRevision"] => Field::ApiIsCurrentRevision,
+        ["context", "Operation", "Name"] => Field::OperationName,
+        ["context", "Product", "State"] => Field::ProductState,
+        ["context", "Product", "SubscriptionRequired"] => Field::ProductSubscriptionRequired,
+        ["context", "Product", "ApprovalRequired"] => Field::ProductApprovalRequired,
+        ["context", "Product", "SubscriptionLimit"] => Field::ProductSubscriptionLimit,
+        ["context", "Product", "Groups"] => Field::ProductGroups,
+        ["context", "Subscription", "CreatedDate" | "StartDate" | "EndDate"] => {
+            Field::SubscriptionDate
+        }
+        ["context", "Deployment", "Region"] => Field::DeploymentRegion,
+        ["context", "Deployment", "ServiceName"] => Field::DeploymentServiceName,
+        ["context", "Deployment", "ServiceId"] => Field::DeploymentServiceId,
+        ["context", "Request", "Certificate"] => Field::RequestCertificate,
+        ["context", "Tracing"] => Field::Tracing,
+        ["context", "User", "Groups" | "Identities"] => Field::UserGroups,
+        ["context", "User", "Id" | "Email" | "FirstName" | "LastName" | "Note" | "RegistrationDate"] => {
+            Field::UserMember
+        }
+        ["context", "Operation", "Id"] => Field::OperationId,
+        ["context", "Operation", "Method"] => Field::OperationMethod,
+        ["context", "Operation", "UrlTemplate"] => Field::OperationTemplate,
+        ["context", "Product", "Id"] => Field::ProductId,
+        ["context", "Product", "Name"] => Field::ProductName,
+        ["context", "RequestId"] => Field::RequestId,
+        ["context", "Timestamp"] => Field::Timestamp,
+        ["context", "Elapsed"] => Field::Elapsed,
+        ["context", "Deployment", "GatewayId"] => Field::GatewayId,
+        ["context", "LastError", "Source"] => Field::LastErrorSource,
+        ["context", "LastError", "Reason"] => Field::LastErrorReason,
+        ["context", "LastError", "Message"] => Field::LastErrorMessage,
+        ["context", "LastError", "Scope"] => Field::LastErrorScope,
+        ["context", "LastError", "Section"] => Field::LastErrorSection,
+        ["context", "LastError", "PolicyId"] => Field::LastErrorPolicyId,
         _ => return None,
     })
 }
