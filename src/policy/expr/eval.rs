@@ -125,11 +125,16 @@ impl<'e> Machine<'e> {
                 Val::Bool(self.env.lookup(*lookup, &key.to_text()).is_some())
             }
             Node::Entries(lookup) => {
+                // headers and query parameters are string[] dictionaries, as in APIM
+                let arrays = is_string_arrays(*lookup);
                 let entries: Vec<(String, Val<'static>)> = self
                     .env
                     .entries(*lookup)
                     .into_iter()
-                    .map(|(k, v)| (k, v.into_owned()))
+                    .map(|(k, v)| {
+                        let v = v.into_owned();
+                        (k, if arrays { list(vec![v]) } else { v })
+                    })
                     .collect();
                 self.ticks(entries.len())?;
                 let d: Dict = Rc::new(RefCell::new(entries));
@@ -256,15 +261,7 @@ impl<'e> Machine<'e> {
             },
         };
         // headers and query parameters are string[] behind an indexer, as in APIM
-        if required
-            && matches!(
-                lookup,
-                Lookup::RequestHeader
-                    | Lookup::ResponseHeader
-                    | Lookup::RequestQuery
-                    | Lookup::OriginalQuery
-            )
-        {
+        if required && is_string_arrays(lookup) {
             self.charge(64)?;
             return Ok(list(vec![v.into_owned()]));
         }
@@ -647,6 +644,17 @@ impl<'e> std::ops::Deref for Args<'e> {
 pub(super) const OUT_OF_RANGE: EvalError =
     err("Index was out of range. Must be non-negative and less than the size of the collection");
 const OVERFLOW: EvalError = err("Arithmetic operation resulted in an overflow");
+
+/// The context collections whose values are `string[]` in APIM (headers, query).
+fn is_string_arrays(lookup: Lookup) -> bool {
+    matches!(
+        lookup,
+        Lookup::RequestHeader
+            | Lookup::ResponseHeader
+            | Lookup::RequestQuery
+            | Lookup::OriginalQuery
+    )
+}
 
 /// How deeply values built by expressions may nest (JSON containers, lists).
 const MAX_BUILT_DEPTH: usize = 4 * json::MAX_DEPTH;

@@ -618,6 +618,19 @@ fn linq_and_collections() {
         ),
         (r#"string.Join("", "hello".Reverse())"#, "olleh"),
         (r#"new[] { 1, 2, 2, 3 }.Distinct().Count()"#, "3"),
+        // headers are a string[] dictionary (the example of Microsoft's expressions page)
+        (
+            r#"{ string[] value; if (context.Request.Headers.TryGetValue("Authorization", out value)) { if (value != null && value.Length > 0) { return Encoding.UTF8.GetString(Convert.FromBase64String(Convert.ToBase64String(Encoding.UTF8.GetBytes(value[0])))); } } return null; }"#,
+            "Bearer abc",
+        ),
+        (
+            r#"context.Request.Headers.First(h => h.Key == "X-Tier").Value.Contains("Gold")"#,
+            "True",
+        ),
+        (
+            r#"string.Join(";", context.Request.Headers.Where(h => h.Key == "X-Tier").Select(h => h.Value.First()))"#,
+            "Gold",
+        ),
         // a lambda makes Count LINQ's, even on a type with a Count of its own
         (
             r#"context.Request.Headers.Count(h => h.Key.StartsWith("X-"))"#,
