@@ -595,3 +595,118 @@ fn liquid_templates_render_bodies() {
         r#"{"customer": "ANN", "who": "liquid", "via": "edge", "region": "eu", "items": ["a-1", "b-3", "bulk"], "n": "1c2b3a", "count": 3, "total": 41}"#
     );
 }
+
+/// xml-to-json and json-to-xml as a SOAP backend behind a JSON API uses them: the
+/// request's JSON goes to the origin as XML, its XML answer comes back as JSON; the
+/// Accept and Content-Type conditions decide, expression attributes are checked per
+/// call, and a body that is not XML goes on unchanged.
+#[test]
+fn xml_and_json_bodies_are_converted() {
+    let origin = Origin::start(|req, s| {
+        let (ct, body): (&str, &[u8]) = match req.target.as_str() {
+            "/soap" => (
+                "text/xml; charset=utf-8",
+                b"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><Order id=\"7\"><Item>tea</Item><Item>milk</Item><Note/></Order></soap:Body></soap:Envelope>",
+            ),
+            "/broken" => ("text/xml", b"<Order><Item>tea</Order>"),
+            "/plain" => ("text/plain", b"<a>1</a>"),
+            _ => ("text/plain", &req.body),
+        };
+        respond(s, 200, &[("Content-Type", ct)], body);
+        true
+    });
+    let inbound = r##"<json-to-xml apply="content-type-json" consider-accept-header="false" namespace-separator=":" attribute-block-name="#attrs" />"##;
+    let outbound = r#"<xml-to-json kind="@(context.Request.Headers.GetValueOrDefault("X-Kind", "direct"))" apply="content-type-xml" />"#;
+    let on_error = r#"<return-response><set-status code="500" /><set-body>@(context.LastError.Message)</set-body></return-response>"#;
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(inbound, outbound, on_error)),
+        &[],
+    );
+    let json = [("Accept", "application/json")];
+
+    // The XML answer as JSON, because the caller asked for JSON.
+    let r = post(&gw, "/e/soap", &json, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let want = r#"{"version":"1.0","encoding":"utf-8","soap$Envelope":{"@xmlns$soap":"http://schemas.xmlsoap.org/soap/envelope/","soap$Body":{"Order":{"@id":"7","Item":["tea","milk"],"Note":null}}}}"#;
+    assert_eq!(r.text(), want);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(want.len().to_string().as_str())
+    );
+    let r = post(
+        &gw,
+        "/e/soap",
+        &[
+            ("Accept", "application/json"),
+            ("X-Kind", "javascript-friendly"),
+        ],
+        "",
+    );
+    assert_eq!(
+        r.text(),
+        r#"{"Envelope":{"Body":{"Order":{"@id":"7","Item":["tea","milk"],"Note":null}}}}"#
+    );
+    // Without Accept: application/json (consider-accept-header defaults to true), or
+    // with a body that is not labelled XML, or not well-formed: unchanged.
+    for (path, accept, body) in [
+        ("/e/soap", "text/xml", None),
+        ("/e/soap", "application/json;q=0", None),
+        ("/e/plain", "application/json", Some("<a>1</a>")),
+        (
+            "/e/broken",
+            "application/json",
+            Some("<Order><Item>tea</Order>"),
+        ),
+    ] {
+        let r = post(&gw, path, &[("Accept", accept)], "");
+        assert_eq!(r.status, 200, "{path} {accept}");
+        assert!(
+            r.header("Content-Type")
+                .is_some_and(|c| c.contains("xml") || c == "text/plain"),
+            "{path} {accept}"
+        );
+        if let Some(body) = body {
+            assert_eq!(r.text(), body);
+        }
+    }
+    // A kind outside the attribute's set fails the call through on-error.
+    let r = post(
+        &gw,
+        "/e/soap",
+        &[("Accept", "application/json"), ("X-Kind", "sideways")],
+        "",
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.text(),
+        "Expression evaluation failed. The value 'sideways' is not valid here: expected javascript-friendly or direct"
+    );
+
+    // The request's JSON reaches the origin as XML (echoed back as text/plain).
+    let body = r##"{"soap:Envelope":{"xmlns:soap":"http://schemas.xmlsoap.org/soap/envelope/","soap:Body":{"Order":{"#attrs":{"id":"7"},"Item":["tea","milk"],"Paid":true,"Note":null}}}}"##;
+    let r = post(
+        &gw,
+        "/e/order",
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    let xml = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><Order id=\"7\"><Item>tea</Item><Item>milk</Item><Paid>True</Paid><Note xsi:nil=\"true\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" /></Order></soap:Body></soap:Envelope>";
+    assert_eq!(r.text(), xml);
+    let seen = origin.requests();
+    let last = seen.last().expect("the origin saw the call");
+    assert_eq!(
+        last.header("Content-Type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert_eq!(
+        last.header("Content-Length"),
+        Some(xml.len().to_string().as_str())
+    );
+    // A body not labelled JSON is forwarded as it came.
+    let r = post(&gw, "/e/order", &[("Content-Type", "text/plain")], body);
+    assert_eq!(r.text(), body);
+}

@@ -596,6 +596,91 @@ fn rate_limits_and_quotas() {
     assert!(r.header("Retry-After").is_some());
 }
 
+/// rate-limit-by-key's calls, renewal-period and increment-count may be expressions
+/// (APIM allows them): each call's limit is computed, calls under different limits
+/// count in different windows, and a value that is not a count fails the call.
+#[test]
+fn rate_limit_by_key_numbers_from_expressions() {
+    let origin = Origin::echo();
+    let by_key = r#"<rate-limit-by-key calls="@(context.Request.Headers.GetValueOrDefault("X-Tier","") == "gold" ? 3 : 1)" renewal-period="@(60)" increment-count="@(context.Request.Headers.GetValueOrDefault("X-Cost","1"))" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Client","anon"))" remaining-calls-header-name="X-Left" />"#;
+    let on_error = r#"<choose><when condition="@(context.LastError.Reason == "ExpressionValueEvaluationFailure")"><return-response><set-status code="500" /><set-body>@(context.LastError.Message)</set-body></return-response></when></choose>"#;
+    let apis = api(
+        &origin.url(""),
+        false,
+        Some(&policies(by_key, "", on_error)),
+        None,
+    );
+    let gw = Gateway::start(&config(&apis, ""), &[]);
+    let call = |headers: &[(&str, &str)]| {
+        let r = send(&gw, "GET", "/a/x", headers, "");
+        (r.status, r.header("X-Left").map(str::to_string))
+    };
+    let gold = [("X-Tier", "gold"), ("X-Client", "a")];
+    for left in ["2", "1", "0"] {
+        assert_eq!(call(&gold), (200, Some(left.to_string())));
+    }
+    assert_eq!(call(&gold).0, 429);
+    let bronze = [("X-Client", "b")];
+    assert_eq!(call(&bronze), (200, Some("0".to_string())));
+    assert_eq!(call(&bronze).0, 429);
+    // the same client under the gold limit counts in its own window
+    assert_eq!(call(&[("X-Tier", "gold"), ("X-Client", "b")]).0, 200);
+    // a call that costs 2 of gold's 3
+    let costly = [("X-Tier", "gold"), ("X-Client", "c"), ("X-Cost", "2")];
+    assert_eq!(call(&costly), (200, Some("1".to_string())));
+    assert_eq!(call(&costly).0, 429);
+    let r = send(
+        &gw,
+        "GET",
+        "/a/x",
+        &[("X-Client", "d"), ("X-Cost", "lots")],
+        "",
+    );
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (500, "Expression evaluation failed. The value 'lots' is not valid here: expected a non-negative integer")
+    );
+}
+
+/// forward-request fail-on-error-status-code="true": a 4xx/5xx answer runs on-error
+/// (not outbound) with LastError naming forward-request; without a return-response the
+/// backend's answer goes on with on-error's edits.
+#[test]
+fn fail_on_error_status_code_runs_on_error() {
+    let origin = Origin::start(|req, s| {
+        match req.target.as_str() {
+            "/ok" => respond(s, 200, &[("Content-Type", "text/plain")], b"fine"),
+            "/missing" => respond(s, 404, &[("Content-Type", "text/plain")], b"no such thing"),
+            _ => respond(s, 503, &[("Content-Type", "text/plain")], b"down"),
+        }
+        true
+    });
+    let doc = r#"<policies><inbound /><backend><forward-request fail-on-error-status-code="true" /></backend>
+        <outbound><set-header name="X-Outbound" exists-action="override"><value>ran</value></set-header></outbound>
+        <on-error><set-header name="X-Error" exists-action="override"><value>@(context.LastError.Source + "/" + context.LastError.Reason + "/" + context.Response.StatusCode)</value></set-header>
+          <choose><when condition="@(context.Response.StatusCode == 404)"><return-response><set-status code="410" reason="Gone" /><set-body>gone</set-body></return-response></when></choose></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), false, Some(doc), None), ""),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/ok", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "fine"));
+    assert_eq!(
+        (r.header("X-Outbound"), r.header("X-Error")),
+        (Some("ran"), None)
+    );
+    let r = send(&gw, "GET", "/a/down", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (503, "down"));
+    assert_eq!(r.header("X-Outbound"), None);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("forward-request/BackendErrorStatusCode/503")
+    );
+    let r = send(&gw, "GET", "/a/missing", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (410, "gone"));
+    assert_eq!(r.header("X-Outbound"), None);
+}
+
 #[test]
 fn limit_concurrency_and_forward_timeout() {
     let slow = Origin::start(|req, s| {
@@ -636,6 +721,10 @@ fn invalid_policies_are_refused_with_their_location() {
         ("<policies><inbound>\n  <set-header name=\"a\" bogus=\"1\"><value>x</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 2 column 3: <set-header>: attribute 'bogus' is not supported"),
         ("<policies><inbound><set-header name=\"a\"><value>@(context.Request.Fingerprint)</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 41: <value>: expression error at column 16: 'context.Request.Fingerprint' is not supported"),
         ("<policies><inbound><rate-limit calls=\"x\" renewal-period=\"1\" /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: <rate-limit>: attribute 'calls' must be a non-negative integer (expressions are not supported here)"),
+        ("<policies><outbound><xml-to-json kind=\"sideways\" apply=\"always\" /></outbound></policies>", "apis[0].operations[0].policies: line 1 column 21: <xml-to-json>: attribute 'kind' must be javascript-friendly or direct, not 'sideways'"),
+        ("<policies><outbound><json-to-xml /></outbound></policies>", "apis[0].operations[0].policies: line 1 column 21: <json-to-xml>: attribute 'apply' is required"),
+        ("<policies><backend><json-to-xml apply=\"always\" /></backend></policies>", "apis[0].operations[0].policies: line 1 column 20: <json-to-xml>"),
+        ("<policies><inbound><rate-limit-by-key calls=\"5\" renewal-period=\"0\" counter-key=\"k\" /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 20: <rate-limit-by-key>: attribute 'renewal-period' must be a positive integer (seconds), not '0'"),
         ("<policies><inbound><base /><base /></inbound></policies>", "apis[0].operations[0].policies: line 1 column 28: <base /> appears twice in one section"),
         ("<policies><inbound><set-header name=\"a\"><value>{{missing}}</value></set-header></inbound></policies>", "apis[0].operations[0].policies: line 1 column 1: named value '{{missing}}' is not defined in namedValues"),
     ];

@@ -19,7 +19,7 @@ use crate::config::Runtime;
 use crate::http::Failure;
 use crate::policy::call::{fail_outside, Flow, Phase, State};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
-use crate::policy::{Plan, Retry};
+use crate::policy::{Plan, Retry, Step};
 
 /// The reason of the internal failure when a call's indexes no longer name entities of
 /// its runtime (a bug: a call keeps the runtime it started with).
@@ -144,27 +144,34 @@ impl Pipeline {
         let copy = self.st.request_copy.take();
         let req = kept(&copy);
         let st = &mut self.st;
-        let flow = exec::run(
-            &plan.outbound,
-            Phase::Response,
-            &req,
-            Some(resp),
-            &who,
-            st,
-            io,
-        );
-        if flow == Flow::Error {
-            st.refill_budget();
-            exec::run(
-                &plan.on_error,
-                Phase::Response,
-                &req,
-                Some(resp),
-                &who,
+        let error_status = (400..=599).contains(&resp.status)
+            && plan
+                .forward
+                .as_ref()
+                .is_some_and(|f| f.fail_on_error_status);
+        let mut run = |steps: &[Step], st: &mut State| {
+            exec::run(steps, Phase::Response, &req, Some(resp), &who, st, io)
+        };
+        let flow = if error_status {
+            // forward-request fail-on-error-status-code: on-error instead of outbound;
+            // the backend's answer goes on with its edits unless on-error answers
+            let message = format!("Backend responded with status code {}", resp.status);
+            fail_outside(
                 st,
-                io,
+                "forward-request",
+                "BackendErrorStatusCode",
+                &message,
+                "backend",
             );
-        }
+            run(&plan.on_error, st)
+        } else {
+            let flow = run(&plan.outbound, st);
+            if flow == Flow::Error {
+                st.refill_budget();
+                run(&plan.on_error, st);
+            }
+            flow
+        };
         exec::settle(&req, Some(resp), &who, st, io);
         st.request_copy = copy;
         Ok(flow)

@@ -9,6 +9,7 @@
 //! implemented by `crate::pipeline`).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use super::expr::{err, Budget, Env, EvalError, Expr, Val};
 use super::limits::{ConcurrencySlot, Counters};
 use super::request::{RequestView, ResponseView};
-use super::{Named, Step, Text};
+use super::{Named, Setting, Step, Text};
 use crate::http::failure::{message_body, JSON};
 use crate::http::forward::HeaderEdits;
 
@@ -328,6 +329,40 @@ impl Call<'_> {
         });
         self.st.settle_consumed();
         out
+    }
+    /// A setting's value for this call (an expression's text checked against its set).
+    pub fn setting<T: Clone>(&mut self, s: &Setting<T>) -> Result<T, EvalError> {
+        match s {
+            Setting::Fixed(v) => Ok(v.clone()),
+            Setting::Computed {
+                text,
+                parse,
+                expected,
+            } => {
+                let v = self.text(text)?;
+                parse(v.trim()).ok_or_else(|| {
+                    EvalError(
+                        format!("The value '{v}' is not valid here: expected {expected}").into(),
+                    )
+                })
+            }
+        }
+    }
+    /// A header of the request or the response as the policies so far left it (values
+    /// of a repeated header joined by ", ").
+    pub fn header(&self, of: Phase, name: &str) -> Option<Cow<'_, str>> {
+        let (edits, original) = match of {
+            Phase::Request => (&self.st.req.headers, self.host.request().headers.get(name)),
+            Phase::Response => (
+                &self.st.resp.headers,
+                self.host.response().and_then(|r| r.headers.get(name)),
+            ),
+        };
+        match edits.get(name) {
+            Some(Some(values)) => Some(Cow::Owned(values.join(", "))),
+            Some(None) => None,
+            None => original,
+        }
     }
     /// A Liquid template rendered for this call.
     pub fn liquid(

@@ -26,6 +26,7 @@ pub mod parse;
 pub mod rawxml;
 pub mod refusals;
 pub mod request;
+pub mod xmljson;
 
 use std::sync::Arc;
 
@@ -53,6 +54,30 @@ impl Text {
     /// It reads the request's or the response's body: the gateway reads it whole first.
     pub fn reads_body(&self) -> bool {
         matches!(self, Text::Expr(e) if e.reads_request_body || e.reads_response_body)
+    }
+}
+
+/// An attribute APIM lets an expression give (`apply="@(...)"`): a literal is checked
+/// and fixed at load; an expression's text is checked when the call runs, and a value
+/// outside the attribute's set fails the call.
+#[derive(Debug, Clone)]
+pub enum Setting<T> {
+    Fixed(T),
+    Computed {
+        text: Text,
+        parse: fn(&str) -> Option<T>,
+        /// What the value must be, for the error ("always or content-type-xml").
+        expected: &'static str,
+    },
+}
+
+impl<T> Setting<T> {
+    /// The expression it runs, if it is computed (for `Facts::reading`).
+    pub fn text(&self) -> Option<&Text> {
+        match self {
+            Setting::Fixed(_) => None,
+            Setting::Computed { text, .. } => Some(text),
+        }
     }
 }
 
@@ -176,6 +201,7 @@ pub fn default_global() -> ScopeDoc {
         backend: Some(vec![Item::Forward(Forward {
             timeout_secs: None,
             buffer_request_body: false,
+            fail_on_error_status: false,
             retry: None,
             concurrency: None,
         })]),

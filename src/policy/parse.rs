@@ -15,7 +15,7 @@ use roxmltree::{Document, Node};
 use super::expr::{Expr, Ty};
 use super::kinds::{Compiled, KINDS};
 use super::rawxml::{escape_expressions, substitute_named_values};
-use super::{ExistsAction, Item, Scope, ScopeDoc, Section, Step, Text};
+use super::{ExistsAction, Item, Scope, ScopeDoc, Section, Setting, Step, Text};
 
 /// A problem in a policy document, at a line and column of that document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +337,52 @@ pub(crate) fn boolean(cx: &Cx, n: Node, name: &str, default: bool) -> R<bool> {
             ),
         )),
     }
+}
+
+/// An attribute that may be an expression and must otherwise be one of a set of values
+/// (`parse` says which); `default` when it is absent, or an error naming it required.
+pub(crate) fn setting<T>(
+    cx: &Cx,
+    n: Node,
+    name: &str,
+    default: Option<T>,
+    parse: fn(&str) -> Option<T>,
+    expected: &'static str,
+) -> R<Setting<T>> {
+    let Some(raw) = n.attribute(name) else {
+        return default.map(Setting::Fixed).ok_or_else(|| {
+            cx.err(
+                n,
+                format!("<{}>: attribute '{name}' is required", n.tag_name().name()),
+            )
+        });
+    };
+    match text_value(cx, n, raw)? {
+        Text::Lit(l) => parse(l.trim()).map(Setting::Fixed).ok_or_else(|| {
+            cx.err(
+                n,
+                format!(
+                    "<{}>: attribute '{name}' must be {expected}, not '{l}'",
+                    n.tag_name().name()
+                ),
+            )
+        }),
+        text => Ok(Setting::Computed {
+            text,
+            parse,
+            expected,
+        }),
+    }
+}
+
+/// `setting`'s check for a count: a non-negative integer.
+pub(crate) fn whole(v: &str) -> Option<u64> {
+    v.parse().ok()
+}
+
+/// `setting`'s check for a period: a positive integer.
+pub(crate) fn positive(v: &str) -> Option<u64> {
+    v.parse().ok().filter(|n| *n > 0)
 }
 
 pub(crate) fn element_text<'a>(n: Node<'a, '_>) -> &'a str {

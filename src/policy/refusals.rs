@@ -52,7 +52,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "invoke-dapr-binding",
         "needs a Dapr sidecar, which edgegate does not run with",
     ),
-    ("json-to-xml", "planned"),
     ("llm-content-safety", "Azure only: Azure AI Content Safety"),
     (
         "llm-emit-token-metric",
@@ -119,7 +118,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "planned: needs API schemas (OpenAPI import)",
     ),
     ("wait", "planned: outbound calls from policies"),
-    ("xml-to-json", "planned"),
     ("xsl-transform", "planned"),
 ];
 

@@ -40,7 +40,13 @@ mod tokens;
 mod types;
 mod value;
 
+pub use json::{dotnet_double, Json};
 pub use tokens::jwt_value;
+
+/// JSON text parsed into a whole tree, as `JToken.Parse` reads it (json-to-xml).
+pub fn parse_json_tree(text: &str) -> Result<Json, EvalError> {
+    json::parse_eager(text)
+}
 pub use value::Val;
 
 use lex::{is_keyword, lex, Part, Tok};

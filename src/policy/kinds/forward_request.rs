@@ -34,6 +34,9 @@ pub struct Forward {
     /// `timeout` when given; otherwise the gateway's backend response timeout applies.
     pub timeout_secs: Option<u64>,
     pub buffer_request_body: bool,
+    /// `fail-on-error-status-code`: a 4xx or 5xx answer runs on-error instead of
+    /// outbound.
+    pub fail_on_error_status: bool,
     pub retry: Option<Retry>,
     /// limit-concurrency around it: key, max-count, counter identity.
     pub concurrency: Option<(Text, u32, u64)>,
@@ -109,12 +112,6 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
             "<forward-request>: follow-redirects=\"true\" is not supported",
         ));
     }
-    if boolean(cx, n, "fail-on-error-status-code", false)? {
-        return Err(cx.err(
-            n,
-            "<forward-request>: fail-on-error-status-code=\"true\" is not supported",
-        ));
-    }
     let timeout_secs = match attr(n, "timeout") {
         None => None,
         Some(_) => Some(number(cx, n, "timeout", None)?),
@@ -125,6 +122,7 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
     Ok(Forward {
         timeout_secs,
         buffer_request_body: boolean(cx, n, "buffer-request-body", false)?,
+        fail_on_error_status: boolean(cx, n, "fail-on-error-status-code", false)?,
         retry: None,
         concurrency: None,
     })

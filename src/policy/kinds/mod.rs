@@ -14,6 +14,7 @@ pub mod find_and_replace;
 pub mod forward_request;
 pub mod include_fragment;
 pub mod ip_filter;
+pub mod json_to_xml;
 pub mod jsonp;
 pub mod limit_concurrency;
 pub mod mock_response;
@@ -31,6 +32,7 @@ pub mod set_status;
 pub mod set_variable;
 pub mod trace;
 pub mod validate_jwt;
+pub mod xml_to_json;
 
 use std::sync::Arc;
 
@@ -70,6 +72,8 @@ pub(crate) const INBOUND: &[Section] = &[Section::Inbound];
 pub(crate) const OUTBOUND: &[Section] = &[Section::Outbound];
 pub(crate) const REQUEST: &[Section] = &[Section::Inbound, Section::Backend];
 pub(crate) const BACKEND: &[Section] = &[Section::Backend];
+/// Every section but backend (the body conversions).
+pub(crate) const NOT_BACKEND: &[Section] = &[Section::Inbound, Section::Outbound, Section::OnError];
 
 /// The registry: every policy element the compiler accepts.
 pub const KINDS: &[Kind] = &[
@@ -83,6 +87,7 @@ pub const KINDS: &[Kind] = &[
     include_fragment::KIND,
     forward_request::RETRY,
     ip_filter::KIND,
+    json_to_xml::KIND,
     jsonp::KIND,
     limit_concurrency::KIND,
     mock_response::KIND,
@@ -101,6 +106,7 @@ pub const KINDS: &[Kind] = &[
     set_variable::KIND,
     trace::KIND,
     validate_jwt::KIND,
+    xml_to_json::KIND,
 ];
 
 /// A compiled policy as the plan holds it.

@@ -7,9 +7,15 @@ use roxmltree::Node;
 use super::rate_limit::{allowed, limit_headers, refused, LimitHeaders, LIMIT_HEADERS};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
-use crate::policy::expr::Expr;
-use crate::policy::parse::{attr, expr_value, no_attributes, number, required, text_value, Cx, R};
-use crate::policy::{Step, Text};
+use crate::policy::expr::{EvalError, Expr};
+use crate::policy::parse::{
+    attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, R,
+};
+use crate::policy::{Setting, Step, Text};
+
+/// What a count and a period must be.
+pub(crate) const WHOLE: &str = "a non-negative integer";
+pub(crate) const POSITIVE: &str = "a positive integer (seconds)";
 
 pub const KIND: Kind = Kind {
     element: "rate-limit-by-key",
@@ -21,11 +27,11 @@ pub const KIND: Kind = Kind {
 #[derive(Debug, Clone)]
 pub struct RateLimitByKey {
     pub counter: u64,
-    pub calls: u64,
-    pub period_secs: u64,
+    pub calls: Setting<u64>,
+    pub period_secs: Setting<u64>,
     pub key: Text,
     pub increment_condition: Option<Expr>,
-    pub increment_count: u64,
+    pub increment_count: Setting<u64>,
     pub headers: LimitHeaders,
 }
 
@@ -38,19 +44,15 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
         "increment-count",
     ];
     no_attributes(cx, n, &[&own[..], LIMIT_HEADERS].concat())?;
-    let period_secs = number(cx, n, "renewal-period", None)?;
-    if period_secs == 0 {
-        return Err(cx.err(n, "<rate-limit-by-key>: renewal-period must be at least 1"));
-    }
     policy(RateLimitByKey {
         counter: cx.counter(),
-        calls: number(cx, n, "calls", None)?,
-        period_secs,
+        calls: setting(cx, n, "calls", None, whole, WHOLE)?,
+        period_secs: setting(cx, n, "renewal-period", None, positive, POSITIVE)?,
         key: text_value(cx, n, required(cx, n, "counter-key")?)?,
         increment_condition: attr(n, "increment-condition")
             .map(|c| expr_value(cx, n, "increment-condition", c))
             .transpose()?,
-        increment_count: number(cx, n, "increment-count", Some(1))?,
+        increment_count: setting(cx, n, "increment-count", Some(1), whole, WHOLE)?,
         headers: limit_headers(n),
     })
 }
@@ -60,58 +62,102 @@ impl Behaviour for RateLimitByKey {
         "rate-limit-by-key"
     }
     fn facts(&self) -> Facts {
+        let settings = [
+            self.calls.text(),
+            self.period_secs.text(),
+            self.increment_count.text(),
+        ];
+        let condition = self.increment_condition.as_ref().map(Facts::expr);
         Facts {
             reads_request: true,
-            ..Facts::default()
+            ..Facts::reading(settings.into_iter().flatten().chain([&self.key]))
+                | condition.unwrap_or_default()
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let key = or_fail!(call, step, call.text(&self.key));
+        let limit = or_fail!(call, step, self.limit(call, key));
         if self.increment_condition.is_some() {
             // counted when the response is known; refused now if already over
             let d = call.counters.rate_peek(
                 self.counter,
-                &key,
-                self.calls,
-                self.period_secs,
+                &limit.window,
+                limit.calls,
+                limit.period_secs,
                 call.now_ms,
             );
             if !d.allowed {
                 return refused(step, call.st, &self.headers, d.retry_after);
             }
-            let left = d.remaining.saturating_sub(self.increment_count);
-            allowed(call.st, &self.headers, left, self.calls);
-            call.st.deferred.push((step.clone(), key));
+            let left = d.remaining.saturating_sub(limit.count);
+            allowed(call.st, &self.headers, left, limit.calls);
+            call.st.deferred.push((step.clone(), limit.window));
             return Flow::Continue;
         }
         let d = call.counters.rate(
             self.counter,
-            &key,
-            self.calls,
-            self.period_secs,
-            self.increment_count,
+            &limit.window,
+            limit.calls,
+            limit.period_secs,
+            limit.count,
             call.now_ms,
         );
         if !d.allowed {
             return refused(step, call.st, &self.headers, d.retry_after);
         }
-        allowed(call.st, &self.headers, d.remaining, self.calls);
+        allowed(call.st, &self.headers, d.remaining, limit.calls);
         Flow::Continue
     }
-    fn settle(&self, key: String, call: &mut Call) {
+    fn settle(&self, window: String, call: &mut Call) {
         let counts = self
             .increment_condition
             .as_ref()
             .is_none_or(|c| call.truth(c).unwrap_or(false));
+        let (Ok(calls), Ok(period_secs), Ok(count)) = (
+            call.setting(&self.calls),
+            call.setting(&self.period_secs),
+            call.setting(&self.increment_count),
+        ) else {
+            return;
+        };
         if counts {
             call.counters.rate_add(
                 self.counter,
-                &key,
-                self.calls,
-                self.period_secs,
-                self.increment_count,
+                &window,
+                calls,
+                period_secs,
+                count,
                 call.now_ms,
             );
         }
+    }
+}
+
+/// One call's limit: the window it counts in and the numbers, computed when they are
+/// expressions.
+struct Limit {
+    /// The key, and when the numbers are computed the numbers too: a call under
+    /// another limit counts in its own window.
+    window: String,
+    calls: u64,
+    period_secs: u64,
+    count: u64,
+}
+
+impl RateLimitByKey {
+    fn limit(&self, call: &mut Call, key: String) -> Result<Limit, EvalError> {
+        let calls = call.setting(&self.calls)?;
+        let period_secs = call.setting(&self.period_secs)?;
+        let count = call.setting(&self.increment_count)?;
+        let computed = self.calls.text().is_some() || self.period_secs.text().is_some();
+        Ok(Limit {
+            window: match computed {
+                true => format!("{key}\u{1f}{calls}\u{1f}{period_secs}"),
+                false => key,
+            },
+            calls,
+            period_secs,
+            count,
+        })
     }
 }
