@@ -710,3 +710,60 @@ fn xml_and_json_bodies_are_converted() {
     let r = post(&gw, "/e/order", &[("Content-Type", "text/plain")], body);
     assert_eq!(r.text(), body);
 }
+
+/// Users and groups of the config document reach expressions: a call made with a
+/// subscription that belongs to a user carries `context.User` (members, groups with
+/// the developers system group, identities), its product's groups, the
+/// subscription's keys; a blocked user's key is refused as APIM refuses it.
+#[test]
+fn users_and_groups_reach_expressions() {
+    let origin = Origin::echo();
+    let inbound = r#"<choose><when condition="@(context.User == null)"><set-header name="X-User" exists-action="override"><value>anonymous</value></set-header></when>
+        <otherwise><set-header name="X-User" exists-action="override"><value>@(context.User.Id + "|" + context.User.Email + "|" + context.User.FirstName + " " + context.User.LastName + "|" + string.Join(",", context.User.Groups.Select(g => g.Id)) + "|" + context.User.Identities.First().Provider + ":" + context.User.Identities.First().Id + "|" + context.User.RegistrationDate.Year + "|" + (context.User.Note ?? "no note"))</value></set-header>
+        <set-header name="X-Tier" exists-action="override"><value>@(context.User.Groups.Any(g => g.Name == "Gold partners") ? "gold" : "standard")</value></set-header></otherwise></choose>
+        <set-header name="X-Product" exists-action="override"><value>@(string.Join(",", context.Product.Groups.Select(g => g.Name)) + "|" + context.Subscription.PrimaryKey.Substring(0, 6) + "|" + (context.Subscription.SecondaryKey ?? "none"))</value></set-header>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "version": "u1", "apis": [
+            {{"id": "e", "path": "e", "serviceUrl": "{}", "subscriptionRequired": true,
+              "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}],
+          "groups": [{{"id": "gold", "displayName": "Gold partners"}}],
+          "users": [{{"id": "ann", "email": "ann@example.com", "firstName": "Ann", "lastName": "Lee",
+                      "registrationDate": "2024-03-01T10:00:00Z", "groups": ["gold"],
+                      "identities": [{{"provider": "Basic", "id": "ann@example.com"}}]}},
+                    {{"id": "bob", "email": "bob@example.com", "state": "blocked"}}],
+          "products": [{{"id": "p", "apis": ["e"], "groups": ["gold", "developers"]}}],
+          "subscriptions": [
+            {{"id": "s-ann", "scope": "/products/p", "primaryKey": "ann-key-0001", "ownerId": "/users/ann"}},
+            {{"id": "s-none", "scope": "/products/p", "primaryKey": "anon-key-0001", "secondaryKey": "anon-key-0002"}},
+            {{"id": "s-bob", "scope": "/products/p", "primaryKey": "bob-key-0001", "ownerId": "/users/bob"}}]}}"#,
+        origin.url(""),
+        js(&policies(inbound, "", ""))
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let call = |key: &str| post(&gw, "/e/x", &[("Ocp-Apim-Subscription-Key", key)], "");
+    let r = call("ann-key-0001");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.header("X-User"),
+        Some("ann|ann@example.com|Ann Lee|gold,developers|Basic:ann@example.com|2024|no note")
+    );
+    assert_eq!(last.header("X-Tier"), Some("gold"));
+    assert_eq!(
+        last.header("X-Product"),
+        Some("Gold partners,Developers|ann-ke|none")
+    );
+    let r = call("anon-key-0002");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-User"), Some("anonymous"));
+    assert_eq!(
+        last.header("X-Product"),
+        Some("Gold partners,Developers|anon-k|anon-key-0002")
+    );
+    // bob is blocked: his subscription's key is refused
+    let r = call("bob-key-0001");
+    assert_eq!(r.status, 401, "{}", r.text());
+}

@@ -863,3 +863,65 @@ fn products_subscriptions_named_values_backends_and_the_global_policy_reach_the_
         "{logs}"
     );
 }
+
+/// Users and groups made through the admin API reach the gateway with the
+/// subscriptions they own: policies read `context.User`, and blocking the user stops
+/// their key once the change arrives.
+#[test]
+fn users_and_groups_from_the_plane_reach_policies() {
+    let origin = Origin::start(|req, s| {
+        let who = req.header("X-User").unwrap_or("-").to_string();
+        respond(s, 200, &[], who.as_bytes());
+        true
+    });
+    let plane = Plane::start();
+    plane.publish("gw1", "echo", "echo", &origin.url(""));
+    let ok = |(s, body): (u16, String)| {
+        assert!((200..300).contains(&s), "{s} {body}");
+        body
+    };
+    let policy = r#"<policies><inbound><set-header name="X-User" exists-action="override"><value>@(context.User == null ? "none" : context.User.Email + "|" + string.Join(",", context.User.Groups.Select(g => g.Name)))</value></set-header></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    ok(plane.admin(
+        "PUT",
+        "/admin/apis/echo",
+        &format!(
+            r#"{{"path": "echo", "serviceUrl": "{}", "subscriptionRequired": true, "policies": {}}}"#,
+            origin.url(""),
+            js(policy)
+        ),
+    ));
+    ok(plane.admin(
+        "PUT",
+        "/admin/groups/gold",
+        r#"{"displayName": "Gold partners"}"#,
+    ));
+    let ann = r#"{"email": "ann@example.com", "firstName": "Ann", "groups": ["gold"]}"#;
+    ok(plane.admin("PUT", "/admin/users/ann", ann));
+    ok(plane.admin(
+        "PUT",
+        "/admin/subscriptions/s1",
+        r#"{"scope": "/apis/echo", "ownerId": "/users/ann", "primaryKey": "ann-key-123456"}"#,
+    ));
+    let listed = ok(plane.admin("GET", "/admin/users", ""));
+    assert!(listed.contains(r#""email":"ann@example.com""#), "{listed}");
+
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let call = || {
+        request(
+            gw.addr,
+            "GET /echo/x HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: ann-key-123456\r\nConnection: close\r\n\r\n",
+        )
+    };
+    let r = call();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ann@example.com|Gold partners,Developers")
+    );
+    // a group in use cannot go; a user with subscriptions neither, unless asked
+    assert_eq!(plane.admin("DELETE", "/admin/groups/gold", "").0, 409);
+    assert_eq!(plane.admin("DELETE", "/admin/users/ann", "").0, 409);
+    // blocking the user stops the key at the gateway
+    let blocked = r#"{"email": "ann@example.com", "groups": ["gold"], "state": "blocked"}"#;
+    ok(plane.admin("PUT", "/admin/users/ann", blocked));
+    assert!(eventually(Duration::from_secs(5), || call().status == 401));
+}

@@ -22,6 +22,8 @@ const TOP_FIELDS: &[&str] = &[
     "backends",
     "certificates",
     "fragments",
+    "users",
+    "groups",
     "policies",
 ];
 const API_FIELDS: &[&str] = &[
@@ -146,8 +148,10 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         ids.entry(value_id(value)).or_insert(path);
         apis.push(api);
     }
-    let (products, product_texts) = entities::products(&top, &apis, errors);
-    let (subscriptions, keys) = entities::subscriptions(&top, &apis, &products, errors);
+    let groups = super::users::groups(&top, errors);
+    let users = super::users::users(&top, &groups, errors);
+    let (products, product_texts) = entities::products(&top, &apis, &groups, errors);
+    let (subscriptions, keys) = entities::subscriptions(&top, &apis, &products, &users, errors);
     if !errors.0.is_empty() {
         return None;
     }
@@ -190,6 +194,8 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         api_table,
         products,
         subscriptions,
+        users,
+        groups,
         keys,
         backends: env.backends,
         policies,
@@ -279,10 +285,7 @@ fn compile_api<'d>(
     let subscription_required = f.bool("subscriptionRequired", errors).unwrap_or(true);
     let (key_header, key_query) = key_names(&f, errors);
     let api_policies = f.str("policies", errors);
-    let name = f
-        .str("displayName", errors)
-        .or_else(|| f.str("name", errors))
-        .unwrap_or(id);
+    let name = f.display_name(id, errors);
 
     let (operations, op_texts) = operations(&f, errors);
     if errors.0.len() > before {
@@ -449,10 +452,7 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
             None => Vec::new(),
             some => entities::responses(some, &o.path("responses"), errors),
         };
-        let op_name = o
-            .str("displayName", errors)
-            .or_else(|| o.str("name", errors))
-            .unwrap_or(op_id);
+        let op_name = o.display_name(op_id, errors);
         if let Some(t) = template {
             if let Some(first) = seen_shapes.insert((method, t.shape()), index) {
                 let first = path_of(first);

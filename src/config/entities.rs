@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::compile::{parse_service_url, valid_id};
 use super::json::{self, Errors, Fields, Json};
-use super::{Api, Backend, Product, Subscription, SubscriptionScope};
+use super::{Api, Backend, Group, Product, Subscription, SubscriptionScope, User};
 use crate::policy::parse::{parse, Context};
 use crate::policy::{self, Plan, Scope, ScopeDoc};
 
@@ -27,6 +27,7 @@ const PRODUCT_FIELDS: &[&str] = &[
     "state",
     "policies",
     "terms",
+    "groups",
 ];
 const SUBSCRIPTION_FIELDS: &[&str] = &[
     "id",
@@ -41,7 +42,7 @@ const SUBSCRIPTION_FIELDS: &[&str] = &[
 ];
 
 /// The `id` field: required, well-formed, unique among `seen` (id → JSON path).
-fn unique_id<'a>(
+pub(super) fn unique_id<'a>(
     f: &Fields<'a>,
     path: &str,
     seen: &mut HashMap<String, String>,
@@ -196,6 +197,7 @@ pub fn backends(top: &Fields, errors: &mut Errors) -> (Vec<Backend>, HashMap<Str
 pub fn products<'d>(
     top: &Fields<'d>,
     apis: &[Api],
+    groups: &[Group],
     errors: &mut Errors,
 ) -> (Vec<Product>, Vec<(String, Option<&'d str>)>) {
     let api_index: HashMap<&str, u32> = apis
@@ -237,16 +239,14 @@ pub fn products<'d>(
                 false
             }
         };
-        let name = f
-            .str("displayName", errors)
-            .or_else(|| f.str("name", errors))
-            .unwrap_or(id);
+        let name = f.display_name(id, errors);
         list.push(Product {
             id: id.to_string(),
             name: name.to_string(),
             apis: members,
             subscription_required: f.bool("subscriptionRequired", errors).unwrap_or(true),
             published,
+            groups: super::users::group_indexes(&f, "groups", groups, errors),
         });
         policies.push((f.path("policies"), f.str("policies", errors)));
     }
@@ -258,6 +258,7 @@ pub fn subscriptions(
     top: &Fields,
     apis: &[Api],
     products: &[Product],
+    users: &[User],
     errors: &mut Errors,
 ) -> (Vec<Subscription>, HashMap<Box<str>, u32>) {
     let mut list = Vec::new();
@@ -311,9 +312,12 @@ pub fn subscriptions(
                 false
             }
         };
+        let owner = super::users::owner(&f, users, errors);
+        let active = active && owner.is_none_or(|u| users[u as usize].active);
         let index = list.len() as u32;
         let mut any_key = false;
-        for field in ["primaryKey", "secondaryKey"] {
+        let mut written: [Option<Box<str>>; 2] = [None, None];
+        for (slot, field) in ["primaryKey", "secondaryKey"].into_iter().enumerate() {
             let Some(k) = f.str(field, errors) else {
                 continue;
             };
@@ -335,6 +339,7 @@ pub fn subscriptions(
             }
             key_paths.insert(Box::from(k), f.path(field));
             keys.insert(Box::from(k), index);
+            written[slot] = Some(Box::from(k));
         }
         if !any_key {
             errors.push(
@@ -342,16 +347,17 @@ pub fn subscriptions(
                 "a primaryKey or secondaryKey is required",
             );
         }
-        let name = f
-            .str("displayName", errors)
-            .or_else(|| f.str("name", errors))
-            .unwrap_or(id);
+        let name = f.display_name(id, errors);
         if let Some(scope) = scope {
+            let [primary_key, secondary_key] = written;
             list.push(Subscription {
                 id: id.to_string(),
                 name: name.to_string(),
                 scope,
                 active,
+                owner,
+                primary_key,
+                secondary_key,
             });
         }
     }

@@ -176,6 +176,13 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An entity's display name: `displayName`, else `name`, else its id.
+    pub fn display_name(&self, id: &'a str, errors: &mut Errors) -> &'a str {
+        self.str("displayName", errors)
+            .or_else(|| self.str("name", errors))
+            .unwrap_or(id)
+    }
+
     /// A string that must be present and non-empty.
     pub fn required_str(&self, key: &str, errors: &mut Errors) -> Option<&'a str> {
         if self.get(key).is_none() {

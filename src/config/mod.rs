@@ -9,6 +9,7 @@ pub mod compile;
 pub mod entities;
 pub mod json;
 pub mod tls;
+pub mod users;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -142,6 +143,33 @@ pub struct Product {
     pub apis: Vec<u32>,
     pub subscription_required: bool,
     pub published: bool,
+    /// The groups it is visible to (indexes into `Runtime::groups`).
+    pub groups: Vec<u32>,
+}
+
+/// A group of users (APIM's groups; the three system groups are always there).
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// A user: a developer account that subscriptions may belong to.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub note: Option<String>,
+    /// Registration time, Unix seconds.
+    pub registered: Option<u64>,
+    /// (provider, id) pairs.
+    pub identities: Vec<(String, String)>,
+    /// Indexes into `Runtime::groups`; always holds developers.
+    pub groups: Vec<u32>,
+    pub active: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +184,13 @@ pub struct Subscription {
     pub id: String,
     pub name: String,
     pub scope: SubscriptionScope,
+    /// Active, and its owner (if any) too.
     pub active: bool,
+    /// The user it belongs to (an index into `Runtime::users`).
+    pub owner: Option<u32>,
+    /// `context.Subscription.PrimaryKey` / `SecondaryKey`.
+    pub primary_key: Option<Box<str>>,
+    pub secondary_key: Option<Box<str>>,
 }
 
 pub struct Api {
@@ -190,6 +224,8 @@ pub struct Runtime {
     pub api_table: ApiTable,
     pub products: Vec<Product>,
     pub subscriptions: Vec<Subscription>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
     /// Subscription key → subscription index (primary and secondary keys alike).
     pub keys: HashMap<Box<str>, u32>,
     /// Named backends and the literal base-urls of set-backend-service policies.

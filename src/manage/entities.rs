@@ -29,6 +29,8 @@ pub enum Kind {
     Backend,
     Certificate,
     Fragment,
+    User,
+    Group,
 }
 
 impl Kind {
@@ -40,6 +42,8 @@ impl Kind {
             "backends" => Some(Kind::Backend),
             "certificates" => Some(Kind::Certificate),
             "policy-fragments" => Some(Kind::Fragment),
+            "users" => Some(Kind::User),
+            "groups" => Some(Kind::Group),
             _ => None,
         }
     }
@@ -53,6 +57,8 @@ impl Kind {
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
             Kind::Fragment => "fragment",
+            Kind::User => "user",
+            Kind::Group => "group",
         }
     }
 
@@ -65,6 +71,8 @@ impl Kind {
             Kind::Backend => "backends",
             Kind::Certificate => "certificates",
             Kind::Fragment => "fragments",
+            Kind::User => "users",
+            Kind::Group => "groups",
         }
     }
 
@@ -84,6 +92,8 @@ impl Kind {
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
             Kind::Fragment => "policy fragment",
+            Kind::User => "user",
+            Kind::Group => "group",
         }
     }
 }
@@ -218,7 +228,7 @@ impl PlaneStore {
             Kind::Certificate => {
                 o.remove("keyPem");
             }
-            Kind::Backend | Kind::Fragment => {}
+            Kind::Backend | Kind::Fragment | Kind::User | Kind::Group => {}
         }
         Ok(Value::Object(o))
     }
@@ -256,11 +266,12 @@ impl PlaneStore {
         Ok(Value::Object(out))
     }
 
-    /// Named values and backends: what policies under validation may refer to.
+    /// Named values, backends, fragments and groups: what policies, products and users
+    /// under validation may refer to.
     pub(super) fn references(&self) -> PlaneResult<Object> {
         let mut doc = Object::new();
         doc.insert("schemaVersion".into(), Value::Number(json::Number::U64(1)));
-        for kind in [Kind::NamedValue, Kind::Backend, Kind::Fragment] {
+        for kind in [Kind::NamedValue, Kind::Backend, Kind::Fragment, Kind::Group] {
             let all = self.all(kind)?;
             doc.insert(
                 kind.document_key().into(),
@@ -319,18 +330,24 @@ impl PlaneStore {
                         );
                     }
                 }
+                if let Some(user) = self.owner_of(candidate)? {
+                    doc.insert(
+                        "users".into(),
+                        Value::Array(std::iter::once(Value::Object(user)).collect()),
+                    );
+                }
                 doc.insert(
                     key.into(),
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
                 );
             }
-            Kind::Certificate => {
+            Kind::Certificate | Kind::User => {
                 doc.insert(
                     key.into(),
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
                 );
             }
-            Kind::NamedValue | Kind::Backend | Kind::Fragment => {
+            Kind::NamedValue | Kind::Backend | Kind::Fragment | Kind::Group => {
                 // the candidate first (so its errors are at index 0), then the others
                 let mut list: Array = std::iter::once(Value::Object(candidate.clone())).collect();
                 list.extend(
@@ -525,6 +542,47 @@ impl PlaneStore {
         Ok(existing.is_none())
     }
 
+    /// The stored user a subscription's `ownerId` names, if it names one that exists.
+    fn owner_of(&self, subscription: &Object) -> PlaneResult<Option<Object>> {
+        match str_field(subscription, "ownerId").and_then(|o| o.rsplit_once("/users/")) {
+            Some((_, user)) => self.raw(Kind::User, user),
+            None => Ok(None),
+        }
+    }
+
+    /// Subscriptions that belong to user `user`.
+    fn subscriptions_owned(&self, user: &str) -> PlaneResult<Vec<String>> {
+        Ok(self
+            .all(Kind::Subscription)?
+            .into_iter()
+            .filter(|s| {
+                str_field(s, "ownerId")
+                    .and_then(|o| o.rsplit_once("/users/"))
+                    .is_some_and(|(_, u)| u == user)
+            })
+            .filter_map(|s| str_field(&s, "id").map(str::to_string))
+            .collect())
+    }
+
+    /// The first user or product that lists group `group`.
+    fn group_member(&self, group: &str) -> PlaneResult<Option<String>> {
+        for kind in [Kind::User, Kind::Product] {
+            for o in self.all(kind)? {
+                let listed = match o.get("groups") {
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .any(|g| matches!(g, Value::String(s) if s == group)),
+                    _ => false,
+                };
+                if listed {
+                    let id = str_field(&o, "id").unwrap_or_default();
+                    return Ok(Some(format!("{} '{id}'", kind.label())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Subscriptions whose scope is `scope`.
     fn subscriptions_scoped(&self, scope: &str) -> PlaneResult<Vec<String>> {
         Ok(self
@@ -549,6 +607,7 @@ impl PlaneStore {
         let in_use = match (kind, ref_kind(kind)) {
             (_, Some(r)) => self.users_of(r, id)?.first().map(|o| owner_label(o)),
             (Kind::Certificate, _) => self.presenter_of(id)?.map(|g| format!("gateway '{g}'")),
+            (Kind::Group, _) => self.group_member(id)?,
             _ => None,
         };
         if let Some(user) = in_use {
@@ -559,11 +618,13 @@ impl PlaneStore {
         }
         let scoped = match kind {
             Kind::Product => self.subscriptions_scoped(&format!("/products/{id}"))?,
+            Kind::User => self.subscriptions_owned(id)?,
             _ => Vec::new(),
         };
         if !scoped.is_empty() && !with_subscriptions {
             return Err(PlaneError::Conflict(format!(
-                "product '{id}' has {} subscription(s); delete them first or add ?deleteSubscriptions=true",
+                "{} '{id}' has {} subscription(s); delete them first or add ?deleteSubscriptions=true",
+                kind.label(),
                 scoped.len()
             )));
         }
@@ -778,6 +839,26 @@ impl PlaneStore {
             })
             .map(Value::Object)
             .collect();
+        // the users who own those subscriptions, and the groups (few) users and
+        // products name
+        let mut users = Array::new();
+        let mut owner_ids = HashSet::new();
+        for s in subscriptions.iter() {
+            let Value::Object(s) = s else { continue };
+            if let Some(user) = self.owner_of(s)? {
+                if owner_ids.insert(str_field(&user, "id").unwrap_or_default().to_string()) {
+                    users.push(Value::Object(user));
+                }
+            }
+        }
+        let groups: Array = match users.is_empty() && products.is_empty() {
+            true => Array::new(),
+            false => self
+                .all(Kind::Group)?
+                .into_iter()
+                .map(Value::Object)
+                .collect(),
+        };
         if let Some(global) = self.global_policy()? {
             owners.push(Owner::Global.key());
             doc.insert("policies".into(), Value::String(global));
@@ -813,6 +894,8 @@ impl PlaneStore {
         for (key, list) in [
             ("products", products),
             ("subscriptions", subscriptions),
+            ("users", users),
+            ("groups", groups),
             ("namedValues", named),
             ("backends", backends),
             ("fragments", fragments),
@@ -996,6 +1079,83 @@ mod tests {
         s.delete_api("other", true).unwrap();
         assert!(s.list_entities(Kind::Subscription).unwrap().is_empty());
         assert!(s.product_apis("p").unwrap().is_empty());
+    }
+
+    /// Users and groups: checked with the compiler, kept whole (a group in use, a user
+    /// with subscriptions), and a gateway's document carries the owners of its
+    /// subscriptions and the groups.
+    #[test]
+    fn users_and_groups_are_checked_kept_whole_and_sent() {
+        let mut s = store("users");
+        let e = s
+            .put_entity(
+                Kind::User,
+                "ann",
+                obj(r#"{"email": "ann@example.com", "groups": ["gold"]}"#),
+            )
+            .unwrap_err();
+        assert_eq!(errors(e), ["groups[0]: group 'gold' is not in groups"]);
+        s.put_entity(Kind::Group, "gold", obj(r#"{"displayName": "Gold"}"#))
+            .unwrap();
+        s.put_entity(
+            Kind::User,
+            "ann",
+            obj(r#"{"email": "ann@example.com", "groups": ["gold"]}"#),
+        )
+        .unwrap();
+        let e = s
+            .put_entity(
+                Kind::Subscription,
+                "s1",
+                obj(r#"{"scope": "/apis/echo", "ownerId": "/users/nobody"}"#),
+            )
+            .unwrap_err();
+        assert_eq!(errors(e), ["ownerId: user 'nobody' is not in users"]);
+        s.put_entity(
+            Kind::Subscription,
+            "s1",
+            obj(r#"{"scope": "/apis/echo", "ownerId": "/users/ann"}"#),
+        )
+        .unwrap();
+        s.put_entity(Kind::Product, "p", obj(r#"{"groups": ["gold"]}"#))
+            .unwrap();
+        match s.delete_entity(Kind::Group, "gold", false) {
+            Err(PlaneError::Conflict(m)) => assert_eq!(m, "group 'gold' is used by user 'ann'"),
+            other => panic!("{other:?}"),
+        }
+        match s.delete_entity(Kind::User, "ann", false) {
+            Err(PlaneError::Conflict(m)) => assert_eq!(
+                m,
+                "user 'ann' has 1 subscription(s); delete them first or add ?deleteSubscriptions=true"
+            ),
+            other => panic!("{other:?}"),
+        }
+        s.put_gateway("g", Object::new()).unwrap();
+        s.link("g", "echo").unwrap();
+        let (doc, _) = s.document("g").unwrap();
+        let doc = parse_object(&doc);
+        let ids = |key: &str| -> Vec<String> {
+            match doc.get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Object(o) => str_field(o, "id").map(str::to_string),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        assert_eq!(ids("users"), ["ann"]);
+        assert_eq!(ids("groups"), ["gold"]);
+        // deleting the user takes its subscriptions when asked to
+        s.delete_entity(Kind::User, "ann", true).unwrap();
+        assert!(matches!(
+            s.get_entity(Kind::Subscription, "s1"),
+            Err(PlaneError::NotFound(_))
+        ));
+        s.put_entity(Kind::Product, "p", obj("{}")).unwrap();
+        s.delete_entity(Kind::Group, "gold", false).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::config::{Api, Operation, Product, Runtime, Subscription};
+use crate::config::{Api, Group, Operation, Product, Runtime, Subscription, User};
 use crate::policy::call::{fail_outside, Call, Host};
 use crate::policy::expr::{Budget, Env, Field, Lookup, Val};
 use crate::policy::limits::Counters;
@@ -27,6 +27,10 @@ pub struct Who<'a> {
     pub op: &'a Operation,
     pub product: Option<&'a Product>,
     pub subscription: Option<&'a Subscription>,
+    /// The subscription's owner, if it has one.
+    pub user: Option<&'a User>,
+    /// Every group of the config (users and products name them by index).
+    pub groups: &'a [Group],
     /// The key the caller presented (for `context.Subscription.Key`).
     pub key: &'a str,
     pub gateway_id: &'a str,
@@ -64,6 +68,91 @@ struct View<'v> {
     resp: Option<&'v ResponseView<'v>>,
     who: &'v Who<'v>,
     st: &'v State,
+}
+
+/// A string as an owned value, or null.
+fn owned(s: Option<&str>) -> Val<'static> {
+    s.map_or(Val::Null, |s| Val::Str(Cow::Owned(s.to_string())))
+}
+
+/// `context.User.Identities`: records of Provider and Id.
+fn identities(u: &User) -> Val<'static> {
+    Val::list_from(
+        u.identities
+            .iter()
+            .map(|(provider, id)| {
+                Val::record(vec![
+                    ("Provider", owned(Some(provider))),
+                    ("Id", owned(Some(id))),
+                ])
+            })
+            .collect(),
+    )
+}
+
+impl View<'_> {
+    /// Groups by index as IGroup records (Id, Name, Description).
+    fn group_list(&self, indexes: Option<&[u32]>) -> Val<'static> {
+        let groups = indexes
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| self.who.groups.get(*i as usize))
+            .map(|g| {
+                Val::record(vec![
+                    ("Id", owned(Some(&g.id))),
+                    ("Name", owned(Some(&g.name))),
+                    ("Description", owned(Some(&g.description))),
+                ])
+            })
+            .collect();
+        Val::list_from(groups)
+    }
+
+    /// The fields of the call's account: its user, product groups, subscription keys.
+    fn account_field(&self, f: Field) -> Val<'_> {
+        let user = self.who.user;
+        let subscription = self.who.subscription;
+        match f {
+            Field::ProductGroups => self.group_list(self.who.product.map(|p| p.groups.as_slice())),
+            Field::UserGroups => self.group_list(user.map(|u| u.groups.as_slice())),
+            Field::UserObject => user.map_or(Val::Null, |u| self.user_record(u)),
+            Field::UserId => opt(user.map(|u| u.id.as_str())),
+            Field::UserEmail => opt(user.and_then(|u| u.email.as_deref())),
+            Field::UserFirstName => opt(user.and_then(|u| u.first_name.as_deref())),
+            Field::UserLastName => opt(user.and_then(|u| u.last_name.as_deref())),
+            Field::UserNote => opt(user.and_then(|u| u.note.as_deref())),
+            Field::UserRegistrationDate => match user.and_then(|u| u.registered) {
+                Some(secs) => Val::utc_ms(secs.saturating_mul(1000)),
+                None => Val::Null,
+            },
+            Field::UserIdentities => user.map_or(Val::list_from(Vec::new()), identities),
+            Field::SubscriptionPrimaryKey => {
+                opt(subscription.and_then(|s| s.primary_key.as_deref()))
+            }
+            Field::SubscriptionSecondaryKey => {
+                opt(subscription.and_then(|s| s.secondary_key.as_deref()))
+            }
+            _ => Val::Null,
+        }
+    }
+
+    /// `context.User` as an IUser record.
+    fn user_record(&self, u: &User) -> Val<'static> {
+        Val::record(vec![
+            ("Id", owned(Some(&u.id))),
+            ("Email", owned(u.email.as_deref())),
+            ("FirstName", owned(u.first_name.as_deref())),
+            ("LastName", owned(u.last_name.as_deref())),
+            ("Note", owned(u.note.as_deref())),
+            (
+                "RegistrationDate",
+                u.registered
+                    .map_or(Val::Null, |s| Val::utc_ms(s.saturating_mul(1000))),
+            ),
+            ("Groups", self.group_list(Some(&u.groups))),
+            ("Identities", identities(u)),
+        ])
+    }
 }
 
 impl Env for View<'_> {
@@ -157,8 +246,7 @@ impl Env for View<'_> {
             Field::ApiVersion
             | Field::ProductSubscriptionLimit
             | Field::SubscriptionDate
-            | Field::RequestCertificate
-            | Field::UserMember => Val::Null,
+            | Field::RequestCertificate => Val::Null,
             Field::ApiRevision => Val::Str(Cow::Borrowed("1")),
             Field::ApiIsCurrentRevision => Val::Bool(true),
             Field::ProductState => match self.who.product {
@@ -177,7 +265,18 @@ impl Env for View<'_> {
                 Some(_) => Val::Bool(false),
                 None => Val::Null,
             },
-            Field::ProductGroups | Field::UserGroups => Val::list_of(Vec::new()),
+            Field::ProductGroups
+            | Field::UserGroups
+            | Field::UserObject
+            | Field::UserId
+            | Field::UserEmail
+            | Field::UserFirstName
+            | Field::UserLastName
+            | Field::UserNote
+            | Field::UserRegistrationDate
+            | Field::UserIdentities
+            | Field::SubscriptionPrimaryKey
+            | Field::SubscriptionSecondaryKey => self.account_field(f),
             Field::DeploymentRegion => Val::Str(Cow::Borrowed("")),
             Field::DeploymentServiceName | Field::DeploymentServiceId => {
                 Val::Str(Cow::Borrowed(self.who.gateway_id))

@@ -57,13 +57,18 @@ pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> 
         crate::config::UNMATCHED_API => rt.unmatched.as_deref()?,
         i => rt.apis.get(i as usize)?,
     };
+    let subscription = ids
+        .subscription
+        .and_then(|s| rt.subscriptions.get(s as usize));
     Some(Who {
         api,
         op: api.operations.get(ids.op as usize)?,
         product: ids.product.and_then(|p| rt.products.get(p as usize)),
-        subscription: ids
-            .subscription
-            .and_then(|s| rt.subscriptions.get(s as usize)),
+        subscription,
+        user: subscription
+            .and_then(|s| s.owner)
+            .and_then(|u| rt.users.get(u as usize)),
+        groups: &rt.groups,
         key,
         gateway_id,
     })

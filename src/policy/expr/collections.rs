@@ -489,6 +489,14 @@ fn dict_member<'e>(
             Val::Null
         }
         (M::ToString, []) => Val::Str(t.to_text()).into_owned(),
+        // a record's field (an anonymous object's, an IUser's, an IGroup's)
+        (_, []) if member.is_property() => {
+            let name = format!("{member:?}");
+            match d.borrow().iter().find(|(k, _)| *k == name) {
+                Some((_, v)) => v.clone(),
+                None => return Err(not_a_member("Dictionary", member)),
+            }
+        }
         _ => return Err(not_a_member("Dictionary", member)),
     })
 }

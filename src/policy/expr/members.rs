@@ -47,6 +47,8 @@ members! {
     // APIM's extension methods and their types
     AsJwt, TryParseJwt, AsBasic, TryParseBasic, Algorithm, Audiences, Claims, ExpirationTime,
     Id, Issuer, IssuedAt, NotBefore, Subject, Username, Password,
+    // IUser, IGroup, IUserIdentity (context.User, context.Product.Groups)
+    Email, FirstName, LastName, Note, RegistrationDate, Identities, Provider, Description,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
@@ -125,6 +127,14 @@ impl M {
                 | M::TotalMinutes
                 | M::TotalSeconds
                 | M::TotalMilliseconds
+                | M::Email
+                | M::FirstName
+                | M::LastName
+                | M::Note
+                | M::RegistrationDate
+                | M::Identities
+                | M::Provider
+                | M::Description
         )
     }
 

@@ -181,10 +181,21 @@ pub enum Field {
     RequestCertificate,
     /// `context.Tracing`: false.
     Tracing,
-    /// `context.User.*`: there are no users yet, so every member is null (`Groups` an
-    /// empty list).
-    UserMember,
+    /// `context.User` (null for a call without a subscription that belongs to a user)
+    /// and its members; `Groups` and `Identities` are lists of records (`g.Id`,
+    /// `g.Name`; `i.Provider`, `i.Id`).
+    UserObject,
+    UserId,
+    UserEmail,
+    UserFirstName,
+    UserLastName,
+    UserNote,
+    UserRegistrationDate,
     UserGroups,
+    UserIdentities,
+    /// `context.Subscription.PrimaryKey` / `SecondaryKey`.
+    SubscriptionPrimaryKey,
+    SubscriptionSecondaryKey,
     OperationId,
     OperationMethod,
     OperationTemplate,

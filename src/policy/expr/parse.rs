@@ -493,7 +493,9 @@ impl Parser {
             Chain::Path(p, _) if p.len() == 2 && p[1] == "Product" => {
                 Ok(Node::Field(Field::ProductObject))
             }
-            Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => Ok(Node::Null),
+            Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => {
+                Ok(Node::Field(Field::UserObject))
+            }
             Chain::Path(p, start) => match self.collection(&p, start) {
                 Ok(lookup) => Ok(Node::Entries(lookup)),
                 Err(_) => Err(self.err_at(start, format!("'{}' is not a value", p.join(".")))),

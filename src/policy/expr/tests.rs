@@ -547,6 +547,9 @@ fn json_objects_and_arrays() {
         (r#"JObject.Parse("{\"a\":1}")["missing"] == null"#, "True"),
         (r#"JsonConvert.SerializeObject(new { id = 1, name = "n", ok = true })"#, r#"{"id":1,"name":"n","ok":true}"#),
         (r#"JsonConvert.SerializeObject("a\"b")"#, r#""a\"b""#),
+        // an anonymous object's fields read as members
+        (r#"new { Id = 7, Name = "n" }.Name + new { Id = 7 }.Id"#, "n7"),
+        (r#"new[] { new { Id = "a" }, new { Id = "b" } }.Select(g => g.Id).Last()"#, "b"),
         (
             r#"{ var o = new JObject(); o["list"] = new JArray(); ((JArray)o["list"]).Add(new JObject(new JProperty("k", "v"))); return o.ToString(Formatting.None); }"#,
             r#"{"list":[{"k":"v"}]}"#,

@@ -18,7 +18,10 @@ impl Parser {
             Node::Field(f) => match f {
                 Field::ResponseStatus | Field::RequestPort => Ty::Int,
                 Field::Timestamp => Ty::Date,
-                Field::ApiProtocols | Field::ProductGroups | Field::UserGroups => Ty::List,
+                Field::ApiProtocols
+                | Field::ProductGroups
+                | Field::UserGroups
+                | Field::UserIdentities => Ty::List,
                 Field::ApiIsCurrentRevision
                 | Field::ProductSubscriptionRequired
                 | Field::ProductApprovalRequired
@@ -27,7 +30,8 @@ impl Parser {
                 | Field::ApiVersion
                 | Field::ProductSubscriptionLimit
                 | Field::RequestCertificate
-                | Field::UserMember => Ty::Any,
+                | Field::UserObject
+                | Field::UserRegistrationDate => Ty::Any,
                 Field::Elapsed => Ty::Span,
                 Field::SubscriptionObject | Field::ProductObject => Ty::Any,
                 _ => Ty::Str,
@@ -234,10 +238,16 @@ pub(super) fn field_of(path: &[&str]) -> Option<Field> {
         ["context", "Deployment", "ServiceId"] => Field::DeploymentServiceId,
         ["context", "Request", "Certificate"] => Field::RequestCertificate,
         ["context", "Tracing"] => Field::Tracing,
-        ["context", "User", "Groups" | "Identities"] => Field::UserGroups,
-        ["context", "User", "Id" | "Email" | "FirstName" | "LastName" | "Note" | "RegistrationDate"] => {
-            Field::UserMember
-        }
+        ["context", "User", "Id"] => Field::UserId,
+        ["context", "User", "Email"] => Field::UserEmail,
+        ["context", "User", "FirstName"] => Field::UserFirstName,
+        ["context", "User", "LastName"] => Field::UserLastName,
+        ["context", "User", "Note"] => Field::UserNote,
+        ["context", "User", "RegistrationDate"] => Field::UserRegistrationDate,
+        ["context", "User", "Groups"] => Field::UserGroups,
+        ["context", "User", "Identities"] => Field::UserIdentities,
+        ["context", "Subscription", "PrimaryKey"] => Field::SubscriptionPrimaryKey,
+        ["context", "Subscription", "SecondaryKey"] => Field::SubscriptionSecondaryKey,
         ["context", "Operation", "Id"] => Field::OperationId,
         ["context", "Operation", "Method"] => Field::OperationMethod,
         ["context", "Operation", "UrlTemplate"] => Field::OperationTemplate,

@@ -126,6 +126,21 @@ impl<'a> Val<'a> {
         )
     }
 
+    /// A list of values (`context.User.Groups`).
+    pub fn list_from(items: Vec<Val<'static>>) -> Val<'static> {
+        list(items)
+    }
+
+    /// A record whose fields read as members (`g.Id`, `g.Name`): an IGroup, an IUser.
+    pub fn record(fields: Vec<(&str, Val<'static>)>) -> Val<'static> {
+        Val::Dict(Rc::new(RefCell::new(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )))
+    }
+
     /// A TimeSpan of `ms` milliseconds (`context.Elapsed`).
     pub fn span_ms(ms: i64) -> Val<'static> {
         Val::Span(ms.saturating_mul(super::datetime::TICKS_PER_MS))
