@@ -767,3 +767,39 @@ fn users_and_groups_reach_expressions() {
     let r = call("bob-key-0001");
     assert_eq!(r.status, 401, "{}", r.text());
 }
+
+/// An XML body read as an XDocument in a real call: a value read from a SOAP request
+/// goes into a header, the backend's XML answer is rewritten with System.Xml.Linq.
+#[test]
+fn xml_bodies_are_read_and_built_with_xdocument() {
+    let origin = Origin::start(|req, s| {
+        let body = format!(
+            "<r xmlns=\"urn:r\"><status>ok</status><seen>{}</seen></r>",
+            req.header("X-Customer").unwrap_or("-")
+        );
+        respond(s, 200, &[("Content-Type", "text/xml")], body.as_bytes());
+        true
+    });
+    let inbound = r#"<set-header name="X-Customer" exists-action="override"><value>@{
+        XNamespace shop = "urn:shop";
+        var doc = context.Request.Body.As<XDocument>(preserveContent: true);
+        return (string)doc.Descendants(shop + "Customer").First().Attribute("id");
+    }</value></set-header>"#;
+    let outbound = r#"<set-body>@{
+        var r = context.Response.Body.As<XElement>();
+        XNamespace ns = "urn:r";
+        var result = new XElement("result", new XAttribute("status", (string)r.Element(ns + "status")), r.Element(ns + "seen").Value);
+        return result.ToString(SaveOptions.DisableFormatting);
+    }</set-body>"#;
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(inbound, outbound, "")),
+        &[],
+    );
+    let soap = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Order xmlns="urn:shop"><Customer id="c-42">Ann</Customer></Order></s:Body></s:Envelope>"#;
+    let r = post(&gw, "/e/order", &[("Content-Type", "text/xml")], soap);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"<result status="ok">c-42</result>"#);
+    // the request body went on unchanged (preserveContent)
+    let seen = origin.requests();
+    assert_eq!(String::from_utf8_lossy(&seen.last().unwrap().body), soap);
+}

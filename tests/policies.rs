@@ -642,6 +642,27 @@ fn rate_limit_by_key_numbers_from_expressions() {
     );
 }
 
+/// quota-by-key's calls, bandwidth and renewal-period may be expressions too: each
+/// plan's quota counts on its own.
+#[test]
+fn quota_by_key_numbers_from_expressions() {
+    let origin = Origin::echo();
+    let quota = r#"<quota-by-key calls="@(context.Request.Headers.GetValueOrDefault("X-Plan","") == "pro" ? 3 : 1)" renewal-period="@(3600)" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Client","anon"))" />"#;
+    let apis = api(&origin.url(""), false, Some(&policies(quota, "", "")), None);
+    let gw = Gateway::start(&config(&apis, ""), &[]);
+    let status = |headers: &[(&str, &str)]| send(&gw, "GET", "/a/x", headers, "").status;
+    let pro = [("X-Plan", "pro"), ("X-Client", "a")];
+    for _ in 0..3 {
+        assert_eq!(status(&pro), 200);
+    }
+    assert_eq!(status(&pro), 403);
+    let free = [("X-Client", "b")];
+    assert_eq!(status(&free), 200);
+    assert_eq!(status(&free), 403);
+    // the same client on the pro plan counts against the pro quota
+    assert_eq!(status(&[("X-Plan", "pro"), ("X-Client", "b")]), 200);
+}
+
 /// forward-request fail-on-error-status-code="true": a 4xx/5xx answer runs on-error
 /// (not outbound) with LastError naming forward-request; without a return-response the
 /// backend's answer goes on with on-error's edits.

@@ -257,7 +257,7 @@ impl<'d, 'i> XmlReader<'d, 'i> {
 
 /// The namespace declarations (`xmlns`, `xmlns:p`) of the start tag at byte `start`,
 /// with their byte offsets.
-fn declarations(text: &str, start: usize) -> Vec<(usize, &str)> {
+pub(crate) fn declarations(text: &str, start: usize) -> Vec<(usize, &str)> {
     let b = text.as_bytes();
     let mut i = start + 1;
     while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'/' && b[i] != b'>' {
@@ -582,7 +582,7 @@ fn name_char(c: char) -> bool {
 
 /// Escapes text (and in attributes the quote) for XML; characters XML 1.0 cannot
 /// carry become U+FFFD.
-fn escape(out: &mut String, s: &str, attribute: bool) {
+pub(crate) fn escape(out: &mut String, s: &str, attribute: bool) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

@@ -342,6 +342,14 @@ impl<'e> Machine<'e> {
                 }
                 Val::Dict(Rc::new(RefCell::new(form)))
             }
+            Ty::XDoc | Ty::XElem => {
+                if bytes.is_empty() {
+                    return Ok(Val::Null);
+                }
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| err("the body is not UTF-8 text (As<XDocument>)"))?;
+                xml::parse_value(self, text, ty == Ty::XDoc)?
+            }
             Ty::JObject | Ty::JArray | Ty::JToken => {
                 self.charge(bytes.len() * 4)?;
                 if bytes.is_empty() {
@@ -355,7 +363,7 @@ impl<'e> Machine<'e> {
             }
             _ => {
                 return Err(err(
-                    "a body reads As<string>, As<JObject>, As<JArray>, As<JToken> or As<byte[]>",
+                    "a body reads As<string>, As<JObject>, As<JArray>, As<JToken>, As<XDocument>, As<XElement> or As<byte[]>",
                 ))
             }
         })
@@ -780,6 +788,11 @@ pub(super) fn is_type(v: &Val, t: Ty) -> bool {
             | (Ty::Span, Val::Span(_))
             | (Ty::Jwt, Val::Jwt(_))
             | (Ty::Basic, Val::Basic(_))
+            | (Ty::XDoc, Val::Xml(xml::Xv::Doc(_)))
+            | (Ty::XElem, Val::Xml(xml::Xv::Elem(..)))
+            | (Ty::XAttr, Val::Xml(xml::Xv::Attr { .. }))
+            | (Ty::XName, Val::Xml(xml::Xv::Name(_)))
+            | (Ty::XNs, Val::Xml(xml::Xv::Ns(_)))
     )
 }
 
@@ -831,6 +844,14 @@ pub(super) fn cast<'e>(t: Ty, v: Val<'e>) -> Result<Val<'e>, EvalError> {
         (Ty::List, v @ (Val::List(_) | Val::Json(Json::Array(_)) | Val::Bytes(_))) => v,
         // a JSON date is a string here: (DateTime)token parses it
         (Ty::Date, Val::Str(s)) => Val::Date(datetime::parse(&s)?.to_datetime()?),
+        // System.Xml.Linq's conversions: a string to a name or namespace, an element or
+        // attribute to its value's type
+        (Ty::XNs, Val::Str(s)) => Val::Xml(xml::Xv::Ns(Rc::from(&*s))),
+        (Ty::XName, Val::Str(s)) => Val::Xml(xml::Xv::Name(xml::XName::parse(&s)?)),
+        (
+            t @ (Ty::Str | Ty::Int | Ty::Double | Ty::Bool | Ty::Date),
+            Val::Xml(x @ (xml::Xv::Elem(..) | xml::Xv::Attr { .. })),
+        ) => cast(t, Val::Str(Cow::Owned(x.value().unwrap_or_default())))?,
         (t, v) if is_type(&v, t) => v,
         (t, v) => return Err(invalid_cast(&v, t)),
     })
@@ -873,6 +894,7 @@ pub(super) fn binary<'e>(op: BinOp, x: Val<'e>, y: Val<'e>) -> Result<Val<'e>, E
         }
         BinOp::Add => match (x, y) {
             (Int(a), Int(b)) => Int(a.checked_add(b).ok_or(OVERFLOW)?),
+            (Val::Xml(xml::Xv::Ns(ns)), Val::Str(local)) => xml::join_name(&ns, &local)?,
             (Val::Str(a), b) => {
                 let mut s = a.into_owned();
                 s.push_str(&b.to_text());

@@ -49,6 +49,11 @@ members! {
     Id, Issuer, IssuedAt, NotBefore, Subject, Username, Password,
     // IUser, IGroup, IUserIdentity (context.User, context.Product.Groups)
     Email, FirstName, LastName, Note, RegistrationDate, Identities, Provider, Description,
+    // System.Xml.Linq
+    Root, Element, Elements, Descendants, DescendantsAndSelf, Ancestors, Attribute,
+    Attributes, Parent, HasElements, HasAttributes, IsEmpty, SetValue, SetAttributeValue,
+    SetElementValue, ReplaceWith, RemoveAll, RemoveNodes, RemoveAttributes, LocalName,
+    NamespaceName, Namespace, GetName,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
@@ -135,6 +140,14 @@ impl M {
                 | M::Identities
                 | M::Provider
                 | M::Description
+                | M::Root
+                | M::Parent
+                | M::HasElements
+                | M::HasAttributes
+                | M::IsEmpty
+                | M::LocalName
+                | M::NamespaceName
+                | M::Namespace
         )
     }
 
@@ -236,6 +249,7 @@ pub(super) fn call<'e>(
         Val::Re(r) => regexes::member(m, &r, member, args),
         Val::Jwt(j) => tokens::jwt_member(m, &j, member),
         Val::Basic(b) => tokens::basic_member(&b, member),
+        Val::Xml(x) => xml::member(m, &x, member, args),
         Val::Hasher(h) => {
             let a = m.values(args)?;
             match (member, a.as_slice()) {

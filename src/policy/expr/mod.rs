@@ -13,7 +13,8 @@
 //!
 //! Modules: lex (text to tokens), parse (expressions), stmt (statements), value (the
 //! values), json (JObject/JArray), eval (the walk), members (instance members), statics
-//! (static members and `new`), linq (Enumerable), format (number formats).
+//! (static members and `new`), linq (Enumerable), format (number formats), xml
+//! (System.Xml.Linq).
 //! Must not touch: sockets, the config JSON, the policy XML.
 
 use std::borrow::Cow;
@@ -39,6 +40,7 @@ mod stmt;
 mod tokens;
 mod types;
 mod value;
+mod xml;
 
 pub use json::{dotnet_double, Json};
 pub use tokens::jwt_value;
@@ -284,6 +286,12 @@ pub enum Ty {
     /// APIM's Jwt and BasicAuthCredentials.
     Jwt,
     Basic,
+    /// System.Xml.Linq: XDocument, XElement, XAttribute, XName, XNamespace.
+    XDoc,
+    XElem,
+    XAttr,
+    XName,
+    XNs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -724,6 +724,9 @@ impl Parser {
             "Dictionary" => statics::NewKind::Dict,
             "StringBuilder" => statics::NewKind::Builder,
             "Regex" => statics::NewKind::Regex,
+            "XElement" => statics::NewKind::XElement,
+            "XAttribute" => statics::NewKind::XAttribute,
+            "XDocument" => statics::NewKind::XDocument,
             n if hashes::algo_of(n).is_some() => {
                 let (algo, hmac) = hashes::algo_of(n).unwrap_or((hashes::Algo::Sha256, false));
                 statics::NewKind::Hash(algo, hmac)
@@ -1065,11 +1068,18 @@ impl Parser {
         };
         if !matches!(
             ty,
-            Ty::Str | Ty::JObject | Ty::JArray | Ty::JToken | Ty::Bytes | Ty::Dict
+            Ty::Str
+                | Ty::JObject
+                | Ty::JArray
+                | Ty::JToken
+                | Ty::Bytes
+                | Ty::Dict
+                | Ty::XDoc
+                | Ty::XElem
         ) {
             return Err(self.err_at(
                 at,
-                "a body reads As<string>, As<JObject>, As<JArray>, As<JToken> or As<byte[]>",
+                "a body reads As<string>, As<JObject>, As<JArray>, As<JToken>, As<XDocument>, As<XElement> or As<byte[]>",
             ));
         }
         let mut args = self.args()?;

@@ -59,6 +59,12 @@ pub(super) enum S {
     CharToLower,
     /// `JObject.Parse` / `JArray.Parse` / `JToken.Parse`.
     JsonParse(Ty),
+    /// `XDocument.Parse` (true) / `XElement.Parse`; `XNamespace.Get`, `XName.Get`.
+    XParse(bool),
+    XNamespaceGet,
+    XNameGet,
+    /// `XNamespace.Xmlns` / `XNamespace.Xml` / `XNamespace.None`.
+    XNamespaceConst(&'static str),
     FromObject,
     Serialize,
     Deserialize,
@@ -102,6 +108,9 @@ pub(super) enum NewKind {
     Hash(hashes::Algo, bool),
     /// `{ key, value }` or `[key] = value` inside an initializer.
     Pair,
+    XElement,
+    XAttribute,
+    XDocument,
 }
 
 /// The static member `ty.member` and how many arguments it takes (`None`: it is a
@@ -155,6 +164,18 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("char" | "Char", "ToUpper" | "ToUpperInvariant") => call(S::CharToUpper, 1, 1),
         ("char" | "Char", "ToLower" | "ToLowerInvariant") => call(S::CharToLower, 1, 1),
         ("JObject", "Parse") => call(S::JsonParse(Ty::JObject), 1, 1),
+        ("XDocument", "Parse") => call(S::XParse(true), 1, 2),
+        ("XElement", "Parse") => call(S::XParse(false), 1, 2),
+        ("XNamespace", "Get") => call(S::XNamespaceGet, 1, 1),
+        ("XNamespace", "Xmlns") => {
+            Some((S::XNamespaceConst("http://www.w3.org/2000/xmlns/"), None))
+        }
+        ("XNamespace", "Xml") => Some((
+            S::XNamespaceConst("http://www.w3.org/XML/1998/namespace"),
+            None,
+        )),
+        ("XNamespace", "None") => Some((S::XNamespaceConst(""), None)),
+        ("XName", "Get") => call(S::XNameGet, 1, 2),
         ("JArray", "Parse") => call(S::JsonParse(Ty::JArray), 1, 1),
         ("JToken", "Parse") => call(S::JsonParse(Ty::JToken), 1, 1),
         ("JObject" | "JArray" | "JToken", "FromObject") => call(S::FromObject, 1, 1),
@@ -197,6 +218,9 @@ pub(super) fn flag(ty: &str, member: &str) -> Option<Flag> {
         ("StringSplitOptions", "TrimEntries") => Flag::TrimEntries,
         ("Formatting", "None") => Flag::Compact,
         ("Formatting", "Indented") => Flag::Indented,
+        ("SaveOptions", "None") => Flag::SaveIndented,
+        ("SaveOptions", "DisableFormatting") => Flag::DisableFormatting,
+        ("LoadOptions", "None") => Flag::SaveIndented,
         _ => return None,
     })
 }
@@ -234,6 +258,12 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "StringComparison"
             | "StringSplitOptions"
             | "Formatting"
+            | "SaveOptions"
+            | "LoadOptions"
+            | "XDocument"
+            | "XElement"
+            | "XNamespace"
+            | "XName"
             | "JTokenType"
             | "DateTime"
             | "DateTimeOffset"
@@ -587,6 +617,17 @@ fn json_and_urls<'e>(
 ) -> Result<Val<'e>, EvalError> {
     let first = a.first().cloned().unwrap_or(Val::Null);
     Ok(match f {
+        S::XParse(document) => {
+            let text = arg_text(&first)?;
+            m.ticks(text.len() / 64)?;
+            xml::parse_value(m, text, document)?
+        }
+        S::XNamespaceGet => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(&*first.to_text()))),
+        S::XNamespaceConst(uri) => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(uri))),
+        S::XNameGet => match a.get(1) {
+            Some(ns) => xml::join_name(&ns.to_text(), arg_text(&first)?)?,
+            None => Val::Xml(xml::Xv::Name(xml::name_of(&first)?)),
+        },
         S::JsonParse(kind) => {
             let text = arg_text(&first)?;
             m.charge(text.len() * 4)?;
@@ -863,6 +904,9 @@ pub(super) fn new<'e>(
             &a,
         )?,
         NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
+        NewKind::XElement => xml::new_element(m, &a)?,
+        NewKind::XAttribute => xml::new_attribute(m, &a)?,
+        NewKind::XDocument => xml::new_document(m, &a)?,
     })
 }
 

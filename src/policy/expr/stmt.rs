@@ -447,6 +447,8 @@ impl Parser {
                 false
             }
             (Ty::List, Ty::List | Ty::Bytes) => false,
+            // implicit conversions of System.Xml.Linq
+            (Ty::XName | Ty::XNs, Ty::Str) | (Ty::XName, Ty::XName) => false,
             _ => true,
         };
         if bad {

@@ -1022,3 +1022,66 @@ fn hashes_and_hmacs() {
         assert_eq!(text(code), want, "{code}");
     }
 }
+
+/// System.Xml.Linq as APIM documents use it on SOAP bodies: parse, navigate with and
+/// without namespaces, read values and attributes, build with namespaces, edit, print
+/// as .NET does.
+#[test]
+fn xml_documents_and_elements() {
+    let soap = r#"XDocument.Parse("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><GetPrice xmlns=\"urn:shop\"><Item id=\"7\">tea</Item><Item id=\"8\">milk</Item><Qty>3</Qty></GetPrice></s:Body></s:Envelope>")"#;
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{soap}.Root.Name.LocalName"), "Envelope"),
+        (format!("{soap}.Root.Name.NamespaceName"), "http://schemas.xmlsoap.org/soap/envelope/"),
+        // a document's descendants include its root
+        (format!("{soap}.Descendants().Count()"), "6"),
+        (format!("{soap}.Root.Descendants().Count()"), "5"),
+        // a name without its namespace matches nothing, as in .NET
+        (format!("{soap}.Descendants(\"Item\").Count()"), "0"),
+        (format!("{{ XNamespace shop = \"urn:shop\"; return {soap}.Descendants(shop + \"Item\").Count(); }}"), "2"),
+        (format!("{soap}.Descendants().First(e => e.Name.LocalName == \"Item\").Value"), "tea"),
+        (format!("{soap}.Descendants().Where(e => e.Name.LocalName == \"Item\").Select(e => (string)e.Attribute(\"id\")).Last()"), "8"),
+        (format!("(int){soap}.Descendants(\"{{urn:shop}}Qty\").First() * 2"), "6"),
+        (format!("{soap}.Root.Element(XName.Get(\"Body\", \"http://schemas.xmlsoap.org/soap/envelope/\")).Elements().First().Name"), "{urn:shop}GetPrice"),
+        (format!("{soap}.Root.Attribute(\"missing\") == null"), "True"),
+        (format!("{soap}.Descendants(\"{{urn:shop}}Item\").First().Parent.Name.LocalName"), "GetPrice"),
+        // printed as .NET prints it: indented, the declarations where they were
+        (
+            format!("{soap}.ToString()"),
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">\n  <s:Body>\n    <GetPrice xmlns=\"urn:shop\">\n      <Item id=\"7\">tea</Item>\n      <Item id=\"8\">milk</Item>\n      <Qty>3</Qty>\n    </GetPrice>\n  </s:Body>\n</s:Envelope>",
+        ),
+        // a part printed alone carries the declarations it needs
+        (
+            format!("{soap}.Descendants(\"{{urn:shop}}Qty\").First().ToString()"),
+            "<Qty xmlns=\"urn:shop\">3</Qty>",
+        ),
+        (
+            r#"XElement.Parse("<a><b x='1'>t</b><c/></a>").ToString(SaveOptions.DisableFormatting)"#.to_string(),
+            r#"<a><b x="1">t</b><c /></a>"#,
+        ),
+        // building with namespaces and attributes
+        (
+            r#"{ XNamespace soap = "http://schemas.xmlsoap.org/soap/envelope/"; XNamespace m = "urn:m";
+                 var doc = new XDocument(new XElement(soap + "Envelope", new XAttribute(XNamespace.Xmlns + "soap", soap.NamespaceName),
+                     new XElement(soap + "Body", new XElement(m + "Order", new XAttribute("id", 7), new XElement(m + "Item", "tea & milk")))));
+                 return doc.ToString(SaveOptions.DisableFormatting); }"#.to_string(),
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><Order id="7" xmlns="urn:m"><Item>tea &amp; milk</Item></Order></soap:Body></soap:Envelope>"#,
+        ),
+        // editing
+        (
+            r#"{ var e = XElement.Parse("<o><a>1</a><b>2</b></o>"); e.Element("a").SetValue("one"); e.Element("b").Remove();
+                 e.SetAttributeValue("v", 2); e.SetElementValue("c", "3"); e.Add(new XElement("d")); return e.ToString(SaveOptions.DisableFormatting); }"#.to_string(),
+            r#"<o v="2"><a>one</a><c>3</c><d /></o>"#,
+        ),
+        (
+            r#"{ var e = XElement.Parse("<o><a>1</a></o>"); e.Element("a").ReplaceWith(new XElement("z", "9")); return e.ToString(SaveOptions.DisableFormatting); }"#.to_string(),
+            "<o><z>9</z></o>",
+        ),
+        (r#"{ var e = new XElement("x"); e.Add(e); return "no"; }"#.to_string(), "error: An element cannot be added to itself or its descendants"),
+        (r#"XDocument.Parse("<a>").Root"#.to_string(), "error: The XML is not well-formed: the root node was opened but never closed"),
+        (r#"XDocument.Parse("<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>").Root"#.to_string(), "error: The XML is not well-formed: XML with DTD detected"),
+        (r#"new XElement("bad name")"#.to_string(), "error: The 'bad name' name is not a valid XML name"),
+    ];
+    for (code, want) in &cases {
+        assert_eq!(text(code), *want, "{code}");
+    }
+}

@@ -81,6 +81,9 @@ impl Parser {
                 statics::NewKind::Builder => Ty::Builder,
                 statics::NewKind::DateTime | statics::NewKind::DateTimeOffset => Ty::Date,
                 statics::NewKind::TimeSpan => Ty::Span,
+                statics::NewKind::XElement => Ty::XElem,
+                statics::NewKind::XAttribute => Ty::XAttr,
+                statics::NewKind::XDocument => Ty::XDoc,
                 _ => Ty::Any,
             },
             Node::Static(f, _, generic) => statics_ty(*f, *generic),
@@ -124,6 +127,10 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::ParseDouble | S::ConvertDouble | S::Pow | S::Sqrt => Ty::Double,
         S::FromBase64 | S::GetBytes(_) => Ty::Bytes,
         S::JsonParse(t) => t,
+        S::XParse(true) => Ty::XDoc,
+        S::XParse(false) => Ty::XElem,
+        S::XNamespaceGet | S::XNamespaceConst(_) => Ty::XNs,
+        S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,
         S::Date(
             dates::DateFn::SpanFrom(_) | dates::DateFn::SpanZero | dates::DateFn::SpanParse,
@@ -153,7 +160,17 @@ fn member_ty(m: M, target: Ty) -> Ty {
             Ty::Str
         }
         M::Trim | M::TrimStart | M::TrimEnd | M::PadLeft | M::PadRight | M::ToString => Ty::Str,
+        // an XML node's name is an XName (and a value of unknown type may be one)
+        M::Name if matches!(target, Ty::XElem | Ty::XAttr) => Ty::XName,
+        M::Name if target == Ty::Any => Ty::Any,
         M::Message | M::Name | M::Key | M::Type | M::Normalize => Ty::Str,
+        M::Root | M::Element | M::Parent => Ty::XElem,
+        M::Attribute => Ty::XAttr,
+        M::Namespace => Ty::XNs,
+        M::LocalName | M::NamespaceName => Ty::Str,
+        M::Elements | M::Descendants | M::DescendantsAndSelf | M::Ancestors | M::Attributes => {
+            Ty::List
+        }
         M::Replace | M::Insert | M::Remove if target == Ty::Str => Ty::Str,
         M::Split | M::ToCharArray | M::Where | M::Select | M::ToList | M::ToArray => Ty::List,
         M::DeepClone => target,
@@ -190,6 +207,11 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "HashAlgorithm" | "KeyedHashAlgorithm" | "HMAC" => Ty::Any,
         n if hashes::algo_of(n).is_some() => Ty::Any,
         "BasicAuthCredentials" => Ty::Basic,
+        "XDocument" => Ty::XDoc,
+        "XElement" | "XNode" | "XContainer" => Ty::XElem,
+        "XAttribute" => Ty::XAttr,
+        "XName" => Ty::XName,
+        "XNamespace" => Ty::XNs,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
         _ => return None,

@@ -54,6 +54,8 @@ pub enum Val<'a> {
     Basic(Rc<(String, String)>),
     /// A hash or HMAC object (`SHA256.Create()`, `new HMACSHA256(key)`).
     Hasher(Rc<super::hashes::Hasher>),
+    /// An XDocument, XElement, XAttribute, XName or XNamespace.
+    Xml(super::xml::Xv),
 }
 
 /// The enum constants methods take.
@@ -70,6 +72,9 @@ pub enum Flag {
     /// Formatting.None / Formatting.Indented.
     Compact,
     Indented,
+    /// SaveOptions.None / SaveOptions.DisableFormatting (XML's ToString).
+    SaveIndented,
+    DisableFormatting,
 }
 
 impl PartialEq for Val<'_> {
@@ -98,6 +103,12 @@ impl PartialEq for Val<'_> {
             (Val::Jwt(a), Val::Jwt(b)) => Rc::ptr_eq(a, b),
             (Val::Basic(a), Val::Basic(b)) => Rc::ptr_eq(a, b),
             (Val::Hasher(a), Val::Hasher(b)) => Rc::ptr_eq(a, b),
+            (Val::Xml(a), Val::Xml(b)) => a.same(b),
+            // an XName equals the string it converts from
+            (Val::Xml(super::xml::Xv::Name(n)), Val::Str(s))
+            | (Val::Str(s), Val::Xml(super::xml::Xv::Name(n))) => {
+                super::xml::XName::parse(s).is_ok_and(|o| o == *n)
+            }
             _ => false,
         }
     }
@@ -167,6 +178,7 @@ impl<'a> Val<'a> {
             Val::Jwt(j) => Val::Jwt(j),
             Val::Basic(b) => Val::Basic(b),
             Val::Hasher(h) => Val::Hasher(h),
+            Val::Xml(x) => Val::Xml(x),
         }
     }
 
@@ -204,6 +216,7 @@ impl<'a> Val<'a> {
             Val::Jwt(j) => Cow::Borrowed(&j.raw),
             Val::Basic(_) => Cow::Borrowed("BasicAuthCredentials"),
             Val::Hasher(_) => Cow::Borrowed("System.Security.Cryptography.HashAlgorithm"),
+            Val::Xml(x) => Cow::Owned(x.text()),
         }
     }
 
@@ -238,6 +251,7 @@ impl<'a> Val<'a> {
             Val::Jwt(_) => "Jwt",
             Val::Basic(_) => "BasicAuthCredentials",
             Val::Hasher(_) => "HashAlgorithm",
+            Val::Xml(x) => x.type_name(),
         }
     }
 
@@ -342,5 +356,6 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Jwt(j) => Json::Str(j.raw.clone()),
         Val::Basic(b) => Json::Str(b.0.clone()),
         Val::Hasher(_) => Json::Null,
+        Val::Xml(x) => Json::Str(x.text()),
     })
 }

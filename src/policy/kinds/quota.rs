@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use roxmltree::Node;
 
-use super::rate_limit::{limit, Limit};
+use super::rate_limit::{label_of, limit, Limit};
+use super::rate_limit_by_key::{POSITIVE, WHOLE};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, QuotaUse};
-use crate::policy::expr::Expr;
+use crate::policy::expr::{EvalError, Expr};
 use crate::policy::parse::{
-    attr, elements, expr_value, no_attributes, number, only_children, required, text_value, Cx, R,
+    attr, elements, expr_value, no_attributes, number, only_children, positive, required, setting,
+    text_value, whole, Cx, R,
 };
-use crate::policy::{Step, Text};
+use crate::policy::{Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "quota",
@@ -37,6 +39,9 @@ pub struct Quota {
     /// quota-by-key: the key; `quota`: per subscription.
     pub key: Option<Text>,
     pub increment_condition: Option<Expr>,
+    /// quota-by-key's numbers when one of them is an expression (then `limit` holds only
+    /// the counter's name).
+    pub computed: Option<Numbers>,
     /// Window start for quota-by-key (`first-period-start`), Unix seconds.
     pub first_period_start: u64,
 }
@@ -60,10 +65,22 @@ fn compile(cx: &mut Cx, n: Node, by_key: bool) -> R<Compiled> {
     } else {
         no_attributes(cx, n, &["calls", "bandwidth", "renewal-period"])?;
     }
-    let calls = number(cx, n, "calls", Some(0))?;
-    let bandwidth_kb = number(cx, n, "bandwidth", Some(0))?;
-    if calls == 0 && bandwidth_kb == 0 && (by_key || elements(n).next().is_none()) {
-        return Err(cx.err(n, format!("<{name}>: calls or bandwidth is required")));
+    // quota-by-key's numbers may be expressions, as in APIM
+    let computed = match by_key {
+        true => Some(Numbers {
+            calls: setting(cx, n, "calls", Some(0), whole, WHOLE)?,
+            bandwidth_kb: setting(cx, n, "bandwidth", Some(0), whole, WHOLE)?,
+            period_secs: setting(cx, n, "renewal-period", None, positive, POSITIVE)?,
+        })
+        .filter(|n| n.any_computed()),
+        false => None,
+    };
+    if computed.is_none() {
+        let calls = number(cx, n, "calls", Some(0))?;
+        let bandwidth_kb = number(cx, n, "bandwidth", Some(0))?;
+        if calls == 0 && bandwidth_kb == 0 && (by_key || elements(n).next().is_none()) {
+            return Err(cx.err(n, format!("<{name}>: calls or bandwidth is required")));
+        }
     }
     let first_period_start = match attr(n, "first-period-start") {
         None => 0,
@@ -74,8 +91,24 @@ fn compile(cx: &mut Cx, n: Node, by_key: bool) -> R<Compiled> {
             )
         })?,
     };
+    let limit = match &computed {
+        None => limit(cx, n, true)?,
+        Some(_) => {
+            let label = label_of(cx, n);
+            Limit {
+                name: String::new(),
+                calls: 0,
+                bandwidth_kb: 0,
+                period_secs: 0,
+                counter: crate::policy::parse::counter_id(&label),
+                label,
+                nested: Vec::new(),
+            }
+        }
+    };
     policy(Quota {
-        limit: limit(cx, n, true)?,
+        limit,
+        computed,
         key: if by_key {
             Some(text_value(cx, n, required(cx, n, "counter-key")?)?)
         } else {
@@ -92,12 +125,66 @@ fn hms(secs: u64) -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
+/// quota-by-key's calls, kilobytes and period, computed per call.
+#[derive(Debug, Clone)]
+pub struct Numbers {
+    pub calls: Setting<u64>,
+    pub bandwidth_kb: Setting<u64>,
+    pub period_secs: Setting<u64>,
+}
+
+impl Numbers {
+    fn any_computed(&self) -> bool {
+        self.calls.text().is_some()
+            || self.bandwidth_kb.text().is_some()
+            || self.period_secs.text().is_some()
+    }
+}
+
+/// One level a call counts against: its counter's name and its numbers.
+struct Level {
+    label: Arc<str>,
+    calls: u64,
+    bandwidth_kb: u64,
+    period_secs: u64,
+}
+
 impl Quota {
-    /// Counts the call against every level once it ends (`State::quotas`).
-    fn count(&self, call: &mut Call, key: String) {
-        for l in self.limit.levels(call.host.api(), call.host.operation()) {
-            call.st.quotas.push(QuotaUse {
+    /// The levels that apply to this call; computed numbers name their own counter, so
+    /// calls under different limits never share one.
+    fn levels(&self, call: &mut Call) -> Result<Vec<Level>, EvalError> {
+        if let Some(n) = &self.computed {
+            let calls = call.setting(&n.calls)?;
+            let bandwidth_kb = call.setting(&n.bandwidth_kb)?;
+            let period_secs = call.setting(&n.period_secs)?;
+            let label = format!(
+                "{}\u{1f}{calls}/{bandwidth_kb}/{period_secs}",
+                self.limit.label
+            );
+            return Ok(vec![Level {
+                label: Arc::from(label),
+                calls,
+                bandwidth_kb,
+                period_secs,
+            }]);
+        }
+        Ok(self
+            .limit
+            .levels(call.host.api(), call.host.operation())
+            .map(|l| Level {
                 label: Arc::clone(&l.label),
+                calls: l.calls,
+                bandwidth_kb: l.bandwidth_kb,
+                period_secs: l.period_secs,
+            })
+            .collect())
+    }
+
+    /// Counts the call against every level once it ends (`State::quotas`).
+    fn count(&self, call: &mut Call, key: String, levels: Vec<Level>) {
+        for l in levels {
+            call.st.quotas.push(QuotaUse {
+                label: l.label,
                 key: key.clone(),
                 period: l.period_secs,
                 start: self.first_period_start,
@@ -115,9 +202,15 @@ impl Behaviour for Quota {
         }
     }
     fn facts(&self) -> Facts {
+        let numbers = self
+            .computed
+            .iter()
+            .flat_map(|n| [n.calls.text(), n.bandwidth_kb.text(), n.period_secs.text()]);
+        let condition = self.increment_condition.as_ref().map(Facts::expr);
         Facts {
             reads_request: true,
-            ..Facts::default()
+            ..Facts::reading(numbers.flatten().chain(self.key.as_ref()))
+                | condition.unwrap_or_default()
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
@@ -125,8 +218,9 @@ impl Behaviour for Quota {
             Some(k) => or_fail!(call, step, call.text(k)),
             None => call.host.subscription_id().unwrap_or("").to_string(),
         };
+        let levels = or_fail!(call, step, self.levels(call));
         let now_s = call.now_ms / 1000;
-        for l in self.limit.levels(call.host.api(), call.host.operation()) {
+        for l in &levels {
             if l.calls == 0 && l.bandwidth_kb == 0 {
                 continue;
             }
@@ -160,7 +254,7 @@ impl Behaviour for Quota {
         if self.increment_condition.is_some() {
             call.st.deferred.push((step.clone(), key));
         } else {
-            self.count(call, key);
+            self.count(call, key, levels);
         }
         Flow::Continue
     }
@@ -170,7 +264,9 @@ impl Behaviour for Quota {
             .as_ref()
             .is_none_or(|c| call.truth(c).unwrap_or(false));
         if counts {
-            self.count(call, key);
+            if let Ok(levels) = self.levels(call) {
+                self.count(call, key, levels);
+            }
         }
     }
 }

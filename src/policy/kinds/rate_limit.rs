@@ -172,10 +172,7 @@ pub(crate) fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
     } else {
         &["name", "id", "calls", "renewal-period"]
     };
-    let label: Arc<str> = match attr(n, "id") {
-        Some(id) => Arc::from(format!("{}:{id}", cx.ctx.owner)),
-        None => Arc::from(cx.counter_label()),
-    };
+    let label = label_of(cx, n);
     let mut top = level(cx, n, String::new(), label)?;
     only_children(cx, n, &["api"])?;
     for api in elements(n) {
@@ -190,6 +187,14 @@ pub(crate) fn limit(cx: &mut Cx, n: Node, quota: bool) -> R<Limit> {
         top.nested.push(a);
     }
     Ok(top)
+}
+
+/// A limit's counter name: its scope and `id`, or its place in the config.
+pub(crate) fn label_of(cx: &mut Cx, n: Node) -> Arc<str> {
+    match attr(n, "id") {
+        Some(id) => Arc::from(format!("{}:{id}", cx.ctx.owner)),
+        None => Arc::from(cx.counter_label()),
+    }
 }
 
 fn named_level(cx: &mut Cx, n: Node, parent: &str) -> R<Limit> {
