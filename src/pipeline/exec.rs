@@ -226,10 +226,7 @@ impl Env for View<'_> {
             Field::ApiServiceUrl => {
                 let b = &self.who.api.backend;
                 let scheme = if b.tls.is_some() { "https" } else { "http" };
-                Val::Str(Cow::Owned(format!(
-                    "{scheme}://{}{}",
-                    b.authority, b.base_path
-                )))
+                Val::uri(format!("{scheme}://{}{}", b.authority, b.base_path))
             }
             Field::ApiProtocols => {
                 let mut p = Vec::new();

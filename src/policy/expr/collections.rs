@@ -122,6 +122,11 @@ fn json_member<'e>(
             Some(v) => from_json(&v),
             None => Val::Null,
         },
+        (M::Descendants, []) => {
+            let mut out = Vec::new();
+            json_descendants(m, j, &mut out, 0)?;
+            list(out)
+        }
         (M::Values, []) => {
             j.open_children();
             let values: Vec<Json> = match j {
@@ -147,6 +152,39 @@ fn json_member<'e>(
     })
 }
 
+/// `JContainer.Descendants()`: every token below `j` in document order (a property,
+/// then its value and what is below it); each one a step.
+fn json_descendants(
+    m: &mut Machine,
+    j: &Json,
+    out: &mut Vec<Val<'static>>,
+    depth: usize,
+) -> Result<(), EvalError> {
+    if depth > json::MAX_DEPTH {
+        return Ok(());
+    }
+    j.open_children();
+    match j {
+        Json::Object(o) => {
+            for (k, v) in o.borrow().iter() {
+                m.ticks(2)?;
+                out.push(Val::Prop(Rc::new((k.clone(), v.clone()))));
+                out.push(from_json(v));
+                json_descendants(m, v, out, depth + 1)?;
+            }
+        }
+        Json::Array(a) => {
+            for v in a.borrow().iter() {
+                m.tick()?;
+                out.push(from_json(v));
+                json_descendants(m, v, out, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 type Fields = std::rc::Rc<RefCell<Vec<(String, Json)>>>;
 type Items = std::rc::Rc<RefCell<Vec<Json>>>;
 
@@ -170,6 +208,22 @@ fn object_member<'e>(
                 (Some(Ty::Bool), Val::Null) => Val::Bool(false),
                 (Some(t), v) => cast(t, v)?,
                 (None, v) => v,
+            }
+        }
+        (M::GetValue, [name]) => j.get(&name.to_text()).map_or(Val::Null, |v| from_json(&v)),
+        // JObject.GetValue(name, comparison): an exact match first, as Newtonsoft does
+        (M::GetValue, [name, Val::Flag(f)]) => {
+            let name = name.to_text();
+            match (j.get(&name), f) {
+                (Some(v), _) => from_json(&v),
+                (None, Flag::IgnoreCase) => {
+                    j.open_children();
+                    let o = o.borrow();
+                    o.iter()
+                        .find(|(k, _)| k.to_lowercase() == name.to_lowercase())
+                        .map_or(Val::Null, |(_, v)| from_json(v))
+                }
+                (None, _) => Val::Null,
             }
         }
         (M::Property, [name]) => {

@@ -793,6 +793,7 @@ pub(super) fn is_type(v: &Val, t: Ty) -> bool {
             | (Ty::XAttr, Val::Xml(xml::Xv::Attr { .. }))
             | (Ty::XName, Val::Xml(xml::Xv::Name(_)))
             | (Ty::XNs, Val::Xml(xml::Xv::Ns(_)))
+            | (Ty::Uri, Val::Uri(_))
     )
 }
 
@@ -847,6 +848,8 @@ pub(super) fn cast<'e>(t: Ty, v: Val<'e>) -> Result<Val<'e>, EvalError> {
         // System.Xml.Linq's conversions: a string to a name or namespace, an element or
         // attribute to its value's type
         (Ty::XNs, Val::Str(s)) => Val::Xml(xml::Xv::Ns(Rc::from(&*s))),
+        (Ty::Str, Val::Uri(u)) => Val::Str(Cow::Owned(u.text())),
+        (Ty::Uri, Val::Str(s)) => Val::Uri(Rc::new(uri::Uri::parse(&s)?)),
         (Ty::XName, Val::Str(s)) => Val::Xml(xml::Xv::Name(xml::XName::parse(&s)?)),
         (
             t @ (Ty::Str | Ty::Int | Ty::Double | Ty::Bool | Ty::Date),

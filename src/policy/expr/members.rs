@@ -54,6 +54,12 @@ members! {
     Attributes, Parent, HasElements, HasAttributes, IsEmpty, SetValue, SetAttributeValue,
     SetElementValue, ReplaceWith, RemoveAll, RemoveNodes, RemoveAttributes, LocalName,
     NamespaceName, Namespace, GetName,
+    // JObject.GetValue; X509Certificate2 (context.Request.Certificate)
+    GetValue, Thumbprint, NotAfter, SerialNumber, Verify, FriendlyName, SubjectName,
+    // System.Uri
+    AbsolutePath, AbsoluteUri, Authority, Fragment, Host, LocalPath, OriginalString,
+    PathAndQuery, Port, Query, Scheme, Segments, IsAbsoluteUri, UserInfo, DnsSafeHost, Path,
+    QueryString,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
@@ -148,6 +154,28 @@ impl M {
                 | M::LocalName
                 | M::NamespaceName
                 | M::Namespace
+                | M::Thumbprint
+                | M::NotAfter
+                | M::SerialNumber
+                | M::FriendlyName
+                | M::SubjectName
+                | M::AbsolutePath
+                | M::AbsoluteUri
+                | M::Authority
+                | M::Fragment
+                | M::Host
+                | M::LocalPath
+                | M::OriginalString
+                | M::PathAndQuery
+                | M::Port
+                | M::Query
+                | M::Scheme
+                | M::Segments
+                | M::IsAbsoluteUri
+                | M::UserInfo
+                | M::DnsSafeHost
+                | M::Path
+                | M::QueryString
         )
     }
 
@@ -250,6 +278,7 @@ pub(super) fn call<'e>(
         Val::Jwt(j) => tokens::jwt_member(m, &j, member),
         Val::Basic(b) => tokens::basic_member(&b, member),
         Val::Xml(x) => xml::member(m, &x, member, args),
+        Val::Uri(u) => uri::member(m, &u, member, args),
         Val::Hasher(h) => {
             let a = m.values(args)?;
             match (member, a.as_slice()) {

@@ -39,6 +39,7 @@ mod statics;
 mod stmt;
 mod tokens;
 mod types;
+mod uri;
 mod value;
 mod xml;
 
@@ -292,6 +293,7 @@ pub enum Ty {
     XAttr,
     XName,
     XNs,
+    Uri,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

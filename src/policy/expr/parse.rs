@@ -727,6 +727,8 @@ impl Parser {
             "XElement" => statics::NewKind::XElement,
             "XAttribute" => statics::NewKind::XAttribute,
             "XDocument" => statics::NewKind::XDocument,
+            "Uri" => statics::NewKind::Uri,
+            "string" | "String" if !self.peek_is(0, "[") => statics::NewKind::Str,
             n if hashes::algo_of(n).is_some() => {
                 let (algo, hmac) = hashes::algo_of(n).unwrap_or((hashes::Algo::Sha256, false));
                 statics::NewKind::Hash(algo, hmac)
@@ -939,7 +941,7 @@ impl Parser {
             return Err(self.err_at(at, format!("'{name}' is not a member of {what}")));
         }
         // Guid.NewGuid().ToString("N"): the format goes to the GUID
-        if let (M::ToString, Node::Static(statics::S::NewGuid(_), _, _)) = (member, &v) {
+        if let (M::ToString, Node::Static(statics::S::NewGuid(0), _, _)) = (member, &v) {
             let args = self.args()?;
             let format = match args.as_slice() {
                 [] => b'D',
@@ -1001,6 +1003,22 @@ impl Parser {
             } else {
                 Field::OriginalUrl
             })));
+        }
+        if name == "ToUri" && matches!(p.as_slice(), ["context", "Request", "Url" | "OriginalUrl"])
+        {
+            self.punct("(")?;
+            self.punct(")")?;
+            self.reads_request = true;
+            let url = Node::Field(if path[2] == "Url" {
+                Field::RequestUrl
+            } else {
+                Field::OriginalUrl
+            });
+            return Ok(Chain::Value(Node::New(
+                statics::NewKind::Uri,
+                vec![url],
+                Vec::new(),
+            )));
         }
         if let ["context", side @ ("Request" | "Response"), "Body"] = p.as_slice() {
             return self

@@ -65,6 +65,9 @@ pub(super) enum S {
     XNameGet,
     /// `XNamespace.Xmlns` / `XNamespace.Xml` / `XNamespace.None`.
     XNamespaceConst(&'static str),
+    /// `Uri.TryCreate(text, kind, out uri)` / `Uri.IsWellFormedUriString(text, kind)`.
+    UriTryCreate,
+    UriWellFormed,
     FromObject,
     Serialize,
     Deserialize,
@@ -111,6 +114,9 @@ pub(super) enum NewKind {
     XElement,
     XAttribute,
     XDocument,
+    Uri,
+    /// `new string(chars)`, `new string(c, count)`.
+    Str,
 }
 
 /// The static member `ty.member` and how many arguments it takes (`None`: it is a
@@ -126,7 +132,8 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("string" | "String", "Join") => call(S::Join, 2, 64),
         ("string" | "String", "Compare" | "CompareOrdinal") => call(S::Compare, 2, 3),
         ("string" | "String", "Empty") => Some((S::Empty, None)),
-        ("Guid", "NewGuid") => call(S::NewGuid(b'D'), 0, 0),
+        // 0: no format chosen yet (the parser takes ToString's format into it once)
+        ("Guid", "NewGuid") => call(S::NewGuid(0), 0, 0),
         ("int" | "long" | "Int32" | "Int64", "Parse") => call(S::ParseInt, 1, 1),
         ("int" | "long" | "Int32" | "Int64", "TryParse") => call(S::TryParseInt, 2, 2),
         ("double" | "decimal" | "float" | "Double" | "Decimal", "Parse") => {
@@ -167,6 +174,8 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("XDocument", "Parse") => call(S::XParse(true), 1, 2),
         ("XElement", "Parse") => call(S::XParse(false), 1, 2),
         ("XNamespace", "Get") => call(S::XNamespaceGet, 1, 1),
+        ("Uri", "TryCreate") => call(S::UriTryCreate, 3, 3),
+        ("Uri", "IsWellFormedUriString") => call(S::UriWellFormed, 2, 2),
         ("XNamespace", "Xmlns") => {
             Some((S::XNamespaceConst("http://www.w3.org/2000/xmlns/"), None))
         }
@@ -221,6 +230,9 @@ pub(super) fn flag(ty: &str, member: &str) -> Option<Flag> {
         ("SaveOptions", "None") => Flag::SaveIndented,
         ("SaveOptions", "DisableFormatting") => Flag::DisableFormatting,
         ("LoadOptions", "None") => Flag::SaveIndented,
+        ("UriKind", "Absolute") => Flag::UriAbsolute,
+        ("UriKind", "Relative") => Flag::UriRelative,
+        ("UriKind", "RelativeOrAbsolute") => Flag::UriAny,
         _ => return None,
     })
 }
@@ -259,6 +271,7 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "StringSplitOptions"
             | "Formatting"
             | "SaveOptions"
+            | "UriKind"
             | "LoadOptions"
             | "XDocument"
             | "XElement"
@@ -340,6 +353,19 @@ pub(super) fn call<'e>(
     }
     if let S::Date(f) = f {
         return dates::call(m, f, args);
+    }
+    if let S::UriTryCreate = f {
+        let text = m.eval(
+            args.first()
+                .ok_or(err("TryCreate takes a text, a kind and an out variable"))?,
+        )?;
+        let parsed = uri::Uri::parse(&text.to_text()).ok();
+        let ok = parsed.is_some();
+        m.write_out(
+            args.get(2),
+            parsed.map_or(Val::Null, |u| Val::Uri(Rc::new(u))),
+        )?;
+        return Ok(Val::Bool(ok));
     }
     if let S::Regex(op) = f {
         return regexes::call_static(m, op, args);
@@ -456,7 +482,7 @@ fn text_statics<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>,
             };
             m.text(format::composite(fmt, &values)?)?
         }
-        S::NewGuid(format) => m.text(new_guid(format))?,
+        S::NewGuid(format) => m.text(new_guid(if format == 0 { b'D' } else { format }))?,
         _ => return Err(err("not a static member of this kind")),
     })
 }
@@ -464,6 +490,11 @@ fn text_statics<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>,
 /// Parsing, `Convert.*` and `Encoding.*`.
 fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
     let first = a.first().cloned().unwrap_or(Val::Null);
+    // `new byte[] { 1, 2 }` is a list of ints here: the byte[] takers take it as bytes
+    let first = match f {
+        S::ToBase64 | S::GetString(_) => byte_list(first),
+        _ => first,
+    };
     Ok(match f {
         S::ParseInt => match first {
             Val::Null => return Err(err("Value cannot be null (int.Parse)")),
@@ -616,6 +647,11 @@ fn json_and_urls<'e>(
     generic: Option<Ty>,
 ) -> Result<Val<'e>, EvalError> {
     let first = a.first().cloned().unwrap_or(Val::Null);
+    // `new byte[] { 1, 2 }` is a list of ints here: the byte[] takers take it as bytes
+    let first = match f {
+        S::BitConverter | S::ToHex => byte_list(first),
+        _ => first,
+    };
     Ok(match f {
         S::XParse(document) => {
             let text = arg_text(&first)?;
@@ -624,6 +660,16 @@ fn json_and_urls<'e>(
         }
         S::XNamespaceGet => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(&*first.to_text()))),
         S::XNamespaceConst(uri) => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(uri))),
+        S::UriWellFormed => match a.get(1) {
+            // a relative reference is well formed when it has no scheme and no spaces
+            Some(Val::Flag(Flag::UriRelative)) => {
+                let t = first.to_text();
+                Val::Bool(!t.contains("://") && !t.contains(' '))
+            }
+            _ => Val::Bool(
+                uri::Uri::parse(&first.to_text()).is_ok() && !first.to_text().contains(' '),
+            ),
+        },
         S::XNameGet => match a.get(1) {
             Some(ns) => xml::join_name(&ns.to_text(), arg_text(&first)?)?,
             None => Val::Xml(xml::Xv::Name(xml::name_of(&first)?)),
@@ -741,6 +787,25 @@ pub(super) fn unescape(s: &str, form: bool) -> String {
 
 /// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
 /// (32 digits), `B` ({D}) or `P` ((D)).
+/// A list of ints 0–255 as a byte[]; anything else as it is.
+fn byte_list(v: Val) -> Val {
+    let Val::List(items) = &v else {
+        return v;
+    };
+    let bytes: Option<Vec<u8>> = items
+        .borrow()
+        .iter()
+        .map(|x| match x {
+            Val::Int(i) => u8::try_from(*i).ok(),
+            _ => None,
+        })
+        .collect();
+    match bytes {
+        Some(b) => Val::Bytes(Rc::new(b)),
+        None => v,
+    }
+}
+
 fn new_guid(format: u8) -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
@@ -904,9 +969,39 @@ pub(super) fn new<'e>(
             &a,
         )?,
         NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
-        NewKind::XElement => xml::new_element(m, &a)?,
-        NewKind::XAttribute => xml::new_attribute(m, &a)?,
-        NewKind::XDocument => xml::new_document(m, &a)?,
+        NewKind::XElement
+        | NewKind::XAttribute
+        | NewKind::XDocument
+        | NewKind::Uri
+        | NewKind::Str => new_library(m, kind, &a)?,
+    })
+}
+
+/// `new` of System.Xml.Linq's types, Uri and string.
+fn new_library<'e>(
+    m: &mut Machine<'e>,
+    kind: NewKind,
+    a: &[Val<'e>],
+) -> Result<Val<'e>, EvalError> {
+    Ok(match kind {
+        NewKind::XElement => xml::new_element(m, a)?,
+        NewKind::XAttribute => xml::new_attribute(m, a)?,
+        NewKind::XDocument => xml::new_document(m, a)?,
+        NewKind::Uri => uri::new_uri(a)?,
+        NewKind::Str => {
+            let text = match a {
+                [Val::Str(c), Val::Int(n)] if c.chars().count() == 1 => {
+                    let n =
+                        usize::try_from(*n).map_err(|_| err("Count cannot be less than zero"))?;
+                    m.charge(n.saturating_mul(c.len()))?;
+                    c.repeat(n)
+                }
+                [chars] => chars.items()?.iter().map(|c| c.to_text()).collect(),
+                _ => return Err(err("new string takes a char[] or a char and a count")),
+            };
+            m.text(text)?
+        }
+        _ => return Err(err("not a library type")),
     })
 }
 

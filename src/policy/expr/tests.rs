@@ -265,6 +265,11 @@ fn guids_and_conversions() {
         panic!("a guid")
     };
     assert!(n.len() == 32 && n.chars().all(hex), "{n}");
+    // a second ToString keeps the format the first one chose
+    let Ok(Val::Str(n)) = run(r#"(Guid.NewGuid().ToString("N"))?.ToString()"#) else {
+        panic!("a guid")
+    };
+    assert!(n.len() == 32 && n.chars().all(hex), "{n}");
     assert_ne!(
         run("Guid.NewGuid().ToString()"),
         run("Guid.NewGuid().ToString()")
@@ -1082,6 +1087,79 @@ fn xml_documents_and_elements() {
         (r#"new XElement("bad name")"#.to_string(), "error: The 'bad name' name is not a valid XML name"),
     ];
     for (code, want) in &cases {
+        assert_eq!(text(code), *want, "{code}");
+    }
+}
+
+/// System.Uri and the members real documents were found to use that the language
+/// lacked: JObject.GetValue and Descendants, new string, byte[] initialisers.
+#[test]
+fn uris_and_members_found_in_real_documents() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"new Uri("HTTPS://Api.Example.com:443/v1/items/7?x=1#top").ToString()"#,
+            "https://api.example.com/v1/items/7?x=1#top",
+        ),
+        (r#"new Uri("http://h:8080/a/b").Authority"#, "h:8080"),
+        (r#"new Uri("http://h/a/b/").Segments.Count()"#, "3"),
+        (
+            r#"string.Join("|", new Uri("http://h/a/b").Segments)"#,
+            "/|a/|b",
+        ),
+        (r#"new Uri("http://h/a/b?q=1").PathAndQuery"#, "/a/b?q=1"),
+        (r#"new Uri("http://h").AbsolutePath"#, "/"),
+        (r#"new Uri("https://h/x").Port"#, "443"),
+        (r#"new Uri("http://u:p@h/x").UserInfo"#, "u:p"),
+        (
+            r#"new Uri(new Uri("http://h/a/b/c"), "../d?e=1").AbsoluteUri"#,
+            "http://h/a/d?e=1",
+        ),
+        (
+            r#"new Uri(new Uri("http://h/a/b"), "/z").ToString()"#,
+            "http://h/z",
+        ),
+        (
+            r#"new Uri("not a uri")"#,
+            "error: Invalid URI: The format of the URI could not be determined: 'not a uri'",
+        ),
+        (
+            r#"Uri.TryCreate("http://h/p", UriKind.Absolute, out Uri u) ? u.Host : "no""#,
+            "h",
+        ),
+        (
+            r#"Uri.TryCreate("nope", UriKind.Absolute, out var u) ? "yes" : "no""#,
+            "no",
+        ),
+        (
+            r#"Uri.IsWellFormedUriString("https://h/p", UriKind.Absolute)"#,
+            "True",
+        ),
+        (r#"new Uri("http://h/p") == new Uri("HTTP://H/p")"#, "True"),
+        (
+            r#"JObject.Parse("{\"Name\":1}").GetValue("name", StringComparison.OrdinalIgnoreCase)"#,
+            "1",
+        ),
+        (
+            r#"JObject.Parse("{\"Name\":1}").GetValue("name") == null"#,
+            "True",
+        ),
+        (
+            r#"JObject.Parse("{\"a\":{\"b\":1},\"c\":[2]}").Descendants().Count()"#,
+            "7",
+        ),
+        (
+            r#"new string('-', 3) + new string(new[] { 'a', 'b' })"#,
+            "---ab",
+        ),
+        (r#"new string("abc".Reverse().ToArray())"#, "cba"),
+        (r#"BitConverter.ToString(new byte[] { 1, 171 })"#, "01-AB"),
+        (r#"Convert.ToBase64String(new byte[] { 104, 105 })"#, "aGk="),
+        (
+            r#"context.Request.Certificate?.Thumbprint ?? "none""#,
+            "none",
+        ),
+    ];
+    for (code, want) in cases {
         assert_eq!(text(code), *want, "{code}");
     }
 }

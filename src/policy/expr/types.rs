@@ -33,6 +33,7 @@ impl Parser {
                 | Field::UserObject
                 | Field::UserRegistrationDate => Ty::Any,
                 Field::Elapsed => Ty::Span,
+                Field::ApiServiceUrl => Ty::Uri,
                 Field::SubscriptionObject | Field::ProductObject => Ty::Any,
                 _ => Ty::Str,
             },
@@ -84,6 +85,8 @@ impl Parser {
                 statics::NewKind::XElement => Ty::XElem,
                 statics::NewKind::XAttribute => Ty::XAttr,
                 statics::NewKind::XDocument => Ty::XDoc,
+                statics::NewKind::Uri => Ty::Uri,
+                statics::NewKind::Str => Ty::Str,
                 _ => Ty::Any,
             },
             Node::Static(f, _, generic) => statics_ty(*f, *generic),
@@ -130,6 +133,7 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::XParse(true) => Ty::XDoc,
         S::XParse(false) => Ty::XElem,
         S::XNamespaceGet | S::XNamespaceConst(_) => Ty::XNs,
+        S::UriTryCreate | S::UriWellFormed => Ty::Bool,
         S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,
         S::Date(
@@ -212,6 +216,7 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "XAttribute" => Ty::XAttr,
         "XName" => Ty::XName,
         "XNamespace" => Ty::XNs,
+        "Uri" => Ty::Uri,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
         _ => return None,

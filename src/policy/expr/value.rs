@@ -56,6 +56,8 @@ pub enum Val<'a> {
     Hasher(Rc<super::hashes::Hasher>),
     /// An XDocument, XElement, XAttribute, XName or XNamespace.
     Xml(super::xml::Xv),
+    /// A System.Uri.
+    Uri(Rc<super::uri::Uri>),
 }
 
 /// The enum constants methods take.
@@ -75,6 +77,10 @@ pub enum Flag {
     /// SaveOptions.None / SaveOptions.DisableFormatting (XML's ToString).
     SaveIndented,
     DisableFormatting,
+    /// UriKind.Absolute / Relative / RelativeOrAbsolute.
+    UriAbsolute,
+    UriRelative,
+    UriAny,
 }
 
 impl PartialEq for Val<'_> {
@@ -104,6 +110,7 @@ impl PartialEq for Val<'_> {
             (Val::Basic(a), Val::Basic(b)) => Rc::ptr_eq(a, b),
             (Val::Hasher(a), Val::Hasher(b)) => Rc::ptr_eq(a, b),
             (Val::Xml(a), Val::Xml(b)) => a.same(b),
+            (Val::Uri(a), Val::Uri(b)) => a.text() == b.text(),
             // an XName equals the string it converts from
             (Val::Xml(super::xml::Xv::Name(n)), Val::Str(s))
             | (Val::Str(s), Val::Xml(super::xml::Xv::Name(n))) => {
@@ -135,6 +142,15 @@ impl<'a> Val<'a> {
                 .map(|s| Val::Str(Cow::Owned(s.to_string())))
                 .collect(),
         )
+    }
+
+    /// A System.Uri of `text` (`context.Api.ServiceUrl`); the text itself if it is not
+    /// an absolute URI.
+    pub fn uri(text: String) -> Val<'static> {
+        match super::uri::Uri::parse(&text) {
+            Ok(u) => Val::Uri(Rc::new(u)),
+            Err(_) => Val::Str(Cow::Owned(text)),
+        }
     }
 
     /// A list of values (`context.User.Groups`).
@@ -179,6 +195,7 @@ impl<'a> Val<'a> {
             Val::Basic(b) => Val::Basic(b),
             Val::Hasher(h) => Val::Hasher(h),
             Val::Xml(x) => Val::Xml(x),
+            Val::Uri(u) => Val::Uri(u),
         }
     }
 
@@ -217,6 +234,7 @@ impl<'a> Val<'a> {
             Val::Basic(_) => Cow::Borrowed("BasicAuthCredentials"),
             Val::Hasher(_) => Cow::Borrowed("System.Security.Cryptography.HashAlgorithm"),
             Val::Xml(x) => Cow::Owned(x.text()),
+            Val::Uri(u) => Cow::Owned(u.text()),
         }
     }
 
@@ -252,6 +270,7 @@ impl<'a> Val<'a> {
             Val::Basic(_) => "BasicAuthCredentials",
             Val::Hasher(_) => "HashAlgorithm",
             Val::Xml(x) => x.type_name(),
+            Val::Uri(_) => "Uri",
         }
     }
 
@@ -357,5 +376,6 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Basic(b) => Json::Str(b.0.clone()),
         Val::Hasher(_) => Json::Null,
         Val::Xml(x) => Json::Str(x.text()),
+        Val::Uri(u) => Json::Str(u.text()),
     })
 }
