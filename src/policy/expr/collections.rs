@@ -55,8 +55,8 @@ pub(super) fn call<'e>(
             _ => Err(not_a_member("byte[]", member)),
         },
         Val::Error(e) => match member {
-            M::Message => Ok(Val::Str(Cow::Owned(e.to_string()))),
-            M::ToString => Ok(Val::Str(Cow::Owned(format!("System.Exception: {e}")))),
+            M::Message => Ok(Val::Str(Cow::Owned(e.message.clone()))),
+            M::ToString => Ok(Val::Str(Cow::Owned(super::exceptions::text(e)))),
             _ => Err(not_a_member("Exception", member)),
         },
         other => Err(not_a_member(other.type_name(), member)),
@@ -415,6 +415,11 @@ fn list_member<'e>(
     let a = m.values(args)?;
     Ok(match (member, a.as_slice()) {
         (M::Count | M::Length, []) => Val::Int(l.borrow().len() as i64),
+        (M::Sort, []) => {
+            m.ticks(l.borrow().len())?;
+            l.borrow_mut().sort_by(super::linq::compare);
+            Val::Null
+        }
         (M::Add, [v]) => {
             let v = m.list_item(t, v.clone())?;
             l.borrow_mut().push(v);

@@ -27,6 +27,8 @@ pub(super) struct Machine<'e> {
     pub slots: Slots<'e>,
     steps: u64,
     bytes: u64,
+    /// The type of the exception a `throw` raised, until a catch takes it.
+    thrown: Option<&'static str>,
 }
 
 /// Evaluates `x`, spending from the request's budget (or a fresh default one).
@@ -57,6 +59,7 @@ impl<'e> Machine<'e> {
             slots: Slots::new(slots),
             steps,
             bytes,
+            thrown: None,
         }
     }
 
@@ -185,6 +188,16 @@ impl<'e> Machine<'e> {
                 }
             }
             Node::Is(t, a) => Val::Bool(is_type(&self.eval(a)?, *t)),
+            Node::IsBind(slot, t, a) => {
+                let v = self.eval(a)?;
+                let ok = is_type(&v, *t);
+                if ok {
+                    if let Some(s) = self.slots.get_mut(*slot) {
+                        *s = v;
+                    }
+                }
+                Val::Bool(ok)
+            }
             Node::Call {
                 target,
                 member,
@@ -439,28 +452,45 @@ impl<'e> Machine<'e> {
             Stmt::Return(n) => return Ok(Ctl::Return(self.eval(n)?)),
             Stmt::Throw(n) => {
                 let v = self.eval(n)?;
-                let message = match &v {
-                    Val::Error(e) => e.to_string(),
-                    Val::Null => NULL_REFERENCE.0.to_string(),
-                    other => other.to_text().into_owned(),
+                let (kind, message) = match &v {
+                    Val::Error(e) => (e.kind, e.message.clone()),
+                    Val::Null => ("NullReferenceException", NULL_REFERENCE.0.to_string()),
+                    other => ("Exception", other.to_text().into_owned()),
                 };
+                // the type travels beside the message to the catch that takes it
+                self.thrown = Some(kind);
                 return Err(EvalError(Cow::Owned(message)));
             }
             Stmt::Try {
                 body,
-                catch,
+                catches,
                 finally,
             } => {
                 let outcome = match self.block(body) {
-                    Err(e) if !e.is_budget() => match catch {
-                        Some((slot, handler)) => {
-                            if let Some(s) = slot.and_then(|i| self.slots.get_mut(i)) {
-                                *s = Val::Error(Rc::from(e.message()));
+                    Err(e) if !e.is_budget() => {
+                        let kind = self
+                            .thrown
+                            .take()
+                            .unwrap_or_else(|| exceptions::kind_of(e.message()));
+                        let taker = catches.iter().find(|(wanted, _, _)| {
+                            wanted.is_none_or(|w| exceptions::catches(w, kind))
+                        });
+                        match taker {
+                            Some((_, slot, handler)) => {
+                                if let Some(s) = self.slots.get_mut(*slot) {
+                                    *s = Val::Error(Rc::new(exceptions::Exception {
+                                        kind,
+                                        message: e.message().to_string(),
+                                    }));
+                                }
+                                self.block(handler)
                             }
-                            self.block(handler)
+                            None => {
+                                self.thrown = Some(kind);
+                                Err(e)
+                            }
                         }
-                        None => Err(e),
-                    },
+                    }
                     other => other,
                 };
                 match self.block(finally)? {

@@ -16,6 +16,8 @@ pub fn number(v: &Val, format: &str) -> Result<String, EvalError> {
     let (int, float) = match v {
         Val::Int(i) => (Some(*i), *i as f64),
         Val::Double(d) => (None, *d),
+        // `{0:yyyy-MM-dd}`, `$"{date:o}"`: a date's own format
+        Val::Date(t) => return super::datetime::format(t, Some(format)),
         other => return Ok(other.to_text().into_owned()),
     };
     let mut chars = format.chars();

@@ -60,6 +60,8 @@ members! {
     AbsolutePath, AbsoluteUri, Authority, Fragment, Host, LocalPath, OriginalString,
     PathAndQuery, Port, Query, Scheme, Segments, IsAbsoluteUri, UserInfo, DnsSafeHost, Path,
     QueryString,
+    // List<T>
+    Sort,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan

@@ -25,6 +25,7 @@ mod collections;
 mod dates;
 mod datetime;
 mod eval;
+mod exceptions;
 mod format;
 mod hashes;
 mod json;
@@ -360,6 +361,8 @@ enum Node {
     As(Ty, Box<Node>),
     /// `x is T`.
     Is(Ty, Box<Node>),
+    /// `x is T name`: true, and `name` (a slot) holds `x`, when `x` is a `T`.
+    IsBind(usize, Ty, Box<Node>),
     /// A member of a value: `x.M(args)`, `x.P`, `x?.M(...)` (`safe`: null when x is).
     Call {
         target: Box<Node>,
@@ -419,10 +422,11 @@ enum Stmt {
     Break,
     Continue,
     Return(Node),
-    /// `try { } catch (Exception e) { } finally { }`.
+    /// `try { } catch (T e) { } … finally { }`: each catch with the type it takes
+    /// (None: all) and the slot that holds the exception.
     Try {
         body: Vec<Stmt>,
-        catch: Option<(Option<usize>, Vec<Stmt>)>,
+        catches: Vec<(Option<&'static str>, usize, Vec<Stmt>)>,
         finally: Vec<Stmt>,
     },
     Throw(Node),

@@ -316,13 +316,14 @@ impl Parser {
                     let t = self
                         .try_type()
                         .ok_or_else(|| self.err_at(at, "expected a type after 'is'"))?;
-                    if matches!(self.peek(), Tok::Ident(_)) {
-                        return Err(self.err_at(
-                            self.offset(),
-                            "'is T name' patterns are not supported; cast with 'as'",
-                        ));
+                    if let Tok::Ident(name) = self.peek() {
+                        let n_at = self.offset();
+                        self.pos += 1;
+                        let slot = self.declare(&name, t, n_at)?;
+                        Node::IsBind(slot, t, Box::new(left))
+                    } else {
+                        Node::Is(t, Box::new(left))
                     }
-                    Node::Is(t, Box::new(left))
                 };
                 left = if negate {
                     Node::Not(Box::new(test))
@@ -597,6 +598,14 @@ impl Parser {
         let Some((min, max)) = arity else {
             return Ok(Node::Static(f, Vec::new(), generic));
         };
+        // a method group as a LINQ argument (`s.All(char.IsDigit)`): `x => char.IsDigit(x)`
+        if !self.peek_is(0, "(") && (min..=max).contains(&1) {
+            let mark = self.scope.len();
+            let slot = self.declare(&format!("#group{}", self.slot_count), Ty::Any, m_at)?;
+            self.scope.truncate(mark);
+            let body = Node::Static(f, vec![Node::Local(slot)], generic);
+            return Ok(Node::Lambda(vec![slot], Box::new(body)));
+        }
         let args = self.args()?;
         if args.len() < min || args.len() > max {
             let want = if min == max {
@@ -736,12 +745,9 @@ impl Parser {
             "DateTime" => statics::NewKind::DateTime,
             "DateTimeOffset" => statics::NewKind::DateTimeOffset,
             "TimeSpan" => statics::NewKind::TimeSpan,
-            "Exception"
-            | "ArgumentException"
-            | "InvalidOperationException"
-            | "ArgumentNullException"
-            | "FormatException"
-            | "ApplicationException" => statics::NewKind::Exception,
+            n if exceptions::index_of(n).is_some() => {
+                statics::NewKind::Exception(exceptions::index_of(n).unwrap_or(0))
+            }
             n if type_named(n, &[]).is_some() && self.peek_is(0, "[") => statics::NewKind::Array,
             other => {
                 return Err(self.err_at(at, format!("'new {other}' is not supported")));

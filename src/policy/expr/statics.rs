@@ -64,7 +64,13 @@ pub(super) enum S {
     XNamespaceGet,
     XNameGet,
     /// `XNamespace.Xmlns` / `XNamespace.Xml` / `XNamespace.None`.
-    XNamespaceConst(&'static str),
+    /// (An index into `XML_NAMESPACES`: a small `S` keeps every tree node small.)
+    XNamespaceConst(u8),
+    /// `Enumerable.Range(start, count)`, `Enumerable.Repeat(value, count)`,
+    /// `Enumerable.Empty<T>()`.
+    Range,
+    Repeat,
+    EmptyList,
     /// `Uri.TryCreate(text, kind, out uri)` / `Uri.IsWellFormedUriString(text, kind)`.
     UriTryCreate,
     UriWellFormed,
@@ -101,7 +107,8 @@ pub(super) enum NewKind {
     Builder,
     /// `new T[n]`, `new T[] { ... }`, `new[] { ... }`.
     Array,
-    Exception,
+    /// `new ArgumentException(message)`: the type (its index in `exceptions`' table).
+    Exception(u8),
     DateTime,
     DateTimeOffset,
     TimeSpan,
@@ -175,15 +182,13 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("XElement", "Parse") => call(S::XParse(false), 1, 2),
         ("XNamespace", "Get") => call(S::XNamespaceGet, 1, 1),
         ("Uri", "TryCreate") => call(S::UriTryCreate, 3, 3),
+        ("Enumerable", "Range") => call(S::Range, 2, 2),
+        ("Enumerable", "Repeat") => call(S::Repeat, 2, 2),
+        ("Enumerable", "Empty") => call(S::EmptyList, 0, 0),
         ("Uri", "IsWellFormedUriString") => call(S::UriWellFormed, 2, 2),
-        ("XNamespace", "Xmlns") => {
-            Some((S::XNamespaceConst("http://www.w3.org/2000/xmlns/"), None))
-        }
-        ("XNamespace", "Xml") => Some((
-            S::XNamespaceConst("http://www.w3.org/XML/1998/namespace"),
-            None,
-        )),
-        ("XNamespace", "None") => Some((S::XNamespaceConst(""), None)),
+        ("XNamespace", "Xmlns") => Some((S::XNamespaceConst(0), None)),
+        ("XNamespace", "Xml") => Some((S::XNamespaceConst(1), None)),
+        ("XNamespace", "None") => Some((S::XNamespaceConst(2), None)),
         ("XName", "Get") => call(S::XNameGet, 1, 2),
         ("JArray", "Parse") => call(S::JsonParse(Ty::JArray), 1, 1),
         ("JToken", "Parse") => call(S::JsonParse(Ty::JToken), 1, 1),
@@ -272,6 +277,7 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "Formatting"
             | "SaveOptions"
             | "UriKind"
+            | "Enumerable"
             | "LoadOptions"
             | "XDocument"
             | "XElement"
@@ -659,7 +665,33 @@ fn json_and_urls<'e>(
             xml::parse_value(m, text, document)?
         }
         S::XNamespaceGet => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(&*first.to_text()))),
-        S::XNamespaceConst(uri) => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(uri))),
+        S::XNamespaceConst(i) => {
+            let uri = XML_NAMESPACES.get(usize::from(i)).copied().unwrap_or("");
+            Val::Xml(xml::Xv::Ns(std::rc::Rc::from(uri)))
+        }
+        S::Range | S::Repeat => {
+            let count = match a.get(1) {
+                Some(Val::Int(n)) if *n >= 0 => *n as usize,
+                _ => {
+                    return Err(err(
+                        "Specified argument was out of the range of valid values (count)",
+                    ))
+                }
+            };
+            m.ticks(count)?;
+            m.charge(count.saturating_mul(16))?;
+            match (f, &first) {
+                (S::Range, Val::Int(start)) => {
+                    let end = start
+                        .checked_add(count as i64)
+                        .ok_or(err("Arithmetic operation resulted in an overflow"))?;
+                    list((*start..end).map(Val::Int).collect())
+                }
+                (S::Range, _) => return Err(err("Enumerable.Range takes ints")),
+                _ => list(vec![first.clone().into_owned(); count]),
+            }
+        }
+        S::EmptyList => list(Vec::new()),
         S::UriWellFormed => match a.get(1) {
             // a relative reference is well formed when it has no scheme and no spaces
             Some(Val::Flag(Flag::UriRelative)) => {
@@ -787,6 +819,13 @@ pub(super) fn unescape(s: &str, form: bool) -> String {
 
 /// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
 /// (32 digits), `B` ({D}) or `P` ((D)).
+/// XNamespace.Xmlns, .Xml, .None.
+const XML_NAMESPACES: [&str; 3] = [
+    "http://www.w3.org/2000/xmlns/",
+    "http://www.w3.org/XML/1998/namespace",
+    "",
+];
+
 /// A list of ints 0–255 as a byte[]; anything else as it is.
 fn byte_list(v: Val) -> Val {
     let Val::List(items) = &v else {
@@ -933,9 +972,13 @@ pub(super) fn new<'e>(
             m.charge(init.len())?;
             Val::Builder(Rc::new(RefCell::new(init)))
         }
-        NewKind::Exception => Val::Error(Rc::from(
-            a.first().map_or(Cow::Borrowed(""), Val::to_text).as_ref(),
-        )),
+        NewKind::Exception(kind) => Val::Error(Rc::new(exceptions::Exception {
+            kind: exceptions::by_index(kind),
+            message: a
+                .first()
+                .map_or(Cow::Borrowed(""), Val::to_text)
+                .into_owned(),
+        })),
         NewKind::Hash(algo, hmac) => {
             let key = match (hmac, a.first()) {
                 (false, _) => None,

@@ -182,6 +182,7 @@ impl Parser {
                 Ok(Stmt::Throw(e))
             }
             "try" => self.try_block(),
+            "switch" => self.switch_block(),
             // `using (var h = new HMACSHA256(key)) { ... }` and `using var h = ...;`:
             // nothing here needs disposing, so it is a scoped declaration
             "using" => {
@@ -244,16 +245,108 @@ impl Parser {
         Ok(Stmt::Block(out))
     }
 
+    /// `switch (x) { case A: case B: …; break; default: … }`, as a chain of ifs inside a
+    /// loop that runs once (so `break` leaves the switch), over `x` evaluated once.
+    fn switch_block(&mut self) -> Result<Stmt, ParseError> {
+        let at = self.offset();
+        self.pos += 1;
+        self.punct("(")?;
+        let subject = self.expr()?;
+        self.punct(")")?;
+        self.punct("{")?;
+        let mark = self.scope.len();
+        let held = self.declare(&format!("#switch{}", self.slot_count), Ty::Any, at)?;
+        let mut sections: Vec<(Option<Node>, Vec<Stmt>)> = Vec::new();
+        let mut default: Option<Vec<Stmt>> = None;
+        self.loops += 1;
+        while !self.eat("}") {
+            let mut test: Option<Node> = None;
+            let mut is_default = false;
+            loop {
+                let l_at = self.offset();
+                if self.eat_word("default") {
+                    is_default = true;
+                } else if self.eat_word("case") {
+                    let label = self.expr()?;
+                    if self.peek_word(0, "when") {
+                        return Err(
+                            self.err_at(self.offset(), "'case … when' patterns are not supported")
+                        );
+                    }
+                    let eq = Node::Bin(BinOp::Eq, Box::new(Node::Local(held)), Box::new(label));
+                    test = Some(match test {
+                        None => eq,
+                        Some(t) => Node::Bin(BinOp::Or, Box::new(t), Box::new(eq)),
+                    });
+                } else {
+                    return Err(self.err_at(l_at, "expected 'case' or 'default'"));
+                }
+                self.punct(":")?;
+                if !(self.peek_word(0, "case") || self.peek_word(0, "default")) {
+                    break;
+                }
+            }
+            let mut body = Vec::new();
+            while !(self.peek_word(0, "case")
+                || self.peek_word(0, "default")
+                || self.peek_is(0, "}"))
+            {
+                if matches!(self.peek(), Tok::End) {
+                    return Err(self.err_at(self.offset(), "a switch is never closed"));
+                }
+                body.push(self.statement()?);
+            }
+            if is_default {
+                default = Some(body);
+            } else if let Some(t) = test {
+                sections.push((Some(t), body));
+            }
+        }
+        self.loops -= 1;
+        self.scope.truncate(mark);
+        // the chain, last section innermost; default where no case matched
+        let mut chain = default.unwrap_or_default();
+        for (test, body) in sections.into_iter().rev() {
+            if let Some(t) = test {
+                chain = vec![Stmt::If(t, body, chain)];
+            }
+        }
+        let once = Stmt::Loop {
+            cond: Some(Node::Bool(false)),
+            body: chain,
+            step: Vec::new(),
+            test_first: false,
+        };
+        Ok(Stmt::Block(vec![
+            Stmt::Assign(Place::Local(held), subject),
+            once,
+        ]))
+    }
+
     fn try_block(&mut self) -> Result<Stmt, ParseError> {
         self.pos += 1;
         let body = self.braced()?;
-        let mut catch = None;
+        let mut catches = Vec::new();
         while self.eat_word("catch") {
             let mark = self.scope.len();
             let at = self.offset();
             let mut slot = None;
+            let mut wanted = None;
             if self.eat("(") {
-                let _ = self.try_type();
+                // `catch (Type)` or `catch (Type name)`, the type possibly qualified
+                let t_at = self.offset();
+                let mut type_name = self.ident("an exception type")?;
+                while self.eat(".") {
+                    type_name.push('.');
+                    type_name.push_str(&self.ident("an exception type")?);
+                }
+                let kind = exceptions::named(&type_name).ok_or_else(|| {
+                    self.err_at(
+                        t_at,
+                        format!("'{type_name}' is not an exception type expressions can catch"),
+                    )
+                })?;
+                wanted = (kind != "Exception").then_some(kind);
                 if let Tok::Ident(name) = self.peek() {
                     self.pos += 1;
                     slot = Some(self.declare(&name, Ty::Any, at)?);
@@ -275,10 +368,7 @@ impl Parser {
             let handler = self.braced();
             self.catches.pop();
             self.scope.truncate(mark);
-            // exceptions have no types here: the first catch takes them all
-            if catch.is_none() {
-                catch = Some((Some(held), handler?));
-            }
+            catches.push((wanted, held, handler?));
         }
         let finally = if self.eat_word("finally") {
             self.braced()?
@@ -287,7 +377,7 @@ impl Parser {
         };
         Ok(Stmt::Try {
             body,
-            catch,
+            catches,
             finally,
         })
     }
@@ -466,9 +556,16 @@ pub(super) fn returns(stmts: &[Stmt]) -> bool {
         Some(Stmt::Block(b)) => returns(b),
         Some(Stmt::Try {
             body,
-            catch,
+            catches,
             finally,
-        }) => returns(finally) || (returns(body) && catch.as_ref().is_none_or(|(_, c)| returns(c))),
+        }) => returns(finally) || (returns(body) && catches.iter().all(|(_, _, c)| returns(c))),
+        // a switch: a loop that runs once
+        Some(Stmt::Loop {
+            cond: Some(Node::Bool(false)),
+            body,
+            test_first: false,
+            ..
+        }) => returns(body) && !breaks(body),
         // `while (true)` without a break never falls through
         Some(Stmt::Loop {
             cond: None, body, ..
@@ -490,9 +587,9 @@ fn breaks(stmts: &[Stmt]) -> bool {
         Stmt::Block(b) => breaks(b),
         Stmt::Try {
             body,
-            catch,
+            catches,
             finally,
-        } => breaks(body) || catch.as_ref().is_some_and(|(_, c)| breaks(c)) || breaks(finally),
+        } => breaks(body) || catches.iter().any(|(_, _, c)| breaks(c)) || breaks(finally),
         _ => false,
     })
 }

@@ -1163,3 +1163,38 @@ fn uris_and_members_found_in_real_documents() {
         assert_eq!(text(code), *want, "{code}");
     }
 }
+
+/// Statements and library calls a probe of real-document blocks found missing:
+/// switch, typed catches, `is T name`, method groups, Enumerable's statics,
+/// List.Sort, dates in composite formats.
+#[test]
+fn switch_typed_catches_patterns_and_method_groups() {
+    let cases: &[(&str, &str)] = &[
+        (r#"{ var x = "b"; switch (x) { case "a": return "1"; case "b": case "c": return "2"; default: return "0"; } }"#, "2"),
+        (r#"{ var x = 5; switch (x) { case 1: return "one"; default: return "many"; } }"#, "many"),
+        (r#"{ var r = ""; switch (3) { case 3: r = "three"; break; default: r = "other"; break; } return r; }"#, "three"),
+        (r#"{ var n = 0; for (var i = 0; i < 3; i++) { switch (i) { case 1: break; default: n++; break; } } return n.ToString(); }"#, "2"),
+        // a catch takes its type and the types derived from it, and nothing else
+        (r#"{ try { JObject.Parse("{bad"); return "ok"; } catch (JsonReaderException ex) { return "json: " + ex.Message; } }"#, "json: Invalid character after parsing property name (JSON)"),
+        (r#"{ try { JObject.Parse("{bad"); return "ok"; } catch (FormatException) { return "format"; } catch (Newtonsoft.Json.JsonException e) { return "json"; } }"#, "json"),
+        (r#"{ try { throw new ArgumentNullException("x"); } catch (ArgumentException e) { return e.ToString(); } }"#, "System.ArgumentNullException: x"),
+        (r#"{ try { try { int.Parse("x"); return "no"; } catch (KeyNotFoundException) { return "key"; } } catch (FormatException f) { return "outer " + f.Message; } }"#, "outer Input string was not in a correct format (int.Parse)"),
+        (r#"{ try { string s = null; return s.Length.ToString(); } catch (NullReferenceException) { return "null"; } }"#, "null"),
+        (r#"{ try { return "x"; } catch (WebException) { return "y"; } }"#, "error: expression error at column 29: 'WebException' is not an exception type expressions can catch"),
+        (r#"{ object v = "abc"; return (v is string s && s.Length == 3).ToString(); }"#, "True"),
+        (r#"{ object v = 5; return (v is string s ? s : "not a string"); }"#, "not a string"),
+        (r#""12a".All(char.IsDigit).ToString() + "x1".Any(char.IsDigit)"#, "FalseTrue"),
+        (r#"string.Join(",", "a B".Split(' ').Select(char.IsUpper))"#, "False,True"),
+        (r#"string.Join(",", Enumerable.Range(3, 3))"#, "3,4,5"),
+        (r#"string.Join("", Enumerable.Repeat("ab", 2)) + Enumerable.Empty<string>().Count()"#, "abab0"),
+        (r#"{ var l = new List<string> { "b", "a" }; l.Sort(); return string.Join(",", l); }"#, "a,b"),
+        (r#"string.Format("{0:yyyy-MM-dd}", new DateTime(2024, 1, 2))"#, "2024-01-02"),
+        (r#"$"{new DateTime(2024, 1, 2):yyyy}""#, "2024"),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(code, want)| text(code) != *want)
+        .map(|(code, want)| format!("{code}\n  got {}\n want {want}", text(code)))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

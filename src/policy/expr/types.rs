@@ -11,7 +11,11 @@ impl Parser {
     /// The static type of a node, where the compiler knows it.
     pub(super) fn ty_of(&self, n: &Node) -> Ty {
         match n {
-            Node::Bool(_) | Node::Not(_) | Node::ContainsKey(..) | Node::Is(..) => Ty::Bool,
+            Node::Bool(_)
+            | Node::Not(_)
+            | Node::ContainsKey(..)
+            | Node::Is(..)
+            | Node::IsBind(..) => Ty::Bool,
             Node::Int(_) => Ty::Int,
             Node::Double(_) => Ty::Double,
             Node::Str(_) | Node::Interp(_) => Ty::Str,
@@ -134,6 +138,7 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::XParse(false) => Ty::XElem,
         S::XNamespaceGet | S::XNamespaceConst(_) => Ty::XNs,
         S::UriTryCreate | S::UriWellFormed => Ty::Bool,
+        S::Range | S::Repeat | S::EmptyList => Ty::List,
         S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,
         S::Date(

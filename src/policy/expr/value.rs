@@ -37,7 +37,7 @@ pub enum Val<'a> {
     /// A StringBuilder.
     Builder(Rc<RefCell<String>>),
     /// A caught exception (`catch (Exception ex)`): its message.
-    Error(Rc<str>),
+    Error(Rc<super::exceptions::Exception>),
     /// `byte[]` (Encoding.UTF8.GetBytes, Convert.FromBase64String, hashes).
     Bytes(Rc<Vec<u8>>),
     /// An enum constant a method takes as an option (`StringComparison.OrdinalIgnoreCase`).
@@ -224,7 +224,7 @@ impl<'a> Val<'a> {
                 "System.Collections.Generic.Dictionary`2[System.String,System.Object]",
             ),
             Val::Builder(b) => Cow::Owned(b.borrow().clone()),
-            Val::Error(e) => Cow::Owned(format!("System.Exception: {e}")),
+            Val::Error(e) => Cow::Owned(super::exceptions::text(e)),
             Val::Bytes(_) => Cow::Borrowed("System.Byte[]"),
             Val::Flag(f) => Cow::Owned(format!("{f:?}")),
             Val::Date(t) => Cow::Owned(super::datetime::format(t, None).unwrap_or_default()),
@@ -259,7 +259,7 @@ impl<'a> Val<'a> {
             Val::List(_) => "List",
             Val::Dict(_) => "Dictionary",
             Val::Builder(_) => "StringBuilder",
-            Val::Error(_) => "Exception",
+            Val::Error(e) => e.kind,
             Val::Bytes(_) => "byte[]",
             Val::Flag(_) => "enum",
             Val::Date(t) if t.offset.is_some() => "DateTimeOffset",
@@ -361,7 +361,7 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
                 .collect::<Result<Vec<_>, EvalError>>()?,
         ))),
         Val::Builder(b) => Json::Str(b.borrow().clone()),
-        Val::Error(e) => Json::Str(e.to_string()),
+        Val::Error(e) => Json::Str(e.message.clone()),
         // as Newtonsoft writes a byte[]
         Val::Bytes(b) => Json::Str(super::format::base64(b)),
         Val::Flag(f) => Json::Str(format!("{f:?}")),
