@@ -1458,3 +1458,84 @@ fn a_throttled_call_is_logged_with_its_subscription_and_reason() {
         );
     }
 }
+
+/// retry's count and interval, forward-request's timeout, limit-concurrency's
+/// max-count and every check-header attribute may be expressions, computed per call;
+/// a value outside the attribute's set fails the call through on-error.
+#[test]
+fn attributes_apim_lets_expressions_give_are_computed_per_call() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let origin = Origin::start(move |req, s| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        if req.target.contains("slow") {
+            std::thread::sleep(Duration::from_millis(1500));
+            respond(s, 200, &[], b"late");
+        } else {
+            respond(s, 503, &[("X-Attempt", &n.to_string())], b"busy");
+        }
+        true
+    });
+    let tries = r#"@(int.Parse(context.Request.Headers.GetValueOrDefault("X-Tries", "1")))"#;
+    let timeout = r#"@(context.Request.Headers.GetValueOrDefault("X-Timeout", "5"))"#;
+    let backend = format!(
+        r#"<policies><inbound /><backend><limit-concurrency key="all" max-count="@(1 + 1)"><retry condition="@(context.Response.StatusCode == 503)" count="{tries}" interval="@(0)" first-fast-retry="@(true)"><forward-request timeout="{timeout}" /></retry></limit-concurrency></backend><outbound /><on-error><set-header name="X-Error" exists-action="override"><value>@(context.LastError.Source + "|" + context.LastError.Reason + "|" + context.LastError.Message)</value></set-header></on-error></policies>"#
+    );
+    let gw = Gateway::start(
+        &config(&api(&origin.url(""), false, Some(&backend), None), ""),
+        &[],
+    );
+    let reset = || calls.store(0, Ordering::SeqCst);
+    for (asked, last_attempt) in [("1", "1"), ("3", "3")] {
+        reset();
+        let r = send(&gw, "GET", "/a/busy", &[("X-Tries", asked)], "");
+        assert_eq!((r.status, r.text().as_str()), (503, "busy"), "{asked}");
+        assert_eq!(r.header("X-Attempt"), Some(last_attempt), "{asked}");
+    }
+    // 51 retries is outside retry's 1..50
+    reset();
+    let r = send(&gw, "GET", "/a/busy", &[("X-Tries", "51")], "");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("retry|ExpressionValueEvaluationFailure|Expression evaluation failed. The value '51' is not valid here: expected an integer 1..50")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing was sent");
+    // the timeout each call computed
+    let r = send(&gw, "GET", "/a/slow", &[("X-Timeout", "1")], "");
+    assert_eq!(r.status, 504);
+    let r = send(&gw, "GET", "/a/slow", &[("X-Timeout", "10")], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "late"));
+    let r = send(&gw, "GET", "/a/slow", &[("X-Timeout", "0")], "");
+    assert_eq!(
+        r.header("X-Error"),
+        Some("forward-request|ExpressionValueEvaluationFailure|Expression evaluation failed. The value '0' is not valid here: expected a positive integer (seconds)")
+    );
+
+    // check-header: name, status, message, ignore-case and values from expressions
+    let inbound = r#"<check-header name="@("X-" + "Tenant")" failed-check-httpcode="@(context.Request.Method == "POST" ? 409 : 401)" failed-check-error-message="@("no tenant for " + context.Request.Method)" ignore-case="@(context.Request.Url.Query.ContainsKey("loose"))"><value>@("ac" + "me")</value></check-header>"#;
+    let echo = Origin::echo();
+    let gw = Gateway::start(
+        &config(
+            &api(&echo.url(""), false, Some(&policies(inbound, "", "")), None),
+            "",
+        ),
+        &[],
+    );
+    let r = send(&gw, "POST", "/a/x", &[], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (409, error_body(409, "no tenant for POST"))
+    );
+    let r = send(&gw, "GET", "/a/x", &[("X-Tenant", "ACME")], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (401, error_body(401, "no tenant for GET"))
+    );
+    let r = send(&gw, "GET", "/a/x?loose=1", &[("X-Tenant", "ACME")], "");
+    assert_eq!(r.status, 200);
+    let r = send(&gw, "GET", "/a/x", &[("X-Tenant", "acme")], "");
+    assert_eq!(r.status, 200);
+}

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 
 use crate::config::{Api, Group, Operation, Product, Runtime, Subscription, User};
 use crate::policy::call::{fail_outside, Call, Host};
-use crate::policy::expr::{Budget, Env, Field, Lookup, Val};
+use crate::policy::expr::{Budget, Env, EvalError, Field, Lookup, Val};
 use crate::policy::limits::Counters;
 use crate::policy::request::{decode, join_query, opt, query_value};
-use crate::policy::{self, Named, Step, Text};
+use crate::policy::{self, Named, Step};
 
 pub use crate::policy::call::{Flow, LastError, Phase, State, Target};
 pub use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
@@ -533,40 +533,58 @@ pub fn settle(
     }
 }
 
-/// Takes a limit-concurrency slot around forward-request (held in `State::slots`
-/// until the call ends).
-pub fn acquire_forward_slot(
-    key: &Text,
-    max: u32,
-    counter: u64,
+/// The backend section reached forward-request: computes its numbers (timeout, retry)
+/// into `State::forward` and takes the limit-concurrency slot around it (held in
+/// `State::slots` until the call ends).
+pub fn enter_forward(
+    fwd: &policy::Forward,
     req: &RequestView,
     who: &Who,
     st: &mut State,
     io: &mut Io,
 ) -> Flow {
-    let k = match key.eval(&view(req, None, who, st)) {
-        Ok(k) => k.into_owned(),
-        Err(e) => {
-            st.answer(500, "Internal server error");
+    let scene = Scene {
+        req,
+        resp: None,
+        who,
+        runtime: io.runtime,
+    };
+    let mut call = Call {
+        phase: Phase::Request,
+        host: &scene,
+        st,
+        counters: io.counters,
+        now_ms: io.now_ms,
+    };
+    let (terms, slot) = match forward_numbers(fwd, &mut call) {
+        Ok(numbers) => numbers,
+        Err((source, e)) => {
+            call.st.answer(500, "Internal server error");
+            let message = format!("Expression evaluation failed. {}", e.0);
             fail_outside(
-                st,
-                "limit-concurrency",
+                call.st,
+                source,
                 "ExpressionValueEvaluationFailure",
-                &e.0,
+                &message,
                 "backend",
             );
             return Flow::Error;
         }
     };
-    match io.counters.acquire(counter, &k, max, io.now_ms) {
+    call.st.forward = Some(terms);
+    let Some((c, key, max)) = slot else {
+        return Flow::Continue;
+    };
+    match call.counters.acquire(c.counter, &key, max, call.now_ms) {
         Some(slot) => {
-            st.slots.push(slot);
+            call.st.slots.push(slot);
             Flow::Continue
         }
         None => {
-            st.answer(429, "Too many concurrent requests. Try again later.");
+            call.st
+                .answer(429, "Too many concurrent requests. Try again later.");
             fail_outside(
-                st,
+                call.st,
                 "limit-concurrency",
                 "ConcurrencyLimitExceeded",
                 "Too many concurrent requests.",
@@ -577,18 +595,65 @@ pub fn acquire_forward_slot(
     }
 }
 
+type Numbers<'f> = (
+    policy::ForwardTerms,
+    Option<(&'f policy::Concurrency, String, u32)>,
+);
+
+/// Evaluates forward-request's, retry's and limit-concurrency's settings; an error
+/// names the policy whose expression failed.
+fn forward_numbers<'f>(
+    fwd: &'f policy::Forward,
+    call: &mut Call,
+) -> Result<Numbers<'f>, (&'static str, EvalError)> {
+    let at = |source: &'static str| move |e| (source, e);
+    let timeout_secs = match &fwd.timeout_secs {
+        Some(t) => Some(call.setting(t).map_err(at("forward-request"))?),
+        None => None,
+    };
+    let retry = match &fwd.retry {
+        Some(r) => Some(
+            (|| {
+                Ok(policy::RetryTerms {
+                    count: u32::try_from(call.setting(&r.count)?).unwrap_or(50),
+                    interval_secs: call.setting(&r.interval_secs)?,
+                    max_interval_secs: call.setting(&r.max_interval_secs)?,
+                    delta_secs: call.setting(&r.delta_secs)?,
+                    first_fast_retry: call.setting(&r.first_fast_retry)?,
+                })
+            })()
+            .map_err(at("retry"))?,
+        ),
+        None => None,
+    };
+    let slot = match &fwd.concurrency {
+        Some(c) => {
+            let key = call.text(&c.key).map_err(at("limit-concurrency"))?;
+            let max = call.setting(&c.max).map_err(at("limit-concurrency"))?;
+            Some((c, key, u32::try_from(max).unwrap_or(u32::MAX)))
+        }
+        None => None,
+    };
+    Ok((
+        policy::ForwardTerms {
+            timeout_secs,
+            retry,
+        },
+        slot,
+    ))
+}
+
 /// Whether `<retry>` sends the request again after an attempt that ended with `resp`
 /// (a backend that could not be reached or did not answer is seen as the gateway's
 /// 502 / 504 with no headers). A condition that fails to evaluate means no retry.
 pub fn retry_wanted(
-    retry: &policy::Retry,
+    condition: &crate::policy::expr::Expr,
     req: &RequestView,
     resp: &ResponseView,
     who: &Who,
     st: &State,
 ) -> bool {
-    retry
-        .condition
+    condition
         .eval_bool(&view(req, Some(resp), who, st))
         .unwrap_or(false)
 }
@@ -598,7 +663,7 @@ pub fn retry_wanted(
 /// `max-interval`, exponential (`interval + 2^(n - 1) * delta * jitter`, `jitter` in
 /// 0.8..1.2); never above `max-interval` when it is set. `first-fast-retry` makes the
 /// first one immediate.
-pub fn retry_delay(retry: &policy::Retry, n: u32, jitter: f64) -> std::time::Duration {
+pub fn retry_delay(retry: &policy::RetryTerms, n: u32, jitter: f64) -> std::time::Duration {
     if n <= 1 && retry.first_fast_retry {
         return std::time::Duration::ZERO;
     }
@@ -669,12 +734,10 @@ pub fn mock<'o>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::expr::Expr;
     use std::time::Duration;
 
-    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> policy::Retry {
-        policy::Retry {
-            condition: Expr::parse("true", false).unwrap(),
+    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> policy::RetryTerms {
+        policy::RetryTerms {
             count: 5,
             interval_secs: interval,
             max_interval_secs: max,
@@ -685,7 +748,7 @@ mod tests {
 
     #[test]
     fn retry_waits_follow_apim() {
-        let secs = |r: &policy::Retry, n, j| retry_delay(r, n, j).as_secs_f64();
+        let secs = |r: &policy::RetryTerms, n, j| retry_delay(r, n, j).as_secs_f64();
         // fixed
         let fixed = retry(2, 0, 0, false);
         assert_eq!((secs(&fixed, 1, 1.0), secs(&fixed, 4, 1.0)), (2.0, 2.0));

@@ -19,7 +19,7 @@ use crate::config::Runtime;
 use crate::http::Failure;
 use crate::policy::call::{fail_outside, Flow, Phase, State};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
-use crate::policy::{Plan, Retry, Step};
+use crate::policy::{Plan, RetryTerms, Step};
 
 /// The reason of the internal failure when a call's indexes no longer name entities of
 /// its runtime (a bug: a call keeps the runtime it started with).
@@ -119,11 +119,7 @@ impl Pipeline {
                         flow = Flow::Respond;
                     }
                 }
-                Some(fwd) => {
-                    if let Some((key, max, counter)) = &fwd.concurrency {
-                        flow = exec::acquire_forward_slot(key, *max, *counter, req, &who, st, io);
-                    }
-                }
+                Some(fwd) => flow = exec::enter_forward(fwd, req, &who, st, io),
             }
         }
         if flow == Flow::Error {
@@ -223,20 +219,30 @@ impl Pipeline {
         st.request_copy = copy;
     }
 
-    /// The `<retry>` around forward-request, if any.
-    pub fn retry(&self) -> Option<&Retry> {
-        self.plan.forward.as_ref()?.retry.as_ref()
+    /// The numbers of the `<retry>` around forward-request, if any (computed when the
+    /// backend section reached it).
+    pub fn retry(&self) -> Option<&RetryTerms> {
+        self.st.forward.as_ref()?.retry.as_ref()
+    }
+
+    /// forward-request's `timeout` for this call, when it gives one.
+    pub fn forward_timeout(&self) -> Option<std::time::Duration> {
+        let secs = self.st.forward.as_ref()?.timeout_secs?;
+        Some(std::time::Duration::from_secs(secs))
     }
 
     /// Whether `<retry>`'s condition holds for an attempt that ended with this response
     /// (a backend that could not be reached or did not answer is seen as the gateway's
     /// 502 / 504 with no headers).
-    pub fn wants_retry(&self, retry: &Retry, resp: &ResponseView, io: &Io) -> bool {
+    pub fn wants_retry(&self, resp: &ResponseView, io: &Io) -> bool {
+        let Some(retry) = self.plan.forward.as_ref().and_then(|f| f.retry.as_ref()) else {
+            return false;
+        };
         let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
             return false;
         };
         let req = kept(&self.st.request_copy);
-        exec::retry_wanted(retry, &req, resp, &who, &self.st)
+        exec::retry_wanted(&retry.condition, &req, resp, &who, &self.st)
     }
 
     /// Counts the call against its quotas with its size, and frees its concurrency

@@ -453,22 +453,30 @@ fn a_failure_runs_on_error_which_may_change_the_answer() {
 fn outbound_edits_the_response_and_retry_reads_each_attempt() {
     let rt = runtime(
         "",
-        r#"<retry condition="@(context.Response.StatusCode == 503)" count="2" interval="0"><forward-request /></retry>"#,
+        r#"<retry condition="@(context.Response.StatusCode == 503)" count="@(1 + 1)" interval="@(0)" first-fast-retry="@(true)"><forward-request timeout="@(3)" /></retry>"#,
         r#"<set-header name="x-status" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header>"#,
         "",
     );
     let mut counters = Counters::new(1 << 20);
     let (decided, mut p) = inbound(&rt, &mut counters, &Client::new());
     assert_eq!(decided, Inbound::Forward);
-    let retry = p.retry().cloned().expect("a retry");
+    assert_eq!(
+        p.retry(),
+        Some(&crate::policy::RetryTerms {
+            count: 2,
+            first_fast_retry: true,
+            ..Default::default()
+        })
+    );
+    assert_eq!(p.forward_timeout(), Some(std::time::Duration::from_secs(3)));
     let resp = |status| ResponseView {
         status,
         reason: "",
         headers: HeaderSrc::Empty,
     };
     let io_now = io(&rt, &mut counters);
-    assert!(p.wants_retry(&retry, &resp(503), &io_now));
-    assert!(!p.wants_retry(&retry, &resp(200), &io_now));
+    assert!(p.wants_retry(&resp(503), &io_now));
+    assert!(!p.wants_retry(&resp(200), &io_now));
     let flow = p.on_response(&resp(201), &mut io(&rt, &mut counters));
     assert_eq!(flow, Ok(Flow::Continue));
     assert_eq!(response_header(&p.st, "x-status"), Some(vec!["201"]));

@@ -107,6 +107,9 @@ pub struct State {
     /// An expression read the request's ([0]) or response's ([1]) body without
     /// `preserveContent`: later readers, and the message sent on, get no body.
     pub body_consumed: [Cell<bool>; 2],
+    /// The numbers forward-request and retry computed for this call, once the backend
+    /// section reached forward-request.
+    pub forward: Option<super::ForwardTerms>,
 }
 
 /// What the rest of the pipeline does next.
@@ -334,15 +337,12 @@ impl Call<'_> {
     pub fn setting<T: Clone>(&mut self, s: &Setting<T>) -> Result<T, EvalError> {
         match s {
             Setting::Fixed(v) => Ok(v.clone()),
-            Setting::Computed {
-                text,
-                parse,
-                expected,
-            } => {
-                let v = self.text(text)?;
-                parse(v.trim()).ok_or_else(|| {
+            Setting::Computed(c) => {
+                let v = self.text(&c.text)?;
+                (c.parse)(v.trim()).ok_or_else(|| {
                     EvalError(
-                        format!("The value '{v}' is not valid here: expected {expected}").into(),
+                        format!("The value '{v}' is not valid here: expected {}", c.expected)
+                            .into(),
                     )
                 })
             }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use call::{Behaviour, Facts};
 use expr::{Env, EvalError, Expr};
-pub use kinds::forward_request::{Forward, Retry};
+pub use kinds::forward_request::{Concurrency, Forward, ForwardTerms, Retry, RetryTerms};
 
 /// An attribute or element value: a literal, or an expression to run per request.
 #[derive(Debug, Clone)]
@@ -63,12 +63,17 @@ impl Text {
 #[derive(Debug, Clone)]
 pub enum Setting<T> {
     Fixed(T),
-    Computed {
-        text: Text,
-        parse: fn(&str) -> Option<T>,
-        /// What the value must be, for the error ("always or content-type-xml").
-        expected: &'static str,
-    },
+    /// Boxed: most settings are literals, and a policy holds several.
+    Computed(Box<Computed<T>>),
+}
+
+/// A setting's expression and the check its value must pass.
+#[derive(Debug, Clone)]
+pub struct Computed<T> {
+    pub text: Text,
+    pub parse: fn(&str) -> Option<T>,
+    /// What the value must be, for the error ("always or content-type-xml").
+    pub expected: &'static str,
 }
 
 impl<T> Setting<T> {
@@ -76,7 +81,7 @@ impl<T> Setting<T> {
     pub fn text(&self) -> Option<&Text> {
         match self {
             Setting::Fixed(_) => None,
-            Setting::Computed { text, .. } => Some(text),
+            Setting::Computed(c) => Some(&c.text),
         }
     }
 }
@@ -190,7 +195,7 @@ pub enum Item {
     Base,
     Step(Step),
     /// `forward-request` (possibly wrapped in retry / limit-concurrency).
-    Forward(Forward),
+    Forward(Box<Forward>),
 }
 
 /// The document a scope without policies behaves as: APIM's default global policy
@@ -198,13 +203,13 @@ pub enum Item {
 pub fn default_global() -> ScopeDoc {
     ScopeDoc {
         inbound: Some(Vec::new()),
-        backend: Some(vec![Item::Forward(Forward {
+        backend: Some(vec![Item::Forward(Box::new(Forward {
             timeout_secs: None,
             buffer_request_body: false,
             fail_on_error_status: false,
             retry: None,
             concurrency: None,
-        })]),
+        }))]),
         outbound: Some(Vec::new()),
         on_error: Some(Vec::new()),
     }
@@ -270,7 +275,7 @@ impl Plan {
                                 .into(),
                         );
                     }
-                    plan.forward = Some(f.clone());
+                    plan.forward = Some(Forward::clone(f));
                     after_forward = true;
                 }
                 Item::Step(s) if after_forward => post.push(s.clone()),
@@ -279,7 +284,12 @@ impl Plan {
         }
         post.extend(steps(&doc.outbound));
         plan.outbound = post;
-        let inbound = Facts::of(&plan.inbound);
+        let inbound = Facts::of(&plan.inbound)
+            | plan
+                .forward
+                .as_ref()
+                .map(Forward::facts)
+                .unwrap_or_default();
         let later = Facts::of(&plan.outbound) | Facts::of(&plan.on_error);
         plan.inbound_needs_body = inbound.needs_body
             || inbound.sets_body

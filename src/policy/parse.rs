@@ -367,15 +367,28 @@ pub(crate) fn setting<T>(
                 ),
             )
         }),
-        text => Ok(Setting::Computed {
+        text => Ok(Setting::Computed(Box::new(crate::policy::Computed {
             text,
             parse,
             expected,
-        }),
+        }))),
     }
 }
 
 /// `setting`'s check for a count: a non-negative integer.
+pub(crate) const WHOLE: &str = "a non-negative integer";
+pub(crate) const POSITIVE: &str = "a positive integer (seconds)";
+pub(crate) const BOOLEAN: &str = "true or false";
+
+/// `setting`'s check for a boolean attribute.
+pub(crate) fn flag(v: &str) -> Option<bool> {
+    match v {
+        "true" | "True" => Some(true),
+        "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 pub(crate) fn whole(v: &str) -> Option<u64> {
     v.parse().ok()
 }
@@ -669,7 +682,7 @@ mod tests {
         let doc = doc.unwrap();
         assert_eq!(doc.inbound.as_ref().map(Vec::len), Some(2));
         assert!(
-            matches!(doc.backend.as_deref(), Some([Item::Forward(f)]) if f.timeout_secs == Some(5))
+            matches!(doc.backend.as_deref(), Some([Item::Forward(f)]) if matches!(f.timeout_secs, Some(crate::policy::Setting::Fixed(5))))
         );
         assert_eq!(doc.outbound.as_ref().map(Vec::len), Some(0));
         assert!(matches!(doc.on_error.as_deref(), Some([Item::Base])));

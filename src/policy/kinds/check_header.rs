@@ -7,9 +7,11 @@ use std::borrow::Cow;
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, INBOUND};
-use crate::policy::call::{Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{boolean, no_attributes, number, required, values, Cx, R};
-use crate::policy::{Step, Text};
+use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
+use crate::policy::parse::{
+    flag, header_name_ok, no_attributes, required, setting, text_value, values, Cx, BOOLEAN, R,
+};
+use crate::policy::{Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "check-header",
@@ -20,11 +22,16 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug, Clone)]
 pub struct CheckHeader {
-    pub name: String,
-    pub failed_code: u16,
-    pub failed_message: String,
-    pub ignore_case: bool,
-    pub values: Vec<String>,
+    pub name: Text,
+    pub failed_code: Setting<u16>,
+    pub failed_message: Text,
+    pub ignore_case: Setting<bool>,
+    pub values: Vec<Text>,
+}
+
+/// `failed-check-httpcode`: an HTTP status a gateway may answer with.
+fn answer_status(v: &str) -> Option<u16> {
+    v.parse().ok().filter(|c| (200..=599).contains(c))
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
@@ -38,24 +45,25 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             "ignore-case",
         ],
     )?;
-    let header = required(cx, n, "name")?;
-    let code = number(cx, n, "failed-check-httpcode", None)?;
-    if !(200..=599).contains(&code) {
-        return Err(cx.err(n, "<check-header>: failed-check-httpcode must be 200..599"));
+    let name = text_value(cx, n, required(cx, n, "name")?)?;
+    if let Text::Lit(l) = &name {
+        if !header_name_ok(l) {
+            return Err(cx.err(n, format!("<check-header>: '{l}' is not a header name")));
+        }
     }
-    let vals = values(cx, n)?
-        .into_iter()
-        .map(|t| match t {
-            Text::Lit(s) => Ok(s),
-            Text::Expr(_) => Err(cx.err(n, "<check-header>: values must be literals")),
-        })
-        .collect::<R<Vec<String>>>()?;
     policy(CheckHeader {
-        name: header.to_string(),
-        failed_code: code as u16,
-        failed_message: required(cx, n, "failed-check-error-message")?.to_string(),
-        ignore_case: boolean(cx, n, "ignore-case", false)?,
-        values: vals,
+        name,
+        failed_code: setting(
+            cx,
+            n,
+            "failed-check-httpcode",
+            None,
+            answer_status,
+            "an HTTP status 200..599",
+        )?,
+        failed_message: text_value(cx, n, required(cx, n, "failed-check-error-message")?)?,
+        ignore_case: setting(cx, n, "ignore-case", Some(false), flag, BOOLEAN)?,
+        values: values(cx, n)?,
     })
 }
 
@@ -64,23 +72,30 @@ impl Behaviour for CheckHeader {
         "check-header"
     }
     fn facts(&self) -> Facts {
-        Facts::default()
+        let settings = [self.failed_code.text(), self.ignore_case.text()];
+        Facts::reading(
+            [&self.name, &self.failed_message]
+                .into_iter()
+                .chain(settings.into_iter().flatten())
+                .chain(&self.values),
+        )
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let name = or_fail!(call, step, call.text(&self.name));
+        let code = or_fail!(call, step, call.setting(&self.failed_code));
+        let message = or_fail!(call, step, call.text(&self.failed_message));
+        let ignore_case = or_fail!(call, step, call.setting(&self.ignore_case));
+        let allowed = or_fail!(call, step, call.texts(&self.values));
+        let value = call.header(Phase::Request, &name).map(Cow::into_owned);
         let st = &mut *call.st;
-        let value = match st.req.headers.get(&self.name) {
-            Some(Some(v)) => Some(Cow::Owned(v.join(", "))),
-            Some(None) => None,
-            None => call.host.request().headers.get(&self.name),
-        };
         let Some(value) = value else {
-            st.answer(self.failed_code, &self.failed_message);
-            return st.fail(step, "check-header", "HeaderNotFound", &self.failed_message);
+            st.answer(code, &message);
+            return st.fail(step, "check-header", "HeaderNotFound", &message);
         };
-        let ok = self.values.is_empty()
-            || self.values.iter().any(|v| {
+        let ok = allowed.is_empty()
+            || allowed.iter().any(|v| {
                 value.split(',').map(str::trim).any(|have| {
-                    if self.ignore_case {
+                    if ignore_case {
                         have.eq_ignore_ascii_case(v)
                     } else {
                         have == v
@@ -88,13 +103,8 @@ impl Behaviour for CheckHeader {
                 })
             });
         if !ok {
-            st.answer(self.failed_code, &self.failed_message);
-            return st.fail(
-                step,
-                "check-header",
-                "HeaderValueNotAllowed",
-                &self.failed_message,
-            );
+            st.answer(code, &message);
+            return st.fail(step, "check-header", "HeaderValueNotAllowed", &message);
         }
         Flow::Continue
     }

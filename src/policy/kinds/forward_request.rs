@@ -7,18 +7,19 @@
 use roxmltree::Node;
 
 use super::{Compiled, Kind, BACKEND};
+use crate::policy::call::Facts;
 use crate::policy::expr::Expr;
 use crate::policy::parse::{
-    attr, boolean, elements, expr_value, item, no_attributes, number, only_children, required, Cx,
-    R,
+    boolean, elements, expr_value, flag, item, no_attributes, only_children, required, setting,
+    whole, Cx, BOOLEAN, R, WHOLE,
 };
-use crate::policy::{Item, Section, Text};
+use crate::policy::{Item, Section, Setting, Text};
 
 pub const KIND: Kind = Kind {
     element: "forward-request",
     sections: BACKEND,
     children: false,
-    compile: |cx, n| forward(cx, n).map(Compiled::Forward),
+    compile: |cx, n| forward(cx, n).map(|f| Compiled::Forward(Box::new(f))),
 };
 
 pub const RETRY: Kind = Kind {
@@ -32,14 +33,47 @@ pub const RETRY: Kind = Kind {
 #[derive(Debug, Clone)]
 pub struct Forward {
     /// `timeout` when given; otherwise the gateway's backend response timeout applies.
-    pub timeout_secs: Option<u64>,
+    pub timeout_secs: Option<Setting<u64>>,
     pub buffer_request_body: bool,
     /// `fail-on-error-status-code`: a 4xx or 5xx answer runs on-error instead of
     /// outbound.
     pub fail_on_error_status: bool,
     pub retry: Option<Retry>,
-    /// limit-concurrency around it: key, max-count, counter identity.
-    pub concurrency: Option<(Text, u32, u64)>,
+    pub concurrency: Option<Concurrency>,
+}
+
+impl Forward {
+    /// What its settings read (they are computed when the backend section reaches it).
+    pub fn facts(&self) -> Facts {
+        let retry = self.retry.iter().flat_map(|r| {
+            [
+                r.count.text(),
+                r.interval_secs.text(),
+                r.max_interval_secs.text(),
+                r.delta_secs.text(),
+                r.first_fast_retry.text(),
+            ]
+        });
+        let concurrency = self
+            .concurrency
+            .iter()
+            .flat_map(|c| [Some(&c.key), c.max.text()]);
+        Facts::reading(
+            retry
+                .chain(concurrency)
+                .chain([self.timeout_secs.as_ref().and_then(Setting::text)])
+                .flatten(),
+        )
+    }
+}
+
+/// `<limit-concurrency>` around forward-request: a slot per key for the whole exchange.
+#[derive(Debug, Clone)]
+pub struct Concurrency {
+    pub key: Text,
+    pub max: Setting<u64>,
+    /// The counter's identity in `Counters`.
+    pub counter: u64,
 }
 
 /// `<retry>` around forward-request: the request is sent again while `condition` holds
@@ -47,12 +81,41 @@ pub struct Forward {
 #[derive(Debug, Clone)]
 pub struct Retry {
     pub condition: Expr,
+    pub count: Setting<u64>,
+    pub interval_secs: Setting<u64>,
+    pub max_interval_secs: Setting<u64>,
+    pub delta_secs: Setting<u64>,
+    pub first_fast_retry: Setting<bool>,
+}
+
+/// The numbers of one call's forward-request and retry, as its expressions gave them
+/// when the backend section reached forward-request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardTerms {
+    pub timeout_secs: Option<u64>,
+    pub retry: Option<RetryTerms>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryTerms {
     pub count: u32,
     pub interval_secs: u64,
     pub max_interval_secs: u64,
     pub delta_secs: u64,
     pub first_fast_retry: bool,
 }
+
+/// `retry count`: APIM's 1..50.
+fn retry_count(v: &str) -> Option<u64> {
+    whole(v).filter(|n| (1..=50).contains(n))
+}
+
+/// A timeout or max-count: at least 1.
+pub(crate) fn at_least_one(v: &str) -> Option<u64> {
+    whole(v).filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+}
+
+pub(crate) const AT_LEAST_ONE: &str = "a positive integer";
 
 fn retry(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(
@@ -68,17 +131,13 @@ fn retry(cx: &mut Cx, n: Node) -> R<Compiled> {
         ],
     )?;
     let condition = expr_value(cx, n, "condition", required(cx, n, "condition")?)?;
-    let count = number(cx, n, "count", None)?;
-    if count == 0 || count > 50 {
-        return Err(cx.err(n, "<retry>: count must be 1..50"));
-    }
     let r = Retry {
         condition,
-        count: count as u32,
-        interval_secs: number(cx, n, "interval", None)?,
-        max_interval_secs: number(cx, n, "max-interval", Some(0))?,
-        delta_secs: number(cx, n, "delta", Some(0))?,
-        first_fast_retry: boolean(cx, n, "first-fast-retry", false)?,
+        count: setting(cx, n, "count", None, retry_count, "an integer 1..50")?,
+        interval_secs: setting(cx, n, "interval", None, whole, WHOLE)?,
+        max_interval_secs: setting(cx, n, "max-interval", Some(0), whole, WHOLE)?,
+        delta_secs: setting(cx, n, "delta", Some(0), whole, WHOLE)?,
+        first_fast_retry: setting(cx, n, "first-fast-retry", Some(false), flag, BOOLEAN)?,
     };
     let Some(mut f) = wrapped_forward(cx, n)? else {
         return Err(cx.err(
@@ -90,7 +149,7 @@ fn retry(cx: &mut Cx, n: Node) -> R<Compiled> {
         return Err(cx.err(n, "<retry>: nested retry is not supported"));
     }
     f.retry = Some(r);
-    Ok(Compiled::Forward(f))
+    Ok(Compiled::Forward(Box::new(f)))
 }
 
 fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
@@ -112,13 +171,17 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
             "<forward-request>: follow-redirects=\"true\" is not supported",
         ));
     }
-    let timeout_secs = match attr(n, "timeout") {
+    let timeout_secs = match n.attribute("timeout") {
         None => None,
-        Some(_) => Some(number(cx, n, "timeout", None)?),
+        Some(_) => Some(setting(
+            cx,
+            n,
+            "timeout",
+            None,
+            at_least_one,
+            "a positive integer (seconds)",
+        )?),
     };
-    if timeout_secs == Some(0) {
-        return Err(cx.err(n, "<forward-request>: timeout must be at least 1 second"));
-    }
     Ok(Forward {
         timeout_secs,
         buffer_request_body: boolean(cx, n, "buffer-request-body", false)?,
@@ -139,7 +202,7 @@ pub(crate) fn wrapped_forward(cx: &mut Cx, n: Node) -> R<Option<Forward>> {
     match k.tag_name().name() {
         "forward-request" => forward(cx, k).map(Some),
         "retry" | "limit-concurrency" => match item(cx, k)? {
-            Item::Forward(f) => Ok(Some(f)),
+            Item::Forward(f) => Ok(Some(*f)),
             _ => Ok(None),
         },
         _ => Ok(None),

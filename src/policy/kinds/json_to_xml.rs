@@ -7,10 +7,10 @@
 
 use roxmltree::Node;
 
-use super::xml_to_json::{apply, boolean, convert_body, When, BOOLEAN};
+use super::xml_to_json::{apply, convert_body, When};
 use super::{policy, Compiled, Kind, NOT_BACKEND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{no_attributes, setting, text_value, Cx, R};
+use crate::policy::parse::{flag, no_attributes, setting, text_value, Cx, BOOLEAN, R};
 use crate::policy::xmljson::{json_to_xml, XmlOptions};
 use crate::policy::{Setting, Step, Text};
 
@@ -57,14 +57,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             |v| apply(v, "content-type-json"),
             "always or content-type-json",
         )?,
-        consider_accept: setting(
-            cx,
-            n,
-            "consider-accept-header",
-            Some(true),
-            boolean,
-            BOOLEAN,
-        )?,
+        consider_accept: setting(cx, n, "consider-accept-header", Some(true), flag, BOOLEAN)?,
         parse_date: crate::policy::parse::boolean(cx, n, "parse-date", true)?,
         separator: setting(
             cx,

@@ -6,11 +6,11 @@
 
 use roxmltree::Node;
 
-use super::forward_request::wrapped_forward;
+use super::forward_request::{at_least_one, wrapped_forward, Concurrency, AT_LEAST_ONE};
 use super::{policy, Compiled, Kind};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, State};
-use crate::policy::parse::{nested_steps, no_attributes, number, required, text_value, Cx, R};
-use crate::policy::{Section, Step, Text};
+use crate::policy::parse::{nested_steps, no_attributes, required, setting, text_value, Cx, R};
+use crate::policy::{Section, Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "limit-concurrency",
@@ -23,17 +23,14 @@ pub const KIND: Kind = Kind {
 pub struct LimitConcurrency {
     pub counter: u64,
     pub key: Text,
-    pub max: u32,
+    pub max: Setting<u64>,
     pub steps: Vec<Step>,
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["key", "max-count"])?;
     let key = text_value(cx, n, required(cx, n, "key")?)?;
-    let max = number(cx, n, "max-count", None)?;
-    if max == 0 || max > u32::MAX as u64 {
-        return Err(cx.err(n, "<limit-concurrency>: max-count must be at least 1"));
-    }
+    let max = setting(cx, n, "max-count", None, at_least_one, AT_LEAST_ONE)?;
     let counter = cx.counter();
     if let Some(mut f) = wrapped_forward(cx, n)? {
         if f.concurrency.is_some() {
@@ -42,8 +39,8 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
                 "<limit-concurrency>: nested limit-concurrency is not supported",
             ));
         }
-        f.concurrency = Some((key, max as u32, counter));
-        return Ok(Compiled::Forward(f));
+        f.concurrency = Some(Concurrency { key, max, counter });
+        return Ok(Compiled::Forward(Box::new(f)));
     }
     if cx.section == Section::Backend {
         return Err(cx.err(
@@ -54,7 +51,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     policy(LimitConcurrency {
         counter,
         key,
-        max: max as u32,
+        max,
         steps: nested_steps(cx, n)?,
     })
 }
@@ -69,14 +66,14 @@ impl Behaviour for LimitConcurrency {
         "limit-concurrency"
     }
     fn facts(&self) -> Facts {
-        Facts::of(&self.steps) | Facts::reading([&self.key])
+        Facts::of(&self.steps)
+            | Facts::reading([Some(&self.key), self.max.text()].into_iter().flatten())
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let k = or_fail!(call, step, call.text(&self.key));
-        match call
-            .counters
-            .acquire(self.counter, &k, self.max, call.now_ms)
-        {
+        let max = or_fail!(call, step, call.setting(&self.max));
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        match call.counters.acquire(self.counter, &k, max, call.now_ms) {
             Some(slot) => {
                 call.st.slots.push(slot);
                 call.run(&self.steps)

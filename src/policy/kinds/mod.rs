@@ -47,7 +47,7 @@ use forward_request::Forward;
 /// section (possibly wrapped in retry / limit-concurrency), which the plan holds apart.
 pub enum Compiled {
     Policy(Arc<dyn Behaviour>),
-    Forward(Forward),
+    Forward(Box<Forward>),
 }
 
 /// One entry of the registry.

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use roxmltree::Node;
 
 use super::rate_limit::{label_of, limit, Limit};
-use super::rate_limit_by_key::{POSITIVE, WHOLE};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, QuotaUse};
 use crate::policy::expr::{EvalError, Expr};
 use crate::policy::parse::{
     attr, elements, expr_value, no_attributes, number, only_children, positive, required, setting,
-    text_value, whole, Cx, R,
+    text_value, whole, Cx, POSITIVE, R, WHOLE,
 };
 use crate::policy::{Setting, Step, Text};
 

@@ -9,13 +9,10 @@ use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
 use crate::policy::expr::{EvalError, Expr};
 use crate::policy::parse::{
-    attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, R,
+    attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, POSITIVE,
+    R, WHOLE,
 };
 use crate::policy::{Setting, Step, Text};
-
-/// What a count and a period must be.
-pub(crate) const WHOLE: &str = "a non-negative integer";
-pub(crate) const POSITIVE: &str = "a positive integer (seconds)";
 
 pub const KIND: Kind = Kind {
     element: "rate-limit-by-key",

@@ -9,7 +9,7 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, NOT_BACKEND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
-use crate::policy::parse::{no_attributes, setting, Cx, R};
+use crate::policy::parse::{flag, no_attributes, setting, Cx, BOOLEAN, R};
 use crate::policy::xmljson::{xml_to_json, JsonKind, NotConverted};
 use crate::policy::{Setting, Step};
 
@@ -47,17 +47,10 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             n,
             "always-array-child-elements",
             Some(false),
-            boolean,
+            flag,
             BOOLEAN,
         )?,
-        None => setting(
-            cx,
-            n,
-            "always-array-children",
-            Some(false),
-            boolean,
-            BOOLEAN,
-        )?,
+        None => setting(cx, n, "always-array-children", Some(false), flag, BOOLEAN)?,
     };
     policy(XmlToJson {
         kind: setting(
@@ -76,26 +69,9 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             |v| apply(v, "content-type-xml"),
             "always or content-type-xml",
         )?,
-        consider_accept: setting(
-            cx,
-            n,
-            "consider-accept-header",
-            Some(true),
-            boolean,
-            BOOLEAN,
-        )?,
+        consider_accept: setting(cx, n, "consider-accept-header", Some(true), flag, BOOLEAN)?,
         always_array,
     })
-}
-
-pub(crate) const BOOLEAN: &str = "true or false";
-
-pub(crate) fn boolean(v: &str) -> Option<bool> {
-    match v {
-        "true" | "True" => Some(true),
-        "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// `apply`: false for "always", true for the content-type condition.

@@ -511,11 +511,7 @@ fn proxy<'h>(
         BodyKind::Length(n) => ReqBody::Length(n),
         BodyKind::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
     };
-    let timeout = call
-        .as_ref()
-        .and_then(|c| c.plan.forward.as_ref())
-        .and_then(|f| f.timeout_secs)
-        .map(Duration::from_secs);
+    let timeout = call.as_ref().and_then(|c| c.forward_timeout());
     let request_read = matches!(req, ReqBody::Done).then_some(ctx.now);
     let retryable = is_idempotent(backend_req.method)
         && (head.body == BodyKind::None || body_override.is_some());

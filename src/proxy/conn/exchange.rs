@@ -540,7 +540,7 @@ impl Client {
                 // <retry>: this answer may call for another attempt
                 let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
                 if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
-                    if wants_retry(retry, &x.rt, call, r.status, r.reason, r.headers, ctx) {
+                    if wants_retry(&x.rt, call, r.status, r.reason, r.headers, ctx) {
                         let delay = retry_wait(retry, x.retries, ctx);
                         schedule_retry(x, delay, ctx);
                         return Step::Progress;
@@ -810,9 +810,7 @@ impl Client {
             if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
                 let status = failure.status();
                 let reason = crate::http::failure::reason_phrase(status);
-                if x.stage.before_response()
-                    && wants_retry(retry, &x.rt, call, status, reason, &[], ctx)
-                {
+                if x.stage.before_response() && wants_retry(&x.rt, call, status, reason, &[], ctx) {
                     let delay = retry_wait(retry, x.retries, ctx);
                     schedule_retry(x, delay, ctx);
                     return;

@@ -46,7 +46,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::exec::{self, Flow, HeaderSrc, RequestView, ResponseView, Target};
 use crate::pipeline::{Inbound, Pipeline};
 use crate::policy::limits::Counters;
-use crate::policy::Retry;
+use crate::policy::RetryTerms;
 use crate::status::{self, SyncState};
 use crate::telemetry::{Record, Redaction, RequestLog};
 use rustls_pki_types::ServerName;

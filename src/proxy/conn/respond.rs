@@ -91,14 +91,13 @@ pub(super) fn retry_plan<'c>(
     call: Option<&'c Pipeline>,
     done: u32,
     req: &ReqBody,
-) -> Option<&'c Retry> {
+) -> Option<&'c RetryTerms> {
     let retry = call?.retry()?;
     (done < retry.count && matches!(req, ReqBody::Done)).then_some(retry)
 }
 
 /// Whether `<retry>`'s condition holds for an attempt that ended with this response.
 pub(super) fn wants_retry(
-    retry: &Retry,
     rt: &Arc<Runtime>,
     call: &Pipeline,
     status: u16,
@@ -111,12 +110,12 @@ pub(super) fn wants_retry(
         reason,
         headers: HeaderSrc::Parsed(headers),
     };
-    call.wants_retry(retry, &resp, &ctx.pipeline_io(rt))
+    call.wants_retry(&resp, &ctx.pipeline_io(rt))
 }
 
 /// The wait before the next attempt (the jitter of the exponential form comes from the
 /// clock's milliseconds).
-pub(super) fn retry_wait(retry: &Retry, done: u32, ctx: &Ctx) -> Duration {
+pub(super) fn retry_wait(retry: &RetryTerms, done: u32, ctx: &Ctx) -> Duration {
     let jitter = 0.8 + (ctx.wall_ms % 401) as f64 / 1000.0;
     exec::retry_delay(retry, done + 1, jitter)
 }
