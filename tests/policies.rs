@@ -785,7 +785,10 @@ fn invalid_policies_are_refused_with_their_location() {
         .unwrap();
     let err =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("'{{token}}' is not an IP address"), "{err}");
+    assert!(
+        err.contains("<address>: its content must be an IP address, not '{{token}}'"),
+        "{err}"
+    );
     assert!(!err.contains("s3cr3t-value"));
 }
 
@@ -1538,4 +1541,109 @@ fn attributes_apim_lets_expressions_give_are_computed_per_call() {
     assert_eq!(r.status, 200);
     let r = send(&gw, "GET", "/a/x", &[("X-Tenant", "acme")], "");
     assert_eq!(r.status, 200);
+}
+
+/// set-header's and set-query-parameter's name and exists-action, return-response's
+/// headers, authentication-basic's credentials, ip-filter's action and addresses and
+/// cors's credentials, methods and max age may be expressions, as APIM allows.
+#[test]
+fn more_attributes_from_expressions() {
+    let origin = Origin::echo();
+    let inbound = r#"<cors allow-credentials="@(context.Request.Headers.GetValueOrDefault("Origin", "").EndsWith(".trusted"))"><allowed-origins><origin>https://app.trusted</origin><origin>https://app.other</origin></allowed-origins><allowed-methods preflight-result-max-age="@(60 * 5)"><method>@(context.Request.Headers.GetValueOrDefault("X-Extra-Method", "PATCH"))</method></allowed-methods><allowed-headers><header>X-A</header></allowed-headers></cors>
+        <ip-filter action="@(context.Request.Headers.ContainsKey("X-Block") ? "forbid" : "allow")"><address>@("127.0.0." + "1")</address></ip-filter>
+        <set-header name="@("X-" + context.Request.Method)" exists-action="@(context.Request.Headers.ContainsKey("X-Keep") ? "skip" : "override")"><value>set</value></set-header>
+        <set-query-parameter name="@("p" + "1")" exists-action="append"><value>v</value></set-query-parameter>
+        <authentication-basic username="@(context.Request.Headers.GetValueOrDefault("X-User", "anon"))" password="{{pass}}" />
+        <choose><when condition="@(context.Request.Headers.ContainsKey("X-Answer"))"><return-response><set-status code="202" /><set-header name="@(context.Request.Headers.GetValueOrDefault("X-Answer", ""))" exists-action="override"><value>yes</value></set-header></return-response></when></choose>"#;
+    let on_error = r#"<set-header name="X-Error" exists-action="override"><value>@(context.LastError.Source + "|" + context.LastError.Message)</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                &origin.url(""),
+                false,
+                Some(&policies(inbound, "", on_error)),
+                None,
+            ),
+            r#", "namedValues": [{"name": "pass", "value": "pw", "secret": true}]"#,
+        ),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/x?p1=a", &[("X-User", "ann")], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /x?p1=a&p1=v\n"));
+    let seen = origin.requests().pop().unwrap();
+    assert_eq!(seen.header("X-GET"), Some("set"));
+    // "ann:pw" in base64
+    assert_eq!(seen.header("Authorization"), Some("Basic YW5uOnB3"));
+    // exists-action "skip" from the expression keeps the client's header
+    send(&gw, "PUT", "/a/x", &[("X-PUT", "mine"), ("X-Keep", "1")], "");
+    assert_eq!(origin.requests().pop().unwrap().header("X-PUT"), Some("mine"));
+    // ip-filter: the same address list, now forbidden
+    let r = send(&gw, "GET", "/a/x", &[("X-Block", "1")], "");
+    assert_eq!(r.status, 403);
+    // return-response with a header name from an expression; a name that is not a
+    // header name fails the call
+    let r = send(&gw, "GET", "/a/x", &[("X-Answer", "X-Done")], "");
+    assert_eq!((r.status, r.header("X-Done")), (202, Some("yes")));
+    let r = send(&gw, "GET", "/a/x", &[("X-Answer", "bad name")], "");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("return-response|Expression evaluation failed. 'bad name' is not a valid header name")
+    );
+    // cors: credentials for one origin only, the method and max age from expressions
+    let preflight = |origin: &str, method: &str| {
+        send(
+            &gw,
+            "OPTIONS",
+            "/a/x",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", method),
+                ("X-Extra-Method", "PURGE"),
+            ],
+            "",
+        )
+    };
+    let r = preflight("https://app.trusted", "PURGE");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("PURGE"));
+    assert_eq!(r.header("Access-Control-Allow-Credentials"), Some("true"));
+    assert_eq!(r.header("Access-Control-Max-Age"), Some("300"));
+    let r = preflight("https://app.other", "PURGE");
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.other")
+    );
+    assert_eq!(r.header("Access-Control-Allow-Credentials"), None);
+    let r = preflight("https://app.other", "PATCH");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None, "not allowed");
+}
+
+/// Without <allowed-methods>, a cors policy allows GET and POST, as APIM documents.
+#[test]
+fn cors_without_allowed_methods_allows_get_and_post() {
+    let origin = Origin::echo();
+    let cors = r#"<cors><allowed-origins><origin>*</origin></allowed-origins></cors>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(&origin.url(""), false, Some(&policies(cors, "", "")), None),
+            "",
+        ),
+        &[],
+    );
+    for (method, allowed) in [("GET", true), ("POST", true), ("PUT", false)] {
+        let r = send(
+            &gw,
+            "OPTIONS",
+            "/a/x",
+            &[
+                ("Origin", "https://any.example"),
+                ("Access-Control-Request-Method", method),
+            ],
+            "",
+        );
+        assert_eq!(r.status, 200, "{method}");
+        let want = allowed.then_some("GET,POST");
+        assert_eq!(r.header("Access-Control-Allow-Methods"), want, "{method}");
+    }
 }

@@ -357,12 +357,24 @@ pub(crate) fn setting<T>(
             )
         });
     };
+    setting_of(cx, n, &format!("attribute '{name}'"), raw, parse, expected)
+}
+
+/// A setting from `raw`, the text of `what` (an attribute, or an element's content).
+pub(crate) fn setting_of<T>(
+    cx: &Cx,
+    n: Node,
+    what: &str,
+    raw: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: &'static str,
+) -> R<Setting<T>> {
     match text_value(cx, n, raw)? {
         Text::Lit(l) => parse(l.trim()).map(Setting::Fixed).ok_or_else(|| {
             cx.err(
                 n,
                 format!(
-                    "<{}>: attribute '{name}' must be {expected}, not '{l}'",
+                    "<{}>: {what} must be {expected}, not '{l}'",
                     n.tag_name().name()
                 ),
             )
@@ -402,22 +414,22 @@ pub(crate) fn element_text<'a>(n: Node<'a, '_>) -> &'a str {
     n.text().unwrap_or("")
 }
 
-pub(crate) fn exists_action(cx: &Cx, n: Node) -> R<ExistsAction> {
-    Ok(match attr(n, "exists-action").unwrap_or("override") {
-        "override" => ExistsAction::Override,
-        "skip" => ExistsAction::Skip,
-        "append" => ExistsAction::Append,
-        "delete" => ExistsAction::Delete,
-        other => {
-            return Err(cx.err(
-                n,
-                format!(
-                    "<{}>: exists-action '{other}' is not one of override, skip, append, delete",
-                    n.tag_name().name()
-                ),
-            ))
-        }
-    })
+pub(crate) fn exists_action(cx: &Cx, n: Node) -> R<Setting<ExistsAction>> {
+    let parse = |v: &str| match v {
+        "override" => Some(ExistsAction::Override),
+        "skip" => Some(ExistsAction::Skip),
+        "append" => Some(ExistsAction::Append),
+        "delete" => Some(ExistsAction::Delete),
+        _ => None,
+    };
+    setting(
+        cx,
+        n,
+        "exists-action",
+        Some(ExistsAction::Override),
+        parse,
+        "override, skip, append or delete",
+    )
 }
 
 pub(crate) fn values(cx: &Cx, n: Node) -> R<Vec<Text>> {
@@ -762,7 +774,10 @@ mod tests {
                 .filter_map(|i| match i {
                     Item::Step(s) => s
                         .policy_as::<crate::policy::kinds::set_header::SetHeader>()
-                        .map(|h| h.name.clone()),
+                        .map(|h| match &h.0.name {
+                            Text::Lit(l) => l.clone(),
+                            Text::Expr(_) => "expression".to_string(),
+                        }),
                     _ => None,
                 })
                 .collect()

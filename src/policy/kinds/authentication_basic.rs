@@ -1,13 +1,13 @@
 //! `authentication-basic`: the backend request's Authorization header from a user name
-//! and password (encoded once, at compile time).
+//! and password (encoded once at compile time when both are literals, else per call).
 //! Must not touch: any other header; the credentials never reach a log line.
 
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, INBOUND};
-use crate::policy::call::{Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{no_attributes, required, Cx, R};
-use crate::policy::Step;
+use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
+use crate::policy::parse::{no_attributes, required, text_value, Cx, R};
+use crate::policy::{Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "authentication-basic",
@@ -16,10 +16,16 @@ pub const KIND: Kind = Kind {
     compile,
 };
 
+/// The Authorization header it sets: encoded once when both parts are literals,
+/// otherwise per call from the expressions' values.
 #[derive(Clone)]
-pub struct AuthenticationBasic {
+pub enum AuthenticationBasic {
     /// "Basic base64(user:password)".
-    pub header: String,
+    Encoded(String),
+    Computed {
+        username: Text,
+        password: Text,
+    },
 }
 
 impl std::fmt::Debug for AuthenticationBasic {
@@ -28,14 +34,19 @@ impl std::fmt::Debug for AuthenticationBasic {
     }
 }
 
-fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
+fn encoded(username: &str, password: &str) -> String {
     use base64::Engine;
+    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!("Basic {cred}")
+}
+
+fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["username", "password"])?;
-    let user = required(cx, n, "username")?;
-    let pass = required(cx, n, "password")?;
-    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    policy(AuthenticationBasic {
-        header: format!("Basic {cred}"),
+    let username = text_value(cx, n, required(cx, n, "username")?)?;
+    let password = text_value(cx, n, required(cx, n, "password")?)?;
+    policy(match (&username, &password) {
+        (Text::Lit(u), Text::Lit(p)) => AuthenticationBasic::Encoded(encoded(u, p)),
+        _ => AuthenticationBasic::Computed { username, password },
     })
 }
 
@@ -44,13 +55,23 @@ impl Behaviour for AuthenticationBasic {
         "authentication-basic"
     }
     fn facts(&self) -> Facts {
-        Facts::default()
+        match self {
+            AuthenticationBasic::Encoded(_) => Facts::default(),
+            AuthenticationBasic::Computed { username, password } => {
+                Facts::reading([username, password])
+            }
+        }
     }
-    fn run(&self, _step: &Step, call: &mut Call) -> Flow {
-        call.st
-            .req
-            .headers
-            .set("Authorization", Some(vec![self.header.clone()]));
+    fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let header = match self {
+            AuthenticationBasic::Encoded(h) => h.clone(),
+            AuthenticationBasic::Computed { username, password } => {
+                let u = or_fail!(call, step, call.text(username));
+                let p = or_fail!(call, step, call.text(password));
+                encoded(&u, &p)
+            }
+        };
+        call.st.req.headers.set("Authorization", Some(vec![header]));
         Flow::Continue
     }
 }

@@ -7,9 +7,11 @@ use std::net::IpAddr;
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, INBOUND};
-use crate::policy::call::{Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{element_text, elements, no_attributes, only_children, required, Cx, R};
-use crate::policy::Step;
+use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
+use crate::policy::parse::{
+    element_text, elements, no_attributes, only_children, required, setting, setting_of, Cx, R,
+};
+use crate::policy::{Setting, Step};
 
 pub const KIND: Kind = Kind {
     element: "ip-filter",
@@ -20,24 +22,27 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug, Clone)]
 pub struct IpFilter {
-    pub allow: bool,
-    pub addresses: Vec<IpAddr>,
+    pub allow: Setting<bool>,
+    pub addresses: Vec<Setting<IpAddr>>,
     pub ranges: Vec<(IpAddr, IpAddr)>,
+}
+
+fn action(v: &str) -> Option<bool> {
+    match v {
+        "allow" => Some(true),
+        "forbid" => Some(false),
+        _ => None,
+    }
+}
+
+fn address(v: &str) -> Option<IpAddr> {
+    v.parse().ok()
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["action"])?;
     only_children(cx, n, &["address", "address-range"])?;
-    let allow = match required(cx, n, "action")? {
-        "allow" => true,
-        "forbid" => false,
-        other => {
-            return Err(cx.err(
-                n,
-                format!("<ip-filter>: action '{other}' is not allow or forbid"),
-            ))
-        }
-    };
+    let allow = setting(cx, n, "action", None, action, "allow or forbid")?;
     let mut addresses = Vec::new();
     let mut ranges = Vec::new();
     for el in elements(n) {
@@ -48,7 +53,15 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
         };
         if el.has_tag_name("address") {
             no_attributes(cx, el, &[])?;
-            addresses.push(ip(element_text(el))?);
+            let raw = element_text(el);
+            addresses.push(setting_of(
+                cx,
+                el,
+                "its content",
+                raw,
+                address,
+                "an IP address",
+            )?);
         } else {
             no_attributes(cx, el, &["from", "to"])?;
             let from = ip(required(cx, el, "from")?)?;
@@ -81,20 +94,26 @@ impl Behaviour for IpFilter {
         "ip-filter"
     }
     fn facts(&self) -> Facts {
-        Facts::default()
+        let addresses = self.addresses.iter().filter_map(Setting::text);
+        Facts::reading(self.allow.text().into_iter().chain(addresses))
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let allow = or_fail!(call, step, call.setting(&self.allow));
+        let mut addresses = Vec::with_capacity(self.addresses.len());
+        for a in &self.addresses {
+            addresses.push(or_fail!(call, step, call.setting(a)));
+        }
         let req = call.host.request();
         let ip: Option<IpAddr> = req.ip.parse().ok();
         let listed = ip.is_some_and(|ip| {
             let ip = canonical(ip);
-            self.addresses.iter().any(|a| canonical(*a) == ip)
+            addresses.iter().any(|a| canonical(*a) == ip)
                 || self
                     .ranges
                     .iter()
                     .any(|(f, t)| (canonical(*f)..=canonical(*t)).contains(&ip))
         });
-        if listed != self.allow {
+        if listed != allow {
             let msg = format!(
                 "Caller IP address {} is not allowed. Access denied.",
                 req.ip

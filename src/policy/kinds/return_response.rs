@@ -4,16 +4,15 @@
 
 use roxmltree::Node;
 
-use super::set_header::apply;
+use super::set_header::{apply, Edit, NameRule};
 use super::set_status::status_attributes;
 use super::{policy, Compiled, Kind, ALL};
 use crate::http::forward::HeaderEdits;
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, ResponseEdits};
 use crate::policy::parse::{
-    attr, element_text, elements, exists_action, header_name_ok, no_attributes, only_children,
-    required, text_value, values, Cx, R,
+    attr, element_text, elements, no_attributes, only_children, text_value, Cx, R,
 };
-use crate::policy::{ExistsAction, Step, Text};
+use crate::policy::{Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "return-response",
@@ -25,7 +24,7 @@ pub const KIND: Kind = Kind {
 #[derive(Debug, Clone)]
 pub struct ReturnResponse {
     pub status: Option<(Text, Text)>,
-    pub headers: Vec<(String, ExistsAction, Vec<Text>)>,
+    pub headers: Vec<Edit>,
     pub body: Option<Text>,
 }
 
@@ -49,18 +48,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
                 no_attributes(cx, el, &["code", "reason"])?;
                 r.status = Some(status_attributes(cx, el)?);
             }
-            "set-header" => {
-                no_attributes(cx, el, &["name", "exists-action"])?;
-                let h = required(cx, el, "name")?;
-                if !header_name_ok(h) {
-                    return Err(cx.err(
-                        el,
-                        format!("<set-header>: '{h}' is not a valid header name"),
-                    ));
-                }
-                r.headers
-                    .push((h.to_string(), exists_action(cx, el)?, values(cx, el)?));
-            }
+            "set-header" => r.headers.push(Edit::compile(cx, el, NameRule::Header)?),
             _ => {
                 no_attributes(cx, el, &[])?;
                 r.body = Some(text_value(cx, el, element_text(el))?);
@@ -76,7 +64,7 @@ impl Behaviour for ReturnResponse {
     }
     fn facts(&self) -> Facts {
         let status = self.status.iter().flat_map(|(c, r)| [c, r]);
-        let headers = self.headers.iter().flat_map(|(_, _, v)| v.iter());
+        let headers = self.headers.iter().flat_map(Edit::texts);
         Facts::reading(status.chain(headers).chain(self.body.iter()))
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
@@ -89,10 +77,10 @@ impl Behaviour for ReturnResponse {
             None => (200, String::new()),
         };
         let mut headers = HeaderEdits::default();
-        for (name, action, values) in &self.headers {
-            let vals = or_fail!(call, step, call.texts(values));
-            let current = headers.get(name).cloned().flatten();
-            headers.set(name, apply(*action, current, vals));
+        for edit in &self.headers {
+            let (name, action, vals) = or_fail!(call, step, edit.resolve(call, NameRule::Header));
+            let current = headers.get(&name).cloned().flatten();
+            headers.set(&name, apply(action, current, vals));
         }
         let body = match &self.body {
             Some(b) => Some(or_fail!(call, step, call.text(b)).into_bytes()),

@@ -6,8 +6,11 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
-use crate::policy::parse::{exists_action, header_name_ok, no_attributes, required, values, Cx, R};
-use crate::policy::{ExistsAction, Step, Text};
+use crate::policy::expr::EvalError;
+use crate::policy::parse::{
+    exists_action, header_name_ok, no_attributes, required, text_value, values, Cx, R,
+};
+use crate::policy::{ExistsAction, Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "set-header",
@@ -17,31 +20,102 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug, Clone)]
-pub struct SetHeader {
-    pub name: String,
-    pub action: ExistsAction,
+pub struct SetHeader(pub Edit);
+
+/// What set-header (also inside return-response) and set-query-parameter hold: a name,
+/// an exists-action and values, each a literal or an expression.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub name: Text,
+    pub action: Setting<ExistsAction>,
     pub values: Vec<Text>,
 }
 
+/// What an edit's name must be: a header name (RFC 9110 token) or any non-empty
+/// query parameter name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    Header,
+    QueryParameter,
+}
+
+impl NameRule {
+    fn admits(self, name: &str) -> bool {
+        match self {
+            NameRule::Header => header_name_ok(name),
+            NameRule::QueryParameter => !name.is_empty(),
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            NameRule::Header => "header",
+            NameRule::QueryParameter => "query parameter",
+        }
+    }
+}
+
+impl Edit {
+    pub(crate) fn compile(cx: &mut Cx, n: Node, rule: NameRule) -> R<Edit> {
+        no_attributes(cx, n, &["name", "exists-action"])?;
+        let name = text_value(cx, n, required(cx, n, "name")?)?;
+        if let Text::Lit(l) = &name {
+            if !rule.admits(l) {
+                return Err(cx.err(
+                    n,
+                    format!(
+                        "<{}>: '{l}' is not a valid {} name",
+                        n.tag_name().name(),
+                        rule.what()
+                    ),
+                ));
+            }
+        }
+        let action = exists_action(cx, n)?;
+        let values = values(cx, n)?;
+        if values.is_empty() && !matches!(action, Setting::Fixed(ExistsAction::Delete)) {
+            return Err(cx.err(
+                n,
+                format!(
+                    "<{}>: at least one <value> is required",
+                    n.tag_name().name()
+                ),
+            ));
+        }
+        Ok(Edit {
+            name,
+            action,
+            values,
+        })
+    }
+
+    /// The expressions it runs.
+    pub fn texts(&self) -> impl Iterator<Item = &Text> {
+        [&self.name]
+            .into_iter()
+            .chain(self.action.text())
+            .chain(&self.values)
+    }
+
+    /// Its name, action and values for this call.
+    pub fn resolve(
+        &self,
+        call: &mut Call,
+        rule: NameRule,
+    ) -> Result<(String, ExistsAction, Vec<String>), EvalError> {
+        let name = call.text(&self.name)?;
+        if !rule.admits(&name) {
+            return Err(EvalError(
+                format!("'{name}' is not a valid {} name", rule.what()).into(),
+            ));
+        }
+        let action = call.setting(&self.action)?;
+        let values = call.texts(&self.values)?;
+        Ok((name, action, values))
+    }
+}
+
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
-    no_attributes(cx, n, &["name", "exists-action"])?;
-    let name = required(cx, n, "name")?;
-    if !header_name_ok(name) {
-        return Err(cx.err(
-            n,
-            format!("<set-header>: '{name}' is not a valid header name"),
-        ));
-    }
-    let action = exists_action(cx, n)?;
-    let values = values(cx, n)?;
-    if values.is_empty() && action != ExistsAction::Delete {
-        return Err(cx.err(n, "<set-header>: at least one <value> is required"));
-    }
-    policy(SetHeader {
-        name: name.to_string(),
-        action,
-        values,
-    })
+    policy(SetHeader(Edit::compile(cx, n, NameRule::Header)?))
 }
 
 /// A header's values after an exists-action: `current` (None = absent) and the new
@@ -68,11 +142,11 @@ impl Behaviour for SetHeader {
         "set-header"
     }
     fn facts(&self) -> Facts {
-        Facts::reading(&self.values)
+        Facts::reading(self.0.texts())
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let vals = or_fail!(call, step, call.texts(&self.values));
-        let name = &self.name;
+        let (name, action, vals) = or_fail!(call, step, self.0.resolve(call, NameRule::Header));
+        let name = &name;
         let (edits, original) = match call.phase {
             Phase::Request => (
                 &mut call.st.req.headers,
@@ -87,7 +161,7 @@ impl Behaviour for SetHeader {
             Some(v) => v.clone(),
             None => original.map(|o| vec![o.into_owned()]),
         };
-        edits.set(name, apply(self.action, current, vals));
+        edits.set(name, apply(action, current, vals));
         Flow::Continue
     }
 }

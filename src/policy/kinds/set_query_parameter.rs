@@ -4,11 +4,12 @@
 
 use roxmltree::Node;
 
+use super::set_header::{Edit, NameRule};
 use super::{policy, Compiled, Kind, REQUEST};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{exists_action, no_attributes, required, values, Cx, R};
+use crate::policy::parse::{Cx, R};
 use crate::policy::request::parse_query;
-use crate::policy::{ExistsAction, Step, Text};
+use crate::policy::{ExistsAction, Step};
 
 pub const KIND: Kind = Kind {
     element: "set-query-parameter",
@@ -18,25 +19,14 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Debug, Clone)]
-pub struct SetQueryParameter {
-    pub name: String,
-    pub action: ExistsAction,
-    pub values: Vec<Text>,
-}
+pub struct SetQueryParameter(pub Edit);
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
-    no_attributes(cx, n, &["name", "exists-action"])?;
-    let name = required(cx, n, "name")?.to_string();
-    let action = exists_action(cx, n)?;
-    let values = values(cx, n)?;
-    if values.is_empty() && action != ExistsAction::Delete {
-        return Err(cx.err(n, "<set-query-parameter>: at least one <value> is required"));
-    }
-    policy(SetQueryParameter {
-        name,
-        action,
-        values,
-    })
+    policy(SetQueryParameter(Edit::compile(
+        cx,
+        n,
+        NameRule::QueryParameter,
+    )?))
 }
 
 impl Behaviour for SetQueryParameter {
@@ -44,19 +34,20 @@ impl Behaviour for SetQueryParameter {
         "set-query-parameter"
     }
     fn facts(&self) -> Facts {
-        Facts::reading(&self.values)
+        Facts::reading(self.0.texts())
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let vals = or_fail!(call, step, call.texts(&self.values));
+        let (name, action, vals) =
+            or_fail!(call, step, self.0.resolve(call, NameRule::QueryParameter));
         let original = call.host.request().query;
         let q = call
             .st
             .req
             .query
             .get_or_insert_with(|| parse_query(original));
-        let name = &self.name;
+        let name = &name;
         let exists = q.iter().any(|(k, _)| k == name);
-        match self.action {
+        match action {
             ExistsAction::Override => {
                 // the new values take the place of the first old one (the query keeps
                 // its order), or go at the end when the parameter was absent
