@@ -856,6 +856,23 @@ fn products_subscriptions_named_values_backends_and_the_global_policy_reach_the_
     for absent in [r#""id":"gold""#, r#""id":"s1""#, r#""id":"b1""#] {
         assert!(!doc.contains(absent), "{absent} in {doc}");
     }
+    // a backend-id computed per call may name any backend: the gateway gets them all
+    let pick = r#"<policies><inbound><base /><set-backend-service backend-id="@(context.Request.Headers.GetValueOrDefault("X-Backend", "b1"))" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#;
+    ok(plane.admin(
+        "PUT",
+        "/admin/apis/other",
+        &format!(
+            r#"{{"path": "other", "serviceUrl": "{}", "subscriptionRequired": false, "policies": {}}}"#,
+            a.url(""),
+            js(pick)
+        ),
+    ));
+    let doc = request(
+        plane.addr,
+        &format!("GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: {token2}\r\nConnection: close\r\n\r\n"),
+    )
+    .text();
+    assert!(doc.contains(r#""id":"b1""#), "{doc}");
     // and the gateway never logged a secret
     let logs = gw.log_lines().join("\n");
     assert!(

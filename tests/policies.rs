@@ -1575,8 +1575,17 @@ fn more_attributes_from_expressions() {
     // "ann:pw" in base64
     assert_eq!(seen.header("Authorization"), Some("Basic YW5uOnB3"));
     // exists-action "skip" from the expression keeps the client's header
-    send(&gw, "PUT", "/a/x", &[("X-PUT", "mine"), ("X-Keep", "1")], "");
-    assert_eq!(origin.requests().pop().unwrap().header("X-PUT"), Some("mine"));
+    send(
+        &gw,
+        "PUT",
+        "/a/x",
+        &[("X-PUT", "mine"), ("X-Keep", "1")],
+        "",
+    );
+    assert_eq!(
+        origin.requests().pop().unwrap().header("X-PUT"),
+        Some("mine")
+    );
     // ip-filter: the same address list, now forbidden
     let r = send(&gw, "GET", "/a/x", &[("X-Block", "1")], "");
     assert_eq!(r.status, 403);
@@ -1646,4 +1655,39 @@ fn cors_without_allowed_methods_allows_get_and_post() {
         let want = allowed.then_some("GET,POST");
         assert_eq!(r.header("Access-Control-Allow-Methods"), want, "{method}");
     }
+}
+
+/// set-backend-service's backend-id may be an expression: each call goes to the
+/// backend it names, and a name the config does not have fails the call.
+#[test]
+fn a_computed_backend_id_picks_the_backend_per_call() {
+    let one = Origin::text("one");
+    let two = Origin::text("two");
+    let inbound = r#"<set-backend-service backend-id="@(context.Request.Headers.GetValueOrDefault("X-Backend", "b1"))" />"#;
+    let on_error = r#"<set-header name="X-Error" exists-action="override"><value>@(context.LastError.Reason + "|" + context.LastError.Message)</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(
+                "http://127.0.0.1:9",
+                false,
+                Some(&policies(inbound, "", on_error)),
+                None,
+            ),
+            &format!(
+                r#", "backends": [{{"id": "b1", "url": "{}"}}, {{"id": "b2", "url": "{}"}}]"#,
+                one.url(""),
+                two.url("")
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(send(&gw, "GET", "/a/x", &[], "").text(), "one");
+    let r = send(&gw, "GET", "/a/x", &[("X-Backend", "b2")], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "two"));
+    let r = send(&gw, "GET", "/a/x", &[("X-Backend", "b3")], "");
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.header("X-Error"),
+        Some("BackendNotFound|Backend 'b3' is not defined in backends.")
+    );
 }

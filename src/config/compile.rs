@@ -198,6 +198,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         groups,
         keys,
         backends: env.backends,
+        backend_ids: env.backend_ids,
         policies,
         tls,
         backend_tls: None,

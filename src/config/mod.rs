@@ -230,6 +230,9 @@ pub struct Runtime {
     pub keys: HashMap<Box<str>, u32>,
     /// Named backends and the literal base-urls of set-backend-service policies.
     pub backends: Vec<Backend>,
+    /// A named backend's index in `backends` by its id (set-backend-service with a
+    /// computed backend-id).
+    pub backend_ids: HashMap<String, u32>,
     /// Whether any operation has a non-trivial plan (policies are in use).
     pub policies: bool,
     /// The HTTPS listener's TLS config, when the document has `certificates`.

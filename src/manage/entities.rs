@@ -19,6 +19,7 @@ use super::store::{
     REF_NAMED_VALUE,
 };
 use crate::config::{compile, ConfigError, ConfigSource, References};
+use crate::policy::parse::ANY_BACKEND;
 
 /// An entity kind of the admin API, by its URL segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -881,7 +882,10 @@ impl PlaneStore {
         let backends: Array = self
             .all(Kind::Backend)?
             .into_iter()
-            .filter(|b| used_backends.contains(str_field(b, "id").unwrap_or_default()))
+            .filter(|b| {
+                used_backends.contains(ANY_BACKEND)
+                    || used_backends.contains(str_field(b, "id").unwrap_or_default())
+            })
             .map(Value::Object)
             .collect();
         // the certificates linked to this gateway, keys included: its HTTPS listener

@@ -463,6 +463,12 @@ impl Host for Scene<'_> {
     fn target_of(&self, url: &str) -> Option<Target> {
         target_of(url, self.runtime)
     }
+    fn backend_named(&self, id: &str) -> Option<Target> {
+        self.runtime
+            .backend_ids
+            .get(id)
+            .map(|i| Target::Backend(*i))
+    }
 }
 
 /// Runs `steps` in order (the pipeline's one entry into the policies).

@@ -308,6 +308,8 @@ pub trait Host {
     ) -> (u16, Option<&'h str>, &'h str);
     /// Where a URL computed by an expression sends the request (None: not allowed).
     fn target_of(&self, url: &str) -> Option<Target>;
+    /// The named backend with this id, if the config has it.
+    fn backend_named(&self, id: &str) -> Option<Target>;
 }
 
 /// One step's view of the call: the phase, the host, the call's state, the counters

@@ -59,9 +59,13 @@ pub struct Context<'a> {
 /// trimmed, attributes as XML reads them): the index the management plane uses to know
 /// which named values and backends a document needs, and the gateway to know which
 /// query parameters carry tokens (redacted in logs).
+/// In `Uses::backends`: a backend-id computed per call, so every backend is used.
+pub const ANY_BACKEND: &str = "*";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uses {
     pub named_values: std::collections::BTreeSet<String>,
+    /// Backend ids; `ANY_BACKEND` when an expression names one.
     pub backends: std::collections::BTreeSet<String>,
     /// Query parameters a policy reads a token from (validate-jwt).
     pub token_query_params: std::collections::BTreeSet<String>,

@@ -7,7 +7,7 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, REQUEST};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Target};
-use crate::policy::parse::{attr, no_attributes, text_value, Cx, R};
+use crate::policy::parse::{attr, no_attributes, text_value, Cx, ANY_BACKEND, R};
 use crate::policy::{Step, Text};
 
 pub const KIND: Kind = Kind {
@@ -23,6 +23,8 @@ pub enum SetBackendService {
     Backend(u32),
     /// An expression giving a URL.
     Url(Text),
+    /// An expression giving a backend id.
+    BackendId(Text),
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
@@ -32,6 +34,11 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             n,
             "<set-backend-service>: exactly one of base-url and backend-id is required",
         )),
+        (None, Some(id)) if id.trim_start().starts_with('@') => {
+            // any backend may be named: a gateway gets them all
+            cx.ctx.uses.backends.insert(ANY_BACKEND.to_string());
+            policy(SetBackendService::BackendId(text_value(cx, n, id)?))
+        }
         (None, Some(id)) => {
             cx.ctx.uses.backends.insert(id.to_string());
             let idx = (cx.ctx.backend_id)(id).ok_or_else(|| {
@@ -59,7 +66,7 @@ impl Behaviour for SetBackendService {
     }
     fn facts(&self) -> Facts {
         match self {
-            SetBackendService::Url(t) => Facts::reading([t]),
+            SetBackendService::Url(t) | SetBackendService::BackendId(t) => Facts::reading([t]),
             SetBackendService::Backend(_) => Facts::default(),
         }
     }
@@ -70,6 +77,18 @@ impl Behaviour for SetBackendService {
                 return Flow::Continue;
             }
             SetBackendService::Url(url) => or_fail!(call, step, call.text(url)),
+            SetBackendService::BackendId(id) => {
+                let id = or_fail!(call, step, call.text(id));
+                let Some(t) = call.host.backend_named(id.trim()) else {
+                    call.st.answer(500, "Internal server error");
+                    let message = format!("Backend '{id}' is not defined in backends.");
+                    return call
+                        .st
+                        .fail(step, "set-backend-service", "BackendNotFound", &message);
+                };
+                call.st.req.target = Some(t);
+                return Flow::Continue;
+            }
         };
         match call.host.target_of(&url) {
             Some(t) => {
