@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use super::eval::{cast, Machine, OUT_OF_RANGE};
 use super::json::{self, Json};
+use super::jsonpath;
 use super::members::{not_a_member, M};
 use super::value::{from_json, list, prop_text, to_json, Flag};
 use super::*;
@@ -54,6 +55,10 @@ pub(super) fn call<'e>(
             M::ToString => Ok(Val::Str(Cow::Borrowed("System.Byte[]"))),
             _ => Err(not_a_member("byte[]", member)),
         },
+        Val::Random(r) => {
+            let a = m.values(args)?;
+            random_member(r, member, &a)
+        }
         Val::Error(e) => match member {
             M::Message => Ok(Val::Str(Cow::Owned(e.message.clone()))),
             M::ToString => Ok(Val::Str(Cow::Owned(super::exceptions::text(e)))),
@@ -61,6 +66,43 @@ pub(super) fn call<'e>(
         },
         other => Err(not_a_member(other.type_name(), member)),
     }
+}
+
+/// System.Random's members, from a splitmix64 generator.
+fn random_member(
+    state: &std::cell::Cell<u64>,
+    member: M,
+    a: &[Val],
+) -> Result<Val<'static>, EvalError> {
+    let next = || {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    // the range [low, high) with `high > low`
+    let within = |low: i64, high: i64| {
+        let span = (high - low) as u64;
+        low + (next() % span) as i64
+    };
+    Ok(match (member, a) {
+        (M::Next, []) => Val::Int(within(0, i64::from(i32::MAX))),
+        (M::Next, [Val::Int(max)]) if *max >= 0 => {
+            Val::Int(if *max == 0 { 0 } else { within(0, *max) })
+        }
+        (M::Next, [Val::Int(min), Val::Int(max)]) if min <= max => {
+            Val::Int(if min == max { *min } else { within(*min, *max) })
+        }
+        (M::Next, _) => {
+            return Err(err(
+                "'minValue' cannot be greater than maxValue, and maxValue must not be negative (Random.Next)",
+            ))
+        }
+        (M::NextDouble, []) => Val::Double((next() >> 11) as f64 / (1u64 << 53) as f64),
+        _ => return Err(not_a_member("Random", member)),
+    })
 }
 
 /// Whether the type has this member itself (then LINQ's of the same name does not apply).
@@ -118,10 +160,37 @@ fn json_member<'e>(
             Val::Json(c)
         }
         (M::ToObject, []) => convert(m, j, generic.unwrap_or(Ty::Any))?,
-        (M::SelectToken, [path, ..]) => match json::select(j, &path.to_text())? {
-            Some(v) => from_json(&v),
-            None => Val::Null,
-        },
+        (M::SelectToken, [path, ..]) => {
+            let (found, visited) = jsonpath::select(j, &path.to_text())?;
+            m.ticks(visited)?;
+            found.map_or(Val::Null, |v| from_json(&v))
+        }
+        (M::SelectTokens, [path, ..]) => {
+            let (found, visited) = jsonpath::select_all(j, &path.to_text())?;
+            m.ticks(visited)?;
+            list(found.iter().map(from_json).collect())
+        }
+        // the extension on IEnumerable<JToken>: each child's `key`
+        (M::Values, [key]) => {
+            let key = key.to_text();
+            j.open_children();
+            let children: Vec<Json> = match j {
+                Json::Array(a) => a.borrow().clone(),
+                Json::Object(o) => o.borrow().iter().map(|(_, v)| v.clone()).collect(),
+                _ => Vec::new(),
+            };
+            m.ticks(children.len())?;
+            let mut out = Vec::new();
+            for c in &children {
+                if let Some(v) = c.get(&key) {
+                    out.push(match generic {
+                        Some(t) => cast(t, from_json(&v))?.into_owned(),
+                        None => from_json(&v),
+                    });
+                }
+            }
+            list(out)
+        }
         (M::Descendants, []) => {
             let mut out = Vec::new();
             json_descendants(m, j, &mut out, 0)?;

@@ -127,22 +127,7 @@ impl<'e> Machine<'e> {
                 let key = self.eval(name)?;
                 Val::Bool(self.env.lookup(*lookup, &key.to_text()).is_some())
             }
-            Node::Entries(lookup) => {
-                // headers and query parameters are string[] dictionaries, as in APIM
-                let arrays = is_string_arrays(*lookup);
-                let entries: Vec<(String, Val<'static>)> = self
-                    .env
-                    .entries(*lookup)
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = v.into_owned();
-                        (k, if arrays { list(vec![v]) } else { v })
-                    })
-                    .collect();
-                self.ticks(entries.len())?;
-                let d: Dict = Rc::new(RefCell::new(entries));
-                Val::Dict(d)
-            }
+            Node::Entries(lookup) => self.entries(*lookup)?,
             Node::Body {
                 response,
                 ty,
@@ -199,6 +184,10 @@ impl<'e> Machine<'e> {
                 Val::Bool(ok)
             }
             Node::Call {
+                member: M::ThenBy | M::ThenByDescending,
+                ..
+            } => linq::ordered(self, n)?,
+            Node::Call {
                 target,
                 member,
                 args,
@@ -240,6 +229,24 @@ impl<'e> Machine<'e> {
                 v => v,
             },
         })
+    }
+
+    /// A whole dictionary of the context (`context.Request.Headers`): headers and query
+    /// parameters are string[] dictionaries, as in APIM.
+    fn entries(&mut self, lookup: Lookup) -> Result<Val<'e>, EvalError> {
+        let arrays = is_string_arrays(lookup);
+        let entries: Vec<(String, Val<'static>)> = self
+            .env
+            .entries(lookup)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = v.into_owned();
+                (k, if arrays { list(vec![v]) } else { v })
+            })
+            .collect();
+        self.ticks(entries.len())?;
+        let d: Dict = Rc::new(RefCell::new(entries));
+        Ok(Val::Dict(d))
     }
 
     /// `context.X[name]`, `GetValueOrDefault(name, default)`, `GetValueOrDefault<T>`.

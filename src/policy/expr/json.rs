@@ -91,7 +91,7 @@ impl Json {
     }
 
     /// This token with every unopened part parsed (for comparisons).
-    fn opened(&self) -> Json {
+    pub(super) fn opened(&self) -> Json {
         match self {
             Json::Raw(r) => super::lazy::open_all(r),
             other => other.clone(),
@@ -652,94 +652,6 @@ impl<'t> Reader<'t> {
     }
 }
 
-/// `SelectToken(path)`: `$`, `.name`, `['name']`, `[n]` and `[*]`/`.*` (then it must
-/// select at most one token). `None` when nothing matches.
-pub fn select(root: &Json, path: &str) -> Result<Option<Json>, EvalError> {
-    const BAD_PATH: EvalError = err("Unexpected character while parsing JSONPath (SelectToken)");
-    let mut current = vec![root.clone()];
-    let b = path.as_bytes();
-    let mut i = 0;
-    if b.first() == Some(&b'$') {
-        i = 1;
-    }
-    while i < b.len() {
-        let step: Step = match b[i] {
-            b'.' if b.get(i + 1) == Some(&b'.') => {
-                return Err(err(
-                    "recursive descent ('..') is not supported (SelectToken)",
-                ))
-            }
-            b'.' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                Step::All
-            }
-            b'.' => {
-                let start = i + 1;
-                i = start;
-                while i < b.len() && b[i] != b'.' && b[i] != b'[' {
-                    i += 1;
-                }
-                Step::Name(path[start..i].to_string())
-            }
-            b'[' => {
-                let close = path[i..].find(']').ok_or(BAD_PATH)? + i;
-                let inner = path[i + 1..close].trim();
-                i = close + 1;
-                if inner == "*" {
-                    Step::All
-                } else if let Some(q) = inner
-                    .strip_prefix('\'')
-                    .and_then(|s| s.strip_suffix('\''))
-                    .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-                {
-                    Step::Name(q.to_string())
-                } else {
-                    Step::Index(inner.parse().map_err(|_| {
-                        err("only names, indexes and [*] are supported in a JSONPath (SelectToken)")
-                    })?)
-                }
-            }
-            _ if i == 0 => {
-                let start = i;
-                while i < b.len() && b[i] != b'.' && b[i] != b'[' {
-                    i += 1;
-                }
-                Step::Name(path[start..i].to_string())
-            }
-            _ => return Err(BAD_PATH),
-        };
-        let mut next = Vec::new();
-        for token in &current {
-            token.open_children();
-            match (&step, token) {
-                (Step::Name(n), Json::Object(_)) => next.extend(token.get(n)),
-                (Step::Index(k), Json::Array(a)) => {
-                    let a = a.borrow();
-                    let at = if *k < 0 { a.len() as i64 + k } else { *k };
-                    next.extend(usize::try_from(at).ok().and_then(|at| a.get(at)).cloned());
-                }
-                (Step::All, Json::Array(a)) => next.extend(a.borrow().iter().cloned()),
-                (Step::All, Json::Object(o)) => {
-                    next.extend(o.borrow().iter().map(|(_, v)| v.clone()))
-                }
-                _ => {}
-            }
-        }
-        current = next;
-    }
-    match current.len() {
-        0 => Ok(None),
-        1 => Ok(current.pop()),
-        _ => Err(err("Path returned multiple tokens (SelectToken)")),
-    }
-}
-
-enum Step {
-    Name(String),
-    Index(i64),
-    All,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -790,16 +702,5 @@ mod tests {
                 .unwrap(),
             "😀 é"
         );
-    }
-
-    #[test]
-    fn select_token_paths() {
-        let j = parse(r#"{"a": {"b": [{"c": 1}, {"c": 2}]}, "x y": 3}"#).unwrap();
-        let pick = |p: &str| select(&j, p).unwrap().map(|v| v.print(false).unwrap());
-        assert_eq!(pick("a.b[1].c").as_deref(), Some("2"));
-        assert_eq!(pick("$.a.b[0]").as_deref(), Some(r#"{"c":1}"#));
-        assert_eq!(pick("['x y']").as_deref(), Some("3"));
-        assert_eq!(pick("a.missing"), None);
-        assert!(select(&j, "a.b[*].c").is_err(), "two tokens");
     }
 }

@@ -30,6 +30,8 @@ pub(super) fn is_linq(m: M) -> bool {
             | M::Contains
             | M::OrderBy
             | M::OrderByDescending
+            | M::ThenBy
+            | M::ThenByDescending
             | M::Skip
             | M::Take
             | M::SkipWhile
@@ -82,6 +84,8 @@ pub(super) fn call<'e>(
         | M::SelectMany
         | M::OrderBy
         | M::OrderByDescending
+        | M::ThenBy
+        | M::ThenByDescending
         | M::Skip
         | M::Take
         | M::SkipWhile
@@ -194,6 +198,9 @@ fn reshape<'e>(
                 }
             }
             out
+        }
+        M::ThenBy | M::ThenByDescending => {
+            return Err(err("ThenBy follows OrderBy, OrderByDescending or ThenBy"))
         }
         M::OrderBy | M::OrderByDescending => {
             let f = q.lambda("OrderBy takes a lambda")?;
@@ -444,6 +451,61 @@ fn distinct(m: &mut Machine, items: Vec<Val<'static>>) -> Result<Vec<Val<'static
 
 /// The default comparer: nulls first, numbers by value, strings ordinally, bools
 /// false before true.
+/// `source.OrderBy(k1).ThenBy(k2)...` (`node` is the last ThenBy): the source sorted
+/// by every key in turn, stable, each key's lambda called once per item.
+pub(super) fn ordered<'e>(m: &mut Machine<'e>, node: &'e Node) -> Result<Val<'e>, EvalError> {
+    let mut keys: Vec<(&'e Node, bool)> = Vec::new();
+    let mut at = node;
+    let source = loop {
+        let Node::Call {
+            target,
+            member,
+            args,
+            ..
+        } = at
+        else {
+            return Err(err("ThenBy follows OrderBy, OrderByDescending or ThenBy"));
+        };
+        let lambda = args
+            .first()
+            .filter(|a| matches!(a, Node::Lambda(..)))
+            .ok_or(err("OrderBy and ThenBy take a lambda"))?;
+        match member {
+            M::ThenBy | M::ThenByDescending => {
+                keys.push((lambda, *member == M::ThenByDescending));
+                at = target;
+            }
+            M::OrderBy | M::OrderByDescending => {
+                keys.push((lambda, *member == M::OrderByDescending));
+                break target;
+            }
+            _ => return Err(err("ThenBy follows OrderBy, OrderByDescending or ThenBy")),
+        }
+    };
+    keys.reverse();
+    let items = m.eval(source)?.items()?;
+    m.ticks(items.len() * (keys.len() + 8))?;
+    let mut keyed = Vec::with_capacity(items.len());
+    for item in items {
+        let mut ks = Vec::with_capacity(keys.len());
+        for (f, _) in &keys {
+            ks.push(m.apply(f, std::slice::from_ref(&item))?.into_owned());
+        }
+        keyed.push((ks, item));
+    }
+    keyed.sort_by(|a, b| {
+        for (i, (_, descending)) in keys.iter().enumerate() {
+            let o = compare(&a.0[i], &b.0[i]);
+            let o = if *descending { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    new_list(m, keyed.into_iter().map(|(_, v)| v).collect())
+}
+
 pub(super) fn compare(a: &Val, b: &Val) -> Ordering {
     match (a, b) {
         (Val::Null, Val::Null) => Ordering::Equal,

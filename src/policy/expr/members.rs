@@ -62,6 +62,8 @@ members! {
     QueryString,
     // List<T>
     Sort,
+    // System.Random
+    Next, NextDouble,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
@@ -75,7 +77,7 @@ members! {
     HasValue,
     // System.Linq.Enumerable
     Where, Select, SelectMany, Any, All, First, FirstOrDefault, Last, LastOrDefault, Single,
-    SingleOrDefault, OrderBy, OrderByDescending, Skip, Take,
+    SingleOrDefault, OrderBy, OrderByDescending, ThenBy, ThenByDescending, Skip, Take,
     SkipWhile, TakeWhile, Concat, Distinct, ToArray, ToList, ToDictionary, Aggregate, Sum,
     Min, Max, Average, ElementAt, ElementAtOrDefault, Reverse, Cast, OfType, Union,
     Intersect, Except, SequenceEqual, DefaultIfEmpty, Zip,

@@ -29,11 +29,13 @@ mod exceptions;
 mod format;
 mod hashes;
 mod json;
+mod jsonpath;
 mod lazy;
 mod lex;
 mod linq;
 pub mod liquid;
 mod members;
+mod numbers;
 mod parse;
 mod regexes;
 mod statics;
@@ -519,3 +521,5 @@ impl Expr {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_library;

@@ -36,8 +36,10 @@ pub(super) enum Chain {
 }
 
 /// Namespaces that may prefix a type name (`System.Text.Encoding.UTF8`).
-const NAMESPACES: [&str; 12] = [
+const NAMESPACES: [&str; 14] = [
     "System",
+    "RegularExpressions",
+    "Xml",
     "Text",
     "Linq",
     "Json",
@@ -567,6 +569,13 @@ impl Parser {
         if ty == "CultureInfo" {
             return Ok(Node::Null);
         }
+        if ty == "NumberStyles" {
+            return numbers::number_style(&member)
+                .map(Node::Int)
+                .ok_or_else(|| {
+                    self.err_at(m_at, format!("NumberStyles.{member} is not supported"))
+                });
+        }
         if ty == "DateTimeStyles" {
             return dates::style(&member).map(Node::Int).ok_or_else(|| {
                 self.err_at(m_at, format!("DateTimeStyles.{member} is not supported"))
@@ -585,6 +594,14 @@ impl Parser {
             ("int" | "Int32", "MinValue") => return Ok(Node::Int(i64::from(i32::MIN))),
             ("long" | "Int64", "MaxValue") => return Ok(Node::Int(i64::MAX)),
             ("long" | "Int64", "MinValue") => return Ok(Node::Int(i64::MIN)),
+            ("double" | "Double", "NaN") => return Ok(Node::Double(f64::NAN)),
+            ("double" | "Double", "PositiveInfinity") => return Ok(Node::Double(f64::INFINITY)),
+            ("double" | "Double", "NegativeInfinity") => {
+                return Ok(Node::Double(f64::NEG_INFINITY))
+            }
+            ("double" | "Double", "MaxValue") => return Ok(Node::Double(f64::MAX)),
+            ("double" | "Double", "MinValue") => return Ok(Node::Double(f64::MIN)),
+            ("double" | "Double", "Epsilon") => return Ok(Node::Double(f64::from_bits(1))),
             _ => {}
         }
         let Some((f, arity)) = statics::lookup(&ty, &member) else {
@@ -737,6 +754,7 @@ impl Parser {
             "XAttribute" => statics::NewKind::XAttribute,
             "XDocument" => statics::NewKind::XDocument,
             "Uri" => statics::NewKind::Uri,
+            "Random" => statics::NewKind::Random,
             "string" | "String" if !self.peek_is(0, "[") => statics::NewKind::Str,
             n if hashes::algo_of(n).is_some() => {
                 let (algo, hmac) = hashes::algo_of(n).unwrap_or((hashes::Algo::Sha256, false));

@@ -93,6 +93,14 @@ pub(super) enum S {
     BitConverter,
     ToHex,
     FromHex,
+    /// `Guid.Parse(text)` / `Guid.TryParse(text, out guid)`: the GUID in its D form.
+    GuidParse,
+    GuidTryParse,
+    /// `JToken.DeepEquals(a, b)`.
+    DeepEquals,
+    /// `double.IsNaN(x)` / `double.IsInfinity(x)`.
+    IsNaN,
+    IsInfinity,
 }
 
 /// A type `new` may build.
@@ -124,6 +132,8 @@ pub(super) enum NewKind {
     Uri,
     /// `new string(chars)`, `new string(c, count)`.
     Str,
+    /// `new Random()`, `new Random(seed)`.
+    Random,
 }
 
 /// The static member `ty.member` and how many arguments it takes (`None`: it is a
@@ -141,20 +151,26 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("string" | "String", "Empty") => Some((S::Empty, None)),
         // 0: no format chosen yet (the parser takes ToString's format into it once)
         ("Guid", "NewGuid") => call(S::NewGuid(0), 0, 0),
-        ("int" | "long" | "Int32" | "Int64", "Parse") => call(S::ParseInt, 1, 1),
-        ("int" | "long" | "Int32" | "Int64", "TryParse") => call(S::TryParseInt, 2, 2),
+        ("Guid", "Parse") => call(S::GuidParse, 1, 1),
+        ("double" | "Double", "IsNaN") => call(S::IsNaN, 1, 1),
+        ("double" | "Double", "IsInfinity") => call(S::IsInfinity, 1, 1),
+        ("Guid", "TryParse") => call(S::GuidTryParse, 2, 2),
+        ("JToken", "DeepEquals") => call(S::DeepEquals, 2, 2),
+        // Parse(text[, styles][, provider]) and TryParse(text[, styles, provider], out)
+        ("int" | "long" | "Int32" | "Int64", "Parse") => call(S::ParseInt, 1, 3),
+        ("int" | "long" | "Int32" | "Int64", "TryParse") => call(S::TryParseInt, 2, 4),
         ("double" | "decimal" | "float" | "Double" | "Decimal", "Parse") => {
-            call(S::ParseDouble, 1, 1)
+            call(S::ParseDouble, 1, 3)
         }
         ("double" | "decimal" | "float" | "Double" | "Decimal", "TryParse") => {
-            call(S::TryParseDouble, 2, 2)
+            call(S::TryParseDouble, 2, 4)
         }
         ("bool" | "Boolean", "Parse") => call(S::ParseBool, 1, 1),
         ("bool" | "Boolean", "TryParse") => call(S::TryParseBool, 2, 2),
-        ("Convert", "ToInt32" | "ToInt64" | "ToInt16") => call(S::ConvertInt, 1, 1),
+        ("Convert", "ToInt32" | "ToInt64" | "ToInt16") => call(S::ConvertInt, 1, 2),
         ("Convert", "ToDouble" | "ToDecimal" | "ToSingle") => call(S::ConvertDouble, 1, 1),
         ("Convert", "ToBoolean") => call(S::ConvertBool, 1, 1),
-        ("Convert", "ToString") => call(S::ConvertString, 1, 1),
+        ("Convert", "ToString") => call(S::ConvertString, 1, 2),
         ("Convert", "ToBase64String") => call(S::ToBase64, 1, 1),
         ("Convert", "FromBase64String") => call(S::FromBase64, 1, 1),
         ("Encoding.UTF8", "GetBytes") => call(S::GetBytes(false), 1, 1),
@@ -288,6 +304,7 @@ pub(super) fn is_static_type(name: &str) -> bool {
             | "DateTimeOffset"
             | "TimeSpan"
             | "CultureInfo"
+            | "NumberStyles"
             | "DateTimeStyles"
             | "DateTimeKind"
             | "DayOfWeek"
@@ -339,9 +356,14 @@ pub(super) fn call<'e>(
                 .ok_or(err("TryParse takes a text and an out variable"))?,
         )?;
         let text = text.to_text();
+        // TryParse(text, styles, provider, out value)
+        let styles = match args.len() {
+            4 => m.eval(&args[1])?,
+            _ => Val::Null,
+        };
         let parsed = match f {
-            S::TryParseInt => text.trim().parse::<i64>().ok().map(Val::Int),
-            S::TryParseDouble => text.trim().parse::<f64>().ok().map(Val::Double),
+            S::TryParseInt => numbers::parse_int(&text, &styles).map(Val::Int),
+            S::TryParseDouble => numbers::parse_double(&text, &styles).map(Val::Double),
             _ => match text.trim().to_ascii_lowercase().as_str() {
                 "true" => Some(Val::Bool(true)),
                 "false" => Some(Val::Bool(false)),
@@ -354,11 +376,23 @@ pub(super) fn call<'e>(
             S::TryParseDouble => Val::Double(0.0),
             _ => Val::Bool(false),
         };
-        m.write_out(args.get(1), parsed.unwrap_or(default))?;
+        m.write_out(args.last(), parsed.unwrap_or(default))?;
         return Ok(Val::Bool(ok));
     }
     if let S::Date(f) = f {
         return dates::call(m, f, args);
+    }
+    if let S::GuidTryParse = f {
+        let text = m.eval(
+            args.first()
+                .ok_or(err("TryParse takes a text and an out variable"))?,
+        )?;
+        let parsed = numbers::guid_of(&text.to_text());
+        let ok = parsed.is_some();
+        let empty = "00000000-0000-0000-0000-000000000000";
+        let v = Val::Str(Cow::Owned(parsed.unwrap_or_else(|| empty.to_string())));
+        m.write_out(args.get(1), v)?;
+        return Ok(Val::Bool(ok));
     }
     if let S::UriTryCreate = f {
         let text = m.eval(
@@ -413,7 +447,9 @@ pub(super) fn call<'e>(
         | S::IsUpper
         | S::IsLower
         | S::CharToUpper
-        | S::CharToLower => math(f, &a),
+        | S::CharToLower
+        | S::IsNaN
+        | S::IsInfinity => math(f, &a),
         _ => json_and_urls(m, f, &a, generic),
     }
 }
@@ -488,7 +524,7 @@ fn text_statics<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>,
             };
             m.text(format::composite(fmt, &values)?)?
         }
-        S::NewGuid(format) => m.text(new_guid(if format == 0 { b'D' } else { format }))?,
+        S::NewGuid(format) => m.text(numbers::new_guid(if format == 0 { b'D' } else { format }))?,
         _ => return Err(err("not a static member of this kind")),
     })
 }
@@ -505,17 +541,14 @@ fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, 
         S::ParseInt => match first {
             Val::Null => return Err(err("Value cannot be null (int.Parse)")),
             v => Val::Int(
-                arg_text(&v)?
-                    .trim()
-                    .parse()
-                    .map_err(|_| err("Input string was not in a correct format (int.Parse)"))?,
+                numbers::parse_int(arg_text(&v)?, a.get(1).unwrap_or(&Val::Null))
+                    .ok_or(err("Input string was not in a correct format (int.Parse)"))?,
             ),
         },
         S::ParseDouble => Val::Double(
-            arg_text(&first)?
-                .trim()
-                .parse()
-                .map_err(|_| err("Input string was not in a correct format (double.Parse)"))?,
+            numbers::parse_double(arg_text(&first)?, a.get(1).unwrap_or(&Val::Null)).ok_or(err(
+                "Input string was not in a correct format (double.Parse)",
+            ))?,
         ),
         S::ParseBool | S::ConvertBool => match first {
             Val::Bool(b) => Val::Bool(b),
@@ -534,6 +567,21 @@ fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, 
                 Val::Double(d) if d.is_finite() && d.abs() < 9.2e18 => {
                     Val::Int(d.round_ties_even() as i64)
                 }
+                // Convert.ToInt32(text, fromBase): 2, 8, 10 or 16
+                Val::Str(s) if matches!(a.get(1), Some(Val::Int(_))) => {
+                    let radix = match a.get(1) {
+                        Some(Val::Int(b @ (2 | 8 | 10 | 16))) => *b as u32,
+                        _ => return Err(err("Invalid Base (Convert.ToInt32)")),
+                    };
+                    let t = s.trim();
+                    let t = match radix {
+                        16 => t.trim_start_matches("0x").trim_start_matches("0X"),
+                        _ => t,
+                    };
+                    Val::Int(i64::from_str_radix(t, radix).map_err(|_| {
+                        err("Could not find any recognizable digits (Convert.ToInt32)")
+                    })?)
+                }
                 Val::Str(s) => Val::Int(s.trim().parse().map_err(|_| {
                     err("Input string was not in a correct format (Convert.ToInt32)")
                 })?),
@@ -549,6 +597,21 @@ fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, 
                 Val::Bool(b) => Val::Double(f64::from(u8::from(b))),
                 v => Val::Double(number(&v)?),
             }
+        }
+        // Convert.ToString(value, toBase): 2, 8, 10 or 16, negatives in two's complement
+        S::ConvertString if matches!(a.get(1), Some(Val::Int(_))) => {
+            let (Val::Int(n), Some(Val::Int(radix))) = (&first, a.get(1)) else {
+                return Err(err("Convert.ToString(value, toBase) takes an integer"));
+            };
+            let n = *n as u64;
+            let s = match radix {
+                2 => format!("{n:b}"),
+                8 => format!("{n:o}"),
+                10 => (n as i64).to_string(),
+                16 => format!("{n:x}"),
+                _ => return Err(err("Invalid Base (Convert.ToString)")),
+            };
+            m.text(s)?
         }
         S::ConvertString => {
             let s = first.to_text().into_owned();
@@ -596,6 +659,8 @@ fn conversions<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, 
 fn math<'e>(f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
     let first = a.first().cloned().unwrap_or(Val::Null);
     Ok(match f {
+        S::IsNaN => Val::Bool(number(&first)?.is_nan()),
+        S::IsInfinity => Val::Bool(number(&first)?.is_infinite()),
         S::Max | S::Min => match (&a[0], &a[1]) {
             (Val::Int(x), Val::Int(y)) => Val::Int(if f == S::Max { *x.max(y) } else { *x.min(y) }),
             (x, y) => {
@@ -663,6 +728,14 @@ fn json_and_urls<'e>(
             let text = arg_text(&first)?;
             m.ticks(text.len() / 64)?;
             xml::parse_value(m, text, document)?
+        }
+        S::GuidParse => m.text(numbers::guid_of(arg_text(&first)?).ok_or(err(
+            "Guid should contain 32 digits with 4 dashes (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+        ))?)?,
+        S::DeepEquals => {
+            let other = a.get(1).cloned().unwrap_or(Val::Null);
+            m.ticks(8)?;
+            Val::Bool(to_json(&first)?.deep_equals(&to_json(&other)?))
         }
         S::XNamespaceGet => Val::Xml(xml::Xv::Ns(std::rc::Rc::from(&*first.to_text()))),
         S::XNamespaceConst(i) => {
@@ -845,30 +918,6 @@ fn byte_list(v: Val) -> Val {
     }
 }
 
-fn new_guid(format: u8) -> String {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    // SystemRandom only fails if the OS has no randomness source at all
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    let d = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    match format {
-        b'N' => hex,
-        b'B' => format!("{{{d}}}"),
-        b'P' => format!("({d})"),
-        _ => d,
-    }
-}
-
 pub(super) fn new<'e>(
     m: &mut Machine<'e>,
     kind: NewKind,
@@ -984,7 +1033,7 @@ pub(super) fn new<'e>(
                 (false, _) => None,
                 (true, Some(Val::Bytes(k))) => Some(k.to_vec()),
                 // new HMACSHA256() takes a random key in .NET
-                (true, None) => Some(new_guid(b'N').into_bytes()),
+                (true, None) => Some(numbers::new_guid(b'N').into_bytes()),
                 (true, Some(_)) => {
                     return Err(err(
                         "an HMAC key is a byte[] (Encoding.UTF8.GetBytes(secret))",
@@ -993,6 +1042,33 @@ pub(super) fn new<'e>(
             };
             Val::Hasher(Rc::new(hashes::Hasher { algo, key }))
         }
+        NewKind::DateTime | NewKind::DateTimeOffset | NewKind::TimeSpan => dates::new(
+            kind == NewKind::TimeSpan,
+            kind == NewKind::DateTimeOffset,
+            &a,
+        )?,
+        NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
+        NewKind::XElement
+        | NewKind::XAttribute
+        | NewKind::XDocument
+        | NewKind::Uri
+        | NewKind::Str
+        | NewKind::Random
+        | NewKind::Regex => new_library(m, kind, &a)?,
+    })
+}
+
+/// `new` of System.Xml.Linq's types, Uri, string and Random.
+fn new_library<'e>(
+    m: &mut Machine<'e>,
+    kind: NewKind,
+    a: &[Val<'e>],
+) -> Result<Val<'e>, EvalError> {
+    Ok(match kind {
+        NewKind::XElement => xml::new_element(m, a)?,
+        NewKind::XAttribute => xml::new_attribute(m, a)?,
+        NewKind::XDocument => xml::new_document(m, a)?,
+        NewKind::Uri => uri::new_uri(a)?,
         NewKind::Regex => match a.first() {
             Some(v @ Val::Re(_)) => v.clone(),
             Some(Val::Str(p)) => {
@@ -1006,31 +1082,9 @@ pub(super) fn new<'e>(
             }
             _ => return Err(err("new Regex takes a pattern")),
         },
-        NewKind::DateTime | NewKind::DateTimeOffset | NewKind::TimeSpan => dates::new(
-            kind == NewKind::TimeSpan,
-            kind == NewKind::DateTimeOffset,
-            &a,
-        )?,
-        NewKind::Pair => return Err(err("an initializer pair outside an initializer")),
-        NewKind::XElement
-        | NewKind::XAttribute
-        | NewKind::XDocument
-        | NewKind::Uri
-        | NewKind::Str => new_library(m, kind, &a)?,
-    })
-}
-
-/// `new` of System.Xml.Linq's types, Uri and string.
-fn new_library<'e>(
-    m: &mut Machine<'e>,
-    kind: NewKind,
-    a: &[Val<'e>],
-) -> Result<Val<'e>, EvalError> {
-    Ok(match kind {
-        NewKind::XElement => xml::new_element(m, a)?,
-        NewKind::XAttribute => xml::new_attribute(m, a)?,
-        NewKind::XDocument => xml::new_document(m, a)?,
-        NewKind::Uri => uri::new_uri(a)?,
+        NewKind::Random => Val::Random(Rc::new(std::cell::Cell::new(numbers::random_seed(
+            a.first(),
+        )))),
         NewKind::Str => {
             let text = match a {
                 [Val::Str(c), Val::Int(n)] if c.chars().count() == 1 => {

@@ -137,7 +137,13 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::XParse(true) => Ty::XDoc,
         S::XParse(false) => Ty::XElem,
         S::XNamespaceGet | S::XNamespaceConst(_) => Ty::XNs,
-        S::UriTryCreate | S::UriWellFormed => Ty::Bool,
+        S::UriTryCreate
+        | S::UriWellFormed
+        | S::GuidTryParse
+        | S::DeepEquals
+        | S::IsNaN
+        | S::IsInfinity => Ty::Bool,
+        S::GuidParse => Ty::Str,
         S::Range | S::Repeat | S::EmptyList => Ty::List,
         S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,

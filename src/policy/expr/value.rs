@@ -58,6 +58,8 @@ pub enum Val<'a> {
     Xml(super::xml::Xv),
     /// A System.Uri.
     Uri(Rc<super::uri::Uri>),
+    /// A System.Random: its generator's state.
+    Random(Rc<std::cell::Cell<u64>>),
 }
 
 /// The enum constants methods take.
@@ -196,6 +198,7 @@ impl<'a> Val<'a> {
             Val::Hasher(h) => Val::Hasher(h),
             Val::Xml(x) => Val::Xml(x),
             Val::Uri(u) => Val::Uri(u),
+            Val::Random(r) => Val::Random(r),
         }
     }
 
@@ -235,6 +238,7 @@ impl<'a> Val<'a> {
             Val::Hasher(_) => Cow::Borrowed("System.Security.Cryptography.HashAlgorithm"),
             Val::Xml(x) => Cow::Owned(x.text()),
             Val::Uri(u) => Cow::Owned(u.text()),
+            Val::Random(_) => Cow::Borrowed("System.Random"),
         }
     }
 
@@ -271,6 +275,7 @@ impl<'a> Val<'a> {
             Val::Hasher(_) => "HashAlgorithm",
             Val::Xml(x) => x.type_name(),
             Val::Uri(_) => "Uri",
+            Val::Random(_) => "Random",
         }
     }
 
@@ -374,7 +379,7 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Re(r) => Json::Str(r.text()),
         Val::Jwt(j) => Json::Str(j.raw.clone()),
         Val::Basic(b) => Json::Str(b.0.clone()),
-        Val::Hasher(_) => Json::Null,
+        Val::Hasher(_) | Val::Random(_) => Json::Null,
         Val::Xml(x) => Json::Str(x.text()),
         Val::Uri(u) => Json::Str(u.text()),
     })

@@ -1,0 +1,112 @@
+//! Expression tests for library members that a probe of typical policy expressions
+//! found missing: JSONPath with filters and recursive descent, ThenBy, Random, Guid
+//! parsing, NumberStyles and culture arguments, number bases, JToken.DeepEquals and
+//! namespace-qualified type names.
+
+use super::tests::text;
+
+#[test]
+fn json_paths_values_and_deep_equals() {
+    let doc = r#"JObject.Parse("{\"items\":[{\"id\":1,\"tag\":\"a\"},{\"id\":2,\"tag\":\"b\"},{\"id\":3}],\"id\":0}")"#;
+    let cases = [
+        (format!(r#"{doc}.SelectTokens("$..id").Count()"#), "4"),
+        (
+            format!(r#"string.Join(",", {doc}.SelectTokens("$..id"))"#),
+            "1,2,3,0",
+        ),
+        (
+            format!(r#"(string){doc}.SelectToken("$.items[?(@.id == 2)].tag")"#),
+            "b",
+        ),
+        (
+            format!(r#"string.Join(",", {doc}.SelectTokens("$.items[?(@.tag)].id"))"#),
+            "1,2",
+        ),
+        (
+            format!(r#"string.Join(",", {doc}.SelectTokens("items[1:].id"))"#),
+            "2,3",
+        ),
+        (format!(r#"{doc}["items"].Values<int>("id").Sum()"#), "6"),
+        (
+            format!(r#"{doc}.SelectToken("items[*].id")"#),
+            "error: Path returned multiple tokens (SelectToken)",
+        ),
+        (
+            r#"JToken.DeepEquals(JObject.Parse("{\"a\":[1,{\"b\":2}]}"), JObject.Parse("{ \"a\": [1, {\"b\": 2}] }"))"#.to_string(),
+            "True",
+        ),
+        (
+            r#"JToken.DeepEquals(JToken.Parse("[1]"), JToken.Parse("[2]"))"#.to_string(),
+            "False",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(&code), want, "{code}");
+    }
+}
+
+#[test]
+fn then_by_random_guids_and_number_forms() {
+    let cases = [
+        (
+            r#"string.Join(",", new[] { "bb", "a", "cc", "b" }.OrderBy(s => s.Length).ThenByDescending(s => s))"#,
+            "b,a,cc,bb",
+        ),
+        (
+            r#"string.Join(",", new[] { 3, 1, 2, 11 }.OrderByDescending(x => x % 2).ThenBy(x => x))"#,
+            "1,3,11,2",
+        ),
+        (
+            r#"new[] { 1 }.Where(x => x > 0).ThenBy(x => x)"#,
+            "error: ThenBy follows OrderBy, OrderByDescending or ThenBy",
+        ),
+        (
+            r#"{ var r = new Random(); var n = r.Next(5, 7); var d = r.NextDouble(); return n >= 5 && n < 7 && d >= 0 && d < 1 && r.Next(1) == 0; }"#,
+            "True",
+        ),
+        (
+            r#"new Random(42).Next(1000) == new Random(42).Next(1000)"#,
+            "True",
+        ),
+        (r#"new Random().Next(3, 1)"#, "error: 'minValue' cannot be greater than maxValue, and maxValue must not be negative (Random.Next)"),
+        (
+            r#"Guid.Parse("{6F9619FF-8B86-D011-B42D-00C04FC964FF}")"#,
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        ),
+        (
+            r#"Guid.TryParse("6f9619ff8b86d011b42d00c04fc964ff", out var g) ? g : "no""#,
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        ),
+        (r#"Guid.TryParse("nope", out var g) ? g : "no""#, "no"),
+        (
+            r#"double.Parse("1,234.5", System.Globalization.CultureInfo.InvariantCulture)"#,
+            "1234.5",
+        ),
+        (
+            r#"int.Parse("ff", System.Globalization.NumberStyles.HexNumber)"#,
+            "255",
+        ),
+        (
+            r#"int.TryParse("1,000", NumberStyles.AllowThousands, CultureInfo.InvariantCulture, out var n) ? n : -1"#,
+            "1000",
+        ),
+        (r#"int.TryParse("1,000", out var n) ? n : -1"#, "-1"),
+        (r#"double.TryParse("nan", out var d) ? 1 : 0"#, "0"),
+        (r#"Convert.ToString(255, 16)"#, "ff"),
+        (r#"Convert.ToString(5, 2)"#, "101"),
+        (r#"Convert.ToInt32("ff", 16) + Convert.ToInt32("0x10", 16)"#, "271"),
+        (r#"Convert.ToString(12, CultureInfo.InvariantCulture)"#, "12"),
+        (r#"double.IsNaN(double.NaN) || double.NaN != double.NaN"#, "True"),
+        (
+            r#"System.Text.RegularExpressions.Regex.IsMatch("abc", "^a")"#,
+            "True",
+        ),
+        (
+            r#"new System.Xml.Linq.XElement("a", 1).ToString()"#,
+            "<a>1</a>",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}
