@@ -803,3 +803,59 @@ fn xml_bodies_are_read_and_built_with_xdocument() {
     let seen = origin.requests();
     assert_eq!(String::from_utf8_lossy(&seen.last().unwrap().body), soap);
 }
+
+/// Forms found in Microsoft's policy snippets: a block in an attribute whose `//`
+/// comments hold brackets and span lines, the older `<trace>` with its message as
+/// text, `return-response` with a Liquid body using whitespace control,
+/// BasicAuthCredentials.UserId, APIM's byte[].Encrypt / Decrypt, and JSONPath filters.
+#[test]
+fn forms_from_microsofts_policy_snippets() {
+    let origin = Origin::echo();
+    let inbound = r#"<set-variable name="token" value="@{
+            // 1) the key and IV (a comment with a ) and a { in it)
+            var key = Convert.FromBase64String("K34VFiiu0qar9xWICc9PPA==");
+            var iv = new byte[16];
+            // 2) encrypt, then decrypt again
+            var sealedBytes = Encoding.UTF8.GetBytes(context.Request.Headers.GetValueOrDefault("X-Secret", "none")).Encrypt("Aes", key, iv);
+            return Encoding.UTF8.GetString(sealedBytes.Decrypt("Aes", key, iv)) + ":" + sealedBytes.Length;
+        }" />
+        <trace source="snippet" severity="information">
+            @((string)context.Variables["token"])
+        </trace>
+        <choose>
+            <when condition="@(context.Request.Headers.GetValueOrDefault("Authorization", "").AsBasic()?.UserId == "ann")">
+                <return-response>
+                    <set-status code="200" reason="OK" />
+                    <set-header name="X-Token" exists-action="override"><value>@((string)context.Variables["token"])</value></set-header>
+                    <set-body template="liquid">
+                        {%- for h in context.Request.Headers -%}
+                            {%- if h.Key == "X-Secret" -%}{{ h.Key }}={{ h.Value }};{%- endif -%}
+                        {%- endfor -%}
+                    </set-body>
+                </return-response>
+            </when>
+        </choose>
+        <set-header name="X-Cheap" exists-action="override"><value>@(string.Join(",", JObject.Parse("{\"items\":[{\"id\":1,\"p\":5},{\"id\":2,\"p\":50}]}").SelectTokens("$.items[?(@.p < 10)].id")))</value></set-header>"#;
+    let gw = Gateway::start(
+        &config(&origin.url(""), &policies(inbound, "", "")),
+        &["telemetry.logs.std=json"],
+    );
+    // "ann:pw"
+    let r = request(
+        gw.addr,
+        "GET /e/x HTTP/1.1\r\nHost: g\r\nAuthorization: Basic YW5uOnB3\r\nX-Secret: s3\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Token"), Some("s3:16"));
+    assert_eq!(r.text(), "X-Secret=s3;");
+    let r = request(
+        gw.addr,
+        "GET /e/x HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /x\n"));
+    let seen = origin.requests().pop().unwrap();
+    assert_eq!(seen.header("X-Cheap"), Some("1"));
+    // the older trace form reaches the request log
+    let line = gw.wait_for_log("\"message\":\"none:16\"");
+    assert!(line.contains(r#""source":"snippet""#), "{line}");
+}

@@ -30,7 +30,11 @@ pub fn escape_expressions(text: &str) -> Result<String, (usize, String)> {
             let raw = &text[i + 2..end];
             let inner = unescape(raw);
             out.push_str(&text[copied..i + 2]);
-            escape_into(&inner, &mut out);
+            // inside a tag, the expression is an attribute value
+            let in_attribute = out
+                .rfind(['<', '>'])
+                .is_some_and(|p| out.as_bytes()[p] == b'<');
+            escape_into(&inner, &mut out, in_attribute);
             out.push(b[end] as char);
             i = end + 1;
             copied = i;
@@ -43,7 +47,8 @@ pub fn escape_expressions(text: &str) -> Result<String, (usize, String)> {
 }
 
 /// The offset of the bracket closing the one at `open`, skipping string literals
-/// (`"..."` with escapes, `'c'`, and `&quot;...&quot;` in the escaped form).
+/// (`"..."` with escapes, `'c'`, and `&quot;...&quot;` in the escaped form) and
+/// comments (`// …` to the end of the line, `/* … */`), whose brackets need not balance.
 fn match_close(text: &str, open: usize) -> Result<usize, (usize, String)> {
     let b = text.as_bytes();
     let mut stack: Vec<u8> = vec![if b[open] == b'(' { b')' } else { b'}' }];
@@ -59,6 +64,14 @@ fn match_close(text: &str, open: usize) -> Result<usize, (usize, String)> {
                     }
                     i += 1;
                 }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i + 1 < b.len() && b[i + 1] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 1);
             }
             b'&' if b[i..].starts_with(b"&quot;") => {
                 i += 6;
@@ -122,9 +135,14 @@ fn unescape(s: &str) -> String {
     out
 }
 
-fn escape_into(s: &str, out: &mut String) {
+/// Escapes an expression's text for XML. In an attribute a line break also gets a
+/// character reference before it: XML turns a literal one into a space, which would end
+/// no `//` comment, while the reference survives (the literal one stays, so the lines of
+/// the document do not move).
+fn escape_into(s: &str, out: &mut String, in_attribute: bool) {
     for c in s.chars() {
         match c {
+            '\n' if in_attribute => out.push_str("&#10;\n"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '<' => out.push_str("&lt;"),

@@ -50,6 +50,29 @@ pub(super) fn call<'e>(
             let b = Rc::clone(b);
             builder_member(m, t, &b, member, args)
         }
+        Val::Bytes(b) if matches!(member, M::Encrypt | M::Decrypt) => {
+            let a = m.values(args)?;
+            let bytes = |v: Option<&Val>| match v.cloned().map(super::statics::byte_list) {
+                Some(Val::Bytes(b)) => Ok(b),
+                _ => Err(err(
+                    "Encrypt and Decrypt take an algorithm, a key and an IV (byte[])",
+                )),
+            };
+            let (alg, key, iv) = (
+                a.first().map(Val::to_text),
+                bytes(a.get(1))?,
+                bytes(a.get(2))?,
+            );
+            let alg = alg.ok_or(err("Encrypt and Decrypt take an algorithm name (\"Aes\")"))?;
+            m.ticks(b.len() / 16 + 1)?;
+            m.charge(b.len() + 16)?;
+            let out = if member == M::Encrypt {
+                super::ciphers::encrypt(&alg, b, &key, &iv)?
+            } else {
+                super::ciphers::decrypt(&alg, b, &key, &iv)?
+            };
+            Ok(Val::Bytes(Rc::new(out)))
+        }
         Val::Bytes(b) => match member {
             M::Length | M::Count => Ok(Val::Int(b.len() as i64)),
             M::ToString => Ok(Val::Str(Cow::Borrowed("System.Byte[]"))),

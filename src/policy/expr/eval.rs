@@ -977,6 +977,15 @@ pub(super) fn binary<'e>(op: BinOp, x: Val<'e>, y: Val<'e>) -> Result<Val<'e>, E
             },
         },
         BinOp::And | BinOp::Or => Val::Bool(x.truthy()? && y.truthy()?),
+        // on the 64-bit ints here: the count taken modulo 64, as C# does for long
+        BinOp::Shl | BinOp::Shr => match (&x, &y) {
+            (Int(a), Int(n)) => Int(if op == BinOp::Shl {
+                a.wrapping_shl((*n & 63) as u32)
+            } else {
+                a >> (*n & 63)
+            }),
+            _ => return Err(err("<< and >> take ints")),
+        },
         BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor => match (&x, &y) {
             (Int(a), Int(b)) => Int(match op {
                 BinOp::BitOr => a | b,

@@ -45,6 +45,12 @@ fn skip_blank(text: &str, mut i: usize) -> Result<usize, ParseError> {
     loop {
         match (b.get(i), b.get(i + 1)) {
             (Some(c), _) if c.is_ascii_whitespace() => i += 1,
+            // C# takes every Unicode space as whitespace (a no-break space copied from
+            // a web page, say)
+            (Some(c), _) if *c >= 0x80 => match text[i..].chars().next() {
+                Some(ch) if ch.is_whitespace() => i += ch.len_utf8(),
+                _ => return Ok(i),
+            },
             (Some(b'/'), Some(b'/')) => {
                 i = text[i..].find('\n').map_or(text.len(), |n| i + n + 1);
             }

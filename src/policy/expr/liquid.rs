@@ -80,6 +80,7 @@ fn perr(offset: usize, message: impl Into<String>) -> ParseError {
 
 /// Compiles a template (`response`: it renders an outbound body).
 pub fn compile(text: &str, response: bool) -> Result<Template, ParseError> {
+    let text = &*whitespace_control(text);
     let mut p = TParser { text, pos: 0 };
     let (nodes, end) = p.nodes(&[], 0)?;
     if let Some(tag) = end {
@@ -89,6 +90,50 @@ pub fn compile(text: &str, response: bool) -> Result<Template, ParseError> {
         ));
     }
     Ok(Template { nodes, response })
+}
+
+/// Liquid's whitespace control: `{{-` / `{%-` remove the whitespace before the tag,
+/// `-}}` / `-%}` the whitespace after it; the dashes go.
+fn whitespace_control(text: &str) -> Cow<'_, str> {
+    if !["{{-", "{%-", "-}}", "-%}"]
+        .iter()
+        .any(|d| text.contains(d))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut trim_next = false;
+    while let Some(p) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+        let close = if rest[p..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(c) = rest[p + 2..].find(close).map(|c| c + p + 2) else {
+            break;
+        };
+        let mut literal = &rest[..p];
+        if trim_next {
+            literal = literal.trim_start();
+        }
+        let mut inner = &rest[p + 2..c];
+        if let Some(i) = inner.strip_prefix('-') {
+            literal = literal.trim_end();
+            inner = i;
+        }
+        trim_next = inner.ends_with('-');
+        if trim_next {
+            inner = &inner[..inner.len() - 1];
+        }
+        out.push_str(literal);
+        out.push_str(&rest[p..p + 2]);
+        out.push_str(inner);
+        out.push_str(close);
+        rest = &rest[c + 2..];
+    }
+    out.push_str(if trim_next { rest.trim_start() } else { rest });
+    Cow::Owned(out)
 }
 
 struct TParser<'t> {
@@ -817,7 +862,17 @@ fn context(m: &mut Machine, keys: &[Val<'static>]) -> Result<Val<'static>, EvalE
         };
         if let Some(l) = lookup {
             let Some(name) = path.get(take) else {
-                return Ok(Val::Null);
+                // the whole collection (`{% for h in context.Request.Headers %}`): its
+                // entries, each with a Key and a Value
+                let entries = m.env.entries(l);
+                m.ticks(entries.len())?;
+                let entries = entries
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_owned()))
+                    .collect();
+                return Ok(Val::Dict(std::rc::Rc::new(std::cell::RefCell::new(
+                    entries,
+                ))));
             };
             let mut v = m.env.lookup(l, name).map_or(Val::Null, Val::into_owned);
             for k in keys.iter().skip(take) {
@@ -850,6 +905,11 @@ fn step(v: &Val<'static>, key: &Val<'static>) -> Result<Val<'static>, EvalError>
             .iter()
             .find(|(n, _)| n == k)
             .map_or(Val::Null, |(_, x)| x.clone()),
+        // an entry of a dictionary or a JSON object being walked by `for`
+        (Val::Prop(p), Val::Str(k)) if k == "Key" || k == "Name" => {
+            Val::Str(Cow::Owned(p.0.clone()))
+        }
+        (Val::Prop(p), Val::Str(k)) if k == "Value" => from_json(&p.1),
         (Val::Null, _) => Val::Null,
         (_, Val::Str(k)) if k == "size" => Val::Int(match v {
             Val::Str(s) => s.chars().count(),
@@ -1137,6 +1197,9 @@ mod tests {
             ("{% if body.n > 5 and body.kind == 'b' %}big{% endif %}{% if body.tags contains 'y' %} has-y{% endif %}", "big has-y"),
             ("{{ body.n | divided_by: 2 }} {{ body.n | modulo: 4 }} {{ 'a b' | url_encode }}", "3 3 a+b"),
             ("{{ body | json }}", r#"{"kind":"b","n":7,"tags":["x","y"],"when":"2024-05-01T10:20:30Z","html":"<a & b>"}"#),
+            // whitespace control
+            ("[\n  {%- for t in body.tags -%}\n  {{- t }},\n  {%- endfor %}\n]", "[x,y,\n]"),
+            ("a  {{- body.kind -}}  z", "abz"),
         ] {
             assert_eq!(render_text(t, body).as_deref(), Ok(want), "{t}");
         }

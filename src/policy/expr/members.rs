@@ -64,6 +64,10 @@ members! {
     Sort,
     // System.Random
     Next, NextDouble,
+    // BasicAuthCredentials (APIM's name), Guid
+    UserId, ToByteArray,
+    // APIM's byte[] extensions
+    Encrypt, Decrypt,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan
@@ -114,6 +118,7 @@ impl M {
                 | M::NotBefore
                 | M::Subject
                 | M::Username
+                | M::UserId
                 | M::Password
                 | M::Year
                 | M::Month
@@ -219,6 +224,7 @@ impl M {
                 | M::ToString
                 | M::Normalize
                 | M::GetHashCode
+                | M::ToByteArray
                 | M::AsJwt
                 | M::TryParseJwt
                 | M::AsBasic
@@ -428,6 +434,19 @@ fn string<'e>(
         }
         M::ToString => Val::Str(s),
         M::Normalize => Val::Str(s),
+        // a Guid is its text here: its 16 bytes in .NET's order (the first three groups
+        // little-endian)
+        M::ToByteArray => {
+            let d = super::numbers::guid_of(&s).ok_or(err("ToByteArray is a member of Guid"))?;
+            let hex = d.replace('-', "");
+            let mut b: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect();
+            b[0..4].reverse();
+            b[4..6].reverse();
+            b[6..8].reverse();
+            Val::Bytes(std::rc::Rc::new(b))
+        }
         M::GetHashCode => Val::Int(
             s.bytes()
                 .fold(0i64, |h, b| h.wrapping_mul(31).wrapping_add(i64::from(b))),

@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
+mod ciphers;
 mod collections;
 mod dates;
 mod datetime;
@@ -301,6 +302,8 @@ pub enum Ty {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BinOp {
+    Shl,
+    Shr,
     Eq,
     Ne,
     Lt,

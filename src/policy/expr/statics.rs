@@ -98,6 +98,9 @@ pub(super) enum S {
     GuidTryParse,
     /// `JToken.DeepEquals(a, b)`.
     DeepEquals,
+    /// `WebUtility.HtmlEncode` / `HtmlDecode`.
+    HtmlEncode,
+    HtmlDecode,
     /// `double.IsNaN(x)` / `double.IsInfinity(x)`.
     IsNaN,
     IsInfinity,
@@ -214,6 +217,8 @@ pub(super) fn lookup(ty: &str, member: &str) -> Option<(S, Option<(usize, usize)
         ("Uri", "EscapeDataString" | "EscapeUriString") => call(S::EscapeDataString, 1, 1),
         ("Uri", "UnescapeDataString") => call(S::UnescapeDataString, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlEncode") => call(S::UrlEncode, 1, 1),
+        ("WebUtility" | "HttpUtility", "HtmlEncode") => call(S::HtmlEncode, 1, 1),
+        ("WebUtility" | "HttpUtility", "HtmlDecode") => call(S::HtmlDecode, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlDecode") => call(S::UrlDecode, 1, 1),
         ("Regex", "IsMatch") => call(S::Regex(regexes::Op::IsMatch), 2, 3),
         ("Regex", "Match") => call(S::Regex(regexes::Op::Match), 2, 3),
@@ -836,6 +841,11 @@ fn json_and_urls<'e>(
             v => m.text(escape(arg_text(&v)?, true))?,
         },
         S::UnescapeDataString => m.text(unescape(arg_text(&first)?, false))?,
+        S::HtmlEncode | S::HtmlDecode => match first {
+            Val::Null => Val::Null,
+            v if f == S::HtmlEncode => m.text(format::html_encode(arg_text(&v)?))?,
+            v => m.text(format::html_decode(arg_text(&v)?))?,
+        },
         S::UrlDecode => match first {
             Val::Null => Val::Null,
             v => m.text(unescape(arg_text(&v)?, true))?,
@@ -899,8 +909,9 @@ const XML_NAMESPACES: [&str; 3] = [
     "",
 ];
 
-/// A list of ints 0–255 as a byte[]; anything else as it is.
-fn byte_list(v: Val) -> Val {
+/// A list of ints 0–255 as a byte[] (an element never set, as in `new byte[16]`, is
+/// 0); anything else as it is.
+pub(super) fn byte_list(v: Val) -> Val {
     let Val::List(items) = &v else {
         return v;
     };
@@ -909,6 +920,7 @@ fn byte_list(v: Val) -> Val {
         .iter()
         .map(|x| match x {
             Val::Int(i) => u8::try_from(*i).ok(),
+            Val::Null => Some(0),
             _ => None,
         })
         .collect();

@@ -183,6 +183,12 @@ impl Parser {
             }
             "try" => self.try_block(),
             "switch" => self.switch_block(),
+            // `unchecked { … }` / `checked { … }`: a block (ints here are 64-bit, and an
+            // overflow is always an error)
+            "unchecked" | "checked" if self.peek_is(1, "{") => {
+                self.pos += 1;
+                Ok(Stmt::Block(self.braced()?))
+            }
             // `using (var h = new HMACSHA256(key)) { ... }` and `using var h = ...;`:
             // nothing here needs disposing, so it is a scoped declaration
             "using" => {

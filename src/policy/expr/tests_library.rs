@@ -110,3 +110,39 @@ fn then_by_random_guids_and_number_forms() {
         assert_eq!(text(code), want, "{code}");
     }
 }
+
+#[test]
+fn shifts_unchecked_default_html_and_aes() {
+    let cases = [
+        ("1 << 3", "8"),
+        ("(300 >> 1) & 0xFF", "150"),
+        ("-16 >> 2", "-4"),
+        ("1 << 2 + 1", "8"),
+        ("3 < 1 << 2", "True"),
+        ("{ int x; unchecked { x = (int)(7L >> 1); } return checked(x + 1); }", "4"),
+        ("default(string) ?? \"d\"", "d"),
+        ("default(int) + 1", "1"),
+        (
+            "System.Net.WebUtility.HtmlEncode(\"<a href='x'>&</a>\")",
+            "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;",
+        ),
+        ("WebUtility.HtmlDecode(\"&lt;b&gt; &#65;&#x42; &amp;c &unknown;\")", "<b> AB &c &unknown;"),
+        (
+            "BitConverter.ToString(Guid.Parse(\"00112233-4455-6677-8899-aabbccddeeff\").ToByteArray())",
+            "33-22-11-00-55-44-77-66-88-99-AA-BB-CC-DD-EE-FF",
+        ),
+        // APIM's byte[].Encrypt / Decrypt: AES-CBC with PKCS#7, as .NET computes it
+        (
+            r#"{ var key = Convert.FromBase64String("K34VFiiu0qar9xWICc9PPA=="); var iv = new byte[] { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 }; var c = Encoding.UTF8.GetBytes("attack at dawn").Encrypt("Aes", key, iv); return Convert.ToBase64String(c) + "|" + Encoding.UTF8.GetString(c.Decrypt("Aes", key, iv)); }"#,
+            // what `openssl enc -aes-128-cbc` gives for the same key, IV and text
+            "ifwuoUMzp0xjGauNdj0oKQ==|attack at dawn",
+        ),
+        (
+            r#"Encoding.UTF8.GetBytes("x").Encrypt("Aes", new byte[] { 1, 2 }, new byte[16])"#,
+            "error: Specified key is not a valid size for this algorithm.",
+        ),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), want, "{code}");
+    }
+}

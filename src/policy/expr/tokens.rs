@@ -172,7 +172,8 @@ pub(super) fn jwt_member<'e>(
 
 pub(super) fn basic_member<'e>(b: &(String, String), member: M) -> Result<Val<'e>, EvalError> {
     Ok(match member {
-        M::Username => Val::Str(Cow::Owned(b.0.clone())),
+        // APIM's BasicAuthCredentials calls it UserId
+        M::Username | M::UserId => Val::Str(Cow::Owned(b.0.clone())),
         M::Password => Val::Str(Cow::Owned(b.1.clone())),
         _ => return Err(not_a_member("BasicAuthCredentials", member)),
     })

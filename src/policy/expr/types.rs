@@ -56,6 +56,7 @@ impl Parser {
                         _ => Ty::Any,
                     }
                 }
+                BinOp::Shl | BinOp::Shr => Ty::Int,
                 BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor => {
                     match (self.ty_of(a), self.ty_of(b)) {
                         (Ty::Int, Ty::Int) => Ty::Int,
@@ -143,7 +144,7 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         | S::DeepEquals
         | S::IsNaN
         | S::IsInfinity => Ty::Bool,
-        S::GuidParse => Ty::Str,
+        S::GuidParse | S::HtmlEncode | S::HtmlDecode => Ty::Str,
         S::Range | S::Repeat | S::EmptyList => Ty::List,
         S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,

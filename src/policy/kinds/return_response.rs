@@ -4,14 +4,13 @@
 
 use roxmltree::Node;
 
+use super::set_body::{self, SetBody};
 use super::set_header::{apply, Edit, NameRule};
 use super::set_status::status_attributes;
 use super::{policy, Compiled, Kind, ALL};
 use crate::http::forward::HeaderEdits;
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, ResponseEdits};
-use crate::policy::parse::{
-    attr, element_text, elements, no_attributes, only_children, text_value, Cx, R,
-};
+use crate::policy::parse::{attr, elements, no_attributes, only_children, Cx, R};
 use crate::policy::{Step, Text};
 
 pub const KIND: Kind = Kind {
@@ -25,7 +24,7 @@ pub const KIND: Kind = Kind {
 pub struct ReturnResponse {
     pub status: Option<(Text, Text)>,
     pub headers: Vec<Edit>,
-    pub body: Option<Text>,
+    pub body: Option<SetBody>,
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
@@ -49,10 +48,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
                 r.status = Some(status_attributes(cx, el)?);
             }
             "set-header" => r.headers.push(Edit::compile(cx, el, NameRule::Header)?),
-            _ => {
-                no_attributes(cx, el, &[])?;
-                r.body = Some(text_value(cx, el, element_text(el))?);
-            }
+            _ => r.body = Some(set_body::body(cx, el)?),
         }
     }
     policy(r)
@@ -65,7 +61,17 @@ impl Behaviour for ReturnResponse {
     fn facts(&self) -> Facts {
         let status = self.status.iter().flat_map(|(c, r)| [c, r]);
         let headers = self.headers.iter().flat_map(Edit::texts);
-        Facts::reading(status.chain(headers).chain(self.body.iter()))
+        let facts = Facts::reading(status.chain(headers));
+        match &self.body {
+            Some(b) => {
+                facts
+                    | Facts {
+                        sets_body: false,
+                        ..b.facts()
+                    }
+            }
+            None => facts,
+        }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let (code, reason) = match &self.status {
@@ -83,7 +89,7 @@ impl Behaviour for ReturnResponse {
             headers.set(&name, apply(action, current, vals));
         }
         let body = match &self.body {
-            Some(b) => Some(or_fail!(call, step, call.text(b)).into_bytes()),
+            Some(b) => Some(or_fail!(call, step, b.render(call)).into_bytes()),
             None => None,
         };
         call.st.resp = ResponseEdits {

@@ -9,6 +9,7 @@ use roxmltree::Node;
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
 use crate::policy::expr::liquid::{self, Template};
+use crate::policy::expr::EvalError;
 use crate::policy::parse::{attr, element_text, no_attributes, text_value, Cx, R};
 use crate::policy::{Section, Step, Text};
 
@@ -26,6 +27,11 @@ pub enum SetBody {
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
+    policy(body(cx, n)?)
+}
+
+/// A `<set-body>` element (also inside return-response): a value or a Liquid template.
+pub(crate) fn body(cx: &mut Cx, n: Node) -> R<SetBody> {
     no_attributes(cx, n, &["template", "xsi-nil"])?;
     // xsi-nil says how an XML element marked nil reads in a template: Liquid here reads
     // JSON bodies (and XML as text), so both values are accepted and mean the same
@@ -36,14 +42,24 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
         ));
     }
     match attr(n, "template") {
-        None | Some("none") => policy(SetBody::Value(text_value(cx, n, element_text(n))?)),
+        None | Some("none") => Ok(SetBody::Value(text_value(cx, n, element_text(n))?)),
         Some("liquid") => {
             let response = matches!(cx.section, Section::Outbound | Section::OnError);
             let t = liquid::compile(element_text(n), response)
                 .map_err(|e| cx.err(n, format!("<set-body>: Liquid {e}")))?;
-            policy(SetBody::Liquid(t))
+            Ok(SetBody::Liquid(t))
         }
         Some(other) => Err(cx.err(n, format!("<set-body>: template \"{other}\" is not liquid"))),
+    }
+}
+
+impl SetBody {
+    /// The body's text for this call.
+    pub(crate) fn render(&self, call: &mut Call) -> Result<String, EvalError> {
+        match self {
+            SetBody::Value(t) => call.text(t),
+            SetBody::Liquid(t) => call.liquid(t),
+        }
     }
 }
 
@@ -65,11 +81,7 @@ impl Behaviour for SetBody {
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let body = match self {
-            SetBody::Value(t) => or_fail!(call, step, call.text(t)),
-            SetBody::Liquid(t) => or_fail!(call, step, call.liquid(t)),
-        }
-        .into_bytes();
+        let body = or_fail!(call, step, self.render(call)).into_bytes();
         match call.phase {
             Phase::Request => call.st.req.body = Some(body),
             Phase::Response => call.st.resp.body = Some(body),

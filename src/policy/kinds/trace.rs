@@ -60,8 +60,12 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
             ));
         }
     }
-    let Some(message) = message else {
-        return Err(cx.err(n, "<trace>: a <message> is required"));
+    // the older form has the message as the element's own text
+    let own_text = element_text(n).trim();
+    let message = match message {
+        Some(m) => m,
+        None if !own_text.is_empty() => text_value(cx, n, own_text)?,
+        None => return Err(cx.err(n, "<trace>: a <message> is required")),
     };
     policy(TracePolicy {
         source: required(cx, n, "source")?.to_string(),
