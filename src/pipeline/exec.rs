@@ -388,6 +388,16 @@ impl Env for View<'_> {
         self.st.body_consumed[usize::from(response)].set(true);
     }
 
+    fn trace(&self, message: &str) {
+        // as a verbose trace: kept only at log level debug
+        if log::max_level() >= log::LevelFilter::Debug {
+            let mut pending = self.st.expr_traces.borrow_mut();
+            if pending.len() + self.st.traces.len() < crate::policy::kinds::trace::MAX_TRACES {
+                pending.push(message.to_string());
+            }
+        }
+    }
+
     fn budget(&self) -> Option<&Budget> {
         Some(&self.st.budget)
     }

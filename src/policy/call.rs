@@ -107,6 +107,8 @@ pub struct State {
     /// An expression read the request's ([0]) or response's ([1]) body without
     /// `preserveContent`: later readers, and the message sent on, get no body.
     pub body_consumed: [Cell<bool>; 2],
+    /// What `context.Trace(message)` wrote during an evaluation, until it joins `traces`.
+    pub expr_traces: std::cell::RefCell<Vec<String>>,
     /// The numbers forward-request and retry computed for this call, once the backend
     /// section reached forward-request.
     pub forward: Option<super::ForwardTerms>,
@@ -179,6 +181,9 @@ impl State {
     /// Applies the body reads that consumed a body (after an evaluation, before its
     /// result is used: a set-body that consumed the body then sets the new one).
     pub fn settle_consumed(&mut self) {
+        for message in self.expr_traces.take() {
+            crate::policy::kinds::trace::keep(self, "context.Trace", message);
+        }
         if self.body_consumed[0].take() {
             self.req.body = Some(Vec::new());
         }
@@ -375,6 +380,7 @@ impl Call<'_> {
         self.host.with_env(self.st, &mut |env| {
             out = crate::policy::expr::liquid::render(t, env)
         });
+        self.st.settle_consumed();
         out
     }
     /// Every value of a list (set-header, set-query-parameter, return-response headers).

@@ -250,6 +250,8 @@ pub trait Env {
     }
     /// `As<T>()` without `preserveContent`: later readers see no body.
     fn consume_body(&self, _response: bool) {}
+    /// `context.Trace(message)` (the gateway keeps it with the call's traces).
+    fn trace(&self, _message: &str) {}
     /// The request's budget (`None`: a fresh default budget per evaluation).
     fn budget(&self) -> Option<&Budget> {
         None

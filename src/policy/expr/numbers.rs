@@ -117,6 +117,8 @@ pub(super) fn guid_of(text: &str) -> Option<String> {
     ))
 }
 
+/// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
+/// (32 digits), `B` ({D}) or `P` ((D)).
 pub(super) fn new_guid(format: u8) -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];

@@ -951,6 +951,22 @@ impl Parser {
                 .body_read(*side == "Response", &name, at)
                 .map(Chain::Value);
         }
+        // `context.Trace(message)`: APIM's trace from an expression
+        if name == "Trace" && p.as_slice() == ["context"] && self.peek_is(0, "(") {
+            let args = self.args()?;
+            if args.len() != 1 {
+                return Err(self.err_at(at, "context.Trace takes a message"));
+            }
+            return Ok(Chain::Value(Node::Static(
+                statics::S::ContextTrace,
+                args,
+                None,
+            )));
+        }
+        // a request never comes through an Azure private endpoint here
+        if name == "PrivateEndpointConnection" && p.as_slice() == ["context", "Request"] {
+            return Ok(Chain::Value(Node::Null));
+        }
         let mut full = p.clone();
         full.push(&name);
         if let Some(f) = field_of(&full) {

@@ -114,6 +114,11 @@ fn then_by_random_guids_and_number_forms() {
 #[test]
 fn shifts_unchecked_default_html_and_aes() {
     let cases = [
+        ("Math.Round(2.5) + Math.Round(3.5)", "6"),
+        ("Math.Round(2.5, MidpointRounding.AwayFromZero)", "3"),
+        ("Math.Round(-2.45, 1, MidpointRounding.AwayFromZero)", "-2.5"),
+        ("Math.Round(2.47, 1, MidpointRounding.ToZero)", "2.4"),
+        ("Math.Round(2.41, 1, MidpointRounding.ToPositiveInfinity)", "2.5"),
         ("1 << 3", "8"),
         ("(300 >> 1) & 0xFF", "150"),
         ("-16 >> 2", "-4"),

@@ -145,6 +145,9 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         | S::IsNaN
         | S::IsInfinity => Ty::Bool,
         S::GuidParse | S::HtmlEncode | S::HtmlDecode => Ty::Str,
+        S::IsLeapYear => Ty::Bool,
+        S::DaysInMonth => Ty::Int,
+        S::ContextTrace => Ty::Any,
         S::Range | S::Repeat | S::EmptyList => Ty::List,
         S::XNameGet => Ty::XName,
         S::Date(dates::DateFn::TryParse) => Ty::Bool,

@@ -83,6 +83,13 @@ pub enum Flag {
     UriAbsolute,
     UriRelative,
     UriAny,
+    /// MidpointRounding: ToEven, AwayFromZero, ToZero, ToNegativeInfinity,
+    /// ToPositiveInfinity.
+    ToEven,
+    AwayFromZero,
+    ToZero,
+    ToNegativeInfinity,
+    ToPositiveInfinity,
 }
 
 impl PartialEq for Val<'_> {

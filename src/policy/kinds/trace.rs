@@ -113,6 +113,19 @@ impl Behaviour for TracePolicy {
     }
 }
 
+/// Keeps a verbose trace that `context.Trace(message)` wrote from an expression.
+pub(crate) fn keep(st: &mut crate::policy::call::State, source: &str, mut message: String) {
+    if st.traces.len() < MAX_TRACES {
+        truncate(&mut message);
+        st.traces.push(Record {
+            source: source.to_string(),
+            severity: "verbose",
+            message,
+            metadata: Vec::new(),
+        });
+    }
+}
+
 /// Cuts `s` to `MAX_MESSAGE` bytes at a character boundary.
 fn truncate(s: &mut String) {
     if s.len() > MAX_MESSAGE {
