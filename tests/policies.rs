@@ -1691,3 +1691,93 @@ fn a_computed_backend_id_picks_the_backend_per_call() {
         Some("BackendNotFound|Backend 'b3' is not defined in backends.")
     );
 }
+
+/// `<retry>` around policies that end with forward-request (the load-balancing pattern
+/// of APIM's samples): the policies run again before each attempt, seeing the last
+/// response, so a 429 from one backend sends the next attempt to another; a
+/// return-response among them answers instead of another attempt.
+#[test]
+fn retry_runs_its_policies_again_before_each_attempt() {
+    let busy = Origin::start(|_, s| {
+        respond(s, 429, &[("Retry-After", "5")], b"busy");
+        true
+    });
+    let spare = Origin::start(|req, s| {
+        let mut body = b"spare got ".to_vec();
+        body.extend_from_slice(&req.body);
+        respond(s, 200, &[], &body);
+        true
+    });
+    let backend = r#"<policies><inbound /><backend>
+        <retry condition="@(context.Response.StatusCode == 429)" count="2" interval="0" first-fast-retry="true">
+          <choose>
+            <when condition="@(context.Response.StatusCode == 429 &amp;&amp; context.Request.Headers.ContainsKey("X-Give-Up"))">
+              <return-response><set-status code="503" reason="Busy" /><set-body>@("all busy after " + context.Response.StatusCode)</set-body></return-response>
+            </when>
+            <when condition="@(context.Response.StatusCode == 429)">
+              <set-backend-service backend-id="spare" />
+              <set-header name="X-Attempt" exists-action="override"><value>second</value></set-header>
+            </when>
+            <otherwise><set-backend-service backend-id="busy" /></otherwise>
+          </choose>
+          <set-body>@(context.Request.Body.As<string>(preserveContent: true) + "!")</set-body>
+          <forward-request timeout="5" />
+        </retry>
+      </backend><outbound /><on-error><base /></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(
+            &api("http://127.0.0.1:9", false, Some(backend), None),
+            &format!(
+                r#", "backends": [{{"id": "busy", "url": "{}"}}, {{"id": "spare", "url": "{}"}}]"#,
+                busy.url(""),
+                spare.url("")
+            ),
+        ),
+        &[],
+    );
+    let r = send(&gw, "POST", "/a/items/1", &[], "payload");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "spare got payload!!"),
+        "the second attempt went to the spare backend with the body edited twice"
+    );
+    let first = busy.requests();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].body, b"payload!");
+    assert_eq!(first[0].header("X-Attempt"), None);
+    let second = spare.requests();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].header("X-Attempt"), Some("second"));
+    assert_eq!(second[0].header("Content-Length"), Some("9"));
+    assert_eq!(second[0].target, "/items/1");
+
+    // the policies answer instead of another attempt
+    let r = send(&gw, "POST", "/a/items/2", &[("X-Give-Up", "1")], "x");
+    assert_eq!((r.status, r.text().as_str()), (503, "all busy after 429"));
+    assert_eq!(busy.requests().len(), 2);
+    assert_eq!(spare.requests().len(), 1);
+
+    // a backend that cannot be reached counts as the gateway's 502 for the policies too
+    let failover = r#"<policies><inbound /><backend>
+        <retry condition="@(context.Response.StatusCode == 502)" count="1" interval="0">
+          <choose>
+            <when condition="@(context.Response.StatusCode == 502)"><set-backend-service backend-id="spare" /></when>
+            <otherwise><set-backend-service backend-id="down" /></otherwise>
+          </choose>
+          <forward-request />
+        </retry>
+      </backend><outbound /><on-error><base /></on-error></policies>"#;
+    let gw = Gateway::start(
+        &config(
+            &api("http://127.0.0.1:9", false, Some(failover), None),
+            &format!(
+                r#", "backends": [{{"id": "down", "url": "http://127.0.0.1:9"}}, {{"id": "spare", "url": "{}"}}]"#,
+                spare.url("")
+            ),
+        ),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/items/3", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "spare got "));
+    assert_eq!(spare.requests().len(), 2);
+}

@@ -178,6 +178,40 @@ impl Pipeline {
         Ok(flow)
     }
 
+    /// Before `<retry>` sends the request again: the policies inside it before its
+    /// forward-request run once more, seeing the last attempt's response (a backend
+    /// that could not be reached as the gateway's 502 / 504). `Flow::Continue`: send
+    /// the request again as they left it (`st.req`, over the kept copy); otherwise
+    /// `st.resp` is the answer (on-error has run for a failure).
+    pub fn before_retry(&mut self, resp: &ResponseView, io: &mut Io) -> Result<Flow, Failure> {
+        let plan = Arc::clone(&self.plan);
+        let steps = match plan.forward.as_ref().and_then(|f| f.retry.as_ref()) {
+            Some(r) if !r.steps.is_empty() => &r.steps,
+            _ => return Ok(Flow::Continue),
+        };
+        let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
+            return Err(Failure::Internal(STALE_IDS));
+        };
+        let copy = self.st.request_copy.take();
+        let req = kept(&copy);
+        let st = &mut self.st;
+        let flow = exec::run(steps, Phase::Request, &req, Some(resp), &who, st, io);
+        if flow == Flow::Error {
+            st.refill_budget();
+            exec::run(&plan.on_error, Phase::Response, &req, None, &who, st, io);
+        }
+        if flow != Flow::Continue {
+            exec::settle(&req, None, &who, st, io);
+        }
+        st.request_copy = copy;
+        Ok(flow)
+    }
+
+    /// The copy of the client's request the call keeps (when later sections read it).
+    pub fn request_copy(&self) -> Option<&OwnedRequest> {
+        self.st.request_copy.as_ref()
+    }
+
     /// Runs on-error after a failure outside the policies (backend, framing), starting
     /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
     /// If on-error itself fails, its error answer stands (APIM makes no second pass).

@@ -275,6 +275,11 @@ impl Plan {
                                 .into(),
                         );
                     }
+                    // the policies inside <retry> before forward-request run before the
+                    // first attempt as the backend section's, and again before each retry
+                    if let Some(r) = &f.retry {
+                        plan.inbound.extend(r.steps.iter().cloned());
+                    }
                     plan.forward = Some(Forward::clone(f));
                     after_forward = true;
                 }
@@ -298,12 +303,10 @@ impl Plan {
                 .as_ref()
                 .is_some_and(|f| f.buffer_request_body || f.retry.is_some());
         plan.outbound_needs_body = later.needs_body;
+        let retry = plan.forward.as_ref().and_then(|f| f.retry.as_ref());
+        // a retry that runs policies again rebuilds the request from a copy
         plan.later_reads_request = later.reads_request
-            || plan
-                .forward
-                .as_ref()
-                .and_then(|f| f.retry.as_ref())
-                .is_some_and(|r| r.condition.reads_request);
+            || retry.is_some_and(|r| r.condition.reads_request || !r.steps.is_empty());
         Ok(plan)
     }
 }

@@ -97,6 +97,10 @@ impl OwnedRequest {
             https: r.https,
         }
     }
+    /// The client's headers, in order.
+    pub fn header_list(&self) -> &[(String, String)] {
+        &self.headers
+    }
     pub fn view(&self) -> RequestView<'_> {
         RequestView {
             method: &self.method,

@@ -13,7 +13,7 @@ use crate::policy::parse::{
     boolean, elements, expr_value, flag, item, no_attributes, only_children, required, setting,
     whole, Cx, BOOLEAN, R, WHOLE,
 };
-use crate::policy::{Item, Section, Setting, Text};
+use crate::policy::{Item, Section, Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "forward-request",
@@ -81,6 +81,9 @@ pub struct Concurrency {
 #[derive(Debug, Clone)]
 pub struct Retry {
     pub condition: Expr,
+    /// The policies inside `<retry>` before its forward-request (choose a backend, set a
+    /// header…): they run before every attempt, seeing the last attempt's response.
+    pub steps: Vec<Step>,
     pub count: Setting<u64>,
     pub interval_secs: Setting<u64>,
     pub max_interval_secs: Setting<u64>,
@@ -131,19 +134,22 @@ fn retry(cx: &mut Cx, n: Node) -> R<Compiled> {
         ],
     )?;
     let condition = expr_value(cx, n, "condition", required(cx, n, "condition")?)?;
-    let r = Retry {
+    let mut r = Retry {
         condition,
+        steps: Vec::new(),
         count: setting(cx, n, "count", None, retry_count, "an integer 1..50")?,
         interval_secs: setting(cx, n, "interval", None, whole, WHOLE)?,
         max_interval_secs: setting(cx, n, "max-interval", Some(0), whole, WHOLE)?,
         delta_secs: setting(cx, n, "delta", Some(0), whole, WHOLE)?,
         first_fast_retry: setting(cx, n, "first-fast-retry", Some(false), flag, BOOLEAN)?,
     };
-    let Some(mut f) = wrapped_forward(cx, n)? else {
-        return Err(cx.err(
-            n,
-            "<retry>: supported around a single <forward-request /> in <backend>",
-        ));
+    let mut f = match wrapped_forward(cx, n)? {
+        Some(f) => f,
+        None => {
+            let (steps, f) = steps_then_forward(cx, n)?;
+            r.steps = steps;
+            f
+        }
     };
     if f.retry.is_some() {
         return Err(cx.err(n, "<retry>: nested retry is not supported"));
@@ -189,6 +195,28 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
         retry: None,
         concurrency: None,
     })
+}
+
+/// `<retry>`'s content in `<backend>` when it is more than a forward-request: policies,
+/// then the forward-request last.
+fn steps_then_forward(cx: &mut Cx, n: Node) -> R<(Vec<Step>, Forward)> {
+    const SHAPE: &str =
+        "<retry>: supported in <backend> around policies that end with one <forward-request />";
+    let kids: Vec<Node> = elements(n).collect();
+    let Some((last, before)) = kids.split_last() else {
+        return Err(cx.err(n, SHAPE));
+    };
+    if cx.section != Section::Backend || last.tag_name().name() != "forward-request" {
+        return Err(cx.err(n, SHAPE));
+    }
+    let mut steps = Vec::with_capacity(before.len());
+    for k in before {
+        match item(cx, *k)? {
+            Item::Step(s) => steps.push(s),
+            _ => return Err(cx.err(*k, SHAPE)),
+        }
+    }
+    Ok((steps, forward(cx, *last)?))
 }
 
 /// A backend-section wrapper (retry, limit-concurrency) whose only content is

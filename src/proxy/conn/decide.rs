@@ -408,9 +408,18 @@ type Chosen<'c> = (
 );
 
 fn target<'c>(a: &'c Admission, call: Option<&'c Pipeline>) -> Chosen<'c> {
-    let api = a.api;
+    chosen(a.rt, a.api, call)
+}
+
+/// The target of `api`'s call in `rt`: a backend a policy chose, an address it set, or
+/// the API's own.
+pub(super) fn chosen<'c>(
+    rt: &'c Runtime,
+    api: &'c crate::config::Api,
+    call: Option<&'c Pipeline>,
+) -> Chosen<'c> {
     match call.and_then(|c| c.st.req.target.as_ref()) {
-        Some(&Target::Backend(i)) => match a.rt.backends.get(i as usize) {
+        Some(&Target::Backend(i)) => match rt.backends.get(i as usize) {
             Some(b) => (&b.addrs, &b.authority, &b.base_path, b.tls.as_ref()),
             None => (&[], "", "", None),
         },

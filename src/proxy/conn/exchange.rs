@@ -125,6 +125,26 @@ impl Stage {
     }
 }
 
+impl Exchange {
+    /// The client's response head is written in `head`: the exchange sends it next.
+    /// False when the exchange was not waiting for the backend's head.
+    fn send_head_next(&mut self, head: Buf, body: RespBody, reusable: bool, ctx: &mut Ctx) -> bool {
+        let placeholder = Stage::Detached { at: ctx.now };
+        let Stage::AwaitingHead { link } = std::mem::replace(&mut self.stage, placeholder) else {
+            ctx.pool.put(head);
+            return false;
+        };
+        self.stage = Stage::SendingHead {
+            link,
+            head,
+            sent: 0,
+            body,
+            reusable,
+        };
+        true
+    }
+}
+
 pub(super) struct Exchange {
     pub(super) rt: Arc<Runtime>,
     pub(super) api: u32,
@@ -517,8 +537,7 @@ impl Client {
                     if rbuf.is_empty() {
                         return self.backend_broke(ctx);
                     }
-                    let truncated = Failure::BackendBadResponse("backend_truncated_head");
-                    self.fail_exchange(truncated, ctx);
+                    self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
                     return Step::Progress;
                 }
             }
@@ -527,8 +546,10 @@ impl Client {
                 return Step::Progress;
             }
             Ok(Some(r)) if r.status == 101 => {
-                let upgrade = Failure::BackendBadResponse("backend_upgrade_unsupported");
-                self.fail_exchange(upgrade, ctx);
+                self.fail_exchange(
+                    Failure::BackendBadResponse("backend_upgrade_unsupported"),
+                    ctx,
+                );
                 return Step::Progress;
             }
             Ok(Some(r)) if (100..200).contains(&r.status) => {
@@ -538,12 +559,17 @@ impl Client {
             }
             Ok(Some(r)) => {
                 // <retry>: this answer may call for another attempt
-                let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
+                let retry = retry_plan(x.call.as_deref(), x.retries, &x.req).cloned();
                 if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
                     if wants_retry(&x.rt, call, r.status, r.reason, r.headers, ctx) {
-                        let delay = retry_wait(retry, x.retries, ctx);
-                        schedule_retry(x, delay, ctx);
-                        return Step::Progress;
+                        let close = close_after_exchange(self.close, ctx.draining, &x.req);
+                        let ended = EndedAttempt::of(&r);
+                        return match next_attempt(x, &retry, &ended, close.is_some(), ctx) {
+                            None => Step::Progress,
+                            Some((bytes, s)) => {
+                                self.answer_exchange(bytes, (s, ended.status), false, close, ctx)
+                            }
+                        };
                     }
                 }
                 // policies: outbound runs on the response head (and on the whole
@@ -625,20 +651,11 @@ impl Client {
                 let reusable = r.reusable;
                 let n = r.head_len;
                 rbuf.consume(n);
-                let placeholder = Stage::Detached { at: ctx.now };
-                if let Stage::AwaitingHead { link } = std::mem::replace(&mut x.stage, placeholder) {
-                    x.stage = Stage::SendingHead {
-                        link,
-                        head: out,
-                        sent: 0,
-                        body,
-                        reusable,
-                    };
+                return if x.send_head_next(out, body, reusable, ctx) {
+                    Step::Progress
                 } else {
-                    ctx.pool.put(out);
-                    return Step::Close;
-                }
-                return Step::Progress;
+                    Step::Close
+                };
             }
         }
         stalled_or_moved(progress)
@@ -806,13 +823,17 @@ impl Client {
         // <retry> sees a backend that could not be reached or did not answer as the
         // gateway's 502 / 504
         if let (Phase::Proxy(x), true) = (&mut self.phase, failure.is_backend_transport()) {
-            let retry = retry_plan(x.call.as_deref(), x.retries, &x.req);
+            let retry = retry_plan(x.call.as_deref(), x.retries, &x.req).cloned();
             if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
                 let status = failure.status();
                 let reason = crate::http::failure::reason_phrase(status);
                 if x.stage.before_response() && wants_retry(&x.rt, call, status, reason, &[], ctx) {
-                    let delay = retry_wait(retry, x.retries, ctx);
-                    schedule_retry(x, delay, ctx);
+                    let close = close_after_exchange(self.close, ctx.draining, &x.req);
+                    let ended = EndedAttempt::failed(status, reason);
+                    if let Some((bytes, s)) = next_attempt(x, &retry, &ended, close.is_some(), ctx)
+                    {
+                        self.answer_exchange(bytes, (s, status), false, close, ctx);
+                    }
                     return;
                 }
             }

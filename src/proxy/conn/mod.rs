@@ -51,6 +51,7 @@ use crate::status::{self, SyncState};
 use crate::telemetry::{Record, Redaction, RequestLog};
 use rustls_pki_types::ServerName;
 
+mod again;
 mod close;
 mod decide;
 mod exchange;
@@ -60,6 +61,7 @@ mod respond;
 mod tests;
 mod wire;
 
+use again::*;
 pub use close::CloseReason;
 use decide::*;
 use exchange::*;

@@ -1,0 +1,176 @@
+//! Another `<retry>` attempt when the retry holds policies before its forward-request
+//! (choose a backend, set a header, set the body…): they run again over the last
+//! attempt's response, and the request they leave is written anew from the call's
+//! copy of the client's request: its target, head and body.
+//! Must not touch: sockets (the exchange connects and sends), the first attempt's
+//! request (decide.rs writes it).
+
+use super::*;
+
+/// How an attempt ended, kept apart from the buffers the retry releases: the response
+/// head's status, reason and headers (none for a backend that did not answer).
+pub(super) struct EndedAttempt {
+    pub(super) status: u16,
+    reason: String,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl EndedAttempt {
+    pub(super) fn of(r: &response::ResponseHead) -> EndedAttempt {
+        EndedAttempt {
+            status: r.status,
+            reason: r.reason.to_string(),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), h.value.to_vec()))
+                .collect(),
+        }
+    }
+
+    /// A backend that could not be reached or did not answer, as the gateway's status.
+    pub(super) fn failed(status: u16, reason: &str) -> EndedAttempt {
+        EndedAttempt {
+            status,
+            reason: reason.to_string(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Prepares and schedules the next `<retry>` attempt after `ended`. `Some`: the
+/// policies inside the retry answered instead (return-response, or on-error after a
+/// failure): the response bytes and status to send.
+pub(super) fn next_attempt(
+    x: &mut Exchange,
+    retry: &RetryTerms,
+    ended: &EndedAttempt,
+    close: bool,
+    ctx: &mut Ctx,
+) -> Option<(Vec<u8>, u16)> {
+    if let Some(answer) = rerun_policies(x, ended, close, ctx) {
+        return Some(answer);
+    }
+    let delay = retry_wait(retry, x.retries, ctx);
+    schedule_retry(x, delay, ctx);
+    None
+}
+
+/// Runs the policies inside `<retry>` again, if it has any, over the attempt that
+/// ended, and rewrites the request they leave. `Some`: their answer instead.
+fn rerun_policies(
+    x: &mut Exchange,
+    ended: &EndedAttempt,
+    close: bool,
+    ctx: &mut Ctx,
+) -> Option<(Vec<u8>, u16)> {
+    let rt = Arc::clone(&x.rt);
+    let call = x.call.as_deref_mut()?;
+    let runs_policies = call
+        .plan
+        .forward
+        .as_ref()
+        .and_then(|f| f.retry.as_ref())
+        .is_some_and(|r| !r.steps.is_empty());
+    if !runs_policies {
+        return None;
+    }
+    let headers: Vec<httparse::Header> = ended
+        .headers
+        .iter()
+        .map(|(name, value)| httparse::Header { name, value })
+        .collect();
+    let resp = ResponseView {
+        status: ended.status,
+        reason: &ended.reason,
+        headers: HeaderSrc::Parsed(&headers),
+    };
+    let flow = match call.before_retry(&resp, &mut ctx.pipeline_io(&rt)) {
+        Ok(flow) => flow,
+        Err(f) => {
+            call.on_failure(f, &mut ctx.pipeline_io(&rt));
+            Flow::Error
+        }
+    };
+    let failure = match flow {
+        Flow::Continue => match rewrite(x, ctx) {
+            Ok(()) => return None,
+            Err(f) => Some(f),
+        },
+        _ => None,
+    };
+    let call = x.call.as_deref_mut()?;
+    if let Some(f) = failure {
+        call.on_failure(f, &mut ctx.pipeline_io(&rt));
+    }
+    let status = call.st.resp.status.unwrap_or(200);
+    let bytes = gate::render_response(&call.st, status, "", &[], close, x.is_head);
+    Some((bytes, status))
+}
+
+/// Writes the request as the policies left it into the exchange's head buffer, and
+/// points the exchange at its (possibly new) target.
+fn rewrite(x: &mut Exchange, ctx: &mut Ctx) -> Result<(), Failure> {
+    const NO_COPY: Failure = Failure::Internal("the request copy for a retry is missing");
+    let call = x.call.as_deref().ok_or(NO_COPY)?;
+    let copy = call.request_copy().ok_or(NO_COPY)?;
+    let api =
+        x.rt.apis
+            .get(x.api as usize)
+            .ok_or(Failure::BackendUnresolved)?;
+    let (addrs, authority, base_path, tls) = chosen(&x.rt, api, Some(call));
+    if addrs.is_empty() {
+        return Err(Failure::BackendUnresolved);
+    }
+    *ctx.seq += 1;
+    let addr = addrs[(*ctx.seq as usize) % addrs.len()];
+    let tls = tls.cloned();
+    let view = copy.view();
+    let edits = &call.st.req;
+    let headers: Vec<httparse::Header> = copy
+        .header_list()
+        .iter()
+        .map(|(name, value)| httparse::Header {
+            name,
+            value: value.as_bytes(),
+        })
+        .collect();
+    let new_query = edits
+        .query
+        .as_ref()
+        .map(|q| crate::policy::request::join_query(q));
+    let body = edits.body.as_deref();
+    let backend_req = BackendRequest {
+        method: edits.method.as_deref().unwrap_or(view.method),
+        base_path,
+        rest: edits.rest.as_deref().unwrap_or(view.rest),
+        query: match &new_query {
+            Some(q) if q.is_empty() => None,
+            Some(q) => Some(q.as_str()),
+            None => view.query,
+        },
+        authority,
+        client_ip: view.ip,
+        proto: if view.https { "https" } else { "http" },
+        original_host: view.host,
+        chunked: false,
+        length: body.map(|b| b.len() as u64),
+        edits: Some(&edits.headers).filter(|h| !h.is_empty()),
+    };
+    let Some(mut out) = ctx.pool.get(Class::Head) else {
+        return Err(Failure::Exhausted(BUFFERS_EXHAUSTED));
+    };
+    let trust = ctx.limits.trust_forwarded_proto;
+    let written = write_head(ctx.pool, &mut out, |w| {
+        forward::write_backend_request(w, &backend_req, &headers, trust)
+    });
+    if written.is_err() || body.is_some_and(|b| !append(ctx.pool, &mut out, b)) {
+        ctx.pool.put(out);
+        return Err(Failure::HeadTooLarge);
+    }
+    ctx.pool.put_opt(&mut x.req_head);
+    x.req_head = Some(out);
+    x.addr = addr;
+    x.tls = tls;
+    Ok(())
+}
