@@ -1781,3 +1781,39 @@ fn retry_runs_its_policies_again_before_each_attempt() {
     assert_eq!((r.status, r.text().as_str()), (200, "spare got "));
     assert_eq!(spare.requests().len(), 2);
 }
+
+/// A policy fragment included directly in `<backend>` may hold the forward-request
+/// (with a retry around it), as Microsoft's GenAI gateway fragments do.
+#[test]
+fn a_fragment_in_the_backend_section_may_forward_the_request() {
+    let busy = Origin::start(|_, s| {
+        respond(s, 429, &[], b"busy");
+        true
+    });
+    let spare = Origin::text("spare");
+    let fragment = r#"<fragment>
+  <retry condition="@(context.Response.StatusCode == 429)" count="1" interval="0">
+    <choose>
+      <when condition="@(context.Response.StatusCode == 429)"><set-backend-service backend-id="@("sp" + "are")" /></when>
+      <otherwise><set-backend-service backend-id="busy" /></otherwise>
+    </choose>
+    <forward-request />
+  </retry>
+</fragment>"#;
+    let backend = r#"<policies><inbound /><backend><include-fragment fragment-id="balance" /></backend><outbound /><on-error /></policies>"#;
+    let gw = Gateway::start(
+        &config(
+            &api("http://127.0.0.1:9", false, Some(backend), None),
+            &format!(
+                r#", "backends": [{{"id": "busy", "url": "{}"}}, {{"id": "spare", "url": "{}"}}], "fragments": [{{"id": "balance", "policy": {}}}]"#,
+                busy.url(""),
+                spare.url(""),
+                js(fragment)
+            ),
+        ),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/items/1", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "spare"));
+    assert_eq!(busy.requests().len(), 1);
+}

@@ -203,6 +203,13 @@ fn sections(doc: &Document, ctx: &mut Context) -> R<ScopeDoc> {
                 }
                 no_attributes(&cx, el, &[])?;
                 items.push(Item::Base);
+            } else if section == Section::Backend
+                && crate::policy::kinds::include_fragment::forwards(&cx, el)
+            {
+                // a fragment that forwards the request gives the section its items
+                items.extend(crate::policy::kinds::include_fragment::backend_items(
+                    &mut cx, el,
+                )?);
             } else {
                 items.push(item(&mut cx, el)?);
             }
@@ -457,6 +464,20 @@ pub const FRAGMENT_MAX: usize = 32 * 1024;
 /// including document's section, with its names, backends and counters. An error inside
 /// the fragment is reported at the include with the fragment's own line and column.
 pub(crate) fn fragment_steps(cx: &mut Cx, n: Node, id: &str) -> R<Vec<Step>> {
+    let items = fragment_items(cx, n, id, false)?;
+    Ok(items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Step(s) => Some(s),
+            _ => None,
+        })
+        .collect())
+}
+
+/// A fragment's policies as the items of the section that includes it; with
+/// `forward`, one of them may be forward-request (or a retry around it), as when a
+/// fragment is included directly in `<backend>`.
+pub(crate) fn fragment_items(cx: &mut Cx, n: Node, id: &str, forward: bool) -> R<Vec<Item>> {
     let Some(text) = (cx.ctx.fragment)(id) else {
         return Err(cx.err(
             n,
@@ -496,10 +517,11 @@ pub(crate) fn fragment_steps(cx: &mut Cx, n: Node, id: &str) -> R<Vec<Step>> {
                 Err(inner.err(el, "a policy fragment holds policies, not sections"))
             }
             _ => match item(&mut inner, el) {
-                Ok(Item::Step(s)) => Ok(s),
+                Ok(Item::Forward(f)) if forward => Ok(Item::Forward(f)),
+                Ok(Item::Step(s)) => Ok(Item::Step(s)),
                 Ok(_) => Err(inner.err(
                     el,
-                    "forward-request is not supported inside a policy fragment",
+                    "forward-request is supported in a policy fragment included directly in <backend>",
                 )),
                 Err(e) => Err(e),
             },

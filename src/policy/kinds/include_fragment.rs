@@ -7,8 +7,8 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{Behaviour, Call, Facts, Flow};
-use crate::policy::parse::{fragment_steps, no_attributes, required, Cx, R};
-use crate::policy::Step;
+use crate::policy::parse::{fragment_items, fragment_steps, no_attributes, required, Cx, R};
+use crate::policy::{Item, Step};
 
 pub const KIND: Kind = Kind {
     element: "include-fragment",
@@ -34,6 +34,23 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     }
     let steps = fragment_steps(cx, n, &id)?;
     policy(IncludeFragment { id, steps })
+}
+
+/// Whether `<include-fragment>` `n` includes a fragment that holds forward-request.
+pub(crate) fn forwards(cx: &Cx, n: Node) -> bool {
+    n.has_tag_name("include-fragment")
+        && n.attribute("fragment-id")
+            .and_then(|id| (cx.ctx.fragment)(id.trim()))
+            .is_some_and(|text| text.contains("forward-request"))
+}
+
+/// A fragment included directly in `<backend>` that forwards the request: its
+/// policies become the section's items, forward-request (or the retry around it)
+/// among them.
+pub(crate) fn backend_items(cx: &mut Cx, n: Node) -> R<Vec<Item>> {
+    no_attributes(cx, n, &["fragment-id"])?;
+    let id = required(cx, n, "fragment-id")?.trim().to_string();
+    fragment_items(cx, n, &id, true)
 }
 
 impl Behaviour for IncludeFragment {
