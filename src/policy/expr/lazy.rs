@@ -387,8 +387,12 @@ fn emit_value(
                 }
                 newline(out, indented, depth + 1);
                 if object {
-                    let name = name_value(r)?;
-                    push_string(out, &name);
+                    // a plain name is copied as it stands, like a plain string value
+                    let copied = r.b.get(r.pos) == Some(&b'"') && copy_string(r, out);
+                    if !copied {
+                        let name = name_value(r)?;
+                        push_string(out, &name);
+                    }
                     r.blank()?;
                     r.pos += 1; // ':'
                     out.push(':');
