@@ -1817,3 +1817,80 @@ fn a_fragment_in_the_backend_section_may_forward_the_request() {
     assert_eq!((r.status, r.text().as_str()), (200, "spare"));
     assert_eq!(busy.requests().len(), 1);
 }
+
+/// forward-request follow-redirects="true": the gateway follows 301/302/303/307/308
+/// (a 302 to a POST becomes a GET without body, a 307 keeps both), to the same backend
+/// for a path or to the address a URL names, at most 10 times; without it the 3xx goes
+/// to the client.
+#[test]
+fn forward_request_follows_redirects_when_asked() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let other = Origin::start(|req, s| {
+        let text = format!(
+            "other {} {} {}",
+            req.method,
+            req.target,
+            String::from_utf8_lossy(&req.body)
+        );
+        respond(s, 200, &[], text.as_bytes());
+        true
+    });
+    let other_url = other.url("");
+    let loops = Arc::new(AtomicUsize::new(0));
+    let seen_loops = loops.clone();
+    let first = Origin::start(move |req, s| {
+        let moved = format!("{other_url}/moved?x=1");
+        match req.target.as_str() {
+            "/start" => respond(s, 302, &[("Location", &moved)], b"go"),
+            "/temp" => respond(s, 307, &[("Location", "/kept")], b""),
+            "/loop" => {
+                seen_loops.fetch_add(1, Ordering::SeqCst);
+                respond(s, 302, &[("Location", "/loop")], b"again")
+            }
+            _ => {
+                let text = format!(
+                    "first {} {} {}",
+                    req.method,
+                    req.target,
+                    String::from_utf8_lossy(&req.body)
+                );
+                respond(s, 200, &[], text.as_bytes())
+            }
+        }
+        true
+    });
+    let follow = r#"<policies><inbound /><backend><forward-request follow-redirects="true" /></backend><outbound /><on-error /></policies>"#;
+    let gw = Gateway::start(
+        &config(&api(&first.url(""), false, Some(follow), None), ""),
+        &[],
+    );
+    let r = send(&gw, "GET", "/a/start", &[], "");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "other GET /moved?x=1 ")
+    );
+    let r = send(&gw, "POST", "/a/start", &[], "payload");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "other GET /moved?x=1 "),
+        "a 302 to a POST becomes a GET without body"
+    );
+    let r = send(&gw, "POST", "/a/temp", &[], "keep");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "first POST /kept keep")
+    );
+    let r = send(&gw, "GET", "/a/loop", &[], "");
+    assert_eq!((r.status, r.header("Location")), (302, Some("/loop")));
+    assert_eq!(
+        loops.load(Ordering::SeqCst),
+        11,
+        "the request and 10 redirects"
+    );
+
+    // without follow-redirects the client gets the 302
+    let gw = Gateway::start(&config(&api(&first.url(""), false, None, None), ""), &[]);
+    let r = send(&gw, "GET", "/a/start", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (302, "go"));
+}

@@ -32,7 +32,9 @@ use std::sync::Arc;
 
 use call::{Behaviour, Facts};
 use expr::{Env, EvalError, Expr};
-pub use kinds::forward_request::{Concurrency, Forward, ForwardTerms, Retry, RetryTerms};
+pub use kinds::forward_request::{
+    Concurrency, Forward, ForwardTerms, Retry, RetryTerms, MAX_REDIRECTS,
+};
 
 /// An attribute or element value: a literal, or an expression to run per request.
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ pub fn default_global() -> ScopeDoc {
     ScopeDoc {
         inbound: Some(Vec::new()),
         backend: Some(vec![Item::Forward(Box::new(Forward {
+            follow_redirects: false,
             timeout_secs: None,
             buffer_request_body: false,
             fail_on_error_status: false,
@@ -301,11 +304,14 @@ impl Plan {
             || plan
                 .forward
                 .as_ref()
-                .is_some_and(|f| f.buffer_request_body || f.retry.is_some());
+                .is_some_and(|f| f.buffer_request_body || f.retry.is_some() || f.follow_redirects);
         plan.outbound_needs_body = later.needs_body;
         let retry = plan.forward.as_ref().and_then(|f| f.retry.as_ref());
-        // a retry that runs policies again rebuilds the request from a copy
+        // a retry that runs policies again, or a redirect followed, rebuilds the request
+        // from a copy
+        let follows = plan.forward.as_ref().is_some_and(|f| f.follow_redirects);
         plan.later_reads_request = later.reads_request
+            || follows
             || retry.is_some_and(|r| r.condition.reads_request || !r.steps.is_empty());
         Ok(plan)
     }

@@ -38,6 +38,9 @@ pub struct Forward {
     /// `fail-on-error-status-code`: a 4xx or 5xx answer runs on-error instead of
     /// outbound.
     pub fail_on_error_status: bool,
+    /// `follow-redirects`: a 301, 302, 303, 307 or 308 from the backend is followed by
+    /// the gateway (at most `MAX_REDIRECTS` times) instead of going to the client.
+    pub follow_redirects: bool,
     pub retry: Option<Retry>,
     pub concurrency: Option<Concurrency>,
 }
@@ -66,6 +69,9 @@ impl Forward {
         )
     }
 }
+
+/// The most redirects forward-request follows for one call.
+pub const MAX_REDIRECTS: u8 = 10;
 
 /// `<limit-concurrency>` around forward-request: a slot per key for the whole exchange.
 #[derive(Debug, Clone)]
@@ -171,12 +177,6 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
         ],
     )?;
     only_children(cx, n, &[])?;
-    if boolean(cx, n, "follow-redirects", false)? {
-        return Err(cx.err(
-            n,
-            "<forward-request>: follow-redirects=\"true\" is not supported",
-        ));
-    }
     let timeout_secs = match n.attribute("timeout") {
         None => None,
         Some(_) => Some(setting(
@@ -189,6 +189,7 @@ fn forward(cx: &mut Cx, n: Node) -> R<Forward> {
         )?),
     };
     Ok(Forward {
+        follow_redirects: boolean(cx, n, "follow-redirects", false)?,
         timeout_secs,
         buffer_request_body: boolean(cx, n, "buffer-request-body", false)?,
         fail_on_error_status: boolean(cx, n, "fail-on-error-status-code", false)?,

@@ -561,6 +561,7 @@ fn proxy<'h>(
             timeout,
             subscription: a.ids.subscription,
             retries: 0,
+            redirects: 0,
             request_read,
             tls,
         }),

@@ -187,6 +187,8 @@ pub(super) struct Exchange {
     pub(super) subscription: Option<u32>,
     /// `<retry>`: attempts sent again so far.
     pub(super) retries: u32,
+    /// forward-request `follow-redirects`: redirects followed so far.
+    pub(super) redirects: u8,
     /// When the whole request had been read from the client.
     pub(super) request_read: Option<Instant>,
     /// `https://` backend: the name its certificate must carry.
@@ -558,6 +560,13 @@ impl Client {
                 return Step::Progress;
             }
             Ok(Some(r)) => {
+                let at = (&*x.rt, x.api, x.addr);
+                if let Some(plan) = redirect_of(&r, at, x.call.as_deref(), x.redirects) {
+                    if let Err(f) = follow_redirect(x, plan, ctx) {
+                        self.fail_exchange(f, ctx);
+                    }
+                    return Step::Progress;
+                }
                 // <retry>: this answer may call for another attempt
                 let retry = retry_plan(x.call.as_deref(), x.retries, &x.req).cloned();
                 if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {

@@ -123,6 +123,13 @@ pub(super) fn retry_wait(retry: &RetryTerms, done: u32, ctx: &Ctx) -> Duration {
 /// Drops the attempt's backend connection (its answer is not read further) and
 /// schedules the next attempt: the request is still whole in the head buffer.
 pub(super) fn schedule_retry(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
+    schedule_attempt(x, delay, ctx);
+    x.retries += 1;
+}
+
+/// Drops the current attempt's backend connection and schedules the request in the
+/// head buffer to go out again after `delay` (a retry, or a redirect followed).
+pub(super) fn schedule_attempt(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
     let attempt = std::mem::replace(
         &mut x.stage,
         Stage::Detached {
@@ -130,7 +137,6 @@ pub(super) fn schedule_retry(x: &mut Exchange, delay: Duration, ctx: &mut Ctx) {
         },
     );
     attempt.release(Release::Close(backend::CloseReason::RetryAttempt), ctx);
-    x.retries += 1;
     x.backend_eof = false;
     x.resp_sendable = 0;
     if let Some(b) = x.resp_buf.as_mut() {
