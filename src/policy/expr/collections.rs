@@ -22,6 +22,11 @@ pub(super) fn call<'e>(
     args: &'e [Node],
     generic: Option<Ty>,
 ) -> Result<Val<'e>, EvalError> {
+    // a byte[] filled in place (`new byte[16]`) is a list of ints until it is encrypted
+    let t = match (&t, member) {
+        (Val::List(_), M::Encrypt | M::Decrypt) => super::statics::byte_list(t),
+        _ => t,
+    };
     let lambda = args.iter().any(|a| matches!(a, Node::Lambda(..)));
     if linq::is_linq(member) && (lambda || !own(&t, member)) {
         return linq::call(m, t, member, args, generic);

@@ -117,6 +117,22 @@ pub(super) fn guid_of(text: &str) -> Option<String> {
     ))
 }
 
+/// `new Guid(bytes)`: 16 bytes in .NET's order (the first three groups little-endian)
+/// as the GUID's D form.
+pub(super) fn guid_of_bytes(b: &[u8]) -> Option<String> {
+    let b: &[u8; 16] = b.try_into().ok()?;
+    let hex = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let rev = |r: &[u8]| hex(&r.iter().rev().copied().collect::<Vec<u8>>());
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        rev(&b[0..4]),
+        rev(&b[4..6]),
+        rev(&b[6..8]),
+        hex(&b[8..10]),
+        hex(&b[10..16])
+    ))
+}
+
 /// A random (version 4) GUID as .NET prints it: lower-case hex, `D` (8-4-4-4-12), `N`
 /// (32 digits), `B` ({D}) or `P` ((D)).
 pub(super) fn new_guid(format: u8) -> String {

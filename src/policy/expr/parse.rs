@@ -405,9 +405,18 @@ impl Parser {
         if self.peek_is(0, "(") {
             let save = self.pos;
             self.pos += 1;
+            let narrow = match self.peek() {
+                Tok::Ident(name) if !self.peek_is(1, "[") => statics::narrow_of(&name),
+                _ => None,
+            };
             if let Some(t) = self.try_type() {
                 if self.eat(")") && self.starts_operand() {
-                    return Ok(Node::Cast(t, Box::new(self.unary()?)));
+                    let cast = Node::Cast(t, Box::new(self.unary()?));
+                    // (byte)x, (short)x, (int)x…: C#'s unchecked conversion keeps the low bits
+                    return Ok(match narrow {
+                        Some(n) => Node::Static(statics::S::Narrow(n), vec![cast], None),
+                        None => cast,
+                    });
                 }
             }
             self.pos = save;

@@ -103,6 +103,13 @@ pub(super) enum S {
     DeepEquals,
     /// `context.Trace(message)`.
     ContextTrace,
+    /// A narrowing integer cast, `(byte)x` and kin: the bits and whether it is signed
+    /// (an index into `NARROW`).
+    Narrow(u8),
+    /// `Array.Copy`, `Array.IndexOf`, `Array.Reverse`.
+    ArrayCopy,
+    ArrayIndexOf,
+    ArrayReverse,
     /// `DateTime.IsLeapYear(year)` / `DateTime.DaysInMonth(year, month)`.
     IsLeapYear,
     DaysInMonth,
@@ -145,6 +152,8 @@ pub(super) enum NewKind {
     Str,
     /// `new Random()`, `new Random(seed)`.
     Random,
+    /// `new Guid(bytes)`, `new Guid(text)`.
+    Guid,
 }
 
 /// A string or null (the string statics' arguments).
@@ -283,9 +292,13 @@ pub(super) fn call<'e>(
         | S::CharToLower
         | S::IsNaN
         | S::IsInfinity => math(f, &a),
-        S::ContextTrace | S::IsLeapYear | S::DaysInMonth | S::GuidParse | S::DeepEquals => {
-            library(m, f, &a)
-        }
+        S::ContextTrace
+        | S::IsLeapYear
+        | S::DaysInMonth
+        | S::GuidParse
+        | S::DeepEquals
+        | S::Narrow(_) => library(m, f, &a),
+        S::ArrayCopy | S::ArrayIndexOf | S::ArrayReverse => arrays(m, f, &a),
         _ => json_and_urls(m, f, &a, generic),
     }
 }
@@ -562,11 +575,100 @@ fn math<'e>(f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
     })
 }
 
+/// The narrowing casts: bits and signedness, by `S::Narrow`'s index.
+const NARROW: [(u32, bool); 6] = [
+    (8, false),
+    (8, true),
+    (16, true),
+    (16, false),
+    (32, true),
+    (32, false),
+];
+
+/// `S::Narrow`'s index for a cast to `name`, when it narrows a 64-bit int.
+pub(super) fn narrow_of(name: &str) -> Option<u8> {
+    Some(match name {
+        "byte" | "Byte" => 0,
+        "sbyte" | "SByte" => 1,
+        "short" | "Int16" => 2,
+        "ushort" | "UInt16" => 3,
+        "int" | "Int32" => 4,
+        "uint" | "UInt32" => 5,
+        _ => return None,
+    })
+}
+
+/// `Array.Copy(source, [sourceIndex,] destination, [destinationIndex,] length)` into a
+/// list (`new byte[n]`, `new int[n]`…), `Array.IndexOf`, `Array.Reverse` in place.
+fn arrays<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
+    const RANGE: EvalError = err("Source array was not long enough. Check the source index, length, and the array's lower bounds. (Parameter 'sourceArray')");
+    const SHORT: EvalError = err("Destination array was not long enough. Check the destination index, length, and the array's lower bounds. (Parameter 'destinationArray')");
+    let index = |v: &Val| match v {
+        Val::Int(i) => usize::try_from(*i).map_err(|_| err("Non-negative number required.")),
+        _ => Err(err("Array.Copy takes indexes and a length")),
+    };
+    Ok(match f {
+        S::ArrayCopy => {
+            let (src, si, dst, di, len) = match a {
+                [s, d, n] => (s, 0, d, 0, index(n)?),
+                [s, si, d, di, n] => (s, index(si)?, d, index(di)?, index(n)?),
+                _ => return Err(err("Array.Copy takes 3 or 5 arguments")),
+            };
+            let items = src.items()?;
+            let Val::List(dst) = dst else {
+                return Err(err("Array.Copy writes into an array"));
+            };
+            let part = items
+                .get(si..si.checked_add(len).ok_or(RANGE)?)
+                .ok_or(RANGE)?;
+            let mut d = dst.borrow_mut();
+            let slot = d
+                .get_mut(di..di.checked_add(len).ok_or(SHORT)?)
+                .ok_or(SHORT)?;
+            m.ticks(len)?;
+            slot.clone_from_slice(part);
+            Val::Null
+        }
+        S::ArrayIndexOf => {
+            let items = a.first().map(Val::items).transpose()?.unwrap_or_default();
+            let want = a.get(1).cloned().unwrap_or(Val::Null);
+            m.ticks(items.len())?;
+            Val::Int(
+                items
+                    .iter()
+                    .position(|v| *v == want)
+                    .map_or(-1, |i| i as i64),
+            )
+        }
+        _ => {
+            if let Some(Val::List(l)) = a.first() {
+                l.borrow_mut().reverse();
+            }
+            Val::Null
+        }
+    })
+}
+
 /// `context.Trace`, the calendar's `DateTime.IsLeapYear` / `DaysInMonth`,
 /// `Guid.Parse` and `JToken.DeepEquals`.
 fn library<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>, EvalError> {
     let first = a.first().cloned().unwrap_or(Val::Null);
     Ok(match f {
+        S::Narrow(n) => {
+            let (bits, signed) = NARROW.get(usize::from(n)).copied().unwrap_or((64, true));
+            match first {
+                Val::Int(i) if bits < 64 => {
+                    let low = (i as u64) & ((1u64 << bits) - 1);
+                    let top = 1u64 << (bits - 1);
+                    Val::Int(if signed && low & top != 0 {
+                        low as i64 - (1i64 << bits)
+                    } else {
+                        low as i64
+                    })
+                }
+                v => v,
+            }
+        }
         S::ContextTrace => {
             let message = first.to_text().into_owned();
             m.ticks(message.len() / 64 + 1)?;
@@ -872,12 +974,12 @@ pub(super) fn new<'e>(
         NewKind::JValue => a.into_vec().into_iter().next().unwrap_or(Val::Null),
         NewKind::List | NewKind::Array => {
             let mut out: Vec<Val<'static>> = match a.as_slice() {
-                // new T[n]: n default values
-                [Val::Int(n)] if kind == NewKind::Array => {
+                // new T[n]: n of T's default value
+                [Val::Int(n), default] if kind == NewKind::Array => {
                     let n = usize::try_from(*n)
                         .map_err(|_| err("Arithmetic operation resulted in an overflow"))?;
                     m.charge(n.saturating_mul(32))?;
-                    vec![Val::Null; n]
+                    vec![default.clone().into_owned(); n]
                 }
                 // new List<T>(capacity)
                 [Val::Int(_)] => Vec::new(),
@@ -945,6 +1047,7 @@ pub(super) fn new<'e>(
         | NewKind::Uri
         | NewKind::Str
         | NewKind::Random
+        | NewKind::Guid
         | NewKind::Regex => new_library(m, kind, &a)?,
     })
 }
@@ -973,6 +1076,14 @@ fn new_library<'e>(
             }
             _ => return Err(err("new Regex takes a pattern")),
         },
+        NewKind::Guid => {
+            let text = match a.first().cloned().map(byte_list) {
+                Some(Val::Bytes(b)) => numbers::guid_of_bytes(&b),
+                Some(Val::Str(s)) => numbers::guid_of(&s),
+                _ => None,
+            };
+            m.text(text.ok_or(err("new Guid takes 16 bytes or a GUID's text"))?)?
+        }
         NewKind::Random => Val::Random(Rc::new(std::cell::Cell::new(numbers::random_seed(
             a.first(),
         )))),

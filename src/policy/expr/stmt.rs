@@ -542,7 +542,8 @@ impl Parser {
             (Ty::JToken, Ty::JObject | Ty::JArray | Ty::Str | Ty::Int | Ty::Double | Ty::Bool) => {
                 false
             }
-            (Ty::List, Ty::List | Ty::Bytes) => false,
+            // `byte[] b = new byte[6];`: an array being filled is a list here
+            (Ty::List, Ty::List | Ty::Bytes) | (Ty::Bytes, Ty::List) => false,
             // implicit conversions of System.Xml.Linq
             (Ty::XName | Ty::XNs, Ty::Str) | (Ty::XName, Ty::XName) => false,
             _ => true,

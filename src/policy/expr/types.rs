@@ -91,7 +91,7 @@ impl Parser {
                 statics::NewKind::XAttribute => Ty::XAttr,
                 statics::NewKind::XDocument => Ty::XDoc,
                 statics::NewKind::Uri => Ty::Uri,
-                statics::NewKind::Str => Ty::Str,
+                statics::NewKind::Str | statics::NewKind::Guid => Ty::Str,
                 _ => Ty::Any,
             },
             Node::Static(f, _, generic) => statics_ty(*f, *generic),
@@ -146,6 +146,7 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         | S::IsInfinity => Ty::Bool,
         S::GuidParse | S::HtmlEncode | S::HtmlDecode => Ty::Str,
         S::IsLeapYear => Ty::Bool,
+        S::Narrow(_) | S::ArrayIndexOf => Ty::Int,
         S::DaysInMonth => Ty::Int,
         S::ContextTrace => Ty::Any,
         S::Range | S::Repeat | S::EmptyList => Ty::List,
@@ -202,7 +203,7 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
     Some(match name {
         "string" | "String" | "char" | "Char" => Ty::Str,
         "int" | "long" | "short" | "byte" | "uint" | "ulong" | "Int32" | "Int64" | "Int16"
-        | "Byte" => Ty::Int,
+        | "Byte" | "sbyte" | "SByte" | "ushort" | "UInt16" | "UInt32" | "UInt64" => Ty::Int,
         "double" | "float" | "decimal" | "Double" | "Single" | "Decimal" => Ty::Double,
         "bool" | "Boolean" => Ty::Bool,
         "object" | "Object" | "var" | "dynamic" | "KeyValuePair" => Ty::Any,

@@ -42,6 +42,7 @@ impl Parser {
             "XDocument" => statics::NewKind::XDocument,
             "Uri" => statics::NewKind::Uri,
             "Random" => statics::NewKind::Random,
+            "Guid" => statics::NewKind::Guid,
             "string" | "String" if !self.peek_is(0, "[") => statics::NewKind::Str,
             n if hashes::algo_of(n).is_some() => {
                 let (algo, hmac) = hashes::algo_of(n).unwrap_or((hashes::Algo::Sha256, false));
@@ -66,7 +67,14 @@ impl Parser {
             }
             let size = self.expr()?;
             self.punct("]")?;
-            return Ok(Node::New(kind, vec![size], Vec::new()));
+            // the element type's default value: 0 for numbers, false for bool
+            let default = match type_named(&name, &[]) {
+                Some(Ty::Int) => Node::Int(0),
+                Some(Ty::Double) => Node::Double(0.0),
+                Some(Ty::Bool) => Node::Bool(false),
+                _ => Node::Null,
+            };
+            return Ok(Node::New(kind, vec![size, default], Vec::new()));
         }
         let mut args = if self.peek_is(0, "(") {
             self.args()?

@@ -24,6 +24,10 @@ pub(in crate::policy::expr) fn lookup(
         // 0: no format chosen yet (the parser takes ToString's format into it once)
         ("Guid", "NewGuid") => call(S::NewGuid(0), 0, 0),
         ("Guid", "Parse") => call(S::GuidParse, 1, 1),
+        ("Array", "Copy") => call(S::ArrayCopy, 3, 5),
+        ("Array", "IndexOf") => call(S::ArrayIndexOf, 2, 2),
+        ("Array", "Reverse") => call(S::ArrayReverse, 1, 1),
+        ("Array", "Empty") => call(S::EmptyList, 0, 0),
         ("double" | "Double", "IsNaN") => call(S::IsNaN, 1, 1),
         ("DateTime", "IsLeapYear") => call(S::IsLeapYear, 1, 1),
         ("DateTime", "DaysInMonth") => call(S::DaysInMonth, 2, 2),
@@ -186,6 +190,7 @@ pub(in crate::policy::expr) fn is_static_type(name: &str) -> bool {
             | "TimeSpan"
             | "CultureInfo"
             | "NumberStyles"
+            | "Array"
             | "MidpointRounding"
             | "DateTimeStyles"
             | "DateTimeKind"
