@@ -83,6 +83,12 @@ pub(super) fn call<'e>(
             M::ToString => Ok(Val::Str(Cow::Borrowed("System.Byte[]"))),
             _ => Err(not_a_member("byte[]", member)),
         },
+        Val::Group(g) => match member {
+            M::Key => Ok(g.0.clone()),
+            M::Count | M::Length => Ok(Val::Int(g.1.len() as i64)),
+            M::ToString => Ok(Val::Str(Cow::Borrowed("System.Linq.Grouping"))),
+            _ => Err(not_a_member("IGrouping", member)),
+        },
         Val::Random(r) => {
             let a = m.values(args)?;
             random_member(r, member, &a)

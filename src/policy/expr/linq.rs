@@ -32,6 +32,7 @@ pub(super) fn is_linq(m: M) -> bool {
             | M::OrderByDescending
             | M::ThenBy
             | M::ThenByDescending
+            | M::GroupBy
             | M::Skip
             | M::Take
             | M::SkipWhile
@@ -86,6 +87,7 @@ pub(super) fn call<'e>(
         | M::OrderByDescending
         | M::ThenBy
         | M::ThenByDescending
+        | M::GroupBy
         | M::Skip
         | M::Take
         | M::SkipWhile
@@ -201,6 +203,28 @@ fn reshape<'e>(
         }
         M::ThenBy | M::ThenByDescending => {
             return Err(err("ThenBy follows OrderBy, OrderByDescending or ThenBy"))
+        }
+        // GroupBy(key[, element]): groups in the order their keys first appear
+        M::GroupBy => {
+            let key = q.lambda("GroupBy takes a key selector")?;
+            let element = q.args.get(1).filter(|a| matches!(a, Node::Lambda(..)));
+            let mut groups: Vec<(Val<'static>, Vec<Val<'static>>)> = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let k = q.apply(m, key, &item, i)?.into_owned();
+                let v = match element {
+                    Some(f) => q.apply(m, f, &item, i)?.into_owned(),
+                    None => item,
+                };
+                m.ticks(groups.len() + 1)?;
+                match groups.iter_mut().find(|(g, _)| *g == k) {
+                    Some((_, members)) => members.push(v),
+                    None => groups.push((k, vec![v])),
+                }
+            }
+            groups
+                .into_iter()
+                .map(|g| Val::Group(std::rc::Rc::new(g)))
+                .collect()
         }
         M::OrderBy | M::OrderByDescending => {
             let f = q.lambda("OrderBy takes a lambda")?;

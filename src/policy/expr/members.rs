@@ -81,7 +81,7 @@ members! {
     HasValue,
     // System.Linq.Enumerable
     Where, Select, SelectMany, Any, All, First, FirstOrDefault, Last, LastOrDefault, Single,
-    SingleOrDefault, OrderBy, OrderByDescending, ThenBy, ThenByDescending, Skip, Take,
+    SingleOrDefault, OrderBy, OrderByDescending, ThenBy, ThenByDescending, GroupBy, Skip, Take,
     SkipWhile, TakeWhile, Concat, Distinct, ToArray, ToList, ToDictionary, Aggregate, Sum,
     Min, Max, Average, ElementAt, ElementAtOrDefault, Reverse, Cast, OfType, Union,
     Intersect, Except, SequenceEqual, DefaultIfEmpty, Zip,

@@ -356,7 +356,9 @@ fn text_statics<'e>(m: &mut Machine<'e>, f: S, a: &[Val<'e>]) -> Result<Val<'e>,
         S::Join => {
             let sep = a[0].to_text().into_owned();
             let parts = match &a[1..] {
-                [v @ (Val::List(_) | Val::Json(Json::Array(_)) | Val::Dict(_))] => v.items()?,
+                [v @ (Val::List(_) | Val::Json(Json::Array(_)) | Val::Dict(_) | Val::Group(_))] => {
+                    v.items()?
+                }
                 rest => rest.iter().map(|v| v.clone().into_owned()).collect(),
             };
             m.ticks(parts.len())?;

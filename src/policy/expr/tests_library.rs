@@ -133,6 +133,18 @@ fn shifts_unchecked_default_html_and_aes() {
             "new Guid(Guid.Parse(\"00112233-4455-6677-8899-aabbccddeeff\").ToByteArray()).ToString()",
             "00112233-4455-6677-8899-aabbccddeeff",
         ),
+        (
+            "string.Join(\";\", new[] { \"apple\", \"avocado\", \"banana\", \"cherry\", \"blueberry\" }.GroupBy(s => s[0]).Select(g => g.Key + \"=\" + g.Count() + \":\" + string.Join(\"|\", g)))",
+            "a=2:apple|avocado;b=2:banana|blueberry;c=1:cherry",
+        ),
+        (
+            "new[] { 1, 2, 3, 4, 5 }.GroupBy(x => x % 2, x => x * 10).First(g => g.Key == 0).Sum()",
+            "60",
+        ),
+        (
+            "JArray.Parse(\"[{\\\"c\\\":\\\"x\\\",\\\"n\\\":1},{\\\"c\\\":\\\"x\\\",\\\"n\\\":2},{\\\"c\\\":\\\"y\\\",\\\"n\\\":5}]\").GroupBy(t => (string)t[\"c\"]).Count()",
+            "2",
+        ),
         ("1 << 3", "8"),
         ("(300 >> 1) & 0xFF", "150"),
         ("-16 >> 2", "-4"),

@@ -60,6 +60,8 @@ pub enum Val<'a> {
     Uri(Rc<super::uri::Uri>),
     /// A System.Random: its generator's state.
     Random(Rc<std::cell::Cell<u64>>),
+    /// One group of `GroupBy`: its key and its elements.
+    Group(Rc<(Val<'static>, Vec<Val<'static>>)>),
 }
 
 /// The enum constants methods take.
@@ -206,6 +208,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => Val::Xml(x),
             Val::Uri(u) => Val::Uri(u),
             Val::Random(r) => Val::Random(r),
+            Val::Group(g) => Val::Group(g),
         }
     }
 
@@ -246,6 +249,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => Cow::Owned(x.text()),
             Val::Uri(u) => Cow::Owned(u.text()),
             Val::Random(_) => Cow::Borrowed("System.Random"),
+            Val::Group(_) => Cow::Borrowed("System.Linq.Grouping"),
         }
     }
 
@@ -283,6 +287,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => x.type_name(),
             Val::Uri(_) => "Uri",
             Val::Random(_) => "Random",
+            Val::Group(_) => "IGrouping",
         }
     }
 
@@ -311,6 +316,7 @@ impl<'a> Val<'a> {
                 .map(|c| Val::Str(Cow::Owned(c.to_string())))
                 .collect(),
             Val::Bytes(b) => b.iter().map(|x| Val::Int(i64::from(*x))).collect(),
+            Val::Group(g) => g.1.clone(),
             Val::Null => return Err(err("Value cannot be null (source)")),
             _ => return Err(err("the value is not a collection")),
         })
@@ -387,6 +393,7 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Jwt(j) => Json::Str(j.raw.clone()),
         Val::Basic(b) => Json::Str(b.0.clone()),
         Val::Hasher(_) | Val::Random(_) => Json::Null,
+        Val::Group(g) => Json::new_array(g.1.iter().map(item).collect::<Result<Vec<_>, _>>()?),
         Val::Xml(x) => Json::Str(x.text()),
         Val::Uri(u) => Json::Str(u.text()),
     })
