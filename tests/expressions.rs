@@ -939,3 +939,138 @@ fn context_trace_and_the_rest_of_the_context_table() {
         "{line}"
     );
 }
+
+/// The examples of Microsoft's set-body reference page, through the gateway: filtering a
+/// response by product name with `Property(key).Remove()`, JSON to SOAP and JSON to JSON
+/// with Liquid, a form body to JSON and back to a form; and the Liquid filters the page
+/// lists by their PascalCase names.
+#[test]
+fn microsofts_set_body_examples() {
+    let weather = r#"{"lat":33.44,"lon":-94.04,"timezone":"America/Chicago","current":{"temp":292.55},"minutely":[],"hourly":[],"daily":[],"alerts":[]}"#;
+    let origin = Origin::start(move |req, s| {
+        if req.target.starts_with("/weather") {
+            respond(
+                s,
+                200,
+                &[("Content-Type", "application/json")],
+                weather.as_bytes(),
+            );
+        } else {
+            let ct = req.header("Content-Type").unwrap_or("-").to_string();
+            let mut body = format!("{ct}\n").into_bytes();
+            body.extend_from_slice(&req.body);
+            respond(s, 200, &[], &body);
+        }
+        true
+    });
+    let filter = r#"<choose>
+  <when condition="@(context.Response.StatusCode == 200 && context.Product.Name.Equals("Starter"))">
+    <set-body>@{
+        var response = context.Response.Body.As<JObject>();
+        foreach (var key in new [] {"current", "minutely", "hourly", "daily", "alerts"}) {
+          response.Property (key).Remove ();
+        }
+        return response.ToString();
+      }
+    </set-body>
+  </when>
+</choose>"#;
+    let soap = r#"<set-body template="liquid">
+    <soap:Envelope xmlns="http://tempuri.org/" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
+        <soap:Body>
+            <GetOpenOrders>
+                <cust>{{body.getOpenOrders.cust}}</cust>
+            </GetOpenOrders>
+        </soap:Body>
+    </soap:Envelope>
+</set-body>"#;
+    let transform = r#"<set-body template="liquid">
+{
+"order": {
+    "id": "{{body.customer.purchase.identifier}}",
+    "summary": "{{body.customer.purchase.orderShortDesc}}"
+    }
+}
+</set-body>"#;
+    let to_json = r#"<set-body>@{
+    var inBody = context.Request.Body.AsFormUrlEncodedContent();
+    return JsonConvert.SerializeObject(inBody);
+}</set-body>"#;
+    let to_form = r#"<set-body>@{
+    var body = context.Request.Body.AsFormUrlEncodedContent();
+    body["newKey"] = new List<string> { "newValue" };
+    return body.ToFormUrlEncodedContent();
+}</set-body>"#;
+    let filters = r#"<set-body template="liquid">{{ 3 | AtLeast: 5 }} {{ 9 | AtMost: 5 }} {{ "a b c d" | TruncateWords: 2 }} {{ "&lt;p&gt;hi &lt;b&gt;there&lt;/b&gt;&lt;/p&gt;" | StripHtml }} {{ "x-y-y" | RemoveFirst: "y" }} {{ "a&amp;b" | H }}</set-body>"#;
+    let op = |id: &str, template: &str, inbound: &str, outbound: &str| {
+        format!(
+            r#"{{"id": "{id}", "method": "*", "urlTemplate": "{template}", "policies": {}}}"#,
+            js(&policies(inbound, outbound, ""))
+        )
+    };
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "e", "path": "e", "serviceUrl": "{}", "subscriptionRequired": true,
+            "operations": [{}, {}, {}, {}, {}, {}]}}],
+          "products": [{{"id": "starter", "name": "Starter", "apis": ["e"]}}, {{"id": "unlimited", "name": "Unlimited", "apis": ["e"]}}],
+          "subscriptions": [{{"id": "s1", "scope": "/products/starter", "primaryKey": "starter-key-1"}},
+                            {{"id": "s2", "scope": "/products/unlimited", "primaryKey": "unlimited-key-1"}}]}}"#,
+        origin.url(""),
+        op("weather", "/weather", "", filter),
+        op("soap", "/soap", soap, ""),
+        op("transform", "/transform", transform, ""),
+        op("tojson", "/tojson", to_json, ""),
+        op("toform", "/toform", to_form, ""),
+        op("filters", "/filters", filters, ""),
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let key = |k: &'static str| ("Ocp-Apim-Subscription-Key", k);
+    let json = ("Content-Type", "application/json");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let r = post(&gw, "/e/weather", &[key("starter-key-1")], "");
+    assert_eq!(
+        r.text(),
+        "{\n  \"lat\": 33.44,\n  \"lon\": -94.04,\n  \"timezone\": \"America/Chicago\"\n}"
+    );
+    let r = post(&gw, "/e/weather", &[key("unlimited-key-1")], "");
+    assert_eq!(r.text(), weather, "another product gets it whole");
+    let r = post(
+        &gw,
+        "/e/soap",
+        &[key("starter-key-1"), json],
+        r#"{"getOpenOrders": {"cust": "1234"}}"#,
+    );
+    assert!(
+        r.text().contains("<cust>1234</cust>") && r.text().contains("<soap:Body>"),
+        "{}",
+        r.text()
+    );
+    let r = post(
+        &gw,
+        "/e/transform",
+        &[key("starter-key-1"), json],
+        r#"{"customer": {"purchase": {"identifier": "o-7", "orderShortDesc": "two books"}}}"#,
+    );
+    let body = r.text();
+    let order = body.split_once('\n').map_or("", |(_, b)| b).trim();
+    assert_eq!(
+        order,
+        "{\n\"order\": {\n    \"id\": \"o-7\",\n    \"summary\": \"two books\"\n    }\n}"
+    );
+    let r = post(
+        &gw,
+        "/e/tojson",
+        &[key("starter-key-1"), form],
+        "a=1&b=x+y&a=2",
+    );
+    assert_eq!(
+        r.text(),
+        "application/x-www-form-urlencoded\n{\"a\":[\"1\",\"2\"],\"b\":[\"x y\"]}"
+    );
+    let r = post(&gw, "/e/toform", &[key("starter-key-1"), form], "a=1&b=x+y");
+    assert_eq!(
+        r.text(),
+        "application/x-www-form-urlencoded\na=1&b=x+y&newKey=newValue"
+    );
+    let r = post(&gw, "/e/filters", &[key("starter-key-1")], "");
+    assert_eq!(r.text(), "-\n5 5 a b... hi there x--y a&amp;b");
+}

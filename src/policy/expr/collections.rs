@@ -589,6 +589,25 @@ fn dict_member<'e>(
     member: M,
     args: &'e [Node],
 ) -> Result<Val<'e>, EvalError> {
+    // APIM's extension on AsFormUrlEncodedContent's dictionary: the form again
+    if member == M::ToFormUrlEncodedContent {
+        let mut pairs = Vec::new();
+        for (k, v) in d.borrow().iter() {
+            let values = match v {
+                Val::List(_) | Val::Json(Json::Array(_)) => v.items()?,
+                other => vec![other.clone().into_owned()],
+            };
+            for value in values {
+                pairs.push(format!(
+                    "{}={}",
+                    super::statics::escape_form(k),
+                    super::statics::escape_form(&value.to_text())
+                ));
+            }
+        }
+        m.ticks(pairs.len())?;
+        return m.text(pairs.join("&"));
+    }
     if member == M::TryGetValue {
         let key = m.eval(
             args.first()

@@ -66,8 +66,8 @@ members! {
     Next, NextDouble,
     // BasicAuthCredentials (APIM's name), Guid
     UserId, ToByteArray,
-    // APIM's byte[] extensions
-    Encrypt, Decrypt,
+    // APIM's byte[] extensions, and the form dictionary's
+    Encrypt, Decrypt, ToFormUrlEncodedContent,
     // System.Security.Cryptography
     ComputeHash, Dispose,
     // DateTime, DateTimeOffset, TimeSpan

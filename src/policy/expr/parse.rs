@@ -908,6 +908,33 @@ impl Parser {
         } else {
             return Err(self.err_at(at, format!("'{name}' is a method: call it with (...)")));
         };
+        // `obj.Property(name).Remove()` (Microsoft's set-body example): a JProperty here
+        // does not know its object, so this is `obj.Remove(name)`
+        if let (
+            M::Remove,
+            true,
+            Node::Call {
+                member: M::Property,
+                ..
+            },
+        ) = (member, args.is_empty(), &v)
+        {
+            if let Node::Call {
+                target,
+                args: mut name,
+                safe: outer,
+                ..
+            } = v
+            {
+                return Ok(Node::Call {
+                    target,
+                    member: M::Remove,
+                    args: name.drain(..).take(1).collect(),
+                    generic: None,
+                    safe: safe || outer,
+                });
+            }
+        }
         Ok(Node::Call {
             target: Box::new(v),
             member,

@@ -16,7 +16,8 @@ use crate::policy::{Section, Step, Text};
 pub const KIND: Kind = Kind {
     element: "set-body",
     sections: ALL,
-    children: false,
+    // markup inside is the body's text (a SOAP envelope in a Liquid template)
+    children: true,
     compile,
 };
 
@@ -30,6 +31,20 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     policy(body(cx, n)?)
 }
 
+/// The body's text: the element's text, or, when it holds markup (a SOAP envelope in a
+/// Liquid template), its inner XML as written.
+fn content<'a>(n: Node<'a, '_>) -> &'a str {
+    if !n.children().any(|c| c.is_element()) {
+        return element_text(n);
+    }
+    let source = n.document().input_text();
+    let range = n.range();
+    let whole = &source[range.clone()];
+    let start = whole.find('>').map_or(whole.len(), |i| i + 1);
+    let end = whole.rfind("</").unwrap_or(whole.len()).max(start);
+    &whole[start..end]
+}
+
 /// A `<set-body>` element (also inside return-response): a value or a Liquid template.
 pub(crate) fn body(cx: &mut Cx, n: Node) -> R<SetBody> {
     no_attributes(cx, n, &["template", "xsi-nil"])?;
@@ -41,11 +56,12 @@ pub(crate) fn body(cx: &mut Cx, n: Node) -> R<SetBody> {
             format!("<set-body>: xsi-nil is \"blank\" or \"null\", not \"{v}\""),
         ));
     }
+    let content = content(n);
     match attr(n, "template") {
-        None | Some("none") => Ok(SetBody::Value(text_value(cx, n, element_text(n))?)),
+        None | Some("none") => Ok(SetBody::Value(text_value(cx, n, content)?)),
         Some("liquid") => {
             let response = matches!(cx.section, Section::Outbound | Section::OnError);
-            let t = liquid::compile(element_text(n), response)
+            let t = liquid::compile(content, response)
                 .map_err(|e| cx.err(n, format!("<set-body>: Liquid {e}")))?;
             Ok(SetBody::Liquid(t))
         }
