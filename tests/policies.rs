@@ -1894,3 +1894,32 @@ fn forward_request_follows_redirects_when_asked() {
     let r = send(&gw, "GET", "/a/start", &[], "");
     assert_eq!((r.status, r.text().as_str()), (302, "go"));
 }
+
+/// The first example of Microsoft's rewrite-uri reference page, as written there (a
+/// bare `&` in the template attribute included). (Its other two need query parameters
+/// in an operation's urlTemplate, which edgegate does not route on yet.)
+#[test]
+fn microsofts_rewrite_uri_example() {
+    let origin = Origin::echo();
+    let store = r#"<policies>
+    <inbound>
+        <base />
+        <rewrite-uri template="/v2/US/hardware/{storenumber}&{ordernumber}?City=city&State=state" />
+    </inbound>
+    <outbound>
+        <base />
+    </outbound>
+</policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "r", "path": "r", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "store", "method": "GET", "urlTemplate": "/{{storenumber}}/{{ordernumber}}", "policies": {}}}]}}]}}"#,
+        origin.url(""),
+        js(store),
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let r = send(&gw, "GET", "/r/123/456?City=x", &[], "");
+    assert_eq!(
+        r.text(),
+        "GET /v2/US/hardware/123&456?City=city&State=state\n"
+    );
+}

@@ -25,6 +25,15 @@ pub fn escape_expressions(text: &str) -> Result<String, (usize, String)> {
             i = find(&b[i..], b"]]>").map_or(b.len(), |e| i + e + 3);
             continue;
         }
+        // a bare `&` (Microsoft's rewrite-uri example writes `{a}&{b}?x=1&y=2` in an
+        // attribute) is the character, as APIM takes it; entity references stay
+        if b[i] == b'&' && !entity_at(&b[i..]) {
+            out.push_str(&text[copied..i]);
+            out.push_str("&amp;");
+            i += 1;
+            copied = i;
+            continue;
+        }
         if b[i] == b'@' && matches!(b.get(i + 1), Some(b'(') | Some(b'{')) {
             let end = match_close(text, i + 1)?;
             let raw = &text[i + 2..end];
@@ -96,6 +105,26 @@ fn match_close(text: &str, open: usize) -> Result<usize, (usize, String)> {
         i += 1;
     }
     Err((open - 1, "expression is never closed".into()))
+}
+
+/// Whether `b` starts with an XML entity or character reference (`&amp;`, `&#10;`,
+/// `&#x1F;`).
+fn entity_at(b: &[u8]) -> bool {
+    let Some(end) = b.iter().take(12).position(|&c| c == b';') else {
+        return false;
+    };
+    let name = &b[1..end];
+    match name {
+        [b'#', b'x' | b'X', hex @ ..] => !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit),
+        [b'#', dec @ ..] => !dec.is_empty() && dec.iter().all(u8::is_ascii_digit),
+        [first, rest @ ..] => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        }
+        [] => false,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
