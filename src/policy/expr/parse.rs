@@ -566,6 +566,22 @@ impl Parser {
                     self.punct(")")?;
                     Chain::Value(e)
                 }
+                // `nameof(a.b.C)`: "C", the last name, as C# gives it
+                "nameof" if self.peek_is(0, "(") => {
+                    self.pos += 1;
+                    let mut last = None;
+                    while let Tok::Ident(w) = self.peek() {
+                        self.pos += 1;
+                        last = Some(w);
+                        if !self.eat(".") {
+                            break;
+                        }
+                    }
+                    self.punct(")")?;
+                    let name =
+                        last.ok_or_else(|| self.err_at(at, "expected a name in nameof(...)"))?;
+                    Chain::Value(Node::Str(name))
+                }
                 // `default(T)`: null, or the zero of a number or bool
                 "default" if self.peek_is(0, "(") => {
                     self.pos += 1;

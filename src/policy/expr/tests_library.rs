@@ -145,6 +145,7 @@ fn shifts_unchecked_default_html_and_aes() {
             "JArray.Parse(\"[{\\\"c\\\":\\\"x\\\",\\\"n\\\":1},{\\\"c\\\":\\\"x\\\",\\\"n\\\":2},{\\\"c\\\":\\\"y\\\",\\\"n\\\":5}]\").GroupBy(t => (string)t[\"c\"]).Count()",
             "2",
         ),
+        ("nameof(context.Request.Method) + nameof(x)", "Methodx"),
         ("1 << 3", "8"),
         ("(300 >> 1) & 0xFF", "150"),
         ("-16 >> 2", "-4"),
