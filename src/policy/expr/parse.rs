@@ -876,6 +876,14 @@ impl Parser {
         safe: bool,
     ) -> Result<Node, ParseError> {
         let Some(member) = M::named(name) else {
+            // a field of an anonymous object or a tuple (`new { total = 1 }.total`)
+            if self.ty_of(&v) == Ty::Dict && !self.peek_is(0, "(") {
+                return Ok(Node::Index {
+                    target: Box::new(v),
+                    key: Box::new(Node::Str(name.to_string())),
+                    safe,
+                });
+            }
             return Err(self.err_at(at, format!("member '{name}' is not supported")));
         };
         let ty = self.ty_of(&v);

@@ -106,6 +106,8 @@ pub(super) enum S {
     /// A narrowing integer cast, `(byte)x` and kin: the bits and whether it is signed
     /// (an index into `NARROW`).
     Narrow(u8),
+    /// `Tuple.Create(a, b…)`: a record with Item1, Item2….
+    TupleCreate,
     /// `Array.Copy`, `Array.IndexOf`, `Array.Reverse`.
     ArrayCopy,
     ArrayIndexOf,
@@ -298,6 +300,16 @@ pub(super) fn call<'e>(
         | S::GuidParse
         | S::DeepEquals
         | S::Narrow(_) => library(m, f, &a),
+        S::TupleCreate => {
+            let fields: Vec<(String, Val<'static>)> = a
+                .into_vec()
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("Item{}", i + 1), v.into_owned()))
+                .collect();
+            m.charge(64 * fields.len())?;
+            Ok(Val::Dict(Rc::new(std::cell::RefCell::new(fields))))
+        }
         S::ArrayCopy | S::ArrayIndexOf | S::ArrayReverse => arrays(m, f, &a),
         _ => json_and_urls(m, f, &a, generic),
     }

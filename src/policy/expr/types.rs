@@ -147,6 +147,7 @@ fn statics_ty(f: statics::S, generic: Option<Ty>) -> Ty {
         S::GuidParse | S::HtmlEncode | S::HtmlDecode => Ty::Str,
         S::IsLeapYear => Ty::Bool,
         S::Narrow(_) | S::ArrayIndexOf => Ty::Int,
+        S::TupleCreate => Ty::Dict,
         S::DaysInMonth => Ty::Int,
         S::ContextTrace => Ty::Any,
         S::Range | S::Repeat | S::EmptyList => Ty::List,

@@ -25,6 +25,7 @@ pub(in crate::policy::expr) fn lookup(
         ("Guid", "NewGuid") => call(S::NewGuid(0), 0, 0),
         ("Guid", "Parse") => call(S::GuidParse, 1, 1),
         ("Array", "Copy") => call(S::ArrayCopy, 3, 5),
+        ("Tuple", "Create") => call(S::TupleCreate, 1, 7),
         ("Array", "IndexOf") => call(S::ArrayIndexOf, 2, 2),
         ("Array", "Reverse") => call(S::ArrayReverse, 1, 1),
         ("Array", "Empty") => call(S::EmptyList, 0, 0),
@@ -191,6 +192,7 @@ pub(in crate::policy::expr) fn is_static_type(name: &str) -> bool {
             | "CultureInfo"
             | "NumberStyles"
             | "Array"
+            | "Tuple"
             | "MidpointRounding"
             | "DateTimeStyles"
             | "DateTimeKind"
