@@ -1923,3 +1923,57 @@ fn microsofts_rewrite_uri_example() {
         "GET /v2/US/hardware/123&456?City=city&State=state\n"
     );
 }
+
+/// cross-domain in the global policy: the gateway serves the policy document at
+/// /crossdomain.xml (a path no API has); every other call goes on as before.
+#[test]
+fn cross_domain_serves_the_flash_policy_file() {
+    let origin = Origin::echo();
+    let global = r#"<policies><inbound><cross-domain>
+    <cross-domain-policy>
+        <allow-http-request-headers-from domain="*" headers="*" />
+    </cross-domain-policy>
+</cross-domain></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let gw = Gateway::start(
+        &config(
+            &api(&origin.url(""), false, None, None),
+            &format!(r#", "policies": {}"#, js(global)),
+        ),
+        &[],
+    );
+    let r = send(&gw, "GET", "/crossdomain.xml", &[], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/x-cross-domain-policy"));
+    assert_eq!(
+        r.text(),
+        "<?xml version=\"1.0\"?>\n<cross-domain-policy>\n        <allow-http-request-headers-from domain=\"*\" headers=\"*\" />\n    </cross-domain-policy>\n"
+    );
+    assert_eq!(
+        send(&gw, "GET", "/a/items/1", &[], "").text(),
+        "GET /items/1\n"
+    );
+    assert_eq!(send(&gw, "GET", "/nowhere", &[], "").status, 404);
+    // only at global scope, as APIM
+    let doc = config(
+        &api(
+            &origin.url(""),
+            false,
+            Some("<policies><inbound><cross-domain><cross-domain-policy /></cross-domain></inbound></policies>"),
+            None,
+        ),
+        "",
+    );
+    let path = temp_dir("crossdomain").join("c.json");
+    std::fs::write(&path, doc).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("<cross-domain> is allowed in the global policy only"),
+        "{err}"
+    );
+}

@@ -471,7 +471,10 @@ pub fn build_plans(
     let unmatched = global_doc
         .as_ref()
         .map(|_| plan_of(&global, false, "policies", errors))
-        .filter(|p| !p.on_error.is_empty());
+        // requests that match no API still meet on-error, and cross-domain's policy file
+        .filter(|p| {
+            !p.on_error.is_empty() || p.inbound.iter().any(|s| s.policy.name() == "cross-domain")
+        });
     let product_docs: Vec<Option<ScopeDoc>> = texts
         .products
         .iter()

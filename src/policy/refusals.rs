@@ -40,10 +40,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "GraphQL resolvers are not supported",
     ),
     (
-        "cross-domain",
-        "Flash and Silverlight policy files are not served (cors covers browsers)",
-    ),
-    (
         "get-authorization-context",
         "Azure only: API Management's credential manager",
     ),

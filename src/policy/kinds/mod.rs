@@ -9,6 +9,7 @@ pub mod authentication_basic;
 pub mod check_header;
 pub mod choose;
 pub mod cors;
+pub mod cross_domain;
 pub mod emit_metric;
 pub mod find_and_replace;
 pub mod forward_request;
@@ -81,6 +82,7 @@ pub const KINDS: &[Kind] = &[
     check_header::KIND,
     choose::KIND,
     cors::KIND,
+    cross_domain::KIND,
     emit_metric::KIND,
     find_and_replace::KIND,
     forward_request::KIND,

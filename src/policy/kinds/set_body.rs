@@ -33,7 +33,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
 
 /// The body's text: the element's text, or, when it holds markup (a SOAP envelope in a
 /// Liquid template), its inner XML as written.
-fn content<'a>(n: Node<'a, '_>) -> &'a str {
+pub(crate) fn content<'a>(n: Node<'a, '_>) -> &'a str {
     if !n.children().any(|c| c.is_element()) {
         return element_text(n);
     }

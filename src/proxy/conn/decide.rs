@@ -64,6 +64,9 @@ fn unmatched<'h, 'q>(
         subscription: None,
     };
     let head = log.head;
+    if let Some(file) = cross_domain_file(plan, ids, head, &view_of(head.path), log, ctx) {
+        return file;
+    }
     through_on_error(
         plan,
         ids,
@@ -74,6 +77,49 @@ fn unmatched<'h, 'q>(
         ctx,
         (log.url(), log.method(), "", ""),
     )
+}
+
+/// The global policy's `cross-domain` document, for a GET or HEAD of `/crossdomain.xml`
+/// (which matches no API).
+fn cross_domain_file<'h>(
+    plan: &Arc<crate::policy::Plan>,
+    ids: crate::pipeline::Ids,
+    head: &request::RequestHead,
+    view: &RequestView,
+    log: &Logged,
+    ctx: &mut Ctx<'h>,
+) -> Option<Decision<'h>> {
+    use crate::policy::kinds::cross_domain::{CrossDomain, POLICY_PATH};
+    if !matches!(head.method, "GET" | "HEAD") || head.path != POLICY_PATH {
+        return None;
+    }
+    let policy = plan
+        .inbound
+        .iter()
+        .find_map(|s| s.policy_as::<CrossDomain>())?;
+    *ctx.seq += 1;
+    let id = request_id(ctx.id_prefix, *ctx.seq);
+    let mut c = Pipeline::start(plan, ids, "", id, view);
+    c.st.resp = policy.answer();
+    let close = CloseReason::after_request(head.keep_alive, ctx.draining)
+        .or(CloseReason::unread_body(head.body != BodyKind::None));
+    let st = &c.st;
+    Some(Decision::Raw {
+        status: 200,
+        bytes: gate::render_response(st, 200, "", &[], close.is_some(), head.is_head()),
+        consumed: 0,
+        close,
+        method: log.method(),
+        url: log.url(),
+        api: "",
+        op: "",
+        request_id: st.request_id.clone(),
+        reason: None,
+        subscription: String::new(),
+        product: String::new(),
+        traces: Vec::new(),
+        metrics: Vec::new(),
+    })
 }
 
 /// Answers a failure outside the policies (a refused key, no matching operation) the way
