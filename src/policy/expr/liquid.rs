@@ -38,6 +38,10 @@ enum LNode {
     Case(LExpr, Vec<(Vec<LExpr>, Vec<LNode>)>, Vec<LNode>),
     Assign(String, Piped),
     Capture(String, Vec<LNode>),
+    /// `{% increment x %}` (true) / `{% decrement x %}`: counters of their own.
+    Count(String, bool),
+    /// `{% cycle ['group':] a, b, c %}`: the next value of the group's rotation.
+    Cycle(String, Vec<LExpr>),
 }
 
 /// A value and its filters.
@@ -312,6 +316,7 @@ impl<'t> TParser<'t> {
                     .ok_or_else(|| perr(at, "expected {% assign x = value %}"))?;
                 LNode::Assign(var.trim().to_string(), piped(value, at)?)
             }
+            "increment" | "decrement" | "cycle" => counter_tag(name, args, at)?,
             "capture" => {
                 let (body, closing) = self.nodes(&["endcapture"], depth + 1)?;
                 closing.ok_or_else(|| perr(at, "{% capture %} without {% endcapture %}"))?;
@@ -358,6 +363,38 @@ impl<'t> TParser<'t> {
             }
         })
     }
+}
+
+/// `{% increment x %}`, `{% decrement x %}` and `{% cycle ['group':] a, b %}`.
+fn counter_tag(name: &str, args: &str, at: usize) -> Result<LNode, ParseError> {
+    if name != "cycle" {
+        let var = args.trim();
+        if var.is_empty()
+            || !var
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(perr(at, format!("expected {{% {name} variable %}}")));
+        }
+        return Ok(LNode::Count(var.to_string(), name == "increment"));
+    }
+    let (group, list) = match split_outside_quotes(args, ":") {
+        Some((g, rest)) => (g.trim().trim_matches(['\'', '"']).to_string(), rest),
+        None => (args.trim().to_string(), args),
+    };
+    let mut values = Vec::new();
+    let mut rest = list;
+    while let Some((first, tail)) = split_outside_quotes(rest, ",") {
+        values.push(expr(first.trim(), at)?);
+        rest = tail;
+    }
+    if !rest.trim().is_empty() {
+        values.push(expr(rest.trim(), at)?);
+    }
+    if values.is_empty() {
+        return Err(perr(at, "expected {% cycle a, b %}"));
+    }
+    Ok(LNode::Cycle(group, values))
 }
 
 fn not(c: Cond) -> Cond {
@@ -533,6 +570,8 @@ pub fn render(t: &Template, env: &dyn Env) -> Result<String, EvalError> {
 fn render_with(m: &mut Machine, t: &Template) -> Result<String, EvalError> {
     let mut r = Render {
         locals: Vec::new(),
+        counters: Vec::new(),
+        cycles: Vec::new(),
         body: None,
         response: t.response,
     };
@@ -543,6 +582,9 @@ fn render_with(m: &mut Machine, t: &Template) -> Result<String, EvalError> {
 
 struct Render {
     locals: Vec<(String, Val<'static>)>,
+    /// `increment` / `decrement` counters, and `cycle` rotations by group.
+    counters: Vec<(String, i64)>,
+    cycles: Vec<(String, usize)>,
     body: Option<Val<'static>>,
     response: bool,
 }
@@ -652,6 +694,36 @@ impl Render {
                     let mut s = String::new();
                     self.nodes(m, body, &mut s)?;
                     self.set(var, Val::Str(Cow::Owned(s)));
+                }
+                LNode::Count(var, up) => {
+                    let at = match self.counters.iter().position(|(k, _)| k == var) {
+                        Some(i) => i,
+                        None => {
+                            self.counters.push((var.clone(), 0));
+                            self.counters.len() - 1
+                        }
+                    };
+                    let c = &mut self.counters[at].1;
+                    if *up {
+                        out.push_str(&c.to_string());
+                        *c += 1;
+                    } else {
+                        *c -= 1;
+                        out.push_str(&c.to_string());
+                    }
+                }
+                LNode::Cycle(group, values) => {
+                    let at = match self.cycles.iter().position(|(k, _)| k == group) {
+                        Some(i) => i,
+                        None => {
+                            self.cycles.push((group.clone(), 0));
+                            self.cycles.len() - 1
+                        }
+                    };
+                    let turn = self.cycles[at].1;
+                    self.cycles[at].1 = turn + 1;
+                    let v = self.value(m, &values[turn % values.len()])?;
+                    out.push_str(&text(&v));
                 }
             }
             m.charge(0)?;
@@ -956,6 +1028,9 @@ mod tests {
             ("{% if body.n > 5 and body.kind == 'b' %}big{% endif %}{% if body.tags contains 'y' %} has-y{% endif %}", "big has-y"),
             ("{{ body.n | divided_by: 2 }} {{ body.n | modulo: 4 }} {{ 'a b' | url_encode }}", "3 3 a+b"),
             ("{{ body | json }}", r#"{"kind":"b","n":7,"tags":["x","y"],"when":"2024-05-01T10:20:30Z","html":"<a & b>"}"#),
+            // counters and rotations
+            ("{% increment n %}{% increment n %}{% decrement d %}{% decrement d %}{% increment d %}", "01-1-2-2"),
+            ("{% for t in body.tags %}{% cycle 'odd', 'even' %} {% endfor %}{% cycle 'g': 1, 2 %}{% cycle 'g': 1, 2 %}", "odd even 12"),
             // whitespace control
             ("[\n  {%- for t in body.tags -%}\n  {{- t }},\n  {%- endfor %}\n]", "[x,y,\n]"),
             ("a  {{- body.kind -}}  z", "abz"),
