@@ -330,15 +330,19 @@ pub struct Call<'c> {
 impl Call<'_> {
     /// `text` evaluated for this call (a literal as it is).
     pub fn text(&mut self, text: &Text) -> Result<String, EvalError> {
+        self.text_cow(text).map(Cow::into_owned)
+    }
+    /// `text` for this call, a literal borrowed (no allocation per request).
+    pub fn text_cow<'t>(&mut self, text: &'t Text) -> Result<Cow<'t, str>, EvalError> {
         if let Text::Lit(l) = text {
-            return Ok(l.clone());
+            return Ok(Cow::Borrowed(l));
         }
         let mut out = Err(err("no environment"));
         self.host.with_env(self.st, &mut |env| {
             out = text.eval(env).map(|c| c.into_owned())
         });
         self.st.settle_consumed();
-        out
+        out.map(Cow::Owned)
     }
     /// A setting's value for this call (an expression's text checked against its set).
     pub fn setting<T: Clone>(&mut self, s: &Setting<T>) -> Result<T, EvalError> {

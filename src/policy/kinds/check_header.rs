@@ -2,8 +2,6 @@
 //! values, with the configured status and message.
 //! Must not touch: anything but the request's headers.
 
-use std::borrow::Cow;
-
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, INBOUND};
@@ -81,30 +79,41 @@ impl Behaviour for CheckHeader {
         )
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let name = or_fail!(call, step, call.text(&self.name));
+        // literals are borrowed: a check without expressions allocates nothing
+        let name = or_fail!(call, step, call.text_cow(&self.name));
         let code = or_fail!(call, step, call.setting(&self.failed_code));
-        let message = or_fail!(call, step, call.text(&self.failed_message));
+        let message = or_fail!(call, step, call.text_cow(&self.failed_message));
         let ignore_case = or_fail!(call, step, call.setting(&self.ignore_case));
-        let allowed = or_fail!(call, step, call.texts(&self.values));
-        let value = call.header(Phase::Request, &name).map(Cow::into_owned);
-        let st = &mut *call.st;
-        let Some(value) = value else {
-            st.answer(code, &message);
-            return st.fail(step, "check-header", "HeaderNotFound", &message);
+        let computed = match self.values.iter().any(|v| matches!(v, Text::Expr(_))) {
+            true => Some(or_fail!(call, step, call.texts(&self.values))),
+            false => None,
         };
-        let ok = allowed.is_empty()
-            || allowed.iter().any(|v| {
-                value.split(',').map(str::trim).any(|have| {
-                    if ignore_case {
-                        have.eq_ignore_ascii_case(v)
-                    } else {
-                        have == v
-                    }
-                })
-            });
-        if !ok {
-            st.answer(code, &message);
-            return st.fail(step, "check-header", "HeaderValueNotAllowed", &message);
+        let refused = match call.header(Phase::Request, &name) {
+            None => Some("HeaderNotFound"),
+            Some(value) => {
+                let listed = |v: &str| {
+                    value.split(',').map(str::trim).any(|have| {
+                        if ignore_case {
+                            have.eq_ignore_ascii_case(v)
+                        } else {
+                            have == v
+                        }
+                    })
+                };
+                let ok = self.values.is_empty()
+                    || match &computed {
+                        Some(values) => values.iter().any(|v| listed(v)),
+                        None => self
+                            .values
+                            .iter()
+                            .any(|v| matches!(v, Text::Lit(l) if listed(l))),
+                    };
+                (!ok).then_some("HeaderValueNotAllowed")
+            }
+        };
+        if let Some(reason) = refused {
+            call.st.answer(code, &message);
+            return call.st.fail(step, "check-header", reason, &message);
         }
         Flow::Continue
     }

@@ -99,20 +99,23 @@ impl Behaviour for IpFilter {
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let allow = or_fail!(call, step, call.setting(&self.allow));
-        let mut addresses = Vec::with_capacity(self.addresses.len());
-        for a in &self.addresses {
-            addresses.push(or_fail!(call, step, call.setting(a)));
-        }
-        let req = call.host.request();
-        let ip: Option<IpAddr> = req.ip.parse().ok();
-        let listed = ip.is_some_and(|ip| {
-            let ip = canonical(ip);
-            addresses.iter().any(|a| canonical(*a) == ip)
+        let ip: Option<IpAddr> = call.host.request().ip.parse().ok().map(canonical);
+        let mut listed = false;
+        if let Some(ip) = ip {
+            // each address in turn (no list built per request)
+            for a in &self.addresses {
+                if canonical(or_fail!(call, step, call.setting(a))) == ip {
+                    listed = true;
+                    break;
+                }
+            }
+            listed = listed
                 || self
                     .ranges
                     .iter()
-                    .any(|(f, t)| (canonical(*f)..=canonical(*t)).contains(&ip))
-        });
+                    .any(|(f, t)| (canonical(*f)..=canonical(*t)).contains(&ip));
+        }
+        let req = call.host.request();
         if listed != allow {
             let msg = format!(
                 "Caller IP address {} is not allowed. Access denied.",

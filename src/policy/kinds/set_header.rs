@@ -2,6 +2,8 @@
 //! a response header (outbound, on-error), values from literals or expressions.
 //! Must not touch: the body, the path, the query.
 
+use std::borrow::Cow;
+
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
@@ -96,13 +98,13 @@ impl Edit {
             .chain(&self.values)
     }
 
-    /// Its name, action and values for this call.
+    /// Its name (a literal borrowed), action and values for this call.
     pub fn resolve(
         &self,
         call: &mut Call,
         rule: NameRule,
-    ) -> Result<(String, ExistsAction, Vec<String>), EvalError> {
-        let name = call.text(&self.name)?;
+    ) -> Result<(Cow<'_, str>, ExistsAction, Vec<String>), EvalError> {
+        let name = call.text_cow(&self.name)?;
         if !rule.admits(&name) {
             return Err(EvalError(
                 format!("'{name}' is not a valid {} name", rule.what()).into(),

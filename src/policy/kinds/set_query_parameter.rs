@@ -54,11 +54,11 @@ impl Behaviour for SetQueryParameter {
                 let at = q.iter().position(|(k, _)| k == name).unwrap_or(q.len());
                 q.retain(|(k, _)| k != name);
                 let at = at.min(q.len());
-                q.splice(at..at, vals.into_iter().map(|v| (name.clone(), v)));
+                q.splice(at..at, vals.into_iter().map(|v| (name.to_string(), v)));
             }
             ExistsAction::Skip if exists => {}
             ExistsAction::Skip | ExistsAction::Append => {
-                q.extend(vals.into_iter().map(|v| (name.clone(), v)))
+                q.extend(vals.into_iter().map(|v| (name.to_string(), v)))
             }
             ExistsAction::Delete => q.retain(|(k, _)| k != name),
         }
