@@ -39,6 +39,8 @@ pub struct Raw {
     pub(super) object: bool,
     /// How deeply containers nest in it (1 for one without containers inside).
     pub(super) depth: u8,
+    /// Whether its text is what compact printing prints (then it is copied).
+    pub(super) canonical: bool,
 }
 
 impl Json {
@@ -112,7 +114,7 @@ impl Json {
         }
     }
 
-    /// `JToken.DeepEquals`.
+    /// `JToken.DeepEquals` (numbers compared as JValue compares them).
     pub fn deep_equals(&self, other: &Json) -> bool {
         if matches!(self, Json::Raw(_)) || matches!(other, Json::Raw(_)) {
             return self.opened().deep_equals(&other.opened());
@@ -121,8 +123,10 @@ impl Json {
             (Json::Null, Json::Null) => true,
             (Json::Bool(a), Json::Bool(b)) => a == b,
             (Json::Int(a), Json::Int(b)) => a == b,
-            (Json::Float(a), Json::Float(b)) => a == b,
-            (Json::Int(a), Json::Float(b)) | (Json::Float(b), Json::Int(a)) => (*a as f64) == *b,
+            (Json::Float(a), Json::Float(b)) => floats_equal(*a, *b),
+            (Json::Int(a), Json::Float(b)) | (Json::Float(b), Json::Int(a)) => {
+                floats_equal(*a as f64, *b)
+            }
             (Json::Str(a), Json::Str(b)) => a == b,
             (Json::Array(a), Json::Array(b)) => {
                 Rc::ptr_eq(a, b) || {
@@ -392,6 +396,17 @@ fn json_double(f: f64) -> String {
     } else {
         s + ".0"
     }
+}
+
+/// Two JSON numbers as JValue compares them: Newtonsoft's `MathUtils.ApproxEquals`
+/// (equal within a few ulps), then `Double.CompareTo` (NaN equals NaN).
+fn floats_equal(a: f64, b: f64) -> bool {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return true;
+    }
+    let tolerance = (a.abs() + b.abs() + 10.0) * f64::EPSILON;
+    let difference = a - b;
+    -tolerance < difference && tolerance > difference
 }
 
 /// Parses JSON text as `JToken.Parse` does (the caller checks the kind it wanted).

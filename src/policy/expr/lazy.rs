@@ -11,24 +11,25 @@
 use std::borrow::Cow;
 use std::rc::Rc;
 
-use super::json::{
-    self, newline, push_json_double, push_string, Json, Raw, Reader, BAD, MAX_DEPTH,
-};
+use super::json::{self, newline, push_json_double, push_string, Json, Raw, Reader, BAD};
 use super::{err, EvalError};
+use check::End;
 
-/// A parsed text and where each of its containers ends (start, end, depth), found
-/// while it was checked: opening a container looks its children's ends up instead of
-/// scanning them again.
+mod check;
+
+/// A parsed text (without insignificant whitespace) and its containers, found while it
+/// was checked: opening a container looks its children's ends up instead of scanning
+/// them again.
 #[derive(Debug)]
 pub struct Source {
     pub text: Box<str>,
-    ends: Vec<(u32, u32, u8)>,
+    ends: Vec<End>,
 }
 
 impl Source {
-    fn end_of(&self, start: u32) -> Option<(u32, u8)> {
-        let i = self.ends.binary_search_by_key(&start, |e| e.0).ok()?;
-        Some((self.ends[i].1, self.ends[i].2))
+    fn end_of(&self, start: u32) -> Option<End> {
+        let i = self.ends.binary_search_by_key(&start, |e| e.start).ok()?;
+        Some(self.ends[i])
     }
 }
 
@@ -36,169 +37,26 @@ impl Source {
 /// repeats without allocating is quadratic).
 const NAMES_CHECKED: usize = 64;
 
-/// Parses JSON text: checked whole, the root opened, nested containers left unopened.
+/// Parses JSON text: plain JSON is checked whole and its root opened, nested containers
+/// left unopened; anything else (and every error) goes to the eager parser.
 pub fn parse(text: &str) -> Result<Json, EvalError> {
-    let mut r = Reader::new(text);
-    r.blank()?;
-    let start = r.pos;
-    let first = r.b.get(start).copied();
-    let mut names = Vec::new();
-    let mut eager = false;
-    let mut ends = Vec::new();
-    let depth = skip(&mut r, 0, &mut names, &mut eager, &mut ends)?;
-    let end = r.pos;
-    r.end()?;
-    if eager || !matches!(first, Some(b'{' | b'[')) {
+    let Some(checked) = check::check(text) else {
         return json::parse_eager(text);
-    }
-    ends.sort_unstable_by_key(|e| e.0);
+    };
+    let root = checked.ends[0];
+    let object = checked.text.starts_with('{');
     let raw = Raw {
         src: Rc::new(Source {
-            text: text.into(),
-            ends,
+            text: checked.text.into(),
+            ends: checked.ends,
         }),
-        start: start as u32,
-        end: end as u32,
-        object: first == Some(b'{'),
-        depth,
+        start: root.start,
+        end: root.end,
+        object,
+        depth: root.depth,
+        canonical: root.canonical,
     };
     Ok(open(&raw))
-}
-
-/// Skips (and checks) one value; returns how deeply containers nest in it. Sets
-/// `eager` when the value needs the eager parser (a repeated or escaped name, or an
-/// object too large to check cheaply). `names` is scratch space for name spans.
-fn skip(
-    r: &mut Reader,
-    depth: usize,
-    names: &mut Vec<(usize, usize)>,
-    eager: &mut bool,
-    ends: &mut Vec<(u32, u32, u8)>,
-) -> Result<u8, EvalError> {
-    r.blank()?;
-    let Some(&c) = r.b.get(r.pos) else {
-        return Err(err("Unexpected end of JSON content"));
-    };
-    if matches!(c, b'{' | b'[') && depth >= MAX_DEPTH {
-        return Err(err("The reader's MaxDepth of 64 has been exceeded (JSON)"));
-    }
-    match c {
-        b'{' => {
-            let start = r.pos;
-            r.pos += 1;
-            let mark = names.len();
-            let mut deepest = 0;
-            loop {
-                r.blank()?;
-                if r.b.get(r.pos) == Some(&b'}') {
-                    r.pos += 1;
-                    break;
-                }
-                let (start, end, escaped) = name_span(r)?;
-                let name = &r.text[start..end];
-                if escaped
-                    || names.len() - mark >= NAMES_CHECKED
-                    || names[mark..].iter().any(|&(s, e)| &r.text[s..e] == name)
-                {
-                    *eager = true;
-                }
-                names.push((start, end));
-                r.blank()?;
-                if r.b.get(r.pos) != Some(&b':') {
-                    return Err(err("Invalid character after parsing property name (JSON)"));
-                }
-                r.pos += 1;
-                deepest = deepest.max(skip(r, depth + 1, names, eager, ends)?);
-                r.blank()?;
-                match r.b.get(r.pos) {
-                    Some(b',') => r.pos += 1,
-                    Some(b'}') => {}
-                    _ => return Err(BAD),
-                }
-            }
-            names.truncate(mark);
-            let d = deepest.saturating_add(1);
-            ends.push((start as u32, r.pos as u32, d));
-            Ok(d)
-        }
-        b'[' => {
-            let start = r.pos;
-            r.pos += 1;
-            let mut deepest = 0;
-            loop {
-                r.blank()?;
-                if r.b.get(r.pos) == Some(&b']') {
-                    r.pos += 1;
-                    break;
-                }
-                deepest = deepest.max(skip(r, depth + 1, names, eager, ends)?);
-                r.blank()?;
-                match r.b.get(r.pos) {
-                    Some(b',') => r.pos += 1,
-                    Some(b']') => {}
-                    _ => return Err(BAD),
-                }
-            }
-            let d = deepest.saturating_add(1);
-            ends.push((start as u32, r.pos as u32, d));
-            Ok(d)
-        }
-        b'-' | b'0'..=b'9' => {
-            skip_number(r)?;
-            Ok(0)
-        }
-        // scalars are checked by reading them (no allocation for numbers and literals)
-        b'"' | b'\'' => {
-            string_text(r, c)?;
-            Ok(0)
-        }
-        _ => {
-            r.value(depth)?;
-            Ok(0)
-        }
-    }
-}
-
-/// Checks a JSON number at the cursor without converting it: `-? digits (. digits)?
-/// ([eE] [+-]? digits)?`.
-fn skip_number(r: &mut Reader) -> Result<(), EvalError> {
-    let bad = err("Input string was not a valid number (JSON)");
-    let b = r.b;
-    let mut i = r.pos;
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-        if r.text[i..].starts_with("Infinity") {
-            r.pos = i + 8;
-            return Ok(());
-        }
-    }
-    let digits = |i: &mut usize| {
-        let start = *i;
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i > start
-    };
-    if !digits(&mut i) {
-        return Err(bad);
-    }
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        if !digits(&mut i) {
-            return Err(bad);
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        if !digits(&mut i) {
-            return Err(bad);
-        }
-    }
-    r.pos = i;
-    Ok(())
 }
 
 /// A property name at the cursor: its span (without quotes) and whether it holds an
@@ -292,14 +150,15 @@ fn open_checked(raw: &Raw) -> Result<Json, EvalError> {
         match r.b.get(r.pos) {
             Some(&c @ (b'{' | b'[')) => {
                 let start = r.pos as u32;
-                let (end, depth) = src.end_of(start).ok_or(BAD)?;
-                r.pos = end as usize;
+                let end = src.end_of(start).ok_or(BAD)?;
+                r.pos = end.end as usize;
                 Ok(Json::Raw(Raw {
                     src: Rc::clone(src),
                     start,
-                    end,
+                    end: end.end,
                     object: c == b'{',
-                    depth,
+                    depth: end.depth,
+                    canonical: end.canonical,
                 }))
             }
             Some(&q @ (b'"' | b'\'')) => Ok(Json::Str(string_value(r, q)?.into_owned())),
@@ -350,14 +209,20 @@ pub fn open_all(raw: &Raw) -> Json {
 /// Prints an unopened container as the tree would print it (compact or indented at
 /// `depth`), straight from its text.
 pub fn emit(raw: &Raw, indented: bool, depth: usize, out: &mut String) -> Result<(), EvalError> {
+    let text = &raw.src.text[raw.start as usize..raw.end as usize];
+    if raw.canonical && !indented {
+        out.push_str(text);
+        return Ok(());
+    }
     let mut r = Reader::new(&raw.src.text);
     r.pos = raw.start as usize;
-    out.reserve((raw.end - raw.start) as usize);
-    emit_value(&mut r, indented, depth, out)
+    out.reserve(text.len());
+    emit_value(&mut r, &raw.src, indented, depth, out)
 }
 
 fn emit_value(
     r: &mut Reader,
+    src: &Source,
     indented: bool,
     depth: usize,
     out: &mut String,
@@ -367,6 +232,12 @@ fn emit_value(
         return Err(err("Unexpected end of JSON content"));
     };
     match c {
+        b'{' | b'[' if !indented && src.end_of(r.pos as u32).is_some_and(|e| e.canonical) => {
+            // a canonical container inside one that is not: copied whole
+            let end = src.end_of(r.pos as u32).map_or(r.pos, |e| e.end as usize);
+            out.push_str(&r.text[r.pos..end]);
+            r.pos = end;
+        }
         b'{' | b'[' => {
             let (close, object) = if c == b'{' {
                 (b'}', true)
@@ -400,7 +271,7 @@ fn emit_value(
                         out.push(' ');
                     }
                 }
-                emit_value(r, indented, depth + 1, out)?;
+                emit_value(r, src, indented, depth + 1, out)?;
                 r.blank()?;
                 if r.b.get(r.pos) == Some(&b',') {
                     r.pos += 1;
@@ -455,45 +326,17 @@ fn copy_string(r: &mut Reader, out: &mut String) -> bool {
     false
 }
 
-/// Copies a number at the cursor when its text is already what Newtonsoft prints: an
-/// integer without leading zeros (up to 18 digits), or a decimal with 1 to 15 digits, no
-/// trailing zero and no exponent, at least 1E-04 (there the shortest round-trip form is
-/// the text itself). Anything else is converted and printed.
+/// Copies a number at the cursor when its text is already what Newtonsoft prints
+/// (`check::number_at`); anything else is converted and printed.
 fn copy_number(r: &mut Reader, out: &mut String) -> bool {
-    let b = r.b;
-    let start = r.pos;
-    let mut i = start + usize::from(b.get(start) == Some(&b'-'));
-    let int_start = i;
-    while b.get(i).is_some_and(u8::is_ascii_digit) {
-        i += 1;
-    }
-    let int_len = i - int_start;
-    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-        return false;
-    }
-    let mut digits = int_len;
-    if b.get(i) == Some(&b'.') {
-        let frac_start = i + 1;
-        i = frac_start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
+    match check::number_at(r.b, r.pos) {
+        Some((end, true)) => {
+            out.push_str(&r.text[r.pos..end]);
+            r.pos = end;
+            true
         }
-        let frac_len = i - frac_start;
-        digits += frac_len;
-        let small = b[int_start] == b'0' && b[frac_start..i].starts_with(b"000");
-        if frac_len == 0 || b[i - 1] == b'0' || digits > 15 || small {
-            return false;
-        }
-    } else if int_len > 18 || (int_len == 1 && b[int_start] == b'0' && start != int_start) {
-        // "-0" prints as 0
-        return false;
+        _ => false,
     }
-    if matches!(b.get(i), Some(b'e' | b'E' | b'.')) {
-        return false;
-    }
-    out.push_str(&r.text[start..i]);
-    r.pos = i;
-    true
 }
 
 #[cfg(test)]
@@ -509,6 +352,9 @@ mod tests {
             r#"[1, [2, [3, [4]]], {"k": "v"}, [], {}]"#,
             r#"{"dup": 1, "dup": 2, "x": [1]}"#,
             "{\"a\\u0062\": 1}",
+            // plain JSON: canonical containers are copied whole, the others re-emitted
+            "{ \"a\" : [ 1 , 2.5 , \"x y\" ] ,\n \"b\": {\"c\": \"\\u00e9\\/\", \"d\": [1.0, -0, 1e3]}, \"e\": [{\"f\": \"\u{2028}\"}]}\r\n",
+            r#"[{"n":1},{"n":-0.5},[0.0001,0.00001],[123456789012345678,1234567890123456789]]"#,
         ];
         for text in docs {
             let lazy = parse(text).unwrap();
@@ -533,6 +379,28 @@ mod tests {
             doc.print(false).unwrap(),
             r#"{"items":[{"n":1},{"n":7}],"id":"x"}"#
         );
+        // the copy has no insignificant whitespace; canonical containers are flagged
+        let Some(c) = check::check("{ \"a\" : [ 1 , 2.5 ], \"b\" : [ 1.0 ] }") else {
+            panic!("plain JSON")
+        };
+        assert_eq!(c.text, r#"{"a":[1,2.5],"b":[1.0]}"#);
+        let flags: Vec<_> = c
+            .ends
+            .iter()
+            .map(|e| (e.start, e.end, e.canonical))
+            .collect();
+        assert_eq!(flags, [(0, 23, false), (5, 12, true), (17, 22, false)]);
+        for other in [
+            "{'a': 1}",
+            "{a: 1}",
+            "[1, /* c */ 2]",
+            "[01]",
+            "[1,]",
+            "\"x\"",
+            "[\"\u{1}\"]",
+        ] {
+            assert!(check::check(other).is_none(), "{other}");
+        }
         for bad in ["{", "[1,", "{\"a\": [1, }", "{\"a\" 1}", "[\"x]", "{} x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

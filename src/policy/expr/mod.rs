@@ -54,6 +54,11 @@ pub use tokens::jwt_value;
 pub fn parse_json_tree(text: &str) -> Result<Json, EvalError> {
     json::parse_eager(text)
 }
+/// JSON text parsed as a body's `As<JObject>()` reads it: plain JSON lazily (nested
+/// containers opened when read), anything else whole. Prints as the whole tree would.
+pub fn parse_json_body(text: &str) -> Result<Json, EvalError> {
+    json::parse(text)
+}
 pub use value::Val;
 
 use lex::{is_keyword, lex, Part, Tok};

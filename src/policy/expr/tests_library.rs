@@ -39,6 +39,15 @@ fn json_paths_values_and_deep_equals() {
             r#"JToken.DeepEquals(JToken.Parse("[1]"), JToken.Parse("[2]"))"#.to_string(),
             "False",
         ),
+        // JValue compares numbers approximately (Newtonsoft's ApproxEquals), NaN = NaN
+        (
+            r#"JToken.DeepEquals(JToken.Parse("[0.30000000000000004, NaN, 1]"), JToken.Parse("[0.3, NaN, 1.0]"))"#.to_string(),
+            "True",
+        ),
+        (
+            r#"JToken.DeepEquals(JToken.Parse("[0.3001]"), JToken.Parse("[0.3]"))"#.to_string(),
+            "False",
+        ),
     ];
     for (code, want) in cases {
         assert_eq!(text(&code), want, "{code}");

@@ -1,0 +1,21 @@
+//! A body's lazy JSON against the whole tree: the same text never panics, both accept
+//! or both refuse it (with the same message), and what they print (compact and
+//! indented) and how they compare is the same.
+#![no_main]
+
+use edgegate::policy::expr::{parse_json_body, parse_json_tree};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match (parse_json_body(text), parse_json_tree(text)) {
+        (Ok(lazy), Ok(whole)) => {
+            for indented in [false, true] {
+                assert_eq!(lazy.print(indented), whole.print(indented), "{text:?}");
+            }
+            assert!(lazy.deep_equals(&whole), "{text:?}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "{text:?}"),
+        (a, b) => panic!("{text:?}: lazy {a:?}, whole {b:?}"),
+    }
+});

@@ -1,0 +1,335 @@
+//! The one pass over a body that the lazy tree needs: checks plain JSON (double-quoted
+//! strings, plain names, no comments) and copies it without insignificant whitespace,
+//! noting where each container starts and ends in the copy and whether its text is
+//! already what Newtonsoft prints compact (then printing it is one copy).
+//! Anything else, including every error, is left to the eager parser, which judges and
+//! words it exactly: this pass answers `None` and never errs itself.
+//! Must not touch: the tree, printing, evaluation.
+
+use super::super::json::MAX_DEPTH;
+use super::NAMES_CHECKED;
+
+/// A container of the copy: where it starts and ends, how deeply containers nest in it,
+/// and whether its text is canonical compact JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    pub start: u32,
+    pub end: u32,
+    pub depth: u8,
+    pub canonical: bool,
+}
+
+/// Plain JSON text, checked and copied without insignificant whitespace.
+pub struct Checked {
+    pub text: String,
+    /// Every container, in order of where it starts.
+    pub ends: Vec<End>,
+}
+
+/// Checks `text`: `Some` when it is a plain JSON object or array, `None` when the eager
+/// parser must judge it (an error, a comment, a single quote, a repeated or escaped
+/// name, a scalar root, a document too deep).
+pub fn check(text: &str) -> Option<Checked> {
+    if u32::try_from(text.len()).is_err() {
+        return None;
+    }
+    let mut s = Scan {
+        b: text.as_bytes(),
+        text,
+        pos: 0,
+        out: String::with_capacity(text.len()),
+        run: 0,
+        ends: Vec::new(),
+        names: Vec::new(),
+    };
+    s.blank();
+    if !matches!(s.b.get(s.pos), Some(b'{' | b'[')) {
+        return None;
+    }
+    s.value(0)?;
+    s.blank();
+    if s.pos != s.b.len() {
+        return None;
+    }
+    s.flush();
+    Some(Checked {
+        text: s.out,
+        ends: s.ends,
+    })
+}
+
+/// What a byte means inside a string: 0 plain, QUOTE, ESCAPE, CONTROL, or SPECIAL
+/// (a lead byte of U+0085, U+2028 or U+2029, which Newtonsoft prints escaped).
+const PLAIN: u8 = 0;
+const QUOTE: u8 = 1;
+const ESCAPE: u8 = 2;
+const CONTROL: u8 = 3;
+const SPECIAL: u8 = 4;
+const STRING_BYTES: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = CONTROL;
+        i += 1;
+    }
+    t[b'"' as usize] = QUOTE;
+    t[b'\\' as usize] = ESCAPE;
+    t[0xC2] = SPECIAL;
+    t[0xE2] = SPECIAL;
+    t
+};
+
+/// Where the run of plain string bytes starting at `i` ends: eight bytes at a time
+/// while none of them is a quote, a backslash, a control or a non-ASCII byte, then one
+/// at a time.
+#[inline(always)]
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes);
+        let quote = has_zero(x ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(x ^ (ONES * u64::from(b'\\')));
+        // bytes below 0x20, and bytes with the high bit set
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let stop = quote | backslash | control | (x & HIGHS);
+        if stop != 0 {
+            // the lowest flagged byte is a real stop; flags above it may be false
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|&c| STRING_BYTES[usize::from(c)] == PLAIN)
+    {
+        i += 1;
+    }
+    i
+}
+
+fn is_blank(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+struct Scan<'t> {
+    b: &'t [u8],
+    text: &'t str,
+    pos: usize,
+    out: String,
+    /// Where the run of text not yet copied to `out` starts.
+    run: usize,
+    ends: Vec<End>,
+    /// Spans of the names of the objects open now, to find a repeated name.
+    names: Vec<(usize, usize)>,
+}
+
+impl Scan<'_> {
+    /// Where the cursor is in the copy.
+    fn at(&self) -> u32 {
+        // the text's length was checked to fit
+        (self.out.len() + self.pos - self.run) as u32
+    }
+
+    fn flush(&mut self) {
+        self.out.push_str(&self.text[self.run..self.pos]);
+    }
+
+    /// Skips whitespace, copying the run before it.
+    #[inline]
+    fn blank(&mut self) {
+        if self.b.get(self.pos).is_some_and(|&c| is_blank(c)) {
+            self.flush();
+            while self.b.get(self.pos).is_some_and(|&c| is_blank(c)) {
+                self.pos += 1;
+            }
+            self.run = self.pos;
+        }
+    }
+
+    /// One value; `Some(canonical)` when it is plain JSON. Containers push their ends.
+    #[inline(always)]
+    fn value(&mut self, depth: usize) -> Option<bool> {
+        match *self.b.get(self.pos)? {
+            b'"' => self.string(false),
+            b'-' | b'0'..=b'9' => self.number(),
+            c @ (b'{' | b'[') if depth < MAX_DEPTH => self.container(c == b'{', depth),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<bool> {
+        self.b[self.pos..].starts_with(word).then(|| {
+            self.pos += word.len();
+            true
+        })
+    }
+
+    fn container(&mut self, object: bool, depth: usize) -> Option<bool> {
+        let index = self.ends.len();
+        let start = self.at();
+        self.ends.push(End {
+            start,
+            end: start,
+            depth: 1,
+            canonical: true,
+        });
+        let close = if object { b'}' } else { b']' };
+        self.pos += 1;
+        self.blank();
+        let mark = self.names.len();
+        let mut canonical = true;
+        let mut deepest = 0u8;
+        if self.b.get(self.pos) != Some(&close) {
+            loop {
+                if object {
+                    self.name(mark)?;
+                }
+                let first = self.ends.len();
+                canonical &= self.value(depth + 1)?;
+                if let Some(child) = self.ends.get(first) {
+                    deepest = deepest.max(child.depth);
+                }
+                self.blank();
+                match self.b.get(self.pos) {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.blank();
+                    }
+                    Some(&c) if c == close => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.names.truncate(mark);
+        self.pos += 1;
+        let end = self.at();
+        self.ends[index] = End {
+            start,
+            end,
+            depth: deepest.saturating_add(1),
+            canonical,
+        };
+        Some(canonical)
+    }
+
+    /// A property name and the colon after it: plain (no escape), not repeated in its
+    /// object, and the object not too large to check for repeats.
+    fn name(&mut self, mark: usize) -> Option<()> {
+        if self.b.get(self.pos) != Some(&b'"') || self.names.len() - mark >= NAMES_CHECKED {
+            return None;
+        }
+        let start = self.pos + 1;
+        if !self.string(true)? {
+            return None;
+        }
+        let end = self.pos - 1;
+        let name = &self.b[start..end];
+        if self.names[mark..]
+            .iter()
+            .any(|&(s, e)| &self.b[s..e] == name)
+        {
+            return None;
+        }
+        self.names.push((start, end));
+        self.blank();
+        if self.b.get(self.pos) != Some(&b':') {
+            return None;
+        }
+        self.pos += 1;
+        self.blank();
+        Some(())
+    }
+
+    #[inline(always)]
+    /// A double-quoted string; canonical when it holds nothing Newtonsoft would print
+    /// escaped. A name must hold no escape at all.
+    fn string(&mut self, name: bool) -> Option<bool> {
+        let b = self.b;
+        let mut i = self.pos + 1;
+        let mut canonical = true;
+        loop {
+            i = plain_run(b, i);
+            match STRING_BYTES[usize::from(*b.get(i)?)] {
+                QUOTE => break,
+                ESCAPE if !name => {
+                    let skip = match b.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                        b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                        _ => return None,
+                    };
+                    canonical = false;
+                    i += skip;
+                }
+                SPECIAL => {
+                    canonical = false;
+                    i += 1;
+                }
+                // a non-ASCII byte the word-at-a-time run stopped at
+                PLAIN => i += 1,
+                _ => return None,
+            }
+        }
+        self.pos = i + 1;
+        Some(canonical)
+    }
+
+    #[inline(always)]
+    fn number(&mut self) -> Option<bool> {
+        let (end, canonical) = number_at(self.b, self.pos)?;
+        self.pos = end;
+        Some(canonical)
+    }
+}
+
+/// A number in JSON's grammar at `start`: where it ends, and whether its text is what
+/// Newtonsoft prints: an integer without leading zeros (up to 18 digits, not -0), or a
+/// decimal with 1 to 15 digits, no trailing zero and no exponent, at least 1E-04 (there
+/// the shortest round-trip form is the text itself).
+#[inline(always)]
+pub fn number_at(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    let mut i = start + usize::from(b.get(start) == Some(&b'-'));
+    let int_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+        return None;
+    }
+    let mut canonical = int_len <= 18 && !(start != int_start && &b[int_start..i] == b"0");
+    if b.get(i) == Some(&b'.') {
+        let frac_start = i + 1;
+        i = frac_start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let frac_len = i - frac_start;
+        if frac_len == 0 {
+            return None;
+        }
+        let small = b[int_start] == b'0' && b[frac_start..i].starts_with(b"000");
+        canonical = b[i - 1] != b'0' && int_len + frac_len <= 15 && !small;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        canonical = false;
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+    }
+    Some((i, canonical))
+}
