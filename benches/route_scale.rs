@@ -105,7 +105,7 @@ fn main() {
                 let m = swapped.api_table.find(black_box(path), "h", false);
                 if let Some(m) = m {
                     let api = &swapped.apis[m.api as usize];
-                    black_box(api.op_table.find(&path[m.rest_offset..], method));
+                    black_box(api.op_table.find(&path[m.rest_offset..], None, method));
                 }
             }
             samples.push(t.elapsed() / n);

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::http::query::{decode, query_value};
+
 /// FNV-1a: keys come from the config, not from clients, and segments are short.
 #[derive(Default)]
 pub struct Fnv(u64);
@@ -48,13 +50,24 @@ struct SegmentSpan {
     param: bool,
 }
 
-/// A parsed `urlTemplate`: `/items/{id}/*` = [Literal(items), Param(id)] + wildcard.
-/// The text as written, and its segments as spans of it: two allocations per operation
+/// A query parameter a template requires, as spans of the template's text: `name={p}`
+/// captures its value as parameter `p`, `name=text` requires that value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QuerySpan {
+    name: SegmentSpan,
+    value: SegmentSpan,
+}
+
+/// A parsed `urlTemplate`: `/items/{id}/*` = [Literal(items), Param(id)] + wildcard;
+/// `/search?q={term}&v=2` also requires the query parameters `q` (captured as `term`)
+/// and `v` (equal to `2`), as APIM's templates do.
+/// The text as written, and its parts as spans of it: a few allocations per operation
 /// however many segments it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     text: Box<str>,
     segments: Box<[SegmentSpan]>,
+    query: Box<[QuerySpan]>,
     pub wildcard: bool,
 }
 
@@ -64,6 +77,7 @@ impl Default for Template {
         Template {
             text: "".into(),
             segments: Box::default(),
+            query: Box::default(),
             wildcard: true,
         }
     }
@@ -83,12 +97,19 @@ impl Template {
     /// assert!(t.wildcard);
     /// assert_eq!(t.text(), "/items/{id}/*");
     /// assert_eq!(Template::parse("/a/*/b").unwrap_err(), "'*' is only allowed as the last segment");
+    ///
+    /// let q = Template::parse("/search?q={term}&v=2").unwrap();
+    /// assert_eq!(q.query().collect::<Vec<_>>(), [("q", Segment::Param("term")), ("v", Segment::Literal("2"))]);
+    /// assert!(q.accepts_query(Some("v=2&q=rust")));
+    /// assert!(!q.accepts_query(Some("q=rust")));
+    /// assert_eq!(q.param("/search", Some("v=2&q=a%20b"), "term"), Some("a%20b"));
     /// ```
     pub fn parse(text: &str) -> Result<Template, String> {
-        let rest = text.strip_prefix('/').ok_or("must start with '/'")?;
-        if text.contains('?') {
-            return Err("query parameters in urlTemplate are not supported".into());
-        }
+        let (path, query) = match text.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (text, None),
+        };
+        let rest = path.strip_prefix('/').ok_or("must start with '/'")?;
         if text.len() > u32::MAX as usize {
             return Err("too long".into());
         }
@@ -113,18 +134,13 @@ impl Template {
                     }
                 } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
                 {
-                    if name.is_empty()
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                    {
+                    if !is_param_name(name) {
                         return Err(format!("bad parameter name in segment '{part}'"));
                     }
-                    let seen = segments.iter().any(|s| {
-                        s.param
-                            && text.get(s.start as usize..(s.start + s.len) as usize) == Some(name)
-                    });
-                    if seen {
+                    if segments
+                        .iter()
+                        .any(|s| s.param && span_text(text, *s) == name)
+                    {
                         return Err(format!("parameter '{name}' appears twice"));
                     }
                     segments.push(SegmentSpan {
@@ -148,11 +164,41 @@ impl Template {
         if segments.len() > MAX_TEMPLATE_SEGMENTS {
             return Err(format!("more than {MAX_TEMPLATE_SEGMENTS} segments"));
         }
+        let query = match query {
+            Some(query) => parse_query_part(text, path.len() + 1, query, &segments)?,
+            None => Vec::new(),
+        };
         Ok(Template {
             text: text.into(),
             segments: segments.into_boxed_slice(),
+            query: query.into_boxed_slice(),
             wildcard,
         })
+    }
+
+    /// The query parameters it requires, in order: (name, `Param(captured as)` or
+    /// `Literal(required value)`).
+    pub fn query(&self) -> impl Iterator<Item = (&str, Segment<'_>)> + '_ {
+        self.query.iter().map(|q| {
+            let name = span_text(&self.text, q.name);
+            let value = span_text(&self.text, q.value);
+            if q.value.param {
+                (name, Segment::Param(value))
+            } else {
+                (name, Segment::Literal(value))
+            }
+        })
+    }
+
+    /// Whether a request's query has every parameter the template requires (a literal
+    /// one with that value, compared decoded).
+    pub fn accepts_query(&self, query: Option<&str>) -> bool {
+        self.query()
+            .all(|(name, want)| match (query_value(query, name), want) {
+                (None, _) => false,
+                (Some(_), Segment::Param(_)) => true,
+                (Some(got), Segment::Literal(value)) => decode(got) == decode(value),
+            })
     }
 
     /// The template as written in the config.
@@ -160,13 +206,10 @@ impl Template {
         &self.text
     }
 
-    /// Its segments in order (the trailing `/*` is `wildcard`).
+    /// Its path segments in order (the trailing `/*` is `wildcard`).
     pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
         self.segments.iter().map(|s| {
-            let text = self
-                .text
-                .get(s.start as usize..(s.start + s.len) as usize)
-                .unwrap_or("");
+            let text = span_text(&self.text, *s);
             if s.param {
                 Segment::Param(text)
             } else {
@@ -175,22 +218,36 @@ impl Template {
         })
     }
 
-    /// The value of parameter `name` in `rest` (the path after the API path) that this
-    /// template matched: segments line up by position.
-    pub fn param<'r>(&self, rest: &'r str, name: &str) -> Option<&'r str> {
-        let i = self
+    /// The raw value of parameter `name` in `rest` (the path after the API path) and
+    /// `query` that this template matched: path segments line up by position, query
+    /// parameters by name.
+    pub fn param<'r>(&self, rest: &'r str, query: Option<&'r str>, name: &str) -> Option<&'r str> {
+        match self
             .segments()
-            .position(|s| matches!(s, Segment::Param(n) if n == name))?;
-        rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i)
+            .position(|s| matches!(s, Segment::Param(n) if n == name))
+        {
+            Some(i) => rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i),
+            None => {
+                let (key, _) = self
+                    .query()
+                    .find(|(_, v)| matches!(v, Segment::Param(n) if *n == name))?;
+                query_value(query, key)
+            }
+        }
     }
 
-    /// Every parameter's name and value in `rest`, in template order.
-    pub fn params<'r>(&self, rest: &'r str) -> Vec<(&str, &'r str)> {
+    /// Every parameter's name and raw value in `rest` and `query`, in template order.
+    pub fn params<'r>(&self, rest: &'r str, query: Option<&'r str>) -> Vec<(&str, &'r str)> {
         let mut values = rest.strip_prefix('/').unwrap_or(rest).split('/');
         let mut out = Vec::new();
         for seg in self.segments() {
             let value = values.next();
             if let (Segment::Param(name), Some(v)) = (seg, value) {
+                out.push((name, v));
+            }
+        }
+        for (key, value) in self.query() {
+            if let (Segment::Param(name), Some(v)) = (value, query_value(query, key)) {
                 out.push((name, v));
             }
         }
@@ -211,8 +268,92 @@ impl Template {
         if self.wildcard {
             s.push_str("/*");
         }
+        let mut query: Vec<String> = self
+            .query()
+            .map(|(name, value)| match value {
+                Segment::Param(_) => format!("{name}={{}}"),
+                Segment::Literal(v) => format!("{name}={v}"),
+            })
+            .collect();
+        query.sort_unstable();
+        if !query.is_empty() {
+            s.push('?');
+            s.push_str(&query.join("&"));
+        }
         s
     }
+}
+
+/// A span's text (empty if it were out of range, which parsing rules out).
+fn span_text(text: &str, s: SegmentSpan) -> &str {
+    text.get(s.start as usize..(s.start + s.len) as usize)
+        .unwrap_or("")
+}
+
+fn is_param_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The query part of a template (`query` starts at `at` in `text`): `name={param}` or
+/// `name=value` pairs joined by `&`, each name once, parameter names unique across the
+/// path and the query.
+fn parse_query_part(
+    text: &str,
+    mut at: usize,
+    query: &str,
+    segments: &[SegmentSpan],
+) -> Result<Vec<QuerySpan>, String> {
+    let span = |start: usize, s: &str, param: bool| SegmentSpan {
+        start: start as u32,
+        len: s.len() as u32,
+        param,
+    };
+    let mut out: Vec<QuerySpan> = Vec::new();
+    for pair in query.split('&') {
+        let start = at;
+        at += pair.len() + 1;
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(format!(
+                "query parameter '{pair}' needs a value: name={{param}} or name=value"
+            ));
+        };
+        if name.is_empty() || name.contains(['{', '}', '/', '#']) {
+            return Err(format!("bad query parameter name '{name}'"));
+        }
+        if out.iter().any(|q| span_text(text, q.name) == name) {
+            return Err(format!("query parameter '{name}' appears twice"));
+        }
+        let value_at = start + name.len() + 1;
+        let value = match value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+            Some(param) => {
+                if !is_param_name(param) {
+                    return Err(format!("bad parameter name in query parameter '{pair}'"));
+                }
+                let taken = segments.iter().chain(out.iter().map(|q| &q.value));
+                if taken
+                    .filter(|s| s.param)
+                    .any(|s| span_text(text, *s) == param)
+                {
+                    return Err(format!("parameter '{param}' appears twice"));
+                }
+                span(value_at + 1, param, true)
+            }
+            None if value.contains(['{', '}', '#']) => {
+                return Err(format!(
+                    "query parameter '{pair}' mixes text and a parameter, which is not supported"
+                ));
+            }
+            None => span(value_at, value, false),
+        };
+        out.push(QuerySpan {
+            name: span(start, name, false),
+            value,
+        });
+    }
+    Ok(out)
 }
 
 /// A node of the operation trie while it is built (texts borrowed from the templates).
@@ -258,6 +399,10 @@ pub struct OpTable {
     edges: Box<[(Span, u32)]>,
     /// (method, operation index), by node run.
     ends: Box<[(Span, u32)]>,
+    /// (query parameter name, the value it must have if literal), by operation run.
+    requirements: Box<[(Span, Option<Span>)]>,
+    /// Each operation's run of `requirements`, by operation index.
+    op_requirements: Box<[Run]>,
     text: Box<str>,
 }
 
@@ -268,7 +413,16 @@ struct Span(u32, u32);
 impl OpTable {
     pub fn build<'t>(ops: impl Iterator<Item = (&'t str, &'t Template)>) -> OpTable {
         let mut nodes = vec![BuildNode::default()];
+        let mut requirements = Vec::new();
         for (index, (method, template)) in ops.enumerate() {
+            let required: Vec<(&str, Option<&str>)> = template
+                .query()
+                .map(|(name, value)| match value {
+                    Segment::Param(_) => (name, None),
+                    Segment::Literal(v) => (name, Some(v)),
+                })
+                .collect();
+            requirements.push(required);
             let mut node = 0usize;
             for seg in template.segments() {
                 let next = match seg {
@@ -297,10 +451,10 @@ impl OpTable {
                 nodes[node].terminal.push(entry);
             }
         }
-        OpTable::flatten(nodes)
+        OpTable::flatten(nodes, &requirements)
     }
 
-    fn flatten(built: Vec<BuildNode>) -> OpTable {
+    fn flatten(built: Vec<BuildNode>, required: &[Vec<(&str, Option<&str>)>]) -> OpTable {
         let mut text = String::new();
         let mut span = |s: &str| {
             let start = text.len() as u32;
@@ -330,10 +484,22 @@ impl OpTable {
                 wildcard,
             });
         }
+        let mut requirements = Vec::new();
+        let mut op_requirements = Vec::with_capacity(required.len());
+        for list in required {
+            let start = requirements.len() as u32;
+            requirements.extend(
+                list.iter()
+                    .map(|(name, value)| (span(name), value.map(&mut span))),
+            );
+            op_requirements.push(Run(start, list.len() as u32));
+        }
         OpTable {
             nodes: nodes.into_boxed_slice(),
             edges: edges.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
+            requirements: requirements.into_boxed_slice(),
+            op_requirements: op_requirements.into_boxed_slice(),
             text: text.into_boxed_str(),
         }
     }
@@ -343,42 +509,71 @@ impl OpTable {
         self.text.get(start..start + len).unwrap_or("")
     }
 
-    /// The operation for `method` among `run` of the ends: the method itself, else `*`.
-    fn pick(&self, run: Run, method: &str) -> Option<u32> {
+    /// The operation for `method` among `run` of the ends whose query parameters the
+    /// request has: the method itself, else `*`; among those, the one requiring the
+    /// most parameters, then the first defined.
+    fn pick(&self, run: Run, method: &str, query: Option<&str>) -> Option<u32> {
         let candidates = run.of(&self.ends);
-        candidates
-            .iter()
-            .find(|(m, _)| self.str_of(*m) == method)
-            .or_else(|| candidates.iter().find(|(m, _)| self.str_of(*m) == "*"))
-            .map(|(_, op)| *op)
+        let best = |want: &str| {
+            candidates
+                .iter()
+                .filter(|(m, op)| self.str_of(*m) == want && self.query_holds(*op, query))
+                .rev()
+                .max_by_key(|(_, op)| self.required(*op).len())
+                .map(|(_, op)| *op)
+        };
+        best(method).or_else(|| best("*"))
     }
 
-    /// The operation for `rest` (the path after the API path, without query) and method.
-    pub fn find(&self, rest: &str, method: &str) -> Option<u32> {
-        self.match_from(0, rest.strip_prefix('/').unwrap_or(rest), method)
+    fn required(&self, op: u32) -> &[(Span, Option<Span>)] {
+        self.op_requirements
+            .get(op as usize)
+            .map_or(&[], |run| run.of(&self.requirements))
     }
 
-    fn match_from(&self, node: usize, rest: &str, method: &str) -> Option<u32> {
+    fn query_holds(&self, op: u32, query: Option<&str>) -> bool {
+        self.required(op).iter().all(|(name, value)| {
+            match (query_value(query, self.str_of(*name)), value) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(got), Some(want)) => decode(got) == decode(self.str_of(*want)),
+            }
+        })
+    }
+
+    /// The operation for `rest` (the path after the API path), the request's query and
+    /// method.
+    pub fn find(&self, rest: &str, query: Option<&str>, method: &str) -> Option<u32> {
+        self.match_from(0, rest.strip_prefix('/').unwrap_or(rest), query, method)
+    }
+
+    fn match_from(
+        &self,
+        node: usize,
+        rest: &str,
+        query: Option<&str>,
+        method: &str,
+    ) -> Option<u32> {
         let n = self.nodes.get(node)?;
         if rest.is_empty() {
-            if let Some(op) = self.pick(n.terminal, method) {
+            if let Some(op) = self.pick(n.terminal, method, query) {
                 return Some(op);
             }
         } else {
             let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let edges = n.literal.of(&self.edges);
             if let Ok(i) = edges.binary_search_by(|(s, _)| self.str_of(*s).cmp(segment)) {
-                if let Some(op) = self.match_from(edges[i].1 as usize, tail, method) {
+                if let Some(op) = self.match_from(edges[i].1 as usize, tail, query, method) {
                     return Some(op);
                 }
             }
             if let (Some(child), false) = (n.param, segment.is_empty()) {
-                if let Some(op) = self.match_from(child as usize, tail, method) {
+                if let Some(op) = self.match_from(child as usize, tail, query, method) {
                     return Some(op);
                 }
             }
         }
-        self.pick(n.wildcard, method)
+        self.pick(n.wildcard, method, query)
     }
 }
 
@@ -517,7 +712,7 @@ mod tests {
         );
         assert!(t.wildcard);
         assert_eq!(t.shape(), "/items/{}/*");
-        assert_eq!(t.param("/items/7/x", "id"), Some("7"));
+        assert_eq!(t.param("/items/7/x", None, "id"), Some("7"));
         assert_eq!(Template::parse("/").unwrap().segments().count(), 0);
         let deep = Template::parse("/a/{b}/c/").unwrap();
         assert_eq!(
@@ -534,7 +729,66 @@ mod tests {
         assert!(Template::parse("/a//b").is_err());
         assert!(Template::parse("/{id}.json").is_err());
         assert!(Template::parse("/{a}/{a}").is_err());
-        assert!(Template::parse("/a?b={b}").is_err());
+        // query parameters: captured or literal, each name and parameter once
+        let q = Template::parse("/a/{id}?b={b}&v=2.0&c={c}").unwrap();
+        assert_eq!(q.shape(), "/a/{}?b={}&c={}&v=2.0");
+        assert_eq!(q.text(), "/a/{id}?b={b}&v=2.0&c={c}");
+        let query = Some("c=3&v=2%2E0&b=x%20y&z=1");
+        assert!(q.accepts_query(query));
+        assert!(!q.accepts_query(Some("b=1&c=2&v=3")));
+        assert!(!q.accepts_query(None));
+        assert_eq!(
+            q.params("/a/7", query),
+            [("id", "7"), ("b", "x%20y"), ("c", "3")]
+        );
+        assert_eq!(q.param("/a/7", query, "c"), Some("3"));
+        assert_eq!(q.param("/a/7", query, "v"), None);
+        for (bad, why) in [
+            (
+                "/a?b",
+                "query parameter 'b' needs a value: name={param} or name=value",
+            ),
+            ("/a?b={b}&b=1", "query parameter 'b' appears twice"),
+            ("/a/{b}?x={b}", "parameter 'b' appears twice"),
+            ("/a?x={b}&y={b}", "parameter 'b' appears twice"),
+            (
+                "/a?x={b c}",
+                "bad parameter name in query parameter 'x={b c}'",
+            ),
+            (
+                "/a?x=v{b}",
+                "query parameter 'x=v{b}' mixes text and a parameter, which is not supported",
+            ),
+            ("/a?={b}", "bad query parameter name ''"),
+        ] {
+            assert_eq!(Template::parse(bad).unwrap_err(), why, "{bad}");
+        }
+    }
+
+    #[test]
+    fn operations_told_apart_by_query() {
+        let t = ops(&[
+            ("GET", "/r?action=list"),
+            ("GET", "/r?action=get&id={id}"),
+            ("GET", "/r"),
+            ("GET", "/s?q={q}"),
+            ("*", "/s"),
+            ("GET", "/w/*?k={k}"),
+        ]);
+        let cases = [
+            ("/r", Some("action=list"), Some(0)),
+            ("/r", Some("action=get&id=3"), Some(1)),
+            ("/r", Some("id=3&action=get&x=1"), Some(1)),
+            ("/r", Some("action=get"), Some(2)),
+            ("/r", None, Some(2)),
+            ("/s", Some("q=1"), Some(3)),
+            ("/s", Some("p=1"), Some(4)),
+            ("/w/a/b", Some("k="), Some(5)),
+            ("/w/a/b", None, None),
+        ];
+        for (path, query, want) in cases {
+            assert_eq!(t.find(path, query, "GET"), want, "{path}?{query:?}");
+        }
     }
 
     #[test]
@@ -563,7 +817,7 @@ mod tests {
             ("/nope", "GET", None),
         ];
         for (path, method, want) in cases {
-            assert_eq!(t.find(path, method), want, "{method} {path}");
+            assert_eq!(t.find(path, None, method), want, "{method} {path}");
         }
     }
 

@@ -1896,8 +1896,7 @@ fn forward_request_follows_redirects_when_asked() {
 }
 
 /// The first example of Microsoft's rewrite-uri reference page, as written there (a
-/// bare `&` in the template attribute included). (Its other two need query parameters
-/// in an operation's urlTemplate, which edgegate does not route on yet.)
+/// bare `&` in the template attribute included).
 #[test]
 fn microsofts_rewrite_uri_example() {
     let origin = Origin::echo();
@@ -1922,6 +1921,65 @@ fn microsofts_rewrite_uri_example() {
         r.text(),
         "GET /v2/US/hardware/123&456?City=city&State=state\n"
     );
+}
+
+/// The other two examples of the rewrite-uri page: the operation's template is
+/// `/get?a={b}`, the request `/get?a=b&c=d`; rewriting to `/put` copies the unmatched
+/// `c` (not `a`, which the template matched) unless copy-unmatched-params is false.
+/// Around them, what query parameters in a urlTemplate do: the operation is chosen by
+/// them (missing one: no match, 404), and their values are MatchedParameters.
+#[test]
+fn microsofts_rewrite_uri_examples_with_query_templates() {
+    let origin = Origin::echo();
+    let rewrite = |copy: &str| {
+        js(&format!(
+            r#"<policies>
+    <inbound>
+        <base />
+        <rewrite-uri template="/put"{copy} />
+    </inbound>
+    <outbound>
+        <base />
+    </outbound>
+</policies>"#
+        ))
+    };
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "r", "path": "r", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [
+              {{"id": "copy", "method": "GET", "urlTemplate": "/get?a={{b}}", "policies": {}}},
+              {{"id": "no-copy", "method": "GET", "urlTemplate": "/get2?a={{b}}", "policies": {}}},
+              {{"id": "list", "method": "GET", "urlTemplate": "/things?action=list"}},
+              {{"id": "one", "method": "GET", "urlTemplate": "/things/{{id}}?view={{view}}&v=2",
+                "policies": "<policies><inbound><set-header name=\"X-Matched\"><value>@(string.Join(\",\", context.Request.MatchedParameters.Select(p => p.Key + \"=\" + p.Value)))</value></set-header><rewrite-uri template=\"/items/{{id}}?mode={{view}}\" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"}}]}}]}}"#,
+        origin.url(""),
+        rewrite(""),
+        rewrite(r#" copy-unmatched-params="false""#),
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let r = send(&gw, "GET", "/r/get?a=b&c=d", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /put?c=d\n"));
+    let r = send(&gw, "GET", "/r/get2?a=b&c=d", &[], "");
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /put\n"));
+    // a required query parameter missing, or a literal one different: no operation
+    for path in [
+        "/r/get?c=d",
+        "/r/things?action=delete",
+        "/r/things/7?view=full&v=3",
+    ] {
+        let r = send(&gw, "GET", path, &[], "");
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let r = send(&gw, "GET", "/r/things?x=1&action=list", &[], "");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "GET /things?x=1&action=list\n")
+    );
+    let r = send(&gw, "GET", "/r/things/7?v=2&view=a%20b&z=1", &[], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "GET /items/7?mode=a%20b&z=1\n");
+    let seen = origin.requests().pop().expect("the origin saw the call");
+    assert_eq!(values(&seen, "X-Matched"), ["id=7,view=a b"]);
 }
 
 /// cross-domain in the global policy: the gateway serves the policy document at

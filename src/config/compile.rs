@@ -64,7 +64,7 @@ const OP_FIELDS: &[&str] = &[
 ///
 /// let rt = compile(&doc.replace("\"items\"", "\"/items\""), ConfigSource::Local).unwrap();
 /// let found = rt.api_table.find("/a/items", "any-host", false).unwrap();
-/// assert_eq!(rt.apis[0].op_table.find(&"/a/items"[found.rest_offset..], "GET"), Some(0));
+/// assert_eq!(rt.apis[0].op_table.find(&"/a/items"[found.rest_offset..], None, "GET"), Some(0));
 /// ```
 pub fn compile(text: &str, source: ConfigSource) -> Result<Runtime, Vec<ConfigError>> {
     let doc = match json::parse(text) {
@@ -603,7 +603,7 @@ mod tests {
         assert_eq!(
             rt.apis[0]
                 .op_table
-                .find(&"/echo/items/3"[m.rest_offset..], "GET"),
+                .find(&"/echo/items/3"[m.rest_offset..], None, "GET"),
             Some(0)
         );
     }

@@ -5,6 +5,7 @@
 pub mod chunked;
 pub mod failure;
 pub mod forward;
+pub mod query;
 pub mod request;
 pub mod response;
 

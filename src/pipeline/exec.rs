@@ -314,7 +314,11 @@ impl Env for View<'_> {
             },
             Lookup::OriginalQuery => query_value(self.req.query, name).map(|v| Val::Str(decode(v))),
             Lookup::MatchedParameter => {
-                let t = self.who.op.template.param(self.req.rest, name)?;
+                let t = self
+                    .who
+                    .op
+                    .template
+                    .param(self.req.rest, self.req.query, name)?;
                 Some(Val::Str(decode(t)))
             }
             Lookup::ResponseHeader => match self.st.resp.headers.get(name) {
@@ -360,7 +364,7 @@ impl Env for View<'_> {
                 .who
                 .op
                 .template
-                .params(self.req.rest)
+                .params(self.req.rest, self.req.query)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), Val::Str(decode(v))))
                 .collect(),
@@ -461,7 +465,13 @@ impl Host for Scene<'_> {
         self.who.op_named()
     }
     fn template_param(&self, name: &str) -> Option<&str> {
-        self.who.op.template.param(self.req.rest, name)
+        self.who
+            .op
+            .template
+            .param(self.req.rest, self.req.query, name)
+    }
+    fn template_query_key(&self, key: &str) -> bool {
+        self.who.op.template.query().any(|(k, _)| k == key)
     }
     fn mock_example<'h>(
         &'h self,

@@ -303,8 +303,11 @@ pub trait Host {
     fn subscription_id(&self) -> Option<&str>;
     fn api(&self) -> Named<'_>;
     fn operation(&self) -> Named<'_>;
-    /// The value of template parameter `name` in the request's path.
+    /// The raw value of template parameter `name` in the request's path or query.
     fn template_param(&self, name: &str) -> Option<&str>;
+    /// Whether the operation's URL template names query parameter `key` (then
+    /// rewrite-uri does not copy it as unmatched).
+    fn template_query_key(&self, key: &str) -> bool;
     /// The operation's example for mock-response: status, content type and body.
     fn mock_example<'h>(
         &'h self,

@@ -96,7 +96,8 @@ impl Behaviour for RewriteUri {
                 .clone()
                 .unwrap_or_else(|| parse_query(call.host.request().query));
             for (k, v) in original {
-                if !used.contains(&k) && !query.iter().any(|(qk, _)| *qk == k) {
+                let matched = used.contains(&k) || call.host.template_query_key(&k);
+                if !matched && !query.iter().any(|(qk, _)| *qk == k) {
                     query.push((k, v));
                 }
             }

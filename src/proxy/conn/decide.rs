@@ -316,7 +316,7 @@ fn route_and_admit<'h, 'q>(
         return Err(Box::new(not_found(ctx)));
     };
     let rest = &head.path[found.rest_offset..];
-    let Some(op) = api.op_table.find(rest, head.method) else {
+    let Some(op) = api.op_table.find(rest, head.query, head.method) else {
         return Err(Box::new(not_found(ctx)));
     };
     let Some(operation) = api.operations.get(op as usize) else {
