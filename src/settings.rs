@@ -50,6 +50,8 @@ impl Default for LabelSet {
 /// what policy expressions may spend per request.
 pub const EXPRESSION_STEPS_DEFAULT: u64 = 200_000;
 pub const EXPRESSION_MEMORY_DEFAULT: u64 = 16 * 1024 * 1024;
+/// Default of `cache.memory.max`: the built-in cache's byte budget.
+pub const CACHE_MEMORY_DEFAULT: usize = 32 * 1024 * 1024;
 
 pub const LABELS: [&str; 4] = ["api", "operation", "product", "subscription"];
 
@@ -121,6 +123,8 @@ pub struct GatewaySettings {
     /// (`limits.expressions.*`).
     pub expression_steps_max: u64,
     pub expression_memory_max: u64,
+    /// Bytes the built-in cache may hold (`cache.memory.max`; 0 turns it off).
+    pub cache_memory_max: usize,
     /// Which labels request metrics carry.
     pub metrics_labels: LabelSet,
 }
@@ -168,6 +172,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "limits.buffers.max",
     "limits.expressions.steps.max",
     "limits.expressions.memory.max",
+    "cache.memory.max",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -276,6 +281,7 @@ impl GatewaySettings {
             buffers_max: 128 << 20,
             expression_steps_max: EXPRESSION_STEPS_DEFAULT,
             expression_memory_max: EXPRESSION_MEMORY_DEFAULT,
+            cache_memory_max: CACHE_MEMORY_DEFAULT,
             metrics_labels: LabelSet::default(),
         }
     }
@@ -371,7 +377,9 @@ impl GatewaySettings {
                     bad("a list of api, operation, product, subscription (or none)")
                 })?
             }
-            _ if key.starts_with("limits.") => return self.apply_limit(key, value, origin),
+            _ if key.starts_with("limits.") || key.starts_with("cache.") => {
+                return self.apply_limit(key, value, origin)
+            }
             _ => {
                 return Err(SettingError::UnknownKey {
                     key: key.to_string(),
@@ -382,7 +390,7 @@ impl GatewaySettings {
         Ok(())
     }
 
-    /// The `limits.*` keys.
+    /// The `limits.*` and `cache.*` keys.
     fn apply_limit(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
         let bad =
             |expected: &'static str| bad_value(key, value, "config.service.auth", expected, origin);
@@ -405,6 +413,12 @@ impl GatewaySettings {
                 self.expression_memory_max = parse_size(value)
                     .filter(|n| (64 * 1024..=1024 * 1024 * 1024).contains(n))
                     .ok_or_else(|| bad("a size from 64KiB to 1GiB"))?
+            }
+            "cache.memory.max" => {
+                self.cache_memory_max = parse_size(value)
+                    .filter(|n| *n <= 64 * 1024 * 1024 * 1024)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| bad("a size up to 64GiB (0 turns the cache off)"))?
             }
             "limits.request.body.max" => {
                 self.body_max = parse_size(value).ok_or_else(|| bad(SIZE))?
@@ -788,6 +802,7 @@ mod tests {
             "limits.buffers.max" => "128MiB",
             "limits.expressions.steps.max" => "50000",
             "limits.expressions.memory.max" => "4MiB",
+            "cache.memory.max" => "8MiB",
             k if k.starts_with("limits.request") => "64KiB",
             k if k.ends_with("listen") => "127.0.0.1:0",
             "telemetry.logs.std" => "json",
@@ -821,9 +836,16 @@ mod tests {
             .filter_map(|l| l.strip_prefix("| `"))
             .filter_map(|l| l.split_once("` |").map(|(k, _)| k))
             .filter(|k| {
-                ["config.", "net.", "telemetry.", "limits.", "manage."]
-                    .iter()
-                    .any(|p| k.starts_with(p))
+                [
+                    "config.",
+                    "net.",
+                    "telemetry.",
+                    "limits.",
+                    "cache.",
+                    "manage.",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
                     && !k.contains(' ')
             })
             .collect();

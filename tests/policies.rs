@@ -2035,3 +2035,92 @@ fn cross_domain_serves_the_flash_policy_file() {
         "{err}"
     );
 }
+
+/// The built-in cache, as Microsoft's custom-caching sample uses it: look a value up by
+/// key, compute and store it on a miss (the variable is then unset, so `ContainsKey`
+/// tells), use it; `default-value` answers a miss; cache-remove-value drops a key. With
+/// `cache.memory.max=0` nothing is kept and every lookup misses.
+#[test]
+fn cache_values_by_key() {
+    let user = r#"context.Request.Headers.GetValueOrDefault("X-User", "")"#;
+    let profile = format!(
+        r#"<policies><inbound>
+    <cache-lookup-value key="@("userprofile-" + {user})" variable-name="userprofile" />
+    <choose>
+        <when condition="@(!context.Variables.ContainsKey("userprofile"))">
+            <set-variable name="userprofile" value="@("profile of " + {user} + " made by " + context.RequestId)" />
+            <cache-store-value key="@("userprofile-" + {user})" value="@((string)context.Variables["userprofile"])" duration="3600" caching-type="internal" />
+        </when>
+    </choose>
+    <cache-lookup-value key="never-stored" default-value="none" variable-name="fallback" />
+    <return-response><set-body>@((string)context.Variables["userprofile"] + "|" + (string)context.Variables["fallback"])</set-body></return-response>
+</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+    );
+    let forget = format!(
+        r#"<policies><inbound><cache-remove-value key="@("userprofile-" + {user})" /><return-response><set-status code="204" /></return-response></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+    );
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "c", "path": "c", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
+            "operations": [
+              {{"id": "profile", "method": "GET", "urlTemplate": "/profile", "policies": {}}},
+              {{"id": "forget", "method": "DELETE", "urlTemplate": "/profile", "policies": {}}}]}}]}}"#,
+        js(&profile),
+        js(&forget),
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let get = |who: &str| {
+        let r = send(&gw, "GET", "/c/profile", &[("X-User", who)], "");
+        assert_eq!(r.status, 200);
+        let text = r.text();
+        let (profile, fallback) = text.split_once('|').expect("profile|fallback");
+        assert_eq!(fallback, "none");
+        assert!(
+            profile.starts_with(&format!("profile of {who} made by ")),
+            "{text}"
+        );
+        profile.to_string()
+    };
+    let alice = get("alice");
+    assert_eq!(
+        get("alice"),
+        alice,
+        "the second call reads the stored value"
+    );
+    let bob = get("bob");
+    assert_ne!(bob, alice);
+    assert_eq!(get("bob"), bob);
+    assert_eq!(
+        send(&gw, "DELETE", "/c/profile", &[("X-User", "alice")], "").status,
+        204
+    );
+    let again = get("alice");
+    assert_ne!(again, alice, "removed: computed anew");
+    assert_eq!(get("alice"), again);
+    assert_eq!(get("bob"), bob, "other keys stay");
+
+    let off = Gateway::start(&doc, &["cache.memory.max=0"]);
+    let r1 = send(&off, "GET", "/c/profile", &[("X-User", "carol")], "").text();
+    let r2 = send(&off, "GET", "/c/profile", &[("X-User", "carol")], "").text();
+    assert!(
+        r1.starts_with("profile of carol made by ") && r1.ends_with("|none"),
+        "{r1}"
+    );
+    assert_ne!(r1, r2, "no cache: every lookup misses");
+
+    // caching-type="external" names a cache this gateway does not have: refused at load
+    let external = doc.replace(
+        r#"caching-type=\"internal\""#,
+        r#"caching-type=\"external\""#,
+    );
+    assert_ne!(external, doc);
+    let dir = temp_dir("cache-external");
+    let path = dir.join("config.json");
+    std::fs::write(&path, &external).unwrap();
+    let (code, out, err) = edgegate(&["check", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    let said = out + &err;
+    assert!(
+        said.contains(r#"caching-type="external" needs an external cache (Redis)"#),
+        "{said}"
+    );
+}

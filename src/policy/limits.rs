@@ -1,6 +1,6 @@
 //! Counters behind rate-limit, rate-limit-by-key, quota, quota-by-key and
-//! limit-concurrency, plus the cache of verified JWTs. Owned by the event loop (one
-//! thread, no locks).
+//! limit-concurrency, plus the cache of verified JWTs; they also carry the built-in
+//! cache (`cache.rs`) to the policies. Owned by the event loop (one thread, no locks).
 //!
 //! Every map is bounded in bytes, not in keys: each entry is charged its key's length
 //! and the most its value can hold, so a client choosing a fresh counter key per request
@@ -17,13 +17,13 @@
 //! restarts. Time comes in as an argument (milliseconds / seconds since the epoch).
 //! Must not touch: disk, sockets, the agent (the loop hands snapshots over).
 
-use std::borrow::Borrow;
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::cache::Cache;
 use super::jwt::Lifetime;
+use super::keyed::Keyed;
 
 /// A rate-limit decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,211 +56,6 @@ struct Quota {
     bytes: u64,
     /// Changed since the last export.
     dirty: bool,
-}
-
-/// What an entry costs besides its key and value (slot, index entry, key pointer).
-const ENTRY_OVERHEAD: usize = 96;
-
-struct Slot<G, T> {
-    group: G,
-    key: Rc<str>,
-    value: T,
-    /// What this entry is charged: key, value (at its largest) and overhead.
-    bytes: usize,
-    /// When the entry holds nothing worth keeping any more (ms since the epoch).
-    expires_ms: u64,
-    /// Touched since the clock hand last passed.
-    referenced: bool,
-}
-
-/// Values keyed by (group, caller key), bounded in bytes: a map per group, so a lookup
-/// with a borrowed `&str` key allocates nothing; entries live in a slab the CLOCK hand
-/// walks when room is needed.
-struct Keyed<G, T> {
-    index: HashMap<G, HashMap<Rc<str>, usize>>,
-    slots: Vec<Option<Slot<G, T>>>,
-    free: Vec<usize>,
-    hand: usize,
-    len: usize,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl<G: Hash + Eq + Clone, T> Keyed<G, T> {
-    fn new(max_bytes: usize) -> Self {
-        Keyed {
-            index: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            hand: 0,
-            len: 0,
-            bytes: 0,
-            max_bytes,
-        }
-    }
-
-    fn slot_of<Q>(&self, group: &Q, key: &str) -> Option<usize>
-    where
-        G: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.index.get(group)?.get(key).copied()
-    }
-
-    fn get<Q>(&self, group: &Q, key: &str) -> Option<&T>
-    where
-        G: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.slot_of(group, key)?;
-        self.slots.get(i)?.as_ref().map(|s| &s.value)
-    }
-
-    /// The entry in slot `i`, marked as used; `expires_ms` moves to what the caller says.
-    fn touch(&mut self, i: usize, expires_ms: u64) -> Option<&mut T> {
-        let slot = self.slots.get_mut(i)?.as_mut()?;
-        slot.referenced = true;
-        slot.expires_ms = slot.expires_ms.max(expires_ms);
-        Some(&mut slot.value)
-    }
-
-    fn get_mut<Q>(&mut self, group: &Q, key: &str) -> Option<&mut T>
-    where
-        G: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.slot_of(group, key)?;
-        self.slots.get_mut(i)?.as_mut().map(|s| &mut s.value)
-    }
-
-    /// The value for (group, key), inserted with `make` (charged `value_bytes`) when
-    /// absent. Room is made by evicting entries `evictable` allows; `None` only when
-    /// nothing can go (every entry is in use) or the entry alone exceeds the budget.
-    #[allow(clippy::too_many_arguments)]
-    fn entry<Q>(
-        &mut self,
-        group: &Q,
-        key: &str,
-        value_bytes: usize,
-        expires_ms: u64,
-        now_ms: u64,
-        evictable: impl Fn(&T) -> bool,
-        make: impl FnOnce() -> T,
-    ) -> Option<&mut T>
-    where
-        G: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = G> + ?Sized,
-    {
-        // one hash lookup for a known key (the request path's usual case)
-        if let Some(i) = self.slot_of(group, key) {
-            return self.touch(i, expires_ms);
-        }
-        let bytes = key.len() + value_bytes + ENTRY_OVERHEAD;
-        if bytes > self.max_bytes {
-            return None;
-        }
-        while self.bytes + bytes > self.max_bytes {
-            if !self.evict_one(now_ms, &evictable) {
-                return None;
-            }
-        }
-        let key: Rc<str> = Rc::from(key);
-        let slot = Slot {
-            group: group.to_owned(),
-            key: Rc::clone(&key),
-            value: make(),
-            bytes,
-            expires_ms,
-            referenced: false,
-        };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
-            }
-        };
-        self.index
-            .entry(group.to_owned())
-            .or_default()
-            .insert(key, i);
-        self.len += 1;
-        self.bytes += bytes;
-        self.slots.get_mut(i)?.as_mut().map(|s| &mut s.value)
-    }
-
-    fn remove(&mut self, i: usize) {
-        let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else {
-            return;
-        };
-        if let Some(map) = self.index.get_mut(&slot.group) {
-            map.remove(&*slot.key);
-            if map.is_empty() {
-                self.index.remove(&slot.group);
-            }
-        }
-        self.free.push(i);
-        self.len -= 1;
-        self.bytes -= slot.bytes;
-    }
-
-    /// One CLOCK step set: the first evictable entry that is expired or not referenced
-    /// since the hand last passed goes. False when none can go.
-    fn evict_one(&mut self, now_ms: u64, evictable: &impl Fn(&T) -> bool) -> bool {
-        let n = self.slots.len();
-        for _ in 0..2 * n {
-            let i = self.hand % n.max(1);
-            self.hand = (i + 1) % n.max(1);
-            let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            if !evictable(&slot.value) {
-                continue;
-            }
-            if slot.expires_ms <= now_ms || !slot.referenced {
-                self.remove(i);
-                return true;
-            }
-            slot.referenced = false;
-        }
-        false
-    }
-
-    /// Keeps the entries `keep` accepts (expired ones are dropped by the caller's rule).
-    fn retain(&mut self, mut keep: impl FnMut(&T, u64) -> bool) {
-        for i in 0..self.slots.len() {
-            let drop = self.slots[i]
-                .as_ref()
-                .is_some_and(|s| !keep(&s.value, s.expires_ms));
-            if drop {
-                self.remove(i);
-            }
-        }
-        if self.len == 0 {
-            self.slots.clear();
-            self.free.clear();
-            self.hand = 0;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.index.clear();
-        self.slots.clear();
-        self.free.clear();
-        self.hand = 0;
-        self.len = 0;
-        self.bytes = 0;
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = (&G, &str, &mut T)> {
-        self.slots
-            .iter_mut()
-            .flatten()
-            .map(|s| (&s.group, &*s.key, &mut s.value))
-    }
 }
 
 /// Rate limits of up to this many calls keep exact call times.
@@ -370,6 +165,8 @@ pub struct Counters {
     jwt: Keyed<u64, Lifetime>,
     /// Some quota cell changed since the last export.
     pub quota_dirty: bool,
+    /// The built-in cache (cache-*-value policies); none until the loop sizes it.
+    pub cache: Cache,
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -404,7 +201,13 @@ impl Counters {
             concurrency: Keyed::new(max_bytes / 16),
             jwt: Keyed::new(max_bytes * 3 / 16),
             quota_dirty: false,
+            cache: Cache::new(0),
         }
+    }
+
+    /// The same counters carrying `cache`.
+    pub fn with_cache(self, cache: Cache) -> Counters {
+        Counters { cache, ..self }
     }
 
     /// The window of (counter, key), made for a limit of `calls` per `period_ms` when
@@ -678,12 +481,18 @@ impl Counters {
     }
 
     pub fn keys(&self) -> usize {
-        self.windows.len + self.quotas.len + self.concurrency.len + self.jwt.len
+        self.windows.usage().1
+            + self.quotas.usage().1
+            + self.concurrency.usage().1
+            + self.jwt.usage().1
     }
 
     /// Bytes charged to all maps.
     pub fn bytes(&self) -> usize {
-        self.windows.bytes + self.quotas.bytes + self.concurrency.bytes + self.jwt.bytes
+        self.windows.usage().0
+            + self.quotas.usage().0
+            + self.concurrency.usage().0
+            + self.jwt.usage().0
     }
 }
 

@@ -17,9 +17,11 @@
 //! ```
 //! Must not touch: sockets, the loop's state, the clock (time comes in as an argument).
 
+pub mod cache;
 pub mod call;
 pub mod expr;
 pub mod jwt;
+pub mod keyed;
 pub mod kinds;
 pub mod limits;
 pub mod parse;

@@ -31,10 +31,7 @@ pub const REFUSED: &[(&str, &str)] = &[
         "Azure only: Azure OpenAI token accounting",
     ),
     ("cache-lookup", "planned: the built-in response cache"),
-    ("cache-lookup-value", "planned: the built-in cache"),
-    ("cache-remove-value", "planned: the built-in cache"),
     ("cache-store", "planned: the built-in response cache"),
-    ("cache-store-value", "planned: the built-in cache"),
     (
         "cosmosdb-data-source",
         "GraphQL resolvers are not supported",

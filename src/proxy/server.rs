@@ -176,7 +176,8 @@ impl Server {
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
             notifier: crate::notify::Notifier::from_env(),
             next_watchdog: now,
-            counters: Counters::new(COUNTER_BYTES_MAX),
+            counters: Counters::new(COUNTER_BYTES_MAX)
+                .with_cache(crate::policy::cache::Cache::new(settings.cache_memory_max)),
             wall_ms: wall_ms(),
             logs,
             retiring: Vec::new(),
