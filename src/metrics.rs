@@ -95,6 +95,7 @@ pub struct GaugeValues {
     pub backup_versions: Option<u32>,
     pub connections_open: usize,
     pub log_records_dropped: u64,
+    pub cache: CacheStats,
 }
 
 impl GaugeValues {
@@ -106,6 +107,7 @@ impl GaugeValues {
             backup_versions: g.backup_versions,
             connections_open: g.connections_open,
             log_records_dropped: g.log_records_dropped,
+            cache: g.cache,
         }
     }
 
@@ -117,6 +119,7 @@ impl GaugeValues {
             backup_versions: self.backup_versions,
             connections_open: self.connections_open,
             log_records_dropped: self.log_records_dropped,
+            cache: self.cache,
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct Gauges<'a> {
     pub connections_open: usize,
     /// Request records the loop could not hand to the log writer (stderr too slow).
     pub log_records_dropped: u64,
+    /// What the built-in cache has done and holds.
+    pub cache: CacheStats,
 }
 
 impl<'a> Gauges<'a> {
@@ -161,10 +166,12 @@ impl<'a> Gauges<'a> {
             backup_versions: sync.backup_versions,
             connections_open,
             log_records_dropped: 0,
+            cache: CacheStats::default(),
         }
     }
 }
 
+pub use crate::policy::cache::CacheStats;
 pub use crate::settings::{LabelSet, LABELS};
 
 /// One answered call, as metrics label it.
@@ -521,6 +528,21 @@ impl Metrics {
             "# TYPE edgegate_log_records_dropped_total counter\nedgegate_log_records_dropped_total {}",
             g.log_records_dropped
         );
+        let c = &g.cache;
+        for (name, kind, value) in [
+            ("hits_total", "counter", c.hits),
+            ("misses_total", "counter", c.misses),
+            ("stores_total", "counter", c.stores),
+            ("stores_refused_total", "counter", c.refused),
+            ("evictions_total", "counter", c.evictions),
+            ("bytes", "gauge", c.bytes as u64),
+            ("entries", "gauge", c.entries as u64),
+        ] {
+            let _ = writeln!(
+                out,
+                "# TYPE edgegate_cache_{name} {kind}\nedgegate_cache_{name} {value}"
+            );
+        }
         out
     }
 }
@@ -570,6 +592,12 @@ mod tests {
             backup_versions: Some(4),
             connections_open: 3,
             log_records_dropped: 7,
+            cache: CacheStats {
+                hits: 5,
+                evictions: 2,
+                bytes: 1234,
+                ..CacheStats::default()
+            },
         });
         for line in [
             "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
@@ -586,6 +614,10 @@ mod tests {
             "edgegate_backup_versions 4",
             "edgegate_connections_open 3",
             "edgegate_log_records_dropped_total 7",
+            "edgegate_cache_hits_total 5",
+            "edgegate_cache_misses_total 0",
+            "edgegate_cache_evictions_total 2",
+            "edgegate_cache_bytes 1234",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

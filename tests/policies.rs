@@ -2067,7 +2067,13 @@ fn cache_values_by_key() {
         js(&profile),
         js(&forget),
     );
-    let gw = Gateway::start(&doc, &[]);
+    let gw = Gateway::start(
+        &doc,
+        &[
+            "telemetry.metrics.local=prometheus",
+            "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
+        ],
+    );
     let get = |who: &str| {
         let r = send(&gw, "GET", "/c/profile", &[("X-User", who)], "");
         assert_eq!(r.status, 200);
@@ -2097,6 +2103,28 @@ fn cache_values_by_key() {
     assert_ne!(again, alice, "removed: computed anew");
     assert_eq!(get("alice"), again);
     assert_eq!(get("bob"), bob, "other keys stay");
+    // counted: seven calls, each a lookup of the profile (3 misses) and of the absent key
+    let want = [
+        "edgegate_cache_hits_total 4",
+        "edgegate_cache_misses_total 10",
+        "edgegate_cache_stores_total 3",
+        "edgegate_cache_entries 2",
+    ];
+    let scrape = || {
+        request(
+            gw.metrics_addr(),
+            "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        )
+        .text()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let text = scrape();
+            want.iter().all(|w| text.lines().any(|l| l == *w))
+        }),
+        "{}",
+        scrape()
+    );
 
     let off = Gateway::start(&doc, &["cache.memory.max=0"]);
     let r1 = send(&off, "GET", "/c/profile", &[("X-User", "carol")], "").text();

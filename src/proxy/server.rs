@@ -609,6 +609,7 @@ impl Server {
         };
         let gauges = crate::metrics::Gauges {
             log_records_dropped: self.log.dropped,
+            cache: self.counters.cache.stats(),
             ..crate::metrics::Gauges::of(
                 self.runtime.as_deref(),
                 &self.sync,
