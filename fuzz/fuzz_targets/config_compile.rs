@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
             for path in ["/", "/a", "/a/b/c", "//x//", "/echo/items/1"] {
                 if let Some(m) = rt.api_table.find(path, "h", false) {
                     let api = &rt.apis[m.api as usize];
-                    let _ = api.op_table.find(&path[m.rest_offset..], "GET");
+                    for query in [None, Some("a=1&b=%20&c"), Some("")] {
+                        let _ = api.op_table.find(&path[m.rest_offset..], query, "GET");
+                    }
                 }
             }
         }
