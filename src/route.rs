@@ -6,6 +6,7 @@
 //! and method (exact before `*`).
 //! Must not touch: sockets, headers, the config document (compile.rs feeds it).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -193,12 +194,10 @@ impl Template {
     /// Whether a request's query has every parameter the template requires (a literal
     /// one with that value, compared decoded).
     pub fn accepts_query(&self, query: Option<&str>) -> bool {
-        self.query()
-            .all(|(name, want)| match (query_value(query, name), want) {
-                (None, _) => false,
-                (Some(_), Segment::Param(_)) => true,
-                (Some(got), Segment::Literal(value)) => decode(got) == decode(value),
-            })
+        self.query().all(|(name, want)| match want {
+            Segment::Param(_) => query_meets(query, name, None),
+            Segment::Literal(value) => query_meets(query, name, Some(&decode(value))),
+        })
     }
 
     /// The template as written in the config.
@@ -284,6 +283,16 @@ impl Template {
     }
 }
 
+/// Whether `query` has parameter `name` and, for a literal requirement, that value
+/// (`literal` is decoded; the request's value is decoded to compare).
+fn query_meets(query: Option<&str>, name: &str, literal: Option<&str>) -> bool {
+    match (query_value(query, name), literal) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(got), Some(want)) => decode(got) == want,
+    }
+}
+
 /// A span's text (empty if it were out of range, which parsing rules out).
 fn span_text(text: &str, s: SegmentSpan) -> &str {
     text.get(s.start as usize..(s.start + s.len) as usize)
@@ -365,6 +374,10 @@ struct BuildNode<'t> {
     wildcard: Vec<(&'t str, u32)>,
 }
 
+/// A query parameter an operation requires while its table is built: its name, and
+/// its decoded value when the template gives one.
+type Requirement<'t> = (&'t str, Option<Cow<'t, str>>);
+
 /// A run of entries in one of the table's arrays: (start, length).
 #[derive(Default, Clone, Copy)]
 struct Run(u32, u32);
@@ -399,7 +412,8 @@ pub struct OpTable {
     edges: Box<[(Span, u32)]>,
     /// (method, operation index), by node run.
     ends: Box<[(Span, u32)]>,
-    /// (query parameter name, the value it must have if literal), by operation run.
+    /// (query parameter name, the decoded value it must have if literal), by operation
+    /// run.
     requirements: Box<[(Span, Option<Span>)]>,
     /// Each operation's run of `requirements`, by operation index.
     op_requirements: Box<[Run]>,
@@ -415,11 +429,12 @@ impl OpTable {
         let mut nodes = vec![BuildNode::default()];
         let mut requirements = Vec::new();
         for (index, (method, template)) in ops.enumerate() {
-            let required: Vec<(&str, Option<&str>)> = template
+            // literal values decoded once here, not per request
+            let required: Vec<Requirement> = template
                 .query()
                 .map(|(name, value)| match value {
                     Segment::Param(_) => (name, None),
-                    Segment::Literal(v) => (name, Some(v)),
+                    Segment::Literal(v) => (name, Some(decode(v))),
                 })
                 .collect();
             requirements.push(required);
@@ -454,7 +469,7 @@ impl OpTable {
         OpTable::flatten(nodes, &requirements)
     }
 
-    fn flatten(built: Vec<BuildNode>, required: &[Vec<(&str, Option<&str>)>]) -> OpTable {
+    fn flatten(built: Vec<BuildNode>, required: &[Vec<Requirement>]) -> OpTable {
         let mut text = String::new();
         let mut span = |s: &str| {
             let start = text.len() as u32;
@@ -490,7 +505,7 @@ impl OpTable {
             let start = requirements.len() as u32;
             requirements.extend(
                 list.iter()
-                    .map(|(name, value)| (span(name), value.map(&mut span))),
+                    .map(|(name, value)| (span(name), value.as_deref().map(&mut span))),
             );
             op_requirements.push(Run(start, list.len() as u32));
         }
@@ -533,11 +548,7 @@ impl OpTable {
 
     fn query_holds(&self, op: u32, query: Option<&str>) -> bool {
         self.required(op).iter().all(|(name, value)| {
-            match (query_value(query, self.str_of(*name)), value) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(got), Some(want)) => decode(got) == decode(self.str_of(*want)),
-            }
+            query_meets(query, self.str_of(*name), value.map(|v| self.str_of(v)))
         })
     }
 

@@ -80,8 +80,8 @@ impl Cache {
             | Val::Double(_)
             | Val::Date(_)
             | Val::Span(_)
-            | Val::Bytes(_) => Cached::Plain(value.clone().into_owned()),
-            Val::Str(s) => Cached::Plain(Val::Str(Cow::Owned(s.to_string()))),
+            | Val::Bytes(_)
+            | Val::Str(_) => Cached::Plain(value.clone().into_owned()),
             other => Cached::Plain(Val::Str(Cow::Owned(other.to_text().into_owned()))),
         };
         let bytes = match &cached {

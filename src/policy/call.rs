@@ -402,6 +402,14 @@ impl Call<'_> {
         self.st.settle_consumed();
         out
     }
+    /// `text`'s value for this call: a literal as a string, an expression's typed value
+    /// (set-variable, cache values).
+    pub fn typed(&mut self, text: &Text) -> Result<Val<'static>, EvalError> {
+        match text {
+            Text::Lit(l) => Ok(Val::Str(Cow::Owned(l.clone()))),
+            Text::Expr(e) => self.value(e),
+        }
+    }
     pub fn truth(&mut self, expr: &Expr) -> Result<bool, EvalError> {
         let mut out = Err(err("no environment"));
         self.host

@@ -33,10 +33,6 @@ impl Source {
     }
 }
 
-/// Objects with more names than this are parsed eagerly (checking their names for
-/// repeats without allocating is quadratic).
-const NAMES_CHECKED: usize = 64;
-
 /// Parses JSON text: plain JSON is checked whole and its root opened, nested containers
 /// left unopened; anything else (and every error) goes to the eager parser.
 pub fn parse(text: &str) -> Result<Json, EvalError> {
@@ -232,13 +228,17 @@ fn emit_value(
         return Err(err("Unexpected end of JSON content"));
     };
     match c {
-        b'{' | b'[' if !indented && src.end_of(r.pos as u32).is_some_and(|e| e.canonical) => {
-            // a canonical container inside one that is not: copied whole
-            let end = src.end_of(r.pos as u32).map_or(r.pos, |e| e.end as usize);
-            out.push_str(&r.text[r.pos..end]);
-            r.pos = end;
-        }
         b'{' | b'[' => {
+            // a canonical container inside one that is not: copied whole
+            let copied = (!indented)
+                .then(|| src.end_of(r.pos as u32))
+                .flatten()
+                .filter(|e| e.canonical);
+            if let Some(e) = copied {
+                out.push_str(&r.text[r.pos..e.end as usize]);
+                r.pos = e.end as usize;
+                return Ok(());
+            }
             let (close, object) = if c == b'{' {
                 (b'}', true)
             } else {

@@ -6,13 +6,10 @@
 //! use the built-in cache; `external` is refused at load until an external cache exists.
 //! Must not touch: the request or response.
 
-use std::borrow::Cow;
-
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
-use crate::policy::expr::Val;
 use crate::policy::parse::{
     attr, no_attributes, positive, required, setting, text_value, Cx, POSITIVE, R,
 };
@@ -114,14 +111,6 @@ fn compile_remove(cx: &mut Cx, n: Node) -> R<Compiled> {
     })
 }
 
-/// A text's value for the call: a literal as a string, an expression's typed value.
-fn typed(call: &mut Call, text: &Text) -> Result<Val<'static>, crate::policy::expr::EvalError> {
-    match text {
-        Text::Lit(l) => Ok(Val::Str(Cow::Owned(l.clone()))),
-        Text::Expr(e) => call.value(e),
-    }
-}
-
 impl Behaviour for CacheLookupValue {
     fn name(&self) -> &'static str {
         "cache-lookup-value"
@@ -134,11 +123,11 @@ impl Behaviour for CacheLookupValue {
         )
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let key = or_fail!(call, step, call.text_cow(&self.key)).into_owned();
+        let key = or_fail!(call, step, call.text_cow(&self.key));
         let value = match call.counters.cache.lookup(&key, call.now_ms) {
             Some(v) => v,
             None => match &self.default {
-                Some(d) => or_fail!(call, step, typed(call, d)),
+                Some(d) => or_fail!(call, step, call.typed(d)),
                 None => return Flow::Continue,
             },
         };
@@ -160,8 +149,8 @@ impl Behaviour for CacheStoreValue {
         )
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let key = or_fail!(call, step, call.text_cow(&self.key)).into_owned();
-        let value = or_fail!(call, step, typed(call, &self.value));
+        let key = or_fail!(call, step, call.text_cow(&self.key));
+        let value = or_fail!(call, step, call.typed(&self.value));
         let secs = or_fail!(call, step, call.setting(&self.duration_secs));
         let ttl_ms = secs.saturating_mul(1000);
         // a value too large for the cache is not kept: as in APIM, a later lookup misses
@@ -178,7 +167,7 @@ impl Behaviour for CacheRemoveValue {
         Facts::reading([&self.key])
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let key = or_fail!(call, step, call.text_cow(&self.key)).into_owned();
+        let key = or_fail!(call, step, call.text_cow(&self.key));
         call.counters.cache.remove(&key);
         Flow::Continue
     }

@@ -2,13 +2,10 @@
 //! typed value).
 //! Must not touch: the request or response.
 
-use std::borrow::Cow;
-
 use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
-use crate::policy::expr::Val;
 use crate::policy::parse::{no_attributes, required, text_value, Cx, R};
 use crate::policy::{Step, Text};
 
@@ -41,10 +38,7 @@ impl Behaviour for SetVariable {
         Facts::reading([&self.value])
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let v = match &self.value {
-            Text::Lit(l) => Val::Str(Cow::Owned(l.clone())),
-            Text::Expr(e) => or_fail!(call, step, call.value(e)),
-        };
+        let v = or_fail!(call, step, call.typed(&self.value));
         call.st.set_var(&self.name, v);
         Flow::Continue
     }

@@ -7,7 +7,10 @@
 //! Must not touch: the tree, printing, evaluation.
 
 use super::super::json::MAX_DEPTH;
-use super::NAMES_CHECKED;
+
+/// Objects with more names than this go to the eager parser (checking their names for
+/// repeats without allocating is quadratic).
+const NAMES_CHECKED: usize = 64;
 
 /// A container of the copy: where it starts and ends, how deeply containers nest in it,
 /// and whether its text is canonical compact JSON.
