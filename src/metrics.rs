@@ -96,6 +96,20 @@ pub struct GaugeValues {
     pub connections_open: usize,
     pub log_records_dropped: u64,
     pub cache: CacheStats,
+    pub one_way: OneWayStats,
+}
+
+/// What `send-one-way-request` did since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OneWayStats {
+    /// Sent and answered (any status).
+    pub sent: u64,
+    /// Sent, and no response came (connect failure, timeout, bad response).
+    pub failed: u64,
+    /// Not sent: the outbox or the in-flight set was full.
+    pub dropped: u64,
+    /// The part of `dropped` the in-flight set refused.
+    pub dropped_in_flight: u64,
 }
 
 impl GaugeValues {
@@ -108,6 +122,7 @@ impl GaugeValues {
             connections_open: g.connections_open,
             log_records_dropped: g.log_records_dropped,
             cache: g.cache,
+            one_way: g.one_way,
         }
     }
 
@@ -120,6 +135,7 @@ impl GaugeValues {
             connections_open: self.connections_open,
             log_records_dropped: self.log_records_dropped,
             cache: self.cache,
+            one_way: self.one_way,
         }
     }
 }
@@ -144,6 +160,8 @@ pub struct Gauges<'a> {
     pub log_records_dropped: u64,
     /// What the built-in cache has done and holds.
     pub cache: CacheStats,
+    /// What send-one-way-request did.
+    pub one_way: OneWayStats,
 }
 
 impl<'a> Gauges<'a> {
@@ -167,6 +185,7 @@ impl<'a> Gauges<'a> {
             connections_open,
             log_records_dropped: 0,
             cache: CacheStats::default(),
+            one_way: OneWayStats::default(),
         }
     }
 }
@@ -528,6 +547,14 @@ impl Metrics {
             "# TYPE edgegate_log_records_dropped_total counter\nedgegate_log_records_dropped_total {}",
             g.log_records_dropped
         );
+        policy_gauges(&mut out, g);
+        out
+    }
+}
+
+/// What the built-in cache and send-one-way-request did.
+fn policy_gauges(out: &mut String, g: &Gauges) {
+    {
         let c = &g.cache;
         for (name, kind, value) in [
             ("hits_total", "counter", c.hits),
@@ -543,7 +570,17 @@ impl Metrics {
                 "# TYPE edgegate_cache_{name} {kind}\nedgegate_cache_{name} {value}"
             );
         }
-        out
+        let w = &g.one_way;
+        for (name, value) in [
+            ("sent", w.sent),
+            ("failed", w.failed),
+            ("dropped", w.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "# TYPE edgegate_one_way_requests_{name}_total counter\nedgegate_one_way_requests_{name}_total {value}"
+            );
+        }
     }
 }
 
@@ -598,6 +635,11 @@ mod tests {
                 bytes: 1234,
                 ..CacheStats::default()
             },
+            one_way: OneWayStats {
+                sent: 3,
+                dropped: 1,
+                ..OneWayStats::default()
+            },
         });
         for line in [
             "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
@@ -608,6 +650,9 @@ mod tests {
             "edgegate_backend_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 31.000",
             "edgegate_config_info{version=\"v\\\"1\"} 1",
             "edgegate_config_age_seconds 7",
+            "edgegate_one_way_requests_sent_total 3",
+            "edgegate_one_way_requests_failed_total 0",
+            "edgegate_one_way_requests_dropped_total 1",
             "edgegate_client_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 1.200",
             "edgegate_gateway_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"1\"} 2",
             "edgegate_plane_connected 0",

@@ -37,19 +37,6 @@ fn config(apis: &str, rest: &str) -> String {
     format!(r#"{{"schemaVersion": 1, "version": "p1", "apis": [{apis}]{rest}}}"#)
 }
 
-fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    raw.push_str("\r\n");
-    raw.push_str(body);
-    request(gw.addr, &raw)
-}
-
 fn values(seen: &Seen, name: &str) -> Vec<String> {
     seen.headers
         .iter()

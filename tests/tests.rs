@@ -12,6 +12,7 @@ mod lifecycle;
 mod plane_http;
 mod policies;
 mod proxy;
+mod send_request;
 mod stores;
 mod streaming;
 mod strict;

@@ -356,12 +356,25 @@ impl Runtime {
     /// Gives the runtime the client config for its `https://` backends, if it has any
     /// (built the first time; reads `net.backend.tls.ca`): agent only.
     pub fn attach_backend_tls(&mut self) -> Result<(), String> {
+        // policies may call https:// URLs themselves (send-request)
         let any = self.apis.iter().any(|a| a.backend.tls.is_some())
-            || self.backends.iter().any(|b| b.tls.is_some());
+            || self.backends.iter().any(|b| b.tls.is_some())
+            || self.policies;
         if any {
             self.backend_tls = Some(tls::backend_client_config()?);
         }
         Ok(())
+    }
+
+    /// An address the agent resolved for `host` (a backend's or a policy's), if any.
+    pub fn known_address(&self, host: &str) -> Option<std::net::IpAddr> {
+        self.apis
+            .iter()
+            .map(|a| &a.backend)
+            .chain(self.backends.iter())
+            .filter(|b| b.host.eq_ignore_ascii_case(host))
+            .find_map(|b| b.addrs.first())
+            .map(SocketAddr::ip)
     }
 
     pub fn uses_host_names(&self) -> bool {

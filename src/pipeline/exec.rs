@@ -489,10 +489,72 @@ impl Host for Scene<'_> {
             .get(id)
             .map(|i| Target::Backend(*i))
     }
+    fn request_url(&self, st: &State) -> String {
+        let (authority, base_path, https) = match &st.req.target {
+            Some(Target::Backend(i)) => match self.runtime.backends.get(*i as usize) {
+                Some(b) => (b.authority.as_str(), b.base_path.as_str(), b.tls.is_some()),
+                None => ("", "", false),
+            },
+            Some(Target::Addr {
+                authority,
+                base_path,
+                tls,
+                ..
+            }) => (authority.as_str(), base_path.as_str(), tls.is_some()),
+            None => {
+                let b = &self.who.api.backend;
+                (b.authority.as_str(), b.base_path.as_str(), b.tls.is_some())
+            }
+        };
+        let scheme = if https { "https" } else { "http" };
+        let rest = st.req.rest.as_deref().unwrap_or(self.req.rest);
+        let query = match &st.req.query {
+            Some(q) => Some(join_query(q)).filter(|q| !q.is_empty()),
+            None => self.req.query.map(str::to_string),
+        };
+        match query {
+            Some(q) => format!("{scheme}://{authority}{base_path}{rest}?{q}"),
+            None => format!("{scheme}://{authority}{base_path}{rest}"),
+        }
+    }
 }
 
-/// Runs `steps` in order (the pipeline's one entry into the policies).
+/// Runs `steps` in order where the call cannot wait for a send-request (outbound,
+/// on-error, inside retry): a suspension there fails the call.
 pub fn run(
+    steps: &[Step],
+    phase: Phase,
+    req: &RequestView,
+    resp: Option<&ResponseView>,
+    who: &Who,
+    st: &mut State,
+    io: &mut Io,
+) -> Flow {
+    match run_resumable(steps, phase, req, resp, who, st, io) {
+        Flow::Suspend => {
+            st.outgoing.clear();
+            st.cursor.clear();
+            st.answer(500, "Internal server error");
+            let section = match phase {
+                Phase::Request => "backend",
+                Phase::Response => "outbound",
+            };
+            fail_outside(
+                st,
+                "send-request",
+                "NotSupported",
+                "send-request and wait run in inbound and in the backend section before forward-request (outside retry)",
+                section,
+            );
+            Flow::Error
+        }
+        flow => flow,
+    }
+}
+
+/// Runs `steps` in order (the pipeline's one entry into the policies); `Suspend`: the
+/// call waits for `State::outgoing` and resumes with the same steps.
+pub fn run_resumable(
     steps: &[Step],
     phase: Phase,
     req: &RequestView,

@@ -18,6 +18,7 @@ use super::exec::{self, Io, Who};
 use crate::config::Runtime;
 use crate::http::Failure;
 use crate::policy::call::{fail_outside, Flow, Phase, State};
+use crate::policy::outgoing::{Outcome, ReplyTo};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
 use crate::policy::{Plan, RetryTerms, Step};
 
@@ -49,6 +50,8 @@ pub enum Inbound {
     Forward,
     /// Answer with `Pipeline::st.resp`; the call is finished and counted.
     Answer,
+    /// Send the requests in `Pipeline::st.outgoing`, then `resume` with their outcomes.
+    Suspend,
 }
 
 /// Who is calling what, from indexes into the runtime (`None` if they are stale).
@@ -103,12 +106,57 @@ impl Pipeline {
     /// Without forward-request, APIM answers an empty 200 through outbound. A failure
     /// runs on-error. An answer is settled and finished here.
     pub fn inbound(&mut self, req: &RequestView, io: &mut Io) -> Result<Inbound, Failure> {
+        self.inbound_with(Flow::Continue, req, io)
+    }
+
+    /// Resumes a suspended inbound once the requests it waited for have their
+    /// outcomes: each lands in its variable (or fails the call), then inbound goes on
+    /// after the step that suspended.
+    pub fn resume(
+        &mut self,
+        outcomes: Vec<(ReplyTo, Outcome)>,
+        req: &RequestView,
+        io: &mut Io,
+    ) -> Result<Inbound, Failure> {
+        let mut flow = Flow::Continue;
+        for (to, outcome) in outcomes {
+            let fails = matches!(outcome, Outcome::Failed(_)) && !to.ignore_error;
+            if flow == Flow::Error && fails {
+                // the first failure is the one on-error sees
+                continue;
+            }
+            if self.st.receive(to, outcome) == Flow::Error {
+                flow = Flow::Error;
+            }
+        }
+        if flow != Flow::Continue {
+            self.st.cursor.clear();
+        }
+        self.inbound_with(flow, req, io)
+    }
+
+    /// Inbound from its start, from where it was suspended (`Flow::Continue` with a
+    /// cursor), or straight to on-error (`Flow::Error`).
+    fn inbound_with(
+        &mut self,
+        flow: Flow,
+        req: &RequestView,
+        io: &mut Io,
+    ) -> Result<Inbound, Failure> {
         let plan = Arc::clone(&self.plan);
         let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
             return Err(Failure::Internal(STALE_IDS));
         };
         let st = &mut self.st;
-        let mut flow = exec::run(&plan.inbound, Phase::Request, req, None, &who, st, io);
+        let mut flow = match flow {
+            Flow::Continue => {
+                exec::run_resumable(&plan.inbound, Phase::Request, req, None, &who, st, io)
+            }
+            other => other,
+        };
+        if flow == Flow::Suspend {
+            return Ok(Inbound::Suspend);
+        }
         if flow == Flow::Continue {
             match &plan.forward {
                 None => {

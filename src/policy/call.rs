@@ -112,6 +112,16 @@ pub struct State {
     /// The numbers forward-request and retry computed for this call, once the backend
     /// section reached forward-request.
     pub forward: Option<super::ForwardTerms>,
+    /// The requests `send-request` policies wait for (the call is suspended until their
+    /// outcomes land with `State::receive`).
+    pub outgoing: Vec<super::outgoing::Outgoing>,
+    /// Where a suspended call resumes: the index of each step on the way down to the
+    /// one that suspended (and a branch of each `choose` on the way), innermost first.
+    pub cursor: Vec<u32>,
+    /// Inside `<wait>`: send-request queues its request and goes on.
+    pub collecting: bool,
+    /// The suspension ends with the first outcome (`<wait for="any">`) rather than all.
+    pub wait_any: bool,
 }
 
 /// What the rest of the pipeline does next.
@@ -124,6 +134,9 @@ pub enum Flow {
     /// A policy failed: `State::last_error` and a default error response are set; run
     /// on-error next.
     Error,
+    /// The call waits for the requests in `State::outgoing`; it resumes after the step
+    /// that suspended (`State::cursor`) once their outcomes have landed.
+    Suspend,
 }
 
 impl State {
@@ -230,6 +243,8 @@ pub struct Facts {
     /// It reads the request (headers, query, path…): in outbound or on-error the
     /// gateway keeps a copy of the request for it.
     pub reads_request: bool,
+    /// It makes the call wait for a request of its own (send-request, wait).
+    pub suspends: bool,
 }
 
 impl std::ops::BitOr for Facts {
@@ -239,6 +254,7 @@ impl std::ops::BitOr for Facts {
             needs_body: self.needs_body || o.needs_body,
             sets_body: self.sets_body || o.sets_body,
             reads_request: self.reads_request || o.reads_request,
+            suspends: self.suspends || o.suspends,
         }
     }
 }
@@ -318,6 +334,9 @@ pub trait Host {
     fn target_of(&self, url: &str) -> Option<Target>;
     /// The named backend with this id, if the config has it.
     fn backend_named(&self, id: &str) -> Option<Target>;
+    /// The URL the request would be sent to now (the backend's, with the policies'
+    /// changes so far): send-request's URL in mode copy.
+    fn request_url(&self, st: &State) -> String;
 }
 
 /// One step's view of the call: the phase, the host, the call's state, the counters
@@ -417,15 +436,43 @@ impl Call<'_> {
         self.st.settle_consumed();
         out
     }
-    /// Runs `steps` in order until one does not continue.
+    /// Runs `steps` in order until one does not continue. A resumed call starts where
+    /// its cursor says: inside the step that holds the one that suspended, or after the
+    /// one that suspended.
     pub fn run(&mut self, steps: &[Step]) -> Flow {
-        for step in steps {
-            let flow = step.policy.run(step, self);
-            if flow != Flow::Continue {
-                return flow;
+        let start = match self.st.cursor.pop() {
+            Some(i) => i as usize + usize::from(self.st.cursor.is_empty()),
+            None => 0,
+        };
+        for (i, step) in steps.iter().enumerate().skip(start) {
+            match step.policy.run(step, self) {
+                Flow::Continue => {}
+                Flow::Suspend => {
+                    self.st.cursor.push(i as u32);
+                    return Flow::Suspend;
+                }
+                flow => return flow,
             }
         }
         Flow::Continue
+    }
+    /// The call is resuming inside this step (it holds the step that suspended): the
+    /// step goes back in without deciding again.
+    pub fn resuming(&self) -> bool {
+        !self.st.cursor.is_empty()
+    }
+    /// Runs branch `branch` of a step with branches (choose), so that a suspension
+    /// inside it resumes in the same branch (`resumed_branch`).
+    pub fn run_branch(&mut self, branch: usize, steps: &[Step]) -> Flow {
+        let flow = self.run(steps);
+        if flow == Flow::Suspend {
+            self.st.cursor.push(branch as u32);
+        }
+        flow
+    }
+    /// The branch a resuming step with branches was in.
+    pub fn resumed_branch(&mut self) -> Option<usize> {
+        self.st.cursor.pop().map(|b| b as usize)
     }
 }
 

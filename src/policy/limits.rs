@@ -167,6 +167,8 @@ pub struct Counters {
     pub quota_dirty: bool,
     /// The built-in cache (cache-*-value policies); none until the loop sizes it.
     pub cache: Cache,
+    /// send-one-way-request's requests until the loop sends them.
+    pub outbox: super::outgoing::Outbox,
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -202,6 +204,7 @@ impl Counters {
             jwt: Keyed::new(max_bytes * 3 / 16),
             quota_dirty: false,
             cache: Cache::new(0),
+            outbox: Default::default(),
         }
     }
 

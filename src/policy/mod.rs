@@ -24,6 +24,7 @@ pub mod jwt;
 pub mod keyed;
 pub mod kinds;
 pub mod limits;
+pub mod outgoing;
 pub mod parse;
 pub mod rawxml;
 pub mod refusals;
@@ -291,6 +292,16 @@ impl Plan {
                 Item::Step(s) if after_forward => post.push(s.clone()),
                 Item::Step(s) => plan.inbound.push(s.clone()),
             }
+        }
+        if Facts::of(&post).suspends {
+            return Err("send-request and wait run before forward-request: after it, the response is on its way (use send-one-way-request there)".into());
+        }
+        let retried = plan.forward.as_ref().and_then(|f| f.retry.as_ref());
+        if retried.is_some_and(|r| Facts::of(&r.steps).suspends) {
+            return Err(
+                "send-request and wait are not supported inside <retry>; place them before it"
+                    .into(),
+            );
         }
         post.extend(steps(&doc.outbound));
         plan.outbound = post;

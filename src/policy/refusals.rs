@@ -73,11 +73,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "needs a Dapr sidecar, which edgegate does not run with",
     ),
     ("redirect-content-urls", "planned"),
-    (
-        "send-one-way-request",
-        "planned: outbound calls from policies",
-    ),
-    ("send-request", "planned: outbound calls from policies"),
     ("send-service-bus-message", "Azure only: Azure Service Bus"),
     (
         "set-graphql-resolver",
@@ -110,7 +105,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "validate-status-code",
         "planned: needs API schemas (OpenAPI import)",
     ),
-    ("wait", "planned: outbound calls from policies"),
     ("xsl-transform", "planned"),
 ];
 

@@ -11,6 +11,8 @@ pub mod conn;
 pub mod gate;
 #[cfg(test)]
 pub mod memory;
+pub mod one_way;
 pub mod server;
+pub mod sub;
 pub mod token;
 pub mod transport;

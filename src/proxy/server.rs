@@ -22,6 +22,7 @@ use slab::Slab;
 use super::backend::Backends;
 use super::buffer::Pool;
 use super::conn::{Client, Ctx, Limits, Outcome, Ready};
+use super::one_way::{OneWay, ONE_WAY_OWNER};
 use super::token::{self, Kind};
 use super::transport::Transport;
 use crate::agent::{ToAgent, ToLoop};
@@ -93,6 +94,8 @@ pub struct Server {
     next_watchdog: Instant,
     /// Policy counters (rate limits, quotas, concurrency, verified tokens).
     counters: Counters,
+    /// send-one-way-request's requests in flight (owned by the loop, not a client).
+    one_way: OneWay,
     /// Wall clock (ms since the epoch), read once per loop turn.
     wall_ms: u64,
     /// Where request records and the loop's own log lines go (the log writer thread).
@@ -176,6 +179,7 @@ impl Server {
             next_quota_snapshot: now + QUOTA_SNAPSHOT_EVERY,
             notifier: crate::notify::Notifier::from_env(),
             next_watchdog: now,
+            one_way: OneWay::default(),
             counters: Counters::new(COUNTER_BYTES_MAX)
                 .with_cache(crate::policy::cache::Cache::new(settings.cache_memory_max)),
             wall_ms: wall_ms(),
@@ -271,6 +275,13 @@ impl Server {
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
             }
+            self.one_way.take_from(
+                &mut self.counters.outbox,
+                self.runtime.as_deref(),
+                &mut self.backends,
+                self.poll.registry(),
+                self.now,
+            );
             if self.now >= next_sweep {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
@@ -429,6 +440,16 @@ impl Server {
         else {
             return;
         };
+        if owner == ONE_WAY_OWNER {
+            self.one_way.ready(
+                key,
+                (ready.readable, ready.writable, ready.closed),
+                &mut self.backends,
+                self.poll.registry(),
+                self.now,
+            );
+            return;
+        }
         let taken = self
             .clients
             .get_mut(owner)
@@ -486,6 +507,8 @@ impl Server {
         for key in expired {
             self.drive(key, true);
         }
+        self.one_way
+            .sweep(&mut self.backends, self.poll.registry(), now);
         self.backends.sweep(now, self.poll.registry());
         self.pool.trim();
         self.counters.sweep(self.wall_ms);
@@ -610,6 +633,7 @@ impl Server {
         let gauges = crate::metrics::Gauges {
             log_records_dropped: self.log.dropped,
             cache: self.counters.cache.stats(),
+            one_way: self.one_way.stats(),
             ..crate::metrics::Gauges::of(
                 self.runtime.as_deref(),
                 &self.sync,

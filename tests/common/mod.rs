@@ -806,3 +806,18 @@ pub fn pki(dir: &std::path::Path, leaves: &[(&str, &str)]) {
         );
     }
 }
+
+/// `method path` with `headers` and `body` to the gateway on a new connection (closed
+/// after the answer).
+pub fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    request(gw.addr, &raw)
+}

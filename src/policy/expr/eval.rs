@@ -136,6 +136,7 @@ impl<'e> Machine<'e> {
                 let preserve = self.eval(preserve)?.truthy()?;
                 self.body(*response, *ty, preserve)?
             }
+            Node::Message(..) | Node::MessageBody { .. } => self.message(n)?,
             Node::Not(a) => Val::Bool(!self.eval(a)?.truthy()?),
             Node::Neg(a) => match self.eval(a)? {
                 Val::Int(i) => Val::Int(i.checked_neg().ok_or(OVERFLOW)?),
@@ -338,6 +339,40 @@ impl<'e> Machine<'e> {
         if !preserve {
             env.consume_body(response);
         }
+        self.body_value(bytes, ty)
+    }
+
+    /// A member of an IResponse (a send-request's response).
+    fn message(&mut self, n: &'e Node) -> Result<Val<'e>, EvalError> {
+        let (target, safe) = match n {
+            Node::Message(target, _, safe) | Node::MessageBody { target, safe, .. } => {
+                (target, *safe)
+            }
+            _ => return Err(err("not a member of IResponse")),
+        };
+        let v = self.eval(target)?;
+        let Some(m) = message::of(&v, "a member")? else {
+            return if safe {
+                Ok(Val::Null)
+            } else {
+                Err(NULL_REFERENCE)
+            };
+        };
+        match n {
+            Node::Message(_, part, _) => Ok(message::part(m, *part)),
+            Node::MessageBody { ty, preserve, .. } => {
+                let preserve = self.eval(preserve)?.truthy()?;
+                match message::take_body(m, preserve) {
+                    Some(bytes) => Ok(self.body_value(bytes, *ty)?.into_owned()),
+                    None => Ok(Val::Null),
+                }
+            }
+            _ => Err(err("not a member of IResponse")),
+        }
+    }
+
+    /// A body's bytes read as `T` (`As<T>()`).
+    fn body_value<'b>(&mut self, bytes: &'b [u8], ty: Ty) -> Result<Val<'b>, EvalError> {
         self.ticks(bytes.len() / 64)?;
         Ok(match ty {
             Ty::Str | Ty::Any => Val::Str(String::from_utf8_lossy(bytes)),
@@ -831,6 +866,7 @@ pub(super) fn is_type(v: &Val, t: Ty) -> bool {
             | (Ty::XName, Val::Xml(xml::Xv::Name(_)))
             | (Ty::XNs, Val::Xml(xml::Xv::Ns(_)))
             | (Ty::Uri, Val::Uri(_))
+            | (Ty::Response, Val::Response(_))
     )
 }
 

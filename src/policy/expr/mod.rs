@@ -36,6 +36,7 @@ mod lex;
 mod linq;
 pub mod liquid;
 mod members;
+pub mod message;
 mod numbers;
 mod parse;
 mod regexes;
@@ -305,6 +306,8 @@ pub enum Ty {
     XName,
     XNs,
     Uri,
+    /// APIM's IResponse (a send-request's response).
+    Response,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +364,15 @@ enum Node {
         response: bool,
         ty: Ty,
         preserve: Box<Node>,
+    },
+    /// StatusCode, StatusReason or Headers of an IResponse (`safe`: `?.`).
+    Message(Box<Node>, message::Part, bool),
+    /// `response.Body.As<T>(preserveContent)` of an IResponse.
+    MessageBody {
+        target: Box<Node>,
+        ty: Ty,
+        preserve: Box<Node>,
+        safe: bool,
     },
     Local(usize),
     Not(Box<Node>),

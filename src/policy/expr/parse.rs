@@ -8,6 +8,7 @@ use super::types::{field_of, type_named};
 use super::*;
 
 mod construct;
+mod message;
 
 pub(super) struct Parser {
     pub(super) tokens: Vec<(Tok, usize)>,
@@ -875,6 +876,9 @@ impl Parser {
         at: usize,
         safe: bool,
     ) -> Result<Node, ParseError> {
+        if self.ty_of(&v) == Ty::Response {
+            return self.message_member(v, name, at, safe);
+        }
         let Some(member) = M::named(name) else {
             // a field of an anonymous object or a tuple (`new { total = 1 }.total`)
             if self.ty_of(&v) == Ty::Dict && !self.peek_is(0, "(") {
@@ -1075,6 +1079,20 @@ impl Parser {
 
     /// `context.Request.Body.As<T>(preserveContent: bool)`.
     fn body_read(&mut self, response: bool, name: &str, at: usize) -> Result<Node, ParseError> {
+        let (ty, preserve) = self.body_form(name, at)?;
+        self.reads_body[usize::from(response)] = true;
+        self.reads_request |= !response;
+        Ok(Node::Body {
+            response,
+            ty,
+            preserve: Box::new(preserve),
+        })
+    }
+
+    /// A read of a body (`As<T>(preserveContent)` or
+    /// `AsFormUrlEncodedContent(preserveContent)`, `name` already read): its type and the
+    /// preserveContent argument.
+    pub(super) fn body_form(&mut self, name: &str, at: usize) -> Result<(Ty, Node), ParseError> {
         let ty = match name {
             "As" => self.generic_arg()?,
             // IDictionary<string, IList<string>> of an application/x-www-form-urlencoded body
@@ -1106,14 +1124,7 @@ impl Parser {
         if args.len() > 1 {
             return Err(self.err_at(at, "As<T> takes one argument (preserveContent)"));
         }
-        let preserve = args.pop().unwrap_or(Node::Bool(false));
-        self.reads_body[usize::from(response)] = true;
-        self.reads_request |= !response;
-        Ok(Node::Body {
-            response,
-            ty,
-            preserve: Box::new(preserve),
-        })
+        Ok((ty, args.pop().unwrap_or(Node::Bool(false))))
     }
 
     /// `GetValueOrDefault`, `ContainsKey` and anything else on a context collection.

@@ -76,7 +76,12 @@ impl Parser {
             }
             Node::Neg(a) => self.ty_of(a),
             Node::Cast(t, _) | Node::As(t, _) => *t,
-            Node::Body { ty, .. } => *ty,
+            Node::Body { ty, .. } | Node::MessageBody { ty, .. } => *ty,
+            Node::Message(_, part, _) => match part {
+                super::message::Part::StatusCode => Ty::Int,
+                super::message::Part::StatusReason => Ty::Str,
+                super::message::Part::Headers => Ty::Dict,
+            },
             Node::Entries(_) | Node::Anonymous(_) => Ty::Dict,
             Node::New(kind, ..) => match kind {
                 statics::NewKind::JObject => Ty::JObject,
@@ -234,6 +239,7 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "XName" => Ty::XName,
         "XNamespace" => Ty::XNs,
         "Uri" => Ty::Uri,
+        "IResponse" => Ty::Response,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
         _ => return None,

@@ -58,6 +58,8 @@ pub enum Val<'a> {
     Xml(super::xml::Xv),
     /// A System.Uri.
     Uri(Rc<super::uri::Uri>),
+    /// An IResponse: what a `send-request` received.
+    Response(Rc<super::message::Message>),
     /// A System.Random: its generator's state.
     Random(Rc<std::cell::Cell<u64>>),
     /// One group of `GroupBy`: its key and its elements.
@@ -122,6 +124,7 @@ impl PartialEq for Val<'_> {
             (Val::Hasher(a), Val::Hasher(b)) => Rc::ptr_eq(a, b),
             (Val::Xml(a), Val::Xml(b)) => a.same(b),
             (Val::Uri(a), Val::Uri(b)) => a.text() == b.text(),
+            (Val::Response(a), Val::Response(b)) => Rc::ptr_eq(a, b),
             // an XName equals the string it converts from
             (Val::Xml(super::xml::Xv::Name(n)), Val::Str(s))
             | (Val::Str(s), Val::Xml(super::xml::Xv::Name(n))) => {
@@ -207,6 +210,7 @@ impl<'a> Val<'a> {
             Val::Hasher(h) => Val::Hasher(h),
             Val::Xml(x) => Val::Xml(x),
             Val::Uri(u) => Val::Uri(u),
+            Val::Response(m) => Val::Response(m),
             Val::Random(r) => Val::Random(r),
             Val::Group(g) => Val::Group(g),
         }
@@ -250,6 +254,9 @@ impl<'a> Val<'a> {
             Val::Uri(u) => Cow::Owned(u.text()),
             Val::Random(_) => Cow::Borrowed("System.Random"),
             Val::Group(_) => Cow::Borrowed("System.Linq.Grouping"),
+            Val::Response(_) => Cow::Borrowed(
+                "Microsoft.WindowsAzure.ApiManagement.Proxy.Gateway.Policies.IResponse",
+            ),
         }
     }
 
@@ -286,6 +293,7 @@ impl<'a> Val<'a> {
             Val::Hasher(_) => "HashAlgorithm",
             Val::Xml(x) => x.type_name(),
             Val::Uri(_) => "Uri",
+            Val::Response(_) => "IResponse",
             Val::Random(_) => "Random",
             Val::Group(_) => "IGrouping",
         }
@@ -392,7 +400,7 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Re(r) => Json::Str(r.text()),
         Val::Jwt(j) => Json::Str(j.raw.clone()),
         Val::Basic(b) => Json::Str(b.0.clone()),
-        Val::Hasher(_) | Val::Random(_) => Json::Null,
+        Val::Hasher(_) | Val::Random(_) | Val::Response(_) => Json::Null,
         Val::Group(g) => Json::new_array(g.1.iter().map(item).collect::<Result<Vec<_>, _>>()?),
         Val::Xml(x) => Json::Str(x.text()),
         Val::Uri(u) => Json::Str(u.text()),

@@ -54,6 +54,15 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     policy(Choose { whens, otherwise })
 }
 
+impl Choose {
+    /// The steps of `<when>` number `i`, or of `<otherwise>` past the last.
+    fn branch(&self, i: usize) -> &[Step] {
+        self.whens
+            .get(i)
+            .map_or(&self.otherwise, |(_, steps)| steps)
+    }
+}
+
 impl Behaviour for Choose {
     fn name(&self) -> &'static str {
         "choose"
@@ -66,11 +75,16 @@ impl Behaviour for Choose {
             })
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        for (condition, steps) in &self.whens {
+        if call.resuming() {
+            // back inside the branch a send-request suspended in: no condition runs again
+            let branch = call.resumed_branch().unwrap_or(self.whens.len());
+            return call.run_branch(branch, self.branch(branch));
+        }
+        for (i, (condition, steps)) in self.whens.iter().enumerate() {
             if or_fail!(call, step, call.truth(condition)) {
-                return call.run(steps);
+                return call.run_branch(i, steps);
             }
         }
-        call.run(&self.otherwise)
+        call.run_branch(self.whens.len(), &self.otherwise)
     }
 }

@@ -70,6 +70,10 @@ impl Behaviour for LimitConcurrency {
             | Facts::reading([Some(&self.key), self.max.text()].into_iter().flatten())
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        if call.resuming() {
+            // its slot is the call's until the call ends
+            return call.run(&self.steps);
+        }
         let k = or_fail!(call, step, call.text(&self.key));
         let max = or_fail!(call, step, call.setting(&self.max));
         let max = u32::try_from(max).unwrap_or(u32::MAX);

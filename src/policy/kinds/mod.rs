@@ -25,6 +25,7 @@ pub mod rate_limit;
 pub mod rate_limit_by_key;
 pub mod return_response;
 pub mod rewrite_uri;
+pub mod send_request;
 pub mod set_backend_service;
 pub mod set_body;
 pub mod set_header;
@@ -34,6 +35,7 @@ pub mod set_status;
 pub mod set_variable;
 pub mod trace;
 pub mod validate_jwt;
+pub mod wait;
 pub mod xml_to_json;
 
 use std::sync::Arc;
@@ -103,6 +105,8 @@ pub const KINDS: &[Kind] = &[
     rate_limit_by_key::KIND,
     return_response::KIND,
     rewrite_uri::KIND,
+    send_request::KIND,
+    send_request::ONE_WAY,
     set_backend_service::KIND,
     set_body::KIND,
     set_header::KIND,
@@ -112,6 +116,7 @@ pub const KINDS: &[Kind] = &[
     set_variable::KIND,
     trace::KIND,
     validate_jwt::KIND,
+    wait::KIND,
     xml_to_json::KIND,
 ];
 

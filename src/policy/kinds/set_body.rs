@@ -93,6 +93,7 @@ impl Behaviour for SetBody {
                 sets_body: true,
                 needs_body: true,
                 reads_request: true,
+                suspends: false,
             },
         }
     }

@@ -41,6 +41,19 @@ pub(super) enum Decision<'h> {
     NeedBody(usize),
     /// The exchange, and the body bytes after the head already folded into its head.
     Proxy(Box<Exchange>, usize),
+    /// Inbound waits for the requests its policies send (`st.outgoing`); the call
+    /// resumes with their outcomes (`Resumed`) over the same head.
+    Suspend {
+        call: Box<Pipeline>,
+        method: String,
+        url: String,
+    },
+}
+
+/// A suspended call coming back with the outcomes of the requests it waited for.
+pub(super) struct Resumed {
+    pub call: Box<Pipeline>,
+    pub outcomes: Vec<(ReplyTo, SubOutcome)>,
 }
 
 /// A request that matches no API or operation, under `stand_in` (the global plan):
@@ -233,6 +246,7 @@ pub(super) fn decide<'h>(
     body_bytes: &[u8],
     peer_ip: &str,
     https: bool,
+    resumed: Option<Resumed>,
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
     static NO_CONFIG: std::sync::OnceLock<Redaction> = std::sync::OnceLock::new();
@@ -285,7 +299,7 @@ pub(super) fn decide<'h>(
         .filter(|p| !p.trivial)
         .map(Arc::clone);
     let (call, consumed) = match plan {
-        Some(plan) => match run_inbound(&plan, &admission, &view, body_bytes, &log, ctx) {
+        Some(plan) => match run_inbound(&plan, &admission, &view, body_bytes, resumed, &log, ctx) {
             Ok((call, consumed)) => (Some(call), consumed),
             Err(answer) => return *answer,
         },
@@ -379,6 +393,7 @@ fn run_inbound<'h>(
     a: &Admission<'h, '_>,
     view: &RequestView,
     body_bytes: &[u8],
+    resumed: Option<Resumed>,
     log: &Logged,
     ctx: &mut Ctx<'h>,
 ) -> Result<(Box<Pipeline>, usize), Box<Decision<'h>>> {
@@ -404,14 +419,32 @@ fn run_inbound<'h>(
             Err(f) => return Err(Box::new(log.reply(f, &a.api.id))),
         }
     }
-    *ctx.seq += 1;
-    let id = request_id(ctx.id_prefix, *ctx.seq);
-    let mut c = Box::new(Pipeline::start(plan, a.ids, a.key, id, view));
-    c.st.set_budget(ctx.limits.expression_steps, ctx.limits.expression_bytes);
-    c.st.req.body = collected;
-    match c.inbound(view, &mut ctx.pipeline_io(a.rt)) {
+    let (c, ran) = match resumed {
+        Some(Resumed { call, outcomes }) => {
+            let mut c = call;
+            let ran = c.resume(outcomes, view, &mut ctx.pipeline_io(a.rt));
+            (c, ran)
+        }
+        None => {
+            *ctx.seq += 1;
+            let id = request_id(ctx.id_prefix, *ctx.seq);
+            let mut c = Box::new(Pipeline::start(plan, a.ids, a.key, id, view));
+            c.st.set_budget(ctx.limits.expression_steps, ctx.limits.expression_bytes);
+            c.st.req.body = collected;
+            let ran = c.inbound(view, &mut ctx.pipeline_io(a.rt));
+            (c, ran)
+        }
+    };
+    match ran {
         Ok(Inbound::Forward) => return Ok((c, consumed)),
         Ok(Inbound::Answer) => {}
+        Ok(Inbound::Suspend) => {
+            return Err(Box::new(Decision::Suspend {
+                call: c,
+                method: log.method(),
+                url: log.url(),
+            }))
+        }
         Err(f) => return Err(Box::new(log.reply(f, ""))),
     }
     let st = &c.st;

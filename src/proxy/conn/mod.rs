@@ -34,6 +34,7 @@ use mio::Registry;
 use super::backend::{self, Backends, Release};
 use super::buffer::{Buf, Class, Pool};
 use super::gate;
+use super::sub::Sub;
 use super::transport::{Connect, Transport, Wire};
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
@@ -46,12 +47,14 @@ use crate::metrics::Metrics;
 use crate::pipeline::exec::{self, Flow, HeaderSrc, RequestView, ResponseView, Target};
 use crate::pipeline::{Inbound, Pipeline};
 use crate::policy::limits::Counters;
+use crate::policy::outgoing::{Outcome as SubOutcome, ReplyTo};
 use crate::policy::RetryTerms;
 use crate::status::{self, SyncState};
 use crate::telemetry::{Record, Redaction, RequestLog};
 use rustls_pki_types::ServerName;
 
 mod again;
+mod calling;
 mod close;
 mod decide;
 mod exchange;
@@ -113,6 +116,28 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// What the pipeline needs from the loop for one call under `rt`.
+    /// The same context under `rt` (a suspended call resumes under its own runtime).
+    fn with_runtime<'b>(&'b mut self, rt: &'b Arc<Runtime>) -> Ctx<'b> {
+        Ctx {
+            now: self.now,
+            registry: self.registry,
+            backends: &mut *self.backends,
+            client: self.client,
+            pool: &mut *self.pool,
+            runtime: Some(rt),
+            sync: self.sync,
+            limits: self.limits,
+            log: &mut *self.log,
+            draining: self.draining,
+            seq: &mut *self.seq,
+            id_prefix: self.id_prefix,
+            metrics: self.metrics.as_deref_mut(),
+            counters: &mut *self.counters,
+            wall_ms: self.wall_ms,
+            gateway_id: self.gateway_id,
+        }
+    }
+
     pub fn pipeline_io<'c>(&'c mut self, rt: &'c Runtime) -> crate::pipeline::Io<'c> {
         crate::pipeline::Io {
             counters: &mut *self.counters,
@@ -201,8 +226,24 @@ enum Phase {
         out: ReplyBytes,
     },
     Proxy(Box<Exchange>),
+    /// Inbound waits for the requests its policies sent; the head stays in `inbuf`
+    /// and the call resumes over it when they have their outcomes.
+    Calling(Box<Calling>),
     /// Nothing more can be said on this connection; the next drive closes it.
     Closing,
+}
+
+/// A call suspended on its policies' requests.
+struct Calling {
+    call: Box<Pipeline>,
+    /// The runtime the call started under (it resumes under the same one).
+    rt: Arc<Runtime>,
+    subs: Vec<Sub>,
+    /// `<wait for="any">`: the first outcome resumes the call.
+    any: bool,
+    /// For the log if the client leaves first.
+    method: String,
+    url: String,
 }
 
 /// The bytes of a gateway answer being written.
@@ -320,6 +361,15 @@ impl Client {
     /// Readiness of backend connection `token`: recorded when this connection's exchange
     /// holds it (true), ignored otherwise (a stale event for a connection it let go of).
     pub fn backend_ready(&mut self, token: usize, ready: Ready) -> bool {
+        if let Phase::Calling(c) = &mut self.phase {
+            return match c.subs.iter_mut().find(|s| s.token() == Some(token)) {
+                Some(s) => {
+                    s.ready(ready.readable, ready.writable, ready.closed);
+                    true
+                }
+                None => false,
+            };
+        }
         let Phase::Proxy(x) = &mut self.phase else {
             return false;
         };
@@ -344,6 +394,12 @@ impl Client {
         ctx.pool.put_opt(&mut self.inbuf);
         match std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
             Phase::Reply { out } => out.release(ctx.pool),
+            Phase::Calling(mut c) => {
+                for s in &mut c.subs {
+                    s.cancel(ctx.backends, ctx.registry);
+                }
+                self.log_abandoned(&c, reason, ctx);
+            }
             Phase::Proxy(mut x) => {
                 if x.status == 0 {
                     x.status = 499;
@@ -376,6 +432,7 @@ impl Client {
                 Phase::Waiting { .. } | Phase::Head | Phase::Body { .. } => self.read_head(ctx),
                 Phase::Reply { .. } => self.write_reply(ctx),
                 Phase::Proxy(_) => self.step_exchange(ctx),
+                Phase::Calling(_) => self.step_calling(ctx),
                 // waiting for the last TLS records to leave
                 Phase::Closing if self.transport.has_pending_output() => Step::Blocked,
                 Phase::Closing => Step::Close,
@@ -412,8 +469,14 @@ impl Client {
             // not a timeout: the wait before a <retry> attempt is over
             return self.drive(ctx);
         }
+        if let Phase::Calling(_) = self.phase {
+            // a policy's request timed out: its outcome says so and the call goes on
+            return self.drive(ctx);
+        }
         let failure = match &self.phase {
-            Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing => None,
+            Phase::Waiting { .. } | Phase::Reply { .. } | Phase::Closing | Phase::Calling(_) => {
+                None
+            }
             Phase::Head => Some(Failure::HeadTimeout),
             Phase::Body { .. } => Some(Failure::BodyTimeout),
             Phase::Proxy(x) => {
@@ -467,6 +530,13 @@ impl Client {
             Phase::Waiting { fresh: false } => self.phase_since + l.idle_timeout,
             Phase::Head | Phase::Body { .. } => self.phase_since + l.header_timeout,
             Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
+            Phase::Calling(c) => c
+                .subs
+                .iter()
+                .filter(|s| !s.is_done())
+                .map(|s| s.deadline)
+                .min()
+                .unwrap_or(self.phase_since),
             Phase::Proxy(x) => match x.stage {
                 Stage::Detached { at } => at,
                 Stage::Connecting { since, .. } => since + l.connect_timeout,
@@ -582,6 +652,21 @@ impl Client {
 
     /// Parses the buffered head and starts the answer. `None` = need more bytes.
     fn dispatch(&mut self, ctx: &mut Ctx) -> Option<Step> {
+        self.dispatch_in(None, ctx)
+    }
+
+    /// `dispatch` for a call coming back from its policies' requests, under the
+    /// runtime it started with.
+    fn dispatch_resumed(&mut self, resumed: Resumed, rt: &Arc<Runtime>, ctx: &mut Ctx) -> Step {
+        let mut under = ctx.with_runtime(rt);
+        match self.dispatch_in(Some(resumed), &mut under) {
+            Some(step) => step,
+            // the head was whole when the call started
+            None => Step::Close,
+        }
+    }
+
+    fn dispatch_in(&mut self, resumed: Option<Resumed>, ctx: &mut Ctx) -> Option<Step> {
         let inbuf = self.inbuf.as_ref()?;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let head = match request::parse(inbuf.bytes(), &mut headers, ctx.limits.head_max) {
@@ -604,6 +689,7 @@ impl Client {
             &inbuf.bytes()[head_len..],
             &self.peer_ip,
             self.transport.is_tls(),
+            resumed,
             ctx,
         );
         if let Decision::NeedBody(want) = decision {
@@ -695,6 +781,9 @@ impl Client {
                     },
                     ctx,
                 );
+            }
+            Decision::Suspend { call, method, url } => {
+                self.suspend(call, method, url, ctx);
             }
             Decision::Proxy(x, consumed) => {
                 if let Some(b) = self.inbuf.as_mut() {

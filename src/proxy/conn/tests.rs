@@ -128,6 +128,7 @@ fn stage(client: &Client) -> &'static str {
         Phase::Body { .. } => "body",
         Phase::Reply { .. } => "reply",
         Phase::Closing => "closing",
+        Phase::Calling(_) => "calling",
     }
 }
 

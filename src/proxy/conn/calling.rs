@@ -1,0 +1,109 @@
+//! A call suspended on its policies' requests (send-request, wait): the requests start
+//! as sub-requests owned by this connection (`proxy::sub`), readiness of their
+//! connections comes here, and once all of them (or, for `wait for="any"`, the first)
+//! have an outcome, the call resumes over the head still in the input buffer. A client
+//! that hangs up cancels them.
+//! Must not touch: the policies' state (outcomes land through `Pipeline::resume`), the
+//! exchange with the backend.
+
+use super::*;
+
+impl Client {
+    /// Inbound suspended: its requests start now; the head stays buffered.
+    pub(super) fn suspend(
+        &mut self,
+        mut call: Box<Pipeline>,
+        method: String,
+        url: String,
+        ctx: &mut Ctx,
+    ) {
+        let Some(rt) = ctx.runtime.cloned() else {
+            self.start_reply(500, &failure_body(Failure::NoConfig), None, false, ctx);
+            return;
+        };
+        let any = std::mem::take(&mut call.st.wait_any);
+        let subs = std::mem::take(&mut call.st.outgoing)
+            .into_iter()
+            .map(|o| Sub::start(o, &rt, ctx.backends, ctx.client, ctx.registry, ctx.now))
+            .collect();
+        self.set_phase(
+            Phase::Calling(Box::new(Calling {
+                call,
+                rt,
+                subs,
+                any,
+                method,
+                url,
+            })),
+            ctx.now,
+        );
+    }
+
+    /// Moves the call's requests; resumes the call when it has what it waits for.
+    pub(super) fn step_calling(&mut self, ctx: &mut Ctx) -> Step {
+        if client_gone(&mut self.transport, &mut self.readable, &mut self.pipelined) {
+            return self.closing(CloseReason::ClientGone);
+        }
+        let Phase::Calling(c) = &mut self.phase else {
+            return Step::Close;
+        };
+        for s in &mut c.subs {
+            s.advance(ctx.backends, ctx.client, ctx.registry, ctx.now);
+        }
+        let ready = if c.any {
+            c.subs.iter().any(Sub::is_done)
+        } else {
+            c.subs.iter().all(Sub::is_done)
+        };
+        if !ready {
+            return Step::Blocked;
+        }
+        let Phase::Calling(c) = std::mem::replace(&mut self.phase, Phase::Head) else {
+            return Step::Close;
+        };
+        let Calling {
+            call,
+            rt,
+            subs,
+            any,
+            ..
+        } = *c;
+        let mut outcomes: Vec<(ReplyTo, SubOutcome)> = Vec::with_capacity(subs.len());
+        for mut s in subs {
+            if !s.is_done() || (any && !outcomes.is_empty()) {
+                // wait for="any": the others are not waited for
+                s.cancel(ctx.backends, ctx.registry);
+                continue;
+            }
+            if let (Some(to), outcome) = s.into_outcome() {
+                outcomes.push((to, outcome));
+            }
+        }
+        self.dispatch_resumed(Resumed { call, outcomes }, &rt, ctx)
+    }
+
+    /// Logs a suspended call whose client left before it was answered.
+    pub(super) fn log_abandoned(&self, c: &Calling, reason: &str, ctx: &mut Ctx) {
+        let ids = c.call.ids;
+        let api = c.rt.apis.get(ids.api as usize);
+        let op = api.and_then(|a| a.operations.get(ids.op as usize));
+        let st = &c.call.st;
+        self.log_local(
+            LocalAnswer {
+                status: 499,
+                api: api.map_or("", |a| a.id.as_str()),
+                op: op.map_or("", |o| o.id.as_str()),
+                product: "",
+                subscription: "",
+                error: Some(reason),
+                method: &c.method,
+                url: &c.url,
+                request_id: Some(st.request_id.clone()),
+                bytes_in: 0,
+                traces: &st.traces,
+                metrics: &st.metrics,
+            },
+            ctx,
+        );
+    }
+}

@@ -1,0 +1,754 @@
+//! A request a policy sends (`send-request`, `send-one-way-request`) as an exchange on
+//! the loop: its URL resolved without DNS on the loop (an IP literal, `localhost`, or a
+//! host the agent resolved for the config), a connection from the backend pool (plain
+//! or TLS with the config's trust settings), the request written, the response read
+//! whole into memory up to `SUB_RESPONSE_MAX` bytes, all within the policy's timeout.
+//!
+//! ```text
+//!   start ─▶ Connecting ─▶ Sending ─▶ Receiving ─▶ Done(Outcome)
+//!     └── bad URL / unresolved / no slot ─────────▶ Done(Failed)
+//! ```
+//! Must not touch: the client connection, the call's state (outcomes go back to the
+//! owner, which lands them in the call), DNS.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+
+use super::backend::{BackendLink, Backends, CloseReason, Release};
+use super::transport::Connect;
+use crate::config::Runtime;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
+use crate::policy::expr::message::Message;
+use crate::policy::outgoing::{Outcome, Outgoing, ReplyTo, SubFailure};
+
+/// Most bytes of a response body a policy's request receives.
+pub const SUB_RESPONSE_MAX: u64 = 4 * 1024 * 1024;
+/// Most bytes of a response head.
+const SUB_HEAD_MAX: usize = 64 * 1024;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where a policy's request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub addr: SocketAddr,
+    /// The Host header: `host` or `host:port`.
+    pub authority: String,
+    /// The path and query as the URL gave them ("/" when it had no path).
+    pub target: String,
+    /// `https://`: the name the certificate must carry.
+    pub tls: Option<Arc<rustls_pki_types::ServerName<'static>>>,
+}
+
+/// Where `url` goes, from what the config knows: an IP literal, `localhost`, or a host
+/// one of its backends or policies names (resolved by the agent when the config was
+/// applied). Never DNS.
+pub fn destination(url: &str, rt: &Runtime) -> Result<Destination, SubFailure> {
+    let url = url.split('#').next().unwrap_or("");
+    let after_scheme = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| SubFailure::BadUrl(format!("'{url}' is not an http:// or https:// URL")))?;
+    let split = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let target = &after_scheme[split..];
+    let origin = &url[..url.len() - after_scheme.len() + split];
+    let b = crate::config::compile::parse_service_url(origin)
+        .map_err(|why| SubFailure::BadUrl(format!("'{url}': {why}")))?;
+    if target.bytes().any(|c| c <= b' ' || c == 0x7f) {
+        return Err(SubFailure::BadUrl(format!(
+            "'{url}' has spaces or control characters"
+        )));
+    }
+    let target = match target {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    let ip = match b.ip_literal() {
+        Some(ip) => ip,
+        None if b.host.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => rt
+            .known_address(&b.host)
+            .ok_or_else(|| SubFailure::Unresolved(b.host.clone()))?,
+    };
+    Ok(Destination {
+        addr: SocketAddr::new(ip, b.port),
+        authority: b.authority,
+        target,
+        tls: b.tls,
+    })
+}
+
+/// The request bytes: head and body.
+fn request_bytes(o: &Outgoing, d: &Destination) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + o.body.len());
+    out.extend_from_slice(o.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(d.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(d.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &o.headers {
+        // a value with a line break would split the head: it is not sent
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !o.body.is_empty() || matches!(o.method.as_str(), "POST" | "PUT" | "PATCH") {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", o.body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&o.body);
+    out
+}
+
+/// The response head, once read.
+struct Head {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    head_len: usize,
+    body: ResponseBody,
+    reusable: bool,
+}
+
+enum Stage {
+    Connecting {
+        link: BackendLink,
+    },
+    Sending {
+        link: BackendLink,
+        sent: usize,
+    },
+    Receiving {
+        link: BackendLink,
+        /// Bytes received (the head, then the body as framed on the wire).
+        buf: Vec<u8>,
+        head: Option<Head>,
+        /// A chunked body: its decoder, the bytes of `buf` fed to it, the payload.
+        chunked: Option<(ChunkedDecoder, usize, Vec<u8>)>,
+    },
+    Done(Outcome),
+}
+
+/// One policy request in flight.
+pub struct Sub {
+    /// Where its outcome goes (none: one-way).
+    pub reply: Option<ReplyTo>,
+    request: Vec<u8>,
+    is_head: bool,
+    stage: Stage,
+    pub deadline: Instant,
+    /// Where it goes and with which TLS config, to start over on a fresh connection
+    /// once when a pooled one turns out to be closed.
+    dest: Option<(SocketAddr, Option<TlsTo>)>,
+}
+
+type TlsTo = (
+    Arc<rustls_pki_types::ServerName<'static>>,
+    Arc<rustls::ClientConfig>,
+);
+
+impl Sub {
+    /// Starts `o` for client `owner` (or the loop's one-way set): a connection checked
+    /// out (or a failure at once).
+    pub fn start(
+        o: Outgoing,
+        rt: &Runtime,
+        backends: &mut Backends,
+        owner: usize,
+        registry: &Registry,
+        now: Instant,
+    ) -> Sub {
+        let deadline = now + Duration::from_secs(o.timeout_secs.max(1));
+        let is_head = o.method == "HEAD";
+        let mut sub = Sub {
+            request: Vec::new(),
+            is_head,
+            stage: Stage::Done(Outcome::Failed(SubFailure::Exhausted)),
+            deadline,
+            reply: None,
+            dest: None,
+        };
+        let dest = match destination(&o.url, rt) {
+            Ok(d) => d,
+            Err(f) => {
+                sub.reply = o.reply;
+                sub.stage = Stage::Done(Outcome::Failed(f));
+                return sub;
+            }
+        };
+        sub.request = request_bytes(&o, &dest);
+        sub.reply = o.reply;
+        let tls = match (dest.tls, &rt.backend_tls) {
+            (None, _) => None,
+            (Some(name), Some(config)) => Some((name, Arc::clone(config))),
+            (Some(_), None) => {
+                sub.stage = Stage::Done(Outcome::Failed(SubFailure::Connect));
+                return sub;
+            }
+        };
+        sub.dest = Some((dest.addr, tls));
+        sub.attach(false, backends, owner, registry);
+        sub
+    }
+
+    /// Takes a connection (a pooled one unless `fresh`).
+    fn attach(&mut self, fresh: bool, backends: &mut Backends, owner: usize, registry: &Registry) {
+        let Some((addr, tls)) = &self.dest else {
+            return;
+        };
+        let tls = tls.as_ref().map(|(name, config)| (name, config));
+        self.stage = match backends.checkout(*addr, tls, fresh, owner, registry) {
+            Ok(link) if link.conn.reused => Stage::Sending { link, sent: 0 },
+            Ok(link) => Stage::Connecting { link },
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                Stage::Done(Outcome::Failed(SubFailure::Exhausted))
+            }
+            Err(_) => Stage::Done(Outcome::Failed(SubFailure::Connect)),
+        };
+    }
+
+    /// Whether it failed on a pooled connection before any response byte came: the
+    /// backend had closed it while idle, so the request goes again on a new one.
+    fn stale(&self) -> bool {
+        match &self.stage {
+            Stage::Sending { link, .. } => link.conn.reused,
+            Stage::Receiving { link, buf, .. } => link.conn.reused && buf.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The poll token of its connection, while it has one.
+    pub fn token(&self) -> Option<usize> {
+        self.link().map(|l| l.token)
+    }
+
+    fn link(&self) -> Option<&BackendLink> {
+        match &self.stage {
+            Stage::Connecting { link }
+            | Stage::Sending { link, .. }
+            | Stage::Receiving { link, .. } => Some(link),
+            Stage::Done(_) => None,
+        }
+    }
+
+    /// Records readiness of its connection.
+    pub fn ready(&mut self, readable: bool, writable: bool, closed: bool) {
+        if let Stage::Connecting { link }
+        | Stage::Sending { link, .. }
+        | Stage::Receiving { link, .. } = &mut self.stage
+        {
+            link.conn.readable |= readable;
+            link.conn.writable |= writable;
+            link.conn.hup |= closed;
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done(_))
+    }
+
+    /// Moves bytes until blocked or done; its connection goes back to the pool (or is
+    /// closed) when it is done. `owner`: who a new connection belongs to.
+    pub fn advance(
+        &mut self,
+        backends: &mut Backends,
+        owner: usize,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        for _ in 0..64 {
+            if self.is_done() {
+                return;
+            }
+            if now >= self.deadline {
+                self.end(
+                    Outcome::Failed(SubFailure::Timeout),
+                    None,
+                    backends,
+                    registry,
+                );
+                return;
+            }
+            match self.step() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(ended) if matches!(ended.0, Outcome::Failed(_)) && self.stale() => {
+                    let stage = std::mem::replace(&mut self.stage, Stage::Done(ended.0));
+                    if let Stage::Sending { link, .. } | Stage::Receiving { link, .. } = stage {
+                        backends.close(link, CloseReason::Stale, registry);
+                    }
+                    self.attach(true, backends, owner, registry);
+                }
+                Err(ended) => {
+                    let (outcome, release) = *ended;
+                    self.end(outcome, Some(release), backends, registry);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends it now (the owner left or no longer waits): its connection is closed.
+    pub fn cancel(&mut self, backends: &mut Backends, registry: &Registry) {
+        if !self.is_done() {
+            self.end(
+                Outcome::Failed(SubFailure::Timeout),
+                None,
+                backends,
+                registry,
+            );
+        }
+    }
+
+    /// The outcome of a finished request.
+    pub fn into_outcome(self) -> (Option<ReplyTo>, Outcome) {
+        match self.stage {
+            Stage::Done(o) => (self.reply, o),
+            _ => (self.reply, Outcome::Failed(SubFailure::Timeout)),
+        }
+    }
+
+    /// Ends with `outcome`, giving the connection back (`Reuse`) or closing it.
+    fn end(
+        &mut self,
+        outcome: Outcome,
+        release: Option<Release>,
+        backends: &mut Backends,
+        registry: &Registry,
+    ) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Done(outcome));
+        let link = match stage {
+            Stage::Connecting { link }
+            | Stage::Sending { link, .. }
+            | Stage::Receiving { link, .. } => link,
+            Stage::Done(_) => return,
+        };
+        match release.unwrap_or(Release::Close(CloseReason::Aborted)) {
+            Release::Reuse => backends.checkin(link, Instant::now(), registry),
+            Release::Close(why) => backends.close(link, why, registry),
+        }
+    }
+
+    /// One move. `Ok(true)`: progress; `Ok(false)`: blocked; `Err`: ended.
+    fn step(&mut self) -> Result<bool, Box<(Outcome, Release)>> {
+        let failed =
+            |f: SubFailure| Box::new((Outcome::Failed(f), Release::Close(CloseReason::Failed)));
+        match &mut self.stage {
+            Stage::Done(_) => Ok(false),
+            Stage::Connecting { link } => {
+                if !link.conn.writable {
+                    return Ok(false);
+                }
+                match link.conn.transport.connect_state() {
+                    Connect::Pending => {
+                        link.conn.writable = false;
+                        Ok(false)
+                    }
+                    Connect::Failed => Err(failed(SubFailure::Connect)),
+                    Connect::Done => {
+                        let placeholder = Stage::Done(Outcome::Failed(SubFailure::Connect));
+                        if let Stage::Connecting { link } =
+                            std::mem::replace(&mut self.stage, placeholder)
+                        {
+                            self.stage = Stage::Sending { link, sent: 0 };
+                        }
+                        Ok(true)
+                    }
+                }
+            }
+            Stage::Sending { link, sent } => {
+                if *sent >= self.request.len() {
+                    let placeholder = Stage::Done(Outcome::Failed(SubFailure::Connect));
+                    if let Stage::Sending { link, .. } =
+                        std::mem::replace(&mut self.stage, placeholder)
+                    {
+                        self.stage = Stage::Receiving {
+                            link,
+                            buf: Vec::new(),
+                            head: None,
+                            chunked: None,
+                        };
+                    }
+                    return Ok(true);
+                }
+                if !link.conn.writable {
+                    return Ok(false);
+                }
+                match link.conn.transport.write(&self.request[*sent..]) {
+                    Ok(0) => Err(failed(SubFailure::Connect)),
+                    Ok(n) => {
+                        *sent += n;
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        link.conn.writable = false;
+                        Ok(false)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+                    Err(_) => Err(failed(SubFailure::Connect)),
+                }
+            }
+            Stage::Receiving {
+                link,
+                buf,
+                head,
+                chunked,
+            } => {
+                if link.conn.writable && link.conn.transport.has_pending_output() {
+                    match link.conn.transport.flush_pending() {
+                        Ok(true) => {}
+                        Ok(false) => link.conn.writable = false,
+                        Err(_) => return Err(failed(SubFailure::Connect)),
+                    }
+                }
+                if !link.conn.readable && !link.conn.hup {
+                    return Ok(false);
+                }
+                let mut chunk = [0u8; READ_CHUNK];
+                let eof = match link.conn.transport.read(&mut chunk) {
+                    Ok(0) => true,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        false
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        link.conn.readable = false;
+                        if link.conn.hup {
+                            // the close was reported and nothing is left to read
+                            true
+                        } else {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        return Err(failed(SubFailure::Connect))
+                    }
+                    Err(_) => return Err(failed(SubFailure::Connect)),
+                };
+                match received(buf, head, chunked, eof, self.is_head) {
+                    Ok(Some((message, reusable))) => {
+                        // pooled only when nothing more (a close, stray bytes) is waiting:
+                        // the pool drops an idle connection that turns readable
+                        let drained = reusable
+                            && !eof
+                            && matches!(
+                                link.conn.transport.read(&mut chunk),
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                            );
+                        if drained {
+                            link.conn.readable = false;
+                        }
+                        let release = if drained {
+                            Release::Reuse
+                        } else {
+                            Release::Close(CloseReason::NotReusable)
+                        };
+                        Err(Box::new((Outcome::Received(message), release)))
+                    }
+                    Ok(None) if eof => Err(failed(SubFailure::BadResponse(
+                        "the connection closed before the response ended",
+                    ))),
+                    Ok(None) => Ok(true),
+                    Err(f) => Err(failed(f)),
+                }
+            }
+        }
+    }
+}
+
+/// What the bytes so far make: the whole response (and whether the connection may be
+/// reused), not yet, or a failure.
+fn received(
+    buf: &mut Vec<u8>,
+    head: &mut Option<Head>,
+    chunked: &mut Option<(ChunkedDecoder, usize, Vec<u8>)>,
+    eof: bool,
+    is_head: bool,
+) -> Result<Option<(Message, bool)>, SubFailure> {
+    if head.is_none() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let parsed = match response::parse(buf, &mut headers, is_head, SUB_HEAD_MAX) {
+            Ok(Some(h)) => h,
+            Ok(None) if buf.len() >= SUB_HEAD_MAX => {
+                return Err(SubFailure::BadResponse("the response head is too large"))
+            }
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(SubFailure::BadResponse("malformed response head")),
+        };
+        if (100..200).contains(&parsed.status) {
+            // an interim response: the final one follows
+            let n = parsed.head_len;
+            buf.drain(..n);
+            return received(buf, head, chunked, eof, is_head);
+        }
+        let mut joined: Vec<(String, String)> = Vec::new();
+        for h in parsed.headers {
+            let value = String::from_utf8_lossy(h.value);
+            match joined
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(h.name))
+            {
+                Some((_, v)) => {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                }
+                None => joined.push((h.name.to_string(), value.into_owned())),
+            }
+        }
+        *head = Some(Head {
+            status: parsed.status,
+            reason: parsed.reason.to_string(),
+            headers: joined,
+            head_len: parsed.head_len,
+            body: parsed.body,
+            reusable: parsed.reusable,
+        });
+    }
+    let Some(h) = head.as_ref() else {
+        return Ok(None);
+    };
+    let body_bytes = &buf[h.head_len..];
+    let body = match h.body {
+        ResponseBody::None => Some((Vec::new(), body_bytes.is_empty())),
+        ResponseBody::Length(n) => {
+            if n > SUB_RESPONSE_MAX {
+                return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
+            }
+            (body_bytes.len() as u64 >= n).then(|| {
+                let n = n as usize;
+                (body_bytes[..n].to_vec(), body_bytes.len() == n)
+            })
+        }
+        ResponseBody::UntilClose => {
+            if body_bytes.len() as u64 > SUB_RESPONSE_MAX {
+                return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
+            }
+            eof.then(|| (body_bytes.to_vec(), false))
+        }
+        ResponseBody::Chunked => {
+            let (decoder, fed, payload) =
+                chunked.get_or_insert_with(|| (ChunkedDecoder::new(), 0, Vec::new()));
+            let mut done = decoder.is_done();
+            while !done && *fed < body_bytes.len() {
+                let input = &body_bytes[*fed..];
+                let step = decoder
+                    .feed(input)
+                    .map_err(|e| SubFailure::BadResponse(e.reason()))?;
+                payload.extend_from_slice(&input[step.data.0..step.data.1]);
+                *fed += step.consumed;
+                done = step.done;
+                if payload.len() as u64 > SUB_RESPONSE_MAX {
+                    return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
+                }
+                if step.consumed == 0 {
+                    break;
+                }
+            }
+            done.then(|| (std::mem::take(payload), *fed == body_bytes.len()))
+        }
+    };
+    let Some((body, exact)) = body else {
+        return Ok(None);
+    };
+    let Some(h) = head.take() else {
+        return Ok(None);
+    };
+    let reusable = h.reusable && exact;
+    Ok(Some((
+        Message::new(h.status, h.reason, h.headers, body),
+        reusable,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::compile;
+    use crate::config::ConfigSource;
+
+    /// A runtime whose policy calls `http://idp.internal:8080/…` (resolved by a stand-in
+    /// resolver to 127.0.0.9) and whose backend is `https://api.internal`.
+    fn runtime() -> Runtime {
+        let policy = r#"<policies><inbound><send-request response-variable-name=\"r\"><set-url>http://idp.internal:8080/token</set-url></send-request></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+        let doc = format!(
+            r#"{{"schemaVersion": 1, "apis": [{{"id": "a", "path": "a", "serviceUrl": "https://api.internal/v1", "subscriptionRequired": false,
+                "operations": [{{"id": "o", "method": "GET", "urlTemplate": "/", "policies": "{policy}"}}]}}]}}"#
+        );
+        let mut rt = compile(&doc, ConfigSource::Local).expect("compiles");
+        let failed = rt.resolve_with(|host, port| match host {
+            "idp.internal" => vec![SocketAddr::from(([127, 0, 0, 9], port))],
+            "api.internal" => vec![SocketAddr::from(([127, 0, 0, 8], port))],
+            _ => Vec::new(),
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        rt
+    }
+
+    #[test]
+    fn destinations_come_from_what_the_agent_resolved() {
+        let rt = runtime();
+        let d = destination("http://idp.internal:8080/token?grant=x#frag", &rt).unwrap();
+        assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 9], 8080)));
+        assert_eq!(d.authority, "idp.internal:8080");
+        assert_eq!(d.target, "/token?grant=x");
+        assert!(d.tls.is_none());
+        // any port of a host the config names; TLS for https
+        let d = destination("https://api.internal/other", &rt).unwrap();
+        assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 8], 443)));
+        assert_eq!(d.authority, "api.internal");
+        assert!(d.tls.is_some());
+        let d = destination("http://127.0.0.1:81?q=1", &rt).unwrap();
+        assert_eq!((d.addr.port(), d.target.as_str()), (81, "/?q=1"));
+        let d = destination("http://localhost:82", &rt).unwrap();
+        assert_eq!(
+            (d.addr, d.target.as_str()),
+            (SocketAddr::from(([127, 0, 0, 1], 82)), "/")
+        );
+        assert_eq!(
+            destination("http://elsewhere.example/x", &rt),
+            Err(SubFailure::Unresolved("elsewhere.example".into()))
+        );
+        for bad in [
+            "ftp://x/",
+            "http://",
+            "http://user@host/",
+            "http://h/a b",
+            "http://h:0/",
+        ] {
+            assert!(
+                matches!(destination(bad, &rt), Err(SubFailure::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_bytes_frame_the_body() {
+        let d = Destination {
+            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            authority: "h".into(),
+            target: "/t?x=1".into(),
+            tls: None,
+        };
+        let o = |method: &str, body: &[u8]| Outgoing {
+            method: method.into(),
+            url: String::new(),
+            headers: vec![
+                ("X-A".into(), "1".into()),
+                ("X-Split".into(), "a\r\nInjected: 1".into()),
+            ],
+            body: body.to_vec(),
+            timeout_secs: 1,
+            reply: None,
+        };
+        assert_eq!(
+            request_bytes(&o("POST", b"hi"), &d),
+            b"POST /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        assert_eq!(
+            request_bytes(&o("GET", b""), &d),
+            b"GET /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n"
+        );
+        assert_eq!(
+            request_bytes(&o("PUT", b""), &d),
+            b"PUT /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    /// Feeds `wire` in pieces of `step` bytes; the outcome once complete.
+    fn feed(
+        wire: &[u8],
+        step: usize,
+        eof_at_end: bool,
+    ) -> Result<Option<(Message, bool)>, SubFailure> {
+        let (mut buf, mut head, mut chunked) = (Vec::new(), None, None);
+        let mut got = Ok(None);
+        for piece in wire.chunks(step) {
+            buf.extend_from_slice(piece);
+            got = received(&mut buf, &mut head, &mut chunked, false, false);
+            if !matches!(got, Ok(None)) {
+                return got;
+            }
+        }
+        if eof_at_end {
+            got = received(&mut buf, &mut head, &mut chunked, true, false);
+        }
+        got
+    }
+
+    #[test]
+    fn responses_are_read_as_framed() {
+        for step in [1, 7, 4096] {
+            let (m, reusable) = feed(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 5\r\n\r\nhello",
+                step,
+                false,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                (m.status, m.reason.as_str(), &m.body[..]),
+                (201, "Created", &b"hello"[..])
+            );
+            assert_eq!(
+                m.headers,
+                vec![
+                    ("X-A".to_string(), "1, 2".to_string()),
+                    ("Content-Length".to_string(), "5".to_string())
+                ]
+            );
+            assert!(reusable);
+            let (m, reusable) = feed(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n",
+                step,
+                false,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(m.body, b"Wikipedia");
+            assert!(reusable);
+            let (m, reusable) = feed(b"HTTP/1.0 200 OK\r\n\r\nuntil close", step, true)
+                .unwrap()
+                .unwrap();
+            assert_eq!(m.body, b"until close");
+            assert!(!reusable);
+        }
+        // cut short, too large, not HTTP
+        assert!(matches!(
+            feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf", 3, true),
+            Ok(None)
+        ));
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            SUB_RESPONSE_MAX + 1
+        );
+        assert_eq!(
+            feed(big.as_bytes(), 4096, false).err(),
+            Some(SubFailure::TooLarge(SUB_RESPONSE_MAX))
+        );
+        assert!(matches!(
+            feed(b"SMTP ready\r\n\r\n", 4096, false),
+            Err(SubFailure::BadResponse(_))
+        ));
+        assert!(matches!(
+            feed(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                4096,
+                false
+            ),
+            Err(SubFailure::BadResponse(_))
+        ));
+    }
+}

@@ -1,0 +1,514 @@
+//! Policies that make their own requests (send-request, send-one-way-request, wait)
+//! through the real binary, against real origins on 127.0.0.1: the call waits without
+//! holding the loop, the response is read from expressions, failures go through
+//! on-error or are ignored, timeouts and hang-ups end the sub-requests.
+
+use crate::common::*;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One API at `/s` → `backend`, one operation (any method, any path) with `inbound`.
+fn config(backend: &str, inbound: &str, on_error: &str) -> String {
+    let policy = format!(
+        "<policies><inbound>{inbound}</inbound><backend><forward-request /></backend><outbound /><on-error>{on_error}</on-error></policies>"
+    );
+    format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{backend}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        js(&policy)
+    )
+}
+
+/// An introspection endpoint (RFC 7662) as Microsoft's send-request example calls it:
+/// `token=good` is active.
+fn introspection() -> Origin {
+    Origin::start(|req, s| {
+        let active = String::from_utf8_lossy(&req.body) == "token=good";
+        let body = format!(r#"{{"active": {active}, "scope": "read"}}"#);
+        respond(
+            s,
+            200,
+            &[("Content-Type", "application/json"), ("X-Idp", "local")],
+            body.as_bytes(),
+        );
+        true
+    })
+}
+
+#[test]
+fn microsofts_token_introspection_example() {
+    let idp = introspection();
+    let backend = Origin::echo();
+    // Microsoft's "Verify token with authorization server" example, its URL on loopback
+    let inbound = format!(
+        r#"<set-variable name="token" value="@(context.Request.Headers.GetValueOrDefault(&quot;Authorization&quot;,&quot;scheme param&quot;).Split(' ').Last())" />
+  <send-request mode="new" response-variable-name="tokenstate" timeout="20" ignore-error="true">
+    <set-url>{}</set-url>
+    <set-method>POST</set-method>
+    <set-header name="Authorization" exists-action="override">
+      <value>basic dXNlcm5hbWU6cGFzc3dvcmQ=</value>
+    </set-header>
+    <set-header name="Content-Type" exists-action="override">
+      <value>application/x-www-form-urlencoded</value>
+    </set-header>
+    <set-body>@($"token={{(string)context.Variables["token"]}}")</set-body>
+  </send-request>
+  <choose>
+        <when condition="@((bool)((IResponse)context.Variables[&quot;tokenstate&quot;]).Body.As&lt;JObject&gt;()[&quot;active&quot;] == false)">
+            <return-response>
+                <set-status code="401" reason="Unauthorized" />
+                <set-header name="WWW-Authenticate" exists-action="override">
+                    <value>Bearer error="invalid_token"</value>
+                </set-header>
+            </return-response>
+        </when>
+    </choose>
+  <set-header name="X-Idp" exists-action="override"><value>@(((IResponse)context.Variables["tokenstate"]).Headers.GetValueOrDefault("X-Idp", "none") + "/" + ((IResponse)context.Variables["tokenstate"]).StatusCode)</value></set-header>"#,
+        idp.url("/introspection")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, ""), &[]);
+    let denied = send(
+        &gw,
+        "GET",
+        "/s/orders",
+        &[("Authorization", "Bearer bad")],
+        "",
+    );
+    assert_eq!(denied.status, 401);
+    assert_eq!(
+        denied.header("WWW-Authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let allowed = send(
+        &gw,
+        "GET",
+        "/s/orders",
+        &[("Authorization", "Bearer good")],
+        "",
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(allowed.text(), "GET /orders\n");
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1, "only the allowed call reached the backend");
+    assert_eq!(seen[0].header("X-Idp"), Some("local/200"));
+    let asked = idp.requests();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(asked[0].method, "POST");
+    assert_eq!(asked[0].target, "/introspection");
+    assert_eq!(asked[0].body, b"token=bad");
+    assert_eq!(asked[1].body, b"token=good");
+    assert_eq!(
+        asked[1].header("Authorization"),
+        Some("basic dXNlcm5hbWU6cGFzc3dvcmQ=")
+    );
+    assert_eq!(
+        asked[1].header("Content-Type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(asked[1].header("Content-Length"), Some("10"));
+    assert_eq!(asked[1].header("Host"), Some(idp.addr.to_string().as_str()));
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+const LAST_ERROR: &str = r#"<return-response><set-status code="502" /><set-body>@(context.LastError.Source + "|" + context.LastError.Reason + "|" + context.LastError.Section + "|" + context.LastError.PolicyId + "|" + context.LastError.Message)</set-body></return-response>"#;
+
+#[test]
+fn failures_go_through_on_error_unless_ignored() {
+    let backend = Origin::echo();
+    let dead = format!("http://127.0.0.1:{}/check", closed_port());
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="ignored" ignore-error="true"><set-url>{dead}</set-url></send-request>
+<set-header name="X-Ignored" exists-action="override"><value>@(context.Variables["ignored"] == null ? "null" : "set")</value></set-header>
+<choose><when condition="@(context.Request.Headers.ContainsKey(&quot;X-Fail&quot;))">
+  <send-request mode="new" response-variable-name="r" id="checker"><set-url>@(context.Request.Headers.GetValueOrDefault("X-Fail"))</set-url></send-request>
+</when></choose>"#
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let ok = send(&gw, "GET", "/s/x", &[], "");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(backend.requests()[0].header("X-Ignored"), Some("null"));
+    let refused = send(&gw, "GET", "/s/x", &[("X-Fail", &dead)], "");
+    assert_eq!(refused.status, 502);
+    assert_eq!(
+        refused.text(),
+        "send-request|BackendConnectionFailure|inbound|checker|Error occured while calling the service: the connection failed"
+    );
+    let unresolved = send(
+        &gw,
+        "GET",
+        "/s/x",
+        &[("X-Fail", "https://no-such-host.invalid/x")],
+        "",
+    );
+    assert_eq!(
+        unresolved.text(),
+        "send-request|BackendConnectionFailure|inbound|checker|The host name 'no-such-host.invalid' could not be resolved"
+    );
+    let bad = send(&gw, "GET", "/s/x", &[("X-Fail", "ftp://x/")], "");
+    assert_eq!(
+        bad.text(),
+        "send-request|InvalidUrl|inbound|checker|The request URL is not valid: 'ftp://x/' is not an http:// or https:// URL"
+    );
+    assert_eq!(backend.requests().len(), 1);
+}
+
+/// An origin that answers only when `release` is sent (or after 10 s): says whether
+/// it was released.
+fn held_origin() -> (
+    Origin,
+    std::sync::mpsc::Sender<()>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let was_released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = was_released.clone();
+    let origin = Origin::start(move |_, s| {
+        let ok = released
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .is_ok();
+        flag.store(ok, std::sync::atomic::Ordering::SeqCst);
+        respond(s, 200, &[("Content-Type", "text/plain")], b"late");
+        true
+    });
+    (origin, release, was_released)
+}
+
+#[test]
+fn a_waiting_call_does_not_hold_the_loop() {
+    let (slow, release, was_released) = held_origin();
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="r"><set-url>{}</set-url></send-request>
+<return-response><set-body>@(((IResponse)context.Variables["r"]).Body.As<string>())</set-body></return-response>"#,
+        slow.url("/slow")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let addr = gw.addr;
+    let waiting = std::thread::spawn(move || {
+        request(
+            addr,
+            "GET /s/one HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+        )
+    });
+    assert!(eventually(Duration::from_secs(5), || slow.requests().len() == 1));
+    // while that call waits on its policy's request, the same loop answers others
+    assert_eq!(get(addr, "/status-0123456789abcdef").status, 200);
+    release.send(()).unwrap();
+    let answered = waiting.join().unwrap();
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.text(), "late");
+    assert!(
+        was_released.load(std::sync::atomic::Ordering::SeqCst),
+        "the probe was answered before the policy's request was"
+    );
+}
+
+#[test]
+fn a_slow_service_times_out() {
+    let (slow, release, _) = held_origin();
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="r" timeout="1"><set-url>{}</set-url></send-request>"#,
+        slow.url("/slow")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let timed_out = send(&gw, "GET", "/s/one", &[], "");
+    assert_eq!(timed_out.status, 502);
+    assert_eq!(
+        timed_out.text(),
+        "send-request|Timeout|inbound||The request timed out before a response arrived"
+    );
+    let _ = release.send(());
+    assert!(backend.requests().is_empty());
+}
+
+#[test]
+fn wait_for_all_and_for_any() {
+    let a = Origin::start(|_, s| {
+        // chunked, as many services answer
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-From: a\r\n\r\n3\r\n{\"n\r\n5\r\n\": 1}\r\n0\r\n\r\n");
+        true
+    });
+    let b = Origin::start(|_, s| {
+        respond(s, 201, &[("X-From", "b")], br#"{"n": 2}"#);
+        true
+    });
+    let (held, release, _) = held_origin();
+    let backend = Origin::echo();
+    let all = format!(
+        r#"<wait for="all">
+  <send-request mode="new" response-variable-name="a"><set-url>{}</set-url></send-request>
+  <send-request mode="new" response-variable-name="b"><set-url>{}</set-url></send-request>
+</wait>
+<return-response><set-body>@{{
+  var a = ((IResponse)context.Variables["a"]).Body.As<JObject>();
+  var b = ((IResponse)context.Variables["b"]).Body.As<JObject>();
+  return (int)a["n"] + (int)b["n"] + "|" + ((IResponse)context.Variables["b"]).StatusCode + "|" + ((IResponse)context.Variables["a"]).Headers["X-From"];
+}}</set-body></return-response>"#,
+        a.url("/a"),
+        b.url("/b")
+    );
+    let any = format!(
+        r#"<wait for="any">
+  <send-request mode="new" response-variable-name="slow"><set-url>{}</set-url></send-request>
+  <send-request mode="new" response-variable-name="fast"><set-url>{}</set-url></send-request>
+</wait>
+<return-response><set-body>@(context.Variables.ContainsKey("slow") + "|" + ((IResponse)context.Variables["fast"]).Body.As<string>())</set-body></return-response>"#,
+        held.url("/held"),
+        b.url("/b")
+    );
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "all", "method": "GET", "urlTemplate": "/all", "policies": {}}},
+                           {{"id": "any", "method": "GET", "urlTemplate": "/any", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(&format!("<policies><inbound>{all}</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>")),
+        js(&format!("<policies><inbound>{any}</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>")),
+    );
+    let gw = Gateway::start(&doc, &[]);
+    let both = send(&gw, "GET", "/s/all", &[], "");
+    assert_eq!(both.status, 200, "{}", both.text());
+    assert_eq!(both.text(), "3|201|a");
+    let first = send(&gw, "GET", "/s/any", &[], "");
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.text(), r#"False|{"n": 2}"#);
+    // the request nobody waits for any more was cancelled: its connection closed
+    assert!(eventually(Duration::from_secs(5), || held.requests().len() == 1));
+    let _ = release.send(());
+}
+
+#[test]
+fn copy_mode_sends_the_request_as_it_stands() {
+    let mirror = Origin::echo();
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<set-header name="X-Edited" exists-action="override"><value>yes</value></set-header>
+<send-request mode="copy" response-variable-name="copied" />
+<send-request mode="copy" response-variable-name="mirrored">
+  <set-url>{}</set-url>
+  <set-method>PUT</set-method>
+  <set-header name="X-Client" exists-action="delete" />
+</send-request>
+<return-response><set-body>@(((IResponse)context.Variables["copied"]).Body.As<string>() + "|" + ((IResponse)context.Variables["mirrored"]).Body.As<string>())</set-body></return-response>"#,
+        mirror.url("/mirror?m=1")
+    );
+    let gw = Gateway::start(&config(&backend.url("/base"), &inbound, LAST_ERROR), &[]);
+    let r = send(
+        &gw,
+        "POST",
+        "/s/orders?id=7",
+        &[("X-Client", "c1"), ("Content-Type", "text/plain")],
+        "hello",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "POST /base/orders?id=7\nhello|PUT /mirror?m=1\nhello"
+    );
+    let copied = &backend.requests()[0];
+    assert_eq!(copied.header("X-Client"), Some("c1"));
+    assert_eq!(copied.header("X-Edited"), Some("yes"));
+    assert_eq!(copied.header("Content-Type"), Some("text/plain"));
+    assert_eq!(
+        copied.header("Host"),
+        Some(backend.addr.to_string().as_str())
+    );
+    let mirrored = &mirror.requests()[0];
+    assert_eq!(mirrored.header("X-Client"), None);
+    assert_eq!(mirrored.header("X-Edited"), Some("yes"));
+}
+
+#[test]
+fn one_way_requests_do_not_hold_the_call() {
+    let (held, release, was_released) = held_origin();
+    let backend = Origin::echo();
+    let policy = format!(
+        r#"<policies><inbound>
+  <send-one-way-request mode="new"><set-url>{}</set-url><set-method>POST</set-method><set-body>@("seen " + context.Request.Url.Path)</set-body></send-one-way-request>
+</inbound><backend><forward-request /></backend><outbound>
+  <send-one-way-request mode="new"><set-url>{}</set-url><set-body>@("answered " + context.Response.StatusCode)</set-body></send-one-way-request>
+</outbound><on-error /></policies>"#,
+        held.url("/log"),
+        held.url("/log")
+    );
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(&policy)
+    );
+    let gw = Gateway::start(
+        &doc,
+        &[
+            "telemetry.metrics.local=prometheus",
+            "telemetry.metrics.local.prometheus.listen=127.0.0.1:0",
+        ],
+    );
+    // the call is answered while both of its one-way requests are still unanswered
+    let r = send(&gw, "GET", "/s/orders", &[], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "GET /orders\n");
+    assert!(eventually(Duration::from_secs(5), || held.requests().len() == 2));
+    let mut bodies: Vec<String> = held
+        .requests()
+        .iter()
+        .map(|s| format!("{} {}", s.method, String::from_utf8_lossy(&s.body)))
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["GET answered 200", "POST seen /s/orders"]);
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert!(eventually(Duration::from_secs(5), || was_released
+        .load(std::sync::atomic::Ordering::SeqCst)));
+    let scrape = || {
+        request(
+            gw.metrics_addr(),
+            "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        )
+        .text()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || scrape()
+            .contains("edgegate_one_way_requests_sent_total 2\n")),
+        "{}",
+        scrape()
+    );
+    assert!(scrape().contains("edgegate_one_way_requests_dropped_total 0\n"));
+}
+
+#[test]
+fn a_client_that_hangs_up_cancels_its_requests() {
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = closed.clone();
+    let watcher = Origin::start(move |_, s| {
+        // never answers; sees whether the gateway closes the connection
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut byte = [0u8; 1];
+        if matches!(std::io::Read::read(s, &mut byte), Ok(0)) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        false
+    });
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="r" timeout="60"><set-url>{}</set-url></send-request>"#,
+        watcher.url("/never")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let mut client = TcpStream::connect(gw.addr).unwrap();
+    client
+        .write_all(b"GET /s/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || watcher
+        .requests()
+        .len()
+        == 1));
+    drop(client);
+    assert!(
+        eventually(Duration::from_secs(10), || closed
+            .load(std::sync::atomic::Ordering::SeqCst)),
+        "the gateway closed the policy's request when its client left"
+    );
+    assert!(backend.requests().is_empty());
+    // and the gateway still serves
+    assert_eq!(get(gw.addr, "/status-0123456789abcdef").status, 200);
+}
+
+#[test]
+fn responses_are_bounded() {
+    let huge = Origin::start(|_, s| {
+        let body = vec![b'x'; 5 * 1024 * 1024];
+        respond(s, 200, &[], &body);
+        false
+    });
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="r"><set-url>{}</set-url></send-request>"#,
+        huge.url("/big")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let r = send(&gw, "GET", "/s/x", &[], "");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.text(),
+        "send-request|ResponseTooLarge|inbound||The response is larger than the 4194304 bytes a policy may receive"
+    );
+}
+
+#[test]
+fn send_request_where_a_call_cannot_wait_is_refused_at_load() {
+    let dir = temp_dir("send-request-outbound");
+    let doc = config(
+        "http://127.0.0.1:9",
+        "",
+        r#"<send-request mode="new" response-variable-name="r"><set-url>http://127.0.0.1:9/</set-url></send-request>"#,
+    );
+    let path = dir.join("config.json");
+    std::fs::write(&path, doc).unwrap();
+    let (code, out, err) = edgegate(&["check", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("<send-request> is not allowed in <on-error> (allowed in: inbound, backend)"),
+        "{out}{err}"
+    );
+    // after forward-request in the backend section, the response is on its way
+    let after = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        js(
+            r#"<policies><inbound /><backend><forward-request /><send-request mode="new" response-variable-name="r"><set-url>http://127.0.0.1:9/</set-url></send-request></backend><outbound /><on-error /></policies>"#
+        )
+    );
+    std::fs::write(&path, after).unwrap();
+    let (code, out, err) = edgegate(&["check", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "apis[0].operations[0].policies: send-request and wait run before forward-request"
+        ),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn connections_are_pooled_and_a_closed_one_is_replaced() {
+    // keeps its connections open
+    let keeps = Origin::start(|_, s| {
+        respond(s, 200, &[], b"kept");
+        true
+    });
+    // closes each connection after its response, without saying so
+    let closes = Origin::start(|_, s| {
+        respond(s, 200, &[], b"closed");
+        false
+    });
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="a"><set-url>{}</set-url></send-request>
+<send-request mode="new" response-variable-name="b"><set-url>{}</set-url></send-request>
+<return-response><set-body>@(((IResponse)context.Variables["a"]).Body.As<string>() + "|" + ((IResponse)context.Variables["b"]).Body.As<string>())</set-body></return-response>"#,
+        keeps.url("/k"),
+        closes.url("/c")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    for _ in 0..5 {
+        let r = send(&gw, "GET", "/s/x", &[], "");
+        assert_eq!((r.status, r.text().as_str()), (200, "kept|closed"));
+    }
+    assert_eq!(keeps.requests().len(), 5);
+    assert_eq!(
+        keeps.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pooled connection carried all five"
+    );
+    assert_eq!(closes.requests().len(), 5);
+}
