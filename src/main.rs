@@ -283,6 +283,8 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
         log::info!("metrics on http://{bound}/metrics");
     }
+    let resolver = edgegate::agent::resolver::spawn(Arc::clone(&waker))
+        .map_err(|e| format!("cannot start the resolver thread: {e}"))?;
     let (agent, from_agent) =
         Agent::spawn(syncer, mirror, (Arc::clone(&runtime), loaded.text), waker)
             .map_err(|e| format!("cannot start the agent thread: {e}"))?;
@@ -305,6 +307,7 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);
+    server.attach_resolver(resolver);
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
     agent.stop();

@@ -512,3 +512,34 @@ fn connections_are_pooled_and_a_closed_one_is_replaced() {
     );
     assert_eq!(closes.requests().len(), 5);
 }
+
+#[test]
+fn names_computed_at_request_time_are_resolved_off_the_loop() {
+    let named = Origin::echo();
+    let backend = Origin::echo();
+    // the URL's host comes from the request: nothing in the config names it, so the
+    // resolver thread looks it up while the call waits
+    let inbound = r#"<send-request mode="new" response-variable-name="r" timeout="20"><set-url>@("http://" + context.Request.Headers.GetValueOrDefault("X-Host") + "/named")</set-url></send-request>
+<return-response><set-body>@(((IResponse)context.Variables["r"]).Body.As<string>())</set-body></return-response>"#;
+    let gw = Gateway::start(&config(&backend.url(""), inbound, LAST_ERROR), &[]);
+    let host = format!("localhost:{}", named.addr.port());
+    for _ in 0..2 {
+        let r = send(&gw, "GET", "/s/x", &[("X-Host", &host)], "");
+        assert_eq!((r.status, r.text().as_str()), (200, "GET /named\n"));
+    }
+    assert_eq!(named.requests()[0].header("Host"), Some(host.as_str()));
+    let r = send(
+        &gw,
+        "GET",
+        "/s/x",
+        &[("X-Host", "no-such-host.invalid")],
+        "",
+    );
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            502,
+            "send-request|BackendConnectionFailure|inbound||The host name 'no-such-host.invalid' could not be resolved"
+        )
+    );
+}

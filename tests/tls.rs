@@ -417,3 +417,49 @@ fn an_unreadable_backend_ca_stops_the_start_with_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn policies_call_https_services_with_the_backends_trust() {
+    let dir = temp_dir("tls-send-request");
+    pki(&dir, &[("idp", "DNS:idp.test,IP:127.0.0.1")]);
+    let (idp, connections) = https_origin(&dir, "idp");
+    let backend = Origin::echo();
+    let policy = format!(
+        r#"<policies><inbound>
+  <send-request mode="new" response-variable-name="r" timeout="10">
+    <set-url>https://{idp}/token?x=1</set-url><set-method>POST</set-method><set-body>grant</set-body>
+  </send-request>
+  <return-response><set-body>@(((IResponse)context.Variables["r"]).Body.As<string>())</set-body></return-response>
+</inbound><backend><forward-request /></backend><outbound /><on-error>
+  <return-response><set-status code="502" /><set-body>@(context.LastError.Source + "|" + context.LastError.Reason)</set-body></return-response>
+</on-error></policies>"#
+    );
+    let config = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(&policy)
+    );
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let gw = Gateway::start(&config, &[&ca]);
+    for _ in 0..2 {
+        let r = send(&gw, "GET", "/s/x", &[], "");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "tls origin: POST /token?x=1 grant".to_string())
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the policy's TLS connection was pooled"
+    );
+    // a gateway that does not trust the private CA refuses the certificate
+    let untrusting = Gateway::start(&config, &[]);
+    let r = send(&untrusting, "GET", "/s/x", &[], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (502, "send-request|BackendConnectionFailure".to_string())
+    );
+    assert!(backend.requests().is_empty());
+}

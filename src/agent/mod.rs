@@ -23,6 +23,7 @@ pub mod client;
 pub mod compiler;
 pub mod local;
 pub mod outbox;
+pub mod resolver;
 pub mod scrape;
 pub mod service;
 pub mod store;

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod gate;
 #[cfg(test)]
 pub mod memory;
+pub mod names;
 pub mod one_way;
 pub mod server;
 pub mod sub;

@@ -5,12 +5,7 @@
 //! waited for. Outcomes are counted and failures logged at debug level.
 //! Must not touch: client connections, the call's state.
 
-use std::time::Instant;
-
-use mio::Registry;
-
-use super::backend::Backends;
-use super::sub::Sub;
+use super::sub::{Net, Sub};
 use crate::config::Runtime;
 use crate::metrics::OneWayStats;
 use crate::policy::outgoing::{Outbox, Outcome};
@@ -28,14 +23,7 @@ pub struct OneWay {
 
 impl OneWay {
     /// Starts what the outbox holds (dropping what does not fit).
-    pub fn take_from(
-        &mut self,
-        outbox: &mut Outbox,
-        rt: Option<&Runtime>,
-        backends: &mut Backends,
-        registry: &Registry,
-        now: Instant,
-    ) {
+    pub fn take_from(&mut self, outbox: &mut Outbox, rt: Option<&Runtime>, net: &mut Net) {
         self.stats.dropped = outbox.dropped + self.stats.dropped_in_flight;
         if outbox.is_empty() {
             return;
@@ -49,8 +37,8 @@ impl OneWay {
                 self.stats.dropped_in_flight += 1;
                 continue;
             }
-            let mut s = Sub::start(o, rt, backends, ONE_WAY_OWNER, registry, now);
-            s.advance(backends, ONE_WAY_OWNER, registry, now);
+            let mut s = Sub::start(o, rt, net);
+            s.advance(net);
             self.subs.push(s);
         }
         self.stats.dropped = outbox.dropped + self.stats.dropped_in_flight;
@@ -58,27 +46,20 @@ impl OneWay {
     }
 
     /// Readiness of one of its connections; false when it is not one of them.
-    pub fn ready(
-        &mut self,
-        token: usize,
-        ready: (bool, bool, bool),
-        backends: &mut Backends,
-        registry: &Registry,
-        now: Instant,
-    ) -> bool {
+    pub fn ready(&mut self, token: usize, ready: (bool, bool, bool), net: &mut Net) -> bool {
         let Some(s) = self.subs.iter_mut().find(|s| s.token() == Some(token)) else {
             return false;
         };
         s.ready(ready.0, ready.1, ready.2);
-        s.advance(backends, ONE_WAY_OWNER, registry, now);
+        s.advance(net);
         self.reap();
         true
     }
 
-    /// Ends those past their timeout.
-    pub fn sweep(&mut self, backends: &mut Backends, registry: &Registry, now: Instant) {
+    /// Moves them on (a name that was answered, a timeout that passed).
+    pub fn sweep(&mut self, net: &mut Net) {
         for s in &mut self.subs {
-            s.advance(backends, ONE_WAY_OWNER, registry, now);
+            s.advance(net);
         }
         self.reap();
     }

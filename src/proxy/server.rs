@@ -22,7 +22,9 @@ use slab::Slab;
 use super::backend::Backends;
 use super::buffer::Pool;
 use super::conn::{Client, Ctx, Limits, Outcome, Ready};
+use super::names::Names;
 use super::one_way::{OneWay, ONE_WAY_OWNER};
+use super::sub::Net;
 use super::token::{self, Kind};
 use super::transport::Transport;
 use crate::agent::{ToAgent, ToLoop};
@@ -96,6 +98,10 @@ pub struct Server {
     counters: Counters,
     /// send-one-way-request's requests in flight (owned by the loop, not a client).
     one_way: OneWay,
+    /// Host names policies' requests learned at request time, and the resolver
+    /// thread's answers.
+    names: Names,
+    resolved: Option<Receiver<(String, Vec<std::net::IpAddr>)>>,
     /// Wall clock (ms since the epoch), read once per loop turn.
     wall_ms: u64,
     /// Where request records and the loop's own log lines go (the log writer thread).
@@ -180,6 +186,8 @@ impl Server {
             notifier: crate::notify::Notifier::from_env(),
             next_watchdog: now,
             one_way: OneWay::default(),
+            names: Names::default(),
+            resolved: None,
             counters: Counters::new(COUNTER_BYTES_MAX)
                 .with_cache(crate::policy::cache::Cache::new(settings.cache_memory_max)),
             wall_ms: wall_ms(),
@@ -275,13 +283,7 @@ impl Server {
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
             }
-            self.one_way.take_from(
-                &mut self.counters.outbox,
-                self.runtime.as_deref(),
-                &mut self.backends,
-                self.poll.registry(),
-                self.now,
-            );
+            self.one_way_turn(None);
             if self.now >= next_sweep {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
@@ -441,13 +443,7 @@ impl Server {
             return;
         };
         if owner == ONE_WAY_OWNER {
-            self.one_way.ready(
-                key,
-                (ready.readable, ready.writable, ready.closed),
-                &mut self.backends,
-                self.poll.registry(),
-                self.now,
-            );
+            self.one_way_turn(Some((key, (ready.readable, ready.writable, ready.closed))));
             return;
         }
         let taken = self
@@ -480,6 +476,7 @@ impl Server {
             counters: &mut self.counters,
             wall_ms: self.wall_ms,
             gateway_id: self.sync.gateway_id(),
+            names: &mut self.names,
         };
         let outcome = if timed_out {
             client.on_timeout(&mut ctx)
@@ -507,15 +504,61 @@ impl Server {
         for key in expired {
             self.drive(key, true);
         }
-        self.one_way
-            .sweep(&mut self.backends, self.poll.registry(), now);
+        self.one_way_turn(None);
         self.backends.sweep(now, self.poll.registry());
         self.pool.trim();
         self.counters.sweep(self.wall_ms);
         self.retire();
     }
 
+    /// Moves the one-way requests: readiness of one of their connections, or (`None`)
+    /// the outbox's new ones and the timeouts and answers of the rest.
+    fn one_way_turn(&mut self, ready: Option<(usize, (bool, bool, bool))>) {
+        let mut net = Net {
+            backends: &mut self.backends,
+            names: &mut self.names,
+            registry: self.poll.registry(),
+            owner: ONE_WAY_OWNER,
+            now: self.now,
+        };
+        match ready {
+            Some((key, ready)) => {
+                self.one_way.ready(key, ready, &mut net);
+            }
+            None => {
+                let rt = self.runtime.as_deref();
+                self.one_way
+                    .take_from(&mut self.counters.outbox, rt, &mut net);
+                self.one_way.sweep(&mut net);
+            }
+        }
+    }
+
+    /// Names policies compute at request time are looked up by `resolver`'s thread.
+    pub fn attach_resolver(&mut self, resolver: crate::agent::resolver::Resolver) {
+        self.names = Names::with_resolver(resolver.asks);
+        self.resolved = Some(resolver.answers);
+    }
+
+    /// The resolver's answers: kept, and whoever waited is driven.
+    fn take_resolved(&mut self) {
+        let mut owners = Vec::new();
+        while let Some(Ok((host, ips))) = self.resolved.as_ref().map(Receiver::try_recv) {
+            owners.extend(self.names.answered(host, ips, self.now));
+        }
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            if owner == ONE_WAY_OWNER {
+                self.one_way_turn(None);
+            } else {
+                self.drive(owner, false);
+            }
+        }
+    }
+
     fn take_agent_messages(&mut self) {
+        self.take_resolved();
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
                 ToLoop::Apply {

@@ -1,24 +1,26 @@
 //! A request a policy sends (`send-request`, `send-one-way-request`) as an exchange on
-//! the loop: its URL resolved without DNS on the loop (an IP literal, `localhost`, or a
-//! host the agent resolved for the config), a connection from the backend pool (plain
-//! or TLS with the config's trust settings), the request written, the response read
-//! whole into memory up to `SUB_RESPONSE_MAX` bytes, all within the policy's timeout.
+//! the loop: its URL resolved without DNS on the loop (an IP literal, a host the agent
+//! resolved for the config, or a name the resolver thread looks up while the request
+//! waits: `names`), a connection from the backend pool (plain or TLS with the config's
+//! trust settings), the request written, the response read whole into memory up to
+//! `SUB_RESPONSE_MAX` bytes, all within the policy's timeout.
 //!
 //! ```text
-//!   start ─▶ Connecting ─▶ Sending ─▶ Receiving ─▶ Done(Outcome)
-//!     └── bad URL / unresolved / no slot ─────────▶ Done(Failed)
+//!   start ─▶ [Resolving] ─▶ Connecting ─▶ Sending ─▶ Receiving ─▶ Done(Outcome)
+//!     └── bad URL / unresolved / no slot ───────────────────────▶ Done(Failed)
 //! ```
 //! Must not touch: the client connection, the call's state (outcomes go back to the
 //! owner, which lands them in the call), DNS.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Registry;
 
 use super::backend::{BackendLink, Backends, CloseReason, Release};
+use super::names::{Lookup, Names};
 use super::transport::Connect;
 use crate::config::Runtime;
 use crate::http::chunked::ChunkedDecoder;
@@ -33,10 +35,23 @@ const SUB_HEAD_MAX: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// What a request needs from the loop: the backend pool, the names it learned, the
+/// poll registry, who owns the request's connection, and the time.
+pub struct Net<'a> {
+    pub backends: &'a mut Backends,
+    pub names: &'a mut Names,
+    pub registry: &'a Registry,
+    pub owner: usize,
+    pub now: Instant,
+}
+
 /// Where a policy's request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
-    pub addr: SocketAddr,
+    pub host: String,
+    pub port: u16,
+    /// Known without asking: an IP literal, or a host the config names.
+    pub ip: Option<IpAddr>,
     /// The Host header: `host` or `host:port`.
     pub authority: String,
     /// The path and query as the URL gave them ("/" when it had no path).
@@ -45,7 +60,7 @@ pub struct Destination {
     pub tls: Option<Arc<rustls_pki_types::ServerName<'static>>>,
 }
 
-/// Where `url` goes, from what the config knows: an IP literal, `localhost`, or a host
+/// Where `url` goes, and its address if the config knows it: an IP literal, or a host
 /// one of its backends or policies names (resolved by the agent when the config was
 /// applied). Never DNS.
 pub fn destination(url: &str, rt: &Runtime) -> Result<Destination, SubFailure> {
@@ -69,15 +84,11 @@ pub fn destination(url: &str, rt: &Runtime) -> Result<Destination, SubFailure> {
         t if t.starts_with('?') => format!("/{t}"),
         t => t.to_string(),
     };
-    let ip = match b.ip_literal() {
-        Some(ip) => ip,
-        None if b.host.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        None => rt
-            .known_address(&b.host)
-            .ok_or_else(|| SubFailure::Unresolved(b.host.clone()))?,
-    };
+    let ip = b.ip_literal().or_else(|| rt.known_address(&b.host));
     Ok(Destination {
-        addr: SocketAddr::new(ip, b.port),
+        host: b.host,
+        port: b.port,
+        ip,
         authority: b.authority,
         target,
         tls: b.tls,
@@ -122,6 +133,11 @@ struct Head {
 }
 
 enum Stage {
+    /// The resolver thread is looking up the host.
+    Resolving {
+        host: String,
+        port: u16,
+    },
     Connecting {
         link: BackendLink,
     },
@@ -148,9 +164,10 @@ pub struct Sub {
     is_head: bool,
     stage: Stage,
     pub deadline: Instant,
-    /// Where it goes and with which TLS config, to start over on a fresh connection
-    /// once when a pooled one turns out to be closed.
+    /// Where it goes and with which TLS config (also to start over on a fresh
+    /// connection once when a pooled one turns out to be closed).
     dest: Option<(SocketAddr, Option<TlsTo>)>,
+    tls: Option<TlsTo>,
 }
 
 type TlsTo = (
@@ -161,15 +178,8 @@ type TlsTo = (
 impl Sub {
     /// Starts `o` for client `owner` (or the loop's one-way set): a connection checked
     /// out (or a failure at once).
-    pub fn start(
-        o: Outgoing,
-        rt: &Runtime,
-        backends: &mut Backends,
-        owner: usize,
-        registry: &Registry,
-        now: Instant,
-    ) -> Sub {
-        let deadline = now + Duration::from_secs(o.timeout_secs.max(1));
+    pub fn start(o: Outgoing, rt: &Runtime, net: &mut Net) -> Sub {
+        let deadline = net.now + Duration::from_secs(o.timeout_secs.max(1));
         let is_head = o.method == "HEAD";
         let mut sub = Sub {
             request: Vec::new(),
@@ -178,6 +188,7 @@ impl Sub {
             deadline,
             reply: None,
             dest: None,
+            tls: None,
         };
         let dest = match destination(&o.url, rt) {
             Ok(d) => d,
@@ -197,18 +208,53 @@ impl Sub {
                 return sub;
             }
         };
-        sub.dest = Some((dest.addr, tls));
-        sub.attach(false, backends, owner, registry);
+        sub.tls = tls;
+        match dest.ip {
+            Some(ip) => sub.connect_to(SocketAddr::new(ip, dest.port), net),
+            None => {
+                sub.stage = Stage::Resolving {
+                    host: dest.host,
+                    port: dest.port,
+                };
+                sub.resolve(net);
+            }
+        }
         sub
     }
 
+    /// A resolving request asks the loop's names: connects once the address is known.
+    fn resolve(&mut self, net: &mut Net) {
+        let Stage::Resolving { host, port } = &self.stage else {
+            return;
+        };
+        match net.names.lookup(host, net.owner, net.now) {
+            Lookup::Waiting => {}
+            Lookup::Found(ip) => {
+                let addr = SocketAddr::new(ip, *port);
+                self.connect_to(addr, net);
+            }
+            Lookup::NotFound => {
+                let host = host.clone();
+                self.stage = Stage::Done(Outcome::Failed(SubFailure::Unresolved(host)));
+            }
+        }
+    }
+
+    fn connect_to(&mut self, addr: SocketAddr, net: &mut Net) {
+        self.dest = Some((addr, self.tls.clone()));
+        self.attach(false, net);
+    }
+
     /// Takes a connection (a pooled one unless `fresh`).
-    fn attach(&mut self, fresh: bool, backends: &mut Backends, owner: usize, registry: &Registry) {
+    fn attach(&mut self, fresh: bool, net: &mut Net) {
         let Some((addr, tls)) = &self.dest else {
             return;
         };
         let tls = tls.as_ref().map(|(name, config)| (name, config));
-        self.stage = match backends.checkout(*addr, tls, fresh, owner, registry) {
+        self.stage = match net
+            .backends
+            .checkout(*addr, tls, fresh, net.owner, net.registry)
+        {
             Ok(link) if link.conn.reused => Stage::Sending { link, sent: 0 },
             Ok(link) => Stage::Connecting { link },
             Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
@@ -238,7 +284,7 @@ impl Sub {
             Stage::Connecting { link }
             | Stage::Sending { link, .. }
             | Stage::Receiving { link, .. } => Some(link),
-            Stage::Done(_) => None,
+            Stage::Resolving { .. } | Stage::Done(_) => None,
         }
     }
 
@@ -260,25 +306,21 @@ impl Sub {
 
     /// Moves bytes until blocked or done; its connection goes back to the pool (or is
     /// closed) when it is done. `owner`: who a new connection belongs to.
-    pub fn advance(
-        &mut self,
-        backends: &mut Backends,
-        owner: usize,
-        registry: &Registry,
-        now: Instant,
-    ) {
+    pub fn advance(&mut self, net: &mut Net) {
         for _ in 0..64 {
             if self.is_done() {
                 return;
             }
-            if now >= self.deadline {
-                self.end(
-                    Outcome::Failed(SubFailure::Timeout),
-                    None,
-                    backends,
-                    registry,
-                );
+            if net.now >= self.deadline {
+                self.end(Outcome::Failed(SubFailure::Timeout), None, net);
                 return;
+            }
+            if let Stage::Resolving { .. } = self.stage {
+                self.resolve(net);
+                if let Stage::Resolving { .. } = self.stage {
+                    return;
+                }
+                continue;
             }
             match self.step() {
                 Ok(true) => {}
@@ -286,13 +328,13 @@ impl Sub {
                 Err(ended) if matches!(ended.0, Outcome::Failed(_)) && self.stale() => {
                     let stage = std::mem::replace(&mut self.stage, Stage::Done(ended.0));
                     if let Stage::Sending { link, .. } | Stage::Receiving { link, .. } = stage {
-                        backends.close(link, CloseReason::Stale, registry);
+                        net.backends.close(link, CloseReason::Stale, net.registry);
                     }
-                    self.attach(true, backends, owner, registry);
+                    self.attach(true, net);
                 }
                 Err(ended) => {
                     let (outcome, release) = *ended;
-                    self.end(outcome, Some(release), backends, registry);
+                    self.end(outcome, Some(release), net);
                     return;
                 }
             }
@@ -300,14 +342,9 @@ impl Sub {
     }
 
     /// Ends it now (the owner left or no longer waits): its connection is closed.
-    pub fn cancel(&mut self, backends: &mut Backends, registry: &Registry) {
+    pub fn cancel(&mut self, net: &mut Net) {
         if !self.is_done() {
-            self.end(
-                Outcome::Failed(SubFailure::Timeout),
-                None,
-                backends,
-                registry,
-            );
+            self.end(Outcome::Failed(SubFailure::Timeout), None, net);
         }
     }
 
@@ -320,23 +357,17 @@ impl Sub {
     }
 
     /// Ends with `outcome`, giving the connection back (`Reuse`) or closing it.
-    fn end(
-        &mut self,
-        outcome: Outcome,
-        release: Option<Release>,
-        backends: &mut Backends,
-        registry: &Registry,
-    ) {
+    fn end(&mut self, outcome: Outcome, release: Option<Release>, net: &mut Net) {
         let stage = std::mem::replace(&mut self.stage, Stage::Done(outcome));
         let link = match stage {
             Stage::Connecting { link }
             | Stage::Sending { link, .. }
             | Stage::Receiving { link, .. } => link,
-            Stage::Done(_) => return,
+            Stage::Resolving { .. } | Stage::Done(_) => return,
         };
         match release.unwrap_or(Release::Close(CloseReason::Aborted)) {
-            Release::Reuse => backends.checkin(link, Instant::now(), registry),
-            Release::Close(why) => backends.close(link, why, registry),
+            Release::Reuse => net.backends.checkin(link, net.now, net.registry),
+            Release::Close(why) => net.backends.close(link, why, net.registry),
         }
     }
 
@@ -345,7 +376,7 @@ impl Sub {
         let failed =
             |f: SubFailure| Box::new((Outcome::Failed(f), Release::Close(CloseReason::Failed)));
         match &mut self.stage {
-            Stage::Done(_) => Ok(false),
+            Stage::Resolving { .. } | Stage::Done(_) => Ok(false),
             Stage::Connecting { link } => {
                 if !link.conn.writable {
                     return Ok(false);
@@ -600,25 +631,22 @@ mod tests {
     fn destinations_come_from_what_the_agent_resolved() {
         let rt = runtime();
         let d = destination("http://idp.internal:8080/token?grant=x#frag", &rt).unwrap();
-        assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 9], 8080)));
+        assert_eq!((d.ip, d.port), (Some([127, 0, 0, 9].into()), 8080));
         assert_eq!(d.authority, "idp.internal:8080");
         assert_eq!(d.target, "/token?grant=x");
         assert!(d.tls.is_none());
         // any port of a host the config names; TLS for https
         let d = destination("https://api.internal/other", &rt).unwrap();
-        assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 8], 443)));
+        assert_eq!((d.ip, d.port), (Some([127, 0, 0, 8].into()), 443));
         assert_eq!(d.authority, "api.internal");
         assert!(d.tls.is_some());
         let d = destination("http://127.0.0.1:81?q=1", &rt).unwrap();
-        assert_eq!((d.addr.port(), d.target.as_str()), (81, "/?q=1"));
-        let d = destination("http://localhost:82", &rt).unwrap();
+        assert_eq!((d.port, d.target.as_str()), (81, "/?q=1"));
+        // a name the config does not know is for the resolver thread
+        let d = destination("http://elsewhere.example:82", &rt).unwrap();
         assert_eq!(
-            (d.addr, d.target.as_str()),
-            (SocketAddr::from(([127, 0, 0, 1], 82)), "/")
-        );
-        assert_eq!(
-            destination("http://elsewhere.example/x", &rt),
-            Err(SubFailure::Unresolved("elsewhere.example".into()))
+            (d.host.as_str(), d.ip, d.port, d.target.as_str()),
+            ("elsewhere.example", None, 82, "/")
         );
         for bad in [
             "ftp://x/",
@@ -637,7 +665,9 @@ mod tests {
     #[test]
     fn request_bytes_frame_the_body() {
         let d = Destination {
-            addr: SocketAddr::from(([127, 0, 0, 1], 80)),
+            host: "h".into(),
+            port: 80,
+            ip: None,
             authority: "h".into(),
             target: "/t?x=1".into(),
             tls: None,

@@ -24,7 +24,7 @@ impl Client {
         let any = std::mem::take(&mut call.st.wait_any);
         let subs = std::mem::take(&mut call.st.outgoing)
             .into_iter()
-            .map(|o| Sub::start(o, &rt, ctx.backends, ctx.client, ctx.registry, ctx.now))
+            .map(|o| Sub::start(o, &rt, &mut ctx.net()))
             .collect();
         self.set_phase(
             Phase::Calling(Box::new(Calling {
@@ -48,7 +48,7 @@ impl Client {
             return Step::Close;
         };
         for s in &mut c.subs {
-            s.advance(ctx.backends, ctx.client, ctx.registry, ctx.now);
+            s.advance(&mut ctx.net());
         }
         let ready = if c.any {
             c.subs.iter().any(Sub::is_done)
@@ -72,7 +72,7 @@ impl Client {
         for mut s in subs {
             if !s.is_done() || (any && !outcomes.is_empty()) {
                 // wait for="any": the others are not waited for
-                s.cancel(ctx.backends, ctx.registry);
+                s.cancel(&mut ctx.net());
                 continue;
             }
             if let (Some(to), outcome) = s.into_outcome() {

@@ -112,6 +112,8 @@ pub struct Ctx<'a> {
     pub wall_ms: u64,
     /// `context.Deployment.GatewayId`.
     pub gateway_id: &'a str,
+    /// Host names learned at request time (policies' requests).
+    pub names: &'a mut crate::proxy::names::Names,
 }
 
 impl Ctx<'_> {
@@ -135,6 +137,18 @@ impl Ctx<'_> {
             counters: &mut *self.counters,
             wall_ms: self.wall_ms,
             gateway_id: self.gateway_id,
+            names: &mut *self.names,
+        }
+    }
+
+    /// What this client's policy requests need from the loop.
+    fn net(&mut self) -> crate::proxy::sub::Net<'_> {
+        crate::proxy::sub::Net {
+            backends: &mut *self.backends,
+            names: &mut *self.names,
+            registry: self.registry,
+            owner: self.client,
+            now: self.now,
         }
     }
 
@@ -396,7 +410,7 @@ impl Client {
             Phase::Reply { out } => out.release(ctx.pool),
             Phase::Calling(mut c) => {
                 for s in &mut c.subs {
-                    s.cancel(ctx.backends, ctx.registry);
+                    s.cancel(&mut ctx.net());
                 }
                 self.log_abandoned(&c, reason, ctx);
             }

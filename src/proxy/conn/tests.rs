@@ -23,6 +23,7 @@ struct Loop {
     log: RequestLog,
     seq: u64,
     counters: Counters,
+    names: crate::proxy::names::Names,
     now: Instant,
 }
 
@@ -51,6 +52,7 @@ impl Loop {
             log: RequestLog::new(LogFormat::None, false),
             seq: 0,
             counters: Counters::new(1 << 20),
+            names: Default::default(),
             now: Instant::now(),
         }
     }
@@ -107,6 +109,7 @@ impl Loop {
             counters: &mut self.counters,
             wall_ms: 1_800_000_000_000,
             gateway_id: "",
+            names: &mut self.names,
         };
         client.drive(&mut ctx)
     }
