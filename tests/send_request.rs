@@ -543,3 +543,45 @@ fn names_computed_at_request_time_are_resolved_off_the_loop() {
         )
     );
 }
+
+#[test]
+fn return_response_answers_with_a_stored_response() {
+    let service = Origin::start(|_, s| {
+        respond(
+            s,
+            404,
+            &[("Content-Type", "application/json"), ("X-Service", "kept")],
+            br#"{"error": "no such order"}"#,
+        );
+        true
+    });
+    let backend = Origin::echo();
+    let inbound = format!(
+        r#"<send-request mode="new" response-variable-name="found"><set-url>{}</set-url></send-request>
+<choose><when condition="@(context.Request.Headers.ContainsKey(&quot;X-Wrong&quot;))">
+  <set-variable name="text" value="not a response" />
+  <return-response response-variable-name="text" />
+</when></choose>
+<return-response response-variable-name="found">
+  <set-header name="X-Gateway" exists-action="override"><value>edgegate</value></set-header>
+</return-response>"#,
+        service.url("/orders/7")
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let r = send(&gw, "GET", "/s/x", &[], "");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), r#"{"error": "no such order"}"#);
+    assert_eq!(r.header("X-Service"), Some("kept"));
+    assert_eq!(r.header("X-Gateway"), Some("edgegate"));
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("Content-Length"), Some("26"));
+    let wrong = send(&gw, "GET", "/s/x", &[("X-Wrong", "1")], "");
+    assert_eq!(
+        (wrong.status, wrong.text().as_str()),
+        (
+            502,
+            "return-response|ExpressionValueEvaluationFailure|inbound||Expression evaluation failed. response-variable-name: the variable 'text' holds a string, not a response"
+        )
+    );
+    assert!(backend.requests().is_empty());
+}

@@ -1,5 +1,7 @@
 //! `return-response`: ends the pipeline with a response built from its set-status,
-//! set-header and set-body children (on-error and outbound are skipped, as in APIM).
+//! set-header and set-body children (on-error and outbound are skipped, as in APIM),
+//! over the response a send-request stored in `response-variable-name` when it names
+//! one.
 //! Must not touch: the backend; nothing is forwarded.
 
 use roxmltree::Node;
@@ -8,8 +10,10 @@ use super::set_body::{self, SetBody};
 use super::set_header::{apply, Edit, NameRule};
 use super::set_status::status_attributes;
 use super::{policy, Compiled, Kind, ALL};
-use crate::http::forward::HeaderEdits;
+use crate::http::forward::{is_managed_header, HeaderEdits};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, ResponseEdits};
+use crate::policy::expr::message::Message;
+use crate::policy::expr::{EvalError, Val};
 use crate::policy::parse::{attr, elements, no_attributes, only_children, Cx, R};
 use crate::policy::{Step, Text};
 
@@ -22,6 +26,8 @@ pub const KIND: Kind = Kind {
 
 #[derive(Debug, Clone)]
 pub struct ReturnResponse {
+    /// `response-variable-name`: the IResponse the answer starts from.
+    pub variable: Option<String>,
     pub status: Option<(Text, Text)>,
     pub headers: Vec<Edit>,
     pub body: Option<SetBody>,
@@ -29,14 +35,12 @@ pub struct ReturnResponse {
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["response-variable-name"])?;
-    if attr(n, "response-variable-name").is_some() {
-        return Err(cx.err(
-            n,
-            "<return-response>: response-variable-name is not supported",
-        ));
-    }
     only_children(cx, n, &["set-status", "set-header", "set-body"])?;
     let mut r = ReturnResponse {
+        variable: attr(n, "response-variable-name")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         status: None,
         headers: Vec::new(),
         body: None,
@@ -74,23 +78,34 @@ impl Behaviour for ReturnResponse {
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let (code, reason) = match &self.status {
-            Some((c, reason)) => {
+        let stored = match &self.variable {
+            Some(name) => Some(or_fail!(call, step, stored_response(call, name))),
+            None => None,
+        };
+        let (code, reason) = match (&self.status, &stored) {
+            (Some((c, reason)), _) => {
                 let c = or_fail!(call, step, call.text(c));
                 let reason = or_fail!(call, step, call.text(reason));
                 (c.trim().parse::<u16>().unwrap_or(200), reason)
             }
-            None => (200, String::new()),
+            (None, Some(m)) => (m.status, m.reason.clone()),
+            (None, None) => (200, String::new()),
         };
         let mut headers = HeaderEdits::default();
+        if let Some(m) = &stored {
+            for (name, value) in m.headers.iter().filter(|(n, _)| !is_managed_header(n)) {
+                headers.set(name, Some(vec![value.clone()]));
+            }
+        }
         for edit in &self.headers {
             let (name, action, vals) = or_fail!(call, step, edit.resolve(call, NameRule::Header));
             let current = headers.get(&name).cloned().flatten();
             headers.set(&name, apply(action, current, vals));
         }
-        let body = match &self.body {
-            Some(b) => Some(or_fail!(call, step, b.render(call)).into_bytes()),
-            None => None,
+        let body = match (&self.body, &stored) {
+            (Some(b), _) => Some(or_fail!(call, step, b.render(call)).into_bytes()),
+            (None, Some(m)) if !m.consumed.get() => Some(m.body.clone()),
+            _ => None,
         };
         call.st.resp = ResponseEdits {
             status: Some(code),
@@ -99,5 +114,22 @@ impl Behaviour for ReturnResponse {
             body: Some(body.unwrap_or_default()),
         };
         Flow::Respond
+    }
+}
+
+/// The IResponse in variable `name` (send-request's response).
+fn stored_response(call: &Call, name: &str) -> Result<std::rc::Rc<Message>, EvalError> {
+    match call.st.vars.iter().find(|(k, _)| k == name) {
+        Some((_, Val::Response(m))) => Ok(std::rc::Rc::clone(m)),
+        Some((_, other)) => Err(EvalError(
+            format!(
+                "response-variable-name: the variable '{name}' holds a {}, not a response",
+                other.type_name()
+            )
+            .into(),
+        )),
+        None => Err(EvalError(
+            format!("response-variable-name: there is no variable '{name}'").into(),
+        )),
     }
 }
