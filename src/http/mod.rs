@@ -8,5 +8,6 @@ pub mod forward;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod whole;
 
 pub use failure::{Failure, Source};

@@ -23,15 +23,12 @@ use super::backend::{BackendLink, Backends, CloseReason, Release};
 use super::names::{Lookup, Names};
 use super::transport::Connect;
 use crate::config::Runtime;
-use crate::http::chunked::ChunkedDecoder;
-use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
+use crate::http::whole::{Reader, WholeError};
 use crate::policy::expr::message::Message;
 use crate::policy::outgoing::{Outcome, Outgoing, ReplyTo, SubFailure};
 
 /// Most bytes of a response body a policy's request receives.
 pub const SUB_RESPONSE_MAX: u64 = 4 * 1024 * 1024;
-/// Most bytes of a response head.
-const SUB_HEAD_MAX: usize = 64 * 1024;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -122,16 +119,6 @@ fn request_bytes(o: &Outgoing, d: &Destination) -> Vec<u8> {
     out
 }
 
-/// The response head, once read.
-struct Head {
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-    head_len: usize,
-    body: ResponseBody,
-    reusable: bool,
-}
-
 enum Stage {
     /// The resolver thread is looking up the host.
     Resolving {
@@ -147,11 +134,7 @@ enum Stage {
     },
     Receiving {
         link: BackendLink,
-        /// Bytes received (the head, then the body as framed on the wire).
-        buf: Vec<u8>,
-        head: Option<Head>,
-        /// A chunked body: its decoder, the bytes of `buf` fed to it, the payload.
-        chunked: Option<(ChunkedDecoder, usize, Vec<u8>)>,
+        reader: Reader,
     },
     Done(Outcome),
 }
@@ -269,7 +252,7 @@ impl Sub {
     fn stale(&self) -> bool {
         match &self.stage {
             Stage::Sending { link, .. } => link.conn.reused,
-            Stage::Receiving { link, buf, .. } => link.conn.reused && buf.is_empty(),
+            Stage::Receiving { link, reader } => link.conn.reused && reader.is_empty(),
             _ => false,
         }
     }
@@ -406,9 +389,7 @@ impl Sub {
                     {
                         self.stage = Stage::Receiving {
                             link,
-                            buf: Vec::new(),
-                            head: None,
-                            chunked: None,
+                            reader: Reader::new(self.is_head, SUB_RESPONSE_MAX),
                         };
                     }
                     return Ok(true);
@@ -430,12 +411,7 @@ impl Sub {
                     Err(_) => Err(failed(SubFailure::Connect)),
                 }
             }
-            Stage::Receiving {
-                link,
-                buf,
-                head,
-                chunked,
-            } => {
+            Stage::Receiving { link, reader } => {
                 if link.conn.writable && link.conn.transport.has_pending_output() {
                     match link.conn.transport.flush_pending() {
                         Ok(true) => {}
@@ -447,17 +423,14 @@ impl Sub {
                     return Ok(false);
                 }
                 let mut chunk = [0u8; READ_CHUNK];
-                let eof = match link.conn.transport.read(&mut chunk) {
-                    Ok(0) => true,
-                    Ok(n) => {
-                        buf.extend_from_slice(&chunk[..n]);
-                        false
-                    }
+                let (n, eof) = match link.conn.transport.read(&mut chunk) {
+                    Ok(0) => (0, true),
+                    Ok(n) => (n, false),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         link.conn.readable = false;
                         if link.conn.hup {
                             // the close was reported and nothing is left to read
-                            true
+                            (0, true)
                         } else {
                             return Ok(false);
                         }
@@ -468,8 +441,11 @@ impl Sub {
                     }
                     Err(_) => return Err(failed(SubFailure::Connect)),
                 };
-                match received(buf, head, chunked, eof, self.is_head) {
-                    Ok(Some((message, reusable))) => {
+                match reader.feed(&chunk[..n], eof) {
+                    Ok(Some(whole)) => {
+                        let reusable = whole.reusable;
+                        let message =
+                            Message::new(whole.status, whole.reason, whole.headers, whole.body);
                         // pooled only when nothing more (a close, stray bytes) is waiting:
                         // the pool drops an idle connection that turns readable
                         let drained = reusable
@@ -492,115 +468,12 @@ impl Sub {
                         "the connection closed before the response ended",
                     ))),
                     Ok(None) => Ok(true),
-                    Err(f) => Err(failed(f)),
+                    Err(WholeError::Bad(why)) => Err(failed(SubFailure::BadResponse(why))),
+                    Err(WholeError::TooLarge(max)) => Err(failed(SubFailure::TooLarge(max))),
                 }
             }
         }
     }
-}
-
-/// What the bytes so far make: the whole response (and whether the connection may be
-/// reused), not yet, or a failure.
-fn received(
-    buf: &mut Vec<u8>,
-    head: &mut Option<Head>,
-    chunked: &mut Option<(ChunkedDecoder, usize, Vec<u8>)>,
-    eof: bool,
-    is_head: bool,
-) -> Result<Option<(Message, bool)>, SubFailure> {
-    if head.is_none() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let parsed = match response::parse(buf, &mut headers, is_head, SUB_HEAD_MAX) {
-            Ok(Some(h)) => h,
-            Ok(None) if buf.len() >= SUB_HEAD_MAX => {
-                return Err(SubFailure::BadResponse("the response head is too large"))
-            }
-            Ok(None) => return Ok(None),
-            Err(_) => return Err(SubFailure::BadResponse("malformed response head")),
-        };
-        if (100..200).contains(&parsed.status) {
-            // an interim response: the final one follows
-            let n = parsed.head_len;
-            buf.drain(..n);
-            return received(buf, head, chunked, eof, is_head);
-        }
-        let mut joined: Vec<(String, String)> = Vec::new();
-        for h in parsed.headers {
-            let value = String::from_utf8_lossy(h.value);
-            match joined
-                .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case(h.name))
-            {
-                Some((_, v)) => {
-                    v.push_str(", ");
-                    v.push_str(&value);
-                }
-                None => joined.push((h.name.to_string(), value.into_owned())),
-            }
-        }
-        *head = Some(Head {
-            status: parsed.status,
-            reason: parsed.reason.to_string(),
-            headers: joined,
-            head_len: parsed.head_len,
-            body: parsed.body,
-            reusable: parsed.reusable,
-        });
-    }
-    let Some(h) = head.as_ref() else {
-        return Ok(None);
-    };
-    let body_bytes = &buf[h.head_len..];
-    let body = match h.body {
-        ResponseBody::None => Some((Vec::new(), body_bytes.is_empty())),
-        ResponseBody::Length(n) => {
-            if n > SUB_RESPONSE_MAX {
-                return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
-            }
-            (body_bytes.len() as u64 >= n).then(|| {
-                let n = n as usize;
-                (body_bytes[..n].to_vec(), body_bytes.len() == n)
-            })
-        }
-        ResponseBody::UntilClose => {
-            if body_bytes.len() as u64 > SUB_RESPONSE_MAX {
-                return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
-            }
-            eof.then(|| (body_bytes.to_vec(), false))
-        }
-        ResponseBody::Chunked => {
-            let (decoder, fed, payload) =
-                chunked.get_or_insert_with(|| (ChunkedDecoder::new(), 0, Vec::new()));
-            let mut done = decoder.is_done();
-            while !done && *fed < body_bytes.len() {
-                let input = &body_bytes[*fed..];
-                let step = decoder
-                    .feed(input)
-                    .map_err(|e| SubFailure::BadResponse(e.reason()))?;
-                payload.extend_from_slice(&input[step.data.0..step.data.1]);
-                *fed += step.consumed;
-                done = step.done;
-                if payload.len() as u64 > SUB_RESPONSE_MAX {
-                    return Err(SubFailure::TooLarge(SUB_RESPONSE_MAX));
-                }
-                if step.consumed == 0 {
-                    break;
-                }
-            }
-            done.then(|| (std::mem::take(payload), *fed == body_bytes.len()))
-        }
-    };
-    let Some((body, exact)) = body else {
-        return Ok(None);
-    };
-    let Some(h) = head.take() else {
-        return Ok(None);
-    };
-    let reusable = h.reusable && exact;
-    Ok(Some((
-        Message::new(h.status, h.reason, h.headers, body),
-        reusable,
-    )))
 }
 
 #[cfg(test)]
@@ -695,90 +568,5 @@ mod tests {
             request_bytes(&o("PUT", b""), &d),
             b"PUT /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
         );
-    }
-
-    /// Feeds `wire` in pieces of `step` bytes; the outcome once complete.
-    fn feed(
-        wire: &[u8],
-        step: usize,
-        eof_at_end: bool,
-    ) -> Result<Option<(Message, bool)>, SubFailure> {
-        let (mut buf, mut head, mut chunked) = (Vec::new(), None, None);
-        let mut got = Ok(None);
-        for piece in wire.chunks(step) {
-            buf.extend_from_slice(piece);
-            got = received(&mut buf, &mut head, &mut chunked, false, false);
-            if !matches!(got, Ok(None)) {
-                return got;
-            }
-        }
-        if eof_at_end {
-            got = received(&mut buf, &mut head, &mut chunked, true, false);
-        }
-        got
-    }
-
-    #[test]
-    fn responses_are_read_as_framed() {
-        for step in [1, 7, 4096] {
-            let (m, reusable) = feed(
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 5\r\n\r\nhello",
-                step,
-                false,
-            )
-            .unwrap()
-            .unwrap();
-            assert_eq!(
-                (m.status, m.reason.as_str(), &m.body[..]),
-                (201, "Created", &b"hello"[..])
-            );
-            assert_eq!(
-                m.headers,
-                vec![
-                    ("X-A".to_string(), "1, 2".to_string()),
-                    ("Content-Length".to_string(), "5".to_string())
-                ]
-            );
-            assert!(reusable);
-            let (m, reusable) = feed(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n",
-                step,
-                false,
-            )
-            .unwrap()
-            .unwrap();
-            assert_eq!(m.body, b"Wikipedia");
-            assert!(reusable);
-            let (m, reusable) = feed(b"HTTP/1.0 200 OK\r\n\r\nuntil close", step, true)
-                .unwrap()
-                .unwrap();
-            assert_eq!(m.body, b"until close");
-            assert!(!reusable);
-        }
-        // cut short, too large, not HTTP
-        assert!(matches!(
-            feed(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf", 3, true),
-            Ok(None)
-        ));
-        let big = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-            SUB_RESPONSE_MAX + 1
-        );
-        assert_eq!(
-            feed(big.as_bytes(), 4096, false).err(),
-            Some(SubFailure::TooLarge(SUB_RESPONSE_MAX))
-        );
-        assert!(matches!(
-            feed(b"SMTP ready\r\n\r\n", 4096, false),
-            Err(SubFailure::BadResponse(_))
-        ));
-        assert!(matches!(
-            feed(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-                4096,
-                false
-            ),
-            Err(SubFailure::BadResponse(_))
-        ));
     }
 }
