@@ -269,6 +269,7 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
         Arc::new(mio::Waker::new(poll.registry(), token::WAKER).map_err(|e| e.to_string())?);
     let runtime = Arc::new(loaded.runtime);
     let quotas = edgegate::agent::saved_quotas(syncer.as_mut());
+    let keys = edgegate::agent::keys::saved_key_sets(syncer.as_mut(), &runtime);
     sync.backup_versions = edgegate::agent::backup_versions(syncer.as_mut());
     // request metrics are counted on the loop and added up here, for scrapes and uploads
     let wants_metrics = settings.metrics_local == LocalMetrics::Prometheus
@@ -307,6 +308,7 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
     server.restore_quotas(quotas);
+    server.restore_keys(keys);
     server.attach_resolver(resolver);
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));

@@ -808,7 +808,7 @@ fn named_values_and_backends() {
     assert!(!gw.log_lines().iter().any(|l| l.contains("tok-123")));
 }
 
-mod jwt_tokens {
+pub(crate) mod jwt_tokens {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine;
     use ring::rand::SystemRandom;
@@ -900,6 +900,23 @@ mod jwt_tokens {
             let msg = unsigned("ES256", claims);
             let sig = self.0.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
             format!("{msg}.{}", b64(sig.as_ref()))
+        }
+        /// A token whose header names key `kid`.
+        pub fn sign_kid(&self, kid: &str, claims: &str) -> String {
+            let msg = format!(
+                "{}.{}",
+                b64(format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#).as_bytes()),
+                b64(claims.as_bytes())
+            );
+            let sig = self.0.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
+            format!("{msg}.{}", b64(sig.as_ref()))
+        }
+        /// This key as a JWK with key id `kid`.
+        pub fn jwk(&self, kid: &str) -> String {
+            let (x, y) = self.x_y();
+            format!(
+                r#"{{"kty": "EC", "crv": "P-256", "use": "sig", "kid": "{kid}", "x": "{x}", "y": "{y}"}}"#
+            )
         }
     }
 }

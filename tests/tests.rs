@@ -9,6 +9,7 @@ mod backups;
 mod expressions;
 mod federation;
 mod lifecycle;
+mod openid;
 mod plane_http;
 mod policies;
 mod proxy;

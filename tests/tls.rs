@@ -288,9 +288,16 @@ fn the_plane_hands_a_gateway_its_certificates_and_keeps_the_keys() {
     );
 }
 
-/// An HTTPS origin with `stem`'s certificate: answers "tls origin: METHOD TARGET BODY",
+/// What an HTTPS test server answers: status, headers, body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// An HTTPS server with `stem`'s certificate answering each request with `handler`,
 /// counting connections.
-fn https_origin(dir: &Path, stem: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+pub fn https_server(
+    dir: &Path,
+    stem: &str,
+    handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join(format!("{stem}.pem")))
@@ -313,26 +320,28 @@ fn https_origin(dir: &Path, stem: &str) -> (SocketAddr, Arc<std::sync::atomic::A
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
+    let handler = Arc::new(handler);
     std::thread::spawn(move || {
         for sock in listener.incoming() {
             let Ok(sock) = sock else { break };
             counted.fetch_add(1, Ordering::SeqCst);
             let config = Arc::clone(&config);
+            let handler = Arc::clone(&handler);
             std::thread::spawn(move || {
                 let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 let mut reader = BufReader::new(rustls::StreamOwned::new(conn, sock));
                 while let Some(req) = read_request(&mut reader, 0) {
-                    let body = format!(
-                        "tls origin: {} {} {}",
-                        req.method,
-                        req.target,
-                        String::from_utf8_lossy(&req.body)
-                    );
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    let (status, headers, body) = handler(&req);
+                    let mut head =
+                        format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                    for (k, v) in headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
                     let s = reader.get_mut();
                     if s.write_all(head.as_bytes())
-                        .and_then(|_| s.write_all(body.as_bytes()))
+                        .and_then(|_| s.write_all(&body))
                         .and_then(|_| s.flush())
                         .is_err()
                     {
@@ -343,6 +352,20 @@ fn https_origin(dir: &Path, stem: &str) -> (SocketAddr, Arc<std::sync::atomic::A
         }
     });
     (addr, connections)
+}
+
+/// An HTTPS origin with `stem`'s certificate: answers "tls origin: METHOD TARGET BODY",
+/// counting connections.
+fn https_origin(dir: &Path, stem: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    https_server(dir, stem, |req| {
+        let body = format!(
+            "tls origin: {} {} {}",
+            req.method,
+            req.target,
+            String::from_utf8_lossy(&req.body)
+        );
+        (200, Vec::new(), body.into_bytes())
+    })
 }
 
 #[test]

@@ -21,7 +21,9 @@
 pub mod caller;
 pub mod client;
 pub mod compiler;
+pub mod keys;
 pub mod local;
+pub mod openid;
 pub mod outbox;
 pub mod resolver;
 pub mod scrape;
@@ -59,6 +61,10 @@ pub enum ToAgent {
     Retire(Arc<Runtime>),
     /// A plane call came back (service mode).
     Plane(caller::Reply),
+    /// The OpenID key fetcher fetched (or failed to fetch) a configuration.
+    Keys(openid::Fetched),
+    /// The loop met a token whose key id no key set of this configuration has.
+    RefreshKeys(String),
     Shutdown,
 }
 
@@ -79,6 +85,9 @@ pub enum ToLoop {
     Status(crate::status::SyncState),
     /// How many versions the backup store holds after a backup (for metrics).
     Backups(Option<u32>),
+    /// The newest signing keys of an OpenID configuration (fetched, or kept from an
+    /// earlier run).
+    Keys(String, Arc<crate::policy::keyring::KeySet>),
 }
 
 /// Longest the process waits for the agent thread when exiting.
@@ -159,6 +168,8 @@ pub enum Update {
     Apply(Loaded),
     Rejected(String),
     Status(crate::status::SyncState),
+    /// Signing keys of an OpenID configuration for the loop.
+    Keys(String, Arc<crate::policy::keyring::KeySet>),
 }
 
 /// Where configs come from: a file (local mode) or the management plane (service mode).
@@ -248,12 +259,16 @@ impl Agent {
         let mut syncer = syncer;
         let (sender, inbox) = mpsc::sync_channel(AGENT_QUEUE);
         syncer.attach(&sender)?;
+        let helpers = Helpers {
+            mirror,
+            openid: Some(openid::spawn(sender.clone())?),
+        };
         let (outbox, receiver) = mpsc::channel();
         let reload = Arc::new(AtomicBool::new(false));
         let flag = reload.clone();
         let handle = std::thread::Builder::new()
             .name("edgegate-agent".into())
-            .spawn(move || run(syncer, mirror, applied, &inbox, &flag, &outbox, &waker))?;
+            .spawn(move || run(syncer, helpers, applied, &inbox, &flag, &outbox, &waker))?;
         Ok((
             Agent {
                 sender,
@@ -300,6 +315,9 @@ struct Coordinator {
     /// The cumulative request metrics (scrapes and uploads render from it).
     mirror: Option<scrape::SharedMirror>,
     next_metrics_upload: Instant,
+    /// The OpenID key fetcher, and the configuration URLs it was last told.
+    openid: Option<openid::Fetcher>,
+    openid_urls: Vec<String>,
 }
 
 /// How often the cumulative metrics are rendered for the plane.
@@ -329,6 +347,8 @@ impl Coordinator {
             }
             ToAgent::Quotas(cells) => save_quotas(self.syncer.as_mut(), &cells),
             ToAgent::Plane(reply) => updates.extend(self.syncer.on_plane(reply, &self.running)),
+            ToAgent::Keys(fetched) => self.keys_fetched(fetched, updates),
+            ToAgent::RefreshKeys(url) => self.refresh_keys(url),
             ToAgent::Reload => {}
             ToAgent::Shutdown => return Flow::Stop,
         }
@@ -421,6 +441,7 @@ impl Coordinator {
                 }
                 Update::Rejected(reason) => ToLoop::Rejected(reason),
                 Update::Status(state) => ToLoop::Status(state),
+                Update::Keys(url, set) => ToLoop::Keys(url, set),
             };
             if self.outbox.send(msg).is_err() {
                 return false;
@@ -448,9 +469,16 @@ impl Coordinator {
 /// Most inbox messages handled before timed work gets its turn.
 const INBOX_BURST: usize = 256;
 
+/// The threads the agent works with besides its callers: the metrics mirror (when
+/// metrics are on) and the OpenID key fetcher.
+struct Helpers {
+    mirror: Option<scrape::SharedMirror>,
+    openid: Option<openid::Fetcher>,
+}
+
 fn run(
     syncer: Box<dyn Syncer>,
-    mirror: Option<scrape::SharedMirror>,
+    helpers: Helpers,
     applied: (Arc<Runtime>, String),
     inbox: &Receiver<ToAgent>,
     reload: &AtomicBool,
@@ -458,6 +486,7 @@ fn run(
     waker: &Waker,
 ) {
     let (running, running_text) = applied;
+    let Helpers { mirror, openid } = helpers;
     let mut agent = Coordinator {
         syncer,
         retired: Vec::new(),
@@ -467,6 +496,8 @@ fn run(
         outbox: outbox.clone(),
         mirror,
         next_metrics_upload: Instant::now() + METRICS_UPLOAD_EVERY,
+        openid,
+        openid_urls: Vec::new(),
     };
     loop {
         let due = agent.syncer.next_tick().min(agent.next_dns);
@@ -496,6 +527,13 @@ fn run(
         }
         agent.periodic(reload, &mut updates);
         if !agent.deliver(updates, waker) {
+            return;
+        }
+        // the running config (the first, or one just applied) may name other OpenID
+        // configurations
+        let mut keys = Vec::new();
+        agent.want_keys(&mut keys);
+        if !agent.deliver(keys, waker) {
             return;
         }
     }

@@ -106,6 +106,12 @@ const SCHEMA: &str = "
         bytes        INTEGER NOT NULL,
         PRIMARY KEY (label, key)
     );
+    CREATE TABLE IF NOT EXISTS key_sets (
+        url        TEXT    PRIMARY KEY,
+        issuer     TEXT,
+        jwks       TEXT    NOT NULL,
+        fetched_at INTEGER NOT NULL
+    );
 ";
 
 /// Most gateway instances whose last metrics snapshot waits for the plane.
@@ -503,6 +509,51 @@ impl Store {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The last good key set of an OpenID configuration, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKeys {
+    pub url: String,
+    pub issuer: Option<String>,
+    /// The JWKS document as fetched.
+    pub jwks: String,
+    pub fetched_at: u64,
+}
+
+impl Store {
+    /// Keeps the newest good key set of `k.url` (replacing the one before).
+    pub fn save_key_set(&mut self, k: &StoredKeys) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO key_sets (url, issuer, jwks, fetched_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(url) DO UPDATE SET issuer = excluded.issuer, jwks = excluded.jwks,
+               fetched_at = excluded.fetched_at",
+            params![k.url, k.issuer, k.jwks, sql_int(k.fetched_at)],
+        )?;
+        Ok(())
+    }
+
+    /// The kept key sets of `urls` (those the store has).
+    pub fn key_sets(&self, urls: &[String]) -> Result<Vec<StoredKeys>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT url, issuer, jwks, fetched_at FROM key_sets WHERE url = ?1")?;
+        let mut out = Vec::new();
+        for url in urls {
+            let mut rows = q.query_map(params![url], |r| {
+                Ok(StoredKeys {
+                    url: r.get(0)?,
+                    issuer: r.get(1)?,
+                    jwks: r.get(2)?,
+                    fetched_at: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            if let Some(row) = rows.next() {
+                out.push(row?);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -499,6 +499,31 @@ fn normalise_api_path(path: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// An absolute `http(s)://host[:port][/path][?query][#fragment]` URL, as the gateway
+/// calls it itself (policies' requests, OpenID key fetches): the origin as a Backend
+/// (addresses unresolved) and the request target (path and query, "/" when empty; the
+/// fragment is dropped).
+pub fn parse_absolute_url(url: &str) -> Result<(Backend, String), String> {
+    let url = url.split('#').next().unwrap_or("");
+    let after_scheme = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("'{url}' is not an http:// or https:// URL"))?;
+    let split = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let target = &after_scheme[split..];
+    let origin = &url[..url.len() - after_scheme.len() + split];
+    let b = parse_service_url(origin).map_err(|why| format!("'{url}': {why}"))?;
+    if target.bytes().any(|c| c <= b' ' || c == 0x7f) {
+        return Err(format!("'{url}' has spaces or control characters"));
+    }
+    let target = match target {
+        "" => "/".to_string(),
+        t if t.starts_with('?') => format!("/{t}"),
+        t => t.to_string(),
+    };
+    Ok((b, target))
+}
+
 /// `http://host[:port][/base]` → Backend (addresses unresolved).
 pub fn parse_service_url(url: &str) -> Result<Backend, String> {
     let (rest, default_port, https) = if let Some(r) = url.strip_prefix("http://") {

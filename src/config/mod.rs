@@ -270,6 +270,18 @@ impl References {
             .values()
             .flat_map(|u| u.backends.iter().map(String::as_str))
     }
+    /// Every OpenID configuration whose keys a policy checks tokens with (sorted, once
+    /// each).
+    pub fn openid_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .by_owner
+            .values()
+            .flat_map(|u| u.openid.iter().cloned())
+            .collect();
+        urls.sort_unstable();
+        urls.dedup();
+        urls
+    }
     /// Every query parameter a policy reads a token from.
     pub fn token_query_params(&self) -> impl Iterator<Item = &str> {
         self.by_owner

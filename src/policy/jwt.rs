@@ -12,6 +12,7 @@ use ring::{hmac, signature};
 use roxmltree::Node;
 
 use super::expr::Expr;
+use super::keyring::KeySet;
 use super::Text;
 
 #[derive(Debug, Clone)]
@@ -57,6 +58,9 @@ pub struct ValidateJwt {
     pub clock_skew: u64,
     pub output_variable: Option<String>,
     pub keys: Vec<Key>,
+    /// `<openid-config url>`: keys (and the issuer) from OpenID Connect discovery, as
+    /// the agent fetched them (`policy::keyring`).
+    pub openid: Vec<String>,
     pub audiences: Vec<String>,
     pub issuers: Vec<String>,
     pub claims: Vec<Claim>,
@@ -182,6 +186,7 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
             .attribute("output-token-variable-name")
             .map(str::to_string),
         keys: Vec::new(),
+        openid: Vec::new(),
         audiences: Vec::new(),
         issuers: Vec::new(),
         claims: Vec::new(),
@@ -192,9 +197,9 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
         ));
     }
     parse_contents(n, &mut v)?;
-    if v.keys.is_empty() {
+    if v.keys.is_empty() && v.openid.is_empty() {
         return Err(here(
-            "<validate-jwt>: <issuer-signing-keys> must hold at least one key".into(),
+            "<validate-jwt>: <issuer-signing-keys> (at least one key) or <openid-config> is required".into(),
         ));
     }
     Ok(v)
@@ -242,11 +247,25 @@ fn parse_contents<'a, 'i>(n: Node<'a, 'i>, v: &mut ValidateJwt) -> Result<(), PE
                 }
             }
             "required-claims" => v.claims.extend(parse_claims(el)?),
-            "openid-config" | "decryption-keys" => {
-                return Err(at(format!(
-                    "<{}> is not supported: the gateway never fetches keys at request time; put the keys (or a JWKS document) in <issuer-signing-keys>",
-                    el.tag_name().name()
-                )))
+            "openid-config" => {
+                let url = el.attribute("url").map(str::trim).unwrap_or("");
+                if !url.starts_with("https://") && !url.starts_with("http://") {
+                    return Err(at(
+                        "<openid-config>: url must be the http(s):// address of an OpenID configuration".into(),
+                    ));
+                }
+                if el.attributes().any(|a| a.name() != "url")
+                    || el.children().any(|c| c.is_element())
+                {
+                    return Err(at("<openid-config> takes only url".into()));
+                }
+                v.openid.push(url.to_string());
+            }
+            "decryption-keys" => {
+                return Err(at(
+                    "<decryption-keys> is not supported: encrypted tokens (JWE) are not accepted"
+                        .into(),
+                ))
             }
             other => return Err(at(format!("<{other}> is not supported in <validate-jwt>"))),
         }
@@ -331,63 +350,91 @@ fn ec_key(kid: Option<String>, x: &str, y: &str) -> Result<Key, String> {
     Ok(Key::Ec { kid, point })
 }
 
-/// A JWKS document (`{"keys": [...]}`) → keys. RSA, EC P-256 and oct keys.
+/// A JWKS document (`{"keys": [...]}`) → keys. RSA, EC P-256 and oct keys; any other
+/// key is an error.
 pub fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
-    let doc: Value = miniserde::json::from_str(text.trim()).map_err(|_| "not valid JSON")?;
-    let Value::Object(o) = doc else {
-        return Err("expected an object with \"keys\"".into());
-    };
-    let Some(Value::Array(keys)) = o.get("keys") else {
-        return Err("expected an object with \"keys\"".into());
-    };
-    let mut out = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        let Value::Object(k) = k else {
-            return Err(format!("keys[{i}] is not an object"));
-        };
-        let s = |name: &str| match k.get(name) {
-            Some(Value::String(s)) => Some(s.as_str()),
-            _ => None,
-        };
-        let kid = s("kid").map(str::to_string);
-        match s("kty") {
-            Some("RSA") => {
-                let (Some(n), Some(e)) = (s("n"), s("e")) else {
-                    return Err(format!("keys[{i}]: RSA key needs n and e"));
-                };
-                out.push(Key::Rsa {
-                    kid,
-                    n: b64url(n).ok_or(format!("keys[{i}].n is not base64url"))?,
-                    e: b64url(e).ok_or(format!("keys[{i}].e is not base64url"))?,
-                });
-            }
-            Some("EC") => {
-                if s("crv") != Some("P-256") {
-                    return Err(format!("keys[{i}]: only crv P-256 is supported"));
-                }
-                let (Some(x), Some(y)) = (s("x"), s("y")) else {
-                    return Err(format!("keys[{i}]: EC key needs x and y"));
-                };
-                out.push(ec_key(kid, x, y).map_err(|m| format!("keys[{i}]: {m}"))?);
-            }
-            Some("oct") => {
-                let Some(k) = s("k") else {
-                    return Err(format!("keys[{i}]: oct key needs k"));
-                };
-                out.push(Key::Hmac {
-                    kid,
-                    secret: b64url(k).ok_or(format!("keys[{i}].k is not base64url"))?,
-                });
-            }
-            other => {
-                return Err(format!(
-                    "keys[{i}]: kty {} is not supported",
-                    other.unwrap_or("(missing)")
-                ))
-            }
-        }
+    jwks_keys(text)?
+        .iter()
+        .enumerate()
+        .map(|(i, k)| jwk(i, k))
+        .collect()
+}
+
+/// A JWKS document an identity provider publishes: the signing keys edgegate can check
+/// (RSA, EC P-256, oct); keys for encryption or of other kinds are left out. An error
+/// when none is left.
+pub fn parse_published_jwks(text: &str) -> Result<Vec<Key>, String> {
+    let keys = jwks_keys(text)?;
+    let usable: Vec<Key> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !matches!(k, Value::Object(o) if matches!(o.get("use"), Some(Value::String(u)) if u != "sig")))
+        .filter_map(|(i, k)| jwk(i, k).ok())
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "none of its {} keys is an RSA, EC P-256 or oct signing key",
+            keys.len()
+        ));
     }
-    Ok(out)
+    Ok(usable)
+}
+
+fn jwks_keys(text: &str) -> Result<Vec<Value>, String> {
+    let doc: Value = miniserde::json::from_str(text.trim()).map_err(|_| "not valid JSON")?;
+    let Value::Object(mut o) = doc else {
+        return Err("expected an object with \"keys\"".into());
+    };
+    match o.remove("keys") {
+        Some(Value::Array(keys)) => Ok(keys.into_iter().collect()),
+        _ => Err("expected an object with \"keys\"".into()),
+    }
+}
+
+/// One JSON Web Key (`i`: its place, for errors).
+fn jwk(i: usize, k: &Value) -> Result<Key, String> {
+    let Value::Object(k) = k else {
+        return Err(format!("keys[{i}] is not an object"));
+    };
+    let s = |name: &str| match k.get(name) {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let kid = s("kid").map(str::to_string);
+    match s("kty") {
+        Some("RSA") => {
+            let (Some(n), Some(e)) = (s("n"), s("e")) else {
+                return Err(format!("keys[{i}]: RSA key needs n and e"));
+            };
+            Ok(Key::Rsa {
+                kid,
+                n: b64url(n).ok_or(format!("keys[{i}].n is not base64url"))?,
+                e: b64url(e).ok_or(format!("keys[{i}].e is not base64url"))?,
+            })
+        }
+        Some("EC") => {
+            if s("crv") != Some("P-256") {
+                return Err(format!("keys[{i}]: only crv P-256 is supported"));
+            }
+            let (Some(x), Some(y)) = (s("x"), s("y")) else {
+                return Err(format!("keys[{i}]: EC key needs x and y"));
+            };
+            ec_key(kid, x, y).map_err(|m| format!("keys[{i}]: {m}"))
+        }
+        Some("oct") => {
+            let Some(k) = s("k") else {
+                return Err(format!("keys[{i}]: oct key needs k"));
+            };
+            Ok(Key::Hmac {
+                kid,
+                secret: b64url(k).ok_or(format!("keys[{i}].k is not base64url"))?,
+            })
+        }
+        other => Err(format!(
+            "keys[{i}]: kty {} is not supported",
+            other.unwrap_or("(missing)")
+        )),
+    }
 }
 
 fn num(v: Option<&Value>) -> Option<u64> {
@@ -403,6 +450,12 @@ impl ValidateJwt {
     /// Checks the signature and the time-independent claims; returns the lifetime to be
     /// checked against the clock (also on every cache hit, see `check_lifetime`).
     pub fn verify(&self, token: &str) -> Result<Lifetime, JwtError> {
+        self.verify_with(token, &[])
+    }
+
+    /// `verify` with the key sets fetched for `<openid-config>` as well: their keys
+    /// sign, their issuers are allowed.
+    pub fn verify_with(&self, token: &str, fetched: &[&KeySet]) -> Result<Lifetime, JwtError> {
         let invalid = |m: &str| fail("TokenInvalid", m);
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
@@ -429,7 +482,7 @@ impl ValidateJwt {
         };
         let sig = b64url(s).ok_or_else(|| invalid("The signature is not base64url."))?;
         let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
-        self.check_signature(alg, kid, signed, &sig)?;
+        self.check_signature(alg, kid, signed, &sig, fetched)?;
         let claims: Value = b64url(p)
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|t| miniserde::json::from_str(&t).ok())
@@ -447,7 +500,7 @@ impl ValidateJwt {
                 "The token has no expiration time.",
             ));
         }
-        self.check_claims(&claims)?;
+        self.check_claims(&claims, fetched)?;
         Ok(Lifetime {
             exp,
             nbf: num(claims.get("nbf")),
@@ -462,6 +515,7 @@ impl ValidateJwt {
         kid: Option<&str>,
         signed: &[u8],
         sig: &[u8],
+        fetched: &[&KeySet],
     ) -> Result<(), JwtError> {
         let kind_ok = |k: &Key| {
             matches!(
@@ -480,6 +534,7 @@ impl ValidateJwt {
         let candidates: Vec<&Key> = self
             .keys
             .iter()
+            .chain(fetched.iter().flat_map(|set| set.keys.iter()))
             .filter(|k| kind_ok(k))
             .filter(|k| {
                 let key_id = match k {
@@ -524,13 +579,16 @@ impl ValidateJwt {
     fn check_claims(
         &self,
         claims: &std::collections::BTreeMap<String, Value>,
+        fetched: &[&KeySet],
     ) -> Result<(), JwtError> {
-        if !self.issuers.is_empty() {
+        let discovered = fetched.iter().filter_map(|set| set.issuer.as_deref());
+        if !self.issuers.is_empty() || discovered.clone().next().is_some() {
             let iss = match claims.get("iss") {
                 Some(Value::String(s)) => s.as_str(),
                 _ => "",
             };
-            if !self.issuers.iter().any(|i| i == iss) {
+            let mut allowed = self.issuers.iter().map(String::as_str).chain(discovered);
+            if !allowed.any(|i| i == iss) {
                 return Err(fail("TokenIssuerNotAllowed", "Issuer validation failed."));
             }
         }

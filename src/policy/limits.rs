@@ -169,6 +169,8 @@ pub struct Counters {
     pub cache: Cache,
     /// send-one-way-request's requests until the loop sends them.
     pub outbox: super::outgoing::Outbox,
+    /// Signing keys from OpenID configurations (validate-jwt openid-config).
+    pub keys: super::keyring::KeyRing,
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -205,6 +207,7 @@ impl Counters {
             quota_dirty: false,
             cache: Cache::new(0),
             outbox: Default::default(),
+            keys: Default::default(),
         }
     }
 

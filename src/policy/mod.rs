@@ -22,6 +22,7 @@ pub mod call;
 pub mod expr;
 pub mod jwt;
 pub mod keyed;
+pub mod keyring;
 pub mod kinds;
 pub mod limits;
 pub mod outgoing;

@@ -71,6 +71,9 @@ pub struct Uses {
     pub token_query_params: std::collections::BTreeSet<String>,
     /// Policy fragments it includes.
     pub fragments: std::collections::BTreeSet<String>,
+    /// OpenID configuration URLs whose keys it checks tokens with (the agent fetches
+    /// them).
+    pub openid: std::collections::BTreeSet<String>,
 }
 
 pub(crate) type R<T> = Result<T, PolicyError>;

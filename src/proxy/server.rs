@@ -284,6 +284,10 @@ impl Server {
                 self.drive(k, false);
             }
             self.one_way_turn(None);
+            // tokens named keys no key set had: their OpenID configurations again
+            for url in self.counters.keys.take_wanted() {
+                let _ = self.to_agent.try_send(ToAgent::RefreshKeys(url));
+            }
             if self.now >= next_sweep {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
@@ -589,6 +593,7 @@ impl Server {
                     self.sync.backup_versions = backup_versions;
                 }
                 ToLoop::Backups(count) => self.sync.backup_versions = count,
+                ToLoop::Keys(url, set) => self.counters.keys.insert(url, set),
                 ToLoop::Status(state) => {
                     // the agent's sync view; the backup count comes with applies
                     let versions = self.sync.backup_versions;
@@ -714,6 +719,13 @@ impl Server {
     }
 
     /// Starts the quota counters from what an earlier run persisted.
+    /// Signing keys kept from an earlier run (validate-jwt openid-config).
+    pub fn restore_keys(&mut self, sets: Vec<(String, Arc<crate::policy::keyring::KeySet>)>) {
+        for (url, set) in sets {
+            self.counters.keys.insert(url, set);
+        }
+    }
+
     pub fn restore_quotas(&mut self, cells: Vec<crate::policy::limits::QuotaCell>) {
         let n = cells.len();
         self.counters.import_quotas(cells, self.wall_ms / 1000);

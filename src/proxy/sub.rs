@@ -61,26 +61,8 @@ pub struct Destination {
 /// one of its backends or policies names (resolved by the agent when the config was
 /// applied). Never DNS.
 pub fn destination(url: &str, rt: &Runtime) -> Result<Destination, SubFailure> {
-    let url = url.split('#').next().unwrap_or("");
-    let after_scheme = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| SubFailure::BadUrl(format!("'{url}' is not an http:// or https:// URL")))?;
-    let split = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
-    let target = &after_scheme[split..];
-    let origin = &url[..url.len() - after_scheme.len() + split];
-    let b = crate::config::compile::parse_service_url(origin)
-        .map_err(|why| SubFailure::BadUrl(format!("'{url}': {why}")))?;
-    if target.bytes().any(|c| c <= b' ' || c == 0x7f) {
-        return Err(SubFailure::BadUrl(format!(
-            "'{url}' has spaces or control characters"
-        )));
-    }
-    let target = match target {
-        "" => "/".to_string(),
-        t if t.starts_with('?') => format!("/{t}"),
-        t => t.to_string(),
-    };
+    let (b, target) =
+        crate::config::compile::parse_absolute_url(url).map_err(SubFailure::BadUrl)?;
     let ip = b.ip_literal().or_else(|| rt.known_address(&b.host));
     Ok(Destination {
         host: b.host,

@@ -5,6 +5,7 @@
 //! Must not touch: the token in any log line.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use roxmltree::Node;
 
@@ -12,6 +13,7 @@ use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{Behaviour, Call, Facts, Flow, State};
 use crate::policy::expr::jwt_value;
 use crate::policy::jwt::{self, TokenSource, ValidateJwt};
+use crate::policy::keyring::KeySet;
 use crate::policy::parse::{Cx, R};
 use crate::policy::request::{decode, query_value};
 use crate::policy::Step;
@@ -28,6 +30,7 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     if let TokenSource::Query(q) = &v.source {
         cx.ctx.uses.token_query_params.insert(q.clone());
     }
+    cx.ctx.uses.openid.extend(v.openid.iter().cloned());
     v.id = cx.counter();
     policy(v)
 }
@@ -48,6 +51,16 @@ impl ValidateJwt {
                 Err(e) => return Err(call.st.eval_failed(step, e)),
             },
         })
+    }
+
+    /// Asks the agent to fetch the OpenID configurations again (at most once every ten seconds
+    /// each), logging why.
+    fn ask_for_keys(&self, call: &mut Call, why: &str) {
+        for url in &self.openid {
+            if call.counters.keys.want_refresh(url, call.now_ms) {
+                log::warn!("validate-jwt: the signing keys of {url} {why}; fetching them again");
+            }
+        }
     }
 
     fn refuse(&self, step: &Step, st: &mut State, reason: &str, detail: &str) -> Flow {
@@ -102,13 +115,36 @@ impl Behaviour for ValidateJwt {
         };
         let life = match call.counters.jwt_cached(self.id, &token) {
             Some(l) => l,
-            None => match self.verify(&token) {
-                Ok(l) => {
-                    call.counters.jwt_remember(self.id, &token, l, call.now_ms);
-                    l
+            None => {
+                let fetched: Vec<Arc<KeySet>> = self
+                    .openid
+                    .iter()
+                    .filter_map(|url| call.counters.keys.get(url).cloned())
+                    .collect();
+                if fetched.is_empty() && self.keys.is_empty() {
+                    self.ask_for_keys(call, "have not been fetched yet");
+                    return self.refuse(
+                        step,
+                        call.st,
+                        "TokenSignatureKeyNotFound",
+                        "The signing keys of the OpenID configuration have not been fetched yet.",
+                    );
                 }
-                Err(e) => return self.refuse(step, call.st, e.reason, &e.message),
-            },
+                let sets: Vec<&KeySet> = fetched.iter().map(|s| &**s).collect();
+                match self.verify_with(&token, &sets) {
+                    Ok(l) => {
+                        call.counters.jwt_remember(self.id, &token, l, call.now_ms);
+                        l
+                    }
+                    Err(e) => {
+                        if e.reason == "TokenSignatureKeyNotFound" {
+                            // a key the provider may have rotated in since the last fetch
+                            self.ask_for_keys(call, "have no key the token names");
+                        }
+                        return self.refuse(step, call.st, e.reason, &e.message);
+                    }
+                }
+            }
         };
         if let Err(e) = self.check_lifetime(life, call.now_ms / 1000) {
             return self.refuse(step, call.st, e.reason, &e.message);
