@@ -13,6 +13,7 @@ mod openid;
 mod plane_http;
 mod policies;
 mod proxy;
+mod response_cache;
 mod send_request;
 mod stores;
 mod streaming;

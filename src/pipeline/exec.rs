@@ -489,6 +489,23 @@ impl Host for Scene<'_> {
             .get(id)
             .map(|i| Target::Backend(*i))
     }
+    fn developer(&self) -> Option<&str> {
+        match (self.who.user, self.who.subscription) {
+            (Some(u), _) => Some(&u.id),
+            (None, Some(s)) => Some(&s.id),
+            (None, None) => None,
+        }
+    }
+    fn developer_groups(&self) -> Vec<&str> {
+        let Some(user) = self.who.user else {
+            return Vec::new();
+        };
+        user.groups
+            .iter()
+            .filter_map(|i| self.who.groups.get(*i as usize))
+            .map(|g| g.id.as_str())
+            .collect()
+    }
     fn request_url(&self, st: &State) -> String {
         let (authority, base_path, https) = match &st.req.target {
             Some(Target::Backend(i)) => match self.runtime.backends.get(*i as usize) {

@@ -18,6 +18,7 @@ use super::exec::{self, Io, Who};
 use crate::config::Runtime;
 use crate::http::Failure;
 use crate::policy::call::{fail_outside, Flow, Phase, State};
+use crate::policy::kinds::cache_response;
 use crate::policy::outgoing::{Outcome, ReplyTo};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
 use crate::policy::{Plan, RetryTerms, Step};
@@ -168,6 +169,15 @@ impl Pipeline {
                     }
                 }
                 Some(fwd) => flow = exec::enter_forward(fwd, req, &who, st, io),
+            }
+        }
+        if let (Flow::Respond, Some(hit)) = (flow, st.cache_hit.take()) {
+            // a cached response: outbound goes on after cache-store, as in APIM
+            let after = cache_response::after_store(&plan.outbound);
+            let view = cache_response::view(&hit);
+            flow = exec::run(after, Phase::Response, req, Some(&view), &who, st, io);
+            if flow == Flow::Continue {
+                flow = Flow::Respond;
             }
         }
         if flow == Flow::Error {

@@ -1,5 +1,6 @@
 //! The built-in cache behind `cache-store-value`, `cache-lookup-value` and
-//! `cache-remove-value` (APIM's internal cache): owned by the event loop, bounded in
+//! `cache-remove-value`, and the responses `cache-store` keeps for `cache-lookup`
+//! (APIM's internal cache): owned by the event loop, bounded in
 //! bytes (`cache.memory.max`), each entry with its own time to live, the least
 //! recently used making room (CLOCK, as the policy counters), with hit, miss, store
 //! and eviction counts. A value is kept detached from the call that stored it: a JSON
@@ -8,6 +9,7 @@
 //! Must not touch: disk, sockets, the clock (time comes in as an argument).
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use super::expr::{parse_json_body, Val};
 use super::keyed::Keyed;
@@ -19,6 +21,21 @@ enum Cached {
     Plain(Val<'static>),
     /// A JObject or JArray, as compact JSON text.
     Json(Box<str>),
+    /// A response kept by cache-store.
+    Response(Rc<CachedResponse>),
+}
+
+/// A response as cache-store kept it: what is sent again on a hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedResponse {
+    pub status: u16,
+    pub reason: String,
+    /// The headers sent with it (framing and hop-by-hop ones left out).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// When it was stored and until when it is served (ms since 1970).
+    pub stored_ms: u64,
+    pub expires_ms: u64,
 }
 
 /// What the cache has done, for metrics and status.
@@ -39,8 +56,9 @@ pub struct Cache {
     stats: CacheStats,
 }
 
-/// The cache's one group (values; responses get their own when they are cached).
+/// The cache's groups: values (cache-*-value) and responses (cache-store).
 const VALUES: u8 = 0;
+const RESPONSES: u8 = 1;
 
 impl Cache {
     /// A cache holding at most `max_bytes` (0: nothing is ever kept).
@@ -58,6 +76,7 @@ impl Cache {
             Some(Cached::Plain(v)) => Some(v.clone()),
             // the text was printed from a token, so it parses
             Some(Cached::Json(text)) => parse_json_body(text).ok().map(Val::Json),
+            Some(Cached::Response(_)) => None,
         };
         match found {
             Some(_) => self.stats.hits += 1,
@@ -88,17 +107,32 @@ impl Cache {
             Cached::Json(text) => text.len(),
             Cached::Plain(Val::Str(s)) => s.len(),
             Cached::Plain(Val::Bytes(b)) => b.len(),
-            Cached::Plain(_) => 16,
+            Cached::Plain(_) | Cached::Response(_) => 16,
         };
-        let before = self.values.evicted;
-        let stored = self.values.replace(
-            &VALUES,
+        self.keep(
+            VALUES,
             key,
             bytes,
             now_ms.saturating_add(ttl_ms),
             now_ms,
             cached,
-        );
+        )
+    }
+
+    /// Keeps `cached` under (`group`, `key`) until `expires_ms`, counted.
+    fn keep(
+        &mut self,
+        group: u8,
+        key: &str,
+        bytes: usize,
+        expires_ms: u64,
+        now_ms: u64,
+        cached: Cached,
+    ) -> bool {
+        let before = self.values.evicted;
+        let stored = self
+            .values
+            .replace(&group, key, bytes, expires_ms, now_ms, cached);
         self.stats.evictions += self.values.evicted - before;
         if stored {
             self.stats.stores += 1;
@@ -106,6 +140,40 @@ impl Cache {
             self.stats.refused += 1;
         }
         stored
+    }
+
+    /// The response cache-store kept under `key`, unless it expired.
+    pub fn lookup_response(&mut self, key: &str, now_ms: u64) -> Option<Rc<CachedResponse>> {
+        let found = match self.values.live(&RESPONSES, key, now_ms) {
+            Some(Cached::Response(r)) => Some(Rc::clone(r)),
+            _ => None,
+        };
+        match found {
+            Some(_) => self.stats.hits += 1,
+            None => self.stats.misses += 1,
+        }
+        found
+    }
+
+    /// Keeps `response` under `key` until its `expires_ms`. False when it alone
+    /// exceeds the budget.
+    pub fn store_response(&mut self, key: &str, response: CachedResponse, now_ms: u64) -> bool {
+        let bytes = response.body.len()
+            + response.reason.len()
+            + response
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>();
+        let expires = response.expires_ms;
+        self.keep(
+            RESPONSES,
+            key,
+            bytes,
+            expires,
+            now_ms,
+            Cached::Response(Rc::new(response)),
+        )
     }
 
     /// Drops `key`'s value, if there is one.
@@ -175,5 +243,29 @@ mod tests {
         // no budget: nothing is kept
         let mut none = Cache::new(0);
         assert!(!none.store("k", &Val::Int(1), 1000, 0));
+    }
+
+    #[test]
+    fn responses_live_apart_from_values_until_they_expire() {
+        let mut c = Cache::new(1 << 20);
+        let response = CachedResponse {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: b"cached".to_vec(),
+            stored_ms: 0,
+            expires_ms: 1000,
+        };
+        assert!(c.store_response("k", response.clone(), 0));
+        assert!(
+            c.store("k", &Val::Int(1), 1000, 0),
+            "a value under the same key"
+        );
+        assert_eq!(c.lookup_response("k", 999).as_deref(), Some(&response));
+        assert_eq!(text(c.lookup("k", 999)), Some("1".into()));
+        assert!(c.lookup_response("k", 1000).is_none(), "expired");
+        assert!(c.lookup_response("other", 1).is_none());
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.stores), (2, 2, 2));
     }
 }

@@ -122,6 +122,11 @@ pub struct State {
     pub collecting: bool,
     /// The suspension ends with the first outcome (`<wait for="any">`) rather than all.
     pub wait_any: bool,
+    /// cache-lookup missed: the key and terms cache-store keeps the response under.
+    pub response_caching: Option<super::kinds::cache_response::ResponseCaching>,
+    /// cache-lookup hit: the cached response the call answers with (outbound goes on
+    /// after cache-store over it).
+    pub cache_hit: Option<std::rc::Rc<super::cache::CachedResponse>>,
 }
 
 /// What the rest of the pipeline does next.
@@ -337,6 +342,11 @@ pub trait Host {
     /// The URL the request would be sent to now (the backend's, with the policies'
     /// changes so far): send-request's URL in mode copy.
     fn request_url(&self, st: &State) -> String;
+    /// The developer calling: the subscription's owner, else the subscription (none
+    /// without a subscription).
+    fn developer(&self) -> Option<&str>;
+    /// The ids of the calling developer's groups.
+    fn developer_groups(&self) -> Vec<&str>;
 }
 
 /// One step's view of the call: the phase, the host, the call's state, the counters

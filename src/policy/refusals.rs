@@ -30,8 +30,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "azure-openai-token-limit",
         "Azure only: Azure OpenAI token accounting",
     ),
-    ("cache-lookup", "planned: the built-in response cache"),
-    ("cache-store", "planned: the built-in response cache"),
     (
         "cosmosdb-data-source",
         "GraphQL resolvers are not supported",

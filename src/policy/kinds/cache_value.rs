@@ -56,7 +56,7 @@ pub struct CacheRemoveValue {
 }
 
 /// `caching-type`: only the built-in cache exists.
-fn caching_type(cx: &Cx, n: Node) -> R<()> {
+pub(crate) fn caching_type(cx: &Cx, n: Node) -> R<()> {
     match attr(n, "caching-type") {
         None | Some("internal" | "prefer-external") => Ok(()),
         Some("external") => Err(cx.err(

@@ -6,6 +6,7 @@
 //! `call::Host`), the clock (time comes in through `call::Call`).
 
 pub mod authentication_basic;
+pub mod cache_response;
 pub mod cache_value;
 pub mod check_header;
 pub mod choose;
@@ -82,6 +83,8 @@ pub(crate) const NOT_BACKEND: &[Section] = &[Section::Inbound, Section::Outbound
 /// The registry: every policy element the compiler accepts.
 pub const KINDS: &[Kind] = &[
     authentication_basic::KIND,
+    cache_response::LOOKUP,
+    cache_response::STORE,
     cache_value::LOOKUP,
     cache_value::REMOVE,
     cache_value::STORE,
