@@ -234,6 +234,7 @@ const LOG_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), String> {
     // how https backends are checked; a bad CA file stops the start here
     edgegate::config::tls::set_backend_ca(settings.backend_ca.clone())?;
+    edgegate::policy::jwt::set_azure_ad_authority(settings.azure_ad_authority.clone());
     // Where configs come from: the management plane, or a local file.
     let (mut syncer, loaded, mut sync): (Box<dyn Syncer>, Loaded, SyncState) =
         if settings.service_endpoint.is_some() {

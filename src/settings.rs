@@ -50,6 +50,9 @@ impl Default for LabelSet {
 /// what policy expressions may spend per request.
 pub const EXPRESSION_STEPS_DEFAULT: u64 = 200_000;
 pub const EXPRESSION_MEMORY_DEFAULT: u64 = 16 * 1024 * 1024;
+/// Default of `net.azure-ad.authority`: Microsoft's global cloud.
+pub const AZURE_AD_AUTHORITY: &str = "https://login.microsoftonline.com";
+
 /// Default of `cache.memory.max`: the built-in cache's byte budget.
 pub const CACHE_MEMORY_DEFAULT: usize = 32 * 1024 * 1024;
 
@@ -96,6 +99,9 @@ pub struct GatewaySettings {
     pub service_ca: Option<PathBuf>,
     /// PEM CA certificates trusted for `https://` backends, besides the bundled roots.
     pub backend_ca: Option<PathBuf>,
+    /// Where validate-azure-ad-token finds a tenant's OpenID configuration
+    /// (`net.azure-ad.authority`; a sovereign cloud's, or a local stand-in).
+    pub azure_ad_authority: String,
     pub local_path: Option<PathBuf>,
     pub backup_enabled: bool,
     pub backup_path: PathBuf,
@@ -155,6 +161,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "net.server.https.listen",
     "net.server.http.forwarded.proto.enabled",
     "net.backend.tls.ca",
+    "net.azure-ad.authority",
     "telemetry.logs.std",
     "telemetry.logs.std.level",
     "telemetry.metrics.local",
@@ -258,6 +265,7 @@ impl GatewaySettings {
             integration_timeout: Duration::from_secs(100),
             service_ca: None,
             backend_ca: None,
+            azure_ad_authority: AZURE_AD_AUTHORITY.to_string(),
             local_path: None,
             backup_enabled: true,
             backup_path: default_backup_path(is_root),
@@ -318,6 +326,12 @@ impl GatewaySettings {
             }
             "net.backend.tls.ca" => {
                 self.backend_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "net.azure-ad.authority" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(bad("an http:// or https:// URL"));
+                }
+                self.azure_ad_authority = value.trim_end_matches('/').to_string();
             }
             "config.local.path" => {
                 self.local_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
@@ -810,6 +824,7 @@ mod tests {
             "telemetry.logs.std.level" => "warn",
             "telemetry.metrics.local" => "prometheus",
             "manage.admin.token" => "a-token-of-enough-length",
+            "net.azure-ad.authority" => "https://login.microsoftonline.us",
             _ => "/tmp/some-file",
         };
         let mut g = GatewaySettings::defaults(false);

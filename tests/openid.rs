@@ -156,3 +156,117 @@ fn keys_never_fetched_refuse_tokens_with_a_reason() {
         .contains(&closed.to_string()));
     assert!(backend.requests().is_empty());
 }
+
+#[test]
+fn validate_azure_ad_token_checks_the_tenant_and_client_applications() {
+    let dir = temp_dir("azure-ad");
+    pki(&dir, &[("login", "DNS:login.test,IP:127.0.0.1")]);
+    let key = Ec::generate();
+    let tenant = "contoso.onmicrosoft.com";
+    let jwks = format!(r#"{{"keys": [{}]}}"#, key.jwk("aad1"));
+    let authority = Arc::new(Mutex::new(String::new()));
+    let a = Arc::clone(&authority);
+    let (login, _) = https_server(&dir, "login", move |req| {
+        let base = a.lock().unwrap().clone();
+        let json = vec![("Content-Type".to_string(), "application/json".to_string())];
+        if req.target == format!("/{tenant}/v2.0/.well-known/openid-configuration") {
+            let doc = format!(
+                r#"{{"issuer": "{base}/{tenant}/v2.0", "jwks_uri": "{base}/{tenant}/discovery/v2.0/keys"}}"#
+            );
+            (200, json, doc.into_bytes())
+        } else if req.target == format!("/{tenant}/discovery/v2.0/keys") {
+            (200, json, jwks.clone().into_bytes())
+        } else {
+            (404, Vec::new(), Vec::new())
+        }
+    });
+    let base = format!("https://{login}");
+    *authority.lock().unwrap() = base.clone();
+    let backend = Origin::echo();
+    // Microsoft's second example: the audience is the gateway's own host name
+    let policy = format!(
+        r#"<policies><inbound>
+  <validate-azure-ad-token tenant-id="{tenant}" output-token-variable-name="jwt">
+    <client-application-ids><application-id>client-app-1</application-id></client-application-ids>
+    <audiences><audience>@(context.Request.OriginalUrl.Host)</audience></audiences>
+    <required-claims><claim name="ctry" match="any"><value>US</value></claim></required-claims>
+  </validate-azure-ad-token>
+  <set-header name="X-Subject" exists-action="override"><value>@(((Jwt)context.Variables["jwt"]).Subject)</value></set-header>
+</inbound><backend><forward-request /></backend><outbound /><on-error>
+  <set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Source + "|" + context.LastError.Reason)</value></set-header>
+</on-error></policies>"#
+    );
+    let config = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "o", "path": "o", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(&policy)
+    );
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let authority_setting = format!("net.azure-ad.authority={base}/");
+    let gw = Gateway::start(&config, &[&ca, &authority_setting]);
+    let token = |iss: &str, app: (&str, &str), aud: &str, ctry: &str| {
+        key.sign_kid(
+            "aad1",
+            &format!(
+                r#"{{"iss": "{iss}", "{}": "{}", "aud": "{aud}", "sub": "user-7", "ctry": "{ctry}", "exp": 4102444800}}"#,
+                app.0, app.1
+            ),
+        )
+    };
+    let call = |t: &str| {
+        let r = send(
+            &gw,
+            "GET",
+            "/o/x",
+            &[("Authorization", &format!("Bearer {t}"))],
+            "",
+        );
+        (r.status, r.header("X-Reason").unwrap_or("").to_string())
+    };
+    let v2 = format!("{base}/{tenant}/v2.0");
+    let good = token(&v2, ("azp", "client-app-1"), "gw.test", "US");
+    assert!(
+        eventually(Duration::from_secs(10), || call(&good).0 == 200),
+        "the tenant's keys were fetched: {:?}",
+        call(&good)
+    );
+    assert_eq!(
+        backend.requests().last().unwrap().header("X-Subject"),
+        Some("user-7")
+    );
+    // a v1 token (appid, sts.windows.net issuer) of the same tenant
+    let v1 = token(
+        &format!("https://sts.windows.net/{tenant}/"),
+        ("appid", "client-app-1"),
+        "gw.test",
+        "US",
+    );
+    assert_eq!(call(&v1), (200, String::new()));
+    let refusals = [
+        (
+            token(&v2, ("azp", "other-app"), "gw.test", "US"),
+            "TokenClientApplicationNotAllowed",
+        ),
+        (
+            token(&v2, ("azp", "client-app-1"), "elsewhere.test", "US"),
+            "TokenAudienceNotAllowed",
+        ),
+        (
+            token(&v2, ("azp", "client-app-1"), "gw.test", "FR"),
+            "TokenClaimValueNotAllowed",
+        ),
+        (
+            token(
+                "https://login.test/other/v2.0",
+                ("azp", "client-app-1"),
+                "gw.test",
+                "US",
+            ),
+            "TokenIssuerNotAllowed",
+        ),
+    ];
+    for (t, reason) in refusals {
+        assert_eq!(call(&t), (401, format!("validate-azure-ad-token|{reason}")));
+    }
+}

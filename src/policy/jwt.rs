@@ -61,9 +61,30 @@ pub struct ValidateJwt {
     /// `<openid-config url>`: keys (and the issuer) from OpenID Connect discovery, as
     /// the agent fetched them (`policy::keyring`).
     pub openid: Vec<String>,
-    pub audiences: Vec<String>,
+    /// Literals or expressions (an expression's value is computed per call, and such a
+    /// policy does not remember verified tokens).
+    pub audiences: Vec<Text>,
+    /// validate-azure-ad-token's `client-application-ids`: the token's `azp` (v2) or
+    /// `appid` (v1) must be one of them.
+    pub client_apps: Vec<String>,
+    /// The policy's name for `context.LastError.Source`.
+    pub element: &'static str,
     pub issuers: Vec<String>,
     pub claims: Vec<Claim>,
+}
+
+static AUTHORITY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets where validate-azure-ad-token finds tenants (once, at start).
+pub fn set_azure_ad_authority(url: String) {
+    let _ = AUTHORITY.set(url);
+}
+
+/// Where validate-azure-ad-token finds tenants.
+pub fn azure_ad_authority() -> &'static str {
+    AUTHORITY
+        .get()
+        .map_or(crate::settings::AZURE_AD_AUTHORITY, String::as_str)
 }
 
 /// Why a token was refused: APIM's error reasons, with a message for `LastError`.
@@ -87,7 +108,7 @@ pub struct Lifetime {
     pub nbf: Option<u64>,
 }
 
-type PErr<'a, 'i> = (Option<Node<'a, 'i>>, String);
+pub(crate) type PErr<'a, 'i> = (Option<Node<'a, 'i>>, String);
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
@@ -95,6 +116,18 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
 
 /// Compiles `<validate-jwt>`.
 pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>> {
+    parse_policy_with(n, &[], false)
+}
+
+/// `parse_policy`, allowing `extra` attributes; `azure`: validate-azure-ad-token's form
+/// (the token in `Authorization` unless said otherwise, keys and issuers from the
+/// tenant, its application ids read by the caller).
+pub(crate) fn parse_policy_with<'a, 'i>(
+    n: Node<'a, 'i>,
+    extra: &[&str],
+    azure: bool,
+) -> Result<ValidateJwt, PErr<'a, 'i>> {
+    let element = n.tag_name().name();
     const ATTRS: &[&str] = &[
         "id",
         "header-name",
@@ -110,9 +143,9 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
     ];
     let here = |m: String| (Some(n), m);
     for a in n.attributes() {
-        if !ATTRS.contains(&a.name()) {
+        if !ATTRS.contains(&a.name()) && !extra.contains(&a.name()) {
             return Err(here(format!(
-                "<validate-jwt>: attribute '{}' is not supported",
+                "<{element}>: attribute '{}' is not supported",
                 a.name()
             )));
         }
@@ -122,12 +155,15 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
         n.attribute("query-parameter-name"),
         n.attribute("token-value"),
     ];
-    if sources.iter().filter(|s| s.is_some()).count() != 1 {
-        return Err(here(
-            "<validate-jwt>: exactly one of header-name, query-parameter-name and token-value is required".into(),
-        ));
+    let given = sources.iter().filter(|s| s.is_some()).count();
+    if given > 1 || (given == 0 && !azure) {
+        return Err(here(format!(
+            "<{element}>: exactly one of header-name, query-parameter-name and token-value is required"
+        )));
     }
-    let source = if let Some(h) = n.attribute("header-name") {
+    let source = if given == 0 {
+        TokenSource::Header("Authorization".to_string())
+    } else if let Some(h) = n.attribute("header-name") {
         TokenSource::Header(h.to_string())
     } else if let Some(q) = n.attribute("query-parameter-name") {
         TokenSource::Query(q.to_string())
@@ -188,6 +224,8 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
         keys: Vec::new(),
         openid: Vec::new(),
         audiences: Vec::new(),
+        client_apps: Vec::new(),
+        element: "validate-jwt",
         issuers: Vec::new(),
         claims: Vec::new(),
     };
@@ -196,8 +234,8 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
             "<validate-jwt>: require-signed-tokens=\"false\" is not supported (unsigned tokens are never accepted)".into(),
         ));
     }
-    parse_contents(n, &mut v)?;
-    if v.keys.is_empty() && v.openid.is_empty() {
+    parse_contents(n, &mut v, azure)?;
+    if v.keys.is_empty() && v.openid.is_empty() && !azure {
         return Err(here(
             "<validate-jwt>: <issuer-signing-keys> (at least one key) or <openid-config> is required".into(),
         ));
@@ -206,10 +244,19 @@ pub fn parse_policy<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, PErr<'a, 'i>
 }
 
 /// The children of `<validate-jwt>`: keys, audiences, issuers, required claims.
-fn parse_contents<'a, 'i>(n: Node<'a, 'i>, v: &mut ValidateJwt) -> Result<(), PErr<'a, 'i>> {
+fn parse_contents<'a, 'i>(
+    n: Node<'a, 'i>,
+    v: &mut ValidateJwt,
+    azure: bool,
+) -> Result<(), PErr<'a, 'i>> {
     for el in n.children().filter(|c| c.is_element()) {
         let at = |m: String| (Some(el), m);
-        match el.tag_name().name() {
+        let name = el.tag_name().name();
+        if azure && !matches!(name, "audiences" | "required-claims") {
+            // the tenant gives keys and issuers; application ids are the caller's
+            continue;
+        }
+        match name {
             "issuer-signing-keys" => {
                 for k in el.children().filter(|c| c.is_element()) {
                     match k.tag_name().name() {
@@ -228,22 +275,14 @@ fn parse_contents<'a, 'i>(n: Node<'a, 'i>, v: &mut ValidateJwt) -> Result<(), PE
                     }
                 }
             }
-            "audiences" | "issuers" => {
-                let list = if el.has_tag_name("audiences") {
-                    &mut v.audiences
-                } else {
-                    &mut v.issuers
-                };
-                let child = if el.has_tag_name("audiences") {
-                    "audience"
-                } else {
-                    "issuer"
-                };
-                for c in el.children().filter(|c| c.is_element()) {
-                    if !c.has_tag_name(child) {
-                        return Err((Some(c), format!("expected <{child}>")));
-                    }
-                    list.push(c.text().unwrap_or("").trim().to_string());
+            "audiences" => {
+                for c in listed(el, "audience")? {
+                    v.audiences.push(text_of(c, c.text().unwrap_or("").trim())?);
+                }
+            }
+            "issuers" => {
+                for c in listed(el, "issuer")? {
+                    v.issuers.push(c.text().unwrap_or("").trim().to_string());
                 }
             }
             "required-claims" => v.claims.extend(parse_claims(el)?),
@@ -273,8 +312,35 @@ fn parse_contents<'a, 'i>(n: Node<'a, 'i>, v: &mut ValidateJwt) -> Result<(), PE
     Ok(())
 }
 
+/// The `<child>` elements of `el` (anything else is an error).
+pub(crate) fn listed<'a, 'i>(
+    el: Node<'a, 'i>,
+    child: &str,
+) -> Result<Vec<Node<'a, 'i>>, PErr<'a, 'i>> {
+    el.children()
+        .filter(|c| c.is_element())
+        .map(|c| {
+            if c.has_tag_name(child) {
+                Ok(c)
+            } else {
+                Err((Some(c), format!("expected <{child}>")))
+            }
+        })
+        .collect()
+}
+
+/// A value that may be an expression (`@(...)`).
+pub(crate) fn text_of<'a, 'i>(n: Node<'a, 'i>, v: &str) -> Result<Text, PErr<'a, 'i>> {
+    match v.strip_prefix("@(").and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => Expr::parse(inner, false)
+            .map(Text::Expr)
+            .map_err(|e| (Some(n), format!("<{}>: {e}", n.tag_name().name()))),
+        None => Ok(Text::Lit(v.to_string())),
+    }
+}
+
 /// `<required-claims>`: each `<claim>` with its values.
-fn parse_claims<'a, 'i>(el: Node<'a, 'i>) -> Result<Vec<Claim>, PErr<'a, 'i>> {
+pub(crate) fn parse_claims<'a, 'i>(el: Node<'a, 'i>) -> Result<Vec<Claim>, PErr<'a, 'i>> {
     let mut claims = Vec::new();
     for c in el.children().filter(|c| c.is_element()) {
         if !c.has_tag_name("claim") {
@@ -450,12 +516,31 @@ impl ValidateJwt {
     /// Checks the signature and the time-independent claims; returns the lifetime to be
     /// checked against the clock (also on every cache hit, see `check_lifetime`).
     pub fn verify(&self, token: &str) -> Result<Lifetime, JwtError> {
-        self.verify_with(token, &[])
+        let audiences: Vec<String> = self
+            .audiences
+            .iter()
+            .filter_map(|a| match a {
+                Text::Lit(l) => Some(l.clone()),
+                Text::Expr(_) => None,
+            })
+            .collect();
+        self.verify_with(token, &[], &audiences)
     }
 
-    /// `verify` with the key sets fetched for `<openid-config>` as well: their keys
-    /// sign, their issuers are allowed.
-    pub fn verify_with(&self, token: &str, fetched: &[&KeySet]) -> Result<Lifetime, JwtError> {
+    /// Whether an audience is computed per call (then verified tokens are not
+    /// remembered: the next call may expect another audience).
+    pub fn computes_audiences(&self) -> bool {
+        self.audiences.iter().any(|a| matches!(a, Text::Expr(_)))
+    }
+
+    /// `verify` with the key sets fetched for `<openid-config>` as well (their keys
+    /// sign, their issuers are allowed) and this call's audiences.
+    pub fn verify_with(
+        &self,
+        token: &str,
+        fetched: &[&KeySet],
+        audiences: &[String],
+    ) -> Result<Lifetime, JwtError> {
         let invalid = |m: &str| fail("TokenInvalid", m);
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
@@ -500,7 +585,7 @@ impl ValidateJwt {
                 "The token has no expiration time.",
             ));
         }
-        self.check_claims(&claims, fetched)?;
+        self.check_claims(&claims, fetched, audiences)?;
         Ok(Lifetime {
             exp,
             nbf: num(claims.get("nbf")),
@@ -580,6 +665,7 @@ impl ValidateJwt {
         &self,
         claims: &std::collections::BTreeMap<String, Value>,
         fetched: &[&KeySet],
+        audiences: &[String],
     ) -> Result<(), JwtError> {
         let discovered = fetched.iter().filter_map(|set| set.issuer.as_deref());
         if !self.issuers.is_empty() || discovered.clone().next().is_some() {
@@ -592,12 +678,24 @@ impl ValidateJwt {
                 return Err(fail("TokenIssuerNotAllowed", "Issuer validation failed."));
             }
         }
-        if !self.audiences.is_empty() {
+        if !self.client_apps.is_empty() {
+            let app = match (claims.get("azp"), claims.get("appid")) {
+                (Some(Value::String(a)), _) | (None, Some(Value::String(a))) => a.as_str(),
+                _ => "",
+            };
+            if !self.client_apps.iter().any(|c| c == app) {
+                return Err(fail(
+                    "TokenClientApplicationNotAllowed",
+                    "The token's client application is not allowed.",
+                ));
+            }
+        }
+        if !audiences.is_empty() {
             let ok = match claims.get("aud") {
-                Some(Value::String(a)) => self.audiences.contains(a),
+                Some(Value::String(a)) => audiences.contains(a),
                 Some(Value::Array(list)) => list
                     .iter()
-                    .any(|a| matches!(a, Value::String(a) if self.audiences.contains(a))),
+                    .any(|a| matches!(a, Value::String(a) if audiences.contains(a))),
                 _ => false,
             };
             if !ok {

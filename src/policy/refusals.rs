@@ -78,10 +78,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ),
     ("sql-data-source", "GraphQL resolvers are not supported"),
     (
-        "validate-azure-ad-token",
-        "planned with openid-config key discovery",
-    ),
-    (
         "validate-client-certificate",
         "planned: client certificates",
     ),

@@ -119,6 +119,7 @@ pub const KINDS: &[Kind] = &[
     set_variable::KIND,
     trace::KIND,
     validate_jwt::KIND,
+    validate_jwt::AZURE_AD,
     wait::KIND,
     xml_to_json::KIND,
 ];

@@ -2,6 +2,8 @@
 //! checks its signature, lifetime, issuer, audiences and claims (`crate::policy::jwt`),
 //! and refuses the call with the configured status when it fails. A verified token is
 //! remembered per policy (`Counters::jwt_cached`) until it expires.
+//! `validate-azure-ad-token` is the same check with the tenant's OpenID configuration
+//! (at `net.azure-ad.authority`), its issuers and the client application ids.
 //! Must not touch: the token in any log line.
 
 use std::borrow::Cow;
@@ -16,7 +18,7 @@ use crate::policy::jwt::{self, TokenSource, ValidateJwt};
 use crate::policy::keyring::KeySet;
 use crate::policy::parse::{Cx, R};
 use crate::policy::request::{decode, query_value};
-use crate::policy::Step;
+use crate::policy::{Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "validate-jwt",
@@ -25,8 +27,87 @@ pub const KIND: Kind = Kind {
     compile,
 };
 
+pub const AZURE_AD: Kind = Kind {
+    element: "validate-azure-ad-token",
+    sections: INBOUND,
+    children: true,
+    compile: compile_azure_ad,
+};
+
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
-    let mut v = jwt::parse_policy(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
+    let v = jwt::parse_policy(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
+    finish(cx, v)
+}
+
+fn compile_azure_ad(cx: &mut Cx, n: Node) -> R<Compiled> {
+    let v = azure_ad(n).map_err(|(node, msg)| cx.err(node.unwrap_or(n), msg))?;
+    finish(cx, v)
+}
+
+/// validate-azure-ad-token as a validate-jwt: the tenant's keys and issuers, its
+/// client (and backend) application ids.
+fn azure_ad<'a, 'i>(n: Node<'a, 'i>) -> Result<ValidateJwt, jwt::PErr<'a, 'i>> {
+    const ATTRS: &[&str] = &[
+        "tenant-id",
+        "header-name",
+        "query-parameter-name",
+        "token-value",
+        "failed-validation-httpcode",
+        "failed-validation-error-message",
+        "output-token-variable-name",
+    ];
+    let here = |m: &str| (Some(n), format!("<validate-azure-ad-token>: {m}"));
+    if let Some(a) = n.attributes().find(|a| !ATTRS.contains(&a.name())) {
+        return Err(here(&format!("attribute '{}' is not supported", a.name())));
+    }
+    let tenant = n.attribute("tenant-id").map(str::trim).unwrap_or("");
+    if tenant.is_empty()
+        || !tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err(here("tenant-id must be a tenant id or domain"));
+    }
+    // the rest is validate-jwt's: the token's place, the status and message, claims
+    let mut v = jwt::parse_policy_with(n, &["tenant-id"], true)?;
+    v.element = "validate-azure-ad-token";
+    v.openid = vec![format!(
+        "{}/{tenant}/v2.0/.well-known/openid-configuration",
+        jwt::azure_ad_authority()
+    )];
+    // v1 tokens name the tenant another way
+    v.issuers.push(format!("https://sts.windows.net/{tenant}/"));
+    for el in n.children().filter(|c| c.is_element()) {
+        match el.tag_name().name() {
+            "client-application-ids" | "backend-application-ids" => {
+                for c in jwt::listed(el, "application-id")? {
+                    let id = c.text().unwrap_or("").trim().to_string();
+                    if el.has_tag_name("client-application-ids") {
+                        v.client_apps.push(id);
+                    } else {
+                        v.audiences.push(Text::Lit(format!("api://{id}")));
+                        v.audiences.push(Text::Lit(id));
+                    }
+                }
+            }
+            "audiences" | "required-claims" => {}
+            other => {
+                return Err((
+                    Some(el),
+                    format!("<{other}> is not supported in <validate-azure-ad-token>"),
+                ))
+            }
+        }
+    }
+    if v.client_apps.is_empty() {
+        return Err(here(
+            "<client-application-ids> must name at least one application-id",
+        ));
+    }
+    Ok(v)
+}
+
+fn finish(cx: &mut Cx, mut v: ValidateJwt) -> R<Compiled> {
     if let TokenSource::Query(q) = &v.source {
         cx.ctx.uses.token_query_params.insert(q.clone());
     }
@@ -71,13 +152,13 @@ impl ValidateJwt {
         };
         let msg = self.failed_message.as_deref().unwrap_or(default);
         st.answer(self.failed_code, msg);
-        st.fail(step, "validate-jwt", reason, detail)
+        st.fail(step, self.element, reason, detail)
     }
 }
 
 impl Behaviour for ValidateJwt {
     fn name(&self) -> &'static str {
-        "validate-jwt"
+        self.element
     }
     fn facts(&self) -> Facts {
         Facts {
@@ -113,7 +194,12 @@ impl Behaviour for ValidateJwt {
             }
             _ => raw.trim().to_string(),
         };
-        let life = match call.counters.jwt_cached(self.id, &token) {
+        let cached = if self.computes_audiences() {
+            None
+        } else {
+            call.counters.jwt_cached(self.id, &token)
+        };
+        let life = match cached {
             Some(l) => l,
             None => {
                 let fetched: Vec<Arc<KeySet>> = self
@@ -131,9 +217,15 @@ impl Behaviour for ValidateJwt {
                     );
                 }
                 let sets: Vec<&KeySet> = fetched.iter().map(|s| &**s).collect();
-                match self.verify_with(&token, &sets) {
+                let audiences = match call.texts(&self.audiences) {
+                    Ok(a) => a,
+                    Err(e) => return call.st.eval_failed(step, e),
+                };
+                match self.verify_with(&token, &sets, &audiences) {
                     Ok(l) => {
-                        call.counters.jwt_remember(self.id, &token, l, call.now_ms);
+                        if !self.computes_audiences() {
+                            call.counters.jwt_remember(self.id, &token, l, call.now_ms);
+                        }
                         l
                     }
                     Err(e) => {
