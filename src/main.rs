@@ -287,6 +287,13 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     }
     let resolver = edgegate::agent::resolver::spawn(Arc::clone(&waker))
         .map_err(|e| format!("cannot start the resolver thread: {e}"))?;
+    let external = match &settings.cache_external {
+        Some(url) => Some(
+            edgegate::agent::redis::spawn(url.clone(), Arc::clone(&waker))
+                .map_err(|e| format!("cannot start the external cache thread: {e}"))?,
+        ),
+        None => None,
+    };
     let (agent, from_agent) =
         Agent::spawn(syncer, mirror, (Arc::clone(&runtime), loaded.text), waker)
             .map_err(|e| format!("cannot start the agent thread: {e}"))?;
@@ -311,6 +318,9 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     server.restore_quotas(quotas);
     server.restore_keys(keys);
     server.attach_resolver(resolver);
+    if let Some(link) = external {
+        server.attach_external(link, settings.counters_external);
+    }
     log::info!("listening on http://{bound}");
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
     agent.stop();

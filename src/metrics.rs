@@ -97,6 +97,7 @@ pub struct GaugeValues {
     pub log_records_dropped: u64,
     pub cache: CacheStats,
     pub one_way: OneWayStats,
+    pub external_up: Option<bool>,
 }
 
 /// What `send-one-way-request` did since the start.
@@ -123,6 +124,7 @@ impl GaugeValues {
             log_records_dropped: g.log_records_dropped,
             cache: g.cache,
             one_way: g.one_way,
+            external_up: g.external_up,
         }
     }
 
@@ -136,6 +138,7 @@ impl GaugeValues {
             log_records_dropped: self.log_records_dropped,
             cache: self.cache,
             one_way: self.one_way,
+            external_up: self.external_up,
         }
     }
 }
@@ -162,6 +165,8 @@ pub struct Gauges<'a> {
     pub cache: CacheStats,
     /// What send-one-way-request did.
     pub one_way: OneWayStats,
+    /// Whether the external cache answers (none: no external cache).
+    pub external_up: Option<bool>,
 }
 
 impl<'a> Gauges<'a> {
@@ -186,6 +191,7 @@ impl<'a> Gauges<'a> {
             log_records_dropped: 0,
             cache: CacheStats::default(),
             one_way: OneWayStats::default(),
+            external_up: None,
         }
     }
 }
@@ -552,8 +558,15 @@ impl Metrics {
     }
 }
 
-/// What the built-in cache and send-one-way-request did.
+/// What the built-in and external caches and send-one-way-request did.
 fn policy_gauges(out: &mut String, g: &Gauges) {
+    if let Some(up) = g.external_up {
+        let _ = writeln!(
+            out,
+            "# TYPE edgegate_external_cache_up gauge\nedgegate_external_cache_up {}",
+            u8::from(up)
+        );
+    }
     {
         let c = &g.cache;
         for (name, kind, value) in [
@@ -640,6 +653,7 @@ mod tests {
                 dropped: 1,
                 ..OneWayStats::default()
             },
+            external_up: Some(false),
         });
         for line in [
             "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
@@ -653,6 +667,7 @@ mod tests {
             "edgegate_one_way_requests_sent_total 3",
             "edgegate_one_way_requests_failed_total 0",
             "edgegate_one_way_requests_dropped_total 1",
+            "edgegate_external_cache_up 0",
             "edgegate_client_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 1.200",
             "edgegate_gateway_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"1\"} 2",
             "edgegate_plane_connected 0",

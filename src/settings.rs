@@ -131,12 +131,17 @@ pub struct GatewaySettings {
     pub expression_memory_max: u64,
     /// Bytes the built-in cache may hold (`cache.memory.max`; 0 turns it off).
     pub cache_memory_max: usize,
+    /// The external cache (`cache.external.url`, redis://…).
+    pub cache_external: Option<RedisUrl>,
+    /// Rate limits count in the external cache, shared by every gateway using it
+    /// (`limits.counters.external`).
+    pub counters_external: bool,
     /// Which labels request metrics carry.
     pub metrics_labels: LabelSet,
 }
 
 /// A value that must never reach a log line; `Debug` prints a placeholder.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
@@ -180,6 +185,8 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "limits.expressions.steps.max",
     "limits.expressions.memory.max",
     "cache.memory.max",
+    "cache.external.url",
+    "limits.counters.external",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -193,6 +200,60 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.instances.prune.after",
     "manage.audit.path",
 ];
+
+/// Where the external cache is: `redis://[[user]:password@]host[:port][/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub db: u32,
+}
+
+impl RedisUrl {
+    pub fn parse(url: &str) -> Result<RedisUrl, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or("expected redis://[:password@]host[:port][/db]")?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hostport, db) = match rest.split_once('/') {
+            Some((h, d)) if !d.is_empty() => {
+                (h, d.parse().map_err(|_| "the database must be a number")?)
+            }
+            Some((h, _)) => (h, 0),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') => (h, p.parse().map_err(|_| "bad port")?),
+            _ => (hostport, 6379),
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        let (user, password) = match auth {
+            None => (None, None),
+            Some(a) => match a.split_once(':') {
+                Some(("", p)) => (None, Some(Secret(p.to_string()))),
+                Some((u, p)) => (Some(u.to_string()), Some(Secret(p.to_string()))),
+                None => (None, Some(Secret(a.to_string()))),
+            },
+        };
+        Ok(RedisUrl {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
 
 /// A setting that could not be applied. Display is the one line the user sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +351,8 @@ impl GatewaySettings {
             expression_steps_max: EXPRESSION_STEPS_DEFAULT,
             expression_memory_max: EXPRESSION_MEMORY_DEFAULT,
             cache_memory_max: CACHE_MEMORY_DEFAULT,
+            cache_external: None,
+            counters_external: false,
             metrics_labels: LabelSet::default(),
         }
     }
@@ -326,6 +389,15 @@ impl GatewaySettings {
             }
             "net.backend.tls.ca" => {
                 self.backend_ca = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "cache.external.url" => {
+                self.cache_external = Some(
+                    RedisUrl::parse(value)
+                        .map_err(|_| bad("redis://[[user]:password@]host[:port][/db]"))?,
+                );
+            }
+            "limits.counters.external" => {
+                self.counters_external = parse_bool(value).ok_or_else(|| bad(BOOL))?
             }
             "net.azure-ad.authority" => {
                 if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -825,6 +897,8 @@ mod tests {
             "telemetry.metrics.local" => "prometheus",
             "manage.admin.token" => "a-token-of-enough-length",
             "net.azure-ad.authority" => "https://login.microsoftonline.us",
+            "cache.external.url" => "redis://127.0.0.1:6379",
+            "limits.counters.external" => "true",
             _ => "/tmp/some-file",
         };
         let mut g = GatewaySettings::defaults(false);
@@ -884,5 +958,27 @@ mod tests {
         s.apply("config.service.auth", "GatewayKey sekrit", "--set")
             .unwrap();
         assert!(!format!("{s:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn redis_urls() {
+        let u = RedisUrl::parse("redis://:s3cret@cache.internal:6380/2").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.db, u.user.as_deref()),
+            ("cache.internal", 6380, 2, None)
+        );
+        assert_eq!(u.password.map(|p| p.0), Some("s3cret".to_string()));
+        let u = RedisUrl::parse("redis://edge:pw@[::1]").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.user.as_deref()),
+            ("::1", 6379, Some("edge"))
+        );
+        assert_eq!(RedisUrl::parse("redis://127.0.0.1/").unwrap().db, 0);
+        for bad in ["http://x", "redis://", "redis://h:port", "redis://h/x"] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+        // the password never reaches a log line
+        let s = format!("{:?}", RedisUrl::parse("redis://:hidden@h").unwrap());
+        assert!(!s.contains("hidden"), "{s}");
     }
 }

@@ -30,6 +30,9 @@ pub struct SyncState {
     /// `context.Deployment.GatewayId`: the id in the gateway's token (federated mode;
     /// follows a rotated token file), `None` in local mode.
     pub gateway_id: Option<String>,
+    /// Whether the external cache (Redis) answers; `None` without one. The loop's own
+    /// view, kept across the agent's sync states.
+    pub external_cache_up: Option<bool>,
 }
 
 impl SyncState {
@@ -92,6 +95,13 @@ pub fn render(runtime: Option<&Runtime>, sync: &SyncState, now: SystemTime) -> (
     s.push_str(", \"tokenExpiry\": ");
     match &sync.token_expiry {
         Some(t) => push_json_str(&mut s, t),
+        None => s.push_str("null"),
+    }
+    // an unreachable external cache: values miss and limits count locally
+    s.push_str(", \"externalCache\": ");
+    match sync.external_cache_up {
+        Some(true) => s.push_str("\"up\""),
+        Some(false) => s.push_str("\"down\""),
         None => s.push_str("null"),
     }
     s.push('}');

@@ -7,6 +7,7 @@ mod common;
 mod agent;
 mod backups;
 mod expressions;
+mod external_cache;
 mod federation;
 mod lifecycle;
 mod openid;

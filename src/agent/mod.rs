@@ -25,6 +25,7 @@ pub mod keys;
 pub mod local;
 pub mod openid;
 pub mod outbox;
+pub mod redis;
 pub mod resolver;
 pub mod scrape;
 pub mod service;

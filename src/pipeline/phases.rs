@@ -18,6 +18,7 @@ use super::exec::{self, Io, Who};
 use crate::config::Runtime;
 use crate::http::Failure;
 use crate::policy::call::{fail_outside, Flow, Phase, State};
+use crate::policy::external::{Purpose, Reply};
 use crate::policy::kinds::cache_response;
 use crate::policy::outgoing::{Outcome, ReplyTo};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
@@ -116,9 +117,13 @@ impl Pipeline {
     pub fn resume(
         &mut self,
         outcomes: Vec<(ReplyTo, Outcome)>,
+        answers: Vec<(Purpose, Result<Reply, ()>)>,
         req: &RequestView,
         io: &mut Io,
     ) -> Result<Inbound, Failure> {
+        for (purpose, answer) in answers {
+            self.st.answered(purpose, answer);
+        }
         let mut flow = Flow::Continue;
         for (to, outcome) in outcomes {
             let fails = matches!(outcome, Outcome::Failed(_)) && !to.ignore_error;

@@ -38,6 +38,41 @@ pub struct CachedResponse {
     pub expires_ms: u64,
 }
 
+/// A value as the external cache keeps it: a type letter, then its text (`s` string,
+/// `j` JSON, `i` integer, `d` double, `b` bool, `n` null).
+pub fn encode_value(v: &Val) -> Vec<u8> {
+    let (kind, text): (u8, Cow<str>) = match v {
+        Val::Null => (b'n', Cow::Borrowed("")),
+        Val::Bool(b) => (b'b', Cow::Borrowed(if *b { "1" } else { "0" })),
+        Val::Int(i) => (b'i', Cow::Owned(i.to_string())),
+        Val::Double(d) => (b'd', Cow::Owned(format!("{d:?}"))),
+        Val::Json(j) => match j.print(false) {
+            Ok(t) => (b'j', Cow::Owned(t)),
+            Err(_) => (b's', v.to_text()),
+        },
+        other => (b's', other.to_text()),
+    };
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(kind);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A value `encode_value` wrote (None: not one).
+pub fn decode_value(bytes: &[u8]) -> Option<Val<'static>> {
+    let (kind, rest) = bytes.split_first()?;
+    let text = std::str::from_utf8(rest).ok()?;
+    Some(match kind {
+        b'n' => Val::Null,
+        b'b' => Val::Bool(text == "1"),
+        b'i' => Val::Int(text.parse().ok()?),
+        b'd' => Val::Double(text.parse().ok()?),
+        b'j' => Val::Json(parse_json_body(text).ok()?),
+        b's' => Val::Str(Cow::Owned(text.to_string())),
+        _ => return None,
+    })
+}
+
 /// What the cache has done, for metrics and status.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {

@@ -122,6 +122,13 @@ pub struct State {
     pub collecting: bool,
     /// The suspension ends with the first outcome (`<wait for="any">`) rather than all.
     pub wait_any: bool,
+    /// The external cache's commands the call waits for (a lookup, a shared count).
+    pub external: Vec<super::external::ExternalAsk>,
+    /// A shared limit's answer for the policy that asked (it runs again to read it).
+    pub counted: Option<super::external::Counted>,
+    /// The step that suspended runs again on resume (it reads its answer then),
+    /// rather than the call going on after it.
+    pub rerun: bool,
     /// cache-lookup missed: the key and terms cache-store keeps the response under.
     pub response_caching: Option<super::kinds::cache_response::ResponseCaching>,
     /// cache-lookup hit: the cached response the call answers with (outbound goes on
@@ -451,7 +458,11 @@ impl Call<'_> {
     /// one that suspended.
     pub fn run(&mut self, steps: &[Step]) -> Flow {
         let start = match self.st.cursor.pop() {
-            Some(i) => i as usize + usize::from(self.st.cursor.is_empty()),
+            // innermost: after the step that suspended, or that step again
+            Some(i) if self.st.cursor.is_empty() => {
+                i as usize + usize::from(!std::mem::take(&mut self.st.rerun))
+            }
+            Some(i) => i as usize,
             None => 0,
         };
         for (i, step) in steps.iter().enumerate().skip(start) {

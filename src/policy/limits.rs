@@ -171,6 +171,9 @@ pub struct Counters {
     pub outbox: super::outgoing::Outbox,
     /// Signing keys from OpenID configurations (validate-jwt openid-config).
     pub keys: super::keyring::KeyRing,
+    /// The external cache (Redis): whether it is there and up, and what goes to it
+    /// without a wait.
+    pub external: super::external::External,
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -208,6 +211,7 @@ impl Counters {
             cache: Cache::new(0),
             outbox: Default::default(),
             keys: Default::default(),
+            external: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@
 pub mod cache;
 pub mod call;
 pub mod expr;
+pub mod external;
 pub mod jwt;
 pub mod keyed;
 pub mod keyring;

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod buffer;
 pub mod conn;
+pub mod external;
 pub mod gate;
 #[cfg(test)]
 pub mod memory;

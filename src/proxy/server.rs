@@ -22,6 +22,7 @@ use slab::Slab;
 use super::backend::Backends;
 use super::buffer::Pool;
 use super::conn::{Client, Ctx, Limits, Outcome, Ready};
+use super::external::ExternalLink;
 use super::names::Names;
 use super::one_way::{OneWay, ONE_WAY_OWNER};
 use super::sub::Net;
@@ -102,6 +103,8 @@ pub struct Server {
     /// thread's answers.
     names: Names,
     resolved: Option<Receiver<(String, Vec<std::net::IpAddr>)>>,
+    /// The external cache (Redis), when `cache.external.url` is set.
+    external: Option<ExternalLink>,
     /// Wall clock (ms since the epoch), read once per loop turn.
     wall_ms: u64,
     /// Where request records and the loop's own log lines go (the log writer thread).
@@ -188,6 +191,7 @@ impl Server {
             one_way: OneWay::default(),
             names: Names::default(),
             resolved: None,
+            external: None,
             counters: Counters::new(COUNTER_BYTES_MAX)
                 .with_cache(crate::policy::cache::Cache::new(settings.cache_memory_max)),
             wall_ms: wall_ms(),
@@ -284,6 +288,7 @@ impl Server {
                 self.drive(k, false);
             }
             self.one_way_turn(None);
+            self.external_turn();
             // tokens named keys no key set had: their OpenID configurations again
             for url in self.counters.keys.take_wanted() {
                 let _ = self.to_agent.try_send(ToAgent::RefreshKeys(url));
@@ -481,6 +486,7 @@ impl Server {
             wall_ms: self.wall_ms,
             gateway_id: self.sync.gateway_id(),
             names: &mut self.names,
+            external: self.external.as_mut(),
         };
         let outcome = if timed_out {
             client.on_timeout(&mut ctx)
@@ -538,6 +544,36 @@ impl Server {
         }
     }
 
+    /// The external cache's worker; `counters`: limits count in it.
+    pub fn attach_external(&mut self, link: crate::agent::redis::RedisLink, counters: bool) {
+        self.external = Some(ExternalLink::new(link));
+        self.counters.external.configured = true;
+        self.counters.external.counters = counters;
+    }
+
+    /// The external cache's answers go to the clients waiting for them; what the
+    /// policies send without waiting goes to it; its state is refreshed.
+    fn external_turn(&mut self) {
+        let Some(ext) = self.external.as_mut() else {
+            return;
+        };
+        self.counters.external.up = ext.up();
+        self.sync.external_cache_up = Some(self.counters.external.up);
+        for command in self.counters.external.take() {
+            ext.send(command);
+        }
+        let answers = ext.answers();
+        for (ticket, answer) in answers {
+            let waits = self
+                .clients
+                .get_mut(ticket.owner)
+                .is_some_and(|c| c.external_answer(ticket.id, answer));
+            if waits {
+                self.drive(ticket.owner, false);
+            }
+        }
+    }
+
     /// Names policies compute at request time are looked up by `resolver`'s thread.
     pub fn attach_resolver(&mut self, resolver: crate::agent::resolver::Resolver) {
         self.names = Names::with_resolver(resolver.asks);
@@ -563,6 +599,7 @@ impl Server {
 
     fn take_agent_messages(&mut self) {
         self.take_resolved();
+        self.external_turn();
         while let Ok(msg) = self.from_agent.try_recv() {
             match msg {
                 ToLoop::Apply {
@@ -597,8 +634,10 @@ impl Server {
                 ToLoop::Status(state) => {
                     // the agent's sync view; the backup count comes with applies
                     let versions = self.sync.backup_versions;
+                    let external = self.sync.external_cache_up;
                     self.sync = state;
                     self.sync.backup_versions = versions;
+                    self.sync.external_cache_up = external;
                 }
                 ToLoop::Rejected(reason) => {
                     self.sync.last_sync_at = Some(SystemTime::now());
@@ -682,6 +721,7 @@ impl Server {
             log_records_dropped: self.log.dropped,
             cache: self.counters.cache.stats(),
             one_way: self.one_way.stats(),
+            external_up: self.external.as_ref().map(ExternalLink::up),
             ..crate::metrics::Gauges::of(
                 self.runtime.as_deref(),
                 &self.sync,

@@ -1,5 +1,8 @@
 //! `rate-limit-by-key`: calls per key (an expression) per period; with an
 //! `increment-condition` the call is counted once the response is known (`settle`).
+//! With `limits.counters.external` and the external cache reachable, the window is
+//! shared by every gateway using that cache: the call waits (off the loop) for Redis to
+//! count it; when Redis cannot answer, the gateway counts on its own.
 //! Must not touch: counters beyond `Call::counters`.
 
 use roxmltree::Node;
@@ -8,6 +11,7 @@ use super::rate_limit::{allowed, limit_headers, refused, LimitHeaders, LIMIT_HEA
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
 use crate::policy::expr::{EvalError, Expr};
+use crate::policy::external::{Command, Counted, ExternalAsk, Purpose};
 use crate::policy::parse::{
     attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, POSITIVE,
     R, WHOLE,
@@ -74,6 +78,9 @@ impl Behaviour for RateLimitByKey {
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let key = or_fail!(call, step, call.text(&self.key));
         let limit = or_fail!(call, step, self.limit(call, key));
+        if let Some(flow) = self.shared(step, call, &limit) {
+            return flow;
+        }
         if self.increment_condition.is_some() {
             // counted when the response is known; refused now if already over
             let d = call.counters.rate_peek(
@@ -117,7 +124,16 @@ impl Behaviour for RateLimitByKey {
         ) else {
             return;
         };
-        if counts {
+        if counts && call.counters.external.shares_counts() {
+            call.counters.external.send(Command::Count {
+                key: self.shared_key(&window),
+                now_ms: call.now_ms,
+                window_ms: period_secs.saturating_mul(1000),
+                limit: calls,
+                n: count,
+                id: format!("{}:{:x}", call.st.request_id, self.counter),
+            });
+        } else if counts {
             call.counters.rate_add(
                 self.counter,
                 &window,
@@ -142,6 +158,64 @@ struct Limit {
 }
 
 impl RateLimitByKey {
+    /// The key of `window` in the external cache.
+    fn shared_key(&self, window: &str) -> String {
+        format!("edgegate:rl:{:x}:{window}", self.counter)
+    }
+
+    /// The shared count, when the external cache counts: `Some` is the step's flow
+    /// (waiting for Redis, refused or allowed), `None` counts locally.
+    fn shared(&self, step: &Step, call: &mut Call, limit: &Limit) -> Option<Flow> {
+        let window_ms = limit.period_secs.saturating_mul(1000);
+        match call.st.counted.take() {
+            None => {
+                if !call.counters.external.shares_counts() || call.st.collecting {
+                    return None;
+                }
+                let deferred = self.increment_condition.is_some();
+                call.st.external.push(ExternalAsk {
+                    command: Command::Count {
+                        key: self.shared_key(&limit.window),
+                        now_ms: call.now_ms,
+                        window_ms,
+                        limit: limit.calls,
+                        // counted once the response is known, with increment-condition
+                        n: if deferred { 0 } else { limit.count },
+                        id: format!("{}:{:x}", call.st.request_id, self.counter),
+                    },
+                    purpose: Purpose::Count,
+                });
+                call.st.rerun = true;
+                call.st.wait_any = false;
+                Some(Flow::Suspend)
+            }
+            Some(Counted::Unavailable) => None,
+            Some(Counted::Shared {
+                allowed: ok,
+                used,
+                oldest_ms,
+            }) => {
+                if !ok {
+                    let back_ms = oldest_ms
+                        .saturating_add(window_ms)
+                        .saturating_sub(call.now_ms);
+                    return Some(refused(
+                        step,
+                        call.st,
+                        &self.headers,
+                        back_ms.div_ceil(1000).max(1),
+                    ));
+                }
+                let mut left = limit.calls.saturating_sub(used);
+                if self.increment_condition.is_some() {
+                    left = left.saturating_sub(limit.count);
+                    call.st.deferred.push((step.clone(), limit.window.clone()));
+                }
+                allowed(call.st, &self.headers, left, limit.calls);
+                Some(Flow::Continue)
+            }
+        }
+    }
     fn limit(&self, call: &mut Call, key: String) -> Result<Limit, EvalError> {
         let calls = call.setting(&self.calls)?;
         let period_secs = call.setting(&self.period_secs)?;

@@ -7,6 +7,20 @@
 //! exchange with the backend.
 
 use super::*;
+use crate::policy::external::{Purpose, Reply};
+
+/// Longest a call waits for the external cache's answer (then: a miss, or local
+/// counting).
+const EXTERNAL_WAIT: Duration = Duration::from_secs(3);
+
+/// A command to the external cache a suspended call waits for.
+pub(super) struct Waiting {
+    /// Its id with the worker (none: the worker's queue was full).
+    pub id: Option<u64>,
+    pub purpose: Purpose,
+    pub answer: Option<Result<Reply, ()>>,
+    pub deadline: Instant,
+}
 
 impl Client {
     /// Inbound suspended: its requests start now; the head stays buffered.
@@ -26,11 +40,27 @@ impl Client {
             .into_iter()
             .map(|o| Sub::start(o, &rt, &mut ctx.net()))
             .collect();
+        let external = std::mem::take(&mut call.st.external)
+            .into_iter()
+            .map(|ask| {
+                let id = ctx
+                    .external
+                    .as_deref_mut()
+                    .and_then(|e| e.ask(ctx.client, ask.command));
+                Waiting {
+                    answer: id.is_none().then_some(Err(())),
+                    id,
+                    purpose: ask.purpose,
+                    deadline: ctx.now + EXTERNAL_WAIT,
+                }
+            })
+            .collect();
         self.set_phase(
             Phase::Calling(Box::new(Calling {
                 call,
                 rt,
                 subs,
+                external,
                 any,
                 method,
                 url,
@@ -50,10 +80,15 @@ impl Client {
         for s in &mut c.subs {
             s.advance(&mut ctx.net());
         }
+        for w in c.external.iter_mut().filter(|w| w.answer.is_none()) {
+            if ctx.now >= w.deadline {
+                w.answer = Some(Err(()));
+            }
+        }
         let ready = if c.any {
-            c.subs.iter().any(Sub::is_done)
+            c.subs.iter().any(Sub::is_done) || c.external.iter().any(|w| w.answer.is_some())
         } else {
-            c.subs.iter().all(Sub::is_done)
+            c.subs.iter().all(Sub::is_done) && c.external.iter().all(|w| w.answer.is_some())
         };
         if !ready {
             return Step::Blocked;
@@ -65,6 +100,7 @@ impl Client {
             call,
             rt,
             subs,
+            external,
             any,
             ..
         } = *c;
@@ -79,7 +115,19 @@ impl Client {
                 outcomes.push((to, outcome));
             }
         }
-        self.dispatch_resumed(Resumed { call, outcomes }, &rt, ctx)
+        let answers = external
+            .into_iter()
+            .filter_map(|w| Some((w.purpose, w.answer?)))
+            .collect();
+        self.dispatch_resumed(
+            Resumed {
+                call,
+                outcomes,
+                answers,
+            },
+            &rt,
+            ctx,
+        )
     }
 
     /// Logs a suspended call whose client left before it was answered.

@@ -54,6 +54,11 @@ pub(super) enum Decision<'h> {
 pub(super) struct Resumed {
     pub call: Box<Pipeline>,
     pub outcomes: Vec<(ReplyTo, SubOutcome)>,
+    /// The external cache's answers (a miss or an unavailable Redis is `Err`).
+    pub answers: Vec<(
+        crate::policy::external::Purpose,
+        Result<crate::policy::external::Reply, ()>,
+    )>,
 }
 
 /// A request that matches no API or operation, under `stand_in` (the global plan):
@@ -420,9 +425,13 @@ fn run_inbound<'h>(
         }
     }
     let (c, ran) = match resumed {
-        Some(Resumed { call, outcomes }) => {
+        Some(Resumed {
+            call,
+            outcomes,
+            answers,
+        }) => {
             let mut c = call;
-            let ran = c.resume(outcomes, view, &mut ctx.pipeline_io(a.rt));
+            let ran = c.resume(outcomes, answers, view, &mut ctx.pipeline_io(a.rt));
             (c, ran)
         }
         None => {

@@ -65,6 +65,7 @@ mod tests;
 mod wire;
 
 use again::*;
+use calling::Waiting;
 pub use close::CloseReason;
 use decide::*;
 use exchange::*;
@@ -114,6 +115,8 @@ pub struct Ctx<'a> {
     pub gateway_id: &'a str,
     /// Host names learned at request time (policies' requests).
     pub names: &'a mut crate::proxy::names::Names,
+    /// The external cache, when one is configured.
+    pub external: Option<&'a mut crate::proxy::external::ExternalLink>,
 }
 
 impl Ctx<'_> {
@@ -138,6 +141,7 @@ impl Ctx<'_> {
             wall_ms: self.wall_ms,
             gateway_id: self.gateway_id,
             names: &mut *self.names,
+            external: self.external.as_deref_mut(),
         }
     }
 
@@ -253,6 +257,8 @@ struct Calling {
     /// The runtime the call started under (it resumes under the same one).
     rt: Arc<Runtime>,
     subs: Vec<Sub>,
+    /// Its commands to the external cache.
+    external: Vec<Waiting>,
     /// `<wait for="any">`: the first outcome resumes the call.
     any: bool,
     /// For the log if the client leaves first.
@@ -374,6 +380,29 @@ impl Client {
 
     /// Readiness of backend connection `token`: recorded when this connection's exchange
     /// holds it (true), ignored otherwise (a stale event for a connection it let go of).
+    /// The external cache answered command `id` of this client: true when its call
+    /// waits for it (drive the client then).
+    pub fn external_answer(
+        &mut self,
+        id: u64,
+        answer: Result<crate::policy::external::Reply, ()>,
+    ) -> bool {
+        let Phase::Calling(c) = &mut self.phase else {
+            return false;
+        };
+        match c
+            .external
+            .iter_mut()
+            .find(|w| w.id == Some(id) && w.answer.is_none())
+        {
+            Some(w) => {
+                w.answer = Some(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn backend_ready(&mut self, token: usize, ready: Ready) -> bool {
         if let Phase::Calling(c) = &mut self.phase {
             return match c.subs.iter_mut().find(|s| s.token() == Some(token)) {
@@ -549,6 +578,12 @@ impl Client {
                 .iter()
                 .filter(|s| !s.is_done())
                 .map(|s| s.deadline)
+                .chain(
+                    c.external
+                        .iter()
+                        .filter(|w| w.answer.is_none())
+                        .map(|w| w.deadline),
+                )
                 .min()
                 .unwrap_or(self.phase_since),
             Phase::Proxy(x) => match x.stage {

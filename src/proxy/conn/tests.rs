@@ -110,6 +110,7 @@ impl Loop {
             wall_ms: 1_800_000_000_000,
             gateway_id: "",
             names: &mut self.names,
+            external: None,
         };
         client.drive(&mut ctx)
     }

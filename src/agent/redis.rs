@@ -1,0 +1,339 @@
+//! The Redis worker (`cache.external.url`): one thread with one connection, speaking
+//! RESP, that runs the external cache's commands (`policy::external::Command`) in the
+//! order the loop asked and hands each answer back through a channel plus the
+//! `mio::Waker`. Why a worker and not a client on the loop: the commands are few and
+//! small, so one thread keeps the loop's code free of a second protocol while the loop
+//! still never waits (it asks with `try_send` on a bounded queue). Every socket
+//! operation has a timeout; a failure marks Redis down (`up`), answers the command as
+//! failed, and the next connect is tried at most once a second, so an outage costs a
+//! call no more than a failed answer (a miss, or local counting).
+//! Must not touch: the loop's state, the policies' state.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+
+use crate::policy::external::{Command, Reply};
+use crate::settings::RedisUrl;
+
+/// Commands waiting for the worker, at most.
+pub const QUEUE: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Least time between two connection attempts.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// Largest reply accepted (a value, or a list's item).
+const REPLY_MAX: usize = 16 * 1024 * 1024;
+
+/// Whose answer it is (a client of the loop, or nobody), and which of its commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub owner: usize,
+    pub id: u64,
+}
+
+/// Nobody waits for the answer.
+pub const NOBODY: usize = usize::MAX;
+
+/// The loop's ends of the worker.
+pub struct RedisLink {
+    pub asks: SyncSender<(Ticket, Command)>,
+    pub answers: Receiver<(Ticket, Result<Reply, ()>)>,
+    /// Redis answered the last command.
+    pub up: Arc<AtomicBool>,
+}
+
+/// Starts the worker; it ends when the loop drops its `RedisLink`.
+pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> {
+    let (asks, asked) = mpsc::sync_channel::<(Ticket, Command)>(QUEUE);
+    let (answer, answers) = mpsc::sync_channel(QUEUE);
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&up);
+    std::thread::Builder::new()
+        .name("edgegate-redis".into())
+        .spawn(move || {
+            let mut worker = Worker {
+                target,
+                conn: None,
+                last_attempt: None,
+                up: flag,
+            };
+            // connect at once, so status and metrics tell the truth from the start
+            worker.connected();
+            loop {
+                let (ticket, command) = match asked.recv_timeout(RECONNECT_EVERY) {
+                    Ok(asked) => asked,
+                    // while down the loop sends nothing: try again on its own
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        worker.connected();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                let result = worker.run(&command);
+                if ticket.owner == NOBODY {
+                    continue;
+                }
+                if answer.send((ticket, result)).is_err() {
+                    return;
+                }
+                let _ = waker.wake();
+            }
+        })?;
+    Ok(RedisLink { asks, answers, up })
+}
+
+struct Worker {
+    target: RedisUrl,
+    conn: Option<BufReader<TcpStream>>,
+    last_attempt: Option<Instant>,
+    up: Arc<AtomicBool>,
+}
+
+/// The sliding-window count of `Command::Count`, atomic in Redis.
+const COUNT_SCRIPT: &str = "\
+local k = KEYS[1]
+local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3]); local n = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', k, '-inf', now - window)
+local used = redis.call('ZCARD', k)
+if used + math.max(n, 1) > limit then
+  local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  return {0, used, tonumber(oldest[2] or now)}
+end
+for i = 1, n do redis.call('ZADD', k, now, ARGV[5] .. ':' .. i) end
+redis.call('PEXPIRE', k, window)
+return {1, used + n, 0}";
+
+impl Worker {
+    /// The connection, (re)made when there is none and the last attempt is old enough.
+    fn connected(&mut self) -> Option<&mut BufReader<TcpStream>> {
+        if self.conn.is_none() {
+            if self
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
+            {
+                return None;
+            }
+            self.last_attempt = Some(Instant::now());
+            match self.connect() {
+                Ok(c) => {
+                    if !self.up.swap(true, Ordering::SeqCst) {
+                        log::info!(
+                            "external cache redis://{}:{} connected",
+                            self.target.host,
+                            self.target.port
+                        );
+                    }
+                    self.conn = Some(c);
+                }
+                Err(e) => {
+                    self.down(&format!("cannot connect: {e}"));
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+        let t = &self.target;
+        let addr = (t.host.as_str(), t.port)
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("no address")?;
+        let sock = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+        let _ = sock.set_nodelay(true);
+        sock.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        sock.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut conn = BufReader::new(sock);
+        if let Some(p) = &t.password {
+            let mut args = vec![b"AUTH".to_vec()];
+            args.extend(t.user.iter().map(|u| u.as_bytes().to_vec()));
+            args.push(p.0.as_bytes().to_vec());
+            call(&mut conn, &args).map_err(|e| format!("AUTH: {e}"))?;
+        }
+        if t.db != 0 {
+            let args = [b"SELECT".to_vec(), t.db.to_string().into_bytes()];
+            call(&mut conn, &args).map_err(|e| format!("SELECT: {e}"))?;
+        }
+        Ok(conn)
+    }
+
+    fn down(&mut self, why: &str) {
+        self.conn = None;
+        if self.up.swap(false, Ordering::SeqCst) || self.last_attempt.is_none() {
+            log::warn!(
+                "external cache redis://{}:{} unavailable ({why}): values miss and limits count locally until it is back",
+                self.target.host,
+                self.target.port
+            );
+        }
+    }
+
+    fn run(&mut self, command: &Command) -> Result<Reply, ()> {
+        let args = arguments(command);
+        let Some(conn) = self.connected() else {
+            return Err(());
+        };
+        match call(conn, &args) {
+            Ok(reply) => Ok(reply),
+            Err(Failure::Refused(e)) => {
+                // Redis answered with an error: the connection is fine
+                log::warn!("external cache refused a command: {e}");
+                Err(())
+            }
+            Err(Failure::Io(e)) => {
+                self.down(&e);
+                Err(())
+            }
+        }
+    }
+}
+
+/// A command's words.
+fn arguments(command: &Command) -> Vec<Vec<u8>> {
+    let s = |t: &str| t.as_bytes().to_vec();
+    match command {
+        Command::Get(k) => vec![s("GET"), s(k)],
+        Command::Set { key, value, ttl_ms } => vec![
+            s("SET"),
+            s(key),
+            value.clone(),
+            s("PX"),
+            ttl_ms.max(&1).to_string().into_bytes(),
+        ],
+        Command::Del(k) => vec![s("DEL"), s(k)],
+        Command::Count {
+            key,
+            now_ms,
+            window_ms,
+            limit,
+            n,
+            id,
+        } => vec![
+            s("EVAL"),
+            s(COUNT_SCRIPT),
+            s("1"),
+            s(key),
+            now_ms.to_string().into_bytes(),
+            window_ms.to_string().into_bytes(),
+            limit.to_string().into_bytes(),
+            n.to_string().into_bytes(),
+            s(id),
+        ],
+    }
+}
+
+/// Why a command got no reply.
+#[derive(Debug)]
+enum Failure {
+    /// `-ERR …` from Redis.
+    Refused(String),
+    /// The connection failed or timed out.
+    Io(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(e) | Failure::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Sends one command and reads its reply.
+fn call(conn: &mut BufReader<TcpStream>, args: &[Vec<u8>]) -> Result<Reply, Failure> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    conn.get_mut()
+        .write_all(&out)
+        .map_err(|e| Failure::Io(e.to_string()))?;
+    read_reply(conn, 0)
+}
+
+fn read_reply(conn: &mut impl BufRead, depth: u32) -> Result<Reply, Failure> {
+    let io = |e: std::io::Error| Failure::Io(e.to_string());
+    let bad = || Failure::Io("not a RESP reply".into());
+    if depth > 4 {
+        return Err(bad());
+    }
+    let mut line = Vec::new();
+    conn.by_ref()
+        .take(64 * 1024)
+        .read_until(b'\n', &mut line)
+        .map_err(io)?;
+    if !line.ends_with(b"\r\n") {
+        return Err(Failure::Io("the connection closed".into()));
+    }
+    line.truncate(line.len() - 2);
+    let (kind, rest) = line.split_first().ok_or_else(bad)?;
+    let text = std::str::from_utf8(rest).map_err(|_| bad())?;
+    match kind {
+        b'+' => Ok(Reply::Done),
+        b'-' => Err(Failure::Refused(text.to_string())),
+        b':' => text.parse().map(Reply::Int).map_err(|_| bad()),
+        b'$' => {
+            let n: i64 = text.parse().map_err(|_| bad())?;
+            if n < 0 {
+                return Ok(Reply::Nil);
+            }
+            let n = n as usize;
+            if n > REPLY_MAX {
+                return Err(Failure::Io("a reply larger than 16 MiB".into()));
+            }
+            let mut buf = vec![0u8; n + 2];
+            conn.read_exact(&mut buf).map_err(io)?;
+            buf.truncate(n);
+            Ok(Reply::Bytes(buf))
+        }
+        b'*' => {
+            let n: i64 = text.parse().map_err(|_| bad())?;
+            if n < 0 {
+                return Ok(Reply::Nil);
+            }
+            let mut items = Vec::with_capacity((n as usize).min(64));
+            for _ in 0..n.min(1024) {
+                items.push(read_reply(conn, depth + 1)?);
+            }
+            Ok(Reply::List(items))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        let mut wire: &[u8] = b"*3\r\n:1\r\n$2\r\nhi\r\n$-1\r\n+OK\r\n-ERR no\r\n";
+        assert_eq!(
+            read_reply(&mut wire, 0).unwrap(),
+            Reply::List(vec![
+                Reply::Int(1),
+                Reply::Bytes(b"hi".to_vec()),
+                Reply::Nil
+            ])
+        );
+        assert_eq!(read_reply(&mut wire, 0).unwrap(), Reply::Done);
+        assert!(matches!(read_reply(&mut wire, 0), Err(Failure::Refused(e)) if e == "ERR no"));
+        assert!(matches!(
+            read_reply(&mut &b"$5\r\nab"[..], 0),
+            Err(Failure::Io(_))
+        ));
+    }
+}

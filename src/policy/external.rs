@@ -1,0 +1,163 @@
+//! What the policies ask of the external cache (Redis, `cache.external.url`): the
+//! commands (`Command`: a value's get, set and delete, a shared rate-limit count), what
+//! comes back (`Reply`), what a call waits for (`ExternalAsk`: the command and where its
+//! answer lands) and the commands nobody waits for (`External::queue`, bounded). The
+//! loop hands commands to the Redis worker (`crate::agent::redis`); an unavailable
+//! Redis is a miss for values and local counting for limits, never an error.
+//! Must not touch: sockets, the protocol (the worker speaks RESP).
+
+use super::expr::Val;
+
+/// One command for the external cache. Keys are already prefixed (`edgegate:`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Get(String),
+    /// SET key value PX ttl.
+    Set {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+    },
+    Del(String),
+    /// A sliding-window count shared by every gateway: drop what left the window,
+    /// and if `n` more (at least one) fit under `limit`, add them (`n` = 0: only
+    /// look). Replies `[allowed, used, oldest]`.
+    Count {
+        key: String,
+        now_ms: u64,
+        window_ms: u64,
+        limit: u64,
+        n: u64,
+        /// Tells this call's entries apart from others' in the same millisecond.
+        id: String,
+    },
+}
+
+/// What Redis answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Nil,
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Reply>),
+    /// A simple status (`+OK`).
+    Done,
+}
+
+/// Where a waited-for answer lands.
+#[derive(Debug)]
+pub enum Purpose {
+    /// cache-lookup-value: the variable, and what it gets on a miss (unset if none).
+    Lookup {
+        variable: String,
+        default: Option<Val<'static>>,
+    },
+    /// A shared limit's count: the policy runs again and reads it (`State::counted`).
+    Count,
+}
+
+/// A command a call waits for.
+#[derive(Debug)]
+pub struct ExternalAsk {
+    pub command: Command,
+    pub purpose: Purpose,
+}
+
+/// A shared limit's answer, as the policy that asked reads it when it runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Redis decided: allowed or not, calls used in the window, and when the oldest
+    /// of them leaves it (ms since 1970; 0 when allowed).
+    Shared {
+        allowed: bool,
+        used: u64,
+        oldest_ms: u64,
+    },
+    /// Redis could not be asked: the gateway counts on its own.
+    Unavailable,
+}
+
+impl Counted {
+    /// The answer to a `Command::Count`.
+    pub fn of(reply: Result<Reply, ()>) -> Counted {
+        let Ok(Reply::List(items)) = reply else {
+            return Counted::Unavailable;
+        };
+        let num = |i: usize| match items.get(i) {
+            Some(Reply::Int(n)) => Some(*n),
+            Some(Reply::Bytes(b)) => std::str::from_utf8(b)
+                .ok()?
+                .parse::<f64>()
+                .ok()
+                .map(|f| f as i64),
+            _ => None,
+        };
+        match (num(0), num(1), num(2)) {
+            (Some(a), Some(used), Some(oldest)) => Counted::Shared {
+                allowed: a == 1,
+                used: used.max(0) as u64,
+                oldest_ms: oldest.max(0) as u64,
+            },
+            _ => Counted::Unavailable,
+        }
+    }
+}
+
+/// Most fire-and-forget commands waiting for the loop's next turn.
+pub const QUEUE_MAX: usize = 1024;
+
+/// The policies' side of the external cache, held in the loop's counters.
+#[derive(Debug, Default)]
+pub struct External {
+    /// An external cache is configured (`cache.external.url`).
+    pub configured: bool,
+    /// It answered the last command (the worker's view, refreshed each turn).
+    pub up: bool,
+    /// Shared counters are wanted (`limits.counters.external`).
+    pub counters: bool,
+    /// Commands nobody waits for (stores, removals, deferred counts).
+    queue: Vec<Command>,
+    /// Commands dropped because the queue was full, since the start.
+    pub dropped: u64,
+}
+
+impl External {
+    /// Whether values go to Redis.
+    pub fn values(&self) -> bool {
+        self.configured
+    }
+    /// Whether limits count in Redis now (configured, wanted and reachable).
+    pub fn shares_counts(&self) -> bool {
+        self.configured && self.counters && self.up
+    }
+    /// Queues `c` to send without waiting (dropped and counted when full).
+    pub fn send(&mut self, c: Command) {
+        if self.queue.len() >= QUEUE_MAX {
+            self.dropped += 1;
+            return;
+        }
+        self.queue.push(c);
+    }
+    pub fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.queue)
+    }
+}
+
+impl super::call::State {
+    /// Lands an external cache's answer: a lookup's value (or its default on a miss or
+    /// an unavailable Redis), or a shared count for the policy that runs again.
+    pub fn answered(&mut self, purpose: Purpose, answer: Result<Reply, ()>) {
+        match purpose {
+            Purpose::Lookup { variable, default } => {
+                let found = match answer {
+                    Ok(Reply::Bytes(b)) => super::cache::decode_value(&b),
+                    _ => None,
+                };
+                if let Some(v) = found.or(default) {
+                    self.set_var(&variable, v);
+                }
+            }
+            Purpose::Count => self.counted = Some(Counted::of(answer)),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The external cache through the real binary and a real redis-server: two gateways
+//! share cached values; an outage is a miss (calls are still answered) and sharing
+//! resumes when Redis is back.
+
+use crate::common::*;
+use std::time::Duration;
+
+/// Two operations: `GET /c/profile` computes a user's profile once (Microsoft's
+/// custom-caching sample) and `DELETE /c/profile` forgets it.
+fn config() -> String {
+    let user = r#"context.Request.Headers.GetValueOrDefault("X-User", "")"#;
+    let profile = format!(
+        r#"<policies><inbound>
+    <cache-lookup-value key="@("userprofile-" + {user})" variable-name="userprofile" caching-type="external" />
+    <choose>
+        <when condition="@(!context.Variables.ContainsKey("userprofile"))">
+            <set-variable name="userprofile" value="@("profile of " + {user} + " made by " + context.RequestId)" />
+            <cache-store-value key="@("userprofile-" + {user})" value="@((string)context.Variables["userprofile"])" duration="3600" caching-type="external" />
+        </when>
+    </choose>
+    <cache-lookup-value key="counter" default-value="@(0)" variable-name="n" />
+    <return-response><set-body>@((string)context.Variables["userprofile"])</set-body></return-response>
+</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+    );
+    let forget = format!(
+        r#"<policies><inbound><cache-remove-value key="@("userprofile-" + {user})" /><return-response><set-status code="204" /></return-response></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+    );
+    format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "c", "path": "c", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
+            "operations": [
+              {{"id": "profile", "method": "GET", "urlTemplate": "/profile", "policies": {}}},
+              {{"id": "forget", "method": "DELETE", "urlTemplate": "/profile", "policies": {}}}]}}]}}"#,
+        js(&profile),
+        js(&forget),
+    )
+}
+
+fn profile(gw: &Gateway, who: &str) -> String {
+    let r = send(gw, "GET", "/c/profile", &[("X-User", who)], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn gateways_share_values_and_an_outage_is_a_miss() {
+    let mut redis = Redis::start();
+    let setting = format!("cache.external.url={}", redis.url());
+    let one = Gateway::start(&config(), &[&setting]);
+    let two = Gateway::start(&config(), &[&setting]);
+    let alice = profile(&one, "alice");
+    assert!(alice.starts_with("profile of alice made by "), "{alice}");
+    // the other gateway reads what the first stored
+    assert!(
+        eventually(Duration::from_secs(5), || profile(&two, "alice") == alice),
+        "shared through redis"
+    );
+    assert_eq!(profile(&one, "alice"), alice);
+    // removed on one, computed anew on the other
+    assert_eq!(
+        send(&two, "DELETE", "/c/profile", &[("X-User", "alice")], "").status,
+        204
+    );
+    assert!(eventually(Duration::from_secs(5), || profile(
+        &one, "alice"
+    ) != alice));
+    // an outage: every call is still answered, each a miss
+    redis.stop();
+    let during: Vec<String> = (0..3).map(|_| profile(&one, "bob")).collect();
+    assert!(during
+        .iter()
+        .all(|p| p.starts_with("profile of bob made by ")));
+    assert_ne!(
+        during[0], during[1],
+        "nothing is cached while redis is down"
+    );
+    assert!(one
+        .wait_for_log("values miss and limits count locally")
+        .contains(&format!(
+            "external cache redis://127.0.0.1:{} unavailable",
+            redis.port
+        )));
+    // back: sharing resumes
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let stored = profile(&one, "carol");
+            profile(&two, "carol") == stored
+        }),
+        "shared again once redis is back"
+    );
+}
+
+/// `rate-limit-by-key` with 10 calls a minute per `X-Tenant`.
+fn limited(backend: &str) -> String {
+    let policy = r#"<policies><inbound>
+  <rate-limit-by-key calls="10" renewal-period="60" counter-key="@(context.Request.Headers.GetValueOrDefault(&quot;X-Tenant&quot;, &quot;&quot;))" remaining-calls-header-name="X-Left" />
+</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "r", "path": "r", "serviceUrl": "{backend}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        js(policy)
+    )
+}
+
+#[test]
+fn two_gateways_enforce_one_limit_and_count_alone_through_an_outage() {
+    let mut redis = Redis::start();
+    let backend = Origin::echo();
+    let settings = [
+        format!("cache.external.url={}", redis.url()),
+        "limits.counters.external=true".to_string(),
+        "telemetry.metrics.local=prometheus".to_string(),
+        "telemetry.metrics.local.prometheus.listen=127.0.0.1:0".to_string(),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let one = Gateway::start(&limited(&backend.url("")), &settings);
+    let two = Gateway::start(&limited(&backend.url("")), &settings);
+    let call = |gw: &Gateway, tenant: &str| send(gw, "GET", "/r/x", &[("X-Tenant", tenant)], "");
+    // both reach redis before the count starts
+    let up = |gw: &Gateway| {
+        request(
+            gw.metrics_addr(),
+            "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        )
+        .text()
+        .contains("edgegate_external_cache_up 1\n")
+    };
+    assert!(eventually(Duration::from_secs(10), || up(&one) && up(&two)));
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| call(if i % 2 == 0 { &one } else { &two }, "acme").status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        &statuses[..10],
+        &[200; 10],
+        "the first ten, whichever gateway took them"
+    );
+    let refused = call(&one, "acme");
+    assert_eq!(refused.status, 429);
+    assert!(refused
+        .header("Retry-After")
+        .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| (1..=60).contains(&n))));
+    // an outage during traffic: every call is answered, each gateway counting alone
+    redis.stop();
+    let during: Vec<u16> = (0..24)
+        .map(|i| call(if i % 2 == 0 { &one } else { &two }, "outage").status)
+        .collect();
+    assert!(during.iter().all(|s| *s == 200 || *s == 429), "{during:?}");
+    assert_eq!(
+        during.iter().filter(|s| **s == 200).count(),
+        20,
+        "ten on each, alone: {during:?}"
+    );
+    assert!(eventually(Duration::from_secs(10), || !up(&one)));
+    assert!(
+        status(&one).contains("\"externalCache\": \"down\""),
+        "{}",
+        status(&one)
+    );
+    // back: one limit again
+    redis.restart();
+    assert!(eventually(Duration::from_secs(15), || {
+        let _ = call(&one, "probe");
+        let _ = call(&two, "probe");
+        up(&one) && up(&two)
+    }));
+    assert!(
+        status(&two).contains("\"externalCache\": \"up\""),
+        "{}",
+        status(&two)
+    );
+    let after: Vec<u16> = (0..16)
+        .map(|i| call(if i % 2 == 0 { &one } else { &two }, "after").status)
+        .collect();
+    assert_eq!(after.iter().filter(|s| **s == 200).count(), 10, "{after:?}");
+    assert_eq!(
+        backend.requests().len(),
+        10 + 20 + 10 + backend_probes(&backend)
+    );
+}
+
+/// The probe calls that reached the backend while waiting for Redis to come back.
+fn backend_probes(backend: &Origin) -> usize {
+    backend
+        .requests()
+        .iter()
+        .filter(|r| r.header("X-Tenant") == Some("probe"))
+        .count()
+}
