@@ -196,3 +196,39 @@ fn backend_probes(backend: &Origin) -> usize {
         .filter(|r| r.header("X-Tenant") == Some("probe"))
         .count()
 }
+
+#[test]
+fn a_subscriptions_rate_limit_is_one_across_gateways() {
+    let redis = Redis::start();
+    let backend = Origin::echo();
+    let policy = r#"<policies><inbound><rate-limit calls="5" renewal-period="60" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "r", "path": "r", "serviceUrl": "{}", "subscriptionRequired": true,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*"}}]}}],
+          "products": [{{"id": "p", "apis": ["r"], "state": "published", "policies": {}}}],
+          "subscriptions": [{{"id": "s1", "scope": "/products/p", "primaryKey": "shared-key-1"}},
+                            {{"id": "s2", "scope": "/products/p", "primaryKey": "other-key-2"}}]}}"#,
+        backend.url(""),
+        js(policy)
+    );
+    let settings = [
+        format!("cache.external.url={}", redis.url()),
+        "limits.counters.external=true".to_string(),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let one = Gateway::start(&doc, &settings);
+    let two = Gateway::start(&doc, &settings);
+    let call = |gw: &Gateway, key: &str| {
+        send(gw, "GET", "/r/x", &[("Ocp-Apim-Subscription-Key", key)], "").status
+    };
+    assert!(eventually(Duration::from_secs(10), || {
+        status(&one).contains("\"externalCache\": \"up\"")
+            && status(&two).contains("\"externalCache\": \"up\"")
+    }));
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| call(if i % 2 == 0 { &one } else { &two }, "shared-key-1"))
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
+    // another subscription has its own window
+    assert_eq!(call(&two, "other-key-2"), 200);
+}

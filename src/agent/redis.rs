@@ -95,20 +95,28 @@ struct Worker {
     up: Arc<AtomicBool>,
 }
 
-/// The sliding-window count of `Command::Count`, atomic in Redis.
+/// The sliding-window counts of `Command::Count`, atomic in Redis: every window is
+/// checked before any is counted, so a refused call counts nowhere.
 const COUNT_SCRIPT: &str = "\
-local k = KEYS[1]
-local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3]); local n = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', k, '-inf', now - window)
-local used = redis.call('ZCARD', k)
-if used + math.max(n, 1) > limit then
-  local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
-  return {0, used, tonumber(oldest[2] or now)}
+local now = tonumber(ARGV[1]); local n = tonumber(ARGV[2]); local id = ARGV[3]
+local need = math.max(n, 1)
+local remaining = -1
+for i, k in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + 2 * i]); local limit = tonumber(ARGV[3 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - window)
+  local used = redis.call('ZCARD', k)
+  if used + need > limit then
+    local oldest = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    return {0, 0, tonumber(oldest[2] or now) + window}
+  end
+  local left = limit - used - n
+  if remaining < 0 or left < remaining then remaining = left end
 end
-for i = 1, n do redis.call('ZADD', k, now, ARGV[5] .. ':' .. i) end
-redis.call('PEXPIRE', k, window)
-return {1, used + n, 0}";
+for i, k in ipairs(KEYS) do
+  for j = 1, n do redis.call('ZADD', k, now, id .. ':' .. j) end
+  redis.call('PEXPIRE', k, tonumber(ARGV[2 + 2 * i]))
+end
+return {1, math.max(remaining, 0), 0}";
 
 impl Worker {
     /// The connection, (re)made when there is none and the last attempt is old enough.
@@ -213,23 +221,28 @@ fn arguments(command: &Command) -> Vec<Vec<u8>> {
         ],
         Command::Del(k) => vec![s("DEL"), s(k)],
         Command::Count {
-            key,
+            windows,
             now_ms,
-            window_ms,
-            limit,
             n,
             id,
-        } => vec![
-            s("EVAL"),
-            s(COUNT_SCRIPT),
-            s("1"),
-            s(key),
-            now_ms.to_string().into_bytes(),
-            window_ms.to_string().into_bytes(),
-            limit.to_string().into_bytes(),
-            n.to_string().into_bytes(),
-            s(id),
-        ],
+        } => {
+            let mut args = vec![
+                s("EVAL"),
+                s(COUNT_SCRIPT),
+                windows.len().to_string().into_bytes(),
+            ];
+            args.extend(windows.iter().map(|w| s(&w.key)));
+            args.extend([
+                now_ms.to_string().into_bytes(),
+                n.to_string().into_bytes(),
+                s(id),
+            ]);
+            for w in windows {
+                args.push(w.window_ms.max(1).to_string().into_bytes());
+                args.push(w.limit.to_string().into_bytes());
+            }
+            args
+        }
     }
 }
 

@@ -19,18 +19,25 @@ pub enum Command {
         ttl_ms: u64,
     },
     Del(String),
-    /// A sliding-window count shared by every gateway: drop what left the window,
-    /// and if `n` more (at least one) fit under `limit`, add them (`n` = 0: only
-    /// look). Replies `[allowed, used, oldest]`.
+    /// Sliding-window counts shared by every gateway, one per window (a limit and its
+    /// nested levels): drop what left each window, and if `n` more (at least one) fit
+    /// under every limit, add them to all (`n` = 0: only look). Replies `[1, remaining,
+    /// 0]` or `[0, 0, when the tightest window lets a call in again (ms)]`.
     Count {
-        key: String,
+        windows: Vec<Window>,
         now_ms: u64,
-        window_ms: u64,
-        limit: u64,
         n: u64,
         /// Tells this call's entries apart from others' in the same millisecond.
         id: String,
     },
+}
+
+/// One shared window of `Command::Count`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub key: String,
+    pub window_ms: u64,
+    pub limit: u64,
 }
 
 /// What Redis answered.
@@ -66,12 +73,12 @@ pub struct ExternalAsk {
 /// A shared limit's answer, as the policy that asked reads it when it runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counted {
-    /// Redis decided: allowed or not, calls used in the window, and when the oldest
-    /// of them leaves it (ms since 1970; 0 when allowed).
+    /// Redis decided: allowed (and calls left in the tightest window), or not (and
+    /// when a call fits again, ms since 1970).
     Shared {
         allowed: bool,
-        used: u64,
-        oldest_ms: u64,
+        remaining: u64,
+        again_ms: u64,
     },
     /// Redis could not be asked: the gateway counts on its own.
     Unavailable,
@@ -93,10 +100,10 @@ impl Counted {
             _ => None,
         };
         match (num(0), num(1), num(2)) {
-            (Some(a), Some(used), Some(oldest)) => Counted::Shared {
+            (Some(a), Some(remaining), Some(again)) => Counted::Shared {
                 allowed: a == 1,
-                used: used.max(0) as u64,
-                oldest_ms: oldest.max(0) as u64,
+                remaining: remaining.max(0) as u64,
+                again_ms: again.max(0) as u64,
             },
             _ => Counted::Unavailable,
         }

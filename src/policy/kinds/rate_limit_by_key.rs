@@ -11,7 +11,7 @@ use super::rate_limit::{allowed, limit_headers, refused, LimitHeaders, LIMIT_HEA
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
 use crate::policy::expr::{EvalError, Expr};
-use crate::policy::external::{Command, Counted, ExternalAsk, Purpose};
+use crate::policy::external::{Command, Counted, ExternalAsk, Purpose, Window};
 use crate::policy::parse::{
     attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, POSITIVE,
     R, WHOLE,
@@ -126,10 +126,12 @@ impl Behaviour for RateLimitByKey {
         };
         if counts && call.counters.external.shares_counts() {
             call.counters.external.send(Command::Count {
-                key: self.shared_key(&window),
+                windows: vec![Window {
+                    key: self.shared_key(&window),
+                    window_ms: period_secs.saturating_mul(1000),
+                    limit: calls,
+                }],
                 now_ms: call.now_ms,
-                window_ms: period_secs.saturating_mul(1000),
-                limit: calls,
                 n: count,
                 id: format!("{}:{:x}", call.st.request_id, self.counter),
             });
@@ -175,10 +177,12 @@ impl RateLimitByKey {
                 let deferred = self.increment_condition.is_some();
                 call.st.external.push(ExternalAsk {
                     command: Command::Count {
-                        key: self.shared_key(&limit.window),
+                        windows: vec![Window {
+                            key: self.shared_key(&limit.window),
+                            window_ms,
+                            limit: limit.calls,
+                        }],
                         now_ms: call.now_ms,
-                        window_ms,
-                        limit: limit.calls,
                         // counted once the response is known, with increment-condition
                         n: if deferred { 0 } else { limit.count },
                         id: format!("{}:{:x}", call.st.request_id, self.counter),
@@ -192,13 +196,11 @@ impl RateLimitByKey {
             Some(Counted::Unavailable) => None,
             Some(Counted::Shared {
                 allowed: ok,
-                used,
-                oldest_ms,
+                remaining,
+                again_ms,
             }) => {
                 if !ok {
-                    let back_ms = oldest_ms
-                        .saturating_add(window_ms)
-                        .saturating_sub(call.now_ms);
+                    let back_ms = again_ms.saturating_sub(call.now_ms);
                     return Some(refused(
                         step,
                         call.st,
@@ -206,7 +208,7 @@ impl RateLimitByKey {
                         back_ms.div_ceil(1000).max(1),
                     ));
                 }
-                let mut left = limit.calls.saturating_sub(used);
+                let mut left = remaining;
                 if self.increment_condition.is_some() {
                     left = left.saturating_sub(limit.count);
                     call.st.deferred.push((step.clone(), limit.window.clone()));
