@@ -232,3 +232,49 @@ fn a_subscriptions_rate_limit_is_one_across_gateways() {
     // another subscription has its own window
     assert_eq!(call(&two, "other-key-2"), 200);
 }
+
+#[test]
+fn a_quota_is_one_across_gateways() {
+    let redis = Redis::start();
+    let backend = Origin::echo();
+    let policy = r#"<policies><inbound><quota-by-key calls="4" renewal-period="3600" counter-key="@(context.Request.Headers.GetValueOrDefault(&quot;X-Tenant&quot;, &quot;&quot;))" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "q", "path": "q", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(policy)
+    );
+    let settings = [
+        format!("cache.external.url={}", redis.url()),
+        "limits.counters.external=true".to_string(),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let one = Gateway::start(&doc, &settings);
+    let two = Gateway::start(&doc, &settings);
+    assert!(eventually(Duration::from_secs(10), || {
+        status(&one).contains("\"externalCache\": \"up\"")
+            && status(&two).contains("\"externalCache\": \"up\"")
+    }));
+    // calls counted so far in redis, over every quota window
+    let counted = || {
+        redis.command(&[
+            "EVAL",
+            "local s = 0 for _, k in ipairs(redis.call('KEYS', 'edgegate:q:*')) do s = s + tonumber(redis.call('HGET', k, 'c') or 0) end return s",
+            "0",
+        ])
+    };
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let gw = if i % 2 == 0 { &one } else { &two };
+        let status = send(gw, "GET", "/q/x", &[("X-Tenant", "acme")], "").status;
+        statuses.push(status);
+        // a call is counted when it ends: wait until redis has it before the next one
+        let want = format!(":{}\r\n", statuses.iter().filter(|s| **s == 200).count());
+        assert!(
+            eventually(Duration::from_secs(5), || counted() == want),
+            "{}",
+            counted()
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 403, 403, 403, 403]);
+}

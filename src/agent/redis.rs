@@ -118,6 +118,23 @@ for i, k in ipairs(KEYS) do
 end
 return {1, math.max(remaining, 0), 0}";
 
+/// `Command::QuotaCheck`: the first window a call does not fit (1-based), or 0.
+const QUOTA_CHECK_SCRIPT: &str = "\
+for i, k in ipairs(KEYS) do
+  local calls = tonumber(ARGV[2 * i - 1]); local bytes = tonumber(ARGV[2 * i])
+  local v = redis.call('HMGET', k, 'c', 'b')
+  local c = tonumber(v[1] or 0); local b = tonumber(v[2] or 0)
+  if (calls > 0 and c >= calls) or (bytes > 0 and b >= bytes) then return i end
+end
+return 0";
+
+/// `Command::QuotaAdd`.
+const QUOTA_ADD_SCRIPT: &str = "\
+redis.call('HINCRBY', KEYS[1], 'c', 1)
+redis.call('HINCRBY', KEYS[1], 'b', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1";
+
 impl Worker {
     /// The connection, (re)made when there is none and the last attempt is old enough.
     fn connected(&mut self) -> Option<&mut BufReader<TcpStream>> {
@@ -243,6 +260,27 @@ fn arguments(command: &Command) -> Vec<Vec<u8>> {
             }
             args
         }
+        Command::QuotaCheck { windows } => {
+            let mut args = vec![
+                s("EVAL"),
+                s(QUOTA_CHECK_SCRIPT),
+                windows.len().to_string().into_bytes(),
+            ];
+            args.extend(windows.iter().map(|w| s(&w.key)));
+            for w in windows {
+                args.push(w.calls.to_string().into_bytes());
+                args.push(w.bytes.to_string().into_bytes());
+            }
+            args
+        }
+        Command::QuotaAdd { key, bytes, ttl_ms } => vec![
+            s("EVAL"),
+            s(QUOTA_ADD_SCRIPT),
+            s("1"),
+            s(key),
+            bytes.to_string().into_bytes(),
+            ttl_ms.max(&1).to_string().into_bytes(),
+        ],
     }
 }
 

@@ -789,8 +789,24 @@ pub fn retry_delay(retry: &policy::RetryTerms, n: u32, jitter: f64) -> std::time
 
 /// Counts the call against its quotas (at its end, when its size is known).
 pub fn finish(st: &mut State, counters: &mut Counters, bytes: u64, now_ms: u64) {
+    let now_s = now_ms / 1000;
     for q in st.quotas.drain(..) {
-        counters.quota_add(&q.label, &q.key, q.period, q.start, bytes, now_ms / 1000);
+        if counters.external.shares_counts() {
+            // counted where every gateway counts
+            let start = crate::policy::limits::window_start(q.start, q.period, now_s);
+            let ends_ms = (start + q.period)
+                .saturating_sub(now_s)
+                .saturating_mul(1000);
+            counters
+                .external
+                .send(crate::policy::external::Command::QuotaAdd {
+                    key: crate::policy::external::quota_key(&q.label, &q.key, start),
+                    bytes,
+                    ttl_ms: ends_ms.max(1000),
+                });
+            continue;
+        }
+        counters.quota_add(&q.label, &q.key, q.period, q.start, bytes, now_s);
     }
     st.slots.clear();
 }

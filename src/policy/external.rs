@@ -30,6 +30,32 @@ pub enum Command {
         /// Tells this call's entries apart from others' in the same millisecond.
         id: String,
     },
+    /// Whether a call fits every quota window (calls and bytes used so far against
+    /// the limits, 0 = no limit). Replies the 1-based index of the first one it does
+    /// not fit, or 0.
+    QuotaCheck {
+        windows: Vec<QuotaWindow>,
+    },
+    /// Counts a finished call (and its bytes) in a quota window, which ends in
+    /// `ttl_ms`.
+    QuotaAdd {
+        key: String,
+        bytes: u64,
+        ttl_ms: u64,
+    },
+}
+
+/// One shared quota window of `Command::QuotaCheck`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaWindow {
+    pub key: String,
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+/// The key of a shared quota window: its policy level, the caller's key, the window.
+pub fn quota_key(label: &str, key: &str, window_start: u64) -> String {
+    format!("edgegate:q:{label}:{key}:{window_start}")
 }
 
 /// One shared window of `Command::Count`.
@@ -80,6 +106,9 @@ pub enum Counted {
         remaining: u64,
         again_ms: u64,
     },
+    /// Redis checked the quota windows: the place of the first one the call does not
+    /// fit, if any.
+    Quota(Option<usize>),
     /// Redis could not be asked: the gateway counts on its own.
     Unavailable,
 }
@@ -87,8 +116,12 @@ pub enum Counted {
 impl Counted {
     /// The answer to a `Command::Count`.
     pub fn of(reply: Result<Reply, ()>) -> Counted {
-        let Ok(Reply::List(items)) = reply else {
-            return Counted::Unavailable;
+        let items = match reply {
+            Ok(Reply::List(items)) => items,
+            Ok(Reply::Int(i)) => {
+                return Counted::Quota(usize::try_from(i).ok().and_then(|i| i.checked_sub(1)))
+            }
+            _ => return Counted::Unavailable,
         };
         let num = |i: usize| match items.get(i) {
             Some(Reply::Int(n)) => Some(*n),

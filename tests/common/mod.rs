@@ -869,6 +869,20 @@ impl Redis {
         assert!(up, "redis-server did not start on {}", self.port);
     }
 
+    /// Runs one command (RESP) and returns the raw reply.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(out.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
     /// Kills it (an outage).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -12,6 +12,8 @@ use super::rate_limit::{label_of, limit, Limit};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, QuotaUse};
 use crate::policy::expr::{EvalError, Expr};
+use crate::policy::external::{quota_key, Command, Counted, ExternalAsk, Purpose, QuotaWindow};
+use crate::policy::limits::window_start;
 use crate::policy::parse::{
     attr, elements, expr_value, no_attributes, number, only_children, positive, required, setting,
     text_value, whole, Cx, POSITIVE, R, WHOLE,
@@ -179,6 +181,68 @@ impl Quota {
             .collect())
     }
 
+    /// The 403 of a call over level `l`'s quota, which renews in `renew` seconds.
+    fn exceeded(&self, step: &Step, call: &mut Call, l: &Level, renew: u64) -> Flow {
+        let what = if l.calls > 0 {
+            "call volume"
+        } else {
+            "bandwidth"
+        };
+        let msg = format!(
+            "Out of {what} quota. Quota will be replenished in {}.",
+            hms(renew)
+        );
+        call.st.answer(403, &msg);
+        call.st
+            .resp
+            .headers
+            .set("Retry-After", Some(vec![renew.to_string()]));
+        call.st.fail(step, self.name(), "QuotaExceeded", &msg)
+    }
+
+    /// A call that fits is counted when it ends (or when its response meets
+    /// increment-condition).
+    fn counted(&self, step: &Step, call: &mut Call, key: String, levels: Vec<Level>) {
+        if self.increment_condition.is_some() {
+            call.st.deferred.push((step.clone(), key));
+        } else {
+            self.count(call, key, levels);
+        }
+    }
+
+    /// The shared check, when the external cache counts quotas.
+    fn shared(&self, call: &mut Call, key: &str, levels: &[Level]) -> Shared {
+        match call.st.counted.take() {
+            None => {
+                if !call.counters.external.shares_counts() || call.st.collecting {
+                    return Shared::Local;
+                }
+                let now_s = call.now_ms / 1000;
+                let windows = levels
+                    .iter()
+                    .map(|l| {
+                        let start = window_start(self.first_period_start, l.period_secs, now_s);
+                        QuotaWindow {
+                            key: quota_key(&l.label, key, start),
+                            calls: l.calls,
+                            bytes: l.bandwidth_kb.saturating_mul(1024),
+                        }
+                    })
+                    .collect();
+                call.st.external.push(ExternalAsk {
+                    command: Command::QuotaCheck { windows },
+                    purpose: Purpose::Count,
+                });
+                call.st.rerun = true;
+                call.st.wait_any = false;
+                Shared::Wait
+            }
+            Some(Counted::Quota(Some(i))) => Shared::Exceeded(i),
+            Some(Counted::Quota(None)) => Shared::Fits,
+            Some(_) => Shared::Local,
+        }
+    }
+
     /// Counts the call against every level once it ends (`State::quotas`).
     fn count(&self, call: &mut Call, key: String, levels: Vec<Level>) {
         for l in levels {
@@ -190,6 +254,16 @@ impl Quota {
             });
         }
     }
+}
+
+/// What the external cache said about a quota.
+enum Shared {
+    /// Asked: the call waits, and the policy runs again with the answer.
+    Wait,
+    Exceeded(usize),
+    Fits,
+    /// Not shared (or Redis could not answer): counted here.
+    Local,
 }
 
 impl Behaviour for Quota {
@@ -219,6 +293,20 @@ impl Behaviour for Quota {
         };
         let levels = or_fail!(call, step, self.levels(call));
         let now_s = call.now_ms / 1000;
+        match self.shared(call, &key, &levels) {
+            Shared::Wait => return Flow::Suspend,
+            Shared::Exceeded(i) => {
+                if let Some(l) = levels.get(i) {
+                    let start = window_start(self.first_period_start, l.period_secs, now_s);
+                    return self.exceeded(step, call, l, start + l.period_secs - now_s);
+                }
+            }
+            Shared::Fits => {
+                self.counted(step, call, key, levels);
+                return Flow::Continue;
+            }
+            Shared::Local => {}
+        }
         for l in &levels {
             if l.calls == 0 && l.bandwidth_kb == 0 {
                 continue;
@@ -233,28 +321,10 @@ impl Behaviour for Quota {
                 now_s,
             );
             if let Err(renew) = checked {
-                let what = if l.calls > 0 {
-                    "call volume"
-                } else {
-                    "bandwidth"
-                };
-                let msg = format!(
-                    "Out of {what} quota. Quota will be replenished in {}.",
-                    hms(renew)
-                );
-                call.st.answer(403, &msg);
-                call.st
-                    .resp
-                    .headers
-                    .set("Retry-After", Some(vec![renew.to_string()]));
-                return call.st.fail(step, self.name(), "QuotaExceeded", &msg);
+                return self.exceeded(step, call, l, renew);
             }
         }
-        if self.increment_condition.is_some() {
-            call.st.deferred.push((step.clone(), key));
-        } else {
-            self.count(call, key, levels);
-        }
+        self.counted(step, call, key, levels);
         Flow::Continue
     }
     fn settle(&self, key: String, call: &mut Call) {

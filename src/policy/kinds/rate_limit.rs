@@ -155,7 +155,7 @@ impl RateLimit {
                 call.st.wait_any = false;
                 Some(Flow::Suspend)
             }
-            Some(Counted::Unavailable) => None,
+            Some(Counted::Unavailable | Counted::Quota(_)) => None,
             Some(Counted::Shared {
                 allowed: ok,
                 remaining,

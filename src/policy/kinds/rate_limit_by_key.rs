@@ -193,7 +193,7 @@ impl RateLimitByKey {
                 call.st.wait_any = false;
                 Some(Flow::Suspend)
             }
-            Some(Counted::Unavailable) => None,
+            Some(Counted::Unavailable | Counted::Quota(_)) => None,
             Some(Counted::Shared {
                 allowed: ok,
                 remaining,
