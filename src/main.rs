@@ -294,9 +294,30 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
         ),
         None => None,
     };
-    let (agent, from_agent) =
-        Agent::spawn(syncer, mirror, (Arc::clone(&runtime), loaded.text), waker)
-            .map_err(|e| format!("cannot start the agent thread: {e}"))?;
+    let id = &settings.identity;
+    let client = match (
+        id.endpoint(&settings.azure_ad_authority),
+        &id.client_id,
+        &id.client_secret,
+    ) {
+        (Some(endpoint), Some(client_id), Some(secret)) => {
+            Some(edgegate::agent::identity::Client {
+                endpoint,
+                client_id: client_id.clone(),
+                secret: secret.clone(),
+                entra: id.token_url.is_none(),
+            })
+        }
+        _ => None,
+    };
+    let (agent, from_agent) = Agent::spawn(
+        syncer,
+        mirror,
+        (Arc::clone(&runtime), loaded.text),
+        waker,
+        client,
+    )
+    .map_err(|e| format!("cannot start the agent thread: {e}"))?;
     log::info!(
         "config version {} ({}) loaded, {} apis",
         runtime.version,

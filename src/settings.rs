@@ -136,6 +136,9 @@ pub struct GatewaySettings {
     /// Rate limits count in the external cache, shared by every gateway using it
     /// (`limits.counters.external`).
     pub counters_external: bool,
+    /// The gateway's own identity (authentication-managed-identity): an OAuth 2.0
+    /// client that gets tokens with the client-credentials flow.
+    pub identity: Identity,
     /// Which labels request metrics carry.
     pub metrics_labels: LabelSet,
 }
@@ -187,6 +190,10 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "cache.memory.max",
     "cache.external.url",
     "limits.counters.external",
+    "identity.token.url",
+    "identity.tenant",
+    "identity.client.id",
+    "identity.client.secret",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -200,6 +207,29 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.instances.prune.after",
     "manage.audit.path",
 ];
+
+/// The gateway's OAuth 2.0 client identity (`identity.*`).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The token endpoint (`identity.token.url`), or an Entra tenant's
+    /// (`identity.tenant` at `net.azure-ad.authority`).
+    pub token_url: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    /// Inline, or `@/path/file` read at each fetch (a rotated file takes effect).
+    pub client_secret: Option<Secret>,
+}
+
+impl Identity {
+    /// The token endpoint, if one is configured.
+    pub fn endpoint(&self, authority: &str) -> Option<String> {
+        match (&self.token_url, &self.tenant) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(t)) => Some(format!("{authority}/{t}/oauth2/v2.0/token")),
+            (None, None) => None,
+        }
+    }
+}
 
 /// Where the external cache is: `redis://[[user]:password@]host[:port][/db]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,6 +383,7 @@ impl GatewaySettings {
             cache_memory_max: CACHE_MEMORY_DEFAULT,
             cache_external: None,
             counters_external: false,
+            identity: Identity::default(),
             metrics_labels: LabelSet::default(),
         }
     }
@@ -398,6 +429,34 @@ impl GatewaySettings {
             }
             "limits.counters.external" => {
                 self.counters_external = parse_bool(value).ok_or_else(|| bad(BOOL))?
+            }
+            "identity.token.url" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(bad("an http:// or https:// URL"));
+                }
+                self.identity.token_url = Some(value.to_string());
+            }
+            "identity.tenant" => {
+                if value.is_empty()
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                {
+                    return Err(bad("a tenant id or domain"));
+                }
+                self.identity.tenant = Some(value.to_string());
+            }
+            "identity.client.id" => {
+                if value.is_empty() {
+                    return Err(bad("a client id"));
+                }
+                self.identity.client_id = Some(value.to_string());
+            }
+            "identity.client.secret" => {
+                if value.is_empty() {
+                    return Err(bad("a secret or '@/path/file'"));
+                }
+                self.identity.client_secret = Some(Secret(value.to_string()));
             }
             "net.azure-ad.authority" => {
                 if !(value.starts_with("http://") || value.starts_with("https://")) {
@@ -898,6 +957,9 @@ mod tests {
             "manage.admin.token" => "a-token-of-enough-length",
             "net.azure-ad.authority" => "https://login.microsoftonline.us",
             "cache.external.url" => "redis://127.0.0.1:6379",
+            "identity.token.url" => "https://login.example/token",
+            "identity.tenant" => "contoso.onmicrosoft.com",
+            "identity.client.id" => "gateway-client",
             "limits.counters.external" => "true",
             _ => "/tmp/some-file",
         };
@@ -931,6 +993,7 @@ mod tests {
                     "telemetry.",
                     "limits.",
                     "cache.",
+                    "identity.",
                     "manage.",
                 ]
                 .iter()

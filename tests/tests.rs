@@ -9,6 +9,7 @@ mod backups;
 mod expressions;
 mod external_cache;
 mod federation;
+mod identity;
 mod lifecycle;
 mod openid;
 mod plane_http;

@@ -21,6 +21,8 @@
 pub mod caller;
 pub mod client;
 pub mod compiler;
+pub mod fetch;
+pub mod identity;
 pub mod keys;
 pub mod local;
 pub mod openid;
@@ -66,6 +68,10 @@ pub enum ToAgent {
     Keys(openid::Fetched),
     /// The loop met a token whose key id no key set of this configuration has.
     RefreshKeys(String),
+    /// The identity's token fetcher got (or failed to get) a token.
+    Token(identity::Fetched),
+    /// The loop has no access token for this resource.
+    WantToken(String),
     Shutdown,
 }
 
@@ -89,6 +95,8 @@ pub enum ToLoop {
     /// The newest signing keys of an OpenID configuration (fetched, or kept from an
     /// earlier run).
     Keys(String, Arc<crate::policy::keyring::KeySet>),
+    /// A fresh access token of the gateway's identity for a resource.
+    Token(String, Arc<crate::policy::tokens::Token>),
 }
 
 /// Longest the process waits for the agent thread when exiting.
@@ -171,6 +179,8 @@ pub enum Update {
     Status(crate::status::SyncState),
     /// Signing keys of an OpenID configuration for the loop.
     Keys(String, Arc<crate::policy::keyring::KeySet>),
+    /// An access token of the gateway's identity for the loop.
+    Token(String, Arc<crate::policy::tokens::Token>),
 }
 
 /// Where configs come from: a file (local mode) or the management plane (service mode).
@@ -251,11 +261,13 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent thread; the receiver is the loop's end. `applied` is the config
     /// the loop starts with and its text (kept for DNS refreshes).
+    /// `client`: the gateway's identity, when `identity.*` is configured.
     pub fn spawn(
         syncer: Box<dyn Syncer>,
         mirror: Option<scrape::SharedMirror>,
         applied: (Arc<Runtime>, String),
         waker: Arc<Waker>,
+        client: Option<identity::Client>,
     ) -> std::io::Result<(Agent, Receiver<ToLoop>)> {
         let mut syncer = syncer;
         let (sender, inbox) = mpsc::sync_channel(AGENT_QUEUE);
@@ -263,6 +275,10 @@ impl Agent {
         let helpers = Helpers {
             mirror,
             openid: Some(openid::spawn(sender.clone())?),
+            identity: match client {
+                Some(c) => Some(identity::spawn(c, sender.clone())?),
+                None => None,
+            },
         };
         let (outbox, receiver) = mpsc::channel();
         let reload = Arc::new(AtomicBool::new(false));
@@ -319,6 +335,10 @@ struct Coordinator {
     /// The OpenID key fetcher, and the configuration URLs it was last told.
     openid: Option<openid::Fetcher>,
     openid_urls: Vec<String>,
+    /// The gateway identity's token fetcher (with `identity.*`), and the resources it
+    /// was last told.
+    identity: Option<identity::Fetcher>,
+    identity_resources: Vec<String>,
 }
 
 /// How often the cumulative metrics are rendered for the plane.
@@ -350,6 +370,8 @@ impl Coordinator {
             ToAgent::Plane(reply) => updates.extend(self.syncer.on_plane(reply, &self.running)),
             ToAgent::Keys(fetched) => self.keys_fetched(fetched, updates),
             ToAgent::RefreshKeys(url) => self.refresh_keys(url),
+            ToAgent::Token(fetched) => self.token_fetched(fetched, updates),
+            ToAgent::WantToken(resource) => self.fetch_token(resource),
             ToAgent::Reload => {}
             ToAgent::Shutdown => return Flow::Stop,
         }
@@ -443,6 +465,7 @@ impl Coordinator {
                 Update::Rejected(reason) => ToLoop::Rejected(reason),
                 Update::Status(state) => ToLoop::Status(state),
                 Update::Keys(url, set) => ToLoop::Keys(url, set),
+                Update::Token(resource, token) => ToLoop::Token(resource, token),
             };
             if self.outbox.send(msg).is_err() {
                 return false;
@@ -475,6 +498,7 @@ const INBOX_BURST: usize = 256;
 struct Helpers {
     mirror: Option<scrape::SharedMirror>,
     openid: Option<openid::Fetcher>,
+    identity: Option<identity::Fetcher>,
 }
 
 fn run(
@@ -487,7 +511,11 @@ fn run(
     waker: &Waker,
 ) {
     let (running, running_text) = applied;
-    let Helpers { mirror, openid } = helpers;
+    let Helpers {
+        mirror,
+        openid,
+        identity,
+    } = helpers;
     let mut agent = Coordinator {
         syncer,
         retired: Vec::new(),
@@ -499,6 +527,8 @@ fn run(
         next_metrics_upload: Instant::now() + METRICS_UPLOAD_EVERY,
         openid,
         openid_urls: Vec::new(),
+        identity,
+        identity_resources: Vec::new(),
     };
     loop {
         let due = agent.syncer.next_tick().min(agent.next_dns);
@@ -534,6 +564,7 @@ fn run(
         // configurations
         let mut keys = Vec::new();
         agent.want_keys(&mut keys);
+        agent.want_tokens();
         if !agent.deliver(keys, waker) {
             return;
         }

@@ -9,19 +9,13 @@
 //! and hands them to the loop. Nothing here ever runs on the loop.
 //! Must not touch: the loop, the store.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::fetch::Schedule;
 use super::ToAgent;
-use crate::http::whole::{Reader, Whole, WholeError};
+use crate::http::whole::Whole;
 
-/// Largest discovery or JWKS document.
-pub const DOCUMENT_MAX: u64 = 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a fetched key set is used before it is fetched again, without and within
 /// the provider's `max-age`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
@@ -29,8 +23,6 @@ const MIN_REFRESH: Duration = Duration::from_secs(300);
 const MAX_REFRESH: Duration = Duration::from_secs(86_400);
 /// Least time between two fetches of one URL the loop asked for.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
-const FIRST_RETRY: Duration = Duration::from_secs(30);
-const MAX_RETRY: Duration = Duration::from_secs(900);
 
 /// What the agent asks of the fetcher.
 pub enum Ask {
@@ -74,69 +66,27 @@ pub fn spawn(inbox: SyncSender<ToAgent>) -> std::io::Result<Fetcher> {
     Ok(Fetcher { asks })
 }
 
-/// When a URL is fetched next, and how its last fetches went.
-struct Due {
-    next: Instant,
-    last: Option<Instant>,
-    failures: u32,
-}
-
 fn run(asked: &Receiver<Ask>, inbox: &SyncSender<ToAgent>) {
-    let mut urls: BTreeMap<String, Due> = BTreeMap::new();
+    let mut urls = Schedule::default();
     loop {
-        let now = Instant::now();
-        let wait = urls
-            .values()
-            .map(|d| d.next.saturating_duration_since(now))
-            .min()
-            .unwrap_or(Duration::from_secs(60))
-            .min(Duration::from_secs(60));
-        match asked.recv_timeout(wait) {
+        match asked.recv_timeout(urls.wait()) {
             Ok(Ask::Want(list)) => {
-                urls.retain(|u, _| list.contains(u));
+                urls.keep_only(&list);
                 for url in list {
-                    urls.entry(url).or_insert(Due {
-                        next: Instant::now(),
-                        last: None,
-                        failures: 0,
-                    });
+                    urls.add(url);
                 }
             }
-            Ok(Ask::Refresh(url)) => {
-                if let Some(d) = urls.get_mut(&url) {
-                    let recent = d.last.is_some_and(|t| t.elapsed() < MIN_REFETCH);
-                    d.next = if recent {
-                        d.last.map_or(Instant::now(), |t| t + MIN_REFETCH)
-                    } else {
-                        Instant::now()
-                    };
-                }
-            }
+            Ok(Ask::Refresh(url)) => urls.soon(&url, MIN_REFETCH),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        let due: Vec<String> = urls
-            .iter()
-            .filter(|(_, d)| d.next <= Instant::now())
-            .map(|(u, _)| u.clone())
-            .collect();
-        for url in due {
+        for url in urls.due() {
             let result = fetch(&url);
-            let Some(d) = urls.get_mut(&url) else {
-                continue;
-            };
-            d.last = Some(Instant::now());
-            match &result {
-                Ok((_, max_age)) => {
-                    d.failures = 0;
-                    d.next = Instant::now() + (*max_age).clamp(MIN_REFRESH, MAX_REFRESH);
-                }
-                Err(_) => {
-                    let backoff = FIRST_RETRY.saturating_mul(1 << d.failures.min(5));
-                    d.failures += 1;
-                    d.next = Instant::now() + backoff.min(MAX_RETRY);
-                }
-            }
+            let again = result
+                .as_ref()
+                .ok()
+                .map(|(_, max_age)| (*max_age).clamp(MIN_REFRESH, MAX_REFRESH));
+            urls.fetched(&url, again);
             let fetched = Fetched {
                 url,
                 result: result.map(|(doc, _)| doc),
@@ -195,82 +145,13 @@ fn max_age(value: &str) -> Option<Duration> {
 
 /// A JSON document at `url` (status 200).
 fn get_json(url: &str) -> Result<(miniserde::json::Value, Whole), String> {
-    let whole = get(url).map_err(|e| format!("{url}: {e}"))?;
+    let whole = super::fetch::call("GET", url, &[], b"").map_err(|e| format!("{url}: {e}"))?;
     if whole.status != 200 {
         return Err(format!("{url}: answered {} {}", whole.status, whole.reason));
     }
     let value = miniserde::json::from_str(&whole.body_text())
         .map_err(|_| format!("{url}: the answer is not JSON"))?;
     Ok((value, whole))
-}
-
-/// `GET url`, the whole answer (at most `DOCUMENT_MAX` bytes of body). Blocking, with
-/// timeouts: the fetcher thread only.
-pub fn get(url: &str) -> Result<Whole, String> {
-    let (b, target) = crate::config::compile::parse_absolute_url(url)?;
-    let addrs: Vec<_> = (b.host.trim_start_matches('[').trim_end_matches(']'), b.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", b.host))?
-        .collect();
-    let mut last = format!("{} did not resolve", b.host);
-    let mut sock = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                sock = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
-        }
-    }
-    let sock = sock.ok_or(last)?;
-    sock.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    sock.set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: edgegate/{}\r\nConnection: close\r\n\r\n",
-        b.authority,
-        env!("CARGO_PKG_VERSION")
-    );
-    match b.tls {
-        None => exchange(sock, request.as_bytes()),
-        Some(name) => {
-            let config = crate::config::tls::backend_client_config()?;
-            let conn = rustls::ClientConnection::new(config, (*name).clone())
-                .map_err(|e| format!("TLS: {e}"))?;
-            exchange(rustls::StreamOwned::new(conn, sock), request.as_bytes())
-        }
-    }
-}
-
-/// Writes `request` and reads the whole answer.
-fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<Whole, String> {
-    stream
-        .write_all(request)
-        .map_err(|e| format!("sending: {e}"))?;
-    stream.flush().map_err(|e| format!("sending: {e}"))?;
-    let mut reader = Reader::new(false, DOCUMENT_MAX);
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            // a TLS peer that closes without close_notify: the framing decides
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(format!("reading: {e}")),
-        };
-        match reader.feed(&chunk[..n], n == 0) {
-            Ok(Some(whole)) => return Ok(whole),
-            Ok(None) if n == 0 => {
-                return Err("the connection closed before the answer ended".into())
-            }
-            Ok(None) => {}
-            Err(WholeError::Bad(why)) => return Err(format!("not HTTP: {why}")),
-            Err(WholeError::TooLarge(max)) => {
-                return Err(format!("the answer is larger than {max} bytes"))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

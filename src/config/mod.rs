@@ -282,6 +282,17 @@ impl References {
         urls.dedup();
         urls
     }
+    /// Every resource the gateway's identity gets tokens for (sorted, once each).
+    pub fn identity_resources(&self) -> Vec<String> {
+        let mut r: Vec<String> = self
+            .by_owner
+            .values()
+            .flat_map(|u| u.identities.iter().cloned())
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
     /// Every query parameter a policy reads a token from.
     pub fn token_query_params(&self) -> impl Iterator<Item = &str> {
         self.by_owner

@@ -174,6 +174,8 @@ pub struct Counters {
     /// The external cache (Redis): whether it is there and up, and what goes to it
     /// without a wait.
     pub external: super::external::External,
+    /// Access tokens of the gateway's identity (authentication-managed-identity).
+    pub tokens: super::tokens::TokenRing,
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -212,6 +214,7 @@ impl Counters {
             outbox: Default::default(),
             keys: Default::default(),
             external: Default::default(),
+            tokens: Default::default(),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Uses {
     /// OpenID configuration URLs whose keys it checks tokens with (the agent fetches
     /// them).
     pub openid: std::collections::BTreeSet<String>,
+    /// Resources the gateway's identity gets tokens for (authentication-managed-
+    /// identity with a literal resource).
+    pub identities: std::collections::BTreeSet<String>,
 }
 
 pub(crate) type R<T> = Result<T, PolicyError>;

@@ -11,10 +11,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "planned with outbound calls: a client certificate towards the backend",
     ),
     (
-        "authentication-managed-identity",
-        "Azure only: tokens from an Azure managed identity",
-    ),
-    (
         "azure-openai-emit-token-metric",
         "Azure only: Azure OpenAI token accounting",
     ),

@@ -287,12 +287,7 @@ impl Server {
             for k in std::mem::take(&mut self.again) {
                 self.drive(k, false);
             }
-            self.one_way_turn(None);
-            self.external_turn();
-            // tokens named keys no key set had: their OpenID configurations again
-            for url in self.counters.keys.take_wanted() {
-                let _ = self.to_agent.try_send(ToAgent::RefreshKeys(url));
-            }
+            self.policies_turn();
             if self.now >= next_sweep {
                 next_sweep = self.now + SWEEP_EVERY;
                 self.sweep();
@@ -521,6 +516,20 @@ impl Server {
         self.retire();
     }
 
+    /// What the policies left for after the turn: one-way requests, the external
+    /// cache's commands, and what they asked the agent for (OpenID configurations whose
+    /// keys a token missed, resources without an access token).
+    fn policies_turn(&mut self) {
+        self.one_way_turn(None);
+        self.external_turn();
+        for url in self.counters.keys.take_wanted() {
+            let _ = self.to_agent.try_send(ToAgent::RefreshKeys(url));
+        }
+        for resource in self.counters.tokens.take_wanted() {
+            let _ = self.to_agent.try_send(ToAgent::WantToken(resource));
+        }
+    }
+
     /// Moves the one-way requests: readiness of one of their connections, or (`None`)
     /// the outbox's new ones and the timeouts and answers of the rest.
     fn one_way_turn(&mut self, ready: Option<(usize, (bool, bool, bool))>) {
@@ -631,6 +640,7 @@ impl Server {
                 }
                 ToLoop::Backups(count) => self.sync.backup_versions = count,
                 ToLoop::Keys(url, set) => self.counters.keys.insert(url, set),
+                ToLoop::Token(resource, token) => self.counters.tokens.insert(resource, token),
                 ToLoop::Status(state) => {
                     // the agent's sync view; the backup count comes with applies
                     let versions = self.sync.backup_versions;

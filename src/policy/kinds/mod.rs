@@ -20,6 +20,7 @@ pub mod ip_filter;
 pub mod json_to_xml;
 pub mod jsonp;
 pub mod limit_concurrency;
+pub mod managed_identity;
 pub mod mock_response;
 pub mod quota;
 pub mod rate_limit;
@@ -101,6 +102,7 @@ pub const KINDS: &[Kind] = &[
     json_to_xml::KIND,
     jsonp::KIND,
     limit_concurrency::KIND,
+    managed_identity::KIND,
     mock_response::KIND,
     quota::KIND,
     quota::BY_KEY,

@@ -49,6 +49,8 @@ pub struct SendRequest {
     pub headers: Vec<Edit>,
     pub body: Option<SetBody>,
     pub timeout_secs: Setting<u64>,
+    /// `<authentication-managed-identity>`: the gateway identity's token for the request.
+    pub identity: Option<super::managed_identity::ManagedIdentity>,
     /// send-request's `response-variable-name` and `ignore-error`; none for one-way.
     pub reply: Option<(String, bool)>,
 }
@@ -96,6 +98,7 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             "set-header",
             "set-body",
             "authentication-certificate",
+            "authentication-managed-identity",
             "proxy",
         ],
     )?;
@@ -113,6 +116,7 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             timeout,
             "a number of seconds from 1 to 3600",
         )?,
+        identity: None,
         reply,
     };
     for el in elements(n) {
@@ -131,6 +135,9 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             }
             "set-header" => s.headers.push(Edit::compile(cx, el, NameRule::Header)?),
             "set-body" => s.body = Some(set_body::body(cx, el)?),
+            "authentication-managed-identity" => {
+                s.identity = Some(super::managed_identity::parse(cx, el)?)
+            }
             other => {
                 return Err(cx.err(
                     el,
@@ -232,6 +239,20 @@ impl SendRequest {
         }
         if let Some(b) = &self.body {
             body = b.render(call)?.into_bytes();
+        }
+        if let Some(identity) = &self.identity {
+            match identity.token(call)? {
+                Some(token) => {
+                    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+                    headers.push(("Authorization".to_string(), vec![format!("Bearer {token}")]));
+                }
+                None if identity.ignore_error => {}
+                None => {
+                    return Err(EvalError(
+                        "the gateway's identity has no access token for this resource yet".into(),
+                    ))
+                }
+            }
         }
         let timeout_secs = call.setting(&self.timeout_secs)?;
         let headers = headers
