@@ -198,6 +198,19 @@ impl Env for View<'_> {
                 }
                 Val::Str(Cow::Owned(url))
             }
+            Field::ResponseObject => match (self.resp, self.st.resp.status) {
+                (None, None) => Val::Null,
+                (resp, status) => Val::record(vec![
+                    (
+                        "StatusCode",
+                        Val::Int(i64::from(status.or(resp.map(|r| r.status)).unwrap_or(200))),
+                    ),
+                    (
+                        "StatusReason",
+                        owned(self.st.resp.reason.as_deref().or(resp.map(|r| r.reason))),
+                    ),
+                ]),
+            },
             Field::ResponseStatus => Val::Int(i64::from(
                 self.st
                     .resp

@@ -530,3 +530,29 @@ fn original_url_and_url_as_text() {
         Some(vec!["http|gw.test|/t/items/42|page=1&q=z|1|2"])
     );
 }
+
+/// `context.Response` as a value: null before the backend answered (Microsoft's
+/// "Back-end API redundancy" sample tests it inside retry), the answer after.
+#[test]
+fn context_response_is_null_until_there_is_one() {
+    let rt = runtime(
+        r#"<set-header name="x-before" exists-action="override"><value>@(context.Response == null ? "none" : "some")</value></set-header>"#,
+        "<forward-request />",
+        r#"<set-header name="x-after" exists-action="override"><value>@(context.Response != null &amp;&amp; context.Response.StatusCode == 404 ? "missing" : "other")</value></set-header>"#,
+        "",
+    );
+    let mut counters = Counters::new(1 << 20);
+    let (decided, mut p) = inbound(&rt, &mut counters, &Client::new());
+    assert_eq!(decided, Inbound::Forward);
+    assert_eq!(header(&p.st, "x-before"), Some(vec!["none"]));
+    let resp = ResponseView {
+        status: 404,
+        reason: "Not Found",
+        headers: HeaderSrc::Empty,
+    };
+    assert_eq!(
+        p.on_response(&resp, &mut io(&rt, &mut counters)),
+        Ok(Flow::Continue)
+    );
+    assert_eq!(response_header(&p.st, "x-after"), Some(vec!["missing"]));
+}

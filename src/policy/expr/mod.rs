@@ -157,6 +157,8 @@ pub enum Field {
     /// `context.Subscription` / `context.Product` as values: null without one (only
     /// compared with null; their members are fields of their own).
     SubscriptionObject,
+    /// `context.Response` as a value: null before the backend answered.
+    ResponseObject,
     ProductObject,
     ResponseStatus,
     ResponseReason,

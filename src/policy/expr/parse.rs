@@ -536,6 +536,10 @@ impl Parser {
             Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => {
                 Ok(Node::Field(Field::UserObject))
             }
+            // `context.Response != null` (in a retry's policies, before any answer)
+            Chain::Path(p, _) if p.len() == 2 && p[1] == "Response" => {
+                Ok(Node::Field(Field::ResponseObject))
+            }
             Chain::Path(p, start) => match self.collection(&p, start) {
                 Ok(lookup) => Ok(Node::Entries(lookup)),
                 Err(_) => Err(self.err_at(start, format!("'{}' is not a value", p.join(".")))),

@@ -38,7 +38,7 @@ impl Parser {
                 | Field::UserRegistrationDate => Ty::Any,
                 Field::Elapsed => Ty::Span,
                 Field::ApiServiceUrl => Ty::Uri,
-                Field::SubscriptionObject | Field::ProductObject => Ty::Any,
+                Field::SubscriptionObject | Field::ProductObject | Field::ResponseObject => Ty::Any,
                 _ => Ty::Str,
             },
             Node::Lookup { lookup, cast, .. } => match (lookup, cast) {
