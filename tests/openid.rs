@@ -108,10 +108,28 @@ fn openid_keys_are_fetched_rotated_and_kept_for_an_offline_start() {
         (401, "TokenSignatureInvalid".to_string())
     );
 
-    // the provider goes down and the gateway restarts: the kept keys still validate
+    // the provider goes down while the gateway runs: a fetch fails, the last good keys
+    // stay
     provider
         .up
         .store(false, std::sync::atomic::Ordering::SeqCst);
+    let unknown = second.sign_kid("k3", &claims(&issuer_url));
+    let failed_fetch = || {
+        gw.log_lines().iter().any(|l| {
+            l.contains("cannot fetch the signing keys of") && l.contains("the last good ones stay")
+        })
+    };
+    // an unknown key id asks for a fetch (at most once every ten seconds)
+    assert!(eventually(Duration::from_secs(30), || {
+        assert_eq!(
+            call(&gw, &unknown),
+            (401, "TokenSignatureKeyNotFound".to_string())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        failed_fetch()
+    }));
+    assert_eq!(call(&gw, &new), (200, String::new()));
+    // and the gateway restarts with the provider still down: the kept keys validate
     let gw = gw.restart(&[&ca]);
     assert_eq!(call(&gw, &new), (200, String::new()));
     assert!(gw
