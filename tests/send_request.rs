@@ -585,3 +585,55 @@ fn return_response_answers_with_a_stored_response() {
     );
     assert!(backend.requests().is_empty());
 }
+
+#[test]
+fn a_call_resumes_where_it_waited_and_runs_each_step_once() {
+    let service = Origin::start(|req, s| {
+        respond(s, 200, &[], req.target.as_bytes());
+        true
+    });
+    let backend = Origin::echo();
+    // suspensions inside a choose branch, inside limit-concurrency, and after them: every
+    // step records itself once, in order
+    let trail = |name: &str| {
+        format!(
+            r#"<set-variable name="trail" value="@((string)context.Variables.GetValueOrDefault(&quot;trail&quot;, &quot;&quot;) + &quot;{name};&quot;)" />"#
+        )
+    };
+    let ask = |var: &str, path: &str| {
+        format!(
+            r#"<send-request mode="new" response-variable-name="{var}"><set-url>{}</set-url></send-request>"#,
+            service.url(path)
+        )
+    };
+    let inbound = format!(
+        r#"{start}
+<choose>
+  <when condition="@(context.Request.Headers.ContainsKey(&quot;X-Branch&quot;))">
+    {in_when}{first}{after_first}
+    <limit-concurrency key="k" max-count="5">{in_limit}{second}{after_second}</limit-concurrency>
+  </when>
+  <otherwise>{otherwise}</otherwise>
+</choose>
+{after_choose}{third}
+<return-response><set-body>@((string)context.Variables["trail"] + ((IResponse)context.Variables["a"]).Body.As<string>() + "," + ((IResponse)context.Variables["b"]).Body.As<string>() + "," + ((IResponse)context.Variables["c"]).Body.As<string>())</set-body></return-response>"#,
+        start = trail("start"),
+        in_when = trail("when"),
+        first = ask("a", "/a"),
+        after_first = trail("after-a"),
+        in_limit = trail("limit"),
+        second = ask("b", "/b"),
+        after_second = trail("after-b"),
+        otherwise = trail("otherwise"),
+        after_choose = trail("after-choose"),
+        third = ask("c", "/c"),
+    );
+    let gw = Gateway::start(&config(&backend.url(""), &inbound, LAST_ERROR), &[]);
+    let r = send(&gw, "GET", "/s/x", &[("X-Branch", "1")], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "start;when;after-a;limit;after-b;after-choose;/a,/b,/c"
+    );
+    assert_eq!(service.requests().len(), 3);
+}
