@@ -457,23 +457,8 @@ fn send_request_where_a_call_cannot_wait_is_refused_at_load() {
     let (code, out, err) = edgegate(&["check", path.to_str().unwrap()]);
     assert_ne!(code, 0, "{out}{err}");
     assert!(
-        out.contains("<send-request> is not allowed in <on-error> (allowed in: inbound, backend)"),
-        "{out}{err}"
-    );
-    // after forward-request in the backend section, the response is on its way
-    let after = format!(
-        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
-            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
-        js(
-            r#"<policies><inbound /><backend><forward-request /><send-request mode="new" response-variable-name="r"><set-url>http://127.0.0.1:9/</set-url></send-request></backend><outbound /><on-error /></policies>"#
-        )
-    );
-    std::fs::write(&path, after).unwrap();
-    let (code, out, err) = edgegate(&["check", path.to_str().unwrap()]);
-    assert_ne!(code, 0, "{out}{err}");
-    assert!(
         out.contains(
-            "apis[0].operations[0].policies: send-request and wait run before forward-request"
+            "<send-request> is not allowed in <on-error> (allowed in: inbound, backend, outbound)"
         ),
         "{out}{err}"
     );
@@ -636,4 +621,51 @@ fn a_call_resumes_where_it_waited_and_runs_each_step_once() {
         "start;when;after-a;limit;after-b;after-choose;/a,/b,/c"
     );
     assert_eq!(service.requests().len(), 3);
+}
+
+#[test]
+fn outbound_waits_for_its_requests_too() {
+    let audit = Origin::start(|req, s| {
+        let body = format!("audited {}", String::from_utf8_lossy(&req.body));
+        respond(s, 200, &[("Content-Type", "text/plain")], body.as_bytes());
+        true
+    });
+    let backend = Origin::start(|_, s| {
+        respond(
+            s,
+            200,
+            &[("Content-Type", "application/json")],
+            br#"{"order": 7}"#,
+        );
+        true
+    });
+    let policy = format!(
+        r#"<policies><inbound /><backend><forward-request /><send-request mode="new" response-variable-name="b"><set-url>{audit}</set-url><set-method>POST</set-method><set-body>backend-after</set-body></send-request></backend><outbound>
+  <set-header name="X-Before" exists-action="override"><value>kept</value></set-header>
+  <send-request mode="new" response-variable-name="o">
+    <set-url>{audit}</set-url><set-method>POST</set-method>
+    <set-body>@(context.Response.StatusCode + " " + context.Response.Body.As<string>(preserveContent: true))</set-body>
+  </send-request>
+  <set-header name="X-Audit" exists-action="override"><value>@(((IResponse)context.Variables["o"]).Body.As<string>() + " / " + ((IResponse)context.Variables["b"]).Body.As<string>())</value></set-header>
+</outbound><on-error /></policies>"#,
+        audit = audit.url("/audit")
+    );
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(&policy)
+    );
+    let gw = Gateway::start(&doc, &[]);
+    for _ in 0..2 {
+        let r = send(&gw, "GET", "/s/orders", &[], "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), r#"{"order": 7}"#, "the backend's body goes on");
+        assert_eq!(r.header("X-Before"), Some("kept"));
+        assert_eq!(
+            r.header("X-Audit"),
+            Some(r#"audited 200 {"order": 7} / audited backend-after"#)
+        );
+    }
+    assert_eq!(audit.requests().len(), 4);
 }

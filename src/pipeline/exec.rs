@@ -136,6 +136,20 @@ impl View<'_> {
         }
     }
 
+    /// `context.Response` as a value: null before the backend answered.
+    fn response_object(&self) -> Val<'static> {
+        let (resp, status) = (self.resp, self.st.resp.status);
+        if resp.is_none() && status.is_none() {
+            return Val::Null;
+        }
+        let code = status.or(resp.map(|r| r.status)).unwrap_or(200);
+        let reason = self.st.resp.reason.as_deref().or(resp.map(|r| r.reason));
+        Val::record(vec![
+            ("StatusCode", Val::Int(i64::from(code))),
+            ("StatusReason", owned(reason)),
+        ])
+    }
+
     /// `context.User` as an IUser record.
     fn user_record(&self, u: &User) -> Val<'static> {
         Val::record(vec![
@@ -198,19 +212,7 @@ impl Env for View<'_> {
                 }
                 Val::Str(Cow::Owned(url))
             }
-            Field::ResponseObject => match (self.resp, self.st.resp.status) {
-                (None, None) => Val::Null,
-                (resp, status) => Val::record(vec![
-                    (
-                        "StatusCode",
-                        Val::Int(i64::from(status.or(resp.map(|r| r.status)).unwrap_or(200))),
-                    ),
-                    (
-                        "StatusReason",
-                        owned(self.st.resp.reason.as_deref().or(resp.map(|r| r.reason))),
-                    ),
-                ]),
-            },
+            Field::ResponseObject => self.response_object(),
             Field::ResponseStatus => Val::Int(i64::from(
                 self.st
                     .resp
@@ -573,7 +575,7 @@ pub fn run(
                 st,
                 "send-request",
                 "NotSupported",
-                "send-request and wait run in inbound and in the backend section before forward-request (outside retry)",
+                "a call cannot wait for send-request here (inside retry, in outbound without forward-request, or after a cache hit)",
                 section,
             );
             Flow::Error

@@ -24,6 +24,9 @@ use crate::policy::outgoing::{Outcome, ReplyTo};
 use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
 use crate::policy::{Plan, RetryTerms, Step};
 
+/// What a suspended call's requests and external cache commands ended with.
+pub type Ended = (Vec<(ReplyTo, Outcome)>, Vec<(Purpose, Result<Reply, ()>)>);
+
 /// The reason of the internal failure when a call's indexes no longer name entities of
 /// its runtime (a bug: a call keeps the runtime it started with).
 pub const STALE_IDS: &str = "internal_stale_route";
@@ -121,6 +124,17 @@ impl Pipeline {
         req: &RequestView,
         io: &mut Io,
     ) -> Result<Inbound, Failure> {
+        let flow = self.land(outcomes, answers);
+        self.inbound_with(flow, req, io)
+    }
+
+    /// Lands what a suspended call waited for: each answer in its place; `Flow::Error`
+    /// when a request failed (the first failure is the one on-error sees).
+    fn land(
+        &mut self,
+        outcomes: Vec<(ReplyTo, Outcome)>,
+        answers: Vec<(Purpose, Result<Reply, ()>)>,
+    ) -> Flow {
         for (purpose, answer) in answers {
             self.st.answered(purpose, answer);
         }
@@ -128,7 +142,6 @@ impl Pipeline {
         for (to, outcome) in outcomes {
             let fails = matches!(outcome, Outcome::Failed(_)) && !to.ignore_error;
             if flow == Flow::Error && fails {
-                // the first failure is the one on-error sees
                 continue;
             }
             if self.st.receive(to, outcome) == Flow::Error {
@@ -138,7 +151,7 @@ impl Pipeline {
         if flow != Flow::Continue {
             self.st.cursor.clear();
         }
-        self.inbound_with(flow, req, io)
+        flow
     }
 
     /// Inbound from its start, from where it was suspended (`Flow::Continue` with a
@@ -201,6 +214,22 @@ impl Pipeline {
     /// when the plan reads it); on-error if it fails. `Flow::Continue`: the backend's
     /// response goes on with the edits in `st.resp`; otherwise `st.resp` is the answer.
     pub fn on_response(&mut self, resp: &ResponseView, io: &mut Io) -> Result<Flow, Failure> {
+        self.on_response_resumed(resp, io, None)
+    }
+
+    /// `on_response`, resuming an outbound that waited for its policies' requests
+    /// (`resumed`: what they ended with). `Flow::Suspend`: outbound waits for
+    /// `st.outgoing` / `st.external` and runs on with `resumed` later.
+    pub fn on_response_resumed(
+        &mut self,
+        resp: &ResponseView,
+        io: &mut Io,
+        resumed: Option<Ended>,
+    ) -> Result<Flow, Failure> {
+        let landed = match resumed {
+            Some((outcomes, answers)) => self.land(outcomes, answers),
+            None => Flow::Continue,
+        };
         let plan = Arc::clone(&self.plan);
         let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
             return Err(Failure::Internal(STALE_IDS));
@@ -229,10 +258,33 @@ impl Pipeline {
             );
             run(&plan.on_error, st)
         } else {
-            let flow = run(&plan.outbound, st);
+            let flow = match landed {
+                Flow::Continue => exec::run_resumable(
+                    &plan.outbound,
+                    Phase::Response,
+                    &req,
+                    Some(resp),
+                    &who,
+                    st,
+                    io,
+                ),
+                other => other,
+            };
+            if flow == Flow::Suspend {
+                st.request_copy = copy;
+                return Ok(Flow::Suspend);
+            }
             if flow == Flow::Error {
                 st.refill_budget();
-                run(&plan.on_error, st);
+                exec::run(
+                    &plan.on_error,
+                    Phase::Response,
+                    &req,
+                    Some(resp),
+                    &who,
+                    st,
+                    io,
+                );
             }
             flow
         };

@@ -296,9 +296,6 @@ impl Plan {
                 Item::Step(s) => plan.inbound.push(s.clone()),
             }
         }
-        if Facts::of(&post).suspends {
-            return Err("send-request and wait run before forward-request: after it, the response is on its way (use send-one-way-request there)".into());
-        }
         let retried = plan.forward.as_ref().and_then(|f| f.retry.as_ref());
         if retried.is_some_and(|r| Facts::of(&r.steps).suspends) {
             return Err(

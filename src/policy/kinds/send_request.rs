@@ -10,7 +10,7 @@ use roxmltree::Node;
 
 use super::set_body::{self, SetBody};
 use super::set_header::{apply, Edit, NameRule};
-use super::{policy, Compiled, Kind, ALL, REQUEST};
+use super::{policy, Compiled, Kind, ALL, WAITING};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, LastError, Phase};
 use crate::policy::expr::EvalError;
 use crate::policy::outgoing::{Outgoing, ReplyTo};
@@ -22,8 +22,8 @@ use crate::policy::{Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "send-request",
-    // a call suspends only where the request is still the client's (inbound, backend)
-    sections: REQUEST,
+    // a call waits in inbound, backend and outbound (not yet in on-error)
+    sections: WAITING,
     children: true,
     compile: compile_send,
 };

@@ -6,14 +6,14 @@
 
 use roxmltree::Node;
 
-use super::{policy, Compiled, Kind, REQUEST};
+use super::{policy, Compiled, Kind, WAITING};
 use crate::policy::call::{Behaviour, Call, Facts, Flow};
 use crate::policy::parse::{attr, elements, nested_steps, no_attributes, Cx, R};
 use crate::policy::Step;
 
 pub const KIND: Kind = Kind {
     element: "wait",
-    sections: REQUEST,
+    sections: WAITING,
     children: true,
     compile,
 };

@@ -22,23 +22,23 @@ pub(super) struct Waiting {
     pub deadline: Instant,
 }
 
-impl Client {
-    /// Inbound suspended: its requests start now; the head stays buffered.
-    pub(super) fn suspend(
-        &mut self,
-        mut call: Box<Pipeline>,
-        method: String,
-        url: String,
-        ctx: &mut Ctx,
-    ) {
-        let Some(rt) = ctx.runtime.cloned() else {
-            self.start_reply(500, &failure_body(Failure::NoConfig), None, false, ctx);
-            return;
-        };
+/// What a suspended call waits for: its requests and its external cache commands.
+pub(super) struct Waits {
+    subs: Vec<Sub>,
+    external: Vec<Waiting>,
+    /// `<wait for="any">`: the first outcome is enough.
+    any: bool,
+}
+
+pub(super) use crate::pipeline::phases::Ended;
+
+impl Waits {
+    /// Starts what `call` asked for.
+    pub(super) fn start(call: &mut Pipeline, rt: &Runtime, ctx: &mut Ctx) -> Waits {
         let any = std::mem::take(&mut call.st.wait_any);
         let subs = std::mem::take(&mut call.st.outgoing)
             .into_iter()
-            .map(|o| Sub::start(o, &rt, &mut ctx.net()))
+            .map(|o| Sub::start(o, rt, &mut ctx.net()))
             .collect();
         let external = std::mem::take(&mut call.st.external)
             .into_iter()
@@ -55,13 +55,119 @@ impl Client {
                 }
             })
             .collect();
+        Waits {
+            subs,
+            external,
+            any,
+        }
+    }
+
+    /// Moves the requests; whether the call has what it waits for.
+    pub(super) fn advance(&mut self, ctx: &mut Ctx) -> bool {
+        for s in &mut self.subs {
+            s.advance(&mut ctx.net());
+        }
+        for w in self.external.iter_mut().filter(|w| w.answer.is_none()) {
+            if ctx.now >= w.deadline {
+                w.answer = Some(Err(()));
+            }
+        }
+        if self.any {
+            self.subs.iter().any(Sub::is_done) || self.external.iter().any(|w| w.answer.is_some())
+        } else {
+            self.subs.iter().all(Sub::is_done) && self.external.iter().all(|w| w.answer.is_some())
+        }
+    }
+
+    /// The outcomes (with `any`, the first; the others are cancelled).
+    pub(super) fn finish(self, ctx: &mut Ctx) -> Ended {
+        let mut outcomes: Vec<(ReplyTo, SubOutcome)> = Vec::with_capacity(self.subs.len());
+        for mut s in self.subs {
+            if !s.is_done() || (self.any && !outcomes.is_empty()) {
+                // wait for="any": the others are not waited for
+                s.cancel(&mut ctx.net());
+                continue;
+            }
+            if let (Some(to), outcome) = s.into_outcome() {
+                outcomes.push((to, outcome));
+            }
+        }
+        let answers = self
+            .external
+            .into_iter()
+            .filter_map(|w| Some((w.purpose, w.answer?)))
+            .collect();
+        (outcomes, answers)
+    }
+
+    /// Cancels everything (the client left).
+    pub(super) fn cancel(&mut self, ctx: &mut Ctx) {
+        for s in &mut self.subs {
+            s.cancel(&mut ctx.net());
+        }
+    }
+
+    /// Readiness of a connection of one of its requests: true when it is one.
+    pub(super) fn ready(&mut self, token: usize, ready: Ready) -> bool {
+        match self.subs.iter_mut().find(|s| s.token() == Some(token)) {
+            Some(s) => {
+                s.ready(ready.readable, ready.writable, ready.closed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The external cache's answer to command `id`: true when it waits for it.
+    pub(super) fn answer(&mut self, id: u64, answer: Result<Reply, ()>) -> bool {
+        match self
+            .external
+            .iter_mut()
+            .find(|w| w.id == Some(id) && w.answer.is_none())
+        {
+            Some(w) => {
+                w.answer = Some(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the first of its pending requests times out.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.subs
+            .iter()
+            .filter(|s| !s.is_done())
+            .map(|s| s.deadline)
+            .chain(
+                self.external
+                    .iter()
+                    .filter(|w| w.answer.is_none())
+                    .map(|w| w.deadline),
+            )
+            .min()
+    }
+}
+
+impl Client {
+    /// Inbound suspended: its requests start now; the head stays buffered.
+    pub(super) fn suspend(
+        &mut self,
+        mut call: Box<Pipeline>,
+        method: String,
+        url: String,
+        ctx: &mut Ctx,
+    ) {
+        let Some(rt) = ctx.runtime.cloned() else {
+            self.start_reply(500, &failure_body(Failure::NoConfig), None, false, ctx);
+            return;
+        };
+        let waits = Waits::start(&mut call, &rt, ctx);
         self.set_phase(
             Phase::Calling(Box::new(Calling {
                 call,
                 rt,
-                subs,
-                external,
-                any,
+                waits,
                 method,
                 url,
             })),
@@ -77,48 +183,16 @@ impl Client {
         let Phase::Calling(c) = &mut self.phase else {
             return Step::Close;
         };
-        for s in &mut c.subs {
-            s.advance(&mut ctx.net());
-        }
-        for w in c.external.iter_mut().filter(|w| w.answer.is_none()) {
-            if ctx.now >= w.deadline {
-                w.answer = Some(Err(()));
-            }
-        }
-        let ready = if c.any {
-            c.subs.iter().any(Sub::is_done) || c.external.iter().any(|w| w.answer.is_some())
-        } else {
-            c.subs.iter().all(Sub::is_done) && c.external.iter().all(|w| w.answer.is_some())
-        };
-        if !ready {
+        if !c.waits.advance(ctx) {
             return Step::Blocked;
         }
         let Phase::Calling(c) = std::mem::replace(&mut self.phase, Phase::Head) else {
             return Step::Close;
         };
         let Calling {
-            call,
-            rt,
-            subs,
-            external,
-            any,
-            ..
+            call, rt, waits, ..
         } = *c;
-        let mut outcomes: Vec<(ReplyTo, SubOutcome)> = Vec::with_capacity(subs.len());
-        for mut s in subs {
-            if !s.is_done() || (any && !outcomes.is_empty()) {
-                // wait for="any": the others are not waited for
-                s.cancel(&mut ctx.net());
-                continue;
-            }
-            if let (Some(to), outcome) = s.into_outcome() {
-                outcomes.push((to, outcome));
-            }
-        }
-        let answers = external
-            .into_iter()
-            .filter_map(|w| Some((w.purpose, w.answer?)))
-            .collect();
+        let (outcomes, answers) = waits.finish(ctx);
         self.dispatch_resumed(
             Resumed {
                 call,

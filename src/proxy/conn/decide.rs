@@ -652,6 +652,7 @@ fn proxy<'h>(
             redirects: 0,
             request_read,
             tls,
+            waits: None,
         }),
         consumed,
     )

@@ -193,6 +193,8 @@ pub(super) struct Exchange {
     pub(super) request_read: Option<Instant>,
     /// `https://` backend: the name its certificate must carry.
     pub(super) tls: Option<Arc<ServerName<'static>>>,
+    /// Outbound waits for its policies' requests (send-request, a Redis lookup).
+    pub(super) waits: Option<Box<Waits>>,
 }
 
 impl Exchange {
@@ -561,14 +563,18 @@ impl Client {
             }
             Ok(Some(r)) => {
                 let at = (&*x.rt, x.api, x.addr);
-                if let Some(plan) = redirect_of(&r, at, x.call.as_deref(), x.redirects) {
+                let resuming = x.waits.is_some(); // redirect and retry were decided before
+                let redirect = redirect_of(&r, at, x.call.as_deref(), x.redirects);
+                if let Some(plan) = redirect.filter(|_| !resuming) {
                     if let Err(f) = follow_redirect(x, plan, ctx) {
                         self.fail_exchange(f, ctx);
                     }
                     return Step::Progress;
                 }
                 // <retry>: this answer may call for another attempt
-                let retry = retry_plan(x.call.as_deref(), x.retries, &x.req).cloned();
+                let retry = retry_plan(x.call.as_deref(), x.retries, &x.req)
+                    .filter(|_| !resuming)
+                    .cloned();
                 if let (Some(retry), Some(call)) = (retry, x.call.as_deref()) {
                     if wants_retry(&x.rt, call, r.status, r.reason, r.headers, ctx) {
                         let close = close_after_exchange(self.close, ctx.draining, &x.req);
@@ -588,41 +594,37 @@ impl Client {
                 let mut edits = None;
                 if x.call.is_some() {
                     let close = close_after_exchange(self.close, ctx.draining, &x.req);
-                    match outbound(
-                        &x.rt,
-                        x.call.as_deref_mut(),
-                        x.is_head,
-                        x.backend_eof,
-                        &r,
-                        rbuf.bytes(),
-                        close.is_some(),
-                        ctx,
-                    ) {
-                        Outbound::NeedBody => match room_for_whole_body(rbuf, ctx.pool) {
+                    let (on, head) = ((&x.rt, x.is_head, x.backend_eof), (&r, rbuf.bytes()));
+                    let call = x.call.as_deref_mut();
+                    // None: still waiting for the policies' requests; Suspend: they started
+                    match waiting_outbound(&mut x.waits, call, on, head, close.is_some(), ctx) {
+                        None => return Step::Blocked,
+                        Some(Outbound::Suspend) => return Step::Progress,
+                        Some(Outbound::NeedBody) => match room_for_whole_body(rbuf, ctx.pool) {
                             Ok(()) => return stalled_or_moved(progress),
                             Err(f) => {
                                 self.fail_exchange(f, ctx);
                                 return Step::Progress;
                             }
                         },
-                        Outbound::Failed(f) => {
+                        Some(Outbound::Failed(f)) => {
                             self.fail_exchange(f, ctx);
                             return Step::Progress;
                         }
-                        Outbound::Answer {
+                        Some(Outbound::Answer {
                             bytes,
                             status,
                             consumed,
-                        } => {
+                        }) => {
                             let statuses = (status, r.status);
                             let reusable = consumed.is_some_and(|n| n == rbuf.len()) && r.reusable;
                             return self.answer_exchange(bytes, statuses, reusable, close, ctx);
                         }
-                        Outbound::Stream {
+                        Some(Outbound::Stream {
                             status: s,
                             reason,
                             headers,
-                        } => {
+                        }) => {
                             status = s;
                             reason_override = reason;
                             edits = Some(headers);

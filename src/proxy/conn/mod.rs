@@ -65,7 +65,7 @@ mod tests;
 mod wire;
 
 use again::*;
-use calling::Waiting;
+use calling::Waits;
 pub use close::CloseReason;
 use decide::*;
 use exchange::*;
@@ -256,11 +256,7 @@ struct Calling {
     call: Box<Pipeline>,
     /// The runtime the call started under (it resumes under the same one).
     rt: Arc<Runtime>,
-    subs: Vec<Sub>,
-    /// Its commands to the external cache.
-    external: Vec<Waiting>,
-    /// `<wait for="any">`: the first outcome resumes the call.
-    any: bool,
+    waits: Waits,
     /// For the log if the client leaves first.
     method: String,
     url: String,
@@ -387,35 +383,23 @@ impl Client {
         id: u64,
         answer: Result<crate::policy::external::Reply, ()>,
     ) -> bool {
-        let Phase::Calling(c) = &mut self.phase else {
-            return false;
-        };
-        match c
-            .external
-            .iter_mut()
-            .find(|w| w.id == Some(id) && w.answer.is_none())
-        {
-            Some(w) => {
-                w.answer = Some(answer);
-                true
-            }
-            None => false,
+        match &mut self.phase {
+            Phase::Calling(c) => c.waits.answer(id, answer),
+            Phase::Proxy(x) => x.waits.as_mut().is_some_and(|w| w.answer(id, answer)),
+            _ => false,
         }
     }
 
     pub fn backend_ready(&mut self, token: usize, ready: Ready) -> bool {
         if let Phase::Calling(c) = &mut self.phase {
-            return match c.subs.iter_mut().find(|s| s.token() == Some(token)) {
-                Some(s) => {
-                    s.ready(ready.readable, ready.writable, ready.closed);
-                    true
-                }
-                None => false,
-            };
+            return c.waits.ready(token, ready);
         }
         let Phase::Proxy(x) = &mut self.phase else {
             return false;
         };
+        if x.waits.as_mut().is_some_and(|w| w.ready(token, ready)) {
+            return true;
+        }
         match x.stage.link_mut() {
             Some(link) if link.token == token => {
                 link.conn.readable |= ready.readable;
@@ -438,12 +422,13 @@ impl Client {
         match std::mem::replace(&mut self.phase, Phase::Waiting { fresh: false }) {
             Phase::Reply { out } => out.release(ctx.pool),
             Phase::Calling(mut c) => {
-                for s in &mut c.subs {
-                    s.cancel(&mut ctx.net());
-                }
+                c.waits.cancel(ctx);
                 self.log_abandoned(&c, reason, ctx);
             }
             Phase::Proxy(mut x) => {
+                if let Some(w) = x.waits.as_mut() {
+                    w.cancel(ctx);
+                }
                 if x.status == 0 {
                     x.status = 499;
                 }
@@ -512,7 +497,9 @@ impl Client {
             // not a timeout: the wait before a <retry> attempt is over
             return self.drive(ctx);
         }
-        if let Phase::Calling(_) = self.phase {
+        if matches!(&self.phase, Phase::Calling(_))
+            || matches!(&self.phase, Phase::Proxy(x) if x.waits.is_some())
+        {
             // a policy's request timed out: its outcome says so and the call goes on
             return self.drive(ctx);
         }
@@ -573,19 +560,13 @@ impl Client {
             Phase::Waiting { fresh: false } => self.phase_since + l.idle_timeout,
             Phase::Head | Phase::Body { .. } => self.phase_since + l.header_timeout,
             Phase::Reply { .. } | Phase::Closing => self.phase_since + l.idle_timeout,
-            Phase::Calling(c) => c
-                .subs
-                .iter()
-                .filter(|s| !s.is_done())
-                .map(|s| s.deadline)
-                .chain(
-                    c.external
-                        .iter()
-                        .filter(|w| w.answer.is_none())
-                        .map(|w| w.deadline),
-                )
-                .min()
-                .unwrap_or(self.phase_since),
+            Phase::Calling(c) => c.waits.deadline().unwrap_or(self.phase_since),
+            // outbound waits for its policies' requests
+            Phase::Proxy(x) if x.waits.is_some() => x
+                .waits
+                .as_ref()
+                .and_then(|w| w.deadline())
+                .unwrap_or(ctx.now),
             Phase::Proxy(x) => match x.stage {
                 Stage::Detached { at } => at,
                 Stage::Connecting { since, .. } => since + l.connect_timeout,

@@ -18,6 +18,9 @@ pub(super) enum Outbound {
         status: u16,
         consumed: Option<usize>,
     },
+    /// The policies wait for their own requests (`Pipeline::st`); run again with what
+    /// they ended with.
+    Suspend,
     /// Stream the backend's body with this head.
     Stream {
         status: u16,
@@ -36,6 +39,7 @@ pub(super) fn outbound(
     r: &response::ResponseHead,
     rbytes: &[u8],
     close: bool,
+    resumed: Option<super::calling::Ended>,
     ctx: &mut Ctx,
 ) -> Outbound {
     let Some(call) = call else {
@@ -47,7 +51,10 @@ pub(super) fn outbound(
         match gate::whole_response_body(r.body, &rbytes[r.head_len..], eof) {
             Ok(Some((body, used))) => {
                 consumed = Some(r.head_len + used);
-                call.st.resp.body = Some(body);
+                // a resumed outbound has the body already, as its policies left it
+                if resumed.is_none() {
+                    call.st.resp.body = Some(body);
+                }
             }
             Ok(None) => return Outbound::NeedBody,
             Err(f) => return Outbound::Failed(f),
@@ -58,7 +65,8 @@ pub(super) fn outbound(
         reason: r.reason,
         headers: HeaderSrc::Parsed(r.headers),
     };
-    let flow = match call.on_response(&rv, &mut ctx.pipeline_io(rt)) {
+    let flow = match call.on_response_resumed(&rv, &mut ctx.pipeline_io(rt), resumed) {
+        Ok(Flow::Suspend) => return Outbound::Suspend,
         Ok(flow) => flow,
         Err(f) => return Outbound::Failed(f),
     };
@@ -82,6 +90,40 @@ pub(super) fn outbound(
             headers: std::mem::take(&mut st.resp.headers),
         }
     }
+}
+
+/// Outbound over a response head, when its policies' requests (if it waited for any)
+/// have ended: `None` while they have not; `Some(Outbound::Suspend)` when they just
+/// started (kept in `waits`).
+pub(super) fn waiting_outbound(
+    waits: &mut Option<Box<super::calling::Waits>>,
+    mut call: Option<&mut Pipeline>,
+    on: (&Arc<Runtime>, bool, bool),
+    head: (&response::ResponseHead, &[u8]),
+    close: bool,
+    ctx: &mut Ctx,
+) -> Option<Outbound> {
+    if waits.as_mut().is_some_and(|w| !w.advance(ctx)) {
+        return None;
+    }
+    let resumed = waits.take().map(|w| w.finish(ctx));
+    let (rt, is_head, eof) = on;
+    let (r, rbytes) = head;
+    let out = outbound(
+        rt,
+        call.as_deref_mut(),
+        is_head,
+        eof,
+        r,
+        rbytes,
+        close,
+        resumed,
+        ctx,
+    );
+    if let (Outbound::Suspend, Some(call)) = (&out, call) {
+        *waits = Some(Box::new(super::calling::Waits::start(call, rt, ctx)));
+    }
+    Some(out)
 }
 
 /// The `<retry>` around this call's forward-request, while it may still send the request
