@@ -556,3 +556,29 @@ fn context_response_is_null_until_there_is_one() {
     );
     assert_eq!(response_header(&p.st, "x-after"), Some(vec!["missing"]));
 }
+
+/// A rewrite-uri template without a leading '/' (Microsoft's Data Factory sample) is a
+/// path under the backend's base URL; an absolute URL is refused at load.
+#[test]
+fn relative_rewrite_templates_are_paths() {
+    let rt = inbound_only(r#"<rewrite-uri template="v2/things/{id}?api-version=1" />"#);
+    let mut counters = Counters::new(1 << 20);
+    let (decided, p) = inbound(&rt, &mut counters, &Client::new());
+    assert_eq!(decided, Inbound::Forward);
+    assert_eq!(p.st.req.rest.as_deref(), Some("/v2/things/42"));
+    let policies = r#"<policies><inbound><rewrite-uri template="http://elsewhere/x" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "t", "path": "t", "serviceUrl": "http://127.0.0.1:9",
+            "subscriptionRequired": false, "policies": {},
+            "operations": [{{"id": "o", "method": "GET", "urlTemplate": "/x"}}]}}]}}"#,
+        quoted(policies)
+    );
+    let errors = compile(&doc, ConfigSource::Local).err().expect("refused");
+    assert!(
+        errors[0].to_string().contains(
+            "<rewrite-uri>: template is a path and query; set-backend-service changes the host"
+        ),
+        "{}",
+        errors[0]
+    );
+}

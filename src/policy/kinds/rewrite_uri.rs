@@ -28,9 +28,14 @@ fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
     no_attributes(cx, n, &["template", "copy-unmatched-params"])?;
     let t = required(cx, n, "template")?;
     let template = text_value(cx, n, t)?;
+    // a relative template (`subscriptions/{id}/…`, as in Microsoft's Data Factory
+    // sample) is a path under the backend's base URL, like one starting with '/'
     if let Text::Lit(l) = &template {
-        if !l.starts_with('/') {
-            return Err(cx.err(n, "<rewrite-uri>: template must start with '/'"));
+        if l.contains("://") {
+            return Err(cx.err(
+                n,
+                "<rewrite-uri>: template is a path and query; set-backend-service changes the host",
+            ));
         }
     }
     policy(RewriteUri {
