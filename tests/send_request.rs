@@ -446,11 +446,12 @@ fn responses_are_bounded() {
 
 #[test]
 fn send_request_where_a_call_cannot_wait_is_refused_at_load() {
-    let dir = temp_dir("send-request-outbound");
-    let doc = config(
-        "http://127.0.0.1:9",
-        "",
-        r#"<send-request mode="new" response-variable-name="r"><set-url>http://127.0.0.1:9/</set-url></send-request>"#,
+    let dir = temp_dir("send-request-retry");
+    let policy = r#"<policies><inbound /><backend><retry condition="@(context.Response.StatusCode == 503)" count="2" interval="1"><send-request mode="new" response-variable-name="r"><set-url>http://127.0.0.1:9/</set-url></send-request><forward-request /></retry></backend><outbound /><on-error /></policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "http://127.0.0.1:9", "subscriptionRequired": false,
+            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
+        js(policy)
     );
     let path = dir.join("config.json");
     std::fs::write(&path, doc).unwrap();
@@ -458,10 +459,62 @@ fn send_request_where_a_call_cannot_wait_is_refused_at_load() {
     assert_ne!(code, 0, "{out}{err}");
     assert!(
         out.contains(
-            "<send-request> is not allowed in <on-error> (allowed in: inbound, backend, outbound)"
+            "send-request and wait are not supported inside <retry>; place them before it"
         ),
         "{out}{err}"
     );
+}
+
+/// Microsoft's "Replay request on error" sample: a call refused by a policy is replayed
+/// from on-error (send-request mode copy) to another service, whose answer goes back.
+#[test]
+fn on_error_replays_a_refused_call() {
+    let replay = Origin::start(|req, s| {
+        let body = format!(
+            "replayed {} {} skip={}",
+            req.method,
+            String::from_utf8_lossy(&req.body),
+            req.header("skip-example-policy-error").unwrap_or("-")
+        );
+        respond(s, 202, &[("X-Replay", "yes")], body.as_bytes());
+        true
+    });
+    let backend = Origin::echo();
+    let on_error = format!(
+        r#"<choose>
+    <when condition="@(context.LastError.Source == &quot;rate-limit-by-key&quot;)">
+        <set-variable name="replay-url" value="@(&quot;{}&quot; + context.Request.Url.Path)" />
+        <set-variable name="original-error-reason" value="@(context.LastError.Reason)" />
+        <send-request mode="copy" response-variable-name="replay-response" timeout="60" ignore-error="false">
+            <set-url>@(context.Variables.GetValueOrDefault&lt;string&gt;("replay-url"))</set-url>
+            <set-header name="skip-example-policy-error" exists-action="override"><value>true</value></set-header>
+        </send-request>
+        <return-response response-variable-name="replay-response">
+            <set-header name="x-request-replayed" exists-action="override"><value>true</value></set-header>
+            <set-header name="x-original-error-reason" exists-action="override"><value>@(context.Variables.GetValueOrDefault&lt;string&gt;("original-error-reason"))</value></set-header>
+        </return-response>
+    </when>
+</choose>"#,
+        replay.url("")
+    );
+    let inbound = r#"<rate-limit-by-key calls="1" renewal-period="60" counter-key="one" />"#;
+    let gw = Gateway::start(&config(&backend.url(""), inbound, &on_error), &[]);
+    let first = send(&gw, "POST", "/s/orders", &[], "order-1");
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (200, "POST /orders\norder-1")
+    );
+    let second = send(&gw, "POST", "/s/orders", &[], "order-2");
+    assert_eq!(second.status, 202);
+    assert_eq!(second.text(), "replayed POST order-2 skip=true");
+    assert_eq!(second.header("X-Replay"), Some("yes"));
+    assert_eq!(second.header("x-request-replayed"), Some("true"));
+    assert_eq!(
+        second.header("x-original-error-reason"),
+        Some("RateLimitExceeded")
+    );
+    assert_eq!(replay.requests()[0].target, "/s/orders");
+    assert_eq!(backend.requests().len(), 1);
 }
 
 #[test]

@@ -167,8 +167,11 @@ impl Pipeline {
             return Err(Failure::Internal(STALE_IDS));
         };
         let st = &mut self.st;
+        // on-error waited for a request of its own: it goes on (or, when that request
+        // failed, its answer stands: no second pass, as in APIM)
+        let in_on_error = std::mem::take(&mut st.in_on_error);
         let mut flow = match flow {
-            Flow::Continue => {
+            Flow::Continue if !in_on_error => {
                 exec::run_resumable(&plan.inbound, Phase::Request, req, None, &who, st, io)
             }
             other => other,
@@ -176,7 +179,7 @@ impl Pipeline {
         if flow == Flow::Suspend {
             return Ok(Inbound::Suspend);
         }
-        if flow == Flow::Continue {
+        if flow == Flow::Continue && !in_on_error {
             match &plan.forward {
                 None => {
                     st.resp.status.get_or_insert(200);
@@ -198,11 +201,22 @@ impl Pipeline {
                 flow = Flow::Respond;
             }
         }
-        if flow == Flow::Error {
-            st.refill_budget();
-            exec::run(&plan.on_error, Phase::Response, req, None, &who, st, io);
+        let on_error = match in_on_error {
+            true => flow == Flow::Continue,
+            false => flow == Flow::Error,
+        };
+        if on_error {
+            if !in_on_error {
+                st.refill_budget();
+            }
+            let ran = exec::run_resumable(&plan.on_error, Phase::Response, req, None, &who, st, io);
+            if ran == Flow::Suspend {
+                st.in_on_error = true;
+                return Ok(Inbound::Suspend);
+            }
+            flow = Flow::Error;
         }
-        if flow == Flow::Continue {
+        if flow == Flow::Continue && !in_on_error {
             return Ok(Inbound::Forward);
         }
         exec::settle(req, None, &who, st, io);

@@ -129,6 +129,8 @@ pub struct State {
     /// The step that suspended runs again on resume (it reads its answer then),
     /// rather than the call going on after it.
     pub rerun: bool,
+    /// The call suspended in on-error (after an inbound failure): it resumes there.
+    pub in_on_error: bool,
     /// cache-lookup missed: the key and terms cache-store keeps the response under.
     pub response_caching: Option<super::kinds::cache_response::ResponseCaching>,
     /// cache-lookup hit: the cached response the call answers with (outbound goes on
@@ -257,6 +259,9 @@ pub struct Facts {
     pub reads_request: bool,
     /// It makes the call wait for a request of its own (send-request, wait).
     pub suspends: bool,
+    /// It copies the request, body included (send-request mode copy): in on-error too,
+    /// the gateway reads the request body whole first.
+    pub copies_request: bool,
 }
 
 impl std::ops::BitOr for Facts {
@@ -267,6 +272,7 @@ impl std::ops::BitOr for Facts {
             sets_body: self.sets_body || o.sets_body,
             reads_request: self.reads_request || o.reads_request,
             suspends: self.suspends || o.suspends,
+            copies_request: self.copies_request || o.copies_request,
         }
     }
 }

@@ -314,6 +314,7 @@ impl Plan {
         let later = Facts::of(&plan.outbound) | Facts::of(&plan.on_error);
         plan.inbound_needs_body = inbound.needs_body
             || inbound.sets_body
+            || Facts::of(&plan.on_error).copies_request
             || plan
                 .forward
                 .as_ref()

@@ -78,7 +78,12 @@ pub(crate) const INBOUND: &[Section] = &[Section::Inbound];
 pub(crate) const OUTBOUND: &[Section] = &[Section::Outbound];
 pub(crate) const REQUEST: &[Section] = &[Section::Inbound, Section::Backend];
 /// Where a call can wait for its policies' own requests.
-pub(crate) const WAITING: &[Section] = &[Section::Inbound, Section::Backend, Section::Outbound];
+pub(crate) const WAITING: &[Section] = &[
+    Section::Inbound,
+    Section::Backend,
+    Section::Outbound,
+    Section::OnError,
+];
 pub(crate) const BACKEND: &[Section] = &[Section::Backend];
 /// Every section but backend (the body conversions).
 pub(crate) const NOT_BACKEND: &[Section] = &[Section::Inbound, Section::Outbound, Section::OnError];

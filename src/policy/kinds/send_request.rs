@@ -18,7 +18,7 @@ use crate::policy::parse::{
     attr, boolean, element_text, elements, no_attributes, only_children, required, setting,
     text_value, Cx, R,
 };
-use crate::policy::{Setting, Step, Text};
+use crate::policy::{Section, Setting, Step, Text};
 
 pub const KIND: Kind = Kind {
     element: "send-request",
@@ -182,7 +182,7 @@ fn senders_header(name: &str) -> bool {
 
 impl SendRequest {
     /// The request for this call.
-    fn request(&self, call: &mut Call) -> Result<Outgoing, EvalError> {
+    fn request(&self, call: &mut Call, section: Section) -> Result<Outgoing, EvalError> {
         let mut headers: Vec<(String, Vec<String>)> = Vec::new();
         let (mut method, mut url, mut body) = (String::from("GET"), String::new(), Vec::new());
         if self.copy {
@@ -211,7 +211,8 @@ impl SendRequest {
                     headers.push((name.clone(), values.clone()));
                 }
             }
-            if call.phase == Phase::Request {
+            // in outbound, as APIM says, mode copy does not take the request body
+            if call.phase == Phase::Request || section == Section::OnError {
                 body = call.st.req.body.clone().unwrap_or_default();
             }
         }
@@ -293,6 +294,7 @@ impl Behaviour for SendRequest {
         let copy = Facts {
             needs_body: self.copy,
             reads_request: self.copy,
+            copies_request: self.copy,
             ..Facts::default()
         };
         Facts {
@@ -302,7 +304,7 @@ impl Behaviour for SendRequest {
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        let mut out = or_fail!(call, step, self.request(call));
+        let mut out = or_fail!(call, step, self.request(call, step.section));
         let Some((variable, ignore_error)) = &self.reply else {
             // fire and forget: a full outbox drops it (and counts the drop)
             call.counters.outbox.push(out);

@@ -94,6 +94,7 @@ impl Behaviour for SetBody {
                 needs_body: true,
                 reads_request: true,
                 suspends: false,
+                copies_request: false,
             },
         }
     }
