@@ -8,15 +8,22 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// One API at `/s` → `backend`, one operation (any method, any path) with `inbound`.
-fn config(backend: &str, inbound: &str, on_error: &str) -> String {
-    let policy = format!(
-        "<policies><inbound>{inbound}</inbound><backend><forward-request /></backend><outbound /><on-error>{on_error}</on-error></policies>"
-    );
+/// One API at `/s` → `backend`, one operation (any method, any path) with `policy`.
+fn document(backend: &str, policy: &str) -> String {
     format!(
         r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{backend}", "subscriptionRequired": false,
             "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
-        js(&policy)
+        js(policy)
+    )
+}
+
+/// `document` with `inbound` and `on_error` around a forward-request.
+fn config(backend: &str, inbound: &str, on_error: &str) -> String {
+    document(
+        backend,
+        &format!(
+            "<policies><inbound>{inbound}</inbound><backend><forward-request /></backend><outbound /><on-error>{on_error}</on-error></policies>"
+        ),
     )
 }
 
@@ -340,12 +347,7 @@ fn one_way_requests_do_not_hold_the_call() {
         held.url("/log"),
         held.url("/log")
     );
-    let doc = format!(
-        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
-            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
-        backend.url(""),
-        js(&policy)
-    );
+    let doc = document(&backend.url(""), &policy);
     let gw = Gateway::start(
         &doc,
         &[
@@ -703,12 +705,7 @@ fn outbound_waits_for_its_requests_too() {
 </outbound><on-error /></policies>"#,
         audit = audit.url("/audit")
     );
-    let doc = format!(
-        r#"{{"schemaVersion": 1, "apis": [{{"id": "s", "path": "s", "serviceUrl": "{}", "subscriptionRequired": false,
-            "operations": [{{"id": "any", "method": "*", "urlTemplate": "/*", "policies": {}}}]}}]}}"#,
-        backend.url(""),
-        js(&policy)
-    );
+    let doc = document(&backend.url(""), &policy);
     let gw = Gateway::start(&doc, &[]);
     for _ in 0..2 {
         let r = send(&gw, "GET", "/s/orders", &[], "");
@@ -721,4 +718,76 @@ fn outbound_waits_for_its_requests_too() {
         );
     }
     assert_eq!(audit.requests().len(), 4);
+}
+
+#[test]
+fn on_error_after_a_backend_error_status_waits_for_a_fallback() {
+    let fallback = Origin::start(|req, s| {
+        respond(
+            s,
+            200,
+            &[],
+            format!("fallback for {}", req.target).as_bytes(),
+        );
+        true
+    });
+    let backend = Origin::start(|_, s| {
+        respond(s, 500, &[], b"broken");
+        true
+    });
+    let policy = format!(
+        r#"<policies><inbound /><backend><forward-request fail-on-error-status-code="true" /></backend><outbound>
+  <set-header name="X-Outbound" exists-action="override"><value>ran</value></set-header>
+</outbound><on-error>
+  <send-request mode="new" response-variable-name="f"><set-url>@("{}" + context.Request.Url.Path)</set-url></send-request>
+  <return-response response-variable-name="f">
+    <set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Reason)</value></set-header>
+  </return-response>
+</on-error></policies>"#,
+        fallback.url("")
+    );
+    let doc = document(&backend.url(""), &policy);
+    let gw = Gateway::start(&doc, &[]);
+    let r = send(&gw, "GET", "/s/orders", &[], "");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "fallback for /s/orders")
+    );
+    assert_eq!(r.header("X-Reason"), Some("BackendErrorStatusCode"));
+    assert_eq!(r.header("X-Outbound"), None, "on-error instead of outbound");
+    assert_eq!(backend.requests().len(), 1);
+}
+
+#[test]
+fn on_error_after_an_outbound_failure_waits_too() {
+    let reporter = Origin::start(|req, s| {
+        respond(
+            s,
+            200,
+            &[],
+            format!("reported {}", String::from_utf8_lossy(&req.body)).as_bytes(),
+        );
+        true
+    });
+    let backend = Origin::echo();
+    let policy = format!(
+        r#"<policies><inbound /><backend><forward-request /></backend><outbound>
+  <set-variable name="n" value="@(int.Parse(&quot;not a number&quot;))" />
+</outbound><on-error>
+  <send-request mode="new" response-variable-name="r"><set-url>{}</set-url><set-method>POST</set-method><set-body>@(context.LastError.Source + " " + context.LastError.Reason)</set-body></send-request>
+  <return-response response-variable-name="r"><set-status code="502" reason="Bad Gateway" /></return-response>
+</on-error></policies>"#,
+        reporter.url("/report")
+    );
+    let doc = document(&backend.url(""), &policy);
+    let gw = Gateway::start(&doc, &[]);
+    let r = send(&gw, "GET", "/s/x", &[], "");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            502,
+            "reported set-variable ExpressionValueEvaluationFailure"
+        )
+    );
+    assert_eq!(backend.requests().len(), 1);
 }

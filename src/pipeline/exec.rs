@@ -575,7 +575,7 @@ pub fn run(
                 st,
                 "send-request",
                 "NotSupported",
-                "a call cannot wait for send-request here (inside retry, in outbound without forward-request, after a cache hit, or in on-error after a backend or outbound failure)",
+                "a call cannot wait for send-request here (inside retry, in outbound without forward-request, after a cache hit, or in on-error after a backend failure)",
                 section,
             );
             Flow::Error

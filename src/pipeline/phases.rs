@@ -256,52 +256,63 @@ impl Pipeline {
                 .forward
                 .as_ref()
                 .is_some_and(|f| f.fail_on_error_status);
+        // on-error waited for a request of its own: it goes on where it waited (or,
+        // when that request failed, its answer stands)
+        let in_on_error = std::mem::take(&mut st.in_on_error);
         let mut run = |steps: &[Step], st: &mut State| {
-            exec::run(steps, Phase::Response, &req, Some(resp), &who, st, io)
+            exec::run_resumable(steps, Phase::Response, &req, Some(resp), &who, st, io)
         };
-        let flow = if error_status {
+        // what the call answers with, and where it waits, if it does
+        let (flow, waits_in_on_error) = if error_status {
             // forward-request fail-on-error-status-code: on-error instead of outbound;
             // the backend's answer goes on with its edits unless on-error answers
-            let message = format!("Backend responded with status code {}", resp.status);
-            fail_outside(
-                st,
-                "forward-request",
-                "BackendErrorStatusCode",
-                &message,
-                "backend",
-            );
-            run(&plan.on_error, st)
-        } else {
-            let flow = match landed {
-                Flow::Continue => exec::run_resumable(
-                    &plan.outbound,
-                    Phase::Response,
-                    &req,
-                    Some(resp),
-                    &who,
+            if !in_on_error {
+                let message = format!("Backend responded with status code {}", resp.status);
+                fail_outside(
                     st,
-                    io,
-                ),
-                other => other,
-            };
-            if flow == Flow::Suspend {
-                st.request_copy = copy;
-                return Ok(Flow::Suspend);
-            }
-            if flow == Flow::Error {
-                st.refill_budget();
-                exec::run(
-                    &plan.on_error,
-                    Phase::Response,
-                    &req,
-                    Some(resp),
-                    &who,
-                    st,
-                    io,
+                    "forward-request",
+                    "BackendErrorStatusCode",
+                    &message,
+                    "backend",
                 );
             }
-            flow
+            let ran = match (in_on_error, landed) {
+                (true, Flow::Error) => Flow::Error,
+                _ => run(&plan.on_error, st),
+            };
+            (ran, true)
+        } else if in_on_error {
+            let ran = match landed {
+                Flow::Continue => run(&plan.on_error, st),
+                other => other,
+            };
+            let flow = if ran == Flow::Suspend {
+                ran
+            } else {
+                Flow::Error
+            };
+            (flow, true)
+        } else {
+            let flow = match landed {
+                Flow::Continue => run(&plan.outbound, st),
+                other => other,
+            };
+            if flow == Flow::Error {
+                st.refill_budget();
+                match run(&plan.on_error, st) {
+                    Flow::Suspend => (Flow::Suspend, true),
+                    _ => (flow, false),
+                }
+            } else {
+                (flow, false)
+            }
         };
+        if flow == Flow::Suspend {
+            // outbound, or on-error, waits for its requests
+            st.in_on_error = waits_in_on_error;
+            st.request_copy = copy;
+            return Ok(Flow::Suspend);
+        }
         exec::settle(&req, Some(resp), &who, st, io);
         st.request_copy = copy;
         Ok(flow)
