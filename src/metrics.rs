@@ -98,6 +98,7 @@ pub struct GaugeValues {
     pub cache: CacheStats,
     pub one_way: OneWayStats,
     pub external_up: Option<bool>,
+    pub external_dropped: u64,
 }
 
 /// What `send-one-way-request` did since the start.
@@ -125,6 +126,7 @@ impl GaugeValues {
             cache: g.cache,
             one_way: g.one_way,
             external_up: g.external_up,
+            external_dropped: g.external_dropped,
         }
     }
 
@@ -139,6 +141,7 @@ impl GaugeValues {
             cache: self.cache,
             one_way: self.one_way,
             external_up: self.external_up,
+            external_dropped: self.external_dropped,
         }
     }
 }
@@ -167,6 +170,8 @@ pub struct Gauges<'a> {
     pub one_way: OneWayStats,
     /// Whether the external cache answers (none: no external cache).
     pub external_up: Option<bool>,
+    /// Commands for it that found a queue full and were not sent, since the start.
+    pub external_dropped: u64,
 }
 
 impl<'a> Gauges<'a> {
@@ -192,6 +197,7 @@ impl<'a> Gauges<'a> {
             cache: CacheStats::default(),
             one_way: OneWayStats::default(),
             external_up: None,
+            external_dropped: 0,
         }
     }
 }
@@ -566,6 +572,11 @@ fn policy_gauges(out: &mut String, g: &Gauges) {
             "# TYPE edgegate_external_cache_up gauge\nedgegate_external_cache_up {}",
             u8::from(up)
         );
+        let _ = writeln!(
+            out,
+            "# TYPE edgegate_external_cache_dropped_total counter\nedgegate_external_cache_dropped_total {}",
+            g.external_dropped
+        );
     }
     {
         let c = &g.cache;
@@ -654,6 +665,7 @@ mod tests {
                 ..OneWayStats::default()
             },
             external_up: Some(false),
+            external_dropped: 2,
         });
         for line in [
             "edgegate_requests_total{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 2",
@@ -668,6 +680,7 @@ mod tests {
             "edgegate_one_way_requests_failed_total 0",
             "edgegate_one_way_requests_dropped_total 1",
             "edgegate_external_cache_up 0",
+            "edgegate_external_cache_dropped_total 2",
             "edgegate_client_duration_milliseconds_sum{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\"} 1.200",
             "edgegate_gateway_duration_milliseconds_bucket{api=\"echo\",operation=\"get\",status_class=\"2xx\",error_reason=\"\",le=\"1\"} 2",
             "edgegate_plane_connected 0",

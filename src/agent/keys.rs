@@ -19,10 +19,18 @@ pub fn saved_key_sets(
     rt: &crate::config::Runtime,
 ) -> Vec<(String, Arc<KeySet>)> {
     let urls = rt.references.openid_urls();
-    let Some(store) = syncer.store().filter(|_| !urls.is_empty()) else {
+    match syncer.store() {
+        Some(store) => kept(store, &urls),
+        None => Vec::new(),
+    }
+}
+
+/// The key sets the store kept for `urls`.
+fn kept(store: &super::store::Store, urls: &[String]) -> Vec<(String, Arc<KeySet>)> {
+    if urls.is_empty() {
         return Vec::new();
-    };
-    match store.key_sets(&urls) {
+    }
+    match store.key_sets(urls) {
         Ok(kept) => kept
             .into_iter()
             .filter_map(|k| {
@@ -52,31 +60,26 @@ impl Coordinator {
     /// The running config's OpenID configurations: new ones are fetched, and those the
     /// store kept go to the loop now.
     pub(super) fn want_keys(&mut self, updates: &mut Vec<Update>) {
+        // the config the gateway started with had its kept keys restored before the
+        // loop started (`saved_key_sets`); later ones get theirs here
+        let started = std::mem::replace(&mut self.keys_started, true);
         let urls = self.running.references.openid_urls();
         if urls == self.openid_urls {
             return;
         }
         let fresh: Vec<String> = urls
             .iter()
-            .filter(|u| !self.openid_urls.contains(u))
+            .filter(|u| started && !self.openid_urls.contains(u))
             .cloned()
             .collect();
         self.openid_urls = urls.clone();
         if let Some(f) = &self.openid {
             f.ask(Ask::Want(urls));
         }
-        let Some(store) = self.syncer.store() else {
-            return;
-        };
-        match store.key_sets(&fresh) {
-            Ok(kept) => {
-                for k in kept {
-                    if let Some(set) = key_set(k.issuer, &k.jwks, k.fetched_at) {
-                        updates.push(Update::Keys(k.url, set));
-                    }
-                }
+        if let Some(store) = self.syncer.store() {
+            for (url, set) in kept(store, &fresh) {
+                updates.push(Update::Keys(url, set));
             }
-            Err(e) => log::warn!("cannot read kept signing keys: {e}"),
         }
     }
 

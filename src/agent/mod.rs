@@ -335,6 +335,9 @@ struct Coordinator {
     /// The OpenID key fetcher, and the configuration URLs it was last told.
     openid: Option<openid::Fetcher>,
     openid_urls: Vec<String>,
+    /// The first config's URLs were handed to the fetcher (its kept keys were restored
+    /// at start).
+    keys_started: bool,
     /// The gateway identity's token fetcher (with `identity.*`), and the resources it
     /// was last told.
     identity: Option<identity::Fetcher>,
@@ -527,6 +530,7 @@ fn run(
         next_metrics_upload: Instant::now() + METRICS_UPLOAD_EVERY,
         openid,
         openid_urls: Vec::new(),
+        keys_started: false,
         identity,
         identity_resources: Vec::new(),
     };

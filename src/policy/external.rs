@@ -201,3 +201,36 @@ impl super::call::State {
         }
     }
 }
+
+/// Where a shared limit stands for the step that counts (`ask_shared`).
+pub enum Shared {
+    /// Asked: the call waits, and the step runs again with the answer.
+    Wait,
+    Answered(Counted),
+    /// Not shared now (no Redis, Redis down, inside `<wait>`): the gateway counts.
+    Local,
+}
+
+/// The one way a limit counts in the external cache: on its first run the step asks
+/// (`command` is built only then) and the call suspends; when it runs again it reads
+/// the answer. An unavailable Redis is local counting.
+pub fn ask_shared(
+    call: &mut super::call::Call,
+    command: impl FnOnce(&super::call::Call) -> Command,
+) -> Shared {
+    match call.st.counted.take() {
+        Some(Counted::Unavailable) => Shared::Local,
+        Some(answer) => Shared::Answered(answer),
+        None if !call.counters.external.shares_counts() || call.st.collecting => Shared::Local,
+        None => {
+            let command = command(call);
+            call.st.external.push(ExternalAsk {
+                command,
+                purpose: Purpose::Count,
+            });
+            call.st.rerun = true;
+            call.st.wait_any = false;
+            Shared::Wait
+        }
+    }
+}

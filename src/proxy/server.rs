@@ -732,6 +732,8 @@ impl Server {
             cache: self.counters.cache.stats(),
             one_way: self.one_way.stats(),
             external_up: self.external.as_ref().map(ExternalLink::up),
+            external_dropped: self.counters.external.dropped
+                + self.external.as_ref().map_or(0, |e| e.dropped),
             ..crate::metrics::Gauges::of(
                 self.runtime.as_deref(),
                 &self.sync,

@@ -12,7 +12,7 @@ use super::rate_limit::{label_of, limit, Limit};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, QuotaUse};
 use crate::policy::expr::{EvalError, Expr};
-use crate::policy::external::{quota_key, Command, Counted, ExternalAsk, Purpose, QuotaWindow};
+use crate::policy::external::{ask_shared, quota_key, Command, Counted, QuotaWindow, Shared};
 use crate::policy::limits::window_start;
 use crate::policy::parse::{
     attr, elements, expr_value, no_attributes, number, only_children, positive, required, setting,
@@ -212,35 +212,21 @@ impl Quota {
 
     /// The shared check, when the external cache counts quotas.
     fn shared(&self, call: &mut Call, key: &str, levels: &[Level]) -> Shared {
-        match call.st.counted.take() {
-            None => {
-                if !call.counters.external.shares_counts() || call.st.collecting {
-                    return Shared::Local;
-                }
-                let now_s = call.now_ms / 1000;
-                let windows = levels
-                    .iter()
-                    .map(|l| {
-                        let start = window_start(self.first_period_start, l.period_secs, now_s);
-                        QuotaWindow {
-                            key: quota_key(&l.label, key, start),
-                            calls: l.calls,
-                            bytes: l.bandwidth_kb.saturating_mul(1024),
-                        }
-                    })
-                    .collect();
-                call.st.external.push(ExternalAsk {
-                    command: Command::QuotaCheck { windows },
-                    purpose: Purpose::Count,
-                });
-                call.st.rerun = true;
-                call.st.wait_any = false;
-                Shared::Wait
-            }
-            Some(Counted::Quota(Some(i))) => Shared::Exceeded(i),
-            Some(Counted::Quota(None)) => Shared::Fits,
-            Some(_) => Shared::Local,
-        }
+        ask_shared(call, |call| {
+            let now_s = call.now_ms / 1000;
+            let windows = levels
+                .iter()
+                .map(|l| {
+                    let start = window_start(self.first_period_start, l.period_secs, now_s);
+                    QuotaWindow {
+                        key: quota_key(&l.label, key, start),
+                        calls: l.calls,
+                        bytes: l.bandwidth_kb.saturating_mul(1024),
+                    }
+                })
+                .collect();
+            Command::QuotaCheck { windows }
+        })
     }
 
     /// Counts the call against every level once it ends (`State::quotas`).
@@ -254,16 +240,6 @@ impl Quota {
             });
         }
     }
-}
-
-/// What the external cache said about a quota.
-enum Shared {
-    /// Asked: the call waits, and the policy runs again with the answer.
-    Wait,
-    Exceeded(usize),
-    Fits,
-    /// Not shared (or Redis could not answer): counted here.
-    Local,
 }
 
 impl Behaviour for Quota {
@@ -295,17 +271,17 @@ impl Behaviour for Quota {
         let now_s = call.now_ms / 1000;
         match self.shared(call, &key, &levels) {
             Shared::Wait => return Flow::Suspend,
-            Shared::Exceeded(i) => {
+            Shared::Answered(Counted::Quota(Some(i))) => {
                 if let Some(l) = levels.get(i) {
                     let start = window_start(self.first_period_start, l.period_secs, now_s);
                     return self.exceeded(step, call, l, start + l.period_secs - now_s);
                 }
             }
-            Shared::Fits => {
+            Shared::Answered(Counted::Quota(None)) => {
                 self.counted(step, call, key, levels);
                 return Flow::Continue;
             }
-            Shared::Local => {}
+            Shared::Answered(_) | Shared::Local => {}
         }
         for l in &levels {
             if l.calls == 0 && l.bandwidth_kb == 0 {

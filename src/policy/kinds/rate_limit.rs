@@ -10,7 +10,7 @@ use roxmltree::Node;
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{Behaviour, Call, Facts, Flow, State};
 use crate::policy::expr::Val;
-use crate::policy::external::{Command, Counted, ExternalAsk, Purpose, Window};
+use crate::policy::external::{ask_shared, Command, Counted, Shared, Window};
 use crate::policy::parse::{
     attr, counter_id, elements, no_attributes, number, only_children, Cx, R,
 };
@@ -125,51 +125,48 @@ impl RateLimit {
     /// The shared count of every level, when the external cache counts (see
     /// rate-limit-by-key): `Some` is the step's flow, `None` counts locally.
     fn shared(&self, step: &Step, call: &mut Call) -> Option<Flow> {
-        match call.st.counted.take() {
-            None => {
-                if !call.counters.external.shares_counts() || call.st.collecting {
-                    return None;
-                }
-                let host = call.host;
-                let key = host.subscription_id().unwrap_or("");
-                let windows = self
-                    .limit
-                    .levels(host.api(), host.operation())
-                    .filter(|l| l.calls > 0 || l.name.is_empty())
-                    .map(|l| Window {
-                        key: format!("edgegate:rl:{:x}:{key}", l.counter),
-                        window_ms: l.period_secs.saturating_mul(1000),
-                        limit: l.calls,
-                    })
-                    .collect();
-                call.st.external.push(ExternalAsk {
-                    command: Command::Count {
-                        windows,
-                        now_ms: call.now_ms,
-                        n: 1,
-                        id: call.st.request_id.clone(),
-                    },
-                    purpose: Purpose::Count,
-                });
-                call.st.rerun = true;
-                call.st.wait_any = false;
-                Some(Flow::Suspend)
+        let asked = ask_shared(call, |call| {
+            let host = call.host;
+            let key = host.subscription_id().unwrap_or("");
+            let windows = self
+                .limit
+                .levels(host.api(), host.operation())
+                .filter(|l| l.calls > 0 || l.name.is_empty())
+                .map(|l| Window {
+                    key: format!("edgegate:rl:{:x}:{key}", l.counter),
+                    window_ms: l.period_secs.saturating_mul(1000),
+                    limit: l.calls,
+                })
+                .collect();
+            Command::Count {
+                windows,
+                now_ms: call.now_ms,
+                n: 1,
+                id: call.st.request_id.clone(),
             }
-            Some(Counted::Unavailable | Counted::Quota(_)) => None,
-            Some(Counted::Shared {
-                allowed: ok,
+        });
+        match asked {
+            Shared::Wait => Some(Flow::Suspend),
+            Shared::Answered(Counted::Shared {
+                allowed: true,
                 remaining,
-                again_ms,
+                ..
             }) => {
-                if !ok {
-                    let back_s = again_ms.saturating_sub(call.now_ms).div_ceil(1000).max(1);
-                    return Some(refused(step, call.st, &self.headers, back_s));
-                }
                 allowed(call.st, &self.headers, remaining, self.limit.calls);
                 Some(Flow::Continue)
             }
+            Shared::Answered(Counted::Shared { again_ms, .. }) => {
+                Some(refused_until(step, call, &self.headers, again_ms))
+            }
+            Shared::Answered(_) | Shared::Local => None,
         }
     }
+}
+
+/// The 429 of a call a shared window refused until `again_ms` (ms since 1970).
+pub(crate) fn refused_until(step: &Step, call: &mut Call, h: &LimitHeaders, again_ms: u64) -> Flow {
+    let back_s = again_ms.saturating_sub(call.now_ms).div_ceil(1000).max(1);
+    refused(step, call.st, h, back_s)
 }
 
 /// The 429 of a refused call, with Retry-After (or the configured header) and variable.

@@ -7,11 +7,13 @@
 
 use roxmltree::Node;
 
-use super::rate_limit::{allowed, limit_headers, refused, LimitHeaders, LIMIT_HEADERS};
+use super::rate_limit::{
+    allowed, limit_headers, refused, refused_until, LimitHeaders, LIMIT_HEADERS,
+};
 use super::{policy, Compiled, Kind, INBOUND};
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
 use crate::policy::expr::{EvalError, Expr};
-use crate::policy::external::{Command, Counted, ExternalAsk, Purpose, Window};
+use crate::policy::external::{ask_shared, Command, Counted, Shared, Window};
 use crate::policy::parse::{
     attr, expr_value, no_attributes, positive, required, setting, text_value, whole, Cx, POSITIVE,
     R, WHOLE,
@@ -168,56 +170,40 @@ impl RateLimitByKey {
     /// The shared count, when the external cache counts: `Some` is the step's flow
     /// (waiting for Redis, refused or allowed), `None` counts locally.
     fn shared(&self, step: &Step, call: &mut Call, limit: &Limit) -> Option<Flow> {
-        let window_ms = limit.period_secs.saturating_mul(1000);
-        match call.st.counted.take() {
-            None => {
-                if !call.counters.external.shares_counts() || call.st.collecting {
-                    return None;
-                }
-                let deferred = self.increment_condition.is_some();
-                call.st.external.push(ExternalAsk {
-                    command: Command::Count {
-                        windows: vec![Window {
-                            key: self.shared_key(&limit.window),
-                            window_ms,
-                            limit: limit.calls,
-                        }],
-                        now_ms: call.now_ms,
-                        // counted once the response is known, with increment-condition
-                        n: if deferred { 0 } else { limit.count },
-                        id: format!("{}:{:x}", call.st.request_id, self.counter),
-                    },
-                    purpose: Purpose::Count,
-                });
-                call.st.rerun = true;
-                call.st.wait_any = false;
-                Some(Flow::Suspend)
-            }
-            Some(Counted::Unavailable | Counted::Quota(_)) => None,
-            Some(Counted::Shared {
-                allowed: ok,
+        let deferred = self.increment_condition.is_some();
+        let asked = ask_shared(call, |call| Command::Count {
+            windows: vec![Window {
+                key: self.shared_key(&limit.window),
+                window_ms: limit.period_secs.saturating_mul(1000),
+                limit: limit.calls,
+            }],
+            now_ms: call.now_ms,
+            // counted once the response is known, with increment-condition
+            n: if deferred { 0 } else { limit.count },
+            id: format!("{}:{:x}", call.st.request_id, self.counter),
+        });
+        match asked {
+            Shared::Wait => Some(Flow::Suspend),
+            Shared::Answered(Counted::Shared {
+                allowed: true,
                 remaining,
-                again_ms,
+                ..
             }) => {
-                if !ok {
-                    let back_ms = again_ms.saturating_sub(call.now_ms);
-                    return Some(refused(
-                        step,
-                        call.st,
-                        &self.headers,
-                        back_ms.div_ceil(1000).max(1),
-                    ));
-                }
                 let mut left = remaining;
-                if self.increment_condition.is_some() {
+                if deferred {
                     left = left.saturating_sub(limit.count);
                     call.st.deferred.push((step.clone(), limit.window.clone()));
                 }
                 allowed(call.st, &self.headers, left, limit.calls);
                 Some(Flow::Continue)
             }
+            Shared::Answered(Counted::Shared { again_ms, .. }) => {
+                Some(refused_until(step, call, &self.headers, again_ms))
+            }
+            Shared::Answered(_) | Shared::Local => None,
         }
     }
+
     fn limit(&self, call: &mut Call, key: String) -> Result<Limit, EvalError> {
         let calls = call.setting(&self.calls)?;
         let period_secs = call.setting(&self.period_secs)?;
