@@ -46,6 +46,7 @@ pub mod sqlite;
 pub mod status;
 pub mod sys;
 pub mod telemetry;
+pub mod x509;
 
 /// `edgegate version` output.
 pub fn version_line() -> String {

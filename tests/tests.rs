@@ -6,6 +6,7 @@ mod common;
 
 mod agent;
 mod backups;
+mod client_certificates;
 mod expressions;
 mod external_cache;
 mod federation;

@@ -33,19 +33,8 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 impl Client {
     fn new(dir: &Path) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
-            .unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         Client {
-            config: Arc::new(config),
+            config: tls_client_config(dir, None),
         }
     }
 
@@ -69,17 +58,6 @@ fn der_of(dir: &Path, stem: &str) -> Vec<u8> {
         .unwrap()
         .as_ref()
         .to_vec()
-}
-
-fn https_addr(gw: &Gateway) -> SocketAddr {
-    gw.wait_for_log("serving HTTPS on https://")
-        .split("serving HTTPS on https://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches(['"', '}'])
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -21,6 +21,7 @@ const TOP_FIELDS: &[&str] = &[
     "namedValues",
     "backends",
     "certificates",
+    "caCertificates",
     "fragments",
     "users",
     "groups",
@@ -107,7 +108,7 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
             None
         }
     };
-    let tls = super::tls::certificates(&top, errors);
+    let certificates = super::tls::certificates(&top, errors);
     let named = entities::named_values(&top, errors);
     let fragments = entities::fragments(&top, errors);
     let (backends, backend_ids) = entities::backends(&top, errors);
@@ -200,7 +201,9 @@ fn compile_value(doc: &Json, source: ConfigSource, errors: &mut Errors) -> Optio
         backends: env.backends,
         backend_ids: env.backend_ids,
         policies,
-        tls,
+        tls: certificates.listener,
+        client_keys: certificates.keys,
+        client_trust: certificates.trust,
         backend_tls: None,
         unmatched: unmatched_plan.map(|p| Box::new(Api::unmatched(p))),
         redaction,

@@ -235,8 +235,12 @@ pub struct Runtime {
     pub backend_ids: HashMap<String, u32>,
     /// Whether any operation has a non-trivial plan (policies are in use).
     pub policies: bool,
-    /// The HTTPS listener's TLS config, when the document has `certificates`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The HTTPS listener's TLS, when the document has `certificates`.
+    pub tls: Option<Arc<tls::ListenerTls>>,
+    /// The document's certificates with their keys (authentication-certificate).
+    pub client_keys: Vec<Arc<tls::ClientKey>>,
+    /// The CA certificates client certificates are checked against.
+    pub client_trust: Option<Arc<tls::ClientTrust>>,
     /// How `https://` backends are checked, when the document has any (set by the agent
     /// with `attach_backend_tls`).
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
@@ -385,6 +389,11 @@ impl Runtime {
             || self.policies;
         if any {
             self.backend_tls = Some(tls::backend_client_config()?);
+        }
+        if self.policies {
+            for key in &self.client_keys {
+                key.attach()?;
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use crate::config::{Api, Group, Operation, Product, Runtime, Subscription, User};
 use crate::policy::call::{fail_outside, Call, Host};
+use crate::policy::expr::certs::Cert;
 use crate::policy::expr::{Budget, Env, EvalError, Field, Lookup, Val};
 use crate::policy::limits::Counters;
 use crate::policy::request::{decode, join_query, opt, query_value};
@@ -34,6 +35,8 @@ pub struct Who<'a> {
     /// The key the caller presented (for `context.Subscription.Key`).
     pub key: &'a str,
     pub gateway_id: &'a str,
+    /// The CA certificates client certificates are judged by.
+    pub client_trust: Option<&'a crate::config::tls::ClientTrust>,
 }
 
 impl Who<'_> {
@@ -183,6 +186,13 @@ impl Env for View<'_> {
                 self.st.req.method.as_deref().unwrap_or(r.method),
             )),
             Field::RequestIp => Val::Str(Cow::Borrowed(r.ip)),
+            Field::RequestCertificate => match r.certificate {
+                Some(p) => Val::Cert(std::rc::Rc::new(Cert {
+                    presented: std::sync::Arc::clone(p),
+                    verified: crate::config::tls::judge(self.who.client_trust, p),
+                })),
+                None => Val::Null,
+            },
             Field::RequestPath => Val::Str(Cow::Borrowed(r.path)),
             Field::RequestHost => Val::Str(Cow::Borrowed(crate::http::request::host_without_port(
                 r.host,
@@ -255,10 +265,9 @@ impl Env for View<'_> {
             }
             Field::ApiKeyHeaderName => Val::Str(Cow::Borrowed(&self.who.api.key_header)),
             Field::ApiKeyQueryName => Val::Str(Cow::Borrowed(&self.who.api.key_query)),
-            Field::ApiVersion
-            | Field::ProductSubscriptionLimit
-            | Field::SubscriptionDate
-            | Field::RequestCertificate => Val::Null,
+            Field::ApiVersion | Field::ProductSubscriptionLimit | Field::SubscriptionDate => {
+                Val::Null
+            }
             Field::ApiRevision => Val::Str(Cow::Borrowed("1")),
             Field::ApiIsCurrentRevision => Val::Bool(true),
             Field::ProductState => match self.who.product {
@@ -520,6 +529,15 @@ impl Host for Scene<'_> {
             .filter_map(|i| self.who.groups.get(*i as usize))
             .map(|g| g.id.as_str())
             .collect()
+    }
+    fn ca_certificates(&self) -> &[(String, crate::x509::Certificate)] {
+        self.runtime
+            .client_trust
+            .as_ref()
+            .map_or(&[], |t| t.authorities.as_slice())
+    }
+    fn certificate_trusted(&self, presented: &crate::x509::Presented) -> bool {
+        crate::config::tls::judge(self.runtime.client_trust.as_deref(), presented)
     }
     fn request_url(&self, st: &State) -> String {
         let (authority, base_path, https) = match &st.req.target {

@@ -79,6 +79,7 @@ pub fn who<'a>(rt: &'a Runtime, ids: Ids, key: &'a str, gateway_id: &'a str) -> 
         groups: &rt.groups,
         key,
         gateway_id,
+        client_trust: rt.client_trust.as_deref(),
     })
 }
 
@@ -445,6 +446,7 @@ pub fn empty_request() -> RequestView<'static> {
         headers: HeaderSrc::Empty,
         ip: "",
         https: false,
+        certificate: None,
     }
 }
 

@@ -83,6 +83,7 @@ impl Client {
             headers: HeaderSrc::Owned(&self.headers),
             ip: self.ip,
             https: false,
+            certificate: None,
         }
     }
 }

@@ -360,6 +360,10 @@ pub trait Host {
     fn developer(&self) -> Option<&str>;
     /// The ids of the calling developer's groups.
     fn developer_groups(&self) -> Vec<&str>;
+    /// The config's CA certificates by id (`caCertificates`).
+    fn ca_certificates(&self) -> &[(String, crate::x509::Certificate)];
+    /// Whether a client certificate chains to them (remembered per connection).
+    fn certificate_trusted(&self, presented: &crate::x509::Presented) -> bool;
 }
 
 /// One step's view of the call: the phase, the host, the call's state, the counters

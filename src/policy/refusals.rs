@@ -74,10 +74,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     ),
     ("sql-data-source", "GraphQL resolvers are not supported"),
     (
-        "validate-client-certificate",
-        "planned: client certificates",
-    ),
-    (
         "validate-content",
         "planned: needs API schemas (OpenAPI import)",
     ),

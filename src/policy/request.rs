@@ -4,6 +4,9 @@
 //! Must not touch: sockets, buffers, the config's entities.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::x509::Presented;
 
 use super::expr::Val;
 
@@ -69,6 +72,8 @@ pub struct RequestView<'a> {
     pub headers: HeaderSrc<'a>,
     pub ip: &'a str,
     pub https: bool,
+    /// The TLS client's certificate, when it presented one.
+    pub certificate: Option<&'a Arc<Presented>>,
 }
 
 /// A copy of the request kept for outbound and on-error expressions.
@@ -82,6 +87,7 @@ pub struct OwnedRequest {
     headers: Vec<(String, String)>,
     ip: String,
     https: bool,
+    certificate: Option<Arc<Presented>>,
 }
 
 impl OwnedRequest {
@@ -95,6 +101,7 @@ impl OwnedRequest {
             headers: r.headers.to_owned_list(),
             ip: r.ip.to_string(),
             https: r.https,
+            certificate: r.certificate.cloned(),
         }
     }
     /// The client's headers, in order.
@@ -111,6 +118,7 @@ impl OwnedRequest {
             headers: HeaderSrc::Owned(&self.headers),
             ip: &self.ip,
             https: self.https,
+            certificate: self.certificate.as_ref(),
         }
     }
 }

@@ -27,7 +27,7 @@ use super::names::Names;
 use super::one_way::{OneWay, ONE_WAY_OWNER};
 use super::sub::Net;
 use super::token::{self, Kind};
-use super::transport::Transport;
+use super::transport::{Hello, Transport};
 use crate::agent::{ToAgent, ToLoop};
 use crate::config::Runtime;
 use crate::log_writer::LogSender;
@@ -420,12 +420,20 @@ impl Server {
         let _ = sock.set_nodelay(true);
         let mut transport = match which {
             Listener::Https => {
-                let tls = self.runtime.as_ref().and_then(|r| r.tls.clone());
-                let Some(conn) = tls.and_then(|t| rustls::ServerConnection::new(t).ok()) else {
+                let Some(tls) = self.runtime.as_ref().and_then(|r| r.tls.clone()) else {
                     // the config lost its certificates: no handshake to offer
                     return;
                 };
-                Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)))
+                match tls.single() {
+                    Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                        Ok(conn) => {
+                            Transport::Tls(sock, Box::new(rustls::Connection::Server(conn)))
+                        }
+                        Err(_) => return,
+                    },
+                    // SNI decides whether to ask for a client certificate
+                    None => Transport::Accepting(Box::new(Hello::new(sock, tls))),
+                }
             }
             Listener::Http => Transport::Plain(sock),
         };

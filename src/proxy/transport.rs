@@ -14,19 +14,45 @@
 
 use std::io::{self, Read, Write};
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::Connection;
+
+use crate::config::tls::ListenerTls;
 
 /// Most plaintext handed to rustls per write (one TLS record).
 const TLS_WRITE_CHUNK: usize = 16 * 1024;
 
 pub enum Transport {
     Plain(TcpStream),
+    /// HTTPS when some certificate negotiates client certificates: the ClientHello is
+    /// read first, and its SNI picks the config (one that asks for a certificate or
+    /// not); then it becomes `Tls`.
+    Accepting(Box<Hello>),
     Tls(TcpStream, Box<Connection>),
     /// An in-memory wire (sans-IO tests of the connection).
     #[cfg(test)]
     Memory(super::memory::MemoryWire),
+}
+
+/// A TLS connection before its ClientHello is whole.
+pub struct Hello {
+    /// Always there: taken only to become `Transport::Tls`.
+    sock: Option<TcpStream>,
+    acceptor: rustls::server::Acceptor,
+    tls: Arc<ListenerTls>,
+}
+
+impl Hello {
+    pub fn new(sock: TcpStream, tls: Arc<ListenerTls>) -> Hello {
+        Hello {
+            sock: Some(sock),
+            acceptor: rustls::server::Acceptor::default(),
+            tls,
+        }
+    }
 }
 
 /// How a non-blocking connect stands.
@@ -46,6 +72,10 @@ impl Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Plain(s) | Transport::Tls(s, _) => registry.register(s, token, interest),
+            Transport::Accepting(h) => match &mut h.sock {
+                Some(s) => registry.register(s, token, interest),
+                None => Ok(()),
+            },
             #[cfg(test)]
             Transport::Memory(_) => Ok(()),
         }
@@ -56,6 +86,11 @@ impl Transport {
             Transport::Plain(s) | Transport::Tls(s, _) => {
                 let _ = registry.deregister(s);
             }
+            Transport::Accepting(h) => {
+                if let Some(s) = &mut h.sock {
+                    let _ = registry.deregister(s);
+                }
+            }
             #[cfg(test)]
             Transport::Memory(_) => {}
         }
@@ -65,6 +100,8 @@ impl Transport {
     pub fn connect_state(&mut self) -> Connect {
         let sock = match self {
             Transport::Plain(s) | Transport::Tls(s, _) => s,
+            // accepted, never connected by us
+            Transport::Accepting(_) => return Connect::Done,
             #[cfg(test)]
             Transport::Memory(m) => {
                 return match m.connected() {
@@ -85,13 +122,64 @@ impl Transport {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(..))
+        matches!(self, Transport::Tls(..) | Transport::Accepting(_))
+    }
+
+    /// The certificates the TLS client presented (leaf first), once the handshake has
+    /// them.
+    pub fn peer_certificates(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
+        match self {
+            Transport::Tls(_, tls) => tls.peer_certificates(),
+            _ => None,
+        }
+    }
+
+    /// Reads the ClientHello of an `Accepting` connection and, once it is whole, turns
+    /// it into `Tls` with the config its SNI picks. `Ok(false)`: the client closed.
+    fn accept(&mut self) -> io::Result<bool> {
+        let Transport::Accepting(hello) = self else {
+            return Ok(true);
+        };
+        let Some(sock) = hello.sock.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        loop {
+            match hello.acceptor.accept() {
+                Ok(None) => {}
+                Ok(Some(accepted)) => {
+                    let sni = accepted.client_hello().server_name().map(str::to_owned);
+                    let config = Arc::clone(hello.tls.for_name(sni.as_deref()));
+                    let conn = match accepted.into_connection(config) {
+                        Ok(c) => c,
+                        Err((e, mut alert)) => {
+                            let _ = alert.write_all(sock);
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        }
+                    };
+                    let Some(sock) = hello.sock.take() else {
+                        return Err(io::ErrorKind::NotConnected.into());
+                    };
+                    *self = Transport::Tls(sock, Box::new(Connection::Server(conn)));
+                    // the server's first flight is ready: send it now, as a read would
+                    self.flush_pending()?;
+                    return Ok(true);
+                }
+                Err((e, mut alert)) => {
+                    let _ = alert.write_all(sock);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            if hello.acceptor.read_tls(sock)? == 0 {
+                return Ok(false);
+            }
+        }
     }
 
     /// Whether a TLS handshake is still under way (a failure then is the handshake's).
     pub fn is_handshaking(&self) -> bool {
         match self {
             Transport::Tls(_, tls) => tls.is_handshaking(),
+            Transport::Accepting(_) => true,
             _ => false,
         }
     }
@@ -127,6 +215,10 @@ impl Transport {
     pub fn peek(&mut self, probe: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.peek(probe),
+            Transport::Accepting(h) => match &h.sock {
+                Some(s) => s.peek(probe),
+                None => Ok(0),
+            },
             Transport::Tls(s, tls) => {
                 if tls.wants_read() {
                     s.peek(probe)
@@ -151,9 +243,13 @@ impl Transport {
 
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if matches!(self, Transport::Accepting(_)) && !self.accept()? {
+            return Ok(0);
+        }
         let (sock, tls) = match self {
             Transport::Plain(s) => return s.read(buf),
             Transport::Tls(s, tls) => (s, tls),
+            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
             #[cfg(test)]
             Transport::Memory(m) => return m.read(buf),
         };
@@ -194,6 +290,7 @@ impl Write for Transport {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => return s.write(data),
+            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
             #[cfg(test)]
             Transport::Memory(m) => return m.write(data),
             Transport::Tls(..) => {}
@@ -216,6 +313,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => return s.write_vectored(bufs),
+            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
             #[cfg(test)]
             Transport::Memory(m) => return m.write_vectored(bufs),
             Transport::Tls(..) => {}

@@ -728,7 +728,7 @@ pub fn error_body(status: u16, message: &str) -> String {
     format!("{{\"statusCode\": {status}, \"message\": \"{message}\"}}")
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -896,4 +896,47 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The address the gateway's HTTPS listener bound (from its log line).
+pub fn https_addr(gw: &Gateway) -> std::net::SocketAddr {
+    gw.wait_for_log("serving HTTPS on https://")
+        .split("serving HTTPS on https://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(['"', '}'])
+        .parse()
+        .unwrap()
+}
+
+/// A TLS client trusting the test CA, presenting `stem`'s certificate when given.
+pub fn tls_client_config(
+    dir: &std::path::Path,
+    stem: Option<&str>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    std::sync::Arc::new(match stem {
+        None => builder.with_no_client_auth(),
+        Some(stem) => {
+            let certs = vec![rustls_pki_types::CertificateDer::from_pem_file(
+                dir.join(format!("{stem}.pem")),
+            )
+            .unwrap()];
+            let key =
+                rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{stem}.key")))
+                    .unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+    })
 }

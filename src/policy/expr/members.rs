@@ -56,6 +56,7 @@ members! {
     NamespaceName, Namespace, GetName,
     // JObject.GetValue; X509Certificate2 (context.Request.Certificate)
     GetValue, Thumbprint, NotAfter, SerialNumber, Verify, FriendlyName, SubjectName,
+    IssuerName, RawData, HasPrivateKey, Version,
     // System.Uri
     AbsolutePath, AbsoluteUri, Authority, Fragment, Host, LocalPath, OriginalString,
     PathAndQuery, Port, Query, Scheme, Segments, IsAbsoluteUri, UserInfo, DnsSafeHost, Path,
@@ -168,6 +169,10 @@ impl M {
                 | M::SerialNumber
                 | M::FriendlyName
                 | M::SubjectName
+                | M::IssuerName
+                | M::RawData
+                | M::HasPrivateKey
+                | M::Version
                 | M::AbsolutePath
                 | M::AbsoluteUri
                 | M::Authority
@@ -289,6 +294,7 @@ pub(super) fn call<'e>(
         Val::Basic(b) => tokens::basic_member(&b, member),
         Val::Xml(x) => xml::member(m, &x, member, args),
         Val::Uri(u) => uri::member(m, &u, member, args),
+        Val::Cert(c) => certs::member(m, &c, member, args),
         Val::Hasher(h) => {
             let a = m.values(args)?;
             match (member, a.as_slice()) {

@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
+pub mod certs;
 mod ciphers;
 mod collections;
 mod dates;
@@ -192,7 +193,7 @@ pub enum Field {
     DeploymentRegion,
     DeploymentServiceName,
     DeploymentServiceId,
-    /// `context.Request.Certificate`: null (no client certificates yet).
+    /// `context.Request.Certificate`: the TLS client's certificate, or null.
     RequestCertificate,
     /// `context.Tracing`: false.
     Tracing,

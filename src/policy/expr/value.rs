@@ -60,6 +60,8 @@ pub enum Val<'a> {
     Uri(Rc<super::uri::Uri>),
     /// An IResponse: what a `send-request` received.
     Response(Rc<super::message::Message>),
+    /// An X509Certificate2 (`context.Request.Certificate`).
+    Cert(Rc<super::certs::Cert>),
     /// A System.Random: its generator's state.
     Random(Rc<std::cell::Cell<u64>>),
     /// One group of `GroupBy`: its key and its elements.
@@ -125,6 +127,7 @@ impl PartialEq for Val<'_> {
             (Val::Xml(a), Val::Xml(b)) => a.same(b),
             (Val::Uri(a), Val::Uri(b)) => a.text() == b.text(),
             (Val::Response(a), Val::Response(b)) => Rc::ptr_eq(a, b),
+            (Val::Cert(a), Val::Cert(b)) => a.presented.cert.der == b.presented.cert.der,
             // an XName equals the string it converts from
             (Val::Xml(super::xml::Xv::Name(n)), Val::Str(s))
             | (Val::Str(s), Val::Xml(super::xml::Xv::Name(n))) => {
@@ -211,6 +214,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => Val::Xml(x),
             Val::Uri(u) => Val::Uri(u),
             Val::Response(m) => Val::Response(m),
+            Val::Cert(c) => Val::Cert(c),
             Val::Random(r) => Val::Random(r),
             Val::Group(g) => Val::Group(g),
         }
@@ -253,6 +257,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => Cow::Owned(x.text()),
             Val::Uri(u) => Cow::Owned(u.text()),
             Val::Random(_) => Cow::Borrowed("System.Random"),
+            Val::Cert(c) => Cow::Owned(c.presented.cert.subject.clone()),
             Val::Group(_) => Cow::Borrowed("System.Linq.Grouping"),
             Val::Response(_) => Cow::Borrowed(
                 "Microsoft.WindowsAzure.ApiManagement.Proxy.Gateway.Policies.IResponse",
@@ -294,6 +299,7 @@ impl<'a> Val<'a> {
             Val::Xml(x) => x.type_name(),
             Val::Uri(_) => "Uri",
             Val::Response(_) => "IResponse",
+            Val::Cert(_) => "X509Certificate2",
             Val::Random(_) => "Random",
             Val::Group(_) => "IGrouping",
         }
@@ -401,6 +407,7 @@ fn to_json_at(v: &Val, depth: usize) -> Result<Json, EvalError> {
         Val::Jwt(j) => Json::Str(j.raw.clone()),
         Val::Basic(b) => Json::Str(b.0.clone()),
         Val::Hasher(_) | Val::Random(_) | Val::Response(_) => Json::Null,
+        Val::Cert(c) => Json::Str(c.presented.cert.subject.clone()),
         Val::Group(g) => Json::new_array(g.1.iter().map(item).collect::<Result<Vec<_>, _>>()?),
         Val::Xml(x) => Json::Str(x.text()),
         Val::Uri(u) => Json::Str(u.text()),

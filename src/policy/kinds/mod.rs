@@ -36,6 +36,7 @@ pub mod set_query_parameter;
 pub mod set_status;
 pub mod set_variable;
 pub mod trace;
+pub mod validate_client_certificate;
 pub mod validate_jwt;
 pub mod wait;
 pub mod xml_to_json;
@@ -128,6 +129,7 @@ pub const KINDS: &[Kind] = &[
     set_variable::KIND,
     trace::KIND,
     validate_jwt::KIND,
+    validate_client_certificate::KIND,
     validate_jwt::AZURE_AD,
     wait::KIND,
     xml_to_json::KIND,

@@ -250,7 +250,7 @@ pub(super) fn decide<'h>(
     head: &request::RequestHead,
     body_bytes: &[u8],
     peer_ip: &str,
-    https: bool,
+    (https, certificate): (bool, Option<&Arc<Presented>>),
     resumed: Option<Resumed>,
     ctx: &mut Ctx<'h>,
 ) -> Decision<'h> {
@@ -287,6 +287,7 @@ pub(super) fn decide<'h>(
         headers: HeaderSrc::Parsed(head.headers),
         ip: peer_ip,
         https,
+        certificate,
     };
     let admission = match route_and_admit(head, https, rt, &log, &view_of, ctx) {
         Ok(a) => a,

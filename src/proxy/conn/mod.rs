@@ -51,6 +51,7 @@ use crate::policy::outgoing::{Outcome as SubOutcome, ReplyTo};
 use crate::policy::RetryTerms;
 use crate::status::{self, SyncState};
 use crate::telemetry::{Record, Redaction, RequestLog};
+use crate::x509::Presented;
 use rustls_pki_types::ServerName;
 
 mod again;
@@ -199,6 +200,8 @@ pub struct Client {
     pub peer: SocketAddr,
     /// `peer.ip()` as text, for X-Forwarded-For (formatted once per connection).
     peer_ip: Box<str>,
+    /// The TLS client's certificate, read once after the handshake.
+    certificate: PeerCertificate,
     pub readable: bool,
     pub writable: bool,
     eof: bool,
@@ -343,6 +346,35 @@ fn connect_failure(e: &io::Error) -> Failure {
     }
 }
 
+/// A TLS client's certificate as the connection knows it.
+enum PeerCertificate {
+    NotRead,
+    /// Plain HTTP, none presented, or one this gateway cannot read.
+    None,
+    Presented(Arc<Presented>),
+}
+
+impl PeerCertificate {
+    /// The certificate, read from the handshake the first time a request asks.
+    fn read(&mut self, transport: &Transport) -> Option<&Arc<Presented>> {
+        if let PeerCertificate::NotRead = self {
+            let chain = transport.peer_certificates();
+            *self = match chain.map(|c| Presented::new(c.iter().map(|d| d.as_ref()))) {
+                Some(Ok(p)) => PeerCertificate::Presented(Arc::new(p)),
+                Some(Err(e)) => {
+                    log::debug!("a client certificate left unread: {e}");
+                    PeerCertificate::None
+                }
+                None => PeerCertificate::None,
+            };
+        }
+        match self {
+            PeerCertificate::Presented(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 /// Log reasons of local exhaustion and internal errors.
 const BACKEND_SLOTS_EXHAUSTED: &str = "backend_connections_exhausted";
 const BUFFERS_EXHAUSTED: &str = "buffers_exhausted";
@@ -354,6 +386,7 @@ impl Client {
             transport,
             peer,
             peer_ip: peer.ip().to_string().into_boxed_str(),
+            certificate: PeerCertificate::NotRead,
             readable: false,
             writable: false,
             eof: false,
@@ -714,11 +747,12 @@ impl Client {
         let close = CloseReason::after_request(head.keep_alive, ctx.draining);
         let is_head = head.is_head();
         let expect_continue = head.expect_continue;
+        let certificate = self.certificate.read(&self.transport);
         let decision = decide(
             &head,
             &inbuf.bytes()[head_len..],
             &self.peer_ip,
-            self.transport.is_tls(),
+            (self.transport.is_tls(), certificate),
             resumed,
             ctx,
         );
