@@ -324,3 +324,245 @@ fn client_certificates_are_asked_per_host_validated_and_read_by_expressions() {
         )
     );
 }
+
+#[test]
+fn authentication_certificate_presents_the_gateways_certificate_to_https_backends() {
+    use std::sync::atomic::Ordering;
+    let dir = temp_dir("mtls-backend");
+    pki(&dir, &[("backend", "IP:127.0.0.1")]);
+    client_certificate(&dir, "gw", "gateway", false);
+    client_certificate(&dir, "other", "other", false);
+    let (gw_thumb, other_thumb) = (thumbprint(&dir, "gw"), thumbprint(&dir, "other"));
+    let (backend, connections) = crate::tls::https_server_asking(&dir, "backend", true, |req| {
+        let who = req
+            .header("X-Client-Thumbprint")
+            .unwrap_or("none")
+            .to_string();
+        (
+            200,
+            vec![],
+            format!("{} {} by {who}", req.method, req.target).into_bytes(),
+        )
+    });
+    let api = |id: &str, inbound: &str| {
+        let policy = format!(
+            r#"<policies><inbound>{inbound}</inbound><backend><forward-request /></backend><outbound /><on-error>
+              <return-response><set-status code="500" /><set-body>@(context.LastError.Source + "|" + context.LastError.Reason + "|" + context.LastError.Message)</set-body></return-response>
+            </on-error></policies>"#
+        );
+        format!(
+            r#"{{"id": "{id}", "path": "{id}", "serviceUrl": "https://{backend}", "subscriptionRequired": false, "policies": {},
+                "operations": [{{"id": "all", "method": "GET", "urlTemplate": "/*"}}]}}"#,
+            js(&policy)
+        )
+    };
+    let pem_of = |stem: &str| {
+        format!(
+            "{}{}",
+            read(&dir, &format!("{stem}.pem")),
+            read(&dir, &format!("{stem}.key"))
+        )
+    };
+    let entity = |id: &str, stem: &str| {
+        format!(
+            r#"{{"id": "{id}", "certPem": {}, "keyPem": {}}}"#,
+            js(&read(&dir, &format!("{stem}.pem"))),
+            js(&read(&dir, &format!("{stem}.key")))
+        )
+    };
+    let lower = other_thumb.to_ascii_lowercase();
+    let apis = [
+        api(
+            "byid",
+            r#"<authentication-certificate certificate-id="gw-client" />"#,
+        ),
+        api(
+            "bythumb",
+            &format!(r#"<authentication-certificate thumbprint="{lower}" />"#),
+        ),
+        api(
+            "body",
+            r#"<authentication-certificate body="{{client-pem}}" />"#,
+        ),
+        api("none", ""),
+        api(
+            "unknown",
+            r#"<authentication-certificate certificate-id="@(&quot;nope&quot;)" />"#,
+        ),
+        api(
+            "sub",
+            &format!(
+                r#"<send-request mode="new" response-variable-name="r" timeout="10">
+                  <set-url>https://{backend}/token</set-url><set-method>POST</set-method>
+                  <authentication-certificate certificate-id="other" />
+                </send-request>
+                <return-response><set-body>@(((IResponse)context.Variables["r"]).Body.As<string>())</set-body></return-response>"#
+            ),
+        ),
+    ];
+    let config = format!(
+        r#"{{"schemaVersion": 1, "version": "c1",
+          "certificates": [{}, {}],
+          "namedValues": [{{"name": "client-pem", "value": {}, "secret": true}}],
+          "apis": [{}]}}"#,
+        entity("gw-client", "gw"),
+        entity("other", "other"),
+        js(&pem_of("gw")),
+        apis.join(", ")
+    );
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let gw = Gateway::start(&config, &[&ca, "net.server.https.listen=127.0.0.1:0"]);
+
+    for _ in 0..2 {
+        let r = send(&gw, "GET", "/byid/a", &[], "");
+        assert_eq!((r.status, r.text()), (200, format!("GET /a by {gw_thumb}")));
+        let r = send(&gw, "GET", "/bythumb/b", &[], "");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("GET /b by {other_thumb}"))
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "one pooled connection per presented certificate"
+    );
+    // a PEM body (from a secret named value, its line breaks flattened by the XML
+    // attribute) presents that certificate too
+    let r = send(&gw, "GET", "/body/c", &[], "");
+    assert_eq!((r.status, r.text()), (200, format!("GET /c by {gw_thumb}")));
+    // inside send-request
+    let r = send(&gw, "GET", "/sub/d", &[], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, format!("POST /token by {other_thumb}"))
+    );
+    // no certificate: the backend refuses the handshake
+    let r = send(&gw, "GET", "/none/e", &[], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            500,
+            "forward-request|BackendConnectionFailure|Bad gateway".to_string()
+        )
+    );
+    let r = send(&gw, "GET", "/unknown/f", &[], "");
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            500,
+            "authentication-certificate|CertificateNotFound|no certificate with id 'nope' in the config"
+                .to_string()
+        )
+    );
+    // keys never reach the log
+    let log = gw.log_lines().join("\n");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}
+
+#[test]
+fn authentication_certificate_is_checked_when_the_config_loads() {
+    for (policy, wanted) in [
+        (
+            r#"<authentication-certificate />"#,
+            "exactly one of thumbprint, certificate-id and body",
+        ),
+        (
+            r#"<authentication-certificate certificate-id="a" thumbprint="B2" />"#,
+            "exactly one of thumbprint, certificate-id and body",
+        ),
+        (
+            r#"<authentication-certificate body="@(context.Variables[&quot;pfx&quot;])" password="secret" />"#,
+            "PKCS#12",
+        ),
+    ] {
+        let doc = format!(
+            r#"<policies><inbound>{policy}</inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#
+        );
+        let config = format!(
+            r#"{{"schemaVersion": 1, "apis": [{{"id": "a", "path": "a", "serviceUrl": "https://127.0.0.1:9", "policies": {},
+                "operations": [{{"id": "all", "method": "GET", "urlTemplate": "/*"}}]}}]}}"#,
+            js(&doc)
+        );
+        let dir = temp_dir("mtls-check");
+        let path = dir.join("c.json");
+        std::fs::write(&path, config).unwrap();
+        let (code, out, _) = edgegate(&["check", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(wanted), "{policy}: {out}");
+        assert!(out.contains("apis[0].policies"), "{out}");
+    }
+}
+
+#[test]
+fn the_plane_ships_the_certificates_policies_present_and_its_ca_certificates() {
+    let dir = temp_dir("mtls-plane");
+    pki(&dir, &[("backend", "IP:127.0.0.1")]);
+    client_certificate(&dir, "gw", "gateway", false);
+    let gw_thumb = thumbprint(&dir, "gw");
+    let (backend, _) = crate::tls::https_server_asking(&dir, "backend", true, |req| {
+        let who = req
+            .header("X-Client-Thumbprint")
+            .unwrap_or("none")
+            .to_string();
+        (200, vec![], format!("by {who}").into_bytes())
+    });
+    let plane = Plane::start();
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/certificates/client",
+        &format!(
+            r#"{{"certPem": {}, "keyPem": {}}}"#,
+            js(&read(&dir, "gw.pem")),
+            js(&read(&dir, "gw.key"))
+        ),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/ca-certificates/root",
+        &format!(r#"{{"certPem": {}}}"#, js(&read(&dir, "ca.pem"))),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/ca-certificates/bad",
+        r#"{"certPem": "nope"}"#,
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("certPem"), "{b}");
+    let policy = r#"<policies><inbound><authentication-certificate certificate-id="client" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    plane.publish("gw1", "echo", "echo", &format!("https://{backend}"));
+    // the API's policy presents the certificate
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/apis/echo",
+        &format!(
+            r#"{{"path": "echo", "serviceUrl": "https://{backend}", "subscriptionRequired": false, "policies": {}}}"#,
+            js(policy)
+        ),
+    );
+    assert!(s == 200 || s == 201, "{s} {b}");
+    let token = plane.token("gw1");
+    let doc = request(
+        plane.addr,
+        &format!("GET /gateway/config HTTP/1.1\r\nHost: p\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"),
+    )
+    .text();
+    assert!(doc.contains(r#""listener":false"#), "{doc}");
+    assert!(doc.contains(r#""caCertificates":[{"#), "{doc}");
+    // a certificate a policy presents cannot go
+    let (s, why) = plane.admin("DELETE", "/admin/certificates/client", "");
+    assert_eq!(s, 409);
+    assert!(
+        why.contains("certificate 'client' is used by api 'echo'"),
+        "{why}"
+    );
+
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let gw = Gateway::start_service(&plane.url(), &token, &[&ca]);
+    assert!(eventually(Duration::from_secs(10), || {
+        let r = send(&gw, "GET", "/echo/x", &[], "");
+        r.status == 200 && r.text() == format!("by {gw_thumb}")
+    }));
+}

@@ -276,6 +276,18 @@ pub fn https_server(
     stem: &str,
     handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
 ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    https_server_asking(dir, stem, false, handler)
+}
+
+/// `https_server`, which with `require_client_certificate` refuses a handshake without
+/// a client certificate of the test CA, and shows the handler the certificate's
+/// SHA-1 thumbprint as an `X-Client-Thumbprint` header.
+pub fn https_server_asking(
+    dir: &Path,
+    stem: &str,
+    require_client_certificate: bool,
+    handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join(format!("{stem}.pem")))
@@ -284,16 +296,24 @@ pub fn https_server(
             .unwrap();
     let key =
         rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{stem}.key"))).unwrap();
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap(),
-    );
+        .unwrap();
+    let builder = if require_client_certificate {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+            .unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = Arc::new(builder.with_single_cert(certs, key).unwrap());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -309,7 +329,20 @@ pub fn https_server(
                 let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
                 let conn = rustls::ServerConnection::new(config).unwrap();
                 let mut reader = BufReader::new(rustls::StreamOwned::new(conn, sock));
-                while let Some(req) = read_request(&mut reader, 0) {
+                while let Some(mut req) = read_request(&mut reader, 0) {
+                    let client = reader.get_ref().conn.peer_certificates().map(|c| {
+                        let d = ring::digest::digest(
+                            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                            c[0].as_ref(),
+                        );
+                        d.as_ref()
+                            .iter()
+                            .map(|b| format!("{b:02X}"))
+                            .collect::<String>()
+                    });
+                    if let Some(t) = client {
+                        req.headers.push(("X-Client-Thumbprint".into(), t));
+                    }
                     let (status, headers, body) = handler(&req);
                     let mut head =
                         format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());

@@ -153,6 +153,8 @@ pub fn refresh_addresses(
     }
     let mut fresh = config::compile(text, running.source).ok()?;
     fresh.backend_tls.clone_from(&running.backend_tls);
+    // the same text: the same certificates, whose client configs are already built
+    fresh.client_keys.clone_from(&running.client_keys);
     fresh.resolve_with(lookup);
     (fresh.backend_addresses() != running.backend_addresses()).then_some(fresh)
 }

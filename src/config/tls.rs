@@ -23,6 +23,7 @@ const CERTIFICATE_FIELDS: &[&str] = &[
     "certPem",
     "keyPem",
     "negotiateClientCertificate",
+    "listener",
 ];
 const CA_CERTIFICATE_FIELDS: &[&str] = &["id", "certPem"];
 
@@ -177,6 +178,83 @@ impl ClientKey {
     }
 }
 
+/// The identity `authentication-certificate` names: one of the config's certificates
+/// by id or thumbprint (its client config built by the agent), or a PEM chain and key
+/// given whole (built now: key parsing and a client config, no I/O).
+pub fn client_identity(
+    keys: &[Arc<ClientKey>],
+    which: crate::policy::kinds::authentication_certificate::Named<'_>,
+) -> Result<crate::policy::call::ClientTls, String> {
+    use crate::policy::kinds::authentication_certificate::Named;
+    let found = match which {
+        Named::Id(id) => keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| format!("no certificate with id '{id}' in the config"))?,
+        Named::Thumbprint(t) => {
+            let wanted: String = t
+                .chars()
+                .filter(|c| !matches!(c, ' ' | ':'))
+                .collect::<String>()
+                .to_ascii_uppercase();
+            keys.iter()
+                .find(|k| *k.thumbprint == *wanted)
+                .ok_or_else(|| format!("no certificate with thumbprint {wanted} in the config"))?
+        }
+        Named::Pem(pem) => {
+            if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err("the certificate body is not PEM (PKCS#12 bodies are not supported: give the chain and its private key as PEM)".into());
+            }
+            let pem = pem_lines(pem);
+            let key = pem_key(&pem, &pem).map_err(|p| {
+                let (field, message) = p.explain();
+                let field = if field == "keyPem" {
+                    "private key"
+                } else {
+                    "certificate"
+                };
+                format!("the certificate body's {field}: {message}")
+            })?;
+            let k = ClientKey::new(String::new(), key);
+            k.attach()?;
+            return Ok(crate::policy::call::ClientTls {
+                thumbprint: Arc::clone(&k.thumbprint),
+                config: k.backend.get().cloned().ok_or("no client config")?,
+            });
+        }
+    };
+    let config = found
+        .backend_config()
+        .ok_or("the certificate's client config is not built (no https backends)")?;
+    Ok(crate::policy::call::ClientTls {
+        thumbprint: Arc::clone(&found.thumbprint),
+        config: Arc::clone(config),
+    })
+}
+
+/// PEM whose line breaks became spaces (an XML attribute's value is normalised so,
+/// and a named value put into `body="…"` goes through that) with its lines back:
+/// each `-----BEGIN …-----` / `-----END …-----` on a line of its own, the base64
+/// between them without blanks in lines of 64.
+fn pem_lines(text: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 8);
+    for (i, piece) in text.split("-----").enumerate() {
+        if i % 2 == 1 {
+            out.push_str("-----");
+            out.push_str(piece.trim());
+            out.push_str("-----\n");
+            continue;
+        }
+        let base64: String = piece.chars().filter(|c| !c.is_whitespace()).collect();
+        for line in base64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
+}
+
 /// Presents one certificate whenever a server asks for one.
 #[derive(Debug)]
 struct Present(Arc<CertifiedKey>);
@@ -292,7 +370,8 @@ pub struct Certificates {
 }
 
 /// The listener's certificates by host name (a certificate without `hostnames` serves
-/// no name of its own; the default is the first with host names, else the first).
+/// no name of its own; the default is the first with host names, else the first; one
+/// with `"listener": false` is only for policies to present).
 fn served_by_sni(
     top: &Fields,
     keys: &mut Vec<Arc<ClientKey>>,
@@ -317,10 +396,20 @@ fn served_by_sni(
         let negotiate = f
             .bool("negotiateClientCertificate", errors)
             .unwrap_or(false);
+        let on_listener = f.bool("listener", errors).unwrap_or(true);
+        if !on_listener && (!hostnames.is_empty() || negotiate) {
+            errors.push(
+                &f.path("listener"),
+                "a certificate kept off the listener has no hostnames and negotiates nothing",
+            );
+        }
         let Some(key) = certified_key(&f, errors) else {
             continue;
         };
         keys.push(Arc::new(ClientKey::new(id.to_string(), Arc::clone(&key))));
+        if !on_listener {
+            continue;
+        }
         let served = Served { key, negotiate };
         for (i, h) in hostnames.iter().enumerate() {
             let h = h.to_ascii_lowercase();
@@ -580,4 +669,16 @@ fn build_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pem_lines_come_back_after_attribute_normalisation() {
+        let flat = b"-----BEGIN CERTIFICATE----- MIIB AAAA BBBB -----END CERTIFICATE----- -----BEGIN PRIVATE KEY----- CCCC -----END PRIVATE KEY-----";
+        assert_eq!(
+            String::from_utf8(super::pem_lines(flat)).unwrap(),
+            "-----BEGIN CERTIFICATE-----\nMIIBAAAABBBB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nCCCC\n-----END PRIVATE KEY-----\n"
+        );
+    }
 }

@@ -15,8 +15,8 @@ use miniserde::json::{self, Array, Object, Value};
 use rusqlite::{params, OptionalExtension};
 
 use super::store::{
-    parse_object, Links, Owner, PlaneError, PlaneResult, PlaneStore, REF_BACKEND, REF_FRAGMENT,
-    REF_NAMED_VALUE,
+    parse_object, Links, Owner, PlaneError, PlaneResult, PlaneStore, REF_BACKEND, REF_CERTIFICATE,
+    REF_FRAGMENT, REF_NAMED_VALUE,
 };
 use crate::config::{compile, ConfigError, ConfigSource, References};
 use crate::policy::parse::ANY_BACKEND;
@@ -29,6 +29,7 @@ pub enum Kind {
     NamedValue,
     Backend,
     Certificate,
+    CaCertificate,
     Fragment,
     User,
     Group,
@@ -42,6 +43,7 @@ impl Kind {
             "named-values" => Some(Kind::NamedValue),
             "backends" => Some(Kind::Backend),
             "certificates" => Some(Kind::Certificate),
+            "ca-certificates" => Some(Kind::CaCertificate),
             "policy-fragments" => Some(Kind::Fragment),
             "users" => Some(Kind::User),
             "groups" => Some(Kind::Group),
@@ -57,6 +59,7 @@ impl Kind {
             Kind::NamedValue => "namedValue",
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
+            Kind::CaCertificate => "caCertificate",
             Kind::Fragment => "fragment",
             Kind::User => "user",
             Kind::Group => "group",
@@ -71,6 +74,7 @@ impl Kind {
             Kind::NamedValue => "namedValues",
             Kind::Backend => "backends",
             Kind::Certificate => "certificates",
+            Kind::CaCertificate => "caCertificates",
             Kind::Fragment => "fragments",
             Kind::User => "users",
             Kind::Group => "groups",
@@ -92,6 +96,7 @@ impl Kind {
             Kind::NamedValue => "named value",
             Kind::Backend => "backend",
             Kind::Certificate => "certificate",
+            Kind::CaCertificate => "CA certificate",
             Kind::Fragment => "policy fragment",
             Kind::User => "user",
             Kind::Group => "group",
@@ -229,7 +234,7 @@ impl PlaneStore {
             Kind::Certificate => {
                 o.remove("keyPem");
             }
-            Kind::Backend | Kind::Fragment | Kind::User | Kind::Group => {}
+            Kind::Backend | Kind::Fragment | Kind::User | Kind::Group | Kind::CaCertificate => {}
         }
         Ok(Value::Object(o))
     }
@@ -342,7 +347,7 @@ impl PlaneStore {
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
                 );
             }
-            Kind::Certificate | Kind::User => {
+            Kind::Certificate | Kind::CaCertificate | Kind::User => {
                 doc.insert(
                     key.into(),
                     Value::Array(std::iter::once(Value::Object(candidate.clone())).collect()),
@@ -607,7 +612,13 @@ impl PlaneStore {
         }
         let in_use = match (kind, ref_kind(kind)) {
             (_, Some(r)) => self.users_of(r, id)?.first().map(|o| owner_label(o)),
-            (Kind::Certificate, _) => self.presenter_of(id)?.map(|g| format!("gateway '{g}'")),
+            (Kind::Certificate, _) => match self.presenter_of(id)? {
+                Some(g) => Some(format!("gateway '{g}'")),
+                None => self
+                    .users_of(REF_CERTIFICATE, id)?
+                    .first()
+                    .map(|o| owner_label(o)),
+            },
             (Kind::Group, _) => self.group_member(id)?,
             _ => None,
         };
@@ -888,13 +899,39 @@ impl PlaneStore {
             })
             .map(Value::Object)
             .collect();
-        // the certificates linked to this gateway, keys included: its HTTPS listener
+        // the certificates linked to this gateway, keys included: its HTTPS listener;
+        // and those its policies present to backends (authentication-certificate),
+        // which the listener does not serve
         let mut certificates = Array::new();
-        for id in self.gateway_certificates(gateway)? {
-            if let Some(c) = self.raw(Kind::Certificate, &id)? {
+        let linked = self.gateway_certificates(gateway)?;
+        for id in &linked {
+            if let Some(c) = self.raw(Kind::Certificate, id)? {
                 certificates.push(Value::Object(c));
             }
         }
+        let mut presented: Vec<String> = self
+            .used_by(REF_CERTIFICATE, &owners)?
+            .into_iter()
+            .collect();
+        presented.sort_unstable();
+        for id in presented {
+            if linked.contains(&id) {
+                continue;
+            }
+            if let Some(mut c) = self.raw(Kind::Certificate, &id)? {
+                c.insert("listener".into(), Value::Bool(false));
+                c.remove("hostnames");
+                c.remove("negotiateClientCertificate");
+                certificates.push(Value::Object(c));
+            }
+        }
+        // CA certificates: public, and few; every gateway checks client certificates
+        // with all of them
+        let ca_certificates: Array = self
+            .all(Kind::CaCertificate)?
+            .into_iter()
+            .map(Value::Object)
+            .collect();
         for (key, list) in [
             ("products", products),
             ("subscriptions", subscriptions),
@@ -904,6 +941,7 @@ impl PlaneStore {
             ("backends", backends),
             ("fragments", fragments),
             ("certificates", certificates),
+            ("caCertificates", ca_certificates),
         ] {
             if !list.is_empty() {
                 doc.insert(key.into(), Value::Array(list));

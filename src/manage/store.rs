@@ -253,6 +253,7 @@ impl Owner<'_> {
 pub const REF_NAMED_VALUE: &str = "namedValue";
 pub const REF_BACKEND: &str = "backend";
 pub const REF_FRAGMENT: &str = "fragment";
+pub const REF_CERTIFICATE: &str = "certificate";
 
 /// A gateway instance's last report, for `GET /admin/gateways/{id}`.
 pub struct Instance {
@@ -315,6 +316,9 @@ impl PlaneStore {
             }
             for id in &uses.fragments {
                 insert.execute(params![key, REF_FRAGMENT, id])?;
+            }
+            for id in &uses.certificates {
+                insert.execute(params![key, REF_CERTIFICATE, id])?;
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ use crate::policy::limits::Counters;
 use crate::policy::request::{decode, join_query, opt, query_value};
 use crate::policy::{self, Named, Step};
 
-pub use crate::policy::call::{Flow, LastError, Phase, State, Target};
+pub use crate::policy::call::{ClientTls, Flow, LastError, Phase, State, Target};
 pub use crate::policy::request::{HeaderSrc, OwnedRequest, RequestView, ResponseView};
 
 /// Who is calling what.
@@ -538,6 +538,12 @@ impl Host for Scene<'_> {
     }
     fn certificate_trusted(&self, presented: &crate::x509::Presented) -> bool {
         crate::config::tls::judge(self.runtime.client_trust.as_deref(), presented)
+    }
+    fn client_identity(
+        &self,
+        which: crate::policy::kinds::authentication_certificate::Named<'_>,
+    ) -> Result<ClientTls, String> {
+        crate::config::tls::client_identity(&self.runtime.client_keys, which)
     }
     fn request_url(&self, st: &State) -> String {
         let (authority, base_path, https) = match &st.req.target {

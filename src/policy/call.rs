@@ -59,6 +59,8 @@ pub struct RequestEdits {
     pub target: Option<Target>,
     /// The body to send (set-body / find-and-replace, or the buffered original).
     pub body: Option<Vec<u8>>,
+    /// The certificate to present to an `https://` backend (authentication-certificate).
+    pub client_tls: Option<ClientTls>,
 }
 
 /// Changes to (or a replacement of) the response.
@@ -364,6 +366,26 @@ pub trait Host {
     fn ca_certificates(&self) -> &[(String, crate::x509::Certificate)];
     /// Whether a client certificate chains to them (remembered per connection).
     fn certificate_trusted(&self, presented: &crate::x509::Presented) -> bool;
+    /// The TLS identity that presents a certificate to backends (authentication-
+    /// certificate), or why there is none.
+    fn client_identity(
+        &self,
+        which: super::kinds::authentication_certificate::Named<'_>,
+    ) -> Result<ClientTls, String>;
+}
+
+/// A client certificate to present to an `https://` server: the client config that
+/// presents it, and its thumbprint, which keeps its connections in a pool of their own.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub thumbprint: Arc<str>,
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientTls {{ thumbprint: {:?} }}", self.thumbprint)
+    }
 }
 
 /// One step's view of the call: the phase, the host, the call's state, the counters

@@ -24,6 +24,8 @@ pub struct Outgoing {
     pub timeout_secs: u64,
     /// Where the response goes; none for `send-one-way-request`.
     pub reply: Option<ReplyTo>,
+    /// The client certificate to present (authentication-certificate inside it).
+    pub client_tls: Option<super::call::ClientTls>,
 }
 
 /// Where a `send-request`'s outcome goes.

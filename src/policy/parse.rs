@@ -77,6 +77,9 @@ pub struct Uses {
     /// Resources the gateway's identity gets tokens for (authentication-managed-
     /// identity with a literal resource).
     pub identities: std::collections::BTreeSet<String>,
+    /// Certificates it presents to backends by id (authentication-certificate with a
+    /// literal certificate-id).
+    pub certificates: std::collections::BTreeSet<String>,
 }
 
 pub(crate) type R<T> = Result<T, PolicyError>;

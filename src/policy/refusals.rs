@@ -7,10 +7,6 @@
 /// (element, why it is refused).
 pub const REFUSED: &[(&str, &str)] = &[
     (
-        "authentication-certificate",
-        "planned with outbound calls: a client certificate towards the backend",
-    ),
-    (
         "azure-openai-emit-token-metric",
         "Azure only: Azure OpenAI token accounting",
     ),

@@ -23,8 +23,22 @@ use super::token;
 use super::transport::Transport;
 use crate::route::FnvMap;
 
-/// Where a pooled connection goes: the address, and the TLS name for `https://`.
-type PoolKey = (SocketAddr, Option<Arc<ServerName<'static>>>);
+/// Where a pooled connection goes: the address, and for `https://` the TLS name and
+/// the thumbprint of the client certificate it presents (if any).
+type PoolKey = (
+    SocketAddr,
+    Option<(Arc<ServerName<'static>>, Option<Arc<str>>)>,
+);
+
+/// How to speak TLS to a backend: the name its certificate must carry, the client
+/// config, and the client certificate that config presents (its thumbprint), which
+/// keeps those connections in a pool of their own.
+#[derive(Clone, Copy)]
+pub struct TlsTo<'a> {
+    pub name: &'a Arc<ServerName<'static>>,
+    pub config: &'a Arc<rustls::ClientConfig>,
+    pub identity: Option<&'a Arc<str>>,
+}
 
 pub struct BackendConn {
     pub transport: Transport,
@@ -126,12 +140,12 @@ impl Backends {
     pub fn checkout(
         &mut self,
         addr: SocketAddr,
-        tls: Option<(&Arc<ServerName<'static>>, &Arc<rustls::ClientConfig>)>,
+        tls: Option<TlsTo<'_>>,
         fresh: bool,
         owner: usize,
         registry: &Registry,
     ) -> io::Result<BackendLink> {
-        let pool_key = (addr, tls.map(|(name, _)| Arc::clone(name)));
+        let pool_key = (addr, tls.map(|t| (Arc::clone(t.name), t.identity.cloned())));
         if let Some(list) = self.idle.get_mut(&pool_key).filter(|_| !fresh) {
             while let Some(token) = list.pop() {
                 let Some(slot) = self.slab.get_mut(token) else {
@@ -181,7 +195,7 @@ impl Backends {
         )?;
         let transport = match tls {
             None => Transport::Plain(sock),
-            Some((name, config)) => {
+            Some(TlsTo { name, config, .. }) => {
                 let conn = rustls::ClientConnection::new(Arc::clone(config), (**name).clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Transport::Tls(sock, Box::new(rustls::Connection::Client(conn)))

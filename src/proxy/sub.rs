@@ -135,9 +135,12 @@ pub struct Sub {
     tls: Option<TlsTo>,
 }
 
+/// The TLS of a sub-request: the server's name, the client config, and the client
+/// certificate's thumbprint when it presents one.
 type TlsTo = (
     Arc<rustls_pki_types::ServerName<'static>>,
     Arc<rustls::ClientConfig>,
+    Option<Arc<str>>,
 );
 
 impl Sub {
@@ -165,10 +168,11 @@ impl Sub {
         };
         sub.request = request_bytes(&o, &dest);
         sub.reply = o.reply;
-        let tls = match (dest.tls, &rt.backend_tls) {
-            (None, _) => None,
-            (Some(name), Some(config)) => Some((name, Arc::clone(config))),
-            (Some(_), None) => {
+        let tls = match (dest.tls, o.client_tls, &rt.backend_tls) {
+            (None, _, _) => None,
+            (Some(name), Some(client), _) => Some((name, client.config, Some(client.thumbprint))),
+            (Some(name), None, Some(config)) => Some((name, Arc::clone(config), None)),
+            (Some(_), None, None) => {
                 sub.stage = Stage::Done(Outcome::Failed(SubFailure::Connect));
                 return sub;
             }
@@ -215,7 +219,13 @@ impl Sub {
         let Some((addr, tls)) = &self.dest else {
             return;
         };
-        let tls = tls.as_ref().map(|(name, config)| (name, config));
+        let tls = tls
+            .as_ref()
+            .map(|(name, config, identity)| super::backend::TlsTo {
+                name,
+                config,
+                identity: identity.as_ref(),
+            });
         self.stage = match net
             .backends
             .checkout(*addr, tls, fresh, net.owner, net.registry)
@@ -537,6 +547,7 @@ mod tests {
             body: body.to_vec(),
             timeout_secs: 1,
             reply: None,
+            client_tls: None,
         };
         assert_eq!(
             request_bytes(&o("POST", b"hi"), &d),

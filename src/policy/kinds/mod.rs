@@ -6,6 +6,7 @@
 //! `call::Host`), the clock (time comes in through `call::Call`).
 
 pub mod authentication_basic;
+pub mod authentication_certificate;
 pub mod cache_response;
 pub mod cache_value;
 pub mod check_header;
@@ -92,6 +93,7 @@ pub(crate) const NOT_BACKEND: &[Section] = &[Section::Inbound, Section::Outbound
 /// The registry: every policy element the compiler accepts.
 pub const KINDS: &[Kind] = &[
     authentication_basic::KIND,
+    authentication_certificate::KIND,
     cache_response::LOOKUP,
     cache_response::STORE,
     cache_value::LOOKUP,

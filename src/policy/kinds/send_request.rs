@@ -51,6 +51,8 @@ pub struct SendRequest {
     pub timeout_secs: Setting<u64>,
     /// `<authentication-managed-identity>`: the gateway identity's token for the request.
     pub identity: Option<super::managed_identity::ManagedIdentity>,
+    /// `authentication-certificate` inside it.
+    pub certificate: Option<super::authentication_certificate::AuthenticationCertificate>,
     /// send-request's `response-variable-name` and `ignore-error`; none for one-way.
     pub reply: Option<(String, bool)>,
 }
@@ -117,6 +119,7 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             "a number of seconds from 1 to 3600",
         )?,
         identity: None,
+        certificate: None,
         reply,
     };
     for el in elements(n) {
@@ -138,10 +141,13 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             "authentication-managed-identity" => {
                 s.identity = Some(super::managed_identity::parse(cx, el)?)
             }
+            "authentication-certificate" => {
+                s.certificate = Some(super::authentication_certificate::parse(cx, el)?)
+            }
             other => {
                 return Err(cx.err(
                     el,
-                    format!("<{name}>: <{other}> is not supported (client certificates and proxies for policy requests are not available in this gateway)"),
+                    format!("<{name}>: <{other}> is not supported (outbound HTTP proxies are not available in this gateway)"),
                 ))
             }
         }
@@ -261,6 +267,10 @@ impl SendRequest {
             .filter(|(name, _)| !senders_header(name))
             .flat_map(|(name, values)| values.into_iter().map(move |v| (name.clone(), v)))
             .collect();
+        let client_tls = match &self.certificate {
+            Some(c) => Some(c.identity(call)?),
+            None => None,
+        };
         Ok(Outgoing {
             method,
             url,
@@ -268,6 +278,7 @@ impl SendRequest {
             body,
             timeout_secs,
             reply: None,
+            client_tls,
         })
     }
 }

@@ -200,13 +200,27 @@ pub(super) struct Exchange {
 impl Exchange {
     /// The TLS to speak to the backend, for `https://`. An error when the runtime has no
     /// client config for it (the agent logged why): never a plain connection instead.
-    pub(super) fn backend_tls(
-        &self,
-    ) -> io::Result<Option<(&Arc<ServerName<'static>>, &Arc<rustls::ClientConfig>)>> {
-        match (&self.tls, &self.rt.backend_tls) {
-            (None, _) => Ok(None),
-            (Some(name), Some(config)) => Ok(Some((name, config))),
-            (Some(_), None) => Err(io::Error::other("no TLS client config for https backends")),
+    pub(super) fn backend_tls(&self) -> io::Result<Option<backend::TlsTo<'_>>> {
+        let presents = self
+            .call
+            .as_ref()
+            .and_then(|c| c.st.req.client_tls.as_ref());
+        match (&self.tls, presents, &self.rt.backend_tls) {
+            (None, _, _) => Ok(None),
+            // authentication-certificate
+            (Some(name), Some(client), _) => Ok(Some(backend::TlsTo {
+                name,
+                config: &client.config,
+                identity: Some(&client.thumbprint),
+            })),
+            (Some(name), None, Some(config)) => Ok(Some(backend::TlsTo {
+                name,
+                config,
+                identity: None,
+            })),
+            (Some(_), None, None) => {
+                Err(io::Error::other("no TLS client config for https backends"))
+            }
         }
     }
 
