@@ -294,22 +294,7 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
         ),
         None => None,
     };
-    let id = &settings.identity;
-    let client = match (
-        id.endpoint(&settings.azure_ad_authority),
-        &id.client_id,
-        &id.client_secret,
-    ) {
-        (Some(endpoint), Some(client_id), Some(secret)) => {
-            Some(edgegate::agent::identity::Client {
-                endpoint,
-                client_id: client_id.clone(),
-                secret: secret.clone(),
-                entra: id.token_url.is_none(),
-            })
-        }
-        _ => None,
-    };
+    let client = identity_client(settings)?;
     let (agent, from_agent) = Agent::spawn(
         syncer,
         mirror,
@@ -346,4 +331,45 @@ fn run_gateway(settings: &GatewaySettings, writer: &LogWriter) -> Result<(), Str
     let result = server.run().map_err(|e| format!("event loop failed: {e}"));
     agent.stop();
     result
+}
+
+/// The gateway's OAuth 2.0 client (`identity.*`), when one is configured: a token
+/// endpoint, a client id and exactly one way to prove itself.
+fn identity_client(
+    settings: &GatewaySettings,
+) -> Result<Option<edgegate::agent::identity::Client>, String> {
+    use edgegate::agent::identity::{Client, Credential};
+    let id = &settings.identity;
+    let mut credentials = Vec::new();
+    if let Some(secret) = &id.client_secret {
+        credentials.push(Credential::Secret(secret.clone()));
+    }
+    if let Some(file) = &id.client_assertion_file {
+        credentials.push(Credential::AssertionFile(file.clone()));
+    }
+    match (&id.client_certificate, &id.client_key) {
+        (Some(certificate), Some(key)) => credentials.push(Credential::Certificate {
+            certificate: certificate.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => {}
+        _ => {
+            return Err(
+                "identity.client.certificate and identity.client.key must be set together".into(),
+            )
+        }
+    }
+    if credentials.len() > 1 {
+        return Err("set one of identity.client.secret, identity.client.assertion.file and identity.client.certificate".into());
+    }
+    let endpoint = id.endpoint(&settings.azure_ad_authority);
+    Ok(match (endpoint, &id.client_id, credentials.pop()) {
+        (Some(endpoint), Some(client_id), Some(credential)) => Some(Client {
+            endpoint,
+            client_id: client_id.clone(),
+            credential,
+            entra: id.token_url.is_none(),
+        }),
+        _ => None,
+    })
 }

@@ -194,6 +194,9 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "identity.tenant",
     "identity.client.id",
     "identity.client.secret",
+    "identity.client.assertion.file",
+    "identity.client.certificate",
+    "identity.client.key",
 ];
 
 /// Keys of `edgegate manage`; a gateway ignores them in the environment.
@@ -218,6 +221,12 @@ pub struct Identity {
     pub client_id: Option<String>,
     /// Inline, or `@/path/file` read at each fetch (a rotated file takes effect).
     pub client_secret: Option<Secret>,
+    /// A client assertion read from this file at each fetch (a workload identity's
+    /// federated token, as Azure's `AZURE_FEDERATED_TOKEN_FILE`).
+    pub client_assertion_file: Option<PathBuf>,
+    /// A certificate (PEM) and its private key (PEM) that sign a client assertion.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Identity {
@@ -430,34 +439,7 @@ impl GatewaySettings {
             "limits.counters.external" => {
                 self.counters_external = parse_bool(value).ok_or_else(|| bad(BOOL))?
             }
-            "identity.token.url" => {
-                if !(value.starts_with("http://") || value.starts_with("https://")) {
-                    return Err(bad("an http:// or https:// URL"));
-                }
-                self.identity.token_url = Some(value.to_string());
-            }
-            "identity.tenant" => {
-                if value.is_empty()
-                    || !value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-                {
-                    return Err(bad("a tenant id or domain"));
-                }
-                self.identity.tenant = Some(value.to_string());
-            }
-            "identity.client.id" => {
-                if value.is_empty() {
-                    return Err(bad("a client id"));
-                }
-                self.identity.client_id = Some(value.to_string());
-            }
-            "identity.client.secret" => {
-                if value.is_empty() {
-                    return Err(bad("a secret or '@/path/file'"));
-                }
-                self.identity.client_secret = Some(Secret(value.to_string()));
-            }
+            _ if key.starts_with("identity.") => return self.apply_identity(key, value, origin),
             "net.azure-ad.authority" => {
                 if !(value.starts_with("http://") || value.starts_with("https://")) {
                     return Err(bad("an http:// or https:// URL"));
@@ -524,6 +506,61 @@ impl GatewaySettings {
             }
             _ if key.starts_with("limits.") || key.starts_with("cache.") => {
                 return self.apply_limit(key, value, origin)
+            }
+            _ => {
+                return Err(SettingError::UnknownKey {
+                    key: key.to_string(),
+                    origin: origin.to_string(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The `identity.*` keys: the gateway's OAuth 2.0 client.
+    fn apply_identity(&mut self, key: &str, value: &str, origin: &str) -> Result<(), SettingError> {
+        let bad = |expected: &'static str| {
+            bad_value(key, value, "identity.client.secret", expected, origin)
+        };
+        match key {
+            "identity.token.url" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(bad("an http:// or https:// URL"));
+                }
+                self.identity.token_url = Some(value.to_string());
+            }
+            "identity.tenant" => {
+                if value.is_empty()
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                {
+                    return Err(bad("a tenant id or domain"));
+                }
+                self.identity.tenant = Some(value.to_string());
+            }
+            "identity.client.id" => {
+                if value.is_empty() {
+                    return Err(bad("a client id"));
+                }
+                self.identity.client_id = Some(value.to_string());
+            }
+            "identity.client.secret" => {
+                if value.is_empty() {
+                    return Err(bad("a secret or '@/path/file'"));
+                }
+                self.identity.client_secret = Some(Secret(value.to_string()));
+            }
+            "identity.client.assertion.file" => {
+                self.identity.client_assertion_file =
+                    Some(parse_path(value).ok_or_else(|| bad(PATH))?);
+            }
+            "identity.client.certificate" => {
+                self.identity.client_certificate =
+                    Some(parse_path(value).ok_or_else(|| bad(PATH))?);
+            }
+            "identity.client.key" => {
+                self.identity.client_key = Some(parse_path(value).ok_or_else(|| bad(PATH))?);
             }
             _ => {
                 return Err(SettingError::UnknownKey {

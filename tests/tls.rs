@@ -431,20 +431,8 @@ fn https_backends_are_checked_pooled_and_refused_when_untrusted() {
 #[test]
 fn an_unreadable_backend_ca_stops_the_start_with_one_line() {
     let dir = temp_dir("tls-ca");
-    let cfg = dir.join("c.json");
-    std::fs::write(&cfg, simple_config("1", "", "http://127.0.0.1:9")).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["gateway", "--config", cfg.to_str().unwrap()])
-        .args(["--set", "net.server.http.listen=127.0.0.1:0"])
-        .args([
-            "--set",
-            &format!("config.backup.path={}", dir.join("b.db").display()),
-        ])
-        .args(["--set", "net.backend.tls.ca=/nonexistent/ca.pem"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = start_refused(&dir, &["net.backend.tls.ca=/nonexistent/ca.pem"]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.lines()
             .any(|l| l.starts_with("edgegate: cannot read net.backend.tls.ca /nonexistent/ca.pem")),

@@ -940,3 +940,25 @@ pub fn tls_client_config(
         }
     })
 }
+
+/// Starts the gateway on a minimal config with `settings` (each "key=value") in `dir`,
+/// expecting it to refuse: its exit code and stderr.
+pub fn start_refused(dir: &std::path::Path, settings: &[&str]) -> (Option<i32>, String) {
+    let cfg = dir.join("c.json");
+    std::fs::write(&cfg, simple_config("1", "", "http://127.0.0.1:9")).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["gateway", "--config", cfg.to_str().unwrap()])
+        .args(["--set", "net.server.http.listen=127.0.0.1:0"])
+        .args([
+            "--set",
+            &format!("config.backup.path={}", dir.join("b.db").display()),
+        ]);
+    for s in settings {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
