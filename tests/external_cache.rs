@@ -278,3 +278,76 @@ fn a_quota_is_one_across_gateways() {
     }
     assert_eq!(statuses, [200, 200, 200, 200, 403, 403, 403, 403]);
 }
+
+#[test]
+fn gateways_share_cached_responses_and_outbound_reads_values_from_redis() {
+    let mut redis = Redis::start();
+    let setting = format!("cache.external.url={}", redis.url());
+    let backend = Origin::start(|req, s| {
+        respond(
+            s,
+            200,
+            &[("Content-Type", "text/plain"), ("X-Origin", "yes")],
+            format!("made for {} #{}", req.target, req.conn_id).as_bytes(),
+        );
+        true
+    });
+    let policy = r#"<policies><inbound>
+    <cache-lookup vary-by-developer="false" vary-by-developer-groups="false" downstream-caching-type="public" must-revalidate="false">
+      <vary-by-query-parameter>v</vary-by-query-parameter>
+    </cache-lookup>
+</inbound><backend><forward-request /></backend><outbound>
+    <cache-store duration="60" />
+    <cache-lookup-value key="note" default-value="none" variable-name="note" />
+    <set-header name="X-Note" exists-action="override"><value>@((string)context.Variables["note"])</value></set-header>
+</outbound><on-error /></policies>"#;
+    let store = r#"<policies><inbound><cache-store-value key="note" value="from redis" duration="60" /><return-response><set-status code="204" /></return-response></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"#;
+    let doc = format!(
+        r#"{{"schemaVersion": 1, "apis": [{{"id": "c", "path": "c", "serviceUrl": "{}", "subscriptionRequired": false,
+            "operations": [
+              {{"id": "get", "method": "GET", "urlTemplate": "/*", "policies": {}}},
+              {{"id": "note", "method": "PUT", "urlTemplate": "/note", "policies": {}}}]}}]}}"#,
+        backend.url(""),
+        js(policy),
+        js(store)
+    );
+    let one = Gateway::start(&doc, &[&setting]);
+    let two = Gateway::start(&doc, &[&setting]);
+    assert_eq!(send(&one, "PUT", "/c/note", &[], "").status, 204);
+    let first = send(&one, "GET", "/c/item?v=1", &[], "");
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("X-Note"),
+        Some("from redis"),
+        "outbound waited for Redis"
+    );
+    assert_eq!(first.header("Age"), None);
+    let made = first.text();
+    // the other gateway answers from what the first stored, without the backend
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let r = send(&two, "GET", "/c/item?v=1", &[], "");
+            r.status == 200 && r.text() == made && r.header("Age").is_some()
+        }),
+        "the response is shared through redis"
+    );
+    let hit = send(&two, "GET", "/c/item?v=1", &[], "");
+    assert_eq!(hit.header("X-Origin"), Some("yes"));
+    assert_eq!(hit.header("X-Note"), Some("from redis"));
+    assert!(
+        hit.header("Cache-Control")
+            .is_some_and(|c| c.starts_with("public, max-age=")),
+        "{:?}",
+        hit.header("Cache-Control")
+    );
+    assert_eq!(backend.requests().len(), 1);
+    // another varied value is another entry
+    assert_ne!(send(&two, "GET", "/c/item?v=2", &[], "").text(), made);
+    assert_eq!(backend.requests().len(), 2);
+    // Redis gone: a miss, the backend answers
+    redis.stop();
+    let r = send(&one, "GET", "/c/item?v=1", &[], "");
+    assert_eq!((r.status, r.header("Age")), (200, None));
+    assert_eq!(r.header("X-Note"), Some("none"));
+    assert_eq!(backend.requests().len(), 3);
+}

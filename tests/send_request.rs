@@ -791,3 +791,62 @@ fn on_error_after_an_outbound_failure_waits_too() {
     );
     assert_eq!(backend.requests().len(), 1);
 }
+
+#[test]
+fn outbound_over_a_local_answer_or_a_cache_hit_waits_too() {
+    let audit = Origin::start(|req, s| {
+        let body = format!("audited {}", String::from_utf8_lossy(&req.body));
+        respond(s, 200, &[("Content-Type", "text/plain")], body.as_bytes());
+        true
+    });
+    let backend = Origin::start(|req, s| {
+        respond(
+            s,
+            200,
+            &[("Cache-Control", "max-age=60")],
+            format!("fresh {}", req.target).as_bytes(),
+        );
+        true
+    });
+    let outbound = format!(
+        r#"<send-request mode="new" response-variable-name="o">
+    <set-url>{}</set-url><set-method>POST</set-method>
+    <set-body>@(context.Response.StatusCode + " " + context.Response.Body.As<string>(preserveContent: true))</set-body>
+  </send-request>
+  <set-header name="X-Audit" exists-action="override"><value>@(((IResponse)context.Variables["o"]).Body.As<string>())</value></set-header>"#,
+        audit.url("/audit")
+    );
+    // no forward-request: outbound runs over the policies' own answer
+    let local = format!(
+        r#"<policies><inbound><set-body>made here</set-body></inbound><backend /><outbound>{outbound}</outbound><on-error /></policies>"#
+    );
+    let gw = Gateway::start(&document(&backend.url(""), &local), &[]);
+    let r = send(&gw, "GET", "/s/a", &[], "");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, ""),
+        "an empty 200, as APIM"
+    );
+    assert_eq!(r.header("X-Audit"), Some("audited 200"));
+    assert!(backend.requests().is_empty());
+    drop(gw);
+
+    // a cache hit: outbound goes on after cache-store, and may wait there
+    let cached = format!(
+        r#"<policies><inbound><cache-lookup vary-by-developer="false" vary-by-developer-groups="false" /></inbound><backend><forward-request /></backend><outbound><cache-store duration="60" />{outbound}</outbound><on-error>
+  <set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Reason)</value></set-header></on-error></policies>"#
+    );
+    let gw = Gateway::start(&document(&backend.url(""), &cached), &[]);
+    for round in 0..3 {
+        let r = send(&gw, "GET", "/s/b", &[], "");
+        assert_eq!(r.status, 200, "round {round}: {:?}", r.header("X-Reason"));
+        assert_eq!(r.text(), "fresh /b");
+        assert_eq!(
+            r.header("X-Audit"),
+            Some("audited 200 fresh /b"),
+            "round {round}"
+        );
+    }
+    assert_eq!(backend.requests().len(), 1, "the later calls were hits");
+    assert_eq!(audit.requests().len(), 4);
+}

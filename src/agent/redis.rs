@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +46,13 @@ pub struct RedisLink {
     pub answers: Receiver<(Ticket, Result<Reply, ()>)>,
     /// Redis answered the last command.
     pub up: Arc<AtomicBool>,
+    /// Bytes of values in commands not yet run (stores of large responses), so the
+    /// queue is bounded in bytes as well as in commands.
+    pub pending: Arc<AtomicUsize>,
 }
+
+/// Most bytes of values waiting for the worker.
+pub const PENDING_MAX: usize = 32 * 1024 * 1024;
 
 /// Starts the worker; it ends when the loop drops its `RedisLink`.
 pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> {
@@ -54,6 +60,8 @@ pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> 
     let (answer, answers) = mpsc::sync_channel(QUEUE);
     let up = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&up);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::clone(&pending);
     std::thread::Builder::new()
         .name("edgegate-redis".into())
         .spawn(move || {
@@ -76,6 +84,7 @@ pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> 
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 };
                 let result = worker.run(&command);
+                ran.fetch_sub(command.payload_len(), Ordering::Relaxed);
                 if ticket.owner == NOBODY {
                     continue;
                 }
@@ -85,7 +94,12 @@ pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> 
                 let _ = waker.wake();
             }
         })?;
-    Ok(RedisLink { asks, answers, up })
+    Ok(RedisLink {
+        asks,
+        answers,
+        up,
+        pending,
+    })
 }
 
 struct Worker {

@@ -575,8 +575,9 @@ impl Host for Scene<'_> {
     }
 }
 
-/// Runs `steps` in order where the call cannot wait for a send-request (outbound,
-/// on-error, inside retry): a suspension there fails the call.
+/// Runs `steps` in order where the call cannot wait (inside retry, on-error after a
+/// backend that could not be reached): the external cache is unavailable there (a miss,
+/// local counting), and a send-request fails the call.
 pub fn run(
     steps: &[Step],
     phase: Phase,
@@ -586,8 +587,20 @@ pub fn run(
     st: &mut State,
     io: &mut Io,
 ) -> Flow {
-    match run_resumable(steps, phase, req, resp, who, st, io) {
+    let mut flow = run_resumable(steps, phase, req, resp, who, st, io);
+    // only the external cache was asked: here it is unavailable (a miss, or local
+    // counting), and the steps go on where they stopped
+    let mut rounds = 0;
+    while flow == Flow::Suspend && st.outgoing.is_empty() && rounds < steps.len() + 1 {
+        rounds += 1;
+        for ask in std::mem::take(&mut st.external) {
+            st.answered(ask.purpose, Err(()));
+        }
+        flow = run_resumable(steps, phase, req, resp, who, st, io);
+    }
+    match flow {
         Flow::Suspend => {
+            st.external.clear();
             st.outgoing.clear();
             st.cursor.clear();
             st.answer(500, "Internal server error");
@@ -599,7 +612,7 @@ pub fn run(
                 st,
                 "send-request",
                 "NotSupported",
-                "a call cannot wait for send-request here (inside retry, in outbound without forward-request, after a cache hit, or in on-error after a backend failure)",
+                "a call cannot wait for send-request here (inside retry, or in on-error after a backend that could not be reached)",
                 section,
             );
             Flow::Error

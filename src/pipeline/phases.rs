@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::exec::{self, Io, Who};
 use crate::config::Runtime;
 use crate::http::Failure;
-use crate::policy::call::{fail_outside, Flow, Phase, State};
+use crate::policy::call::{fail_outside, Flow, Phase, State, Waiting};
 use crate::policy::external::{Purpose, Reply};
 use crate::policy::kinds::cache_response;
 use crate::policy::outgoing::{Outcome, ReplyTo};
@@ -168,57 +168,75 @@ impl Pipeline {
             return Err(Failure::Internal(STALE_IDS));
         };
         let st = &mut self.st;
-        // on-error waited for a request of its own: it goes on (or, when that request
-        // failed, its answer stands: no second pass, as in APIM)
-        let in_on_error = std::mem::take(&mut st.in_on_error);
-        let mut flow = match flow {
-            Flow::Continue if !in_on_error => {
-                exec::run_resumable(&plan.inbound, Phase::Request, req, None, &who, st, io)
+        let waiting = std::mem::take(&mut st.waiting);
+        let mut flow = flow;
+        // inbound, from its start or where it waited
+        if waiting == Waiting::Inbound && flow == Flow::Continue {
+            flow = exec::run_resumable(&plan.inbound, Phase::Request, req, None, &who, st, io);
+            if flow == Flow::Suspend {
+                return Ok(Inbound::Suspend);
             }
-            other => other,
-        };
-        if flow == Flow::Suspend {
-            return Ok(Inbound::Suspend);
-        }
-        if flow == Flow::Continue && !in_on_error {
-            match &plan.forward {
-                None => {
-                    st.resp.status.get_or_insert(200);
-                    st.resp.body.get_or_insert_with(Vec::new);
-                    flow = exec::run(&plan.outbound, Phase::Response, req, None, &who, st, io);
-                    if flow == Flow::Continue {
-                        flow = Flow::Respond;
+            if flow == Flow::Continue {
+                match &plan.forward {
+                    // APIM answers an empty 200 through outbound
+                    None => {
+                        st.resp.status.get_or_insert(200);
+                        st.resp.body.get_or_insert_with(Vec::new);
+                        st.waiting = Waiting::LocalOutbound;
+                    }
+                    Some(fwd) => {
+                        flow = exec::enter_forward(fwd, req, &who, st, io);
+                        if flow == Flow::Continue {
+                            return Ok(Inbound::Forward);
+                        }
                     }
                 }
-                Some(fwd) => flow = exec::enter_forward(fwd, req, &who, st, io),
+            } else if flow == Flow::Respond && st.cache_hit.is_some() {
+                st.waiting = Waiting::CachedOutbound;
             }
         }
-        if let (Flow::Respond, Some(hit)) = (flow, st.cache_hit.take()) {
-            // a cached response: outbound goes on after cache-store, as in APIM
-            let after = cache_response::after_store(&plan.outbound);
-            let view = cache_response::view(&hit);
-            flow = exec::run(after, Phase::Response, req, Some(&view), &who, st, io);
+        // outbound over an answer of the policies' own, or over a cached response (after
+        // cache-store, as in APIM's trace), from its start or where it waited
+        let outbound = match (waiting, std::mem::take(&mut st.waiting)) {
+            (Waiting::Inbound, next) => next,
+            (resumed, _) => resumed,
+        };
+        if matches!(outbound, Waiting::LocalOutbound | Waiting::CachedOutbound)
+            && matches!(flow, Flow::Continue | Flow::Respond)
+        {
+            let hit = st.cache_hit.clone();
+            flow = match (&hit, outbound) {
+                (Some(hit), Waiting::CachedOutbound) => {
+                    let after = cache_response::after_store(&plan.outbound);
+                    let view = cache_response::view(hit);
+                    exec::run_resumable(after, Phase::Response, req, Some(&view), &who, st, io)
+                }
+                _ => exec::run_resumable(&plan.outbound, Phase::Response, req, None, &who, st, io),
+            };
+            if flow == Flow::Suspend {
+                st.waiting = outbound;
+                return Ok(Inbound::Suspend);
+            }
+            st.cache_hit = None;
             if flow == Flow::Continue {
                 flow = Flow::Respond;
             }
         }
-        let on_error = match in_on_error {
-            true => flow == Flow::Continue,
-            false => flow == Flow::Error,
+        // on-error, from its start or where it waited for a request of its own (when that
+        // request failed its answer stands: no second pass, as in APIM)
+        let on_error = match waiting {
+            Waiting::OnError => flow == Flow::Continue,
+            _ => flow == Flow::Error,
         };
         if on_error {
-            if !in_on_error {
+            if waiting != Waiting::OnError {
                 st.refill_budget();
             }
             let ran = exec::run_resumable(&plan.on_error, Phase::Response, req, None, &who, st, io);
             if ran == Flow::Suspend {
-                st.in_on_error = true;
+                st.waiting = Waiting::OnError;
                 return Ok(Inbound::Suspend);
             }
-            flow = Flow::Error;
-        }
-        if flow == Flow::Continue && !in_on_error {
-            return Ok(Inbound::Forward);
         }
         exec::settle(req, None, &who, st, io);
         exec::finish(st, io.counters, 0, io.now_ms);
@@ -259,7 +277,7 @@ impl Pipeline {
                 .is_some_and(|f| f.fail_on_error_status);
         // on-error waited for a request of its own: it goes on where it waited (or,
         // when that request failed, its answer stands)
-        let in_on_error = std::mem::take(&mut st.in_on_error);
+        let in_on_error = std::mem::take(&mut st.waiting) == Waiting::OnError;
         let mut run = |steps: &[Step], st: &mut State| {
             exec::run_resumable(steps, Phase::Response, &req, Some(resp), &who, st, io)
         };
@@ -310,7 +328,9 @@ impl Pipeline {
         };
         if flow == Flow::Suspend {
             // outbound, or on-error, waits for its requests
-            st.in_on_error = waits_in_on_error;
+            if waits_in_on_error {
+                st.waiting = Waiting::OnError;
+            }
             st.request_copy = copy;
             return Ok(Flow::Suspend);
         }

@@ -38,6 +38,66 @@ pub struct CachedResponse {
     pub expires_ms: u64,
 }
 
+/// A response as the external cache keeps it: `R1`, the status, when it was stored
+/// and until when it is served, the reason, the headers (each length-prefixed), then
+/// the body.
+pub fn encode_response(r: &CachedResponse) -> Vec<u8> {
+    let mut out = Vec::with_capacity(r.body.len() + 64);
+    out.extend_from_slice(b"R1");
+    out.extend_from_slice(&r.status.to_be_bytes());
+    out.extend_from_slice(&r.stored_ms.to_be_bytes());
+    out.extend_from_slice(&r.expires_ms.to_be_bytes());
+    let text = |out: &mut Vec<u8>, t: &str| {
+        out.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+    };
+    text(&mut out, &r.reason);
+    out.extend_from_slice(&u32::try_from(r.headers.len()).unwrap_or(0).to_be_bytes());
+    for (name, value) in &r.headers {
+        text(&mut out, name);
+        text(&mut out, value);
+    }
+    out.extend_from_slice(&r.body);
+    out
+}
+
+/// A response `encode_response` wrote (None: not one, or cut short).
+pub fn decode_response(bytes: &[u8]) -> Option<CachedResponse> {
+    struct Cursor<'b>(&'b [u8]);
+    impl<'b> Cursor<'b> {
+        fn take(&mut self, n: usize) -> Option<&'b [u8]> {
+            let head = self.0.get(..n)?;
+            self.0 = &self.0[n..];
+            Some(head)
+        }
+        fn number<const N: usize>(&mut self) -> Option<[u8; N]> {
+            self.take(N)?.try_into().ok()
+        }
+        fn text(&mut self) -> Option<String> {
+            let n = u32::from_be_bytes(self.number()?) as usize;
+            String::from_utf8(self.take(n)?.to_vec()).ok()
+        }
+    }
+    let mut c = Cursor(bytes.strip_prefix(b"R1")?);
+    let status = u16::from_be_bytes(c.number()?);
+    let stored_ms = u64::from_be_bytes(c.number()?);
+    let expires_ms = u64::from_be_bytes(c.number()?);
+    let reason = c.text()?;
+    let count = u32::from_be_bytes(c.number()?) as usize;
+    let mut headers = Vec::with_capacity(count.min(256));
+    for _ in 0..count {
+        headers.push((c.text()?, c.text()?));
+    }
+    Some(CachedResponse {
+        status,
+        reason,
+        headers,
+        body: c.0.to_vec(),
+        stored_ms,
+        expires_ms,
+    })
+}
+
 /// A value as the external cache keeps it: a type letter, then its text (`s` string,
 /// `j` JSON, `i` integer, `d` double, `b` bool, `n` null).
 pub fn encode_value(v: &Val) -> Vec<u8> {
@@ -229,6 +289,46 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_comes_back_from_its_encoding_and_a_cut_one_does_not() {
+        let r = CachedResponse {
+            status: 203,
+            reason: "Non-Authoritative".into(),
+            headers: vec![
+                ("X-A".into(), "1".into()),
+                ("Content-Type".into(), "a/b".into()),
+            ],
+            body: b"\x00body\xff".to_vec(),
+            stored_ms: 1_700_000_000_000,
+            expires_ms: 1_700_000_060_000,
+        };
+        let bytes = encode_response(&r);
+        let back = decode_response(&bytes).unwrap();
+        assert_eq!(
+            (
+                back.status,
+                back.reason.as_str(),
+                &back.headers,
+                &back.body,
+                back.stored_ms,
+                back.expires_ms
+            ),
+            (
+                r.status,
+                r.reason.as_str(),
+                &r.headers,
+                &r.body,
+                r.stored_ms,
+                r.expires_ms
+            )
+        );
+        let head = bytes.len() - r.body.len();
+        for n in 0..head {
+            assert!(decode_response(&bytes[..n]).is_none(), "{n}");
+        }
+        assert!(decode_response(b"s a value").is_none());
+    }
 
     fn text(v: Option<Val>) -> Option<String> {
         v.map(|v| v.to_text().into_owned())

@@ -81,6 +81,20 @@ pub struct QuotaUse {
     pub start: u64,
 }
 
+/// The section a suspended call waited in, where it resumes (outbound over a
+/// backend's response is the exchange's to resume; on-error after it is `OnError`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    #[default]
+    Inbound,
+    /// Outbound over the policies' own answer (no forward-request).
+    LocalOutbound,
+    /// Outbound after cache-store, over a cached response.
+    CachedOutbound,
+    /// On-error after an inbound failure.
+    OnError,
+}
+
 /// Per-call policy state, from inbound to the end of the call.
 #[derive(Debug, Default)]
 pub struct State {
@@ -131,10 +145,13 @@ pub struct State {
     /// The step that suspended runs again on resume (it reads its answer then),
     /// rather than the call going on after it.
     pub rerun: bool,
-    /// The call suspended in on-error (after an inbound failure): it resumes there.
-    pub in_on_error: bool,
+    /// Where a call that answers without the backend resumes after waiting.
+    pub waiting: Waiting,
     /// cache-lookup missed: the key and terms cache-store keeps the response under.
     pub response_caching: Option<super::kinds::cache_response::ResponseCaching>,
+    /// The external cache's answer to cache-lookup (None inside: a miss, or Redis
+    /// unavailable), for the lookup that runs again.
+    pub response_lookup: Option<Option<std::rc::Rc<super::cache::CachedResponse>>>,
     /// cache-lookup hit: the cached response the call answers with (outbound goes on
     /// after cache-store over it).
     pub cache_hit: Option<std::rc::Rc<super::cache::CachedResponse>>,

@@ -45,6 +45,16 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The bytes of the value it carries (what the worker's queue holds of it).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Command::Set { value, .. } => value.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// One shared quota window of `Command::QuotaCheck`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaWindow {
@@ -87,6 +97,9 @@ pub enum Purpose {
     },
     /// A shared limit's count: the policy runs again and reads it (`State::counted`).
     Count,
+    /// cache-lookup's response: the policy runs again and reads it
+    /// (`State::response_lookup`).
+    Response,
 }
 
 /// A command a call waits for.
@@ -198,6 +211,13 @@ impl super::call::State {
                 }
             }
             Purpose::Count => self.counted = Some(Counted::of(answer)),
+            Purpose::Response => {
+                let found = match answer {
+                    Ok(Reply::Bytes(b)) => super::cache::decode_response(&b).map(std::rc::Rc::new),
+                    _ => None,
+                };
+                self.response_lookup = Some(found);
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::agent::redis::{RedisLink, Ticket, NOBODY};
+use crate::agent::redis::{RedisLink, Ticket, NOBODY, PENDING_MAX};
 use crate::policy::external::{Command, Reply};
 
 pub struct ExternalLink {
@@ -32,14 +32,21 @@ impl ExternalLink {
 
     /// Sends `command` for client `owner`; its id, or None when the queue is full.
     pub fn ask(&mut self, owner: usize, command: Command) -> Option<u64> {
+        let bytes = command.payload_len();
+        if self.link.pending.load(Ordering::Relaxed) + bytes > PENDING_MAX {
+            self.dropped += 1;
+            return None;
+        }
         self.next_id += 1;
         let ticket = Ticket {
             owner,
             id: self.next_id,
         };
+        self.link.pending.fetch_add(bytes, Ordering::Relaxed);
         match self.link.asks.try_send((ticket, command)) {
             Ok(()) => Some(self.next_id),
             Err(_) => {
+                self.link.pending.fetch_sub(bytes, Ordering::Relaxed);
                 self.dropped += 1;
                 None
             }

@@ -9,17 +9,23 @@
 //! A request with `Authorization` is neither looked up nor stored unless
 //! `allow-private-response-caching`. `downstream-caching-type` private or public sets
 //! `Cache-Control` (max-age, must-revalidate) on what goes out; a hit also says `Age`.
+//! With an external cache (`cache.external.url`) and `caching-type` external or
+//! prefer-external (the default), responses are kept in Redis instead, under a SHA-256
+//! of the key, so every gateway instance serves them: the lookup waits for Redis off the
+//! loop (an unreachable Redis is a miss), the store is sent without waiting; a response
+//! larger than `EXTERNAL_MAX` is not kept there.
 //! Must not touch: the request's body, the backend.
 
 use std::rc::Rc;
 
 use roxmltree::Node;
 
-use super::cache_value::caching_type;
+use super::cache_value::{caching_type, CachingType};
 use super::{policy, Compiled, Kind, INBOUND, OUTBOUND};
 use crate::http::forward::{is_managed_header, HeaderEdits};
 use crate::policy::cache::CachedResponse;
 use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase, ResponseEdits};
+use crate::policy::external::{Command, ExternalAsk, Purpose};
 use crate::policy::parse::{
     element_text, elements, flag, no_attributes, only_children, positive, setting, Cx, BOOLEAN,
     POSITIVE, R,
@@ -67,12 +73,23 @@ pub struct CacheLookup {
     pub must_revalidate: Setting<bool>,
     pub headers: Vec<String>,
     pub query: Vec<String>,
+    pub caching: CachingType,
 }
 
 #[derive(Debug, Clone)]
 pub struct CacheStore {
     pub duration_secs: Setting<u64>,
     pub any_status: Setting<bool>,
+}
+
+/// Largest response kept in the external cache (with its head).
+pub const EXTERNAL_MAX: usize = 1024 * 1024;
+
+/// The key a response has in the external cache: a digest of the call's key, so that
+/// its length is bounded whatever the varied values are.
+fn external_key(key: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    format!("edgegate:r:{}", crate::x509::upper_hex(digest.as_ref()))
 }
 
 /// What cache-lookup decided for a call it missed, for cache-store.
@@ -82,6 +99,8 @@ pub struct ResponseCaching {
     pub downstream: Downstream,
     pub must_revalidate: bool,
     pub allow_private: bool,
+    /// Kept in the external cache rather than the built-in one.
+    pub external: bool,
 }
 
 fn compile_lookup(cx: &mut Cx, n: Node) -> R<Compiled> {
@@ -97,7 +116,7 @@ fn compile_lookup(cx: &mut Cx, n: Node) -> R<Compiled> {
             "allow-private-response-caching",
         ],
     )?;
-    caching_type(cx, n)?;
+    let caching = caching_type(cx, n)?;
     only_children(cx, n, &["vary-by-header", "vary-by-query-parameter"])?;
     let mut headers = Vec::new();
     let mut query = Vec::new();
@@ -149,6 +168,7 @@ fn compile_lookup(cx: &mut Cx, n: Node) -> R<Compiled> {
         must_revalidate: setting(cx, n, "must-revalidate", Some(true), flag, BOOLEAN)?,
         headers,
         query,
+        caching,
     })
 }
 
@@ -232,12 +252,28 @@ impl Behaviour for CacheLookup {
         let key = or_fail!(call, step, self.key(call));
         let terms = or_fail!(call, step, call.setting(&self.downstream));
         let must_revalidate = or_fail!(call, step, call.setting(&self.must_revalidate));
-        let Some(hit) = call.counters.cache.lookup_response(&key, call.now_ms) else {
+        let external = self.caching.external(call) && !call.st.collecting;
+        let found = match (external, call.st.response_lookup.take()) {
+            (false, _) => call.counters.cache.lookup_response(&key, call.now_ms),
+            // the external cache answered: this step runs again to read it
+            (true, Some(found)) => found.filter(|r| r.expires_ms > call.now_ms),
+            (true, None) => {
+                call.st.external.push(ExternalAsk {
+                    command: Command::Get(external_key(&key)),
+                    purpose: Purpose::Response,
+                });
+                call.st.rerun = true;
+                call.st.wait_any = false;
+                return Flow::Suspend;
+            }
+        };
+        let Some(hit) = found else {
             call.st.response_caching = Some(ResponseCaching {
                 key,
                 downstream: terms,
                 must_revalidate,
                 allow_private,
+                external,
             });
             return Flow::Continue;
         };
@@ -340,9 +376,20 @@ impl Behaviour for CacheStore {
             stored_ms: call.now_ms,
             expires_ms: call.now_ms.saturating_add(ttl_ms),
         };
-        call.counters
-            .cache
-            .store_response(&terms.key, cached, call.now_ms);
+        if terms.external {
+            let value = crate::policy::cache::encode_response(&cached);
+            if value.len() <= EXTERNAL_MAX {
+                call.counters.external.send(Command::Set {
+                    key: external_key(&terms.key),
+                    value,
+                    ttl_ms,
+                });
+            }
+        } else {
+            call.counters
+                .cache
+                .store_response(&terms.key, cached, call.now_ms);
+        }
         if let Some(cc) = downstream_header(terms.downstream, terms.must_revalidate, secs) {
             call.st.resp.headers.set("Cache-Control", Some(vec![cc]));
         }

@@ -13,7 +13,7 @@ use roxmltree::Node;
 
 use super::{policy, Compiled, Kind, ALL};
 use crate::policy::cache::encode_value;
-use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow, Phase};
+use crate::policy::call::{or_fail, Behaviour, Call, Facts, Flow};
 use crate::policy::external::{Command, ExternalAsk, Purpose};
 use crate::policy::parse::{
     attr, no_attributes, positive, required, setting, text_value, Cx, POSITIVE, R,
@@ -73,7 +73,7 @@ pub enum CachingType {
 
 impl CachingType {
     /// Whether this call's values go to the external cache.
-    fn external(self, call: &Call) -> bool {
+    pub(crate) fn external(self, call: &Call) -> bool {
         self != CachingType::Internal && call.counters.external.values()
     }
 }
@@ -155,13 +155,6 @@ impl Behaviour for CacheLookupValue {
                 Some(d) => Some(or_fail!(call, step, call.typed(d))),
                 None => None,
             };
-            if call.phase == Phase::Response {
-                // the response is on its way: no wait for Redis here, so a miss
-                if let Some(v) = default {
-                    call.st.set_var(&self.variable, v);
-                }
-                return Flow::Continue;
-            }
             call.st.external.push(ExternalAsk {
                 command: Command::Get(external_key(&key)),
                 purpose: Purpose::Lookup {
