@@ -850,3 +850,74 @@ fn outbound_over_a_local_answer_or_a_cache_hit_waits_too() {
     assert_eq!(backend.requests().len(), 1, "the later calls were hits");
     assert_eq!(audit.requests().len(), 4);
 }
+
+#[test]
+fn retry_around_policies_runs_them_again_and_waits_without_holding_the_loop() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // a token service that fails twice for each caller, then answers
+    let asked = Arc::new(AtomicUsize::new(0));
+    let n = Arc::clone(&asked);
+    let per_target = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let tokens = Origin::start(move |req, s| {
+        n.fetch_add(1, Ordering::SeqCst);
+        let k = {
+            let mut seen = per_target.lock().unwrap();
+            let k = seen.entry(req.target.clone()).or_insert(0);
+            *k += 1;
+            *k
+        };
+        if k % 3 == 0 {
+            respond(s, 200, &[], format!("token-{k}").as_bytes());
+        } else {
+            respond(s, 503, &[], b"busy");
+        }
+        true
+    });
+    let backend = Origin::echo();
+    let policy = format!(
+        r#"<policies><inbound>
+  <retry condition="@(((IResponse)context.Variables[&quot;t&quot;]).StatusCode != 200)" count="3" interval="1" first-fast-retry="true">
+    <send-request mode="new" response-variable-name="t"><set-url>@("{}" + context.Request.Url.Path)</set-url></send-request>
+    <set-variable name="tries" value="@(context.Variables.GetValueOrDefault&lt;int&gt;(&quot;tries&quot;, 0) + 1)" />
+  </retry>
+  <set-header name="Authorization" exists-action="override"><value>@("Bearer " + ((IResponse)context.Variables["t"]).Body.As&lt;string&gt;())</value></set-header>
+  <set-header name="X-Tries" exists-action="override"><value>@(((int)context.Variables["tries"]).ToString())</value></set-header>
+</inbound><backend><forward-request /></backend><outbound>
+  <retry condition="@((int)context.Variables[&quot;n&quot;] &lt; 3)" count="5" interval="0">
+    <set-variable name="n" value="@(context.Variables.GetValueOrDefault&lt;int&gt;(&quot;n&quot;, 0) + 1)" />
+  </retry>
+  <set-header name="X-Outbound-Rounds" exists-action="override"><value>@(context.Variables["n"].ToString())</value></set-header>
+</outbound><on-error /></policies>"#,
+        tokens.url("/token")
+    );
+    let gw = Gateway::start(&document(&backend.url(""), &policy), &[]);
+    // while the call waits between attempts, another call is served
+    let waiting = {
+        let addr = gw.addr;
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let r = request(
+                addr,
+                "GET /s/slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            );
+            (r, started.elapsed())
+        })
+    };
+    assert!(eventually(Duration::from_secs(5), || asked
+        .load(Ordering::SeqCst)
+        >= 2));
+    let other = send(&gw, "GET", "/s/other", &[], "");
+    let (r, took) = waiting.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = &backend.requests();
+    let slow = seen.iter().find(|s| s.target == "/slow").unwrap();
+    assert_eq!(slow.header("Authorization"), Some("Bearer token-3"));
+    assert_eq!(slow.header("X-Tries"), Some("3"));
+    assert_eq!(r.header("X-Outbound-Rounds"), Some("3"));
+    // first-fast-retry: attempt 2 at once, attempt 3 after the interval (a second)
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    assert_eq!(other.status, 200);
+    let other_seen = seen.iter().find(|s| s.target == "/other").unwrap();
+    assert_eq!(other_seen.header("Authorization"), Some("Bearer token-3"));
+}

@@ -575,6 +575,10 @@ impl Host for Scene<'_> {
     }
 }
 
+/// How often steps that cannot wait go on after asking (a retry's 50 attempts, with a
+/// lookup each).
+const MAX_ROUNDS: usize = 128;
+
 /// Runs `steps` in order where the call cannot wait (inside retry, on-error after a
 /// backend that could not be reached): the external cache is unavailable there (a miss,
 /// local counting), and a send-request fails the call.
@@ -591,8 +595,10 @@ pub fn run(
     // only the external cache was asked: here it is unavailable (a miss, or local
     // counting), and the steps go on where they stopped
     let mut rounds = 0;
-    while flow == Flow::Suspend && st.outgoing.is_empty() && rounds < steps.len() + 1 {
+    while flow == Flow::Suspend && st.outgoing.is_empty() && rounds < MAX_ROUNDS {
         rounds += 1;
+        // retry's wait between attempts does not happen here
+        st.sleep_ms = None;
         for ask in std::mem::take(&mut st.external) {
             st.answered(ask.purpose, Err(()));
         }
@@ -601,6 +607,7 @@ pub fn run(
     match flow {
         Flow::Suspend => {
             st.external.clear();
+            st.sleep_ms = None;
             st.outgoing.clear();
             st.cursor.clear();
             st.answer(500, "Internal server error");
@@ -769,18 +776,7 @@ fn forward_numbers<'f>(
         None => None,
     };
     let retry = match &fwd.retry {
-        Some(r) => Some(
-            (|| {
-                Ok(policy::RetryTerms {
-                    count: u32::try_from(call.setting(&r.count)?).unwrap_or(50),
-                    interval_secs: call.setting(&r.interval_secs)?,
-                    max_interval_secs: call.setting(&r.max_interval_secs)?,
-                    delta_secs: call.setting(&r.delta_secs)?,
-                    first_fast_retry: call.setting(&r.first_fast_retry)?,
-                })
-            })()
-            .map_err(at("retry"))?,
-        ),
+        Some(r) => Some(r.terms(call).map_err(at("retry"))?),
         None => None,
     };
     let slot = match &fwd.concurrency {
@@ -813,30 +809,6 @@ pub fn retry_wanted(
     condition
         .eval_bool(&view(req, Some(resp), who, st))
         .unwrap_or(false)
-}
-
-/// The wait before retry number `n` (1 for the first), as APIM computes it: fixed
-/// `interval`; with `delta`, linear (`interval + (n - 1) * delta`); with `delta` and
-/// `max-interval`, exponential (`interval + 2^(n - 1) * delta * jitter`, `jitter` in
-/// 0.8..1.2); never above `max-interval` when it is set. `first-fast-retry` makes the
-/// first one immediate.
-pub fn retry_delay(retry: &policy::RetryTerms, n: u32, jitter: f64) -> std::time::Duration {
-    if n <= 1 && retry.first_fast_retry {
-        return std::time::Duration::ZERO;
-    }
-    let n = n.max(1);
-    let interval = retry.interval_secs as f64;
-    let delta = retry.delta_secs as f64;
-    let secs = match (retry.delta_secs, retry.max_interval_secs) {
-        (0, _) => interval,
-        (_, 0) => interval + f64::from(n - 1) * delta,
-        _ => interval + 2f64.powi((n - 1).min(30) as i32) * delta * jitter.clamp(0.8, 1.2),
-    };
-    let capped = match retry.max_interval_secs {
-        0 => secs,
-        max => secs.min(max as f64),
-    };
-    std::time::Duration::from_secs_f64(capped.clamp(0.0, 86_400.0))
 }
 
 /// Counts the call against its quotas (at its end, when its size is known).
@@ -901,43 +873,5 @@ pub fn mock<'o>(
     match rep {
         Some((ct, ex)) => (code, Some(ct.as_str()), ex.as_str()),
         None => (code, content_type, ""),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> policy::RetryTerms {
-        policy::RetryTerms {
-            count: 5,
-            interval_secs: interval,
-            max_interval_secs: max,
-            delta_secs: delta,
-            first_fast_retry: fast,
-        }
-    }
-
-    #[test]
-    fn retry_waits_follow_apim() {
-        let secs = |r: &policy::RetryTerms, n, j| retry_delay(r, n, j).as_secs_f64();
-        // fixed
-        let fixed = retry(2, 0, 0, false);
-        assert_eq!((secs(&fixed, 1, 1.0), secs(&fixed, 4, 1.0)), (2.0, 2.0));
-        // linear: interval + (n - 1) * delta
-        let linear = retry(1, 0, 2, false);
-        assert_eq!([1, 2, 3].map(|n| secs(&linear, n, 1.0)), [1.0, 3.0, 5.0]);
-        // exponential: interval + 2^(n-1) * delta * jitter, capped at max-interval
-        let exp = retry(1, 20, 2, false);
-        assert_eq!(
-            [1, 2, 3, 4, 5].map(|n| secs(&exp, n, 1.0)),
-            [3.0, 5.0, 9.0, 17.0, 20.0]
-        );
-        assert_eq!(secs(&exp, 1, 0.5), 1.0 + 2.0 * 0.8, "jitter is clamped");
-        // first-fast-retry: only the first is immediate
-        let fast = retry(3, 0, 0, true);
-        assert_eq!(retry_delay(&fast, 1, 1.0), Duration::ZERO);
-        assert_eq!(secs(&fast, 2, 1.0), 3.0);
     }
 }

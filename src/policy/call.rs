@@ -147,6 +147,8 @@ pub struct State {
     pub rerun: bool,
     /// Where a call that answers without the backend resumes after waiting.
     pub waiting: Waiting,
+    /// The call waits this long before it goes on (retry's interval between attempts).
+    pub sleep_ms: Option<u64>,
     /// cache-lookup missed: the key and terms cache-store keeps the response under.
     pub response_caching: Option<super::kinds::cache_response::ResponseCaching>,
     /// The external cache's answer to cache-lookup (None inside: a miss, or Redis

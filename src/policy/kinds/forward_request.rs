@@ -24,7 +24,7 @@ pub const KIND: Kind = Kind {
 
 pub const RETRY: Kind = Kind {
     element: "retry",
-    sections: BACKEND,
+    sections: super::ALL,
     children: true,
     compile: retry,
 };
@@ -48,15 +48,7 @@ pub struct Forward {
 impl Forward {
     /// What its settings read (they are computed when the backend section reaches it).
     pub fn facts(&self) -> Facts {
-        let retry = self.retry.iter().flat_map(|r| {
-            [
-                r.count.text(),
-                r.interval_secs.text(),
-                r.max_interval_secs.text(),
-                r.delta_secs.text(),
-                r.first_fast_retry.text(),
-            ]
-        });
+        let retry = self.retry.iter().flat_map(Retry::setting_texts);
         let concurrency = self
             .concurrency
             .iter()
@@ -114,6 +106,60 @@ pub struct RetryTerms {
     pub first_fast_retry: bool,
 }
 
+impl RetryTerms {
+    /// The wait before retry number `n` (1 for the first), as APIM computes it: fixed
+    /// `interval`; with `delta`, linear (`interval + (n - 1) * delta`); with `delta`
+    /// and `max-interval`, exponential (`interval + 2^(n - 1) * delta * jitter`,
+    /// `jitter` in 0.8..1.2); never above `max-interval` when it is set.
+    /// `first-fast-retry` makes the first one immediate.
+    pub fn delay(&self, n: u32, jitter: f64) -> std::time::Duration {
+        let retry = self;
+        if n <= 1 && retry.first_fast_retry {
+            return std::time::Duration::ZERO;
+        }
+        let n = n.max(1);
+        let interval = retry.interval_secs as f64;
+        let delta = retry.delta_secs as f64;
+        let secs = match (retry.delta_secs, retry.max_interval_secs) {
+            (0, _) => interval,
+            (_, 0) => interval + f64::from(n - 1) * delta,
+            _ => interval + 2f64.powi((n - 1).min(30) as i32) * delta * jitter.clamp(0.8, 1.2),
+        };
+        let capped = match retry.max_interval_secs {
+            0 => secs,
+            max => secs.min(max as f64),
+        };
+        std::time::Duration::from_secs_f64(capped.clamp(0.0, 86_400.0))
+    }
+}
+
+impl Retry {
+    /// The expressions its settings are computed from, if any.
+    pub fn setting_texts(&self) -> [Option<&Text>; 5] {
+        [
+            self.count.text(),
+            self.interval_secs.text(),
+            self.max_interval_secs.text(),
+            self.delta_secs.text(),
+            self.first_fast_retry.text(),
+        ]
+    }
+
+    /// This call's numbers, from the settings' expressions.
+    pub fn terms(
+        &self,
+        call: &mut crate::policy::call::Call,
+    ) -> Result<RetryTerms, crate::policy::expr::EvalError> {
+        Ok(RetryTerms {
+            count: u32::try_from(call.setting(&self.count)?).unwrap_or(50),
+            interval_secs: call.setting(&self.interval_secs)?,
+            max_interval_secs: call.setting(&self.max_interval_secs)?,
+            delta_secs: call.setting(&self.delta_secs)?,
+            first_fast_retry: call.setting(&self.first_fast_retry)?,
+        })
+    }
+}
+
 /// `retry count`: APIM's 1..50.
 fn retry_count(v: &str) -> Option<u64> {
     whole(v).filter(|n| (1..=50).contains(n))
@@ -149,6 +195,11 @@ fn retry(cx: &mut Cx, n: Node) -> R<Compiled> {
         delta_secs: setting(cx, n, "delta", Some(0), whole, WHOLE)?,
         first_fast_retry: setting(cx, n, "first-fast-retry", Some(false), flag, BOOLEAN)?,
     };
+    let around_forward = n.descendants().any(|d| d.has_tag_name("forward-request"));
+    if cx.section != Section::Backend || !around_forward {
+        // around policies only: a step that runs them again while the condition holds
+        return super::retry::compile(cx, n, r);
+    }
     let mut f = match wrapped_forward(cx, n)? {
         Some(f) => f,
         None => {
@@ -235,5 +286,43 @@ pub(crate) fn wrapped_forward(cx: &mut Cx, n: Node) -> R<Option<Forward>> {
             _ => Ok(None),
         },
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn retry(interval: u64, max: u64, delta: u64, fast: bool) -> RetryTerms {
+        RetryTerms {
+            count: 5,
+            interval_secs: interval,
+            max_interval_secs: max,
+            delta_secs: delta,
+            first_fast_retry: fast,
+        }
+    }
+
+    #[test]
+    fn retry_waits_follow_apim() {
+        let secs = |r: &RetryTerms, n, j| r.delay(n, j).as_secs_f64();
+        // fixed
+        let fixed = retry(2, 0, 0, false);
+        assert_eq!((secs(&fixed, 1, 1.0), secs(&fixed, 4, 1.0)), (2.0, 2.0));
+        // linear: interval + (n - 1) * delta
+        let linear = retry(1, 0, 2, false);
+        assert_eq!([1, 2, 3].map(|n| secs(&linear, n, 1.0)), [1.0, 3.0, 5.0]);
+        // exponential: interval + 2^(n-1) * delta * jitter, capped at max-interval
+        let exp = retry(1, 20, 2, false);
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|n| secs(&exp, n, 1.0)),
+            [3.0, 5.0, 9.0, 17.0, 20.0]
+        );
+        assert_eq!(secs(&exp, 1, 0.5), 1.0 + 2.0 * 0.8, "jitter is clamped");
+        // first-fast-retry: only the first is immediate
+        let fast = retry(3, 0, 0, true);
+        assert_eq!(fast.delay(1, 1.0), Duration::ZERO);
+        assert_eq!(secs(&fast, 2, 1.0), 3.0);
     }
 }

@@ -26,6 +26,7 @@ pub mod mock_response;
 pub mod quota;
 pub mod rate_limit;
 pub mod rate_limit_by_key;
+pub mod retry;
 pub mod return_response;
 pub mod rewrite_uri;
 pub mod send_request;

@@ -28,6 +28,8 @@ pub(super) struct Waits {
     external: Vec<Waiting>,
     /// `<wait for="any">`: the first outcome is enough.
     any: bool,
+    /// retry's wait between attempts: the call goes on no sooner.
+    until: Option<Instant>,
 }
 
 pub(super) use crate::pipeline::phases::Ended;
@@ -36,6 +38,11 @@ impl Waits {
     /// Starts what `call` asked for.
     pub(super) fn start(call: &mut Pipeline, rt: &Runtime, ctx: &mut Ctx) -> Waits {
         let any = std::mem::take(&mut call.st.wait_any);
+        let until = call
+            .st
+            .sleep_ms
+            .take()
+            .map(|ms| ctx.now + Duration::from_millis(ms));
         let subs = std::mem::take(&mut call.st.outgoing)
             .into_iter()
             .map(|o| Sub::start(o, rt, &mut ctx.net()))
@@ -59,6 +66,7 @@ impl Waits {
             subs,
             external,
             any,
+            until,
         }
     }
 
@@ -71,6 +79,9 @@ impl Waits {
             if ctx.now >= w.deadline {
                 w.answer = Some(Err(()));
             }
+        }
+        if self.until.is_some_and(|u| ctx.now < u) {
+            return false;
         }
         if self.any {
             self.subs.iter().any(Sub::is_done) || self.external.iter().any(|w| w.answer.is_some())
@@ -145,6 +156,7 @@ impl Waits {
                     .filter(|w| w.answer.is_none())
                     .map(|w| w.deadline),
             )
+            .chain(self.until)
             .min()
     }
 }

@@ -44,7 +44,7 @@ use crate::http::request::{self, BodyKind, MAX_HEADERS};
 use crate::http::response::{self, ResponseBody, MAX_RESPONSE_HEADERS};
 use crate::http::Failure;
 use crate::metrics::Metrics;
-use crate::pipeline::exec::{self, Flow, HeaderSrc, RequestView, ResponseView, Target};
+use crate::pipeline::exec::{Flow, HeaderSrc, RequestView, ResponseView, Target};
 use crate::pipeline::{Inbound, Pipeline};
 use crate::policy::limits::Counters;
 use crate::policy::outgoing::{Outcome as SubOutcome, ReplyTo};

@@ -159,7 +159,7 @@ pub(super) fn wants_retry(
 /// clock's milliseconds).
 pub(super) fn retry_wait(retry: &RetryTerms, done: u32, ctx: &Ctx) -> Duration {
     let jitter = 0.8 + (ctx.wall_ms % 401) as f64 / 1000.0;
-    exec::retry_delay(retry, done + 1, jitter)
+    retry.delay(done + 1, jitter)
 }
 
 /// Drops the attempt's backend connection (its answer is not read further) and
