@@ -720,9 +720,9 @@ fn outbound_waits_for_its_requests_too() {
     assert_eq!(audit.requests().len(), 4);
 }
 
-#[test]
-fn on_error_after_a_backend_error_status_waits_for_a_fallback() {
-    let fallback = Origin::start(|req, s| {
+/// A fallback service: "fallback for <target>".
+fn fallback_service() -> Origin {
+    Origin::start(|req, s| {
         respond(
             s,
             200,
@@ -730,7 +730,12 @@ fn on_error_after_a_backend_error_status_waits_for_a_fallback() {
             format!("fallback for {}", req.target).as_bytes(),
         );
         true
-    });
+    })
+}
+
+#[test]
+fn on_error_after_a_backend_error_status_waits_for_a_fallback() {
+    let fallback = fallback_service();
     let backend = Origin::start(|_, s| {
         respond(s, 500, &[], b"broken");
         true
@@ -920,4 +925,45 @@ fn retry_around_policies_runs_them_again_and_waits_without_holding_the_loop() {
     assert_eq!(other.status, 200);
     let other_seen = seen.iter().find(|s| s.target == "/other").unwrap();
     assert_eq!(other_seen.header("Authorization"), Some("Bearer token-3"));
+}
+
+#[test]
+fn on_error_after_an_unreachable_backend_waits_for_a_fallback() {
+    let fallback = fallback_service();
+    let policy = format!(
+        r#"<policies><inbound /><backend><forward-request timeout="5" /></backend><outbound /><on-error>
+  <send-request mode="new" response-variable-name="f"><set-url>@("{}" + context.Request.Url.Path)</set-url></send-request>
+  <cache-lookup-value key="x" default-value="miss" variable-name="v" />
+  <return-response response-variable-name="f">
+    <set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Source + "|" + context.LastError.Reason)</value></set-header>
+  </return-response>
+</on-error></policies>"#,
+        fallback.url("")
+    );
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let gw = Gateway::start(&document(&dead, &policy), &[]);
+    for _ in 0..2 {
+        let r = send(&gw, "GET", "/s/orders", &[], "");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "fallback for /s/orders")
+        );
+        assert_eq!(
+            r.header("X-Reason"),
+            Some("forward-request|BackendConnectionFailure")
+        );
+    }
+    // a fallback that fails too: on-error's own failure answers (no second pass)
+    let gw2 = Gateway::start(
+        &document(
+            &dead,
+            &policy.replace(
+                &fallback.url(""),
+                &format!("http://127.0.0.1:{}", closed_port()),
+            ),
+        ),
+        &[],
+    );
+    let r = send(&gw2, "GET", "/s/orders", &[], "");
+    assert_eq!(r.status, 500, "{}", r.text());
 }

@@ -579,9 +579,9 @@ impl Host for Scene<'_> {
 /// lookup each).
 const MAX_ROUNDS: usize = 128;
 
-/// Runs `steps` in order where the call cannot wait (inside retry, on-error after a
-/// backend that could not be reached): the external cache is unavailable there (a miss,
-/// local counting), and a send-request fails the call.
+/// Runs `steps` in order where the call cannot wait (between the attempts of a retry
+/// around forward-request, on-error after a refused key): the external cache is
+/// unavailable there (a miss, local counting), and a send-request fails the call.
 pub fn run(
     steps: &[Step],
     phase: Phase,
@@ -619,7 +619,7 @@ pub fn run(
                 st,
                 "send-request",
                 "NotSupported",
-                "a call cannot wait for send-request here (inside retry, or in on-error after a backend that could not be reached)",
+                "a call cannot wait for send-request here (between the attempts of a retry around forward-request, or in on-error after a refused key)",
                 section,
             );
             Flow::Error

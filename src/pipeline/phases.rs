@@ -376,7 +376,23 @@ impl Pipeline {
     /// Runs on-error after a failure outside the policies (backend, framing), starting
     /// from the gateway's own answer for it; the answer to send is left in `st.resp`.
     /// If on-error itself fails, its error answer stands (APIM makes no second pass).
+    /// Where the connection cannot wait (before an exchange, between retry attempts).
     pub fn on_failure(&mut self, failure: Failure, io: &mut Io) {
+        self.fail_outside_policies(failure);
+        self.on_error_after_failure(Flow::Continue, false, io);
+    }
+
+    /// `on_failure` where the connection can wait (a backend that could not be
+    /// reached): `Flow::Suspend` when on-error waits for its requests (`st.outgoing`);
+    /// then `on_failure_resumed` goes on.
+    pub fn on_failure_waiting(&mut self, failure: Failure, io: &mut Io) -> Flow {
+        self.fail_outside_policies(failure);
+        self.on_error_after_failure(Flow::Continue, true, io)
+    }
+
+    /// The gateway's own answer for a failure outside the policies, and
+    /// `context.LastError` for it.
+    fn fail_outside_policies(&mut self, failure: Failure) {
         let (source, section) = match failure {
             Failure::MissingSubscriptionKey | Failure::InvalidSubscriptionKey => {
                 ("authorization", "inbound")
@@ -394,24 +410,42 @@ impl Pipeline {
             failure.message(),
             section,
         );
+        self.st.refill_budget();
+    }
+
+    /// `on_failure`'s on-error going on where it waited, with what it waited for.
+    pub fn on_failure_resumed(&mut self, ended: Option<Ended>, io: &mut Io) -> Flow {
+        let landed = match ended {
+            Some((outcomes, answers)) => self.land(outcomes, answers),
+            None => Flow::Continue,
+        };
+        self.on_error_after_failure(landed, true, io)
+    }
+
+    /// On-error over a failure, from its start or its cursor (`flow` Continue), or
+    /// ended by a request it waited for that failed (its answer stands).
+    fn on_error_after_failure(&mut self, flow: Flow, can_wait: bool, io: &mut Io) -> Flow {
         let Some(who) = who(io.runtime, self.ids, &self.key, io.gateway_id) else {
-            return;
+            return Flow::Error;
         };
         let copy = self.st.request_copy.take();
         let req = kept(&copy);
         let st = &mut self.st;
-        st.refill_budget();
-        exec::run(
-            &self.plan.on_error,
-            Phase::Response,
-            &req,
-            None,
-            &who,
-            st,
-            io,
-        );
+        let on_error = &self.plan.on_error;
+        let ran = match flow {
+            Flow::Continue if can_wait => {
+                exec::run_resumable(on_error, Phase::Response, &req, None, &who, st, io)
+            }
+            Flow::Continue => exec::run(on_error, Phase::Response, &req, None, &who, st, io),
+            other => other,
+        };
+        if ran == Flow::Suspend {
+            st.request_copy = copy;
+            return Flow::Suspend;
+        }
         exec::settle(&req, None, &who, st, io);
         st.request_copy = copy;
+        Flow::Error
     }
 
     /// The numbers of the `<retry>` around forward-request, if any (computed when the

@@ -615,6 +615,7 @@ fn proxy<'h>(
         && (head.body == BodyKind::None || body_override.is_some());
     Decision::Proxy(
         Box::new(Exchange {
+            failed: None,
             rt: Arc::clone(a.rt),
             api: a.ids.api,
             op: a.ids.op,

@@ -195,6 +195,9 @@ pub(super) struct Exchange {
     pub(super) tls: Option<Arc<ServerName<'static>>>,
     /// Outbound waits for its policies' requests (send-request, a Redis lookup).
     pub(super) waits: Option<Box<Waits>>,
+    /// The backend could not be reached and on-error waits for its policies' requests
+    /// (`failing.rs`): the failure, and how the connection ends after the answer.
+    pub(super) failed: Option<(Failure, Option<CloseReason>)>,
 }
 
 impl Exchange {
@@ -249,6 +252,9 @@ impl Client {
     /// Moves the exchange as far as it can go now: its stages in order, each ending the
     /// step early when it must wait or the exchange ended.
     pub(super) fn step_exchange(&mut self, ctx: &mut Ctx) -> Step {
+        if matches!(&self.phase, Phase::Proxy(x) if x.failed.is_some()) {
+            return self.step_failing(ctx);
+        }
         match self.advance_exchange(ctx) {
             Ok(step) | Err(step) => step,
         }
@@ -874,11 +880,35 @@ impl Client {
             .close
             .or(CloseReason::unread_body(!matches!(x.req, ReqBody::Done)))
             .or(CloseReason::failure(failure));
-        // on-error runs with the failure as context.LastError
+        // on-error runs with the failure as context.LastError, and may wait
         let rt = Arc::clone(&x.rt);
-        let policy_answer = match x.call.as_mut() {
+        let ran = match x.call.as_mut() {
             Some(call) if answered && !call.plan.on_error.is_empty() => {
-                call.on_failure(failure, &mut ctx.pipeline_io(&rt));
+                if call.on_failure_waiting(failure, &mut ctx.pipeline_io(&rt)) == Flow::Suspend {
+                    x.waits = Some(Box::new(Waits::start(call, &rt, ctx)));
+                    x.failed = Some((failure, close));
+                    self.phase = Phase::Proxy(x);
+                    return;
+                }
+                true
+            }
+            _ => false,
+        };
+        self.answer_failed(x, failure, (answered, ran), close, ctx);
+    }
+
+    /// The answer for a failed exchange: on-error's (`ran`), or the gateway's own; none
+    /// when part of the response had gone out (`answered` false: the connection closes).
+    pub(super) fn answer_failed(
+        &mut self,
+        mut x: Box<Exchange>,
+        failure: Failure,
+        (answered, ran): (bool, bool),
+        close: Option<CloseReason>,
+        ctx: &mut Ctx,
+    ) {
+        let policy_answer = match x.call.as_ref() {
+            Some(call) if ran => {
                 x.status = call.st.resp.status.unwrap_or(x.status);
                 Some(gate::render_response(
                     &call.st,

@@ -59,6 +59,7 @@ mod calling;
 mod close;
 mod decide;
 mod exchange;
+mod failing;
 mod record;
 mod respond;
 #[cfg(test)]
