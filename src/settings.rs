@@ -240,9 +240,13 @@ impl Identity {
     }
 }
 
-/// Where the external cache is: `redis://[[user]:password@]host[:port][/db]`.
+/// Where the external cache is: `redis://[[user]:password@]host[:port][/db]`, or
+/// `rediss://…` for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
+    /// `rediss://`: TLS, checked with the backends' trust (Mozilla's roots and
+    /// `net.backend.tls.ca`).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub user: Option<String>,
@@ -252,9 +256,11 @@ pub struct RedisUrl {
 
 impl RedisUrl {
     pub fn parse(url: &str) -> Result<RedisUrl, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or("expected redis://[:password@]host[:port][/db]")?;
+        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err("expected redis[s]://[:password@]host[:port][/db]".into()),
+        };
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (Some(a), r),
             None => (None, rest),
@@ -282,6 +288,7 @@ impl RedisUrl {
             },
         };
         Ok(RedisUrl {
+            tls,
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -433,7 +440,7 @@ impl GatewaySettings {
             "cache.external.url" => {
                 self.cache_external = Some(
                     RedisUrl::parse(value)
-                        .map_err(|_| bad("redis://[[user]:password@]host[:port][/db]"))?,
+                        .map_err(|_| bad("redis[s]://[[user]:password@]host[:port][/db]"))?,
                 );
             }
             "limits.counters.external" => {
@@ -1074,6 +1081,9 @@ mod tests {
             ("::1", 6379, Some("edge"))
         );
         assert_eq!(RedisUrl::parse("redis://127.0.0.1/").unwrap().db, 0);
+        let u = RedisUrl::parse("rediss://cache.example:6380").unwrap();
+        assert!(u.tls && u.port == 6380);
+        assert!(!RedisUrl::parse("redis://cache.example").unwrap().tls);
         for bad in ["http://x", "redis://", "redis://h:port", "redis://h/x"] {
             assert!(RedisUrl::parse(bad).is_err(), "{bad}");
         }

@@ -351,3 +351,88 @@ fn gateways_share_cached_responses_and_outbound_reads_values_from_redis() {
     assert_eq!(r.header("X-Note"), Some("none"));
     assert_eq!(backend.requests().len(), 3);
 }
+
+/// A redis-server that speaks only TLS (`rediss://`), with `stem`'s certificate.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsRedis {
+    fn start(dir: &std::path::Path, stem: &str) -> TlsRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = |ext: &str| dir.join(format!("{stem}.{ext}")).display().to_string();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                &file("pem"),
+                "--tls-key-file",
+                &file("key"),
+            ])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        assert!(eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        TlsRedis { child, port }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rediss_speaks_tls_with_the_backends_trust() {
+    let dir = temp_dir("rediss");
+    pki(&dir, &[("redis", "IP:127.0.0.1")]);
+    let redis = TlsRedis::start(&dir, "redis");
+    let url = format!("cache.external.url=rediss://127.0.0.1:{}", redis.port);
+    let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
+    let one = Gateway::start(&config(), &[&url, &ca]);
+    let two = Gateway::start(&config(), &[&url, &ca]);
+    let alice = profile(&one, "alice");
+    assert!(
+        eventually(Duration::from_secs(5), || profile(&two, "alice") == alice),
+        "shared through redis over TLS"
+    );
+    assert!(
+        status(&one).contains(r#""externalCache": "up""#),
+        "{}",
+        status(&one)
+    );
+    // a gateway that does not trust the certificate never talks to it: values miss
+    let untrusting = Gateway::start(&config(), &[&url]);
+    assert_ne!(profile(&untrusting, "alice"), alice);
+    assert!(eventually(Duration::from_secs(5), || untrusting
+        .log_lines()
+        .iter()
+        .any(
+            |l| l.contains("external cache rediss://127.0.0.1") && l.contains("unavailable")
+        )));
+}

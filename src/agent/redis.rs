@@ -70,6 +70,7 @@ pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> 
                 conn: None,
                 last_attempt: None,
                 up: flag,
+                outage_told: false,
             };
             // connect at once, so status and metrics tell the truth from the start
             worker.connected();
@@ -104,9 +105,11 @@ pub fn spawn(target: RedisUrl, waker: Arc<Waker>) -> std::io::Result<RedisLink> 
 
 struct Worker {
     target: RedisUrl,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<Stream>>,
     last_attempt: Option<Instant>,
     up: Arc<AtomicBool>,
+    /// The current outage (or the first failure to connect) has been logged.
+    outage_told: bool,
 }
 
 /// The sliding-window counts of `Command::Count`, atomic in Redis: every window is
@@ -151,7 +154,7 @@ return 1";
 
 impl Worker {
     /// The connection, (re)made when there is none and the last attempt is old enough.
-    fn connected(&mut self) -> Option<&mut BufReader<TcpStream>> {
+    fn connected(&mut self) -> Option<&mut BufReader<Stream>> {
         if self.conn.is_none() {
             if self
                 .last_attempt
@@ -162,9 +165,11 @@ impl Worker {
             self.last_attempt = Some(Instant::now());
             match self.connect() {
                 Ok(c) => {
+                    self.outage_told = false;
                     if !self.up.swap(true, Ordering::SeqCst) {
                         log::info!(
-                            "external cache redis://{}:{} connected",
+                            "external cache {}://{}:{} connected",
+                            self.scheme(),
                             self.target.host,
                             self.target.port
                         );
@@ -180,7 +185,15 @@ impl Worker {
         self.conn.as_mut()
     }
 
-    fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+    fn scheme(&self) -> &'static str {
+        if self.target.tls {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    fn connect(&self) -> Result<BufReader<Stream>, String> {
         let t = &self.target;
         let addr = (t.host.as_str(), t.port)
             .to_socket_addrs()
@@ -193,7 +206,25 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         sock.set_write_timeout(Some(IO_TIMEOUT))
             .map_err(|e| e.to_string())?;
-        let mut conn = BufReader::new(sock);
+        let stream = match t.tls {
+            false => Stream::Plain(sock),
+            true => {
+                // the backends' trust: Mozilla's roots and net.backend.tls.ca
+                let config = crate::config::tls::backend_client_config()?;
+                let name = rustls_pki_types::ServerName::try_from(t.host.clone())
+                    .map_err(|e| format!("not a TLS server name: {e}"))?;
+                let tls = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+                let mut s = rustls::StreamOwned::new(tls, sock);
+                // the handshake now, so that a certificate problem says so
+                while s.conn.is_handshaking() {
+                    s.conn
+                        .complete_io(&mut s.sock)
+                        .map_err(|e| format!("TLS: {e}"))?;
+                }
+                Stream::Tls(Box::new(s))
+            }
+        };
+        let mut conn = BufReader::new(stream);
         if let Some(p) = &t.password {
             let mut args = vec![b"AUTH".to_vec()];
             args.extend(t.user.iter().map(|u| u.as_bytes().to_vec()));
@@ -209,9 +240,12 @@ impl Worker {
 
     fn down(&mut self, why: &str) {
         self.conn = None;
-        if self.up.swap(false, Ordering::SeqCst) || self.last_attempt.is_none() {
+        let was_up = self.up.swap(false, Ordering::SeqCst);
+        let told = std::mem::replace(&mut self.outage_told, true);
+        if was_up || !told {
             log::warn!(
-                "external cache redis://{}:{} unavailable ({why}): values miss and limits count locally until it is back",
+                "external cache {}://{}:{} unavailable ({why}): values miss and limits count locally until it is back",
+                self.scheme(),
                 self.target.host,
                 self.target.port
             );
@@ -315,8 +349,39 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The connection to Redis: TCP, or TLS over it (`rediss://`); blocking, with the
+/// socket's timeouts.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(data),
+            Stream::Tls(s) => s.write(data),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// Sends one command and reads its reply.
-fn call(conn: &mut BufReader<TcpStream>, args: &[Vec<u8>]) -> Result<Reply, Failure> {
+fn call(conn: &mut BufReader<Stream>, args: &[Vec<u8>]) -> Result<Reply, Failure> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
