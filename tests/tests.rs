@@ -10,6 +10,7 @@ mod client_certificates;
 mod expressions;
 mod external_cache;
 mod federation;
+mod forward_proxy;
 mod identity;
 mod lifecycle;
 mod openid;

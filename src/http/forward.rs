@@ -163,6 +163,9 @@ pub struct BackendRequest<'a> {
     pub length: Option<u64>,
     /// Header changes from policies (a `Host` edit replaces the backend authority).
     pub edits: Option<&'a HeaderEdits>,
+    /// Through an HTTP proxy (an `http://` backend): the target in absolute form
+    /// (`http://authority`, then the path), and the `Proxy-Authorization` value.
+    pub proxy: Option<(&'a str, Option<&'a str>)>,
 }
 
 pub fn write_backend_request(
@@ -173,6 +176,9 @@ pub fn write_backend_request(
 ) -> Result<(), Full> {
     out.put(req.method.as_bytes())?;
     out.put(b" ")?;
+    if let Some((origin, _)) = req.proxy {
+        out.put(origin.as_bytes())?;
+    }
     out.put(req.base_path.as_bytes())?;
     if req.rest.is_empty() || req.rest == "/" {
         if req.base_path.is_empty() || req.rest == "/" {
@@ -189,6 +195,11 @@ pub fn write_backend_request(
         out.put(q.as_bytes())?;
     }
     out.put(b" HTTP/1.1\r\n")?;
+    if let Some((_, Some(authorization))) = req.proxy {
+        out.put(b"Proxy-Authorization: ")?;
+        out.put(authorization.as_bytes())?;
+        out.put(b"\r\n")?;
+    }
     let host_edit = req.edits.and_then(|e| e.get("host"));
     if host_edit.is_none() {
         out.put(b"Host: ")?;
@@ -344,6 +355,7 @@ mod tests {
             proto: "http",
             original_host: r.host,
             edits: None,
+            proxy: None,
             chunked: r.body == request::BodyKind::Chunked,
             length: r.body.content_length(),
         };

@@ -61,6 +61,22 @@ pub struct RequestEdits {
     pub body: Option<Vec<u8>>,
     /// The certificate to present to an `https://` backend (authentication-certificate).
     pub client_tls: Option<ClientTls>,
+    /// The HTTP proxy the backend request goes through (the `proxy` policy).
+    pub proxy: Option<ProxyVia>,
+}
+
+/// An HTTP proxy a request goes through: its URL (`http://host:port`) and the
+/// `Proxy-Authorization` value, if credentials were given.
+#[derive(Clone)]
+pub struct ProxyVia {
+    pub url: String,
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProxyVia {{ url: {:?} }}", self.url)
+    }
 }
 
 /// Changes to (or a replacement of) the response.

@@ -26,6 +26,8 @@ pub struct Outgoing {
     pub reply: Option<ReplyTo>,
     /// The client certificate to present (authentication-certificate inside it).
     pub client_tls: Option<super::call::ClientTls>,
+    /// The HTTP proxy it goes through (proxy inside it).
+    pub proxy: Option<super::call::ProxyVia>,
 }
 
 /// Where a `send-request`'s outcome goes.

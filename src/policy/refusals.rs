@@ -56,7 +56,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "log-to-eventhub",
         "Azure only: Azure Event Hubs (trace reaches the request log and the plane)",
     ),
-    ("proxy", "outbound HTTP proxies are not supported"),
     ("publish-event", "GraphQL subscriptions are not supported"),
     (
         "publish-to-dapr",

@@ -21,13 +21,19 @@ use slab::Slab;
 
 use super::token;
 use super::transport::Transport;
+use super::tunnel::{ConnectVia, Tunnel};
 use crate::route::FnvMap;
 
-/// Where a pooled connection goes: the address, and for `https://` the TLS name and
-/// the thumbprint of the client certificate it presents (if any).
+/// Where a pooled connection goes: the address, and for `https://` the TLS name, the
+/// thumbprint of the client certificate it presents (if any) and, through a proxy, the
+/// tunnel's destination.
 type PoolKey = (
     SocketAddr,
-    Option<(Arc<ServerName<'static>>, Option<Arc<str>>)>,
+    Option<(
+        Arc<ServerName<'static>>,
+        Option<Arc<str>>,
+        Option<Arc<ConnectVia>>,
+    )>,
 );
 
 /// How to speak TLS to a backend: the name its certificate must carry, the client
@@ -38,6 +44,8 @@ pub struct TlsTo<'a> {
     pub name: &'a Arc<ServerName<'static>>,
     pub config: &'a Arc<rustls::ClientConfig>,
     pub identity: Option<&'a Arc<str>>,
+    /// Through an HTTP proxy (`addr` is the proxy's): the CONNECT tunnel to open.
+    pub via: Option<&'a Arc<ConnectVia>>,
 }
 
 pub struct BackendConn {
@@ -145,7 +153,10 @@ impl Backends {
         owner: usize,
         registry: &Registry,
     ) -> io::Result<BackendLink> {
-        let pool_key = (addr, tls.map(|t| (Arc::clone(t.name), t.identity.cloned())));
+        let pool_key = (
+            addr,
+            tls.map(|t| (Arc::clone(t.name), t.identity.cloned(), t.via.cloned())),
+        );
         if let Some(list) = self.idle.get_mut(&pool_key).filter(|_| !fresh) {
             while let Some(token) = list.pop() {
                 let Some(slot) = self.slab.get_mut(token) else {
@@ -195,6 +206,17 @@ impl Backends {
         )?;
         let transport = match tls {
             None => Transport::Plain(sock),
+            Some(TlsTo {
+                name,
+                config,
+                via: Some(via),
+                ..
+            }) => Transport::Tunnel(Box::new(Tunnel::new(
+                sock,
+                via,
+                Arc::clone(config),
+                (**name).clone(),
+            ))),
             Some(TlsTo { name, config, .. }) => {
                 let conn = rustls::ClientConnection::new(Arc::clone(config), (**name).clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

@@ -18,3 +18,4 @@ pub mod server;
 pub mod sub;
 pub mod token;
 pub mod transport;
+pub mod tunnel;

@@ -22,6 +22,7 @@ use mio::Registry;
 use super::backend::{BackendLink, Backends, CloseReason, Release};
 use super::names::{Lookup, Names};
 use super::transport::Connect;
+use super::tunnel::ConnectVia;
 use crate::config::Runtime;
 use crate::http::whole::{Reader, WholeError};
 use crate::policy::expr::message::Message;
@@ -74,15 +75,25 @@ pub fn destination(url: &str, rt: &Runtime) -> Result<Destination, SubFailure> {
     })
 }
 
-/// The request bytes: head and body.
-fn request_bytes(o: &Outgoing, d: &Destination) -> Vec<u8> {
+/// The request bytes: head and body. `proxy`: through an HTTP proxy (an `http://`
+/// target), the target in absolute form, with its `Proxy-Authorization` if any.
+fn request_bytes(o: &Outgoing, d: &Destination, proxy: Option<Option<&str>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + o.body.len());
     out.extend_from_slice(o.method.as_bytes());
     out.push(b' ');
+    if proxy.is_some() {
+        out.extend_from_slice(b"http://");
+        out.extend_from_slice(d.authority.as_bytes());
+    }
     out.extend_from_slice(d.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(d.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(Some(authorization)) = proxy {
+        out.extend_from_slice(b"Proxy-Authorization: ");
+        out.extend_from_slice(authorization.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in &o.headers {
         // a value with a line break would split the head: it is not sent
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
@@ -135,12 +146,13 @@ pub struct Sub {
     tls: Option<TlsTo>,
 }
 
-/// The TLS of a sub-request: the server's name, the client config, and the client
-/// certificate's thumbprint when it presents one.
+/// The TLS of a sub-request: the server's name, the client config, the client
+/// certificate's thumbprint when it presents one, and the tunnel through a proxy.
 type TlsTo = (
     Arc<rustls_pki_types::ServerName<'static>>,
     Arc<rustls::ClientConfig>,
     Option<Arc<str>>,
+    Option<Arc<ConnectVia>>,
 );
 
 impl Sub {
@@ -166,25 +178,47 @@ impl Sub {
                 return sub;
             }
         };
-        sub.request = request_bytes(&o, &dest);
+        // through a proxy: the connection goes to it; an https:// target through a
+        // CONNECT tunnel, an http:// one asked for in absolute form
+        let proxy = match o.proxy.as_ref().map(|p| destination(&p.url, rt)) {
+            Some(Err(f)) => {
+                sub.reply = o.reply;
+                sub.stage = Stage::Done(Outcome::Failed(f));
+                return sub;
+            }
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        let authorization = o.proxy.as_ref().and_then(|p| p.authorization.clone());
+        let absolute = (proxy.is_some() && dest.tls.is_none()).then_some(authorization.as_deref());
+        sub.request = request_bytes(&o, &dest, absolute);
         sub.reply = o.reply;
+        let via = (proxy.is_some() && dest.tls.is_some()).then(|| {
+            Arc::new(ConnectVia {
+                authority: format!("{}:{}", dest.host, dest.port),
+                authorization,
+            })
+        });
         let tls = match (dest.tls, o.client_tls, &rt.backend_tls) {
             (None, _, _) => None,
-            (Some(name), Some(client), _) => Some((name, client.config, Some(client.thumbprint))),
-            (Some(name), None, Some(config)) => Some((name, Arc::clone(config), None)),
+            (Some(name), Some(client), _) => {
+                Some((name, client.config, Some(client.thumbprint), via))
+            }
+            (Some(name), None, Some(config)) => Some((name, Arc::clone(config), None, via)),
             (Some(_), None, None) => {
                 sub.stage = Stage::Done(Outcome::Failed(SubFailure::Connect));
                 return sub;
             }
         };
         sub.tls = tls;
-        match dest.ip {
-            Some(ip) => sub.connect_to(SocketAddr::new(ip, dest.port), net),
+        let (host, port, ip) = match proxy {
+            Some(p) => (p.host, p.port, p.ip),
+            None => (dest.host, dest.port, dest.ip),
+        };
+        match ip {
+            Some(ip) => sub.connect_to(SocketAddr::new(ip, port), net),
             None => {
-                sub.stage = Stage::Resolving {
-                    host: dest.host,
-                    port: dest.port,
-                };
+                sub.stage = Stage::Resolving { host, port };
                 sub.resolve(net);
             }
         }
@@ -221,10 +255,11 @@ impl Sub {
         };
         let tls = tls
             .as_ref()
-            .map(|(name, config, identity)| super::backend::TlsTo {
+            .map(|(name, config, identity, via)| super::backend::TlsTo {
                 name,
                 config,
                 identity: identity.as_ref(),
+                via: via.as_ref(),
             });
         self.stage = match net
             .backends
@@ -353,12 +388,14 @@ impl Sub {
         match &mut self.stage {
             Stage::Resolving { .. } | Stage::Done(_) => Ok(false),
             Stage::Connecting { link } => {
-                if !link.conn.writable {
+                // a connect completes writable; a proxy's tunnel also answers readable
+                if !link.conn.writable && !link.conn.readable {
                     return Ok(false);
                 }
                 match link.conn.transport.connect_state() {
                     Connect::Pending => {
                         link.conn.writable = false;
+                        link.conn.readable = false;
                         Ok(false)
                     }
                     Connect::Failed => Err(failed(SubFailure::Connect)),
@@ -548,17 +585,23 @@ mod tests {
             timeout_secs: 1,
             reply: None,
             client_tls: None,
+            proxy: None,
         };
+        // through a proxy: absolute form, and the proxy's credentials
         assert_eq!(
-            request_bytes(&o("POST", b"hi"), &d),
+            request_bytes(&o("GET", b""), &d, Some(Some("Basic eDp5"))),
+            b"GET http://h/t?x=1 HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic eDp5\r\nX-A: 1\r\n\r\n"
+        );
+        assert_eq!(
+            request_bytes(&o("POST", b"hi"), &d, None),
             b"POST /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nhi"
         );
         assert_eq!(
-            request_bytes(&o("GET", b""), &d),
+            request_bytes(&o("GET", b""), &d, None),
             b"GET /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n"
         );
         assert_eq!(
-            request_bytes(&o("PUT", b""), &d),
+            request_bytes(&o("PUT", b""), &d, None),
             b"PUT /t?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"
         );
     }

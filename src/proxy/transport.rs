@@ -32,6 +32,8 @@ pub enum Transport {
     /// not); then it becomes `Tls`.
     Accepting(Box<Hello>),
     Tls(TcpStream, Box<Connection>),
+    /// `https://` through an HTTP proxy, while the CONNECT tunnel opens; then `Tls`.
+    Tunnel(Box<super::tunnel::Tunnel>),
     /// An in-memory wire (sans-IO tests of the connection).
     #[cfg(test)]
     Memory(super::memory::MemoryWire),
@@ -52,6 +54,18 @@ impl Hello {
             acceptor: rustls::server::Acceptor::default(),
             tls,
         }
+    }
+}
+
+/// How a non-blocking TCP connect stands.
+fn tcp_state(sock: &TcpStream) -> Connect {
+    match sock.take_error() {
+        Ok(None) => match sock.peer_addr() {
+            Ok(_) => Connect::Done,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Connect::Pending,
+            Err(_) => Connect::Failed,
+        },
+        _ => Connect::Failed,
     }
 }
 
@@ -76,6 +90,10 @@ impl Transport {
                 Some(s) => registry.register(s, token, interest),
                 None => Ok(()),
             },
+            Transport::Tunnel(t) => match t.sock_mut() {
+                Some(s) => registry.register(s, token, interest),
+                None => Ok(()),
+            },
             #[cfg(test)]
             Transport::Memory(_) => Ok(()),
         }
@@ -91,15 +109,31 @@ impl Transport {
                     let _ = registry.deregister(s);
                 }
             }
+            Transport::Tunnel(t) => {
+                if let Some(s) = t.sock_mut() {
+                    let _ = registry.deregister(s);
+                }
+            }
             #[cfg(test)]
             Transport::Memory(_) => {}
         }
     }
 
-    /// Whether the connect of a socket that became writable succeeded.
+    /// Whether the connect of a socket that became writable (or, through a proxy's
+    /// tunnel, readable) succeeded.
     pub fn connect_state(&mut self) -> Connect {
         let sock = match self {
             Transport::Plain(s) | Transport::Tls(s, _) => s,
+            Transport::Tunnel(t) => {
+                return match t.open(tcp_state) {
+                    super::tunnel::Opening::Pending => Connect::Pending,
+                    super::tunnel::Opening::Failed => Connect::Failed,
+                    super::tunnel::Opening::Open(sock, tls) => {
+                        *self = Transport::Tls(sock, Box::new(Connection::Client(*tls)));
+                        Connect::Done
+                    }
+                }
+            }
             // accepted, never connected by us
             Transport::Accepting(_) => return Connect::Done,
             #[cfg(test)]
@@ -111,14 +145,7 @@ impl Transport {
                 }
             }
         };
-        match sock.take_error() {
-            Ok(None) => match sock.peer_addr() {
-                Ok(_) => Connect::Done,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => Connect::Pending,
-                Err(_) => Connect::Failed,
-            },
-            _ => Connect::Failed,
-        }
+        tcp_state(sock)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -219,6 +246,8 @@ impl Transport {
                 Some(s) => s.peek(probe),
                 None => Ok(0),
             },
+            // nothing of the server's comes before the tunnel is open
+            Transport::Tunnel(_) => Err(io::ErrorKind::WouldBlock.into()),
             Transport::Tls(s, tls) => {
                 if tls.wants_read() {
                     s.peek(probe)
@@ -249,7 +278,9 @@ impl Read for Transport {
         let (sock, tls) = match self {
             Transport::Plain(s) => return s.read(buf),
             Transport::Tls(s, tls) => (s, tls),
-            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
+            Transport::Accepting(_) | Transport::Tunnel(_) => {
+                return Err(io::ErrorKind::WouldBlock.into())
+            }
             #[cfg(test)]
             Transport::Memory(m) => return m.read(buf),
         };
@@ -290,7 +321,9 @@ impl Write for Transport {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => return s.write(data),
-            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
+            Transport::Accepting(_) | Transport::Tunnel(_) => {
+                return Err(io::ErrorKind::WouldBlock.into())
+            }
             #[cfg(test)]
             Transport::Memory(m) => return m.write(data),
             Transport::Tls(..) => {}
@@ -313,7 +346,9 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => return s.write_vectored(bufs),
-            Transport::Accepting(_) => return Err(io::ErrorKind::WouldBlock.into()),
+            Transport::Accepting(_) | Transport::Tunnel(_) => {
+                return Err(io::ErrorKind::WouldBlock.into())
+            }
             #[cfg(test)]
             Transport::Memory(m) => return m.write_vectored(bufs),
             Transport::Tls(..) => {}

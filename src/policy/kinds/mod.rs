@@ -23,6 +23,7 @@ pub mod jsonp;
 pub mod limit_concurrency;
 pub mod managed_identity;
 pub mod mock_response;
+pub mod proxy;
 pub mod quota;
 pub mod rate_limit;
 pub mod rate_limit_by_key;
@@ -115,6 +116,7 @@ pub const KINDS: &[Kind] = &[
     limit_concurrency::KIND,
     managed_identity::KIND,
     mock_response::KIND,
+    proxy::KIND,
     quota::KIND,
     quota::BY_KEY,
     rate_limit::KIND,

@@ -53,6 +53,8 @@ pub struct SendRequest {
     pub identity: Option<super::managed_identity::ManagedIdentity>,
     /// `authentication-certificate` inside it.
     pub certificate: Option<super::authentication_certificate::AuthenticationCertificate>,
+    /// `proxy` inside it.
+    pub proxy: Option<super::proxy::Proxy>,
     /// send-request's `response-variable-name` and `ignore-error`; none for one-way.
     pub reply: Option<(String, bool)>,
 }
@@ -120,6 +122,7 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
         )?,
         identity: None,
         certificate: None,
+        proxy: None,
         reply,
     };
     for el in elements(n) {
@@ -144,12 +147,8 @@ fn compile(cx: &mut Cx, n: Node, reply: Option<(String, bool)>) -> R<SendRequest
             "authentication-certificate" => {
                 s.certificate = Some(super::authentication_certificate::parse(cx, el)?)
             }
-            other => {
-                return Err(cx.err(
-                    el,
-                    format!("<{name}>: <{other}> is not supported (outbound HTTP proxies are not available in this gateway)"),
-                ))
-            }
+            "proxy" => s.proxy = Some(super::proxy::parse(cx, el)?),
+            other => return Err(cx.err(el, format!("<{name}>: <{other}> is not supported"))),
         }
     }
     if !copy && s.url.is_none() {
@@ -271,6 +270,10 @@ impl SendRequest {
             Some(c) => Some(c.identity(call)?),
             None => None,
         };
+        let proxy = match &self.proxy {
+            Some(p) => Some(p.via(call)?),
+            None => None,
+        };
         Ok(Outgoing {
             method,
             url,
@@ -279,6 +282,7 @@ impl SendRequest {
             timeout_secs,
             reply: None,
             client_tls,
+            proxy,
         })
     }
 }

@@ -272,6 +272,7 @@ fn rewrite(x: &mut Exchange, ctx: &mut Ctx) -> Result<(), Failure> {
     *ctx.seq += 1;
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
     let tls = tls.cloned();
+    let routed = through_proxy(Some(call), &x.rt, addr, authority, tls.is_some())?;
     let view = copy.view();
     let edits = &call.st.req;
     let headers: Vec<httparse::Header> = copy
@@ -303,6 +304,9 @@ fn rewrite(x: &mut Exchange, ctx: &mut Ctx) -> Result<(), Failure> {
         chunked: false,
         length: body.map(|b| b.len() as u64),
         edits: Some(&edits.headers).filter(|h| !h.is_empty()),
+        proxy: routed
+            .as_ref()
+            .and_then(|r| Some((r.origin.as_deref()?, r.authorization.as_deref()))),
     };
     let Some(mut out) = ctx.pool.get(Class::Head) else {
         return Err(Failure::Exhausted(BUFFERS_EXHAUSTED));
@@ -317,7 +321,8 @@ fn rewrite(x: &mut Exchange, ctx: &mut Ctx) -> Result<(), Failure> {
     }
     ctx.pool.put_opt(&mut x.req_head);
     x.req_head = Some(out);
-    x.addr = addr;
+    x.addr = routed.as_ref().map_or(addr, |r| r.addr);
+    x.via = routed.and_then(|r| r.via);
     x.tls = tls;
     Ok(())
 }

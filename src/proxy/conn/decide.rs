@@ -532,6 +532,56 @@ pub(super) fn chosen<'c>(
     }
 }
 
+/// How a request reaches its backend through the `proxy` policy's HTTP proxy.
+pub(super) struct Routed {
+    /// The proxy's address.
+    pub addr: SocketAddr,
+    /// `http://authority` for an `http://` backend's absolute-form request target.
+    pub origin: Option<String>,
+    pub authorization: Option<String>,
+    /// The CONNECT tunnel for an `https://` backend.
+    pub via: Option<Arc<crate::proxy::tunnel::ConnectVia>>,
+}
+
+/// The route through the call's proxy (`None`: straight to `addr`); the proxy's host
+/// must be one the agent resolved.
+pub(super) fn through_proxy(
+    call: Option<&Pipeline>,
+    rt: &Runtime,
+    addr: SocketAddr,
+    authority: &str,
+    https: bool,
+) -> Result<Option<Routed>, Failure> {
+    let Some(p) = call.and_then(|c| c.st.req.proxy.as_ref()) else {
+        return Ok(None);
+    };
+    let proxy =
+        crate::proxy::sub::destination(&p.url, rt).map_err(|_| Failure::BackendUnresolved)?;
+    let ip = proxy.ip.ok_or(Failure::BackendUnresolved)?;
+    let addr_of_proxy = SocketAddr::new(ip, proxy.port);
+    Ok(Some(match https {
+        true => Routed {
+            addr: addr_of_proxy,
+            origin: None,
+            authorization: None,
+            via: Some(Arc::new(crate::proxy::tunnel::ConnectVia {
+                authority: format!(
+                    "{}:{}",
+                    crate::http::request::host_without_port(authority),
+                    addr.port()
+                ),
+                authorization: p.authorization.clone(),
+            })),
+        },
+        false => Routed {
+            addr: addr_of_proxy,
+            origin: Some(format!("http://{authority}")),
+            authorization: p.authorization.clone(),
+            via: None,
+        },
+    }))
+}
+
 /// The backend exchange for an admitted request: its target, the request head written
 /// for the backend (with the policies' edits), and its state at the start.
 fn proxy<'h>(
@@ -554,6 +604,10 @@ fn proxy<'h>(
         *ctx.seq += 1;
     }
     let addr = addrs[(*ctx.seq as usize) % addrs.len()];
+    let routed = match through_proxy(call.as_deref(), a.rt, addr, authority, tls.is_some()) {
+        Ok(r) => r,
+        Err(f) => return log.reply(f, ""),
+    };
     let Some(mut out) = ctx.pool.get(Class::Head) else {
         return log.reply(Failure::Exhausted(BUFFERS_EXHAUSTED), "");
     };
@@ -582,6 +636,9 @@ fn proxy<'h>(
             None => head.body.content_length(),
         },
         edits: edits.map(|e| &e.headers).filter(|h| !h.is_empty()),
+        proxy: routed
+            .as_ref()
+            .and_then(|r| Some((r.origin.as_deref()?, r.authorization.as_deref()))),
     };
     let trust = ctx.limits.trust_forwarded_proto;
     let written = write_head(ctx.pool, &mut out, |w| {
@@ -620,7 +677,8 @@ fn proxy<'h>(
             api: a.ids.api,
             op: a.ids.op,
             stage: Stage::Detached { at: ctx.now },
-            addr,
+            addr: routed.as_ref().map_or(addr, |r| r.addr),
+            via: routed.and_then(|r| r.via),
             retried: false,
             retryable,
             req_head: Some(out),

@@ -193,6 +193,8 @@ pub(super) struct Exchange {
     pub(super) request_read: Option<Instant>,
     /// `https://` backend: the name its certificate must carry.
     pub(super) tls: Option<Arc<ServerName<'static>>>,
+    /// `https://` backend through an HTTP proxy (`addr` is the proxy's): the tunnel.
+    pub(super) via: Option<Arc<crate::proxy::tunnel::ConnectVia>>,
     /// Outbound waits for its policies' requests (send-request, a Redis lookup).
     pub(super) waits: Option<Box<Waits>>,
     /// The backend could not be reached and on-error waits for its policies' requests
@@ -215,11 +217,13 @@ impl Exchange {
                 name,
                 config: &client.config,
                 identity: Some(&client.thumbprint),
+                via: self.via.as_ref(),
             })),
             (Some(name), None, Some(config)) => Ok(Some(backend::TlsTo {
                 name,
                 config,
                 identity: None,
+                via: self.via.as_ref(),
             })),
             (Some(_), None, None) => {
                 Err(io::Error::other("no TLS client config for https backends"))
@@ -314,12 +318,14 @@ impl Client {
             return Ok(());
         };
         let b = &mut link.conn;
-        if !b.writable {
+        // a connect completes writable; a proxy's tunnel also answers readable
+        if !b.writable && !b.readable {
             return Err(Step::Blocked);
         }
         let connect = b.transport.connect_state();
         if connect == Connect::Pending {
             b.writable = false;
+            b.readable = false;
             return Err(Step::Blocked);
         }
         if connect == Connect::Failed {
