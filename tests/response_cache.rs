@@ -118,6 +118,16 @@ fn responses_are_cached_as_apim_caches_them() {
         assert_eq!(get("/c/nostore", &[]).status, 200);
     }
     assert_eq!(count.load(Ordering::SeqCst), 3 + 8);
+    // HEAD: answered from a GET's response, without its body; a HEAD's own is not kept
+    let head = send(&gw, "HEAD", "/c/items?version=1", &[], "");
+    assert_eq!((head.status, head.text().as_str()), (200, ""));
+    assert!(head.header("Age").is_some());
+    assert_eq!(count.load(Ordering::SeqCst), 11);
+    assert_eq!(send(&gw, "HEAD", "/c/items?version=9", &[], "").status, 200);
+    assert_eq!(
+        get("/c/items?version=9", &[]).text(),
+        "n=13 /items?version=9"
+    );
     let scrape = request(
         gw.metrics_addr(),
         "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
@@ -129,7 +139,7 @@ fn responses_are_cached_as_apim_caches_them() {
             "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n"
         )
         .text()
-        .contains("edgegate_cache_hits_total 2\n")),
+        .contains("edgegate_cache_hits_total 3\n")),
         "{scrape}"
     );
 }

@@ -2,7 +2,8 @@
 //! (`policy::cache`), as APIM's response caching. cache-lookup (inbound) makes the key
 //! of a GET (the API, operation, path, the `vary-by-query-parameter` and
 //! `vary-by-header` values, the developer and their groups when asked) and answers a
-//! hit from memory without a backend connection; outbound then goes on after
+//! hit from memory without a backend connection (a HEAD too, from a GET's response;
+//! a HEAD's own response is never kept); outbound then goes on after
 //! cache-store, as in APIM. A miss leaves the key for cache-store (outbound), which keeps
 //! a 200 (any status with `cache-response`) for `duration` seconds unless the response
 //! says `Cache-Control: no-store` (or `private`, unless private caching is allowed).
@@ -242,9 +243,12 @@ impl Behaviour for CacheLookup {
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
-        if call.host.request().method != "GET" {
-            return Flow::Continue;
-        }
+        // GET, and HEAD answered from a GET's response (a HEAD's own is never kept)
+        let head = match call.host.request().method {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return Flow::Continue,
+        };
         let allow_private = or_fail!(call, step, call.setting(&self.allow_private));
         if !allow_private && call.header(Phase::Request, "authorization").is_some() {
             return Flow::Continue;
@@ -268,6 +272,9 @@ impl Behaviour for CacheLookup {
             }
         };
         let Some(hit) = found else {
+            if head {
+                return Flow::Continue;
+            }
             call.st.response_caching = Some(ResponseCaching {
                 key,
                 downstream: terms,
