@@ -81,42 +81,42 @@ impl std::fmt::Display for NotACertificate {
     }
 }
 
-const SEQUENCE: u8 = 0x30;
+pub(crate) const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
-const INTEGER: u8 = 0x02;
-const OID: u8 = 0x06;
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const OID: u8 = 0x06;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
-const OCTET_STRING: u8 = 0x04;
+pub(crate) const OCTET_STRING: u8 = 0x04;
 const BOOLEAN: u8 = 0x01;
 /// `[0] EXPLICIT` (version) and `[3] EXPLICIT` (extensions).
-const CONTEXT_0: u8 = 0xa0;
+pub(crate) const CONTEXT_0: u8 = 0xa0;
 const CONTEXT_3: u8 = 0xa3;
 /// dNSName in GeneralName: `[2] IMPLICIT IA5String`.
 const DNS_NAME: u8 = 0x82;
 /// 2.5.29.17, subjectAltName.
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
-/// A DER cursor over one constructed value's contents.
-struct Der<'a> {
+/// A DER cursor over one constructed value's contents (also PKCS#12's, `config::pkcs12`).
+pub(crate) struct Der<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Der<'a> {
-    fn new(bytes: &'a [u8]) -> Der<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Der<'a> {
         Der { rest: bytes }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
-    fn peek_tag(&self) -> Option<u8> {
+    pub(crate) fn peek_tag(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 
     /// The next value: its tag and contents.
-    fn next(&mut self) -> Result<(u8, &'a [u8]), NotACertificate> {
+    pub(crate) fn next(&mut self) -> Result<(u8, &'a [u8]), NotACertificate> {
         let bad = NotACertificate("truncated or malformed DER");
         let (&tag, after) = self.rest.split_first().ok_or(bad.clone())?;
         let (&first, mut after) = after.split_first().ok_or(bad.clone())?;
@@ -143,7 +143,11 @@ impl<'a> Der<'a> {
     }
 
     /// The next value, which must have `tag`.
-    fn expect(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], NotACertificate> {
+    pub(crate) fn expect(
+        &mut self,
+        tag: u8,
+        what: &'static str,
+    ) -> Result<&'a [u8], NotACertificate> {
         match self.next()? {
             (t, contents) if t == tag => Ok(contents),
             _ => Err(NotACertificate(what)),

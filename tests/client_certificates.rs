@@ -370,6 +370,22 @@ fn authentication_certificate_presents_the_gateways_certificate_to_https_backend
             js(&read(&dir, &format!("{stem}.key")))
         )
     };
+    // the gateway's certificate as PKCS#12: AES (OpenSSL 3's default) and legacy 3DES
+    let export = |out: &str, cipher: &[&str]| {
+        let mut args = vec!["pkcs12", "-export", "-in", "gw.pem", "-inkey", "gw.key"];
+        args.extend(["-out", out, "-passout", "pass:pfx-secret"]);
+        args.extend(cipher);
+        openssl(&dir, &args);
+    };
+    export("gw.pfx", &[]);
+    export(
+        "legacy.pfx",
+        &["-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES"],
+    );
+    let b64 = |f: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(f)).unwrap())
+    };
     let lower = other_thumb.to_ascii_lowercase();
     let apis = [
         api(
@@ -383,6 +399,18 @@ fn authentication_certificate_presents_the_gateways_certificate_to_https_backend
         api(
             "body",
             r#"<authentication-certificate body="{{client-pem}}" />"#,
+        ),
+        api(
+            "pfx",
+            r#"<authentication-certificate body="@(Convert.FromBase64String(&quot;{{client-pfx}}&quot;))" password="{{pfx-pass}}" />"#,
+        ),
+        api(
+            "legacy",
+            r#"<authentication-certificate body="@(Convert.FromBase64String(&quot;{{legacy-pfx}}&quot;))" password="{{pfx-pass}}" />"#,
+        ),
+        api(
+            "wrongpass",
+            r#"<authentication-certificate body="@(Convert.FromBase64String(&quot;{{client-pfx}}&quot;))" password="nope" />"#,
         ),
         api("none", ""),
         api(
@@ -403,11 +431,15 @@ fn authentication_certificate_presents_the_gateways_certificate_to_https_backend
     let config = format!(
         r#"{{"schemaVersion": 1, "version": "c1",
           "certificates": [{}, {}],
-          "namedValues": [{{"name": "client-pem", "value": {}, "secret": true}}],
+          "namedValues": [{{"name": "client-pem", "value": {}, "secret": true}},
+            {{"name": "client-pfx", "value": "{}"}}, {{"name": "legacy-pfx", "value": "{}"}},
+            {{"name": "pfx-pass", "value": "pfx-secret", "secret": true}}],
           "apis": [{}]}}"#,
         entity("gw-client", "gw"),
         entity("other", "other"),
         js(&pem_of("gw")),
+        b64("gw.pfx"),
+        b64("legacy.pfx"),
         apis.join(", ")
     );
     let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
@@ -431,6 +463,23 @@ fn authentication_certificate_presents_the_gateways_certificate_to_https_backend
     // attribute) presents that certificate too
     let r = send(&gw, "GET", "/body/c", &[], "");
     assert_eq!((r.status, r.text()), (200, format!("GET /c by {gw_thumb}")));
+    // a PKCS#12 body with its password, as APIM's examples give it
+    let r = send(&gw, "GET", "/pfx/p", &[], "");
+    assert_eq!((r.status, r.text()), (200, format!("GET /p by {gw_thumb}")));
+    let r = send(&gw, "GET", "/legacy/p", &[], "");
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().contains("legacy cipher (3DES or RC2)"),
+        "{}",
+        r.text()
+    );
+    let r = send(&gw, "GET", "/wrongpass/p", &[], "");
+    assert_eq!(r.status, 500);
+    assert!(
+        r.text().contains("does not open with this password"),
+        "{}",
+        r.text()
+    );
     // inside send-request
     let r = send(&gw, "GET", "/sub/d", &[], "");
     assert_eq!(
@@ -457,7 +506,10 @@ fn authentication_certificate_presents_the_gateways_certificate_to_https_backend
     );
     // keys never reach the log
     let log = gw.log_lines().join("\n");
-    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains("pfx-secret"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -470,10 +522,6 @@ fn authentication_certificate_is_checked_when_the_config_loads() {
         (
             r#"<authentication-certificate certificate-id="a" thumbprint="B2" />"#,
             "exactly one of thumbprint, certificate-id and body",
-        ),
-        (
-            r#"<authentication-certificate body="@(context.Variables[&quot;pfx&quot;])" password="secret" />"#,
-            "PKCS#12",
         ),
     ] {
         let doc = format!(

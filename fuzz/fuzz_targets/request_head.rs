@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         chunked: head.body == BodyKind::Chunked,
         length: head.body.content_length(),
         edits: None,
+        proxy: None,
     };
     if write_backend_request(&mut w, &req, head.headers, false).is_err() {
         return;

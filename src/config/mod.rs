@@ -8,6 +8,7 @@
 pub mod compile;
 pub mod entities;
 pub mod json;
+pub mod pkcs12;
 pub mod tls;
 pub mod users;
 

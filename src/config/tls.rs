@@ -201,6 +201,22 @@ pub fn client_identity(
                 .find(|k| *k.thumbprint == *wanted)
                 .ok_or_else(|| format!("no certificate with thumbprint {wanted} in the config"))?
         }
+        Named::Pfx(bytes, password) => {
+            let pfx = super::pkcs12::read(bytes, password)
+                .map_err(|p| format!("the certificate body: {p}"))?;
+            let provider = rustls::crypto::ring::default_provider();
+            let signing = provider
+                .key_provider
+                .load_private_key(pfx.key)
+                .map_err(|_| "the certificate body: unsupported private key type")?;
+            let certified = CertifiedKey::new(pfx.certificates, signing);
+            if certified.keys_match().is_err() {
+                return Err(
+                    "the certificate body: the key does not belong to its first certificate".into(),
+                );
+            }
+            return given_identity(Arc::new(certified));
+        }
         Named::Pem(pem) => {
             if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
                 return Err("the certificate body is not PEM (PKCS#12 bodies are not supported: give the chain and its private key as PEM)".into());
@@ -215,12 +231,7 @@ pub fn client_identity(
                 };
                 format!("the certificate body's {field}: {message}")
             })?;
-            let k = ClientKey::new(String::new(), key);
-            k.attach()?;
-            return Ok(crate::policy::call::ClientTls {
-                thumbprint: Arc::clone(&k.thumbprint),
-                config: k.backend.get().cloned().ok_or("no client config")?,
-            });
+            return given_identity(key);
         }
     };
     let config = found
@@ -253,6 +264,17 @@ fn pem_lines(text: &[u8]) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// The identity of a key a policy gave whole (not one of the config's): its client
+/// config is built now.
+fn given_identity(key: Arc<CertifiedKey>) -> Result<crate::policy::call::ClientTls, String> {
+    let k = ClientKey::new(String::new(), key);
+    k.attach()?;
+    Ok(crate::policy::call::ClientTls {
+        thumbprint: Arc::clone(&k.thumbprint),
+        config: k.backend.get().cloned().ok_or("no client config")?,
+    })
 }
 
 /// Presents one certificate whenever a server asks for one.

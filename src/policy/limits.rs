@@ -176,6 +176,29 @@ pub struct Counters {
     pub external: super::external::External,
     /// Access tokens of the gateway's identity (authentication-managed-identity).
     pub tokens: super::tokens::TokenRing,
+    /// Client certificates policies gave whole (authentication-certificate body), by
+    /// a digest of the body and password: a PFX is decrypted once, not per call.
+    pub given_identities: GivenIdentities,
+}
+
+/// The identities built from authentication-certificate bodies, at most `MAX` of them
+/// (all forgotten when full: bodies are few, a named value or two).
+#[derive(Default)]
+pub struct GivenIdentities(std::collections::HashMap<[u8; 32], super::call::ClientTls>);
+
+impl GivenIdentities {
+    const MAX: usize = 64;
+
+    pub fn get(&self, digest: &[u8; 32]) -> Option<super::call::ClientTls> {
+        self.0.get(digest).cloned()
+    }
+
+    pub fn put(&mut self, digest: [u8; 32], identity: super::call::ClientTls) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(digest, identity);
+    }
 }
 
 /// Held while a request is inside a limit-concurrency; dropping it frees the slot.
@@ -215,6 +238,7 @@ impl Counters {
             keys: Default::default(),
             external: Default::default(),
             tokens: Default::default(),
+            given_identities: Default::default(),
         }
     }
 

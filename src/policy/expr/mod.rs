@@ -22,7 +22,7 @@ use std::cell::Cell;
 use std::fmt;
 
 pub mod certs;
-mod ciphers;
+pub mod ciphers;
 mod collections;
 mod dates;
 mod datetime;

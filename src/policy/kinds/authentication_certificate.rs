@@ -1,9 +1,9 @@
 //! `authentication-certificate`: the client certificate the gateway presents to an
 //! `https://` backend (and inside `send-request`, to that request's server), named by
 //! `certificate-id` or `thumbprint` among the config's `certificates` (expressions
-//! allowed), or given whole by `body` (an expression: PEM text or bytes holding the
-//! certificate chain and its private key; APIM's PKCS#12 `body` with `password` is
-//! refused with the reason, as edgegate reads keys only as PEM). The connection to the
+//! allowed), or given whole by `body` (an expression: APIM's PKCS#12 bytes with their
+//! `password`, `config::pkcs12`; or PEM text holding the certificate chain and its
+//! private key). The connection to the
 //! backend then comes from a pool of its own, so calls that present different
 //! certificates never share one.
 //! Must not touch: the key (never in a log line or an error).
@@ -28,8 +28,11 @@ pub const KIND: Kind = Kind {
 pub enum CertificateChoice {
     Id(Text),
     Thumbprint(Text),
-    /// PEM: the chain and its private key.
-    Body(Text),
+    /// A PFX (bytes) with its password, or PEM: the chain and its private key.
+    Body {
+        body: Text,
+        password: Option<Text>,
+    },
 }
 
 /// What a certificate choice names, as the host looks it up.
@@ -38,6 +41,8 @@ pub enum Named<'a> {
     Id(&'a str),
     Thumbprint(&'a str),
     Pem(&'a [u8]),
+    /// PKCS#12 and its password.
+    Pfx(&'a [u8], &'a str),
 }
 
 #[derive(Debug, Clone)]
@@ -68,17 +73,23 @@ pub(crate) fn parse(cx: &mut Cx, n: Node) -> R<AuthenticationCertificate> {
             }
             CertificateChoice::Id(id)
         }
-        _ => {
-            if attr(n, "password").is_some_and(|p| !p.is_empty()) {
-                return Err(cx.err(
-                    n,
-                    "<authentication-certificate>: a password-protected PKCS#12 body is not supported: give the certificate chain and its private key as PEM in body, or name a certificate of the config with certificate-id",
-                ));
-            }
-            CertificateChoice::Body(value(cx, "body")?)
-        }
+        _ => CertificateChoice::Body {
+            body: value(cx, "body")?,
+            password: match attr(n, "password") {
+                Some(p) => Some(text_value(cx, n, p)?),
+                None => None,
+            },
+        },
     };
     Ok(AuthenticationCertificate { choice })
+}
+
+/// What a body holds: PKCS#12 (DER starts with a SEQUENCE) or PEM.
+fn pfx_or_pem<'b>(bytes: &'b [u8], password: &'b str) -> Named<'b> {
+    match bytes.first() {
+        Some(0x30) => Named::Pfx(bytes, password),
+        _ => Named::Pem(bytes),
+    }
 }
 
 fn compile(cx: &mut Cx, n: Node) -> R<Compiled> {
@@ -97,15 +108,33 @@ impl AuthenticationCertificate {
                 let thumbprint = call.text(t)?;
                 call.host.client_identity(Named::Thumbprint(&thumbprint))
             }
-            CertificateChoice::Body(t) => {
-                let pem: Vec<u8> = match t {
+            CertificateChoice::Body { body, password } => {
+                let bytes: Vec<u8> = match body {
                     Text::Lit(l) => l.clone().into_bytes(),
                     Text::Expr(e) => match call.value(e)? {
                         Val::Bytes(b) => b.to_vec(),
                         other => other.to_text().into_owned().into_bytes(),
                     },
                 };
-                call.host.client_identity(Named::Pem(&pem))
+                let password = match password {
+                    Some(p) => call.text(p)?,
+                    None => String::new(),
+                };
+                // built once per body (a PFX's key derivation is not for every call)
+                let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+                digest.update(&bytes);
+                digest.update(&[0]);
+                digest.update(password.as_bytes());
+                let mut key = [0u8; 32];
+                key.copy_from_slice(digest.finish().as_ref());
+                if let Some(known) = call.counters.given_identities.get(&key) {
+                    return Ok(known);
+                }
+                let built = call.host.client_identity(pfx_or_pem(&bytes, &password));
+                if let Ok(identity) = &built {
+                    call.counters.given_identities.put(key, identity.clone());
+                }
+                built
             }
         };
         found.map_err(|why| EvalError(why.into()))
@@ -118,9 +147,10 @@ impl Behaviour for AuthenticationCertificate {
     }
     fn facts(&self) -> Facts {
         match &self.choice {
-            CertificateChoice::Id(t)
-            | CertificateChoice::Thumbprint(t)
-            | CertificateChoice::Body(t) => Facts::reading([t]),
+            CertificateChoice::Id(t) | CertificateChoice::Thumbprint(t) => Facts::reading([t]),
+            CertificateChoice::Body { body, password } => {
+                Facts::reading([Some(body), password.as_ref()].into_iter().flatten())
+            }
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
