@@ -1074,3 +1074,19 @@ fn microsofts_set_body_examples() {
     let r = post(&gw, "/e/filters", &[key("starter-key-1")], "");
     assert_eq!(r.text(), "-\n5 5 a b... hi there x--y a&amp;b");
 }
+
+#[test]
+fn the_request_body_compared_with_null_says_whether_there_is_one() {
+    let origin = Origin::echo();
+    let policy = policies(
+        r#"<set-header name="X-Has-Body" exists-action="override"><value>@((context.Request.Body != null).ToString())</value></set-header>"#,
+        "",
+        "",
+    );
+    let gw = Gateway::start(&config(&origin.url(""), &policy), &[]);
+    assert_eq!(send(&gw, "GET", "/e/x", &[], "").status, 200);
+    assert_eq!(post(&gw, "/e/x", &[], "{}").status, 200);
+    let seen = origin.requests();
+    assert_eq!(seen[0].header("X-Has-Body"), Some("False"));
+    assert_eq!(seen[1].header("X-Has-Body"), Some("True"));
+}

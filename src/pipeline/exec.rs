@@ -140,6 +140,21 @@ impl View<'_> {
     }
 
     /// `context.Response` as a value: null before the backend answered.
+    /// `context.Request.Body` as a value: null unless the request has a body (its
+    /// framing says so, or a policy set one).
+    fn request_body_object(&self) -> Val<'static> {
+        let r = self.req;
+        let has = self.st.req.body.as_ref().is_some_and(|b| !b.is_empty())
+            || r.headers.get("transfer-encoding").is_some()
+            || r.headers
+                .get("content-length")
+                .is_some_and(|l| l.trim() != "0");
+        match has {
+            true => Val::Str(Cow::Borrowed("IMessageBody")),
+            false => Val::Null,
+        }
+    }
+
     fn response_object(&self) -> Val<'static> {
         let (resp, status) = (self.resp, self.st.resp.status);
         if resp.is_none() && status.is_none() {
@@ -223,6 +238,7 @@ impl Env for View<'_> {
                 Val::Str(Cow::Owned(url))
             }
             Field::ResponseObject => self.response_object(),
+            Field::RequestBodyObject => self.request_body_object(),
             Field::ResponseStatus => Val::Int(i64::from(
                 self.st
                     .resp

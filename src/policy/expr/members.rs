@@ -57,6 +57,8 @@ members! {
     // JObject.GetValue; X509Certificate2 (context.Request.Certificate)
     GetValue, Thumbprint, NotAfter, SerialNumber, Verify, FriendlyName, SubjectName,
     IssuerName, RawData, HasPrivateKey, Version,
+    // XContainer
+    FirstNode, LastNode,
     // System.Uri
     AbsolutePath, AbsoluteUri, Authority, Fragment, Host, LocalPath, OriginalString,
     PathAndQuery, Port, Query, Scheme, Segments, IsAbsoluteUri, UserInfo, DnsSafeHost, Path,
@@ -173,6 +175,8 @@ impl M {
                 | M::RawData
                 | M::HasPrivateKey
                 | M::Version
+                | M::FirstNode
+                | M::LastNode
                 | M::AbsolutePath
                 | M::AbsoluteUri
                 | M::Authority

@@ -160,6 +160,8 @@ pub enum Field {
     SubscriptionObject,
     /// `context.Response` as a value: null before the backend answered.
     ResponseObject,
+    /// `context.Request.Body` as a value (`!= null`): null when the request has none.
+    RequestBodyObject,
     ProductObject,
     ResponseStatus,
     ResponseReason,

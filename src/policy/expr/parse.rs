@@ -536,6 +536,10 @@ impl Parser {
             Chain::Path(p, _) if p.len() == 2 && p[1] == "User" => {
                 Ok(Node::Field(Field::UserObject))
             }
+            // `context.Request.Body != null`
+            Chain::Path(p, _) if p.len() == 3 && p[1] == "Request" && p[2] == "Body" => {
+                Ok(Node::Field(Field::RequestBodyObject))
+            }
             // `context.Response != null` (in a retry's policies, before any answer)
             Chain::Path(p, _) if p.len() == 2 && p[1] == "Response" => {
                 Ok(Node::Field(Field::ResponseObject))
@@ -681,6 +685,9 @@ impl Parser {
             ("double" | "Double", "MinValue") => return Ok(Node::Double(f64::MIN)),
             ("double" | "Double", "Epsilon") => return Ok(Node::Double(f64::from_bits(1))),
             _ => {}
+        }
+        if let Some(call) = self.array_predicate(&ty, &member, m_at)? {
+            return Ok(call);
         }
         let Some((f, arity)) = statics::lookup(&ty, &member) else {
             return Err(self.err_at(at, format!("{ty}.{member} is not supported")));

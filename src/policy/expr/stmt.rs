@@ -496,7 +496,12 @@ impl Parser {
             let n_at = self.offset();
             let name = self.ident("a variable name")?;
             let value = if self.eat("=") {
-                self.expr()?
+                if declared == Ty::List && self.peek_is(0, "{") {
+                    // `string[] parts = { "a", "b" };`: an array initializer
+                    Node::New(statics::NewKind::Array, Vec::new(), self.initializer()?)
+                } else {
+                    self.expr()?
+                }
             } else if inferred {
                 return Err(self.err_at(n_at, "'var' needs a value"));
             } else {

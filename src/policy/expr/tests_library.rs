@@ -191,3 +191,49 @@ fn shifts_unchecked_default_html_and_aes() {
         assert_eq!(text(code), want, "{code}");
     }
 }
+
+/// What production policy documents (pagopa-infra) used and the language lacked: array
+/// initializers in declarations, `Guid` as a declared type, Array's predicate helpers,
+/// XContainer.FirstNode, Regex's match timeout, `context.Request.Body` compared with
+/// null.
+#[test]
+fn what_production_documents_use() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{ String[] separator = {"PSP"}; var r = "a<PSP>b<PSP>c".Split(separator, StringSplitOptions.RemoveEmptyEntries); return r.Length + " " + r[1]; }"#,
+            "3 >b<",
+        ),
+        (r#"{ int[] n = { 3, 4 }; return n.Sum().ToString(); }"#, "7"),
+        (
+            r#"{ Guid id = Guid.Parse("00112233-4455-6677-8899-aabbccddeeff"); return id.ToString().Replace("-", ""); }"#,
+            "00112233445566778899aabbccddeeff",
+        ),
+        (r#"Array.Exists("a,b,c".Split(','), x => x == "b")"#, "True"),
+        (
+            r#"Array.TrueForAll("1,2".Split(','), x => x.Length == 1)"#,
+            "True",
+        ),
+        (
+            r#"Array.Find("a,bb,cc".Split(','), x => x.Length == 2)"#,
+            "bb",
+        ),
+        (
+            r#"Array.FindAll("a,bb,cc".Split(','), x => x.Length == 2).Length"#,
+            "2",
+        ),
+        (
+            r#"{ var d = XDocument.Parse("<e><b>
+  <op><x>7</x></op>
+</b></e>"); var body = d.Root.Element("b"); XElement op = (XElement) body.FirstNode; return op.Name.LocalName + op.Element("x").Value + ((XElement)d.FirstNode).Name; }"#,
+            "op7e",
+        ),
+        (
+            r#"Regex.IsMatch("/dona/", @"\/dona\/?$", RegexOptions.IgnoreCase, TimeSpan.FromMilliseconds(500))"#,
+            "True",
+        ),
+        (r#"(context.Request.Body != null).ToString()"#, "False"),
+    ];
+    for (code, want) in cases {
+        assert_eq!(text(code), *want, "{code}");
+    }
+}

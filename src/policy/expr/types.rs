@@ -38,7 +38,10 @@ impl Parser {
                 | Field::UserRegistrationDate => Ty::Any,
                 Field::Elapsed => Ty::Span,
                 Field::ApiServiceUrl => Ty::Uri,
-                Field::SubscriptionObject | Field::ProductObject | Field::ResponseObject => Ty::Any,
+                Field::SubscriptionObject
+                | Field::ProductObject
+                | Field::ResponseObject
+                | Field::RequestBodyObject => Ty::Any,
                 _ => Ty::Str,
             },
             Node::Lookup { lookup, cast, .. } => match (lookup, cast) {
@@ -240,6 +243,9 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "XNamespace" => Ty::XNs,
         "Uri" => Ty::Uri,
         "IResponse" => Ty::Response,
+        // a Guid is its text here (ToString, ToByteArray, comparisons)
+        "Guid" => Ty::Str,
+        "Regex" | "Match" | "Group" | "MatchCollection" | "GroupCollection" | "Random" => Ty::Any,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),
         _ => return None,

@@ -616,7 +616,7 @@ pub(super) fn member<'e>(
         Xv::Doc(d) => {
             let root = d.borrow().clone();
             match (member, a.as_slice()) {
-                (M::Root, []) => root.map_or(Val::Null, elem_val),
+                (M::Root | M::FirstNode | M::LastNode, []) => root.map_or(Val::Null, elem_val),
                 (M::ToString, opts) => {
                     m.text(root.map_or(String::new(), |r| print(&r, formatted(opts))))?
                 }
@@ -693,6 +693,26 @@ pub(super) fn member<'e>(
 }
 
 /// Members of an element.
+/// XContainer.FirstNode / LastNode: an element, or text (whitespace between elements
+/// is no node, as XDocument.Parse loads it).
+fn end_node<'e>(m: &mut Machine<'e>, e: &El, last: bool) -> Result<Val<'e>, EvalError> {
+    let el = e.borrow();
+    let mut nodes = el
+        .nodes
+        .iter()
+        .filter(|n| !matches!(n, XNode::Text(t) if t.trim().is_empty()));
+    let node = if last {
+        nodes.next_back()
+    } else {
+        nodes.next()
+    };
+    Ok(match node {
+        Some(XNode::Elem(c)) => elem_val(Rc::clone(c)),
+        Some(XNode::Text(t)) => m.text(t.clone())?,
+        None => Val::Null,
+    })
+}
+
 fn elem_member<'e>(
     m: &mut Machine<'e>,
     e: &El,
@@ -713,6 +733,7 @@ fn elem_member<'e>(
             m.text(v)?
         }
         (M::Parent, []) => e.borrow().parent.upgrade().map_or(Val::Null, elem_val),
+        (M::FirstNode | M::LastNode, []) => end_node(m, e, member == M::LastNode)?,
         (M::HasElements, []) => Val::Bool(!children(e, None).is_empty()),
         (M::HasAttributes, []) => Val::Bool(!e.borrow().attrs.is_empty()),
         (M::IsEmpty, []) => Val::Bool(e.borrow().nodes.is_empty()),

@@ -99,8 +99,44 @@ impl Parser {
         Ok(Node::New(kind, args, items))
     }
 
+    /// `Array.Exists(a, p)`, `TrueForAll`, `Find`, `FindAll`: Array's predicate helpers
+    /// are the LINQ members over their first argument.
+    pub(in crate::policy::expr) fn array_predicate(
+        &mut self,
+        ty: &str,
+        member: &str,
+        m_at: usize,
+    ) -> Result<Option<Node>, ParseError> {
+        let linq = match (ty, member) {
+            ("Array", "Exists") => M::Any,
+            ("Array", "TrueForAll") => M::All,
+            ("Array", "Find") => M::FirstOrDefault,
+            ("Array", "FindAll") => M::Where,
+            _ => return Ok(None),
+        };
+        let mut args = self.args()?;
+        if args.len() != 2 {
+            return Err(self.err_at(m_at, format!("{ty}.{member} takes 2 argument(s)")));
+        }
+        let predicate = args.pop().unwrap_or(Node::Null);
+        let array = args.pop().unwrap_or(Node::Null);
+        let call = |target: Node, member: M, args: Vec<Node>| Node::Call {
+            target: Box::new(target),
+            member,
+            args,
+            generic: None,
+            safe: false,
+        };
+        let found = call(array, linq, vec![predicate]);
+        Ok(Some(match linq {
+            // FindAll gives an array
+            M::Where => call(found, M::ToArray, Vec::new()),
+            _ => found,
+        }))
+    }
+
     /// `{ a, b }`, `{ { k, v }, ... }` or `{ ["k"] = v, ... }`.
-    pub(super) fn initializer(&mut self) -> Result<Vec<Node>, ParseError> {
+    pub(in crate::policy::expr) fn initializer(&mut self) -> Result<Vec<Node>, ParseError> {
         self.punct("{")?;
         let mut items = Vec::new();
         while !self.eat("}") {
