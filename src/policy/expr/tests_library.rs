@@ -232,6 +232,10 @@ fn what_production_documents_use() {
             "True",
         ),
         (r#"(context.Request.Body != null).ToString()"#, "False"),
+        (
+            r#"{ var e = XElement.Parse("<r><b/></r>"); e.AddFirst(new XElement("a"), new XElement("a2")); return e.ToString(SaveOptions.DisableFormatting); }"#,
+            "<r><a /><a2 /><b /></r>",
+        ),
     ];
     for (code, want) in cases {
         assert_eq!(text(code), *want, "{code}");

@@ -772,9 +772,16 @@ fn elem_member<'e>(
                 .collect();
             list(all)
         }
-        (M::Add, content) => {
+        (M::Add | M::AddFirst, content) => {
+            let before = e.borrow().nodes.len();
             for c in content {
                 add(m, e, c, 0)?;
+            }
+            if member == M::AddFirst {
+                // added as Add does, then moved before the nodes that were there
+                let mut el = e.borrow_mut();
+                let added = el.nodes.len() - before;
+                el.nodes.rotate_right(added);
             }
             Val::Null
         }
@@ -782,18 +789,14 @@ fn elem_member<'e>(
             detach(e)?;
             Val::Null
         }
-        (M::RemoveAll, []) => {
+        (M::RemoveAll | M::RemoveNodes | M::RemoveAttributes, []) => {
             let mut el = e.borrow_mut();
-            el.attrs.clear();
-            el.nodes.clear();
-            Val::Null
-        }
-        (M::RemoveNodes, []) => {
-            e.borrow_mut().nodes.clear();
-            Val::Null
-        }
-        (M::RemoveAttributes, []) => {
-            e.borrow_mut().attrs.clear();
+            if member != M::RemoveNodes {
+                el.attrs.clear();
+            }
+            if member != M::RemoveAttributes {
+                el.nodes.clear();
+            }
             Val::Null
         }
         (M::SetValue, [v]) => {
