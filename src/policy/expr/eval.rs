@@ -224,6 +224,7 @@ impl<'e> Machine<'e> {
                     "a lambda is only allowed as an argument of a LINQ method",
                 ))
             }
+            Node::Invoke(f, args) => self.invoke(f, args)?,
             Node::Out(_) => return Err(err("'out' is only allowed in a method's arguments")),
             Node::Coalesce(a, b) => match self.eval(a)? {
                 Val::Null => self.eval(b)?,
@@ -421,6 +422,23 @@ impl<'e> Machine<'e> {
                     "a body reads As<string>, As<JObject>, As<JArray>, As<JToken>, As<XDocument>, As<XElement> or As<byte[]>",
                 ))
             }
+        })
+    }
+
+    /// A local function's call: the arguments into its parameters, then its body.
+    fn invoke(&mut self, f: &'e LocalFn, args: &'e [Node]) -> Result<Val<'e>, EvalError> {
+        let mut values = Vec::with_capacity(args.len());
+        for a in args {
+            values.push(self.eval(a)?);
+        }
+        for (slot, v) in f.params.iter().zip(values) {
+            if let Some(s) = self.slots.get_mut(*slot) {
+                *s = v;
+            }
+        }
+        Ok(match self.block(&f.body)? {
+            Ctl::Return(v) => v,
+            _ => Val::Null,
         })
     }
 

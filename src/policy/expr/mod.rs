@@ -414,12 +414,22 @@ enum Node {
     Anonymous(Vec<(String, Node)>),
     /// `params => body`: only as an argument of a LINQ method.
     Lambda(Vec<usize>, Box<Node>),
+    /// A call of a local function declared in the block: its arguments.
+    Invoke(std::sync::Arc<LocalFn>, Vec<Node>),
     /// `out var x` / `out x`: the slot the method writes.
     Out(usize),
     /// `a ?? b`.
     Coalesce(Box<Node>, Box<Node>),
     /// `$"..."`: the parts' texts joined (null prints as nothing, bools as True/False).
     Interp(Vec<Node>),
+}
+
+/// A local function of a `@{ ... }` block (`bool Allowed(string ip) { … }`): the slots
+/// of its parameters and its body. It sees the block's variables; it cannot call itself.
+#[derive(Debug)]
+struct LocalFn {
+    params: Vec<usize>,
+    body: Vec<Stmt>,
 }
 
 /// Where an assignment writes.

@@ -8,6 +8,7 @@ use super::types::{field_of, type_named};
 use super::*;
 
 mod construct;
+mod functions;
 mod message;
 
 pub(super) struct Parser {
@@ -29,6 +30,8 @@ pub(super) struct Parser {
     pub(super) loops: usize,
     /// The slots of the enclosing catch blocks' exceptions (`throw;`).
     pub(super) catches: Vec<usize>,
+    /// The block's local functions, by name.
+    pub(super) functions: Vec<(String, std::sync::Arc<LocalFn>)>,
 }
 
 /// A member chain while it is resolved: `context.Request.Headers` is a path until a
@@ -71,6 +74,7 @@ impl Parser {
             return_ty: None,
             loops: 0,
             catches: Vec::new(),
+            functions: Vec::new(),
         }
     }
     pub(super) fn peek(&self) -> Tok {
@@ -607,6 +611,9 @@ impl Parser {
                 }
                 name if self.local(name).is_some() => {
                     Chain::Value(Node::Local(self.local(name).unwrap_or_default()))
+                }
+                name if self.peek_is(0, "(") && self.function(name).is_some() => {
+                    Chain::Value(self.invoke(name)?)
                 }
                 name => Chain::Value(self.static_member(name.to_string(), at)?),
             },

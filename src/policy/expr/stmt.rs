@@ -19,7 +19,7 @@ impl Parser {
     }
 
     /// `{ statements }` with a scope of its own.
-    fn braced(&mut self) -> Result<Vec<Stmt>, ParseError> {
+    pub(in crate::policy::expr) fn braced(&mut self) -> Result<Vec<Stmt>, ParseError> {
         self.punct("{")?;
         let mark = self.scope.len();
         let mut out = Vec::new();
@@ -208,6 +208,8 @@ impl Parser {
                 self.scope.truncate(mark);
                 Ok(Stmt::Block(vec![init, Stmt::Block(body?)]))
             }
+            // `bool Allowed(string ip) { … }`: a local function (no `;` after it)
+            _ if self.local_function_here()? => Ok(Stmt::Block(Vec::new())),
             _ => {
                 let s = self.simple()?;
                 self.punct(";")?;

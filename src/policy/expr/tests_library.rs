@@ -233,6 +233,18 @@ fn what_production_documents_use() {
         ),
         (r#"(context.Request.Body != null).ToString()"#, "False"),
         (
+            r#"{ bool Allowed(string list, string ip) { if (list == "*") { return true; } return list.Split(',').Contains(ip); } return Allowed("10.0.0.1,10.0.0.2", "10.0.0.2") + " " + Allowed("*", "x") + " " + Allowed("a", "b"); }"#,
+            "True True False",
+        ),
+        (
+            r#"{ int Twice(int n) => n * 2; var k = 5; return Twice(k + 1).ToString(); }"#,
+            "12",
+        ),
+        (
+            r#"{ string Tag(string s) { return "<" + s + ">"; } return string.Join("", new[] { "a", "b" }.Select(x => Tag(x))); }"#,
+            "<a><b>",
+        ),
+        (
             r#"{ var e = XElement.Parse("<r><b/></r>"); e.AddFirst(new XElement("a"), new XElement("a2")); return e.ToString(SaveOptions.DisableFormatting); }"#,
             "<r><a /><a2 /><b /></r>",
         ),
