@@ -48,6 +48,7 @@ mod types;
 mod uri;
 mod value;
 mod xml;
+mod zones;
 
 pub use json::{dotnet_double, Json};
 pub use tokens::jwt_value;

@@ -88,6 +88,8 @@ pub(super) enum S {
     Date(dates::DateFn),
     /// Regex.IsMatch / Match / Matches / Replace / Split (regexes.rs).
     Regex(regexes::Op),
+    /// TimeZoneInfo's statics.
+    Zone(super::zones::Op),
     RegexEscape,
     /// `SHA256.Create()` and kin; `SHA256.HashData(bytes)`; `HMACSHA256.HashData(key, bytes)`.
     HashCreate(hashes::Algo),
@@ -253,6 +255,9 @@ pub(super) fn call<'e>(
     }
     if let S::Regex(op) = f {
         return regexes::call_static(m, op, args);
+    }
+    if let S::Zone(op) = f {
+        return super::zones::call(m, op, args);
     }
     let a = m.values(args)?;
     match f {

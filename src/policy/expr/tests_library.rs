@@ -240,6 +240,27 @@ fn what_production_documents_use() {
             r#"{ int Twice(int n) => n * 2; var k = 5; return Twice(k + 1).ToString(); }"#,
             "12",
         ),
+        // TimeZoneInfo from the built-in table: the EU's and the US's daylight changes
+        (
+            r#"{ TimeZoneInfo zone = TimeZoneInfo.FindSystemTimeZoneById("Central European Standard Time"); return TimeZoneInfo.ConvertTimeToUtc(new DateTime(2024, 1, 15, 10, 0, 0), zone).ToString("HH:mm") + " " + TimeZoneInfo.ConvertTimeToUtc(new DateTime(2024, 7, 15, 10, 0, 0), zone).ToString("HH:mm"); }"#,
+            "09:00 08:00",
+        ),
+        (
+            r#"{ var z = TimeZoneInfo.FindSystemTimeZoneById("Europe/Rome"); return TimeZoneInfo.ConvertTimeFromUtc(new DateTime(2024, 3, 31, 0, 59, 0, DateTimeKind.Utc), z).ToString("HH:mm") + " " + TimeZoneInfo.ConvertTimeFromUtc(new DateTime(2024, 3, 31, 1, 0, 0, DateTimeKind.Utc), z).ToString("HH:mm") + " " + TimeZoneInfo.ConvertTimeFromUtc(new DateTime(2024, 10, 27, 1, 0, 0, DateTimeKind.Utc), z).ToString("HH:mm"); }"#,
+            "01:59 03:00 02:00",
+        ),
+        (
+            r#"{ var z = TimeZoneInfo.FindSystemTimeZoneById("Eastern Standard Time"); string at(int mo, int d, int h, int mi) => TimeZoneInfo.ConvertTimeFromUtc(new DateTime(2024, mo, d, h, mi, 0, DateTimeKind.Utc), z).ToString("HH:mm"); return at(3, 10, 6, 59) + " " + at(3, 10, 7, 0) + " " + at(11, 3, 5, 59) + " " + at(11, 3, 6, 0); }"#,
+            "01:59 03:00 01:59 01:00",
+        ),
+        (
+            r#"TimeZoneInfo.ConvertTimeBySystemTimeZoneId(new DateTime(2024, 5, 1, 12, 0, 0, DateTimeKind.Utc), "Tokyo Standard Time").ToString("HH:mm")"#,
+            "21:00",
+        ),
+        (
+            r#"TimeZoneInfo.FindSystemTimeZoneById("Mars/Olympus")"#,
+            "error: The time zone ID 'Mars/Olympus' was not found on the local computer.",
+        ),
         (
             r#"{ string Tag(string s) { return "<" + s + ">"; } return string.Join("", new[] { "a", "b" }.Select(x => Tag(x))); }"#,
             "<a><b>",

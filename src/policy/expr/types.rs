@@ -245,6 +245,8 @@ pub(super) fn type_named(name: &str, args: &[Ty]) -> Option<Ty> {
         "IResponse" => Ty::Response,
         // a Guid is its text here (ToString, ToByteArray, comparisons)
         "Guid" => Ty::Str,
+        // a time zone is its id here
+        "TimeZoneInfo" => Ty::Str,
         "Regex" | "Match" | "Group" | "MatchCollection" | "GroupCollection" | "Random" => Ty::Any,
         "Exception" => Ty::Any,
         "Nullable" => args.first().copied().unwrap_or(Ty::Any),

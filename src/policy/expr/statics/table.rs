@@ -96,6 +96,13 @@ pub(in crate::policy::expr) fn lookup(
         ("WebUtility" | "HttpUtility", "HtmlEncode") => call(S::HtmlEncode, 1, 1),
         ("WebUtility" | "HttpUtility", "HtmlDecode") => call(S::HtmlDecode, 1, 1),
         ("WebUtility" | "HttpUtility", "UrlDecode") => call(S::UrlDecode, 1, 1),
+        ("TimeZoneInfo", "FindSystemTimeZoneById") => call(S::Zone(zones::Op::Find), 1, 1),
+        ("TimeZoneInfo", "ConvertTimeToUtc") => call(S::Zone(zones::Op::ToUtc), 1, 2),
+        ("TimeZoneInfo", "ConvertTimeFromUtc") => call(S::Zone(zones::Op::FromUtc), 2, 2),
+        ("TimeZoneInfo", "ConvertTimeBySystemTimeZoneId") => {
+            call(S::Zone(zones::Op::BySystemId), 2, 3)
+        }
+        ("TimeZoneInfo", "Utc") => Some((S::Zone(zones::Op::Utc), None)),
         ("Regex", "IsMatch") => call(S::Regex(regexes::Op::IsMatch), 2, 4),
         ("Regex", "Match") => call(S::Regex(regexes::Op::Match), 2, 4),
         ("Regex", "Matches") => call(S::Regex(regexes::Op::Matches), 2, 4),
@@ -198,6 +205,7 @@ pub(in crate::policy::expr) fn is_static_type(name: &str) -> bool {
             | "DateTimeKind"
             | "DayOfWeek"
             | "Regex"
+            | "TimeZoneInfo"
             | "RegexOptions"
             | "BitConverter"
     ) || hashes::algo_of(name).is_some()
