@@ -184,19 +184,23 @@ pub fn parse(der: &[u8]) -> Result<Certificate, NotACertificate> {
     }
     let (subject_text, common_name) = distinguished_name(subject)?;
     let (issuer_text, _) = distinguished_name(issuer)?;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
     Ok(Certificate {
         der: der.to_vec(),
         subject: subject_text,
         issuer: issuer_text,
         serial_number: upper_hex(serial),
-        thumbprint: upper_hex(digest.as_ref()),
+        thumbprint: thumbprint(der),
         not_before,
         not_after,
         common_name,
         dns_names,
         version,
     })
+}
+
+/// A certificate's thumbprint as .NET shows it: SHA-1 of its DER, upper-case hex.
+pub fn thumbprint(der: &[u8]) -> String {
+    upper_hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref())
 }
 
 /// Upper-case hex of bytes, as .NET shows thumbprints and serial numbers.

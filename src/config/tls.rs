@@ -153,10 +153,9 @@ impl std::fmt::Debug for ClientKey {
 impl ClientKey {
     pub fn new(id: String, key: Arc<CertifiedKey>) -> ClientKey {
         let leaf = key.cert.first().map_or(&[][..], |c| c.as_ref());
-        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf);
         ClientKey {
             id,
-            thumbprint: crate::x509::upper_hex(digest.as_ref()).into(),
+            thumbprint: crate::x509::thumbprint(leaf).into(),
             key,
             backend: OnceLock::new(),
         }

@@ -311,12 +311,8 @@ pub(super) fn call<'e>(
             }
             at(to_utc(zone(id(z)?)?.1, d.ticks), Kind::Utc)
         }
-        (Op::FromUtc, [d, z]) => {
-            let utc = utc_of(&date(d)?);
-            let z = zone(id(z)?)?.1;
-            at(utc + offset_at(z, utc), Kind::Unspecified)
-        }
-        (Op::BySystemId, [d, to]) => {
+        // a UTC (or the gateway's local, UTC) time in the zone
+        (Op::FromUtc | Op::BySystemId, [d, to]) => {
             let utc = utc_of(&date(d)?);
             let z = zone(id(to)?)?.1;
             at(utc + offset_at(z, utc), Kind::Unspecified)
