@@ -243,9 +243,40 @@ impl Json {
         })
     }
 
+    /// About how long the compact print is, so printing allocates once: exact for an
+    /// unopened container, counted over what is open (scalars guessed), at most 1 MiB.
+    fn print_size_hint(&self) -> usize {
+        fn hint(j: &Json, budget: &mut usize) -> usize {
+            if *budget == 0 {
+                return 0;
+            }
+            *budget -= 1;
+            match j {
+                Json::Raw(r) => (r.end - r.start) as usize,
+                Json::Str(s) => s.len() + 2,
+                Json::Array(a) => {
+                    a.borrow()
+                        .iter()
+                        .map(|v| hint(v, budget) + 1)
+                        .sum::<usize>()
+                        + 2
+                }
+                Json::Object(o) => {
+                    let o = o.borrow();
+                    o.iter()
+                        .map(|(k, v)| k.len() + 4 + hint(v, budget))
+                        .sum::<usize>()
+                        + 2
+                }
+                _ => 8,
+            }
+        }
+        hint(self, &mut 256).min(1 << 20)
+    }
+
     /// JSON text: `ToString()` (indented) or `ToString(Formatting.None)`.
     pub fn print(&self, indented: bool) -> Result<String, EvalError> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.print_size_hint());
         write(self, indented, 0, &mut out)?;
         Ok(out)
     }

@@ -22,7 +22,7 @@ mod check;
 /// them again.
 #[derive(Debug)]
 pub struct Source {
-    pub text: Box<str>,
+    pub text: String,
     ends: Vec<End>,
 }
 
@@ -43,7 +43,7 @@ pub fn parse(text: &str) -> Result<Json, EvalError> {
     let object = checked.text.starts_with('{');
     let raw = Raw {
         src: Rc::new(Source {
-            text: checked.text.into(),
+            text: checked.text,
             ends: checked.ends,
         }),
         start: root.start,
