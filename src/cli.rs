@@ -9,6 +9,7 @@
 pub enum Command {
     Gateway(Flags),
     Manage(Flags),
+    ManageImport(ImportArgs, Flags),
     Check(String),
     Backups(BackupsVerb, Flags),
     Version,
@@ -22,6 +23,17 @@ pub enum BackupsVerb {
     Show(String),
     Rollback(String),
     Unpin,
+}
+
+/// `edgegate manage import`: which document goes into which API, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportArgs {
+    pub file: String,
+    pub api: String,
+    pub path: Option<String>,
+    pub service_url: Option<String>,
+    /// `--query-parameters query`: required query parameters stay query parameters.
+    pub query_as_query: bool,
 }
 
 /// The settings flags of a command: `--settings FILE`, then `key=value` pairs in the
@@ -42,6 +54,7 @@ pub struct UsageError {
 pub const USAGE: &str = "usage:
   edgegate gateway [--settings FILE] [--config FILE] [--set key=value]...
   edgegate manage [--listen ADDR] [--db FILE] [--settings FILE] [--set key=value]...
+  edgegate manage import --api ID FILE [--path PATH] [--service-url URL] [--db FILE]...
   edgegate check FILE
   edgegate backups list|show VERSION|rollback VERSION|unpin [--settings FILE] [--set key=value]...
   edgegate version
@@ -78,6 +91,27 @@ Runs the management plane: the admin API (/admin/, bearer token) and the gateway
 
 The admin token comes from manage.admin.token (or EDGEGATE_MANAGE_ADMIN_TOKEN, or
 @/path/file); without one, a token is generated next to the database (mode 0600).";
+
+pub const IMPORT_HELP: &str =
+    "usage: edgegate manage import --api ID FILE [--path PATH] [--service-url URL]
+       [--query-parameters template|query] [--db FILE] [--settings FILE] [--set key=value]...
+
+Imports an OpenAPI 3.0 / 3.1 (JSON or YAML) or Swagger 2.0 (JSON) document into the
+management plane's database as API ID, as PUT /admin/apis/ID?import=openapi does: a new
+API is created; an existing one gets the document's operations (matched by id, keeping
+their policies; operations gone from the document are deleted). Works beside a running
+plane, which serves the change to its gateways. Prints what changed.
+
+  --api ID              the API to create or update
+  --path PATH           the API's path (a new API is served under its id otherwise)
+  --service-url URL     the backend; else the API's current one, else the document's
+                        first https (else http) server
+  --query-parameters    'template' (default, as APIM): required query parameters become
+                        template parameters; 'query': they stay query parameters
+  --db FILE             the SQLite database (manage.db.path)
+  -h, --help            this text
+
+Exit codes: 0 imported, 1 refused (each problem printed with its JSON pointer), 2 usage.";
 
 pub const CHECK_HELP: &str = "usage: edgegate check FILE
 
@@ -119,6 +153,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             flags(rest, &aliases, GATEWAY_HELP)
                 .map(|f| f.map_or(Command::Help(GATEWAY_HELP), Command::Gateway))
         }
+        "manage" if rest.first().map(String::as_str) == Some("import") => manage_import(&rest[1..]),
         "manage" => {
             let aliases = [
                 ("--listen", "manage.listen", "ADDR"),
@@ -144,6 +179,64 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         })),
         other => Err(usage(format!("unknown command '{other}'"), USAGE)),
     }
+}
+
+fn manage_import(args: &[String]) -> Result<Command, UsageError> {
+    let mut import = ImportArgs::default();
+    let mut rest = Vec::new();
+    let mut file = None;
+    let mut i = 0;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        if is_help(flag) {
+            return Ok(Command::Help(IMPORT_HELP));
+        }
+        let own = matches!(
+            flag,
+            "--api" | "--path" | "--service-url" | "--query-parameters"
+        );
+        if own {
+            let Some(value) = args.get(i + 1) else {
+                return Err(usage(format!("{flag} needs a value"), IMPORT_HELP));
+            };
+            match flag {
+                "--api" => import.api = value.clone(),
+                "--path" => import.path = Some(value.clone()),
+                "--service-url" => import.service_url = Some(value.clone()),
+                _ => {
+                    import.query_as_query = match value.as_str() {
+                        "query" => true,
+                        "template" => false,
+                        _ => {
+                            return Err(usage(
+                                "--query-parameters takes template or query",
+                                IMPORT_HELP,
+                            ))
+                        }
+                    }
+                }
+            }
+            i += 2;
+        } else if !flag.starts_with('-')
+            && file.is_none()
+            && !rest.last().is_some_and(|f: &String| f.starts_with("--"))
+        {
+            file = Some(flag.to_string());
+            i += 1;
+        } else {
+            rest.push(args[i].clone());
+            i += 1;
+        }
+    }
+    if import.api.is_empty() {
+        return Err(usage("manage import needs --api ID", IMPORT_HELP));
+    }
+    import.file =
+        file.ok_or_else(|| usage("manage import needs the document's FILE", IMPORT_HELP))?;
+    let parsed = flags(&rest, &[("--db", "manage.db.path", "FILE")], IMPORT_HELP)?;
+    Ok(parsed.map_or(Command::Help(IMPORT_HELP), |f| {
+        Command::ManageImport(import, f)
+    }))
 }
 
 fn backups(args: &[String]) -> Result<Command, UsageError> {

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     match command {
         Command::Gateway(flags) => gateway(&flags),
         Command::Manage(flags) => manage(&flags),
+        Command::ManageImport(args, flags) => manage_import(&args, &flags),
         Command::Check(path) => check(&path),
         Command::Backups(verb, flags) => backups(&verb, &flags),
         Command::Version => {
@@ -182,6 +183,42 @@ fn manage(flags: &Flags) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("edgegate: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn manage_import(args: &cli::ImportArgs, flags: &Flags) -> ExitCode {
+    use edgegate::manage::import::{import_file, ImportOptions};
+    use edgegate::manage::openapi::RequiredQuery;
+    let settings = match layered(flags, ManageSettings::defaults(sys::is_root())) {
+        Ok(s) => s,
+        Err(message) => return settings_error(&message),
+    };
+    let required_query = if args.query_as_query {
+        RequiredQuery::Query
+    } else {
+        RequiredQuery::Template
+    };
+    let options = ImportOptions {
+        path: args.path.clone(),
+        service_url: args.service_url.clone(),
+    };
+    match import_file(
+        &settings.db_path,
+        &args.api,
+        std::path::Path::new(&args.file),
+        required_query,
+        options,
+    ) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("edgegate: {p}");
+            }
             ExitCode::from(1)
         }
     }

@@ -497,8 +497,9 @@ impl Redaction {
     }
 }
 
-/// `%XX` sequences decoded (invalid ones kept), for comparing parameter names.
-fn percent_decoded(s: &str) -> String {
+/// `%XX` sequences decoded (invalid ones kept): parameter names, admin query values,
+/// JSON pointer tokens.
+pub fn percent_decoded(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -13,6 +13,7 @@ mod federation;
 mod forward_proxy;
 mod identity;
 mod lifecycle;
+mod openapi;
 mod openid;
 mod plane_http;
 mod policies;

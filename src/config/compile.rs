@@ -40,6 +40,8 @@ const API_FIELDS: &[&str] = &[
     "subscriptionKeyParameterNames",
     "policies",
     "operations",
+    // from an OpenAPI import: the API-scoped schemas (validate-content's, the portal's)
+    "schemas",
 ];
 const KEY_NAME_FIELDS: &[&str] = &["header", "query"];
 const OP_FIELDS: &[&str] = &[
@@ -51,6 +53,9 @@ const OP_FIELDS: &[&str] = &[
     "urlTemplate",
     "policies",
     "responses",
+    // from an OpenAPI import: documentation for the portal and the export
+    "templateParameters",
+    "request",
 ];
 
 /// Parses and validates `text`. Backend addresses are left empty (see `Runtime::resolve`).

@@ -601,13 +601,21 @@ pub fn responses(
             let Some(g) = Fields::of(
                 rep,
                 &rpath,
-                &["contentType", "example", "examples", "schemaId", "typeName"],
+                &[
+                    "contentType",
+                    "example",
+                    "examples",
+                    "schemaId",
+                    "typeName",
+                    "sample",
+                ],
                 errors,
             ) else {
                 continue;
             };
             let ct = g.required_str("contentType", errors).unwrap_or_default();
-            let example = match g.get("example") {
+            // APIM's order: the example, else the sample made from the schema
+            let example = match g.get("example").or_else(|| g.get("sample")) {
                 None => String::new(),
                 Some(Json::String(s)) => s.to_string(),
                 Some(other) => {

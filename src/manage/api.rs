@@ -12,6 +12,8 @@ use miniserde::json::{self, Array, Object, Value};
 use super::audit::{self, Audit};
 use super::entities::Kind;
 use super::http::{Request, Response};
+use super::import::ImportOptions;
+use super::openapi::{self, RequiredQuery};
 use super::store::{now_unix, PlaneError, PlaneResult, PlaneStore};
 use crate::config::compile::valid_id;
 use crate::config::{compile, ConfigError, ConfigSource};
@@ -398,6 +400,12 @@ impl Plane {
                 ),
                 Err(e) => plane_error(e),
             },
+            ("GET", ["apis", id]) if req.query_param("export").is_some() => {
+                self.export_api(req, id)
+            }
+            ("PUT", ["apis", id]) if req.query_param("import").is_some() => {
+                self.import_api(req, id)
+            }
             ("GET", ["apis", id]) => self
                 .store()
                 .get_api(id)
@@ -460,6 +468,70 @@ impl Plane {
                 self.mutation(result)
             }
             _ => unrouted(path),
+        }
+    }
+
+    /// `PUT /admin/apis/{id}?import=openapi`: the body is an OpenAPI 3.0 / 3.1 document
+    /// (JSON or YAML) or a Swagger 2.0 one; `path`, `serviceUrl` and
+    /// `translateRequiredQueryParameters=query` are optional. Answers with what changed.
+    fn import_api(&self, req: &Request, id: &str) -> Response {
+        if req.query_param("import") != Some("openapi") {
+            return Response::error(
+                400,
+                "import= takes 'openapi' (OpenAPI 3.0, 3.1 or Swagger 2.0)",
+            );
+        }
+        let param = |name: &str| req.query_param(name).map(crate::telemetry::percent_decoded);
+        let required_query = match param("translateRequiredQueryParameters").as_deref() {
+            None | Some("template") => RequiredQuery::Template,
+            Some("query") => RequiredQuery::Query,
+            Some(_) => {
+                return Response::error(
+                    400,
+                    "translateRequiredQueryParameters takes 'template' or 'query'",
+                )
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&req.body) else {
+            return Response::error(400, "Body is not UTF-8");
+        };
+        let options = ImportOptions {
+            path: param("path"),
+            service_url: param("serviceUrl"),
+        };
+        let result = openapi::parse_document(text)
+            .and_then(|doc| openapi::import(&doc, required_query))
+            .map_err(|e| {
+                PlaneError::Invalid(vec![ConfigError {
+                    path: e.pointer,
+                    message: e.message,
+                }])
+            })
+            .and_then(|imported| self.store().import_api(id, imported, options))
+            .map(|report| {
+                Response::json(if report.created { 201 } else { 200 }, report.to_json(id))
+            });
+        self.mutation(result)
+    }
+
+    /// `GET /admin/apis/{id}?export=openapi[&format=yaml]`: the API as OpenAPI 3.0.
+    fn export_api(&self, req: &Request, id: &str) -> Response {
+        if req.query_param("export") != Some("openapi") {
+            return Response::error(400, "export= takes 'openapi'");
+        }
+        let api = match self.store().get_api(id) {
+            Ok(api) => api,
+            Err(e) => return plane_error(e),
+        };
+        let doc = openapi::export::document(&api);
+        match req.query_param("format") {
+            None | Some("json") => Response::json(200, json::to_string(&doc)),
+            Some("yaml") => {
+                let mut r = Response::json(200, openapi::export::to_yaml(&doc));
+                r.headers = vec![("Content-Type", "application/yaml; charset=utf-8".into())];
+                r
+            }
+            Some(_) => Response::error(400, "format= takes 'json' or 'yaml'"),
         }
     }
 

@@ -7,6 +7,8 @@ pub mod api;
 pub mod audit;
 pub mod entities;
 pub mod http;
+pub mod import;
+pub mod openapi;
 pub mod store;
 
 use std::path::{Path, PathBuf};

@@ -385,6 +385,11 @@ impl PlaneStore {
         Ok(Value::Object(api))
     }
 
+    /// Drops an API's rendered text after a change made outside this file's methods.
+    pub(super) fn forget_rendered(&mut self, id: &str) {
+        self.rendered.get_mut().remove(id);
+    }
+
     pub fn get_api(&self, id: &str) -> PlaneResult<Value> {
         let body: Option<String> = self
             .conn

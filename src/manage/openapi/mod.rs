@@ -1,0 +1,101 @@
+//! OpenAPI in the management plane: an OpenAPI 3.0 / 3.1 document (JSON or YAML) or a
+//! Swagger 2.0 one (JSON) read into an API's operations, template parameters, request
+//! and response representations and API-scoped schemas, as Azure API Management maps
+//! them (read.rs); samples for mock-response generated from schemas (sample.rs); and an
+//! API exported back as OpenAPI 3 (export.rs). Everything here is pure: the store
+//! (store.rs) applies an import in one transaction, so an API is never half-imported.
+//! Must not touch: SQLite, HTTP, the gateway.
+
+pub mod export;
+mod pointer;
+mod read;
+mod sample;
+mod values;
+pub mod yaml;
+
+use miniserde::json::{Object, Value};
+
+pub use read::import;
+
+/// The largest document imported inline (and from a file by `edgegate manage import`).
+pub const MAX_DOCUMENT: usize = 16 * 1024 * 1024;
+/// The most operations one document may define.
+pub const MAX_OPERATIONS: usize = 20_000;
+
+/// Why a document cannot be imported: where (a JSON pointer into the document, "" for
+/// the whole) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl ImportError {
+    pub fn at(pointer: impl Into<String>, message: impl Into<String>) -> ImportError {
+        ImportError {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.pointer, self.message)
+        }
+    }
+}
+
+/// How required query parameters are imported: as template parameters of the
+/// operation's URL template (APIM's default) or as query parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequiredQuery {
+    Template,
+    Query,
+}
+
+/// What a document holds, ready to become an API's fields and operations.
+#[derive(Debug)]
+pub struct Imported {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// The first https server (else the first http one), variables filled in.
+    pub service_url: Option<String>,
+    /// The API-scoped schema entity, when the document has schemas.
+    pub schemas: Option<Value>,
+    pub operations: Vec<ImportedOperation>,
+}
+
+#[derive(Debug)]
+pub struct ImportedOperation {
+    pub id: String,
+    /// Where it is in the document (`/paths/~1pets/get`), for errors found later.
+    pub pointer: String,
+    /// The operation as the config document holds it (without id and policies).
+    pub body: Object,
+}
+
+/// The document's text as a value: JSON when it starts with `{`, YAML otherwise.
+pub fn parse_document(text: &str) -> Result<Value, ImportError> {
+    if text.len() > MAX_DOCUMENT {
+        return Err(ImportError::at(
+            "",
+            format!("the document is larger than {} MiB", MAX_DOCUMENT >> 20),
+        ));
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim_start().starts_with('{') {
+        if let Err((line, column, problem)) = crate::config::json::parse(text) {
+            return Err(ImportError::at(
+                "",
+                format!("not valid JSON: {problem} at line {line} column {column}"),
+            ));
+        }
+        return miniserde::json::from_str::<Value>(text)
+            .map_err(|_| ImportError::at("", "not valid JSON"));
+    }
+    yaml::parse(text).map_err(|e| ImportError::at("", e))
+}
