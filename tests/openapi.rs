@@ -462,3 +462,48 @@ fn manage_import_reads_a_file_into_the_plane_database_beside_a_running_plane() {
         "{err}"
     );
 }
+
+#[test]
+fn an_imported_api_is_validated_by_its_own_schemas() {
+    let origin = Origin::echo();
+    let plane = Plane::start();
+    let service = origin.url("").replace(':', "%3A").replace('/', "%2F");
+    let (s, b) = plane.admin(
+        "PUT",
+        &format!("/admin/apis/pets?import=openapi&path=pets&serviceUrl={service}"),
+        &fixture("v3.0_petstore-expanded.yaml"),
+    );
+    assert_eq!(s, 201, "{b}");
+    let mut api = plane.admin("GET", "/admin/apis/pets", "").1;
+    let policy = r#""policies":"<policies><inbound><validate-content unspecified-content-type-action=\"prevent\" max-size=\"102400\" size-exceeded-action=\"prevent\"><content type=\"application/json\" validate-as=\"json\" action=\"prevent\" /></validate-content><validate-parameters specified-parameter-action=\"prevent\" unspecified-parameter-action=\"ignore\" /></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>","subscriptionRequired":false,"#;
+    api.insert_str(1, policy);
+    let (s, b) = plane.admin("PUT", "/admin/apis/pets", &api);
+    assert_eq!(s, 200, "{b}");
+    plane.admin("PUT", "/admin/gateways/gw1", "{}");
+    plane.admin("PUT", "/admin/gateways/gw1/apis/pets", "");
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let json = [("Content-Type", "application/json")];
+    assert!(eventually(Duration::from_secs(20), || send(
+        &gw,
+        "POST",
+        "/pets/pets",
+        &json,
+        r#"{"name": "Rex"}"#
+    )
+    .status
+        == 200));
+    let r = send(&gw, "POST", "/pets/pets", &json, r#"{"tag": "dog"}"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        error_body(400, "Body of the request does not conform to the definition NewPet, which is associated with the content type application/json. Required properties are missing from object: name. Path ''.")
+    );
+    // findPets' limit is an int32 query parameter
+    assert_eq!(send(&gw, "GET", "/pets/pets?limit=10", &[], "").status, 200);
+    let r = send(&gw, "GET", "/pets/pets?limit=ten", &[], "");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        error_body(400, "The value of the query parameter limit does not conform to the definition. Invalid type. Expected Integer but got String.")
+    );
+}

@@ -24,3 +24,4 @@ mod stores;
 mod streaming;
 mod strict;
 mod tls;
+mod validation;

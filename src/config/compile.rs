@@ -296,7 +296,8 @@ fn compile_api<'d>(
     let api_policies = f.str("policies", errors);
     let name = f.display_name(id, errors);
 
-    let (operations, op_texts) = operations(&f, errors);
+    let schemas = super::contract::schemas(f.get("schemas"), &f.path("schemas"), errors);
+    let (operations, op_texts) = operations(&f, &schemas, errors);
     if errors.0.len() > before {
         return None;
     }
@@ -316,6 +317,7 @@ fn compile_api<'d>(
         backend: backend?,
         operations,
         op_table,
+        schemas,
         products: Vec::new(),
         open_product: None,
     };
@@ -409,7 +411,11 @@ type OpTexts<'d> = Vec<(String, Option<&'d str>)>;
 
 /// `operations`: each checked (id, method, template, responses) and kept; an id or a
 /// method + template shape seen twice is an error naming the first.
-fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTexts<'d>) {
+fn operations<'d>(
+    f: &Fields<'d>,
+    schemas: &crate::policy::schema::SchemaSet,
+    errors: &mut Errors,
+) -> (Vec<Operation>, OpTexts<'d>) {
     let mut op_texts = Vec::new();
     // per operation, only what it keeps is allocated: paths are made for errors only
     let mut operations = Vec::new();
@@ -462,6 +468,7 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
             some => entities::responses(some, &o.path("responses"), errors),
         };
         let op_name = o.display_name(op_id, errors);
+        let contract = super::contract::operation(&o, schemas, errors);
         if let Some(t) = template {
             if let Some(first) = seen_shapes.insert((method, t.shape()), index) {
                 let first = path_of(first);
@@ -478,6 +485,7 @@ fn operations<'d>(f: &Fields<'d>, errors: &mut Errors) -> (Vec<Operation>, OpTex
                 method: Operation::method_text(method),
                 template: t,
                 responses,
+                contract,
                 plans: Vec::new(),
             });
         }

@@ -6,6 +6,7 @@
 //! Must not touch: sockets of the proxy, the loop's state, files (callers read them).
 
 pub mod compile;
+pub mod contract;
 pub mod entities;
 pub mod json;
 pub mod pkcs12;
@@ -104,6 +105,8 @@ pub struct Operation {
     /// The `urlTemplate`, parsed (its text is `template.text()`).
     pub template: Template,
     pub responses: Vec<ResponseExample>,
+    /// What the API's definition says of the operation (validate-* policies).
+    pub contract: crate::policy::schema::Contract,
     /// The effective pipeline for calls without a product (first) and for each product
     /// that includes the API: (product index, plan). Plans are shared where equal.
     pub plans: Vec<(Option<u32>, Arc<Plan>)>,
@@ -209,6 +212,8 @@ pub struct Api {
     pub backend: Backend,
     pub operations: Vec<Operation>,
     pub op_table: OpTable,
+    /// The API's schemas (`schemas`), compiled.
+    pub schemas: Arc<crate::policy::schema::SchemaSet>,
     /// Products that include this API.
     pub products: Vec<u32>,
     /// The published product without subscription requirement that includes this API,
@@ -329,9 +334,11 @@ impl Api {
                 method: std::borrow::Cow::Borrowed(""),
                 template: Template::default(),
                 responses: Vec::new(),
+                contract: Default::default(),
                 plans: vec![(None, plan)],
             }],
             op_table: OpTable::default(),
+            schemas: Arc::default(),
             products: Vec::new(),
             open_product: None,
         }

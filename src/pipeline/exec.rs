@@ -7,6 +7,7 @@
 //! expression text, no I/O.
 //! Must not touch: sockets, buffers, the loop's scheduling.
 
+use crate::policy::schema::{Contract, SchemaSet};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
@@ -519,6 +520,9 @@ impl Host for Scene<'_> {
         content_type: Option<&'h str>,
     ) -> (u16, Option<&'h str>, &'h str) {
         mock(self.who.op, status, content_type)
+    }
+    fn contract(&self) -> (&Contract, &SchemaSet) {
+        (&self.who.op.contract, &self.who.api.schemas)
     }
     fn target_of(&self, url: &str) -> Option<Target> {
         target_of(url, self.runtime)

@@ -385,6 +385,9 @@ pub trait Host {
         status: Option<u16>,
         content_type: Option<&'h str>,
     ) -> (u16, Option<&'h str>, &'h str);
+    /// What the API's definition says of the operation, and the API's schemas
+    /// (validate-content, -parameters, -headers, -status-code).
+    fn contract(&self) -> (&super::schema::Contract, &super::schema::SchemaSet);
     /// Where a URL computed by an expression sends the request (None: not allowed).
     fn target_of(&self, url: &str) -> Option<Target>;
     /// The named backend with this id, if the config has it.

@@ -31,6 +31,7 @@ pub mod parse;
 pub mod rawxml;
 pub mod refusals;
 pub mod request;
+pub mod schema;
 pub mod tokens;
 pub mod xmljson;
 

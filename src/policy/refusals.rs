@@ -68,24 +68,8 @@ pub const REFUSED: &[(&str, &str)] = &[
         "GraphQL resolvers are not supported",
     ),
     ("sql-data-source", "GraphQL resolvers are not supported"),
-    (
-        "validate-content",
-        "planned: needs API schemas (OpenAPI import)",
-    ),
     ("validate-graphql-request", "GraphQL APIs are not supported"),
-    (
-        "validate-headers",
-        "planned: needs API schemas (OpenAPI import)",
-    ),
     ("validate-odata-request", "OData APIs are not supported"),
-    (
-        "validate-parameters",
-        "planned: needs API schemas (OpenAPI import)",
-    ),
-    (
-        "validate-status-code",
-        "planned: needs API schemas (OpenAPI import)",
-    ),
     ("xsl-transform", "planned"),
 ];
 

@@ -51,6 +51,12 @@ mod xml;
 mod zones;
 
 pub use json::{dotnet_double, Json};
+
+/// JSON text parsed whole into a tree (validate-content's body), or the parser's
+/// message (Newtonsoft's wording).
+pub fn parse_json(text: &str) -> Result<Json, String> {
+    json::parse_eager(text).map_err(|e| e.message().to_string())
+}
 pub use tokens::jwt_value;
 
 /// JSON text parsed into a whole tree, as `JToken.Parse` reads it (json-to-xml).

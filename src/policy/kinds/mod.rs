@@ -40,7 +40,11 @@ pub mod set_status;
 pub mod set_variable;
 pub mod trace;
 pub mod validate_client_certificate;
+pub mod validate_content;
 pub mod validate_jwt;
+pub mod validate_parameters;
+pub mod validate_status_code;
+pub mod validation;
 pub mod wait;
 pub mod xml_to_json;
 
@@ -134,6 +138,10 @@ pub const KINDS: &[Kind] = &[
     set_variable::KIND,
     trace::KIND,
     validate_jwt::KIND,
+    validate_content::KIND,
+    validate_parameters::PARAMETERS,
+    validate_parameters::HEADERS,
+    validate_status_code::KIND,
     validate_client_certificate::KIND,
     validate_jwt::AZURE_AD,
     wait::KIND,
