@@ -59,7 +59,8 @@ fn validate_content_checks_request_bodies_against_the_operations_schema() {
                </validate-content>"#,
             "",
             r#"<set-header name="X-Reason" exists-action="override"><value>@(context.LastError.Source + "/" + context.LastError.Reason)</value></set-header>
-               <set-header name="X-Details" exists-action="override"><value>@(context.LastError.Message)</value></set-header>"#,
+               <set-header name="X-Details" exists-action="override"><value>@(context.LastError.Message)</value></set-header>
+               <set-header name="X-Path" exists-action="override"><value>@(context.LastError.Path)</value></set-header>"#,
         ),
     );
     let ok = post(&gw, "application/json", r#"{"id": 7, "name": "Rex"}"#);
@@ -76,6 +77,7 @@ fn validate_content_checks_request_bodies_against_the_operations_schema() {
     assert_eq!(bad.text(), error_body(400, message));
     assert_eq!(bad.header("X-Reason"), Some("validate-content/Bad request"));
     assert_eq!(bad.header("X-Details"), Some(message));
+    assert_eq!(bad.header("X-Path"), Some("validate-content"));
     let missing = post(&gw, "application/json", r#"{"id": 0, "tags": ["a", 3]}"#);
     assert_eq!(missing.status, 400);
     assert!(

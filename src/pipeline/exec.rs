@@ -336,6 +336,7 @@ impl Env for View<'_> {
             Field::LastErrorScope => err(|e| &e.scope),
             Field::LastErrorSection => err(|e| &e.section),
             Field::LastErrorPolicyId => err(|e| &e.policy_id),
+            Field::LastErrorPath => err(|e| &e.path),
         }
     }
 

@@ -33,6 +33,8 @@ pub struct LastError {
     pub scope: String,
     pub section: String,
     pub policy_id: String,
+    /// The failing policy's element (APIM's `Path`, without its positional indexes).
+    pub path: String,
 }
 
 /// Where the request goes after set-backend-service.
@@ -209,6 +211,7 @@ impl State {
             scope: step.scope.as_str().to_string(),
             section: step.section.as_str().to_string(),
             policy_id: step.id.as_deref().unwrap_or("").to_string(),
+            path: step.policy.name().to_string(),
         });
         Flow::Error
     }
@@ -274,6 +277,7 @@ pub fn fail_outside(st: &mut State, source: &str, reason: &str, message: &str, s
         scope: String::new(),
         section: section.to_string(),
         policy_id: String::new(),
+        path: String::new(),
     });
 }
 

@@ -238,6 +238,7 @@ pub enum Field {
     LastErrorScope,
     LastErrorSection,
     LastErrorPolicyId,
+    LastErrorPath,
 }
 
 /// A keyed collection of `context`.

@@ -321,6 +321,7 @@ pub(super) fn field_of(path: &[&str]) -> Option<Field> {
         ["context", "LastError", "Scope"] => Field::LastErrorScope,
         ["context", "LastError", "Section"] => Field::LastErrorSection,
         ["context", "LastError", "PolicyId"] => Field::LastErrorPolicyId,
+        ["context", "LastError", "Path"] => Field::LastErrorPath,
         _ => return None,
     })
 }

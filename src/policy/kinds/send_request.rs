@@ -333,6 +333,7 @@ impl Behaviour for SendRequest {
                 scope: step.scope.as_str().to_string(),
                 section: step.section.as_str().to_string(),
                 policy_id: step.id.as_deref().unwrap_or("").to_string(),
+                path: "send-request".to_string(),
                 ..LastError::default()
             },
         });
