@@ -618,10 +618,11 @@ impl Check<'_> {
     }
 
     fn object(&mut self, n: &Node, v: &Json, path: &mut String, depth: usize) {
-        let entries: Vec<(String, Json)> = match v {
-            Json::Object(o) => o.borrow().clone(),
-            _ => return,
+        let Json::Object(o) = v else {
+            return;
         };
+        // read-only: children are other cells, borrowed again only to be read
+        let entries = o.borrow();
         let missing: Vec<&str> = n
             .required
             .iter()
@@ -637,7 +638,7 @@ impl Check<'_> {
                 ),
             );
         }
-        for (name, value) in &entries {
+        for (name, value) in entries.iter() {
             let len = path.len();
             if !path.is_empty() {
                 path.push('.');
