@@ -6,7 +6,8 @@
 # documents on a 2 KB JSON POST (a @{...} block reading headers and variables, the body
 # as a JObject with preserveContent, a choose on a value in it, a set-body that edits it,
 # a set-header from an interpolated string) against the same gateway without policies
-# on the same POST. Origin: nginx (fixed 200, keep-alive) on CPU 0; gateways pinned to
+# on the same POST, and validate-content of that POST against the order's JSON schema.
+# Origin: nginx (fixed 200, keep-alive) on CPU 0; gateways pinned to
 # CPU 1; wrk -c50 on CPU 0. Medians of REPS runs of DURATION each.
 #   bench/policies.sh              # REPS=3 DURATION=10s
 # Needs: nginx, wrk, openssl (bench/run.sh --install installs nginx and wrk).
@@ -16,7 +17,7 @@ REPS="${REPS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-50}"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --example jwt_token >&2
 W="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$W"' EXIT
-ORIGIN=18181; PLAIN=18182; POLICY=18183; MANY=18184; EXPR=18185
+ORIGIN=18181; PLAIN=18182; POLICY=18183; MANY=18184; EXPR=18185; VALID=18186
 sed -e "s#@RUNDIR@#$W#g" -e "s#@NAME@#origin#g" -e "s#@LISTEN_PORT@#$ORIGIN#g" \
   "$ROOT/bench/harness/conf/origin-nginx.conf" > "$W/origin.conf"
 taskset -c 0 nginx -c "$W/origin.conf" -p "$W" 2>/dev/null &
@@ -73,6 +74,22 @@ api = lambda version, pol: {"schemaVersion": 1, "version": version, "apis": [{"i
     "serviceUrl": f"http://127.0.0.1:{origin}", "subscriptionRequired": False,
     "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}], **({"policies": pol} if pol else {})}
 json.dump(api("expr", policy), open(f"{w}/expr.json", "w"))
+# validate-content of the same POST against the order's schema (as an OpenAPI import
+# stores it), in prevent mode
+schemas = [{"id": "openapi-components", "contentType": "application/vnd.oai.openapi.components+json",
+  "document": {"components": {"schemas": {
+    "Order": {"type": "object", "required": ["id", "total", "currency", "items"], "additionalProperties": False,
+      "properties": {"id": {"type": "string"}, "total": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "enum": ["EUR", "USD"]}, "internal": {"type": "string"},
+        "items": {"type": "array", "maxItems": 100, "items": {"$ref": "#/components/schemas/Item"}}}},
+    "Item": {"type": "object", "required": ["sku", "qty"],
+      "properties": {"sku": {"type": "string", "pattern": "^sku-[0-9]{4}$"}, "name": {"type": "string", "maxLength": 100},
+        "qty": {"type": "integer", "minimum": 1}, "price": {"type": "number"}}}}}}}]
+validate = api("valid", '<policies><inbound><validate-content unspecified-content-type-action="prevent" max-size="102400" size-exceeded-action="prevent"><content type="application/json" validate-as="json" action="prevent" /></validate-content></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>')
+validate["apis"][0]["schemas"] = schemas
+validate["apis"][0]["operations"] = [{"id": "all", "method": "*", "urlTemplate": "/*",
+  "request": {"representations": [{"contentType": "application/json", "schemaId": "openapi-components", "typeName": "Order"}]}}]
+json.dump(validate, open(f"{w}/valid.json", "w"))
 items, i = [], 0
 while len(json.dumps({"items": items})) < 1900:
     items.append({"sku": f"sku-{i:04d}", "name": f"Item number {i}", "qty": i % 5 + 1, "price": round(9.99 + i, 2)})
@@ -84,14 +101,14 @@ open(f"{w}/post.lua", "w").write(
     f'wrk.body = {json.dumps(order)}\n')
 PY
 echo "POST body: $(wc -c < "$W/order.json") bytes of JSON" >&2
-declare -A PORT=([plain]=$PLAIN [policy]=$POLICY [many]=$MANY [expr]=$EXPR)
-for name in plain policy many expr; do
+declare -A PORT=([plain]=$PLAIN [policy]=$POLICY [many]=$MANY [expr]=$EXPR [valid]=$VALID)
+for name in plain policy many expr valid; do
   port=${PORT[$name]}
   taskset -c 1 "$ROOT/target/release/edgegate" gateway --config "$W/$name.json" \
     --set net.server.http.listen=127.0.0.1:$port --set telemetry.logs.std=none \
     --set config.backup.path="$W/$name.db" 2>"$W/$name.log" &
 done
-for port in $PLAIN $POLICY $MANY $EXPR; do  # wait for each listener (the 100k document takes a moment)
+for port in $PLAIN $POLICY $MANY $EXPR $VALID; do  # wait for each listener (the 100k document takes a moment)
   for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$port/ && break; sleep 0.1; done
 done
 H1="Ocp-Apim-Subscription-Key: bench-primary-key"; H2="Authorization: Bearer $TOKEN"
@@ -101,14 +118,17 @@ for port in $POLICY $MANY; do
 done
 check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$W/order.json" http://127.0.0.1:$EXPR/x)
 [ "$check" = 200 ] || { echo "expression gateway answered $check" >&2; cat "$W/expr.log" >&2; exit 1; }
+check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$W/order.json" http://127.0.0.1:$VALID/x)
+[ "$check" = 200 ] || { echo "validating gateway answered $check" >&2; cat "$W/valid.log" >&2; exit 1; }
 run() { taskset -c 0 wrk -t2 -c"$CONNS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
-declare -a P Q M PP EE
+declare -a P Q M PP EE VV
 for i in $(seq "$REPS"); do
   P+=("$(run http://127.0.0.1:$PLAIN/x)")
   Q+=("$(run -H "$H1" -H "$H2" http://127.0.0.1:$POLICY/x)")
   M+=("$(run -H "$H1" -H "$H2" http://127.0.0.1:$MANY/x)")
   PP+=("$(run -s "$W/post.lua" http://127.0.0.1:$PLAIN/x)")
   EE+=("$(run -s "$W/post.lua" http://127.0.0.1:$EXPR/x)")
+  VV+=("$(run -s "$W/post.lua" http://127.0.0.1:$VALID/x)")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mp=$(median "${P[@]}"); mq=$(median "${Q[@]}"); mm=$(median "${M[@]}")
@@ -121,3 +141,6 @@ mpp=$(median "${PP[@]}"); mee=$(median "${EE[@]}")
 echo "runs posting 2 KB JSON without policies: ${PP[*]}"
 echo "runs posting 2 KB JSON with the expression chain: ${EE[*]}"
 echo "median req/s posting 2 KB JSON at c=$CONNS: without $mpp, with the expression chain $mee, ratio $(awk -v a="$mee" -v b="$mpp" 'BEGIN {printf "%.3f", a/b}')"
+mvv=$(median "${VV[@]}")
+echo "runs posting 2 KB JSON with validate-content: ${VV[*]}"
+echo "median req/s posting 2 KB JSON at c=$CONNS: without $mpp, with validate-content $mvv, ratio $(awk -v a="$mvv" -v b="$mpp" 'BEGIN {printf "%.3f", a/b}')"

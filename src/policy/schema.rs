@@ -12,6 +12,7 @@
 //! Must not touch: where bodies come from, actions (the policies decide).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use miniserde::json::{Number, Value};
 
@@ -348,6 +349,7 @@ fn number_of(v: &Json) -> Option<f64> {
 /// A JSON value and a schema literal (enum, const) are the same value.
 fn same(v: &Json, lit: &Value) -> bool {
     match (v, lit) {
+        (Json::Raw(_), _) => same(&v.open_level(), lit),
         (Json::Null, Value::Null) => true,
         (Json::Bool(a), Value::Bool(b)) => a == b,
         (Json::Str(a), Value::String(b)) => a == b,
@@ -405,6 +407,14 @@ impl Check<'_> {
         if let Some(t) = n.target {
             return self.value(t, v, path, depth + 1);
         }
+        let opened;
+        let v = match v {
+            Json::Raw(_) => {
+                opened = v.open_level();
+                &opened
+            }
+            other => other,
+        };
         let actual = type_of(v);
         if n.types != 0 && n.types & actual == 0 {
             let expected: Vec<&str> = TYPE_NAMES
@@ -530,55 +540,39 @@ impl Check<'_> {
 
     fn number(&mut self, n: &Node, v: &Json, path: &str) {
         let Some(x) = number_of(v) else { return };
+        // what is wrong, as "is less than minimum value of 1"; the value is printed only then
+        let mut problems: Vec<String> = Vec::new();
+        if let Some((min, exclusive)) = n.minimum {
+            if x < min {
+                problems.push(format!("is less than minimum value of {}", show(min)));
+            } else if exclusive && x == min {
+                problems.push(format!("equals exclusive minimum value of {}", show(min)));
+            }
+        }
+        if let Some((max, exclusive)) = n.maximum {
+            if x > max {
+                problems.push(format!("exceeds maximum value of {}", show(max)));
+            } else if exclusive && x == max {
+                problems.push(format!("equals exclusive maximum value of {}", show(max)));
+            }
+        }
+        if let Some(m) = n.multiple_of {
+            let q = x / m;
+            if (q - q.round()).abs() > 1e-9 {
+                problems.push(format!("is not a multiple of {}", show(m)));
+            }
+        }
+        if problems.is_empty() {
+            return;
+        }
         let kind = if matches!(v, Json::Int(_)) {
             "Integer"
         } else {
             "Float"
         };
         let shown = scalar_text(v);
-        if let Some((min, exclusive)) = n.minimum {
-            if x < min {
-                self.fail(
-                    path,
-                    format!(
-                        "{kind} {shown} is less than minimum value of {}.",
-                        show(min)
-                    ),
-                );
-            } else if exclusive && x == min {
-                self.fail(
-                    path,
-                    format!(
-                        "{kind} {shown} equals exclusive minimum value of {}.",
-                        show(min)
-                    ),
-                );
-            }
-        }
-        if let Some((max, exclusive)) = n.maximum {
-            if x > max {
-                self.fail(
-                    path,
-                    format!("{kind} {shown} exceeds maximum value of {}.", show(max)),
-                );
-            } else if exclusive && x == max {
-                self.fail(
-                    path,
-                    format!(
-                        "{kind} {shown} equals exclusive maximum value of {}.",
-                        show(max)
-                    ),
-                );
-            }
-        }
-        if let Some(m) = n.multiple_of {
-            let q = x / m;
-            if (q - q.round()).abs() > 1e-9 {
-                self.fail(
-                    path,
-                    format!("{kind} {shown} is not a multiple of {}.", show(m)),
-                );
-            }
+        for p in problems {
+            self.fail(path, format!("{kind} {shown} {p}."));
         }
     }
 
@@ -607,7 +601,7 @@ impl Check<'_> {
         if let Some(schema) = n.items {
             for (k, item) in items.iter().enumerate() {
                 let len = path.len();
-                path.push_str(&format!("[{k}]"));
+                let _ = write!(path, "[{k}]");
                 self.value(schema, item, path, depth + 1);
                 path.truncate(len);
                 if self.errors.len() >= MAX_ERRORS {

@@ -92,6 +92,15 @@ impl Json {
         Some(v.clone())
     }
 
+    /// This token with an unopened container opened one level (its children may stay
+    /// unopened); anything else as it is.
+    pub fn open_level(&self) -> Json {
+        match self {
+            Json::Raw(r) => super::lazy::open(r),
+            other => other.clone(),
+        }
+    }
+
     /// This token with every unopened part parsed (for comparisons).
     pub(super) fn opened(&self) -> Json {
         match self {

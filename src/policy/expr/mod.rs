@@ -52,10 +52,10 @@ mod zones;
 
 pub use json::{dotnet_double, Json};
 
-/// JSON text parsed whole into a tree (validate-content's body), or the parser's
-/// message (Newtonsoft's wording).
+/// JSON text parsed (checked whole, containers opened as they are read: validate-
+/// content's body), or the parser's message (Newtonsoft's wording).
 pub fn parse_json(text: &str) -> Result<Json, String> {
-    json::parse_eager(text).map_err(|e| e.message().to_string())
+    json::parse(text).map_err(|e| e.message().to_string())
 }
 pub use tokens::jwt_value;
 

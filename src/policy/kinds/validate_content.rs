@@ -182,6 +182,14 @@ impl Behaviour for ValidateContent {
         }
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
+        let found = self.check(call);
+        conclude(step, call, KIND.element, self.errors_var.as_deref(), found)
+    }
+}
+
+impl ValidateContent {
+    /// What is wrong with the message in hand (read in place, never copied).
+    fn check(&self, call: &Call) -> Vec<Found> {
         let request = call.phase == Phase::Request;
         let (message, kind) = if request {
             ("request", "RequestBody")
@@ -191,9 +199,9 @@ impl Behaviour for ValidateContent {
         let header = call
             .header(call.phase, "Content-Type")
             .map(|c| c.into_owned());
-        let body: Vec<u8> = match call.phase {
-            Phase::Request => call.st.req.body.clone().unwrap_or_default(),
-            Phase::Response => call.st.resp.body.clone().unwrap_or_default(),
+        let body: &[u8] = match call.phase {
+            Phase::Request => call.st.req.body.as_deref().unwrap_or_default(),
+            Phase::Response => call.st.resp.body.as_deref().unwrap_or_default(),
         };
         let (contract, schemas) = call.host.contract();
         let status = response_status(call);
@@ -232,7 +240,7 @@ impl Behaviour for ValidateContent {
         }
         let ct = self.mapped(header.as_deref());
         if body.is_empty() && ct.is_none() {
-            return conclude(step, call, KIND.element, self.errors_var.as_deref(), found);
+            return found;
         }
         let ct_text = ct.clone().unwrap_or_default();
         let rep = reps.iter().find(|r| r.content_type == ct_text);
@@ -271,7 +279,10 @@ impl Behaviour for ValidateContent {
                 }
                 Some((name, idx)) => {
                     let lead = format!("Body of the {message} does not conform to the definition {name}, which is associated with the content type {ct_text}.");
-                    let text = String::from_utf8_lossy(&body);
+                    let text = match std::str::from_utf8(body) {
+                        Ok(t) => std::borrow::Cow::Borrowed(t),
+                        Err(_) => String::from_utf8_lossy(body),
+                    };
                     let problems = match parse_json(&text) {
                         Ok(value) => schemas.validate(idx, &value, content.allow_additional),
                         Err(e) => vec![e],
@@ -290,6 +301,6 @@ impl Behaviour for ValidateContent {
                 }
             }
         }
-        conclude(step, call, KIND.element, self.errors_var.as_deref(), found)
+        found
     }
 }
