@@ -89,13 +89,39 @@ pub fn parse_document(text: &str) -> Result<Value, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
         if let Err((line, column, problem)) = crate::config::json::parse(text) {
-            return Err(ImportError::at(
-                "",
-                format!("not valid JSON: {problem} at line {line} column {column}"),
-            ));
+            // JSON as Newtonsoft reads it (APIM's parser) may end a list with a comma;
+            // YAML, a superset of JSON, reads that too
+            return yaml::parse(text).map_err(|_| {
+                ImportError::at(
+                    "",
+                    format!("not valid JSON: {problem} at line {line} column {column}"),
+                )
+            });
         }
         return miniserde::json::from_str::<Value>(text)
             .map_err(|_| ImportError::at("", "not valid JSON"));
     }
     yaml::parse(text).map_err(|e| ImportError::at("", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_with_trailing_commas_reads_as_newtonsoft_reads_it() {
+        let doc =
+            parse_document(r#"{"openapi": "3.0.0", "tags": [{"name": "a",},], "paths": {},}"#)
+                .unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&doc),
+            r#"{"openapi":"3.0.0","paths":{},"tags":[{"name":"a"}]}"#
+        );
+        // broken JSON is reported as JSON, with its place
+        let e = parse_document("{\"openapi\": \"3.0.0\",\n \"paths\": {\"a\": [}}").unwrap_err();
+        assert_eq!(
+            e.message,
+            "not valid JSON: expected a value at line 2 column 18"
+        );
+    }
 }
