@@ -197,13 +197,13 @@ fn mock_response_answers_with_imported_examples_through_a_federated_gateway() {
     )
     .status
         == 200));
-    // the named example of the document
+    // the named example of the document, its keys in the document's order
     let r = get(gw.addr, "/examples/");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
     assert_eq!(
         r.text(),
-        r#"{"versions":[{"id":"v2.0","links":[{"href":"http://127.0.0.1:8774/v2/","rel":"self"}],"status":"CURRENT","updated":"2011-01-21T11:33:21Z"},{"id":"v3.0","links":[{"href":"http://127.0.0.1:8774/v3/","rel":"self"}],"status":"EXPERIMENTAL","updated":"2013-07-23T11:33:21Z"}]}"#
+        r#"{"versions":[{"status":"CURRENT","updated":"2011-01-21T11:33:21Z","id":"v2.0","links":[{"href":"http://127.0.0.1:8774/v2/","rel":"self"}]},{"status":"EXPERIMENTAL","updated":"2013-07-23T11:33:21Z","id":"v3.0","links":[{"href":"http://127.0.0.1:8774/v3/","rel":"self"}]}]}"#
     );
     // no example: a sample made from the schema (an array of Pet)
     let r = get(gw.addr, "/pets/pets");

@@ -7,6 +7,7 @@
 //! Must not touch: SQLite, HTTP, the gateway.
 
 pub mod export;
+mod ordered;
 mod pointer;
 mod read;
 mod sample;
@@ -78,8 +79,15 @@ pub struct ImportedOperation {
     pub body: Object,
 }
 
-/// The document's text as a value: JSON when it starts with `{`, YAML otherwise.
-pub fn parse_document(text: &str) -> Result<Value, ImportError> {
+/// A document read: as the plane's values (for the mapping) and as written (for examples).
+#[derive(Debug)]
+pub struct Document {
+    pub value: Value,
+    pub written: ordered::Node,
+}
+
+/// The document's text read: JSON when it starts with `{`, YAML otherwise.
+pub fn parse_document(text: &str) -> Result<Document, ImportError> {
     if text.len() > MAX_DOCUMENT {
         return Err(ImportError::at(
             "",
@@ -87,21 +95,25 @@ pub fn parse_document(text: &str) -> Result<Value, ImportError> {
         ));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim_start().starts_with('{') {
-        if let Err((line, column, problem)) = crate::config::json::parse(text) {
+    let written = if text.trim_start().starts_with('{') {
+        match crate::config::json::parse(text) {
+            Ok(tree) => ordered::Node::from_json(&tree),
             // JSON as Newtonsoft reads it (APIM's parser) may end a list with a comma;
             // YAML, a superset of JSON, reads that too
-            return yaml::parse(text).map_err(|_| {
+            Err((line, column, problem)) => yaml::parse(text).map_err(|_| {
                 ImportError::at(
                     "",
                     format!("not valid JSON: {problem} at line {line} column {column}"),
                 )
-            });
+            })?,
         }
-        return miniserde::json::from_str::<Value>(text)
-            .map_err(|_| ImportError::at("", "not valid JSON"));
-    }
-    yaml::parse(text).map_err(|e| ImportError::at("", e))
+    } else {
+        yaml::parse(text).map_err(|e| ImportError::at("", e))?
+    };
+    Ok(Document {
+        value: written.to_value(),
+        written,
+    })
 }
 
 #[cfg(test)]
@@ -113,8 +125,13 @@ mod tests {
         let doc =
             parse_document(r#"{"openapi": "3.0.0", "tags": [{"name": "a",},], "paths": {},}"#)
                 .unwrap();
+        // as written, and as the plane's (sorted) values
         assert_eq!(
-            miniserde::json::to_string(&doc),
+            doc.written.json(),
+            r#"{"openapi":"3.0.0","tags":[{"name":"a"}],"paths":{}}"#
+        );
+        assert_eq!(
+            miniserde::json::to_string(&doc.value),
             r#"{"openapi":"3.0.0","paths":{},"tags":[{"name":"a"}]}"#
         );
         // broken JSON is reported as JSON, with its place

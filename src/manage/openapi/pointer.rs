@@ -22,16 +22,23 @@ pub fn push(base: &str, token: &str) -> String {
     p
 }
 
-/// The value a local pointer (without `#`) names in `root`.
-pub fn get<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
-    if pointer.is_empty() {
-        return Some(root);
-    }
-    let mut at = root;
-    for token in pointer.strip_prefix('/')?.split('/') {
+/// The tokens of a local pointer (without `#`), unescaped; None when it is not one.
+pub fn tokens(pointer: &str) -> Option<impl Iterator<Item = String> + '_> {
+    let rest = match pointer {
+        "" => None,
+        p => Some(p.strip_prefix('/')?),
+    };
+    Some(rest.into_iter().flat_map(|r| r.split('/')).map(|token| {
         let token = token.replace("~1", "/").replace("~0", "~");
         // a `$ref` in a URI fragment may be percent-encoded (`#/paths/~1a%7Bb%7D`)
-        let token = crate::telemetry::percent_decoded(&token);
+        crate::telemetry::percent_decoded(&token)
+    }))
+}
+
+/// The value a local pointer (without `#`) names in `root`.
+pub fn get<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut at = root;
+    for token in tokens(pointer)? {
         at = match at {
             Value::Object(o) => o.get(&token)?,
             Value::Array(a) => a.get(token.parse::<usize>().ok()?)?,

@@ -13,9 +13,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use miniserde::json::{Array, Object, Value};
 
+use super::ordered::Node;
 use super::pointer::{self, push, resolve};
 use super::values::{arr_at, field, obj_at, s, str_at, truthy};
-use super::{sample, ImportError, Imported, ImportedOperation, RequiredQuery, MAX_OPERATIONS};
+use super::{
+    sample, Document, ImportError, Imported, ImportedOperation, RequiredQuery, MAX_OPERATIONS,
+};
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -31,11 +34,13 @@ enum Version {
 }
 
 /// Reads `doc` into an API's fields and operations.
-pub fn import(doc: &Value, required_query: RequiredQuery) -> Result<Imported, ImportError> {
+pub fn import(document: &Document, required_query: RequiredQuery) -> Result<Imported, ImportError> {
+    let doc = &document.value;
     let version = version_of(doc)?;
     refuse_external_refs(doc, "")?;
     let mut reader = Reader {
         doc,
+        written: &document.written,
         version,
         required_query,
         schemas: component_schemas(doc, version),
@@ -361,6 +366,8 @@ pub fn normalise_id(text: &str) -> String {
 
 struct Reader<'d> {
     doc: &'d Value,
+    /// The document as written (examples are copied from it).
+    written: &'d Node,
     version: Version,
     required_query: RequiredQuery,
     schemas: BTreeMap<String, Value>,
@@ -708,22 +715,25 @@ impl<'d> Reader<'d> {
     }
 
     /// A media type's `example`, or the value of the first of its `examples`.
-    fn media_example(&self, media: &'d Value, at: &str) -> Result<Option<&'d Value>, ImportError> {
-        let Value::Object(m) = media else {
+    /// Where a media type's example is: its `example`, or the value of the first of
+    /// its `examples` (first as written).
+    fn media_example(&self, media: &'d Value, at: &str) -> Result<Option<String>, ImportError> {
+        if field(media, "example").is_some() {
+            return Ok(Some(push(at, "example")));
+        }
+        let list_at = push(at, "examples");
+        let first = match self.written.at(&list_at) {
+            Some(Node::Obj(map)) => map.entries.first().map(|(name, _)| name.clone()),
+            _ => None,
+        };
+        let Some(name) = first else {
             return Ok(None);
         };
-        if let Some(e) = m.get("example") {
-            return Ok(Some(e));
-        }
-        if let Some(Value::Object(examples)) = m.get("examples") {
-            if let Some((name, first)) = examples.iter().next() {
-                let (ex, _) = resolve(self.doc, first, &push(&push(at, "examples"), name))?;
-                if let Value::Object(eo) = ex {
-                    return Ok(eo.get("value"));
-                }
-            }
-        }
-        Ok(None)
+        let Some(entry) = obj_at(media, "examples").and_then(|e| e.get(&name)) else {
+            return Ok(None);
+        };
+        let (ex, ex_at) = resolve(self.doc, entry, &push(&list_at, &name))?;
+        Ok(field(ex, "value").map(|_| push(&ex_at, "value")))
     }
 
     /// One representation: its content type, the schema it names at API scope (an
@@ -732,7 +742,7 @@ impl<'d> Reader<'d> {
         &mut self,
         content_type: &str,
         schema: Option<&'d Value>,
-        example: Option<&'d Value>,
+        example: Option<String>,
         schema_at: &str,
         id: &str,
         role: &str,
@@ -770,24 +780,23 @@ impl<'d> Reader<'d> {
             };
             rep.insert("schemaId".into(), s(SCHEMA_ID));
             rep.insert("typeName".into(), s(&type_name));
-            resolved_schema = Some(resolve(self.doc, schema, schema_at)?.0);
+            resolved_schema = Some(resolve(self.doc, schema, schema_at)?);
         }
         let json = content_type.to_ascii_lowercase().contains("json");
+        // the example as written: keys in the document's order, numbers as written
         let example = example.or_else(|| {
-            resolved_schema.and_then(|sc| match sc {
-                Value::Object(o) => o.get("example"),
-                _ => None,
-            })
+            let (sc, at) = resolved_schema.as_ref()?;
+            field(sc, "example").map(|_| push(at, "example"))
         });
-        match example {
-            Some(Value::String(text)) => {
+        match example.as_deref().and_then(|at| self.written.at(at)) {
+            Some(Node::Str(text)) => {
                 rep.insert("example".into(), s(text));
             }
             Some(other) => {
-                rep.insert("example".into(), s(&miniserde::json::to_string(other)));
+                rep.insert("example".into(), s(&other.json()));
             }
             None => {
-                if let (true, Some(sc)) = (json, resolved_schema) {
+                if let (true, Some((sc, _))) = (json, resolved_schema) {
                     let sample = sample::of(self.doc, sc);
                     rep.insert("sample".into(), s(&miniserde::json::to_string(&sample)));
                 }
@@ -829,7 +838,9 @@ impl<'d> Reader<'d> {
                     let mut reps = Array::new();
                     if schema.is_some() || examples.is_some() {
                         for ct in self.media_types(op, "produces") {
-                            let example = examples.and_then(|e| e.get(&ct));
+                            let example = examples
+                                .and_then(|e| e.get(&ct))
+                                .map(|_| push(&push(&r_at, "examples"), &ct));
                             reps.push(self.representation(
                                 &ct,
                                 schema,

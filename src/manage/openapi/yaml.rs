@@ -6,10 +6,9 @@
 //! written with (`200:` is the key "200", as OpenAPI means it).
 //! Must not touch: OpenAPI semantics (read.rs), storage.
 
-use std::collections::btree_map::Entry;
 use std::collections::HashMap;
 
-use miniserde::json::{Array, Number, Object, Value};
+use super::ordered::{Map, Node};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -19,7 +18,7 @@ pub const MAX_NODES: usize = 2_000_000;
 const MAX_DEPTH: usize = 256;
 
 /// Parses one YAML document into a value.
-pub fn parse(text: &str) -> Result<Value, String> {
+pub fn parse(text: &str) -> Result<Node, String> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     let loaded = parser.load(&mut builder, false);
@@ -40,9 +39,9 @@ pub fn parse(text: &str) -> Result<Value, String> {
 }
 
 enum Open {
-    Seq(Array, usize),
+    Seq(Vec<Node>, usize),
     Map {
-        map: Object,
+        map: Map,
         anchor: usize,
         key: Option<String>,
         /// Keys that came from a merge (`<<`): an explicit key replaces them.
@@ -53,9 +52,9 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    root: Option<Value>,
+    root: Option<Node>,
     /// Anchored values and how many nodes each holds.
-    anchors: HashMap<usize, (Value, usize)>,
+    anchors: HashMap<usize, (Node, usize)>,
     /// Nodes of the open collections, per level, to size anchors.
     sizes: Vec<usize>,
     nodes: usize,
@@ -89,7 +88,7 @@ impl Builder {
     }
 
     /// A finished value goes into the collection open above it (or is the root).
-    fn place(&mut self, value: Value, key_text: Option<String>, mark: Marker) {
+    fn place(&mut self, value: Node, key_text: Option<String>, mark: Marker) {
         match self.stack.last_mut() {
             None => self.root = Some(value),
             Some(Open::Seq(items, _)) => items.push(value),
@@ -102,11 +101,10 @@ impl Builder {
                 },
                 Some(k) if k == "<<" => match value {
                     // a merge key: entries not written out explicitly
-                    Value::Object(from) => {
-                        for (k, v) in from {
-                            if let Entry::Vacant(slot) = map.entry(k) {
-                                merged.push(slot.key().clone());
-                                slot.insert(v);
+                    Node::Obj(from) => {
+                        for (k, v) in from.entries {
+                            if map.insert_new(k.clone(), v) {
+                                merged.push(k);
                             }
                         }
                     }
@@ -115,24 +113,19 @@ impl Builder {
                 Some(k) => {
                     if let Some(i) = merged.iter().position(|m| *m == k) {
                         merged.swap_remove(i);
-                        map.insert(k, value);
+                        map.set(k, value);
+                    } else if map.contains(&k) {
+                        let why = format!("duplicate key '{k}'");
+                        self.fail(mark, &why);
                     } else {
-                        match map.entry(k) {
-                            Entry::Vacant(slot) => {
-                                slot.insert(value);
-                            }
-                            Entry::Occupied(slot) => {
-                                let why = format!("duplicate key '{}'", slot.key());
-                                self.fail(mark, &why);
-                            }
-                        }
+                        map.insert_new(k, value);
                     }
                 }
             },
         }
     }
 
-    fn remember(&mut self, anchor: usize, value: &Value, size: usize) {
+    fn remember(&mut self, anchor: usize, value: &Node, size: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, (value.clone(), size));
         }
@@ -165,9 +158,9 @@ impl MarkedEventReceiver for Builder {
                 }
                 self.sizes.push(1);
                 self.stack.push(match ev {
-                    Event::SequenceStart(..) => Open::Seq(Array::new(), anchor),
+                    Event::SequenceStart(..) => Open::Seq(Vec::new(), anchor),
                     _ => Open::Map {
-                        map: Object::new(),
+                        map: Map::default(),
                         anchor,
                         key: None,
                         merged: Vec::new(),
@@ -177,14 +170,14 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceEnd | Event::MappingEnd => {
                 let size = self.sizes.pop().unwrap_or(1);
                 let (value, anchor) = match self.stack.pop() {
-                    Some(Open::Seq(items, anchor)) => (Value::Array(items), anchor),
+                    Some(Open::Seq(items, anchor)) => (Node::Arr(items), anchor),
                     Some(Open::Map {
                         map, anchor, key, ..
                     }) => {
                         if key.is_some() {
                             return self.fail(mark, "a mapping key has no value");
                         }
-                        (Value::Object(map), anchor)
+                        (Node::Obj(map), anchor)
                     }
                     None => return,
                 };
@@ -203,7 +196,7 @@ impl MarkedEventReceiver for Builder {
                     return;
                 }
                 let key_text = match &value {
-                    Value::String(s) => Some(s.clone()),
+                    Node::Str(s) => Some(s.clone()),
                     _ => None,
                 };
                 self.place(value, key_text, mark);
@@ -219,32 +212,32 @@ impl MarkedEventReceiver for Builder {
 
 /// A scalar's value: quoted scalars and `!!str` are strings; plain ones resolve by the
 /// core schema (null, booleans, integers, floats, else a string).
-fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
+fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Node, String> {
     if let Some(tag) = tag {
         if tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!" {
             return match tag.suffix.as_str() {
-                "str" | "binary" | "timestamp" => Ok(Value::String(text.to_string())),
-                "null" => Ok(Value::Null),
+                "str" | "binary" | "timestamp" => Ok(Node::Str(text.to_string())),
+                "null" => Ok(Node::Null),
                 "bool" | "int" | "float" => match plain(text) {
-                    Value::String(_) => Err(format!("'{text}' is not a {}", tag.suffix)),
+                    Node::Str(_) => Err(format!("'{text}' is not a {}", tag.suffix)),
                     v => Ok(v),
                 },
-                _ => Ok(Value::String(text.to_string())),
+                _ => Ok(Node::Str(text.to_string())),
             };
         }
-        return Ok(Value::String(text.to_string()));
+        return Ok(Node::Str(text.to_string()));
     }
     Ok(match style {
         TScalarStyle::Plain => plain(text),
-        _ => Value::String(text.to_string()),
+        _ => Node::Str(text.to_string()),
     })
 }
 
-fn plain(text: &str) -> Value {
+fn plain(text: &str) -> Node {
     match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
+        "true" | "True" | "TRUE" => return Node::Bool(true),
+        "false" | "False" | "FALSE" => return Node::Bool(false),
         _ => {}
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
@@ -252,21 +245,21 @@ fn plain(text: &str) -> Value {
         let negative = text.starts_with('-');
         if let Ok(u) = digits.parse::<u64>() {
             if !negative {
-                return Value::Number(Number::U64(u));
+                return Node::Num(u.to_string());
             }
             if let Ok(i) = i64::try_from(u) {
-                return Value::Number(Number::I64(-i));
+                return Node::Num((-i).to_string());
             }
         }
     }
     if let Some(hex) = text.strip_prefix("0x") {
         if let Ok(u) = u64::from_str_radix(hex, 16) {
-            return Value::Number(Number::U64(u));
+            return Node::Num(u.to_string());
         }
     }
     if let Some(oct) = text.strip_prefix("0o") {
         if let Ok(u) = u64::from_str_radix(oct, 8) {
-            return Value::Number(Number::U64(u));
+            return Node::Num(u.to_string());
         }
     }
     let float_like = digits
@@ -276,15 +269,17 @@ fn plain(text: &str) -> Value {
         && digits.bytes().filter(|&b| b == b'.').count() <= 1;
     if float_like {
         if let Ok(f) = text.parse::<f64>() {
-            return Value::Number(Number::F64(f));
+            if f.is_finite() {
+                return Node::Num(format!("{f:?}"));
+            }
         }
     }
     match digits {
         ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN" => {
             // JSON has no such numbers; keep the text
-            Value::String(text.to_string())
+            Node::Str(text.to_string())
         }
-        _ => Value::String(text.to_string()),
+        _ => Node::Str(text.to_string()),
     }
 }
 
@@ -293,7 +288,7 @@ mod tests {
     use super::*;
 
     fn json(text: &str) -> String {
-        miniserde::json::to_string(&parse(text).unwrap())
+        miniserde::json::to_string(&parse(text).unwrap().to_value())
     }
 
     #[test]
