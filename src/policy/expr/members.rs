@@ -58,7 +58,7 @@ members! {
     GetValue, Thumbprint, NotAfter, SerialNumber, Verify, FriendlyName, SubjectName,
     IssuerName, RawData, HasPrivateKey, Version,
     // XContainer
-    FirstNode, LastNode, AddFirst,
+    FirstNode, LastNode, AddFirst, AddAfterSelf, AddBeforeSelf,
     // System.Uri
     AbsolutePath, AbsoluteUri, Authority, Fragment, Host, LocalPath, OriginalString,
     PathAndQuery, Port, Query, Scheme, Segments, IsAbsoluteUri, UserInfo, DnsSafeHost, Path,

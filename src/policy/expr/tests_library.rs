@@ -269,6 +269,14 @@ fn what_production_documents_use() {
             r#"{ var e = XElement.Parse("<r><b/></r>"); e.AddFirst(new XElement("a"), new XElement("a2")); return e.ToString(SaveOptions.DisableFormatting); }"#,
             "<r><a /><a2 /><b /></r>",
         ),
+        (
+            r#"{ var e = XElement.Parse("<r><a/><b/></r>"); e.Element("a").AddAfterSelf(new XElement("x"), "t"); e.Element("b").AddBeforeSelf(new XElement("y")); return e.ToString(SaveOptions.DisableFormatting); }"#,
+            "<r><a /><x />t<y /><b /></r>",
+        ),
+        (
+            r#"{ var e = XElement.Parse("<r/>"); e.AddAfterSelf(new XElement("x")); return "no"; }"#,
+            "error: The parent is missing",
+        ),
     ];
     for (code, want) in cases {
         assert_eq!(text(code), *want, "{code}");

@@ -828,7 +828,7 @@ fn elem_member<'e>(
             }
             Val::Null
         }
-        (M::ReplaceWith, content) => {
+        (M::ReplaceWith | M::AddAfterSelf | M::AddBeforeSelf, content) => {
             let parent = e
                 .borrow()
                 .parent
@@ -840,7 +840,7 @@ fn elem_member<'e>(
                 .iter()
                 .position(|n| matches!(n, XNode::Elem(c) if Rc::ptr_eq(c, e)))
                 .ok_or(err("The parent is missing"))?;
-            // build the replacement in a scratch element, then splice it in
+            // build the new nodes in a scratch element, then splice them in
             let scratch = new_elem(e.borrow().name.clone());
             for c in content {
                 add(m, &scratch, c, 0)?;
@@ -851,8 +851,15 @@ fn elem_member<'e>(
                     c.borrow_mut().parent = Rc::downgrade(&parent);
                 }
             }
-            e.borrow_mut().parent = Weak::new();
-            parent.borrow_mut().nodes.splice(at..=at, nodes);
+            let range = match member {
+                M::ReplaceWith => {
+                    e.borrow_mut().parent = Weak::new();
+                    at..at + 1
+                }
+                M::AddAfterSelf => at + 1..at + 1,
+                _ => at..at,
+            };
+            parent.borrow_mut().nodes.splice(range, nodes);
             Val::Null
         }
         (M::ToString, opts) => m.text(print(e, formatted(opts)))?,
