@@ -275,7 +275,7 @@ fn what_production_documents_use() {
         ),
         (
             r#"{ var e = XElement.Parse("<r/>"); e.AddAfterSelf(new XElement("x")); return "no"; }"#,
-            "error: The parent is missing",
+            "error: The parent is missing.",
         ),
     ];
     for (code, want) in cases {

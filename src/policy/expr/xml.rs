@@ -519,7 +519,7 @@ fn detach(e: &El) -> Result<(), EvalError> {
         .borrow()
         .parent
         .upgrade()
-        .ok_or(err("The parent is missing"))?;
+        .ok_or(err("The parent is missing."))?;
     parent
         .borrow_mut()
         .nodes
@@ -829,37 +829,7 @@ fn elem_member<'e>(
             Val::Null
         }
         (M::ReplaceWith | M::AddAfterSelf | M::AddBeforeSelf, content) => {
-            let parent = e
-                .borrow()
-                .parent
-                .upgrade()
-                .ok_or(err("The parent is missing"))?;
-            let at = parent
-                .borrow()
-                .nodes
-                .iter()
-                .position(|n| matches!(n, XNode::Elem(c) if Rc::ptr_eq(c, e)))
-                .ok_or(err("The parent is missing"))?;
-            // build the new nodes in a scratch element, then splice them in
-            let scratch = new_elem(e.borrow().name.clone());
-            for c in content {
-                add(m, &scratch, c, 0)?;
-            }
-            let nodes = std::mem::take(&mut scratch.borrow_mut().nodes);
-            for n in &nodes {
-                if let XNode::Elem(c) = n {
-                    c.borrow_mut().parent = Rc::downgrade(&parent);
-                }
-            }
-            let range = match member {
-                M::ReplaceWith => {
-                    e.borrow_mut().parent = Weak::new();
-                    at..at + 1
-                }
-                M::AddAfterSelf => at + 1..at + 1,
-                _ => at..at,
-            };
-            parent.borrow_mut().nodes.splice(range, nodes);
+            splice_beside(m, e, member, content)?;
             Val::Null
         }
         (M::ToString, opts) => m.text(print(e, formatted(opts)))?,
@@ -869,6 +839,48 @@ fn elem_member<'e>(
             ))))
         }
     })
+}
+
+/// `ReplaceWith`, `AddAfterSelf`, `AddBeforeSelf`: `content` spliced into the parent in
+/// place of `e`, after it or before it.
+fn splice_beside<'e>(
+    m: &mut Machine<'e>,
+    e: &El,
+    member: M,
+    content: &[Val<'e>],
+) -> Result<(), EvalError> {
+    let parent = e
+        .borrow()
+        .parent
+        .upgrade()
+        .ok_or(err("The parent is missing."))?;
+    let at = parent
+        .borrow()
+        .nodes
+        .iter()
+        .position(|n| matches!(n, XNode::Elem(c) if Rc::ptr_eq(c, e)))
+        .ok_or(err("The parent is missing."))?;
+    // build the new nodes in a scratch element, then splice them in
+    let scratch = new_elem(e.borrow().name.clone());
+    for c in content {
+        add(m, &scratch, c, 0)?;
+    }
+    let nodes = std::mem::take(&mut scratch.borrow_mut().nodes);
+    for n in &nodes {
+        if let XNode::Elem(c) = n {
+            c.borrow_mut().parent = Rc::downgrade(&parent);
+        }
+    }
+    let range = match member {
+        M::ReplaceWith => {
+            e.borrow_mut().parent = Weak::new();
+            at..at + 1
+        }
+        M::AddAfterSelf => at + 1..at + 1,
+        _ => at..at,
+    };
+    parent.borrow_mut().nodes.splice(range, nodes);
+    Ok(())
 }
 
 /// Prints an element as .NET's `XElement.ToString()` does: indented by two spaces (or
