@@ -134,6 +134,17 @@ mod tests {
             miniserde::json::to_string(&doc.value),
             r#"{"openapi":"3.0.0","paths":{},"tags":[{"name":"a"}]}"#
         );
+        // OpenAPI 3.1: a schema's `examples` list gives the representation's example
+        let doc = parse_document(
+            "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      responses:\n        '200':\n          description: ok\n          content:\n            application/json:\n              schema: {type: object, examples: [{z: 1, a: [true]}]}\n",
+        )
+        .unwrap();
+        let imported = import(&doc, RequiredQuery::Template).unwrap();
+        let body = miniserde::json::to_string(&Value::Object(imported.operations[0].body.clone()));
+        assert!(
+            body.contains(r#""example":"{\"z\":1,\"a\":[true]}""#),
+            "{body}"
+        );
         // broken JSON is reported as JSON, with its place
         let e = parse_document("{\"openapi\": \"3.0.0\",\n \"paths\": {\"a\": [}}").unwrap_err();
         assert_eq!(

@@ -786,7 +786,14 @@ impl<'d> Reader<'d> {
         // the example as written: keys in the document's order, numbers as written
         let example = example.or_else(|| {
             let (sc, at) = resolved_schema.as_ref()?;
-            field(sc, "example").map(|_| push(at, "example"))
+            // OpenAPI 3.0's `example`, or the first of JSON Schema's (3.1) `examples`
+            match (field(sc, "example"), field(sc, "examples")) {
+                (Some(_), _) => Some(push(at, "example")),
+                (None, Some(Value::Array(list))) if !list.is_empty() => {
+                    Some(push(&push(at, "examples"), "0"))
+                }
+                _ => None,
+            }
         });
         match example.as_deref().and_then(|at| self.written.at(at)) {
             Some(Node::Str(text)) => {

@@ -33,6 +33,12 @@ fn sample(doc: &Value, schema: &Value, depth: usize, budget: &mut usize) -> Valu
             return v.clone();
         }
     }
+    // JSON Schema's (OpenAPI 3.1) list of examples
+    if let Some(Value::Array(examples)) = o.get("examples") {
+        if let Some(first) = examples.first() {
+            return first.clone();
+        }
+    }
     if let Some(Value::Array(values)) = o.get("enum") {
         if let Some(first) = values.first() {
             return first.clone();
@@ -130,13 +136,13 @@ mod tests {
                     "status": {"type": "string", "enum": ["available", "sold"]},
                     "born": {"type": "string", "format": "date"},
                     "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}}}},
-                "Tag": {"allOf": [{"type": "object", "properties": {"label": {"type": ["string", "null"]}}}]}}}}"##,
+                "Tag": {"allOf": [{"type": "object", "properties": {"label": {"type": ["string", "null"]}, "weight": {"type": "number", "examples": [2.5, 3]}}}]}}}}"##,
         )
         .unwrap();
         let pet = pointer::get(&doc, "/components/schemas/Pet").unwrap();
         assert_eq!(
             miniserde::json::to_string(&of(&doc, pet)),
-            r#"{"born":"2026-01-01","id":0,"name":"doggie","status":"available","tags":[{"label":"string"}]}"#
+            r#"{"born":"2026-01-01","id":0,"name":"doggie","status":"available","tags":[{"label":"string","weight":2.5}]}"#
         );
     }
 }
