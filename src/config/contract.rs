@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::json::{index, to_text, Errors, Fields, Json};
+use super::json::{index, to_text, type_name, Errors, Fields, Json};
 use crate::policy::schema::{
     Contract, Param, ParamType, Representation, ResponseContract, SchemaSet,
 };
@@ -18,13 +18,8 @@ pub fn schemas(value: Option<&Json>, path: &str, errors: &mut Errors) -> Arc<Sch
     let Some(value) = value else {
         return Arc::default();
     };
-    let Json::Array(list) = value else {
-        errors.push(path, "expected an array");
-        return Arc::default();
-    };
     let mut documents = Vec::new();
-    for (i, entity) in list.iter().enumerate() {
-        let at = index(path, i);
+    for (at, entity) in items(value, path, errors) {
         let Some(f) = Fields::of(
             entity,
             &at,
@@ -119,13 +114,8 @@ fn representations(
     set: &SchemaSet,
     errors: &mut Errors,
 ) -> Vec<Representation> {
-    let Json::Array(list) = value else {
-        errors.push(path, "expected an array");
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, rep) in list.iter().enumerate() {
-        let at = index(path, i);
+    for (at, rep) in items(value, path, errors) {
         let content_type = rep
             .get("contentType")
             .and_then(Json::as_str)
@@ -152,13 +142,8 @@ fn representations(
 }
 
 fn params(value: &Json, path: &str, errors: &mut Errors) -> Vec<Param> {
-    let Json::Array(list) = value else {
-        errors.push(path, "expected an array");
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, p) in list.iter().enumerate() {
-        let at = index(path, i);
+    for (at, p) in items(value, path, errors) {
         let Some(f) = Fields::of(
             p,
             &at,
@@ -192,4 +177,22 @@ fn params(value: &Json, path: &str, errors: &mut Errors) -> Vec<Param> {
         });
     }
     out
+}
+
+/// The elements of an array value with their paths (an error when it is not one).
+fn items<'a>(value: &'a Json<'a>, path: &str, errors: &mut Errors) -> Vec<(String, &'a Json<'a>)> {
+    match value {
+        Json::Array(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (index(path, i), v))
+            .collect(),
+        other => {
+            errors.push(
+                path,
+                format!("expected an array, found {}", type_name(other)),
+            );
+            Vec::new()
+        }
+    }
 }

@@ -129,10 +129,6 @@ impl SchemaSet {
         self.names.get(name).copied()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     fn push(&mut self, schema: &Value, depth: usize) -> Result<Idx, String> {
         let node = self.node(schema, depth + 1)?;
         self.nodes.push(node);

@@ -124,8 +124,10 @@ fn protocol_header(name: &str) -> bool {
         "www-authenticate",
         "access-control-allow-origin",
     ];
-    let lower = name.to_ascii_lowercase();
-    NAMES.contains(&lower.as_str()) || lower.starts_with("access-control-")
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+        || name
+            .get(..15)
+            .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
 }
 
 fn place_actions(cx: &Cx, n: Node, parent: Option<&Actions>, child_name: &str) -> R<Actions> {
