@@ -209,6 +209,7 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.listen.insecure",
     "manage.instances.prune.after",
     "manage.audit.path",
+    "manage.portal.gateway.url",
 ];
 
 /// The gateway's OAuth 2.0 client identity (`identity.*`).
@@ -736,6 +737,8 @@ pub struct ManageSettings {
     pub instances_prune_after: Duration,
     /// A file the audit trail is appended to (it always goes to the log too).
     pub audit_path: Option<PathBuf>,
+    /// The gateway the developer portal's try-it console relays calls to.
+    pub portal_gateway_url: Option<String>,
 }
 
 impl ManageSettings {
@@ -753,6 +756,7 @@ impl ManageSettings {
             listen_insecure: false,
             instances_prune_after: Duration::from_secs(7 * 86_400),
             audit_path: None,
+            portal_gateway_url: None,
         }
     }
 }
@@ -785,6 +789,14 @@ impl Layered for ManageSettings {
             }
             "manage.audit.path" => {
                 self.audit_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
+            }
+            "manage.portal.gateway.url" => {
+                let ok = (value.starts_with("http://") || value.starts_with("https://"))
+                    && !value.contains(['?', '#', ' ']);
+                if !ok {
+                    return Err(bad("an http:// or https:// base URL without query"));
+                }
+                self.portal_gateway_url = Some(value.trim_end_matches('/').to_string());
             }
             _ => {
                 return Err(SettingError::UnknownKey {
@@ -999,6 +1011,7 @@ mod tests {
             "telemetry.logs.std.level" => "warn",
             "telemetry.metrics.local" => "prometheus",
             "manage.admin.token" => "a-token-of-enough-length",
+            "manage.portal.gateway.url" => "http://127.0.0.1:8080",
             "net.azure-ad.authority" => "https://login.microsoftonline.us",
             "cache.external.url" => "redis://127.0.0.1:6379",
             "identity.token.url" => "https://login.example/token",

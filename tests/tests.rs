@@ -17,6 +17,7 @@ mod openapi;
 mod openid;
 mod plane_http;
 mod policies;
+mod portal;
 mod proxy;
 mod response_cache;
 mod send_request;

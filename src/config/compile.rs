@@ -42,6 +42,8 @@ const API_FIELDS: &[&str] = &[
     "operations",
     // from an OpenAPI import: the API-scoped schemas (validate-content's, the portal's)
     "schemas",
+    // the developer portal's catalogue: tags to search and filter by
+    "tags",
 ];
 const KEY_NAME_FIELDS: &[&str] = &["header", "query"];
 const OP_FIELDS: &[&str] = &[
@@ -297,6 +299,8 @@ fn compile_api<'d>(
     let name = f.display_name(id, errors);
 
     let schemas = super::contract::schemas(f.get("schemas"), &f.path("schemas"), errors);
+    // only the portal reads them; checked here so a bad document is refused whole
+    let _ = f.str_array("tags", errors);
     let (operations, op_texts) = operations(&f, &schemas, errors);
     if errors.0.len() > before {
         return None;

@@ -28,6 +28,8 @@ const PRODUCT_FIELDS: &[&str] = &[
     "policies",
     "terms",
     "groups",
+    // the portal's limit on one user's subscriptions to the product
+    "subscriptionsLimit",
 ];
 const SUBSCRIPTION_FIELDS: &[&str] = &[
     "id",
@@ -239,6 +241,8 @@ pub fn products<'d>(
                 false
             }
         };
+        let _ = f.u64("subscriptionsLimit", errors);
+        let _ = f.str("terms", errors);
         let name = f.display_name(id, errors);
         list.push(Product {
             id: id.to_string(),

@@ -62,7 +62,7 @@ struct Published {
 /// Most gateway ids whose last refused token is remembered.
 const REFUSALS_MAX: usize = 1024;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -208,13 +208,29 @@ impl Plane {
         })
     }
 
-    fn store(&self) -> MutexGuard<'_, PlaneStore> {
+    pub(super) fn store(&self) -> MutexGuard<'_, PlaneStore> {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn bumped(&self) {
+    /// The version of the document `gateway` should be running now (what the fleet
+    /// view compares each instance's `configVersion` with).
+    pub(super) fn current_version(&self, gateway: &str) -> Option<String> {
+        self.document(gateway).ok().map(|b| b.version.to_string())
+    }
+
+    /// Whether `token` is the admin token (constant time).
+    pub(super) fn is_admin_token(&self, token: &str) -> bool {
+        constant_time_eq(token.as_bytes(), self.admin_token.as_bytes())
+    }
+
+    /// Records a mutation made through the portal or the console in the audit trail.
+    pub(super) fn audit(&self, req: &Request, actor: &str, status: u16) {
+        self.audit.record(req, actor, status);
+    }
+
+    pub(super) fn bumped(&self) {
         let rev = self.store().revision().unwrap_or(0);
         let mut current = self.revision.lock().unwrap_or_else(|p| p.into_inner());
         *current = rev;
@@ -827,7 +843,7 @@ impl Plane {
     }
 
     /// A gateway with its APIs and, per instance, what it last reported.
-    fn gateway_view(&self, id: &str) -> Result<Value, PlaneError> {
+    pub(super) fn gateway_view(&self, id: &str) -> Result<Value, PlaneError> {
         let store = self.store();
         let mut view = store.gateway(id)?;
         view.insert(

@@ -123,7 +123,7 @@ fn invalid(path: &str, message: impl Into<String>) -> PlaneError {
 }
 
 /// A new subscription key: 32 hex characters, as APIM makes them.
-fn new_subscription_key() -> String {
+pub(super) fn new_subscription_key() -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
     // SystemRandom only fails if the OS has no randomness source at all.

@@ -97,6 +97,12 @@ impl PlaneStore {
         };
         set(&mut api, "displayName", imported.display_name);
         set(&mut api, "description", imported.description);
+        if !imported.tags.is_empty() {
+            api.insert(
+                "tags".into(),
+                Value::Array(imported.tags.into_iter().map(Value::String).collect()),
+            );
+        }
         if let Some(p) = options.path {
             api.insert("path".into(), Value::String(p));
         } else if existing.is_none() {

@@ -3,13 +3,16 @@
 //! hot path.
 //! Must not touch: the gateway's event loop.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod catalogue;
 pub mod entities;
 pub mod http;
 pub mod import;
 pub mod openapi;
 pub mod store;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,6 +133,19 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         n.send(&format!("READY=1\nEDGEGATE_LISTEN={scheme}://{bound}"));
     }
-    let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| plane.handle(req));
+    let web = web::Web::new(
+        plane.clone(),
+        web::PortalSettings {
+            gateway_url: settings.portal_gateway_url.clone(),
+            tls: tls.is_some(),
+        },
+    );
+    let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| {
+        if web::Web::handles(&req.path) {
+            web.handle(req)
+        } else {
+            plane.handle(req)
+        }
+    });
     http::serve(listener, tls, handler).map_err(|e| e.to_string())
 }

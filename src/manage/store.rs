@@ -27,6 +27,9 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS telemetry (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, gateway TEXT NOT NULL, received INTEGER NOT NULL, record TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS telemetry_by_gateway ON telemetry (gateway, seq);
+    CREATE INDEX IF NOT EXISTS telemetry_by_time ON telemetry (received);
+    CREATE INDEX IF NOT EXISTS telemetry_by_subscription
+        ON telemetry (json_extract(record, '$.subscriptionId'), received);
     CREATE TABLE IF NOT EXISTS telemetry_dropped (gateway TEXT PRIMARY KEY, dropped INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS metrics (
         gateway TEXT NOT NULL, instance TEXT NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
@@ -270,6 +273,8 @@ impl PlaneStore {
         let conn = crate::sqlite::open_durable(path, crate::sqlite::DbKind::Plane)
             .map_err(|e| format!("database {} {e}", path.display()))?;
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+        conn.execute_batch(super::accounts::SCHEMA)
+            .map_err(|e| e.to_string())?;
         let mut store = PlaneStore {
             conn,
             rendered: Default::default(),

@@ -328,6 +328,8 @@ pub fn spawn_listening(
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// A real `edgegate manage` process with its SQLite file in its own directory.
+pub mod browser;
+
 pub struct Plane {
     pub child: Child,
     pub addr: SocketAddr,

@@ -67,6 +67,9 @@ pub struct Imported {
     pub service_url: Option<String>,
     /// The API-scoped schema entity, when the document has schemas.
     pub schemas: Option<Value>,
+    /// The document's tag names (its `tags`, then those its operations use), for the
+    /// portal's catalogue.
+    pub tags: Vec<String>,
     pub operations: Vec<ImportedOperation>,
 }
 

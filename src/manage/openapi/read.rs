@@ -83,12 +83,47 @@ pub fn import(document: &Document, required_query: RequiredQuery) -> Result<Impo
     schemas.extend(reader.lifted);
     let schemas = (!schemas.is_empty()).then(|| schema_entity(schemas, version));
     Ok(Imported {
+        tags: tags_of(doc),
         display_name: text("title").filter(|t| !t.trim().is_empty()),
         description: text("description").filter(|t| !t.trim().is_empty()),
         service_url: service_url(doc, version),
         schemas,
         operations,
     })
+}
+
+/// The names in the document's `tags`, then the other tags its operations use; each
+/// once, at most 32, each at most 64 characters.
+fn tags_of(doc: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |t: &str| {
+        let t = t.trim();
+        if !t.is_empty() && t.len() <= 64 && out.len() < 32 && !out.iter().any(|x| x == t) {
+            out.push(t.to_string());
+        }
+    };
+    if let Some(Value::Array(list)) = field(doc, "tags") {
+        for t in list {
+            if let Some(name) = str_at(t, "name") {
+                add(name);
+            }
+        }
+    }
+    if let Some(Value::Object(paths)) = field(doc, "paths") {
+        for item in paths.values() {
+            let Value::Object(item) = item else { continue };
+            for op in item.values() {
+                if let Some(Value::Array(tags)) = field(op, "tags") {
+                    for t in tags {
+                        if let Value::String(t) = t {
+                            add(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn version_of(doc: &Value) -> Result<Version, ImportError> {

@@ -1,0 +1,500 @@
+//! The developer portal and the operator console: in a real browser (headless Chromium
+//! through ChromeDriver) against the real plane, a real federated gateway and a real
+//! origin; and at the HTTP level for what a browser does not show (headers, CSRF,
+//! throttling, escaping).
+
+use std::time::Duration;
+
+use crate::common::browser::Browser;
+use crate::common::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plane whose portal relays try-it calls to a gateway on `gw_port`, with the petstore
+/// imported (served by `origin`), a product that needs approval and has terms and a
+/// limit of one subscription per developer, and gateway gw1 serving the API.
+fn portal_plane(gw_port: u16, origin: &Origin) -> Plane {
+    let plane = Plane::start_with(
+        temp_dir("portal"),
+        "127.0.0.1:0",
+        &[&format!(
+            "manage.portal.gateway.url=http://127.0.0.1:{gw_port}"
+        )],
+    );
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openapi/v3.0_petstore.json"
+    ))
+    .unwrap();
+    let (s, b) = plane.admin(
+        "PUT",
+        &format!(
+            "/admin/apis/pets?import=openapi&path=pets&serviceUrl={}",
+            origin.url("/v1")
+        ),
+        &spec,
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/products/starter",
+        r#"{"displayName": "Starter", "description": "Pets for everyone.", "approvalRequired": true,
+            "terms": "Be kind to the pets.", "subscriptionsLimit": 1}"#,
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin("PUT", "/admin/products/starter/apis/pets", "");
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin("PUT", "/admin/gateways/gw1", "{}");
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin("PUT", "/admin/gateways/gw1/apis/pets", "");
+    assert_eq!(s, 201, "{b}");
+    plane
+}
+
+/// `portal_plane` and gateway gw1 federated to it (heartbeats every second) on the port
+/// the portal relays try-it calls to.
+fn portal_and_gateway(origin: &Origin) -> (Plane, Gateway) {
+    let gw_port = free_port();
+    let plane = portal_plane(gw_port, origin);
+    let listen = format!("net.server.http.listen=127.0.0.1:{gw_port}");
+    let gw = Gateway::start_service(
+        &plane.url(),
+        &plane.token("gw1"),
+        &[&listen, "config.service.heartbeat.interval=1s"],
+    );
+    (plane, gw)
+}
+
+fn sign_in_to_console(browser: &Browser, plane: &Plane) {
+    browser.goto(&format!("{}/console/signin", plane.url()));
+    browser.fill("#token", ADMIN_TOKEN);
+    browser.click("#signin");
+    assert_eq!(
+        browser.url_when(&format!("{}/console", plane.url())),
+        format!("{}/console", plane.url()),
+        "{}",
+        browser.text("main")
+    );
+}
+
+fn sign_in_to_portal(browser: &Browser, plane: &Plane, email: &str) {
+    browser.goto(&format!("{}/portal/signin", plane.url()));
+    browser.fill("#email", email);
+    browser.fill("#password", PASSWORD);
+    browser.click("#signin");
+}
+
+#[test]
+fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
+    let origin = Origin::echo();
+    let (plane, gw) = portal_and_gateway(&origin);
+    // the API is served (a key is required)
+    assert!(eventually(Duration::from_secs(20), || get(
+        gw.addr,
+        "/pets/pets"
+    )
+    .status
+        == 401));
+
+    let browser = Browser::start();
+    let portal = format!("{}/portal", plane.url());
+    // sign-up: the account waits for an administrator
+    browser.goto(&format!("{portal}/signup"));
+    browser.fill("#email", "ada@example.org");
+    browser.fill("#first-name", "Ada");
+    browser.fill("#last-name", "Lovelace");
+    browser.fill("#password", PASSWORD);
+    browser.click("#signup");
+    assert!(browser.text_when("#pending", "Your account was created. An administrator approves new accounts; you can sign in once yours is approved.").contains("An administrator approves new accounts"));
+    sign_in_to_portal(&browser, &plane, "ada@example.org");
+    assert_eq!(
+        browser.text_when(
+            ".notice.error",
+            "Your account awaits approval by an administrator."
+        ),
+        "Your account awaits approval by an administrator."
+    );
+
+    // approval in the console
+    sign_in_to_console(&browser, &plane);
+    browser.goto(&format!("{}/console/approvals", plane.url()));
+    assert!(browser.text("#pending-users").contains("ada@example.org"));
+    browser.screenshot("console-approvals");
+    browser.click("button[id^=approve-user-]");
+    assert_eq!(
+        browser.text_when(
+            ".notice.ok",
+            "The account was approved; its owner can sign in now."
+        ),
+        "The account was approved; its owner can sign in now."
+    );
+    assert!(browser.try_find("#pending-users").is_none());
+
+    // the developer signs in, finds the API and subscribes
+    sign_in_to_portal(&browser, &plane, "ada@example.org");
+    assert_eq!(
+        browser.url_when(&format!("{portal}/profile")),
+        format!("{portal}/profile")
+    );
+    assert_eq!(
+        browser.text_when("#who", "ada@example.org"),
+        "ada@example.org"
+    );
+    browser.goto(&portal);
+    assert_eq!(
+        browser.text_when("#count", "1–1 of 1 APIs"),
+        "1–1 of 1 APIs"
+    );
+    assert!(browser.text("#apis").starts_with("Swagger Petstore"));
+    browser.screenshot("portal-catalogue");
+    browser.goto(&format!("{portal}/apis/pets"));
+    assert!(browser.text("#operations").contains("List all pets"));
+    browser.goto(&format!("{portal}/products/starter"));
+    browser.click("#subscribe");
+    assert_eq!(
+        browser.text_when(".notice.error", "Accept the terms of use to subscribe."),
+        "Accept the terms of use to subscribe."
+    );
+    browser.click("#terms");
+    browser.click("#subscribe");
+    assert_eq!(
+        browser.url_when(&format!("{portal}/profile")),
+        format!("{portal}/profile")
+    );
+    assert_eq!(
+        browser.text_when(".subscription .state", "submitted"),
+        "submitted"
+    );
+    assert!(
+        browser.try_find("#primary-key").is_none(),
+        "no key before approval"
+    );
+    // one subscription per developer: a second is refused
+    browser.goto(&format!("{portal}/products/starter"));
+    browser.click("#terms");
+    browser.click("#subscribe");
+    assert_eq!(
+        browser.text_when(
+            ".notice.error",
+            "You hold 1 subscription(s) to this product, its limit per developer."
+        ),
+        "You hold 1 subscription(s) to this product, its limit per developer."
+    );
+
+    // the console approves the subscription; the key shows in the profile
+    browser.goto(&format!("{}/console/approvals", plane.url()));
+    browser.click("button[id^=approve-subscription-]");
+    browser.goto(&format!("{portal}/profile"));
+    assert_eq!(
+        browser.text_when(".subscription .state", "active"),
+        "active"
+    );
+    let key = browser.text("#primary-key");
+    let (_, subs) = plane.admin("GET", "/admin/subscriptions", "");
+    let sub_id = subs
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, secrets) = plane.admin(
+        "POST",
+        &format!("/admin/subscriptions/{sub_id}/listSecrets"),
+        "",
+    );
+    assert!(
+        secrets.contains(&format!("\"primaryKey\":\"{key}\"")),
+        "{secrets} vs {key}"
+    );
+    browser.screenshot("portal-profile");
+
+    // try-it: the portal relays the call to the gateway with the key added there
+    assert!(eventually(Duration::from_secs(20), || {
+        send(
+            &gw,
+            "GET",
+            "/pets/pets",
+            &[("Ocp-Apim-Subscription-Key", &key)],
+            "",
+        )
+        .status
+            == 200
+    }));
+    let before = origin.requests().len();
+    browser.goto(&format!("{portal}/apis/pets/operations/showpetbyid"));
+    browser.fill("#try-param-petId", "42");
+    browser.click("#try-send");
+    assert_eq!(browser.text_when("#try-status", "200"), "200");
+    assert_eq!(
+        browser.text_when("#try-body-out", "GET /v1/pets/42"),
+        "GET /v1/pets/42"
+    );
+    let seen = origin.requests();
+    assert_eq!(seen.len(), before + 1);
+    assert_eq!(seen[before].target, "/v1/pets/42");
+    assert!(
+        !browser.text("main").contains(&key),
+        "the key is never put in the page"
+    );
+    browser.screenshot("portal-try-it");
+
+    // the call shows in the subscription's usage once the gateway uploads it
+    browser.goto(&format!("{portal}/subscriptions/{sub_id}/usage"));
+    let counted = browser.reload_until(Duration::from_secs(30), |b| {
+        b.text("#usage tbody td:first-child") == "2"
+    });
+    assert!(counted, "usage: {}", browser.text("#usage"));
+    assert_eq!(browser.text_when("#usage tbody td:nth-child(2)", "0"), "0");
+    browser.screenshot("portal-usage");
+}
+
+#[test]
+fn the_fleet_view_shows_a_gateway_going_disconnected() {
+    let origin = Origin::text("ok");
+    let (plane, gw) = portal_and_gateway(&origin);
+    let browser = Browser::start();
+    sign_in_to_console(&browser, &plane);
+    let connected = browser.reload_until(Duration::from_secs(20), |b| {
+        b.text("#fleet .state") == "connected" && b.text("#fleet").contains("current")
+    });
+    assert!(connected, "{}", browser.text("#fleet"));
+    assert_eq!(
+        browser.text_when(
+            "#fleet-summary",
+            "1 instance(s) connected, 0 offline or never connected, 1 gateway(s)."
+        ),
+        "1 instance(s) connected, 0 offline or never connected, 1 gateway(s)."
+    );
+    browser.screenshot("console-fleet");
+    gw.kill();
+    let gone = browser.reload_until(Duration::from_secs(20), |b| {
+        b.text("#fleet .state") == "disconnected"
+    });
+    assert!(gone, "{}", browser.text("#fleet"));
+    assert!(browser.text("#fleet").contains("no heartbeat for"));
+    assert_eq!(
+        browser.text_when(
+            "#fleet-summary",
+            "0 instance(s) connected, 1 offline or never connected, 1 gateway(s)."
+        ),
+        "0 instance(s) connected, 1 offline or never connected, 1 gateway(s)."
+    );
+    browser.screenshot("console-fleet-disconnected");
+}
+
+/// (status, headers, body) of a raw request to the plane.
+fn call(plane: &Plane, raw: &str) -> Resp {
+    request(plane.addr, raw)
+}
+
+/// The value of the cookie `name` that `r` sets.
+fn set_cookie(r: &Resp, name: &str) -> String {
+    let prefix = format!("{name}=");
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| {
+            v.split(';')
+                .next()?
+                .strip_prefix(&prefix)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", r.headers))
+}
+
+fn csrf_cookie(r: &Resp) -> String {
+    set_cookie(r, "edgegate-portal-csrf")
+}
+
+fn post_form(plane: &Plane, path: &str, cookie: &str, origin: Option<&str>, body: &str) -> Resp {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    call(
+        plane,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{origin}Cookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            plane.addr,
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn pages_carry_a_strict_policy_forms_need_their_token_and_text_is_escaped() {
+    let origin = Origin::text("ok");
+    let plane = portal_plane(free_port(), &origin);
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/apis/xss",
+        r#"{"displayName": "<script>alert(1)</script>", "path": "xss", "serviceUrl": "http://127.0.0.1:9"}"#,
+    );
+    assert_eq!(s, 201, "{b}");
+    plane.admin("PUT", "/admin/products/starter/apis/xss", "");
+    let page = get(plane.addr, "/portal");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let html = page.text();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "no script on any page");
+    let token = csrf_cookie(&page);
+    let cookie_line = page
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        cookie_line.ends_with("; Path=/portal; HttpOnly; SameSite=Lax"),
+        "{cookie_line}"
+    );
+
+    let cookie = format!("edgegate-portal-csrf={token}");
+    let form = "email=eve%40example.org&firstName=Eve&lastName=E&password=long+enough+secret";
+    // no token, a wrong one, or another origin: refused before anything happens
+    for (body, from) in [
+        (form.to_string(), None),
+        (format!("csrf=forged&{form}"), None),
+        (format!("csrf={token}&{form}"), Some("http://evil.example")),
+    ] {
+        let r = post_form(&plane, "/portal/signup", &cookie, from, &body);
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    let (_, users) = plane.admin("GET", "/admin/users", "");
+    assert_eq!(users, "[]");
+    let own = format!("http://{}", plane.addr);
+    let r = post_form(
+        &plane,
+        "/portal/signup",
+        &cookie,
+        Some(&own),
+        &format!("csrf={token}&{form}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, users) = plane.admin("GET", "/admin/users", "");
+    assert!(
+        users.contains("\"state\":\"pending\"") && !users.contains("pbkdf2"),
+        "{users}"
+    );
+
+    // the console needs a session; the admin API's token in a form signs in
+    let r = get(plane.addr, "/console");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/signin"))
+    );
+}
+
+#[test]
+fn sign_in_is_refused_for_a_while_after_five_failures() {
+    let plane = portal_plane(free_port(), &Origin::text("ok"));
+    // an invited account is active at once
+    let page = get(plane.addr, "/portal/signup");
+    let token = csrf_cookie(&page);
+    let cookie = format!("edgegate-portal-csrf={token}");
+    let r = post_form(
+        &plane,
+        "/console/signin",
+        &cookie,
+        None,
+        &format!("csrf={token}&token={ADMIN_TOKEN}"),
+    );
+    assert_eq!(r.status, 403, "the portal's token is not the console's");
+    let email = "bob@example.org";
+    // the console makes an invitation (signed in with the admin token)
+    let console_page = get(plane.addr, "/console/signin");
+    let ctoken = set_cookie(&console_page, "edgegate-console-csrf");
+    let ccookie = format!("edgegate-console-csrf={ctoken}");
+    let r = post_form(
+        &plane,
+        "/console/signin",
+        &ccookie,
+        None,
+        &format!("csrf={ctoken}&token={ADMIN_TOKEN}"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let session = format!("edgegate-console={}", set_cookie(&r, "edgegate-console"));
+    let approvals = call(
+        &plane,
+        &format!("GET /console/approvals HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"),
+    );
+    let csrf = approvals
+        .text()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = post_form(
+        &plane,
+        "/console/invitations",
+        &session,
+        None,
+        &format!("csrf={csrf}&email={email}"),
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let code = text
+        .split("id=\"invitation-code\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    let r = post_form(
+        &plane,
+        "/portal/signup",
+        &cookie,
+        None,
+        &format!(
+            "csrf={token}&email={email}&firstName=Bob&lastName=B&password={}&invitation={code}",
+            PASSWORD.replace(' ', "+")
+        ),
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/portal/profile")),
+        "{}",
+        r.text()
+    );
+
+    let attempt = |pw: &str| {
+        post_form(
+            &plane,
+            "/portal/signin",
+            &cookie,
+            None,
+            &format!("csrf={token}&email={email}&password={pw}"),
+        )
+        .status
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("wrong+password"), 401);
+    }
+    assert_eq!(
+        attempt(&PASSWORD.replace(' ', "+")),
+        429,
+        "the right password waits too"
+    );
+}
