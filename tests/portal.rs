@@ -498,3 +498,130 @@ fn sign_in_is_refused_for_a_while_after_five_failures() {
         "the right password waits too"
     );
 }
+
+#[test]
+fn the_design_sets_title_logo_colours_and_markdown_pages() {
+    let plane = portal_plane(free_port(), &Origin::text("ok"));
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/portal",
+        r##"{"colors": {"accent": "red;}"}}"##,
+    );
+    assert_eq!(s, 400);
+    assert!(
+        b.contains("colors.accent: must be a #rgb, #rgba, #rrggbb or #rrggbbaa colour"),
+        "{b}"
+    );
+    let design = r##"{"title": "Contoso APIs", "logo": "data:image/png;base64,iVBORw0KGgo=",
+        "colors": {"accent": "#0a7f5a"},
+        "pages": [{"id": "start", "title": "Getting started", "markdown": "# Welcome\n\nUse **keys**. <script>x</script>"},
+                  {"id": "sla", "title": "SLA", "markdown": "99.9 %", "visibility": "signedIn"}]}"##;
+    let (s, b) = plane.admin("PUT", "/admin/portal", design);
+    assert_eq!(s, 200, "{b}");
+    let (_, stored) = plane.admin("GET", "/admin/portal", "");
+    assert!(stored.contains("\"title\":\"Contoso APIs\""), "{stored}");
+
+    let home = get(plane.addr, "/portal").text();
+    assert!(
+        home.contains("<title>APIs · Contoso APIs</title>"),
+        "{home}"
+    );
+    assert!(
+        home.contains("<img class=\"logo\" src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"\">")
+    );
+    assert!(home.contains("<a href=\"/portal/pages/start\">Getting started</a>"));
+    assert!(
+        !home.contains("/portal/pages/sla"),
+        "signed-in pages are not offered"
+    );
+    let theme = get(plane.addr, "/portal/assets/theme.css");
+    assert_eq!(
+        theme.text(),
+        ":root { --accent: #0a7f5a; --bg: #ffffff; --fg: #1d2430; }\n"
+    );
+    let page = get(plane.addr, "/portal/pages/start").text();
+    assert!(
+        page.contains("<h1>Getting started</h1><h2>Welcome</h2><p>Use <strong>keys</strong>. &lt;script&gt;x&lt;/script&gt;</p>"),
+        "{page}"
+    );
+    assert_eq!(get(plane.addr, "/portal/pages/sla").status, 404);
+}
+
+#[test]
+fn a_developer_cannot_act_on_another_developers_subscription() {
+    let plane = portal_plane(free_port(), &Origin::text("ok"));
+    // Mallory has an account; Alice's subscription exists
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/users/alice",
+        r#"{"email": "alice@example.org"}"#,
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/subscriptions/alice-sub",
+        r#"{"scope": "/products/starter", "ownerId": "/users/alice", "primaryKey": "alice-primary-key-1"}"#,
+    );
+    assert_eq!(s, 201, "{b}");
+    let page = get(plane.addr, "/portal/signup");
+    let token = csrf_cookie(&page);
+    let cookie = format!("edgegate-portal-csrf={token}");
+    let r = post_form(
+        &plane,
+        "/portal/signup",
+        &cookie,
+        None,
+        &format!("csrf={token}&email=mallory%40example.org&firstName=M&lastName=M&password=long+enough+secret"),
+    );
+    assert_eq!(r.status, 200);
+    let (_, users) = plane.admin("GET", "/admin/users", "");
+    let mallory = users
+        .split("\"id\":\"")
+        .filter_map(|p| p.split('"').next())
+        .find(|id| id.starts_with("mallory-"))
+        .unwrap()
+        .to_string();
+    plane.admin(
+        "PUT",
+        &format!("/admin/users/{mallory}"),
+        r#"{"email": "mallory@example.org", "state": "active"}"#,
+    );
+    let r = post_form(
+        &plane,
+        "/portal/signin",
+        &cookie,
+        None,
+        &format!("csrf={token}&email=mallory%40example.org&password=long+enough+secret"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let session = format!("edgegate-portal={}", set_cookie(&r, "edgegate-portal"));
+    let profile = call(&plane, &format!("GET /portal/profile HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"));
+    let csrf = profile
+        .text()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    for action in ["regenerate-primary", "cancel"] {
+        let r = post_form(
+            &plane,
+            &format!("/portal/subscriptions/alice-sub/{action}"),
+            &session,
+            None,
+            &format!("csrf={csrf}"),
+        );
+        assert_eq!(r.status, 404, "{action}");
+    }
+    let usage = call(&plane, &format!("GET /portal/subscriptions/alice-sub/usage HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(usage.status, 404);
+    let (_, secrets) = plane.admin("POST", "/admin/subscriptions/alice-sub/listSecrets", "");
+    assert!(
+        secrets.contains("\"primaryKey\":\"alice-primary-key-1\""),
+        "{secrets}"
+    );
+    let (_, sub) = plane.admin("GET", "/admin/subscriptions/alice-sub", "");
+    assert!(!sub.contains("cancelled"), "{sub}");
+}

@@ -398,6 +398,7 @@ impl Plane {
             (_, ["apis", ..]) => self.apis_admin(req, path),
             (_, ["gateways", ..]) => self.gateways_admin(req, path),
             ("GET" | "PUT" | "DELETE", ["policy"]) => self.global_policy(req),
+            ("GET" | "PUT", ["portal"]) => self.portal_design(req),
             (_, [segment, rest @ ..]) => match Kind::from_segment(segment) {
                 Some(kind) => self.entity(req, kind, rest, path),
                 None => unrouted(path),
@@ -754,6 +755,18 @@ impl Plane {
             }
             _ => unrouted(path),
         }
+    }
+
+    /// `/admin/portal`: the developer portal's title, logo, colours and pages.
+    fn portal_design(&self, req: &Request) -> Response {
+        let result = match req.method.as_str() {
+            "PUT" => match body_object(req) {
+                Ok(body) => self.store().put_design(&body),
+                Err(r) => return r,
+            },
+            _ => self.store().design(),
+        };
+        result.map_or_else(plane_error, |d| Response::json(200, d.to_json()))
     }
 
     /// `/admin/policy`: the global policy as `{"value": "<policies>…</policies>"}`.

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod branding;
 pub mod catalogue;
 pub mod entities;
 pub mod http;

@@ -275,6 +275,8 @@ impl PlaneStore {
         conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
         conn.execute_batch(super::accounts::SCHEMA)
             .map_err(|e| e.to_string())?;
+        conn.execute_batch(super::branding::SCHEMA)
+            .map_err(|e| e.to_string())?;
         let mut store = PlaneStore {
             conn,
             rendered: Default::default(),

@@ -63,21 +63,23 @@ fn frame<'v>(visit: &'v Visit) -> Frame<'v> {
     };
     let nav = if signed_in.is_some() {
         vec![
-            ("Fleet", "/console".to_string()),
-            ("Traffic", "/console/traffic".to_string()),
-            ("Approvals", "/console/approvals".to_string()),
-            ("Catalogue", "/console/catalogue".to_string()),
-            ("Portal", "/portal".to_string()),
+            ("Fleet".to_string(), "/console".to_string()),
+            ("Traffic".to_string(), "/console/traffic".to_string()),
+            ("Approvals".to_string(), "/console/approvals".to_string()),
+            ("Catalogue".to_string(), "/console/catalogue".to_string()),
+            ("Portal".to_string(), "/portal".to_string()),
         ]
     } else {
         Vec::new()
     };
     Frame {
-        site: "edgegate console",
+        site: "edgegate console".into(),
         home: "/console",
         nav,
         signed_in,
         stylesheet: STYLE_PATH,
+        theme: None,
+        logo: None,
     }
 }
 

@@ -38,14 +38,18 @@ pub fn url(s: &str) -> String {
 /// What the frame of a page shows around its content.
 pub struct Frame<'a> {
     /// The site's title (branding) and where its name links to.
-    pub site: &'a str,
+    pub site: String,
     pub home: &'a str,
     /// Links of the navigation bar: (label, href).
-    pub nav: Vec<(&'a str, String)>,
+    pub nav: Vec<(String, String)>,
     /// Who is signed in, if anyone, with the sign-out form's action and CSRF token.
     pub signed_in: Option<(String, String, String)>,
     /// The stylesheet's path.
     pub stylesheet: &'a str,
+    /// A second stylesheet with the site's colours, if it has its own.
+    pub theme: Option<&'a str>,
+    /// The logo, an inline `data:image/…` URL.
+    pub logo: Option<String>,
 }
 
 /// A whole page: `title` in the tab and as the heading, `body` as given (already HTML).
@@ -55,13 +59,21 @@ pub fn page(frame: &Frame, title: &str, body: &str) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · {}</title><link rel=\"stylesheet\" href=\"{}\"></head><body>\
-         <header><a class=\"site\" href=\"{}\">{}</a><nav>",
+         <title>{} · {}</title><link rel=\"stylesheet\" href=\"{}\">{}</head><body>\
+         <header><a class=\"site\" href=\"{}\">{}{}</a><nav>",
         esc(title),
-        esc(frame.site),
+        esc(&frame.site),
         esc(frame.stylesheet),
+        frame.theme.map_or(String::new(), |t| format!(
+            "<link rel=\"stylesheet\" href=\"{}\">",
+            esc(t)
+        )),
         esc(frame.home),
-        esc(frame.site)
+        frame.logo.as_deref().map_or(String::new(), |l| format!(
+            "<img class=\"logo\" src=\"{}\" alt=\"\">",
+            esc(l)
+        )),
+        esc(&frame.site)
     );
     for (label, href) in &frame.nav {
         let _ = write!(out, "<a href=\"{}\">{}</a>", esc(href), esc(label));
@@ -206,11 +218,13 @@ mod tests {
     #[test]
     fn a_page_escapes_its_title_and_carries_no_script() {
         let frame = Frame {
-            site: "Dev <portal>",
+            site: "Dev <portal>".into(),
             home: "/portal",
-            nav: vec![("APIs", "/portal/apis".into())],
+            nav: vec![("APIs".into(), "/portal/apis".into())],
             signed_in: Some(("a@b".into(), "/portal/signout".into(), "tok".into())),
             stylesheet: "/portal/assets/style.css",
+            theme: None,
+            logo: None,
         };
         let p = page(&frame, "<script>x</script>", "<p>ok</p>");
         assert!(p.contains("<h1>&lt;script&gt;x&lt;/script&gt;</h1>"));

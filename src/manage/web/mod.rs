@@ -8,6 +8,7 @@
 pub mod console;
 pub mod form;
 pub mod html;
+pub mod markdown;
 pub mod password;
 pub mod portal;
 pub mod reference;
@@ -25,6 +26,8 @@ use form::Form;
 /// The stylesheet, served by the plane itself.
 const STYLE: &str = include_str!("assets/style.css");
 pub const STYLE_PATH: &str = "/portal/assets/style.css";
+/// The design's colours as a stylesheet (inline styles are not allowed by the CSP).
+pub const THEME_PATH: &str = "/portal/assets/theme.css";
 
 /// Every page's Content-Security-Policy: no script at all, styles and images only from
 /// the plane (and inline `data:` images for a logo), forms only to the plane, never
@@ -169,6 +172,22 @@ impl Web {
             r.headers
                 .push(("Cache-Control", "public, max-age=3600".into()));
             r
+        } else if req.path == THEME_PATH {
+            let c = self.design().colors;
+            Response {
+                status: 200,
+                headers: vec![
+                    ("Content-Type", "text/css; charset=utf-8".into()),
+                    ("Cache-Control", "no-cache".into()),
+                ],
+                body: Body::Owned(
+                    format!(
+                        ":root {{ --accent: {}; --bg: {}; --fg: {}; }}\n",
+                        c.accent, c.background, c.text
+                    )
+                    .into_bytes(),
+                ),
+            }
         } else {
             let visit = self.visit(req, area);
             let mut r = match self.forged(&visit) {
@@ -323,6 +342,11 @@ impl Web {
             ),
         ));
         r
+    }
+
+    /// The portal's design as stored now (the default one when the read fails).
+    pub fn design(&self) -> super::branding::Design {
+        self.store().design().unwrap_or_default()
     }
 
     pub fn settings(&self) -> &PortalSettings {

@@ -31,6 +31,7 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
         ("POST", ["apis", api, "operations", op, "try"]) => {
             super::reference::try_it(web, visit, api, op)
         }
+        ("GET", ["pages", id]) => markdown_page(web, visit, id),
         ("GET", ["products"]) => products_page(web, visit),
         ("GET", ["products", id]) => product_page(web, visit, id, None),
         ("POST", ["products", id, "subscribe"]) => subscribe(web, visit, id),
@@ -47,14 +48,25 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
 }
 
 /// The portal's frame for this visit: navigation by whether someone is signed in.
-pub fn frame<'v>(web: &Web, visit: &'v Visit) -> Frame<'v> {
+pub fn frame(web: &Web, visit: &Visit) -> Frame<'static> {
     let mut nav = vec![
-        ("APIs", "/portal".to_string()),
-        ("Products", "/portal/products".to_string()),
+        ("APIs".to_string(), "/portal".to_string()),
+        ("Products".to_string(), "/portal/products".to_string()),
     ];
+    let design = web.design();
+    for page in design
+        .pages
+        .iter()
+        .filter(|p| p.public || visit.user_id().is_some())
+    {
+        nav.push((
+            page.title.clone(),
+            format!("/portal/pages/{}", url(&page.id)),
+        ));
+    }
     let signed_in = match visit.user_id() {
         Some(id) => {
-            nav.push(("Profile", "/portal/profile".into()));
+            nav.push(("Profile".into(), "/portal/profile".into()));
             let email = match web.store().get_entity(Kind::User, id) {
                 Ok(Value::Object(o)) => text(&o, "email"),
                 _ => id.to_string(),
@@ -62,17 +74,19 @@ pub fn frame<'v>(web: &Web, visit: &'v Visit) -> Frame<'v> {
             Some((email, "/portal/signout".to_string(), visit.csrf.clone()))
         }
         None => {
-            nav.push(("Sign in", "/portal/signin".into()));
-            nav.push(("Sign up", "/portal/signup".into()));
+            nav.push(("Sign in".into(), "/portal/signin".into()));
+            nav.push(("Sign up".into(), "/portal/signup".into()));
             None
         }
     };
     Frame {
-        site: "Developer portal",
+        site: design.title,
         home: "/portal",
         nav,
         signed_in,
         stylesheet: STYLE_PATH,
+        theme: Some(super::THEME_PATH),
+        logo: design.logo,
     }
 }
 
@@ -214,6 +228,25 @@ fn first_sentence(s: &str) -> String {
     match cut.rfind(' ') {
         Some(i) => format!("{}…", &cut[..i]),
         None => format!("{cut}…"),
+    }
+}
+
+/// One of the design's Markdown pages (those for signed-in developers only to them).
+fn markdown_page(web: &Web, visit: &Visit, id: &str) -> Response {
+    let design = web.design();
+    let page = design
+        .pages
+        .iter()
+        .find(|p| p.id == id && (p.public || visit.user_id().is_some()));
+    match page {
+        Some(p) => show(
+            web,
+            visit,
+            200,
+            &p.title,
+            &super::markdown::to_html(&p.markdown),
+        ),
+        None => not_found(web, visit),
     }
 }
 
