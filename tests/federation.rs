@@ -614,7 +614,12 @@ fn records_made_while_offline_are_spooled_and_uploaded_in_order() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(spooled, 20, "spooled in the backup file");
+    // 21 when the answer to the upload of /before was lost with the plane: delivery is
+    // at least once, and the plane keeps each request id once
+    assert!(
+        spooled == 20 || spooled == 21,
+        "spooled in the backup file: {spooled}"
+    );
     let plane = Plane::start_at(dir, &listen);
     assert!(
         eventually(Duration::from_secs(20), || records(&plane, "gw1").len()

@@ -76,7 +76,7 @@ fn portal_and_gateway(origin: &Origin) -> (Plane, Gateway) {
 fn sign_in_to_console(browser: &Browser, plane: &Plane) {
     browser.goto(&format!("{}/console/signin", plane.url()));
     browser.fill("#token", ADMIN_TOKEN);
-    browser.click("#signin");
+    browser.submit("#signin");
     assert_eq!(
         browser.url_when(&format!("{}/console", plane.url())),
         format!("{}/console", plane.url()),
@@ -89,7 +89,7 @@ fn sign_in_to_portal(browser: &Browser, plane: &Plane, email: &str) {
     browser.goto(&format!("{}/portal/signin", plane.url()));
     browser.fill("#email", email);
     browser.fill("#password", PASSWORD);
-    browser.click("#signin");
+    browser.submit("#signin");
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     browser.fill("#first-name", "Ada");
     browser.fill("#last-name", "Lovelace");
     browser.fill("#password", PASSWORD);
-    browser.click("#signup");
+    browser.submit("#signup");
     assert!(browser.text_when("#pending", "Your account was created. An administrator approves new accounts; you can sign in once yours is approved.").contains("An administrator approves new accounts"));
     sign_in_to_portal(&browser, &plane, "ada@example.org");
     assert_eq!(
@@ -128,7 +128,7 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     browser.goto(&format!("{}/console/approvals", plane.url()));
     assert!(browser.text("#pending-users").contains("ada@example.org"));
     browser.screenshot("console-approvals");
-    browser.click("button[id^=approve-user-]");
+    browser.submit("button[id^=approve-user-]");
     assert_eq!(
         browser.text_when(
             ".notice.ok",
@@ -158,13 +158,13 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     browser.goto(&format!("{portal}/apis/pets"));
     assert!(browser.text("#operations").contains("List all pets"));
     browser.goto(&format!("{portal}/products/starter"));
-    browser.click("#subscribe");
+    browser.submit("#subscribe");
     assert_eq!(
         browser.text_when(".notice.error", "Accept the terms of use to subscribe."),
         "Accept the terms of use to subscribe."
     );
     browser.click("#terms");
-    browser.click("#subscribe");
+    browser.submit("#subscribe");
     assert_eq!(
         browser.url_when(&format!("{portal}/profile")),
         format!("{portal}/profile")
@@ -180,7 +180,7 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     // one subscription per developer: a second is refused
     browser.goto(&format!("{portal}/products/starter"));
     browser.click("#terms");
-    browser.click("#subscribe");
+    browser.submit("#subscribe");
     assert_eq!(
         browser.text_when(
             ".notice.error",
@@ -191,7 +191,7 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
 
     // the console approves the subscription; the key shows in the profile
     browser.goto(&format!("{}/console/approvals", plane.url()));
-    browser.click("button[id^=approve-subscription-]");
+    browser.submit("button[id^=approve-subscription-]");
     browser.goto(&format!("{portal}/profile"));
     assert_eq!(
         browser.text_when(".subscription .state", "active"),
@@ -233,7 +233,7 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     let before = origin.requests().len();
     browser.goto(&format!("{portal}/apis/pets/operations/showpetbyid"));
     browser.fill("#try-param-petId", "42");
-    browser.click("#try-send");
+    browser.submit("#try-send");
     assert_eq!(browser.text_when("#try-status", "200"), "200");
     assert_eq!(
         browser.text_when("#try-body-out", "GET /v1/pets/42"),

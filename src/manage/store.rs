@@ -28,6 +28,8 @@ const SCHEMA: &str = "
         seq INTEGER PRIMARY KEY AUTOINCREMENT, gateway TEXT NOT NULL, received INTEGER NOT NULL, record TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS telemetry_by_gateway ON telemetry (gateway, seq);
     CREATE INDEX IF NOT EXISTS telemetry_by_time ON telemetry (received);
+    CREATE INDEX IF NOT EXISTS telemetry_by_request
+        ON telemetry (gateway, json_extract(record, '$.requestId'));
     CREATE INDEX IF NOT EXISTS telemetry_by_subscription
         ON telemetry (json_extract(record, '$.subscriptionId'), received);
     CREATE TABLE IF NOT EXISTS telemetry_dropped (gateway TEXT PRIMARY KEY, dropped INTEGER NOT NULL);
@@ -903,7 +905,8 @@ impl PlaneStore {
 
     /// Stores request records (one JSON object per line) and the count the gateway had
     /// to drop; keeps the newest `TELEMETRY_KEEP` records overall. Lines that are not JSON
-    /// objects are counted as dropped. Returns (stored, dropped).
+    /// objects are counted as dropped; a record with a request id this gateway already
+    /// sent is skipped (a batch sent again). Returns (stored, dropped).
     pub fn record_telemetry(
         &mut self,
         gateway: &str,
@@ -914,14 +917,25 @@ impl PlaneStore {
         let tx = self.conn.transaction()?;
         let (mut stored, mut bad) = (0u64, 0u64);
         {
-            let mut insert = tx
-                .prepare("INSERT INTO telemetry (gateway, received, record) VALUES (?1, ?2, ?3)")?;
+            // delivery is at least once (a batch whose answer was lost with the plane
+            // comes again from the spool): a record whose request id this gateway already
+            // sent is stored once
+            let mut insert = tx.prepare(
+                "INSERT INTO telemetry (gateway, received, record)
+                 SELECT ?1, ?2, ?3 WHERE ?4 IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM telemetry WHERE gateway = ?1
+                     AND json_extract(record, '$.requestId') = ?4)",
+            )?;
             for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
-                if matches!(json::from_str::<Value>(line), Ok(Value::Object(_))) {
-                    insert.execute(params![gateway, now, line])?;
-                    stored += 1;
-                } else {
-                    bad += 1;
+                match json::from_str::<Value>(line) {
+                    Ok(Value::Object(o)) => {
+                        let id = match o.get(crate::telemetry::field::REQUEST_ID) {
+                            Some(Value::String(id)) if !id.is_empty() => Some(id.as_str()),
+                            _ => None,
+                        };
+                        stored += insert.execute(params![gateway, now, line, id])? as u64;
+                    }
+                    _ => bad += 1,
                 }
             }
         }
@@ -1068,6 +1082,26 @@ pub(super) mod tests {
 
     /// Before, a heartbeat that was in flight when an instance's last one (stopping)
     /// arrived replaced it, and the fleet view said "connected" for a stopped gateway.
+    #[test]
+    fn a_batch_sent_again_is_stored_once() {
+        let mut s = store("telemetry-once");
+        s.put_gateway("g", Object::new()).unwrap();
+        s.put_gateway("h", Object::new()).unwrap();
+        let batch = "{\"requestId\":\"a-1\",\"url\":\"/x\"}\n{\"requestId\":\"a-2\",\"url\":\"/y\"}\n{\"url\":\"/no-id\"}";
+        assert_eq!(s.record_telemetry("g", batch, 0).unwrap(), (3, 0));
+        assert_eq!(
+            s.record_telemetry("g", batch, 0).unwrap(),
+            (1, 0),
+            "only the record without an id again"
+        );
+        assert_eq!(
+            s.record_telemetry("h", batch, 0).unwrap(),
+            (3, 0),
+            "ids are per gateway"
+        );
+        assert_eq!(s.telemetry("g", 100).unwrap().0.len(), 4);
+    }
+
     #[test]
     fn a_late_heartbeat_does_not_replace_a_newer_one() {
         let mut s = store("late-heartbeat");

@@ -90,6 +90,12 @@ impl Browser {
 
     /// One WebDriver command; its `value`, panicking on a WebDriver error.
     fn call(&self, method: &str, path: &str, body: &str) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver command: its `value`, or the WebDriver error's name and message.
+    fn try_call(&self, method: &str, path: &str, body: &str) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let resp = match method {
             "GET" => self.agent.get(&url).call(),
@@ -110,12 +116,9 @@ impl Browser {
         let v: Value = json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
         let value = field(&v, "value").cloned().unwrap_or(Value::Null);
         if let Some(Value::String(e)) = field(&value, "error") {
-            panic!(
-                "WebDriver {method} {path}: {e}: {}",
-                json::to_string(&value)
-            );
+            return Err(format!("{e}: {}", json::to_string(&value)));
         }
-        value
+        Ok(value)
     }
 
     fn session_path(&self, rest: &str) -> String {
@@ -172,6 +175,24 @@ impl Browser {
         );
     }
 
+    /// Clicks a button that submits a form and waits until the page it leads to has
+    /// replaced this one (a click returns before a form's navigation is done, and a
+    /// `goto` right after it could cut the post short).
+    pub fn submit(&self, css: &str) {
+        let before = self.find("html");
+        self.click(css);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let path = self.session_path(&format!("/element/{before}/name"));
+            // stale, or (mid-navigation) "does not belong to the document": replaced
+            if self.try_call("GET", &path, "").is_err() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} led nowhere");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
     /// Replaces the value of the input `css` with `text`.
     pub fn fill(&self, css: &str, text: &str) {
         let id = self.find(css);
@@ -192,12 +213,10 @@ impl Browser {
         let Some(id) = self.try_find(css) else {
             return String::new();
         };
-        match self.call(
-            "GET",
-            &self.session_path(&format!("/element/{id}/text")),
-            "",
-        ) {
-            Value::String(s) => s,
+        // the page may be replaced between finding and reading: read as empty then
+        let path = self.session_path(&format!("/element/{id}/text"));
+        match self.try_call("GET", &path, "") {
+            Ok(Value::String(s)) => s,
             _ => String::new(),
         }
     }

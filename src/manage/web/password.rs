@@ -76,20 +76,23 @@ pub fn weakness(password: &str) -> Option<String> {
 const PER_ACCOUNT: u32 = 5;
 /// Failures allowed per client address in `WINDOW` (several accounts behind one NAT).
 const PER_ADDRESS: u32 = 20;
+/// Sign-ups allowed per client address in `WINDOW`.
+const SIGN_UPS_PER_ADDRESS: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Most keys remembered; past it, the oldest windows are forgotten first.
 const MAX_TRACKED: usize = 10_000;
 
-/// Failed sign-ins per account and per address, each in a window from its first failure.
+/// Failed sign-ins per account and per address, and sign-ups per address, each counted in
+/// a window from its first event.
 #[derive(Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+    counts: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl Throttle {
     /// How long `account` from `address` must wait, if sign-in is refused now.
     pub fn refused(&self, account: &str, address: &str) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         [
             (format!("a:{account}"), PER_ACCOUNT),
@@ -105,7 +108,12 @@ impl Throttle {
     }
 
     pub fn failed(&self, account: &str, address: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.count(&[format!("a:{account}"), format!("ip:{address}")]);
+    }
+
+    /// One more event for each of `keys`, in the window from its first.
+    fn count(&self, keys: &[String]) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if map.len() >= MAX_TRACKED {
             map.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
@@ -119,7 +127,7 @@ impl Throttle {
                 }
             }
         }
-        for key in [format!("a:{account}"), format!("ip:{address}")] {
+        for key in keys.iter().cloned() {
             let entry = map.entry(key).or_insert((now, 0));
             if now.duration_since(entry.0) >= WINDOW {
                 *entry = (now, 0);
@@ -128,9 +136,25 @@ impl Throttle {
         }
     }
 
+    /// Counts a sign-up from `address`; false once `SIGN_UPS_PER_ADDRESS` were made from
+    /// it in the window (each costs a password hash and makes a pending account).
+    pub fn sign_up(&self, address: &str) -> bool {
+        let key = format!("s:{address}");
+        let refused = {
+            let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(&key).is_some_and(|(since, count)| {
+                Instant::now().duration_since(*since) < WINDOW && *count >= SIGN_UPS_PER_ADDRESS
+            })
+        };
+        if !refused {
+            self.count(&[key]);
+        }
+        !refused
+    }
+
     /// A successful sign-in clears the account's failures (not the address's).
     pub fn succeeded(&self, account: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&format!("a:{account}"));
     }
 }
@@ -170,5 +194,15 @@ mod tests {
         assert_eq!(t.refused("b@x", "1.2.3.4"), None, "another account");
         t.succeeded("a@x");
         assert_eq!(t.refused("a@x", "1.2.3.4"), None);
+    }
+
+    #[test]
+    fn sign_ups_are_counted_per_address() {
+        let t = Throttle::default();
+        for _ in 0..SIGN_UPS_PER_ADDRESS {
+            assert!(t.sign_up("1.2.3.4"));
+        }
+        assert!(!t.sign_up("1.2.3.4"));
+        assert!(t.sign_up("5.6.7.8"));
     }
 }

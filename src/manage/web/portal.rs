@@ -603,6 +603,14 @@ fn signup(web: &Web, visit: &Visit) -> Response {
             .split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         || email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !web.throttle().sign_up(&visit.req.peer) {
+        return signup_page(
+            web,
+            visit,
+            429,
+            "Too many accounts were made from your address; try again later.",
+        );
+    }
     if bad_email {
         return signup_page(web, visit, 400, "Enter a valid e-mail address.");
     }
@@ -636,11 +644,13 @@ fn signup(web: &Web, visit: &Visit) -> Response {
             Err(e) => return server_error(&e),
         }
     }
+    // hashed before the store is locked: it takes a tenth of a second on purpose
+    let password_hash = password::hash(pw);
     let created = web.store().create_account(NewAccount {
         email,
         first_name: first,
         last_name: last,
-        password_hash: password::hash(pw),
+        password_hash,
         active: invited,
     });
     match created {
