@@ -210,6 +210,10 @@ pub const MANAGE_KEYS: &[&str] = &[
     "manage.instances.prune.after",
     "manage.audit.path",
     "manage.portal.gateway.url",
+    "manage.portal.url",
+    "manage.portal.oidc.issuer",
+    "manage.portal.oidc.client.id",
+    "manage.portal.oidc.client.secret",
 ];
 
 /// The gateway's OAuth 2.0 client identity (`identity.*`).
@@ -739,6 +743,12 @@ pub struct ManageSettings {
     pub audit_path: Option<PathBuf>,
     /// The gateway the developer portal's try-it console relays calls to.
     pub portal_gateway_url: Option<String>,
+    /// The portal's public base URL (OpenID Connect redirects); else from `Host`.
+    pub portal_url: Option<String>,
+    /// OpenID Connect sign-in: the provider's issuer URL, this client's id and secret.
+    pub portal_oidc_issuer: Option<String>,
+    pub portal_oidc_client_id: Option<String>,
+    pub portal_oidc_client_secret: Option<Secret>,
 }
 
 impl ManageSettings {
@@ -757,6 +767,10 @@ impl ManageSettings {
             instances_prune_after: Duration::from_secs(7 * 86_400),
             audit_path: None,
             portal_gateway_url: None,
+            portal_url: None,
+            portal_oidc_issuer: None,
+            portal_oidc_client_id: None,
+            portal_oidc_client_secret: None,
         }
     }
 }
@@ -790,13 +804,30 @@ impl Layered for ManageSettings {
             "manage.audit.path" => {
                 self.audit_path = Some(parse_path(value).ok_or_else(|| bad(PATH))?)
             }
-            "manage.portal.gateway.url" => {
+            "manage.portal.gateway.url" | "manage.portal.url" | "manage.portal.oidc.issuer" => {
                 let ok = (value.starts_with("http://") || value.starts_with("https://"))
                     && !value.contains(['?', '#', ' ']);
                 if !ok {
                     return Err(bad("an http:// or https:// base URL without query"));
                 }
-                self.portal_gateway_url = Some(value.trim_end_matches('/').to_string());
+                let url = Some(value.trim_end_matches('/').to_string());
+                match key {
+                    "manage.portal.gateway.url" => self.portal_gateway_url = url,
+                    "manage.portal.url" => self.portal_url = url,
+                    _ => self.portal_oidc_issuer = url,
+                }
+            }
+            "manage.portal.oidc.client.id" => {
+                if value.is_empty() {
+                    return Err(bad("a client id"));
+                }
+                self.portal_oidc_client_id = Some(value.to_string());
+            }
+            "manage.portal.oidc.client.secret" => {
+                if value.is_empty() {
+                    return Err(bad("a client secret, or @/path/file"));
+                }
+                self.portal_oidc_client_secret = Some(Secret(value.to_string()));
             }
             _ => {
                 return Err(SettingError::UnknownKey {
@@ -1011,7 +1042,9 @@ mod tests {
             "telemetry.logs.std.level" => "warn",
             "telemetry.metrics.local" => "prometheus",
             "manage.admin.token" => "a-token-of-enough-length",
-            "manage.portal.gateway.url" => "http://127.0.0.1:8080",
+            "manage.portal.gateway.url" | "manage.portal.url" => "http://127.0.0.1:8080",
+            "manage.portal.oidc.issuer" => "https://idp.example",
+            "manage.portal.oidc.client.id" => "portal",
             "net.azure-ad.authority" => "https://login.microsoftonline.us",
             "cache.external.url" => "redis://127.0.0.1:6379",
             "identity.token.url" => "https://login.example/token",

@@ -18,6 +18,7 @@ mod openid;
 mod plane_http;
 mod policies;
 mod portal;
+mod portal_oidc;
 mod proxy;
 mod response_cache;
 mod send_request;

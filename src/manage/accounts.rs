@@ -18,7 +18,22 @@ pub(super) const SCHEMA: &str = "
         token_hash TEXT PRIMARY KEY, principal TEXT NOT NULL, csrf TEXT NOT NULL, expires INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS portal_invitations (
         token_hash TEXT PRIMARY KEY, email TEXT NOT NULL COLLATE NOCASE, expires INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS oidc_pending (
+        state_hash TEXT PRIMARY KEY, nonce TEXT NOT NULL, verifier TEXT NOT NULL, expires INTEGER NOT NULL);
 ";
+
+/// How long an OpenID Connect sign-in may take from leaving for the provider to coming
+/// back.
+pub const OIDC_FLOW_SECS: u64 = 600;
+
+/// Who an identity provider says signed in.
+pub struct FederatedIdentity<'a> {
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+}
 
 /// How long a session lasts from sign-in.
 pub const SESSION_SECS: u64 = 8 * 3600;
@@ -82,6 +97,30 @@ fn digest(token: &str) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A new user's id: the e-mail's local part (lower case, other characters as `-`) and a
+/// random suffix.
+fn new_user_id(email: &str) -> String {
+    let local: String = email
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let suffix = &digest(&random_token())[..8];
+    match local.trim_matches('-') {
+        "" => format!("user-{suffix}"),
+        local => format!("{local}-{suffix}"),
+    }
+}
+
 impl PlaneStore {
     /// Creates the user (pending or active) and its credential. The user's id is made
     /// from the e-mail's local part and a random suffix. 409 when the e-mail is taken.
@@ -99,26 +138,7 @@ impl PlaneStore {
                 "An account with this e-mail address exists.".into(),
             ));
         }
-        let local: String = account
-            .email
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .take(40)
-            .collect();
-        let suffix = &digest(&random_token())[..8];
-        let id = match local.trim_matches('-') {
-            "" => format!("user-{suffix}"),
-            local => format!("{local}-{suffix}"),
-        };
+        let id = new_user_id(account.email);
         let mut body = Object::new();
         let text = |s: &str| Value::String(s.to_string());
         body.insert("email".into(), text(account.email));
@@ -154,6 +174,80 @@ impl PlaneStore {
             let _ = self.delete_entity(Kind::User, &id, false);
             return Err(e.into());
         }
+        Ok(id)
+    }
+
+    /// Remembers an OpenID Connect sign-in under way (its state as a digest only).
+    pub fn begin_oidc(&mut self, state: &str, nonce: &str, verifier: &str) -> PlaneResult<()> {
+        let now = now_unix() as i64;
+        self.conn
+            .execute("DELETE FROM oidc_pending WHERE expires < ?1", params![now])?;
+        self.conn.execute(
+            "INSERT INTO oidc_pending (state_hash, nonce, verifier, expires) VALUES (?1, ?2, ?3, ?4)",
+            params![digest(state), nonce, verifier, now + OIDC_FLOW_SECS as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The nonce and PKCE verifier of the sign-in `state` names, used up.
+    pub fn take_oidc(&mut self, state: &str) -> PlaneResult<Option<(String, String)>> {
+        let key = digest(state);
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT nonce, verifier FROM oidc_pending WHERE state_hash = ?1 AND expires >= ?2",
+                params![key, now_unix() as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        self.conn.execute(
+            "DELETE FROM oidc_pending WHERE state_hash = ?1",
+            params![key],
+        )?;
+        Ok(row)
+    }
+
+    /// The user with this provider's identity, made (pending approval) when there is
+    /// none. Returns the user's id.
+    pub fn federated_user(&mut self, who: &FederatedIdentity) -> PlaneResult<String> {
+        for v in self.list_entities(Kind::User)? {
+            let Value::Object(o) = v else { continue };
+            let known = match o.get("identities") {
+                Some(Value::Array(list)) => list.iter().any(|i| {
+                    let field = |k: &str| match i {
+                        Value::Object(i) => match i.get(k) {
+                            Some(Value::String(v)) => Some(v.as_str()),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    field("provider") == Some(who.provider) && field("id") == Some(who.subject)
+                }),
+                _ => false,
+            };
+            if let (true, Some(Value::String(id))) = (known, o.get("id")) {
+                return Ok(id.clone());
+            }
+        }
+        let id = new_user_id(who.email);
+        let mut body = Object::new();
+        let text = |s: &str| Value::String(s.to_string());
+        body.insert("email".into(), text(who.email));
+        body.insert("firstName".into(), text(who.first_name));
+        body.insert("lastName".into(), text(who.last_name));
+        body.insert("state".into(), text("pending"));
+        body.insert(
+            "registrationDate".into(),
+            text(&crate::telemetry::rfc3339(std::time::SystemTime::now())),
+        );
+        let mut identity = Object::new();
+        identity.insert("provider".into(), text(who.provider));
+        identity.insert("id".into(), text(who.subject));
+        body.insert(
+            "identities".into(),
+            Value::Array(std::iter::once(Value::Object(identity)).collect()),
+        );
+        self.put_entity(Kind::User, &id, body)?;
         Ok(id)
     }
 

@@ -125,6 +125,19 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         settings.instances_prune_after,
         audit,
     )?);
+    let oidc = match (
+        &settings.portal_oidc_issuer,
+        &settings.portal_oidc_client_id,
+        &settings.portal_oidc_client_secret,
+    ) {
+        (Some(issuer), Some(client_id), Some(secret)) => Some(web::oidc::OidcSettings {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret: secret.0.clone(),
+        }),
+        (None, None, None) => None,
+        _ => return Err("manage.portal.oidc.issuer, manage.portal.oidc.client.id and manage.portal.oidc.client.secret must be set together".into()),
+    };
     stop_on_signals()?;
     log::info!(
         "listening on {}://{bound}",
@@ -139,6 +152,8 @@ pub fn run(settings: &ManageSettings) -> Result<(), String> {
         web::PortalSettings {
             gateway_url: settings.portal_gateway_url.clone(),
             tls: tls.is_some(),
+            public_url: settings.portal_url.clone(),
+            oidc,
         },
     );
     let handler: Arc<http::Handler> = Arc::new(move |req: &http::Request| {

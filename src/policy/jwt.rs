@@ -503,6 +503,141 @@ fn jwk(i: usize, k: &Value) -> Result<Key, String> {
     }
 }
 
+/// The signature of `signed` checked with one of `keys` of the kind the token's algorithm
+/// names (and its key id, when both have one).
+fn check_signature<'k>(
+    alg: &str,
+    kid: Option<&str>,
+    signed: &[u8],
+    sig: &[u8],
+    keys: impl Iterator<Item = &'k Key>,
+) -> Result<(), JwtError> {
+    let kind_ok = |k: &Key| {
+        matches!(
+            (alg, k),
+            ("HS256", Key::Hmac { .. }) | ("RS256", Key::Rsa { .. }) | ("ES256", Key::Ec { .. })
+        )
+    };
+    if !matches!(alg, "HS256" | "RS256" | "ES256") {
+        return Err(fail(
+            "TokenSignatureAlgorithmNotAllowed",
+            format!("Signature algorithm '{alg}' is not allowed."),
+        ));
+    }
+    let candidates: Vec<&Key> = keys
+        .filter(|k| kind_ok(k))
+        .filter(|k| {
+            let key_id = match k {
+                Key::Hmac { kid, .. } | Key::Rsa { kid, .. } | Key::Ec { kid, .. } => kid,
+            };
+            match (kid, key_id) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(fail(
+            "TokenSignatureKeyNotFound",
+            "No signing key matches the token's algorithm and key id.",
+        ));
+    }
+    let verified = candidates.iter().any(|k| match k {
+        Key::Hmac { secret, .. } => {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+            hmac::verify(&key, signed, sig).is_ok()
+        }
+        Key::Rsa { n, e, .. } => signature::RsaPublicKeyComponents { n, e }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, sig)
+            .is_ok(),
+        Key::Ec { point, .. } => {
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(signed, sig)
+                .is_ok()
+        }
+    });
+    if !verified {
+        return Err(fail(
+            "TokenSignatureInvalid",
+            "Signature validation failed.",
+        ));
+    }
+    Ok(())
+}
+
+/// The claims of a compact JWS signed with one of `keys` (HS256, RS256, ES256): the
+/// management plane's check of an OpenID Connect ID token, whose claims it then checks
+/// itself. Nothing about the claims is checked here.
+pub fn verified_claims(token: &str, keys: &[Key]) -> Result<miniserde::json::Object, JwtError> {
+    let token = split_compact(token)?;
+    let alg = token.header_field("alg").unwrap_or("");
+    check_signature(
+        alg,
+        token.header_field("kid"),
+        token.signed,
+        &token.sig,
+        keys.iter(),
+    )?;
+    token.claims()
+}
+
+/// A compact JWS taken apart: its header read, its signature decoded, the payload left
+/// for after the signature is checked.
+struct Compact<'t> {
+    header: miniserde::json::Object,
+    payload: &'t str,
+    /// `header.payload` as sent: what the signature covers.
+    signed: &'t [u8],
+    sig: Vec<u8>,
+}
+
+fn split_compact(token: &str) -> Result<Compact<'_>, JwtError> {
+    let invalid = |m: &str| fail("TokenInvalid", m);
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid(
+            "The token is not a compact JWS (three dot-separated parts).",
+        ));
+    };
+    let header: Value = b64url(h)
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| miniserde::json::from_str(&t).ok())
+        .ok_or_else(|| invalid("The token header is not base64url JSON."))?;
+    let Value::Object(header) = header else {
+        return Err(invalid("The token header is not a JSON object."));
+    };
+    let sig = b64url(s).ok_or_else(|| invalid("The signature is not base64url."))?;
+    Ok(Compact {
+        header,
+        payload: p,
+        signed: &token.as_bytes()[..h.len() + 1 + p.len()],
+        sig,
+    })
+}
+
+impl Compact<'_> {
+    fn header_field(&self, key: &str) -> Option<&str> {
+        match self.header.get(key) {
+            Some(Value::String(v)) => Some(v.as_str()),
+            _ => None,
+        }
+    }
+
+    fn claims(&self) -> Result<miniserde::json::Object, JwtError> {
+        let invalid = |m: &str| fail("TokenInvalid", m);
+        let claims: Value = b64url(self.payload)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| miniserde::json::from_str(&t).ok())
+            .ok_or_else(|| invalid("The token payload is not base64url JSON."))?;
+        match claims {
+            Value::Object(claims) => Ok(claims),
+            _ => Err(invalid("The token payload is not a JSON object.")),
+        }
+    }
+}
+
 fn num(v: Option<&Value>) -> Option<u64> {
     match v {
         Some(Value::Number(Number::U64(n))) => Some(*n),
@@ -542,39 +677,13 @@ impl ValidateJwt {
         audiences: &[String],
     ) -> Result<Lifetime, JwtError> {
         let invalid = |m: &str| fail("TokenInvalid", m);
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid(
-                "The token is not a compact JWS (three dot-separated parts).",
-            ));
-        };
-        let header: Value = b64url(h)
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| miniserde::json::from_str(&t).ok())
-            .ok_or_else(|| invalid("The token header is not base64url JSON."))?;
-        let Value::Object(header) = header else {
-            return Err(invalid("The token header is not a JSON object."));
-        };
-        let alg = match header.get("alg") {
-            Some(Value::String(a)) => a.as_str(),
-            _ => return Err(invalid("The token header has no alg.")),
-        };
-        let kid = match header.get("kid") {
-            Some(Value::String(k)) => Some(k.as_str()),
-            _ => None,
-        };
-        let sig = b64url(s).ok_or_else(|| invalid("The signature is not base64url."))?;
-        let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
-        self.check_signature(alg, kid, signed, &sig, fetched)?;
-        let claims: Value = b64url(p)
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| miniserde::json::from_str(&t).ok())
-            .ok_or_else(|| invalid("The token payload is not base64url JSON."))?;
-        let Value::Object(claims) = claims else {
-            return Err(invalid("The token payload is not a JSON object."));
-        };
+        let token = split_compact(token)?;
+        let alg = token
+            .header_field("alg")
+            .ok_or_else(|| invalid("The token header has no alg."))?;
+        let kid = token.header_field("kid");
+        self.check_signature(alg, kid, token.signed, &token.sig, fetched)?;
+        let claims = token.claims()?;
         let exp = num(claims.get("exp"));
         if claims.get("exp").is_some() && exp.is_none() {
             return Err(invalid("exp is not a number."));
@@ -602,62 +711,11 @@ impl ValidateJwt {
         sig: &[u8],
         fetched: &[&KeySet],
     ) -> Result<(), JwtError> {
-        let kind_ok = |k: &Key| {
-            matches!(
-                (alg, k),
-                ("HS256", Key::Hmac { .. })
-                    | ("RS256", Key::Rsa { .. })
-                    | ("ES256", Key::Ec { .. })
-            )
-        };
-        if !matches!(alg, "HS256" | "RS256" | "ES256") {
-            return Err(fail(
-                "TokenSignatureAlgorithmNotAllowed",
-                format!("Signature algorithm '{alg}' is not allowed."),
-            ));
-        }
-        let candidates: Vec<&Key> = self
+        let keys = self
             .keys
             .iter()
-            .chain(fetched.iter().flat_map(|set| set.keys.iter()))
-            .filter(|k| kind_ok(k))
-            .filter(|k| {
-                let key_id = match k {
-                    Key::Hmac { kid, .. } | Key::Rsa { kid, .. } | Key::Ec { kid, .. } => kid,
-                };
-                match (kid, key_id) {
-                    (Some(want), Some(have)) => want == have,
-                    _ => true,
-                }
-            })
-            .collect();
-        if candidates.is_empty() {
-            return Err(fail(
-                "TokenSignatureKeyNotFound",
-                "No signing key matches the token's algorithm and key id.",
-            ));
-        }
-        let verified = candidates.iter().any(|k| match k {
-            Key::Hmac { secret, .. } => {
-                let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-                hmac::verify(&key, signed, sig).is_ok()
-            }
-            Key::Rsa { n, e, .. } => signature::RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, sig)
-                .is_ok(),
-            Key::Ec { point, .. } => {
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(signed, sig)
-                    .is_ok()
-            }
-        });
-        if !verified {
-            return Err(fail(
-                "TokenSignatureInvalid",
-                "Signature validation failed.",
-            ));
-        }
-        Ok(())
+            .chain(fetched.iter().flat_map(|set| set.keys.iter()));
+        check_signature(alg, kid, signed, sig, keys)
     }
 
     /// Issuers, audiences and required claims.

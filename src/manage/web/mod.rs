@@ -6,9 +6,11 @@
 //! Must not touch: the admin API's routes (api.rs), the gateway's code paths.
 
 pub mod console;
+pub mod federated;
 pub mod form;
 pub mod html;
 pub mod markdown;
+pub mod oidc;
 pub mod password;
 pub mod portal;
 pub mod reference;
@@ -43,6 +45,10 @@ pub struct PortalSettings {
     /// Whether the plane's listener has TLS: cookies are then `Secure` and pages send
     /// HSTS.
     pub tls: bool,
+    /// The portal's public base URL (for OpenID Connect redirects); else the request's.
+    pub public_url: Option<String>,
+    /// OpenID Connect sign-in, when configured.
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 /// Which part of the site a request is for: each has its own session cookie.
@@ -117,12 +123,14 @@ pub struct Web {
     throttle: password::Throttle,
     /// The catalogue at the plane's last revision (rebuilt when it moved).
     catalogue: Mutex<Arc<Catalogue>>,
+    oidc: Option<oidc::Oidc>,
 }
 
 impl Web {
     pub fn new(plane: Arc<Plane>, settings: PortalSettings) -> Web {
         Web {
             plane,
+            oidc: settings.oidc.clone().map(oidc::Oidc::new),
             settings,
             throttle: password::Throttle::default(),
             catalogue: Mutex::new(Arc::new(Catalogue::default())),
@@ -347,6 +355,23 @@ impl Web {
     /// The portal's design as stored now (the default one when the read fails).
     pub fn design(&self) -> super::branding::Design {
         self.store().design().unwrap_or_default()
+    }
+
+    pub fn oidc(&self) -> Option<&oidc::Oidc> {
+        self.oidc.as_ref()
+    }
+
+    /// Where the portal is reached from outside: the setting, else this request's
+    /// scheme and `Host`.
+    pub fn public_base(&self, req: &Request) -> String {
+        match &self.settings.public_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "{}://{}",
+                if self.settings.tls { "https" } else { "http" },
+                req.header("host").unwrap_or("localhost")
+            ),
+        }
     }
 
     pub fn settings(&self) -> &PortalSettings {

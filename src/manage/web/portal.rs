@@ -43,6 +43,8 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
         ("GET", ["signin"]) => signin_page(web, visit, 200, ""),
         ("POST", ["signin"]) => signin(web, visit),
         ("POST", ["signout"]) => web.sign_out(visit, "/portal"),
+        ("POST", ["signin", "oidc"]) => super::federated::begin(web, visit),
+        ("GET", ["signin", "oidc", "callback"]) => super::federated::callback(web, visit),
         (_, _) => not_found(web, visit),
     }
 }
@@ -667,7 +669,7 @@ fn signup(web: &Web, visit: &Visit) -> Response {
     }
 }
 
-fn signin_page(web: &Web, visit: &Visit, status: u16, error: &str) -> Response {
+pub fn signin_page(web: &Web, visit: &Visit, status: u16, error: &str) -> Response {
     let mut out = String::new();
     if !error.is_empty() {
         out.push_str(&html::notice("error", error));
@@ -682,6 +684,14 @@ fn signin_page(web: &Web, visit: &Visit, status: u16, error: &str) -> Response {
         html::csrf_field(&visit.csrf),
         esc(visit.form.get("email"))
     );
+    if let Some(oidc) = web.oidc() {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/portal/signin/oidc\">{}<button type=\"submit\" id=\"signin-oidc\">Sign in with {}</button></form>",
+            html::csrf_field(&visit.csrf),
+            esc(oidc.label())
+        );
+    }
     show(web, visit, status, "Sign in", &out)
 }
 
