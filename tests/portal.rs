@@ -404,6 +404,175 @@ fn pages_carry_a_strict_policy_forms_need_their_token_and_text_is_escaped() {
     );
 }
 
+/// A console session signed in with the admin token over HTTP: (cookie, CSRF token).
+fn console_session(plane: &Plane) -> (String, String) {
+    let page = get(plane.addr, "/console/signin");
+    let token = set_cookie(&page, "edgegate-console-csrf");
+    let cookie = format!("edgegate-console-csrf={token}");
+    let r = post_form(
+        plane,
+        "/console/signin",
+        &cookie,
+        None,
+        &format!("csrf={token}&token={ADMIN_TOKEN}"),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let session = format!("edgegate-console={}", set_cookie(&r, "edgegate-console"));
+    let page = console_get(plane, "/console/approvals", &session);
+    let csrf = page
+        .text()
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    (session, csrf)
+}
+
+fn console_get(plane: &Plane, path: &str, session: &str) -> Resp {
+    call(
+        plane,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+#[test]
+fn the_console_imports_edits_products_and_keeps_a_policy_that_does_not_compile_out() {
+    let plane = portal_plane(free_port(), &Origin::text("ok"));
+    let (session, csrf) = console_session(&plane);
+    let post = |path: &str, body: &str| {
+        post_form(&plane, path, &session, None, &format!("csrf={csrf}&{body}"))
+    };
+    let enc = |s: &str| edgegate::manage::web::html::url(s);
+    // import from the console
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/openapi/v3.0_petstore-expanded.yaml"
+    ))
+    .unwrap();
+    let r = post(
+        "/console/import",
+        &format!(
+            "id=petsx&path=petsx&serviceUrl={}&document={}",
+            enc("http://127.0.0.1:9"),
+            enc(&spec)
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains(
+            "API petsx imported: 4 operation(s) added, 0 updated, 0 unchanged, 0 deleted."
+        ),
+        "{}",
+        r.text()
+    );
+    let (s, _) = plane.admin("GET", "/admin/apis/petsx/operations/findpets", "");
+    assert_eq!(s, 200);
+    // a document with an external reference is refused with its pointer
+    let r = post(
+        "/console/import",
+        &format!(
+            "id=bad&document={}",
+            enc(
+                r##"{"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {"responses": {"200": {"description": "x", "content": {"application/json": {"schema": {"$ref": "other.yaml#/X"}}}}}}}}}"##
+            )
+        ),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .contains("/paths/~1a/get/responses/200/content/application~1json/schema"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(plane.admin("GET", "/admin/apis/bad", "").0, 404);
+
+    // a new product, then its API
+    let r = post("/console/products", "id=gold&displayName=Gold&terms=Pay+on+time&published=on&subscriptionRequired=on&approvalRequired=on&subscriptionsLimit=2&groups=developers");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/products/gold")),
+        "{}",
+        r.text()
+    );
+    let r = post("/console/products/gold/apis", "api=petsx");
+    assert_eq!(r.status, 303);
+    let (_, product) = plane.admin("GET", "/admin/products/gold", "");
+    for want in [
+        r#""apis":["petsx"]"#,
+        r#""approvalRequired":true"#,
+        r#""subscriptionsLimit":2"#,
+        r#""groups":["developers"]"#,
+        r#""terms":"Pay on time""#,
+        r#""state":"published""#,
+    ] {
+        assert!(product.contains(want), "{want} in {product}");
+    }
+    let r = post(
+        "/console/products",
+        "id=gold&displayName=Gold&subscriptionsLimit=many",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r
+        .text()
+        .contains("subscriptionsLimit: must be a whole number of at least 0"));
+
+    // a policy that does not compile is not saved; the error names its line and column
+    let bad = "<policies>\n  <inbound>\n    <set-header name=\"x\" exists-action=\"sometimes\" />\n  </inbound>\n</policies>";
+    let r = post(
+        "/console/policies/api/petsx",
+        &format!("policies={}", enc(bad)),
+    );
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    assert!(
+        page.contains("id=\"policy-errors\"") && page.contains("line 3"),
+        "{page}"
+    );
+    assert!(
+        page.contains("exists-action=&quot;sometimes&quot;"),
+        "the draft is kept: {page}"
+    );
+    let (_, api) = plane.admin("GET", "/admin/apis/petsx", "");
+    assert!(!api.contains("sometimes"));
+    let good = "<policies><inbound><set-header name=\"x\" exists-action=\"override\"><value>1</value></set-header></inbound></policies>";
+    let r = post(
+        "/console/policies/product/gold",
+        &format!("policies={}", enc(good)),
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/policies/product/gold"))
+    );
+    let (_, product) = plane.admin("GET", "/admin/products/gold", "");
+    assert!(
+        product.contains("exists-action=\\\"override\\\""),
+        "{product}"
+    );
+    let r = post(
+        "/console/policies/global",
+        &format!("policies={}", enc(good)),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(plane.admin("GET", "/admin/policy", "").0, 200);
+
+    // the catalogue page shows secrets masked
+    plane.admin(
+        "PUT",
+        "/admin/named-values/db-password",
+        r#"{"value": "hunter2-secret", "secret": true}"#,
+    );
+    let page = console_get(&plane, "/console/catalogue", &session).text();
+    assert!(
+        page.contains("db-password") && !page.contains("hunter2-secret"),
+        "{page}"
+    );
+}
+
 #[test]
 fn sign_in_is_refused_for_a_while_after_five_failures() {
     let plane = portal_plane(free_port(), &Origin::text("ok"));
@@ -421,31 +590,7 @@ fn sign_in_is_refused_for_a_while_after_five_failures() {
     assert_eq!(r.status, 403, "the portal's token is not the console's");
     let email = "bob@example.org";
     // the console makes an invitation (signed in with the admin token)
-    let console_page = get(plane.addr, "/console/signin");
-    let ctoken = set_cookie(&console_page, "edgegate-console-csrf");
-    let ccookie = format!("edgegate-console-csrf={ctoken}");
-    let r = post_form(
-        &plane,
-        "/console/signin",
-        &ccookie,
-        None,
-        &format!("csrf={ctoken}&token={ADMIN_TOKEN}"),
-    );
-    assert_eq!(r.status, 303, "{}", r.text());
-    let session = format!("edgegate-console={}", set_cookie(&r, "edgegate-console"));
-    let approvals = call(
-        &plane,
-        &format!("GET /console/approvals HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"),
-    );
-    let csrf = approvals
-        .text()
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (session, csrf) = console_session(&plane);
     let r = post_form(
         &plane,
         "/console/invitations",
@@ -624,4 +769,51 @@ fn a_developer_cannot_act_on_another_developers_subscription() {
     );
     let (_, sub) = plane.admin("GET", "/admin/subscriptions/alice-sub", "");
     assert!(!sub.contains("cancelled"), "{sub}");
+}
+
+#[test]
+fn with_tls_cookies_are_secure_and_pages_ask_for_https_only() {
+    let dir = temp_dir("portal-tls");
+    pki(&dir, &[("server", "DNS:localhost,IP:127.0.0.1")]);
+    let cert = format!("manage.tls.cert={}", dir.join("server.pem").display());
+    let key = format!("manage.tls.key={}", dir.join("server.key").display());
+    let plane = Plane::start_with(dir.clone(), "127.0.0.1:0", &[&cert, &key]);
+    let pem = std::fs::read(dir.join("ca.pem")).unwrap();
+    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        })
+        .collect();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            )
+            .build(),
+    );
+    let r = agent
+        .get(&format!(
+            "https://localhost:{}/portal/signin",
+            plane.addr.port()
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let header = |name: &str| -> Vec<String> {
+        r.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(header("strict-transport-security"), ["max-age=31536000"]);
+    let cookie = &header("set-cookie")[0];
+    assert!(
+        cookie.starts_with("__Secure-edgegate-portal-csrf=")
+            && cookie.ends_with("; Path=/portal; HttpOnly; SameSite=Lax; Secure"),
+        "{cookie}"
+    );
 }

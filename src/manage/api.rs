@@ -516,15 +516,9 @@ impl Plane {
             path: param("path"),
             service_url: param("serviceUrl"),
         };
-        let result = openapi::parse_document(text)
-            .and_then(|doc| openapi::import(&doc, required_query))
-            .map_err(|e| {
-                PlaneError::Invalid(vec![ConfigError {
-                    path: e.pointer,
-                    message: e.message,
-                }])
-            })
-            .and_then(|imported| self.store().import_api(id, imported, options))
+        let result = self
+            .store()
+            .import_text(id, text, required_query, options)
             .map(|report| {
                 Response::json(if report.created { 201 } else { 200 }, report.to_json(id))
             });

@@ -62,6 +62,26 @@ fn shape(op: &Object) -> (String, String) {
 }
 
 impl PlaneStore {
+    /// Reads an OpenAPI document's text and imports it as API `id`; a problem in the
+    /// document is refused with its JSON pointer, nothing written.
+    pub fn import_text(
+        &mut self,
+        id: &str,
+        text: &str,
+        required_query: RequiredQuery,
+        options: ImportOptions,
+    ) -> PlaneResult<ImportReport> {
+        let imported = openapi::parse_document(text)
+            .and_then(|doc| openapi::import(&doc, required_query))
+            .map_err(|e| {
+                PlaneError::Invalid(vec![ConfigError {
+                    path: e.pointer,
+                    message: e.message,
+                }])
+            })?;
+        self.import_api(id, imported, options)
+    }
+
     /// Imports `imported` as API `id` (created, or updated in place).
     pub fn import_api(
         &mut self,

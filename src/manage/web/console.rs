@@ -13,6 +13,7 @@ use miniserde::json::Value;
 
 use super::html::{self, esc, url, Frame};
 use super::portal::text;
+use super::{editor, manage_catalogue};
 use super::{page_response, password, redirect, server_error, Area, Visit, Web, STYLE_PATH};
 use crate::manage::accounts::Principal;
 use crate::manage::catalogue;
@@ -36,9 +37,25 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
             approval_action(web, visit, Kind::Subscription, id, action)
         }
         ("POST", ["invitations"]) => invite(web, visit),
-        ("GET", ["catalogue"]) => catalogue_page(web, visit),
-        ("GET", ["apis", id, "policy"]) => policy_page(web, visit, id, None, None),
-        ("POST", ["apis", id, "policy"]) => save_policy(web, visit, id),
+        ("GET", ["catalogue"]) => manage_catalogue::page(web, visit, None),
+        ("POST", ["import"]) => manage_catalogue::import(web, visit),
+        ("GET", ["products", id]) => manage_catalogue::product_page(web, visit, id),
+        ("POST", ["products"]) => manage_catalogue::save_product(web, visit),
+        ("POST", ["products", id, "apis"]) => manage_catalogue::link(web, visit, id, None),
+        ("POST", ["products", id, "apis", api, "remove"]) => {
+            manage_catalogue::link(web, visit, id, Some(api))
+        }
+        (method, ["policies", rest @ ..]) => match (method, editor::Owner::from_path(rest)) {
+            ("GET", Some(owner)) => editor::page(web, visit, owner, None, None),
+            ("POST", Some(owner)) => editor::save(web, visit, owner),
+            _ => show(
+                web,
+                visit,
+                404,
+                "Not found",
+                "<p>There is nothing here.</p>",
+            ),
+        },
         _ => show(
             web,
             visit,
@@ -83,7 +100,7 @@ fn frame<'v>(visit: &'v Visit) -> Frame<'v> {
     }
 }
 
-fn show(_web: &Web, visit: &Visit, status: u16, title: &str, body: &str) -> Response {
+pub fn show(_web: &Web, visit: &Visit, status: u16, title: &str, body: &str) -> Response {
     page_response(status, html::page(&frame(visit), title, body))
 }
 
@@ -499,7 +516,7 @@ fn approval_action(web: &Web, visit: &Visit, kind: Kind, id: &str, action: &str)
     }
 }
 
-fn error_page(web: &Web, visit: &Visit, e: &PlaneError) -> Response {
+pub fn error_page(web: &Web, visit: &Visit, e: &PlaneError) -> Response {
     match e {
         PlaneError::NotFound(what) => show(
             web,
@@ -549,158 +566,5 @@ fn invite(web: &Web, visit: &Visit) -> Response {
             ),
         ),
         Err(e) => server_error(&e),
-    }
-}
-
-fn catalogue_page(web: &Web, visit: &Visit) -> Response {
-    let c = web.catalogue();
-    let mut out = String::from("<h2>APIs</h2>");
-    let rows: Vec<Vec<String>> = c
-        .apis
-        .iter()
-        .map(|a| {
-            vec![
-                esc(&a.name),
-                format!("<code>/{}</code>", esc(&a.path)),
-                format!("<a href=\"/console/apis/{}/policy\">policy</a>", url(&a.id)),
-            ]
-        })
-        .collect();
-    out.push_str(&html::table("console-apis", &["API", "Path", ""], &rows));
-    out.push_str("<p>Import an API from its OpenAPI document with <code>PUT /admin/apis/{id}?import=openapi</code> or <code>edgegate manage import</code>.</p><h2>Products</h2>");
-    let rows: Vec<Vec<String>> = c
-        .products
-        .iter()
-        .map(|p| {
-            vec![
-                esc(&p.name),
-                if p.published {
-                    "published"
-                } else {
-                    "not published"
-                }
-                .into(),
-                p.apis.join(", "),
-            ]
-        })
-        .collect();
-    out.push_str(&html::table(
-        "console-products",
-        &["Product", "State", "APIs"],
-        &rows,
-    ));
-    for (kind, title, fields) in [
-        (
-            Kind::Subscription,
-            "Subscriptions",
-            &["id", "scope", "state", "ownerId"][..],
-        ),
-        (Kind::User, "Users", &["id", "email", "state"][..]),
-        (
-            Kind::NamedValue,
-            "Named values",
-            &["id", "secret", "value"][..],
-        ),
-        (Kind::Backend, "Backends", &["id", "url"][..]),
-        (Kind::Certificate, "Certificates", &["id"][..]),
-        (
-            Kind::Fragment,
-            "Policy fragments",
-            &["id", "description"][..],
-        ),
-    ] {
-        // `list_entities` is the admin view: keys and secret values are not in it
-        let list = web.store().list_entities(kind).unwrap_or_default();
-        let rows: Vec<Vec<String>> = list
-            .iter()
-            .filter_map(|v| match v {
-                Value::Object(o) => Some(o),
-                _ => None,
-            })
-            .map(|o| {
-                fields
-                    .iter()
-                    .map(|f| match o.get(*f) {
-                        Some(Value::String(s)) => esc(s),
-                        Some(Value::Bool(b)) => b.to_string(),
-                        None if *f == "value" => "<em>secret</em>".into(),
-                        _ => String::new(),
-                    })
-                    .collect()
-            })
-            .collect();
-        let _ = write!(out, "<h2>{title}</h2>");
-        out.push_str(&html::table(
-            &format!("console-{}", title.to_lowercase().replace(' ', "-")),
-            fields,
-            &rows,
-        ));
-    }
-    show(web, visit, 200, "Catalogue", &out)
-}
-
-fn policy_page(
-    web: &Web,
-    visit: &Visit,
-    id: &str,
-    draft: Option<&str>,
-    errors: Option<&[crate::config::ConfigError]>,
-) -> Response {
-    let api = match web.store().get_api(id) {
-        Ok(Value::Object(o)) => o,
-        Ok(_) => return show(web, visit, 404, "Not found", ""),
-        Err(e) => return error_page(web, visit, &e),
-    };
-    let mut out = String::new();
-    if let Some(errors) = errors {
-        let list: String = errors
-            .iter()
-            .map(|e| format!("<li>{}</li>", esc(&e.to_string())))
-            .collect();
-        let _ = write!(out, "<div class=\"notice error\" id=\"policy-errors\"><p>The policy was not saved:</p><ul>{list}</ul></div>");
-    }
-    let current = draft.map_or_else(|| text(&api, "policies"), str::to_string);
-    let _ = write!(
-        out,
-        "<form method=\"post\" action=\"/console/apis/{}/policy\">{}<textarea name=\"policies\" id=\"policy-xml\" rows=\"24\" spellcheck=\"false\">{}</textarea>\
-         <button type=\"submit\" id=\"save-policy\">Compile and save</button></form>",
-        url(id),
-        html::csrf_field(&visit.csrf),
-        esc(&current)
-    );
-    show(
-        web,
-        visit,
-        if errors.is_some() { 400 } else { 200 },
-        &format!("Policy of {id}"),
-        &out,
-    )
-}
-
-fn save_policy(web: &Web, visit: &Visit, id: &str) -> Response {
-    let xml = visit
-        .form
-        .raw("policies")
-        .unwrap_or("")
-        .replace("\r\n", "\n");
-    let result = (|| {
-        let mut store = web.store();
-        let Value::Object(mut body) = store.get_api(id)? else {
-            return Err(PlaneError::NotFound(format!("api '{id}'")));
-        };
-        if xml.trim().is_empty() {
-            body.remove("policies");
-        } else {
-            body.insert("policies".into(), Value::String(xml.clone()));
-        }
-        store.put_api(id, body)
-    })();
-    match result {
-        Ok(_) => {
-            web.plane().bumped();
-            redirect(&format!("/console/apis/{}/policy", url(id)))
-        }
-        Err(PlaneError::Invalid(errors)) => policy_page(web, visit, id, Some(&xml), Some(&errors)),
-        Err(e) => error_page(web, visit, &e),
     }
 }

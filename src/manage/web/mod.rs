@@ -6,9 +6,11 @@
 //! Must not touch: the admin API's routes (api.rs), the gateway's code paths.
 
 pub mod console;
+pub mod editor;
 pub mod federated;
 pub mod form;
 pub mod html;
+pub mod manage_catalogue;
 pub mod markdown;
 pub mod oidc;
 pub mod password;
