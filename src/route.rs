@@ -2,8 +2,9 @@
 //! Two segment tries, so a lookup costs one hash probe per path segment whatever the
 //! number of APIs or operations: the API trie finds the longest API `path` prefix on a
 //! segment boundary (then hostname and scheme), the API's operation trie finds the
-//! operation by `urlTemplate` (literal segments before `{param}`, then a trailing `/*`)
-//! and method (exact before `*`).
+//! operation by `urlTemplate` (literal segments, then segments mixing text and
+//! parameters such as `{base}...{head}`, then `{param}`, then a trailing `/*`) and method
+//! (exact before `*`).
 //! Must not touch: sockets, headers, the config document (compile.rs feeds it).
 
 use std::borrow::Cow;
@@ -41,6 +42,8 @@ pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 pub enum Segment<'t> {
     Literal(&'t str),
     Param(&'t str),
+    /// Text and parameters in one segment, as written: `{base}...{head}`, `{id}.json`.
+    Pattern(&'t str),
 }
 
 /// A segment as a span of the template's text (a parameter's span is its name).
@@ -49,6 +52,8 @@ struct SegmentSpan {
     start: u32,
     len: u32,
     param: bool,
+    /// A segment mixing text and parameters (the span is the whole segment).
+    pattern: bool,
 }
 
 /// A query parameter a template requires, as spans of the template's text: `name={p}`
@@ -133,31 +138,48 @@ impl Template {
                     if !last {
                         return Err("empty segment".into());
                     }
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+                } else if let Some(name) = part
+                    .strip_prefix('{')
+                    .and_then(|p| p.strip_suffix('}'))
+                    .filter(|n| !n.contains(['{', '}']))
                 {
                     if !is_param_name(name) {
                         return Err(format!("bad parameter name in segment '{part}'"));
                     }
-                    if segments
-                        .iter()
-                        .any(|s| s.param && span_text(text, *s) == name)
-                    {
+                    if taken_names(text, &segments).any(|n| n == name) {
                         return Err(format!("parameter '{name}' appears twice"));
                     }
                     segments.push(SegmentSpan {
                         start: (at + 1) as u32,
                         len: name.len() as u32,
                         param: true,
+                        pattern: false,
                     });
                 } else if part.contains(['{', '}', '*']) {
-                    return Err(format!(
-                        "segment '{part}' mixes text and a parameter, which is not supported"
-                    ));
+                    let names = pattern_names(part)?;
+                    if let Some(twice) = names
+                        .iter()
+                        .enumerate()
+                        .find(|(i, n)| {
+                            names[..*i].contains(n)
+                                || taken_names(text, &segments).any(|t| t == **n)
+                        })
+                        .map(|(_, n)| *n)
+                    {
+                        return Err(format!("parameter '{twice}' appears twice"));
+                    }
+                    segments.push(SegmentSpan {
+                        start: at as u32,
+                        len: part.len() as u32,
+                        param: false,
+                        pattern: true,
+                    });
                 } else {
                     segments.push(SegmentSpan {
                         start: at as u32,
                         len: part.len() as u32,
                         param: false,
+                        pattern: false,
                     });
                 }
             }
@@ -195,7 +217,8 @@ impl Template {
     /// one with that value, compared decoded).
     pub fn accepts_query(&self, query: Option<&str>) -> bool {
         self.query().all(|(name, want)| match want {
-            Segment::Param(_) => query_meets(query, name, None),
+            // a query value is never a pattern
+            Segment::Param(_) | Segment::Pattern(_) => query_meets(query, name, None),
             Segment::Literal(value) => query_meets(query, name, Some(&decode(value))),
         })
     }
@@ -211,6 +234,8 @@ impl Template {
             let text = span_text(&self.text, *s);
             if s.param {
                 Segment::Param(text)
+            } else if s.pattern {
+                Segment::Pattern(text)
             } else {
                 Segment::Literal(text)
             }
@@ -221,11 +246,27 @@ impl Template {
     /// `query` that this template matched: path segments line up by position, query
     /// parameters by name.
     pub fn param<'r>(&self, rest: &'r str, query: Option<&'r str>, name: &str) -> Option<&'r str> {
-        match self
-            .segments()
-            .position(|s| matches!(s, Segment::Param(n) if n == name))
-        {
-            Some(i) => rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i),
+        let at = self.segments().enumerate().find(|(_, s)| match s {
+            Segment::Param(n) => *n == name,
+            Segment::Pattern(p) => pattern_has(p, name),
+            Segment::Literal(_) => false,
+        });
+        match at {
+            Some((i, seg)) => {
+                let value = rest.strip_prefix('/').unwrap_or(rest).split('/').nth(i)?;
+                match seg {
+                    Segment::Pattern(p) => {
+                        let mut found = None;
+                        pattern_values(p, value, |n, v| {
+                            if n == name {
+                                found = Some(v);
+                            }
+                        });
+                        found
+                    }
+                    _ => Some(value),
+                }
+            }
             None => {
                 let (key, _) = self
                     .query()
@@ -240,9 +281,12 @@ impl Template {
         let mut values = rest.strip_prefix('/').unwrap_or(rest).split('/');
         let mut out = Vec::new();
         for seg in self.segments() {
-            let value = values.next();
-            if let (Segment::Param(name), Some(v)) = (seg, value) {
-                out.push((name, v));
+            match (seg, values.next()) {
+                (Segment::Param(name), Some(v)) => out.push((name, v)),
+                (Segment::Pattern(p), Some(v)) => {
+                    pattern_values(p, v, |name, value| out.push((name, value)));
+                }
+                _ => {}
             }
         }
         for (key, value) in self.query() {
@@ -262,6 +306,15 @@ impl Template {
             match seg {
                 Segment::Literal(l) => s.push_str(l),
                 Segment::Param(_) => s.push_str("{}"),
+                Segment::Pattern(p) => {
+                    let mut pieces = PatternPieces(p);
+                    while let Some((literal, param)) = pieces.next_piece() {
+                        s.push_str(literal);
+                        if param.is_some() {
+                            s.push_str("{}");
+                        }
+                    }
+                }
             }
         }
         if self.wildcard {
@@ -270,7 +323,7 @@ impl Template {
         let mut query: Vec<String> = self
             .query()
             .map(|(name, value)| match value {
-                Segment::Param(_) => format!("{name}={{}}"),
+                Segment::Param(_) | Segment::Pattern(_) => format!("{name}={{}}"),
                 Segment::Literal(v) => format!("{name}={v}"),
             })
             .collect();
@@ -306,6 +359,141 @@ fn is_param_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The parameter names already taken by `segments` (plain and in patterns).
+fn taken_names<'a>(
+    text: &'a str,
+    segments: &'a [SegmentSpan],
+) -> impl Iterator<Item = &'a str> + 'a {
+    segments.iter().flat_map(move |s| {
+        let t = span_text(text, *s);
+        let names: Vec<&str> = if s.param {
+            vec![t]
+        } else if s.pattern {
+            pattern_names(t).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        names
+    })
+}
+
+/// A pattern segment read piece by piece: (literal text, then the parameter after it,
+/// if any).
+struct PatternPieces<'p>(&'p str);
+
+impl<'p> PatternPieces<'p> {
+    fn next_piece(&mut self) -> Option<(&'p str, Option<&'p str>)> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match self.0.split_once('{') {
+            Some((literal, rest)) => {
+                let (name, after) = rest.split_once('}').unwrap_or((rest, ""));
+                self.0 = after;
+                Some((literal, Some(name)))
+            }
+            None => {
+                let literal = self.0;
+                self.0 = "";
+                Some((literal, None))
+            }
+        }
+    }
+}
+
+/// The parameter names of a segment that mixes text and `{parameters}`: each a valid
+/// name, two parameters never side by side (where one ends would be a guess), no `*`.
+fn pattern_names(part: &str) -> Result<Vec<&str>, String> {
+    if part.contains('*') {
+        return Err(format!(
+            "segment '{part}' has a '*' that is not the last segment"
+        ));
+    }
+    let mut names = Vec::new();
+    let mut pieces = PatternPieces(part);
+    let mut first = true;
+    while let Some((literal, param)) = pieces.next_piece() {
+        if literal.contains(['{', '}']) {
+            return Err(format!("bad parameter name in segment '{part}'"));
+        }
+        if literal.is_empty() && !first && param.is_some() {
+            return Err(format!(
+                "segment '{part}' has two parameters side by side; put text between them"
+            ));
+        }
+        first = false;
+        if let Some(name) = param {
+            if !is_param_name(name) {
+                return Err(format!("bad parameter name in segment '{part}'"));
+            }
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Whether pattern `p` holds parameter `name`.
+fn pattern_has(p: &str, name: &str) -> bool {
+    let mut pieces = PatternPieces(p);
+    while let Some((_, param)) = pieces.next_piece() {
+        if param == Some(name) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Matches a request's path segment against pattern `p`, calling `found` with each
+/// parameter's raw value; false when it does not match. The text before the first
+/// parameter and after the last must be there as written; each parameter takes the
+/// shortest non-empty text up to the next piece of text (the last, all up to the final
+/// text). No allocation: the event loop matches with it.
+fn pattern_values<'p, 's>(
+    p: &'p str,
+    segment: &'s str,
+    mut found: impl FnMut(&'p str, &'s str),
+) -> bool {
+    let mut pieces = PatternPieces(p);
+    let mut rest = segment;
+    let mut pending: Option<&str> = None;
+    while let Some((literal, param)) = pieces.next_piece() {
+        match pending.take() {
+            None => match rest.strip_prefix(literal) {
+                Some(r) => rest = r,
+                None => return false,
+            },
+            Some(name) => {
+                // the final literal is at the end; a middle one, the first after one byte
+                let at = if pieces.0.is_empty() && param.is_none() {
+                    match rest.strip_suffix(literal) {
+                        Some(v) => v.len(),
+                        None => return false,
+                    }
+                } else {
+                    match rest.get(1..).and_then(|r| r.find(literal)) {
+                        Some(i) if !literal.is_empty() => i + 1,
+                        _ => return false,
+                    }
+                };
+                if at == 0 {
+                    return false;
+                }
+                found(name, &rest[..at]);
+                rest = &rest[at + literal.len()..];
+            }
+        }
+        pending = param;
+    }
+    match pending {
+        Some(name) if !rest.is_empty() => {
+            found(name, rest);
+            true
+        }
+        Some(_) => false,
+        None => rest.is_empty(),
+    }
+}
+
 /// The query part of a template (`query` starts at `at` in `text`): `name={param}` or
 /// `name=value` pairs joined by `&`, each name once, parameter names unique across the
 /// path and the query.
@@ -319,6 +507,7 @@ fn parse_query_part(
         start: start as u32,
         len: s.len() as u32,
         param,
+        pattern: false,
     };
     let mut out: Vec<QuerySpan> = Vec::new();
     for pair in query.split('&') {
@@ -369,6 +558,8 @@ fn parse_query_part(
 #[derive(Default)]
 struct BuildNode<'t> {
     literal: FnvMap<&'t str, u32>,
+    /// Segments mixing text and parameters, tried in the order they were defined.
+    patterns: Vec<(&'t str, u32)>,
     param: Option<u32>,
     terminal: Vec<(&'t str, u32)>,
     wildcard: Vec<(&'t str, u32)>,
@@ -396,6 +587,8 @@ impl Run {
 struct OpNode {
     /// Sorted by segment, for a binary search.
     literal: Run,
+    /// Pattern segments, in definition order (a run of `OpTable::patterns`).
+    patterns: Run,
     param: Option<u32>,
     /// (method or "*", operation index).
     terminal: Run,
@@ -410,6 +603,8 @@ pub struct OpTable {
     nodes: Box<[OpNode]>,
     /// (segment, child node), by node run, sorted within each run.
     edges: Box<[(Span, u32)]>,
+    /// (pattern segment, child node), by node run.
+    patterns: Box<[(Span, u32)]>,
     /// (method, operation index), by node run.
     ends: Box<[(Span, u32)]>,
     /// (query parameter name, the decoded value it must have if literal), by operation
@@ -433,7 +628,7 @@ impl OpTable {
             let required: Vec<Requirement> = template
                 .query()
                 .map(|(name, value)| match value {
-                    Segment::Param(_) => (name, None),
+                    Segment::Param(_) | Segment::Pattern(_) => (name, None),
                     Segment::Literal(v) => (name, Some(decode(v))),
                 })
                 .collect();
@@ -443,6 +638,11 @@ impl OpTable {
                 let next = match seg {
                     Segment::Literal(l) => nodes[node].literal.get(l).copied(),
                     Segment::Param(_) => nodes[node].param,
+                    Segment::Pattern(p) => nodes[node]
+                        .patterns
+                        .iter()
+                        .find(|(q, _)| *q == p)
+                        .map(|(_, n)| *n),
                 };
                 node = match next {
                     Some(n) => n as usize,
@@ -454,6 +654,7 @@ impl OpTable {
                                 nodes[node].literal.insert(l, n as u32);
                             }
                             Segment::Param(_) => nodes[node].param = Some(n as u32),
+                            Segment::Pattern(p) => nodes[node].patterns.push((p, n as u32)),
                         }
                         n
                     }
@@ -477,6 +678,7 @@ impl OpTable {
             Span(start, s.len() as u32)
         };
         let mut edges = Vec::new();
+        let mut patterns = Vec::new();
         let mut ends = Vec::new();
         let mut nodes = Vec::with_capacity(built.len());
         for b in &built {
@@ -485,6 +687,9 @@ impl OpTable {
             let start = edges.len() as u32;
             edges.extend(literal.iter().map(|(k, child)| (span(k), *child)));
             let literal = Run(start, literal.len() as u32);
+            let pattern_start = patterns.len() as u32;
+            patterns.extend(b.patterns.iter().map(|(p, child)| (span(p), *child)));
+            let pattern_run = Run(pattern_start, b.patterns.len() as u32);
             let mut run_of = |list: &[(&str, u32)]| {
                 let start = ends.len() as u32;
                 ends.extend(list.iter().map(|(m, op)| (span(m), *op)));
@@ -494,6 +699,7 @@ impl OpTable {
             let wildcard = run_of(&b.wildcard);
             nodes.push(OpNode {
                 literal,
+                patterns: pattern_run,
                 param: b.param,
                 terminal,
                 wildcard,
@@ -512,6 +718,7 @@ impl OpTable {
         OpTable {
             nodes: nodes.into_boxed_slice(),
             edges: edges.into_boxed_slice(),
+            patterns: patterns.into_boxed_slice(),
             ends: ends.into_boxed_slice(),
             requirements: requirements.into_boxed_slice(),
             op_requirements: op_requirements.into_boxed_slice(),
@@ -576,6 +783,13 @@ impl OpTable {
             if let Ok(i) = edges.binary_search_by(|(s, _)| self.str_of(*s).cmp(segment)) {
                 if let Some(op) = self.match_from(edges[i].1 as usize, tail, query, method) {
                     return Some(op);
+                }
+            }
+            for (pattern, child) in n.patterns.of(&self.patterns) {
+                if pattern_values(self.str_of(*pattern), segment, |_, _| {}) {
+                    if let Some(op) = self.match_from(*child as usize, tail, query, method) {
+                        return Some(op);
+                    }
                 }
             }
             if let (Some(child), false) = (n.param, segment.is_empty()) {
@@ -714,6 +928,65 @@ mod tests {
         OpTable::build(parsed.iter().map(|(m, t)| (m.as_str(), t)))
     }
 
+    /// Segments that mix text and parameters (GitHub's `/compare/{base}...{head}`,
+    /// `/{name}.json`): matched after literal segments and before a whole-segment
+    /// parameter, each parameter the shortest non-empty text up to the next text.
+    #[test]
+    fn pattern_segments_match_and_capture() {
+        let t = ops(&[
+            ("GET", "/compare/{base}...{head}"),
+            ("GET", "/compare/{ref}"),
+            ("GET", "/files/{name}.json"),
+            ("GET", "/files/latest.json"),
+            ("GET", "/v{major}.{minor}/x"),
+        ]);
+        assert_eq!(t.find("/compare/main...dev", None, "GET"), Some(0));
+        assert_eq!(t.find("/compare/main", None, "GET"), Some(1));
+        assert_eq!(
+            t.find("/compare/...dev", None, "GET"),
+            Some(1),
+            "an empty base"
+        );
+        assert_eq!(t.find("/files/a.json", None, "GET"), Some(2));
+        assert_eq!(
+            t.find("/files/latest.json", None, "GET"),
+            Some(3),
+            "literal first"
+        );
+        assert_eq!(t.find("/files/.json", None, "GET"), None);
+        assert_eq!(t.find("/files/a.xml", None, "GET"), None);
+        assert_eq!(t.find("/v1.2/x", None, "GET"), Some(4));
+        let c = Template::parse("/compare/{base}...{head}").unwrap();
+        assert_eq!(
+            c.params("/compare/v1.0...feature...x", None),
+            [("base", "v1.0"), ("head", "feature...x")]
+        );
+        assert_eq!(c.param("/compare/a...b", None, "head"), Some("b"));
+        assert_eq!(c.shape(), "/compare/{}...{}");
+        assert_eq!(
+            c.segments().collect::<Vec<_>>(),
+            [
+                Segment::Literal("compare"),
+                Segment::Pattern("{base}...{head}")
+            ]
+        );
+        let v = Template::parse("/v{major}.{minor}/x").unwrap();
+        assert_eq!(
+            v.params("/v10.2/x", None),
+            [("major", "10"), ("minor", "2")]
+        );
+        for (bad, why) in [
+            ("/{a}{b}", "two parameters side by side"),
+            ("/{a}-{a}", "parameter 'a' appears twice"),
+            ("/{a}/x{a}", "parameter 'a' appears twice"),
+            ("/x{a b}", "bad parameter name"),
+            ("/x{a}*", "'*'"),
+        ] {
+            let e = Template::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn templates() {
         let t = Template::parse("/items/{id}/*").unwrap();
@@ -738,7 +1011,8 @@ mod tests {
         assert!(Template::parse("items").is_err());
         assert!(Template::parse("/a/*/b").is_err());
         assert!(Template::parse("/a//b").is_err());
-        assert!(Template::parse("/{id}.json").is_err());
+        assert!(Template::parse("/{id}.json").is_ok(), "a pattern segment");
+        assert!(Template::parse("/{id}x{").is_err());
         assert!(Template::parse("/{a}/{a}").is_err());
         // query parameters: captured or literal, each name and parameter once
         let q = Template::parse("/a/{id}?b={b}&v=2.0&c={c}").unwrap();

@@ -507,3 +507,72 @@ fn an_imported_api_is_validated_by_its_own_schemas() {
         error_body(400, "The value of the query parameter limit does not conform to the definition. Invalid type. Expected Integer but got String.")
     );
 }
+
+/// GitHub's REST API description, unchanged: 1,223 operations in 13 MB, with a segment
+/// holding two parameters. It imports whole, a gateway serves it, and the compare
+/// route reaches the backend with both parameters matched.
+#[test]
+fn githubs_rest_api_description_imports_whole_and_is_served() {
+    let out = std::process::Command::new("gzip")
+        .args(["-dc"])
+        .arg(format!(
+            "{}/tests/fixtures/openapi/github_api.github.com.json.gz",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .expect("gzip installed");
+    assert!(out.status.success());
+    let spec = String::from_utf8(out.stdout).unwrap();
+    let origin = Origin::echo();
+    let plane = Plane::start();
+    let (s, b) = plane.admin(
+        "PUT",
+        &format!(
+            "/admin/apis/github?import=openapi&path=github&serviceUrl={}",
+            edgegate::manage::web::html::url(&origin.url(""))
+        ),
+        &spec,
+    );
+    assert_eq!(s, 201, "{}", &b[..b.len().min(500)]);
+    let report: miniserde::json::Value = miniserde::json::from_str(&b).unwrap();
+    let added = match &report {
+        miniserde::json::Value::Object(o) => match o.get("operations") {
+            Some(miniserde::json::Value::Object(ops)) => match ops.get("added") {
+                Some(miniserde::json::Value::Array(a)) => a.len(),
+                _ => 0,
+            },
+            _ => 0,
+        },
+        _ => 0,
+    };
+    assert_eq!(added, 1223);
+    let (s, op) = plane.admin(
+        "GET",
+        "/admin/apis/github/operations/repos-compare-commits",
+        "",
+    );
+    assert_eq!(s, 200, "{op}");
+    assert!(
+        op.contains(r#""urlTemplate":"/repos/{owner}/{repo}/compare/{base}...{head}""#),
+        "{op}"
+    );
+    // open, with a policy that reads the parameters of the two-parameter segment
+    let mut api = plane.admin("GET", "/admin/apis/github", "").1;
+    let policy = r#""policies":"<policies><inbound><set-header name=\"X-Compare\" exists-action=\"override\"><value>@(context.Request.MatchedParameters.GetValueOrDefault(\"base\", \"-\") + \" to \" + context.Request.MatchedParameters.GetValueOrDefault(\"head\", \"-\"))</value></set-header></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>","subscriptionRequired":false,"#;
+    api.insert_str(1, policy);
+    let (s, b) = plane.admin("PUT", "/admin/apis/github", &api);
+    assert_eq!(s, 200, "{}", &b[..b.len().min(500)]);
+    plane.admin("PUT", "/admin/gateways/gw1", "{}");
+    plane.admin("PUT", "/admin/gateways/gw1/apis/github", "");
+    let gw = Gateway::start_service(&plane.url(), &plane.token("gw1"), &[]);
+    let served = eventually(Duration::from_secs(30), || {
+        get(gw.addr, "/github/zen").status == 200
+    });
+    assert!(served, "{}\n{:?}", status(&gw), gw.log_lines());
+    let r = get(gw.addr, "/github/repos/octo/hello/compare/v1.0...feature");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "GET /repos/octo/hello/compare/v1.0...feature\n");
+    let seen = origin.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("X-Compare"), Some("v1.0 to feature"));
+}
