@@ -560,12 +560,64 @@ fn the_console_imports_edits_products_and_keeps_a_policy_that_does_not_compile_o
     assert_eq!(r.status, 303);
     assert_eq!(plane.admin("GET", "/admin/policy", "").0, 200);
 
-    // the catalogue page shows secrets masked
-    plane.admin(
-        "PUT",
-        "/admin/named-values/db-password",
-        r#"{"value": "hunter2-secret", "secret": true}"#,
+    // the entity editor: a secret named value, saved again without its value, keeps it
+    let r = post(
+        "/console/entities/named-values",
+        &format!(
+            "id=db-password&json={}",
+            enc(r#"{"value": "hunter2-secret", "secret": true}"#)
+        ),
     );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/entities/named-values/db-password")),
+        "{}",
+        r.text()
+    );
+    let editor = console_get(
+        &plane,
+        "/console/entities/named-values/db-password",
+        &session,
+    )
+    .text();
+    assert!(
+        editor.contains("&quot;secret&quot;: true") && !editor.contains("hunter2"),
+        "{editor}"
+    );
+    let r = post(
+        "/console/entities/named-values",
+        &format!(
+            "id=db-password&json={}",
+            enc(r#"{"secret": true, "tags": ["db"]}"#)
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let (_, value) = plane.admin("POST", "/admin/named-values/db-password/listValue", "");
+    assert!(value.contains("hunter2-secret"), "{value}");
+    // refused whole with the path; deleting one in use is a conflict
+    let r = post(
+        "/console/entities/backends",
+        &format!("id=b1&json={}", enc(r#"{"url": "not a url"}"#)),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("url:"), "{}", r.text());
+    let uses = "<policies><inbound><set-header name=\"x\" exists-action=\"override\"><value>{{db-password}}</value></set-header></inbound></policies>";
+    assert_eq!(
+        post(
+            "/console/policies/api/petsx",
+            &format!("policies={}", enc(uses))
+        )
+        .status,
+        303
+    );
+    let r = post("/console/entities/named-values/db-password/delete", "");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text().contains("is used by api &#39;petsx&#39;"),
+        "{}",
+        r.text()
+    );
+    // the catalogue page shows secrets masked
     let page = console_get(&plane, "/console/catalogue", &session).text();
     assert!(
         page.contains("db-password") && !page.contains("hunter2-secret"),

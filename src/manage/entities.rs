@@ -82,14 +82,14 @@ impl Kind {
     }
 
     /// The field naming an entity in the document (named values are named, not ids).
-    fn id_field(self) -> &'static str {
+    pub fn id_field(self) -> &'static str {
         match self {
             Kind::NamedValue => "name",
             _ => "id",
         }
     }
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Kind::Product => "product",
             Kind::Subscription => "subscription",
@@ -601,6 +601,30 @@ impl PlaneStore {
 
     /// Deletes an entity. Refused (409) while it is in use; a product's subscriptions go
     /// with it only when `with_subscriptions` is set.
+    /// `put_entity` from an editor that never saw the secrets: a secret named value's
+    /// value and a certificate's private key that the body leaves out keep what is
+    /// stored (subscription keys already do).
+    pub fn put_entity_keeping_secrets(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        mut body: Object,
+    ) -> PlaneResult<bool> {
+        let field = match kind {
+            Kind::NamedValue => Some("value"),
+            Kind::Certificate => Some("keyPem"),
+            _ => None,
+        };
+        if let (Some(field), Some(stored)) = (field, self.raw(kind, id)?) {
+            if !body.contains_key(field) {
+                if let Some(v) = stored.get(field) {
+                    body.insert(field.into(), v.clone());
+                }
+            }
+        }
+        self.put_entity(kind, id, body)
+    }
+
     pub fn delete_entity(
         &mut self,
         kind: Kind,

@@ -13,7 +13,7 @@ use miniserde::json::Value;
 
 use super::html::{self, esc, url, Frame};
 use super::portal::text;
-use super::{editor, manage_catalogue};
+use super::{editor, entity_editor, manage_catalogue};
 use super::{page_response, password, redirect, server_error, Area, Visit, Web, STYLE_PATH};
 use crate::manage::accounts::Principal;
 use crate::manage::catalogue;
@@ -44,6 +44,11 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
         ("POST", ["products", id, "apis"]) => manage_catalogue::link(web, visit, id, None),
         ("POST", ["products", id, "apis", api, "remove"]) => {
             manage_catalogue::link(web, visit, id, Some(api))
+        }
+        ("GET", ["entities", segment, id]) => entity_editor::page(web, visit, segment, id),
+        ("POST", ["entities", segment]) => entity_editor::save(web, visit, segment),
+        ("POST", ["entities", segment, id, "delete"]) => {
+            entity_editor::delete(web, visit, segment, id)
         }
         (method, ["policies", rest @ ..]) => match (method, editor::Owner::from_path(rest)) {
             ("GET", Some(owner)) => editor::page(web, visit, owner, None, None),

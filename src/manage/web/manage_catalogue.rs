@@ -93,22 +93,37 @@ pub fn page(web: &Web, visit: &Visit, notice: Option<&str>) -> Response {
 /// fragments: the admin view, so keys and secret values are not in it.
 fn entity_tables(web: &Web, visit: &Visit) -> String {
     let mut out = String::new();
-    for (kind, title, fields) in [
-        (Kind::User, "Users", &["id", "email", "state"][..]),
+    for (kind, segment, title, fields) in [
+        (Kind::User, "users", "Users", &["id", "email", "state"][..]),
+        (Kind::Group, "groups", "Groups", &["id", "displayName"][..]),
         (
             Kind::Subscription,
+            "subscriptions",
             "Subscriptions",
             &["id", "scope", "state", "ownerId"][..],
         ),
         (
             Kind::NamedValue,
+            "named-values",
             "Named values",
             &["name", "secret", "value"][..],
         ),
-        (Kind::Backend, "Backends", &["id", "url"][..]),
-        (Kind::Certificate, "Certificates", &["id"][..]),
+        (Kind::Backend, "backends", "Backends", &["id", "url"][..]),
+        (
+            Kind::Certificate,
+            "certificates",
+            "Certificates",
+            &["id"][..],
+        ),
+        (
+            Kind::CaCertificate,
+            "ca-certificates",
+            "CA certificates",
+            &["id"][..],
+        ),
         (
             Kind::Fragment,
+            "policy-fragments",
             "Policy fragments",
             &["id", "description"][..],
         ),
@@ -121,16 +136,22 @@ fn entity_tables(web: &Web, visit: &Visit) -> String {
                 _ => None,
             })
             .map(|o| {
+                let id = text(o, kind.id_field());
                 let mut row: Vec<String> = fields
                     .iter()
                     .map(|f| match o.get(*f) {
+                        // the first column links to the entity's editor
+                        Some(Value::String(s)) if *f == fields[0] => format!(
+                            "<a href=\"/console/entities/{segment}/{}\">{}</a>",
+                            url(s),
+                            esc(s)
+                        ),
                         Some(Value::String(s)) => esc(s),
                         Some(Value::Bool(b)) => b.to_string(),
                         None if *f == "value" => "<em>secret</em>".into(),
                         _ => String::new(),
                     })
                     .collect();
-                let id = text(o, "id");
                 row.push(match kind {
                     Kind::User => user_buttons(visit, &id, &text(o, "state")),
                     Kind::Fragment => format!(
@@ -144,7 +165,10 @@ fn entity_tables(web: &Web, visit: &Visit) -> String {
             .collect();
         let mut head = fields.to_vec();
         head.push("");
-        let _ = write!(out, "<h2>{title}</h2>");
+        let _ = write!(
+            out,
+            "<h2>{title}</h2><p><a href=\"/console/entities/{segment}/new\" id=\"new-{segment}\">New</a></p>"
+        );
         out.push_str(&html::table(
             &format!("console-{}", title.to_lowercase().replace(' ', "-")),
             &head,

@@ -7,6 +7,7 @@
 
 pub mod console;
 pub mod editor;
+pub mod entity_editor;
 pub mod federated;
 pub mod form;
 pub mod html;
