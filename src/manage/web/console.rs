@@ -53,21 +53,9 @@ pub fn route(web: &Web, visit: &Visit) -> Response {
         (method, ["policies", rest @ ..]) => match (method, editor::Owner::from_path(rest)) {
             ("GET", Some(owner)) => editor::page(web, visit, owner, None, None),
             ("POST", Some(owner)) => editor::save(web, visit, owner),
-            _ => show(
-                web,
-                visit,
-                404,
-                "Not found",
-                "<p>There is nothing here.</p>",
-            ),
+            _ => not_found(web, visit),
         },
-        _ => show(
-            web,
-            visit,
-            404,
-            "Not found",
-            "<p>There is nothing here.</p>",
-        ),
+        _ => not_found(web, visit),
     }
 }
 
@@ -103,6 +91,17 @@ fn frame<'v>(visit: &'v Visit) -> Frame<'v> {
         theme: None,
         logo: None,
     }
+}
+
+/// The console's 404 page.
+pub fn not_found(web: &Web, visit: &Visit) -> Response {
+    show(
+        web,
+        visit,
+        404,
+        "Not found",
+        "<p>There is nothing here.</p>",
+    )
 }
 
 pub fn show(_web: &Web, visit: &Visit, status: u16, title: &str, body: &str) -> Response {
@@ -504,13 +503,7 @@ fn approval_action(web: &Web, visit: &Visit, kind: Kind, id: &str, action: &str)
         _ => None,
     };
     let Some((state, message)) = outcome else {
-        return show(
-            web,
-            visit,
-            404,
-            "Not found",
-            "<p>There is nothing here.</p>",
-        );
+        return not_found(web, visit);
     };
     match set_state(web, kind, id, state) {
         Ok(()) => {

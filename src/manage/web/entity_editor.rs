@@ -8,7 +8,7 @@
 
 use miniserde::json::{self, Value};
 
-use super::console::{error_page, show};
+use super::console::{error_page, not_found, show};
 use super::html::{self, esc, url};
 use super::reference::pretty;
 use super::{redirect, Visit, Web};
@@ -23,13 +23,7 @@ pub fn kind_of(segment: &str) -> Option<Kind> {
 
 pub fn page(web: &Web, visit: &Visit, segment: &str, id: &str) -> Response {
     let Some(kind) = kind_of(segment) else {
-        return show(
-            web,
-            visit,
-            404,
-            "Not found",
-            "<p>There is nothing here.</p>",
-        );
+        return not_found(web, visit);
     };
     let text = if id == "new" {
         "{\n}".to_string()
@@ -90,13 +84,7 @@ fn form(
 
 pub fn save(web: &Web, visit: &Visit, segment: &str) -> Response {
     let Some(kind) = kind_of(segment) else {
-        return show(
-            web,
-            visit,
-            404,
-            "Not found",
-            "<p>There is nothing here.</p>",
-        );
+        return not_found(web, visit);
     };
     let id = visit.form.get("id");
     let text = visit.form.raw("json").unwrap_or("");
@@ -135,13 +123,7 @@ pub fn save(web: &Web, visit: &Visit, segment: &str) -> Response {
 
 pub fn delete(web: &Web, visit: &Visit, segment: &str, id: &str) -> Response {
     let Some(kind) = kind_of(segment) else {
-        return show(
-            web,
-            visit,
-            404,
-            "Not found",
-            "<p>There is nothing here.</p>",
-        );
+        return not_found(web, visit);
     };
     let deleted = web.store().delete_entity(kind, id, false);
     match deleted {
