@@ -35,6 +35,18 @@ fn config() -> String {
     )
 }
 
+/// Waits (bounded) until both gateways are connected to the external cache, so the
+/// first value stored is not raced by a miss on a connection still coming up.
+fn both_connected(one: &Gateway, two: &Gateway) {
+    let up = |g: &Gateway| status(g).contains(r#""externalCache": "up""#);
+    assert!(
+        eventually(Duration::from_secs(30), || up(one) && up(two)),
+        "{}\n{}",
+        status(one),
+        status(two)
+    );
+}
+
 fn profile(gw: &Gateway, who: &str) -> String {
     let r = send(gw, "GET", "/c/profile", &[("X-User", who)], "");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -47,6 +59,7 @@ fn gateways_share_values_and_an_outage_is_a_miss() {
     let setting = format!("cache.external.url={}", redis.url());
     let one = Gateway::start(&config(), &[&setting]);
     let two = Gateway::start(&config(), &[&setting]);
+    both_connected(&one, &two);
     let alice = profile(&one, "alice");
     assert!(alice.starts_with("profile of alice made by "), "{alice}");
     // the other gateway reads what the first stored
@@ -416,9 +429,11 @@ fn rediss_speaks_tls_with_the_backends_trust() {
     let ca = format!("net.backend.tls.ca={}", dir.join("ca.pem").display());
     let one = Gateway::start(&config(), &[&url, &ca]);
     let two = Gateway::start(&config(), &[&url, &ca]);
+    both_connected(&one, &two);
     let alice = profile(&one, "alice");
     assert!(
-        eventually(Duration::from_secs(5), || profile(&two, "alice") == alice),
+        // bounded generously: on a loaded 2-core machine the TLS connections come up late
+        eventually(Duration::from_secs(30), || profile(&two, "alice") == alice),
         "shared through redis over TLS"
     );
     assert!(
