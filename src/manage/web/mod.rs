@@ -399,11 +399,13 @@ pub fn page_response(status: u16, html: impl Into<String>) -> Response {
     }
 }
 
-/// 303 See Other to `to` (after a form post, so a reload does not post again).
+/// 303 See Other to `to` (after a form post, so a reload does not post again). Control
+/// characters are dropped: a location that came from elsewhere (an identity provider's
+/// discovery document) cannot add a header line.
 pub fn redirect(to: &str) -> Response {
     Response {
         status: 303,
-        headers: vec![("Location", to.to_string())],
+        headers: vec![("Location", to.chars().filter(|c| !c.is_control()).collect())],
         body: Body::Owned(Vec::new()),
     }
 }

@@ -153,8 +153,14 @@ impl Oidc {
             token_endpoint: text(&doc, "token_endpoint"),
             keys: jwt::parse_published_jwks(&jwks).map_err(|e| format!("jwks: {e}"))?,
         };
-        if provider.authorization_endpoint.is_empty() || provider.token_endpoint.is_empty() {
-            return Err("discovery: no authorization_endpoint or token_endpoint".into());
+        let web_url = |u: &str| {
+            (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.chars().any(|c| c.is_control() || c == ' ')
+        };
+        if !web_url(&provider.authorization_endpoint) || !web_url(&provider.token_endpoint) {
+            return Err(
+                "discovery: authorization_endpoint and token_endpoint must be http(s) URLs".into(),
+            );
         }
         *cached = Some((Instant::now(), provider.clone()));
         Ok(provider)
