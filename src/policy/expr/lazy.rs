@@ -26,6 +26,16 @@ pub struct Source {
     ends: Vec<End>,
 }
 
+impl Drop for Source {
+    /// The text and ends go back to the thread's spares for the next body checked.
+    fn drop(&mut self) {
+        check::give_back(
+            std::mem::take(&mut self.text),
+            std::mem::take(&mut self.ends),
+        );
+    }
+}
+
 impl Source {
     fn end_of(&self, start: u32) -> Option<End> {
         let i = self.ends.binary_search_by_key(&start, |e| e.start).ok()?;

@@ -36,30 +36,65 @@ pub fn check(text: &str) -> Option<Checked> {
     if u32::try_from(text.len()).is_err() {
         return None;
     }
+    let (mut out, mut ends) = spare_buffers();
+    out.reserve(text.len());
+    // about one container per 48 bytes in typical API bodies
+    ends.reserve(text.len() / 48 + 4);
     let mut s = Scan {
         b: text.as_bytes(),
         text,
         pos: 0,
-        out: String::with_capacity(text.len()),
+        out,
         run: 0,
-        // about one container per 48 bytes in typical API bodies
-        ends: Vec::with_capacity(text.len() / 48 + 4),
-        names: Vec::with_capacity(32),
+        ends,
+        names: NAMES.with(|n| std::mem::take(&mut *n.borrow_mut())),
     };
-    s.blank();
-    if !matches!(s.b.get(s.pos), Some(b'{' | b'[')) {
-        return None;
+    let checked = s.document();
+    let mut names = std::mem::take(&mut s.names);
+    names.clear();
+    NAMES.with(|n| *n.borrow_mut() = names);
+    match checked {
+        Some(()) => Some(Checked {
+            text: s.out,
+            ends: s.ends,
+        }),
+        None => {
+            give_back(s.out, s.ends);
+            None
+        }
     }
-    s.value(0)?;
-    s.blank();
-    if s.pos != s.b.len() {
-        return None;
+}
+
+thread_local! {
+    /// The name scratch of the last check on this thread (its capacity kept).
+    static NAMES: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Buffers of checked texts that are gone, for the next check on this thread: a
+    /// policy that reads every request's body as JSON then allocates nothing for them.
+    static SPARE: std::cell::RefCell<Vec<(String, Vec<End>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most spare buffer pairs kept per thread, and the largest text buffer kept.
+const SPARE_MAX: usize = 4;
+const SPARE_BYTES: usize = 64 * 1024;
+
+/// An emptied text buffer and ends list from the spares, or new ones.
+fn spare_buffers() -> (String, Vec<End>) {
+    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Keeps `text` and `ends` (emptied) for the next check, within the bounds.
+pub fn give_back(mut text: String, mut ends: Vec<End>) {
+    if text.capacity() > SPARE_BYTES {
+        return;
     }
-    s.flush();
-    Some(Checked {
-        text: s.out,
-        ends: s.ends,
-    })
+    text.clear();
+    ends.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_MAX {
+            s.push((text, ends));
+        }
+    });
 }
 
 /// What a byte means inside a string: 0 plain, QUOTE, ESCAPE, CONTROL, or SPECIAL
@@ -132,6 +167,21 @@ struct Scan<'t> {
 }
 
 impl Scan<'_> {
+    /// The whole text: one container and nothing but blanks around it.
+    fn document(&mut self) -> Option<()> {
+        self.blank();
+        if !matches!(self.b.get(self.pos), Some(b'{' | b'[')) {
+            return None;
+        }
+        self.value(0)?;
+        self.blank();
+        if self.pos != self.b.len() {
+            return None;
+        }
+        self.flush();
+        Some(())
+    }
+
     /// Where the cursor is in the copy.
     fn at(&self) -> u32 {
         // the text's length was checked to fit
