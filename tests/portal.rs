@@ -869,3 +869,60 @@ fn with_tls_cookies_are_secure_and_pages_ask_for_https_only() {
         "{cookie}"
     );
 }
+
+#[test]
+fn a_large_api_is_listed_a_page_at_a_time_with_a_filter() {
+    let plane = portal_plane(free_port(), &Origin::text("ok"));
+    let paths: Vec<String> = (0..150)
+        .map(|i| format!(r#""/things{i}": {{"get": {{"operationId": "getThing{i}", "summary": "Get thing {i}", "responses": {{"200": {{"description": "ok"}}}}}}}}"#))
+        .collect();
+    let spec = format!(
+        r#"{{"openapi": "3.0.3", "info": {{"title": "Things", "version": "1"}}, "paths": {{{}}}}}"#,
+        paths.join(",")
+    );
+    let (s, b) = plane.admin(
+        "PUT",
+        "/admin/apis/things?import=openapi&path=things&serviceUrl=http%3A%2F%2F127.0.0.1%3A9",
+        &spec,
+    );
+    assert_eq!(s, 201, "{b}");
+    plane.admin("PUT", "/admin/products/starter/apis/things", "");
+    let first = get(plane.addr, "/portal/apis/things").text();
+    assert!(
+        first.contains("<p id=\"operation-count\">150 of 150 operations</p>"),
+        "{first}"
+    );
+    assert_eq!(
+        first.matches("/portal/apis/things/operations/").count(),
+        100
+    );
+    assert!(
+        first.contains(
+            "Page 1 of 2 <a href=\"/portal/apis/things?q=&amp;page=2\" rel=\"next\">Next</a>"
+        ),
+        "{first}"
+    );
+    let second = get(plane.addr, "/portal/apis/things?q=&page=2").text();
+    assert_eq!(
+        second.matches("/portal/apis/things/operations/").count(),
+        50
+    );
+    let links = |page: &str| -> Vec<String> {
+        page.split("/portal/apis/things/operations/")
+            .skip(1)
+            .map(|l| l.split('"').next().unwrap().to_string())
+            .collect()
+    };
+    let mut all = links(&first);
+    all.extend(links(&second));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 150, "the two pages hold every operation once");
+    let filtered = get(plane.addr, "/portal/apis/things?q=thing+14").text();
+    // "Get thing 14" and 140–149
+    assert!(
+        filtered.contains("<p id=\"operation-count\">11 of 150 operations</p>"),
+        "{filtered}"
+    );
+    assert!(!filtered.contains("rel=\"next\""));
+}

@@ -116,6 +116,30 @@ pub fn button_form(action: &str, csrf: &str, label: &str, id: &str) -> String {
     )
 }
 
+/// "Previous · Page 2 of 5 · Next" links, `base` being the page's URL with its other
+/// query parameters (ending in `?` or `&`); nothing when there is one page.
+pub fn pager(base: &str, page: usize, pages: usize) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let link = |p: usize, rel: &str, label: &str| {
+        format!(
+            "<a href=\"{}page={p}\" rel=\"{rel}\">{label}</a>",
+            esc(base)
+        )
+    };
+    let mut out = String::from("<nav class=\"pages\">");
+    if page > 1 {
+        out.push_str(&link(page - 1, "prev", "Previous"));
+    }
+    let _ = write!(out, " Page {page} of {pages} ");
+    if page < pages {
+        out.push_str(&link(page + 1, "next", "Next"));
+    }
+    out.push_str("</nav>");
+    out
+}
+
 /// "Range: 1h 24h 7d 30d" as links, the current one marked.
 pub fn range_links(ranges: &[&str], current: &str) -> String {
     let mut out = String::from("<p class=\"ranges\">Range: ");

@@ -199,25 +199,11 @@ fn catalogue_body(c: &Catalogue, viewer: &Viewer, query: &str, tag: &str, page: 
         }
         out.push_str("</ul>");
     }
-    if pages > 1 {
-        let link = |p: usize, label: &str| {
-            format!(
-                "<a href=\"/portal?q={}&amp;tag={}&amp;page={p}\" rel=\"{}\">{label}</a>",
-                url(query),
-                url(tag),
-                if p < page { "prev" } else { "next" }
-            )
-        };
-        out.push_str("<nav class=\"pages\">");
-        if page > 1 {
-            out.push_str(&link(page - 1, "Previous"));
-        }
-        let _ = write!(out, " Page {page} of {pages} ");
-        if page < pages {
-            out.push_str(&link(page + 1, "Next"));
-        }
-        out.push_str("</nav>");
-    }
+    out.push_str(&html::pager(
+        &format!("/portal?q={}&tag={}&", url(query), url(tag)),
+        page,
+        pages,
+    ));
     out
 }
 

@@ -23,6 +23,9 @@ pub enum Tried {
     Refused(String),
 }
 
+/// Operations listed per page of an API's page.
+const OPERATIONS_PER_PAGE: usize = 100;
+
 /// Most referenced schemas shown under an operation.
 const MAX_SCHEMAS: usize = 24;
 
@@ -42,8 +45,34 @@ pub fn api_page(web: &Web, visit: &Visit, api: &str) -> Response {
         esc(gateway_base(web)),
         esc(card.path.trim_matches('/'))
     );
-    let rows: Vec<Vec<String>> = operations
+    // a large API is read a page at a time, with a filter on name, method and template
+    let query = visit.form.get("q").to_lowercase();
+    let matching: Vec<_> = operations
         .iter()
+        .filter(|o| {
+            query.is_empty()
+                || [&o.name, &o.method, &o.url_template, &o.id]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&query))
+        })
+        .collect();
+    let pages = matching.len().div_ceil(OPERATIONS_PER_PAGE).max(1);
+    let page = visit.form.get("page").parse().unwrap_or(1).clamp(1, pages);
+    let first = (page - 1) * OPERATIONS_PER_PAGE;
+    let _ = write!(
+        out,
+        "<form class=\"search\" method=\"get\" action=\"/portal/apis/{}\"><input type=\"search\" name=\"q\" id=\"operation-q\" value=\"{}\" \
+         placeholder=\"Filter operations\" aria-label=\"Filter operations\"><button type=\"submit\">Filter</button></form>\
+         <p id=\"operation-count\">{} of {} operations</p>",
+        url(api),
+        esc(visit.form.get("q")),
+        matching.len(),
+        operations.len()
+    );
+    let rows: Vec<Vec<String>> = matching
+        .iter()
+        .skip(first)
+        .take(OPERATIONS_PER_PAGE)
         .map(|o| {
             vec![
                 format!(
@@ -65,6 +94,11 @@ pub fn api_page(web: &Web, visit: &Visit, api: &str) -> Response {
         "operations",
         &["Method", "Operation", "URL template"],
         &rows,
+    ));
+    out.push_str(&html::pager(
+        &format!("/portal/apis/{}?q={}&", url(api), url(visit.form.get("q"))),
+        page,
+        pages,
     ));
     show(web, visit, 200, &card.name, &out)
 }
