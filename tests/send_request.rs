@@ -118,9 +118,24 @@ fn microsofts_token_introspection_example() {
 }
 
 /// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// A loopback port that refuses connections for as long as the guard lives: a socket
+/// bound there without listening (a port merely freed could be taken by another test
+/// running at the same time, which then holds the connection open).
+struct ClosedPort {
+    _socket: socket2::Socket,
+    port: u16,
+}
+
+fn closed_port() -> ClosedPort {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    ClosedPort {
+        _socket: socket,
+        port,
+    }
 }
 
 const LAST_ERROR: &str = r#"<return-response><set-status code="502" /><set-body>@(context.LastError.Source + "|" + context.LastError.Reason + "|" + context.LastError.Section + "|" + context.LastError.PolicyId + "|" + context.LastError.Message)</set-body></return-response>"#;
@@ -128,7 +143,8 @@ const LAST_ERROR: &str = r#"<return-response><set-status code="502" /><set-body>
 #[test]
 fn failures_go_through_on_error_unless_ignored() {
     let backend = Origin::echo();
-    let dead = format!("http://127.0.0.1:{}/check", closed_port());
+    let closed = closed_port();
+    let dead = format!("http://127.0.0.1:{}/check", closed.port);
     let inbound = format!(
         r#"<send-request mode="new" response-variable-name="ignored" ignore-error="true"><set-url>{dead}</set-url></send-request>
 <set-header name="X-Ignored" exists-action="override"><value>@(context.Variables["ignored"] == null ? "null" : "set")</value></set-header>
@@ -940,7 +956,8 @@ fn on_error_after_an_unreachable_backend_waits_for_a_fallback() {
 </on-error></policies>"#,
         fallback.url("")
     );
-    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let closed = closed_port();
+    let dead = format!("http://127.0.0.1:{}", closed.port);
     let gw = Gateway::start(&document(&dead, &policy), &[]);
     for _ in 0..2 {
         let r = send(&gw, "GET", "/s/orders", &[], "");
@@ -959,7 +976,7 @@ fn on_error_after_an_unreachable_backend_waits_for_a_fallback() {
             &dead,
             &policy.replace(
                 &fallback.url(""),
-                &format!("http://127.0.0.1:{}", closed_port()),
+                &format!("http://127.0.0.1:{}", closed.port),
             ),
         ),
         &[],
