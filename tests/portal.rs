@@ -256,6 +256,19 @@ fn sign_up_approval_subscription_key_try_it_and_usage_in_a_real_browser() {
     assert!(counted, "usage: {}", browser.text("#usage"));
     assert_eq!(browser.text_when("#usage tbody td:nth-child(2)", "0"), "0");
     browser.screenshot("portal-usage");
+    // and in the console's traffic, per gateway and API, with its latency charts
+    browser.goto(&format!("{}/console/traffic", plane.url()));
+    let traffic = browser.text("main");
+    assert!(traffic.contains("gw1 · pets"), "{traffic}");
+    for chart in [
+        "Requests per minute",
+        "Error rate per minute (%)",
+        "p50 latency per minute (ms)",
+        "p99 latency per minute (ms)",
+    ] {
+        assert!(traffic.contains(chart), "{chart} in {traffic}");
+    }
+    browser.screenshot("console-traffic");
 }
 
 #[test]

@@ -160,39 +160,78 @@ pub struct Usage {
     pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
-    /// Calls per minute: (unix minute, calls, errors).
-    pub per_minute: Vec<(u64, u64, u64)>,
+    /// Each minute with calls, in order.
+    pub per_minute: Vec<Minute>,
+}
+
+/// One minute of calls.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Minute {
+    /// Its start, unix seconds.
+    pub at: u64,
+    pub calls: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Minute {
+    /// The share of calls answered with 400 or more, in percent.
+    pub fn error_rate(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.calls as f64
+        }
+    }
 }
 
 /// Most telemetry rows one usage view reads.
 const USAGE_ROWS: usize = 200_000;
 
+/// The `q` quantile (nearest rank) of sorted `values`.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    (!sorted.is_empty())
+        .then(|| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1])
+}
+
 impl Usage {
+    /// One value per minute, for a chart: (minute's start, `f` of it).
+    pub fn series(&self, f: fn(&Minute) -> f64) -> Vec<(f64, f64)> {
+        self.per_minute
+            .iter()
+            .map(|m| (m.at as f64, f(m)))
+            .collect()
+    }
+
     fn from_rows(rows: impl Iterator<Item = (u64, u16, f64)>) -> Usage {
         let mut u = Usage::default();
         let mut latencies = Vec::new();
-        let mut minutes: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+        let mut minutes: std::collections::BTreeMap<u64, (u64, Vec<f64>)> = Default::default();
         for (received, status, ms) in rows.take(USAGE_ROWS) {
             u.calls += 1;
             let error = status >= 400;
             u.errors += u64::from(error);
             latencies.push(ms);
             let m = minutes.entry(received / 60).or_default();
-            m.0 += 1;
-            m.1 += u64::from(error);
+            m.0 += u64::from(error);
+            m.1.push(ms);
         }
         latencies.sort_by(f64::total_cmp);
-        let pick = |q: f64| {
-            (!latencies.is_empty()).then(|| {
-                latencies
-                    [((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-            })
-        };
-        u.p50_ms = pick(0.50);
-        u.p99_ms = pick(0.99);
+        u.p50_ms = quantile(&latencies, 0.50);
+        u.p99_ms = quantile(&latencies, 0.99);
         u.per_minute = minutes
             .into_iter()
-            .map(|(m, (c, e))| (m * 60, c, e))
+            .map(|(m, (errors, mut ms))| {
+                ms.sort_by(f64::total_cmp);
+                Minute {
+                    at: m * 60,
+                    calls: ms.len() as u64,
+                    errors,
+                    p50_ms: quantile(&ms, 0.50).unwrap_or(0.0),
+                    p99_ms: quantile(&ms, 0.99).unwrap_or(0.0),
+                }
+            })
             .collect();
         u
     }
@@ -540,6 +579,9 @@ mod tests {
             (3, 1, Some(4.0), Some(10.0))
         );
         assert_eq!(u.per_minute.len(), 1);
+        let m = &u.per_minute[0];
+        assert_eq!((m.calls, m.errors, m.p50_ms, m.p99_ms), (3, 1, 4.0, 10.0));
+        assert!((m.error_rate() - 100.0 / 3.0).abs() < 1e-9);
         let t = s.traffic(0).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!((t[0].0 .0.as_str(), t[0].1.calls), ("g", 4));

@@ -336,30 +336,27 @@ fn traffic_page(web: &Web, visit: &Visit) -> Response {
             &format!("traffic-{}-{}", gateway, api),
             usage,
         ));
-        let calls: Vec<(f64, f64)> = usage
-            .per_minute
-            .iter()
-            .map(|(m, c, _)| (*m as f64, *c as f64))
-            .collect();
-        let errors: Vec<(f64, f64)> = usage
-            .per_minute
-            .iter()
-            .map(|(m, c, e)| {
-                (
-                    *m as f64,
-                    if *c == 0 {
-                        0.0
-                    } else {
-                        *e as f64 * 100.0 / *c as f64
-                    },
-                )
-            })
-            .collect();
+        let calls = usage.series(|m| m.calls as f64);
+        let errors = usage.series(catalogue::Minute::error_rate);
+        let p50 = usage.series(|m| m.p50_ms);
+        let p99 = usage.series(|m| m.p99_ms);
         out.push_str("<div class=\"charts\">");
         out.push_str(&html::line_chart("Requests per minute", &calls, 420, 120));
         out.push_str(&html::line_chart(
             "Error rate per minute (%)",
             &errors,
+            420,
+            120,
+        ));
+        out.push_str(&html::line_chart(
+            "p50 latency per minute (ms)",
+            &p50,
+            420,
+            120,
+        ));
+        out.push_str(&html::line_chart(
+            "p99 latency per minute (ms)",
+            &p99,
             420,
             120,
         ));

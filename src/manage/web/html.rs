@@ -194,15 +194,26 @@ pub fn line_chart(label: &str, points: &[(f64, f64)], width: u32, height: u32) -
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
         let span = (last.0 - first.0).max(1.0);
         let top = points.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9);
-        out.push_str("<polyline class=\"line\" points=\"");
-        for (x, y) in points {
-            let px = (x - first.0) / span * (w - 2.0) + 1.0;
-            let py = h - 1.0 - y / top * (h - 4.0);
-            let _ = write!(out, "{px:.1},{py:.1} ");
+        let y_of = |y: f64| h - 1.0 - y / top * (h - 4.0);
+        if points.len() == 1 {
+            // one minute: a dot in the middle (a line needs two)
+            let _ = write!(
+                out,
+                "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"/>",
+                w / 2.0,
+                y_of(first.1)
+            );
+        } else {
+            out.push_str("<polyline class=\"line\" points=\"");
+            for (x, y) in points {
+                let px = (x - first.0) / span * (w - 2.0) + 1.0;
+                let _ = write!(out, "{px:.1},{:.1} ", y_of(*y));
+            }
+            out.push_str("\"/>");
         }
         let _ = write!(
             out,
-            "\"/><text x=\"2\" y=\"{}\" class=\"axis\">max {}</text>",
+            "<text x=\"2\" y=\"{}\" class=\"axis\">max {}</text>",
             h + 12.0,
             short_number(top)
         );
@@ -263,5 +274,7 @@ mod tests {
         assert!(svg.contains("points=\"1.0,85.0 199.0,3.0 \""), "{svg}");
         assert!(svg.contains("max 10"));
         assert!(line_chart("calls", &[], 200, 100).contains("no data"));
+        assert!(line_chart("calls", &[(60.0, 2.0)], 200, 100)
+            .contains("<circle class=\"dot\" cx=\"100.0\" cy=\"3.0\" r=\"3\"/>"));
     }
 }

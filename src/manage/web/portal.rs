@@ -527,12 +527,18 @@ fn usage_page(web: &Web, visit: &Visit, id: &str) -> Response {
     };
     let mut out = html::range_links(catalogue::RANGES, range);
     out.push_str(&usage_table("usage", &usage));
-    let calls: Vec<(f64, f64)> = usage
-        .per_minute
-        .iter()
-        .map(|(m, c, _)| (*m as f64, *c as f64))
-        .collect();
-    out.push_str(&html::line_chart("Calls per minute", &calls, 640, 160));
+    out.push_str(&html::line_chart(
+        "Calls per minute",
+        &usage.series(|m| m.calls as f64),
+        640,
+        160,
+    ));
+    out.push_str(&html::line_chart(
+        "p99 latency per minute (ms)",
+        &usage.series(|m| m.p99_ms),
+        640,
+        160,
+    ));
     show(web, visit, 200, &format!("Usage of {}", sub.name), &out)
 }
 
