@@ -310,18 +310,9 @@ fn call(plane: &Plane, raw: &str) -> Resp {
     request(plane.addr, raw)
 }
 
-/// The value of the cookie `name` that `r` sets.
+/// The value of the cookie `name` that `r` sets (it must set it).
 fn set_cookie(r: &Resp, name: &str) -> String {
-    let prefix = format!("{name}=");
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, v)| {
-            v.split(';')
-                .next()?
-                .strip_prefix(&prefix)
-                .map(str::to_string)
-        })
+    r.set_cookie(name)
         .unwrap_or_else(|| panic!("no {name} cookie in {:?}", r.headers))
 }
 
@@ -432,15 +423,7 @@ fn console_session(plane: &Plane) -> (String, String) {
     assert_eq!(r.status, 303, "{}", r.text());
     let session = format!("edgegate-console={}", set_cookie(&r, "edgegate-console"));
     let page = console_get(plane, "/console/approvals", &session);
-    let csrf = page
-        .text()
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = page.form_csrf();
     (session, csrf)
 }
 
@@ -806,15 +789,7 @@ fn a_developer_cannot_act_on_another_developers_subscription() {
     assert_eq!(r.status, 303, "{}", r.text());
     let session = format!("edgegate-portal={}", set_cookie(&r, "edgegate-portal"));
     let profile = call(&plane, &format!("GET /portal/profile HTTP/1.1\r\nHost: p\r\nCookie: {session}\r\nConnection: close\r\n\r\n"));
-    let csrf = profile
-        .text()
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = profile.form_csrf();
     for action in ["regenerate-primary", "cancel"] {
         let r = post_form(
             &plane,

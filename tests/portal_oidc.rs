@@ -187,19 +187,6 @@ fn start_idp() -> Idp {
     Idp { origin, forge }
 }
 
-fn cookie_value(r: &Resp, name: &str) -> Option<String> {
-    let prefix = format!("{name}=");
-    r.headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, v)| {
-            v.split(';')
-                .next()?
-                .strip_prefix(&prefix)
-                .map(str::to_string)
-        })
-}
-
 fn raw(plane: &Plane, method: &str, target: &str, cookie: &str, body: &str) -> Resp {
     let headers = if body.is_empty() {
         String::new()
@@ -218,10 +205,23 @@ fn raw(plane: &Plane, method: &str, target: &str, cookie: &str, body: &str) -> R
     )
 }
 
+/// A plane whose portal signs in with `idp`.
+fn oidc_plane(idp: &Idp) -> Plane {
+    Plane::start_with(
+        temp_dir("portal-oidc"),
+        "127.0.0.1:0",
+        &[
+            &format!("manage.portal.oidc.issuer={}", idp.origin.url("")),
+            "manage.portal.oidc.client.id=portal",
+            &format!("manage.portal.oidc.client.secret={SECRET}"),
+        ],
+    )
+}
+
 /// One sign-in: the portal's redirect, the provider's, and the callback's answer.
 fn sign_in(plane: &Plane, idp: &Idp) -> Resp {
     let page = get(plane.addr, "/portal/signin");
-    let csrf = cookie_value(&page, "edgegate-portal-csrf").unwrap();
+    let csrf = page.set_cookie("edgegate-portal-csrf").unwrap();
     let host = idp.origin.addr.to_string();
     assert!(
         page.text()
@@ -248,7 +248,7 @@ fn sign_in(plane: &Plane, idp: &Idp) -> Resp {
         q["redirect_uri"],
         format!("http://{}/portal/signin/oidc/callback", plane.addr)
     );
-    let state = cookie_value(&r, "edgegate-oidc").unwrap();
+    let state = r.set_cookie("edgegate-oidc").unwrap();
     assert_eq!(q["state"], state);
     // the browser at the provider, which sends it back with a code
     let back = get(idp.origin.addr, to_idp.split_once(&host).unwrap().1);
@@ -261,15 +261,7 @@ fn sign_in(plane: &Plane, idp: &Idp) -> Resp {
 #[test]
 fn openid_connect_sign_in_makes_a_pending_user_then_signs_in_once_approved() {
     let idp = start_idp();
-    let plane = Plane::start_with(
-        temp_dir("portal-oidc"),
-        "127.0.0.1:0",
-        &[
-            &format!("manage.portal.oidc.issuer={}", idp.origin.url("")),
-            "manage.portal.oidc.client.id=portal",
-            &format!("manage.portal.oidc.client.secret={SECRET}"),
-        ],
-    );
+    let plane = oidc_plane(&idp);
     let r = sign_in(&plane, &idp);
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(
@@ -307,7 +299,7 @@ fn openid_connect_sign_in_makes_a_pending_user_then_signs_in_once_approved() {
         "{}",
         r.text()
     );
-    let session = cookie_value(&r, "edgegate-portal").unwrap();
+    let session = r.set_cookie("edgegate-portal").unwrap();
     let profile = raw(
         &plane,
         "GET",
@@ -331,21 +323,13 @@ fn openid_connect_sign_in_makes_a_pending_user_then_signs_in_once_approved() {
     let r = sign_in(&plane, &idp);
     assert_eq!(r.status, 401);
     assert!(r.text().contains("could not be verified"), "{}", r.text());
-    assert!(cookie_value(&r, "edgegate-portal").is_none());
+    assert!(r.set_cookie("edgegate-portal").is_none());
 }
 
 #[test]
 fn a_callback_without_this_browsers_state_is_refused_and_a_state_is_used_once() {
     let idp = start_idp();
-    let plane = Plane::start_with(
-        temp_dir("portal-oidc"),
-        "127.0.0.1:0",
-        &[
-            &format!("manage.portal.oidc.issuer={}", idp.origin.url("")),
-            "manage.portal.oidc.client.id=portal",
-            &format!("manage.portal.oidc.client.secret={SECRET}"),
-        ],
-    );
+    let plane = oidc_plane(&idp);
     // a state the browser does not hold (an attacker's link)
     let r = raw(
         &plane,
@@ -370,7 +354,7 @@ fn a_callback_without_this_browsers_state_is_refused_and_a_state_is_used_once() 
     assert!(r.text().contains("did not sign you in (access_denied)"));
     // a real one, then the same callback again
     let page = get(plane.addr, "/portal/signin");
-    let csrf = cookie_value(&page, "edgegate-portal-csrf").unwrap();
+    let csrf = page.set_cookie("edgegate-portal-csrf").unwrap();
     let r = raw(
         &plane,
         "POST",
@@ -379,7 +363,7 @@ fn a_callback_without_this_browsers_state_is_refused_and_a_state_is_used_once() 
         &format!("csrf={csrf}"),
     );
     let to_idp = r.header("location").unwrap().to_string();
-    let state = cookie_value(&r, "edgegate-oidc").unwrap();
+    let state = r.set_cookie("edgegate-oidc").unwrap();
     let host = idp.origin.addr.to_string();
     let back = get(idp.origin.addr, to_idp.split_once(&host).unwrap().1);
     let callback = back.header("location").unwrap().to_string();

@@ -123,7 +123,9 @@ impl Catalogue {
     }
 }
 
-fn text(o: &Object, key: &str) -> String {
+/// A string member of an entity's object (`""` when absent or not a string): the one
+/// reader the portal's and console's pages use too.
+pub fn text(o: &Object, key: &str) -> String {
     match o.get(key) {
         Some(Value::String(s)) => s.clone(),
         _ => String::new(),
@@ -328,22 +330,32 @@ impl PlaneStore {
 
     /// The subscriptions `ownerId` names user `id` in, by id.
     pub fn subscriptions_of(&self, user: &str) -> PlaneResult<Vec<SubscriptionCard>> {
+        // SQLite narrows to owners ending in the user's id (LIKE may match more: `_` in
+        // an id is a wildcard), the exact check is below; no other subscription is read
+        let mut stmt = self.conn.prepare(
+            "SELECT id, body FROM entities WHERE kind = 'subscription'
+             AND json_extract(body, '$.ownerId') LIKE '%/users/' || ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![user], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
-        for v in self.list_entities(Kind::Subscription)? {
-            let Value::Object(o) = v else { continue };
+        for row in rows {
+            let (id, body) = row?;
+            let o = super::store::parse_object(&body);
             let owner = text(&o, "ownerId");
             if owner.rsplit_once("/users/").is_some_and(|(_, u)| u == user) {
                 out.push(SubscriptionCard {
                     name: match text(&o, "displayName") {
-                        n if n.is_empty() => text(&o, "id"),
+                        n if n.is_empty() => id.clone(),
                         n => n,
                     },
-                    id: text(&o, "id"),
                     scope: text(&o, "scope"),
                     state: match text(&o, "state") {
                         s if s.is_empty() => "active".into(),
                         s => s,
                     },
+                    id,
                 });
             }
         }

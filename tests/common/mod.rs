@@ -633,6 +633,30 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The value of the cookie `name` that this response sets, if it sets one.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, v)| {
+                v.split(';')
+                    .next()?
+                    .strip_prefix(&prefix)
+                    .map(str::to_string)
+            })
+    }
+
+    /// The CSRF token of the first form on this HTML page.
+    pub fn form_csrf(&self) -> String {
+        let text = self.text();
+        text.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no form with a CSRF token in {text}"))
+            .to_string()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use miniserde::json::{self, Object, Value};
 
+use crate::manage::catalogue::text;
 use crate::policy::jwt::{self, Key};
 
 /// The provider's identity label in a user's `identities`.
@@ -80,13 +81,6 @@ fn read_json(resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<Objec
     match json::from_str::<Value>(&text) {
         Ok(Value::Object(o)) => Ok(o),
         _ => Err(format!("{what}: not a JSON object")),
-    }
-}
-
-fn text(o: &Object, key: &str) -> String {
-    match o.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
     }
 }
 

@@ -106,12 +106,7 @@ pub fn not_found(web: &Web, visit: &Visit) -> Response {
     )
 }
 
-pub fn text(o: &Object, key: &str) -> String {
-    match o.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
+pub use crate::manage::catalogue::text;
 
 /// What the visitor may see: their groups when signed in.
 pub fn with_viewer<T>(web: &Web, visit: &Visit, f: impl FnOnce(&Viewer) -> T) -> T {
