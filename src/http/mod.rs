@@ -8,6 +8,7 @@ pub mod forward;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod spare;
 pub mod whole;
 
 pub use failure::{Failure, Source};

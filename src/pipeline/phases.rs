@@ -93,10 +93,8 @@ impl Pipeline {
         request_id: String,
         req: &RequestView,
     ) -> Pipeline {
-        let mut st = State {
-            request_id,
-            ..State::default()
-        };
+        let mut st = State::default();
+        st.request_id = request_id;
         if plan.later_reads_request {
             st.request_copy = Some(OwnedRequest::of(req));
         }

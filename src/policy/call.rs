@@ -192,6 +192,18 @@ pub enum Flow {
     Suspend,
 }
 
+impl Drop for State {
+    /// The bodies' buffers go back to the thread's spares for the next call.
+    fn drop(&mut self) {
+        if let Some(body) = self.req.body.take() {
+            crate::http::spare::give(body);
+        }
+        if let Some(body) = self.resp.body.take() {
+            crate::http::spare::give(body);
+        }
+    }
+}
+
 impl State {
     /// Sets the whole response to a gateway answer (status, JSON message).
     pub fn answer(&mut self, status: u16, message: &str) {

@@ -10,6 +10,7 @@ use crate::http::failure::reason_phrase;
 use crate::http::forward::HeaderEdits;
 use crate::http::request::{BodyKind, RequestHead};
 use crate::http::response::ResponseBody;
+use crate::http::spare;
 use crate::http::Failure;
 use crate::pipeline::exec::State;
 use crate::policy::request::query_value;
@@ -94,7 +95,7 @@ pub fn whole_body(kind: BodyKind, bytes: &[u8]) -> Result<Option<(Vec<u8>, usize
                 return Err(Failure::BodyTooLarge);
             }
             let n = n as usize;
-            Ok((bytes.len() >= n).then(|| (bytes[..n].to_vec(), n)))
+            Ok((bytes.len() >= n).then(|| (spare_copy(&bytes[..n]), n)))
         }
         BodyKind::Chunked => dechunk(bytes).map_err(|e| match e {
             None => Failure::BodyTooLarge,
@@ -103,13 +104,26 @@ pub fn whole_body(kind: BodyKind, bytes: &[u8]) -> Result<Option<(Vec<u8>, usize
     }
 }
 
+/// A body's bytes in a spare buffer (`http::spare`; the call gives it back when done).
+fn spare_copy(body: &[u8]) -> Vec<u8> {
+    let mut out = spare::bytes(body.len());
+    out.extend_from_slice(body);
+    out
+}
+
 /// De-chunks a complete chunked body; `Ok(None)` = incomplete; `Err(None)` = too large.
 fn dechunk(bytes: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Option<&'static str>> {
     let mut d = ChunkedDecoder::new();
-    let mut out = Vec::new();
+    let mut out = spare::bytes(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        let step = d.feed(&bytes[at..]).map_err(|e| Some(e.reason()))?;
+        let step = match d.feed(&bytes[at..]) {
+            Ok(step) => step,
+            Err(e) => {
+                spare::give(out);
+                return Err(Some(e.reason()));
+            }
+        };
         out.extend_from_slice(&bytes[at + step.data.0..at + step.data.1]);
         if out.len() > BUFFERED_BODY_MAX {
             return Err(None);
@@ -122,6 +136,7 @@ fn dechunk(bytes: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Option<&'static str
             break;
         }
     }
+    spare::give(out);
     Ok(None)
 }
 
@@ -138,7 +153,8 @@ pub fn whole_response_body(
             if n > BUFFERED_BODY_MAX as u64 {
                 return Err(too_large);
             }
-            Ok((bytes.len() as u64 >= n).then(|| (bytes[..n as usize].to_vec(), n as usize)))
+            let n = n as usize;
+            Ok((bytes.len() >= n).then(|| (spare_copy(&bytes[..n]), n)))
         }
         ResponseBody::Chunked => dechunk(bytes).map_err(|e| match e {
             None => too_large,
@@ -148,7 +164,7 @@ pub fn whole_response_body(
             if bytes.len() > BUFFERED_BODY_MAX {
                 return Err(too_large);
             }
-            Ok(eof.then(|| (bytes.to_vec(), bytes.len())))
+            Ok(eof.then(|| (spare_copy(bytes), bytes.len())))
         }
     }
 }

@@ -411,9 +411,8 @@ impl<'e> Machine<'e> {
                 if bytes.is_empty() {
                     return Ok(Val::Null);
                 }
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|_| err("the body is not UTF-8 text (As<JObject>)"))?;
-                let j = json::parse(text)?;
+                let j = json::parse_utf8(bytes)
+                    .ok_or(err("the body is not UTF-8 text (As<JObject>)"))??;
                 let v = from_json(&j);
                 cast(ty, v)?
             }

@@ -285,7 +285,9 @@ impl Json {
 
     /// JSON text: `ToString()` (indented) or `ToString(Formatting.None)`.
     pub fn print(&self, indented: bool) -> Result<String, EvalError> {
-        let mut out = String::with_capacity(self.print_size_hint());
+        // a printed body often becomes the body sent on (set-body): its buffer then
+        // goes back to the spares with the call's
+        let mut out = crate::http::spare::string(self.print_size_hint());
         write(self, indented, 0, &mut out)?;
         Ok(out)
     }
@@ -371,11 +373,58 @@ pub fn dotnet_double(f: f64) -> String {
 /// `dotnet_double` written into `out` (in the usual range without an allocation: there
 /// Rust's shortest form is .NET's).
 fn push_dotnet_double(out: &mut String, f: f64) {
+    if push_short_decimal(out, f) {
+        return;
+    }
     if f.is_finite() && (1e-4..1e15).contains(&f.abs()) {
         let _ = write!(out, "{f}");
         return;
     }
     out.push_str(&dotnet_double_slow(f));
+}
+
+/// The common case of `push_dotnet_double` without the formatting machinery: a value
+/// from 1E-04 to 1E+09 that is exactly the nearest double to a decimal with at most six
+/// fractional digits (250.5, 9.99). The fewest such digits are the shortest round-trip
+/// form (below 1E+09 a step of 1E-06 is wider than the double's spacing, so no other
+/// decimal with as many digits maps to it). `false`: nothing written.
+fn push_short_decimal(out: &mut String, f: f64) -> bool {
+    let a = f.abs();
+    if !(1e-4..1e9).contains(&a) {
+        return false;
+    }
+    let mut scale = 1u64;
+    for digits in 0..=6 {
+        let m = (a * scale as f64).round();
+        // m and scale are exact (below 2^53), and the division rounds correctly: equal
+        // means the decimal m / scale reads back as this double
+        if m / scale as f64 == a {
+            let m = m as u64;
+            if f < 0.0 {
+                out.push('-');
+            }
+            push_digits(out, m / scale, 1);
+            if digits > 0 {
+                out.push('.');
+                push_digits(out, m % scale, digits);
+            }
+            return true;
+        }
+        scale *= 10;
+    }
+    false
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    while n > 0 || digits.len() - i < width {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 fn dotnet_double_slow(f: f64) -> String {
@@ -452,6 +501,11 @@ fn floats_equal(a: f64, b: f64) -> bool {
 /// Parses JSON text as `JToken.Parse` does (the caller checks the kind it wanted).
 pub fn parse(text: &str) -> Result<Json, EvalError> {
     super::lazy::parse(text)
+}
+
+/// `parse` of bytes that may not be UTF-8 (`None` then), without checking them twice.
+pub fn parse_utf8(bytes: &[u8]) -> Option<Result<Json, EvalError>> {
+    super::lazy::parse_utf8(bytes)
 }
 
 /// Parses JSON text into a tree at once (the lazy parser's fallback for documents that
@@ -729,6 +783,50 @@ mod tests {
         assert_eq!(dotnet_double(0.00001), "1E-05");
         assert_eq!(dotnet_double(123.25), "123.25");
         assert_eq!(dotnet_double(1e14), "100000000000000");
+    }
+
+    /// The short-decimal path prints what the general one prints, wherever it applies.
+    #[test]
+    fn short_decimals_print_as_the_shortest_round_trip_form() {
+        let mut values = vec![
+            250.5,
+            9.99,
+            0.0001,
+            0.1,
+            0.3,
+            1e-4,
+            999_999_999.999_999,
+            123.25,
+        ];
+        values.extend([
+            1.0 / 3.0,
+            2f64.sqrt(),
+            1e9 - 0.5,
+            0.000_123_4,
+            5e-324,
+            1e8 + 0.1,
+        ]);
+        // decimals of every length, and arbitrary doubles, from a fixed generator
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 8) as i32;
+            values.push((x >> 20) as f64 % 1e12 / 10f64.powi(digits));
+            values.push(f64::from_bits(x) % 1e9);
+        }
+        let mut taken = 0;
+        for v in values {
+            for f in [v, -v] {
+                let mut out = String::new();
+                if push_short_decimal(&mut out, f) {
+                    taken += 1;
+                    assert_eq!(out, format!("{f}"), "{f:e}");
+                }
+            }
+        }
+        assert!(taken > 100_000, "{taken}");
     }
 
     #[test]

@@ -46,9 +46,23 @@ impl Source {
 /// Parses JSON text: plain JSON is checked whole and its root opened, nested containers
 /// left unopened; anything else (and every error) goes to the eager parser.
 pub fn parse(text: &str) -> Result<Json, EvalError> {
-    let Some(checked) = check::check(text) else {
-        return json::parse_eager(text);
-    };
+    match check::check(text.as_bytes()) {
+        Some(checked) => Ok(open_root(checked)),
+        None => json::parse_eager(text),
+    }
+}
+
+/// `parse` of bytes (a body): `None` when they are not UTF-8. The check of plain JSON
+/// is also the check of its encoding.
+pub fn parse_utf8(bytes: &[u8]) -> Option<Result<Json, EvalError>> {
+    match check::check(bytes) {
+        Some(checked) => Some(Ok(open_root(checked))),
+        None => std::str::from_utf8(bytes).ok().map(json::parse_eager),
+    }
+}
+
+/// A checked text's root, opened.
+fn open_root(checked: check::Checked) -> Json {
     let root = checked.ends[0];
     let object = checked.text.starts_with('{');
     let raw = Raw {
@@ -62,7 +76,7 @@ pub fn parse(text: &str) -> Result<Json, EvalError> {
         depth: root.depth,
         canonical: root.canonical,
     };
-    Ok(open(&raw))
+    open(&raw)
 }
 
 /// A property name at the cursor: its span (without quotes) and whether it holds an
@@ -390,7 +404,7 @@ mod tests {
             r#"{"items":[{"n":1},{"n":7}],"id":"x"}"#
         );
         // the copy has no insignificant whitespace; canonical containers are flagged
-        let Some(c) = check::check("{ \"a\" : [ 1 , 2.5 ], \"b\" : [ 1.0 ] }") else {
+        let Some(c) = check::check(b"{ \"a\" : [ 1 , 2.5 ], \"b\" : [ 1.0 ] }") else {
             panic!("plain JSON")
         };
         assert_eq!(c.text, r#"{"a":[1,2.5],"b":[1.0]}"#);
@@ -409,12 +423,42 @@ mod tests {
             "\"x\"",
             "[\"\u{1}\"]",
         ] {
-            assert!(check::check(other).is_none(), "{other}");
+            assert!(check::check(other.as_bytes()).is_none(), "{other}");
         }
         for bad in ["{", "[1,", "{\"a\": [1, }", "{\"a\" 1}", "[\"x]", "{} x"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         let deep = "[".repeat(65) + &"]".repeat(65);
         assert!(parse(&deep).is_err());
+    }
+
+    /// A body's bytes are checked as JSON and as UTF-8 in one pass: bytes that are not
+    /// UTF-8 are told apart from JSON errors, wherever they are.
+    #[test]
+    fn body_bytes_are_json_and_utf8_or_told_which_not() {
+        let ok = parse_utf8("{\"a\": \"é\", \"b\": [1, {\"c\": null}]}".as_bytes());
+        assert_eq!(
+            ok.unwrap().unwrap().print(false).unwrap(),
+            "{\"a\":\"é\",\"b\":[1,{\"c\":null}]}"
+        );
+        for bytes in [
+            &b"{\"a\": \"\xff\"}"[..],
+            b"{\"a\": [\"x\", \"\xc3\"]}",
+            b"[1, \"\xed\xa0\x80\"]",
+            b"{\"a\": 1 \xff}",
+            b"\xef\xbb\xbf\xff[]",
+        ] {
+            assert!(parse_utf8(bytes).is_none(), "{bytes:?}");
+        }
+        // UTF-8, not plain JSON: the eager parser's verdict
+        assert_eq!(
+            parse_utf8(b"{'a': 1}")
+                .unwrap()
+                .unwrap()
+                .print(false)
+                .unwrap(),
+            "{\"a\":1}"
+        );
+        assert!(parse_utf8(b"{\"a\": }").unwrap().is_err());
     }
 }

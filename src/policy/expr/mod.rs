@@ -68,6 +68,11 @@ pub fn parse_json_tree(text: &str) -> Result<Json, EvalError> {
 pub fn parse_json_body(text: &str) -> Result<Json, EvalError> {
     json::parse(text)
 }
+/// `parse_json_body` of a body's bytes, as `As<JObject>()` reads them: `None` when they
+/// are not UTF-8.
+pub fn parse_json_body_bytes(bytes: &[u8]) -> Option<Result<Json, EvalError>> {
+    json::parse_utf8(bytes)
+}
 pub use value::Val;
 
 use lex::{is_keyword, lex, Part, Tok};

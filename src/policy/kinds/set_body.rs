@@ -100,9 +100,13 @@ impl Behaviour for SetBody {
     }
     fn run(&self, step: &Step, call: &mut Call) -> Flow {
         let body = or_fail!(call, step, self.render(call)).into_bytes();
-        match call.phase {
-            Phase::Request => call.st.req.body = Some(body),
-            Phase::Response => call.st.resp.body = Some(body),
+        let slot = match call.phase {
+            Phase::Request => &mut call.st.req.body,
+            Phase::Response => &mut call.st.resp.body,
+        };
+        // the body it replaces goes back to the thread's spares
+        if let Some(old) = slot.replace(body) {
+            crate::http::spare::give(old);
         }
         Flow::Continue
     }

@@ -554,32 +554,26 @@ impl Client {
         let Some(rbuf) = x.resp_buf.as_mut() else {
             return Step::Close;
         };
+        if rbuf.is_empty() {
+            // nothing of the answer yet (this runs after every write of the request)
+            return match x.backend_eof {
+                true => self.backend_broke(ctx),
+                false => stalled_or_moved(progress),
+            };
+        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let parsed = response::parse(
-            rbuf.bytes(),
-            &mut headers,
-            x.is_head,
-            ctx.pool.size_of(Class::Data),
-        );
-        match parsed {
-            Ok(None) => {
-                if x.backend_eof {
-                    if rbuf.is_empty() {
-                        return self.backend_broke(ctx);
-                    }
-                    self.fail_exchange(Failure::BackendBadResponse("backend_truncated_head"), ctx);
-                    return Step::Progress;
-                }
+        let limit = ctx.pool.size_of(Class::Data);
+        let parsed = match response::parse(rbuf.bytes(), &mut headers, x.is_head, limit) {
+            Ok(None) if x.backend_eof => Err(Failure::BackendBadResponse("backend_truncated_head")),
+            Ok(Some(r)) if r.status == 101 => {
+                Err(Failure::BackendBadResponse("backend_upgrade_unsupported"))
             }
+            parsed => parsed,
+        };
+        match parsed {
+            Ok(None) => {}
             Err(f) => {
                 self.fail_exchange(f, ctx);
-                return Step::Progress;
-            }
-            Ok(Some(r)) if r.status == 101 => {
-                self.fail_exchange(
-                    Failure::BackendBadResponse("backend_upgrade_unsupported"),
-                    ctx,
-                );
                 return Step::Progress;
             }
             Ok(Some(r)) if (100..200).contains(&r.status) => {

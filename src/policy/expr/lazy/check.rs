@@ -29,22 +29,23 @@ pub struct Checked {
     pub ends: Vec<End>,
 }
 
-/// Checks `text`: `Some` when it is a plain JSON object or array, `None` when the eager
-/// parser must judge it (an error, a comment, a single quote, a repeated or escaped
-/// name, a scalar root, a document too deep).
-pub fn check(text: &str) -> Option<Checked> {
+/// Checks `text` (UTF-8 or not: the copy is checked to be): `Some` when it is a plain
+/// JSON object or array in UTF-8, `None` when the eager parser must judge it (an error,
+/// a comment, a single quote, a repeated or escaped name, a scalar root, a document too
+/// deep, bytes that are not UTF-8).
+pub fn check(text: &[u8]) -> Option<Checked> {
     if u32::try_from(text.len()).is_err() {
         return None;
     }
-    let (mut out, mut ends) = spare_buffers();
-    out.reserve(text.len());
+    let mut ends = spare_ends();
     // about one container per 48 bytes in typical API bodies
     ends.reserve(text.len() / 48 + 4);
     let mut s = Scan {
-        b: text.as_bytes(),
-        text,
+        b: text,
         pos: 0,
-        out,
+        // the copy is never longer than the text; the slack takes a last block's tail
+        out: crate::http::spare::filled(text.len() + RUN_COPY),
+        written: 0,
         run: 0,
         ends,
         names: NAMES.with(|n| std::mem::take(&mut *n.borrow_mut())),
@@ -53,46 +54,56 @@ pub fn check(text: &str) -> Option<Checked> {
     let mut names = std::mem::take(&mut s.names);
     names.clear();
     NAMES.with(|n| *n.borrow_mut() = names);
-    match checked {
-        Some(()) => Some(Checked {
-            text: s.out,
-            ends: s.ends,
-        }),
-        None => {
-            give_back(s.out, s.ends);
+    let mut out = s.out;
+    out.truncate(s.written);
+    // blanks are ASCII, so the copy is UTF-8 exactly when the text is (the one check of
+    // it: a body is not checked before)
+    match (checked, String::from_utf8(out)) {
+        (Some(()), Ok(text)) => Some(Checked { text, ends: s.ends }),
+        (_, text) => {
+            let text = text.unwrap_or_else(|e| {
+                crate::http::spare::give(e.into_bytes());
+                String::new()
+            });
+            give_back(text, s.ends);
             None
         }
     }
 }
 
+/// Runs of text up to this long are copied as one block of this size (most runs are: a
+/// name or a value between blanks), which needs no call to `memcpy`.
+const RUN_COPY: usize = 16;
+
 thread_local! {
     /// The name scratch of the last check on this thread (its capacity kept).
     static NAMES: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Buffers of checked texts that are gone, for the next check on this thread: a
-    /// policy that reads every request's body as JSON then allocates nothing for them.
-    static SPARE: std::cell::RefCell<Vec<(String, Vec<End>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Container lists of checked texts that are gone, for the next check on this
+    /// thread (the texts themselves go to `http::spare`): a policy that reads every
+    /// request's body as JSON then allocates nothing for them.
+    static SPARE: std::cell::RefCell<Vec<Vec<End>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Most spare buffer pairs kept per thread, and the largest text buffer kept.
+/// Most spare container lists kept per thread, and the longest kept.
 const SPARE_MAX: usize = 4;
-const SPARE_BYTES: usize = 64 * 1024;
+const SPARE_ENDS: usize = 4096;
 
-/// An emptied text buffer and ends list from the spares, or new ones.
-fn spare_buffers() -> (String, Vec<End>) {
+/// An emptied container list from the spares, or a new one.
+fn spare_ends() -> Vec<End> {
     SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
 }
 
 /// Keeps `text` and `ends` (emptied) for the next check, within the bounds.
-pub fn give_back(mut text: String, mut ends: Vec<End>) {
-    if text.capacity() > SPARE_BYTES {
+pub fn give_back(text: String, mut ends: Vec<End>) {
+    crate::http::spare::give_string(text);
+    if ends.capacity() > SPARE_ENDS {
         return;
     }
-    text.clear();
     ends.clear();
-    SPARE.with(|s| {
+    let _ = SPARE.try_with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < SPARE_MAX {
-            s.push((text, ends));
+            s.push(ends);
         }
     });
 }
@@ -156,9 +167,11 @@ fn is_blank(c: u8) -> bool {
 
 struct Scan<'t> {
     b: &'t [u8],
-    text: &'t str,
     pos: usize,
-    out: String,
+    /// The copy: its first `written` bytes are the text before `run` without blanks;
+    /// the rest is room (of arbitrary content) for the runs still to come.
+    out: Vec<u8>,
+    written: usize,
     /// Where the run of text not yet copied to `out` starts.
     run: usize,
     ends: Vec<End>,
@@ -185,11 +198,26 @@ impl Scan<'_> {
     /// Where the cursor is in the copy.
     fn at(&self) -> u32 {
         // the text's length was checked to fit
-        (self.out.len() + self.pos - self.run) as u32
+        (self.written + self.pos - self.run) as u32
     }
 
+    /// Copies the run before the cursor: a short one as a block of `RUN_COPY` bytes
+    /// whose tail the next run overwrites.
     fn flush(&mut self) {
-        self.out.push_str(&self.text[self.run..self.pos]);
+        let (at, len) = (self.written, self.pos - self.run);
+        let block = self
+            .b
+            .get(self.run..self.run + RUN_COPY)
+            .and_then(|b| <&[u8; RUN_COPY]>::try_from(b).ok());
+        match (block, self.out.get_mut(at..at + RUN_COPY)) {
+            (Some(block), Some(to)) if len <= RUN_COPY => to.copy_from_slice(block),
+            _ => {
+                if let Some(to) = self.out.get_mut(at..at + len) {
+                    to.copy_from_slice(&self.b[self.run..self.pos]);
+                }
+            }
+        }
+        self.written += len;
     }
 
     /// Skips whitespace, copying the run before it.
@@ -238,12 +266,15 @@ impl Scan<'_> {
         self.pos += 1;
         self.blank();
         let mark = self.names.len();
+        // the names of this object, hashed to one bit each: a name whose bit is clear
+        // repeats none of them, and is not compared
+        let mut seen = 0u64;
         let mut canonical = true;
         let mut deepest = 0u8;
         if self.b.get(self.pos) != Some(&close) {
             loop {
                 if object {
-                    self.name(mark)?;
+                    self.name(mark, &mut seen)?;
                 }
                 let first = self.ends.len();
                 canonical &= self.value(depth + 1)?;
@@ -275,7 +306,7 @@ impl Scan<'_> {
 
     /// A property name and the colon after it: plain (no escape), not repeated in its
     /// object, and the object not too large to check for repeats.
-    fn name(&mut self, mark: usize) -> Option<()> {
+    fn name(&mut self, mark: usize, seen: &mut u64) -> Option<()> {
         if self.b.get(self.pos) != Some(&b'"') || self.names.len() - mark >= NAMES_CHECKED {
             return None;
         }
@@ -285,12 +316,15 @@ impl Scan<'_> {
         }
         let end = self.pos - 1;
         let name = &self.b[start..end];
-        if self.names[mark..]
-            .iter()
-            .any(|&(s, e)| &self.b[s..e] == name)
+        let bit = name_bit(name);
+        if *seen & bit != 0
+            && self.names[mark..]
+                .iter()
+                .any(|&(s, e)| &self.b[s..e] == name)
         {
             return None;
         }
+        *seen |= bit;
         self.names.push((start, end));
         self.blank();
         if self.b.get(self.pos) != Some(&b':') {
@@ -340,6 +374,20 @@ impl Scan<'_> {
         self.pos = end;
         Some(canonical)
     }
+}
+
+/// One of 64 bits for a name, from its length and its first and last bytes.
+#[inline(always)]
+fn name_bit(name: &[u8]) -> u64 {
+    let (first, last) = match name {
+        [] => (0, 0),
+        [only] => (*only, *only),
+        [first, .., last] => (*first, *last),
+    };
+    let h = (name.len() as u32).wrapping_mul(0x9E37_79B1)
+        ^ u32::from(first).wrapping_mul(0x85EB_CA6B)
+        ^ u32::from(last).wrapping_mul(0xC2B2_AE35);
+    1u64 << (h >> 26)
 }
 
 /// A number in JSON's grammar at `start`: where it ends, and whether its text is what
