@@ -96,7 +96,7 @@ impl Pipeline {
         let mut st = State::default();
         st.request_id = request_id;
         if plan.later_reads_request {
-            st.request_copy = Some(OwnedRequest::of(req));
+            st.request_copy = Some(Box::new(OwnedRequest::of(req)));
         }
         Pipeline {
             plan: Arc::clone(plan),
@@ -368,7 +368,7 @@ impl Pipeline {
 
     /// The copy of the client's request the call keeps (when later sections read it).
     pub fn request_copy(&self) -> Option<&OwnedRequest> {
-        self.st.request_copy.as_ref()
+        self.st.request_copy.as_deref()
     }
 
     /// Runs on-error after a failure outside the policies (backend, framing), starting
@@ -480,7 +480,7 @@ impl Pipeline {
 }
 
 /// The request as later sections see it: the copy kept for them, or nothing.
-fn kept(copy: &Option<OwnedRequest>) -> RequestView<'_> {
+fn kept(copy: &Option<Box<OwnedRequest>>) -> RequestView<'_> {
     match copy {
         Some(c) => c.view(),
         None => empty_request(),

@@ -119,14 +119,16 @@ pub struct State {
     pub vars: Vec<(String, Val<'static>)>,
     pub req: RequestEdits,
     pub resp: ResponseEdits,
-    pub last_error: Option<LastError>,
+    /// Boxed (like `request_copy`): rarely set, and the call's state stays small enough for
+    /// the allocator's per-thread cache.
+    pub last_error: Option<Box<LastError>>,
     pub request_id: String,
     /// Steps whose effect waits for the response (rate-limit-by-key / quota conditions).
     pub deferred: Vec<(Step, String)>,
     pub quotas: Vec<QuotaUse>,
     pub slots: Vec<ConcurrencySlot>,
     /// The request copy for later sections, when they read it.
-    pub request_copy: Option<OwnedRequest>,
+    pub request_copy: Option<Box<OwnedRequest>>,
     /// What expressions may still spend during this call, and what it started with.
     pub budget: Budget,
     pub budget_limits: (u64, u64),
@@ -216,7 +218,7 @@ impl State {
     }
 
     pub fn fail(&mut self, step: &Step, source: &str, reason: &str, message: &str) -> Flow {
-        self.last_error = Some(LastError {
+        self.last_error = Some(Box::new(LastError {
             source: source.to_string(),
             reason: reason.to_string(),
             message: message.to_string(),
@@ -224,7 +226,7 @@ impl State {
             section: step.section.as_str().to_string(),
             policy_id: step.id.as_deref().unwrap_or("").to_string(),
             path: step.policy.name().to_string(),
-        });
+        }));
         Flow::Error
     }
 
@@ -282,7 +284,7 @@ impl State {
 /// Marks the call as failed for a reason outside the policies (backend failure, bad
 /// request framing…) so on-error runs with it.
 pub fn fail_outside(st: &mut State, source: &str, reason: &str, message: &str, section: &str) {
-    st.last_error = Some(LastError {
+    st.last_error = Some(Box::new(LastError {
         source: source.to_string(),
         reason: reason.to_string(),
         message: message.to_string(),
@@ -290,7 +292,7 @@ pub fn fail_outside(st: &mut State, source: &str, reason: &str, message: &str, s
         section: section.to_string(),
         policy_id: String::new(),
         path: String::new(),
-    });
+    }));
 }
 
 /// Is this a response phase (the edits go to the response)?

@@ -114,11 +114,11 @@ impl State {
             }
             Outcome::Failed(f) => {
                 self.answer(500, "Internal server error");
-                self.last_error = Some(LastError {
+                self.last_error = Some(Box::new(LastError {
                     reason: f.reason().to_string(),
                     message: f.message(),
                     ..to.origin
-                });
+                }));
                 Flow::Error
             }
         }
