@@ -304,7 +304,7 @@ fn object_member<'e>(
         (M::Count, []) => Val::Int(o.borrow().len() as i64),
         (M::HasValues, []) => Val::Bool(!o.borrow().is_empty()),
         (M::Value, [key]) => {
-            let v = j.get(&key.to_text()).map_or(Val::Null, |v| from_json(&v));
+            let v = j.with_field(&key.to_text(), from_json).unwrap_or(Val::Null);
             match (generic, v) {
                 (Some(Ty::Int), Val::Null) => Val::Int(0),
                 (Some(Ty::Double), Val::Null) => Val::Double(0.0),
@@ -313,7 +313,9 @@ fn object_member<'e>(
                 (None, v) => v,
             }
         }
-        (M::GetValue, [name]) => j.get(&name.to_text()).map_or(Val::Null, |v| from_json(&v)),
+        (M::GetValue, [name]) => j
+            .with_field(&name.to_text(), from_json)
+            .unwrap_or(Val::Null),
         // JObject.GetValue(name, comparison): an exact match first, as Newtonsoft does
         (M::GetValue, [name, Val::Flag(f)]) => {
             let name = name.to_text();

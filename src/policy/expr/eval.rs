@@ -807,7 +807,7 @@ pub(super) fn index<'e>(t: &Val<'e>, k: &Val) -> Result<Val<'e>, EvalError> {
     Ok(match t {
         Val::Json(j @ Json::Object(_)) => {
             match k {
-                Val::Str(name) => j.get(name).map_or(Val::Null, |v| from_json(&v)),
+                Val::Str(name) => j.with_field(name, from_json).unwrap_or(Val::Null),
                 _ => return Err(err(
                     "Accessed JObject values with invalid key value. Object property name expected",
                 )),

@@ -214,13 +214,19 @@ impl Json {
     /// A property of an object (`obj["name"]`, opened in place); `None` when absent or
     /// not an object.
     pub fn get(&self, name: &str) -> Option<Json> {
+        self.with_field(name, Json::clone)
+    }
+
+    /// What `f` makes of a property's value (opened in place first), without a copy of
+    /// the value: reading a string property into an expression copies its text once.
+    pub fn with_field<R>(&self, name: &str, f: impl FnOnce(&Json) -> R) -> Option<R> {
         let Json::Object(o) = self else { return None };
         let mut o = o.borrow_mut();
         let (_, v) = o.iter_mut().find(|(k, _)| k == name)?;
         if let Json::Raw(r) = v {
             *v = super::lazy::open(r);
         }
-        Some(v.clone())
+        Some(f(v))
     }
 
     /// Sets (or adds at the end) a property: `obj["name"] = value`.
