@@ -93,7 +93,8 @@ fn spare_ends() -> Vec<End> {
     SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
 }
 
-/// Keeps `text` and `ends` (emptied) for the next check, within the bounds.
+/// Hands `text`'s buffer to the spare body buffers and keeps `ends` (emptied) for the
+/// next check, within the bounds.
 pub fn give_back(text: String, mut ends: Vec<End>) {
     crate::http::spare::give_string(text);
     if ends.capacity() > SPARE_ENDS {
@@ -211,11 +212,11 @@ impl Scan<'_> {
             .and_then(|b| <&[u8; RUN_COPY]>::try_from(b).ok());
         match (block, self.out.get_mut(at..at + RUN_COPY)) {
             (Some(block), Some(to)) if len <= RUN_COPY => to.copy_from_slice(block),
-            _ => {
-                if let Some(to) = self.out.get_mut(at..at + len) {
-                    to.copy_from_slice(&self.b[self.run..self.pos]);
-                }
-            }
+            // `out` is as long as the text (and a block): the copy always has room
+            _ => match self.out.get_mut(at..at + len) {
+                Some(to) => to.copy_from_slice(&self.b[self.run..self.pos]),
+                None => debug_assert!(false, "the copy is shorter than the text"),
+            },
         }
         self.written += len;
     }
