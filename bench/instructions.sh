@@ -17,10 +17,6 @@ sed -e "s#@RUNDIR@#$W#g" -e "s#@NAME@#origin#g" -e "s#@LISTEN_PORT@#$ORIGIN#g" \
   "$ROOT/bench/harness/conf/origin-nginx.conf" > "$W/origin.conf"
 nginx -c "$W/origin.conf" -p "$W" 2>/dev/null &
 python3 "$ROOT/bench/harness/post_documents.py" "$W" "$ORIGIN"
-cat > "$W/plain.json" <<JSON
-{"schemaVersion": 1, "version": "plain", "apis": [{"id": "b", "path": "", "serviceUrl": "http://127.0.0.1:$ORIGIN",
- "subscriptionRequired": false, "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}]}
-JSON
 # posts $2 orders to 127.0.0.1:$1 on one connection; every answer must be 200
 post() {
   python3 - "$1" "$2" "$W/order.json" <<'PY'

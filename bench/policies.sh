@@ -24,10 +24,6 @@ taskset -c 0 nginx -c "$W/origin.conf" -p "$W" 2>/dev/null &
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -outform DER -out "$W/rsa.der" 2>/dev/null
 # prints: n e token (RS256, exp in one hour)
 read -r N E TOKEN < <("$ROOT/target/release/examples/jwt_token" "$W/rsa.der")
-cat > "$W/plain.json" <<JSON
-{"schemaVersion": 1, "version": "plain", "apis": [{"id": "b", "path": "", "serviceUrl": "http://127.0.0.1:$ORIGIN",
- "subscriptionRequired": false, "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}]}
-JSON
 POL="<policies><inbound><rate-limit calls=\\\"100000000\\\" renewal-period=\\\"60\\\" /><set-header name=\\\"X-Caller\\\" exists-action=\\\"override\\\"><value>@(context.Subscription.Id)</value></set-header><validate-jwt header-name=\\\"Authorization\\\" require-scheme=\\\"Bearer\\\"><issuer-signing-keys><key n=\\\"$N\\\" e=\\\"$E\\\" /></issuer-signing-keys><audiences><audience>bench</audience></audiences></validate-jwt></inbound><backend><forward-request /></backend><outbound /><on-error /></policies>"
 cat > "$W/policy.json" <<JSON
 {"schemaVersion": 1, "version": "policy", "apis": [{"id": "b", "path": "", "serviceUrl": "http://127.0.0.1:$ORIGIN",
@@ -45,7 +41,7 @@ awk '/"version": "policy"/ { sub(/"version": "policy"/, "\"version\": \"many\"")
        next
      }
      { print }' "$W/policy.json" > "$W/many.json"
-# the expression chain, and a 2 KB JSON order for wrk to POST
+# the gateway without policies, the expression chain, and a 2 KB JSON order for wrk to POST
 python3 "$ROOT/bench/harness/post_documents.py" "$W" "$ORIGIN"
 echo "POST body: $(wc -c < "$W/order.json") bytes of JSON" >&2
 declare -A PORT=([plain]=$PLAIN [policy]=$POLICY [many]=$MANY [expr]=$EXPR [valid]=$VALID)

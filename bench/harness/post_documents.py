@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Writes the documents of the 2 KB JSON POST benchmarks into a directory: the
+gateway without policies (plain.json), the
 expression chain typical of APIM documents (expr.json), validate-content of the same
 POST against the order's schema (valid.json), the 2 KB order (order.json) and wrk's
 script posting it (post.lua). Used by bench/policies.sh and bench/instructions.sh.
@@ -30,6 +31,7 @@ policy = '''<policies><inbound>
 api = lambda version, pol: {"schemaVersion": 1, "version": version, "apis": [{"id": "b", "path": "",
     "serviceUrl": f"http://127.0.0.1:{origin}", "subscriptionRequired": False,
     "operations": [{"id": "all", "method": "*", "urlTemplate": "/*"}]}], **({"policies": pol} if pol else {})}
+json.dump(api("plain", None), open(f"{w}/plain.json", "w"))
 json.dump(api("expr", policy), open(f"{w}/expr.json", "w"))
 # validate-content of the same POST against the order's schema (as an OpenAPI import
 # stores it), in prevent mode

@@ -10,11 +10,11 @@ use miniserde::json::{self, Value};
 
 use super::console::{error_page, not_found, show};
 use super::html::{self, esc, url};
+use super::manage_catalogue::{form_id, invalid};
 use super::reference::pretty;
 use super::{redirect, Visit, Web};
 use crate::manage::entities::Kind;
 use crate::manage::http::Response;
-use crate::manage::store::PlaneError;
 
 /// The kinds this editor handles, by their admin API segment.
 pub fn kind_of(segment: &str) -> Option<Kind> {
@@ -91,25 +91,12 @@ pub fn save(web: &Web, visit: &Visit, segment: &str) -> Response {
     let body = match json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => o,
         _ => {
-            return error_page(
-                web,
-                visit,
-                &PlaneError::Invalid(vec![crate::config::ConfigError {
-                    path: "json".into(),
-                    message: "the text is not a JSON object".into(),
-                }]),
-            )
+            let e = invalid("json", "the text is not a JSON object");
+            return error_page(web, visit, &e);
         }
     };
-    if !crate::config::compile::valid_id(id) {
-        return error_page(
-            web,
-            visit,
-            &PlaneError::Invalid(vec![crate::config::ConfigError {
-                path: "id".into(),
-                message: "ids may hold only letters, digits and - _ . ~ (at most 256)".into(),
-            }]),
-        );
+    if let Err(e) = form_id(id) {
+        return error_page(web, visit, &e);
     }
     let saved = web.store().put_entity_keeping_secrets(kind, id, body);
     match saved {

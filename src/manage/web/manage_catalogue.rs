@@ -230,7 +230,7 @@ pub fn import(web: &Web, visit: &Visit) -> Response {
 }
 
 /// The `id` of a form: as the admin API takes ids.
-fn form_id(id: &str) -> Result<(), PlaneError> {
+pub(super) fn form_id(id: &str) -> Result<(), PlaneError> {
     if crate::config::compile::valid_id(id) {
         Ok(())
     } else {
@@ -241,7 +241,8 @@ fn form_id(id: &str) -> Result<(), PlaneError> {
     }
 }
 
-fn invalid(path: &str, message: &str) -> PlaneError {
+/// A form field the plane refuses: its name and why.
+pub(super) fn invalid(path: &str, message: &str) -> PlaneError {
     PlaneError::Invalid(vec![crate::config::ConfigError {
         path: path.into(),
         message: message.into(),
